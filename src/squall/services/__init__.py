@@ -1,0 +1,25 @@
+"""Real PostgreSQL and Redis for squall: given by URL, or embedded from wheels."""
+
+from squall.services.process import ManagedProcess, ProcessStartError, spawn
+from squall.services.stack import (
+    Endpoints,
+    ServiceUnavailable,
+    create_database,
+    drop_database,
+    redact,
+    services,
+    with_database,
+)
+
+__all__ = [
+    "Endpoints",
+    "ManagedProcess",
+    "ProcessStartError",
+    "ServiceUnavailable",
+    "create_database",
+    "drop_database",
+    "redact",
+    "services",
+    "spawn",
+    "with_database",
+]

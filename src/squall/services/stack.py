@@ -1,0 +1,171 @@
+"""The one way squall obtains PostgreSQL and Redis: given by URL, or embedded.
+
+``DATABASE_URL`` / ``REDIS_URL`` (or explicit arguments) select servers that
+already run; anything not given is started from the wheels and stopped when the
+:class:`Services` context exits, on Ctrl-C, on SIGTERM, or (by the kernel) when
+squall itself is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey
+
+
+class ServiceUnavailable(RuntimeError):
+    """A service given by URL cannot be reached; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the services are, and the PIDs of the ones squall started (for monitoring)."""
+
+    database_url: str
+    redis_url: str
+    postgres_pid: int | None = None
+    redis_pid: int | None = None
+    embedded: tuple[str, ...] = field(default=())
+
+
+def with_database(url: str, name: str) -> str:
+    """Return ``url`` pointing at database ``name`` on the same server."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages and reports."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+async def _check_postgres(url: str) -> None:
+    try:
+        conn = await asyncpg.connect(url, timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise ServiceUnavailable(
+            f"cannot reach PostgreSQL at {redact(url)}: {exc}. "
+            "Start it, fix DATABASE_URL, or unset DATABASE_URL to use the embedded server."
+        ) from exc
+    await conn.close()
+
+
+async def _check_redis(url: str) -> None:
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        await client.ping()
+    except (OSError, aioredis.RedisError) as exc:
+        raise ServiceUnavailable(
+            f"cannot reach Redis at {redact(url)}: {exc}. "
+            "Start it, fix REDIS_URL, or unset REDIS_URL to use the embedded server."
+        ) from exc
+    finally:
+        await client.aclose()
+
+
+def create_database(server_url: str, prefix: str = "squall") -> str:
+    """Create a fresh, uniquely named database on ``server_url``; return its URL."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(server_url, timeout=10)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return with_database(server_url, name)
+
+
+def drop_database(server_url: str, database_url: str) -> None:
+    """Drop the database that ``database_url`` names, ending its sessions first."""
+    name = urlsplit(database_url).path.lstrip("/")
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(server_url, timeout=10)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit so ``finally`` blocks stop the servers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def services(
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Iterator[Endpoints]:
+    """Yield :class:`Endpoints` for PostgreSQL and Redis, starting what is not given.
+
+    Explicit arguments win over ``DATABASE_URL`` / ``REDIS_URL`` in ``environ``
+    (default: the process environment). Given services are checked for
+    reachability and raise :class:`ServiceUnavailable` with the fix.
+    """
+    env = os.environ if environ is None else environ
+    database_url = database_url or env.get("DATABASE_URL") or None
+    redis_url = redis_url or env.get("REDIS_URL") or None
+    postgres: EmbeddedPostgres | None = None
+    valkey: EmbeddedValkey | None = None
+    with _sigterm_as_exit():
+        try:
+            if database_url is not None:
+                asyncio.run(_check_postgres(database_url))
+            else:
+                postgres = EmbeddedPostgres.start()
+                database_url = postgres.url
+            if redis_url is not None:
+                asyncio.run(_check_redis(redis_url))
+            else:
+                valkey = EmbeddedValkey.start()
+                redis_url = valkey.url
+            yield Endpoints(
+                database_url=database_url,
+                redis_url=redis_url,
+                postgres_pid=postgres.process.pid if postgres else None,
+                redis_pid=valkey.process.pid if valkey else None,
+                embedded=tuple(
+                    name for name, srv in (("postgres", postgres), ("valkey", valkey)) if srv
+                ),
+            )
+        finally:
+            if valkey is not None:
+                valkey.stop()
+            if postgres is not None:
+                postgres.stop()

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import asyncpg
+import psutil
+import pytest
+import redis
+
+from squall.services import ServiceUnavailable, services
+
+pytestmark = pytest.mark.integration
+
+
+def test_embedded_servers_answer_and_stop() -> None:
+    with services(environ={}) as ep:
+        assert ep.embedded == ("postgres", "valkey")
+
+        async def query() -> int:
+            conn = await asyncpg.connect(ep.database_url)
+            try:
+                return int(await conn.fetchval("SELECT 41 + 1"))
+            finally:
+                await conn.close()
+
+        assert asyncio.run(query()) == 42
+        assert redis.Redis.from_url(ep.redis_url).ping()
+        pids = [ep.postgres_pid, ep.redis_pid]
+    for pid in pids:
+        assert pid is not None
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
+def test_unreachable_url_names_service_and_fix() -> None:
+    with (
+        pytest.raises(ServiceUnavailable, match=r"PostgreSQL at .*127\.0\.0\.1:1.*DATABASE_URL"),
+        services("postgresql://postgres@127.0.0.1:1/x", "redis://127.0.0.1:1/0"),
+    ):
+        pass
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_no_orphans_when_parent_is_killed(sig: signal.Signals) -> None:
+    code = (
+        "import sys\n"
+        "from squall.services import services\n"
+        "import time\n"
+        "with services(environ={}) as ep:\n"
+        "    print(ep.postgres_pid, ep.redis_pid, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    pids = [int(p) for p in line.split()]
+    assert len(pids) == 2
+    os.kill(child.pid, sig)
+    child.wait(30)
+    deadline = time.monotonic() + 20
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+        time.sleep(0.1)
+    assert alive == [], f"servers outlived their parent after {sig.name}: {alive}"
