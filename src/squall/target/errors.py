@@ -1,0 +1,65 @@
+"""Errors a client can act on, each with the protocol's ``error.code``."""
+
+from __future__ import annotations
+
+
+class TargetError(Exception):
+    """Base of every error reported to a client as ``{"type": "error", "code": ...}``."""
+
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadFrame(TargetError):
+    code = "bad_frame"
+
+
+class UnknownType(TargetError):
+    code = "unknown_type"
+
+
+class FrameTooLarge(TargetError):
+    code = "frame_too_large"
+
+
+class ContentTooLarge(TargetError):
+    code = "content_too_large"
+
+
+class InvalidField(TargetError):
+    code = "invalid_field"
+
+
+class NotFound(TargetError):
+    """The thread does not exist *or belongs to someone else*: the two are indistinguishable."""
+
+    code = "not_found"
+
+
+class InsufficientCredits(TargetError):
+    code = "insufficient_credits"
+
+
+class QueueFull(TargetError):
+    code = "queue_full"
+
+
+class RateLimited(TargetError):
+    code = "rate_limited"
+
+
+class TooManySockets(TargetError):
+    code = "too_many_sockets"
+
+
+class StaleFence(TargetError):
+    """A write carried a fencing token older than the thread's current one and was rejected."""
+
+    code = "stale_fence"
+
+
+class ShuttingDown(TargetError):
+    code = "shutting_down"

@@ -1,0 +1,147 @@
+"""The platform's configuration, read from ``SQUALL_*`` environment variables.
+
+Worker processes are separate interpreters, so the environment is the one
+channel every worker reads identically. ``Settings.from_env`` names the variable
+and the expected form of any value it cannot parse.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal, get_args, get_type_hints
+
+SessionPolicy = Literal["multi", "single_session"]
+ModelKind = Literal["simulated", "openai"]
+JwtAlgorithm = Literal["HS256", "RS256"]
+
+DEV_JWT_SECRET = "squall-dev-secret-change-me"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the platform cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the platform; the env var is ``SQUALL_`` + the upper-cased name."""
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Prefix of every Redis key and channel, so several platforms can share one server.
+    redis_prefix: str = "squall"
+
+    jwt_algorithm: JwtAlgorithm = "HS256"
+    jwt_secret: str = DEV_JWT_SECRET
+    #: PEM public key file for RS256 verification.
+    jwt_public_key_file: str = ""
+    #: PEM private key file used only by ``squall target token`` for RS256.
+    jwt_private_key_file: str = ""
+    jwt_issuer: str = "squall"
+    jwt_audience: str = "squall-platform"
+
+    max_frame_bytes: int = 65_536
+    max_content_chars: int = 16_000
+    max_sockets_per_user: int = 32
+    #: Token bucket per user for ``user_message`` frames: refill rate and burst.
+    messages_per_second: float = 50.0
+    message_burst: int = 100
+    session_policy: SessionPolicy = "multi"
+    #: Outbound frames buffered per socket before it is closed as a slow consumer.
+    socket_send_queue: int = 1_000
+
+    #: Runs one worker process executes at once.
+    run_concurrency: int = 32
+    max_queued_per_thread: int = 100
+    run_cost: int = 1
+    initial_credits: int = 1_000
+    #: Redis run-lock lifetime; a run holding the lock refreshes it while it works.
+    lock_ttl_ms: int = 5_000
+    #: Events kept per thread for ``resume``; older ones are pruned.
+    replay_retention_events: int = 10_000
+
+    model: ModelKind = "simulated"
+    model_ttft_ms: float = 20.0
+    model_tokens_per_second: float = 400.0
+    model_answer_tokens: int = 32
+    stream_chunk_tokens: int = 16
+    context_budget_tokens: int = 2_048
+    history_messages: int = 50
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    openai_model: str = "gpt-4o-mini"
+    openai_api_key: str = ""
+
+    shutdown_grace_s: float = 10.0
+
+    @staticmethod
+    def env_name(field_name: str) -> str:
+        return "SQUALL_" + field_name.upper()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings; ``DATABASE_URL`` / ``REDIS_URL`` apply when the SQUALL_ ones are unset."""
+        env = os.environ if environ is None else environ
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(cls.env_name(f.name))
+            if raw is None and f.name in ("database_url", "redis_url"):
+                raw = env.get(f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(cls.env_name(f.name), raw, hints[f.name])
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a worker process."""
+        return {self.env_name(f.name): str(getattr(self, f.name)) for f in fields(self)}
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        positive = (
+            "max_frame_bytes",
+            "max_content_chars",
+            "max_sockets_per_user",
+            "message_burst",
+            "socket_send_queue",
+            "run_concurrency",
+            "max_queued_per_thread",
+            "lock_ttl_ms",
+            "replay_retention_events",
+            "model_answer_tokens",
+            "stream_chunk_tokens",
+            "context_budget_tokens",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise SettingsError(
+                    f"{self.env_name(name)}={getattr(self, name)!r}: expected a positive integer"
+                )
+        if self.jwt_algorithm == "RS256" and not self.jwt_public_key_file:
+            raise SettingsError(
+                "SQUALL_JWT_ALGORITHM=RS256 needs SQUALL_JWT_PUBLIC_KEY_FILE "
+                "(a PEM public key) to verify tokens"
+            )
+
+
+def _parse(name: str, raw: str, hint: Any) -> Any:
+    choices = get_args(hint)
+    if choices:
+        if raw not in choices:
+            raise SettingsError(f"{name}={raw!r}: expected one of {', '.join(choices)}")
+        return raw
+    try:
+        if hint is int:
+            return int(raw)
+        if hint is float:
+            return float(raw)
+    except ValueError:
+        kind = "an integer" if hint is int else "a number"
+        raise SettingsError(f"{name}={raw!r}: expected {kind}") from None
+    return raw
