@@ -18,6 +18,7 @@ ModelKind = Literal["simulated", "openai"]
 JwtAlgorithm = Literal["HS256", "RS256"]
 
 DEV_JWT_SECRET = "squall-dev-secret-change-me"
+KNOWN_FAULTS = frozenset({"naive_billing", "no_fencing", "broadcast_events"})
 
 
 class SettingsError(ValueError):
@@ -75,6 +76,16 @@ class Settings:
 
     shutdown_grace_s: float = 10.0
 
+    #: Comma-separated deliberate defects, for proving that the harness catches
+    #: them: ``naive_billing`` (read-modify-write debit), ``no_fencing`` (stale
+    #: run writes accepted), ``broadcast_events`` (events to every user's socket).
+    #: Never set in production.
+    faults: str = ""
+
+    def fault(self, name: str) -> bool:
+        """Whether the deliberate defect ``name`` is switched on."""
+        return name in {f.strip() for f in self.faults.split(",") if f.strip()}
+
     @staticmethod
     def env_name(field_name: str) -> str:
         return "SQUALL_" + field_name.upper()
@@ -123,6 +134,12 @@ class Settings:
                 raise SettingsError(
                     f"{self.env_name(name)}={getattr(self, name)!r}: expected a positive integer"
                 )
+        unknown = {f.strip() for f in self.faults.split(",") if f.strip()} - KNOWN_FAULTS
+        if unknown:
+            raise SettingsError(
+                f"SQUALL_FAULTS={self.faults!r}: unknown fault(s) {', '.join(sorted(unknown))}; "
+                f"expected a comma-separated subset of {', '.join(sorted(KNOWN_FAULTS))}"
+            )
         if self.jwt_algorithm == "RS256" and not self.jwt_public_key_file:
             raise SettingsError(
                 "SQUALL_JWT_ALGORITHM=RS256 needs SQUALL_JWT_PUBLIC_KEY_FILE "
