@@ -1,0 +1,1 @@
+"""How squall speaks to a target: the reference protocol and other adapters."""

@@ -1,0 +1,163 @@
+"""Follow agent runs through a stream of server frames (pure, no sockets).
+
+A socket of the reference protocol interleaves acks, thread events of several
+runs and errors. :class:`RunTracker` turns that stream into one
+:class:`RunObservation` per message sent: when it was acknowledged, when its
+first event arrived, how it ended, which sequence numbers it carried. Times
+are whatever monotonic clock the caller passes in.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+AGENT_EVENTS = (
+    "agent_started",
+    "tool_executing",
+    "tool_completed",
+    "agent_thinking",
+    "agent_completed",
+)
+
+
+class RunStatus(enum.StrEnum):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"
+
+
+_END_STATES = {s.value: s for s in (RunStatus.COMPLETED, RunStatus.CANCELLED, RunStatus.FAILED)}
+
+
+@dataclass
+class RunObservation:
+    """What one socket saw of one message and the run it started."""
+
+    client_msg_id: str
+    thread_id: str
+    sent_at: float
+    run_id: str | None = None
+    ack_at: float | None = None
+    first_event_at: float | None = None
+    completed_at: float | None = None
+    status: RunStatus = RunStatus.PENDING
+    error_code: str | None = None
+    events: list[str] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
+    context_chars: int | None = None
+    context_tokens: int | None = None
+    charge: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status is not RunStatus.PENDING
+
+    @property
+    def ack_time(self) -> float | None:
+        return None if self.ack_at is None else self.ack_at - self.sent_at
+
+    @property
+    def first_event_time(self) -> float | None:
+        return None if self.first_event_at is None else self.first_event_at - self.sent_at
+
+    @property
+    def response_time(self) -> float | None:
+        return None if self.completed_at is None else self.completed_at - self.sent_at
+
+
+@dataclass
+class SeqGap:
+    """A thread's events arrived out of order on one socket: ``expected`` then ``got``."""
+
+    thread_id: str
+    expected: int
+    got: int
+
+
+class RunTracker:
+    """Match frames to the messages this socket sent; check per-thread seq continuity."""
+
+    def __init__(self) -> None:
+        self._by_client_id: dict[str, RunObservation] = {}
+        self._by_run_id: dict[str, RunObservation] = {}
+        self.last_seq: dict[str, int] = {}
+        self.gaps: list[SeqGap] = []
+        self.foreign_events: list[Mapping[str, Any]] = []
+        self.unmatched_errors: list[Mapping[str, Any]] = []
+
+    def sent(self, client_msg_id: str, thread_id: str, now: float) -> RunObservation:
+        observation = RunObservation(client_msg_id=client_msg_id, thread_id=thread_id, sent_at=now)
+        self._by_client_id[client_msg_id] = observation
+        return observation
+
+    def resumed(self, thread_id: str, after_seq: int) -> None:
+        """A ``resume`` was sent: the next event of the thread must be ``after_seq + 1``."""
+        self.last_seq[thread_id] = after_seq
+
+    def feed(self, frame: Mapping[str, Any], now: float) -> RunObservation | None:
+        """Consume one server frame; return the observation it finished, if any."""
+        kind = frame.get("type")
+        if kind == "ack":
+            observation = self._by_client_id.get(str(frame.get("client_msg_id")))
+            if observation is not None:
+                observation.ack_at = now
+                observation.run_id = str(frame.get("run_id"))
+                self._by_run_id[observation.run_id] = observation
+            return None
+        if kind == "error":
+            observation = self._by_client_id.get(str(frame.get("client_msg_id")))
+            if observation is None or observation.done:
+                self.unmatched_errors.append(frame)
+                return None
+            observation.status = RunStatus.REJECTED
+            observation.error_code = str(frame.get("code"))
+            observation.completed_at = now
+            return observation
+        if kind in AGENT_EVENTS:
+            return self._event(frame, str(kind), now)
+        return None
+
+    def _event(self, frame: Mapping[str, Any], kind: str, now: float) -> RunObservation | None:
+        thread_id = str(frame.get("thread_id"))
+        seq = frame.get("seq")
+        if isinstance(seq, int):
+            last = self.last_seq.get(thread_id)
+            if last is not None and seq != last + 1:
+                self.gaps.append(SeqGap(thread_id=thread_id, expected=last + 1, got=seq))
+            self.last_seq[thread_id] = max(seq, last or 0)
+        observation = self._by_run_id.get(str(frame.get("run_id")))
+        if observation is None:
+            self.foreign_events.append(frame)
+            return None
+        observation.events.append(kind)
+        if isinstance(seq, int):
+            observation.seqs.append(seq)
+        if observation.first_event_at is None:
+            observation.first_event_at = now
+        if kind == "agent_started":
+            context = frame.get("context") or {}
+            observation.context_chars = context.get("chars")
+            observation.context_tokens = context.get("tokens")
+        if kind == "agent_completed":
+            observation.completed_at = now
+            observation.charge = frame.get("charge")
+            status = str(frame.get("status", "completed"))
+            observation.status = _END_STATES.get(status, RunStatus.FAILED)
+            return observation
+        return None
+
+    def expire(self, observation: RunObservation, now: float) -> None:
+        """Give up waiting for ``observation``: its outcome is unknown."""
+        if not observation.done:
+            observation.status = RunStatus.TIMED_OUT
+            observation.completed_at = None
+
+    @property
+    def pending(self) -> list[RunObservation]:
+        return [o for o in self._by_client_id.values() if not o.done]

@@ -1,0 +1,118 @@
+"""Start the reference platform as a child process, the way a user would.
+
+The harness never imports ``squall.target``: it runs ``squall target serve``
+in a subprocess with the settings in its environment and waits for
+``/healthz``, exactly as it would for any other service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from squall.services.embedded import free_port
+from squall.services.process import ManagedProcess, spawn, wait_until
+
+
+@dataclass
+class RunningPlatform:
+    """A reference platform squall started: where it listens and how to sign tokens for it."""
+
+    process: ManagedProcess
+    host: str
+    port: int
+    jwt_secret: str
+    workers: int
+    workdir: Path
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/v1/ws"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        self.process.stop(timeout=30)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
+            return bool(json.load(response).get("status") == "ok")
+    except (OSError, ValueError):
+        return False
+
+
+def start_platform(
+    database_url: str,
+    redis_url: str,
+    *,
+    workers: int = 2,
+    settings: Mapping[str, str] | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    timeout: float = 60.0,
+) -> RunningPlatform:
+    """Run ``squall target serve`` against the given services and wait until it answers.
+
+    ``settings`` are extra ``SQUALL_*`` environment variables for the platform
+    (see docs/configuration.md); a fresh random JWT secret is used unless given.
+    """
+    port = port or free_port(host)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQUALL_")}
+    env.update(
+        {
+            "SQUALL_DATABASE_URL": database_url,
+            "SQUALL_REDIS_URL": redis_url,
+            "SQUALL_REDIS_PREFIX": f"squall-{secrets.token_hex(3)}",
+            "SQUALL_JWT_SECRET": secrets.token_urlsafe(32),
+        }
+    )
+    env.update(settings or {})
+    workdir = Path(tempfile.mkdtemp(prefix="squall-platform-"))
+    argv = [
+        sys.executable,
+        "-m",
+        "squall",
+        "target",
+        "serve",
+        "--workers",
+        str(workers),
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    process = spawn("reference platform", argv, log_path=workdir / "platform.log", env=env)
+    platform = RunningPlatform(
+        process=process,
+        host=host,
+        port=port,
+        jwt_secret=env["SQUALL_JWT_SECRET"],
+        workers=workers,
+        workdir=workdir,
+    )
+    try:
+        wait_until(
+            lambda: _healthy(platform.http_url),
+            process=process,
+            timeout=timeout,
+            what=f"answering {platform.http_url}/healthz",
+        )
+    except BaseException:
+        platform.stop()
+        raise
+    return platform
