@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -20,6 +22,70 @@ def version() -> None:
     from squall import __version__
 
     typer.echo(__version__)
+
+
+#: Exit codes of ``squall run`` (and ``squall test``).
+EXIT_OK, EXIT_THRESHOLD, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+@app.command("run")
+def run_command(
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option("--scenario", "-s", help="Scenario to run (repeatable); default: all."),
+    ] = None,
+    scale: Annotated[
+        float | None, typer.Option(help="Multiply the scenarios' user counts by this.")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Cap each scenario at this many seconds.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="squall.toml or pyproject.toml.")
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(help="ws://HOST:PORT/v1/ws of a running platform; default: start one."),
+    ] = None,
+    jwt_secret: Annotated[
+        str | None, typer.Option(help="HS256 secret the --target verifies tokens with.")
+    ] = None,
+    jwt_secret_file: Annotated[
+        Path | None, typer.Option(help="File holding the HS256 secret.")
+    ] = None,
+    processes: Annotated[
+        int | None, typer.Option(help="Load-generator processes (default from config: 1).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Platform worker processes when squall starts it.")
+    ] = None,
+    results_dir: Annotated[
+        Path | None, typer.Option(help="Where results go (default squall-results).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Config override key.path=value (repeatable)."),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Live progress while running.")] = True,
+) -> None:
+    """Run the golden-path suite and judge it against the thresholds."""
+    from squall.runner import RunRequest, execute
+
+    request = RunRequest(
+        scenarios=tuple(scenario or ()),
+        scale=scale,
+        duration=duration,
+        config=config,
+        target=target,
+        jwt_secret=jwt_secret,
+        jwt_secret_file=jwt_secret_file,
+        processes=processes,
+        workers=workers,
+        results_dir=results_dir,
+        overrides=tuple(set_ or ()),
+        progress=progress,
+    )
+    raise typer.Exit(execute(request))
 
 
 def _mount_target() -> None:

@@ -53,6 +53,8 @@ class RunObservation:
     context_chars: int | None = None
     context_tokens: int | None = None
     charge: int | None = None
+    #: Server timestamp (``ts``) of the first event of each kind.
+    server_ts: dict[str, float] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -136,6 +138,9 @@ class RunTracker:
             self.foreign_events.append(frame)
             return None
         observation.events.append(kind)
+        ts = frame.get("ts")
+        if isinstance(ts, int | float):
+            observation.server_ts.setdefault(kind, float(ts))
         if isinstance(seq, int):
             observation.seqs.append(seq)
         if observation.first_event_at is None:

@@ -1,0 +1,570 @@
+"""The one configuration loader: ``squall.toml`` or ``[tool.squall]`` in ``pyproject.toml``.
+
+:func:`load_config` finds the file (or takes ``--config PATH``), applies
+command-line overrides (``key.path=value``) last, validates every key and
+returns a frozen :class:`Config`. Every problem raises :class:`ConfigError`
+whose message names the file, the key, the bad value and what was expected,
+and suggests the closest valid key when a name looks like a typo: an unknown
+key is always an error, because a misspelt threshold silently not applying is
+worse than a refusal to start.
+
+Relative paths (``results_dir``, key files) are relative to the directory of
+the file they were written in, or to ``cwd`` when there is no file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from squall.metrics.expressions import ExpressionError
+from squall.metrics.thresholds import (
+    CAPACITY_THRESHOLDS,
+    DEFAULT_THRESHOLDS,
+    STANDARD_METRICS,
+    MetricKind,
+    Threshold,
+    ThresholdError,
+    ThresholdSet,
+    standard_kind,
+)
+
+__all__ = [
+    "CONFIG_FILE",
+    "Config",
+    "ConfigError",
+    "MonitorConfig",
+    "RunConfig",
+    "ScenarioConfig",
+    "TargetConfig",
+    "find_config_file",
+    "load_config",
+    "parse_override",
+]
+
+CONFIG_FILE = "squall.toml"
+PYPROJECT = "pyproject.toml"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the file, key, value and fix."""
+
+
+# -- the typed result --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """The system under test. ``url = None`` means squall starts its reference platform."""
+
+    url: str | None = None
+    jwt_secret: str | None = None
+    jwt_secret_file: Path | None = None
+    jwt_private_key_file: Path | None = None
+    issuer: str = "squall"
+    audience: str = "squall-platform"
+    adapter: str = "squall"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What to run and how big. ``scenarios = ()`` means every scenario."""
+
+    scenarios: tuple[str, ...] = ()
+    scale: float = 1.0
+    duration_s: float | None = None
+    processes: int = 1
+    results_dir: Path = Path("squall-results")
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Resource sampling; ``pids``/``ports`` locate an external target."""
+
+    interval_s: float = 1.0
+    pids: tuple[int, ...] = ()
+    ports: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    """Per-scenario overrides: parameters, thresholds by metric, capacity checks on/off."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    thresholds: ThresholdSet = field(default_factory=ThresholdSet)
+    capacity: bool | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated configuration of one squall invocation."""
+
+    source: Path | None = None
+    target: TargetConfig = field(default_factory=TargetConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    thresholds: ThresholdSet = DEFAULT_THRESHOLDS
+    capacity: ThresholdSet = CAPACITY_THRESHOLDS
+    scenarios: Mapping[str, ScenarioConfig] = field(default_factory=lambda: MappingProxyType({}))
+    custom_metrics: Mapping[str, MetricKind | None] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+
+    def thresholds_for(self, scenario: str, *, capacity: bool = False) -> ThresholdSet:
+        """The thresholds that apply to ``scenario``.
+
+        ``[thresholds]`` always; ``[capacity]`` when the scenario is sized for it
+        (``capacity``, the scenario's own default, overridden by
+        ``[scenarios.<name>] capacity``); then ``[scenarios.<name>.thresholds]``
+        replaces whole metrics. An empty list disables a metric.
+        """
+        own = self.scenarios.get(scenario)
+        if own is not None and own.capacity is not None:
+            capacity = own.capacity
+        result = self.thresholds.merged(self.capacity) if capacity else self.thresholds
+        if own is not None:
+            result = result.merged(own.thresholds)
+        return ThresholdSet({m: ts for m, ts in result.rules.items() if ts})
+
+    def scenario_params(self, scenario: str) -> Mapping[str, Any]:
+        own = self.scenarios.get(scenario)
+        return own.params if own is not None else MappingProxyType({})
+
+
+# -- finding and reading ---------------------------------------------------------------
+
+
+def find_config_file(cwd: Path) -> Path | None:
+    """The nearest ``squall.toml``, or ``pyproject.toml`` with ``[tool.squall]``.
+
+    Looks in ``cwd`` then its parents, ``squall.toml`` first in each directory,
+    and stops after a directory holding ``.git`` (the repository root).
+    """
+    for directory in (cwd, *cwd.parents):
+        candidate = directory / CONFIG_FILE
+        if candidate.is_file():
+            return candidate
+        pyproject = directory / PYPROJECT
+        if pyproject.is_file() and "squall" in _read_toml(pyproject).get("tool", {}):
+            return pyproject
+        if (directory / ".git").exists():
+            return None
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}; fix the syntax there") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    cwd: Path,
+    overrides: Sequence[str] = (),
+) -> Config:
+    """Load, override and validate the configuration.
+
+    ``path`` is ``--config PATH`` (a ``squall.toml``-shaped file, or a
+    ``pyproject.toml`` read at ``[tool.squall]``); without it the file is
+    searched from ``cwd`` (see :func:`find_config_file`); with none found the
+    defaults apply. ``overrides`` are ``key.path=value`` strings applied last.
+    """
+    raw: dict[str, Any] = {}
+    label = "defaults"
+    if path is not None:
+        path = path if path.is_absolute() else cwd / path
+        if not path.is_file():
+            raise ConfigError(
+                f"config file {path} not found; pass an existing file to --config or omit it "
+                f"to search for {CONFIG_FILE} from {cwd}"
+            )
+    else:
+        path = find_config_file(cwd)
+    if path is not None:
+        data = _read_toml(path)
+        if path.name == PYPROJECT:
+            section = data.get("tool", {}).get("squall")
+            if section is None:
+                raise ConfigError(
+                    f"{path} has no [tool.squall] table; add one or use a {CONFIG_FILE}"
+                )
+            raw = section
+            label = f"{path} [tool.squall]"
+        else:
+            raw = data
+            label = str(path)
+        if not isinstance(raw, dict):
+            raise ConfigError(f"[tool.squall] in {path} must be a table")
+    base = path.parent if path is not None else cwd
+    origins: dict[tuple[str, ...], str] = {}
+    for text in overrides:
+        keys, value = parse_override(text)
+        _deep_set(raw, keys, value, text)
+        origins[keys] = f"command-line override {text!r}"
+    return _Builder(label, origins, base).build(raw, path)
+
+
+def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
+    """``"run.scale=0.5"`` → ``(("run", "scale"), 0.5)``; TOML values, else a plain string."""
+    key, sep, value = text.partition("=")
+    keys = tuple(part.strip() for part in key.strip().split("."))
+    if not sep or not all(keys):
+        raise ConfigError(
+            f"command-line override {text!r} must look like key.path=value, "
+            f"e.g. run.scale=0.5 or thresholds.response_time='p(95)<2s'"
+        )
+    value = value.strip()
+    try:
+        parsed: Any = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return keys, parsed
+
+
+def _deep_set(raw: dict[str, Any], keys: tuple[str, ...], value: Any, text: str) -> None:
+    node = raw
+    for part in keys[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(
+                f"command-line override {text!r}: {part!r} holds a value, not a table, "
+                f"so it has no key {keys[-1]!r}"
+            )
+        node = child
+    node[keys[-1]] = value
+
+
+# -- validation -----------------------------------------------------------------------
+
+_SECTIONS = ("target", "run", "thresholds", "capacity", "scenarios", "monitor", "metrics")
+_TARGET_KEYS = (
+    "url",
+    "jwt_secret",
+    "jwt_secret_file",
+    "jwt_private_key_file",
+    "issuer",
+    "audience",
+    "adapter",
+)
+_RUN_KEYS = ("scenarios", "scale", "duration", "processes", "results_dir", "workers")
+_MONITOR_KEYS = ("interval_s", "pids", "ports")
+_METRICS_KEYS = ("custom",)
+_RULE_KEYS = frozenset({"enabled", "expressions"})
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def _suggest(name: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "expected one of " + ", ".join(repr(c) for c in choices)
+
+
+class _Builder:
+    """Walks the raw TOML data, checking each key; knows where each value came from."""
+
+    def __init__(self, label: str, origins: Mapping[tuple[str, ...], str], base: Path) -> None:
+        self.label = label
+        self.origins = origins
+        self.base = base
+
+    def origin(self, keys: tuple[str, ...]) -> str:
+        for n in range(len(keys), 0, -1):
+            if keys[:n] in self.origins:
+                return self.origins[keys[:n]]
+        return self.label
+
+    def error(self, keys: tuple[str, ...], value: Any, expected: str) -> ConfigError:
+        section = ".".join(keys[:-1])
+        return ConfigError(
+            f"invalid value {value!r} for {keys[-1]!r} in [{section}] ({self.origin(keys)}); "
+            f"expected {expected}"
+        )
+
+    def unknown(self, keys: tuple[str, ...], known: Sequence[str], what: str = "key") -> None:
+        section = ".".join(keys[:-1])
+        where = f" in [{section}]" if section else ""
+        raise ConfigError(
+            f"unknown {what} {keys[-1]!r}{where} ({self.origin(keys)}); {_suggest(keys[-1], known)}"
+        )
+
+    def table(self, value: Any, keys: tuple[str, ...], known: Sequence[str]) -> dict[str, Any]:
+        """``value`` checked to be a table holding only ``known`` keys."""
+        if not isinstance(value, dict):
+            raise self.error(keys, value, "a table")
+        for key in value:
+            if key not in known:
+                self.unknown((*keys, key), known)
+        return value
+
+    # -- scalar readers
+    def string(self, data: Mapping[str, Any], keys: tuple[str, ...], default: str) -> str:
+        value = data.get(keys[-1], default)
+        if not isinstance(value, str) or not value:
+            raise self.error(keys, value, "a non-empty string")
+        return value
+
+    def opt_string(self, data: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+        if keys[-1] not in data:
+            return None
+        return self.string(data, keys, "")
+
+    def opt_path(self, data: Mapping[str, Any], keys: tuple[str, ...]) -> Path | None:
+        value = self.opt_string(data, keys)
+        return None if value is None else self.path(value)
+
+    def path(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base / path
+
+    def number(
+        self, data: Mapping[str, Any], keys: tuple[str, ...], default: float, *, minimum: float
+    ) -> float:
+        value = data.get(keys[-1], default)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value <= minimum
+        ):
+            raise self.error(keys, value, f"a number > {minimum:g}")
+        return float(value)
+
+    def integer(
+        self, data: Mapping[str, Any], keys: tuple[str, ...], default: int, *, minimum: int
+    ) -> int:
+        value = data.get(keys[-1], default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.error(keys, value, f"an integer >= {minimum}")
+        return value
+
+    def strings(self, data: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str, ...]:
+        value = data.get(keys[-1], [])
+        if isinstance(value, str):  # "a,b" from the command line
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.error(keys, value, 'a list of strings, e.g. ["a", "b"]')
+        return tuple(value)
+
+    def integers(
+        self, data: Mapping[str, Any], keys: tuple[str, ...], *, low: int, high: int
+    ) -> tuple[int, ...]:
+        value = data.get(keys[-1], [])
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in value
+        ):
+            raise self.error(keys, value, f"a list of integers in {low}..{high}, e.g. [8000]")
+        return tuple(value)
+
+    def duration(self, data: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:
+        value = data.get(keys[-1])
+        if value is None:
+            return None
+        expected = "a duration > 0: seconds as a number, or a string like '30s', '5m', '1h'"
+        if isinstance(value, bool):
+            raise self.error(keys, value, expected)
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str) and (match := _DURATION.match(value)):
+            seconds = float(match[1]) * _DURATION_UNITS[match[2]]
+        else:
+            raise self.error(keys, value, expected)
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise self.error(keys, value, expected)
+        return seconds
+
+    # -- sections
+    def build(self, raw: Mapping[str, Any], source: Path | None) -> Config:
+        for key in raw:
+            if key not in _SECTIONS:
+                self.unknown((key,), _SECTIONS, "section")
+        custom = self.metrics(raw)
+        return Config(
+            source=source,
+            target=self.target(raw),
+            run=self.run(raw),
+            monitor=self.monitor(raw),
+            thresholds=DEFAULT_THRESHOLDS.merged(
+                self.thresholds(raw.get("thresholds", {}), ("thresholds",), custom)
+            ),
+            capacity=CAPACITY_THRESHOLDS.merged(
+                self.thresholds(raw.get("capacity", {}), ("capacity",), custom)
+            ),
+            scenarios=MappingProxyType(self.scenarios(raw, custom)),
+            custom_metrics=MappingProxyType(custom),
+        )
+
+    def target(self, raw: Mapping[str, Any]) -> TargetConfig:
+        data = self.table(raw.get("target", {}), ("target",), _TARGET_KEYS)
+        k = ("target",)
+        config = TargetConfig(
+            url=self.opt_string(data, (*k, "url")),
+            jwt_secret=self.opt_string(data, (*k, "jwt_secret")),
+            jwt_secret_file=self.opt_path(data, (*k, "jwt_secret_file")),
+            jwt_private_key_file=self.opt_path(data, (*k, "jwt_private_key_file")),
+            issuer=self.string(data, (*k, "issuer"), TargetConfig.issuer),
+            audience=self.string(data, (*k, "audience"), TargetConfig.audience),
+            adapter=self.string(data, (*k, "adapter"), TargetConfig.adapter),
+        )
+        if config.url is not None and not re.match(r"^wss?://", config.url):
+            raise self.error((*k, "url"), config.url, "a ws:// or wss:// URL")
+        if config.jwt_secret is not None and config.jwt_secret_file is not None:
+            raise ConfigError(
+                f"both 'jwt_secret' and 'jwt_secret_file' are set in [target] "
+                f"({self.origin((*k, 'jwt_secret'))}); keep one"
+            )
+        return config
+
+    def run(self, raw: Mapping[str, Any]) -> RunConfig:
+        data = self.table(raw.get("run", {}), ("run",), _RUN_KEYS)
+        k = ("run",)
+        results_dir = self.string(data, (*k, "results_dir"), str(RunConfig.results_dir))
+        return RunConfig(
+            scenarios=self.strings(data, (*k, "scenarios")),
+            scale=self.number(data, (*k, "scale"), RunConfig.scale, minimum=0.0),
+            duration_s=self.duration(data, (*k, "duration")),
+            processes=self.integer(data, (*k, "processes"), RunConfig.processes, minimum=1),
+            results_dir=self.path(results_dir),
+            workers=self.integer(data, (*k, "workers"), RunConfig.workers, minimum=1),
+        )
+
+    def monitor(self, raw: Mapping[str, Any]) -> MonitorConfig:
+        data = self.table(raw.get("monitor", {}), ("monitor",), _MONITOR_KEYS)
+        k = ("monitor",)
+        return MonitorConfig(
+            interval_s=self.number(data, (*k, "interval_s"), MonitorConfig.interval_s, minimum=0.0),
+            pids=self.integers(data, (*k, "pids"), low=1, high=2**31),
+            ports=self.integers(data, (*k, "ports"), low=1, high=65535),
+        )
+
+    def metrics(self, raw: Mapping[str, Any]) -> dict[str, MetricKind | None]:
+        if "metrics" not in raw:
+            return {}
+        data = self.table(raw["metrics"], ("metrics",), _METRICS_KEYS)
+        keys = ("metrics", "custom")
+        value = data.get("custom", [])
+        kinds = [k.value for k in MetricKind]
+        custom: dict[str, MetricKind | None] = {}
+        if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+            custom = dict.fromkeys(value)
+        elif isinstance(value, dict):
+            for name, kind in value.items():
+                if kind not in kinds:
+                    raise self.error((*keys, name), kind, "one of " + ", ".join(kinds))
+                custom[name] = MetricKind(kind)
+        else:
+            raise self.error(
+                keys, value, 'a list of names, or a table of name = "trend"|"counter"|...'
+            )
+        for name in custom:
+            if standard_kind(name) is not None:
+                raise self.error(
+                    keys, name, "a name that is not a standard metric (it is already known)"
+                )
+        return custom
+
+    def thresholds(
+        self,
+        data: Any,
+        keys: tuple[str, ...],
+        custom: Mapping[str, MetricKind | None],
+    ) -> ThresholdSet:
+        if not isinstance(data, dict):
+            raise self.error(keys, data, "a table of metric = [expressions]")
+        known = [*STANDARD_METRICS, *custom]
+        rules: dict[str, tuple[Threshold, ...]] = {}
+        for metric, value in _flatten_metrics(data).items():
+            mkeys = (*keys, metric)
+            kind = standard_kind(metric)
+            if kind is None and metric not in custom:
+                section = ".".join(keys)
+                hint = _suggest(metric, known)
+                raise ConfigError(
+                    f"unknown metric {metric!r} in [{section}] ({self.origin(mkeys)}); {hint}"
+                    + ("" if "did you mean" in hint else "; declare custom metrics in [metrics]")
+                )
+            if kind is None:
+                kind = custom[metric]
+            texts = self.expressions(value, mkeys)
+            try:
+                rules[metric] = tuple(Threshold.parse(metric, t, kind) for t in texts)
+            except (ExpressionError, ThresholdError) as exc:
+                section = ".".join(keys)
+                raise ConfigError(f"[{section}] {exc} ({self.origin(mkeys)})") from None
+        return ThresholdSet(rules)
+
+    def expressions(self, value: Any, keys: tuple[str, ...]) -> list[str]:
+        expected = (
+            'a list of expressions like ["p(95) < 8s"], or a table '
+            "{ enabled = false } / { expressions = [...] }"
+        )
+        if isinstance(value, dict):
+            for key in value:
+                if key not in _RULE_KEYS:
+                    self.unknown((*keys, key), sorted(_RULE_KEYS))
+            enabled = value.get("enabled", True)
+            if not isinstance(enabled, bool):
+                raise self.error((*keys, "enabled"), enabled, "true or false")
+            if not enabled:
+                return []
+            value = value.get("expressions", [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(keys, value, expected)
+        return list(value)
+
+    def scenarios(
+        self, raw: Mapping[str, Any], custom: Mapping[str, MetricKind | None]
+    ) -> dict[str, ScenarioConfig]:
+        data = raw.get("scenarios", {})
+        if not isinstance(data, dict):
+            raise self.error(("scenarios",), data, "a table of [scenarios.<name>] tables")
+        result: dict[str, ScenarioConfig] = {}
+        for name, table in data.items():
+            keys = ("scenarios", name)
+            if not isinstance(table, dict):
+                raise self.error(keys, table, f"a table [scenarios.{name}]")
+            params = {k: v for k, v in table.items() if k not in ("thresholds", "capacity")}
+            capacity = table.get("capacity")
+            if capacity is not None and not isinstance(capacity, bool):
+                raise self.error((*keys, "capacity"), capacity, "true or false")
+            thresholds = self.thresholds(table.get("thresholds", {}), (*keys, "thresholds"), custom)
+            result[name] = ScenarioConfig(
+                name=name,
+                params=MappingProxyType(params),
+                thresholds=thresholds,
+                capacity=capacity,
+            )
+        return result
+
+
+def _flatten_metrics(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Undo TOML's dotted keys: ``errors.timeout = [...]`` is ``{"errors": {"timeout": ...}}``."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        nested = isinstance(value, dict) and value and not set(value) <= _RULE_KEYS
+        if nested and key == "errors":
+            for sub, inner in value.items():
+                flat[f"errors.{sub}"] = inner
+        else:
+            flat[key] = value
+    return flat

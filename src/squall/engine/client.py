@@ -1,0 +1,336 @@
+"""A timed WebSocket client for behaviours, built on picows.
+
+picows parses frames in C and calls a listener synchronously for each frame, so
+receiving costs one Python call per message; this client adds a small inbox
+and the JSON helpers behaviours use (``send_json``, ``recv_json``, ``request``).
+Everything is recorded as it happens: ``ws_connect`` time, ``messages_sent``,
+``messages_received`` (counted when a message arrives, whether or not the
+behaviour reads it), ``timeouts``, ``success`` and errors by kind.
+
+The inbox is unbounded: a behaviour that never reads lets messages pile up in
+memory (there is no backpressure towards the server). Sends are not awaited on
+the socket either; picows buffers them in the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import picows
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+
+from squall.engine.errors import (
+    ConnectError,
+    ConnectionClosed,
+    EngineError,
+    MessageTimeout,
+    UnexpectedMessage,
+)
+from squall.metrics.recorder import MESSAGES_RECEIVED, MESSAGES_SENT, TIMEOUTS, Recorder
+
+Clock = Callable[[], float]
+#: Called with the local send time; returns the time latency is measured from.
+OriginFn = Callable[[float], float]
+JsonObject = dict[str, Any]
+_E = TypeVar("_E", bound=EngineError)
+
+DEFAULT_TIMEOUT_S = 10.0
+
+
+def _same_time(now: float) -> float:
+    return now
+
+
+class _Listener(WSListener):
+    def __init__(self, socket: WebSocket) -> None:
+        self._socket = socket
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self._socket._transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        self._socket._on_frame(transport, frame)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._socket._on_disconnected()
+
+
+class WebSocket:
+    """One client connection. Not for concurrent readers: one task reads at a time."""
+
+    def __init__(
+        self,
+        url: str,
+        recorder: Recorder,
+        clock: Clock,
+        origin: OriginFn = _same_time,
+        on_close: Callable[[WebSocket], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.subprotocol: str | None = None
+        #: Close code and reason received from the server (None until it closes).
+        self.close_code: int | None = None
+        self.close_reason: str = ""
+        self._recorder = recorder
+        self._clock = clock
+        self._origin = origin
+        self._on_close = on_close
+        self._transport: WSTransport | None = None
+        self._inbox: deque[str | bytes] = deque()
+        self._fragments: list[bytes] = []
+        self._fragment_type = WSMsgType.TEXT
+        self._waiter: asyncio.Future[None] | None = None
+        self._disconnected = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"WebSocket({self.url!r}, {state}, inbox={len(self._inbox)})"
+
+    @property
+    def closed(self) -> bool:
+        return self._disconnected
+
+    async def __aenter__(self) -> WebSocket:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- picows callbacks (synchronous, on the event loop) --
+
+    def _on_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+            if frame.fin:
+                payload: str | bytes = (
+                    frame.get_payload_as_utf8_text()
+                    if kind is WSMsgType.TEXT
+                    else frame.get_payload_as_bytes()
+                )
+                self._deliver(payload)
+            else:
+                self._fragment_type = kind
+                self._fragments = [frame.get_payload_as_bytes()]
+        elif kind is WSMsgType.CONTINUATION:
+            self._fragments.append(frame.get_payload_as_bytes())
+            if frame.fin:
+                data = b"".join(self._fragments)
+                self._fragments = []
+                self._deliver(data.decode() if self._fragment_type is WSMsgType.TEXT else data)
+        elif kind is WSMsgType.CLOSE:
+            code = frame.get_close_code()
+            self.close_code = code.value
+            self.close_reason = frame.get_close_reason() or ""
+            transport.send_close(code)
+            transport.disconnect()
+
+    def _deliver(self, payload: str | bytes) -> None:
+        self._recorder.count(MESSAGES_RECEIVED)
+        self._inbox.append(payload)
+        self._wake()
+
+    def _on_disconnected(self) -> None:
+        if self._disconnected:
+            return
+        self._disconnected = True
+        if self.close_code is None:
+            self.close_code = int(WSCloseCode.ABNORMAL_CLOSURE.value)
+        if self._on_close is not None:
+            self._on_close(self)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- sending --
+
+    def _closed_error(self, doing: str) -> ConnectionClosed:
+        return self._record(
+            ConnectionClosed(
+                f"{self.url}: connection closed (code {self.close_code}, "
+                f"reason {self.close_reason!r}) while {doing}",
+                self.close_code,
+                self.close_reason,
+            )
+        )
+
+    def _record(self, error: _E) -> _E:
+        self._recorder.error(error.kind, str(error))
+        error.recorded = True
+        return error
+
+    async def send_text(self, text: str | bytes) -> None:
+        """Send one text message (``bytes`` must be UTF-8)."""
+        transport = self._transport
+        if transport is None or self._disconnected:
+            raise self._closed_error("sending")
+        transport.send(WSMsgType.TEXT, text)
+        self._recorder.count(MESSAGES_SENT)
+
+    async def send_json(self, obj: Any) -> None:
+        """Send ``obj`` as one JSON text message."""
+        await self.send_text(json.dumps(obj, separators=(",", ":")).encode())
+
+    # -- receiving --
+
+    async def recv(self, timeout: float = DEFAULT_TIMEOUT_S) -> str | bytes:  # noqa: ASYNC109
+        """The next message as received; counts a timeout and raises MessageTimeout if none."""
+        return await self._next(timeout, count_timeout=True)
+
+    async def _next(self, within: float, *, count_timeout: bool) -> str | bytes:
+        if self._inbox:
+            return self._inbox.popleft()
+        if self._waiter is not None:
+            raise RuntimeError(
+                f"{self.url}: two tasks are reading the same WebSocket; read from one task "
+                "and hand messages to others through a queue"
+            )
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(within):
+                while not self._inbox:
+                    if self._disconnected:
+                        raise self._closed_error("waiting for a message")
+                    self._waiter = loop.create_future()
+                    try:
+                        await self._waiter
+                    finally:
+                        self._waiter = None
+        except TimeoutError:
+            if count_timeout:
+                self._recorder.count(TIMEOUTS)
+            error = MessageTimeout(f"{self.url}: no message within {within:g} s")
+            error.recorded = True
+            raise error from None
+        return self._inbox.popleft()
+
+    def _parse(self, raw: str | bytes) -> JsonObject:
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise self._record(
+                UnexpectedMessage(
+                    f"{self.url}: expected a JSON object message, got {str(raw)[:120]!r}"
+                )
+            )
+        return value
+
+    async def recv_json(self, timeout: float = DEFAULT_TIMEOUT_S) -> JsonObject:  # noqa: ASYNC109
+        """The next message, parsed as a JSON object."""
+        return self._parse(await self.recv(timeout))
+
+    async def request(
+        self,
+        obj: Any,
+        *,
+        until: Callable[[JsonObject], bool] | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,  # noqa: ASYNC109
+        metric: str | None = "response_time",
+    ) -> JsonObject:
+        """Send ``obj`` and return the first message for which ``until`` holds (any if None).
+
+        Messages that do not match are discarded (they were counted as received).
+        The time from the send — or, in the open model, from the iteration's
+        intended start for its first request — to the match is recorded in the
+        trend ``metric``; ``success`` records whether a match arrived in time.
+        """
+        started = self._origin(self._clock())
+        await self.send_json(obj)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                raw = await self._next(max(0.0, deadline - loop.time()), count_timeout=False)
+                message = self._parse(raw)
+                if until is None or until(message):
+                    break
+        except MessageTimeout:
+            self._recorder.count(TIMEOUTS)
+            self._recorder.rate("success", False)
+            raise
+        except EngineError:
+            self._recorder.rate("success", False)
+            raise
+        if metric is not None:
+            self._recorder.trend(metric, max(0.0, self._clock() - started))
+        self._recorder.rate("success", True)
+        return message
+
+    async def close(
+        self,
+        code: int = 1000,
+        reason: str = "",
+        timeout: float = 2.0,  # noqa: ASYNC109
+    ) -> None:
+        """Close politely (close frame, wait for the server's), then drop the socket."""
+        transport = self._transport
+        if transport is None or self._disconnected:
+            return
+        transport.send_close(WSCloseCode(code), reason.encode())
+        try:
+            async with asyncio.timeout(timeout):
+                await transport.wait_disconnected()
+        except TimeoutError:
+            transport.disconnect(False)
+        self._on_disconnected()
+
+
+async def connect(
+    url: str,
+    recorder: Recorder,
+    clock: Clock,
+    *,
+    headers: Mapping[str, str] | None = None,
+    subprotocols: Sequence[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,  # noqa: ASYNC109
+    origin: OriginFn = _same_time,
+    on_close: Callable[[WebSocket], None] | None = None,
+) -> WebSocket:
+    """Open a WebSocket, recording the time to a completed upgrade as ``ws_connect``.
+
+    ``headers`` (e.g. ``Authorization``) go into the upgrade request;
+    ``subprotocols`` are offered in ``Sec-WebSocket-Protocol`` and the one the
+    server picked is in :attr:`WebSocket.subprotocol`.
+    """
+    socket = WebSocket(url, recorder, clock, origin, on_close)
+    extra = list((headers or {}).items())
+    if subprotocols:
+        extra.append(("Sec-WebSocket-Protocol", ", ".join(subprotocols)))
+    started = clock()
+    try:
+        async with asyncio.timeout(timeout):
+            transport, _ = await picows.ws_connect(
+                lambda: _Listener(socket),
+                url,
+                extra_headers=extra,
+                websocket_handshake_timeout=timeout,
+            )
+    except TimeoutError:
+        raise socket._record(
+            ConnectError(f"{url}: no WebSocket upgrade within {timeout:g} s")
+        ) from None
+    except picows.WSHandshakeError as exc:
+        status = int(exc.response.status) if exc.response is not None else None
+        raise socket._record(
+            ConnectError(
+                f"{url}: WebSocket upgrade refused (HTTP {status}): {exc}; check the URL "
+                "and the Authorization header / token",
+                status,
+            )
+        ) from exc
+    except (OSError, picows.WSError) as exc:
+        raise socket._record(
+            ConnectError(f"{url}: cannot connect: {exc}; is the target listening?")
+        ) from exc
+    recorder.trend("ws_connect", max(0.0, clock() - started))
+    socket._transport = transport
+    socket.subprotocol = transport.response.headers.get("Sec-WebSocket-Protocol")
+    return socket

@@ -1,0 +1,91 @@
+"""Who each virtual user is: a typed user id, an optional bearer token, and its index.
+
+Identity factories are picklable callables (index → :class:`Identity`) so that
+worker processes can build the identities of their own users.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NewType, Protocol
+
+import jwt
+
+UserID = NewType("UserID", str)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A virtual user's identity. ``token`` is sent as ``Authorization: Bearer``."""
+
+    user_id: UserID
+    token: str | None
+    index: int
+
+    def auth_headers(self) -> dict[str, str]:
+        """The ``Authorization`` header for this identity, or nothing if it has no token."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+
+class IdentityFactory(Protocol):
+    def __call__(self, index: int) -> Identity: ...
+
+
+@dataclass(frozen=True)
+class AnonymousIdentities:
+    """Identities without tokens: ``<prefix>-<index>``."""
+
+    prefix: str = "user"
+
+    def __call__(self, index: int) -> Identity:
+        return Identity(UserID(f"{self.prefix}-{index}"), None, index)
+
+
+@dataclass(frozen=True)
+class JwtIdentities:
+    """Identities with HS256 JWTs carrying ``sub``, ``role``, ``iat``, ``exp``, ``iss``, ``aud``."""
+
+    secret: str
+    issuer: str = "squall"
+    audience: str = "squall-platform"
+    prefix: str = "user"
+    role: str = "user"
+    ttl_s: float = 3600.0
+    #: Wall clock used for ``iat``/``exp`` (injectable for tests).
+    now: Callable[[], float] = time.time
+
+    def __call__(self, index: int) -> Identity:
+        user_id = UserID(f"{self.prefix}-{index}")
+        issued = int(self.now())
+        claims = {
+            "sub": user_id,
+            "role": self.role,
+            "iat": issued,
+            "exp": issued + int(self.ttl_s),
+            "iss": self.issuer,
+            "aud": self.audience,
+        }
+        return Identity(user_id, jwt.encode(claims, self.secret, algorithm="HS256"), index)
+
+
+def anonymous_identities(prefix: str = "user") -> AnonymousIdentities:
+    return AnonymousIdentities(prefix)
+
+
+def jwt_identities(
+    secret: str,
+    issuer: str = "squall",
+    audience: str = "squall-platform",
+    prefix: str = "user",
+    *,
+    role: str = "user",
+    ttl_s: float = 3600.0,
+) -> JwtIdentities:
+    """A factory minting one HS256 token per virtual user, signed with ``secret``."""
+    if not secret:
+        raise ValueError(
+            "jwt_identities() needs a non-empty secret: pass the HMAC secret the target verifies"
+        )
+    return JwtIdentities(secret, issuer, audience, prefix, role, ttl_s)

@@ -1,0 +1,69 @@
+"""The worker process: its own uvloop event loop, talking to the parent over a pipe.
+
+Protocol on the duplex pipe (picklable tuples):
+
+* worker → parent: ``("ready", None)``, then ``("snapshot", dict)`` each second,
+  then ``("final", dict)`` or ``("failed", traceback text)``.
+* parent → worker: ``("start", t0)`` with the common start on the monotonic
+  clock (shared by every process on the machine), and ``("stop", reason)``.
+
+The worker ignores SIGINT: Ctrl-C reaches the whole process group, and the
+parent decides how to stop (it sends ``("stop", "sigint")``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import traceback
+from multiprocessing.connection import Connection
+
+from squall.engine.runner import Worker, WorkerPlan
+from squall.engine.series import Snapshot
+
+
+def worker_main(plan: WorkerPlan, conn: Connection) -> None:
+    """Entry point of a spawned worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import uvloop
+
+        uvloop.run(_serve(plan, conn))
+    except BaseException:
+        conn.send(("failed", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+async def _serve(plan: WorkerPlan, conn: Connection) -> None:
+    behaviour = plan.scenario.resolve_behaviour()
+    loop = asyncio.get_running_loop()
+    started: asyncio.Future[float] = loop.create_future()
+
+    def send_snapshot(snapshot: Snapshot) -> None:
+        conn.send(("snapshot", snapshot.to_dict()))
+
+    worker = Worker(plan, behaviour, send_snapshot)
+
+    def on_control() -> None:
+        try:
+            kind, value = conn.recv()
+        except EOFError:
+            loop.remove_reader(conn.fileno())
+            worker.stop("parent-gone")
+            if not started.done():
+                started.cancel()
+            return
+        if kind == "start" and not started.done():
+            started.set_result(float(value))
+        elif kind == "stop":
+            worker.stop(str(value))
+
+    loop.add_reader(conn.fileno(), on_control)
+    try:
+        conn.send(("ready", None))
+        t0 = await started
+        report = await worker.run(t0)
+    finally:
+        loop.remove_reader(conn.fileno())
+    conn.send(("final", report.to_dict()))

@@ -1,0 +1,320 @@
+"""Run a scenario: split users over worker processes, collect, merge, return a RunResult.
+
+With one process the worker runs on the caller's event loop; with more, each
+worker is a spawned process with its own uvloop loop. Workers stream one
+snapshot a second (live progress, time series) and a final report whose
+histograms and counters are merged exactly. Ctrl-C asks every worker to stop;
+what was measured up to then is kept and the result is marked interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from squall.engine.errors import ScenarioError, WorkerFailed
+from squall.engine.process import worker_main
+from squall.engine.progress import ProgressSink, progress_sink
+from squall.engine.runner import Worker, WorkerPlan, WorkerReport
+from squall.engine.saturation import merge_health
+from squall.engine.scenario import Scenario
+from squall.engine.series import ProgressView, SeriesAggregator, Snapshot
+from squall.engine.workload import ArrivalRate, Closed, partition
+from squall.metrics.recorder import error_summaries, merge_states, to_metrics
+from squall.metrics.result import Gauge, RunResult
+
+#: Hard cap for runs bounded only by iteration counts, seconds.
+ITERATION_RUN_CAP_S = 600.0
+#: Seconds the parent waits for spawned workers to import and report ready.
+WORKER_START_TIMEOUT_S = 60.0
+#: Delay between "all workers ready" and the common start, seconds.
+START_DELAY_S = 0.05
+
+Progress = bool | Callable[[ProgressView], None]
+
+
+def default_deadline(scenario: Scenario) -> float:
+    """The planned duration plus grace and slack; a fixed cap for iteration-bound runs."""
+    workload = scenario.workload
+    planned = workload.planned_duration
+    if planned is None:
+        return ITERATION_RUN_CAP_S
+    ramp = 0.0
+    if isinstance(workload, Closed):
+        ramp = workload.start_offset(workload.users - 1)
+    return planned + ramp + scenario.graceful_stop_s + 10.0
+
+
+def _process_count(scenario: Scenario, processes: int | None) -> int:
+    if processes is not None and processes < 1:
+        raise ScenarioError(f"processes={processes!r} must be >= 1 (or None for one per core)")
+    wanted = processes or os.cpu_count() or 1
+    count = max(1, min(wanted, scenario.workload.max_users))
+    if count > 1 and not scenario.portable():
+        if processes is not None:
+            raise ScenarioError(
+                f"scenario {scenario.name!r} cannot be sent to {count} worker processes: its "
+                "behaviour or identity factory cannot be pickled; give the behaviour as "
+                "'package.module:function' or run with processes=1"
+            )
+        count = 1
+    return count
+
+
+def _plans(scenario: Scenario, count: int, deadline_s: float) -> list[WorkerPlan]:
+    ranges = partition(scenario.workload.max_users, count)
+    return [WorkerPlan(scenario, w, count, ranges[w], deadline_s) for w in range(count)]
+
+
+@dataclass
+class _Collector:
+    aggregator: SeriesAggregator
+    sink: ProgressSink
+    reports: dict[int, WorkerReport] = field(default_factory=dict)
+
+    def snapshot(self, snapshot: Snapshot) -> None:
+        for view in self.aggregator.add(snapshot):
+            self.sink.update(view)
+
+
+async def run_scenario(
+    scenario: Scenario,
+    *,
+    processes: int | None = None,
+    progress: Progress = True,
+    deadline_s: float | None = None,
+) -> RunResult:
+    """Run ``scenario`` to completion (or deadline / Ctrl-C) and return what it measured.
+
+    ``processes``: worker processes (default one per core, at most one per user;
+    1 runs on the current event loop). ``progress``: True for live progress,
+    False for none, or a callable receiving each second's ProgressView.
+    ``deadline_s``: hard cap after the start; remaining users are cancelled.
+    """
+    count = _process_count(scenario, processes)
+    deadline = deadline_s if deadline_s is not None else default_deadline(scenario)
+    plans = _plans(scenario, count, deadline)
+    collector = _Collector(
+        SeriesAggregator(count, scenario.workload.planned_duration), progress_sink(progress)
+    )
+    stop_reason: list[str] = []
+    result: RunResult | None = None
+    try:
+        if count == 1:
+            t0, ended = await _run_inline(plans[0], collector, stop_reason)
+        else:
+            t0, ended = await _run_processes(plans, collector, stop_reason)
+        result = _result(scenario, count, collector, t0, ended, stop_reason)
+    finally:
+        collector.sink.close(result)
+    return result
+
+
+def run(
+    scenario: Scenario,
+    *,
+    processes: int | None = None,
+    progress: Progress = True,
+    deadline_s: float | None = None,
+) -> RunResult:
+    """Synchronous :func:`run_scenario` on a fresh uvloop event loop."""
+    import uvloop
+
+    result: RunResult = uvloop.run(
+        run_scenario(scenario, processes=processes, progress=progress, deadline_s=deadline_s)
+    )
+    return result
+
+
+@contextlib.contextmanager
+def _on_sigint(callback: Callable[[], None]) -> Any:
+    """Route SIGINT to ``callback`` while running, when this is the main thread."""
+    loop = asyncio.get_running_loop()
+    installed = False
+    if threading.current_thread() is threading.main_thread():
+        try:
+            loop.add_signal_handler(signal.SIGINT, callback)
+            installed = True
+        except (NotImplementedError, RuntimeError):
+            installed = False
+    try:
+        yield
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+async def _run_inline(
+    plan: WorkerPlan, collector: _Collector, stop_reason: list[str]
+) -> tuple[float, float]:
+    behaviour = plan.scenario.resolve_behaviour()
+    worker = Worker(plan, behaviour, collector.snapshot)
+
+    def interrupt() -> None:
+        stop_reason.append("sigint")
+        worker.stop("sigint")
+
+    t0 = time.monotonic()
+    with _on_sigint(interrupt):
+        report = await worker.run(t0)
+    collector.reports[plan.worker] = report
+    return t0, time.monotonic()
+
+
+@dataclass
+class _Child:
+    process: BaseProcess
+    conn: Connection
+    ready: bool = False
+    done: bool = False
+    failure: str | None = None
+
+
+async def _run_processes(
+    plans: list[WorkerPlan], collector: _Collector, stop_reason: list[str]
+) -> tuple[float, float]:
+    context = multiprocessing.get_context("spawn")
+    loop = asyncio.get_running_loop()
+    children: list[_Child] = []
+    changed = asyncio.Event()
+
+    def on_message(index: int) -> None:
+        child = children[index]
+        try:
+            kind, value = child.conn.recv()
+        except (EOFError, OSError):
+            loop.remove_reader(child.conn.fileno())
+            if not child.done:
+                child.done = True
+                child.failure = child.failure or (
+                    f"worker {index} exited (code {child.process.exitcode}) without a report"
+                )
+            changed.set()
+            return
+        if kind == "ready":
+            child.ready = True
+        elif kind == "snapshot":
+            collector.snapshot(Snapshot.from_dict(value))
+        elif kind == "final":
+            collector.reports[index] = WorkerReport.from_dict(value)
+            child.done = True
+        elif kind == "failed":
+            child.failure = str(value)
+            child.done = True
+        changed.set()
+
+    def broadcast(message: tuple[str, Any]) -> None:
+        for child in children:
+            if not child.done:
+                with contextlib.suppress(OSError):
+                    child.conn.send(message)
+
+    def interrupt() -> None:
+        stop_reason.append("sigint")
+        broadcast(("stop", "sigint"))
+
+    async def wait_for(condition: Callable[[], bool], within: float) -> bool:
+        end = loop.time() + within
+        while not condition():
+            remaining = end - loop.time()
+            if remaining <= 0:
+                return False
+            changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
+        return True
+
+    try:
+        for index, plan in enumerate(plans):
+            parent_end, child_end = context.Pipe(duplex=True)
+            process = context.Process(
+                target=worker_main, args=(plan, child_end), name=f"squall-worker-{index}"
+            )
+            process.daemon = True
+            process.start()
+            child_end.close()
+            children.append(_Child(process, parent_end))
+            loop.add_reader(parent_end.fileno(), on_message, index)
+        with _on_sigint(interrupt):
+            ready = await wait_for(
+                lambda: all(c.ready or c.done for c in children), WORKER_START_TIMEOUT_S
+            )
+            _raise_failures(children, ready, "start")
+            t0 = time.monotonic() + START_DELAY_S
+            broadcast(("start", t0))
+            deadline = plans[0].deadline_s + START_DELAY_S + 15.0
+            finished = await wait_for(lambda: all(c.done for c in children), deadline)
+            if not finished:
+                broadcast(("stop", "deadline"))
+                stop_reason.append("deadline")
+                await wait_for(lambda: all(c.done for c in children), 10.0)
+            ended = time.monotonic()
+        _raise_failures(children, True, "run")
+        return t0, ended
+    finally:
+        for child in children:
+            with contextlib.suppress(ValueError, OSError):
+                loop.remove_reader(child.conn.fileno())
+            await asyncio.to_thread(child.process.join, 5.0)
+            if child.process.is_alive():
+                child.process.terminate()
+                await asyncio.to_thread(child.process.join, 5.0)
+            child.conn.close()
+
+
+def _raise_failures(children: list[_Child], ready: bool, phase: str) -> None:
+    failures = [f"worker {i}: {c.failure}" for i, c in enumerate(children) if c.failure is not None]
+    if not ready:
+        failures.append(f"workers did not report ready within {WORKER_START_TIMEOUT_S:g} s")
+    if failures:
+        raise WorkerFailed(f"worker processes failed during {phase}:\n" + "\n".join(failures))
+
+
+def _result(
+    scenario: Scenario,
+    count: int,
+    collector: _Collector,
+    t0: float,
+    ended: float,
+    stop_reason: list[str],
+) -> RunResult:
+    reports = [collector.reports[w] for w in sorted(collector.reports)]
+    duration = max(0.0, ended - t0)
+    started_wall = time.time() - (time.monotonic() - t0)
+    merged = merge_states(report.state for report in reports)
+    metrics = to_metrics(merged, duration)
+    series = collector.aggregator.points()
+    peak = max([0, *(p.users for p in series), *(r.users_peak for r in reports)])
+    metrics["users"] = Gauge("users", float(peak), 0.0, float(peak))
+    reasons = [r.interrupted_reason for r in reports if r.interrupted_reason]
+    reason = stop_reason[0] if stop_reason else (reasons[0] if reasons else None)
+    workload = scenario.workload
+    description = workload.describe()
+    if isinstance(workload, ArrivalRate):
+        description["planned_iterations"] = sum(1 for _ in workload.arrival_times())
+    return RunResult(
+        scenario=scenario.name,
+        params=dict(scenario.params),
+        workload=description,
+        started_at=started_wall,
+        ended_at=started_wall + duration,
+        duration_s=duration,
+        processes=count,
+        metrics=metrics,
+        series=series,
+        errors=error_summaries(merged),
+        generator=merge_health([(r.lag, r.cpu) for r in reports]),
+        interrupted=reason is not None,
+        interrupted_reason=reason,
+    )

@@ -1,0 +1,385 @@
+"""Runs one worker's share of a scenario on the current event loop.
+
+The runner drives virtual users by the workload's schedule, measures its own
+event-loop lag and CPU, and sends one :class:`~squall.engine.series.Snapshot`
+a second. It stops by itself: new iterations stop when the schedule ends (or
+:meth:`Worker.stop` is called); iterations still running get the scenario's
+``graceful_stop_s`` and are then cancelled and counted as
+``interrupted_iterations``; a hard deadline cancels everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]
+
+from squall.engine.errors import EngineError
+from squall.engine.scenario import Behaviour, Scenario
+from squall.engine.series import Snapshot
+from squall.engine.session import Session
+from squall.engine.workload import ArrivalRate, Closed, Stages
+from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.recorder import Recorder, RecorderState
+
+#: How often the lag ticker wakes up, seconds.
+LAG_INTERVAL_S = 0.05
+#: How often a stages workload re-reads its target, seconds.
+STAGES_TICK_S = 0.1
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """One worker's share: ``users`` are the user (or, in the open model, VU) indexes it owns."""
+
+    scenario: Scenario
+    worker: int
+    workers: int
+    users: range
+    deadline_s: float
+    snapshot_interval_s: float = 1.0
+
+
+@dataclass
+class WorkerReport:
+    """What a worker hands back when it is done (plain, picklable data)."""
+
+    worker: int
+    state: RecorderState
+    lag: str
+    cpu: list[float]
+    interrupted_reason: str | None
+    users_peak: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "worker": self.worker,
+            "state": self.state.to_dict(),
+            "lag": self.lag,
+            "cpu": list(self.cpu),
+            "interrupted_reason": self.interrupted_reason,
+            "users_peak": self.users_peak,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorkerReport:
+        return cls(
+            worker=int(data["worker"]),
+            state=RecorderState.from_dict(data["state"]),
+            lag=str(data["lag"]),
+            cpu=[float(c) for c in data["cpu"]],
+            interrupted_reason=data["interrupted_reason"],
+            users_peak=int(data["users_peak"]),
+        )
+
+
+@dataclass
+class _Live:
+    users: int = 0
+    users_peak: int = 0
+    connections: int = 0
+    user_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    sessions: list[Session] = field(default_factory=list)
+
+
+class Worker:
+    """Drives one worker's users on the running event loop."""
+
+    def __init__(
+        self,
+        plan: WorkerPlan,
+        behaviour: Behaviour,
+        on_snapshot: Callable[[Snapshot], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.plan = plan
+        self.recorder = Recorder()
+        self._behaviour = behaviour
+        self._on_snapshot = on_snapshot
+        self._clock = clock
+        self._t0 = 0.0
+        self._stopping = asyncio.Event()
+        self._stop_reason: str | None = None
+        self._live = _Live()
+        self._lag = LatencyHistogram()
+        self._cpu: list[float] = []
+        self._second = 0
+        self._process = psutil.Process()
+
+    def __repr__(self) -> str:
+        return (
+            f"Worker({self.plan.worker}/{self.plan.workers}, users={self._live.users}, "
+            f"connections={self._live.connections}, stopping={self._stopping.is_set()})"
+        )
+
+    def stop(self, reason: str) -> None:
+        """Start no new iterations; running ones get the graceful-stop period."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self._stopping.set()
+
+    async def run(self, t0: float) -> WorkerReport:
+        """Run the plan with ``t0`` (on ``clock``) as the common start time."""
+        self._t0 = t0
+        self._process.cpu_percent(None)
+        helpers = [
+            asyncio.create_task(self._lag_ticker()),
+            asyncio.create_task(self._snapshots()),
+        ]
+        interrupted: str | None = None
+        try:
+            await self._sleep_until(t0)
+            remaining = t0 + self.plan.deadline_s - self._clock()
+            try:
+                async with asyncio.timeout(max(0.0, remaining)):
+                    await self._drive()
+                    await self._drain(self.plan.scenario.graceful_stop_s)
+            except TimeoutError:
+                interrupted = "deadline"
+        finally:
+            self._stopping.set()
+            await self._cancel_users()
+            for session in self._live.sessions:
+                with contextlib.suppress(Exception):
+                    await session.aclose()
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            self._emit(final=True)
+        if interrupted is None and self._stop_reason not in (None, "schedule"):
+            interrupted = self._stop_reason
+        return WorkerReport(
+            worker=self.plan.worker,
+            state=self.recorder.state(),
+            lag=self._lag.encode(),
+            cpu=list(self._cpu),
+            interrupted_reason=interrupted,
+            users_peak=self._live.users_peak,
+        )
+
+    # -- schedules --
+
+    async def _drive(self) -> None:
+        workload = self.plan.scenario.workload
+        if isinstance(workload, Closed):
+            await self._drive_closed(workload)
+        elif isinstance(workload, ArrivalRate):
+            await self._drive_open(workload)
+        else:
+            await self._drive_stages(workload)
+
+    async def _drive_closed(self, workload: Closed) -> None:
+        for index in self.plan.users:
+            self._spawn(self._closed_user(workload, index))
+        end = None if workload.duration is None else self._t0 + workload.duration
+        await self._wait_users(end)
+
+    async def _closed_user(self, workload: Closed, index: int) -> None:
+        await self._sleep_until(self._t0 + workload.start_offset(index))
+        if self._stopping.is_set():
+            return
+        session = self._new_session(index)
+        end = None if workload.duration is None else self._t0 + workload.duration
+        self._user_started()
+        try:
+            n = 0
+            while not self._stopping.is_set():
+                if workload.iterations is not None and n >= workload.iterations:
+                    break
+                if end is not None and self._clock() >= end:
+                    break
+                await self._iteration(session, n, None)
+                n += 1
+        finally:
+            self._user_stopped()
+
+    async def _drive_open(self, workload: ArrivalRate) -> None:
+        idle: list[Session] = []
+        vus = iter(self.plan.users)
+        for k, offset in enumerate(workload.arrival_times()):
+            if k % self.plan.workers != self.plan.worker:
+                continue
+            intended = self._t0 + offset
+            await self._sleep_until(intended)
+            if self._stopping.is_set():
+                break
+            if idle:
+                session = idle.pop()
+            else:
+                index = next(vus, None)
+                if index is None:
+                    self.recorder.count("dropped_iterations")
+                    continue
+                session = self._new_session(index)
+            self._spawn(self._open_iteration(session, intended, idle))
+        self.stop("schedule")
+
+    async def _open_iteration(self, session: Session, intended: float, idle: list[Session]) -> None:
+        self._user_started()
+        try:
+            await self._iteration(session, session.iterations_started, intended)
+        finally:
+            self._user_stopped()
+        idle.append(session)
+
+    async def _drive_stages(self, workload: Stages) -> None:
+        users = self.plan.users
+        retired: dict[int, bool] = {}
+        running: dict[int, asyncio.Task[None]] = {}
+        end = self._t0 + workload.planned_duration
+        while not self._stopping.is_set() and self._clock() < end:
+            total = workload.target_users(self._clock() - self._t0)
+            mine = max(0, min(len(users), total - users.start))
+            for offset, index in enumerate(users):
+                wanted = offset < mine
+                retired[index] = not wanted
+                task = running.get(index)
+                if wanted and (task is None or task.done()):
+                    running[index] = self._spawn(self._stages_user(index, retired))
+            await self._sleep_until(min(end, self._clock() + STAGES_TICK_S))
+        self.stop("schedule")
+
+    async def _stages_user(self, index: int, retired: dict[int, bool]) -> None:
+        session = self._new_session(index)
+        self._user_started()
+        try:
+            n = 0
+            while not self._stopping.is_set() and not retired.get(index, False):
+                await self._iteration(session, n, None)
+                n += 1
+        finally:
+            self._user_stopped()
+
+    # -- iterations --
+
+    async def _iteration(self, session: Session, n: int, intended: float | None) -> None:
+        started = self._clock()
+        if intended is not None:
+            self.recorder.trend("schedule_lag", max(0.0, started - intended))
+        session.begin_iteration(n, intended)
+        try:
+            await self._behaviour(session)
+        except asyncio.CancelledError:
+            self.recorder.count("interrupted_iterations")
+            raise
+        except EngineError as exc:
+            if not exc.recorded:
+                self.recorder.error(exc.kind, str(exc))
+        except Exception as exc:
+            self.recorder.error(type(exc).__name__, f"{type(exc).__name__}: {exc}")
+        self.recorder.count("iterations")
+        origin = started if intended is None else intended
+        self.recorder.trend("iteration_time", max(0.0, self._clock() - origin))
+
+    def _new_session(self, index: int) -> Session:
+        identity = self.plan.scenario.identities(index)
+        session = Session(
+            identity, self.recorder, self._clock, self.plan.scenario.params, self._connection
+        )
+        self._live.sessions.append(session)
+        return session
+
+    def _connection(self, delta: int) -> None:
+        self._live.connections += delta
+
+    def _user_started(self) -> None:
+        live = self._live
+        live.users += 1
+        live.users_peak = max(live.users_peak, live.users)
+
+    def _user_stopped(self) -> None:
+        self._live.users -= 1
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coroutine)
+        self._live.user_tasks.add(task)
+        task.add_done_callback(self._live.user_tasks.discard)
+        return task
+
+    async def _wait_users(self, end: float | None) -> None:
+        """Until every user task is done, a stop is requested, or ``end``."""
+        stop = asyncio.create_task(self._stopping.wait())
+        try:
+            while self._live.user_tasks and not self._stopping.is_set():
+                timeout = None if end is None else max(0.0, end - self._clock())
+                if timeout == 0.0:
+                    break
+                await asyncio.wait(
+                    [*self._live.user_tasks, stop],
+                    timeout=timeout,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+        finally:
+            stop.cancel()
+        self.stop("schedule")
+
+    async def _drain(self, grace: float) -> None:
+        """Give running iterations ``grace`` seconds to finish."""
+        if self._live.user_tasks:
+            await asyncio.wait(list(self._live.user_tasks), timeout=grace)
+
+    async def _cancel_users(self) -> None:
+        tasks = list(self._live.user_tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _sleep_until(self, when: float) -> None:
+        """Sleep until ``when`` on the clock, or until a stop is requested."""
+        delay = when - self._clock()
+        if delay <= 0 or self._stopping.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._stopping.wait()
+
+    # -- self-measurement --
+
+    async def _lag_ticker(self) -> None:
+        expected = self._clock() + LAG_INTERVAL_S
+        while True:
+            await asyncio.sleep(LAG_INTERVAL_S)
+            now = self._clock()
+            self._lag.record(max(0.0, now - expected))
+            expected = now + LAG_INTERVAL_S
+
+    async def _snapshots(self) -> None:
+        interval = self.plan.snapshot_interval_s
+        while True:
+            target = self._t0 + (self._second + 1) * interval
+            delay = target - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._emit(final=False)
+
+    def _emit(self, *, final: bool) -> None:
+        interval = self.plan.snapshot_interval_s
+        elapsed = self._clock() - self._t0 - self._second * interval
+        span = min(interval, max(0.0, elapsed)) if final else interval
+        cpu = float(self._process.cpu_percent(None))
+        if not final:
+            self._cpu.append(cpu)
+        stats = self.recorder.take_interval()
+        self.recorder.gauge("users", self._live.users_peak)
+        self._on_snapshot(
+            Snapshot(
+                worker=self.plan.worker,
+                t=self._second,
+                span=span,
+                users=self._live.users,
+                connections=self._live.connections,
+                sent=stats.sent,
+                received=stats.received,
+                errors=stats.errors,
+                latency=stats.latency,
+                cpu=None if final else cpu,
+                lag=self._lag.encode(),
+                final=final,
+            )
+        )
+        self._second += 1

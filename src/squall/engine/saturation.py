@@ -1,0 +1,86 @@
+"""Is the load generator itself the bottleneck? Pure rules over loop-lag and CPU samples.
+
+A generator whose event loop is late, or whose process uses a whole core, delays
+its own sends and reads: the latencies it reports then describe the generator,
+not the target. Each worker samples its loop lag and CPU; these functions turn
+the samples into a :class:`~squall.metrics.result.GeneratorHealth` verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.result import GeneratorHealth
+
+
+@dataclass(frozen=True)
+class SaturationBounds:
+    """Limits beyond which a worker counts as saturated."""
+
+    #: 99th percentile of event-loop lag, seconds.
+    loop_lag_p99_s: float = 0.050
+    #: Average CPU of one worker process, percent of one core.
+    cpu_percent: float = 90.0
+
+
+def assess(
+    loop_lag: LatencyHistogram,
+    cpu_samples: Sequence[float],
+    bounds: SaturationBounds = SaturationBounds(),
+) -> GeneratorHealth:
+    """The verdict for one or more workers' merged lag histogram and CPU samples.
+
+    ``cpu_samples`` are per-worker, per-second CPU percentages (of one core).
+    The CPU rule uses the average over the run so that one busy second during
+    start-up does not condemn a run.
+    """
+    reasons: list[str] = []
+    lag_p99 = loop_lag.percentile(99)
+    if loop_lag.count and lag_p99 > bounds.loop_lag_p99_s:
+        reasons.append(
+            f"event-loop lag p99 {lag_p99 * 1000:.1f} ms > {bounds.loop_lag_p99_s * 1000:.0f} ms"
+        )
+    cpu_avg = sum(cpu_samples) / len(cpu_samples) if cpu_samples else 0.0
+    cpu_max = max(cpu_samples, default=0.0)
+    if cpu_samples and cpu_avg >= bounds.cpu_percent:
+        reasons.append(
+            f"worker CPU {cpu_avg:.0f} % of a core >= {bounds.cpu_percent:.0f} %; "
+            "add processes or generator machines"
+        )
+    return GeneratorHealth(
+        saturated=bool(reasons),
+        reasons=tuple(reasons),
+        loop_lag_p99_s=lag_p99,
+        loop_lag_max_s=loop_lag.max,
+        cpu_avg_percent=cpu_avg,
+        cpu_max_percent=cpu_max,
+    )
+
+
+def merge_health(
+    workers: Sequence[tuple[str, Sequence[float]]], bounds: SaturationBounds = SaturationBounds()
+) -> GeneratorHealth:
+    """Assess several workers, given each one's encoded lag histogram and CPU samples.
+
+    Saturated if any worker is: a single overloaded worker delays its share of users.
+    """
+    merged = LatencyHistogram()
+    reasons: list[str] = []
+    cpu_all: list[float] = []
+    for index, (encoded, cpu) in enumerate(workers):
+        lag = LatencyHistogram.decode(encoded)
+        merged.merge(lag)
+        cpu_all.extend(cpu)
+        verdict = assess(lag, cpu, bounds)
+        reasons.extend(f"worker {index}: {reason}" for reason in verdict.reasons)
+    overall = assess(merged, cpu_all, bounds)
+    return GeneratorHealth(
+        saturated=bool(reasons),
+        reasons=tuple(reasons),
+        loop_lag_p99_s=overall.loop_lag_p99_s,
+        loop_lag_max_s=overall.loop_lag_max_s,
+        cpu_avg_percent=overall.cpu_avg_percent,
+        cpu_max_percent=overall.cpu_max_percent,
+    )

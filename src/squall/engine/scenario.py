@@ -1,0 +1,69 @@
+"""What to run: a behaviour, a workload, identities and parameters.
+
+A behaviour is ``async def behaviour(session: Session) -> None``, one iteration
+of one virtual user. Give it as an import path (``"package.module:function"``)
+so worker processes can import it; a callable works for single-process runs and,
+when it is a module-level function, for worker processes too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from squall.engine.errors import ScenarioError
+from squall.engine.identity import AnonymousIdentities, IdentityFactory
+from squall.engine.workload import Workload
+
+if TYPE_CHECKING:
+    from squall.engine.session import Session
+
+Behaviour = Callable[["Session"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    behaviour: str | Behaviour
+    workload: Workload
+    identities: IdentityFactory = field(default_factory=AnonymousIdentities)
+    params: dict[str, Any] = field(default_factory=dict)
+    #: Seconds in-flight iterations may run on after the schedule ends, before cancellation.
+    graceful_stop_s: float = 5.0
+
+    def resolve_behaviour(self) -> Behaviour:
+        """The behaviour callable, importing it if it was given as a path."""
+        if not isinstance(self.behaviour, str):
+            return self.behaviour
+        module_name, sep, attribute = self.behaviour.partition(":")
+        if not sep or not module_name or not attribute:
+            raise ScenarioError(
+                f"behaviour {self.behaviour!r} is not an import path; "
+                "write it as 'package.module:function'"
+            )
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ScenarioError(
+                f"cannot import module {module_name!r} of behaviour {self.behaviour!r}: {exc}; "
+                "make sure it is importable (installed or on sys.path)"
+            ) from exc
+        found = getattr(module, attribute, None)
+        if not callable(found):
+            raise ScenarioError(
+                f"module {module_name!r} has no callable {attribute!r} "
+                f"(behaviour {self.behaviour!r}); define 'async def {attribute}(session)'"
+            )
+        behaviour: Behaviour = found
+        return behaviour
+
+    def portable(self) -> bool:
+        """Whether the scenario can be sent to worker processes (pickled)."""
+        try:
+            pickle.dumps(self)
+        except (pickle.PicklingError, AttributeError, TypeError):
+            return False
+        return True

@@ -1,0 +1,164 @@
+"""Per-second snapshots from workers, summed into the run's time series (pure).
+
+Each worker sends one :class:`Snapshot` per second of run time (and a last,
+partial one when it stops). Seconds are counted from the common start time the
+parent hands to every worker, so snapshot *t* of every worker covers the same
+second. Latencies travel as encoded histograms and are added, never averaged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from squall.engine.saturation import SaturationBounds, assess
+from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.result import SATURATION_WARNING, SeriesPoint
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One worker's second."""
+
+    worker: int
+    t: int
+    #: Seconds this snapshot covers (1.0, or less for a worker's last one).
+    span: float
+    users: int
+    connections: int
+    sent: int
+    received: int
+    errors: int
+    latency: str
+    #: Worker CPU in this second, percent of one core (None for the first second).
+    cpu: float | None
+    #: Encoded histogram of the worker's event-loop lag so far.
+    lag: str
+    final: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Snapshot:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ProgressView:
+    """What live progress shows after each second."""
+
+    elapsed_s: float
+    remaining_s: float | None
+    users: int
+    connections: int
+    sent_per_s: float
+    received_per_s: float
+    p50: float
+    p99: float
+    errors: int
+    warning: str | None
+
+
+@dataclass
+class _Second:
+    workers: set[int] = field(default_factory=set)
+    span: float = 0.0
+    users: int = 0
+    connections: int = 0
+    sent: int = 0
+    received: int = 0
+    errors: int = 0
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+
+class SeriesAggregator:
+    """Sums snapshots by second; reports a second once every live worker has sent it."""
+
+    def __init__(self, workers: int, planned_s: float | None = None) -> None:
+        self._workers = workers
+        self._planned_s = planned_s
+        self._seconds: dict[int, _Second] = {}
+        self._finished: set[int] = set()
+        self._reported = -1
+        self._total = LatencyHistogram()
+        self._errors = 0
+        self._lag: dict[int, str] = {}
+        self._cpu: dict[int, list[float]] = {}
+
+    def add(self, snapshot: Snapshot) -> list[ProgressView]:
+        """Fold in one snapshot; returns views for the seconds it completed, in order."""
+        second = self._seconds.setdefault(snapshot.t, _Second())
+        second.workers.add(snapshot.worker)
+        second.span = max(second.span, snapshot.span)
+        second.users += snapshot.users
+        second.connections += snapshot.connections
+        second.sent += snapshot.sent
+        second.received += snapshot.received
+        second.errors += snapshot.errors
+        if snapshot.latency:
+            latency = LatencyHistogram.decode(snapshot.latency)
+            second.latency.merge(latency)
+            self._total.merge(latency)
+        self._errors += snapshot.errors
+        self._lag[snapshot.worker] = snapshot.lag
+        if snapshot.cpu is not None:
+            self._cpu.setdefault(snapshot.worker, []).append(snapshot.cpu)
+        if snapshot.final:
+            self._finished.add(snapshot.worker)
+        views: list[ProgressView] = []
+        while True:
+            t = self._reported + 1
+            pending = self._seconds.get(t)
+            if pending is None:
+                break
+            live = set(range(self._workers)) - {
+                w for w in self._finished if w not in pending.workers
+            }
+            if not live <= pending.workers:
+                break
+            self._reported = t
+            views.append(self._view(t, pending))
+        return views
+
+    def _view(self, t: int, second: _Second) -> ProgressView:
+        span = second.span or 1.0
+        elapsed = t + span
+        lag = LatencyHistogram()
+        for encoded in self._lag.values():
+            lag.merge(LatencyHistogram.decode(encoded))
+        cpu = [sample for samples in self._cpu.values() for sample in samples]
+        health = assess(lag, cpu, SaturationBounds())
+        return ProgressView(
+            elapsed_s=elapsed,
+            remaining_s=None if self._planned_s is None else max(0.0, self._planned_s - elapsed),
+            users=second.users,
+            connections=second.connections,
+            sent_per_s=second.sent / span,
+            received_per_s=second.received / span,
+            p50=self._total.percentile(50),
+            p99=self._total.percentile(99),
+            errors=self._errors,
+            warning=f"{SATURATION_WARNING}: {'; '.join(health.reasons)}"
+            if health.saturated
+            else None,
+        )
+
+    def points(self) -> tuple[SeriesPoint, ...]:
+        """The time series, one point per second that any worker reported."""
+        points = []
+        for t in sorted(self._seconds):
+            second = self._seconds[t]
+            span = second.span or 1.0
+            points.append(
+                SeriesPoint(
+                    t=t,
+                    users=second.users,
+                    sent_per_s=second.sent / span,
+                    received_per_s=second.received / span,
+                    p50=second.latency.percentile(50),
+                    p99=second.latency.percentile(99),
+                    errors=second.errors,
+                )
+            )
+        return tuple(points)

@@ -1,0 +1,163 @@
+"""The handle a behaviour gets: connections, HTTP, clock, recorder and identity.
+
+One :class:`Session` belongs to one virtual user and lives across its
+iterations; ``iteration`` says which one is running. ``state`` is the user's own
+scratch space that survives between iterations (e.g. a thread id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from squall.engine.client import DEFAULT_TIMEOUT_S, Clock, WebSocket, connect
+from squall.engine.identity import Identity
+from squall.metrics.recorder import Recorder
+
+
+class _Connecting:
+    """``async with session.ws(url) as ws`` or ``ws = await session.ws(url)``."""
+
+    def __init__(self, session: Session, url: str, kwargs: dict[str, Any]) -> None:
+        self._session = session
+        self._url = url
+        self._kwargs = kwargs
+        self._socket: WebSocket | None = None
+
+    def __await__(self) -> Generator[Any, None, WebSocket]:
+        return self._session._open(self._url, **self._kwargs).__await__()
+
+    async def __aenter__(self) -> WebSocket:
+        self._socket = await self._session._open(self._url, **self._kwargs)
+        return self._socket
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._socket is not None:
+            await self._socket.close()
+
+
+class Session:
+    """A virtual user's view of the engine."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        recorder: Recorder,
+        clock: Clock,
+        params: Mapping[str, Any],
+        on_connection: Callable[[int], None] | None = None,
+    ) -> None:
+        self.identity = identity
+        self.recorder = recorder
+        self.clock = clock
+        self.params = params
+        self.iteration = 0
+        #: How many iterations this user has begun.
+        self.iterations_started = 0
+        self.state: dict[str, Any] = {}
+        self._on_connection = on_connection
+        self._pending_origin: float | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._open_sockets: set[WebSocket] = set()
+        self._cached: dict[str, WebSocket] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"Session(user={self.identity.user_id!r}, iteration={self.iteration}, "
+            f"sockets={len(self._open_sockets)})"
+        )
+
+    def begin_iteration(self, iteration: int, intended_start: float | None) -> None:
+        """Called by the runner; ``intended_start`` is set in the open model only."""
+        self.iteration = iteration
+        self.iterations_started += 1
+        self._pending_origin = intended_start
+
+    def take_origin(self, now: float) -> float:
+        """Where the latency of an operation sent at ``now`` is measured from.
+
+        In the open model the first timed operation of an iteration is measured
+        from the iteration's intended start (so a stalled target or generator
+        shows up as latency); every other one from its own send time.
+        """
+        origin = self._pending_origin
+        self._pending_origin = None
+        return now if origin is None else min(origin, now)
+
+    def ws(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        auth: bool = True,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> _Connecting:
+        """Open a WebSocket (timed as ``ws_connect``); closed on ``async with`` exit.
+
+        With ``auth`` the identity's token is sent as ``Authorization: Bearer``
+        unless ``headers`` already has an Authorization header.
+        """
+        return _Connecting(
+            self,
+            url,
+            {"headers": headers, "subprotocols": subprotocols, "auth": auth, "timeout": timeout},
+        )
+
+    async def connection(self, url: str, **kwargs: Any) -> WebSocket:
+        """A connection kept open across iterations of this user (reopened if it closed)."""
+        socket = self._cached.get(url)
+        if socket is None or socket.closed:
+            socket = self._cached[url] = await self._open(url, **kwargs)
+        return socket
+
+    async def _open(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        auth: bool = True,
+        timeout: float = DEFAULT_TIMEOUT_S,  # noqa: ASYNC109
+    ) -> WebSocket:
+        merged = dict(headers or {})
+        if auth and not any(key.lower() == "authorization" for key in merged):
+            merged.update(self.identity.auth_headers())
+        socket = await connect(
+            url,
+            self.recorder,
+            self.clock,
+            headers=merged,
+            subprotocols=subprotocols,
+            timeout=timeout,
+            origin=self.take_origin,
+            on_close=self._closed,
+        )
+        self._open_sockets.add(socket)
+        if self._on_connection is not None:
+            self._on_connection(1)
+        return socket
+
+    def _closed(self, socket: WebSocket) -> None:
+        if socket in self._open_sockets:
+            self._open_sockets.discard(socket)
+            if self._on_connection is not None:
+                self._on_connection(-1)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """An HTTP client for this user (created on first use, closed with the session)."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(headers=self.identity.auth_headers())
+        return self._http
+
+    async def aclose(self) -> None:
+        """Close every connection and the HTTP client this user still holds."""
+        for socket in list(self._open_sockets):
+            await socket.close()
+        self._cached.clear()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None

@@ -1,0 +1,233 @@
+"""Where scenarios put their measurements, and how per-process measurements are merged.
+
+A :class:`Recorder` lives in one worker process and is only touched from that
+process's event loop thread, synchronously, so it needs no locks. It exports its
+content as a :class:`RecorderState` (plain data: encoded histograms and
+integers) which crosses process boundaries and is merged exactly by
+:func:`merge_states`; :func:`to_metrics` turns a merged state into the
+:mod:`squall.metrics.result` objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.result import Counter, ErrorSummary, Gauge, Metric, Rate, Trend
+
+#: Trends whose per-second percentiles go into the time series, in order of preference.
+SERIES_TRENDS = ("response_time", "round_trip")
+#: How many sample messages are kept per error kind.
+ERROR_SAMPLES = 3
+#: Counter names the engine and clients use.
+MESSAGES_SENT = "messages_sent"
+MESSAGES_RECEIVED = "messages_received"
+ERRORS = "errors"
+TIMEOUTS = "timeouts"
+
+
+@dataclass
+class RecorderState:
+    """A recorder's content as plain, picklable, JSON-serialisable data."""
+
+    trends: dict[str, str] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    rates: dict[str, tuple[int, int]] = field(default_factory=dict)
+    gauges: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    error_samples: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trends": dict(self.trends),
+            "counters": dict(self.counters),
+            "rates": {k: list(v) for k, v in self.rates.items()},
+            "gauges": {k: list(v) for k, v in self.gauges.items()},
+            "error_samples": {k: list(v) for k, v in self.error_samples.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RecorderState:
+        return cls(
+            trends={str(k): str(v) for k, v in data.get("trends", {}).items()},
+            counters={str(k): int(v) for k, v in data.get("counters", {}).items()},
+            rates={str(k): (int(v[0]), int(v[1])) for k, v in data.get("rates", {}).items()},
+            gauges={
+                str(k): (float(v[0]), float(v[1]), float(v[2]))
+                for k, v in data.get("gauges", {}).items()
+            },
+            error_samples={
+                str(k): [str(s) for s in v] for k, v in data.get("error_samples", {}).items()
+            },
+        )
+
+
+@dataclass(frozen=True)
+class Interval:
+    """What happened since the previous :meth:`Recorder.take_interval` call."""
+
+    sent: int
+    received: int
+    errors: int
+    #: Encoded histogram of the first of :data:`SERIES_TRENDS` recorded in the interval.
+    latency: str
+
+
+class Recorder:
+    """Records trends, counters, rates and gauges for one process.
+
+    Not thread-safe by design: one event loop owns it and every call is
+    synchronous, so there is no ``await`` between reading and updating a value.
+    """
+
+    def __init__(self) -> None:
+        self._trends: dict[str, LatencyHistogram] = {}
+        self._counters: dict[str, int] = {}
+        self._rates: dict[str, list[int]] = {}
+        self._gauges: dict[str, list[float]] = {}
+        self._error_samples: dict[str, list[str]] = {}
+        self._interval_trends: dict[str, LatencyHistogram] = {
+            name: LatencyHistogram() for name in SERIES_TRENDS
+        }
+        self._interval_base = (0, 0, 0)
+
+    def __repr__(self) -> str:
+        return (
+            f"Recorder(trends={sorted(self._trends)}, sent={self.counter(MESSAGES_SENT)}, "
+            f"received={self.counter(MESSAGES_RECEIVED)}, errors={self.counter(ERRORS)})"
+        )
+
+    def trend(self, name: str, seconds: float) -> None:
+        """Record one duration (seconds) into the trend ``name``."""
+        histogram = self._trends.get(name)
+        if histogram is None:
+            histogram = self._trends[name] = LatencyHistogram()
+        histogram.record(seconds)
+        interval = self._interval_trends.get(name)
+        if interval is not None:
+            interval.record(seconds)
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to the counter ``name``."""
+        self._counters[name] = self._counters.get(name, 0) + n
+
+    def rate(self, name: str, ok: bool) -> None:
+        """Record one pass (``ok``) or failure of the rate ``name``."""
+        entry = self._rates.get(name)
+        if entry is None:
+            entry = self._rates[name] = [0, 0]
+        entry[0] += int(ok)
+        entry[1] += 1
+
+    def gauge(self, name: str, value: float) -> None:
+        """Set the gauge ``name``; its lowest and highest values are kept too."""
+        entry = self._gauges.get(name)
+        if entry is None:
+            self._gauges[name] = [value, value, value]
+        else:
+            entry[0] = value
+            entry[1] = min(entry[1], value)
+            entry[2] = max(entry[2], value)
+
+    def error(self, kind: str, message: str) -> None:
+        """Count one error of ``kind`` in ``errors`` and ``errors.<kind>``, keeping samples."""
+        self.count(ERRORS)
+        self.count(f"{ERRORS}.{kind}")
+        samples = self._error_samples.setdefault(kind, [])
+        if len(samples) < ERROR_SAMPLES:
+            samples.append(message[:500])
+
+    def counter(self, name: str) -> int:
+        return self._counters.get(name, 0)
+
+    def histogram(self, name: str) -> LatencyHistogram | None:
+        return self._trends.get(name)
+
+    def take_interval(self) -> Interval:
+        """Counts and latencies since the previous call (for the per-second series)."""
+        now = (self.counter(MESSAGES_SENT), self.counter(MESSAGES_RECEIVED), self.counter(ERRORS))
+        base = self._interval_base
+        self._interval_base = now
+        latency = ""
+        for name in SERIES_TRENDS:
+            histogram = self._interval_trends[name]
+            if histogram.count and not latency:
+                latency = histogram.encode()
+            histogram.reset()
+        return Interval(
+            sent=now[0] - base[0],
+            received=now[1] - base[1],
+            errors=now[2] - base[2],
+            latency=latency,
+        )
+
+    def state(self) -> RecorderState:
+        return RecorderState(
+            trends={name: h.encode() for name, h in self._trends.items()},
+            counters=dict(self._counters),
+            rates={name: (v[0], v[1]) for name, v in self._rates.items()},
+            gauges={name: (v[0], v[1], v[2]) for name, v in self._gauges.items()},
+            error_samples={kind: list(s) for kind, s in self._error_samples.items()},
+        )
+
+
+def merge_states(states: Iterable[RecorderState]) -> RecorderState:
+    """Combine the states of several processes exactly.
+
+    Histograms and counts add up. Gauges from different processes are levels
+    measured at different moments, so the merged gauge takes the highest last
+    value, the lowest minimum and the highest maximum; process-wide sums (such as
+    concurrent users) are computed from the time series instead.
+    """
+    histograms: dict[str, LatencyHistogram] = {}
+    merged = RecorderState()
+    for state in states:
+        for name, encoded in state.trends.items():
+            decoded = LatencyHistogram.decode(encoded)
+            if name in histograms:
+                histograms[name].merge(decoded)
+            else:
+                histograms[name] = decoded
+        for name, n in state.counters.items():
+            merged.counters[name] = merged.counters.get(name, 0) + n
+        for name, (passes, total) in state.rates.items():
+            p, t = merged.rates.get(name, (0, 0))
+            merged.rates[name] = (p + passes, t + total)
+        for name, (value, low, high) in state.gauges.items():
+            if name in merged.gauges:
+                v, lo, hi = merged.gauges[name]
+                merged.gauges[name] = (max(v, value), min(lo, low), max(hi, high))
+            else:
+                merged.gauges[name] = (value, low, high)
+        for kind, samples in state.error_samples.items():
+            kept = merged.error_samples.setdefault(kind, [])
+            kept.extend(samples[: max(0, ERROR_SAMPLES - len(kept))])
+    merged.trends = {name: h.encode() for name, h in histograms.items()}
+    return merged
+
+
+def to_metrics(state: RecorderState, duration_s: float) -> dict[str, Metric]:
+    """The result metrics of a (merged) state; counters' rates use ``duration_s``."""
+    metrics: dict[str, Metric] = {}
+    for name, encoded in state.trends.items():
+        metrics[name] = Trend.from_histogram(name, LatencyHistogram.decode(encoded))
+    for name, n in state.counters.items():
+        metrics[name] = Counter(name, n, n / duration_s if duration_s > 0 else 0.0)
+    for name, (passes, total) in state.rates.items():
+        metrics[name] = Rate(name, passes, total)
+    for name, (value, low, high) in state.gauges.items():
+        metrics[name] = Gauge(name, value, low, high)
+    return metrics
+
+
+def error_summaries(state: RecorderState) -> tuple[ErrorSummary, ...]:
+    """Errors by kind, most frequent first, with their sample messages."""
+    prefix = f"{ERRORS}."
+    kinds = {
+        name[len(prefix) :]: n for name, n in state.counters.items() if name.startswith(prefix)
+    }
+    return tuple(
+        ErrorSummary(kind, n, tuple(state.error_samples.get(kind, ())))
+        for kind, n in sorted(kinds.items(), key=lambda item: (-item[1], item[0]))
+    )

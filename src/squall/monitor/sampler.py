@@ -1,0 +1,323 @@
+"""The resource monitor: an asyncio task sampling process groups with psutil.
+
+Every ``interval_s`` it re-discovers each group's processes (see
+:mod:`squall.monitor.targets`) and records, per group, RSS, CPU (% of one core,
+summed), threads, file descriptors and inet sockets. :meth:`ResourceMonitor.stop`
+takes a last sample and returns a :class:`~squall.monitor.report.MonitorReport`.
+
+Design notes:
+
+- The psutil calls run in a worker thread (``asyncio.to_thread``) so that a
+  slow ``/proc`` read never stalls the load generator's event loop.
+- Time is injected: ``clock`` (monotonic seconds) and ``sleep`` (an awaitable)
+  let tests drive the loop without waiting.
+- Memory is bounded: each group keeps at most ``max_samples`` samples
+  (:class:`~squall.monitor.stats.BoundedSeries` halves the series when full),
+  the set of PIDs seen per group is capped at ``MAX_PIDS``, and the CPU-time
+  cache only holds processes alive at the last sample.
+- Processes that exit between discovery and reading (``NoSuchProcess``) are
+  skipped; readings the OS refuses (``AccessDenied``) count as zero and are
+  counted in ``GroupReport.denied``.
+- A process belongs to the first group that claims it, in the order given, so
+  servers that are children of the generator are not counted twice when their
+  group is listed before the generator's.
+- CPU % is measured from CPU-time deltas between two samples; a process seen
+  for the first time contributes 0 % on that sample.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import psutil  # type: ignore[import-untyped]  # no stubs installed
+
+from squall.monitor.report import GroupReport, MonitorReport
+from squall.monitor.stats import BoundedSeries, ResourceSample
+from squall.monitor.targets import GroupSpec, discover
+
+MAX_PIDS = 10_000
+_MB = 1024.0 * 1024.0
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One group at one instant, before it becomes a :class:`ResourceSample`."""
+
+    rss_mb: float
+    cpu_percent: float
+    threads: int
+    open_files: int
+    sockets: int
+    pids: tuple[int, ...]
+    denied: int = 0
+
+
+class Probe(Protocol):
+    """Reads every group at time ``now`` (seconds on the monitor's clock)."""
+
+    def read(self, groups: Sequence[GroupSpec], now: float) -> Mapping[str, Reading]: ...
+
+
+class MonitorError(RuntimeError):
+    """The monitor was used out of order (e.g. started twice)."""
+
+
+class PsutilProbe:
+    """Reads process groups with psutil; keeps CPU times between samples for deltas."""
+
+    def __init__(self) -> None:
+        self._cpu: dict[tuple[int, float], tuple[float, float]] = {}
+
+    def read(self, groups: Sequence[GroupSpec], now: float) -> dict[str, Reading]:
+        sockets = _sockets_by_pid()
+        claimed: set[int] = set()
+        seen: dict[tuple[int, float], tuple[float, float]] = {}
+        readings: dict[str, Reading] = {}
+        for spec in groups:
+            procs = [p for p in discover(spec) if p.pid not in claimed]
+            claimed.update(p.pid for p in procs)
+            readings[spec.name] = self._read_group(procs, now, sockets, seen)
+        self._cpu = seen  # forget processes that are gone
+        return readings
+
+    def _read_group(
+        self,
+        procs: Sequence[psutil.Process],
+        now: float,
+        sockets: Mapping[int, int] | None,
+        seen: dict[tuple[int, float], tuple[float, float]],
+    ) -> Reading:
+        rss = cpu = 0.0
+        threads = files = socks = denied = 0
+        pids: list[int] = []
+        for proc in procs:
+            try:
+                one = _read_process(proc, sockets)
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue  # exited since discovery
+            pids.append(proc.pid)
+            rss += one.rss_mb
+            threads += one.threads
+            files += one.open_files
+            socks += one.sockets
+            denied += 1 if one.denied else 0
+            if one.cpu_seconds is not None:
+                key = (proc.pid, one.created)
+                previous = self._cpu.get(key)
+                if previous is not None and now > previous[1]:
+                    cpu += max(0.0, one.cpu_seconds - previous[0]) / (now - previous[1]) * 100.0
+                seen[key] = (one.cpu_seconds, now)
+        return Reading(rss, cpu, threads, files, socks, tuple(pids), denied)
+
+
+@dataclass(frozen=True)
+class _ProcessReading:
+    created: float
+    rss_mb: float
+    cpu_seconds: float | None
+    threads: int
+    open_files: int
+    sockets: int
+    denied: bool
+
+
+def _read_process(proc: Any, sockets: Mapping[int, int] | None) -> _ProcessReading:
+    """One process's figures; a refused reading counts as zero and sets ``denied``."""
+    refused: list[bool] = []
+    with proc.oneshot():
+        created = float(_try(proc.create_time, 0.0, refused))
+        rss = _try(lambda: proc.memory_info().rss, 0, refused) / _MB
+        cpu = _try(lambda: _cpu_seconds(proc.cpu_times()), None, refused)
+        threads = int(_try(proc.num_threads, 0, refused))
+        files = int(_try(lambda: _descriptors(proc), 0, refused))
+        if sockets is not None:
+            socks = sockets.get(proc.pid, 0)
+        else:
+            socks = int(_try(lambda: len(_connections(proc)), 0, refused))
+    return _ProcessReading(created, rss, cpu, threads, files, socks, bool(refused))
+
+
+def _try(read: Callable[[], T], default: T | None, refused: list[bool]) -> Any:
+    try:
+        return read()
+    except psutil.AccessDenied:
+        refused.append(True)
+        return default
+
+
+def _cpu_seconds(times: Any) -> float:
+    return float(times.user + times.system)
+
+
+def _descriptors(proc: psutil.Process) -> int:
+    if hasattr(proc, "num_fds"):
+        return int(proc.num_fds())
+    return int(proc.num_handles())  # Windows
+
+
+def _connections(proc: psutil.Process) -> list[Any]:
+    method = getattr(proc, "net_connections", None) or proc.connections
+    result: list[Any] = method(kind="inet")
+    return result
+
+
+def _sockets_by_pid() -> dict[int, int] | None:
+    """Inet sockets per PID from one system-wide read, or ``None`` if not permitted."""
+    try:
+        connections = psutil.net_connections(kind="inet")
+    except psutil.AccessDenied:
+        return None
+    counts: dict[int, int] = {}
+    for conn in connections:
+        if conn.pid is not None:
+            counts[conn.pid] = counts.get(conn.pid, 0) + 1
+    return counts
+
+
+@dataclass
+class _GroupState:
+    series: BoundedSeries
+    pids: set[int]
+    denied: int = 0
+
+
+class ResourceMonitor:
+    """Samples ``groups`` every ``interval_s`` seconds between :meth:`start` and :meth:`stop`."""
+
+    def __init__(
+        self,
+        groups: Sequence[GroupSpec],
+        *,
+        interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        probe: Probe | None = None,
+        max_samples: int = 3600,
+    ) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be > 0 seconds, got {interval_s!r}")
+        names = [g.name for g in groups]
+        if len(set(names)) != len(names):
+            raise ValueError(f"group names must be unique, got {names}")
+        self.groups = tuple(groups)
+        self.interval_s = interval_s
+        self._clock = clock
+        self._sleep = sleep
+        self._probe: Probe = probe if probe is not None else PsutilProbe()
+        self._state = {
+            g.name: _GroupState(BoundedSeries(capacity=max_samples), set()) for g in groups
+        }
+        self._t0: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()
+        self._samples = 0
+        self._tick: asyncio.Event | None = None
+
+    def __repr__(self) -> str:
+        state = "running" if self._task is not None and not self._task.done() else "idle"
+        names = ",".join(g.name for g in self.groups)
+        return f"<ResourceMonitor {state} groups={names} samples={self._samples}>"
+
+    @property
+    def samples_taken(self) -> int:
+        return self._samples
+
+    def sample_once(self) -> None:
+        """Take one sample of every group now (thread-safe, blocking)."""
+        with self._lock:
+            now = self._clock()
+            if self._t0 is None:
+                self._t0 = now
+            readings = self._probe.read(self.groups, now)
+            t = now - self._t0
+            for name, state in self._state.items():
+                reading = readings.get(name, Reading(0.0, 0.0, 0, 0, 0, ()))
+                state.series.add(
+                    ResourceSample(
+                        t=t,
+                        rss_mb=reading.rss_mb,
+                        cpu_percent=reading.cpu_percent,
+                        threads=reading.threads,
+                        open_files=reading.open_files,
+                        sockets=reading.sockets,
+                        processes=len(reading.pids),
+                    )
+                )
+                state.denied += reading.denied
+                for pid in reading.pids:
+                    if len(state.pids) >= MAX_PIDS:
+                        break
+                    state.pids.add(pid)
+            self._samples += 1
+
+    async def start(self) -> None:
+        """Take the first sample and keep sampling in a background task."""
+        if self._task is not None:
+            raise MonitorError("ResourceMonitor.start() called twice; create a new monitor")
+        self._tick = asyncio.Event()
+        await asyncio.to_thread(self.sample_once)
+        self._task = asyncio.create_task(self._run(), name="squall-monitor")
+
+    async def _run(self) -> None:
+        next_at = self._clock() + self.interval_s
+        while True:
+            await self._sleep(max(0.0, next_at - self._clock()))
+            await asyncio.to_thread(self.sample_once)
+            self._notify()
+            next_at += self.interval_s
+            now = self._clock()
+            if next_at < now:  # fell behind (slow reads): skip, don't burst
+                next_at = now + self.interval_s
+
+    def _notify(self) -> None:
+        if self._tick is not None:
+            self._tick.set()
+            self._tick = asyncio.Event()
+
+    async def wait_for_samples(self, count: int) -> None:
+        """Return once at least ``count`` samples have been taken (bound it with a timeout)."""
+        while self._samples < count:
+            if self._tick is None:
+                raise MonitorError("wait_for_samples() before start(); call start() first")
+            await self._tick.wait()
+
+    async def stop(self) -> MonitorReport:
+        """Stop sampling, take a final sample, and return the report."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await asyncio.to_thread(self.sample_once)
+        return self.report()
+
+    def report(self) -> MonitorReport:
+        """The report so far (stats are exact; series may be thinned out)."""
+        with self._lock:
+            groups = {
+                name: GroupReport(
+                    name=name,
+                    stats=state.series.stats(),
+                    series=tuple(state.series.kept()),
+                    pids=tuple(sorted(state.pids)),
+                    stride=state.series.stride,
+                    denied=state.denied,
+                )
+                for name, state in self._state.items()
+            }
+        return MonitorReport(self.interval_s, os.cpu_count() or 1, groups)
+
+    async def __aenter__(self) -> ResourceMonitor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

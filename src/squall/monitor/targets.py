@@ -1,0 +1,130 @@
+"""Which processes make up a monitored group: the target, PostgreSQL, Redis, the generator.
+
+A group is described by root PIDs and/or listening TCP ports (:class:`GroupSpec`)
+and re-discovered on every sample, because servers start and retire workers
+during a run: a uvicorn master forks workers, PostgreSQL forks a backend per
+connection. Roots are followed down to all their descendants.
+
+Port lookup uses the system-wide socket table (``psutil.net_connections``).
+Where that does not name the owning process (other users' sockets without
+privileges, or macOS without root), it falls back to asking each process for its
+own sockets, which finds every process the current user may inspect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]  # no stubs installed
+
+#: Group names used throughout reports.
+TARGET = "target"
+POSTGRES = "postgres"
+REDIS = "redis"
+GENERATOR = "generator"
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """A process group: root ``pids`` and processes listening on ``ports``, with descendants."""
+
+    name: str
+    pids: tuple[int, ...] = ()
+    ports: tuple[int, ...] = ()
+    children: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("GroupSpec needs a name, e.g. 'target'")
+        if not self.pids and not self.ports:
+            raise ValueError(
+                f"group {self.name!r} has neither pids nor ports; give at least one to find it"
+            )
+
+
+def target_group(pids: Sequence[int] = (), ports: Sequence[int] = ()) -> GroupSpec:
+    """The system under test, by the PIDs squall started or an external target's PID/port."""
+    return GroupSpec(TARGET, tuple(pids), tuple(ports))
+
+
+def generator_group() -> GroupSpec:
+    """This process and its worker children.
+
+    Servers squall started are children too; list their groups before this one
+    so that each process is counted once, in the group that claims it first.
+    """
+    return GroupSpec(GENERATOR, (os.getpid(),))
+
+
+def standard_groups(
+    *,
+    target_pids: Sequence[int] = (),
+    target_ports: Sequence[int] = (),
+    postgres_pid: int | None = None,
+    redis_pid: int | None = None,
+    generator: bool = True,
+) -> list[GroupSpec]:
+    """Target, PostgreSQL, Redis and the generator, in the order that claims processes right."""
+    groups: list[GroupSpec] = []
+    if target_pids or target_ports:
+        groups.append(target_group(target_pids, target_ports))
+    if postgres_pid is not None:
+        groups.append(GroupSpec(POSTGRES, (postgres_pid,)))
+    if redis_pid is not None:
+        groups.append(GroupSpec(REDIS, (redis_pid,)))
+    if generator:
+        groups.append(generator_group())
+    return groups
+
+
+def _connections(proc: psutil.Process) -> list[Any]:
+    # psutil >= 6 renamed Process.connections to net_connections.
+    method = getattr(proc, "net_connections", None) or proc.connections
+    result: list[Any] = method(kind="inet")
+    return result
+
+
+def listening_pids(ports: Iterable[int]) -> set[int]:
+    """PIDs of the processes with a TCP socket listening on any of ``ports``."""
+    wanted = set(ports)
+    if not wanted:
+        return set()
+    found: set[int] = set()
+    unresolved = set(wanted)
+    try:
+        for conn in psutil.net_connections(kind="inet"):
+            listening = conn.status == psutil.CONN_LISTEN and conn.laddr
+            if listening and conn.laddr.port in wanted and conn.pid is not None:
+                found.add(conn.pid)
+                unresolved.discard(conn.laddr.port)
+    except psutil.AccessDenied:
+        pass
+    if not unresolved:
+        return found
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            for conn in _connections(proc):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr.port in unresolved:
+                    found.add(proc.pid)
+    return found
+
+
+def discover(spec: GroupSpec) -> list[psutil.Process]:
+    """The group's live processes now: roots, port owners and (if asked) their descendants."""
+    roots: dict[int, psutil.Process] = {}
+    for pid in (*spec.pids, *sorted(listening_pids(spec.ports))):
+        if pid in roots:
+            continue
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            roots[pid] = psutil.Process(pid)
+    found = dict(roots)
+    if spec.children:
+        for proc in roots.values():
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                for child in proc.children(recursive=True):
+                    found.setdefault(child.pid, child)
+    return list(found.values())

@@ -1,0 +1,77 @@
+"""The terminal summary: one table row per scenario × threshold, then the verdict."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from squall.metrics.thresholds import OutcomeStatus
+from squall.suite import ScenarioOutcome, SuiteReport
+
+_STATUS_STYLE = {
+    OutcomeStatus.PASSED: "[green]pass[/green]",
+    OutcomeStatus.FAILED: "[bold red]FAIL[/bold red]",
+    OutcomeStatus.NOT_APPLICABLE: "[dim]n/a[/dim]",
+}
+
+
+def _observed(outcome_diagnostic: str) -> str:
+    # Diagnostics read "[scenario] metric agg = VALUE, limit OP LIMIT: STATUS".
+    _, _, rest = outcome_diagnostic.partition(" = ")
+    value, _, _ = rest.partition(", limit")
+    return value or "—"
+
+
+def scenario_table(outcome: ScenarioOutcome) -> Table | None:
+    """A scenario's own table (e.g. db_race's per-strategy figures), if it has one."""
+    if outcome.table is None:
+        return None
+    columns, rows = outcome.table
+    table = Table(title=f"{outcome.name}", title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def thresholds_table(report: SuiteReport) -> Table:
+    table = Table(title="Thresholds", title_justify="left")
+    for column in ("scenario", "metric", "threshold", "observed", "result"):
+        table.add_column(column)
+    for scenario in report.scenarios:
+        for outcome in scenario.outcomes:
+            table.add_row(
+                scenario.name,
+                outcome.metric,
+                outcome.expression,
+                _observed(outcome.diagnostic)
+                if outcome.status is not OutcomeStatus.NOT_APPLICABLE
+                else "not recorded",
+                _STATUS_STYLE[outcome.status],
+            )
+    return table
+
+
+def print_scenario(console: Console, outcome: ScenarioOutcome) -> None:
+    """What to show as soon as one scenario has finished."""
+    verdict = outcome.verdict
+    mark = "[green]passed[/green]" if verdict.ok else "[bold red]FAILED[/bold red]"
+    console.print(f"[bold]{outcome.name}[/bold] {mark} in {outcome.duration_s:.1f} s")
+    for note in outcome.notes:
+        console.print(f"  [yellow]! {note}[/yellow]")
+    table = scenario_table(outcome)
+    if table is not None:
+        console.print(table)
+
+
+def print_summary(console: Console, report: SuiteReport) -> None:
+    console.print(thresholds_table(report))
+    failed = [o for o in report.outcomes if o.status is OutcomeStatus.FAILED]
+    for outcome in failed:
+        console.print(f"[red]✗ {outcome.diagnostic}[/red]")
+    if report.interrupted:
+        console.print("[yellow]interrupted: the results cover the scenarios that finished[/yellow]")
+    verdict = report.verdict
+    style = "bold green" if verdict.ok else "bold red"
+    console.print(f"[{style}]{verdict}[/{style}]")

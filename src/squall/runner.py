@@ -1,0 +1,232 @@
+"""What ``squall run`` does, from arguments to exit code.
+
+Load the config (exit 2 on a broken one), obtain PostgreSQL and Redis (given or
+embedded), start the reference platform unless ``--target`` names one (exit 3
+if anything cannot be reached), run the suite, print the summary, write the
+result files, and return 0 when every threshold held, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from rich.console import Console
+
+from squall.config import Config, ConfigError, load_config
+from squall.report.files import new_run_id, write_report
+from squall.report.summary import print_scenario, print_summary
+from squall.scenarios.target import TargetInfo
+from squall.services import (
+    ProcessStartError,
+    ServiceUnavailable,
+    create_database,
+    drop_database,
+    redact,
+    services,
+)
+from squall.services.platform import RunningPlatform, start_platform
+from squall.suite import (
+    SuiteContext,
+    SuiteReport,
+    TargetUnreachable,
+    UnknownScenario,
+    check_reachable,
+    run_suite,
+    select,
+)
+
+EXIT_OK, EXIT_THRESHOLD, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+#: Platform settings for the golden path: a fast simulated model, room for the suite's load.
+PLATFORM_SETTINGS = {
+    "SQUALL_MODEL_TTFT_MS": "20",
+    "SQUALL_MODEL_TOKENS_PER_SECOND": "2000",
+    "SQUALL_RUN_CONCURRENCY": "64",
+    "SQUALL_MESSAGES_PER_SECOND": "1000",
+    "SQUALL_MESSAGE_BURST": "1000",
+}
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """``squall run``'s arguments; None means "from the config file or its default"."""
+
+    scenarios: tuple[str, ...] = ()
+    scale: float | None = None
+    duration: float | None = None
+    config: Path | None = None
+    target: str | None = None
+    jwt_secret: str | None = None
+    jwt_secret_file: Path | None = None
+    processes: int | None = None
+    workers: int | None = None
+    results_dir: Path | None = None
+    overrides: tuple[str, ...] = ()
+    progress: bool = True
+
+    def config_overrides(self) -> list[str]:
+        """The command-line options as config overrides, applied after ``--set`` ones."""
+        found = list(self.overrides)
+        if self.scenarios:
+            found.append("run.scenarios=[" + ", ".join(f'"{s}"' for s in self.scenarios) + "]")
+        for key, value in (
+            ("run.scale", self.scale),
+            ("run.duration", self.duration),
+            ("run.processes", self.processes),
+            ("run.workers", self.workers),
+        ):
+            if value is not None:
+                found.append(f"{key}={value}")
+        if self.results_dir is not None:
+            found.append(f'run.results_dir="{self.results_dir}"')
+        if self.target is not None:
+            found.append(f'target.url="{self.target}"')
+        return found
+
+
+def http_url_of(ws_url: str) -> str:
+    """``ws://h:p/v1/ws`` → ``http://h:p``."""
+    parts = urlsplit(ws_url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    return urlunsplit((scheme, parts.netloc, "", "", ""))
+
+
+def _jwt_secret(request: RunRequest, config: Config) -> str | None:
+    if request.jwt_secret:
+        return request.jwt_secret
+    path = request.jwt_secret_file or config.target.jwt_secret_file
+    if path is not None:
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the JWT secret file {path}: {exc.strerror}") from exc
+    return config.target.jwt_secret
+
+
+@contextlib.contextmanager
+def _platform(config: Config, database_url: str, redis_url: str) -> Iterator[RunningPlatform]:
+    platform_db = create_database(database_url, prefix="squall_platform")
+    try:
+        platform = start_platform(
+            platform_db, redis_url, workers=config.run.workers, settings=PLATFORM_SETTINGS
+        )
+        try:
+            yield platform
+        finally:
+            platform.stop()
+    finally:
+        with contextlib.suppress(Exception):
+            drop_database(database_url, platform_db)
+
+
+def execute(request: RunRequest, console: Console | None = None) -> int:
+    console = console or Console(stderr=False)
+    err = Console(stderr=True)
+    try:
+        config = load_config(request.config, cwd=Path.cwd(), overrides=request.config_overrides())
+        select(config.run.scenarios)
+        secret = _jwt_secret(request, config)
+    except (ConfigError, UnknownScenario) as exc:
+        err.print(f"[red]squall run: {exc}[/red]", highlight=False)
+        return EXIT_USAGE
+    if config.target.url is not None and not secret:
+        err.print(
+            "[red]squall run: --target needs the secret the target verifies tokens with; "
+            "pass --jwt-secret, --jwt-secret-file or set [target] jwt_secret[/red]"
+        )
+        return EXIT_USAGE
+    run_id = new_run_id()
+    folder = config.run.results_dir / run_id
+    try:
+        with services() as endpoints:
+            if config.target.url is not None:
+                check_reachable(config.target.url)
+                target = TargetInfo(
+                    ws_url=config.target.url,
+                    http_url=http_url_of(config.target.url),
+                    jwt_secret=secret or "",
+                    issuer=config.target.issuer,
+                    audience=config.target.audience,
+                )
+                report = _run(config, request, target, endpoints, run_id, folder, console)
+            else:
+                console.print(
+                    f"squall: PostgreSQL {redact(endpoints.database_url)}, "
+                    f"Redis {redact(endpoints.redis_url)}"
+                    + (
+                        f" (embedded: {', '.join(endpoints.embedded)})"
+                        if endpoints.embedded
+                        else ""
+                    )
+                )
+                with _platform(config, endpoints.database_url, endpoints.redis_url) as platform:
+                    console.print(
+                        f"squall: reference platform up at {platform.ws_url} "
+                        f"({platform.workers} workers)"
+                    )
+                    target = TargetInfo(
+                        ws_url=platform.ws_url,
+                        http_url=platform.http_url,
+                        jwt_secret=platform.jwt_secret,
+                        pids=(platform.pid,),
+                    )
+                    report = _run(config, request, target, endpoints, run_id, folder, console)
+    except (ServiceUnavailable, TargetUnreachable, ProcessStartError) as exc:
+        err.print(f"[red]squall run: {exc}[/red]", highlight=False)
+        return EXIT_UNREACHABLE
+    print_summary(console, report)
+    written = write_report(report, config.run.results_dir)
+    console.print(f"results: {written / 'report.json'}")
+    if report.interrupted:
+        return 130
+    return report.verdict.exit_code
+
+
+def _run(
+    config: Config,
+    request: RunRequest,
+    target: TargetInfo,
+    endpoints: object,
+    run_id: str,
+    folder: Path,
+    console: Console,
+) -> SuiteReport:
+    import uvloop
+
+    from squall.services import Endpoints
+
+    assert isinstance(endpoints, Endpoints)
+    ctx = SuiteContext(
+        target=target,
+        database_url=endpoints.database_url,
+        redis_url=endpoints.redis_url,
+        postgres_pid=endpoints.postgres_pid,
+        redis_pid=endpoints.redis_pid,
+        tag=f"r{run_id.replace('-', '')}",
+        progress=request.progress and sys.stdout.isatty(),
+        results_folder=folder,
+    )
+    snapshot = {
+        "scenarios": list(config.run.scenarios),
+        "scale": config.run.scale,
+        "duration_s": config.run.duration_s,
+        "processes": config.run.processes,
+        "workers": config.run.workers,
+        "target": target.ws_url,
+        "config_file": str(config.source) if config.source else None,
+    }
+    report: SuiteReport = uvloop.run(
+        run_suite(
+            config,
+            ctx,
+            run_id=run_id,
+            on_scenario=lambda outcome: print_scenario(console, outcome),
+            config_snapshot=snapshot,
+        )
+    )
+    return report

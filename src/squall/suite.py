@@ -1,0 +1,422 @@
+"""The golden-path suite: run scenarios under the resource monitor and judge them.
+
+One result flows one way: the engine (or a race scenario) produces metrics,
+the monitor adds the target's memory growth and CPU, the thresholds judge
+them, and a :class:`SuiteReport` goes to the terminal summary and to disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from squall.checks.verdict import RaceTally
+from squall.config import Config
+from squall.engine import Scenario, run_scenario
+from squall.engine.series import ProgressView
+from squall.metrics.result import Counter, Gauge, Metric
+from squall.metrics.thresholds import ThresholdOutcome, Verdict, evaluate
+from squall.monitor import ResourceMonitor, standard_groups
+from squall.monitor.report import MonitorReport
+from squall.scenarios import (
+    agent_context,
+    db_race,
+    long_conversation,
+    redis_locks,
+    websocket_concurrency,
+)
+from squall.scenarios.target import TargetInfo, scaled
+from squall.store.history_log import HistoryLog
+
+REPORT_SCHEMA = "squall.report/1"
+
+
+class TargetUnreachable(RuntimeError):
+    """The target does not accept connections; the message says where and what to check."""
+
+
+class UnknownScenario(ValueError):
+    """A scenario name that the suite does not have."""
+
+
+@dataclass(frozen=True)
+class SuiteContext:
+    """Everything a scenario may need about where it runs."""
+
+    target: TargetInfo
+    database_url: str
+    redis_url: str
+    postgres_pid: int | None = None
+    redis_pid: int | None = None
+    #: Prefix of the users, threads and keys this run creates, so runs never collide.
+    tag: str = "run"
+    progress: bool | Callable[[ProgressView], None] = True
+    target_ports: tuple[int, ...] = ()
+    #: Where per-scenario files (histories) go; None writes none.
+    results_folder: Path | None = None
+
+
+@dataclass
+class ScenarioOutcome:
+    """What one scenario measured and how it fared against its thresholds."""
+
+    name: str
+    metrics: dict[str, Metric]
+    outcomes: list[ThresholdOutcome]
+    result: dict[str, Any] | None = None
+    monitor: MonitorReport | None = None
+    notes: list[str] = field(default_factory=list)
+    table: tuple[tuple[str, ...], list[tuple[str, ...]]] | None = None
+    duration_s: float = 0.0
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.of(self.outcomes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "duration_s": self.duration_s,
+            "verdict": "passed" if self.verdict.ok else "failed",
+            "metrics": {name: metric.to_dict() for name, metric in self.metrics.items()},
+            "thresholds": [o.to_dict() for o in self.outcomes],
+            "notes": list(self.notes),
+            "result": self.result,
+            "monitor": self.monitor.to_dict() if self.monitor is not None else None,
+            "table": (
+                {"columns": list(self.table[0]), "rows": [list(r) for r in self.table[1]]}
+                if self.table is not None
+                else None
+            ),
+        }
+
+
+@dataclass
+class SuiteReport:
+    run_id: str
+    started_at: float
+    scenarios: list[ScenarioOutcome] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    finished_at: float | None = None
+    interrupted: bool = False
+
+    @property
+    def outcomes(self) -> list[ThresholdOutcome]:
+        return [o for s in self.scenarios for o in s.outcomes]
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.of(self.outcomes)
+
+    def to_dict(self) -> dict[str, Any]:
+        verdict = self.verdict
+        return {
+            "schema": REPORT_SCHEMA,
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "interrupted": self.interrupted,
+            "verdict": {
+                "ok": verdict.ok,
+                "passed": verdict.passed,
+                "failed": verdict.failed,
+                "not_applicable": verdict.not_applicable,
+            },
+            "config": self.config,
+            "scenarios": [s.to_dict() for s in self.scenarios],
+        }
+
+
+Runner = Callable[[Config, SuiteContext], Awaitable[ScenarioOutcome]]
+
+
+@dataclass(frozen=True)
+class SuiteEntry:
+    name: str
+    run: Runner
+    summary: str
+
+
+def _load_entry(
+    name: str,
+    build: Callable[..., Scenario],
+    summary: str,
+    *,
+    capacity_at_full_scale: bool,
+) -> SuiteEntry:
+    async def run(config: Config, ctx: SuiteContext) -> ScenarioOutcome:
+        params = dict(config.scenario_params(name))
+        scenario = build(ctx.target, scale=config.run.scale, tag=ctx.tag, **params)
+        capacity = capacity_at_full_scale and config.run.scale >= 1.0
+        return await run_load_scenario(config, ctx, scenario, capacity=capacity)
+
+    return SuiteEntry(name, run, summary)
+
+
+#: Every scenario ``squall run`` knows, in the order the full suite runs them.
+SCENARIOS: dict[str, SuiteEntry] = {
+    e.name: e
+    for e in (
+        _load_entry(
+            websocket_concurrency.NAME,
+            websocket_concurrency.build,
+            "75 sockets × 15 messages, ramped in batches of 25",
+            capacity_at_full_scale=True,
+        ),
+        _load_entry(
+            agent_context.NAME,
+            agent_context.build,
+            "25 concurrent agent runs over 2,000+ character contexts",
+            capacity_at_full_scale=False,
+        ),
+        _load_entry(
+            long_conversation.NAME,
+            long_conversation.build,
+            "20 conversations × 50 messages; context budget and memory growth",
+            capacity_at_full_scale=False,
+        ),
+    )
+}
+
+
+def _race_metrics(operations: int, tally: RaceTally) -> dict[str, Metric]:
+    unprevented = float(tally.unprevented)
+    violations = float(tally.violations)
+    return {
+        "operations": Counter("operations", operations, 0.0),
+        "race_conditions_unprevented": Gauge(
+            "race_conditions_unprevented", unprevented, unprevented, unprevented
+        ),
+        "violations": Gauge("violations", violations, violations, violations),
+    }
+
+
+def _history(ctx: SuiteContext, name: str) -> HistoryLog | None:
+    if ctx.results_folder is None:
+        return None
+    ctx.results_folder.mkdir(parents=True, exist_ok=True)
+    return HistoryLog(ctx.results_folder / f"{name}.history.jsonl")
+
+
+async def _run_db_race(config: Config, ctx: SuiteContext) -> ScenarioOutcome:
+    started = time.monotonic()
+    params = dict(config.scenario_params("db_race"))
+    writers = int(params.pop("writers", scaled(20, config.run.scale)))
+    history = _history(ctx, "db_race")
+    try:
+        report = await db_race.run_db_race(
+            ctx.database_url, writers=max(2, writers), history=history, **params
+        )
+    finally:
+        if history is not None:
+            history.close()
+    operations = sum(s.ops_ok for s in report.strategies)
+    metrics = _race_metrics(operations, report.tally)
+    notes = []
+    naive = next((s for s in report.strategies if not s.strategy.safe), None)
+    if naive is not None:
+        notes.append(
+            f"naive read-modify-write caught losing {naive.lost_updates} update(s)"
+            if naive.caught
+            else "naive read-modify-write was NOT caught losing updates"
+        )
+    thresholds = config.thresholds_for("db_race")
+    return ScenarioOutcome(
+        name="db_race",
+        metrics=metrics,
+        outcomes=evaluate(thresholds, metrics, "db_race"),
+        result=dict(report.to_dict()),
+        notes=notes,
+        table=(tuple(db_race.TABLE_COLUMNS), db_race.table_rows(report)),
+        duration_s=time.monotonic() - started,
+    )
+
+
+async def _run_redis_locks(config: Config, ctx: SuiteContext) -> ScenarioOutcome:
+    started = time.monotonic()
+    params = dict(config.scenario_params("redis_locks"))
+    history = _history(ctx, "redis_locks")
+    reports = []
+    try:
+        for fencing in (False, True):
+            reports.append(
+                await redis_locks.run_redis_locks(
+                    ctx.redis_url,
+                    fencing=fencing,
+                    prefix=f"{ctx.tag}:locks:{'fenced' if fencing else 'unfenced'}",
+                    history=history,
+                    **params,
+                )
+            )
+    finally:
+        if history is not None:
+            history.close()
+    unfenced, fenced = reports
+    metrics = _race_metrics(fenced.acquired + unfenced.acquired, fenced.tally)
+    notes = [
+        f"without fencing: {unfenced.overlaps} overlapping critical section(s) named "
+        f"by the lock checker, {unfenced.writes_accepted} write(s) accepted",
+        f"with fencing: {fenced.writes_rejected} stale write(s) rejected; "
+        f"lock checker {'passed' if fenced.verdict.valid else 'FAILED'}",
+    ]
+    columns: tuple[str, ...] = (
+        "fencing",
+        "acquired",
+        "contended",
+        "overlaps",
+        "accepted",
+        "rejected",
+        "verdict",
+    )
+    rows: list[tuple[str, ...]] = [
+        (
+            "on" if r.fencing else "off",
+            str(r.acquired),
+            str(r.contended_acquires),
+            str(r.overlaps),
+            str(r.writes_accepted),
+            str(r.writes_rejected),
+            r.verdict.summary,
+        )
+        for r in reports
+    ]
+    return ScenarioOutcome(
+        name="redis_locks",
+        metrics=metrics,
+        outcomes=evaluate(config.thresholds_for("redis_locks"), metrics, "redis_locks"),
+        result={"unfenced": unfenced.to_dict(), "fenced": fenced.to_dict()},
+        notes=notes,
+        table=(columns, rows),
+        duration_s=time.monotonic() - started,
+    )
+
+
+SCENARIOS["db_race"] = SuiteEntry(
+    "db_race", _run_db_race, "20 concurrent debits per strategy against PostgreSQL"
+)
+SCENARIOS["redis_locks"] = SuiteEntry(
+    "redis_locks", _run_redis_locks, "TTL lock contenders with and without fencing tokens"
+)
+
+
+def register(entry: SuiteEntry) -> None:
+    """Add a scenario to the suite (race scenarios register themselves here)."""
+    SCENARIOS[entry.name] = entry
+
+
+def select(names: Sequence[str]) -> list[SuiteEntry]:
+    """The entries for ``names`` (all when empty), or :class:`UnknownScenario`."""
+    if not names:
+        return list(SCENARIOS.values())
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise UnknownScenario(
+            f"unknown scenario(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(SCENARIOS)} (or omit --scenario to run them all)"
+        )
+    return [SCENARIOS[n] for n in names]
+
+
+def check_reachable(url: str, timeout: float = 3.0) -> None:
+    """Raise :class:`TargetUnreachable` unless a TCP connection to ``url`` succeeds."""
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if parts.scheme in ("wss", "https") else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return
+    except OSError as exc:
+        raise TargetUnreachable(
+            f"target {url} is unreachable: {exc.strerror or exc}; "
+            "check that it runs and that --target names its host and port"
+        ) from exc
+
+
+def monitor_gauges(report: MonitorReport) -> dict[str, Metric]:
+    """The target's memory growth and CPU as gauges (CPU as % of the whole machine)."""
+    values = report.gauges()
+    gauges: dict[str, Metric] = {}
+    if "memory_growth_mb" in values:
+        growth = values["memory_growth_mb"]
+        gauges["memory_growth_mb"] = Gauge("memory_growth_mb", growth, growth, growth)
+    if "cpu_avg_percent" in values:
+        cpu = values["cpu_avg_percent"] / max(1, report.cpu_count)
+        gauges["cpu_avg_percent"] = Gauge("cpu_avg_percent", cpu, cpu, cpu)
+    return gauges
+
+
+def _monitor(config: Config, ctx: SuiteContext) -> ResourceMonitor:
+    groups = standard_groups(
+        target_pids=ctx.target.pids or config.monitor.pids,
+        target_ports=ctx.target_ports or config.monitor.ports,
+        postgres_pid=ctx.postgres_pid,
+        redis_pid=ctx.redis_pid,
+    )
+    return ResourceMonitor(groups, interval_s=config.monitor.interval_s)
+
+
+async def run_load_scenario(
+    config: Config, ctx: SuiteContext, scenario: Scenario, *, capacity: bool
+) -> ScenarioOutcome:
+    """Run an engine scenario under the monitor and judge it."""
+    started = time.monotonic()
+    monitor = _monitor(config, ctx)
+    await monitor.start()
+    try:
+        result = await run_scenario(
+            scenario,
+            processes=config.run.processes,
+            progress=ctx.progress,
+            deadline_s=config.run.duration_s,
+        )
+    finally:
+        report = await monitor.stop()
+    metrics: dict[str, Metric] = dict(result.metrics)
+    metrics.update(monitor_gauges(report))
+    outcomes = evaluate(
+        config.thresholds_for(scenario.name, capacity=capacity), metrics, scenario.name
+    )
+    notes = []
+    if result.generator.saturated:
+        notes.append(result.generator.warning or "load generator saturated")
+    if result.interrupted:
+        notes.append("interrupted: partial results")
+    return ScenarioOutcome(
+        name=scenario.name,
+        metrics=metrics,
+        outcomes=outcomes,
+        result=result.to_dict(),
+        monitor=report,
+        notes=notes,
+        duration_s=time.monotonic() - started,
+    )
+
+
+async def run_suite(
+    config: Config,
+    ctx: SuiteContext,
+    *,
+    run_id: str,
+    on_scenario: Callable[[ScenarioOutcome], None] | None = None,
+    config_snapshot: Mapping[str, Any] | None = None,
+) -> SuiteReport:
+    """Run the selected scenarios one after another; Ctrl-C keeps what finished."""
+    entries = select(config.run.scenarios)
+    report = SuiteReport(run_id=run_id, started_at=time.time(), config=dict(config_snapshot or {}))
+    try:
+        for entry in entries:
+            outcome = await entry.run(config, ctx)
+            report.scenarios.append(outcome)
+            if on_scenario is not None:
+                on_scenario(outcome)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        report.interrupted = True
+    finally:
+        report.finished_at = time.time()
+    return report

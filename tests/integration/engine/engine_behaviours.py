@@ -1,0 +1,30 @@
+"""Behaviours used by the engine's integration tests (imported by worker processes)."""
+
+from __future__ import annotations
+
+from squall.engine import Session
+
+
+async def echo(session: Session) -> None:
+    """One request per iteration on a connection kept across iterations."""
+    url = session.params["url"]
+    ws = await session.connection(url)
+    seq = session.iteration
+    stall_every = int(session.params.get("stall_every", 0))
+    message: dict[str, object] = {"user": session.identity.user_id, "seq": seq}
+    if stall_every and (session.identity.index + seq) % stall_every == 0:
+        message["stall"] = float(session.params.get("stall_s", 1.0))
+    reply = await ws.request(
+        message,
+        until=lambda m: m.get("seq") == seq,
+        timeout=float(session.params.get("timeout_s", 5.0)),
+    )
+    if reply.get("user") != session.identity.user_id:
+        raise AssertionError(f"reply {reply!r} belongs to another user")
+
+
+async def connect_once(session: Session) -> None:
+    """Connect (with the identity's token), one round trip, close."""
+    url = session.params["url"]
+    async with session.ws(url, subprotocols=["squall.v1"]) as ws:
+        await ws.request({"seq": 0}, metric="round_trip", timeout=5.0)

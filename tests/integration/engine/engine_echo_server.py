@@ -1,0 +1,97 @@
+"""A JSON echo WebSocket server on 127.0.0.1, port 0, in its own thread and event loop.
+
+Messages are echoed back unchanged. A message with ``"stall": <seconds>`` is
+echoed after that many seconds (the connection's other messages wait behind
+it), which is how tests make the target slow down. A connection whose upgrade
+request lacks the expected bearer token (when one is configured) is refused
+with HTTP 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+
+@dataclass
+class EchoStats:
+    connections: int = 0
+    received: int = 0
+    subprotocols: list[str | None] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)
+
+
+@dataclass
+class EchoServer:
+    url: str
+    stats: EchoStats
+
+
+async def _handler(connection: ServerConnection, stats: EchoStats) -> None:
+    stats.connections += 1
+    stats.subprotocols.append(connection.subprotocol)
+    stats.authorizations.append(connection.request.headers.get("Authorization"))
+    async for raw in connection:
+        stats.received += 1
+        message = json.loads(raw)
+        stall = float(message.get("stall", 0))
+        if stall:
+            await asyncio.sleep(stall)
+        await connection.send(raw)
+
+
+def _pick_subprotocol(connection: ServerConnection, offered: Sequence[str]) -> str | None:
+    return "squall.v1" if "squall.v1" in offered else None
+
+
+@contextmanager
+def echo_server(required_token: str | None = None) -> Iterator[EchoServer]:
+    """Run the echo server in a background thread for the duration of the block."""
+    stats = EchoStats()
+    ready = threading.Event()
+    holder: dict[str, object] = {}
+
+    def check_auth(connection: ServerConnection, request: Request) -> Response | None:
+        if required_token is None:
+            return None
+        if request.headers.get("Authorization") != f"Bearer {required_token}":
+            return Response(401, "Unauthorized", Headers(), b"missing or wrong token\n")
+        return None
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        holder["loop"] = asyncio.get_running_loop()
+        holder["stop"] = stop
+        async with serve(
+            lambda c: _handler(c, stats),
+            "127.0.0.1",
+            0,
+            select_subprotocol=_pick_subprotocol,
+            process_request=check_auth,
+        ) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            holder["url"] = f"ws://127.0.0.1:{port}/ws"
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("echo server did not start within 10 s")
+    try:
+        yield EchoServer(str(holder["url"]), stats)
+    finally:
+        loop = holder["loop"]
+        stop = holder["stop"]
+        assert isinstance(loop, asyncio.AbstractEventLoop)
+        assert isinstance(stop, asyncio.Event)
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)

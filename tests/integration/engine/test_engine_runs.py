@@ -1,0 +1,180 @@
+"""The engine against a real echo WebSocket server on 127.0.0.1 (port 0, own thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+from engine_echo_server import echo_server
+
+from squall.engine import (
+    ProgressView,
+    Scenario,
+    Session,
+    batches,
+    closed,
+    jwt_identities,
+    open_rate,
+    run_scenario,
+    stages,
+)
+from squall.metrics.result import RunResult
+
+pytestmark = pytest.mark.integration
+
+SECRET = "integration-secret-of-at-least-32-bytes"
+
+
+def assert_every_message_accounted(result: RunResult) -> None:
+    sent = result.count("messages_sent")
+    assert result.count("errors.connect") == 0
+    assert sent == (
+        result.count("messages_received") + result.count("timeouts") + result.count("errors")
+    )
+
+
+async def test_closed_workload_across_two_processes_adds_up_exactly() -> None:
+    with echo_server() as server:
+        scenario = Scenario(
+            "echo-closed",
+            "engine_behaviours:echo",
+            closed(6, batches(3, 0.1), iterations=20),
+            params={"url": server.url},
+        )
+        result = await run_scenario(scenario, processes=2, progress=False)
+    assert result.processes == 2
+    assert not result.interrupted
+    assert result.count("messages_sent") == 6 * 20
+    assert result.count("iterations") == 6 * 20
+    assert_every_message_accounted(result)
+    assert result.count("errors") == 0
+    assert server.stats.received == 6 * 20
+    assert result.trend("ws_connect").count == 6 == server.stats.connections
+    assert result.trend("response_time").count == 120
+    assert result.rate("success").rate == 1.0
+    assert result.series, "workers sent per-second snapshots"
+    assert sum(p.sent_per_s for p in result.series) > 0
+    assert result.gauge("users").value >= 3
+    assert RunResult.from_dict(result.to_dict()) == result
+
+
+async def test_open_workload_runs_on_schedule_and_counts_drops() -> None:
+    views: list[ProgressView] = []
+    with echo_server() as server:
+        scenario = Scenario(
+            "echo-open",
+            "engine_behaviours:echo",
+            open_rate(40, 1.5, max_users=8),
+            params={"url": server.url},
+        )
+        result = await run_scenario(scenario, processes=1, progress=views.append)
+    planned = result.workload["planned_iterations"]
+    assert planned == 60
+    assert result.count("iterations") + result.count("dropped_iterations") == planned
+    assert result.count("messages_sent") == result.count("iterations")
+    assert_every_message_accounted(result)
+    assert result.trend("schedule_lag").count == result.count("iterations")
+    assert views, "progress callback got per-second views"
+    assert views[-1].elapsed_s >= 1.0
+
+
+async def test_stalling_target_shows_up_in_open_model_p99() -> None:
+    with echo_server() as server:
+        scenario = Scenario(
+            "echo-stall",
+            "engine_behaviours:echo",
+            open_rate(40, 2.0, max_users=40),
+            params={"url": server.url, "stall_every": 10, "stall_s": 1.0},
+        )
+        result = await run_scenario(scenario, processes=1, progress=False)
+    trend = result.trend("response_time")
+    assert trend.count == result.count("iterations") > 0
+    assert trend.p99 >= 0.9
+    assert trend.p50 < 0.5
+    assert_every_message_accounted(result)
+
+
+async def test_jwt_identity_and_subprotocol_reach_the_server() -> None:
+    identities = jwt_identities(SECRET)
+    token = identities(0).token
+    assert token is not None
+    with echo_server(required_token=token) as server:
+        scenario = Scenario(
+            "auth",
+            "engine_behaviours:connect_once",
+            closed(1, iterations=2),
+            identities=identities,
+            params={"url": server.url},
+        )
+        result = await run_scenario(scenario, processes=1, progress=False)
+    assert result.count("errors") == 0
+    assert result.trend("round_trip").count == 2
+    assert server.stats.authorizations == [f"Bearer {token}"] * 2
+    assert server.stats.subprotocols == ["squall.v1"] * 2
+
+
+async def test_rejected_upgrade_is_an_error_with_its_status() -> None:
+    with echo_server(required_token="only-this-one") as server:
+        scenario = Scenario(
+            "auth-wrong",
+            "engine_behaviours:connect_once",
+            closed(2, iterations=1),
+            identities=jwt_identities(SECRET),
+            params={"url": server.url},
+        )
+        result = await run_scenario(scenario, processes=1, progress=False)
+    assert result.count("errors.connect") == 2
+    assert result.count("messages_sent") == 0
+    (summary,) = result.errors
+    assert summary.kind == "connect"
+    assert "HTTP 401" in summary.samples[0]
+
+
+async def test_stages_follow_the_target_and_end_by_themselves() -> None:
+    with echo_server() as server:
+        scenario = Scenario(
+            "echo-stages",
+            "engine_behaviours:echo",
+            stages([(4, 1.0), (0, 0.5)]),
+            params={"url": server.url},
+        )
+        result = await run_scenario(scenario, processes=1, progress=False)
+    assert not result.interrupted
+    assert 1 <= result.gauge("users").value <= 4
+    assert result.count("iterations") > 0
+    assert_every_message_accounted(result)
+
+
+async def sleepy(session: Session) -> None:
+    await asyncio.sleep(60)
+
+
+async def test_deadline_cancels_remaining_users_as_interrupted() -> None:
+    scenario = Scenario("sleepy", sleepy, closed(3, iterations=1))
+    result = await run_scenario(scenario, processes=1, progress=False, deadline_s=0.3)
+    assert result.interrupted
+    assert result.interrupted_reason == "deadline"
+    assert result.count("interrupted_iterations") == 3
+    assert result.count("iterations") == 0
+
+
+async def test_sigint_stops_cleanly_and_keeps_partial_results() -> None:
+    def interrupt_on_first_second(view: ProgressView) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with echo_server() as server:
+        scenario = Scenario(
+            "echo-sigint",
+            "engine_behaviours:echo",
+            closed(2, duration=30),
+            params={"url": server.url},
+            graceful_stop_s=2.0,
+        )
+        result = await run_scenario(scenario, processes=1, progress=interrupt_on_first_second)
+    assert result.interrupted
+    assert result.interrupted_reason == "sigint"
+    assert result.duration_s < 10
+    assert result.count("iterations") > 0
+    assert_every_message_accounted(result)

@@ -1,0 +1,214 @@
+"""The monitor against real processes: a 200 MB allocation, children, exits, listening ports."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from squall.monitor import (
+    GroupSpec,
+    ResourceMonitor,
+    discover,
+    generator_group,
+    listening_pids,
+    standard_groups,
+    target_group,
+)
+from squall.services import Endpoints
+
+pytestmark = pytest.mark.integration
+
+ALLOCATOR = """
+import sys, time
+sys.stdout.write("ready\\n"); sys.stdout.flush()
+sys.stdin.readline()
+block = bytearray(200 * 1024 * 1024)
+block[::4096] = b"\\x01" * (len(block) // 4096)  # touch every page so it is resident
+sys.stdout.write("allocated\\n"); sys.stdout.flush()
+sys.stdin.readline()
+"""
+
+PARENT = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()"],
+                         stdin=subprocess.PIPE)
+sys.stdout.write(f"{child.pid}\\n"); sys.stdout.flush()
+sys.stdin.readline()
+child.kill(); child.wait()
+sys.stdout.write("child gone\\n"); sys.stdout.flush()
+sys.stdin.readline()
+"""
+
+SERVER = """
+import socket, sys
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen()
+sys.stdout.write(f"{server.getsockname()[1]}\\n"); sys.stdout.flush()
+sys.stdin.readline()
+"""
+
+
+@pytest.fixture
+def python() -> Iterator[list[subprocess.Popen[str]]]:
+    """Started ``python -c`` children, killed at the end whatever happens."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def run(started: list[subprocess.Popen[str]], code: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    started.append(proc)
+    return proc
+
+
+async def line(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    text = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+    assert text, f"child {proc.pid} exited early with {proc.poll()}"
+    return text.strip()
+
+
+def send(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+
+
+async def test_monitor_sees_a_200_mb_allocation(python: list[subprocess.Popen[str]]) -> None:
+    child = run(python, ALLOCATOR)
+    assert await line(child) == "ready"
+    monitor = ResourceMonitor([target_group(pids=[child.pid]), generator_group()], interval_s=0.1)
+    await monitor.start()
+    await asyncio.wait_for(monitor.wait_for_samples(3), 30)
+    send(child)
+    assert await line(child) == "allocated"
+    await asyncio.wait_for(monitor.wait_for_samples(monitor.samples_taken + 3), 30)
+    report = await monitor.stop()
+
+    target = report.groups["target"].stats
+    assert target.start_mb < 100
+    assert target.peak_mb - target.start_mb >= 190
+    assert target.growth_mb >= 190
+    assert target.peak_processes == 1
+    assert report.groups["target"].pids == (child.pid,)
+    assert target.leak is not None
+    assert target.leak.slope_mb_per_min > 0
+    # The allocation happened in the child, not in this process.
+    generator = report.groups["generator"].stats
+    assert generator.growth_mb < 100
+    assert child.pid not in report.groups["generator"].pids
+    assert report.gauges()["memory_growth_mb"] == target.growth_mb
+
+
+async def test_children_are_rediscovered_and_exits_tolerated(
+    python: list[subprocess.Popen[str]],
+) -> None:
+    parent = run(python, PARENT)
+    grandchild = int(await line(parent))
+    assert {p.pid for p in discover(GroupSpec("t", pids=(parent.pid,)))} == {
+        parent.pid,
+        grandchild,
+    }
+    assert [p.pid for p in discover(GroupSpec("t", pids=(parent.pid,), children=False))] == [
+        parent.pid
+    ]
+
+    monitor = ResourceMonitor([target_group(pids=[parent.pid])], interval_s=0.1)
+    await monitor.start()
+    await asyncio.wait_for(monitor.wait_for_samples(2), 30)
+    send(parent)
+    assert await line(parent) == "child gone"
+    await asyncio.wait_for(monitor.wait_for_samples(monitor.samples_taken + 2), 30)
+    send(parent)  # the root exits too
+    await asyncio.to_thread(parent.wait, 30)
+    await asyncio.wait_for(monitor.wait_for_samples(monitor.samples_taken + 2), 30)
+    report = await monitor.stop()
+
+    group = report.groups["target"]
+    counts = [s.processes for s in group.series]
+    assert counts[0] == 2
+    assert 1 in counts
+    assert counts[-1] == 0
+    assert set(group.pids) == {parent.pid, grandchild}
+    assert group.stats.peak_processes == 2
+
+
+async def test_finding_a_target_by_listening_port(python: list[subprocess.Popen[str]]) -> None:
+    server = run(python, SERVER)
+    port = int(await line(server))
+    assert listening_pids([port]) == {server.pid}
+    assert listening_pids([]) == set()
+
+    monitor = ResourceMonitor([target_group(ports=[port]), generator_group()], interval_s=0.1)
+    await monitor.start()
+    await asyncio.wait_for(monitor.wait_for_samples(3), 30)
+    report = await monitor.stop()
+    target = report.groups["target"]
+    assert target.pids == (server.pid,)
+    assert target.stats.peak_sockets >= 1
+    assert target.stats.peak_mb > 1
+    assert target.stats.peak_threads >= 1
+    assert target.stats.peak_open_files >= 3
+
+
+SPINNER = """
+import sys, threading, time
+done = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.readline(), done.set()), daemon=True).start()
+sys.stdout.write("spinning\\n"); sys.stdout.flush()
+deadline = time.monotonic() + 30
+while not done.is_set() and time.monotonic() < deadline:
+    pass
+"""
+
+
+async def test_cpu_of_a_busy_process(python: list[subprocess.Popen[str]]) -> None:
+    spinner = run(python, SPINNER)
+    assert await line(spinner) == "spinning"
+    monitor = ResourceMonitor([target_group(pids=[spinner.pid])], interval_s=0.1)
+    await monitor.start()
+    await asyncio.wait_for(monitor.wait_for_samples(6), 30)
+    report = await monitor.stop()
+    send(spinner)
+    stats = report.groups["target"].stats
+    assert stats.cpu_peak_percent > 30  # one busy core is ~100 %; the machine is shared
+    assert stats.cpu_avg_percent > 10
+    assert report.gauges()["cpu_avg_percent"] == stats.cpu_avg_percent
+
+
+async def test_postgres_and_redis_groups(endpoints: Endpoints) -> None:
+    if endpoints.postgres_pid is None or endpoints.redis_pid is None:
+        pytest.skip("services given by URL: their PIDs are unknown to squall")
+    groups = standard_groups(
+        postgres_pid=endpoints.postgres_pid, redis_pid=endpoints.redis_pid, generator=True
+    )
+    monitor = ResourceMonitor(groups, interval_s=0.1)
+    await monitor.start()
+    await asyncio.wait_for(monitor.wait_for_samples(3), 30)
+    report = await monitor.stop()
+    postgres = report.groups["postgres"]
+    redis = report.groups["redis"]
+    assert endpoints.postgres_pid in postgres.pids
+    assert postgres.stats.peak_processes > 1  # the postmaster and its helpers
+    assert postgres.stats.peak_mb > 1
+    assert redis.pids == (endpoints.redis_pid,)
+    assert redis.stats.peak_mb > 1
+    # Servers squall started are its children, yet each is counted once.
+    generator_pids = set(report.groups["generator"].pids)
+    assert not generator_pids & (set(postgres.pids) | set(redis.pids))

@@ -1,0 +1,93 @@
+"""Fairness checker: Jain's index of shares and waits, and starvation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from squall.checks.fairness import check_fairness, jain_index
+from squall.checks.history import HistoryRecorder, Op
+
+
+class Runs:
+    """Runs with explicit invoke and completion times."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.rec = HistoryRecorder(clock=lambda: self.now)
+
+    def run(self, user: str, n: int, start: int, end: int | None, outcome: str = "ok") -> Runs:
+        self.now = start
+        op = self.rec.invoke(f"{user}-{n}", "run", {"user": user})
+        if end is not None:
+            self.now = end
+            getattr(self.rec, outcome)(op)
+        return self
+
+    @property
+    def ops(self) -> tuple[Op, ...]:
+        return self.rec.ops
+
+
+def test_jain_index_extremes() -> None:
+    assert jain_index([3, 3, 3]) == 1.0
+    assert jain_index([1, 0, 0, 0]) == pytest.approx(0.25)
+    assert jain_index([]) == 1.0
+    assert jain_index([0, 0]) == 1.0
+
+
+def test_equal_shares_and_waits_pass() -> None:
+    runs = Runs()
+    for n in range(3):
+        runs.run("alice", n, n * 10, n * 10 + 5).run("bob", n, n * 10 + 1, n * 10 + 6)
+    verdict = check_fairness(runs.ops, max_wait_ns=10)
+    assert verdict.valid is True
+    assert verdict.counts["users"] == 2
+
+
+def test_uneven_completions_name_the_starved_user() -> None:
+    runs = Runs()
+    for n in range(4):
+        runs.run("alice", n, n * 10, n * 10 + 5)
+    runs.run("bob", 0, 0, 5).run("bob", 1, 0, None).run("bob", 2, 0, 3, "fail")
+    runs.run("bob", 3, 0, 4, "fail")
+    verdict = check_fairness(runs.ops)
+    assert verdict.valid is False
+    unfair = next(e for e in verdict.evidence if e.kind == "unfair-share")
+    assert unfair.details["starved"] == "bob"
+    users = {u["user"]: u for u in json.loads(json.dumps(unfair.details["users"]))}
+    assert users["bob"]["completed"] == 1
+    assert users["alice"]["completed"] == 4
+
+
+def test_uneven_waits_are_unfair_even_when_all_complete() -> None:
+    runs = Runs()
+    for n in range(3):
+        runs.run("alice", n, 0, 1).run("bob", n, 0, 100)
+    verdict = check_fairness(runs.ops)
+    assert verdict.valid is False
+    assert [e.kind for e in verdict.evidence] == ["unfair-wait"]
+    assert verdict.evidence[0].details["starved"] == "bob"
+
+
+def test_starvation_waits_past_the_bound_while_others_complete() -> None:
+    runs = Runs().run("bob", 0, 0, None)
+    for n in range(5):
+        runs.run("alice", n, n * 10, n * 10 + 5)
+    verdict = check_fairness(runs.ops, max_wait_ns=20, min_index=0.0)
+    assert verdict.valid is False
+    [starved] = verdict.evidence
+    assert starved.kind == "starvation"
+    assert starved.details["starved"] == "bob"
+    assert starved.details["others_completed"] == 5
+    assert starved.details["waited_ns"] == 45
+
+
+def test_a_long_wait_while_nobody_completes_is_not_starvation() -> None:
+    runs = Runs().run("alice", 0, 0, 100).run("bob", 0, 0, 100)
+    assert check_fairness(runs.ops, max_wait_ns=10).valid is True
+
+
+def test_single_user_is_not_applicable() -> None:
+    assert check_fairness(Runs().run("alice", 0, 0, 1).ops).valid is None

@@ -1,0 +1,41 @@
+"""Saturation verdicts from loop-lag and CPU samples."""
+
+from __future__ import annotations
+
+from squall.engine.saturation import SaturationBounds, assess, merge_health
+from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.result import SATURATION_WARNING
+
+
+def test_healthy_generator_is_not_saturated() -> None:
+    health = assess(LatencyHistogram.of([0.001] * 100), [20.0, 35.0, 40.0])
+    assert not health.saturated
+    assert health.warning is None
+    assert health.cpu_max_percent == 40.0
+
+
+def test_loop_lag_above_bound_saturates() -> None:
+    lag = LatencyHistogram.of([0.001] * 90 + [0.2] * 10)
+    health = assess(lag, [10.0])
+    assert health.saturated
+    assert "event-loop lag p99" in health.reasons[0]
+    assert health.warning is not None
+    assert health.warning.startswith(SATURATION_WARNING)
+
+
+def test_cpu_average_at_bound_saturates_but_one_spike_does_not() -> None:
+    assert assess(LatencyHistogram(), [95.0, 92.0, 90.0]).saturated
+    assert not assess(LatencyHistogram(), [100.0, 20.0, 20.0]).saturated
+
+
+def test_custom_bounds() -> None:
+    bounds = SaturationBounds(loop_lag_p99_s=0.5, cpu_percent=99.0)
+    assert not assess(LatencyHistogram.of([0.2] * 10), [95.0], bounds).saturated
+
+
+def test_one_saturated_worker_saturates_the_run() -> None:
+    calm = (LatencyHistogram.of([0.001] * 10).encode(), [10.0])
+    busy = (LatencyHistogram.of([0.001] * 10).encode(), [97.0, 99.0])
+    health = merge_health([calm, busy])
+    assert health.saturated
+    assert health.reasons[0].startswith("worker 1:")

@@ -1,0 +1,113 @@
+"""Workload schedules are pure: start offsets, arrival times, stage targets."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from squall.engine.workload import (
+    ArrivalRate,
+    WorkloadError,
+    batches,
+    closed,
+    linear,
+    open_rate,
+    partition,
+    ramping_rate,
+    stages,
+)
+
+
+def test_batches_of_25_for_75_users_start_in_three_waves() -> None:
+    workload = closed(75, batches(25, 2.0), iterations=15)
+    offsets = workload.start_offsets()
+    assert offsets[:25] == [0.0] * 25
+    assert offsets[25:50] == [2.0] * 25
+    assert offsets[50:] == [4.0] * 25
+
+
+def test_linear_ramp_spreads_users_evenly_from_zero() -> None:
+    workload = closed(4, linear(2.0), duration=10)
+    assert workload.start_offsets() == [0.0, 0.5, 1.0, 1.5]
+
+
+def test_immediate_start_when_no_ramp() -> None:
+    assert closed(3, iterations=1).start_offsets() == [0.0, 0.0, 0.0]
+
+
+def test_closed_needs_a_bound() -> None:
+    with pytest.raises(WorkloadError, match="iterations= or duration="):
+        closed(10)
+    with pytest.raises(WorkloadError, match="at least 1 user"):
+        closed(0, iterations=1)
+    with pytest.raises(WorkloadError, match="size=0"):
+        batches(0, 1.0)
+
+
+def test_constant_arrival_rate_is_evenly_spaced() -> None:
+    times = list(open_rate(10, 2.0, max_users=5).arrival_times())
+    assert len(times) == 20
+    assert times[:3] == pytest.approx([0.0, 0.1, 0.2])
+    assert times[-1] == pytest.approx(1.9)
+
+
+def test_ramping_rate_follows_the_integral_of_the_rate() -> None:
+    # From 0 to 10/s over 2 s: integral 10 iterations; iteration k at sqrt(2k/5).
+    workload = ramping_rate([(10, 2.0)], start_rate=0, max_users=10)
+    times = list(workload.arrival_times())
+    assert len(times) == 10
+    assert times == pytest.approx([(2 * k / 5) ** 0.5 for k in range(10)])
+    # Gaps shrink as the rate grows.
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(later < earlier for earlier, later in itertools.pairwise(gaps))
+
+
+def test_ramping_rate_over_several_stages() -> None:
+    # 10/s constant for 1 s, then ramp 10 -> 0 over 1 s (5 more), then nothing.
+    workload = ramping_rate([(10, 1.0), (0, 1.0), (0, 1.0)], start_rate=10, max_users=3)
+    times = list(workload.arrival_times())
+    assert len(times) == 15
+    assert times[:10] == pytest.approx([k / 10 for k in range(10)])
+    assert all(1.0 <= t < 2.0 for t in times[10:])
+    assert workload.planned_duration == 3.0
+    assert workload.rate_at(1.5) == pytest.approx(5.0)
+    assert workload.rate_at(5.0) == 0.0
+
+
+def test_arrival_rate_validation() -> None:
+    with pytest.raises(WorkloadError, match="max_users"):
+        open_rate(10, 1.0, max_users=0)
+    with pytest.raises(WorkloadError, match="at least one"):
+        ArrivalRate((), 0.0, 1)
+
+
+def test_stages_interpolate_user_targets() -> None:
+    workload = stages([(10, 10.0), (10, 5.0), (0, 5.0)])
+    assert workload.target_users(0.0) == 0
+    assert workload.target_users(5.0) == 5
+    assert workload.target_users(10.0) == 10
+    assert workload.target_users(14.9) == 10
+    assert workload.target_users(17.5) == 5
+    assert workload.target_users(20.0) == 0
+    assert workload.max_users == 10
+    assert workload.planned_duration == 20.0
+
+
+def test_partition_covers_every_user_once() -> None:
+    ranges = partition(75, 2)
+    assert [len(r) for r in ranges] == [38, 37]
+    assert [i for r in ranges for i in r] == list(range(75))
+    assert partition(1, 3)[0] == range(0, 1)
+    with pytest.raises(WorkloadError):
+        partition(5, 0)
+
+
+def test_describe_is_plain_data() -> None:
+    assert closed(75, batches(25, 1.0), iterations=15).describe() == {
+        "model": "closed",
+        "users": 75,
+        "ramp": {"kind": "batches", "size": 25, "interval": 1.0},
+        "iterations": 15,
+        "duration": None,
+    }

@@ -1,0 +1,81 @@
+"""Result objects round-trip through JSON exactly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.result import (
+    Counter,
+    ErrorSummary,
+    Gauge,
+    GeneratorHealth,
+    Rate,
+    ResultFormatError,
+    RunResult,
+    SeriesPoint,
+    Trend,
+    metric_from_dict,
+)
+
+
+def sample_result() -> RunResult:
+    trend = Trend.from_histogram("response_time", LatencyHistogram.of([0.01, 0.02, 0.5]))
+    return RunResult(
+        scenario="golden",
+        params={"users": 75, "messages": 15},
+        workload={"model": "closed", "users": 75},
+        started_at=1_700_000_000.5,
+        ended_at=1_700_000_030.5,
+        duration_s=30.0,
+        processes=2,
+        metrics={
+            "response_time": trend,
+            "messages_sent": Counter("messages_sent", 1125, 37.5),
+            "success": Rate("success", 1120, 1125),
+            "users": Gauge("users", 75.0, 0.0, 75.0),
+        },
+        series=(SeriesPoint(0, 25, 30.0, 29.0, 0.01, 0.5, 1),),
+        errors=(ErrorSummary("timeout", 5, ("no message within 10 s",)),),
+        generator=GeneratorHealth(True, ("worker 0: CPU 95 %",), 0.001, 0.002, 95.0, 99.0),
+        interrupted=True,
+        interrupted_reason="sigint",
+    )
+
+
+def test_run_result_round_trips_through_json() -> None:
+    result = sample_result()
+    restored = RunResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert restored == result
+    assert restored.trend("response_time").percentile(100) == pytest.approx(0.5, rel=1e-3)
+    assert restored.rate("success").rate == pytest.approx(1120 / 1125)
+    assert restored.count("messages_sent") == 1125
+    assert restored.count("never_recorded") == 0
+    assert restored.generator.warning is not None
+    assert "load generator saturated" in restored.generator.warning
+
+
+def test_trend_percentiles_come_from_the_histogram() -> None:
+    trend = Trend.from_histogram("t", LatencyHistogram.of([i / 100 for i in range(1, 101)]))
+    assert trend.count == 100
+    assert trend.p50 == pytest.approx(0.5, rel=1e-3)
+    assert trend.percentile(75) == pytest.approx(0.75, rel=1e-3)
+    assert trend.p999 == pytest.approx(1.0, rel=1e-3)
+
+
+def test_rate_of_nothing_is_zero() -> None:
+    assert Rate("delivery", 0, 0).rate == 0.0
+
+
+def test_unknown_metric_and_missing_fields_are_reported() -> None:
+    with pytest.raises(ResultFormatError, match="type 'histo'"):
+        metric_from_dict({"type": "histo", "name": "x"})
+    with pytest.raises(ResultFormatError, match="no 'count' field"):
+        Counter.from_dict({"name": "x", "per_second": 1.0})
+    result = sample_result()
+    with pytest.raises(KeyError, match="recorded no metric 'nope'"):
+        result.metric("nope")
+    with pytest.raises(TypeError, match="is a Counter, not a Trend"):
+        result.trend("messages_sent")

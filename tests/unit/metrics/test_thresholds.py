@@ -1,0 +1,379 @@
+"""Threshold expressions and their evaluation, on hand-written metric values."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+
+from squall.metrics.expressions import Aggregation, ExpressionError, Operator, parse_expression
+from squall.metrics.thresholds import (
+    CAPACITY_THRESHOLDS,
+    DEFAULT_THRESHOLDS,
+    MetricKind,
+    OutcomeStatus,
+    Threshold,
+    ThresholdError,
+    ThresholdOutcome,
+    ThresholdSet,
+    Verdict,
+    evaluate,
+    format_duration,
+    kind_of,
+    parse_thresholds,
+)
+
+
+@dataclass(frozen=True)
+class Trend:
+    """Durations in seconds; percentiles by nearest rank over the raw values."""
+
+    values: tuple[float, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.values)
+
+    @property
+    def min(self) -> float:
+        return min(self.values, default=0.0)
+
+    @property
+    def max(self) -> float:
+        return max(self.values, default=0.0)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values) if self.values else 0.0
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.values)
+        rank = max(1, math.ceil(p / 100 * len(ordered)))
+        return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class Rate:
+    passes: int
+    total: int
+
+    @property
+    def rate(self) -> float:
+        return self.passes / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True)
+class Counter:
+    count: int
+    per_second: float
+
+
+@dataclass(frozen=True)
+class Gauge:
+    value: float
+    min: float
+    max: float
+
+
+# 1..100 ms response times: avg 50.5 ms, median 50 ms, p95 95 ms, max 100 ms.
+LATENCIES = Trend(tuple(i / 1000 for i in range(1, 101)))
+
+
+def one(metric: str, expression: str, value: object, scenario: str = "s") -> ThresholdOutcome:
+    thresholds = parse_thresholds({metric: [expression]})
+    (outcome,) = evaluate(thresholds, {metric: value}, scenario)
+    return outcome
+
+
+# -- parsing -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "aggregation", "op", "limit", "percentile"),
+    [
+        ("p(95) < 8s", Aggregation.PERCENTILE, Operator.LT, 8.0, 95.0),
+        ("p(99.9)<=15s", Aggregation.PERCENTILE, Operator.LE, 15.0, 99.9),
+        ("avg <= 3s", Aggregation.AVG, Operator.LE, 3.0, None),
+        ("med < 200ms", Aggregation.MED, Operator.LT, 0.2, None),
+        ("max > 250us", Aggregation.MAX, Operator.GT, 250e-6, None),
+        ("min >= 5µs", Aggregation.MIN, Operator.GE, 5e-6, None),
+        ("avg < 1.5m", Aggregation.AVG, Operator.LT, 90.0, None),
+        ("rate >= 0.9", Aggregation.RATE, Operator.GE, 0.9, None),
+        ("count >= 500", Aggregation.COUNT, Operator.GE, 500.0, None),
+        ("value == 0", Aggregation.VALUE, Operator.EQ, 0.0, None),
+        ("passes != 3", Aggregation.PASSES, Operator.NE, 3.0, None),
+        ("total > 1e3", Aggregation.TOTAL, Operator.GT, 1000.0, None),
+        ("  VALUE<=500  ", Aggregation.VALUE, Operator.LE, 500.0, None),
+    ],
+)
+def test_parse_expression(
+    text: str, aggregation: Aggregation, op: Operator, limit: float, percentile: float | None
+) -> None:
+    expr = parse_expression(text)
+    assert expr.aggregation is aggregation
+    assert expr.operator is op
+    assert expr.limit == pytest.approx(limit)
+    assert expr.percentile == percentile
+    assert expr.source == text.strip()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "cannot parse threshold expression ''"),
+        ("p95 < 8s", "cannot parse threshold expression 'p95 < 8s'"),
+        ("avgg <= 3s", "unknown aggregation 'avgg' in threshold expression 'avgg <= 3s'"),
+        ("p(0) < 1s", "percentile '0' out of range"),
+        ("p(101) < 1s", "expected p(N) with 0 < N <= 100"),
+        ("p(x) < 1s", "percentile 'x' out of range"),
+        ("avg(5) < 1s", "aggregation 'avg' takes no argument"),
+        ("avg 3s", "missing comparison operator in threshold expression 'avg 3s'"),
+        ("value = 0", "use '==' for equality"),
+        ("avg <", "missing numeric limit in threshold expression 'avg <'"),
+        ("avg < 3 hours", "unknown unit 'hours'"),
+        ("avg < 3s extra", "cannot parse threshold expression 'avg < 3s extra'"),
+        ("avg < 3h", "unknown unit 'h' in threshold expression 'avg < 3h'"),
+    ],
+)
+def test_bad_expression_errors_are_precise(text: str, message: str) -> None:
+    with pytest.raises(ExpressionError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_expression(text)
+
+
+def test_non_string_expression_is_an_error() -> None:
+    with pytest.raises(ExpressionError, match="is a int; expected a string"):
+        parse_expression(5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("metric", "text", "message"),
+    [
+        ("response_time", "rate >= 0.9", "'response_time' is a trend: aggregation 'rate'"),
+        ("success", "avg <= 3s", "'success' is a rate: aggregation 'avg' .* use one of rate"),
+        ("messages_sent", "value > 1", "is a counter: .* use one of count, rate"),
+        ("users", "count >= 1", "is a gauge: .* use one of value, min, max"),
+        ("response_time", "p(95) < 8", "needs a unit"),
+        ("response_time", "count >= 10s", "write the limit .* as a bare number"),
+        ("success", "rate >= 90ms", "not a duration"),
+    ],
+)
+def test_aggregation_must_fit_the_metric_kind(metric: str, text: str, message: str) -> None:
+    with pytest.raises(ThresholdError, match=message):
+        parse_thresholds({metric: [text]})
+
+
+def test_unparsable_expression_names_the_metric() -> None:
+    with pytest.raises(ExpressionError, match="metric 'success': cannot parse"):
+        parse_thresholds({"success": ["rate >> 1"]})
+
+
+def test_custom_metric_kinds_and_error_counters() -> None:
+    ts = parse_thresholds(
+        {"queue": ["value < 10"], "errors.timeout": ["count == 0"]},
+        kinds={"queue": MetricKind.GAUGE},
+    )
+    assert [t.metric for t in ts] == ["queue", "errors.timeout"]
+    with pytest.raises(ThresholdError, match="'queue' is a gauge"):
+        parse_thresholds({"queue": ["p(95) < 1s"]}, kinds={"queue": MetricKind.GAUGE})
+
+
+# -- evaluation: every aggregation --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "observed"),
+    [
+        ("avg < 1s", 0.0505),
+        ("min < 1s", 0.001),
+        ("max < 1s", 0.1),
+        ("med < 1s", 0.05),
+        ("p(95) < 1s", 0.095),
+        ("p(100) < 1s", 0.1),
+        ("count > 0", 100.0),
+    ],
+)
+def test_trend_aggregations(text: str, observed: float) -> None:
+    outcome = one("response_time", text, LATENCIES)
+    assert outcome.observed == pytest.approx(observed)
+    assert outcome.status is OutcomeStatus.PASSED
+
+
+def test_rate_aggregations() -> None:
+    rate = Rate(passes=9, total=10)
+    assert one("success", "rate >= 0.9", rate).observed == pytest.approx(0.9)
+    assert one("success", "passes == 9", rate).status is OutcomeStatus.PASSED
+    assert one("success", "total == 10", rate).status is OutcomeStatus.PASSED
+    assert one("success", "rate > 0.9", rate).status is OutcomeStatus.FAILED
+
+
+def test_counter_aggregations() -> None:
+    counter = Counter(count=600, per_second=12.5)
+    assert one("messages_sent", "count >= 500", counter).observed == 600
+    assert one("messages_sent", "rate >= 10", counter).observed == 12.5
+    assert one("messages_sent", "rate >= 20", counter).status is OutcomeStatus.FAILED
+
+
+def test_gauge_aggregations() -> None:
+    gauge = Gauge(value=120.0, min=10.0, max=300.0)
+    assert one("memory_growth_mb", "value <= 500", gauge).observed == 120.0
+    assert one("memory_growth_mb", "min >= 10", gauge).status is OutcomeStatus.PASSED
+    assert one("memory_growth_mb", "max < 300", gauge).status is OutcomeStatus.FAILED
+
+
+@pytest.mark.parametrize(
+    ("op", "passes_at_equal", "passes_above", "passes_below"),
+    [
+        ("<", False, False, True),
+        ("<=", True, False, True),
+        (">", False, True, False),
+        (">=", True, True, False),
+        ("==", True, False, False),
+        ("!=", False, True, True),
+    ],
+)
+def test_each_operator(
+    op: str, passes_at_equal: bool, passes_above: bool, passes_below: bool
+) -> None:
+    def status(value: float) -> bool:
+        outcome = one("violations", f"value {op} 5", Gauge(value, value, value))
+        return outcome.status is OutcomeStatus.PASSED
+
+    assert status(5.0) is passes_at_equal
+    assert status(6.0) is passes_above
+    assert status(4.0) is passes_below
+
+
+# -- not applicable ------------------------------------------------------------------
+
+
+def test_absent_metric_is_not_applicable_not_passed() -> None:
+    outcomes = evaluate(DEFAULT_THRESHOLDS, {}, "race_billing")
+    assert outcomes
+    assert {o.status for o in outcomes} == {OutcomeStatus.NOT_APPLICABLE}
+    assert all(o.observed is None for o in outcomes)
+    verdict = Verdict.of(outcomes)
+    assert (verdict.passed, verdict.failed, verdict.not_applicable) == (0, 0, len(outcomes))
+    assert outcomes[0].diagnostic == (
+        "[race_billing] response_time avg <= 3s: not applicable, "
+        "the metric was not recorded in this scenario"
+    )
+
+
+def test_empty_trend_and_rate_are_not_applicable_but_count_is_zero() -> None:
+    empty = Trend(())
+    assert one("response_time", "p(95) < 1s", empty).status is OutcomeStatus.NOT_APPLICABLE
+    assert one("response_time", "count >= 1", empty).status is OutcomeStatus.FAILED
+    assert one("success", "rate >= 0.9", Rate(0, 0)).status is OutcomeStatus.NOT_APPLICABLE
+    assert one("success", "total > 0", Rate(0, 0)).status is OutcomeStatus.FAILED
+    assert "no samples" in one("success", "rate >= 0.9", Rate(0, 0)).diagnostic
+
+
+def test_recorded_metric_of_the_wrong_kind_is_an_error() -> None:
+    ts = parse_thresholds({"custom": ["p(95) < 1s"]}, kinds={"custom": None})
+    with pytest.raises(ThresholdError, match="'custom' is a gauge"):
+        evaluate(ts, {"custom": Gauge(1, 1, 1)}, "s")
+
+
+def test_kind_of_rejects_non_metrics() -> None:
+    assert kind_of(LATENCIES) is MetricKind.TREND
+    assert kind_of(Rate(1, 1)) is MetricKind.RATE
+    assert kind_of(Counter(1, 1.0)) is MetricKind.COUNTER
+    assert kind_of(Gauge(1, 1, 1)) is MetricKind.GAUGE
+    with pytest.raises(ThresholdError, match="str is not a metric"):
+        kind_of("response_time")
+
+
+# -- diagnostics ---------------------------------------------------------------------
+
+
+def test_diagnostics_name_scenario_metric_value_with_unit_and_limit() -> None:
+    slow = Trend((9.25,) * 10)
+    assert one("response_time", "p(95) <= 8s", slow, "golden_path").diagnostic == (
+        "[golden_path] response_time p(95) = 9.25s, limit <= 8s: FAILED"
+    )
+    assert one("response_time", "med < 200ms", LATENCIES, "g").diagnostic == (
+        "[g] response_time med = 50ms, limit < 200ms: ok"
+    )
+    assert one("memory_growth_mb", "value <= 500", Gauge(612.5, 0, 612.5), "soak").diagnostic == (
+        "[soak] memory_growth_mb value = 612.5 MB, limit <= 500 MB: FAILED"
+    )
+    assert one("cpu_avg_percent", "value <= 80", Gauge(81, 0, 90), "x").diagnostic == (
+        "[x] cpu_avg_percent value = 81%, limit <= 80%: FAILED"
+    )
+    assert one("messages_sent", "rate >= 20", Counter(10, 2.5), "x").diagnostic == (
+        "[x] messages_sent rate = 2.5/s, limit >= 20/s: FAILED"
+    )
+    assert one("success", "rate >= 0.9", Rate(2, 3), "x").diagnostic == (
+        "[x] success rate = 0.6667, limit >= 0.9: FAILED"
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (42e-6, "42µs"), (0.2, "200ms"), (8.25, "8.25s"), (90, "1.5m")],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_outcome_fields_and_round_trip() -> None:
+    outcome = one("response_time", "p(99) <= 15s", LATENCIES, "golden")
+    assert (outcome.scenario, outcome.metric, outcome.aggregation) == (
+        "golden",
+        "response_time",
+        "p(99)",
+    )
+    assert (outcome.operator, outcome.limit, outcome.expression) == ("<=", 15.0, "p(99) <= 15s")
+    assert ThresholdOutcome.from_dict(outcome.to_dict()) == outcome
+
+
+# -- defaults, sets and verdicts -----------------------------------------------------
+
+
+def test_defaults_are_the_original_numbers() -> None:
+    assert DEFAULT_THRESHOLDS.to_dict() == {
+        "response_time": ["avg <= 3s", "p(95) <= 8s", "p(99) <= 15s"],
+        "success": ["rate >= 0.90"],
+        "memory_growth_mb": ["value <= 500"],
+        "cpu_avg_percent": ["value <= 80"],
+        "ws_connect": ["p(95) <= 5s"],
+        "race_conditions_unprevented": ["value <= 5"],
+        "violations": ["value == 0"],
+    }
+    assert CAPACITY_THRESHOLDS.to_dict() == {
+        "users": ["value >= 50"],
+        "messages_sent": ["count >= 500"],
+        "delivery": ["rate >= 0.80"],
+        "operations": ["count >= 100"],
+    }
+
+
+def test_merged_replaces_whole_metrics() -> None:
+    override = parse_thresholds({"response_time": ["p(95) < 2s"], "success": []})
+    merged = DEFAULT_THRESHOLDS.merged(override)
+    assert merged.to_dict()["response_time"] == ["p(95) < 2s"]
+    assert merged.rules["success"] == ()
+    assert len(merged) == len(DEFAULT_THRESHOLDS) - 3 + 1 - 1
+
+
+def test_verdict_counts_and_exit_code() -> None:
+    metrics = {
+        "response_time": LATENCIES,
+        "success": Rate(5, 10),
+        "violations": Gauge(0, 0, 0),
+    }
+    outcomes = evaluate(DEFAULT_THRESHOLDS, metrics, "s")
+    verdict = Verdict.of(outcomes)
+    assert (verdict.passed, verdict.failed, verdict.not_applicable) == (4, 1, 4)
+    assert verdict.exit_code == 1
+    assert str(verdict) == "FAILED: 4 passed, 1 failed, 4 not applicable"
+    passing = Verdict.of(o for o in outcomes if o.status is not OutcomeStatus.FAILED)
+    assert passing.exit_code == 0
+
+
+def test_evaluate_accepts_plain_threshold_lists() -> None:
+    threshold = Threshold.parse("users", "value >= 50", MetricKind.GAUGE)
+    (outcome,) = evaluate([threshold], {"users": Gauge(75, 0, 75)}, "cap")
+    assert outcome.status is OutcomeStatus.PASSED
+    assert ThresholdSet().to_dict() == {}

@@ -1,0 +1,121 @@
+"""The sampling loop with a scripted probe and an injected clock: no psutil, no waiting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+
+import pytest
+
+from squall.monitor.sampler import MonitorError, Reading, ResourceMonitor
+from squall.monitor.targets import GroupSpec
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.sleeps.append(delay)
+        self.now += delay
+        await asyncio.sleep(0)
+
+
+class ScriptedProbe:
+    """Target RSS grows 10 MB per read; the generator stays at 50 MB."""
+
+    def __init__(self) -> None:
+        self.reads: list[float] = []
+
+    def read(self, groups: Sequence[GroupSpec], now: float) -> Mapping[str, Reading]:
+        self.reads.append(now)
+        n = len(self.reads)
+        return {
+            "target": Reading(100.0 + 10 * n, 25.0, 8, 20, 3, (10, 11), denied=1),
+            "generator": Reading(50.0, 5.0, 2, 5, 1, (1,)),
+        }
+
+
+GROUPS = [GroupSpec("target", pids=(10,)), GroupSpec("generator", pids=(1,))]
+
+
+async def test_samples_on_the_injected_clock_and_reports() -> None:
+    clock, probe = FakeClock(), ScriptedProbe()
+    monitor = ResourceMonitor(GROUPS, interval_s=0.5, clock=clock, sleep=clock.sleep, probe=probe)
+    await monitor.start()
+    await asyncio.wait_for(monitor.wait_for_samples(5), 10)
+    report = await monitor.stop()
+    assert probe.reads[:5] == [100.0, 100.5, 101.0, 101.5, 102.0]
+    assert all(delay == pytest.approx(0.5) for delay in clock.sleeps)
+    target = report.groups["target"]
+    assert target.stats.start_mb == 110.0
+    assert target.stats.growth_mb == 10.0 * (target.stats.samples - 1)
+    assert target.stats.cpu_avg_percent == 25.0
+    assert target.pids == (10, 11)
+    assert target.denied == target.stats.samples
+    assert [s.t for s in target.series][:3] == [0.0, 0.5, 1.0]
+    assert target.stats.leak is not None
+    assert target.stats.leak.slope_mb_per_min >= 10 / 0.5 * 60  # the last sample is at stop
+    assert target.stats.leak.probable_leak
+    assert report.groups["generator"].stats.growth_mb == 0.0
+    assert report.interval_s == 0.5
+    assert "idle" in repr(monitor)
+
+
+async def test_missing_group_reading_counts_as_zero_and_memory_is_bounded() -> None:
+    clock = FakeClock()
+
+    class OnlyTarget(ScriptedProbe):
+        def read(self, groups: Sequence[GroupSpec], now: float) -> Mapping[str, Reading]:
+            return {"target": super().read(groups, now)["target"]}
+
+    monitor = ResourceMonitor(
+        GROUPS, interval_s=1.0, clock=clock, sleep=clock.sleep, probe=OnlyTarget(), max_samples=4
+    )
+    for _ in range(20):
+        clock.now += 1.0
+        monitor.sample_once()
+    report = monitor.report()
+    assert report.groups["generator"].stats.peak_processes == 0
+    target = report.groups["target"]
+    assert target.stats.samples == 20
+    assert len(target.series) <= 5
+    assert target.stride > 1
+    assert target.stats.peak_mb == 300.0
+
+
+async def test_falling_behind_skips_ticks_instead_of_bursting() -> None:
+    clock = FakeClock()
+
+    class SlowProbe(ScriptedProbe):
+        def read(self, groups: Sequence[GroupSpec], now: float) -> Mapping[str, Reading]:
+            clock.now += 2.5  # each read takes longer than two intervals
+            return super().read(groups, now)
+
+    monitor = ResourceMonitor(
+        GROUPS, interval_s=1.0, clock=clock, sleep=clock.sleep, probe=SlowProbe()
+    )
+    await monitor.start()
+    await asyncio.wait_for(monitor.wait_for_samples(4), 10)
+    await monitor.stop()
+    # Without the skip, the loop would try to catch up with zero-length sleeps.
+    assert clock.sleeps[:3] == [pytest.approx(1.0)] * 3
+
+
+async def test_misuse_is_reported() -> None:
+    monitor = ResourceMonitor(GROUPS, probe=ScriptedProbe())
+    with pytest.raises(MonitorError, match="before start"):
+        await monitor.wait_for_samples(1)
+    async with monitor:
+        with pytest.raises(MonitorError, match="called twice"):
+            await monitor.start()
+    with pytest.raises(ValueError, match="interval_s must be > 0"):
+        ResourceMonitor(GROUPS, interval_s=0)
+    with pytest.raises(ValueError, match="unique"):
+        ResourceMonitor([GROUPS[0], GROUPS[0]])
+    with pytest.raises(ValueError, match="neither pids nor ports"):
+        GroupSpec("target")

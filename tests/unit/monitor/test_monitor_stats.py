@@ -1,0 +1,151 @@
+"""Monitor statistics on hand-made series: flat, linear growth, noise, thinning."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import pytest
+
+from squall.monitor.report import GroupReport, MonitorReport
+from squall.monitor.stats import (
+    BoundedSeries,
+    GroupStats,
+    ResourceSample,
+    leak_estimate,
+    linear_fit,
+    summarize,
+    t_critical,
+)
+
+
+def series(
+    rss: list[float], cpu: list[float] | None = None, step: float = 1.0
+) -> list[ResourceSample]:
+    cpu = cpu or [0.0] * len(rss)
+    return [
+        ResourceSample(
+            t=i * step,
+            rss_mb=r,
+            cpu_percent=c,
+            threads=4 + i,
+            open_files=10,
+            sockets=i,
+            processes=2,
+        )
+        for i, (r, c) in enumerate(zip(rss, cpu, strict=True))
+    ]
+
+
+def test_linear_fit_exact_line() -> None:
+    fit = linear_fit([0, 1, 2, 3], [1, 3, 5, 7])
+    assert (fit.slope, fit.intercept, fit.stderr, fit.r_squared) == (2.0, 1.0, 0.0, 1.0)
+
+
+def test_linear_fit_rejects_degenerate_input() -> None:
+    with pytest.raises(ValueError, match=">= 2 points"):
+        linear_fit([1.0], [1.0])
+    with pytest.raises(ValueError, match="distinct x"):
+        linear_fit([1.0, 1.0], [1.0, 2.0])
+
+
+def test_t_critical_is_conservative_between_table_entries() -> None:
+    assert t_critical(1) == 12.706
+    assert t_critical(35) == t_critical(30) == 2.042
+    assert t_critical(10_000) == 1.980
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        t_critical(0)
+
+
+def test_start_peak_end_growth_and_cpu() -> None:
+    stats = summarize(series([100, 180, 250, 150], cpu=[10, 50, 90, 30]))
+    assert (stats.start_mb, stats.peak_mb, stats.end_mb, stats.growth_mb) == (100, 250, 150, 50)
+    assert (stats.cpu_avg_percent, stats.cpu_peak_percent) == (45.0, 90.0)
+    assert (stats.samples, stats.duration_s) == (4, 3.0)
+    assert (stats.peak_threads, stats.peak_sockets, stats.peak_processes) == (7, 3, 2)
+
+
+def test_empty_series() -> None:
+    stats = summarize([])
+    assert stats.samples == 0
+    assert stats.leak is None
+
+
+def test_flat_series_is_no_leak() -> None:
+    leak = leak_estimate(series([200.0] * 60))
+    assert leak is not None
+    assert leak.slope_mb_per_min == 0.0
+    assert not leak.probable_leak
+
+
+def test_linear_growth_is_a_leak_with_the_right_slope() -> None:
+    # 0.5 MB per second for a minute = 30 MB/min.
+    leak = leak_estimate(series([100 + 0.5 * i for i in range(60)]))
+    assert leak is not None
+    assert leak.slope_mb_per_min == pytest.approx(30.0)
+    assert leak.r_squared == pytest.approx(1.0)
+    assert leak.probable_leak
+
+
+def test_noise_without_trend_is_no_leak() -> None:
+    rng = random.Random(7)
+    leak = leak_estimate(series([300 + rng.gauss(0, 20) for _ in range(120)]))
+    assert leak is not None
+    assert leak.ci95_low < 0 < leak.ci95_high
+    assert leak.r_squared < 0.2
+    assert not leak.probable_leak
+
+
+def test_noisy_growth_is_a_leak_with_a_wider_interval() -> None:
+    rng = random.Random(3)
+    leak = leak_estimate(series([100 + 0.2 * i + rng.gauss(0, 3) for i in range(300)]))
+    assert leak is not None
+    assert leak.slope_mb_per_min == pytest.approx(12.0, rel=0.1)
+    assert 0 < leak.ci95_low < 12.0 < leak.ci95_high
+    assert leak.stderr_mb_per_min > 0
+    assert leak.probable_leak
+
+
+def test_tiny_significant_growth_is_not_called_a_leak() -> None:
+    leak = leak_estimate(series([100 + 0.001 * i for i in range(60)]))
+    assert leak is not None
+    assert leak.ci95_low > 0
+    assert not leak.probable_leak  # 0.06 MB/min is below MIN_LEAK_MB_PER_MIN
+    assert leak_estimate(series([100 + 0.001 * i for i in range(60)]), min_leak_mb_per_min=0.01)
+
+
+def test_too_few_points_or_no_elapsed_time_give_no_estimate() -> None:
+    assert leak_estimate(series([1.0, 2.0])) is None
+    assert leak_estimate(series([1.0, 2.0, 3.0], step=0.0)) is None
+
+
+def test_bounded_series_thins_out_but_keeps_exact_stats() -> None:
+    bounded = BoundedSeries(capacity=8)
+    samples = series([float(i % 7 == 3) * 1000 + i for i in range(100)], cpu=[1.0] * 100)
+    for sample in samples:
+        bounded.add(sample)
+    kept = bounded.kept()
+    assert len(kept) <= 9
+    assert kept[0] == samples[0]
+    assert kept[-1] == samples[-1]
+    assert bounded.stride == 16
+    gaps = {round(b.t - a.t) for a, b in itertools.pairwise(kept[:-1])}
+    assert gaps == {16}
+    exact = summarize(samples)
+    stats = bounded.stats()
+    assert (stats.samples, stats.peak_mb, stats.cpu_avg_percent) == (100, exact.peak_mb, 1.0)
+    assert (stats.start_mb, stats.end_mb) == (exact.start_mb, exact.end_mb)
+    with pytest.raises(ValueError, match="capacity must be >= 4"):
+        BoundedSeries(capacity=2)
+
+
+def test_report_round_trip_and_gauges() -> None:
+    samples = series([100 + i for i in range(10)], cpu=[20.0] * 10)
+    group = GroupReport("target", summarize(samples), tuple(samples), (10, 11), 1, 2)
+    report = MonitorReport(0.1, 2, {"target": group})
+    assert MonitorReport.from_dict(report.to_dict()) == report
+    assert report.gauges() == {"memory_growth_mb": 9.0, "cpu_avg_percent": 20.0}
+    assert report.gauges("postgres") == {}
+    assert GroupStats.from_dict(summarize([]).to_dict()) == summarize([])
+    assert math.isfinite(report.groups["target"].stats.leak.slope_mb_per_min)  # type: ignore[union-attr]

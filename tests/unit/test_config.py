@@ -1,0 +1,346 @@
+"""The configuration loader: files, search, overrides and precise errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from squall.config import (
+    Config,
+    ConfigError,
+    find_config_file,
+    load_config,
+    parse_override,
+)
+from squall.metrics.thresholds import CAPACITY_THRESHOLDS, DEFAULT_THRESHOLDS, MetricKind
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A repository root, so the upward search never leaves the test's directory."""
+    (tmp_path / ".git").mkdir()
+    return tmp_path
+
+
+def write(directory: Path, text: str, name: str = "squall.toml") -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def error_of(project: Path, text: str, overrides: tuple[str, ...] = ()) -> str:
+    write(project, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(cwd=project, overrides=overrides)
+    return str(info.value)
+
+
+def test_defaults_without_any_file(project: Path) -> None:
+    config = load_config(cwd=project)
+    assert config.source is None
+    assert config.run.results_dir == project / "squall-results"
+    assert (config.run.workers, config.run.scale, config.run.processes) == (2, 1.0, 1)
+    assert config.run.scenarios == ()
+    assert config.run.duration_s is None
+    assert config.monitor.interval_s == 1.0
+    assert (config.monitor.pids, config.monitor.ports) == ((), ())
+    assert config.target.url is None
+    assert config.target.adapter == "squall"
+    assert config.thresholds == DEFAULT_THRESHOLDS
+    assert config.capacity == CAPACITY_THRESHOLDS
+    assert Config().thresholds_for("any").to_dict() == DEFAULT_THRESHOLDS.to_dict()
+
+
+def test_squall_toml_every_section(project: Path) -> None:
+    write(
+        project,
+        """
+[target]
+url = "ws://127.0.0.1:8000/ws"
+jwt_secret_file = "secret.txt"
+issuer = "me"
+audience = "them"
+adapter = "custom"
+
+[run]
+scenarios = ["golden_path", "race_billing"]
+scale = 0.5
+duration = "2m"
+processes = 2
+results_dir = "out"
+workers = 4
+
+[thresholds]
+response_time = ["p(95) < 2s"]
+"errors.timeout" = ["count == 0"]
+
+[capacity]
+users = ["value >= 10"]
+
+[monitor]
+interval_s = 0.5
+pids = [1234]
+ports = [8000, 8001]
+
+[scenarios.golden_path]
+users = 75
+messages = 15
+
+[scenarios.golden_path.thresholds]
+success = { enabled = false }
+ws_connect = []
+""",
+    )
+    config = load_config(cwd=project)
+    assert config.source == project / "squall.toml"
+    assert config.target.url == "ws://127.0.0.1:8000/ws"
+    assert config.target.jwt_secret_file == project / "secret.txt"
+    assert (config.target.issuer, config.target.audience, config.target.adapter) == (
+        "me",
+        "them",
+        "custom",
+    )
+    assert config.run.scenarios == ("golden_path", "race_billing")
+    assert (config.run.scale, config.run.duration_s, config.run.processes) == (0.5, 120.0, 2)
+    assert (config.run.results_dir, config.run.workers) == (project / "out", 4)
+    assert config.monitor.interval_s == 0.5
+    assert (config.monitor.pids, config.monitor.ports) == ((1234,), (8000, 8001))
+    thresholds = config.thresholds.to_dict()
+    assert thresholds["response_time"] == ["p(95) < 2s"]
+    assert thresholds["errors.timeout"] == ["count == 0"]
+    assert thresholds["violations"] == ["value == 0"]  # untouched defaults stay
+    assert config.scenario_params("golden_path") == {"users": 75, "messages": 15}
+    assert config.scenario_params("other") == {}
+
+    golden = config.thresholds_for("golden_path", capacity=True).to_dict()
+    assert "success" not in golden
+    assert "ws_connect" not in golden
+    assert golden["users"] == ["value >= 10"]
+    assert golden["messages_sent"] == ["count >= 500"]
+    other = config.thresholds_for("race_billing").to_dict()
+    assert "users" not in other
+    assert other["success"] == ["rate >= 0.90"]
+
+
+def test_scenario_can_switch_capacity_checks(project: Path) -> None:
+    write(project, "[scenarios.small]\ncapacity = false\n[scenarios.big]\ncapacity = true\n")
+    config = load_config(cwd=project)
+    assert "users" not in config.thresholds_for("small", capacity=True).rules
+    assert "users" in config.thresholds_for("big").rules
+    assert config.scenario_params("small") == {}
+
+
+def test_pyproject_tool_squall(project: Path) -> None:
+    write(project, '[project]\nname = "x"\n[tool.squall.run]\nscale = 2.0\n', "pyproject.toml")
+    config = load_config(cwd=project)
+    assert config.source == project / "pyproject.toml"
+    assert config.run.scale == 2.0
+
+
+def test_search_walks_up_and_prefers_squall_toml(project: Path) -> None:
+    nested = project / "a" / "b"
+    nested.mkdir(parents=True)
+    write(project, "[tool.squall.run]\nscale = 2.0\n", "pyproject.toml")
+    assert find_config_file(nested) == project / "pyproject.toml"
+    write(project, "[run]\nscale = 3.0\n")
+    assert find_config_file(nested) == project / "squall.toml"
+    assert load_config(cwd=nested).run.scale == 3.0
+
+
+def test_pyproject_without_tool_squall_is_skipped(project: Path) -> None:
+    write(project, '[project]\nname = "x"\n', "pyproject.toml")
+    assert find_config_file(project) is None
+    assert load_config(cwd=project).source is None
+
+
+def test_explicit_config_path(project: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "conf"
+    elsewhere.mkdir()
+    write(project, "[run]\nscale = 3.0\n")
+    path = write(elsewhere, '[run]\nscale = 0.25\nresults_dir = "r"\n', "ci.toml")
+    config = load_config(path, cwd=project)
+    assert config.run.scale == 0.25
+    assert config.run.results_dir == elsewhere / "r"  # relative to the file
+    with pytest.raises(ConfigError, match=r"config file .*missing.toml not found"):
+        load_config(Path("missing.toml"), cwd=project)
+
+
+def test_explicit_pyproject_needs_tool_squall(project: Path) -> None:
+    path = write(project, '[project]\nname = "x"\n', "pyproject.toml")
+    with pytest.raises(ConfigError, match=r"has no \[tool.squall\] table"):
+        load_config(path, cwd=project)
+
+
+def test_overrides_apply_last(project: Path) -> None:
+    write(project, '[run]\nscale = 3.0\n[thresholds]\nresponse_time = ["avg < 1s"]\n')
+    config = load_config(
+        cwd=project,
+        overrides=[
+            "thresholds.response_time=p(95)<2s",
+            "run.scale=0.5",
+            "run.scenarios=golden_path,race_billing",
+            "thresholds.errors.timeout=count==0",
+            "scenarios.golden_path.users=10",
+            "monitor.pids=[42]",
+        ],
+    )
+    assert config.run.scale == 0.5
+    assert config.run.scenarios == ("golden_path", "race_billing")
+    assert config.thresholds.to_dict()["response_time"] == ["p(95)<2s"]
+    assert config.thresholds.to_dict()["errors.timeout"] == ["count==0"]
+    assert config.scenario_params("golden_path") == {"users": 10}
+    assert config.monitor.pids == (42,)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("run.scale=0.5", (("run", "scale"), 0.5)),
+        ("run.workers = 3", (("run", "workers"), 3)),
+        ("target.url=ws://h/ws", (("target", "url"), "ws://h/ws")),
+        ('target.url="ws://h/ws"', (("target", "url"), "ws://h/ws")),
+        ("thresholds.violations=value==0", (("thresholds", "violations"), "value==0")),
+        ("scenarios.x.fast=true", (("scenarios", "x", "fast"), True)),
+    ],
+)
+def test_parse_override(text: str, expected: tuple[tuple[str, ...], object]) -> None:
+    assert parse_override(text) == expected
+
+
+@pytest.mark.parametrize("text", ["run.scale", "=1", "run..scale=1"])
+def test_bad_override_shape(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"must look like key\.path=value"):
+        parse_override(text)
+
+
+def test_override_into_a_value_is_an_error(project: Path) -> None:
+    with pytest.raises(ConfigError, match="'scale' holds a value, not a table"):
+        load_config(cwd=project, overrides=["run.scale=1", "run.scale.x=2"])
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+def test_threshold_metric_typo_suggests_the_closest(project: Path) -> None:
+    message = error_of(project, '[thresholds]\nrespnse_time = ["p(95) < 8s"]\n')
+    assert message == (
+        f"unknown metric 'respnse_time' in [thresholds] ({project / 'squall.toml'}); "
+        f"did you mean 'response_time'?"
+    )
+
+
+def test_unknown_metric_without_close_match_points_at_metrics_section(project: Path) -> None:
+    message = error_of(project, '[thresholds]\nqueue_depth_xyz = ["value < 3"]\n')
+    assert "unknown metric 'queue_depth_xyz' in [thresholds]" in message
+    assert "declare custom metrics in [metrics]" in message
+
+
+def test_custom_metrics_must_be_declared(project: Path) -> None:
+    write(
+        project,
+        '[metrics]\ncustom = ["queue_depth"]\n[thresholds]\nqueue_depth = ["value < 3"]\n',
+    )
+    config = load_config(cwd=project)
+    assert config.custom_metrics == {"queue_depth": None}
+    assert config.thresholds.to_dict()["queue_depth"] == ["value < 3"]
+
+
+def test_custom_metric_with_kind_is_checked_at_load(project: Path) -> None:
+    message = error_of(
+        project,
+        '[metrics.custom]\nqueue_depth = "gauge"\n[thresholds]\nqueue_depth = ["p(95) < 3s"]\n',
+    )
+    assert "[thresholds] metric 'queue_depth' is a gauge: aggregation 'p(95)'" in message
+    write(project, '[metrics.custom]\nqueue_depth = "gauge"\n')
+    assert load_config(cwd=project).custom_metrics == {"queue_depth": MetricKind.GAUGE}
+
+
+def test_custom_metric_bad_kind(project: Path) -> None:
+    message = error_of(project, '[metrics.custom]\nq = "histogram"\n')
+    assert "invalid value 'histogram' for 'q' in [metrics.custom]" in message
+    assert "expected one of trend, counter, rate, gauge" in message
+
+
+def test_custom_metric_cannot_shadow_a_standard_one(project: Path) -> None:
+    assert "not a standard metric" in error_of(project, '[metrics]\ncustom = ["users"]\n')
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[rn]\nscale = 1\n", "unknown section 'rn' ({file}); did you mean 'run'?"),
+        ("[run]\nscal = 1\n", "unknown key 'scal' in [run] ({file}); did you mean 'scale'?"),
+        ("[target]\nurll = 'ws://x'\n", "unknown key 'urll' in [target] ({file}); did you mean"),
+        ("[monitor]\ninterval = 1\n", "did you mean 'interval_s'?"),
+        (
+            "[thresholds.success]\nenabled = false\nexpresions = []\n",
+            "unknown key 'expresions' in [thresholds.success]",
+        ),
+    ],
+)
+def test_unknown_keys_are_errors_with_suggestions(project: Path, text: str, fragment: str) -> None:
+    message = error_of(project, text)
+    assert fragment.format(file=project / "squall.toml") in message
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (
+            "[run]\nscale = -1\n",
+            "invalid value -1 for 'scale' in [run] ({file}); expected a number > 0",
+        ),
+        ("[run]\nscale = 'big'\n", "invalid value 'big' for 'scale' in [run]"),
+        ("[run]\nscale = true\n", "invalid value True for 'scale'"),
+        ("[run]\nworkers = 0\n", "invalid value 0 for 'workers' in [run] ({file}); expected an"),
+        ("[run]\nprocesses = 1.5\n", "expected an integer >= 1"),
+        ("[run]\nscenarios = 'a'\nduration = 'soon'\n", "invalid value 'soon' for 'duration'"),
+        ("[run]\nduration = 0\n", "expected a duration > 0"),
+        ("[run]\nscenarios = [1]\n", "invalid value [1] for 'scenarios' in [run]"),
+        ("[run]\nresults_dir = ''\n", "expected a non-empty string"),
+        ("run = 3\n", "invalid value 3 for 'run' in [] ({file}); expected a table"),
+        ("[monitor]\nports = [70000]\n", "expected a list of integers in 1..65535"),
+        ("[monitor]\ninterval_s = 0\n", "for 'interval_s' in [monitor]"),
+        ("[target]\nurl = 'http://x'\n", "expected a ws:// or wss:// URL"),
+        ("[target]\njwt_secret = 'a'\njwt_secret_file = 'b'\n", "keep one"),
+        ("[thresholds]\nsuccess = 0.9\n", "invalid value 0.9 for 'success' in [thresholds]"),
+        ("[thresholds]\nsuccess = { enabled = 'no' }\n", "expected true or false"),
+        ("[thresholds]\nsuccess = ['rate >> 1']\n", "[thresholds] metric 'success': cannot parse"),
+        ("[thresholds]\nsuccess = ['avg < 1s']\n", "'success' is a rate: aggregation 'avg'"),
+        ("thresholds = []\n", "expected a table of metric = [expressions]"),
+        ("[scenarios]\nx = 1\n", "expected a table [scenarios.x]"),
+        ("[scenarios.x]\ncapacity = 'yes'\n", "for 'capacity' in [scenarios.x]"),
+        ("[metrics]\ncustom = 3\n", "invalid value 3 for 'custom' in [metrics]"),
+    ],
+)
+def test_wrong_values_name_key_value_and_expectation(
+    project: Path, text: str, fragment: str
+) -> None:
+    message = error_of(project, text)
+    assert fragment.format(file=project / "squall.toml") in message
+
+
+def test_error_in_override_names_the_override(project: Path) -> None:
+    message = error_of(project, "[run]\nscale = 1\n", overrides=("run.scale=abc",))
+    assert message == (
+        "invalid value 'abc' for 'scale' in [run] (command-line override 'run.scale=abc'); "
+        "expected a number > 0"
+    )
+    message = error_of(project, "", overrides=("thresholds.respnse_time=avg<1s",))
+    assert "override 'thresholds.respnse_time=avg<1s'" in message
+    assert "did you mean 'response_time'?" in message
+
+
+def test_invalid_toml_names_the_file(project: Path) -> None:
+    message = error_of(project, "[run\nscale = 1\n")
+    assert re.search(r"squall\.toml is not valid TOML: .*line 1", message)
+
+
+def test_config_is_frozen(project: Path) -> None:
+    config = load_config(cwd=project)
+    with pytest.raises(AttributeError):
+        config.run = config.run  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        config.scenarios["x"] = config.scenarios.get("x")  # type: ignore[index]
