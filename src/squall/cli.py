@@ -24,10 +24,6 @@ def version() -> None:
     typer.echo(__version__)
 
 
-#: Exit codes of ``squall run`` (and ``squall test``).
-EXIT_OK, EXIT_THRESHOLD, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-
-
 @app.command("run")
 def run_command(
     scenario: Annotated[

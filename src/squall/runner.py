@@ -18,8 +18,9 @@ from urllib.parse import urlsplit, urlunsplit
 from rich.console import Console
 
 from squall.config import Config, ConfigError, load_config
-from squall.report.files import new_run_id, write_report
-from squall.report.summary import print_scenario, print_summary
+from squall.report.files import new_run_id
+from squall.report.publish import publish
+from squall.report.summary import print_scenario
 from squall.scenarios.target import TargetInfo
 from squall.services import (
     ProcessStartError,
@@ -40,6 +41,7 @@ from squall.suite import (
     select,
 )
 
+#: Exit codes of ``squall run``: all held, a threshold failed, usage/config, unreachable.
 EXIT_OK, EXIT_THRESHOLD, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 #: Platform settings for the golden path: a fast simulated model, room for the suite's load.
@@ -179,12 +181,7 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
     except (ServiceUnavailable, TargetUnreachable, ProcessStartError) as exc:
         err.print(f"[red]squall run: {exc}[/red]", highlight=False)
         return EXIT_UNREACHABLE
-    print_summary(console, report)
-    written = write_report(report, config.run.results_dir)
-    console.print(f"results: {written / 'report.json'}")
-    if report.interrupted:
-        return 130
-    return report.verdict.exit_code
+    return publish(report, config, console)
 
 
 def _run(

@@ -41,13 +41,13 @@ def thresholds_table(report: SuiteReport) -> Table:
         table.add_column(column)
     for scenario in report.scenarios:
         for outcome in scenario.outcomes:
+            if outcome.status is OutcomeStatus.NOT_APPLICABLE:
+                continue
             table.add_row(
                 scenario.name,
                 outcome.metric,
                 outcome.expression,
-                _observed(outcome.diagnostic)
-                if outcome.status is not OutcomeStatus.NOT_APPLICABLE
-                else "not recorded",
+                _observed(outcome.diagnostic),
                 _STATUS_STYLE[outcome.status],
             )
     return table
@@ -67,6 +67,12 @@ def print_scenario(console: Console, outcome: ScenarioOutcome) -> None:
 
 def print_summary(console: Console, report: SuiteReport) -> None:
     console.print(thresholds_table(report))
+    skipped = sum(1 for o in report.outcomes if o.status is OutcomeStatus.NOT_APPLICABLE)
+    if skipped:
+        console.print(
+            f"[dim]{skipped} threshold(s) not applicable: their metric is not recorded "
+            "by that scenario (see report.json)[/dim]"
+        )
     failed = [o for o in report.outcomes if o.status is OutcomeStatus.FAILED]
     for outcome in failed:
         console.print(f"[red]✗ {outcome.diagnostic}[/red]")
