@@ -100,7 +100,9 @@ _mount_target()
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv``); return the exit code."""
     try:
-        app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        code = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        # Without standalone mode click returns typer.Exit's code instead of raising.
+        return code if isinstance(code, int) else 0
     except SystemExit as exc:
         return int(exc.code or 0)
     except typer.Exit as exc:
@@ -114,4 +116,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0

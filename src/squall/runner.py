@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
+from rich.markup import escape
 
 from squall.config import Config, ConfigError, load_config
 from squall.report.files import new_run_id
@@ -127,14 +128,18 @@ def _platform(config: Config, database_url: str, redis_url: str) -> Iterator[Run
 
 
 def execute(request: RunRequest, console: Console | None = None) -> int:
-    console = console or Console(stderr=False)
-    err = Console(stderr=True)
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            # Tables squeezed to 80 columns are unreadable in CI logs and pipes.
+            console = Console(width=160)
+    err = Console(stderr=True, soft_wrap=True)
     try:
         config = load_config(request.config, cwd=Path.cwd(), overrides=request.config_overrides())
         select(config.run.scenarios)
         secret = _jwt_secret(request, config)
     except (ConfigError, UnknownScenario) as exc:
-        err.print(f"[red]squall run: {exc}[/red]", highlight=False)
+        err.print(f"[red]squall run: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     if config.target.url is not None and not secret:
         err.print(
@@ -179,7 +184,7 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
                     )
                     report = _run(config, request, target, endpoints, run_id, folder, console)
     except (ServiceUnavailable, TargetUnreachable, ProcessStartError) as exc:
-        err.print(f"[red]squall run: {exc}[/red]", highlight=False)
+        err.print(f"[red]squall run: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_UNREACHABLE
     return publish(report, config, console)
 

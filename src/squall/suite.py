@@ -379,9 +379,11 @@ async def run_load_scenario(
         report = await monitor.stop()
     metrics: dict[str, Metric] = dict(result.metrics)
     metrics.update(monitor_gauges(report))
-    outcomes = evaluate(
-        config.thresholds_for(scenario.name, capacity=capacity), metrics, scenario.name
-    )
+    gaps = metrics.get("seq_gaps")
+    violations = float(gaps.count) if isinstance(gaps, Counter) else 0.0
+    metrics["violations"] = Gauge("violations", violations, violations, violations)
+    thresholds = config.thresholds_for(scenario.name, capacity=capacity)
+    outcomes = evaluate(thresholds, metrics, scenario.name)
     notes = []
     if result.generator.saturated:
         notes.append(result.generator.warning or "load generator saturated")

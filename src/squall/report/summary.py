@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from squall.metrics.thresholds import OutcomeStatus
@@ -59,7 +60,7 @@ def print_scenario(console: Console, outcome: ScenarioOutcome) -> None:
     mark = "[green]passed[/green]" if verdict.ok else "[bold red]FAILED[/bold red]"
     console.print(f"[bold]{outcome.name}[/bold] {mark} in {outcome.duration_s:.1f} s")
     for note in outcome.notes:
-        console.print(f"  [yellow]! {note}[/yellow]")
+        console.print(f"  [yellow]! {escape(note)}[/yellow]")
     table = scenario_table(outcome)
     if table is not None:
         console.print(table)
@@ -75,7 +76,7 @@ def print_summary(console: Console, report: SuiteReport) -> None:
         )
     failed = [o for o in report.outcomes if o.status is OutcomeStatus.FAILED]
     for outcome in failed:
-        console.print(f"[red]✗ {outcome.diagnostic}[/red]")
+        console.print(f"[red]✗ {escape(outcome.diagnostic)}[/red]")
     if report.interrupted:
         console.print("[yellow]interrupted: the results cover the scenarios that finished[/yellow]")
     verdict = report.verdict

@@ -4,4 +4,50 @@ from __future__ import annotations
 
 import typer
 
+from squall.target.settings import Settings, SettingsError
+
 app = typer.Typer(help="The reference agent platform.", no_args_is_help=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        typer.echo(f"squall target: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    workers: int = typer.Option(2, "--workers", min=1, help="Worker processes on the one port."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port (0: any free one)."),
+) -> None:
+    """Serve the platform (settings from SQUALL_* environment variables) until SIGTERM."""
+    from squall.target.server import serve as run_server
+
+    settings = _settings()
+
+    def ready(line: str) -> None:
+        typer.echo(line)
+
+    code = run_server(settings, host=host, port=port, workers=workers, on_ready=ready)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def token(
+    user: str = typer.Argument(..., help="The user id (the token's 'sub')."),
+    role: str = typer.Option("user", "--role", help="'user' or 'admin'."),
+    ttl: float = typer.Option(3600.0, "--ttl", min=1, help="Lifetime in seconds."),
+) -> None:
+    """Print a token the platform (configured by the same environment) accepts."""
+    from squall.target.auth import Role, mint_token
+
+    try:
+        parsed = Role(role)
+    except ValueError:
+        typer.echo(f"squall target: --role {role!r}: expected 'user' or 'admin'", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(mint_token(_settings(), user, role=parsed, ttl_s=ttl))

@@ -1,0 +1,302 @@
+"""Execute one claimed run: lock, context, history_search tool, streamed answer, completion.
+
+Every database write of the run carries its fencing token, and every event is published
+only after the transaction that stored it commits, in order, from this one task, so the
+thread's subscribers see seq ascending. A failure refunds the run; a cancellation
+(shutdown) refunds it too; a ``StaleFence`` means another holder took the thread over
+(e.g. recovery after this worker stalled past the lock TTL) and already finalised the
+run, so this writer stops without writing anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from squall.target import billing, events
+from squall.target.context import ContextMessage, build_context, search_query
+from squall.target.db import Pool
+from squall.target.errors import StaleFence
+from squall.target.events import EventType
+from squall.target.ids import UserID, new_message_id
+from squall.target.locks import RunLock
+from squall.target.model import Model
+from squall.target.runs import ClaimedRun, RunStatus
+from squall.target.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[UserID, dict[str, Any]], Awaitable[None]]
+
+SYSTEM_PROMPT = (
+    "You are the squall reference agent. Answer the user's latest message using the "
+    "conversation so far, their preferences and the history_search tool."
+)
+HISTORY_SEARCH_LIMIT = 20
+#: How long a claimed run waits for a thread lock still held by a stalled holder.
+LOCK_WAIT_STEP_S = 0.02
+
+
+@dataclass
+class AgentDeps:
+    """What a run needs from its worker."""
+
+    pool: Pool
+    lock: RunLock
+    settings: Settings
+    model: Model
+    publish: Publish
+    #: One line describing the worker now (runs running, completed), for the context.
+    system_state: Callable[[], str]
+
+
+class _Run:
+    def __init__(self, deps: AgentDeps, run: ClaimedRun, token: int) -> None:
+        self.deps = deps
+        self.run = run
+        self.token = token
+        self.enforce = not deps.settings.fault("no_fencing")
+        self.content = ""
+        self.prompt_tokens = 0
+
+    async def _append(self, conn: Any, type_: EventType, fields: dict[str, Any]) -> dict[str, Any]:
+        return await events.append(
+            conn,
+            self.run.thread_id,
+            self.run.run_id,
+            type_,
+            fields,
+            fence=self.token,
+            enforce_fence=self.enforce,
+            retention=self.deps.settings.replay_retention_events,
+        )
+
+    async def publish(self, event: dict[str, Any]) -> None:
+        try:
+            await self.deps.publish(self.run.user_id, event)
+        except Exception:
+            log.exception("publishing %s seq %s failed", event["type"], event["seq"])
+
+    async def emit(self, type_: EventType, fields: dict[str, Any]) -> None:
+        async with self.deps.pool.acquire() as conn, conn.transaction():
+            event = await self._append(conn, type_, fields)
+        await self.publish(event)
+
+    async def work(self) -> RunStatus:
+        deps, run = self.deps, self.run
+        async with deps.pool.acquire() as conn:
+            # Earlier messages plus every answer (runs of a thread are sequential, so all
+            # answers precede this run), ending with the message being answered; user
+            # messages queued after it are not part of its conversation yet.
+            rows = await conn.fetch(
+                """
+                WITH current AS (SELECT pos FROM messages WHERE id = $2)
+                SELECT role, content FROM (
+                    SELECT m.role, m.content, m.pos, m.id = $2 AS is_current FROM messages m
+                    WHERE m.thread_id = $1
+                      AND (m.pos <= (SELECT pos FROM current) OR m.role = 'assistant')
+                    ORDER BY m.id = $2 DESC, m.pos DESC LIMIT $3
+                ) recent ORDER BY is_current, pos
+                """,
+                run.thread_id,
+                run.message_id,
+                deps.settings.history_messages,
+            )
+            prefs = await conn.fetchval(
+                "SELECT preferences FROM preferences WHERE user_id = $1", run.user_id
+            )
+        history = [ContextMessage(r["role"], r["content"]) for r in rows]
+        system = f"{SYSTEM_PROMPT}\nsystem state: {deps.system_state()}"
+        context = build_context(system, prefs or {}, history, deps.settings.context_budget_tokens)
+        self.prompt_tokens = context.tokens
+        await self.emit(EventType.AGENT_STARTED, {"context": context.report()})
+
+        query = search_query(history[-1].content if history else "")
+        await self.emit(EventType.TOOL_EXECUTING, {"tool": "history_search", "query": query})
+        started = time.perf_counter()
+        results = 0
+        if query:
+            async with deps.pool.acquire() as conn:
+                results = int(
+                    await conn.fetchval(
+                        """
+                        SELECT count(*) FROM (
+                            SELECT 1 FROM messages
+                            WHERE thread_id = $1
+                              AND search @@ websearch_to_tsquery('simple', $2)
+                            LIMIT $3
+                        ) hits
+                        """,
+                        run.thread_id,
+                        query,
+                        HISTORY_SEARCH_LIMIT,
+                    )
+                )
+        duration_ms = (time.perf_counter() - started) * 1000
+        await self.emit(
+            EventType.TOOL_COMPLETED,
+            {"tool": "history_search", "results": results, "duration_ms": duration_ms},
+        )
+
+        async for chunk in deps.model.stream(context):
+            self.content += chunk
+            await self.emit(EventType.AGENT_THINKING, {"text": chunk})
+
+        async with deps.pool.acquire() as conn, conn.transaction():
+            charge = await conn.fetchval("SELECT amount FROM ledger WHERE run_id = $1", run.run_id)
+            event = await self._append(
+                conn, EventType.AGENT_COMPLETED, self._completed(RunStatus.COMPLETED, charge or 0)
+            )
+            await conn.execute(
+                "INSERT INTO messages (id, thread_id, user_id, role, content, run_id) "
+                "VALUES ($1, $2, $3, 'assistant', $4, $5)",
+                new_message_id(),
+                run.thread_id,
+                run.user_id,
+                self.content,
+                run.run_id,
+            )
+            await conn.execute(
+                "UPDATE runs SET status = 'completed', finished_at = now() WHERE id = $1",
+                run.run_id,
+            )
+        await self.publish(event)
+        return RunStatus.COMPLETED
+
+    def _completed(self, status: RunStatus, charge: int) -> dict[str, Any]:
+        return {
+            "status": str(status),
+            "content": self.content,
+            "usage": {
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.deps.model.completion_tokens(self.content)
+                if self.content
+                else 0,
+            },
+            "charge": charge,
+        }
+
+    async def finish_unsuccessfully(self, status: RunStatus, error: str) -> None:
+        """Refund, mark the run ``status`` and publish ``agent_completed`` in one transaction."""
+        async with self.deps.pool.acquire() as conn, conn.transaction():
+            event = await self._append(conn, EventType.AGENT_COMPLETED, self._completed(status, 0))
+            await billing.refund(conn, self.run.run_id)
+            await conn.execute(
+                "UPDATE runs SET status = $2, finished_at = now(), error = $3 WHERE id = $1",
+                self.run.run_id,
+                str(status),
+                error[:500],
+            )
+        await self.publish(event)
+
+
+async def _keep_lock(lock: RunLock, run: ClaimedRun, token: int) -> None:
+    """Refresh the lock every third of its TTL until cancelled or lost."""
+    while True:
+        await asyncio.sleep(lock.ttl_ms / 3000)
+        try:
+            held = await lock.refresh(run.thread_id, token)
+        except Exception:
+            log.warning("refreshing the lock of thread %s failed", run.thread_id, exc_info=True)
+            continue
+        if not held:
+            # Carry on: if another holder took the thread, fencing rejects our next write.
+            log.warning("run %s lost its lock on thread %s", run.run_id, run.thread_id)
+            return
+
+
+async def _acquire(lock: RunLock, run: ClaimedRun) -> int | None:
+    """Wait up to one TTL for a lock still held by a stalled or finishing holder."""
+    deadline = time.monotonic() + lock.ttl_ms / 1000
+    while True:
+        token = await lock.acquire(run.thread_id)
+        if token is not None or time.monotonic() >= deadline:
+            return token
+        await asyncio.sleep(LOCK_WAIT_STEP_S)
+
+
+async def _take_fence(deps: AgentDeps, run: ClaimedRun, token: int) -> bool:
+    """Record ``token`` on the thread; ``False`` if this run is no longer ours to execute."""
+    async with deps.pool.acquire() as conn, conn.transaction():
+        newer = await events.claim_fence(conn, run.thread_id, token)
+        if newer is not None:
+            await deps.lock.raise_floor(run.thread_id, newer)
+            return False
+        status = await conn.fetchval("SELECT status FROM runs WHERE id = $1", run.run_id)
+        return bool(status == RunStatus.RUNNING)
+
+
+async def requeue(pool: Pool, run: ClaimedRun, worker: str) -> None:
+    """Give a claimed run back to the queue (its thread lock could not be taken)."""
+    await pool.execute(
+        "UPDATE runs SET status = 'queued', worker = NULL, started_at = NULL "
+        "WHERE id = $1 AND status = 'running' AND worker = $2",
+        run.run_id,
+        worker,
+    )
+
+
+async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> RunStatus | None:
+    """Execute ``run`` to its end; return its final status, or ``None`` if it was not ours."""
+    token = await _acquire(deps.lock, run)
+    if token is None:
+        await requeue(deps.pool, run, worker)
+        return None
+    refresher = asyncio.create_task(_keep_lock(deps.lock, run, token))
+    state: _Run | None = None
+    try:
+        if not await _take_fence(deps, run, token):
+            await requeue(deps.pool, run, worker)
+            return None
+        state = _Run(deps, run, token)
+        try:
+            return await state.work()
+        except StaleFence as exc:
+            log.warning("run %s stopped: %s", run.run_id, exc)
+            return None
+        except asyncio.CancelledError:
+            with contextlib.suppress(StaleFence):
+                await state.finish_unsuccessfully(RunStatus.CANCELLED, "worker shutting down")
+            raise
+        except Exception as exc:
+            log.exception("run %s failed", run.run_id)
+            with contextlib.suppress(StaleFence):
+                await state.finish_unsuccessfully(RunStatus.FAILED, repr(exc))
+            return RunStatus.FAILED
+    finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
+        try:
+            await deps.lock.release(run.thread_id, token)
+        except Exception:
+            log.exception("releasing the lock of thread %s failed", run.thread_id)
+
+
+async def recover(deps: AgentDeps, run: ClaimedRun) -> bool:
+    """Fail and refund ``run`` if its worker died (running, but its thread lock expired).
+
+    Taking the lock with a new token fences the dead (or merely stalled) worker out:
+    any write it still attempts is rejected. Returns whether this call recovered it.
+    """
+    if await deps.lock.held(run.thread_id):
+        return False
+    token = await deps.lock.acquire(run.thread_id)
+    if token is None:
+        return False
+    try:
+        if not await _take_fence(deps, run, token):
+            return False
+        await _Run(deps, run, token).finish_unsuccessfully(
+            RunStatus.FAILED, "worker lost: the run lock expired while the run was running"
+        )
+        return True
+    except StaleFence:
+        return False
+    finally:
+        await deps.lock.release(run.thread_id, token)

@@ -1,0 +1,158 @@
+"""JWT authentication: who a request or socket belongs to, and minting tokens for dev use.
+
+Tokens are verified with HS256 (a shared secret) or RS256 (a PEM public key);
+``exp``, ``iss``, ``aud``, ``sub`` and ``role`` are all required. Pure apart from
+reading the key files once when an :class:`Authenticator` is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import time
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from squall.target.ids import UserID
+from squall.target.settings import DEV_JWT_SECRET, Settings
+
+BEARER_SUBPROTOCOL = "bearer"
+MAX_USER_ID_CHARS = 128
+
+
+class Role(enum.Enum):
+    USER = "user"
+    ADMIN = "admin"
+
+
+class Unauthorized(Exception):
+    """A token is missing, malformed, expired or for another issuer/audience (401, WS 4401)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: UserID
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A token found in a handshake, and whether it came in ``Sec-WebSocket-Protocol``."""
+
+    token: str
+    via_subprotocol: bool
+
+
+def find_token(headers: Iterable[tuple[bytes, bytes]]) -> Credentials | None:
+    """The bearer token of an ASGI header list: ``Authorization`` first, then the subprotocol."""
+    subprotocol: Credentials | None = None
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1").strip()
+        if name == "authorization":
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return Credentials(token=token.strip(), via_subprotocol=False)
+        elif name == "sec-websocket-protocol" and subprotocol is None:
+            parts = [p.strip() for p in value.split(",")]
+            if len(parts) >= 2 and parts[0].lower() == BEARER_SUBPROTOCOL and parts[1]:
+                subprotocol = Credentials(token=parts[1], via_subprotocol=True)
+    return subprotocol
+
+
+class Authenticator:
+    """Verifies tokens against one key, issuer and audience."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._algorithm = settings.jwt_algorithm
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        if settings.jwt_algorithm == "RS256":
+            self._key: str = Path(settings.jwt_public_key_file).read_text()
+        else:
+            self._key = settings.jwt_secret
+
+    def verify(self, token: str | None) -> Principal:
+        if not token:
+            raise Unauthorized(
+                "no bearer token: send 'Authorization: Bearer <token>' or the "
+                "'Sec-WebSocket-Protocol: bearer, <token>' header"
+            )
+        try:
+            with _dev_secret_quiet(self._key):
+                claims = jwt.decode(
+                    token,
+                    self._key,
+                    algorithms=[self._algorithm],
+                    audience=self._audience,
+                    issuer=self._issuer,
+                    options={"require": ["exp", "iss", "aud", "sub"]},
+                )
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"token rejected: {exc}") from None
+        return principal_from_claims(claims)
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    """Check ``sub`` and ``role`` of already signature-checked claims."""
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_USER_ID_CHARS:
+        raise Unauthorized(f"token 'sub' is {sub!r}; expected a user id of 1 to 128 characters")
+    raw_role = claims.get("role", Role.USER.value)
+    try:
+        role = Role(raw_role)
+    except ValueError:
+        raise Unauthorized(f"token 'role' is {raw_role!r}; expected 'user' or 'admin'") from None
+    return Principal(user_id=UserID(sub), role=role)
+
+
+def mint_token(
+    settings: Settings,
+    user_id: str,
+    *,
+    role: Role = Role.USER,
+    ttl_s: float = 3600.0,
+    now: float | None = None,
+) -> str:
+    """A token the platform configured by ``settings`` accepts (dev helper and tests)."""
+    issued = time.time() if now is None else now
+    claims = {
+        "sub": user_id,
+        "role": role.value,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "iat": int(issued),
+        "exp": int(issued + ttl_s),
+    }
+    if settings.jwt_algorithm == "RS256":
+        if not settings.jwt_private_key_file:
+            raise ValueError(
+                "minting RS256 tokens needs SQUALL_JWT_PRIVATE_KEY_FILE (a PEM private key)"
+            )
+        key = Path(settings.jwt_private_key_file).read_text()
+    else:
+        key = settings.jwt_secret
+    with _dev_secret_quiet(key):
+        return jwt.encode(claims, key, algorithm=settings.jwt_algorithm)
+
+
+@contextlib.contextmanager
+def _dev_secret_quiet(key: str) -> Iterator[None]:
+    """Silence PyJWT's short-key warning for the built-in dev secret only.
+
+    The dev secret is public by design (it is in the source); warning about its
+    length on every request adds noise, not safety. Any other short key still warns.
+    """
+    with warnings.catch_warnings():
+        if key == DEV_JWT_SECRET:
+            warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+        yield

@@ -1,0 +1,133 @@
+"""One worker's edge: the shared objects every socket and request uses, and their lifecycle.
+
+Start order matters: the hub must listen before the runtime may publish, and
+shutdown runs in reverse — sockets closed with 1001 first (so clients learn it
+is a shutdown, not a crash), then the runtime finishes or refunds its runs,
+then the hub and Redis go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from squall.target.auth import Authenticator
+from squall.target.hub import Hub
+from squall.target.limits import RateLimiter
+from squall.target.metrics import Counters
+from squall.target.runtime import Runtime
+from squall.target.sessions import SOCKET_TTL_MS, Sessions
+from squall.target.settings import Settings
+
+if TYPE_CHECKING:
+    from squall.target.ws import Connection
+
+log = logging.getLogger("squall.target.edge")
+
+#: How long shutdown waits for sockets to finish their close handshake.
+CLOSE_WAIT_S = 3.0
+
+_current: Edge | None = None
+
+
+class EdgeNotStarted(RuntimeError):
+    """The runtime was used before :meth:`Edge.start` finished."""
+
+
+class Edge:
+    """Auth, Redis-backed hub/sessions/limits/metrics, the runtime, and the open sockets."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.auth = Authenticator(settings)
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+            settings.redis_url, decode_responses=True
+        )
+        self.hub = Hub(self.redis, settings)
+        self.sessions = Sessions(self.redis, settings)
+        self.limiter = RateLimiter(self.redis, settings)
+        self.counters = Counters(self.redis, settings.redis_prefix)
+        self.connections: set[Connection] = set()
+        self.shutting_down = False
+        self._runtime: Runtime | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._closed = False
+        self._emptied = asyncio.Event()
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            raise EdgeNotStarted("the runtime is not started yet; await Edge.start() first")
+        return self._runtime
+
+    async def start(self) -> None:
+        global _current
+        await self.hub.start()
+        self._runtime = await Runtime.start(self.settings, self.hub.publish)
+        self.counters.start()
+        self._refresher = asyncio.create_task(self._refresh_sockets(), name="squall-sockets-ttl")
+        _current = self
+
+    async def drain(self) -> None:
+        """Refuse new work and close every socket with 1001; idempotent."""
+        from squall.target.ws import CloseCode
+
+        self.shutting_down = True
+        for connection in list(self.connections):
+            connection.close(CloseCode.GOING_AWAY, "server shutting down")
+        if self.connections:
+            self._emptied.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._emptied.wait(), CLOSE_WAIT_S)
+
+    def register(self, connection: Connection) -> None:
+        self.connections.add(connection)
+
+    def unregister(self, connection: Connection) -> None:
+        self.connections.discard(connection)
+        if not self.connections:
+            self._emptied.set()
+
+    async def close(self) -> None:
+        global _current
+        if self._closed:
+            return
+        self._closed = True
+        await self.drain()
+        if self._runtime is not None:
+            await self._runtime.close(self.settings.shutdown_grace_s)
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        with contextlib.suppress(RedisError, OSError):
+            await self.counters.stop()
+        await self.hub.stop()
+        await self.redis.aclose()
+        if _current is self:
+            _current = None
+
+    async def _refresh_sockets(self) -> None:
+        while True:
+            await asyncio.sleep(SOCKET_TTL_MS / 3000)
+            try:
+                await self.sessions.refresh((c.user_id, c.socket_id) for c in self.connections)
+            except (RedisError, OSError) as exc:
+                log.warning("could not refresh socket leases: %s", exc)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Edge sockets={len(self.connections)} shutting_down={self.shutting_down} "
+            f"{self.hub!r}>"
+        )
+
+
+async def drain_current() -> None:
+    """Close this worker's sockets with 1001 (called by the server before uvicorn's own close)."""
+    if _current is not None:
+        await _current.drain()

@@ -1,0 +1,161 @@
+"""The HTTP endpoints: health, metrics, accounts, thread history, and ``/openapi.json``.
+
+Every ``/v1`` route authenticates with the same bearer token as the socket
+(401 without a valid one). A thread of another user answers 404, exactly like
+one that does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from squall.target import metrics
+from squall.target.auth import Principal, Unauthorized, find_token
+from squall.target.edge import Edge
+from squall.target.errors import InvalidField, TargetError
+from squall.target.ids import UserID
+from squall.target.openapi import OPENAPI
+from squall.target.protocol import validate_thread_id
+
+MAX_PREFERENCES_BYTES = 4096
+STATUS = {
+    "not_found": 404,
+    "invalid_field": 400,
+    "bad_frame": 400,
+    "content_too_large": 413,
+    "frame_too_large": 413,
+    "insufficient_credits": 402,
+    "rate_limited": 429,
+    "queue_full": 429,
+    "shutting_down": 503,
+}
+
+Handler = Callable[[Request, Edge, Principal], Awaitable[Response]]
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
+def authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Resolve the bearer token (401 if bad) and map TargetErrors to their HTTP status."""
+
+    async def endpoint(request: Request) -> Response:
+        edge: Edge = request.app.state.edge
+        credentials = find_token(request.headers.raw)
+        try:
+            principal = edge.auth.verify(credentials.token if credentials else None)
+        except Unauthorized as exc:
+            edge.counters.inc("auth_failures_total")
+            return _error(401, "unauthorized", str(exc))
+        try:
+            return await handler(request, edge, principal)
+        except TargetError as exc:
+            return _error(STATUS.get(exc.code, 500), exc.code, exc.message)
+
+    return endpoint
+
+
+async def _json_body(request: Request, max_bytes: int | None = None) -> Any:
+    body = await request.body()
+    if max_bytes is not None and len(body) > max_bytes:
+        raise InvalidField(f"body has {len(body)} bytes; the limit is {max_bytes}")
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise InvalidField("body is not valid JSON; send a JSON object") from None
+
+
+async def healthz(request: Request) -> Response:
+    edge: Edge = request.app.state.edge
+    if edge.shutting_down:
+        return JSONResponse({"status": "shutting_down", "worker": os.getpid()}, status_code=503)
+    return JSONResponse({"status": "ok", "worker": os.getpid()})
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    edge: Edge = request.app.state.edge
+    counters = await edge.counters.totals()
+    gauges: dict[str, float] = {
+        "sockets_open": float(len(edge.connections)),
+        "hub_users": float(edge.hub.local_users()),
+    }
+    gauges.update({k: float(v) for k, v in (await edge.runtime.stats()).items()})
+    text = metrics.render(counters, gauges, worker=os.getpid())
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+async def account_me(request: Request, edge: Edge, principal: Principal) -> Response:
+    return JSONResponse(await edge.runtime.account(principal.user_id))
+
+
+async def put_preferences(request: Request, edge: Edge, principal: Principal) -> Response:
+    preferences = await _json_body(request, MAX_PREFERENCES_BYTES)
+    if not isinstance(preferences, dict):
+        raise InvalidField(
+            f"preferences are a JSON {type(preferences).__name__}; expected an object"
+        )
+    await edge.runtime.set_preferences(principal.user_id, preferences)
+    return Response(status_code=204)
+
+
+async def grant_credits(request: Request, edge: Edge, principal: Principal) -> Response:
+    if not principal.is_admin:
+        return _error(403, "forbidden", "granting credits needs a token with role 'admin'")
+    body = await _json_body(request, MAX_PREFERENCES_BYTES)
+    amount = body.get("amount") if isinstance(body, dict) else None
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidField(f"amount is {amount!r}; expected a positive integer")
+    user = UserID(request.path_params["user_id"])
+    return JSONResponse(await edge.runtime.add_credits(user, amount, principal.user_id))
+
+
+async def thread_messages(request: Request, edge: Edge, principal: Principal) -> Response:
+    thread = validate_thread_id(request.path_params["thread_id"])
+    messages = await edge.runtime.messages(principal.user_id, thread)
+    return JSONResponse({"thread_id": thread, "messages": messages})
+
+
+async def thread_events(request: Request, edge: Edge, principal: Principal) -> Response:
+    thread = validate_thread_id(request.path_params["thread_id"])
+    after_seq = _int_param(request, "after_seq", 0)
+    limit = _int_param(request, "limit", None)
+    events = await edge.runtime.replay(principal.user_id, thread, after_seq, limit=limit)
+    last_seq = int(events[-1]["seq"]) if events else after_seq
+    return JSONResponse({"thread_id": thread, "events": events, "last_seq": last_seq})
+
+
+def _int_param(request: Request, name: str, default: int | None) -> Any:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidField(f"{name}={raw!r}; expected an integer >= 0") from None
+    if value < 0:
+        raise InvalidField(f"{name}={raw!r}; expected an integer >= 0")
+    return value
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(OPENAPI)
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/metrics", metrics_endpoint, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/v1/accounts/me", authenticated(account_me), methods=["GET"]),
+    Route("/v1/accounts/me/preferences", authenticated(put_preferences), methods=["PUT"]),
+    Route("/v1/accounts/{user_id}/credits", authenticated(grant_credits), methods=["POST"]),
+    Route("/v1/threads/{thread_id}/messages", authenticated(thread_messages), methods=["GET"]),
+    Route("/v1/threads/{thread_id}/events", authenticated(thread_events), methods=["GET"]),
+]

@@ -1,0 +1,258 @@
+"""Per-worker delivery of thread events and session kicks, over Redis pub/sub.
+
+Every worker keeps ONE pub/sub connection. It subscribes to the channels of the
+users that have a socket on this worker (``{prefix}:user:{id}`` for events,
+``{prefix}:kick:{id}`` for single-session kicks) and dispatches each message to
+those local sockets. :meth:`Hub.publish` is the runtime's ``publish``: it sends
+to the user's channel, so every worker holding a socket of that user delivers it.
+
+A member is attached only once Redis has confirmed the subscription, so a socket
+that has been told ``hello`` cannot miss a later event of its user. Dispatch is
+synchronous (``member.deliver`` only enqueues); backpressure lives in the
+sockets' bounded queues, not here.
+
+With the ``broadcast_events`` fault the hub subscribes to every user's channel
+and delivers each event to every local socket: a deliberate isolation defect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import uuid
+from collections import defaultdict
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from squall.target.ids import UserID
+from squall.target.protocol import encode
+from squall.target.settings import Settings
+
+log = logging.getLogger("squall.target.hub")
+
+SUBSCRIBE_TIMEOUT_S = 10.0
+
+
+class Member(Protocol):
+    """A local socket as the hub sees it."""
+
+    @property
+    def user_id(self) -> UserID: ...
+
+    @property
+    def session(self) -> int | None:
+        """Single-session generation of this socket, ``None`` under the multi policy."""
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        """Take a thread event; must not block."""
+
+    def kick(self, generation: int) -> None:
+        """A newer session (``generation``) of the same user exists: close with 4409."""
+
+
+class SubscribeTimeout(RuntimeError):
+    """Redis did not confirm a subscription in time."""
+
+
+def user_channel(prefix: str, user: UserID) -> str:
+    return f"{prefix}:user:{user}"
+
+
+def kick_channel(prefix: str, user: UserID) -> str:
+    return f"{prefix}:kick:{user}"
+
+
+class Hub:
+    """One worker's view of pub/sub: local members per user and their channels."""
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+        self._redis = redis
+        self._prefix = settings.redis_prefix
+        self._broadcast = settings.fault("broadcast_events")
+        self._user_prefix = f"{self._prefix}:user:"
+        self._kick_prefix = f"{self._prefix}:kick:"
+        self._control = f"{self._prefix}:worker:{os.getpid()}:{uuid.uuid4().hex}"
+        self._pubsub = redis.pubsub()
+        self._members: dict[UserID, set[Member]] = defaultdict(set)
+        self._sent: dict[str, int] = defaultdict(int)
+        self._confirmed: dict[str, int] = defaultdict(int)
+        self._ready: dict[str, asyncio.Event] = {}
+        #: Highest single-session generation announced per local user.
+        self._kick_generation: dict[UserID, int] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self.published = 0
+        self.received = 0
+        self.delivered = 0
+
+    async def start(self) -> None:
+        # Always subscribed to a private channel, so the reader never waits on
+        # an idle connection and subscribe calls never race a first connect.
+        await self._subscribe(self._control)
+        if self._broadcast:
+            await self._pubsub.psubscribe(self._user_prefix + "*")
+        self._reader = asyncio.create_task(self._read(), name="squall-hub-reader")
+        await self._wait_ready(self._control)
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        with contextlib.suppress(RedisError, OSError):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def publish(self, user: UserID, event: dict[str, Any]) -> None:
+        """Deliver ``event`` to every socket of ``user`` on every worker (the runtime's seam)."""
+        await self._redis.publish(user_channel(self._prefix, user), encode(event))
+        self.published += 1
+
+    async def attach(self, member: Member) -> None:
+        """Register a local socket; returns once its user's channels are subscribed."""
+        user = member.user_id
+        members = self._members[user]
+        first = not members
+        members.add(member)
+        channels = (user_channel(self._prefix, user), kick_channel(self._prefix, user))
+        try:
+            if first:
+                await self._subscribe(*channels)
+            for channel in channels:
+                await self._wait_ready(channel)
+        except BaseException:
+            self.detach(member)
+            raise
+
+    def detach(self, member: Member) -> None:
+        user = member.user_id
+        members = self._members.get(user)
+        if members is None:
+            return
+        members.discard(member)
+        if not members:
+            del self._members[user]
+            self._kick_generation.pop(user, None)
+            channels = (user_channel(self._prefix, user), kick_channel(self._prefix, user))
+            task = asyncio.create_task(self._unsubscribe(*channels))
+            task.add_done_callback(_log_failure)
+
+    def superseded(self, member: Member) -> bool:
+        """Whether a newer session of ``member``'s user was already announced here."""
+        newest = self._kick_generation.get(member.user_id, 0)
+        return member.session is not None and member.session < newest
+
+    def local_members(self) -> int:
+        return sum(len(m) for m in self._members.values())
+
+    def local_users(self) -> int:
+        return len(self._members)
+
+    # --- internals -------------------------------------------------------------------------
+
+    async def _subscribe(self, *channels: str) -> None:
+        for channel in channels:
+            self._sent[channel] += 1
+            if channel not in self._ready or self._ready[channel].is_set():
+                self._ready[channel] = asyncio.Event()
+        await self._pubsub.subscribe(*channels)
+
+    async def _unsubscribe(self, *channels: str) -> None:
+        # Skip channels re-attached meanwhile: the later subscribe wins either way,
+        # since both commands travel in order on the one connection.
+        idle = [c for c in channels if self._channel_user(c) not in self._members]
+        if idle:
+            for channel in idle:
+                self._ready.pop(channel, None)
+            await self._pubsub.unsubscribe(*idle)
+
+    def _channel_user(self, channel: str) -> UserID | None:
+        for prefix in (self._user_prefix, self._kick_prefix):
+            if channel.startswith(prefix):
+                return UserID(channel[len(prefix) :])
+        return None
+
+    async def _wait_ready(self, channel: str) -> None:
+        event = self._ready.get(channel)
+        if event is None:
+            return
+        try:
+            await asyncio.wait_for(event.wait(), SUBSCRIBE_TIMEOUT_S)
+        except TimeoutError:
+            raise SubscribeTimeout(
+                f"Redis did not confirm the subscription to {channel!r} within "
+                f"{SUBSCRIBE_TIMEOUT_S} s; check SQUALL_REDIS_URL and the server's health"
+            ) from None
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except (RedisError, OSError) as exc:
+                log.warning("pub/sub read failed (%s); reconnecting", exc)
+                await asyncio.sleep(0.5)
+                continue
+            if message is not None:
+                try:
+                    self._handle(message)
+                except Exception:
+                    log.exception("dropping undeliverable pub/sub message %r", message)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        channel = _text(message["channel"])
+        if kind == "subscribe":
+            self._confirmed[channel] += 1
+            event = self._ready.get(channel)
+            if event is not None and self._confirmed[channel] >= self._sent[channel]:
+                event.set()
+            return
+        if kind == "pmessage":
+            self.received += 1
+            event_dict = json.loads(message["data"])
+            for members in list(self._members.values()):
+                self._deliver(members, event_dict)
+            return
+        if kind != "message":
+            return
+        if channel.startswith(self._kick_prefix):
+            user = UserID(channel[len(self._kick_prefix) :])
+            self._on_kick(user, int(message["data"]))
+        elif channel.startswith(self._user_prefix) and not self._broadcast:
+            self.received += 1
+            user = UserID(channel[len(self._user_prefix) :])
+            local = self._members.get(user)
+            if local:
+                self._deliver(local, json.loads(message["data"]))
+
+    def _deliver(self, members: set[Member], event: dict[str, Any]) -> None:
+        for member in list(members):
+            member.deliver(event)
+            self.delivered += 1
+
+    def _on_kick(self, user: UserID, generation: int) -> None:
+        if generation <= self._kick_generation.get(user, 0):
+            return
+        self._kick_generation[user] = generation
+        for member in list(self._members.get(user, set())):
+            if member.session is not None and member.session < generation:
+                member.kick(generation)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Hub users={self.local_users()} sockets={self.local_members()} "
+            f"published={self.published} received={self.received} delivered={self.delivered}>"
+        )
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("unsubscribe failed: %s", task.exception())

@@ -1,0 +1,377 @@
+"""The runtime facade the platform's edge calls: submit, replay, accounts, shutdown.
+
+One ``Runtime`` per worker process. It owns its PostgreSQL pool, its Redis client, the
+run scheduler and the tasks of the runs it executes; everything shared between workers
+lives in PostgreSQL (runs, ledger, events) and Redis (locks, fencing counters, wake-ups).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import secrets
+import socket
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from squall.target import billing, events
+from squall.target.agent import AgentDeps, Publish, execute, recover
+from squall.target.db import Connection, create_pool, pool_size
+from squall.target.errors import (
+    ContentTooLarge,
+    InvalidField,
+    NotFound,
+    QueueFull,
+    ShuttingDown,
+)
+from squall.target.ids import (
+    MessageID,
+    RunID,
+    ThreadID,
+    UserID,
+    new_message_id,
+    new_run_id,
+)
+from squall.target.locks import RunLock
+from squall.target.migrations import migrate
+from squall.target.model import Sleeper, create_model
+from squall.target.runs import ClaimedRun, RunStatus
+from squall.target.scheduler import Scheduler, orphans, queued_count
+from squall.target.settings import Settings
+
+__all__ = ["Publish", "Runtime", "Submitted"]
+
+log = logging.getLogger(__name__)
+
+THREAD_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+MAX_CLIENT_MSG_ID = 128
+MAX_PREFERENCES_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Submitted:
+    message_id: MessageID
+    run_id: RunID
+    thread_id: ThreadID
+
+
+def _validate_thread(thread: object) -> ThreadID:
+    if not isinstance(thread, str) or not THREAD_ID.fullmatch(thread):
+        raise InvalidField(f"thread_id={thread!r}: expected 1-64 characters of [A-Za-z0-9_.:-]")
+    return ThreadID(thread)
+
+
+class Runtime:
+    """Runs, billing and events of one worker; see ``docs/runtime.md``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        publish: Publish,
+        pool: Any,
+        redis: Any,
+        sleeper: Sleeper,
+        poll_s: float,
+    ) -> None:
+        self.settings = settings
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._pool = pool
+        self._redis = redis
+        self._closing = False
+        self._runs: dict[RunID, asyncio.Task[None]] = {}
+        self._counts: Counter[str] = Counter()
+        self._deps = AgentDeps(
+            pool=pool,
+            lock=RunLock(redis, settings.redis_prefix, settings.lock_ttl_ms),
+            settings=settings,
+            model=create_model(settings, sleeper),
+            publish=publish,
+            system_state=self._system_state,
+        )
+        self._scheduler = Scheduler(
+            pool=pool,
+            redis=redis,
+            channel=f"{settings.redis_prefix}:runs:wakeup",
+            worker=self.worker,
+            free_slots=lambda: 0 if self._closing else settings.run_concurrency - len(self._runs),
+            start_run=self._start_run,
+            recover=self._recover,
+            poll_s=poll_s,
+            recover_every_s=max(poll_s, settings.lock_ttl_ms / 2000),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Runtime(worker={self.worker!r}, running={len(self._runs)}, "
+            f"closing={self._closing}, counts={dict(self._counts)})"
+        )
+
+    @classmethod
+    async def start(
+        cls,
+        settings: Settings,
+        publish: Publish,
+        *,
+        sleeper: Sleeper = asyncio.sleep,
+        claim_runs: bool = True,
+        poll_s: float = 0.5,
+    ) -> Runtime:
+        """Connect, migrate (idempotent, safe when all workers start at once), start claiming.
+
+        ``sleeper`` paces the simulated model (tests pass a fast or gated one);
+        ``claim_runs=False`` makes a worker that accepts submits but executes nothing.
+        """
+        pool = await create_pool(
+            settings.database_url, max_size=pool_size(settings.run_concurrency)
+        )
+        redis = aioredis.Redis.from_url(settings.redis_url)
+        try:
+            await migrate(pool)
+            await redis.ping()
+            runtime = cls(settings, publish, pool, redis, sleeper, poll_s)
+            if claim_runs:
+                await runtime._scheduler.start()
+        except BaseException:
+            await redis.aclose()
+            await pool.close()
+            raise
+        return runtime
+
+    # ---- submit -----------------------------------------------------------------------
+
+    async def submit(
+        self, user: UserID, thread: ThreadID, content: str, client_msg_id: str
+    ) -> Submitted:
+        """Charge, store the message, its run and its ledger row in one transaction; queue it."""
+        if self._closing:
+            raise ShuttingDown("this worker is shutting down; reconnect and resend the message")
+        thread = _validate_thread(thread)
+        if not isinstance(content, str):
+            raise InvalidField(f"content={content!r}: expected a string")
+        if len(content) > self.settings.max_content_chars:
+            raise ContentTooLarge(
+                f"content has {len(content)} characters; at most "
+                f"{self.settings.max_content_chars} are accepted, send a shorter message"
+            )
+        if not isinstance(client_msg_id, str) or len(client_msg_id) > MAX_CLIENT_MSG_ID:
+            raise InvalidField(
+                f"client_msg_id={client_msg_id!r}: expected a string of at most "
+                f"{MAX_CLIENT_MSG_ID} characters"
+            )
+        run, message = new_run_id(), new_message_id()
+        async with self._pool.acquire() as conn:
+            await billing.ensure_account(conn, user, self.settings.initial_credits)
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO threads (id, user_id) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+                    thread,
+                    user,
+                )
+                owner = await conn.fetchval(
+                    "SELECT user_id FROM threads WHERE id = $1 FOR NO KEY UPDATE", thread
+                )
+                if owner != user:
+                    raise _not_found(thread)
+                queued = await conn.fetchval(
+                    "SELECT count(*) FROM runs WHERE thread_id = $1 AND status = 'queued'", thread
+                )
+                if queued >= self.settings.max_queued_per_thread:
+                    raise QueueFull(
+                        f"thread {thread!r} already has {queued} queued runs (the limit is "
+                        f"{self.settings.max_queued_per_thread}); wait for agent_completed"
+                    )
+                await billing.charge(
+                    conn,
+                    user,
+                    run,
+                    self.settings.run_cost,
+                    naive=self.settings.fault("naive_billing"),
+                )
+                await conn.execute(
+                    "INSERT INTO messages (id, thread_id, user_id, role, content, run_id, "
+                    "client_msg_id) VALUES ($1, $2, $3, 'user', $4, $5, $6)",
+                    message,
+                    thread,
+                    user,
+                    content,
+                    run,
+                    client_msg_id,
+                )
+                await conn.execute(
+                    "INSERT INTO runs (id, thread_id, user_id, message_id) VALUES ($1, $2, $3, $4)",
+                    run,
+                    thread,
+                    user,
+                    message,
+                )
+        self._counts["runs_submitted_total"] += 1
+        await self._scheduler.notify()
+        return Submitted(message_id=message, run_id=run, thread_id=thread)
+
+    # ---- reads ------------------------------------------------------------------------
+
+    async def _check_owner(self, conn: Connection, user: UserID, thread: ThreadID) -> None:
+        owner = await conn.fetchval("SELECT user_id FROM threads WHERE id = $1", thread)
+        if owner is None or owner != user:
+            raise _not_found(thread)
+
+    async def replay(
+        self, user: UserID, thread: ThreadID, after_seq: int, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Stored events with ``seq > after_seq``, ascending: exactly the published dicts."""
+        thread = _validate_thread(thread)
+        if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
+            raise InvalidField(f"after_seq={after_seq!r}: expected an integer >= 0")
+        if limit is not None and (not isinstance(limit, int) or limit <= 0):
+            raise InvalidField(f"limit={limit!r}: expected a positive integer or none")
+        async with self._pool.acquire() as conn:
+            await self._check_owner(conn, user, thread)
+            return await events.read_after(conn, thread, after_seq, limit)
+
+    async def last_seq(self, user: UserID, thread: ThreadID) -> int:
+        """The thread's last allocated seq (for ``resume_done``); NotFound likewise."""
+        thread = _validate_thread(thread)
+        async with self._pool.acquire() as conn:
+            await self._check_owner(conn, user, thread)
+            return int(await conn.fetchval("SELECT last_seq FROM threads WHERE id = $1", thread))
+
+    async def messages(self, user: UserID, thread: ThreadID) -> list[dict[str, Any]]:
+        """The thread's messages in order, user's and assistant's."""
+        thread = _validate_thread(thread)
+        async with self._pool.acquire() as conn:
+            await self._check_owner(conn, user, thread)
+            rows = await conn.fetch(
+                "SELECT id, role, content, run_id, client_msg_id, "
+                "extract(epoch FROM created_at) AS created_at "
+                "FROM messages WHERE thread_id = $1 ORDER BY pos",
+                thread,
+            )
+        return [
+            {
+                "message_id": r["id"],
+                "thread_id": thread,
+                "role": r["role"],
+                "content": r["content"],
+                "run_id": r["run_id"],
+                "client_msg_id": r["client_msg_id"],
+                "created_at": float(r["created_at"]),
+            }
+            for r in rows
+        ]
+
+    # ---- accounts ---------------------------------------------------------------------
+
+    async def account(self, user: UserID) -> dict[str, Any]:
+        """The user's account, created with the initial credits on first contact."""
+        async with self._pool.acquire() as conn:
+            await billing.ensure_account(conn, user, self.settings.initial_credits)
+            return await billing.account(conn, user)
+
+    async def add_credits(self, user: UserID, amount: int, granted_by: UserID) -> dict[str, Any]:
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise InvalidField(f"amount={amount!r}: expected an integer > 0")
+        async with self._pool.acquire() as conn:
+            await billing.ensure_account(conn, user, self.settings.initial_credits)
+            async with conn.transaction():
+                await billing.grant(conn, user, amount, granted_by)
+            return await billing.account(conn, user)
+
+    async def set_preferences(self, user: UserID, preferences: dict[str, Any]) -> None:
+        """Store the preferences the agent puts in its context (a JSON object, <= 4 KB)."""
+        if not isinstance(preferences, dict):
+            raise InvalidField(f"preferences={preferences!r:.80}: expected a JSON object")
+        size = len(json.dumps(preferences).encode())
+        if size > MAX_PREFERENCES_BYTES:
+            raise InvalidField(
+                f"preferences are {size} bytes of JSON; at most {MAX_PREFERENCES_BYTES} allowed"
+            )
+        await self._pool.execute(
+            "INSERT INTO preferences (user_id, preferences) VALUES ($1, $2) "
+            "ON CONFLICT (user_id) DO UPDATE SET preferences = $2, updated_at = now()",
+            user,
+            preferences,
+        )
+
+    # ---- runs -------------------------------------------------------------------------
+
+    def _system_state(self) -> str:
+        return (
+            f"worker={self.worker} runs_running={len(self._runs)} "
+            f"runs_completed={self._counts['runs_completed_total']}"
+        )
+
+    def _start_run(self, run: ClaimedRun) -> None:
+        self._counts["runs_claimed_total"] += 1
+        self._runs[run.run_id] = asyncio.create_task(self._run(run), name=f"run-{run.run_id}")
+
+    async def _run(self, run: ClaimedRun) -> None:
+        try:
+            status = await execute(self._deps, run, self.worker)
+            if status is not None:
+                self._counts[f"runs_{status}_total"] += 1
+        except asyncio.CancelledError:
+            self._counts[f"runs_{RunStatus.CANCELLED}_total"] += 1
+            raise
+        except Exception:
+            log.exception("run %s crashed", run.run_id)
+        finally:
+            self._runs.pop(run.run_id, None)
+            if not self._closing:
+                await self._scheduler.notify()
+
+    async def _recover(self) -> None:
+        for run in await orphans(self._pool, self.worker, self.settings.lock_ttl_ms / 1000):
+            if run.run_id not in self._runs and await recover(self._deps, run):
+                self._counts["runs_recovered_total"] += 1
+                log.warning("recovered orphaned run %s of thread %s", run.run_id, run.thread_id)
+
+    async def stats(self) -> dict[str, float]:
+        """Gauges and counters for ``/metrics``: this worker's unless named ``*_queued``."""
+        out: dict[str, float] = {
+            "runs_running": float(len(self._runs)),
+            "run_slots": float(self.settings.run_concurrency),
+            "runs_queued": float(await queued_count(self._pool)),
+        }
+        for name in (
+            "runs_submitted_total",
+            "runs_claimed_total",
+            "runs_completed_total",
+            "runs_failed_total",
+            "runs_cancelled_total",
+            "runs_recovered_total",
+        ):
+            out[name] = float(self._counts[name])
+        return out
+
+    async def close(self, grace_s: float) -> None:
+        """Stop claiming, let running runs finish for ``grace_s``, cancel and refund the rest.
+
+        A cancelled run records ``agent_completed status=cancelled`` and its refund in one
+        transaction before the pool closes, so no ledger row is left half-written. Queued
+        runs stay queued (and charged) for the other workers or the next start.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        await self._scheduler.stop()
+        tasks = list(self._runs.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=max(0.0, grace_s))
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._deps.model.aclose()
+        await self._redis.aclose()
+        await self._pool.close()
+
+
+def _not_found(thread: ThreadID) -> NotFound:
+    return NotFound(f"thread {thread!r} not found; send a user_message to create it")

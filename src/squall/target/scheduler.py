@@ -1,0 +1,215 @@
+"""Claiming queued runs fairly and safely across workers, and recovering orphaned runs.
+
+Safety comes from PostgreSQL, not from the scheduler's memory: a run is claimed by an
+``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED)`` that re-checks
+``status = 'queued'`` on the latest row version, and the partial unique index
+``runs_one_running_per_thread`` makes a second running run of one thread impossible
+even if two workers race on one thread. Only the oldest queued run of a thread without a
+running run is a candidate, so each thread's runs execute in arrival order.
+
+Wake-ups: every submit and every finished run publishes on ``{prefix}:runs:wakeup``;
+every worker listens and also polls every ``poll_s`` in case a message was missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from squall.target.db import Pool
+from squall.target.fairness import Candidate, fair_order
+from squall.target.ids import MessageID, RunID, ThreadID, UserID
+from squall.target.runs import ClaimedRun
+
+log = logging.getLogger(__name__)
+
+#: Heads of idle threads considered per claim round (the best ones by SQL order).
+CANDIDATE_LIMIT = 200
+
+_CANDIDATES = """
+WITH heads AS (
+    SELECT DISTINCT ON (r.thread_id) r.id, r.user_id, r.thread_id, r.pos
+    FROM runs r
+    WHERE r.status = 'queued'
+    ORDER BY r.thread_id, r.pos
+), scored AS (
+    SELECT h.id, h.user_id, h.thread_id, h.pos,
+        (SELECT count(*) FROM runs x WHERE x.user_id = h.user_id AND x.status = 'running')
+            AS user_running,
+        (SELECT extract(epoch FROM max(x.started_at)) FROM runs x WHERE x.user_id = h.user_id)
+            AS user_last_start
+    FROM heads h
+    WHERE NOT EXISTS (
+        SELECT 1 FROM runs x WHERE x.thread_id = h.thread_id AND x.status = 'running'
+    )
+)
+SELECT * FROM scored
+ORDER BY user_running, user_last_start NULLS FIRST, pos
+LIMIT $1
+"""
+
+_CLAIM = """
+UPDATE runs SET status = 'running', worker = $2, started_at = clock_timestamp()
+WHERE id = (SELECT id FROM runs WHERE id = $1 AND status = 'queued' FOR UPDATE SKIP LOCKED)
+RETURNING id, thread_id, user_id, message_id
+"""
+
+_ORPHANS = """
+SELECT id, thread_id, user_id, message_id FROM runs
+WHERE status = 'running' AND worker IS DISTINCT FROM $1
+  AND started_at < clock_timestamp() - make_interval(secs => $2)
+ORDER BY started_at
+LIMIT 100
+"""
+
+
+def _claimed(row: Any) -> ClaimedRun:
+    return ClaimedRun(
+        run_id=RunID(row["id"]),
+        thread_id=ThreadID(row["thread_id"]),
+        user_id=UserID(row["user_id"]),
+        message_id=MessageID(row["message_id"]),
+    )
+
+
+async def claim(pool: Pool, worker: str, slots: int, now: float) -> list[ClaimedRun]:
+    """Claim up to ``slots`` queued runs for ``worker``, fairest first."""
+    if slots <= 0:
+        return []
+    rows = await pool.fetch(_CANDIDATES, CANDIDATE_LIMIT)
+    candidates = [
+        Candidate(
+            run_id=r["id"],
+            user_id=r["user_id"],
+            thread_id=r["thread_id"],
+            position=int(r["pos"]),
+            user_running=int(r["user_running"]),
+            user_last_start=None if r["user_last_start"] is None else float(r["user_last_start"]),
+        )
+        for r in rows
+    ]
+    claimed: list[ClaimedRun] = []
+    for candidate in fair_order(candidates, now):
+        if len(claimed) >= slots:
+            break
+        try:
+            row = await pool.fetchrow(_CLAIM, candidate.run_id, worker)
+        except asyncpg.UniqueViolationError:
+            continue  # another worker started a run of this thread a moment ago
+        if row is not None:
+            claimed.append(_claimed(row))
+    return claimed
+
+
+async def orphans(pool: Pool, worker: str, older_than_s: float) -> list[ClaimedRun]:
+    """Runs marked running by another worker for longer than ``older_than_s``.
+
+    They are orphaned only if their thread lock is gone too; the caller checks that.
+    """
+    return [_claimed(r) for r in await pool.fetch(_ORPHANS, worker, older_than_s)]
+
+
+async def queued_count(pool: Pool) -> int:
+    return int(await pool.fetchval("SELECT count(*) FROM runs WHERE status = 'queued'"))
+
+
+class Scheduler:
+    """Claims runs whenever this worker has free slots and something may be queued."""
+
+    def __init__(
+        self,
+        *,
+        pool: Pool,
+        redis: Any,
+        channel: str,
+        worker: str,
+        free_slots: Callable[[], int],
+        start_run: Callable[[ClaimedRun], None],
+        recover: Callable[[], Awaitable[None]],
+        poll_s: float = 0.5,
+        recover_every_s: float = 1.0,
+    ) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._channel = channel
+        self._worker = worker
+        self._free_slots = free_slots
+        self._start_run = start_run
+        self._recover = recover
+        self._poll_s = poll_s
+        self._recover_every_s = recover_every_s
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    def __repr__(self) -> str:
+        return f"Scheduler(worker={self._worker!r}, free_slots={self._free_slots()})"
+
+    async def start(self) -> None:
+        pubsub = self._redis.pubsub()
+        await pubsub.subscribe(self._channel)
+        self._tasks = [
+            asyncio.create_task(self._listen(pubsub), name="runs-wakeup-listener"),
+            asyncio.create_task(self._loop(), name="runs-scheduler"),
+        ]
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Look for claimable runs now (this worker only)."""
+        self._wake.set()
+
+    async def notify(self) -> None:
+        """Wake every worker's scheduler (this one included)."""
+        self._wake.set()
+        try:
+            await self._redis.publish(self._channel, self._worker)
+        except Exception:
+            log.warning("publishing a run wake-up failed; other workers will poll", exc_info=True)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _listen(self, pubsub: Any) -> None:
+        try:
+            while True:
+                try:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                except Exception:
+                    log.warning("run wake-up subscription failed; retrying", exc_info=True)
+                    await asyncio.sleep(self._poll_s)
+                    continue
+                if message is not None:
+                    self._wake.set()
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def _loop(self) -> None:
+        next_recovery = time.monotonic() + self._recover_every_s
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_s)
+            self._wake.clear()
+            try:
+                free = self._free_slots()
+                if free > 0:
+                    for run in await claim(self._pool, self._worker, free, time.time()):
+                        self._start_run(run)
+                if time.monotonic() >= next_recovery:
+                    next_recovery = time.monotonic() + self._recover_every_s
+                    await self._recover()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("claiming runs failed; retrying after the poll interval")

@@ -1,0 +1,373 @@
+"""The ``/v1/ws`` endpoint: one reader and one writer task per socket, a bounded outbound queue.
+
+Everything a socket sends goes through :meth:`Connection.offer`, which is
+synchronous: frames are queued in the order they are offered, and the writer
+task sends them. This is what makes ``ack`` precede its run's events (offered
+right after ``submit`` returns, with no ``await`` in between) and lets live
+events and ``resume`` replays interleave without duplicates or gaps (see
+:mod:`squall.target.ordering`).
+
+Backpressure: live events cannot wait, so when ``socket_send_queue`` frames are
+waiting the client is a slow consumer and the socket closes with 1008. Replays
+can wait, so a fill pauses while the queue is more than half full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from squall.target import protocol
+from squall.target.auth import Principal, Unauthorized, find_token
+from squall.target.errors import (
+    NotFound,
+    ShuttingDown,
+    TargetError,
+    TooManySockets,
+)
+from squall.target.ids import ThreadID, UserID, WebSocketID, new_websocket_id
+from squall.target.metrics import series
+from squall.target.ordering import Sequencer, Step
+
+if TYPE_CHECKING:
+    from squall.target.edge import Edge
+
+log = logging.getLogger("squall.target.ws")
+
+#: Events fetched per ``runtime.replay`` call while filling.
+REPLAY_PAGE = 500
+MAX_REASON_BYTES = 120
+
+
+class CloseCode(enum.IntEnum):
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    #: Slow consumer (send queue full) or too many sockets for the user.
+    POLICY_VIOLATION = 1008
+    UNAUTHORIZED = 4401
+    REPLACED = 4409
+
+
+class State(enum.Enum):
+    OPEN = "open"
+    CLOSING = "closing"
+
+
+@dataclass(frozen=True)
+class _Close:
+    code: CloseCode
+    reason: str
+
+
+class Connection:
+    """One accepted socket of one user on this worker (a :class:`~squall.target.hub.Member`)."""
+
+    def __init__(self, websocket: WebSocket, edge: Edge, principal: Principal) -> None:
+        self.socket_id: WebSocketID = new_websocket_id()
+        self.principal = principal
+        self._websocket = websocket
+        self._edge = edge
+        self._capacity = edge.settings.socket_send_queue
+        self._queue: asyncio.Queue[str | _Close] = asyncio.Queue()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._sequencer = Sequencer()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: int | None = None
+        self.state = State.OPEN
+        self.close_code: CloseCode | None = None
+        # Thread of the user_message being submitted; its live events wait for the ack.
+        self._submitting: ThreadID | None = None
+        self._deferred: list[dict[str, Any]] = []
+
+    # --- Member ------------------------------------------------------------------------
+
+    @property
+    def user_id(self) -> UserID:
+        return self.principal.user_id
+
+    @property
+    def session(self) -> int | None:
+        return self._session
+
+    @session.setter
+    def session(self, generation: int) -> None:
+        self._session = generation
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        if self.state is not State.OPEN:
+            return
+        key = protocol.event_seq(event)
+        if key is None:
+            self.offer(event)
+            return
+        thread, seq = key
+        if thread == self._submitting:
+            self._deferred.append(event)
+            return
+        step = self._sequencer.on_live(thread, seq)
+        if step is Step.DELIVER:
+            self.offer(event)
+        elif step is Step.FILL:
+            self._spawn(self._fill(thread, None))
+        else:
+            self._edge.counters.inc(series("events_skipped_total", reason=step.value))
+
+    def kick(self, generation: int) -> None:
+        self.close(CloseCode.REPLACED, f"replaced by a newer session (generation {generation})")
+
+    # --- outbound ----------------------------------------------------------------------
+
+    def offer(self, frame: dict[str, Any]) -> None:
+        """Queue ``frame`` for sending, or close the socket as a slow consumer."""
+        if self.state is not State.OPEN:
+            return
+        if self._queue.qsize() >= self._capacity:
+            self._edge.counters.inc("slow_consumer_closes_total")
+            self.close(
+                CloseCode.POLICY_VIOLATION,
+                f"slow consumer: {self._capacity} frames waiting (SQUALL_SOCKET_SEND_QUEUE)",
+            )
+            return
+        self._queue.put_nowait(protocol.encode(frame))
+        if self._queue.qsize() > self._capacity // 2:
+            self._room.clear()
+
+    def close(self, code: CloseCode, reason: str) -> None:
+        """Close promptly: frames still queued are dropped (they stay replayable)."""
+        if self.state is not State.OPEN:
+            return
+        self.state = State.CLOSING
+        self.close_code = code
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(_Close(code, _truncate(reason)))
+        self._room.set()
+
+    async def _writer(self) -> None:
+        while True:
+            item = await self._queue.get()
+            if self._queue.qsize() <= self._capacity // 2:
+                self._room.set()
+            if isinstance(item, _Close):
+                with contextlib.suppress(RuntimeError, OSError):
+                    await self._websocket.close(int(item.code), item.reason)
+                return
+            await self._websocket.send_text(item)
+            self._edge.counters.inc("frames_sent_total")
+
+    async def _wait_room(self) -> None:
+        while self._queue.qsize() > self._capacity // 2 and self.state is State.OPEN:
+            self._room.clear()
+            await self._room.wait()
+
+    # --- inbound -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the socket until either side closes it."""
+        writer = asyncio.create_task(self._writer(), name=f"ws-writer-{self.socket_id}")
+        reader = asyncio.create_task(self._reader(), name=f"ws-reader-{self.socket_id}")
+        try:
+            await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.state = State.CLOSING
+            for task in (reader, *self._tasks):
+                task.cancel()
+            if not writer.done():
+                # The reader ended (client closed or a receive failed): nothing more to send.
+                writer.cancel()
+            await asyncio.gather(writer, reader, *self._tasks, return_exceptions=True)
+            for task in (writer, reader):
+                if (
+                    not task.cancelled()
+                    and (exc := task.exception()) is not None
+                    and not isinstance(exc, WebSocketDisconnect | OSError)
+                ):
+                    log.error("socket %s failed", self.socket_id, exc_info=exc)
+
+    async def _reader(self) -> None:
+        while True:
+            message = await self._websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text")
+            if raw is None:
+                raw = message.get("bytes") or b""
+            self._edge.counters.inc("frames_received_total")
+            await self._handle(raw)
+
+    async def _handle(self, raw: str | bytes) -> None:
+        obj: dict[str, Any] | None = None
+        settings = self._edge.settings
+        try:
+            obj = protocol.decode_object(raw, settings.max_frame_bytes)
+            frame = protocol.parse_object(obj, settings.max_content_chars)
+        except TargetError as exc:
+            self._error(exc, **protocol.error_context(obj))
+            return
+        if isinstance(frame, protocol.Ping):
+            self.offer(protocol.pong_frame(frame.id, time.time()))
+        elif isinstance(frame, protocol.UserMessage):
+            await self._submit(frame)
+        else:
+            self._spawn(self._fill(frame.thread_id, frame.after_seq))
+
+    async def _submit(self, frame: protocol.UserMessage) -> None:
+        edge = self._edge
+        context = {"client_msg_id": frame.client_msg_id, "thread_id": frame.thread_id}
+        self._submitting = frame.thread_id
+        try:
+            if edge.shutting_down:
+                raise ShuttingDown("the server is shutting down; reconnect and retry")
+            await edge.limiter.check(self.user_id)
+            submitted = await edge.runtime.submit(
+                self.user_id, frame.thread_id, frame.content, frame.client_msg_id
+            )
+        except TargetError as exc:
+            self._end_submit()
+            self._error(exc, **context)
+            return
+        except Exception as exc:
+            log.exception("submit failed for user %s", self.user_id)
+            self._end_submit()
+            self._error(TargetError(f"internal error: {type(exc).__name__}"), **context)
+            return
+        # No await from here on: the ack is queued before any event of its run.
+        self._submitting = None
+        self.offer(
+            protocol.ack_frame(
+                frame.client_msg_id, submitted.message_id, submitted.run_id, submitted.thread_id
+            )
+        )
+        edge.counters.inc("messages_accepted_total")
+        self._end_submit()
+
+    def _end_submit(self) -> None:
+        """Release the live events of the submitted thread that arrived during ``submit``."""
+        self._submitting = None
+        deferred, self._deferred = self._deferred, []
+        for event in deferred:
+            self.deliver(event)
+
+    async def _fill(self, thread: ThreadID, after_seq: int | None) -> None:
+        """Replay ``thread`` from the cursor (gap fill) or from ``after_seq`` (resume)."""
+        resume = after_seq is not None
+        sequencer = self._sequencer
+        token = sequencer.start_fill(thread, after_seq)
+        try:
+            while True:
+                start = sequencer.last(thread) or 0
+                page = await self._edge.runtime.replay(
+                    self.user_id, thread, start, limit=REPLAY_PAGE
+                )
+                accepted = sequencer.accept_page(thread, token, [int(e["seq"]) for e in page])
+                if accepted is None:
+                    return  # superseded by a newer fill of the same thread
+                for index in accepted:
+                    self.offer(page[index])
+                if len(page) < REPLAY_PAGE and sequencer.finish_fill(thread, token):
+                    break
+                await self._wait_room()
+                if self.state is not State.OPEN:
+                    return
+        except NotFound as exc:
+            sequencer.abort_fill(thread, token)
+            if resume:
+                self._error(exc, thread_id=thread)
+            return
+        except TargetError as exc:
+            sequencer.abort_fill(thread, token)
+            self._error(exc, thread_id=thread)
+            return
+        self._edge.counters.inc(series("fills_total", kind="resume" if resume else "gap"))
+        if resume:
+            self.offer(protocol.resume_done_frame(thread, sequencer.last(thread) or 0))
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("socket %s task failed", self.socket_id, exc_info=exc)
+            self._error(TargetError(f"internal error: {type(exc).__name__}"))
+
+    def _error(self, exc: TargetError, **context: str) -> None:
+        self._edge.counters.inc(series("errors_total", code=exc.code))
+        self.offer(
+            protocol.error_frame(
+                exc, client_msg_id=context.get("client_msg_id"), thread_id=context.get("thread_id")
+            )
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<Connection {self.socket_id} user={self.user_id} {self.state.value} "
+            f"queued={self._queue.qsize()}/{self._capacity} {self._sequencer!r}>"
+        )
+
+
+def _truncate(reason: str) -> str:
+    data = reason.encode()[:MAX_REASON_BYTES]
+    return data.decode(errors="ignore")
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    """Authenticate, admit (socket cap, single session), greet, then serve the socket."""
+    edge: Edge = websocket.app.state.edge
+    credentials = find_token(websocket.scope.get("headers", []))
+    subprotocol = "bearer" if credentials is not None and credentials.via_subprotocol else None
+    try:
+        principal = edge.auth.verify(credentials.token if credentials else None)
+    except Unauthorized as exc:
+        edge.counters.inc("auth_failures_total")
+        # Accept only to deliver the close code: a refused handshake cannot carry 4401.
+        await websocket.accept(subprotocol=subprotocol)
+        await websocket.close(int(CloseCode.UNAUTHORIZED), _truncate(str(exc)))
+        return
+    await websocket.accept(subprotocol=subprotocol)
+    if edge.shutting_down:
+        await websocket.close(int(CloseCode.GOING_AWAY), "server shutting down")
+        return
+    connection = Connection(websocket, edge, principal)
+    user = principal.user_id
+    if not await edge.sessions.claim_socket(user, connection.socket_id):
+        limit = edge.settings.max_sockets_per_user
+        error = TooManySockets(
+            f"user {user!r} already has {limit} open sockets (SQUALL_MAX_SOCKETS_PER_USER); "
+            "close one first"
+        )
+        edge.counters.inc(series("errors_total", code=error.code))
+        await websocket.send_text(protocol.encode(protocol.error_frame(error)))
+        await websocket.close(int(CloseCode.POLICY_VIOLATION), "too_many_sockets")
+        return
+    edge.register(connection)
+    edge.counters.inc("sockets_opened_total")
+    try:
+        await edge.hub.attach(connection)
+        if edge.settings.session_policy == "single_session":
+            generation = await edge.sessions.claim_session(user)
+            connection.session = generation
+            if edge.hub.superseded(connection):
+                connection.kick(generation)
+        connection.offer(
+            protocol.hello_frame(os.getpid(), connection.socket_id, user, connection.session)
+        )
+        await connection.run()
+    finally:
+        edge.unregister(connection)
+        edge.hub.detach(connection)
+        with contextlib.suppress(Exception):
+            await edge.sessions.release_socket(user, connection.socket_id)
+        code = connection.close_code
+        edge.counters.inc(series("sockets_closed_total", code=str(int(code)) if code else "client"))

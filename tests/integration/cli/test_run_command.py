@@ -1,0 +1,118 @@
+"""``squall run`` end to end: exit codes and diagnostics a CI job relies on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from squall.cli import main
+from squall.services import Endpoints
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def shared_services(endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch) -> Endpoints:
+    """Point ``squall run`` at the session's servers instead of starting new ones."""
+    monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
+    monkeypatch.setenv("REDIS_URL", endpoints.redis_url)
+    return endpoints
+
+
+def _report(results: Path) -> dict[str, object]:
+    (path,) = results.glob("*/report.json")
+    data: dict[str, object] = json.loads(path.read_text())
+    return data
+
+
+def test_tightened_threshold_fails_with_a_diagnostic(
+    shared_services: Endpoints, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "run",
+            "--scenario",
+            "websocket_concurrency",
+            "--scale",
+            "0.05",
+            "--results-dir",
+            str(tmp_path),
+            "--no-progress",
+            "--set",
+            'thresholds.response_time=["p(95) <= 1us"]',
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "[websocket_concurrency] response_time p(95) = " in out
+    assert "limit <= 1µs: FAILED" in out
+    report = _report(tmp_path)
+    assert report["schema"] == "squall.report/1"
+    verdict = report["verdict"]
+    assert isinstance(verdict, dict)
+    assert verdict["ok"] is False
+    assert verdict["failed"] == 1
+
+
+def test_unreachable_target_exits_3_with_one_line(
+    tmp_path: Path, shared_services: Endpoints, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "run",
+            "--target",
+            "ws://127.0.0.1:1/v1/ws",
+            "--jwt-secret",
+            "secret",
+            "--results-dir",
+            str(tmp_path),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "ws://127.0.0.1:1/v1/ws is unreachable" in err
+    assert len(err.strip().splitlines()) <= 3
+
+
+def test_config_typo_exits_2_naming_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "squall.toml").write_text('[thresholds]\nrespnse_time = ["p(95) < 8s"]\n')
+    monkeypatch.chdir(tmp_path)
+    code = main(["run"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "respnse_time" in err
+    assert "response_time" in err
+
+
+def test_unknown_scenario_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code = main(["run", "--scenario", "nope", "--results-dir", str(tmp_path)])
+    assert code == 2
+    assert "unknown scenario(s) nope" in capsys.readouterr().err
+
+
+def test_race_scenarios_pass_and_report(
+    shared_services: Endpoints, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "run",
+            "-s",
+            "db_race",
+            "-s",
+            "redis_locks",
+            "--results-dir",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "naive read-modify-write caught losing" in out
+    scenarios = _report(tmp_path)["scenarios"]
+    assert isinstance(scenarios, list)
+    assert [s["name"] for s in scenarios] == ["db_race", "redis_locks"]
+    assert list(tmp_path.glob("*/db_race.history.jsonl"))

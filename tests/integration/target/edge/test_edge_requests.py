@@ -1,0 +1,188 @@
+"""Auth, malformed frames, limits and the HTTP endpoints, over real sockets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import httpx
+import jwt
+import pytest
+from edge_client import Platform, open_socket, recv, unique, user_message
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from squall.target.auth import Role, mint_token
+
+pytestmark = pytest.mark.integration
+
+MAX_FRAME = 8192
+MAX_CONTENT = 2000
+MAX_SOCKETS = 3
+
+
+@pytest.fixture(scope="module")
+def platform(platform_factory: Callable[..., Platform]) -> Platform:
+    return platform_factory(
+        workers=2,
+        SQUALL_MAX_FRAME_BYTES=str(MAX_FRAME),
+        SQUALL_MAX_CONTENT_CHARS=str(MAX_CONTENT),
+        SQUALL_MAX_SOCKETS_PER_USER=str(MAX_SOCKETS),
+    )
+
+
+def bad_tokens(platform: Platform) -> dict[str, str | None]:
+    settings = platform.settings
+    return {
+        "missing": None,
+        "garbage": "not-a-jwt",
+        "expired": mint_token(settings, "u1", ttl_s=-60),
+        "wrong_audience": mint_token(settings.replace(jwt_audience="elsewhere"), "u1"),
+        "wrong_issuer": mint_token(settings.replace(jwt_issuer="someone"), "u1"),
+        "wrong_secret": mint_token(settings.replace(jwt_secret="x" * 40), "u1"),
+        "bad_role": jwt.encode(
+            {
+                "sub": "u1",
+                "role": "root",
+                "iss": settings.jwt_issuer,
+                "aud": settings.jwt_audience,
+                "exp": 2**33,
+            },
+            settings.jwt_secret,
+            algorithm="HS256",
+        ),
+    }
+
+
+async def test_bad_tokens_get_401_and_4401(platform: Platform) -> None:
+    async with httpx.AsyncClient(base_url=platform.http) as http:
+        for name, token in bad_tokens(platform).items():
+            headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+            reply = await http.get("/v1/accounts/me", headers=headers)
+            assert reply.status_code == 401, name
+            assert reply.json()["code"] == "unauthorized"
+            async with connect(platform.ws_url, additional_headers=headers) as ws:
+                with pytest.raises(ConnectionClosed) as closed:
+                    await recv(ws)
+                assert closed.value.rcvd is not None
+                assert closed.value.rcvd.code == 4401, name
+
+
+async def test_token_in_subprotocol_selects_bearer(platform: Platform) -> None:
+    token = platform.token(unique("sub"))
+    async with connect(platform.ws_url, subprotocols=["bearer", token]) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == "bearer"
+        hello = await recv(ws)
+        assert hello["type"] == "hello"
+
+
+async def expect_error(ws: ClientConnection, frame: str | bytes, code: str) -> dict[str, object]:
+    await ws.send(frame)
+    error = await recv(ws)
+    assert error["type"] == "error", error
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    # The socket keeps working.
+    await ws.send(json.dumps({"type": "ping", "id": code}))
+    pong = await recv(ws)
+    assert pong["type"] == "pong"
+    assert pong["id"] == code
+    return error
+
+
+async def test_malformed_frames_get_errors_and_socket_survives(platform: Platform) -> None:
+    ws, _ = await open_socket(platform, unique("bad"))
+    await expect_error(ws, "{not json", "bad_frame")
+    await expect_error(ws, "[1, 2]", "bad_frame")
+    await expect_error(ws, json.dumps({"no": "type"}), "bad_frame")
+    await expect_error(ws, json.dumps({"type": "dance"}), "unknown_type")
+    await expect_error(ws, json.dumps({"type": "user_message", "content": "x"}), "invalid_field")
+    error = await expect_error(
+        ws,
+        json.dumps(
+            {"type": "user_message", "thread_id": "t 1", "content": "x", "client_msg_id": "c9"}
+        ),
+        "invalid_field",
+    )
+    assert error["client_msg_id"] == "c9"
+    await expect_error(ws, json.dumps({"type": "resume", "thread_id": "t1"}), "invalid_field")
+    await expect_error(ws, "x" * (MAX_FRAME + 1), "frame_too_large")
+    error = await expect_error(
+        ws, user_message("t-big", content="y" * (MAX_CONTENT + 1), msg="big"), "content_too_large"
+    )
+    assert error["client_msg_id"] == "big"
+    assert error["thread_id"] == "t-big"
+    # Binary frames are parsed like text ones.
+    await expect_error(ws, b'{"type":"dance"}', "unknown_type")
+    await ws.send(json.dumps({"type": "ping"}))
+    assert (await recv(ws))["id"] is None
+    await ws.close()
+
+
+async def test_socket_cap_per_user(platform: Platform) -> None:
+    user = unique("many")
+    sockets = [(await open_socket(platform, user))[0] for _ in range(MAX_SOCKETS)]
+    async with connect(platform.ws_url, additional_headers=platform.headers(user)) as extra:
+        error = await recv(extra)
+        assert error["code"] == "too_many_sockets"
+        with pytest.raises(ConnectionClosed) as closed:
+            await recv(extra)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1008
+    await sockets[0].close()
+    # The slot is released on close.
+    again, hello = await open_socket(platform, user)
+    assert hello["type"] == "hello"
+    for ws in [again, *sockets[1:]]:
+        await ws.close()
+
+
+async def test_admin_credits(platform: Platform) -> None:
+    target = unique("grantee")
+    async with httpx.AsyncClient(base_url=platform.http) as http:
+        before = (await http.get("/v1/accounts/me", headers=platform.headers(target))).json()
+        assert before["user_id"] == target
+        path = f"/v1/accounts/{target}/credits"
+        denied = await http.post(path, json={"amount": 5}, headers=platform.headers(target))
+        assert denied.status_code == 403
+        admin = platform.headers(unique("root"), Role.ADMIN)
+        for bad in ({"amount": 0}, {"amount": "5"}, {"amount": True}, [1]):
+            reply = await http.post(path, json=bad, headers=admin)
+            assert reply.status_code == 400, bad
+        granted = await http.post(path, json={"amount": 5}, headers=admin)
+        assert granted.status_code == 200
+        after = (await http.get("/v1/accounts/me", headers=platform.headers(target))).json()
+    assert after["balance"] == before["balance"] + 5
+
+
+async def test_http_endpoints(platform: Platform) -> None:
+    user = unique("http")
+    async with httpx.AsyncClient(base_url=platform.http) as http:
+        health = await http.get("/healthz")
+        assert health.status_code == 200
+        assert health.json()["status"] == "ok"
+        assert isinstance(health.json()["worker"], int)
+        spec = (await http.get("/openapi.json")).json()
+        assert set(spec["paths"]) >= {
+            "/healthz",
+            "/metrics",
+            "/v1/accounts/me",
+            "/v1/accounts/me/preferences",
+            "/v1/accounts/{user_id}/credits",
+            "/v1/threads/{thread_id}/messages",
+            "/v1/threads/{thread_id}/events",
+        }
+        prefs = "/v1/accounts/me/preferences"
+        ok = await http.put(prefs, json={"tone": "terse"}, headers=platform.headers(user))
+        assert ok.status_code == 204
+        too_big = await http.put(prefs, json={"x": "y" * 5000}, headers=platform.headers(user))
+        assert too_big.status_code == 400
+        not_object = await http.put(prefs, json=[1], headers=platform.headers(user))
+        assert not_object.status_code == 400
+        missing = await http.get("/v1/threads/nope/messages", headers=platform.headers(user))
+        assert missing.status_code == 404
+        metrics = await http.get("/metrics")
+    assert metrics.status_code == 200
+    assert "# TYPE squall_target_" in metrics.text
+    assert "squall_target_runs_running{worker=" in metrics.text

@@ -1,0 +1,128 @@
+"""Fair scheduling, recovery of orphaned runs, shutdown, retention, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+from runtime_support import Recorder, StartRuntime
+
+from squall.target.db import create_pool
+from squall.target.ids import ThreadID, UserID
+from squall.target.migrations import MIGRATIONS, migrate
+from squall.target.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+ALICE = UserID("alice")
+BOB = UserID("bob")
+
+
+async def test_user_with_one_run_is_not_starved(
+    start_runtime: StartRuntime, recorder: Recorder
+) -> None:
+    gate = asyncio.Event()
+
+    async def gated(seconds: float) -> None:
+        await gate.wait()
+
+    runtime = await start_runtime(sleeper=gated, model_ttft_ms=1, run_concurrency=2)
+    for i in range(30):
+        await runtime.submit(ALICE, ThreadID(f"a-{i}"), f"alice {i}", f"a{i}")
+    await recorder.wait_for(lambda: len(recorder.of_type("agent_started")) == 2)
+    bob = await runtime.submit(BOB, ThreadID("b-0"), "bob's only question", "b0")
+    gate.set()
+    await recorder.wait_completed(31)
+    conn = await asyncpg.connect(runtime.settings.database_url)
+    try:
+        claimed = [r["id"] for r in await conn.fetch("SELECT id FROM runs ORDER BY started_at")]
+    finally:
+        await conn.close()
+    # Two of Alice's runs held both slots; the next free slot goes to Bob, not to Alice's
+    # 28 older queued runs.
+    assert claimed.index(bob.run_id) == 2
+
+
+async def test_orphaned_run_is_failed_and_refunded(
+    start_runtime: StartRuntime, recorder: Recorder, settings: Settings
+) -> None:
+    submitter = await start_runtime(claim_runs=False)
+    sub = await submitter.submit(ALICE, ThreadID("orphan"), "hello", "c1")
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        # The worker that claimed it died: running, no lock in Redis, started long ago.
+        await conn.execute(
+            "UPDATE runs SET status = 'running', worker = 'dead', "
+            "started_at = now() - interval '1 hour' WHERE id = $1",
+            sub.run_id,
+        )
+        rescuer = await start_runtime(lock_ttl_ms=300)
+        await recorder.wait_completed(1)
+        [done] = recorder.thread("orphan")
+        assert (done["type"], done["status"], done["charge"], done["seq"]) == (
+            "agent_completed",
+            "failed",
+            0,
+            1,
+        )
+        assert await conn.fetchval("SELECT status FROM runs WHERE id = $1", sub.run_id) == "failed"
+        assert await conn.fetchval("SELECT refunded FROM ledger WHERE run_id = $1", sub.run_id)
+        assert (await rescuer.account(ALICE))["balance"] == settings.initial_credits
+        assert (await rescuer.stats())["runs_recovered_total"] == 1
+    finally:
+        await conn.close()
+
+
+async def test_close_cancels_and_refunds_unfinished_runs(
+    start_runtime: StartRuntime, recorder: Recorder, settings: Settings
+) -> None:
+    async def never(seconds: float) -> None:
+        await asyncio.Event().wait()
+
+    runtime = await start_runtime(sleeper=never, model_ttft_ms=1)
+    sub = await runtime.submit(ALICE, ThreadID("t"), "hello", "c1")
+    await recorder.wait_for(lambda: len(recorder.of_type("tool_completed")) == 1)
+    await runtime.close(grace_s=0.05)
+    done = recorder.thread("t")[-1]
+    assert (done["type"], done["status"], done["charge"], done["seq"]) == (
+        "agent_completed",
+        "cancelled",
+        0,
+        4,
+    )
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT r.status, l.refunded, a.balance FROM runs r JOIN ledger l ON l.run_id = r.id "
+            "JOIN accounts a ON a.user_id = r.user_id WHERE r.id = $1",
+            sub.run_id,
+        )
+        assert dict(row) == {
+            "status": "cancelled",
+            "refunded": True,
+            "balance": settings.initial_credits,
+        }
+    finally:
+        await conn.close()
+
+
+async def test_retention_keeps_the_newest_events(
+    start_runtime: StartRuntime, recorder: Recorder
+) -> None:
+    runtime = await start_runtime(replay_retention_events=4)
+    await runtime.submit(ALICE, ThreadID("t"), "hello", "c1")
+    await recorder.wait_completed(1)
+    assert [e["seq"] for e in await runtime.replay(ALICE, ThreadID("t"), 0)] == [3, 4, 5, 6]
+
+
+async def test_concurrent_migrations_apply_once(fresh_db: str) -> None:
+    pools = [await create_pool(fresh_db, max_size=2) for _ in range(4)]
+    try:
+        applied = await asyncio.gather(*(migrate(p) for p in pools))
+        assert sorted(applied) == [[], [], [], [m.version for m in MIGRATIONS]]
+        assert await migrate(pools[0]) == []
+        assert await pools[0].fetchval("SELECT count(*) FROM schema_migrations") == len(MIGRATIONS)
+    finally:
+        for pool in pools:
+            await pool.close()

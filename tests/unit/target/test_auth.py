@@ -1,0 +1,129 @@
+"""Token verification and header parsing, with hand-made tokens and headers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from squall.target.auth import (
+    Authenticator,
+    Credentials,
+    Principal,
+    Role,
+    Unauthorized,
+    find_token,
+    mint_token,
+)
+from squall.target.ids import UserID
+from squall.target.settings import Settings
+
+SETTINGS = Settings(jwt_secret="s" * 40)
+NOW = 1_700_000_000.0
+
+
+def claims(**changes: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "sub": "u1",
+        "role": "user",
+        "iss": SETTINGS.jwt_issuer,
+        "aud": SETTINGS.jwt_audience,
+        "exp": 2**33,
+    }
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def sign(payload: dict[str, object], key: str = SETTINGS.jwt_secret) -> str:
+    return jwt.encode(payload, key, algorithm="HS256")
+
+
+def test_minted_token_round_trips() -> None:
+    auth = Authenticator(SETTINGS)
+    assert auth.verify(mint_token(SETTINGS, "alice")) == Principal(UserID("alice"), Role.USER)
+    admin = auth.verify(mint_token(SETTINGS, "root", role=Role.ADMIN))
+    assert admin.is_admin
+
+
+def test_dev_secret_works_without_warnings() -> None:
+    settings = Settings()
+    assert Authenticator(settings).verify(mint_token(settings, "dev")).user_id == "dev"
+
+
+@pytest.mark.parametrize(
+    ("token", "match"),
+    [
+        (None, "no bearer token"),
+        ("", "no bearer token"),
+        ("garbage", "token rejected"),
+        (sign(claims(exp=int(NOW))), "expired"),
+        (sign(claims(aud="other")), "(?i)audience"),
+        (sign(claims(iss="other")), "(?i)issuer"),
+        (sign(claims(), key="k" * 40), "(?i)signature"),
+        (sign(claims(exp=None)), "exp"),
+        (sign(claims(sub=None)), "sub"),
+        (sign(claims(sub="")), "'sub'"),
+        (sign(claims(role="root")), "'role'"),
+        (jwt.encode(claims(), "", algorithm="none"), "token rejected"),
+    ],
+)
+def test_rejections(token: str | None, match: str) -> None:
+    with pytest.raises(Unauthorized, match=match):
+        Authenticator(SETTINGS).verify(token)
+
+
+def test_missing_role_means_user() -> None:
+    principal = Authenticator(SETTINGS).verify(sign(claims(role=None)))
+    assert principal.role is Role.USER
+
+
+def test_expired_minted_token() -> None:
+    token = mint_token(SETTINGS, "alice", ttl_s=60, now=NOW)
+    with pytest.raises(Unauthorized, match="expired"):
+        Authenticator(SETTINGS).verify(token)
+
+
+def test_rs256(tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = tmp_path / "private.pem"
+    public = tmp_path / "public.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    settings = Settings(
+        jwt_algorithm="RS256",
+        jwt_public_key_file=str(public),
+        jwt_private_key_file=str(private),
+    )
+    auth = Authenticator(settings)
+    assert auth.verify(mint_token(settings, "rsa-user")).user_id == "rsa-user"
+    # An HS256 token signed with the public key text must not pass (algorithm confusion).
+    with pytest.raises(Unauthorized):
+        auth.verify(sign(claims(), key="x" * 40))
+    with pytest.raises(ValueError, match="PRIVATE_KEY_FILE"):
+        mint_token(settings.replace(jwt_private_key_file=""), "x")
+
+
+def test_find_token() -> None:
+    assert find_token([]) is None
+    assert find_token([(b"authorization", b"Bearer abc")]) == Credentials("abc", False)
+    assert find_token([(b"Authorization", b"bearer  abc ")]) == Credentials("abc", False)
+    assert find_token([(b"authorization", b"Basic abc")]) is None
+    assert find_token([(b"sec-websocket-protocol", b"bearer, tok")]) == Credentials("tok", True)
+    assert find_token([(b"sec-websocket-protocol", b"chat, tok")]) is None
+    assert find_token([(b"sec-websocket-protocol", b"bearer")]) is None
+    # The Authorization header wins over the subprotocol.
+    both = [(b"sec-websocket-protocol", b"bearer, sub"), (b"authorization", b"Bearer hdr")]
+    assert find_token(both) == Credentials("hdr", False)

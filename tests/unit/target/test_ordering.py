@@ -1,0 +1,84 @@
+"""Per-socket delivery decisions: live events, gaps, resumes and their interleavings."""
+
+from __future__ import annotations
+
+from squall.target.ids import ThreadID
+from squall.target.ordering import Sequencer, Step
+
+T = ThreadID("t")
+U = ThreadID("u")
+
+
+def test_in_order_and_duplicates() -> None:
+    seq = Sequencer()
+    assert seq.on_live(T, 5) is Step.DELIVER  # first sight starts delivery
+    assert seq.on_live(T, 6) is Step.DELIVER
+    assert seq.on_live(T, 6) is Step.DROP
+    assert seq.on_live(T, 2) is Step.DROP
+    assert seq.on_live(U, 1) is Step.DELIVER
+    assert seq.last(T) == 6
+    assert seq.last(U) == 1
+
+
+def test_gap_fill_holds_live_events_until_replay_catches_up() -> None:
+    seq = Sequencer()
+    seq.on_live(T, 1)
+    assert seq.on_live(T, 4) is Step.FILL
+    token = seq.start_fill(T, None)
+    assert seq.on_live(T, 5) is Step.HOLD  # arrives while the replay is in flight
+    assert seq.accept_page(T, token, [2, 3, 4]) == [0, 1, 2]
+    assert not seq.finish_fill(T, token)  # 5 was seen live, replay it too
+    assert seq.accept_page(T, token, [5]) == [0]
+    assert seq.finish_fill(T, token)
+    assert seq.on_live(T, 5) is Step.DROP
+    assert seq.on_live(T, 6) is Step.DELIVER
+
+
+def test_resume_resets_cursor_and_skips_what_the_page_repeats() -> None:
+    seq = Sequencer()
+    seq.on_live(T, 7)
+    token = seq.start_fill(T, 2)
+    assert seq.on_live(T, 8) is Step.HOLD
+    assert seq.accept_page(T, token, [3, 4, 5, 6, 7, 8]) == [0, 1, 2, 3, 4, 5]
+    assert seq.finish_fill(T, token)
+    assert seq.last(T) == 8
+
+
+def test_resume_inside_the_delivered_range_sends_nothing_twice() -> None:
+    seq = Sequencer()
+    for n in (1, 2, 3):
+        assert seq.on_live(T, n) is Step.DELIVER
+    token = seq.start_fill(T, 1)  # the client has read 1; 2 and 3 are on their way
+    assert seq.last(T) == 3
+    assert seq.accept_page(T, token, [2, 3, 4]) == [2]
+    assert seq.finish_fill(T, token)
+
+
+def test_resume_beyond_what_was_delivered_skips_ahead() -> None:
+    seq = Sequencer()
+    seq.on_live(T, 1)
+    token = seq.start_fill(T, 5)
+    assert seq.accept_page(T, token, [6]) == [0]
+    assert seq.finish_fill(T, token)
+    assert seq.on_live(T, 5) is Step.DROP
+
+
+def test_newer_fill_supersedes_older() -> None:
+    seq = Sequencer()
+    seq.on_live(T, 1)
+    assert seq.on_live(T, 3) is Step.FILL
+    old = seq.start_fill(T, None)
+    new = seq.start_fill(T, 0)  # a resume arrives meanwhile
+    assert old != new
+    assert seq.accept_page(T, old, [2, 3]) is None
+    assert seq.accept_page(T, new, [1, 2, 3]) == [1, 2]  # 1 went out already
+    assert seq.finish_fill(T, new)
+
+
+def test_abort_forgets_the_thread() -> None:
+    seq = Sequencer()
+    token = seq.start_fill(T, 0)
+    seq.abort_fill(T, token)
+    assert seq.last(T) is None
+    assert seq.on_live(T, 9) is Step.DELIVER
+    assert "threads=1" in repr(seq)
