@@ -112,14 +112,16 @@ def _jwt_secret(request: RunRequest, config: Config) -> str | None:
 
 
 @contextlib.contextmanager
-def _platform(config: Config, database_url: str, redis_url: str) -> Iterator[RunningPlatform]:
+def _platform(
+    config: Config, database_url: str, redis_url: str
+) -> Iterator[tuple[RunningPlatform, str]]:
     platform_db = create_database(database_url, prefix="squall_platform")
     try:
         platform = start_platform(
             platform_db, redis_url, workers=config.run.workers, settings=PLATFORM_SETTINGS
         )
         try:
-            yield platform
+            yield platform, platform_db
         finally:
             platform.stop()
     finally:
@@ -171,7 +173,10 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
                         else ""
                     )
                 )
-                with _platform(config, endpoints.database_url, endpoints.redis_url) as platform:
+                with _platform(config, endpoints.database_url, endpoints.redis_url) as (
+                    platform,
+                    platform_db,
+                ):
                     console.print(
                         f"squall: reference platform up at {platform.ws_url} "
                         f"({platform.workers} workers)"
@@ -182,7 +187,16 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
                         jwt_secret=platform.jwt_secret,
                         pids=(platform.pid,),
                     )
-                    report = _run(config, request, target, endpoints, run_id, folder, console)
+                    report = _run(
+                        config,
+                        request,
+                        target,
+                        endpoints,
+                        run_id,
+                        folder,
+                        console,
+                        platform_db=platform_db,
+                    )
     except (ServiceUnavailable, TargetUnreachable, ProcessStartError) as exc:
         err.print(f"[red]squall run: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_UNREACHABLE
@@ -197,6 +211,8 @@ def _run(
     run_id: str,
     folder: Path,
     console: Console,
+    *,
+    platform_db: str | None = None,
 ) -> SuiteReport:
     import uvloop
 
@@ -212,6 +228,7 @@ def _run(
         tag=f"r{run_id.replace('-', '')}",
         progress=request.progress and sys.stdout.isatty(),
         results_folder=folder,
+        platform_database_url=platform_db,
     )
     snapshot = {
         "scenarios": list(config.run.scenarios),

@@ -60,6 +60,8 @@ class SuiteContext:
     target_ports: tuple[int, ...] = ()
     #: Where per-scenario files (histories) go; None writes none.
     results_folder: Path | None = None
+    #: The reference platform's own database (for read-only checks), when squall started it.
+    platform_database_url: str | None = None
 
 
 @dataclass
