@@ -26,8 +26,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# Branch coverage of the in-process code; the floor only rises.
+COV_FLOOR ?= 80
+
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest --cov=squall --cov-branch --cov-report=term:skip-covered --cov-fail-under=$(COV_FLOOR)
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
