@@ -29,8 +29,11 @@ typecheck: install
 # Branch coverage of the in-process code; the floor only rises.
 COV_FLOOR ?= 80
 
+# --real-services runs the pytest plugin's high-load tests too, at a CI-sized scale.
+SQUALL_TEST_SCALE ?= 0.2
+
 test: lint typecheck
-	$(BIN)/pytest --cov=squall --cov-branch --cov-report=term:skip-covered --cov-fail-under=$(COV_FLOOR)
+	$(BIN)/pytest --real-services --squall-scale=$(SQUALL_TEST_SCALE) --cov=squall --cov-branch --cov-report=term:skip-covered --cov-fail-under=$(COV_FLOOR)
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

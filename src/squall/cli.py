@@ -63,9 +63,34 @@ def run_command(
         typer.Option("--set", help="Config override key.path=value (repeatable)."),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Live progress while running.")] = True,
+    results_db: Annotated[
+        str | None,
+        typer.Option(
+            help="PostgreSQL URL of the results database (or env SQUALL_RESULTS_DB; "
+            "'off' stores nothing); default: a persistent one under the results dir."
+        ),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="'last' or a run id: exit 1 when this run regresses against it."),
+    ] = None,
+    tolerance: Annotated[
+        str, typer.Option(help="Allowed change against --baseline, e.g. 10% or 0.1.")
+    ] = "10%",
+    adapter: Annotated[
+        str | None,
+        typer.Option(help="Protocol of the --target: squall (default), echo, or pkg.mod:Class."),
+    ] = None,
 ) -> None:
     """Run the golden-path suite and judge it against the thresholds."""
+    from squall.report.compare import ToleranceError, parse_tolerance
     from squall.runner import RunRequest, execute
+
+    try:
+        allowed = parse_tolerance(tolerance)
+    except ToleranceError as exc:
+        typer.echo(f"squall: --tolerance: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
     request = RunRequest(
         scenarios=tuple(scenario or ()),
@@ -80,6 +105,115 @@ def run_command(
         results_dir=results_dir,
         overrides=tuple(set_ or ()),
         progress=progress,
+        results_db=results_db,
+        baseline=baseline,
+        tolerance=allowed,
+        adapter=adapter,
+    )
+    raise typer.Exit(execute(request))
+
+
+@app.command("history")
+def history_command(
+    limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
+    results_db: Annotated[
+        str | None, typer.Option(help="PostgreSQL URL of the results database.")
+    ] = None,
+    results_dir: Annotated[
+        Path, typer.Option(help="Results dir whose persistent database to read.")
+    ] = Path("squall-results"),
+) -> None:
+    """List stored runs: id, start, scenarios, verdict and key figures."""
+    from squall.report.history import history
+
+    raise typer.Exit(history(results_db=results_db, results_dir=results_dir, limit=limit))
+
+
+@app.command("compare")
+def compare_command(
+    runs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Two run ids (or 'last'); default: the last two of one scenario set."),
+    ] = None,
+    tolerance: Annotated[
+        str, typer.Option(help="Allowed change before a regression, e.g. 10% or 0.1.")
+    ] = "10%",
+    results_db: Annotated[
+        str | None, typer.Option(help="PostgreSQL URL of the results database.")
+    ] = None,
+    results_dir: Annotated[
+        Path, typer.Option(help="Results dir whose persistent database to read.")
+    ] = Path("squall-results"),
+) -> None:
+    """Print two runs' figures side by side; exit 1 when the second regressed."""
+    from squall.report.compare import ToleranceError, parse_tolerance
+    from squall.report.history import compare_runs
+
+    try:
+        allowed = parse_tolerance(tolerance)
+    except ToleranceError as exc:
+        typer.echo(f"squall: --tolerance: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    raise typer.Exit(
+        compare_runs(
+            tuple(runs or ()), tolerance=allowed, results_db=results_db, results_dir=results_dir
+        )
+    )
+
+
+@app.command(
+    "test",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def run_tests_command(
+    ctx: typer.Context,
+    real_services: Annotated[
+        bool, typer.Option("--real-services", help="Start or connect the real services.")
+    ] = False,
+    category: Annotated[
+        list[str] | None,
+        typer.Option(help="Test category (a pytest marker, e.g. integration); repeatable: any."),
+    ] = None,
+    marker: Annotated[
+        list[str] | None, typer.Option(help="pytest marker the tests must have; repeatable: all.")
+    ] = None,
+    test_file: Annotated[
+        list[Path] | None, typer.Option("--test-file", help="Test file or folder; repeatable.")
+    ] = None,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(help="Only tests whose name matches (pytest -k); repeatable."),
+    ] = None,
+    scale: Annotated[float | None, typer.Option(help="Multiply the tests' user counts.")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="ws:// URL of a running target; default: start one.")
+    ] = None,
+    adapter: Annotated[str | None, typer.Option(help="Protocol adapter of the target.")] = None,
+    jwt_secret: Annotated[
+        str | None, typer.Option(help="HS256 secret the --target verifies tokens with.")
+    ] = None,
+    results_dir: Annotated[
+        Path | None, typer.Option(help="Where results go (default squall-results).")
+    ] = None,
+) -> None:
+    """Run tests through pytest with the squall plugin; summarise them like `squall run`.
+
+    Arguments after `--` go to pytest unchanged.
+    """
+    from squall.testrunner import TestRequest, execute
+
+    request = TestRequest(
+        real_services=real_services,
+        categories=tuple(category or ()),
+        markers=tuple(marker or ()),
+        test_files=tuple(test_file or ()),
+        scenarios=tuple(scenario or ()),
+        scale=scale,
+        target=target,
+        adapter=adapter,
+        jwt_secret=jwt_secret,
+        results_dir=results_dir,
+        pytest_args=tuple(ctx.args),
     )
     raise typer.Exit(execute(request))
 
@@ -100,19 +234,21 @@ _mount_target()
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv``); return the exit code."""
     try:
-        code = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        code = app(
+            args=list(argv) if argv is not None else None, prog_name="squall", standalone_mode=False
+        )
         # Without standalone mode click returns typer.Exit's code instead of raising.
         return code if isinstance(code, int) else 0
     except SystemExit as exc:
         return int(exc.code or 0)
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         return 130
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except typer.TyperException as exc:
+        # Usage errors (bad option value, unknown command): message and exit code 2.
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        return int(getattr(exc, "exit_code", 2))

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 from rich.console import Console
 from rich.markup import escape
 
+from squall.adapters.registry import DEFAULT_ADAPTER, UnknownAdapter
+from squall.adapters.registry import load as load_adapter
 from squall.config import Config, ConfigError, load_config
 from squall.report.files import new_run_id
 from squall.report.publish import publish
@@ -71,6 +73,13 @@ class RunRequest:
     results_dir: Path | None = None
     overrides: tuple[str, ...] = ()
     progress: bool = True
+    #: Results database URL (``--results-db``); None: see ``squall.store.location``.
+    results_db: str | None = None
+    #: ``--baseline``: ``last`` or a run id to compare with; a regression exits 1.
+    baseline: str | None = None
+    #: ``--tolerance`` of the baseline comparison, as a fraction (0.10 = 10 %).
+    tolerance: float = 0.10
+    adapter: str | None = None
 
     def config_overrides(self) -> list[str]:
         """The command-line options as config overrides, applied after ``--set`` ones."""
@@ -89,6 +98,8 @@ class RunRequest:
             found.append(f'run.results_dir="{self.results_dir}"')
         if self.target is not None:
             found.append(f'target.url="{self.target}"')
+        if self.adapter is not None:
+            found.append(f'target.adapter="{self.adapter}"')
         return found
 
 
@@ -140,10 +151,19 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
         config = load_config(request.config, cwd=Path.cwd(), overrides=request.config_overrides())
         select(config.run.scenarios)
         secret = _jwt_secret(request, config)
-    except (ConfigError, UnknownScenario) as exc:
+        adapter = load_adapter(config.target.adapter)
+    except (ConfigError, UnknownScenario, UnknownAdapter) as exc:
         err.print(f"[red]squall run: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
-    if config.target.url is not None and not secret:
+    if config.target.url is None and config.target.adapter != DEFAULT_ADAPTER:
+        err.print(
+            f"[red]squall run: adapter {config.target.adapter!r} needs --target: without it "
+            f"squall starts its reference platform, which speaks {DEFAULT_ADAPTER!r}[/red]",
+            highlight=False,
+        )
+        return EXIT_USAGE
+    needs_secret = adapter.capabilities.authentication
+    if config.target.url is not None and needs_secret and not secret:
         err.print(
             "[red]squall run: --target needs the secret the target verifies tokens with; "
             "pass --jwt-secret, --jwt-secret-file or set [target] jwt_secret[/red]"
@@ -161,6 +181,7 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
                     jwt_secret=secret or "",
                     issuer=config.target.issuer,
                     audience=config.target.audience,
+                    adapter=config.target.adapter,
                 )
                 report = _run(config, request, target, endpoints, run_id, folder, console)
             else:
@@ -200,7 +221,14 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
     except (ServiceUnavailable, TargetUnreachable, ProcessStartError) as exc:
         err.print(f"[red]squall run: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_UNREACHABLE
-    return publish(report, config, console)
+    return publish(
+        report,
+        config,
+        console,
+        results_db=request.results_db,
+        baseline=request.baseline,
+        tolerance=request.tolerance,
+    )
 
 
 def _run(
@@ -237,6 +265,7 @@ def _run(
         "processes": config.run.processes,
         "workers": config.run.workers,
         "target": target.ws_url,
+        "adapter": target.adapter,
         "config_file": str(config.source) if config.source else None,
     }
     report: SuiteReport = uvloop.run(

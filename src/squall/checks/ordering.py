@@ -7,6 +7,15 @@ completing an invoke) with ``after_seq=N``: the
 next event of that thread on that socket must then be ``N+1``. Without a
 marker, the first event seen on a stream sets where it starts (unless
 ``first_seq`` is given).
+
+With ``resume_restarts=True`` the checker follows the reference protocol's
+documented resume semantics instead: the window opens when the ``resume`` is
+*invoked* (sent) and closes at its completion (``resume_done``). Inside it, a
+few live events that overtook the replay (seq above ``after_seq + 1``) are
+tolerated if they rise; the stream then restarts at ``after_seq + 1`` (or
+continues at the next seq when the socket already delivered past
+``after_seq``). A window that closes without that restart, while the server
+reports a ``last_seq`` beyond ``after_seq``, is a gap.
 """
 
 from __future__ import annotations
@@ -24,6 +33,12 @@ class _Stream:
     last: Op | None = None
     resume: Op | None = None
     events: int = 0
+    #: ``after_seq`` of a resume whose replay has not restarted the stream yet.
+    window_after: int | None = None
+    #: Highest live event received inside the open window.
+    early_last: int | None = None
+    #: A resume was invoked and has not completed yet.
+    awaiting_done: bool = False
 
 
 def check_ordering(
@@ -35,18 +50,34 @@ def check_ordering(
     seq_key: str = "seq",
     after_key: str = "after_seq",
     first_seq: int | None = None,
+    resume_restarts: bool = False,
+    last_key: str = "last_seq",
 ) -> Verdict:
     """Every (socket, thread) stream is gap-free and duplicate-free, across resumes.
 
     Evidence names the socket, the thread, the expected and received seq, and
     the surrounding records: the previous event, the resume marker if one
     applies, and the offending event. After a violation the stream resyncs on
-    the received seq, so one gap is reported once.
+    the received seq, so one gap is reported once. ``resume_restarts`` selects
+    the windowed resume semantics described in the module docstring;
+    ``counts["early_live"]`` is then the number of tolerated overtaking events.
     """
     streams: dict[tuple[str, str], _Stream] = {}
     evidence: list[Evidence] = []
-    gaps = duplicates = events = resumes = 0
+    gaps = duplicates = events = resumes = early = 0
     for op in sorted(ops, key=lambda o: o.index):
+        if resume_restarts and op.f in (resume_f, event_f):
+            key = (op.process, op.str_value(thread_key))
+            stream = streams.setdefault(key, _Stream(first_seq))
+            handled, found = _windowed(op, stream, key, resume_f, seq_key, after_key, last_key)
+            if handled:
+                evidence.extend(found)
+                gaps += sum(1 for e in found if e.kind == "gap")
+                duplicates += sum(1 for e in found if e.kind == "duplicate")
+                resumes += op.f == resume_f and op.type is OpType.INVOKE
+                events += op.f == event_f
+                early += op.f == event_f and not found and stream.window_after is not None
+                continue
         if op.type is not OpType.OK:
             continue
         if op.f == resume_f:
@@ -97,6 +128,7 @@ def check_ordering(
             "resumes": resumes,
             "gaps": gaps,
             "duplicates": duplicates,
+            "early_live": early,
         },
         ok_summary=(
             f"{events} events on {len(streams)} streams in order"
@@ -105,3 +137,91 @@ def check_ordering(
         ),
         applicable=events > 0,
     )
+
+
+def _violation(
+    kind: str, key: tuple[str, str], expected: int, got: int | None, ops: tuple[Op, ...], why: str
+) -> Evidence:
+    return Evidence(
+        kind,
+        f"socket {key[0]} thread {key[1]}: expected seq {expected}, {why}",
+        ops=ops,
+        details={"socket": key[0], "thread": key[1], "expected": expected, "got": got},
+    )
+
+
+def _windowed(
+    op: Op,
+    stream: _Stream,
+    key: tuple[str, str],
+    resume_f: str,
+    seq_key: str,
+    after_key: str,
+    last_key: str,
+) -> tuple[bool, list[Evidence]]:
+    """Apply one record to a stream under the windowed resume semantics.
+
+    Returns whether the record was consumed here (else the plain rules apply) and the
+    evidence it produced.
+    """
+    if op.f == resume_f:
+        if op.type is OpType.INVOKE:
+            stream.window_after = op.int_value(after_key)
+            stream.early_last = None
+            stream.resume = op
+            stream.awaiting_done = True
+            return True, []
+        if not stream.awaiting_done:
+            return op.type is not OpType.OK, []  # a lone marker: the plain rules apply
+        stream.awaiting_done = False
+        if op.type is not OpType.OK or stream.window_after is None:
+            # A failed resume, or a completion after the restart: nothing changes.
+            stream.window_after = stream.early_last = None
+            return True, []
+        after, found = stream.window_after, []
+        last = op.get(last_key)
+        reported = last if isinstance(last, int) and not isinstance(last, bool) else after
+        if reported > after:
+            found.append(
+                _violation(
+                    "gap",
+                    key,
+                    after + 1,
+                    None,
+                    tuple(o for o in (stream.resume, op) if o is not None),
+                    f"but the replay ended (last_seq {reported}) without delivering it",
+                )
+            )
+        stream.expected = max(after, stream.early_last or 0, reported) + 1
+        stream.window_after = stream.early_last = None
+        return True, found
+    if stream.window_after is None or op.type is not OpType.OK:
+        return False, []
+    after, got = stream.window_after, op.int_value(seq_key)
+    continuing = stream.expected is not None and stream.expected > after + 1
+    restart = stream.expected if continuing and stream.expected is not None else after + 1
+    stream.events += 1
+    if got == restart:
+        stream.expected = got + 1
+        stream.window_after = stream.early_last = None
+        stream.last = op
+        return True, []
+    context = tuple(o for o in (stream.last, stream.resume, op) if o is not None)
+    stream.last = op
+    if got < restart:
+        return True, [
+            _violation("duplicate", key, restart, got, context, f"got {got} during the resume")
+        ]
+    if stream.early_last is not None and got <= stream.early_last:
+        return True, [
+            _violation(
+                "duplicate",
+                key,
+                stream.early_last + 1,
+                got,
+                context,
+                f"got {got} again before the replay restarted",
+            )
+        ]
+    stream.early_last = got
+    return True, []

@@ -6,9 +6,21 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from squall.report.html import report_html
+from squall.report.junit import junit_xml
+from squall.report.openmetrics import openmetrics_text
 from squall.suite import SuiteReport
+
+#: The files every run leaves besides report.json, and what writes each.
+EXTRA_FILES = {
+    "junit.xml": junit_xml,
+    "metrics.txt": openmetrics_text,
+    "report.html": report_html,
+}
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -17,12 +29,25 @@ def new_run_id(now: float | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(2)}"
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def write_report(report: SuiteReport, results_dir: Path) -> Path:
     """Write ``report.json`` atomically; return the run's folder."""
     folder = results_dir / report.run_id
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "report.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report.to_dict(), indent=2, default=str))
-    os.replace(tmp, path)
+    _write_atomic(folder / "report.json", json.dumps(report.to_dict(), indent=2, default=str))
     return folder
+
+
+def write_extra_files(report: Mapping[str, Any], folder: Path) -> list[Path]:
+    """Write junit.xml, metrics.txt and report.html from a report.json dictionary."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, render in EXTRA_FILES.items():
+        _write_atomic(folder / name, render(report))
+        written.append(folder / name)
+    return written

@@ -1,27 +1,134 @@
 """After a run: show the summary, write every result file, decide the exit code.
 
 Files are written before anything that might fail (a results database that
-is down, say), so nothing measured is lost.
+is down, say), so nothing measured is lost. Then the run is stored in the
+results database and, with ``--baseline``, compared with an earlier run.
+
+Exit codes: the run's own (0 all thresholds held, 1 one failed, 130
+interrupted); 1 as well when ``--baseline`` finds a regression; 3 when
+``--baseline`` was asked for but the results database could not be used. A
+database that fails without ``--baseline`` only prints a warning.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Mapping
+
 from rich.console import Console
+from rich.markup import escape
 
 from squall.config import Config
-from squall.report.files import write_report
+from squall.report.compare import DEFAULT_TOLERANCE, Comparison
+from squall.report.files import write_extra_files, write_report
 from squall.report.summary import print_summary
 from squall.suite import SuiteReport
 
 #: Exit code of a run stopped by Ctrl-C (128 + SIGINT), partial results kept.
 EXIT_INTERRUPTED = 130
+#: Exit code when a regression against the baseline fails the run.
+EXIT_REGRESSION = 1
+#: Exit code when ``--baseline`` could not be checked (results database unusable).
+EXIT_BASELINE_UNAVAILABLE = 3
+#: ``SQUALL_RESULTS_DB=off`` keeps runs out of the results database.
+RESULTS_DB_OFF = "off"
 
 
-def publish(report: SuiteReport, config: Config, console: Console) -> int:
-    """Print the summary, write the results; return the run's exit code."""
+def print_comparison(
+    console: Console, comparison: Comparison, *, only_judged: bool = False
+) -> None:
+    """Regressions of ``comparison``, one line each, then a one-line verdict."""
+    regressions = comparison.regressions
+    for change in regressions:
+        console.print(f"[red]✗ regression {escape(change.describe())}[/red]", highlight=False)
+    tol = f"{comparison.tolerance:.0%}"
+    if regressions:
+        console.print(
+            f"[bold red]{len(regressions)} regression(s) against {comparison.before_id} "
+            f"(tolerance {tol})[/bold red]"
+        )
+    else:
+        console.print(
+            f"[green]no regression against {comparison.before_id} (tolerance {tol})[/green]"
+        )
+
+
+def publish(
+    report: SuiteReport,
+    config: Config,
+    console: Console,
+    *,
+    results_db: str | None = None,
+    baseline: str | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Print the summary, write the results, store the run; return the run's exit code."""
     print_summary(console, report)
     folder = write_report(report, config.run.results_dir)
-    console.print(f"results: {folder / 'report.json'}")
-    if report.interrupted:
-        return EXIT_INTERRUPTED
-    return report.verdict.exit_code
+    data = json.loads((folder / "report.json").read_text())
+    write_extra_files(data, folder)
+    console.print(f"results: {folder / 'report.json'} (+ report.html, junit.xml, metrics.txt)")
+    code = EXIT_INTERRUPTED if report.interrupted else report.verdict.exit_code
+    env = os.environ if environ is None else environ
+    if (results_db or env.get("SQUALL_RESULTS_DB")) == RESULTS_DB_OFF:
+        if baseline is not None:
+            console.print("[red]--baseline needs the results database, which is off[/red]")
+            return code or EXIT_BASELINE_UNAVAILABLE
+        return code
+    return _store(data, config, console, code, results_db, baseline, tolerance, env)
+
+
+def _store(
+    data: Mapping[str, object],
+    config: Config,
+    console: Console,
+    code: int,
+    results_db: str | None,
+    baseline: str | None,
+    tolerance: float,
+    env: Mapping[str, str],
+) -> int:
+    import asyncpg
+
+    from squall.services import ProcessStartError, redact
+    from squall.services.persistent import PersistentLockTimeout
+    from squall.store.location import describe, results_database
+    from squall.store.queries import RunNotFound
+    from squall.store.results import store_run
+
+    where = describe(results_db, config.run.results_dir, env)
+    try:
+        with results_database(results_db, config.run.results_dir, environ=env) as url:
+            outcome = store_run(url, data, baseline=baseline, tolerance=tolerance)
+            console.print(f"stored in the results database ({where}: {redact(url)})")
+    except RunNotFound as exc:
+        console.print(f"[red]--baseline {baseline}: {exc}[/red]", highlight=False)
+        return code or EXIT_BASELINE_UNAVAILABLE
+    except (
+        OSError,
+        asyncpg.PostgresError,
+        ProcessStartError,
+        PersistentLockTimeout,
+        TimeoutError,
+    ) as exc:
+        console.print(
+            f"[yellow]! the run was not stored in the results database ({where}): "
+            f"{escape(str(exc))}. "
+            f"Its files are kept in {config.run.results_dir / str(data['run_id'])}.[/yellow]",
+            highlight=False,
+        )
+        if baseline is not None:
+            console.print("[red]--baseline could not be checked without the results database[/red]")
+            return code or EXIT_BASELINE_UNAVAILABLE
+        return code
+    if outcome is None:
+        return code
+    if outcome.comparison is None:
+        console.print(f"baseline: {outcome.missing}")
+        return code
+    print_comparison(console, outcome.comparison)
+    if outcome.comparison.regressions and code == 0:
+        return EXIT_REGRESSION
+    return code

@@ -12,7 +12,8 @@ Context processing time is the platform's time from the message to
 
 from __future__ import annotations
 
-from squall.adapters.reference import ReferenceChat, phase_times
+from squall.adapters.chat import open_chat
+from squall.adapters.reference import phase_times
 from squall.engine import Scenario, Session, closed
 from squall.scenarios.target import TargetInfo, scaled
 
@@ -47,8 +48,7 @@ async def behaviour(session: Session) -> None:
     )
     if response.status_code != 200:
         session.recorder.error("http", f"preferences: HTTP {response.status_code}")
-    async with session.ws(params["ws_url"]) as ws:
-        chat = ReferenceChat(ws, session)
+    async with open_chat(session) as chat:
         thread = f"{user}-context"
         for index in range(HISTORY_MESSAGES):
             await chat.chat(thread, _history_message(user, index), timeout=params["timeout_s"])
@@ -76,5 +76,10 @@ def build(target: TargetInfo, *, scale: float = 1.0, tag: str = "run") -> Scenar
         behaviour=f"{__name__}:behaviour",
         workload=closed(users, iterations=1),
         identities=target.identities(f"{tag}-ctx"),
-        params={"ws_url": target.ws_url, "http_url": target.http_url, "timeout_s": 60.0},
+        params={
+            "ws_url": target.ws_url,
+            "http_url": target.http_url,
+            "adapter": target.adapter,
+            "timeout_s": 60.0,
+        },
     )

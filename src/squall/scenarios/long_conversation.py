@@ -9,7 +9,7 @@ resource monitor samples the platform's memory for growth and leak slope.
 
 from __future__ import annotations
 
-from squall.adapters.reference import ReferenceChat
+from squall.adapters.chat import open_chat
 from squall.engine import Scenario, Session, closed
 from squall.scenarios.target import TargetInfo, scaled
 
@@ -22,8 +22,7 @@ async def behaviour(session: Session) -> None:
     params = session.params
     budget = int(params["context_budget_tokens"])
     recorder = session.recorder
-    async with session.ws(params["ws_url"]) as ws:
-        chat = ReferenceChat(ws, session)
+    async with open_chat(session) as chat:
         thread = f"{session.identity.user_id}-long"
         largest = 0
         for index in range(int(params["messages"])):
@@ -54,6 +53,7 @@ def build(
         identities=target.identities(f"{tag}-long"),
         params={
             "ws_url": target.ws_url,
+            "adapter": target.adapter,
             "messages": MESSAGES,
             "timeout_s": 30.0,
             "context_budget_tokens": context_budget_tokens,

@@ -3,12 +3,13 @@
 The original description's first test: 75 sockets, ramped up in batches of 25,
 each sending 15 messages and waiting for every agent run to complete. Records
 connection time, ack / first-event / response times, success and delivery
-rates, and sequence-number violations.
+rates, and sequence-number violations. It speaks through the target's
+adapter, so it runs unchanged against any protocol (docs/adapters.md).
 """
 
 from __future__ import annotations
 
-from squall.adapters.reference import ReferenceChat
+from squall.adapters.chat import open_chat
 from squall.engine import Scenario, Session, batches, closed
 from squall.scenarios.target import TargetInfo, scaled
 
@@ -20,8 +21,7 @@ MESSAGES = 15
 
 async def behaviour(session: Session) -> None:
     params = session.params
-    async with session.ws(params["ws_url"]) as ws:
-        chat = ReferenceChat(ws, session)
+    async with open_chat(session) as chat:
         thread = f"{session.identity.user_id}-chat"
         for index in range(int(params["messages"])):
             await chat.chat(
@@ -39,5 +39,10 @@ def build(target: TargetInfo, *, scale: float = 1.0, tag: str = "run") -> Scenar
         behaviour=f"{__name__}:behaviour",
         workload=closed(users, batches(scaled(BATCH, scale), interval=1.0), iterations=1),
         identities=target.identities(f"{tag}-wsc"),
-        params={"ws_url": target.ws_url, "messages": MESSAGES, "timeout_s": 30.0},
+        params={
+            "ws_url": target.ws_url,
+            "adapter": target.adapter,
+            "messages": MESSAGES,
+            "timeout_s": 30.0,
+        },
     )

@@ -1,0 +1,142 @@
+"""Chat with a target over one WebSocket through its adapter, and record the standard metrics.
+
+:class:`Chat` sends a message frame built by the adapter and feeds every
+server frame to the adapter's pure tracker until the message's run ends, the
+server rejects it, or the timeout passes. Per message it records:
+
+- trends ``ack_time``, ``first_event_time``, ``response_time`` (from the send,
+  or in the open model from the iteration's intended start), each only when
+  the protocol has that moment;
+- rate ``success``: the run completed with status ``completed``;
+- rate ``delivery`` (protocols with progress events): the run's whole event
+  sequence arrived with consecutive sequence numbers;
+- counters ``errors.server.<code>`` for rejected messages, ``seq_gaps``
+  (protocols with ordering) for sequence gaps or duplicates on this socket,
+  and ``isolation_leaks`` (protocols with isolation) for events of a thread
+  this user does not own. The suite reports the last two as the
+  ``violations`` gauge.
+
+A thread is this user's when this chat sent to it or its id starts with
+``<user id>-``, the scenarios' naming rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+
+from squall.adapters.base import ISOLATION_LEAKS, SEQ_GAPS, Adapter
+from squall.adapters.registry import DEFAULT_ADAPTER, load
+from squall.adapters.tracker import RunObservation, RunStatus
+from squall.engine.client import WebSocket
+from squall.engine.errors import MessageTimeout
+from squall.engine.session import Session
+
+
+class Chat:
+    """One socket's conversation with a target, spoken through ``adapter``."""
+
+    def __init__(self, ws: WebSocket, session: Session, adapter: Adapter) -> None:
+        self.ws = ws
+        self.session = session
+        self.adapter = adapter
+        self.tracker = adapter.tracker()
+        self.threads: set[str] = set()
+        self._gaps_recorded = 0
+        self._foreign_seen = 0
+
+    def __repr__(self) -> str:
+        return f"Chat(adapter={self.adapter.name!r}, threads={len(self.threads)})"
+
+    async def chat(self, thread_id: str, content: str, *, timeout: float = 30.0) -> RunObservation:  # noqa: ASYNC109
+        """Send one message and wait for its run to end; never raises on a slow run."""
+        clock = self.session.clock
+        client_msg_id = uuid.uuid4().hex
+        sent_at = clock()
+        self.threads.add(thread_id)
+        observation = self.tracker.sent(client_msg_id, thread_id, self.session.take_origin(sent_at))
+        await self.ws.send_json(self.adapter.message(thread_id, content, client_msg_id))
+        deadline = sent_at + timeout
+        while not observation.done:
+            remaining = deadline - clock()
+            if remaining <= 0:
+                self.tracker.expire(observation, clock())
+                self.session.recorder.count("timeouts")
+                break
+            try:
+                frame = await self.ws.recv_json(timeout=remaining)
+            except MessageTimeout:
+                continue
+            self.tracker.feed(frame, clock())
+        self._record(observation)
+        return observation
+
+    def owns(self, thread_id: str) -> bool:
+        return thread_id in self.threads or thread_id.startswith(
+            f"{self.session.identity.user_id}-"
+        )
+
+    def _record(self, observation: RunObservation) -> None:
+        recorder = self.session.recorder
+        caps = self.adapter.capabilities
+        for name, value in (
+            ("ack_time", observation.ack_time),
+            ("first_event_time", observation.first_event_time),
+            ("response_time", observation.response_time),
+        ):
+            if value is not None:
+                recorder.trend(name, max(0.0, value))
+        recorder.rate("success", observation.status is RunStatus.COMPLETED)
+        acknowledged = observation.ack_at is not None or not caps.acknowledgements
+        if caps.progress_events and acknowledged:
+            recorder.rate("delivery", self.adapter.delivered(observation))
+        if observation.status is RunStatus.REJECTED:
+            recorder.error(
+                f"server.{observation.error_code}",
+                f"{observation.thread_id}: message rejected with {observation.error_code}",
+            )
+        if observation.context_chars is not None:
+            recorder.gauge("context_chars", float(observation.context_chars))
+        if caps.ordering:
+            recorder.count(SEQ_GAPS, 0)  # the check ran, even when it found nothing
+            for gap in self.tracker.gaps[self._gaps_recorded :]:
+                recorder.count(SEQ_GAPS)
+                recorder.error(
+                    "ordering",
+                    f"thread {gap.thread_id}: expected seq {gap.expected}, got {gap.got}",
+                )
+            self._gaps_recorded = len(self.tracker.gaps)
+        if caps.isolation:
+            recorder.count(ISOLATION_LEAKS, 0)
+            for frame in self.tracker.foreign_events[self._foreign_seen :]:
+                thread = str(frame.get("thread_id"))
+                if not self.owns(thread):
+                    recorder.count(ISOLATION_LEAKS)
+                    recorder.error(
+                        "isolation",
+                        f"user {self.session.identity.user_id} received an event of thread "
+                        f"{thread}",
+                    )
+            self._foreign_seen = len(self.tracker.foreign_events)
+
+
+@contextlib.asynccontextmanager
+async def open_chat(
+    session: Session,
+    url: str | None = None,
+    *,
+    adapter: Adapter | str | None = None,
+) -> AsyncIterator[Chat]:
+    """Open a socket to ``url`` (default ``params["ws_url"]``) and chat through the adapter.
+
+    The adapter is ``adapter`` (an instance or a registered name), else
+    ``params["adapter"]``, else the built-in reference protocol; it decides the
+    upgrade's authentication headers.
+    """
+    chosen = adapter if adapter is not None else session.params.get("adapter", DEFAULT_ADAPTER)
+    speaker = load(chosen) if isinstance(chosen, str) else chosen
+    target = url if url is not None else str(session.params["ws_url"])
+    headers = speaker.headers(session.identity)
+    async with session.ws(target, headers=headers, auth=False) as ws:
+        yield Chat(ws, session, speaker)

@@ -1,0 +1,78 @@
+"""An independent adapter: a plain JSON echo WebSocket service, without authentication.
+
+A message is ``{"type": "chat", "thread_id", "content", "client_msg_id"}``; the
+service sends the same frame back, and that echo completes the message. There
+is no acknowledgement, no progress event, no sequence number and no notion of
+users, so ordering, isolation and delivery checks are not applicable: the
+suite says so instead of reporting them as passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from squall.adapters.base import Adapter, Capabilities, Tracker
+from squall.adapters.tracker import RunObservation, RunStatus, SeqGap
+from squall.engine.identity import Identity
+
+
+class EchoTracker:
+    """Pure: an echoed frame with a pending ``client_msg_id`` completes that message."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, RunObservation] = {}
+        self.gaps: list[SeqGap] = []
+        self.foreign_events: list[Mapping[str, Any]] = []
+
+    def __repr__(self) -> str:
+        return f"EchoTracker(pending={len(self._pending)}, foreign={len(self.foreign_events)})"
+
+    def sent(self, client_msg_id: str, thread_id: str, now: float) -> RunObservation:
+        observation = RunObservation(client_msg_id=client_msg_id, thread_id=thread_id, sent_at=now)
+        self._pending[client_msg_id] = observation
+        return observation
+
+    def feed(self, frame: Mapping[str, Any], now: float) -> RunObservation | None:
+        observation = self._pending.pop(str(frame.get("client_msg_id")), None)
+        if observation is None:
+            self.foreign_events.append(frame)
+            return None
+        observation.completed_at = now
+        observation.status = RunStatus.COMPLETED
+        return observation
+
+    def expire(self, observation: RunObservation, now: float) -> None:
+        if not observation.done:
+            observation.status = RunStatus.TIMED_OUT
+            self._pending.pop(observation.client_msg_id, None)
+
+
+class EchoAdapter(Adapter):
+    """A JSON echo service: only round trips and success can be measured."""
+
+    name: ClassVar[str] = "echo"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        authentication=False,
+        acknowledgements=False,
+        progress_events=False,
+        ordering=False,
+        isolation=False,
+    )
+
+    def headers(self, identity: Identity) -> dict[str, str]:
+        return {}
+
+    def message(self, thread_id: str, content: str, client_msg_id: str) -> dict[str, Any]:
+        return {
+            "type": "chat",
+            "thread_id": thread_id,
+            "content": content,
+            "client_msg_id": client_msg_id,
+        }
+
+    def tracker(self) -> Tracker:
+        return EchoTracker()
+
+    def delivered(self, observation: RunObservation) -> bool:
+        return observation.status is RunStatus.COMPLETED

@@ -1,0 +1,75 @@
+"""Adapters by name: ``[target] adapter`` and ``--adapter`` pick one of these.
+
+A name is a registered adapter (``squall``, the reference protocol; ``echo``)
+or the import path of an adapter class, ``"package.module:Class"``, so a
+project can bring its own protocol without registering anything (an import
+path also works in worker processes, which a :func:`register` call in the
+parent does not reach). The registry holds import paths, not modules: checking
+a name imports no I/O code; :func:`load` imports the adapter when a scenario
+needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from squall.adapters.base import Adapter
+
+#: The built-in adapter: the reference platform's protocol (docs/protocol.md).
+DEFAULT_ADAPTER = "squall"
+
+_ADAPTERS: dict[str, str] = {
+    DEFAULT_ADAPTER: "squall.adapters.reference:ReferenceAdapter",
+    "echo": "squall.adapters.echo:EchoAdapter",
+}
+
+
+class UnknownAdapter(ValueError):
+    """An adapter name that is neither registered nor an import path; lists the choices."""
+
+
+def names() -> tuple[str, ...]:
+    """Every registered adapter name, the default first."""
+    return tuple(_ADAPTERS)
+
+
+def register(name: str, path: str) -> None:
+    """Register ``name`` as the adapter class at ``path`` (``"package.module:Class"``)."""
+    _ADAPTERS[name] = path
+
+
+def path_of(name: str) -> str:
+    """The import path of adapter ``name``, else :class:`UnknownAdapter` naming the choices."""
+    if name in _ADAPTERS:
+        return _ADAPTERS[name]
+    module, sep, attribute = name.partition(":")
+    if sep and module and attribute:
+        return name
+    raise UnknownAdapter(
+        f"unknown adapter {name!r}; choose one of {', '.join(map(repr, _ADAPTERS))} or give "
+        "an adapter class as 'package.module:Class' (see docs/adapters.md)"
+    )
+
+
+def load(name: str) -> Adapter:
+    """An instance of the adapter ``name`` (a registered name or an import path)."""
+    from squall.adapters.base import Adapter
+
+    path = path_of(name)
+    module_name, _, attribute = path.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise UnknownAdapter(
+            f"cannot import adapter {name!r} from {path!r}: {exc}; "
+            "check the module is importable and defines the class"
+        ) from exc
+    adapter = cls() if isinstance(cls, type) else None
+    if not isinstance(adapter, Adapter):
+        raise UnknownAdapter(
+            f"adapter {name!r} ({path}) is not a subclass of squall.adapters.base.Adapter; "
+            "subclass it and implement headers, message, tracker and delivered"
+        )
+    return adapter

@@ -1,0 +1,549 @@
+"""squall's pytest plugin: high-load tests as short async test functions.
+
+Registered through the ``pytest11`` entry point, so it is active wherever squall
+is installed. It adds:
+
+- markers ``integration``, ``real_services`` and ``high_load``;
+- options ``--real-services`` (start or connect PostgreSQL, Redis and a target;
+  without it tests marked ``real_services`` or ``high_load`` are skipped),
+  ``--squall-scale`` (multiplies user counts), ``--squall-target`` (a running
+  target instead of the reference platform), ``--squall-adapter``,
+  ``--squall-jwt-secret``, ``--squall-results-dir`` and ``--squall-run-id``;
+- fixtures ``real_services`` (session), ``squall``, ``user_context`` and
+  ``thresholds`` (see docs/pytest.md).
+
+Nothing starts unless a test asks for a fixture that needs it, and the heavy
+imports happen inside the fixtures, so the plugin costs nothing to other test
+suites. Every scenario a test runs is collected into one
+:class:`~squall.suite.SuiteReport`, written at the end of the session to
+``squall-results/<run id>/report.json`` like ``squall run``'s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from squall.adapters.chat import Chat
+    from squall.config import Config
+    from squall.engine import Behaviour, Identity, UserID
+    from squall.engine.workload import Ramp
+    from squall.metrics.thresholds import ThresholdOutcome
+    from squall.scenarios.target import TargetInfo
+    from squall.services import Endpoints
+    from squall.suite import ScenarioOutcome, SuiteContext
+
+MARKERS = {
+    "integration": "needs real PostgreSQL / Redis / sockets on 127.0.0.1",
+    "real_services": "needs real services: runs only with --real-services",
+    "high_load": "drives many concurrent users against a target: runs only with --real-services",
+}
+#: Markers whose tests are skipped without ``--real-services``.
+GATED_MARKERS = ("real_services", "high_load")
+SKIP_REASON = (
+    "needs real services (PostgreSQL, Redis and a target): run pytest with --real-services"
+)
+
+
+# -- options, markers, skipping ------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("squall", "squall high-load testing")
+    group.addoption(
+        "--real-services",
+        action="store_true",
+        default=False,
+        help="Start (or connect by DATABASE_URL/REDIS_URL) PostgreSQL and Redis and a target; "
+        "without it tests marked real_services or high_load are skipped.",
+    )
+    group.addoption(
+        "--squall-scale",
+        type=float,
+        default=None,
+        help="Multiply the user counts of squall tests (default: [run] scale, 1.0).",
+    )
+    group.addoption(
+        "--squall-target",
+        default=None,
+        help="ws://HOST:PORT/... of a running target instead of starting the reference platform.",
+    )
+    group.addoption(
+        "--squall-adapter",
+        default=None,
+        help="Protocol adapter of the target: squall (default), echo, or package.module:Class.",
+    )
+    group.addoption(
+        "--squall-jwt-secret",
+        default=None,
+        help="HS256 secret the --squall-target verifies tokens with.",
+    )
+    group.addoption(
+        "--squall-results-dir",
+        default=None,
+        help="Where report.json goes (default: [run] results_dir, squall-results).",
+    )
+    group.addoption(
+        "--squall-run-id",
+        default=None,
+        help="Run id (folder name) of this session's report; always writes a report.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Registering a marker twice (pyproject also declares ``integration``) is harmless.
+    for name, description in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
+    config.stash[_RESULTS] = SessionResults(
+        run_id=config.getoption("--squall-run-id"), started_at=time.time()
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--real-services"):
+        return
+    skip = pytest.mark.skip(reason=SKIP_REASON)
+    for item in items:
+        if any(item.get_closest_marker(name) is not None for name in GATED_MARKERS):
+            item.add_marker(skip)
+
+
+# -- the session's results -----------------------------------------------------------------
+
+
+@dataclass
+class SessionResults:
+    """What the session's squall tests measured, written as one report at the end."""
+
+    run_id: str | None
+    started_at: float
+    scenarios: list[ScenarioOutcome] = field(default_factory=list)
+    #: Why the services or the target could not be reached, if they could not.
+    unreachable: str | None = None
+    target: str | None = None
+    results_dir: Path | None = None
+    written: Path | None = None
+
+
+_RESULTS = pytest.StashKey[SessionResults]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    results = session.config.stash.get(_RESULTS, None)
+    if results is None or not (results.scenarios or results.run_id or results.unreachable):
+        return
+    from squall.report.files import new_run_id, write_report
+    from squall.suite import SuiteReport
+
+    options = session.config.option
+    report = SuiteReport(
+        run_id=results.run_id or new_run_id(),
+        started_at=results.started_at,
+        scenarios=list(results.scenarios),
+        config={
+            "source": "pytest",
+            "pytest_args": [str(a) for a in session.config.invocation_params.args],
+            "pytest_exitstatus": int(exitstatus),
+            "scale": options.squall_scale,
+            "target": results.target,
+            "unreachable": results.unreachable,
+        },
+        finished_at=time.time(),
+        interrupted=int(exitstatus) == int(pytest.ExitCode.INTERRUPTED),
+    )
+    results_dir = results.results_dir or _results_dir(session.config)
+    results.written = write_report(report, results_dir) / "report.json"
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    results = config.stash.get(_RESULTS, None)
+    if results is not None and results.written is not None:
+        terminalreporter.write_line(f"squall results: {results.written}")
+
+
+def _results_dir(config: pytest.Config) -> Path:
+    given = config.getoption("--squall-results-dir")
+    if given:
+        return Path(given)
+    return _squall_config(config).run.results_dir
+
+
+def _squall_config(config: pytest.Config) -> Config:
+    """squall's configuration (squall.toml or [tool.squall]) with the plugin's options."""
+    from squall.config import load_config
+
+    overrides = []
+    if config.getoption("--squall-scale") is not None:
+        overrides.append(f"run.scale={config.getoption('--squall-scale')}")
+    if config.getoption("--squall-target"):
+        overrides.append(f'target.url="{config.getoption("--squall-target")}"')
+    if config.getoption("--squall-adapter"):
+        overrides.append(f'target.adapter="{config.getoption("--squall-adapter")}"')
+    return load_config(None, cwd=Path(config.rootpath), overrides=overrides)
+
+
+# -- real_services ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RealServices:
+    """The session's PostgreSQL, Redis and target."""
+
+    database_url: str
+    redis_url: str
+    target: TargetInfo
+    endpoints: Endpoints
+    config: Config
+
+
+@pytest.fixture(scope="session")
+def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
+    """PostgreSQL and Redis (embedded, or ``DATABASE_URL``/``REDIS_URL``) and a target.
+
+    The target is ``--squall-target`` when given, else a reference platform
+    started for the session on a fresh database.
+    """
+    config = request.config
+    if not config.getoption("--real-services"):
+        pytest.skip(SKIP_REASON)
+    from squall.adapters.registry import UnknownAdapter
+    from squall.adapters.registry import load as load_adapter
+    from squall.config import ConfigError
+    from squall.services import ProcessStartError, ServiceUnavailable, services
+    from squall.suite import TargetUnreachable
+
+    results = config.stash[_RESULTS]
+    try:
+        squall_config = _squall_config(config)
+        load_adapter(squall_config.target.adapter)
+    except (ConfigError, UnknownAdapter) as exc:
+        raise pytest.UsageError(f"squall: {exc}") from None
+    results.results_dir = _results_dir(config)
+    try:
+        with services() as endpoints, _target(config, squall_config, endpoints) as target:
+            results.target = target.ws_url
+            yield RealServices(
+                database_url=endpoints.database_url,
+                redis_url=endpoints.redis_url,
+                target=target,
+                endpoints=endpoints,
+                config=squall_config,
+            )
+    except (ServiceUnavailable, ProcessStartError, TargetUnreachable) as exc:
+        results.unreachable = str(exc)
+        pytest.fail(f"squall: {exc}", pytrace=False)
+
+
+@contextlib.contextmanager
+def _target(config: pytest.Config, squall_config: Config, endpoints: Endpoints) -> Iterator[Any]:
+    from squall.runner import PLATFORM_SETTINGS, http_url_of
+    from squall.scenarios.target import TargetInfo
+    from squall.services import create_database, drop_database
+    from squall.services.platform import start_platform
+    from squall.suite import check_reachable
+
+    wanted = squall_config.target
+    if wanted.url is not None:
+        check_reachable(wanted.url)
+        yield TargetInfo(
+            ws_url=wanted.url,
+            http_url=http_url_of(wanted.url),
+            jwt_secret=config.getoption("--squall-jwt-secret") or wanted.jwt_secret or "",
+            issuer=wanted.issuer,
+            audience=wanted.audience,
+            adapter=wanted.adapter,
+        )
+        return
+    database = create_database(endpoints.database_url, prefix="squall_plugin")
+    try:
+        platform = start_platform(
+            database,
+            endpoints.redis_url,
+            workers=squall_config.run.workers,
+            settings=PLATFORM_SETTINGS,
+        )
+        try:
+            yield TargetInfo(
+                ws_url=platform.ws_url,
+                http_url=platform.http_url,
+                jwt_secret=platform.jwt_secret,
+                pids=(platform.pid,),
+            )
+        finally:
+            platform.stop()
+    finally:
+        with contextlib.suppress(Exception):
+            drop_database(endpoints.database_url, database)
+
+
+def _tag(request: pytest.FixtureRequest) -> str:
+    """A prefix unique to this test, so its users and threads never meet another test's."""
+    name = re.sub(r"[^A-Za-z0-9]", "", request.node.name)[:20]
+    return f"t{name}{secrets.token_hex(3)}"
+
+
+# -- squall ---------------------------------------------------------------------------------
+
+
+class SquallRunner:
+    """The ``squall`` fixture: run behaviours and suite scenarios against the session's target."""
+
+    def __init__(self, services: RealServices, results: SessionResults, tag: str) -> None:
+        self.services = services
+        self.results = results
+        self.tag = tag
+        self._runs = 0
+
+    def __repr__(self) -> str:
+        return f"SquallRunner(target={self.services.target.ws_url!r}, scale={self.scale})"
+
+    @property
+    def scale(self) -> float:
+        """``--squall-scale`` (or ``[run] scale``): what :meth:`scaled` multiplies by."""
+        return self.services.config.run.scale
+
+    def scaled(self, count: int) -> int:
+        """``count`` users at the session's scale, at least 1."""
+        return max(1, round(count * self.scale))
+
+    def _context(self, tag: str) -> SuiteContext:
+        from squall.suite import SuiteContext
+
+        folder = None
+        if self.results.results_dir is not None and self.results.run_id is not None:
+            folder = self.results.results_dir / self.results.run_id
+        return SuiteContext(
+            target=self.services.target,
+            database_url=self.services.database_url,
+            redis_url=self.services.redis_url,
+            postgres_pid=self.services.endpoints.postgres_pid,
+            redis_pid=self.services.endpoints.redis_pid,
+            tag=tag,
+            progress=False,
+            results_folder=folder,
+        )
+
+    def _next_tag(self) -> str:
+        self._runs += 1
+        return f"{self.tag}r{self._runs}"
+
+    async def run(
+        self,
+        behaviour: Behaviour | str,
+        *,
+        users: int,
+        ramp: Ramp | None = None,
+        iterations: int | None = None,
+        duration: float | None = None,
+        params: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        auth: bool = True,
+    ) -> ScenarioOutcome:
+        """Run ``behaviour`` for ``users`` virtual users (a closed workload) under the monitor.
+
+        Each user gets an identity (a token the target accepts when ``auth``)
+        and ``session.params`` holds ``ws_url``, ``http_url``, ``adapter`` and
+        ``params``. No threshold is judged here: pass the result to the
+        ``thresholds`` fixture.
+        """
+        from squall.engine import Scenario, anonymous_identities, closed
+        from squall.metrics.thresholds import ThresholdSet
+        from squall.suite import run_load_scenario
+
+        target = self.services.target
+        tag = self._next_tag()
+        scenario = Scenario(
+            name=name or _scenario_name(behaviour),
+            behaviour=behaviour,
+            workload=closed(users, ramp, iterations=iterations, duration=duration),
+            identities=target.identities(tag) if auth else anonymous_identities(tag),
+            params={
+                "ws_url": target.ws_url,
+                "http_url": target.http_url,
+                "adapter": target.adapter,
+                **(params or {}),
+            },
+        )
+        bare = dataclasses.replace(
+            self.services.config, thresholds=ThresholdSet(), capacity=ThresholdSet(), scenarios={}
+        )
+        outcome = await run_load_scenario(bare, self._context(tag), scenario, capacity=False)
+        self.results.scenarios.append(outcome)
+        return outcome
+
+    async def scenario(self, name: str, *, scale: float | None = None) -> ScenarioOutcome:
+        """Run the suite's scenario ``name`` exactly as ``squall run`` does, thresholds judged."""
+        from squall.suite import select
+
+        (entry,) = select([name])
+        config = self.services.config
+        if scale is not None:
+            config = dataclasses.replace(config, run=dataclasses.replace(config.run, scale=scale))
+        outcome = await entry.run(config, self._context(self._next_tag()))
+        self.results.scenarios.append(outcome)
+        return outcome
+
+
+def _scenario_name(behaviour: object) -> str:
+    if isinstance(behaviour, str):
+        return behaviour.rpartition(":")[2]
+    return str(getattr(behaviour, "__name__", "behaviour"))
+
+
+@pytest.fixture
+def squall(real_services: RealServices, request: pytest.FixtureRequest) -> SquallRunner:
+    """Run a behaviour (``await squall.run(...)``) or a suite scenario (``squall.scenario``)."""
+    return SquallRunner(real_services, request.config.stash[_RESULTS], _tag(request))
+
+
+# -- user_context ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TestUser:
+    """One authenticated user of the target: a typed id, a token, and thread names of its own."""
+
+    __test__ = False  # not a test class, whatever pytest's name rule says
+
+    identity: Identity
+
+    @property
+    def user_id(self) -> UserID:
+        return self.identity.user_id
+
+    @property
+    def token(self) -> str | None:
+        return self.identity.token
+
+    def headers(self) -> dict[str, str]:
+        """The ``Authorization`` header (empty for a target without authentication)."""
+        return self.identity.auth_headers()
+
+    def thread(self, label: str = "main") -> str:
+        """A thread id owned by this user (``<user id>-<label>``)."""
+        return f"{self.user_id}-{label}"
+
+
+class UserContext:
+    """The ``user_context`` fixture: new users, each isolated from every other."""
+
+    def __init__(self, target: TargetInfo, tag: str) -> None:
+        self.target = target
+        self._identities = target.identities(tag)
+        self._made = 0
+
+    def __repr__(self) -> str:
+        return f"UserContext(users={self._made}, target={self.target.ws_url!r})"
+
+    def __call__(self) -> TestUser:
+        """A new user."""
+        user = TestUser(self._identities(self._made))
+        self._made += 1
+        return user
+
+    def many(self, count: int) -> list[TestUser]:
+        return [self() for _ in range(count)]
+
+    @contextlib.asynccontextmanager
+    async def chat(self, user: TestUser) -> AsyncIterator[Chat]:
+        """A socket of ``user`` to the target, spoken through the target's adapter.
+
+        Its measurements go to ``chat.session.recorder``.
+        """
+        from squall.adapters.chat import open_chat
+        from squall.engine import Session
+        from squall.metrics.recorder import Recorder
+
+        params = {"ws_url": self.target.ws_url, "adapter": self.target.adapter}
+        session = Session(user.identity, Recorder(), time.monotonic, params)
+        try:
+            async with open_chat(session) as chat:
+                yield chat
+        finally:
+            await session.aclose()
+
+
+@pytest.fixture
+def user_context(real_services: RealServices, request: pytest.FixtureRequest) -> UserContext:
+    """A factory of authenticated users unique to this test: ``alice = user_context()``."""
+    return UserContext(real_services.target, _tag(request))
+
+
+# -- thresholds -----------------------------------------------------------------------------
+
+
+def diagnostic_table(outcomes: Sequence[ThresholdOutcome]) -> str:
+    """Every outcome as one aligned row: scenario, metric, threshold, observed, result."""
+    from squall.metrics.thresholds import OutcomeStatus
+
+    label = {
+        OutcomeStatus.PASSED: "pass",
+        OutcomeStatus.FAILED: "FAIL",
+        OutcomeStatus.NOT_APPLICABLE: "n/a",
+    }
+    rows = [("scenario", "metric", "threshold", "observed", "result")]
+    for o in outcomes:
+        _, _, rest = o.diagnostic.partition(" = ")
+        observed = rest.partition(", limit")[0] if o.observed is not None else "—"
+        rows.append((o.scenario, o.metric, o.expression, observed, label[o.status]))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    details = [o.diagnostic for o in outcomes if o.status is not OutcomeStatus.PASSED]
+    return "\n".join([line.rstrip() for line in lines] + details)
+
+
+class ThresholdAsserts:
+    """The ``thresholds`` fixture: judge an outcome and fail with the whole table."""
+
+    def check(
+        self,
+        outcome: ScenarioOutcome,
+        spec: Mapping[str, Sequence[str] | str] | None = None,
+        /,
+        *,
+        missing_ok: bool = False,
+        **by_metric: Sequence[str] | str,
+    ) -> list[ThresholdOutcome]:
+        """Evaluate ``spec`` / ``metric=[expressions]`` on ``outcome``; fail on any failure.
+
+        The outcomes are added to the scenario's (so the report shows them).
+        With no expressions, the outcome's own thresholds are checked (those
+        ``squall.scenario`` judged, where a metric the scenario does not record
+        is not applicable, as in ``squall run``). An expression given here whose
+        metric was not recorded fails, unless ``missing_ok``: a check the test
+        asked for that did not run proves nothing.
+        """
+        from squall.metrics.thresholds import OutcomeStatus, evaluate, parse_thresholds
+
+        wanted = {**(spec or {}), **by_metric}
+        texts = {m: [v] if isinstance(v, str) else list(v) for m, v in wanted.items()}
+        if texts:
+            judged = evaluate(parse_thresholds(texts), outcome.metrics, outcome.name)
+            outcome.outcomes.extend(judged)
+        else:
+            judged = list(outcome.outcomes)
+        strict = bool(texts) and not missing_ok
+        bad = {OutcomeStatus.FAILED} | ({OutcomeStatus.NOT_APPLICABLE} if strict else set())
+        if any(o.status in bad for o in judged):
+            raise AssertionError(
+                f"squall thresholds failed for {outcome.name!r}:\n{diagnostic_table(judged)}"
+            )
+        return judged
+
+
+@pytest.fixture
+def thresholds() -> ThresholdAsserts:
+    """``thresholds.check(result, response_time=["p(95) <= 8s"], success=["rate >= 0.9"])``."""
+    return ThresholdAsserts()

@@ -1,0 +1,224 @@
+"""Compare two runs' figures and name the regressions (pure).
+
+A *figure* is one number of one metric of one scenario: a trend's mean, p50,
+p95 and p99; a counter's count and per-second throughput; a rate's rate; a
+gauge's value. Each figure has a direction: latency up, rates down, throughput
+down, and more violations, CPU or memory growth are regressions; counts are
+shown but never judged. A change is a regression when it goes the wrong way
+by more than the tolerance (relative to the earlier value) *and* more than the
+figure's noise floor (e.g. 1 ms for latencies), so a 2 ms → 3 ms p99 is not
+called a 50 % regression.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+#: Tolerance of ``squall compare`` and ``--baseline`` when none is given.
+DEFAULT_TOLERANCE = 0.10
+
+
+class ToleranceError(ValueError):
+    """A tolerance that is not a non-negative percentage or fraction."""
+
+
+class Direction(enum.Enum):
+    HIGHER_IS_WORSE = "higher is worse"
+    LOWER_IS_WORSE = "lower is worse"
+    NEUTRAL = "not judged"
+
+
+#: Absolute changes below these are noise, whatever the tolerance says.
+NOISE_FLOOR_BY_METRIC = {"cpu_avg_percent": 5.0, "memory_growth_mb": 20.0}
+#: Latency figures (seconds) move by less than this between identical runs.
+TREND_NOISE_FLOOR_S = 0.001
+
+_TREND_STATS = ("mean", "p50", "p95", "p99")
+
+
+@dataclass(frozen=True)
+class Figure:
+    scenario: str
+    metric: str
+    stat: str
+    value: float
+    direction: Direction
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.scenario, self.metric, self.stat)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One figure in both runs (``None`` on the side where it is missing)."""
+
+    scenario: str
+    metric: str
+    stat: str
+    before: float | None
+    after: float | None
+    direction: Direction
+    regression: bool
+
+    @property
+    def relative(self) -> float | None:
+        """(after − before) / |before|; None when either is missing or before is 0."""
+        if self.before is None or self.after is None or self.before == 0:
+            return None
+        return (self.after - self.before) / abs(self.before)
+
+    def describe(self) -> str:
+        rel = self.relative
+        change = f"{rel:+.1%}" if rel is not None else "new" if self.before is None else "n/a"
+        return (
+            f"[{self.scenario}] {self.metric} {self.stat}: {_fmt(self.before)} → "
+            f"{_fmt(self.after)} ({change}, {self.direction.value})"
+        )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    before_id: str
+    after_id: str
+    tolerance: float
+    changes: tuple[Change, ...]
+
+    @property
+    def regressions(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.regression)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value != 0 and abs(value) < 1:
+        return f"{value:.4g}"
+    return f"{value:,.2f}"
+
+
+def parse_tolerance(text: str | float) -> float:
+    """``"10%"`` → 0.10, ``"0.1"`` → 0.1; raises :class:`ToleranceError` otherwise."""
+    raw = str(text).strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise ToleranceError(
+            f"tolerance {text!r} is not a number; write a percentage like 10% or a fraction "
+            "like 0.1"
+        ) from None
+    if math.isnan(value) or value < 0:
+        raise ToleranceError(f"tolerance {text!r} is negative; use e.g. 10% or 0")
+    return value
+
+
+def direction_of(metric: str, kind: str, stat: str) -> Direction:
+    if kind == "trend":
+        return Direction.HIGHER_IS_WORSE
+    if kind == "rate":
+        return Direction.LOWER_IS_WORSE
+    if kind == "counter":
+        if stat != "per_second":
+            return Direction.NEUTRAL
+        return (
+            Direction.HIGHER_IS_WORSE if metric.startswith("errors") else Direction.LOWER_IS_WORSE
+        )
+    if kind == "gauge":
+        return Direction.LOWER_IS_WORSE if metric == "users" else Direction.HIGHER_IS_WORSE
+    return Direction.NEUTRAL
+
+
+def figures_of(rows: Iterable[Mapping[str, Any]]) -> list[Figure]:
+    """Figures from performance_metrics rows (or dicts with the same keys)."""
+    figures: list[Figure] = []
+    for row in rows:
+        kind = str(row["kind"])
+        stats = {
+            "trend": _TREND_STATS,
+            "counter": ("count", "per_second"),
+            "rate": ("rate",),
+            "gauge": ("value",),
+        }.get(kind, ())
+        for stat in stats:
+            value = row.get(stat)
+            if value is None:
+                continue
+            figures.append(
+                Figure(
+                    str(row["scenario"]),
+                    str(row["metric"]),
+                    stat,
+                    float(value),
+                    direction_of(str(row["metric"]), kind, stat),
+                )
+            )
+    return figures
+
+
+def figures_of_report(report: Mapping[str, Any]) -> list[Figure]:
+    """Figures from a report.json dictionary (metrics as written by ``to_dict``)."""
+    rows = []
+    for s in report.get("scenarios", []):
+        for name, m in s.get("metrics", {}).items():
+            row = dict(m)
+            row.update(scenario=s["name"], metric=name, kind=m.get("type"))
+            if row["kind"] == "rate":
+                row["count"] = m.get("total")
+            rows.append(row)
+    return figures_of(rows)
+
+
+def noise_floor(metric: str, stat: str) -> float:
+    """The absolute change below which a figure is not judged."""
+    if metric in NOISE_FLOOR_BY_METRIC:
+        return NOISE_FLOOR_BY_METRIC[metric]
+    return TREND_NOISE_FLOOR_S if stat in _TREND_STATS else 0.0
+
+
+def is_regression(
+    before: float, after: float, direction: Direction, tolerance: float, floor: float
+) -> bool:
+    allowed = max(floor, tolerance * abs(before))
+    if direction is Direction.HIGHER_IS_WORSE:
+        return after - before > allowed
+    if direction is Direction.LOWER_IS_WORSE:
+        return before - after > allowed
+    return False
+
+
+def compare(
+    before: Sequence[Figure],
+    after: Sequence[Figure],
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    before_id: str = "before",
+    after_id: str = "after",
+) -> Comparison:
+    """Every figure side by side, in a stable order, with regressions flagged."""
+    old = {f.key: f for f in before}
+    new = {f.key: f for f in after}
+    changes = []
+    for key in sorted(old.keys() | new.keys()):
+        a, b = old.get(key), new.get(key)
+        either = b if b is not None else a
+        assert either is not None
+        regression = False
+        if a is not None and b is not None:
+            floor = noise_floor(key[1], key[2])
+            regression = is_regression(a.value, b.value, either.direction, tolerance, floor)
+        changes.append(
+            Change(
+                key[0],
+                key[1],
+                key[2],
+                a.value if a else None,
+                b.value if b else None,
+                either.direction,
+                regression,
+            )
+        )
+    return Comparison(before_id, after_id, tolerance, tuple(changes))

@@ -1,0 +1,160 @@
+"""``squall history`` and ``squall compare``: the results database, read for people.
+
+Exit codes: 0 done (compare: no regression), 1 compare found a regression,
+2 a run reference matched nothing or too little is stored, 3 the results
+database cannot be reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncpg
+from rich.console import Console
+from rich.table import Table
+
+from squall.report.compare import Comparison, compare
+from squall.report.publish import print_comparison
+from squall.services import ProcessStartError
+from squall.services.persistent import PersistentLockTimeout
+from squall.store.location import describe, results_database
+from squall.store.migrations import migrate
+from squall.store.queries import (
+    RunNotFound,
+    RunSummary,
+    list_runs,
+    previous_run,
+    resolve_run,
+    run_figures,
+)
+
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+_UNREACHABLE = (OSError, asyncpg.PostgresError, ProcessStartError, PersistentLockTimeout)
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    return f"{value * 1000:.1f} ms" if unit == "ms" else f"{value:.4g}"
+
+
+def history_table(runs: Sequence[RunSummary]) -> Table:
+    table = Table(title="Runs (newest first)", title_justify="left")
+    for column in ("run", "started", "scenarios", "verdict", "p95 response", "success", "viol."):
+        table.add_column(column)
+    for r in runs:
+        style = {"passed": "green", "failed": "bold red"}.get(r.verdict, "yellow")
+        table.add_row(
+            r.run_id,
+            r.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+            ", ".join(r.scenarios),
+            f"[{style}]{r.verdict}[/{style}]",
+            _fmt(r.response_p95_s, "ms"),
+            f"{r.success_rate:.2%}" if r.success_rate is not None else "—",
+            _fmt(r.violations),
+        )
+    return table
+
+
+def comparison_table(comparison: Comparison) -> Table:
+    table = Table(title=f"{comparison.before_id} → {comparison.after_id}", title_justify="left")
+    for column in ("scenario", "metric", "figure", "before", "after", "change", ""):
+        table.add_column(column)
+    for c in comparison.changes:
+        rel = c.relative
+        flag = "[bold red]REGRESSION[/bold red]" if c.regression else ""
+        table.add_row(
+            c.scenario,
+            c.metric,
+            c.stat,
+            _fmt(c.before),
+            _fmt(c.after),
+            f"{rel:+.1%}" if rel is not None else "—",
+            flag,
+        )
+    return table
+
+
+def history(
+    *,
+    results_db: str | None,
+    results_dir: Path,
+    limit: int = 20,
+    console: Console | None = None,
+) -> int:
+    console = console or Console()
+
+    async def go(url: str) -> list[RunSummary]:
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            await migrate(conn)
+            return await list_runs(conn, limit=limit)
+        finally:
+            await conn.close()
+
+    try:
+        with results_database(results_db, results_dir) as url:
+            runs = asyncio.run(go(url))
+    except _UNREACHABLE as exc:
+        where = describe(results_db, results_dir, os.environ)
+        console.print(f"[red]squall history: results database ({where}): {exc}[/red]")
+        return EXIT_UNREACHABLE
+    if not runs:
+        console.print("no runs stored yet: `squall run` stores each run")
+        return EXIT_OK
+    console.print(history_table(runs))
+    return EXIT_OK
+
+
+async def _comparison(url: str, refs: Sequence[str], tolerance: float) -> Comparison:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        await migrate(conn)
+        if len(refs) == 2:
+            before_id = await resolve_run(conn, refs[0])
+            after_id = await resolve_run(conn, refs[1])
+        else:
+            after_id = await resolve_run(conn, refs[0] if refs else "last")
+            found = await previous_run(conn, after_id)
+            if found is None:
+                raise RunNotFound(
+                    f"run {after_id} has no earlier run of the same scenarios to compare with; "
+                    "name two runs: squall compare A B"
+                )
+            before_id = found
+        before = await run_figures(conn, before_id)
+        after = await run_figures(conn, after_id)
+    finally:
+        await conn.close()
+    return compare(before, after, tolerance=tolerance, before_id=before_id, after_id=after_id)
+
+
+def compare_runs(
+    refs: Sequence[str],
+    *,
+    tolerance: float,
+    results_db: str | None,
+    results_dir: Path,
+    console: Console | None = None,
+) -> int:
+    """Compare ``refs`` (two runs, one run with its predecessor, or the last two)."""
+    console = console or Console()
+    if len(refs) > 2:
+        console.print(f"[red]squall compare: give at most two runs, not {len(refs)}[/red]")
+        return EXIT_USAGE
+    try:
+        with results_database(results_db, results_dir) as url:
+            comparison = asyncio.run(_comparison(url, refs, tolerance))
+    except RunNotFound as exc:
+        console.print(f"[red]squall compare: {exc}[/red]", highlight=False)
+        return EXIT_USAGE
+    except _UNREACHABLE as exc:
+        where = describe(results_db, results_dir, os.environ)
+        console.print(f"[red]squall compare: results database ({where}): {exc}[/red]")
+        return EXIT_UNREACHABLE
+    console.print(comparison_table(comparison))
+    print_comparison(console, comparison)
+    return EXIT_REGRESSION if comparison.regressions else EXIT_OK

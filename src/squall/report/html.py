@@ -1,0 +1,346 @@
+"""``report.html``: one self-contained page per run (pure: report dictionary in, HTML out).
+
+Everything is inline (CSS, a few lines of JavaScript, SVG charts drawn in
+Python), so the file opens anywhere with no network. Sections, each with an
+``id``: ``summary``, ``thresholds``, one ``scenario-<name>`` per scenario
+(latency percentiles and throughput over time from the result's series, the
+latency distribution from the encoded HdrHistogram, CPU and memory of every
+monitored process group, the scenario's own table and notes), ``races``
+(race tallies, checker verdicts and their evidence) and ``config``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+
+from squall.metrics.histogram import LatencyHistogram
+from squall.report.charts import Line, bar_chart, line_chart
+from squall.store.records import walk
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#111827;
+background:#f9fafb}
+header{background:#111827;color:#f9fafb;padding:16px 24px}
+header h1{margin:0 0 4px;font-size:20px}
+main{padding:8px 24px 40px;max-width:1360px}
+section{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:12px 16px;margin:16px 0}
+h2{font-size:17px;margin:4px 0 10px}
+h3{font-size:15px;margin:14px 0 6px}
+table{border-collapse:collapse;margin:6px 0}
+th,td{border-bottom:1px solid #e5e7eb;padding:4px 10px;text-align:left;vertical-align:top}
+th{background:#f3f4f6}
+.pass{color:#15803d;font-weight:600}.fail{color:#b91c1c;font-weight:700}.na{color:#6b7280}
+.badge{display:inline-block;padding:2px 10px;border-radius:12px;font-weight:700}
+.badge.pass{background:#dcfce7}.badge.fail{background:#fee2e2}
+.charts{display:flex;flex-wrap:wrap;gap:12px}
+svg.chart{background:#fff;border:1px solid #e5e7eb;border-radius:6px}
+svg .title{font-size:13px;font-weight:600;fill:#111827}
+svg .tick{font-size:11px;fill:#4b5563}
+svg .muted{font-size:12px;fill:#6b7280}
+svg .grid{stroke:#e5e7eb}
+pre{background:#f3f4f6;padding:8px;border-radius:6px;overflow:auto;max-height:360px}
+.notes li{color:#92400e}
+"""
+
+_JS = """
+document.querySelectorAll('[data-toggle]').forEach(function (button) {
+  button.addEventListener('click', function () {
+    var open = button.getAttribute('aria-expanded') !== 'true';
+    document.querySelectorAll('details').forEach(function (d) { d.open = open; });
+    button.setAttribute('aria-expanded', String(open));
+    button.textContent = open ? 'Collapse all evidence' : 'Expand all evidence';
+  });
+});
+document.body.setAttribute('data-ready', 'yes');
+"""
+
+
+def _when(ts: Any) -> str:
+    if ts is None:
+        return "—"
+    return datetime.fromtimestamp(float(ts), tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[str]], raw: bool = False) -> str:
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{c if raw else escape(str(c))}</td>" for c in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_STATUS = {
+    "passed": '<span class="pass">pass</span>',
+    "failed": '<span class="fail">FAIL</span>',
+    "not_applicable": '<span class="na">n/a</span>',
+}
+
+
+def latency_buckets(encoded: str, buckets: int = 14) -> list[tuple[str, float]]:
+    """Share of observations (%) per log-spaced latency bucket, from an encoded histogram.
+
+    Read through percentiles (every 0.5 %), so it needs only the histogram's
+    public interface; bucket labels are upper edges in milliseconds.
+    """
+    histogram = LatencyHistogram.decode(encoded)
+    if not histogram.count:
+        return []
+    low, high = max(histogram.min, 1e-6), max(histogram.max, 1e-6)
+    if high <= low:
+        return [(f"{high * 1000:.3g}", 100.0)]
+    quantiles = [histogram.percentile(p / 2) for p in range(1, 200)]
+    edges = [low * (high / low) ** (i / buckets) for i in range(1, buckets + 1)]
+    counts = [0] * buckets
+    for value in quantiles:
+        index = next((i for i, edge in enumerate(edges) if value <= edge * 1.0000001), buckets - 1)
+        counts[index] += 1
+    return [
+        (f"{edge * 1000:.3g}", 100.0 * n / len(quantiles))
+        for edge, n in zip(edges, counts, strict=True)
+    ]
+
+
+def _scenario_charts(s: Mapping[str, Any]) -> str:
+    charts: list[str] = []
+    result = s.get("result") or {}
+    series = result.get("series") if isinstance(result, Mapping) else None
+    if series:
+        charts.append(
+            line_chart(
+                "Latency percentiles over time",
+                [
+                    Line("p50 (ms)", [(p["t"], p["p50"] * 1000) for p in series]),
+                    Line("p99 (ms)", [(p["t"], p["p99"] * 1000) for p in series]),
+                ],
+                x_label="seconds into the run",
+                y_label="ms",
+            )
+        )
+        charts.append(
+            line_chart(
+                "Throughput over time",
+                [
+                    Line("sent / s", [(p["t"], p["sent_per_s"]) for p in series]),
+                    Line("received / s", [(p["t"], p["received_per_s"]) for p in series]),
+                    Line("users", [(p["t"], p["users"]) for p in series]),
+                ],
+                x_label="seconds into the run",
+                y_label="per second",
+            )
+        )
+    metrics = s.get("metrics", {})
+    trend_name = next(
+        (n for n in ("response_time", "round_trip") if metrics.get(n, {}).get("type") == "trend"),
+        next((n for n, m in metrics.items() if m.get("type") == "trend"), None),
+    )
+    if trend_name is not None:
+        charts.append(
+            bar_chart(
+                f"{trend_name} distribution (bucket upper edge, ms)",
+                latency_buckets(str(metrics[trend_name].get("encoded", ""))),
+                y_label="% of observations",
+            )
+        )
+    monitor = s.get("monitor") or {}
+    groups = monitor.get("groups") or {}
+    if groups:
+        charts.append(
+            line_chart(
+                "CPU per process group",
+                [
+                    Line(name, [(p["t"], p["cpu_percent"]) for p in g.get("series", [])])
+                    for name, g in groups.items()
+                ],
+                x_label="seconds",
+                y_label="% of one core",
+            )
+        )
+        charts.append(
+            line_chart(
+                "Memory (RSS) per process group",
+                [
+                    Line(name, [(p["t"], p["rss_mb"]) for p in g.get("series", [])])
+                    for name, g in groups.items()
+                ],
+                x_label="seconds",
+                y_label="MB",
+            )
+        )
+    return f'<div class="charts">{"".join(charts)}</div>' if charts else ""
+
+
+def _metrics_table(s: Mapping[str, Any]) -> str:
+    rows = []
+    for name, m in sorted(s.get("metrics", {}).items()):
+        kind = m.get("type")
+        if kind == "trend":
+            figure = (
+                f"n={m['count']} mean {m['mean'] * 1000:.1f} ms · p50 {m['p50'] * 1000:.1f} · "
+                f"p95 {m['p95'] * 1000:.1f} · p99 {m['p99'] * 1000:.1f} · "
+                f"max {m['max'] * 1000:.1f} ms"
+            )
+        elif kind == "counter":
+            figure = f"{m['count']} ({m['per_second']:.1f}/s)"
+        elif kind == "rate":
+            figure = f"{m['rate']:.2%} ({m['passes']}/{m['total']})"
+        else:
+            figure = (
+                f"{m.get('value', 0):.4g} (min {m.get('min', 0):.4g}, max {m.get('max', 0):.4g})"
+            )
+        rows.append((name, str(kind), figure))
+    return _table(("metric", "kind", "figures"), rows) if rows else ""
+
+
+def _races(report: Mapping[str, Any]) -> str:
+    tallies: list[tuple[str, ...]] = []
+    verdicts: list[tuple[str, ...]] = []
+    for s in report["scenarios"]:
+        for path, d in walk(s.get("result") or {}):
+            if isinstance(d.get("tally"), Mapping) and path:
+                t = d["tally"]
+                tallies.append(
+                    tuple(
+                        escape(str(v))
+                        for v in (
+                            s["name"],
+                            path,
+                            t.get("detected", 0),
+                            t.get("prevented", 0),
+                            t.get("unprevented", 0),
+                            t.get("violations", 0),
+                        )
+                    )
+                )
+            if {"checker", "valid", "summary", "counts", "evidence"} <= d.keys():
+                valid = d["valid"]
+                word = (
+                    '<span class="pass">valid</span>'
+                    if valid
+                    else '<span class="na">n/a</span>'
+                    if valid is None
+                    else '<span class="fail">INVALID</span>'
+                )
+                evidence = d.get("evidence") or []
+                detail = (
+                    f"<details><summary>{len(evidence)} evidence item(s)</summary><pre>"
+                    f"{escape(json.dumps(evidence, indent=2))}</pre></details>"
+                    if evidence
+                    else "—"
+                )
+                verdicts.append(
+                    (
+                        escape(str(s["name"])),
+                        escape(path),
+                        escape(str(d["checker"])),
+                        word,
+                        escape(str(d["summary"])),
+                        detail,
+                    )
+                )
+    if not tallies and not verdicts:
+        return (
+            '<section id="races"><h2>Race conditions</h2>'
+            "<p>No race checks in this run.</p></section>"
+        )
+    return (
+        '<section id="races"><h2>Race conditions and checker verdicts</h2>'
+        '<button type="button" data-toggle aria-expanded="false">Expand all evidence</button>'
+        "<h3>Tallies</h3>"
+        + _table(
+            ("scenario", "where", "detected", "prevented", "unprevented", "violations"),
+            tallies,
+            raw=True,
+        )
+        + "<h3>Verdicts</h3>"
+        + _table(
+            ("scenario", "where", "checker", "verdict", "summary", "evidence"), verdicts, raw=True
+        )
+        + "</section>"
+    )
+
+
+def report_html(report: Mapping[str, Any]) -> str:
+    """The whole page for ``report`` (a report.json dictionary)."""
+    verdict = report["verdict"]
+    ok = bool(verdict.get("ok"))
+    badge = f'<span class="badge {"pass" if ok else "fail"}">{"PASSED" if ok else "FAILED"}</span>'
+    if report.get("interrupted"):
+        badge += ' <span class="badge fail">INTERRUPTED</span>'
+    duration = (
+        float(report["finished_at"]) - float(report["started_at"])
+        if report.get("finished_at") is not None
+        else math.nan
+    )
+    summary_rows = [
+        (
+            escape(str(s["name"])),
+            _STATUS.get(str(s.get("verdict")), escape(str(s.get("verdict")))),
+            f"{float(s.get('duration_s', 0.0)):.1f} s",
+            escape("; ".join(map(str, s.get("notes", [])))),
+        )
+        for s in report["scenarios"]
+    ]
+    threshold_rows = [
+        (
+            escape(str(s["name"])),
+            escape(str(t["metric"])),
+            escape(str(t["expression"])),
+            escape(str(t.get("diagnostic", ""))),
+            _STATUS.get(str(t.get("status")), escape(str(t.get("status")))),
+        )
+        for s in report["scenarios"]
+        for t in s.get("thresholds", [])
+    ]
+    sections = [
+        '<section id="summary"><h2>Summary</h2>'
+        f"<p>{badge} {verdict.get('passed', 0)} threshold(s) passed, "
+        f"{verdict.get('failed', 0)} failed, {verdict.get('not_applicable', 0)} not applicable."
+        f"</p><p>Started {_when(report.get('started_at'))}, finished "
+        f"{_when(report.get('finished_at'))} ({duration:.1f} s).</p>"
+        + _table(("scenario", "verdict", "duration", "notes"), summary_rows, raw=True)
+        + "</section>",
+        '<section id="thresholds"><h2>Thresholds</h2>'
+        + _table(
+            ("scenario", "metric", "threshold", "observed", "result"), threshold_rows, raw=True
+        )
+        + "</section>",
+    ]
+    for s in report["scenarios"]:
+        notes = "".join(f"<li>{escape(str(n))}</li>" for n in s.get("notes", []))
+        own = ""
+        if s.get("table"):
+            own = "<h3>Details</h3>" + _table(s["table"]["columns"], s["table"]["rows"])
+        sections.append(
+            f'<section id="scenario-{escape(str(s["name"]))}" class="scenario">'
+            f"<h2>Scenario {escape(str(s['name']))} "
+            f"{_STATUS.get(str(s.get('verdict')), '')}</h2>"
+            + (f'<ul class="notes">{notes}</ul>' if notes else "")
+            + _scenario_charts(s)
+            + "<h3>Metrics</h3>"
+            + _metrics_table(s)
+            + own
+            + "</section>"
+        )
+    sections.append(_races(report))
+    sections.append(
+        '<section id="config"><h2>Configuration</h2><pre>'
+        + escape(json.dumps(report.get("config", {}), indent=2, default=str))
+        + "</pre></section>"
+    )
+    title = f"squall run {report['run_id']}"
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<style>{_CSS}</style></head><body>"
+        f"<header><h1>{escape(title)}</h1><div>schema {escape(str(report.get('schema', '')))}"
+        "</div></header><main>"
+        + "".join(sections)
+        + f"</main><script>{_JS}</script></body></html>\n"
+    )

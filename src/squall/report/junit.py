@@ -1,0 +1,77 @@
+"""``junit.xml``: one test case per scenario and per threshold, for CI systems (pure).
+
+Mapping: a ``<testsuite>`` per scenario; a test case named ``scenario`` that
+fails when the scenario failed (its message lists the failed thresholds, its
+``system-out`` the notes); then a test case per threshold, named
+``<metric>: <expression>``, failed with the threshold's diagnostic, or skipped
+when the scenario does not record that metric.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from typing import Any
+
+
+def _case(suite: ET.Element, scenario: str, name: str, seconds: float = 0.0) -> ET.Element:
+    return ET.SubElement(
+        suite,
+        "testcase",
+        {"classname": f"squall.{scenario}", "name": name, "time": f"{seconds:.3f}"},
+    )
+
+
+def junit_xml(report: Mapping[str, Any]) -> str:
+    """The JUnit XML document for ``report`` (a report.json dictionary)."""
+    root = ET.Element("testsuites", {"name": f"squall run {report['run_id']}"})
+    totals = {"tests": 0, "failures": 0, "skipped": 0}
+    for s in report["scenarios"]:
+        name = str(s["name"])
+        thresholds = list(s.get("thresholds", []))
+        failed = [t for t in thresholds if t.get("status") == "failed"]
+        skipped = [t for t in thresholds if t.get("status") == "not_applicable"]
+        counts = {
+            "tests": 1 + len(thresholds),
+            "failures": len(failed) + (1 if s.get("verdict") == "failed" else 0),
+            "skipped": len(skipped),
+        }
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            {
+                "name": name,
+                "tests": str(counts["tests"]),
+                "failures": str(counts["failures"]),
+                "errors": "0",
+                "skipped": str(counts["skipped"]),
+                "time": f"{float(s.get('duration_s', 0.0)):.3f}",
+            },
+        )
+        for key in totals:
+            totals[key] += counts[key]
+        case = _case(suite, name, "scenario", float(s.get("duration_s", 0.0)))
+        if s.get("verdict") == "failed":
+            failure = ET.SubElement(
+                case,
+                "failure",
+                {"message": f"{name}: {len(failed)} threshold(s) failed", "type": "threshold"},
+            )
+            failure.text = "\n".join(str(t["diagnostic"]) for t in failed)
+        if s.get("notes"):
+            ET.SubElement(case, "system-out").text = "\n".join(map(str, s["notes"]))
+        for t in thresholds:
+            case = _case(suite, name, f"{t['metric']}: {t['expression']}")
+            if t.get("status") == "failed":
+                failure = ET.SubElement(
+                    case, "failure", {"message": str(t["diagnostic"]), "type": "threshold"}
+                )
+                failure.text = str(t["diagnostic"])
+            elif t.get("status") == "not_applicable":
+                ET.SubElement(case, "skipped", {"message": str(t["diagnostic"])})
+    root.set("tests", str(totals["tests"]))
+    root.set("failures", str(totals["failures"]))
+    root.set("skipped", str(totals["skipped"]))
+    root.set("errors", "0")
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

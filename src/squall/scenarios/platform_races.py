@@ -1,0 +1,625 @@
+"""``platform_races``: the reference platform's invariants under races, through its API.
+
+Every client records what it did as a history (``platform_checks`` lists the records);
+the checkers then prove each invariant on it or name the operations that break it.
+The parts, each bounded in count and time, run against the target squall points at:
+
+- ``same_thread``: one user, several sockets, many concurrent messages to ONE thread
+  (runs must complete once each and never interleave) plus a private thread per socket
+  (concurrent debits of one account); every socket must receive every event;
+- ``resume``: a socket closes while its run streams; a new socket resumes from the last
+  seq it saw (no gap, no duplicate, under the documented resume semantics);
+- ``users``: users sharing nothing, two sockets each, equal demand: isolation (no
+  foreign event; ``GET`` of another user's thread is 404) and fairness;
+- ``takeover``: a run loses its thread lock mid-run (its key is deleted in the
+  platform's Redis, as a failover or a stall past the TTL would) so that another worker
+  recovers it; a follow-up run then shares the thread with the superseded writer. With
+  fencing the stale writer's events never reach the log. Needs the platform's Redis;
+- ``sessions``: concurrent logins of one user on a second platform instance under
+  ``SQUALL_SESSION_POLICY=single_session`` (same database and Redis): exactly one
+  socket survives, the others are closed with 4409. Needs the platform's database.
+
+Then the ledger (``/v1/accounts/me`` vs Σ reported charges, and the platform's ledger
+read through a read-only connection), ordering, isolation, locks, runs, delivery,
+sessions and fairness checkers judge the history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import time
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+import httpx
+import redis.asyncio as aioredis
+
+from squall.checks.fairness import check_fairness
+from squall.checks.history import HistoryRecorder, JsonValue, Op
+from squall.checks.isolation import check_isolation
+from squall.checks.ordering import check_ordering
+from squall.checks.verdict import RaceTally, Verdict, verdict_from
+from squall.engine.identity import Identity, IdentityFactory, JwtIdentities
+from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.result import Counter, Gauge, Metric, Trend
+from squall.scenarios import platform_checks as checks
+from squall.scenarios.platform_checks import AccountRow, LogEvent, StoredCharge
+from squall.scenarios.platform_clients import RecordingSocket, Runs, http_get
+from squall.scenarios.target import TargetInfo, scaled
+from squall.services.platform import RunningPlatform, start_platform
+from squall.store.history_log import HistoryLog
+
+NAME = "platform_races"
+TABLE_COLUMNS = ("checker", "verdict", "evidence", "summary")
+
+
+class Part(enum.StrEnum):
+    SAME_THREAD = "same_thread"
+    RESUME = "resume"
+    USERS = "users"
+    TAKEOVER = "takeover"
+    SESSIONS = "sessions"
+
+
+ALL_PARTS = tuple(Part)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each part does (``scale`` multiplies the counts)."""
+
+    shared_sockets: int = 3
+    shared_messages: int = 30
+    private_messages: int = 4
+    resume_messages: int = 3
+    users: int = 4
+    user_messages: int = 5
+    logins: int = 6
+
+    @classmethod
+    def scaled(cls, scale: float) -> Sizes:
+        base = cls()
+        return cls(
+            shared_sockets=max(2, scaled(base.shared_sockets, scale)),
+            shared_messages=max(2, scaled(base.shared_messages, scale)),
+            private_messages=scaled(base.private_messages, scale),
+            resume_messages=max(2, scaled(base.resume_messages, scale)),
+            users=max(2, scaled(base.users, scale)),
+            user_messages=scaled(base.user_messages, scale),
+            logins=max(2, scaled(base.logins, scale)),
+        )
+
+
+@dataclass(frozen=True)
+class PlatformRacesReport:
+    """Every checker's verdict, the race tally, and what each part did."""
+
+    verdicts: tuple[Verdict, ...]
+    operations: int
+    tally: RaceTally
+    response_time: LatencyHistogram
+    parts: Mapping[str, str]
+    elapsed_s: float
+
+    def verdict(self, checker: str) -> Verdict:
+        """The verdict of ``checker`` (e.g. ``"ledger"``), or KeyError naming the known ones."""
+        for verdict in self.verdicts:
+            if verdict.checker == checker:
+                return verdict
+        raise KeyError(
+            f"no verdict {checker!r}; this report has {', '.join(v.checker for v in self.verdicts)}"
+        )
+
+    @property
+    def valid(self) -> bool:
+        return all(v.valid is not False for v in self.verdicts)
+
+    def notes(self) -> list[str]:
+        lines = [f"{part}: {what}" for part, what in self.parts.items()]
+        lines += [f"{v.checker}: {v.summary}" for v in self.verdicts]
+        return lines
+
+    def table_rows(self) -> list[tuple[str, ...]]:
+        return [
+            (v.checker, {True: "valid", False: "VIOLATED", None: "n/a"}[v.valid],
+             str(len(v.evidence)), v.summary)
+            for v in self.verdicts
+        ]  # fmt: skip
+
+    def metrics(self) -> dict[str, Metric]:
+        """Race metrics, plus ``run_completion_time`` (send → ``agent_completed``).
+
+        Not ``response_time``: runs queue behind each other on one thread by design, so
+        the latency thresholds of the load scenarios do not apply to them.
+        """
+        unprevented, violations = float(self.tally.unprevented), float(self.tally.violations)
+        found: dict[str, Metric] = {
+            "operations": Counter(
+                "operations", self.operations, self.operations / max(self.elapsed_s, 1e-9)
+            ),
+            "race_conditions_unprevented": Gauge(
+                "race_conditions_unprevented", unprevented, unprevented, unprevented
+            ),
+            "violations": Gauge("violations", violations, violations, violations),
+        }
+        if self.response_time.count:
+            found["run_completion_time"] = Trend.from_histogram(
+                "run_completion_time", self.response_time
+            )
+        return found
+
+    def to_dict(self) -> dict[str, JsonValue]:
+        return {
+            "scenario": NAME,
+            "valid": self.valid,
+            "operations": self.operations,
+            "elapsed_s": self.elapsed_s,
+            "parts": dict(self.parts),
+            "tally": self.tally.to_dict(),
+            "verdicts": {v.checker: v.to_dict() for v in self.verdicts},
+        }
+
+
+@dataclass
+class _State:
+    """What the parts share: the recorder, the runs, who owns what, who must see what."""
+
+    target: TargetInfo
+    tag: str
+    deadline_s: float
+    recorder: HistoryRecorder
+    runs: Runs
+    identities: IdentityFactory
+    sockets: list[RecordingSocket] = field(default_factory=list)
+    thread_owner: dict[str, str] = field(default_factory=dict)
+    viewers: dict[str, list[set[str]]] = field(default_factory=dict)
+    users: dict[str, Identity] = field(default_factory=dict)
+    fairness_users: set[str] = field(default_factory=set)
+    parts: dict[str, str] = field(default_factory=dict)
+    session_ops: list[Op] = field(default_factory=list)
+    messages: int = 0
+
+    def identity(self) -> Identity:
+        identity = self.identities(len(self.users))
+        self.users[str(identity.user_id)] = identity
+        return identity
+
+    def socket(self, label: str, user: str) -> RecordingSocket:
+        sock = RecordingSocket(f"{self.tag}:{label}", user, self.recorder, self.runs)
+        self.sockets.append(sock)
+        return sock
+
+    def msg_id(self) -> str:
+        self.messages += 1
+        return f"{self.tag}-m{self.messages}"
+
+    def deadline(self) -> float:
+        return time.monotonic() + self.deadline_s
+
+
+async def _connect_all(state: _State, sockets: Sequence[RecordingSocket]) -> None:
+    results = await asyncio.gather(
+        *(s.connect(state.target.ws_url, state.users[s.user], state.deadline_s) for s in sockets)
+    )
+    failed = [s.label for s, ok in zip(sockets, results, strict=True) if not ok]
+    if failed:
+        raise PlatformRacesError(
+            f"{state.target.ws_url}: sockets {', '.join(failed)} got no hello within "
+            f"{state.deadline_s:g} s; check that the target runs and accepts the JWT secret"
+        )
+
+
+async def _wait_acks(sockets: Iterable[RecordingSocket], deadline: float) -> None:
+    for sock in sockets:
+        await sock.wait_for(lambda s=sock: s.pending_sends() == 0, deadline)  # type: ignore[misc]
+
+
+async def _finish(state: _State, sockets: Sequence[RecordingSocket], deadline: float) -> int:
+    """Wait for every acked run of ``sockets``; return how many never completed."""
+    await _wait_acks(sockets, deadline)
+    runs = {run for s in sockets for run in s.acked.values()}
+    return len(await state.runs.wait(runs, deadline))
+
+
+async def _same_thread(state: _State, sizes: Sizes) -> None:
+    user = str(state.identity().user_id)
+    sockets = [state.socket(f"same-{i}", user) for i in range(sizes.shared_sockets)]
+    await _connect_all(state, sockets)
+    shared = f"{state.tag}-shared"
+    threads = [shared] + [f"{state.tag}-own-{i}" for i in range(len(sockets))]
+    for thread in threads:
+        state.thread_owner[thread] = user
+        state.viewers[thread] = [{s.label} for s in sockets]
+    plans: list[list[str]] = [[] for _ in sockets]
+    for i in range(sizes.shared_messages):
+        plans[i % len(sockets)].append(shared)
+    for i, plan in enumerate(plans):
+        own = [f"{state.tag}-own-{i}"] * sizes.private_messages
+        mixed = [t for pair in zip(plan, own, strict=False) for t in pair]
+        plans[i] = mixed + plan[len(own) :] + own[len(plan) :]
+
+    async def send_all(sock: RecordingSocket, plan: list[str]) -> None:
+        for thread in plan:
+            await sock.send(thread, f"race {thread} question {state.messages}", state.msg_id(),
+                            expect="completed")  # fmt: skip
+
+    await asyncio.gather(*(send_all(s, p) for s, p in zip(sockets, plans, strict=True)))
+    missing = await _finish(state, sockets, state.deadline())
+    state.parts[Part.SAME_THREAD] = (
+        f"{len(sockets)} sockets of {user} sent {sizes.shared_messages} messages to one thread "
+        f"and {sizes.private_messages} each to a private thread"
+        + (f"; {missing} run(s) never completed" if missing else "")
+    )
+
+
+async def _resume(state: _State, sizes: Sizes) -> None:
+    user = str(state.identity().user_id)
+    first, second = state.socket("resume-a", user), state.socket("resume-b", user)
+    thread = f"{state.tag}-resume"
+    state.thread_owner[thread] = user
+    state.viewers[thread] = [{first.label, second.label}]
+    await _connect_all(state, [first])
+    for _ in range(sizes.resume_messages):
+        await first.send(thread, "resume after a dropped connection", state.msg_id(),
+                         expect="completed")  # fmt: skip
+    deadline = state.deadline()
+    await _wait_acks([first], deadline)
+    runs = set(first.acked.values())
+    # Drop the connection while the runs stream: after the first run's tool ran.
+    await first.wait_for(
+        lambda: any("tool_completed" in first.seen_types.get(r, set()) for r in runs), deadline
+    )
+    last = first.last_seq.get(thread, 0)
+    await first.close()
+    await _connect_all(state, [second])
+    await second.resume(thread, last)
+    missing = len(await state.runs.wait(runs, deadline))
+    await second.wait_for(lambda: not second.resuming(), deadline)
+    state.parts[Part.RESUME] = (
+        f"closed a socket at seq {last} of {len(runs)} streaming runs and resumed on a new one"
+        + (f"; {missing} run(s) never completed" if missing else "")
+    )
+
+
+async def _users(state: _State, sizes: Sizes) -> None:
+    users = [str(state.identity().user_id) for i in range(sizes.users)]
+    pairs = [(state.socket(f"{u}-0", u), state.socket(f"{u}-1", u)) for u in users]
+    await _connect_all(state, [s for pair in pairs for s in pair])
+    state.fairness_users.update(users)
+    threads = [f"{state.tag}-thread-{i}" for i in range(len(users))]
+    for user, pair, thread in zip(users, pairs, threads, strict=True):
+        state.thread_owner[thread] = user
+        state.viewers[thread] = [{s.label} for s in pair]
+
+    async def demand(sock: RecordingSocket, thread: str) -> None:
+        for _ in range(sizes.user_messages):
+            await sock.send(thread, f"isolated work of {sock.user}", state.msg_id(),
+                            expect="completed")  # fmt: skip
+
+    await asyncio.gather(*(demand(p[0], t) for p, t in zip(pairs, threads, strict=True)))
+    sockets = [s for pair in pairs for s in pair]
+    missing = await _finish(state, sockets, state.deadline())
+    reads = 0
+    for i, user in enumerate(users):
+        headers = state.users[user].auth_headers()
+        async with httpx.AsyncClient(base_url=state.target.http_url, headers=headers) as http:
+            for thread in (threads[i], threads[(i + 1) % len(threads)]):
+                await http_get(http, state.recorder, "http_read",
+                               f"/v1/threads/{thread}/messages",
+                               {"user": user, "thread": thread})  # fmt: skip
+                reads += 1
+    state.parts[Part.USERS] = (
+        f"{len(users)} users × {sizes.user_messages} messages on 2 sockets each; {reads} HTTP reads"
+        + (f"; {missing} run(s) never completed" if missing else "")
+    )
+
+
+async def _delete_lock(redis_url: str, thread: str, recorder: HistoryRecorder) -> int:
+    """Delete ``thread``'s run lock in the platform's Redis, whatever its key prefix."""
+    invoke = recorder.invoke("harness/redis", "lock_delete", {"thread": thread})
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"*:lock:thread:{thread}", count=500)]
+        deleted = int(await client.delete(*keys)) if keys else 0
+    finally:
+        await client.aclose()
+    recorder.ok(invoke, {"deleted": deleted})
+    return deleted
+
+
+async def _takeover(state: _State, redis_url: str) -> None:
+    user = str(state.identity().user_id)
+    sock = state.socket("takeover", user)
+    thread = f"{state.tag}-takeover"
+    state.thread_owner[thread] = user
+    state.viewers[thread] = [{sock.label}]
+    await _connect_all(state, [sock])
+    deadline = state.deadline()
+    await sock.send(thread, "a run whose lock is lost", state.msg_id(), expect="any")
+    await _wait_acks([sock], deadline)
+    first = set(sock.acked.values())
+    await sock.wait_for(
+        lambda: any("tool_completed" in sock.seen_types.get(r, set()) for r in first), deadline
+    )
+    deleted = await _delete_lock(redis_url, thread, state.recorder)
+    await state.runs.wait(first, deadline)
+    before = set(sock.acked.values())
+    await sock.send(thread, "a run after the takeover", state.msg_id(), expect="completed")
+    await _wait_acks([sock], deadline)
+    missing = len(await state.runs.wait(set(sock.acked.values()) - before, deadline))
+    ends = [
+        op
+        for op in state.recorder.ops
+        if op.f == "event" and op.process == sock.label and op.get("type") == "agent_completed"
+        and op.get("run") in first
+    ]  # fmt: skip
+    recovered = bool(ends) and ends[0].get("status") == "failed"
+    state.parts[Part.TAKEOVER] = (
+        f"deleted {deleted} lock key(s) mid-run; "
+        + ("another worker recovered the run" if recovered
+           else "the run finished before any recovery (lock TTL longer than the run)")
+        + (f"; {missing} run(s) never completed" if missing else "")
+    )  # fmt: skip
+
+
+async def _settle(sockets: Sequence[RecordingSocket], deadline: float) -> None:
+    """Wait until at most one socket is still open, or ``deadline`` passes."""
+    while True:
+        still = [s for s in sockets if not s.closed_by_server.is_set()]
+        left = deadline - time.monotonic()
+        if len(still) <= 1 or left <= 0:
+            return
+        waits = [asyncio.ensure_future(s.closed_by_server.wait()) for s in still]
+        try:
+            await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
+
+async def _sessions(state: _State, sizes: Sizes, database_url: str, redis_url: str) -> None:
+    platform: RunningPlatform = await asyncio.to_thread(
+        start_platform,
+        database_url,
+        redis_url,
+        workers=2,
+        settings={"SQUALL_SESSION_POLICY": "single_session"},
+    )
+    try:
+        identities = JwtIdentities(platform.jwt_secret, prefix=f"{state.tag}-single")
+        identity = identities(0)
+        user = str(identity.user_id)
+        start = len(state.recorder)
+        sockets = [
+            RecordingSocket(f"{state.tag}:login-{i}", user, state.recorder, state.runs)
+            for i in range(sizes.logins)
+        ]
+        await asyncio.gather(*(s.connect(platform.ws_url, identity, 10.0) for s in sockets))
+        await _settle(sockets, state.deadline())
+        state.session_ops = list(state.recorder.since(start))
+        survivors = sum(1 for s in sockets if not s.closed_by_server.is_set())
+        state.parts[Part.SESSIONS] = (
+            f"{sizes.logins} concurrent logins of {user} on a single_session instance; "
+            f"{survivors} stayed open"
+        )
+        for sock in sockets:
+            await sock.close()
+    finally:
+        await asyncio.to_thread(platform.stop)
+
+
+class PlatformRacesError(RuntimeError):
+    """The scenario could not run against the target; the message says why and what to check."""
+
+
+@dataclass(frozen=True)
+class _Stored:
+    accounts: list[AccountRow]
+    charges: list[StoredCharge]
+    events: list[LogEvent]
+    fences: dict[str, int]
+
+
+async def read_platform_database(
+    database_url: str, users: Collection[str], threads: Collection[str]
+) -> _Stored:
+    """The platform's accounts, ledger, events and fences, through a read-only connection."""
+    conn = await asyncpg.connect(
+        database_url, server_settings={"default_transaction_read_only": "on"}
+    )
+    try:
+        async with conn.transaction(readonly=True, isolation="repeatable_read"):
+            accounts = await conn.fetch(
+                "SELECT a.user_id, a.balance, a.initial, "
+                "(SELECT coalesce(sum(amount), 0) FROM credit_grants g "
+                " WHERE g.user_id = a.user_id) AS granted "
+                "FROM accounts a WHERE a.user_id = ANY($1::text[])",
+                list(users),
+            )
+            ledger = await conn.fetch(
+                "SELECT run_id, user_id, amount, refunded FROM ledger "
+                "WHERE user_id = ANY($1::text[])",
+                list(users),
+            )
+            events = await conn.fetch(
+                "SELECT thread_id, seq, run_id, type, payload->>'status' AS status, "
+                "(payload->>'charge')::bigint AS charge FROM events "
+                "WHERE thread_id = ANY($1::text[]) ORDER BY thread_id, seq",
+                list(threads),
+            )
+            fences = await conn.fetch(
+                "SELECT id, fence FROM threads WHERE id = ANY($1::text[])", list(threads)
+            )
+    finally:
+        await conn.close()
+    return _Stored(
+        accounts=[
+            AccountRow(r["user_id"], int(r["balance"]), int(r["initial"]), int(r["granted"]))
+            for r in accounts
+        ],
+        charges=[
+            StoredCharge(r["run_id"], r["user_id"], int(r["amount"]), bool(r["refunded"]))
+            for r in ledger
+        ],
+        events=[
+            LogEvent(
+                r["thread_id"],
+                int(r["seq"]),
+                r["run_id"],
+                r["type"],
+                r["status"],
+                None if r["charge"] is None else int(r["charge"]),
+            )
+            for r in events
+        ],
+        fences={r["id"]: int(r["fence"]) for r in fences},
+    )
+
+
+async def _accounts(state: _State) -> dict[str, AccountRow]:
+    found: dict[str, AccountRow] = {}
+    for user, identity in state.users.items():
+        headers = identity.auth_headers()
+        async with httpx.AsyncClient(base_url=state.target.http_url, headers=headers) as http:
+            status, body = await http_get(
+                http, state.recorder, "account", "/v1/accounts/me", {"user": user}
+            )
+        if status == 200 and isinstance(body, dict):
+            found[user] = AccountRow(
+                user,
+                int(body.get("balance", 0)),
+                int(body.get("initial_credits", 0)),
+                int(body.get("credits_granted", 0)),
+            )
+    return found
+
+
+def judge(
+    ops: Sequence[Op],
+    *,
+    thread_owner: Mapping[str, str],
+    socket_user: Mapping[str, str],
+    viewers: Mapping[str, Sequence[Collection[str]]],
+    accounts: Mapping[str, AccountRow],
+    fairness_users: Collection[str],
+    session_ops: Sequence[Op] = (),
+    stored: _Stored | None = None,
+) -> tuple[list[Verdict], RaceTally]:
+    """Every checker on the recorded history (and the platform's tables when read)."""
+    seen, divergent = checks.events_from_history(ops)
+    log = stored.events if stored is not None else seen
+    charges = [e.charge for e in log if e.charge]
+    run_cost = charges[0] if charges else 1
+    ordering = checks.merge_verdicts(
+        "ordering",
+        [
+            check_ordering(ops, first_seq=1, resume_restarts=True),
+            verdict_from(
+                "ordering", evidence=divergent, counts={}, ok_summary="each seq names one event"
+            ),
+        ],
+        "every socket received every thread in seq order, across resumes",
+    )
+    fairness_runs = [op for op in ops if op.f == "run" and op.get("user") in set(fairness_users)]
+    sessions = checks.check_single_session(session_ops)
+    verdicts = [
+        checks.check_ledger_api(ops, log, accounts, run_cost=run_cost),
+        *([checks.check_ledger_db(ops, log, stored.accounts, stored.charges)] if stored else []),
+        ordering,
+        check_isolation(ops, thread_owner=thread_owner, socket_user=socket_user),
+        checks.check_run_locks(log, stored.fences if stored is not None else None),
+        checks.check_runs(ops, log),
+        checks.check_delivery(ops, log, viewers),
+        sessions,
+        check_fairness(fairness_runs, f="run"),
+    ]
+    tally = checks.race_tally(verdicts, serialised=checks.serialised_runs(log), sessions=sessions)
+    return verdicts, tally
+
+
+async def run_platform_races(
+    target: TargetInfo,
+    *,
+    tag: str,
+    scale: float = 1.0,
+    parts: Collection[Part | str] = ALL_PARTS,
+    redis_url: str | None = None,
+    platform_database_url: str | None = None,
+    history: HistoryLog | None = None,
+    timeout_s: float = 30.0,
+) -> PlatformRacesReport:
+    """Run the selected parts against ``target`` and judge the history.
+
+    ``redis_url`` and ``platform_database_url`` are the platform's own services, known
+    when squall started it: ``takeover`` needs the Redis, ``sessions`` both, and the
+    ledger/locks checks read the database (read-only) when it is given. Every wait is
+    bounded by ``timeout_s`` per part.
+    """
+    started = time.monotonic()
+    chosen = [Part(p) for p in parts]
+    sizes = Sizes.scaled(scale)
+    recorder = HistoryRecorder(sink=history.append if history is not None else None)
+    state = _State(
+        target=target,
+        tag=tag,
+        deadline_s=timeout_s,
+        recorder=recorder,
+        runs=Runs(recorder),
+        identities=target.identities(f"{tag}-u"),
+    )
+    try:
+        concurrent = []
+        if Part.SAME_THREAD in chosen:
+            concurrent.append(_same_thread(state, sizes))
+        if Part.RESUME in chosen:
+            concurrent.append(_resume(state, sizes))
+        if Part.USERS in chosen:
+            concurrent.append(_users(state, sizes))
+        if Part.TAKEOVER in chosen:
+            if redis_url is not None and platform_database_url is not None:
+                concurrent.append(_takeover(state, redis_url))
+            else:
+                state.parts[Part.TAKEOVER] = "not applicable: needs the platform's own Redis"
+        await asyncio.gather(*concurrent)
+        accounts = await _accounts(state)
+        stored = None
+        if platform_database_url is not None:
+            stored = await read_platform_database(
+                platform_database_url, state.users, state.thread_owner
+            )
+        if Part.SESSIONS in chosen:
+            if platform_database_url is not None and redis_url is not None:
+                await _sessions(state, sizes, platform_database_url, redis_url)
+            else:
+                state.parts[Part.SESSIONS] = (
+                    "not applicable: an external target's session policy cannot be changed"
+                )
+    finally:
+        for sock in state.sockets:
+            with contextlib.suppress(Exception):
+                await sock.close()
+        state.runs.expire()
+        if history is not None:
+            history.flush()
+    socket_user = {s.label: s.user for s in state.sockets}
+    verdicts, tally = judge(
+        recorder.ops,
+        thread_owner=state.thread_owner,
+        socket_user=socket_user,
+        viewers=state.viewers,
+        accounts=accounts,
+        fairness_users=state.fairness_users,
+        session_ops=state.session_ops,
+        stored=stored,
+    )
+    return PlatformRacesReport(
+        verdicts=tuple(verdicts),
+        operations=len(recorder),
+        tally=tally,
+        response_time=state.runs.response_time,
+        parts={str(k): v for k, v in state.parts.items()},
+        elapsed_s=time.monotonic() - started,
+    )

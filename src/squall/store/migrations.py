@@ -1,0 +1,397 @@
+"""The results database's schema, as numbered migrations applied once each.
+
+:func:`migrate` is idempotent and safe to call from many processes at once:
+it takes a transaction-scoped advisory lock, reads which versions
+``squall_schema_migrations`` already holds, and applies only the missing ones,
+in order, in the same transaction. A newer squall adds a migration at the end
+of :data:`MIGRATIONS`; an applied migration is never edited.
+
+``test_accounts`` / ``test_account_debits`` are the tables the ``db_race``
+scenario creates (:data:`squall.scenarios.db_race.SCHEMA` is executed as is),
+so one database can be both a run's database and its results database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from squall.scenarios.db_race import SCHEMA as DB_RACE_SCHEMA
+
+#: Key of the advisory lock that serialises migrations (any stable 64-bit number).
+MIGRATION_LOCK = "squall.store.migrations"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+_TIMESTAMPS = """
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+"""
+
+_CHILD = "session_id BIGINT NOT NULL REFERENCES high_load_sessions (id) ON DELETE CASCADE"
+
+#: Tables with an ``updated_at`` column kept current by :func:`squall_touch_updated_at`.
+TOUCHED_TABLES = (
+    "high_load_sessions",
+    "performance_metrics",
+    "race_condition_events",
+    "concurrent_test_users",
+    "concurrent_user_operations",
+    "websocket_coordination",
+    "shared_resources",
+    "user_isolation_test_data",
+    "resource_samples",
+    "test_accounts",
+)
+
+#: Every table the results database holds, for the health report.
+TABLES = (*TOUCHED_TABLES, "test_account_debits")
+
+_TABLES_SQL = f"""
+CREATE OR REPLACE FUNCTION squall_touch_updated_at() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$$;
+
+CREATE TABLE IF NOT EXISTS high_load_sessions (
+    id BIGSERIAL PRIMARY KEY,
+    run_id TEXT NOT NULL UNIQUE,
+    report_schema TEXT NOT NULL,
+    scenario_set TEXT NOT NULL,
+    scenarios TEXT[] NOT NULL,
+    config JSONB NOT NULL,
+    squall_version TEXT NOT NULL,
+    python_version TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    host TEXT NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    finished_at TIMESTAMPTZ,
+    interrupted BOOLEAN NOT NULL DEFAULT false,
+    verdict TEXT NOT NULL CHECK (verdict IN ('passed', 'failed', 'interrupted')),
+    thresholds_passed INTEGER NOT NULL DEFAULT 0,
+    thresholds_failed INTEGER NOT NULL DEFAULT 0,
+    thresholds_not_applicable INTEGER NOT NULL DEFAULT 0,
+    {_TIMESTAMPS}
+);
+CREATE INDEX IF NOT EXISTS high_load_sessions_set_started
+    ON high_load_sessions (scenario_set, started_at DESC);
+CREATE INDEX IF NOT EXISTS high_load_sessions_started ON high_load_sessions (started_at DESC);
+
+CREATE TABLE IF NOT EXISTS performance_metrics (
+    id BIGSERIAL PRIMARY KEY,
+    {_CHILD},
+    scenario TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('trend', 'counter', 'rate', 'gauge')),
+    count BIGINT,
+    min DOUBLE PRECISION,
+    mean DOUBLE PRECISION,
+    p50 DOUBLE PRECISION,
+    p90 DOUBLE PRECISION,
+    p95 DOUBLE PRECISION,
+    p99 DOUBLE PRECISION,
+    p999 DOUBLE PRECISION,
+    max DOUBLE PRECISION,
+    rate DOUBLE PRECISION,
+    per_second DOUBLE PRECISION,
+    value DOUBLE PRECISION,
+    histogram TEXT,
+    {_TIMESTAMPS},
+    UNIQUE (session_id, scenario, metric)
+);
+CREATE INDEX IF NOT EXISTS performance_metrics_scenario_metric
+    ON performance_metrics (scenario, metric, session_id);
+
+CREATE TABLE IF NOT EXISTS race_condition_events (
+    id BIGSERIAL PRIMARY KEY,
+    {_CHILD},
+    scenario TEXT NOT NULL,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('detected', 'prevented', 'violation')),
+    count BIGINT NOT NULL DEFAULT 1 CHECK (count >= 0),
+    checker TEXT,
+    message TEXT,
+    evidence JSONB NOT NULL DEFAULT '{{}}'::jsonb,
+    occurred_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    {_TIMESTAMPS}
+);
+CREATE INDEX IF NOT EXISTS race_condition_events_session
+    ON race_condition_events (session_id, scenario);
+CREATE INDEX IF NOT EXISTS race_condition_events_kind
+    ON race_condition_events (kind, occurred_at DESC);
+
+CREATE TABLE IF NOT EXISTS concurrent_test_users (
+    id BIGSERIAL PRIMARY KEY,
+    {_CHILD},
+    scenario TEXT NOT NULL,
+    users INTEGER NOT NULL,
+    peak_users INTEGER,
+    processes INTEGER,
+    model TEXT,
+    workload JSONB NOT NULL DEFAULT '{{}}'::jsonb,
+    {_TIMESTAMPS},
+    UNIQUE (session_id, scenario)
+);
+
+CREATE TABLE IF NOT EXISTS concurrent_user_operations (
+    id BIGSERIAL PRIMARY KEY,
+    {_CHILD},
+    scenario TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    ok BIGINT NOT NULL DEFAULT 0,
+    failed BIGINT NOT NULL DEFAULT 0,
+    per_second DOUBLE PRECISION,
+    {_TIMESTAMPS},
+    UNIQUE (session_id, scenario, operation)
+);
+CREATE INDEX IF NOT EXISTS concurrent_user_operations_operation
+    ON concurrent_user_operations (scenario, operation);
+
+CREATE TABLE IF NOT EXISTS websocket_coordination (
+    id BIGSERIAL PRIMARY KEY,
+    {_CHILD},
+    scenario TEXT NOT NULL,
+    connections BIGINT NOT NULL,
+    connect_p95_s DOUBLE PRECISION,
+    messages_sent BIGINT,
+    messages_received BIGINT,
+    delivery_rate DOUBLE PRECISION,
+    success_rate DOUBLE PRECISION,
+    errors JSONB NOT NULL DEFAULT '[]'::jsonb,
+    {_TIMESTAMPS},
+    UNIQUE (session_id, scenario)
+);
+
+CREATE TABLE IF NOT EXISTS shared_resources (
+    id BIGSERIAL PRIMARY KEY,
+    {_CHILD},
+    scenario TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    contenders INTEGER,
+    acquired BIGINT NOT NULL DEFAULT 0,
+    contended BIGINT NOT NULL DEFAULT 0,
+    conflicts BIGINT NOT NULL DEFAULT 0,
+    retries BIGINT NOT NULL DEFAULT 0,
+    violations BIGINT NOT NULL DEFAULT 0,
+    details JSONB NOT NULL DEFAULT '{{}}'::jsonb,
+    {_TIMESTAMPS},
+    UNIQUE (session_id, scenario, resource)
+);
+
+CREATE TABLE IF NOT EXISTS user_isolation_test_data (
+    id BIGSERIAL PRIMARY KEY,
+    {_CHILD},
+    scenario TEXT NOT NULL,
+    source TEXT NOT NULL,
+    checker TEXT NOT NULL,
+    valid BOOLEAN,
+    summary TEXT NOT NULL,
+    counts JSONB NOT NULL DEFAULT '{{}}'::jsonb,
+    evidence JSONB NOT NULL DEFAULT '[]'::jsonb,
+    {_TIMESTAMPS}
+);
+CREATE INDEX IF NOT EXISTS user_isolation_test_data_session
+    ON user_isolation_test_data (session_id, scenario);
+
+CREATE TABLE IF NOT EXISTS resource_samples (
+    id BIGSERIAL PRIMARY KEY,
+    {_CHILD},
+    scenario TEXT NOT NULL,
+    process_group TEXT NOT NULL,
+    t DOUBLE PRECISION NOT NULL,
+    rss_mb DOUBLE PRECISION NOT NULL,
+    cpu_percent DOUBLE PRECISION NOT NULL,
+    threads INTEGER,
+    open_files INTEGER,
+    sockets INTEGER,
+    processes INTEGER,
+    {_TIMESTAMPS}
+);
+CREATE INDEX IF NOT EXISTS resource_samples_series
+    ON resource_samples (session_id, scenario, process_group, t);
+
+{DB_RACE_SCHEMA}
+"""
+
+_TRIGGERS_SQL = "\n".join(
+    f"CREATE OR REPLACE TRIGGER {table}_touch BEFORE UPDATE ON {table} "
+    "FOR EACH ROW EXECUTE FUNCTION squall_touch_updated_at();"
+    for table in TOUCHED_TABLES
+)
+
+_FUNCTIONS_SQL = """
+CREATE OR REPLACE FUNCTION squall_record_race_event(
+    p_session_id BIGINT,
+    p_scenario TEXT,
+    p_source TEXT,
+    p_kind TEXT,
+    p_count BIGINT DEFAULT 1,
+    p_checker TEXT DEFAULT NULL,
+    p_message TEXT DEFAULT NULL,
+    p_evidence JSONB DEFAULT '{}'::jsonb
+) RETURNS BIGINT
+LANGUAGE plpgsql AS $$
+DECLARE
+    new_id BIGINT;
+BEGIN
+    IF p_kind NOT IN ('detected', 'prevented', 'violation') THEN
+        RAISE EXCEPTION 'race event kind % is not one of detected, prevented, violation',
+            p_kind USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO race_condition_events
+        (session_id, scenario, source, kind, count, checker, message, evidence)
+    VALUES (p_session_id, p_scenario, p_source, p_kind, p_count, p_checker, p_message,
+            COALESCE(p_evidence, '{}'::jsonb))
+    RETURNING id INTO new_id;
+    RETURN new_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION squall_metric_statistics(p_session_id BIGINT)
+RETURNS TABLE (
+    metric TEXT,
+    kind TEXT,
+    scenarios BIGINT,
+    total_count BIGINT,
+    mean DOUBLE PRECISION,
+    p95_max DOUBLE PRECISION,
+    p99_max DOUBLE PRECISION,
+    max DOUBLE PRECISION,
+    rate_min DOUBLE PRECISION,
+    per_second_sum DOUBLE PRECISION,
+    value_max DOUBLE PRECISION
+)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY
+    SELECT pm.metric,
+           min(pm.kind),
+           count(*),
+           sum(pm.count)::BIGINT,
+           CASE WHEN sum(pm.count) > 0
+                THEN sum(pm.mean * pm.count) / sum(pm.count) END,
+           max(pm.p95),
+           max(pm.p99),
+           max(pm.max),
+           min(pm.rate),
+           sum(pm.per_second),
+           max(pm.value)
+    FROM performance_metrics pm
+    WHERE pm.session_id = p_session_id
+    GROUP BY pm.metric
+    ORDER BY pm.metric;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION squall_table_health()
+RETURNS TABLE (
+    table_name TEXT,
+    row_count BIGINT,
+    dead_tuples BIGINT,
+    dead_ratio DOUBLE PRECISION,
+    total_bytes BIGINT,
+    last_write TIMESTAMPTZ
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+    t TEXT;
+    live BIGINT;
+    dead BIGINT;
+    written TIMESTAMPTZ;
+BEGIN
+    FOREACH t IN ARRAY ARRAY[__TABLES__] LOOP
+        EXECUTE format('SELECT count(*), max(%I) FROM %I',
+                       CASE WHEN t = 'test_account_debits' THEN 'created_at'
+                            ELSE 'updated_at' END, t)
+            INTO live, written;
+        SELECT COALESCE(s.n_dead_tup, 0) INTO dead
+            FROM pg_stat_user_tables s WHERE s.relname = t AND s.schemaname = current_schema();
+        table_name := t;
+        row_count := live;
+        dead_tuples := COALESCE(dead, 0);
+        dead_ratio := CASE WHEN live + COALESCE(dead, 0) > 0
+                           THEN COALESCE(dead, 0)::DOUBLE PRECISION / (live + COALESCE(dead, 0))
+                           ELSE 0 END;
+        total_bytes := pg_total_relation_size(t::regclass);
+        last_write := written;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION squall_purge_older_than(p_retention INTERVAL)
+RETURNS BIGINT
+LANGUAGE plpgsql AS $$
+DECLARE
+    removed BIGINT;
+BEGIN
+    IF p_retention < INTERVAL '0' THEN
+        RAISE EXCEPTION 'retention % is negative; pass a positive interval such as 30 days',
+            p_retention USING ERRCODE = '22023';
+    END IF;
+    DELETE FROM high_load_sessions WHERE started_at < now() - p_retention;
+    GET DIAGNOSTICS removed = ROW_COUNT;
+    RETURN removed;
+END
+$$;
+""".replace("__TABLES__", ", ".join(f"'{t}'" for t in TABLES))
+
+#: Every migration, oldest first. Append only.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "results tables", _TABLES_SQL),
+    Migration(2, "updated_at triggers", _TRIGGERS_SQL),
+    Migration(3, "functions", _FUNCTIONS_SQL),
+)
+
+
+async def migrate(conn: asyncpg.Connection) -> list[int]:
+    """Bring the schema up to date; return the versions this call applied."""
+    applied: list[int] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", MIGRATION_LOCK)
+        await conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS squall_schema_migrations (
+                version INTEGER PRIMARY KEY,
+                name TEXT NOT NULL,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+            )
+            """
+        )
+        # db_race's ensure_schema() creates test_accounts under this lock too.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('squall.test_accounts'))")
+        done = {
+            r["version"] for r in await conn.fetch("SELECT version FROM squall_schema_migrations")
+        }
+        for migration in MIGRATIONS:
+            if migration.version in done:
+                continue
+            await conn.execute(migration.sql)
+            await conn.execute(
+                "INSERT INTO squall_schema_migrations (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
+            applied.append(migration.version)
+    return applied
+
+
+async def schema_version(conn: asyncpg.Connection) -> int:
+    """The highest applied migration, 0 for a database squall has never migrated."""
+    exists = await conn.fetchval("SELECT to_regclass('squall_schema_migrations') IS NOT NULL")
+    if not exists:
+        return 0
+    return int(
+        await conn.fetchval("SELECT COALESCE(max(version), 0) FROM squall_schema_migrations")
+    )

@@ -1,0 +1,176 @@
+"""What ``squall test`` does: run selected tests through pytest and judge them like ``squall run``.
+
+pytest runs in a subprocess (a clean interpreter: test modules, event loops
+and the plugin's session state never leak into the caller) with the squall
+plugin's options and a run id chosen here. The plugin writes every scenario
+the tests ran into ``<results dir>/<run id>/report.json``; this module reads
+that report back, prints the same summary as ``squall run`` and returns the
+same exit codes: 0 all held, 1 a test or threshold failed, 2 usage, 3 the
+services or the target could not be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from squall.config import ConfigError, load_config
+from squall.metrics.result import metric_from_dict
+from squall.metrics.thresholds import ThresholdOutcome
+from squall.monitor.report import MonitorReport
+from squall.report.files import new_run_id
+from squall.report.publish import EXIT_INTERRUPTED
+from squall.report.summary import print_scenario, print_summary
+from squall.suite import ScenarioOutcome, SuiteReport
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+# pytest's exit codes (pytest.ExitCode), kept here so this module imports no pytest.
+_PYTEST_OK, _PYTEST_FAILED, _PYTEST_INTERRUPTED = 0, 1, 2
+_PYTEST_USAGE, _PYTEST_NO_TESTS = 4, 5
+
+
+@dataclass(frozen=True)
+class TestRequest:
+    """``squall test``'s arguments."""
+
+    __test__ = False  # not a test class
+
+    real_services: bool = False
+    categories: tuple[str, ...] = ()
+    markers: tuple[str, ...] = ()
+    test_files: tuple[Path, ...] = ()
+    scenarios: tuple[str, ...] = ()
+    scale: float | None = None
+    target: str | None = None
+    adapter: str | None = None
+    jwt_secret: str | None = None
+    results_dir: Path | None = None
+    pytest_args: tuple[str, ...] = ()
+
+
+def marker_expression(categories: Sequence[str], markers: Sequence[str]) -> str | None:
+    """``-m``: any of the categories, and every marker. ``None`` selects everything."""
+    parts = []
+    if categories:
+        parts.append(" or ".join(categories))
+    parts.extend(markers)
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return " and ".join(f"({p})" for p in parts)
+
+
+def pytest_argv(request: TestRequest, *, run_id: str, results_dir: Path) -> list[str]:
+    """The pytest command line (after ``python -m pytest``) for ``request``."""
+    argv = [str(path) for path in request.test_files]
+    expression = marker_expression(request.categories, request.markers)
+    if expression is not None:
+        argv += ["-m", expression]
+    if request.scenarios:
+        argv += ["-k", " or ".join(request.scenarios)]
+    if request.real_services:
+        argv.append("--real-services")
+    for option, value in (
+        ("--squall-scale", request.scale),
+        ("--squall-target", request.target),
+        ("--squall-adapter", request.adapter),
+        ("--squall-jwt-secret", request.jwt_secret),
+    ):
+        if value is not None:
+            argv += [option, str(value)]
+    argv += ["--squall-run-id", run_id, "--squall-results-dir", str(results_dir)]
+    argv += list(request.pytest_args)
+    return argv
+
+
+def exit_code(pytest_status: int, report: Mapping[str, Any] | None) -> int:
+    """squall's exit code from pytest's and the report the plugin wrote."""
+    config = (report or {}).get("config") or {}
+    if config.get("unreachable"):
+        return EXIT_UNREACHABLE
+    if pytest_status in (_PYTEST_USAGE, _PYTEST_NO_TESTS):
+        return EXIT_USAGE
+    if pytest_status == _PYTEST_INTERRUPTED:
+        return EXIT_INTERRUPTED
+    if pytest_status != _PYTEST_OK:
+        return EXIT_FAILED
+    verdict = (report or {}).get("verdict") or {}
+    return EXIT_OK if verdict.get("ok", True) else EXIT_FAILED
+
+
+def report_from_dict(data: Mapping[str, Any]) -> SuiteReport:
+    """A :class:`SuiteReport` read back from ``report.json``."""
+    scenarios = []
+    for s in data.get("scenarios", []):
+        table = s.get("table")
+        scenarios.append(
+            ScenarioOutcome(
+                name=str(s["name"]),
+                metrics={name: metric_from_dict(m) for name, m in s.get("metrics", {}).items()},
+                outcomes=[ThresholdOutcome.from_dict(t) for t in s.get("thresholds", [])],
+                result=s.get("result"),
+                monitor=MonitorReport.from_dict(s["monitor"]) if s.get("monitor") else None,
+                notes=list(s.get("notes", [])),
+                table=(
+                    (tuple(table["columns"]), [tuple(row) for row in table["rows"]])
+                    if table
+                    else None
+                ),
+                duration_s=float(s.get("duration_s", 0.0)),
+            )
+        )
+    return SuiteReport(
+        run_id=str(data["run_id"]),
+        started_at=float(data["started_at"]),
+        scenarios=scenarios,
+        config=dict(data.get("config", {})),
+        finished_at=data.get("finished_at"),
+        interrupted=bool(data.get("interrupted", False)),
+    )
+
+
+def execute(request: TestRequest, console: Console | None = None) -> int:
+    """Run the tests; print the summary; return the exit code."""
+    console = console or Console()
+    err = Console(stderr=True, soft_wrap=True)
+    missing = [str(p) for p in request.test_files if not p.exists()]
+    if missing:
+        err.print(
+            f"[red]squall test: no such test file(s): {escape(', '.join(missing))}; "
+            "pass existing paths to --test-file[/red]",
+            highlight=False,
+        )
+        return EXIT_USAGE
+    try:
+        results_dir = request.results_dir or load_config(None, cwd=Path.cwd()).run.results_dir
+    except ConfigError as exc:
+        err.print(f"[red]squall test: {escape(str(exc))}[/red]", highlight=False)
+        return EXIT_USAGE
+    run_id = new_run_id()
+    argv = pytest_argv(request, run_id=run_id, results_dir=results_dir)
+    console.print(f"squall test: pytest {' '.join(argv)}", highlight=False, markup=False)
+    status = subprocess.run([sys.executable, "-m", "pytest", *argv], check=False).returncode
+    path = results_dir / run_id / "report.json"
+    data: dict[str, Any] | None = None
+    if path.is_file():
+        data = json.loads(path.read_text())
+        report = report_from_dict(data)
+        for outcome in report.scenarios:
+            print_scenario(console, outcome)
+        print_summary(console, report)
+        console.print(f"results: {path}")
+        if report.config.get("unreachable"):
+            err.print(f"[red]squall test: {escape(str(report.config['unreachable']))}[/red]")
+    else:
+        console.print("squall test: the selected tests ran no squall scenario (no report)")
+    return exit_code(status, data)

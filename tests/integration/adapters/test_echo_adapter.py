@@ -1,0 +1,108 @@
+"""The golden-path websocket_concurrency scenario, unchanged, against a plain echo service.
+
+The echo service (``python -m squall.adapters.echo_server``) runs as a real
+child process on a free loopback port; ``squall run --adapter echo`` drives it
+and must say that ordering, isolation and delivery were not applicable rather
+than passed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from squall.cli import main
+from squall.services import Endpoints
+from squall.services.embedded import free_port
+from squall.services.process import spawn, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def echo_url(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    argv = [sys.executable, "-m", "squall.adapters.echo_server", "--port", str(port)]
+    process = spawn("echo server", argv, log_path=tmp_path / "echo.log")
+    try:
+        wait_until(
+            lambda: _healthy(f"http://127.0.0.1:{port}/healthz"),
+            process=process,
+            timeout=30,
+            what="answering /healthz",
+        )
+        yield f"ws://127.0.0.1:{port}/"
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def given_services(endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``squall run`` reuses the session's PostgreSQL and Redis instead of starting its own."""
+    monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
+    monkeypatch.setenv("REDIS_URL", endpoints.redis_url)
+
+
+@pytest.mark.usefixtures("given_services")
+def test_websocket_concurrency_runs_against_the_echo_service(
+    echo_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main(
+        [
+            "run",
+            "--adapter",
+            "echo",
+            "--target",
+            echo_url,
+            "--scenario",
+            "websocket_concurrency",
+            "--scale",
+            "0.1",
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    (report_path,) = (tmp_path / "results").glob("*/report.json")
+    report = json.loads(report_path.read_text())
+    assert report["config"]["adapter"] == "echo"
+    (scenario,) = report["scenarios"]
+    metrics = scenario["metrics"]
+    users = max(1, round(75 * 0.1))
+    assert metrics["messages_sent"]["count"] == users * 15
+    assert (metrics["success"]["passes"], metrics["success"]["total"]) == (users * 15, users * 15)
+    assert metrics["response_time"]["count"] == users * 15
+    for absent in ("violations", "delivery", "seq_gaps", "isolation_leaks", "ack_time"):
+        assert absent not in metrics
+    status = {t["metric"]: t["status"] for t in scenario["thresholds"]}
+    assert status["violations"] == "not_applicable"
+    assert status["success"] == "passed"
+    notes = " ".join(scenario["notes"])
+    for check in ("ordering: not applicable", "isolation: not applicable", "delivery: not"):
+        assert check in notes
+
+
+@pytest.mark.usefixtures("given_services")
+def test_echo_adapter_without_target_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--adapter", "echo", "--no-progress"]) == 2
+    assert "needs --target" in capsys.readouterr().err
+
+
+def test_unknown_adapter_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--adapter", "ech", "--target", "ws://127.0.0.1:9/"]) == 2
+    assert "unknown adapter 'ech'" in capsys.readouterr().err

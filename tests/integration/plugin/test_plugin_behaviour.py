@@ -1,0 +1,127 @@
+"""The plugin inside a pytest run of its own (pytester): markers, skipping, results, asserts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from squall.metrics.result import Gauge, Rate
+from squall.pytest_plugin import SKIP_REASON, ThresholdAsserts, diagnostic_table
+from squall.suite import ScenarioOutcome
+
+GATED = """
+import pytest
+
+@pytest.mark.high_load
+def test_heavy(squall):
+    raise AssertionError("must not run without --real-services")
+
+@pytest.mark.real_services
+def test_needs_services():
+    raise AssertionError("must not run without --real-services")
+
+@pytest.mark.integration
+def test_plain_integration():
+    pass
+"""
+
+
+INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+
+
+@pytest.fixture(autouse=True)
+def _inner_ini(request: pytest.FixtureRequest) -> None:
+    """The inner runs get an ini of their own (the project's is not theirs)."""
+    if "pytester" in request.fixturenames:
+        request.getfixturevalue("pytester").makeini(INI)
+
+
+def test_gated_tests_skip_with_a_reason_naming_the_option(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(GATED)
+    result = pytester.runpytest("--strict-markers", "-W", "error", "-rs")
+    result.assert_outcomes(passed=1, skipped=2)
+    result.stdout.fnmatch_lines([f"*{SKIP_REASON}*"])
+
+
+def test_markers_are_registered_once_more_without_harm(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI + "markers =\n    integration: declared by the project too\n")
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.real_services:*", "@pytest.mark.high_load:*"])
+    assert result.ret == 0
+
+
+def test_fixture_without_the_option_skips(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_uses_it(real_services):\n    pass\n")
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*--real-services*"])
+
+
+def test_a_run_id_always_writes_a_report(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    result = pytester.runpytest(
+        "--squall-run-id=20260101-000000-abcd", f"--squall-results-dir={tmp_path}"
+    )
+    result.assert_outcomes(passed=1)
+    path = tmp_path / "20260101-000000-abcd" / "report.json"
+    report = json.loads(path.read_text())
+    assert report["schema"] == "squall.report/1"
+    assert report["scenarios"] == []
+    assert report["config"]["source"] == "pytest"
+    result.stdout.fnmatch_lines([f"squall results: {path}"])
+
+
+def test_no_report_when_no_squall_test_ran(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert not (pytester.path / "squall-results").exists()
+
+
+def _outcome() -> ScenarioOutcome:
+    return ScenarioOutcome(
+        name="chat",
+        metrics={
+            "success": Rate("success", passes=8, total=10),
+            "violations": Gauge("violations", 0.0, 0.0, 0.0),
+        },
+        outcomes=[],
+    )
+
+
+def test_thresholds_pass_and_are_added_to_the_outcome() -> None:
+    outcome = _outcome()
+    judged = ThresholdAsserts().check(outcome, violations="value == 0")
+    assert [o.status.value for o in judged] == ["passed"]
+    assert outcome.outcomes == judged
+
+
+def test_thresholds_failure_message_is_the_whole_table() -> None:
+    outcome = _outcome()
+    with pytest.raises(AssertionError) as caught:
+        ThresholdAsserts().check(outcome, {"success": ["rate >= 0.9"]}, violations=["value == 0"])
+    message = str(caught.value)
+    assert "scenario  metric" in message
+    rows = [line.split() for line in message.splitlines()]
+    assert ["chat", "success", "rate", ">=", "0.9", "0.8", "FAIL"] in rows
+    assert ["chat", "violations", "value", "==", "0", "0", "pass"] in rows
+    assert "[chat] success rate = 0.8, limit >= 0.9: FAILED" in message
+    assert len(outcome.outcomes) == 2  # recorded for the report even though the test fails
+
+
+def test_a_threshold_on_a_metric_not_recorded_fails_unless_missing_ok() -> None:
+    with pytest.raises(AssertionError, match="n/a"):
+        ThresholdAsserts().check(_outcome(), delivery="rate >= 0.8")
+    judged = ThresholdAsserts().check(_outcome(), delivery="rate >= 0.8", missing_ok=True)
+    assert judged[0].status.value == "not_applicable"
+
+
+def test_diagnostic_table_aligns_columns() -> None:
+    outcome = _outcome()
+    ThresholdAsserts().check(outcome, violations="value == 0")
+    lines = diagnostic_table(outcome.outcomes).splitlines()
+    assert lines[0].split() == ["scenario", "metric", "threshold", "observed", "result"]
+    assert set(lines[1]) <= {"-", " "}
+    assert lines[2].split() == ["chat", "violations", "value", "==", "0", "0", "pass"]

@@ -1,0 +1,104 @@
+"""``squall test``: pytest with the plugin, then `squall run`'s summary and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from squall.cli import main
+from squall.testrunner import TestRequest, exit_code, marker_expression, pytest_argv
+
+DOCS_EXAMPLE = Path(__file__).with_name("test_docs_example.py")
+
+
+def test_marker_expression_any_category_and_every_marker() -> None:
+    assert marker_expression([], []) is None
+    assert marker_expression(["integration"], []) == "integration"
+    assert marker_expression(["unit", "integration"], ["high_load"]) == (
+        "(unit or integration) and (high_load)"
+    )
+
+
+def test_pytest_argv_carries_the_plugin_options() -> None:
+    request = TestRequest(
+        real_services=True,
+        categories=("integration",),
+        test_files=(Path("tests/x.py"),),
+        scenarios=("websocket",),
+        scale=0.2,
+        adapter="echo",
+        pytest_args=("-x",),
+    )
+    argv = pytest_argv(request, run_id="RID", results_dir=Path("out"))
+    assert argv == [
+        "tests/x.py",
+        "-m",
+        "integration",
+        "-k",
+        "websocket",
+        "--real-services",
+        "--squall-scale",
+        "0.2",
+        "--squall-adapter",
+        "echo",
+        "--squall-run-id",
+        "RID",
+        "--squall-results-dir",
+        "out",
+        "-x",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "report", "expected"),
+    [
+        (0, {"verdict": {"ok": True}}, 0),
+        (0, {"verdict": {"ok": False}}, 1),
+        (1, {"verdict": {"ok": True}}, 1),
+        (1, {"config": {"unreachable": "no PostgreSQL"}}, 3),
+        (4, None, 2),
+        (5, None, 2),
+        (2, None, 130),
+        (0, None, 0),
+    ],
+)
+def test_exit_codes_match_squall_run(status: int, report: dict | None, expected: int) -> None:
+    assert exit_code(status, report) == expected
+
+
+def test_missing_test_file_is_a_usage_error(tmp_path: Path) -> None:
+    assert main(["test", "--test-file", str(tmp_path / "nope.py")]) == 2
+
+
+@pytest.mark.integration
+def test_runs_the_docs_example_and_prints_the_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "test",
+            "--real-services",
+            "--category",
+            "integration",
+            "--test-file",
+            str(DOCS_EXAMPLE),
+            "--scale",
+            "0.1",
+            "--results-dir",
+            str(tmp_path),
+            "--",
+            "-p",
+            "no:cacheprovider",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    (path,) = tmp_path.glob("*/report.json")
+    report = json.loads(path.read_text())
+    (scenario,) = report["scenarios"]
+    assert scenario["name"] == "chat_15_messages"
+    assert {t["metric"] for t in scenario["thresholds"]} >= {"response_time", "violations"}
+    assert "Thresholds" in out
+    assert "PASSED: 7 passed, 0 failed" in out

@@ -1,0 +1,212 @@
+"""platform_races against the real reference platform: it passes, broken builds are caught.
+
+Each platform runs as a child process on a fresh database of the session's PostgreSQL,
+sharing the session's Redis under its own key prefix. The deliberately broken builds
+(``SQUALL_FAULTS``) each get their own platform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from squall.checks.verdict import Verdict
+from squall.runner import PLATFORM_SETTINGS
+from squall.scenarios.platform_races import Part, PlatformRacesReport, run_platform_races
+from squall.scenarios.target import TargetInfo
+from squall.services import Endpoints, create_database, drop_database
+from squall.services.platform import RunningPlatform, start_platform
+from squall.store.history_log import HistoryLog, read_history
+
+pytestmark = pytest.mark.integration
+
+
+class Platform:
+    def __init__(self, running: RunningPlatform, database_url: str, redis_url: str) -> None:
+        self.running = running
+        self.database_url = database_url
+        self.redis_url = redis_url
+
+    async def run(self, tag: str, parts: tuple[Part, ...], **kwargs: object) -> PlatformRacesReport:
+        target = TargetInfo(
+            ws_url=self.running.ws_url,
+            http_url=self.running.http_url,
+            jwt_secret=self.running.jwt_secret,
+        )
+        return await run_platform_races(
+            target,
+            tag=tag,
+            parts=parts,
+            redis_url=self.redis_url,
+            platform_database_url=self.database_url,
+            timeout_s=30.0,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
+def _platform(
+    endpoints: Endpoints, settings: Mapping[str, str], workers: int = 2
+) -> Iterator[Platform]:
+    database = create_database(endpoints.database_url, prefix="squall_races")
+    try:
+        running = start_platform(
+            database,
+            endpoints.redis_url,
+            workers=workers,
+            settings={**PLATFORM_SETTINGS, **settings},
+        )
+        try:
+            yield Platform(running, database, endpoints.redis_url)
+        finally:
+            running.stop()
+    finally:
+        drop_database(endpoints.database_url, database)
+
+
+@pytest.fixture(scope="module")
+def platform(endpoints: Endpoints) -> Iterator[Platform]:
+    yield from _platform(endpoints, {})
+
+
+def by_checker(report: PlatformRacesReport) -> dict[str, Verdict]:
+    return {v.checker: v for v in report.verdicts}
+
+
+async def test_the_reference_platform_passes_every_checker(
+    platform: Platform, tmp_path: Path
+) -> None:
+    path = tmp_path / "platform_races.history.jsonl"
+    with HistoryLog(path) as log:
+        report = await platform.run("ok", tuple(Part), history=log)
+    verdicts = by_checker(report)
+    failed = {name: v.summary for name, v in verdicts.items() if v.valid is not True}
+    assert failed == {}, failed
+    assert set(verdicts) == {
+        "ledger", "ledger.db", "ordering", "isolation", "locks", "runs", "delivery",
+        "sessions", "fairness",
+    }  # fmt: skip
+    assert report.tally.violations == 0
+    assert report.tally.unprevented == 0
+    # 30 runs shared one thread: the platform serialised them (detected and prevented).
+    assert report.tally.detected >= 29
+    assert verdicts["runs"].counts["acked"] == 30 + 3 * 4 + 3 + 4 * 5 + 2
+    assert verdicts["ordering"].counts["resumes"] == 1
+    assert verdicts["isolation"].counts["foreign_reads"] == 4
+    assert verdicts["sessions"].counts == {
+        "logins": 6, "replaced": 5, "survivors": 1, "violations": 0,
+    }  # fmt: skip
+    assert verdicts["locks"].counts["overlaps"] == 0
+    metrics = report.metrics()
+    assert metrics["violations"].to_dict()["value"] == 0
+    # Everything recorded is on disk, in order, for the checkers to be re-run.
+    ops = read_history(path)
+    assert len(ops) == report.operations
+    assert [op.index for op in ops] == list(range(len(ops)))
+    assert {"connect", "send", "run", "event", "resume", "http_read", "account", "closed"} <= {
+        op.f for op in ops
+    }
+
+
+@pytest.fixture
+def naive_platform(endpoints: Endpoints) -> Iterator[Platform]:
+    yield from _platform(endpoints, {"SQUALL_FAULTS": "naive_billing"})
+
+
+async def test_naive_billing_is_caught_losing_debits(naive_platform: Platform) -> None:
+    report = await naive_platform.run("naive", (Part.SAME_THREAD,))
+    verdicts = by_checker(report)
+    for name in ("ledger", "ledger.db"):
+        verdict = verdicts[name]
+        assert verdict.valid is False, verdict.summary
+        kinds = {e.kind for e in verdict.evidence}
+        assert kinds == {"balance-too-high"}, verdict.summary
+        details = verdict.evidence[0].details
+        final, expected = details["final"], details["expected_max"]
+        assert isinstance(final, int)
+        assert isinstance(expected, int)
+        assert final > expected
+        assert "acknowledged debits were lost" in verdict.evidence[0].message
+    for name in ("ordering", "isolation", "locks", "runs", "delivery"):
+        assert verdicts[name].valid is True, verdicts[name].summary
+
+
+@pytest.fixture
+def unfenced_platform(endpoints: Endpoints) -> Iterator[Platform]:
+    yield from _platform(
+        endpoints,
+        {
+            "SQUALL_FAULTS": "no_fencing",
+            "SQUALL_LOCK_TTL_MS": "300",
+            "SQUALL_MODEL_TTFT_MS": "2000",
+        },
+    )
+
+
+async def test_no_fencing_lets_a_superseded_run_write_and_is_caught(
+    unfenced_platform: Platform,
+) -> None:
+    report = await unfenced_platform.run("unfenced", (Part.TAKEOVER,))
+    assert "another worker recovered the run" in report.parts["takeover"]
+    verdicts = by_checker(report)
+    locks = verdicts["locks"]
+    assert locks.valid is False
+    holders = {
+        (str(e.details["earlier"]["process"]), str(e.details["later"]["process"]))  # type: ignore[index, call-overload]
+        for e in locks.evidence
+    }
+    stale_run = next(a for a, b in holders if b.startswith(a + "/finaliser@"))
+    assert any(b == f"{stale_run}/finaliser@4" for a, b in holders)  # recovery wrote seq 4
+    runs = verdicts["runs"]
+    assert {e.kind for e in runs.evidence} == {"completed-twice", "events-after-completion"}
+    assert all(e.details["run"] == stale_run for e in runs.evidence)
+    # The stale writer reported a charge for a run the recovery refunded.
+    mismatch = [e for e in verdicts["ledger.db"].evidence if e.kind == "charge-mismatch"]
+    assert [e.details["run"] for e in mismatch] == [stale_run]
+    assert mismatch[0].details["refunded"] is True
+    for name in ("ordering", "isolation", "delivery"):
+        assert verdicts[name].valid is True, verdicts[name].summary
+
+
+@pytest.fixture
+def fenced_platform(endpoints: Endpoints) -> Iterator[Platform]:
+    yield from _platform(endpoints, {"SQUALL_LOCK_TTL_MS": "300", "SQUALL_MODEL_TTFT_MS": "2000"})
+
+
+async def test_with_fencing_the_takeover_leaves_a_clean_log(fenced_platform: Platform) -> None:
+    report = await fenced_platform.run("fenced", (Part.TAKEOVER,))
+    assert "another worker recovered the run" in report.parts["takeover"]
+    failed = {v.checker: v.summary for v in report.verdicts if v.valid is False}
+    assert failed == {}
+    assert by_checker(report)["runs"].counts == {"acked": 2, "completed": 2, "violations": 0}
+    # The recovered run failed and was refunded; the follow-up completed.
+    assert by_checker(report)["ledger.db"].valid is True
+
+
+@pytest.fixture
+def broadcasting_platform(endpoints: Endpoints) -> Iterator[Platform]:
+    # One worker: the fault broadcasts to every socket of the worker, so all share it.
+    yield from _platform(endpoints, {"SQUALL_FAULTS": "broadcast_events"}, workers=1)
+
+
+async def test_broadcast_events_are_named_by_the_isolation_checker(
+    broadcasting_platform: Platform,
+) -> None:
+    report = await broadcasting_platform.run("leaky", (Part.USERS,))
+    verdicts = by_checker(report)
+    isolation = verdicts["isolation"]
+    assert isolation.valid is False
+    assert isolation.counts["foreign_events"] > 0
+    evidence = isolation.evidence[0]
+    assert evidence.kind == "foreign-event"
+    socket, user = str(evidence.details["socket"]), str(evidence.details["user"])
+    thread, owner = str(evidence.details["thread"]), str(evidence.details["owner"])
+    assert socket.startswith(f"leaky:{user}-")
+    assert owner != user
+    assert thread.startswith("leaky-thread-")
+    assert evidence.ops[0].process == socket
+    assert evidence.ops[0].f == "event"
+    assert isolation.counts["foreign_reads"] == 4  # HTTP still answered 404
+    for name in ("ledger", "ledger.db", "locks", "runs", "delivery"):
+        assert verdicts[name].valid is True, verdicts[name].summary

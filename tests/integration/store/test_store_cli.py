@@ -1,0 +1,80 @@
+"""Real ``squall run`` runs stored, listed and compared through the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from squall.cli import main
+from squall.services import Endpoints, create_database, drop_database
+from squall.services.persistent import persistent_postgres
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def results_db(endpoints: Endpoints) -> Iterator[str]:
+    url = create_database(endpoints.database_url, prefix="squall_results_cli")
+    yield url
+    drop_database(endpoints.database_url, url)
+
+
+def test_two_real_runs_are_stored_and_compared(
+    results_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["--results-dir", str(tmp_path), "--results-db", results_db, "--no-progress"]
+    races = ["-s", "db_race", "-s", "redis_locks", "--scale", "0.5"]
+    assert main(["run", *races, *common]) == 0
+    assert main(["run", *races, *common, "--baseline", "last"]) == 0
+    out = capsys.readouterr().out
+    assert "no regression against" in out
+    runs = sorted(p for p in tmp_path.iterdir() if p.is_dir())
+    assert len(runs) == 2
+    for run in runs:
+        assert {"report.json", "report.html", "junit.xml", "metrics.txt"} <= {
+            p.name for p in run.iterdir()
+        }
+    assert main(["history", "--results-db", results_db]) == 0
+    out = capsys.readouterr().out
+    assert "passed" in out
+    assert main(["compare", "--results-db", results_db]) == 0
+    out = capsys.readouterr().out
+    assert "violations" in out
+    assert main(["compare", runs[0].name, runs[1].name, "--results-db", results_db]) == 0
+    assert main(["compare", "nope", "last", "--results-db", results_db]) == 2
+    assert main(["run", *races, *common, "--tolerance", "lots"]) == 2
+
+
+def test_persistent_cluster_keeps_data_between_starts() -> None:
+    # Not under tmp_path: pytest keeps its base folder private (0700), and the
+    # cluster runs as a separate account when the tests run as root.
+    root = Path(tempfile.mkdtemp(prefix="squall-persistent-test-"))
+    datadir = root / ".db" / "data"
+
+    async def write(url: str) -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("CREATE TABLE kept (n INT); INSERT INTO kept VALUES (42)")
+        finally:
+            await conn.close()
+
+    async def read(url: str) -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            return int(await conn.fetchval("SELECT n FROM kept"))
+        finally:
+            await conn.close()
+
+    try:
+        with persistent_postgres(datadir) as url:
+            asyncio.run(write(url))
+        with persistent_postgres(datadir) as url:
+            assert asyncio.run(read(url)) == 42
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

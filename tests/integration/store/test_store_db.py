@@ -1,0 +1,201 @@
+"""The results database on a real PostgreSQL: migrations, writes, functions, queries."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from rich.console import Console
+
+from squall.config import load_config
+from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.result import Counter, Rate, RunResult, Trend
+from squall.report.publish import publish
+from squall.scenarios.db_race import ensure_schema, run_db_race
+from squall.services import Endpoints, create_database, drop_database
+from squall.store.migrations import MIGRATIONS, migrate, schema_version
+from squall.store.queries import (
+    list_runs,
+    metric_statistics,
+    previous_run,
+    purge_older_than,
+    resolve_run,
+    table_health,
+)
+from squall.store.records import Provenance
+from squall.store.writer import save_report
+from squall.suite import ScenarioOutcome, SuiteReport
+
+pytestmark = pytest.mark.integration
+
+PROVENANCE = Provenance("0.1.0", "3.11", "Linux", "test-host")
+
+
+@pytest.fixture
+def fresh_db(endpoints: Endpoints) -> Iterator[str]:
+    url = create_database(endpoints.database_url, prefix="squall_store")
+    yield url
+    drop_database(endpoints.database_url, url)
+
+
+async def test_migrations_are_idempotent_and_safe_concurrently(fresh_db: str) -> None:
+    conns = [await asyncpg.connect(fresh_db) for _ in range(4)]
+    try:
+        applied = await asyncio.gather(*(migrate(c) for c in conns))
+        # Exactly one caller applied every migration; the others found them done.
+        assert sorted(applied, key=len) == [[], [], [], [m.version for m in MIGRATIONS]]
+        assert await migrate(conns[0]) == []
+        assert await schema_version(conns[0]) == MIGRATIONS[-1].version
+        # An update touches updated_at through the trigger.
+        await conns[0].execute("INSERT INTO test_accounts (label, balance) VALUES ('t', 10)")
+        before = await conns[0].fetchval("SELECT updated_at FROM test_accounts")
+        await conns[0].execute("UPDATE test_accounts SET balance = 5")
+        after = await conns[0].fetchval("SELECT updated_at FROM test_accounts")
+        assert after > before
+    finally:
+        for c in conns:
+            await c.close()
+
+
+async def test_db_race_runs_on_a_migrated_results_database(fresh_db: str) -> None:
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        await migrate(conn)
+        await ensure_schema(conn)  # db_race's own DDL on top of ours: compatible
+    finally:
+        await conn.close()
+    report = await run_db_race(fresh_db, writers=4, strategies=["atomic"])
+    assert report.valid
+
+
+def _run_result(scenario: str, latencies: list[float], sent: int) -> RunResult:
+    histogram = LatencyHistogram.of(latencies)
+    return RunResult(
+        scenario=scenario,
+        params={},
+        workload={"model": "closed", "users": 3},
+        started_at=1_000.0,
+        ended_at=1_010.0,
+        duration_s=10.0,
+        processes=1,
+        metrics={
+            "response_time": Trend.from_histogram("response_time", histogram),
+            "messages_sent": Counter("messages_sent", sent, sent / 10.0),
+            "success": Rate("success", sent, sent),
+        },
+    )
+
+
+def _suite_report(run_id: str, result: RunResult, started_at: float) -> SuiteReport:
+    outcome = ScenarioOutcome(
+        name=result.scenario,
+        metrics=dict(result.metrics),
+        outcomes=[],
+        result=result.to_dict(),
+        duration_s=result.duration_s,
+    )
+    return SuiteReport(
+        run_id=run_id,
+        started_at=started_at,
+        finished_at=started_at + 10,
+        scenarios=[outcome],
+        config={"scenarios": [result.scenario]},
+    )
+
+
+async def test_save_and_query(fresh_db: str) -> None:
+    scenario = "synthetic"
+    fast = _suite_report("run-a", _run_result(scenario, [0.05, 0.06, 0.07], 30), 1_000.0)
+    slow = _suite_report("run-b", _run_result(scenario, [0.10, 0.12, 0.14], 30), 2_000.0)
+    id_a = await save_report(fresh_db, fast.to_dict(), PROVENANCE)
+    await save_report(fresh_db, slow.to_dict(), PROVENANCE)
+    # Storing a run again replaces it rather than duplicating it.
+    id_a2 = await save_report(fresh_db, fast.to_dict(), PROVENANCE)
+    assert id_a2 != id_a
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        runs = await list_runs(conn)
+        assert [r.run_id for r in runs] == ["run-b", "run-a"]
+        assert runs[0].response_p95_s == pytest.approx(0.14, rel=0.01)
+        assert runs[0].success_rate == 1.0
+        assert await resolve_run(conn, "last") == "run-b"
+        assert await resolve_run(conn, "run-a") == "run-a"
+        assert await previous_run(conn, "run-b") == "run-a"
+        assert await previous_run(conn, "run-a") is None
+        users = await conn.fetch("SELECT users, model FROM concurrent_test_users")
+        assert [(r["users"], r["model"]) for r in users] == [(3, "closed")] * 2
+
+        stats = {r["metric"]: r for r in await metric_statistics(conn, "run-b")}
+        assert stats["response_time"]["total_count"] == 3
+        assert stats["response_time"]["p99_max"] == pytest.approx(0.14, rel=0.01)
+        assert stats["success"]["rate_min"] == 1.0
+
+        session_id = await conn.fetchval("SELECT id FROM high_load_sessions WHERE run_id = 'run-b'")
+        event = await conn.fetchval(
+            "SELECT squall_record_race_event($1, 'synthetic', 'manual', 'violation', 2, "
+            "'ledger.balance', 'balance below zero', '{\"balance\": -10}'::jsonb)",
+            session_id,
+        )
+        row = await conn.fetchrow("SELECT * FROM race_condition_events WHERE id = $1", event)
+        assert (row["kind"], row["count"], row["checker"]) == ("violation", 2, "ledger.balance")
+        with pytest.raises(asyncpg.PostgresError, match="not one of"):
+            await conn.fetchval(
+                "SELECT squall_record_race_event($1, 's', 'x', 'maybe')", session_id
+            )
+
+        health = {r["table_name"]: r for r in await table_health(conn)}
+        assert health["high_load_sessions"]["row_count"] == 2
+        assert health["performance_metrics"]["row_count"] == 6
+        assert health["race_condition_events"]["row_count"] == 1
+        assert health["race_condition_events"]["last_write"] is not None
+        assert health["resource_samples"]["row_count"] == 0
+        assert health["high_load_sessions"]["total_bytes"] > 0
+
+        # Both runs started in 1970: a 30-day retention removes them and their rows.
+        assert await purge_older_than(conn, 30) == 2
+        assert await conn.fetchval("SELECT count(*) FROM performance_metrics") == 0
+        assert await purge_older_than(conn, 30) == 0
+    finally:
+        await conn.close()
+
+
+def test_baseline_flags_an_injected_regression(pg_url: str, tmp_path: Path) -> None:
+    scenario = f"synthetic_{secrets.token_hex(3)}"  # its own scenario set in the shared db
+    config = load_config(None, cwd=tmp_path, overrides=[f'run.results_dir="{tmp_path}"'])
+    console = Console(record=True, width=200)
+    now = 1_900_000_000.0
+    base = _suite_report(f"{scenario}-1", _run_result(scenario, [0.05, 0.06, 0.07], 30), now)
+    assert publish(base, config, console, results_db=pg_url, baseline="last") == 0
+    assert "nothing to compare" in console.export_text()
+
+    same = _suite_report(f"{scenario}-2", _run_result(scenario, [0.05, 0.06, 0.07], 30), now + 60)
+    assert publish(same, config, console, results_db=pg_url, baseline="last") == 0
+
+    slow = _suite_report(f"{scenario}-3", _run_result(scenario, [0.20, 0.25, 0.30], 30), now + 120)
+    assert publish(slow, config, console, results_db=pg_url, baseline="last") == 1
+    text = console.export_text()
+    assert f"regression [{scenario}] response_time p95" in text
+    assert f"against {scenario}-2" in text
+    # Every file is on disk whatever the database said.
+    folder = tmp_path / f"{scenario}-3"
+    assert {p.name for p in folder.iterdir()} >= {
+        "report.json",
+        "report.html",
+        "junit.xml",
+        "metrics.txt",
+    }
+
+
+def test_unreachable_database_keeps_files_and_exit_code(tmp_path: Path) -> None:
+    config = load_config(None, cwd=tmp_path, overrides=[f'run.results_dir="{tmp_path}"'])
+    console = Console(record=True, width=200)
+    report = _suite_report("run-x", _run_result("synthetic", [0.05], 1), 1_000.0)
+    dead = "postgresql://postgres@127.0.0.1:1/none"
+    assert publish(report, config, console, results_db=dead) == 0
+    assert "was not stored" in console.export_text()
+    assert (tmp_path / "run-x" / "report.json").exists()
+    assert publish(report, config, console, results_db=dead, baseline="last") == 3

@@ -1,0 +1,91 @@
+"""The adapter interface's pure parts: trackers, capabilities, violations and the registry."""
+
+from __future__ import annotations
+
+import pytest
+
+from squall.adapters import registry
+from squall.adapters.base import Capabilities, violations
+from squall.adapters.echo import EchoAdapter, EchoTracker
+from squall.adapters.reference import ReferenceAdapter
+from squall.adapters.tracker import RunStatus, RunTracker
+from squall.engine.identity import Identity, UserID
+
+NOTHING = Capabilities(
+    authentication=False,
+    acknowledgements=False,
+    progress_events=False,
+    ordering=False,
+    isolation=False,
+)
+
+
+def test_echo_tracker_completes_the_message_whose_id_comes_back() -> None:
+    tracker = EchoTracker()
+    first = tracker.sent("a", "t", 1.0)
+    second = tracker.sent("b", "t", 1.5)
+    assert tracker.feed({"type": "chat", "client_msg_id": "b"}, 2.0) is second
+    assert (second.status, second.response_time, second.ack_time) == (
+        RunStatus.COMPLETED,
+        0.5,
+        None,
+    )
+    assert not first.done
+    assert tracker.feed({"client_msg_id": "b"}, 2.5) is None  # a duplicate echo is foreign
+    assert tracker.foreign_events == [{"client_msg_id": "b"}]
+    tracker.expire(first, 40.0)
+    assert first.status is RunStatus.TIMED_OUT
+    assert tracker.feed({"client_msg_id": "a"}, 41.0) is None
+    assert tracker.gaps == []
+
+
+def test_echo_adapter_frames_and_no_credentials() -> None:
+    adapter = EchoAdapter()
+    identity = Identity(UserID("u-1"), "secret-token", 1)
+    assert adapter.headers(identity) == {}
+    assert adapter.message("t", "hi", "m1") == {
+        "type": "chat",
+        "thread_id": "t",
+        "content": "hi",
+        "client_msg_id": "m1",
+    }
+    assert isinstance(adapter.tracker(), EchoTracker)
+
+
+def test_reference_adapter_sends_bearer_token_and_user_message() -> None:
+    adapter = ReferenceAdapter()
+    identity = Identity(UserID("u-1"), "tok", 1)
+    assert adapter.headers(identity) == {"Authorization": "Bearer tok"}
+    assert adapter.message("t", "hi", "m1")["type"] == "user_message"
+    assert isinstance(adapter.tracker(), RunTracker)
+    caps = adapter.capabilities
+    assert all((caps.ordering, caps.isolation, caps.progress_events, caps.acknowledgements))
+    assert caps.not_applicable("squall") == []
+
+
+def test_not_applicable_notes_name_each_missing_notion() -> None:
+    notes = NOTHING.not_applicable("echo")
+    assert [n.split(":")[0] for n in notes] == ["ordering", "isolation", "delivery", "ack_time"]
+    assert all("'echo'" in n for n in notes)
+
+
+def test_violations_absent_when_no_check_ran() -> None:
+    everything = ReferenceAdapter.capabilities
+    assert violations(NOTHING, {"seq_gaps": 3}) is None
+    assert violations(everything, {"messages_sent": 10}) is None
+    assert violations(everything, {"seq_gaps": 0, "isolation_leaks": 0}) == 0
+    assert violations(everything, {"seq_gaps": 2, "isolation_leaks": 1}) == 3
+    ordering_only = Capabilities(True, True, True, ordering=True, isolation=False)
+    assert violations(ordering_only, {"seq_gaps": 2, "isolation_leaks": 1}) == 2
+
+
+def test_registry_names_paths_and_errors() -> None:
+    assert registry.names()[:2] == ("squall", "echo")
+    assert isinstance(registry.load("echo"), EchoAdapter)
+    assert isinstance(registry.load("squall.adapters.reference:ReferenceAdapter"), ReferenceAdapter)
+    with pytest.raises(registry.UnknownAdapter, match=r"unknown adapter 'ech'.*'echo'"):
+        registry.load("ech")
+    with pytest.raises(registry.UnknownAdapter, match="cannot import adapter"):
+        registry.load("squall.adapters.echo:Missing")
+    with pytest.raises(registry.UnknownAdapter, match="not a subclass"):
+        registry.load("squall.adapters.echo:EchoTracker")

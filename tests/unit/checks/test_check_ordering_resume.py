@@ -1,0 +1,82 @@
+"""Ordering with ``resume_restarts``: the reference protocol's documented resume window."""
+
+from __future__ import annotations
+
+import itertools
+
+from squall.checks.history import HistoryRecorder, Op
+from squall.checks.ordering import check_ordering
+
+
+class Socket:
+    def __init__(self) -> None:
+        ticks = itertools.count()
+        self.rec = HistoryRecorder(clock=lambda: next(ticks))
+        self.resume_op: Op | None = None
+
+    def events(self, *seqs: int) -> Socket:
+        for seq in seqs:
+            self.rec.observe("s", "event", {"thread": "t", "seq": seq})
+        return self
+
+    def resume(self, after: int) -> Socket:
+        self.resume_op = self.rec.invoke("s", "resume", {"thread": "t", "after_seq": after})
+        return self
+
+    def done(self, last: int) -> Socket:
+        assert self.resume_op is not None
+        self.rec.ok(self.resume_op, {"last_seq": last})
+        return self
+
+    def check(self) -> tuple[bool | None, list[str], dict[str, int]]:
+        verdict = check_ordering(self.rec.ops, first_seq=1, resume_restarts=True)
+        return verdict.valid, [e.kind for e in verdict.evidence], dict(verdict.counts)
+
+
+def test_live_events_overtaking_the_replay_are_tolerated_then_the_stream_restarts() -> None:
+    valid, kinds, counts = Socket().resume(3).events(5, 6, 4, 5, 6, 7).done(7).events(8).check()
+    assert (valid, kinds) == (True, [])
+    assert counts["early_live"] == 2
+    assert counts["resumes"] == 1
+
+
+def test_a_plain_replay_passes_and_live_events_continue_after_resume_done() -> None:
+    valid, kinds, _ = Socket().resume(2).events(3, 4).done(4).events(5, 6).check()
+    assert (valid, kinds) == (True, [])
+
+
+def test_replay_that_skips_the_first_missed_event_is_a_gap() -> None:
+    valid, kinds, counts = Socket().resume(2).events(4, 5).done(5).check()
+    assert valid is False
+    assert kinds == ["gap"]
+    assert counts["gaps"] == 1
+
+
+def test_replay_repeating_an_event_at_or_below_after_seq_is_a_duplicate() -> None:
+    valid, kinds, _ = Socket().resume(3).events(3, 4).done(4).check()
+    assert valid is False
+    assert kinds == ["duplicate"]
+
+
+def test_overtaking_events_must_rise() -> None:
+    valid, kinds, _ = Socket().resume(3).events(6, 6, 4, 5, 6).done(6).check()
+    assert valid is False
+    assert kinds == ["duplicate"]
+
+
+def test_an_empty_replay_is_fine_and_sets_the_next_seq() -> None:
+    valid, kinds, _ = Socket().events(1, 2).resume(2).done(2).events(3).check()
+    assert (valid, kinds) == (True, [])
+    valid, kinds, _ = Socket().events(1, 2).resume(2).done(2).events(5).check()
+    assert (valid, kinds) == (False, ["gap"])
+
+
+def test_resuming_inside_the_own_stream_continues_after_the_last_delivered() -> None:
+    valid, kinds, _ = Socket().events(1, 2, 3, 4).resume(1).events(5).done(5).check()
+    assert (valid, kinds) == (True, [])
+
+
+def test_without_the_option_the_marker_rules_are_unchanged() -> None:
+    socket = Socket().resume(3)
+    socket.done(3).events(4, 5)
+    assert check_ordering(socket.rec.ops).valid is True

@@ -1,0 +1,94 @@
+"""Regression judgement between two runs' figures."""
+
+from __future__ import annotations
+
+import pytest
+from report_samples import load_scenario, report
+
+from squall.report.compare import (
+    Direction,
+    Figure,
+    ToleranceError,
+    compare,
+    direction_of,
+    figures_of_report,
+    parse_tolerance,
+)
+
+
+def test_parse_tolerance() -> None:
+    assert parse_tolerance("10%") == pytest.approx(0.10)
+    assert parse_tolerance("0.25") == pytest.approx(0.25)
+    assert parse_tolerance(0) == 0
+    with pytest.raises(ToleranceError, match="not a number"):
+        parse_tolerance("ten")
+    with pytest.raises(ToleranceError, match="negative"):
+        parse_tolerance("-5%")
+
+
+@pytest.mark.parametrize(
+    ("metric", "kind", "stat", "expected"),
+    [
+        ("response_time", "trend", "p95", Direction.HIGHER_IS_WORSE),
+        ("success", "rate", "rate", Direction.LOWER_IS_WORSE),
+        ("messages_sent", "counter", "per_second", Direction.LOWER_IS_WORSE),
+        ("messages_sent", "counter", "count", Direction.NEUTRAL),
+        ("errors.timeout", "counter", "per_second", Direction.HIGHER_IS_WORSE),
+        ("violations", "gauge", "value", Direction.HIGHER_IS_WORSE),
+        ("users", "gauge", "value", Direction.LOWER_IS_WORSE),
+    ],
+)
+def test_directions(metric: str, kind: str, stat: str, expected: Direction) -> None:
+    assert direction_of(metric, kind, stat) is expected
+
+
+def _fig(metric: str, stat: str, value: float, direction: Direction) -> Figure:
+    return Figure("s", metric, stat, value, direction)
+
+
+def test_regressions_beyond_tolerance_only() -> None:
+    up, down = Direction.HIGHER_IS_WORSE, Direction.LOWER_IS_WORSE
+    before = [
+        _fig("response_time", "p95", 0.100, up),
+        _fig("ack_time", "p95", 0.100, up),
+        _fig("success", "rate", 1.0, down),
+        _fig("messages_sent", "per_second", 100.0, down),
+        _fig("violations", "value", 0.0, up),
+        _fig("gone", "value", 1.0, up),
+    ]
+    after = [
+        _fig("response_time", "p95", 0.120, up),  # +20 %: regression
+        _fig("ack_time", "p95", 0.105, up),  # +5 %: within 10 %
+        _fig("success", "rate", 0.85, down),  # −15 %: regression
+        _fig("messages_sent", "per_second", 120.0, down),  # better
+        _fig("violations", "value", 1.0, up),  # 0 → 1: regression
+        _fig("new", "value", 1.0, up),
+    ]
+    result = compare(before, after, tolerance=0.10, before_id="a", after_id="b")
+    flagged = {(c.metric, c.stat) for c in result.regressions}
+    assert flagged == {("response_time", "p95"), ("success", "rate"), ("violations", "value")}
+    gone = next(c for c in result.changes if c.metric == "gone")
+    assert gone.after is None
+    assert not gone.regression
+    change = next(c for c in result.changes if c.metric == "response_time")
+    assert change.relative == pytest.approx(0.2)
+    assert "+20.0%" in change.describe()
+
+
+def test_latency_noise_floor() -> None:
+    up = Direction.HIGHER_IS_WORSE
+    result = compare(
+        [_fig("response_time", "p99", 0.002, up)], [_fig("response_time", "p99", 0.0029, up)]
+    )
+    assert result.regressions == ()
+
+
+def test_identical_reports_do_not_regress_and_slower_ones_do() -> None:
+    base = figures_of_report(report(load_scenario()))
+    assert compare(base, base).regressions == ()
+    slow = report(load_scenario())
+    trend = slow["scenarios"][0]["metrics"]["response_time"]
+    for key in ("mean", "p50", "p95", "p99"):
+        trend[key] *= 2
+    regressions = compare(base, figures_of_report(slow)).regressions
+    assert {c.stat for c in regressions} == {"mean", "p50", "p95", "p99"}

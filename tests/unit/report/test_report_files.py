@@ -1,0 +1,102 @@
+"""junit.xml, metrics.txt and report.html from hand-written reports."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from report_samples import load_scenario, race_scenario, report
+
+from squall.report.files import write_extra_files
+from squall.report.html import latency_buckets, report_html
+from squall.report.junit import junit_xml
+from squall.report.openmetrics import metric_name, openmetrics_text
+
+
+def test_junit_has_a_case_per_scenario_and_threshold_with_failures() -> None:
+    root = ET.fromstring(junit_xml(report(load_scenario(failed=True), race_scenario())))
+    suites = root.findall("testsuite")
+    assert [s.get("name") for s in suites] == ["websocket_concurrency", "redis_locks"]
+    cases = suites[0].findall("testcase")
+    assert [c.get("name") for c in cases] == [
+        "scenario",
+        "response_time: p(95) <= 0.2s",
+        "ws_connect: p(95) <= 5s",
+    ]
+    failure = cases[1].find("failure")
+    assert failure is not None
+    assert "FAILED" in (failure.get("message") or "")
+    assert cases[0].find("failure") is not None
+    assert cases[2].find("skipped") is not None
+    assert root.get("failures") == "2"
+    assert root.get("tests") == "4"
+    assert suites[1].find("testcase/failure") is None
+
+
+def test_junit_of_a_passing_run_has_no_failure() -> None:
+    root = ET.fromstring(junit_xml(report(load_scenario())))
+    assert root.findall(".//failure") == []
+    assert root.get("failures") == "0"
+
+
+def test_openmetrics_families_and_eof() -> None:
+    text = openmetrics_text(report(load_scenario(failed=True), race_scenario()))
+    assert text.endswith("# EOF\n")
+    assert text.count("# EOF") == 1
+    assert "# TYPE squall_response_time_seconds summary" in text
+    assert "# UNIT squall_response_time_seconds seconds" in text
+    assert re.search(
+        r'^squall_response_time_seconds\{scenario="websocket_concurrency",quantile="0.99"\} 0\.4',
+        text,
+        re.M,
+    )
+    assert 'squall_response_time_seconds_count{scenario="websocket_concurrency"} 5' in text
+    assert 'squall_messages_sent_total{scenario="websocket_concurrency"} 50' in text
+    assert 'squall_success_ratio{scenario="websocket_concurrency"} 0.96' in text
+    assert 'squall_violations{scenario="redis_locks"} 0' in text
+    assert "squall_run_passed 0" in text
+    assert re.search(r'^squall_threshold_passed\{.*expression="p\(95\) <= 0.2s"\} 0$', text, re.M)
+    # Every family is declared once, before its samples.
+    types = re.findall(r"^# TYPE (\S+)", text, re.M)
+    assert len(types) == len(set(types))
+
+
+def test_metric_names_are_sanitised() -> None:
+    assert metric_name("errors.timeout") == "squall_errors_timeout"
+
+
+def test_latency_buckets_cover_the_distribution() -> None:
+    encoded = load_scenario()["metrics"]["response_time"]["encoded"]
+    buckets = latency_buckets(encoded)
+    assert abs(sum(share for _, share in buckets) - 100.0) < 1e-6
+    assert float(buckets[-1][0]) >= 399  # upper edge reaches the 400 ms observation
+    assert latency_buckets("") == []
+
+
+def test_html_is_self_contained_with_every_section() -> None:
+    page = report_html(report(load_scenario(failed=True), race_scenario()))
+    for section in (
+        'id="summary"',
+        'id="thresholds"',
+        'id="scenario-websocket_concurrency"',
+        'id="scenario-redis_locks"',
+        'id="races"',
+        'id="config"',
+    ):
+        assert section in page
+    assert "Latency percentiles over time" in page
+    assert "Throughput over time" in page
+    assert "response_time distribution" in page
+    assert "CPU per process group" in page
+    assert "Memory (RSS) per process group" in page
+    assert "c0 and c1 both held the lock" in page  # evidence is shown
+    assert "&lt;angle&gt;" in page  # notes are escaped
+    assert "<svg" in page
+    assert not re.search(r"""(src|href)=["']https?://""", page)
+
+
+def test_write_extra_files(tmp_path: Path) -> None:
+    written = write_extra_files(report(load_scenario()), tmp_path / "run")
+    assert sorted(p.name for p in written) == ["junit.xml", "metrics.txt", "report.html"]
+    assert all(p.stat().st_size > 0 for p in written)

@@ -1,0 +1,187 @@
+"""The platform_races judging logic on hand-written histories and rows."""
+
+from __future__ import annotations
+
+import itertools
+
+from squall.checks.history import HistoryRecorder, JsonValue, Op
+from squall.scenarios import platform_checks as pc
+from squall.scenarios.platform_checks import AccountRow, LogEvent, StoredCharge
+from squall.suite import SCENARIOS
+
+
+def run_log(thread: str, run: str, start: int, *, thinking: int = 1) -> list[LogEvent]:
+    kinds = ["agent_started", "tool_executing", "tool_completed"]
+    kinds += ["agent_thinking"] * thinking + ["agent_completed"]
+    return [
+        LogEvent(
+            thread,
+            start + i,
+            run,
+            kind,
+            "completed" if kind == "agent_completed" else None,
+            1 if kind == "agent_completed" else None,
+        )
+        for i, kind in enumerate(kinds)
+    ]
+
+
+class History:
+    def __init__(self) -> None:
+        ticks = itertools.count()
+        self.rec = HistoryRecorder(clock=lambda: next(ticks))
+
+    def sent(self, user: str, thread: str, run: str | None, *, expect: str = "completed") -> Op:
+        value: dict[str, JsonValue] = {"user": user, "thread": thread, "expect": expect}
+        op = self.rec.invoke(f"{user}/{run}", "send", value)
+        if run is None:
+            return self.rec.fail(op, {"code": "rate_limited"})
+        return self.rec.ok(op, {"run": run})
+
+    def saw(self, socket: str, user: str, events: list[LogEvent]) -> None:
+        for e in events:
+            value: dict[str, JsonValue] = {
+                "thread": e.thread, "run": e.run, "seq": e.seq, "type": e.type, "user": user,
+            }  # fmt: skip
+            if e.type == "agent_completed":
+                value.update({"status": e.status, "charge": e.charge})
+            self.rec.observe(socket, "event", value)
+
+    @property
+    def ops(self) -> tuple[Op, ...]:
+        return self.rec.ops
+
+
+def test_sequential_runs_do_not_overlap() -> None:
+    log = run_log("t", "r1", 1) + run_log("t", "r2", 6) + run_log("u", "r3", 1)
+    verdict = pc.check_run_locks(log, {"t": 2, "u": 1})
+    assert verdict.valid is True, verdict.summary
+    assert verdict.counts["sections"] == 3
+
+
+def test_interleaved_runs_of_one_thread_are_an_overlap_naming_both() -> None:
+    one, two = run_log("t", "r1", 1), run_log("t", "r2", 3)
+    log = sorted([*one[:2], *[LogEvent("t", e.seq + 5, "r1", e.type, e.status, e.charge)
+                              for e in one[2:]], *two], key=lambda e: e.seq)  # fmt: skip
+    verdict = pc.check_run_locks(log)
+    assert verdict.valid is False
+    evidence = verdict.evidence[0]
+    assert evidence.kind == "overlap"
+    assert {evidence.details["earlier"]["process"], evidence.details["later"]["process"]} == {  # type: ignore[index, call-overload]
+        "r1",
+        "r2",
+    }
+
+
+def test_a_completion_followed_by_more_events_of_the_run_is_another_holder() -> None:
+    log = [
+        *run_log("t", "r1", 1)[:3],
+        LogEvent("t", 4, "r1", "agent_completed", "failed", 0),
+        LogEvent("t", 5, "r1", "agent_thinking"),
+        LogEvent("t", 6, "r1", "agent_completed", "completed", 1),
+    ]
+    verdict = pc.check_run_locks(log)
+    assert verdict.valid is False
+    assert verdict.evidence[0].details["later"]["process"] == "r1/finaliser@4"  # type: ignore[index, call-overload]
+    h = History()
+    h.sent("alice", "t", "r1", expect="any")
+    runs = pc.check_runs(h.ops, log)
+    assert [e.kind for e in runs.evidence] == ["completed-twice", "events-after-completion"]
+
+
+def test_fence_behind_the_holders_is_named() -> None:
+    log = run_log("t", "r1", 1) + run_log("t", "r2", 6)
+    verdict = pc.check_run_locks(log, {"t": 1})
+    assert [e.kind for e in verdict.evidence] == ["fence-behind"]
+
+
+def test_runs_never_completed_or_failed_unexpectedly_are_named() -> None:
+    h = History()
+    h.sent("alice", "t", "r1")
+    h.sent("alice", "t", "r2")
+    h.sent("alice", "t", None)  # rejected: no run, not judged
+    failed = [*run_log("t", "r1", 1)[:-1], LogEvent("t", 5, "r1", "agent_completed", "failed", 0)]
+    verdict = pc.check_runs(h.ops, failed)
+    assert sorted(e.kind for e in verdict.evidence) == ["never-completed", "not-completed"]
+    assert verdict.counts["acked"] == 2
+
+
+def test_delivery_names_the_socket_group_and_missed_seqs() -> None:
+    h = History()
+    log = run_log("t", "r1", 1)
+    h.saw("a", "alice", log)
+    h.saw("b", "alice", log[:2])
+    h.saw("c1", "alice", log[:3])
+    h.saw("c2", "alice", log[3:])
+    verdict = pc.check_delivery(h.ops, log, {"t": [{"a"}, {"b"}, {"c1", "c2"}]})
+    assert verdict.valid is False
+    assert len(verdict.evidence) == 1
+    assert verdict.evidence[0].details["sockets"] == ["b"]
+    assert verdict.evidence[0].details["missed"] == [3, 4, 5]
+
+
+def test_events_from_history_flags_one_seq_with_two_events() -> None:
+    h = History()
+    h.saw("a", "alice", run_log("t", "r1", 1))
+    h.saw("b", "alice", run_log("t", "r2", 1)[:1])
+    events, divergent = pc.events_from_history(h.ops)
+    assert len(events) == 5
+    assert [e.kind for e in divergent] == ["divergent-seq"]
+
+
+def logins(closes: dict[str, int | None], sessions: dict[str, int]) -> tuple[Op, ...]:
+    rec = HistoryRecorder(clock=itertools.count().__next__)
+    for socket, session in sessions.items():
+        rec.ok(rec.invoke(socket, "connect", {"user": "u"}), {"session": session})
+    for socket, code in closes.items():
+        rec.observe(socket, "closed", {"code": code, "by": "server"})
+    for socket in sessions:
+        rec.observe(socket, "closed", {"code": 1000, "by": "client"})
+    return rec.ops
+
+
+def test_single_session_keeps_exactly_the_newest_socket() -> None:
+    ok = pc.check_single_session(logins({"s1": 4409, "s2": 4409}, {"s1": 1, "s2": 2, "s3": 3}))
+    assert ok.valid is True
+    assert ok.counts["replaced"] == 2
+    two = pc.check_single_session(logins({"s1": 4409}, {"s1": 1, "s2": 2, "s3": 3}))
+    assert [e.kind for e in two.evidence] == ["not-one-session"]
+    wrong = pc.check_single_session(logins({"s1": 1000, "s3": 4409}, {"s1": 1, "s2": 2, "s3": 3}))
+    assert sorted(e.kind for e in wrong.evidence) == ["wrong-close-code", "wrong-survivor"]
+
+
+def test_ledger_api_names_lost_debits_per_user() -> None:
+    h = History()
+    log = run_log("t", "r1", 1) + run_log("t", "r2", 6)
+    h.sent("alice", "t", "r1")
+    h.sent("alice", "t", "r2")
+    ok = pc.check_ledger_api(h.ops, log, {"alice": AccountRow("alice", 998, 1000)}, run_cost=1)
+    assert ok.valid is True
+    lost = pc.check_ledger_api(h.ops, log, {"alice": AccountRow("alice", 999, 1000)}, run_cost=1)
+    assert [e.kind for e in lost.evidence] == ["balance-too-high"]
+    assert lost.evidence[0].details["user"] == "alice"
+
+
+def test_ledger_db_checks_balance_rows_and_reported_charges() -> None:
+    h = History()
+    log = run_log("t", "r1", 1) + run_log("t", "r2", 6)
+    h.sent("alice", "t", "r1")
+    h.sent("alice", "t", "r2")
+    rows = [StoredCharge("r1", "alice", 1, False), StoredCharge("r2", "alice", 1, True)]
+    verdict = pc.check_ledger_db(h.ops, log, [AccountRow("alice", 999, 1000)], rows)
+    assert [e.kind for e in verdict.evidence] == ["charge-mismatch"]
+    assert verdict.evidence[0].details["run"] == "r2"
+    lost = pc.check_ledger_db(h.ops, log, [AccountRow("alice", 1000, 1000)], rows[:1])
+    assert sorted(e.kind for e in lost.evidence) == ["balance-too-high", "uncharged-run"]
+
+
+def test_race_tally_counts_serialised_runs_as_prevented() -> None:
+    log = run_log("t", "r1", 1) + run_log("t", "r2", 6) + run_log("t", "r3", 11)
+    assert pc.serialised_runs(log) == 2
+    locks = pc.check_run_locks(log)
+    tally = pc.race_tally([locks], serialised=2, sessions=None)
+    assert (tally.detected, tally.prevented, tally.violations) == (2, 2, 0)
+
+
+def test_the_suite_knows_the_scenario() -> None:
+    assert "platform_races" in SCENARIOS

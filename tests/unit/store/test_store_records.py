@@ -1,0 +1,149 @@
+"""A report flattened into the results tables' rows (pure)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from squall.store.records import (
+    Provenance,
+    ReportShapeError,
+    run_record,
+    scenario_set,
+)
+
+PROVENANCE = Provenance("0.1.0", "3.11.9", "Linux", "host-a")
+
+
+def _db_race() -> dict[str, object]:
+    verdict_ok = {"checker": "ledger.balance", "valid": True, "summary": "ok",
+                  "counts": {"violations": 0}, "evidence": []}  # fmt: skip
+    lost = {"kind": "lost_update", "message": "debit 3 overwrote debit 2", "ops": [], "details": {}}
+    verdict_bad = {"checker": "ledger.version_chain", "valid": False, "summary": "2 violations",
+                   "counts": {"violations": 3}, "evidence": [lost]}  # fmt: skip
+    isolation = {"checker": "isolation.threads", "valid": True, "summary": "no leak",
+                 "counts": {"violations": 0}, "evidence": []}  # fmt: skip
+    return {
+        "name": "db_race",
+        "metrics": {
+            "operations": {"type": "counter", "name": "operations", "count": 40, "per_second": 0.0}
+        },
+        "thresholds": [],
+        "result": {
+            "writers": 10,
+            "tally": {"detected": 5, "prevented": 5, "unprevented": 0, "violations": 0},
+            "isolation": isolation,
+            "strategies": [
+                {
+                    "strategy": "optimistic",
+                    "ops_ok": 20,
+                    "ops_per_s": 100.0,
+                    "retries": 5,
+                    "lost_updates": 0,
+                    "caught": None,
+                    "valid": True,
+                    "tally": {"detected": 5, "prevented": 5, "unprevented": 0, "violations": 0},
+                    "rounds": [
+                        {
+                            "number": 0,
+                            "writers": 10,
+                            "ops_failed": 5,
+                            "conflicts_detected": 5,
+                            "verdicts": [verdict_ok],
+                        }
+                    ],
+                },
+                {
+                    "strategy": "naive",
+                    "ops_ok": 20,
+                    "ops_per_s": 300.0,
+                    "retries": 0,
+                    "lost_updates": 3,
+                    "caught": True,
+                    "valid": True,
+                    "tally": {"detected": 0, "prevented": 0, "unprevented": 0, "violations": 3},
+                    "rounds": [
+                        {
+                            "number": 0,
+                            "writers": 10,
+                            "ops_failed": 0,
+                            "conflicts_detected": 0,
+                            "verdicts": [verdict_bad],
+                        },
+                        {
+                            "number": 1,
+                            "writers": 20,
+                            "ops_failed": 0,
+                            "conflicts_detected": 0,
+                            "verdicts": [],
+                        },
+                    ],
+                },
+            ],
+        },
+    }
+
+
+def _report() -> dict[str, object]:
+    return {
+        "schema": "squall.report/1",
+        "run_id": "r1",
+        "started_at": 0.0,
+        "finished_at": 10.0,
+        "interrupted": False,
+        "verdict": {"ok": False, "passed": 3, "failed": 1, "not_applicable": 2},
+        "config": {"scale": 1},
+        "scenarios": [_db_race()],
+    }
+
+
+def test_session_values() -> None:
+    record = run_record(_report(), PROVENANCE)
+    assert record.run_id == "r1"
+    assert record.session["verdict"] == "failed"
+    assert record.session["scenario_set"] == "db_race"
+    assert record.session["host"] == "host-a"
+    assert record.session["started_at"].timestamp() == 0.0
+    assert json.loads(record.session["config"]) == {"scale": 1}
+
+
+def test_race_events_from_leaf_tallies_and_evidence() -> None:
+    rows = run_record(_report(), PROVENANCE).table("race_condition_events").rows
+    counts = {(r[1], r[2]): r[3] for r in rows}
+    # The run-wide tally above the strategies is not counted twice.
+    assert counts[("strategies/optimistic", "detected")] == 5
+    assert counts[("strategies/optimistic", "prevented")] == 5
+    violations = [r for r in rows if r[2] == "violation"]
+    assert [(r[3], r[4]) for r in violations] == [(1, "ledger.version_chain")] * 1 + [
+        (2, "ledger.version_chain")
+    ]
+    assert violations[0][5] == "debit 3 overwrote debit 2"
+    assert json.loads(violations[0][6])["kind"] == "lost_update"
+    assert sum(r[3] for r in rows if r[2] == "detected") == 5
+
+
+def test_users_operations_resources_and_isolation() -> None:
+    record = run_record(_report(), PROVENANCE)
+    assert record.table("concurrent_test_users").rows[0][:4] == ("db_race", 10, 20, 1)
+    ops = {r[1]: r[2:4] for r in record.table("concurrent_user_operations").rows}
+    assert ops == {"debit:optimistic": (20, 5), "debit:naive": (20, 0)}
+    resources = {r[1]: r for r in record.table("shared_resources").rows}
+    assert resources["test_accounts row (naive)"][3] == 20  # peak writers
+    assert resources["test_accounts row (naive)"][8] == 3  # violations
+    isolation = record.table("user_isolation_test_data").rows
+    assert [(r[2], r[3]) for r in isolation] == [("isolation.threads", True)]
+    assert record.table("websocket_coordination").rows == []
+    metrics = record.table("performance_metrics").rows
+    assert metrics[0][:4] == ("db_race", "operations", "counter", 40)
+
+
+def test_scenario_set_is_order_free() -> None:
+    assert scenario_set(["b", "a", "b"]) == "a,b"
+
+
+def test_missing_field_is_named() -> None:
+    broken = _report()
+    del broken["run_id"]
+    with pytest.raises(ReportShapeError, match="'run_id'"):
+        run_record(broken, PROVENANCE)
