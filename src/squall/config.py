@@ -95,6 +95,13 @@ class MonitorConfig:
 
 
 @dataclass(frozen=True)
+class ResultsConfig:
+    """Where runs are stored; ``None``: see :mod:`squall.store.location`; ``"off"``: nowhere."""
+
+    database_url: str | None = None
+
+
+@dataclass(frozen=True)
 class ScenarioConfig:
     """Per-scenario overrides: parameters, thresholds by metric, capacity checks on/off."""
 
@@ -112,6 +119,7 @@ class Config:
     target: TargetConfig = field(default_factory=TargetConfig)
     run: RunConfig = field(default_factory=RunConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    results: ResultsConfig = field(default_factory=ResultsConfig)
     thresholds: ThresholdSet = DEFAULT_THRESHOLDS
     capacity: ThresholdSet = CAPACITY_THRESHOLDS
     scenarios: Mapping[str, ScenarioConfig] = field(default_factory=lambda: MappingProxyType({}))
@@ -251,7 +259,17 @@ def _deep_set(raw: dict[str, Any], keys: tuple[str, ...], value: Any, text: str)
 
 # -- validation -----------------------------------------------------------------------
 
-_SECTIONS = ("target", "run", "thresholds", "capacity", "scenarios", "monitor", "metrics")
+_SECTIONS = (
+    "target",
+    "run",
+    "thresholds",
+    "capacity",
+    "scenarios",
+    "monitor",
+    "metrics",
+    "results",
+)
+_RESULTS_KEYS = ("database_url",)
 _TARGET_KEYS = (
     "url",
     "jwt_secret",
@@ -402,6 +420,7 @@ class _Builder:
             target=self.target(raw),
             run=self.run(raw),
             monitor=self.monitor(raw),
+            results=self.results(raw),
             thresholds=DEFAULT_THRESHOLDS.merged(
                 self.thresholds(raw.get("thresholds", {}), ("thresholds",), custom)
             ),
@@ -454,6 +473,10 @@ class _Builder:
             pids=self.integers(data, (*k, "pids"), low=1, high=2**31),
             ports=self.integers(data, (*k, "ports"), low=1, high=65535),
         )
+
+    def results(self, raw: Mapping[str, Any]) -> ResultsConfig:
+        data = self.table(raw.get("results", {}), ("results",), _RESULTS_KEYS)
+        return ResultsConfig(database_url=self.opt_string(data, ("results", "database_url")))
 
     def metrics(self, raw: Mapping[str, Any]) -> dict[str, MetricKind | None]:
         if "metrics" not in raw:

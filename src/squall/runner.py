@@ -39,6 +39,7 @@ from squall.suite import (
     SuiteReport,
     TargetUnreachable,
     UnknownScenario,
+    check_params,
     check_reachable,
     run_suite,
     select,
@@ -150,6 +151,7 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
     try:
         config = load_config(request.config, cwd=Path.cwd(), overrides=request.config_overrides())
         select(config.run.scenarios)
+        check_params(config)
         secret = _jwt_secret(request, config)
         adapter = load_adapter(config.target.adapter)
     except (ConfigError, UnknownScenario, UnknownAdapter) as exc:
@@ -225,7 +227,7 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
         report,
         config,
         console,
-        results_db=request.results_db,
+        results_db=request.results_db or config.results.database_url,
         baseline=request.baseline,
         tolerance=request.tolerance,
     )

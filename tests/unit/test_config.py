@@ -344,3 +344,19 @@ def test_config_is_frozen(project: Path) -> None:
         config.run = config.run  # type: ignore[misc]
     with pytest.raises(TypeError):
         config.scenarios["x"] = config.scenarios.get("x")  # type: ignore[index]
+
+
+def test_results_database_url(project: Path) -> None:
+    write(project, '[results]\ndatabase_url = "postgresql://127.0.0.1:5432/results"\n')
+    config = load_config(cwd=project)
+    assert config.results.database_url == "postgresql://127.0.0.1:5432/results"
+    assert (
+        load_config(cwd=project, overrides=['results.database_url="off"']).results.database_url
+        == "off"
+    )
+
+
+def test_results_section_typo_names_the_key(project: Path) -> None:
+    message = error_of(project, '[results]\ndatabase_uri = "x"\n')
+    assert "database_uri" in message
+    assert "database_url" in message

@@ -21,6 +21,8 @@ from typing import Any
 
 #: Below this slope a significant growth is still not called a leak.
 MIN_LEAK_MB_PER_MIN = 1.0
+#: ... and the fitted line must add at least this much over the samples' span.
+MIN_LEAK_GROWTH_MB = 5.0
 #: Fewer points than this give no leak estimate at all.
 MIN_FIT_SAMPLES = 3
 
@@ -148,7 +150,11 @@ def leak_estimate(
         ci95_high=high,
         r_squared=fit.r_squared,
         samples=fit.n,
-        probable_leak=low > 0 and fit.slope >= min_leak_mb_per_min,
+        # A short run's warm-up (caches, pools) fits a steep line over a few MB;
+        # a leak also has to add up to real memory over the window watched.
+        probable_leak=low > 0
+        and fit.slope >= min_leak_mb_per_min
+        and fit.slope * (max(minutes) - min(minutes)) >= MIN_LEAK_GROWTH_MB,
     )
 
 

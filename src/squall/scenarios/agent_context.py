@@ -69,8 +69,16 @@ async def behaviour(session: Session) -> None:
             recorder.trend("response_generation_time", generation)
 
 
-def build(target: TargetInfo, *, scale: float = 1.0, tag: str = "run") -> Scenario:
-    users = scaled(USERS, scale)
+def build(
+    target: TargetInfo,
+    *,
+    scale: float = 1.0,
+    tag: str = "run",
+    users: int = USERS,
+    timeout_s: float = 60.0,
+) -> Scenario:
+    """``users`` (× ``scale``) concurrent runs over large contexts."""
+    users = scaled(users, scale)
     return Scenario(
         name=NAME,
         behaviour=f"{__name__}:behaviour",
@@ -80,6 +88,6 @@ def build(target: TargetInfo, *, scale: float = 1.0, tag: str = "run") -> Scenar
             "ws_url": target.ws_url,
             "http_url": target.http_url,
             "adapter": target.adapter,
-            "timeout_s": 60.0,
+            "timeout_s": timeout_s,
         },
     )

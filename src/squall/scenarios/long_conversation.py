@@ -44,18 +44,22 @@ def build(
     *,
     scale: float = 1.0,
     tag: str = "run",
+    users: int = USERS,
+    messages: int = MESSAGES,
+    timeout_s: float = 30.0,
     context_budget_tokens: int = 2_048,
 ) -> Scenario:
+    """``users`` (× ``scale``) conversations of ``messages`` messages each."""
     return Scenario(
         name=NAME,
         behaviour=f"{__name__}:behaviour",
-        workload=closed(scaled(USERS, scale), iterations=1),
+        workload=closed(scaled(users, scale), iterations=1),
         identities=target.identities(f"{tag}-long"),
         params={
             "ws_url": target.ws_url,
             "adapter": target.adapter,
-            "messages": MESSAGES,
-            "timeout_s": 30.0,
+            "messages": messages,
+            "timeout_s": timeout_s,
             "context_budget_tokens": context_budget_tokens,
         },
     )

@@ -32,17 +32,27 @@ async def behaviour(session: Session) -> None:
         session.recorder.count("operations", int(params["messages"]))
 
 
-def build(target: TargetInfo, *, scale: float = 1.0, tag: str = "run") -> Scenario:
-    users = scaled(USERS, scale)
+def build(
+    target: TargetInfo,
+    *,
+    scale: float = 1.0,
+    tag: str = "run",
+    users: int = USERS,
+    batch: int = BATCH,
+    messages: int = MESSAGES,
+    timeout_s: float = 30.0,
+) -> Scenario:
+    """``users`` sockets (× ``scale``) in batches of ``batch``, ``messages`` each."""
+    users = scaled(users, scale)
     return Scenario(
         name=NAME,
         behaviour=f"{__name__}:behaviour",
-        workload=closed(users, batches(scaled(BATCH, scale), interval=1.0), iterations=1),
+        workload=closed(users, batches(scaled(batch, scale), interval=1.0), iterations=1),
         identities=target.identities(f"{tag}-wsc"),
         params={
             "ws_url": target.ws_url,
             "adapter": target.adapter,
-            "messages": MESSAGES,
-            "timeout_s": 30.0,
+            "messages": messages,
+            "timeout_s": timeout_s,
         },
     )

@@ -116,3 +116,38 @@ def test_race_scenarios_pass_and_report(
     assert isinstance(scenarios, list)
     assert [s["name"] for s in scenarios] == ["db_race", "redis_locks"]
     assert list(tmp_path.glob("*/db_race.history.jsonl"))
+
+
+def test_unknown_scenario_parameter_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "squall.toml").write_text("[scenarios.websocket_concurrency]\nmesages = 3\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert "[scenarios.websocket_concurrency] has no parameter 'mesages'" in err
+    assert "messages" in err
+
+
+def test_scenario_parameters_reach_the_scenario(
+    shared_services: Endpoints, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "run",
+            "-s",
+            "websocket_concurrency",
+            "--scale",
+            "0.05",
+            "--no-progress",
+            "--results-dir",
+            str(tmp_path),
+            "--set",
+            "scenarios.websocket_concurrency.messages=2",
+        ]
+    )
+    assert code == 0, capsys.readouterr().out
+    (scenario,) = _report(tmp_path)["scenarios"]  # type: ignore[misc]
+    sockets = scenario["metrics"]["ws_connect"]["count"]
+    assert sockets == 4  # 75 users x 0.05
+    assert scenario["metrics"]["messages_sent"]["count"] == 2 * sockets

@@ -149,3 +149,16 @@ def test_report_round_trip_and_gauges() -> None:
     assert report.gauges("postgres") == {}
     assert GroupStats.from_dict(summarize([]).to_dict()) == summarize([])
     assert math.isfinite(report.groups["target"].stats.leak.slope_mb_per_min)  # type: ignore[union-attr]
+
+
+def test_short_warm_up_growth_is_not_called_a_leak() -> None:
+    # 10 s of steady warm-up: a steep slope (2.4 MB/min) but only 0.36 MB in all.
+    leak = leak_estimate(series([190 + 0.04 * i for i in range(10)]))
+    assert leak is not None
+    assert leak.ci95_low > 0
+    assert leak.slope_mb_per_min > 2
+    assert not leak.probable_leak
+    # The same slope kept up for five minutes adds 12 MB: that is a leak.
+    sustained = leak_estimate(series([190 + 0.04 * i for i in range(300)]))
+    assert sustained is not None
+    assert sustained.probable_leak
