@@ -104,55 +104,20 @@ class EmbeddedPostgres:
             os.chown(workdir, entry.pw_uid, entry.pw_gid)
             _open_path_for(workdir)
         log_path = workdir / "postgres.log"
-        init = subprocess.run(
-            [
-                str(bindir / "initdb"),
-                "-D",
-                str(datadir),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--no-sync",
-            ],
-            capture_output=True,
-            text=True,
-            user=user,
-            check=False,
-        )
+        init = initdb(bindir, datadir, user, sync=False)
         if init.returncode != 0:
             shutil.rmtree(workdir, ignore_errors=True)
             raise ProcessStartError(f"initdb failed ({init.returncode}):\n{init.stderr[-2000:]}")
         port = free_port()
-        argv = [
-            str(bindir / "postgres"),
-            "-D",
-            str(datadir),
-            "-p",
-            str(port),
-            "-h",
-            "127.0.0.1",
-            "-k",
-            str(workdir),
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
-            "max_connections=400",
-            "-c",
-            "shared_buffers=128MB",
-        ]
-        # SIGINT is PostgreSQL's "fast shutdown": roll back and exit at once.
-        process = spawn(
+        process = spawn_postgres(
             "postgres",
-            argv,
+            bindir,
+            datadir,
+            port=port,
+            socket_dir=workdir,
             log_path=log_path,
             user=user,
-            stop_signal=signal.SIGINT,
-            death_signal=signal.SIGINT,
+            settings=THROWAWAY_SETTINGS,
         )
         if user is not None:
             entry = pwd.getpwnam(user)
@@ -160,7 +125,7 @@ class EmbeddedPostgres:
         server = cls(process=process, port=port, workdir=workdir)
         try:
             wait_until(
-                lambda: (datadir / "postmaster.pid").exists() and _pg_ready(datadir),
+                lambda: postgres_ready(datadir, process.pid),
                 process=process,
                 timeout=timeout,
                 what=f"accepting connections on 127.0.0.1:{port}",
@@ -175,12 +140,59 @@ class EmbeddedPostgres:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _pg_ready(datadir: Path) -> bool:
+def postgres_ready(datadir: Path, pid: int) -> bool:
+    """Whether the postmaster ``pid`` (not one left by a crashed run) accepts connections."""
     try:
         lines = (datadir / "postmaster.pid").read_text().splitlines()
     except OSError:
         return False
-    return len(lines) >= 8 and lines[7].strip() == "ready"
+    return len(lines) >= 8 and lines[0].strip() == str(pid) and lines[7].strip() == "ready"
+
+
+#: A throw-away cluster trades durability for speed: nothing in it outlives the run.
+THROWAWAY_SETTINGS = (
+    "fsync=off",
+    "synchronous_commit=off",
+    "full_page_writes=off",
+    "max_connections=400",
+    "shared_buffers=128MB",
+)
+
+
+def initdb(
+    bindir: Path, datadir: Path, user: str | None, *, sync: bool
+) -> subprocess.CompletedProcess[str]:
+    """Create a cluster in ``datadir`` with trust auth for local connections."""
+    argv = [str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres"]
+    argv += ["--auth=trust", "--encoding=UTF8"] + ([] if sync else ["--no-sync"])
+    return subprocess.run(argv, capture_output=True, text=True, user=user, check=False)
+
+
+def spawn_postgres(
+    name: str,
+    bindir: Path,
+    datadir: Path,
+    *,
+    port: int,
+    socket_dir: Path,
+    log_path: Path,
+    user: str | None,
+    settings: tuple[str, ...] = (),
+) -> ManagedProcess:
+    """Run ``postgres`` over ``datadir`` on 127.0.0.1:``port`` as a managed child."""
+    argv = [str(bindir / "postgres"), "-D", str(datadir), "-p", str(port)]
+    argv += ["-h", "127.0.0.1", "-k", str(socket_dir)]
+    for setting in settings:
+        argv += ["-c", setting]
+    # SIGINT is PostgreSQL's "fast shutdown": roll back and exit at once.
+    return spawn(
+        name,
+        argv,
+        log_path=log_path,
+        user=user,
+        stop_signal=signal.SIGINT,
+        death_signal=signal.SIGINT,
+    )
 
 
 @dataclass

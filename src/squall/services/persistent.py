@@ -18,8 +18,6 @@ import contextlib
 import fcntl
 import os
 import pwd
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,10 +27,12 @@ from squall.services.embedded import (
     _ensure_system_user,
     _open_path_for,
     _package_file,
-    _pg_ready,
     free_port,
+    initdb,
+    postgres_ready,
+    spawn_postgres,
 )
-from squall.services.process import ProcessStartError, spawn, wait_until
+from squall.services.process import ProcessStartError, wait_until
 
 
 class PersistentLockTimeout(RuntimeError):
@@ -70,35 +70,12 @@ def _initdb(bindir: Path, datadir: Path, user: str | None) -> None:
     if user is not None:
         _chown_tree(datadir, user)
         _traversable(datadir.parent)
-    init = subprocess.run(
-        [
-            str(bindir / "initdb"),
-            "-D",
-            str(datadir),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "--encoding=UTF8",
-        ],
-        capture_output=True,
-        text=True,
-        user=user,
-        check=False,
-    )
+    init = initdb(bindir, datadir, user, sync=True)
     if init.returncode != 0:
         raise ProcessStartError(
             f"initdb of the results cluster in {datadir} failed ({init.returncode}):\n"
             f"{init.stderr[-2000:]}\nRemove {datadir} or pass --results-db URL."
         )
-
-
-def _started_by(datadir: Path, pid: int) -> bool:
-    """Whether ``postmaster.pid`` is the new server's, not one left by a crashed run."""
-    try:
-        first = (datadir / "postmaster.pid").read_text().split("\n", 1)[0]
-    except OSError:
-        return False
-    return first.strip() == str(pid)
 
 
 @contextlib.contextmanager
@@ -151,27 +128,18 @@ def persistent_postgres(
             os.chown(socket_dir, entry.pw_uid, entry.pw_gid)
             os.chown(log_path, entry.pw_uid, entry.pw_gid)
         port = free_port()
-        process = spawn(
+        process = spawn_postgres(
             "postgres (results)",
-            [
-                str(bindir / "postgres"),
-                "-D",
-                str(datadir),
-                "-p",
-                str(port),
-                "-h",
-                "127.0.0.1",
-                "-k",
-                str(socket_dir),
-            ],
+            bindir,
+            datadir,
+            port=port,
+            socket_dir=socket_dir,
             log_path=log_path,
             user=user,
-            stop_signal=signal.SIGINT,
-            death_signal=signal.SIGINT,
         )
         try:
             wait_until(
-                lambda: _started_by(datadir, process.pid) and _pg_ready(datadir),
+                lambda: postgres_ready(datadir, process.pid),
                 process=process,
                 timeout=timeout,
                 what=f"accepting connections on 127.0.0.1:{port} over {datadir}",
