@@ -1,0 +1,153 @@
+"""The client loops the engine benchmark compares, each run as its own pinned process.
+
+``python -m bench.clients KIND --url URL --sockets N --duration S [--cpu C]``
+opens N sockets to the echo server and keeps one 64-byte message in flight on
+each for S seconds, then prints one JSON object on stdout: cumulative samples
+``[seconds, round trips, CPU seconds]`` that :func:`bench.table.window` turns
+into a steady-state rate.
+
+- ``bare``: picows callbacks only; each reply is sent back from the frame
+  callback. No tasks, no timing, no JSON: the ceiling for Python on picows.
+- ``squall``: the squall engine as a user runs it: a closed workload of N users,
+  each iteration one ``ws.request`` (JSON encode, send, wait, parse, record the
+  round trip in an HdrHistogram), on one process (``processes=1``).
+- Locust runs through :mod:`bench.locust_run` with :mod:`bench.locustfile`.
+
+Every loop is bounded by ``--duration``, and connecting by a timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import time
+from typing import Any
+
+from bench.record import cpu_seconds, pin
+
+#: 64 bytes of JSON text: {"type":"echo","pad":"xxx…"}.
+PAYLOAD_OBJECT = {"type": "echo", "pad": "x" * 40}
+PAYLOAD = json.dumps(PAYLOAD_OBJECT, separators=(",", ":")).encode()
+assert len(PAYLOAD) == 64, len(PAYLOAD)
+CONNECT_BATCH = 100
+CONNECT_TIMEOUT_S = 30.0
+SAMPLE_EVERY_S = 0.5
+#: Requests per iteration for ``squall-loop``.
+LOOP_PER_ITERATION = 100
+
+
+async def _bare(url: str, sockets: int, duration: float) -> dict[str, Any]:
+    import picows
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport
+
+    done = [0]
+
+    class Loop(WSListener):
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type is WSMsgType.TEXT:
+                done[0] += 1
+                transport.send(WSMsgType.TEXT, PAYLOAD)
+
+    began = time.monotonic()
+    transports: list[WSTransport] = []
+    async with asyncio.timeout(CONNECT_TIMEOUT_S):
+        for first in range(0, sockets, CONNECT_BATCH):
+            batch = range(first, min(sockets, first + CONNECT_BATCH))
+            opened = await asyncio.gather(*(picows.ws_connect(Loop, url) for _ in batch))
+            transports.extend(transport for transport, _ in opened)
+    connect_s = time.monotonic() - began
+    t0, cpu0 = time.monotonic(), cpu_seconds()
+    for transport in transports:
+        transport.send(WSMsgType.TEXT, PAYLOAD)
+    samples = [(0.0, 0.0, 0.0)]
+    while (elapsed := time.monotonic() - t0) < duration:
+        await asyncio.sleep(min(SAMPLE_EVERY_S, max(0.0, duration - elapsed)))
+        samples.append((time.monotonic() - t0, float(done[0]), cpu_seconds() - cpu0))
+    for transport in transports:
+        transport.disconnect()
+    return {"samples": samples, "connect_s": connect_s, "errors": 0}
+
+
+async def echo_behaviour(session: Any) -> None:
+    """One iteration of a squall virtual user: one request, its reply, timed."""
+    ws = await session.connection(session.params["url"], auth=False)
+    await ws.request(PAYLOAD_OBJECT, metric="round_trip", timeout=10.0)
+
+
+async def echo_loop_behaviour(session: Any) -> None:
+    """One iteration of ``per_iteration`` requests: the engine's per-iteration cost amortised."""
+    ws = await session.connection(session.params["url"], auth=False)
+    for _ in range(int(session.params["per_iteration"])):
+        await ws.request(PAYLOAD_OBJECT, metric="round_trip", timeout=10.0)
+
+
+async def _squall(
+    url: str, sockets: int, duration: float, per_iteration: int = 1
+) -> dict[str, Any]:
+    from squall.engine import Scenario, closed, run_scenario
+    from squall.engine.series import ProgressView
+
+    per_second: list[tuple[float, float, float]] = []
+    cpu0 = cpu_seconds()
+
+    def on_second(view: ProgressView) -> None:
+        span = view.elapsed_s - (math.ceil(view.elapsed_s) - 1)
+        per_second.append((view.elapsed_s, view.received_per_s * span, cpu_seconds() - cpu0))
+
+    scenario = Scenario(
+        name="engine-echo",
+        behaviour="bench.clients:echo_behaviour"
+        if per_iteration == 1
+        else "bench.clients:echo_loop_behaviour",
+        workload=closed(sockets, duration=duration),
+        params={"url": url, "per_iteration": per_iteration},
+        graceful_stop_s=2.0,
+    )
+    result = await run_scenario(
+        scenario, processes=1, progress=on_second, deadline_s=duration + 30.0
+    )
+    from bench.table import cumulative
+
+    trend = result.trend("round_trip")
+    return {
+        "samples": cumulative(per_second),
+        "connect_s": None,
+        "errors": result.count("errors"),
+        "round_trip_p50_s": trend.percentile(50),
+        "round_trip_p99_s": trend.percentile(99),
+        "iterations": result.count("iterations"),
+        "generator_saturated": result.generator.saturated,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.clients")
+    parser.add_argument("kind", choices=("bare", "squall", "squall-loop"))
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--sockets", type=int, required=True)
+    parser.add_argument("--duration", type=float, required=True)
+    parser.add_argument("--cpu", type=int, default=None)
+    args = parser.parse_args(argv)
+    if not args.url.startswith(("ws://127.", "ws://localhost")):
+        raise SystemExit(f"--url {args.url!r}: the benchmark clients only talk to loopback")
+    cpus = pin(args.cpu)
+    from bench.record import raise_nofile
+
+    raise_nofile(args.sockets + 256)
+    import uvloop
+
+    if args.kind == "bare":
+        out = uvloop.run(_bare(args.url, args.sockets, args.duration))
+    else:
+        per_iteration = LOOP_PER_ITERATION if args.kind == "squall-loop" else 1
+        out = uvloop.run(_squall(args.url, args.sockets, args.duration, per_iteration))
+    out.update({"kind": args.kind, "sockets": args.sockets, "cpus": cpus})
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Benchmark 2: messages per second and p99 through the platform's ping and agent paths.
+
+The platform runs with 2 workers on embedded PostgreSQL and Redis (billing and
+the rate limit set out of the way); the squall engine (one process) drives a
+closed workload against it:
+
+- ping path: each user keeps one socket and one ``ping`` in flight (reply ``pong``);
+- agent path: each user keeps one socket and one ``user_message`` in flight,
+  waiting for its run to complete (ack, 5+ events; the simulated model's
+  default 20 ms to first token and 400 tokens/s are part of every run);
+- ceiling: the same client and ping loop against the bare picows echo server.
+
+On a 2-core machine client, platform and databases share the cores: nothing
+is pinned here, and the figures are what this machine does with all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.echo import start_echo
+from bench.record import Result, command_line, log, measured
+from bench.stack import platform_stack
+from bench.table import (
+    WindowError,
+    cumulative,
+    fmt_count,
+    fmt_ms,
+    fmt_percent,
+    ratio,
+    window,
+)
+from squall.adapters.reference import ReferenceChat
+from squall.engine import Scenario, Session, closed
+from squall.engine import run as run_engine
+from squall.metrics.result import RunResult
+
+NAME = "platform"
+TITLE = "2. Platform throughput: ping and agent paths at 2 workers, vs a bare echo server"
+
+
+def _is_pong(message: dict[str, Any]) -> bool:
+    return message.get("type") == "pong"
+
+
+async def ping_behaviour(session: Session) -> None:
+    """One ping round trip on the user's kept socket (the echo server echoes it back)."""
+    ws = await session.connection(session.params["url"], auth=session.params["auth"])
+    until = _is_pong if session.params["auth"] else None
+    await ws.request({"type": "ping", "id": session.iteration}, until=until, metric="round_trip")
+
+
+async def agent_behaviour(session: Session) -> None:
+    """One chat message on the user's kept socket, followed to ``agent_completed``."""
+    ws = await session.connection(session.params["url"])
+    chat = session.state.get("chat")
+    if chat is None or chat.ws is not ws:
+        chat = session.state["chat"] = ReferenceChat(ws, session)
+    await chat.chat(f"{session.identity.user_id}-bench", "How is my order doing?", timeout=30.0)
+
+
+def _steady(result: RunResult, warmup: float) -> float | None:
+    """Messages received per second after the warm-up (last, partial second left out)."""
+    points = result.series[:-1]
+    try:
+        return window(cumulative([(p.t + 1.0, p.received_per_s, 0.0) for p in points]), warmup).rate
+    except WindowError:
+        return None
+
+
+def _measure(
+    label: str, scenario: Scenario, duration: float, warmup: float, trend: str
+) -> dict[str, Any]:
+    log(f"platform: {label}, {scenario.workload.max_users} users, {duration:g} s")
+    entry: dict[str, Any] = {"path": label, "users": scenario.workload.max_users}
+    with measured(entry):
+        result = run_engine(scenario, processes=1, progress=False, deadline_s=duration + 60.0)
+    frames = _steady(result, warmup)
+    timed = result.trend(trend)
+    received = result.count("messages_received")
+    # Runs per second = frames per second × runs per frame (each run is several frames).
+    per_message = ratio(float(timed.count), float(received)) if received else None
+    entry.update(
+        {
+            "duration_s": result.duration_s,
+            "warmup_s": warmup,
+            "frames_per_s": frames,
+            "messages_per_s": frames * per_message if frames and per_message else None,
+            "count": timed.count,
+            "p50_s": timed.percentile(50),
+            "p99_s": timed.percentile(99),
+            "errors": result.count("errors"),
+            "error_samples": [e.to_dict() for e in result.errors],
+            "success": result.rate("success").rate if "success" in result.metrics else None,
+            "generator": result.generator.to_dict(),
+        }
+    )
+    log(
+        f"  {entry['messages_per_s'] or 0:,.0f} msg/s, p99 {fmt_ms(entry['p99_s'])}, "
+        f"errors {entry['errors']}"
+    )
+    return entry
+
+
+def run(quick: bool) -> Result:
+    result = Result(NAME, TITLE, quick, command_line(NAME, quick))
+    duration = 5.0 if quick else 12.0
+    warmup = 2.0 if quick else 3.0
+    ping_users, agent_users = (50, 50) if quick else (100, 200)
+    entries: dict[str, dict[str, Any]] = {}
+    echo, echo_url = start_echo(None)
+    try:
+        entries["ceiling"] = _measure(
+            "bare echo server (ceiling)",
+            Scenario(
+                "bench-echo-ceiling",
+                "bench.platform_throughput:ping_behaviour",
+                closed(ping_users, duration=duration),
+                params={"url": echo_url, "auth": False},
+                graceful_stop_s=2.0,
+            ),
+            duration,
+            warmup,
+            "round_trip",
+        )
+    finally:
+        echo.stop()
+    with platform_stack(workers=2) as stack:
+        target = stack.target
+        entries["ping"] = _measure(
+            "platform ping path",
+            Scenario(
+                "bench-ping",
+                "bench.platform_throughput:ping_behaviour",
+                closed(ping_users, duration=duration),
+                identities=target.identities("bench-ping"),
+                params={"url": target.ws_url, "auth": True},
+                graceful_stop_s=2.0,
+            ),
+            duration,
+            warmup,
+            "round_trip",
+        )
+        entries["agent"] = _measure(
+            "platform agent path",
+            Scenario(
+                "bench-agent",
+                "bench.platform_throughput:agent_behaviour",
+                closed(agent_users, duration=duration),
+                identities=target.identities("bench-agent"),
+                params={"url": target.ws_url},
+                graceful_stop_s=10.0,
+            ),
+            duration,
+            warmup,
+            "response_time",
+        )
+    result.measurements = list(entries.values())
+    ceiling = entries["ceiling"].get("messages_per_s")
+    rows = []
+    for key in ("ceiling", "ping", "agent"):
+        e = entries[key]
+        rows.append(
+            [
+                e["path"],
+                str(e["users"]),
+                fmt_count(e.get("messages_per_s")),
+                fmt_count(e.get("frames_per_s")),
+                fmt_ms(e.get("p50_s")),
+                fmt_ms(e.get("p99_s")),
+                fmt_percent(ratio(e.get("messages_per_s"), ceiling)),
+                str(e.get("errors", "—")),
+            ]
+        )
+    result.table = {
+        "columns": [
+            "path",
+            "users",
+            "messages / s",
+            "frames / s",
+            "p50",
+            "p99",
+            "vs echo ceiling",
+            "errors",
+        ],
+        "rows": rows,
+    }
+    result.notes += [
+        "messages / s: round trips (ping) or completed agent runs (agent) per second after "
+        f"the first {warmup:g} s; frames / s counts every frame the client received.",
+        "An agent run is one user_message → ack + agent_started, tool_executing, "
+        "tool_completed, agent_thinking×N, agent_completed, with the simulated model's "
+        "default latency (20 ms to first token, 400 tokens/s, 32 tokens).",
+        "Client (squall engine, 1 process), platform (2 workers), PostgreSQL and Redis share "
+        "the machine's 2 cores; nothing is pinned.",
+    ]
+    return result

@@ -1,0 +1,182 @@
+"""What every benchmark result carries: the machine, versions, load and how to reproduce it.
+
+A figure without its context cannot be judged, so each result file records the
+CPU, the versions of everything measured, the load average before and after
+(other work on a shared machine shows up there), the CPU pinning of each
+process, and the exact command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SCHEMA = "squall.bench/1"
+_PACKAGES = (
+    "squall",
+    "picows",
+    "uvloop",
+    "locust",
+    "websocket-client",
+    "gevent",
+    "asyncpg",
+    "redis",
+    "uvicorn",
+    "starlette",
+)
+
+
+def versions() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name in _PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = ""
+    return found
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "versions": versions(),
+        "nofile_limit": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
+    }
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def pin(cpu: int | None) -> list[int]:
+    """Pin this process (and every thread and child it starts later) to ``cpu``.
+
+    Returns the CPUs the process may run on afterwards. ``None`` leaves it unpinned.
+    """
+    if cpu is not None:
+        available = sorted(os.sched_getaffinity(0))
+        if cpu not in available:
+            raise ValueError(f"cannot pin to CPU {cpu}: this process may use CPUs {available}")
+        os.sched_setaffinity(0, {cpu})
+    return sorted(os.sched_getaffinity(0))
+
+
+def raise_nofile(wanted: int) -> tuple[int, int]:
+    """Raise the open-file limit (soft, and hard when permitted) to at least ``wanted``.
+
+    Children started afterwards inherit it. Returns the (soft, hard) limits in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return soft, hard
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    else:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+@contextmanager
+def measured(into: dict[str, Any]) -> Iterator[None]:
+    """Record load average before and after, and the wall time, into ``into``."""
+    into["loadavg_before"] = loadavg()
+    began = time.monotonic()
+    try:
+        yield
+    finally:
+        into["loadavg_after"] = loadavg()
+        into["wall_s"] = round(time.monotonic() - began, 3)
+
+
+@dataclass
+class Result:
+    """One benchmark's result file, built up as it runs."""
+
+    benchmark: str
+    title: str
+    quick: bool
+    command: str
+    measurements: list[dict[str, Any]] = field(default_factory=list)
+    table: dict[str, Any] = field(default_factory=dict)
+    goals: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    started_at: str = field(default_factory=now_iso)
+    _began: float = field(default_factory=time.monotonic)
+    _load_before: list[float] = field(default_factory=loadavg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "benchmark": self.benchmark,
+            "title": self.title,
+            "quick": self.quick,
+            "command": self.command,
+            "started_at": self.started_at,
+            "finished_at": now_iso(),
+            "duration_s": round(time.monotonic() - self._began, 1),
+            "loadavg": {"before": self._load_before, "after": loadavg()},
+            "environment": environment(),
+            "measurements": self.measurements,
+            "table": self.table,
+            "goals": self.goals,
+            "notes": self.notes,
+        }
+
+
+def result_path(benchmark: str, quick: bool, directory: Path = RESULTS_DIR) -> Path:
+    suffix = ".quick" if quick else ""
+    return directory / f"{benchmark}{suffix}.json"
+
+
+def write_result(data: dict[str, Any], directory: Path = RESULTS_DIR) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = result_path(str(data["benchmark"]), bool(data["quick"]), directory)
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def command_line(benchmark: str, quick: bool) -> str:
+    return f"python -m bench --only {benchmark}" + (" --quick" if quick else "")
+
+
+def log(message: str) -> None:
+    """Progress for the person running the benchmarks (stderr, unbuffered)."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

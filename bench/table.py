@@ -1,0 +1,266 @@
+"""Pure arithmetic and formatting for benchmark results: windows, ratios, goals, markdown.
+
+Absolute numbers on a shared 2-core machine move with whatever else runs; the
+ratios between measurements taken in the same run move much less. Everything
+here takes plain data (numbers, lists, the JSON dicts the benchmarks write) and
+returns plain data, so it is tested with hand-written inputs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+#: One sample of a client's progress: (seconds since its start, cumulative round trips,
+#: cumulative CPU seconds of the client process).
+Sample = tuple[float, float, float]
+
+
+class WindowError(ValueError):
+    """A measurement window does not fit the samples; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """Round trips and CPU time between two samples of one timeline."""
+
+    start_s: float
+    end_s: float
+    round_trips: float
+    cpu_s: float
+
+    @property
+    def seconds(self) -> float:
+        return self.end_s - self.start_s
+
+    @property
+    def rate(self) -> float:
+        """Round trips per wall-clock second in the window."""
+        return self.round_trips / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_fraction(self) -> float:
+        """Share of one core the client used in the window (1.0 = a full core)."""
+        return self.cpu_s / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def per_core(self) -> float:
+        """Round trips per CPU-second of the client: what one fully used core would do."""
+        return self.round_trips / self.cpu_s if self.cpu_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "start_s": self.start_s,
+            "end_s": self.end_s,
+            "seconds": self.seconds,
+            "round_trips": self.round_trips,
+            "cpu_s": self.cpu_s,
+            "rate_per_s": self.rate,
+            "cpu_fraction": self.cpu_fraction,
+            "per_core_per_s": self.per_core,
+        }
+
+
+def window(samples: Sequence[Sample], warmup_s: float) -> Window:
+    """The steady-state window: from the first sample at or after ``warmup_s`` to the last.
+
+    Samples must be in time order with non-decreasing counts. Raises
+    :class:`WindowError` when fewer than two samples lie in the window (the run
+    was shorter than its warm-up, or the client reported too rarely).
+    """
+    inside = [s for s in samples if s[0] >= warmup_s]
+    if len(inside) < 2:
+        last = samples[-1][0] if samples else None
+        raise WindowError(
+            f"need two samples at or after the {warmup_s:g} s warm-up, got {len(inside)} "
+            f"(last sample at {last!r} s); lengthen the run or shorten the warm-up"
+        )
+    first, final = inside[0], inside[-1]
+    for earlier, later in itertools.pairwise(inside):
+        if later[0] < earlier[0] or later[1] < earlier[1]:
+            raise WindowError(
+                f"samples out of order: {earlier!r} then {later!r}; "
+                "give cumulative counts in time order"
+            )
+    return Window(first[0], final[0], final[1] - first[1], final[2] - first[2])
+
+
+def cumulative(per_second: Sequence[tuple[float, float, float]]) -> list[Sample]:
+    """Turn (end of second, count in that second, CPU seconds so far) into cumulative samples.
+
+    A sample at t = 0 with nothing done is prepended so that the first second counts.
+    """
+    samples: list[Sample] = [(0.0, 0.0, 0.0)]
+    total = 0.0
+    for t, count, cpu in per_second:
+        total += count
+        samples.append((t, total, cpu))
+    return samples
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator``, or None when either is missing or the denominator is 0."""
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    if math.isnan(numerator) or math.isnan(denominator):
+        return None
+    return numerator / denominator
+
+
+def fmt_ratio(value: float | None) -> str:
+    """``3.42×``, or an em dash when there is no ratio."""
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def fmt_percent(value: float | None) -> str:
+    """A fraction as ``71 %``, or an em dash."""
+    return "—" if value is None else f"{value * 100:.0f} %"
+
+
+def fmt_count(value: float | None) -> str:
+    """A rate or count with thousands separators (``12,345``), or an em dash."""
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def fmt_ms(seconds: float | None) -> str:
+    """Seconds as milliseconds (``12.3 ms``), or an em dash."""
+    return "—" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def fmt_kb(value_bytes: float | None) -> str:
+    """Bytes as KB (``17.2 KB``, 1 KB = 1024 bytes), or an em dash."""
+    return "—" if value_bytes is None else f"{value_bytes / 1024:.1f} KB"
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A target line of the table: ``actual`` compared with ``target`` (at least / at most)."""
+
+    name: str
+    actual: float | None
+    target: float
+    at_least: bool = True
+    unit: str = "×"
+
+    @property
+    def met(self) -> bool | None:
+        """True / False, or None when nothing was measured."""
+        if self.actual is None:
+            return None
+        return self.actual >= self.target if self.at_least else self.actual <= self.target
+
+    def _show(self, value: float) -> str:
+        if self.unit == "×":
+            return fmt_ratio(value)
+        if self.unit == "%":
+            return fmt_percent(value)
+        if not self.unit:
+            return fmt_count(value)
+        return f"{value:,.1f} {self.unit}"
+
+    def to_dict(self) -> dict[str, Any]:
+        sign = "≥" if self.at_least else "≤"
+        return {
+            "goal": f"{self.name} {sign} {self._show(self.target)}",
+            "actual": self.actual,
+            "shown": "—" if self.actual is None else self._show(self.actual),
+            "target": self.target,
+            "at_least": self.at_least,
+            "met": self.met,
+        }
+
+
+def goal_mark(met: bool | None) -> str:
+    return {True: "met", False: "**not met**", None: "not measured"}[met]
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub markdown table; cells are escaped for ``|``; short rows are padded."""
+    if not columns:
+        raise ValueError("a table needs at least one column; give its headings")
+
+    def cell(text: str) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    width = len(columns)
+    lines = [
+        "| " + " | ".join(cell(c) for c in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
+    for row in rows:
+        if len(row) > width:
+            raise ValueError(f"row {list(row)!r} has {len(row)} cells; the table has {width}")
+        padded = [*row, *([""] * (width - len(row)))]
+        lines.append("| " + " | ".join(cell(c) for c in padded) + " |")
+    return "\n".join(lines)
+
+
+def render_result(result: Mapping[str, Any]) -> str:
+    """One benchmark's section: title, its table, its goals, how it was run."""
+    parts = [f"### {result['title']}", ""]
+    if result.get("quick"):
+        parts += ["_Quick (smoke) run: short durations; not a figure to quote._", ""]
+    table = result.get("table") or {}
+    if table.get("columns"):
+        parts += [markdown_table(table["columns"], table.get("rows", [])), ""]
+    goals = result.get("goals") or []
+    if goals:
+        parts += [
+            markdown_table(
+                ("goal", "measured", "status"),
+                [(g["goal"], g["shown"], goal_mark(g["met"])) for g in goals],
+            ),
+            "",
+        ]
+    for note in result.get("notes") or []:
+        parts.append(f"- {note}")
+    if result.get("notes"):
+        parts.append("")
+    load = result.get("loadavg") or {}
+    before, after = load.get("before"), load.get("after")
+    load_text = ""
+    if before and after:
+        load_text = f"; load average {before[0]:.2f} before, {after[0]:.2f} after"
+    parts.append(
+        f"<sub>`{result.get('command', '')}` · {result.get('started_at', '')} · "
+        f"{result.get('duration_s', 0):.0f} s{load_text}</sub>"
+    )
+    return "\n".join(parts)
+
+
+def render_summary(results: Sequence[Mapping[str, Any]], environment: Mapping[str, Any]) -> str:
+    """The whole markdown summary: environment line, then each benchmark in order."""
+    versions = environment.get("versions") or {}
+    shown = ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if v)
+    head = [
+        "# squall benchmarks",
+        "",
+        f"Machine: {environment.get('cpu_model', '?')}, {environment.get('cpu_count', '?')} "
+        f"cores, Python {environment.get('python', '?')}, {environment.get('platform', '?')}.",
+        "",
+        f"Versions: {shown}." if shown else "",
+        "",
+        "Ratios compare measurements of the same run; absolute rates on a shared "
+        "2-core machine are noise. Regenerate with `make bench` (or `python -m bench`).",
+        "",
+    ]
+    body = [render_result(r) for r in results]
+    return "\n".join([*head, "\n\n".join(body), ""])
+
+
+def replace_between(text: str, start: str, end: str, content: str) -> str:
+    """``text`` with everything between the ``start`` and ``end`` markers replaced.
+
+    Raises ValueError naming the missing marker when either is absent or they
+    are out of order, so a README without the markers is never rewritten blindly.
+    """
+    head, found, rest = text.partition(start)
+    if not found:
+        raise ValueError(f"marker {start!r} not found; add it where the table belongs")
+    _, found_end, tail = rest.partition(end)
+    if not found_end:
+        raise ValueError(f"marker {end!r} not found after {start!r}; add it after the table")
+    return f"{head}{start}\n{content.strip()}\n{end}{tail}"

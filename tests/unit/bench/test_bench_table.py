@@ -1,0 +1,173 @@
+"""The benchmarks' pure arithmetic and formatting, with hand-written inputs."""
+
+from __future__ import annotations
+
+import pytest
+from bench.table import (
+    Goal,
+    WindowError,
+    cumulative,
+    fmt_count,
+    fmt_kb,
+    fmt_ms,
+    fmt_percent,
+    fmt_ratio,
+    markdown_table,
+    ratio,
+    render_result,
+    render_summary,
+    replace_between,
+    window,
+)
+
+
+def test_window_starts_at_first_sample_after_warmup() -> None:
+    samples = [(0.0, 0.0, 0.0), (1.0, 50.0, 0.2), (2.0, 150.0, 0.6), (4.0, 350.0, 1.6)]
+    w = window(samples, warmup_s=1.5)
+    assert (w.start_s, w.end_s, w.round_trips, w.cpu_s) == (2.0, 4.0, 200.0, 1.0)
+    assert w.rate == 100.0
+    assert w.cpu_fraction == 0.5
+    assert w.per_core == 200.0
+
+
+def test_window_includes_a_sample_exactly_at_the_warmup() -> None:
+    w = window([(0.0, 0.0, 0.0), (1.0, 10.0, 1.0), (3.0, 30.0, 2.0)], warmup_s=1.0)
+    assert w.round_trips == 20.0
+    assert w.seconds == 2.0
+
+
+def test_window_needs_two_samples_after_warmup() -> None:
+    with pytest.raises(WindowError, match=r"need two samples at or after the 3 s warm-up, got 1"):
+        window([(0.0, 0.0, 0.0), (3.5, 10.0, 1.0)], warmup_s=3.0)
+    with pytest.raises(WindowError, match="got 0"):
+        window([], warmup_s=1.0)
+
+
+def test_window_rejects_samples_out_of_order() -> None:
+    with pytest.raises(WindowError, match="out of order"):
+        window([(1.0, 10.0, 0.0), (2.0, 5.0, 0.0)], warmup_s=0.0)
+    with pytest.raises(WindowError, match="out of order"):
+        window([(2.0, 10.0, 0.0), (1.0, 20.0, 0.0)], warmup_s=0.0)
+
+
+def test_zero_length_window_reports_zero_rates_not_a_division_error() -> None:
+    w = window([(1.0, 10.0, 0.5), (1.0, 10.0, 0.5)], warmup_s=0.0)
+    assert (w.rate, w.cpu_fraction, w.per_core) == (0.0, 0.0, 0.0)
+
+
+def test_cumulative_adds_up_per_second_counts_from_zero() -> None:
+    assert cumulative([(1.0, 10.0, 0.1), (2.0, 20.0, 0.3), (2.5, 5.0, 0.4)]) == [
+        (0.0, 0.0, 0.0),
+        (1.0, 10.0, 0.1),
+        (2.0, 30.0, 0.3),
+        (2.5, 35.0, 0.4),
+    ]
+
+
+def test_ratio_is_none_when_it_cannot_be_computed() -> None:
+    assert ratio(6.0, 2.0) == 3.0
+    assert ratio(None, 2.0) is None
+    assert ratio(1.0, None) is None
+    assert ratio(1.0, 0.0) is None
+    assert ratio(float("nan"), 1.0) is None
+
+
+def test_formatters() -> None:
+    assert fmt_ratio(3.456) == "3.46×"
+    assert fmt_percent(0.714) == "71 %"
+    assert fmt_count(12345.6) == "12,346"
+    assert fmt_ms(0.01234) == "12.3 ms"
+    assert fmt_kb(20480) == "20.0 KB"
+    assert {fmt_ratio(None), fmt_percent(None), fmt_count(None), fmt_ms(None), fmt_kb(None)} == {
+        "—"
+    }
+
+
+def test_goal_at_least_and_at_most() -> None:
+    assert Goal("squall vs Locust", 3.2, 3.0).met is True
+    assert Goal("squall vs Locust", 2.9, 3.0).met is False
+    assert Goal("RSS per socket", 18.0, 20.0, at_least=False, unit="KB").met is True
+    assert Goal("RSS per socket", 38.7, 20.0, at_least=False, unit="KB").met is False
+    assert Goal("nothing", None, 1.0).met is None
+
+
+def test_goal_to_dict_shows_target_and_actual_in_its_unit() -> None:
+    assert Goal("squall vs bare loop", 0.7512, 0.70, unit="%").to_dict() == {
+        "goal": "squall vs bare loop ≥ 70 %",
+        "actual": 0.7512,
+        "shown": "75 %",
+        "target": 0.70,
+        "at_least": True,
+        "met": True,
+    }
+    shown = Goal("RSS per socket", 38.66, 20.0, at_least=False, unit="KB").to_dict()
+    assert (shown["goal"], shown["shown"], shown["met"]) == (
+        "RSS per socket ≤ 20.0 KB",
+        "38.7 KB",
+        False,
+    )
+    assert Goal("x", None, 3.0).to_dict()["shown"] == "—"
+    count = Goal("sockets held", 10_000.0, 10_000.0, unit="").to_dict()
+    assert (count["goal"], count["shown"]) == ("sockets held ≥ 10,000", "10,000")
+
+
+def test_markdown_table_escapes_pads_and_rejects_long_rows() -> None:
+    assert markdown_table(("a", "b"), [("1|2",), ("x", "y")]) == (
+        "| a | b |\n|---|---|\n| 1\\|2 |  |\n| x | y |"
+    )
+    with pytest.raises(ValueError, match="has 3 cells; the table has 2"):
+        markdown_table(("a", "b"), [("1", "2", "3")])
+    with pytest.raises(ValueError, match="at least one column"):
+        markdown_table((), [])
+
+
+RESULT = {
+    "title": "1. Engine",
+    "quick": True,
+    "command": "python -m bench --only engine --quick",
+    "started_at": "2026-01-01T00:00:00+0000",
+    "duration_s": 12.4,
+    "loadavg": {"before": [0.5, 0.4, 0.3], "after": [1.25, 0.5, 0.3]},
+    "table": {"columns": ["client", "rt/s"], "rows": [["squall", "10"]]},
+    "goals": [Goal("squall vs Locust", 2.0, 3.0).to_dict()],
+    "notes": ["pinned"],
+}
+
+
+def test_render_result_has_table_goals_notes_and_provenance() -> None:
+    text = render_result(RESULT)
+    assert text.startswith("### 1. Engine\n")
+    assert "_Quick (smoke) run" in text
+    assert "| squall | 10 |" in text
+    assert "| squall vs Locust ≥ 3.00× | 2.00× | **not met** |" in text
+    assert "- pinned" in text
+    assert "`python -m bench --only engine --quick`" in text
+    assert "load average 0.50 before, 1.25 after" in text
+
+
+def test_render_summary_lists_environment_then_each_result() -> None:
+    env = {
+        "cpu_model": "Test CPU",
+        "cpu_count": 2,
+        "python": "3.11.7",
+        "platform": "Linux",
+        "versions": {"picows": "2.3.1", "locust": "", "squall": "0.1.0"},
+    }
+    text = render_summary([RESULT, {**RESULT, "title": "2. Platform", "quick": False}], env)
+    assert "Machine: Test CPU, 2 cores, Python 3.11.7, Linux." in text
+    assert "Versions: picows 2.3.1, squall 0.1.0." in text
+    assert text.index("### 1. Engine") < text.index("### 2. Platform")
+
+
+def test_replace_between_keeps_everything_outside_the_markers() -> None:
+    text = "intro\n<!-- s -->\nold\n<!-- e -->\nafter\n"
+    assert replace_between(text, "<!-- s -->", "<!-- e -->", "new\n") == (
+        "intro\n<!-- s -->\nnew\n<!-- e -->\nafter\n"
+    )
+
+
+def test_replace_between_refuses_without_markers() -> None:
+    with pytest.raises(ValueError, match="marker '<!-- s -->' not found"):
+        replace_between("no markers", "<!-- s -->", "<!-- e -->", "x")
+    with pytest.raises(ValueError, match="marker '<!-- e -->' not found after"):
+        replace_between("<!-- e --> then <!-- s -->", "<!-- s -->", "<!-- e -->", "x")
