@@ -15,7 +15,17 @@ few live events that overtook the replay (seq above ``after_seq + 1``) are
 tolerated if they rise; the stream then restarts at ``after_seq + 1`` (or
 continues at the next seq when the socket already delivered past
 ``after_seq``). A window that closes without that restart, while the server
-reports a ``last_seq`` beyond ``after_seq``, is a gap.
+reports a ``last_seq`` at or beyond the seq the stream expects next, is a gap.
+
+A stream that will be resumed is judged by its resume, not by ``first_seq``: a
+fresh socket receives its user's live events from ``hello`` on, so the first
+events of the thread it sees may arrive *before* the client sends its
+``resume`` (the protocol's "tracking starts with the first event the socket
+sees"). Those events must still rise by one; the resume then decides what
+follows them: when they began at or below ``after_seq + 1`` the stream
+continues after the last of them, and when they began beyond it the platform
+restarts at ``after_seq + 1`` and they count as events that overtook the replay.
+Either way every seq after ``after_seq`` must reach the socket, in order.
 """
 
 from __future__ import annotations
@@ -39,6 +49,10 @@ class _Stream:
     early_last: int | None = None
     #: A resume was invoked and has not completed yet.
     awaiting_done: bool = False
+    #: First seq of the range this socket delivered contiguously (the platform's cursor).
+    first: int | None = None
+    #: Seq the open window's replay must restart at.
+    restart_at: int | None = None
 
 
 def check_ordering(
@@ -62,13 +76,28 @@ def check_ordering(
     the windowed resume semantics described in the module docstring;
     ``counts["early_live"]`` is then the number of tolerated overtaking events.
     """
+    ordered = sorted(ops, key=lambda o: o.index)
+    # Streams that a resume will judge start wherever the socket joined the thread.
+    resumed = (
+        {
+            (op.process, op.str_value(thread_key))
+            for op in ordered
+            if op.f == resume_f and op.type is OpType.INVOKE
+        }
+        if resume_restarts
+        else set()
+    )
+
+    def new_stream(key: tuple[str, str]) -> _Stream:
+        return _Stream(None if key in resumed else first_seq)
+
     streams: dict[tuple[str, str], _Stream] = {}
     evidence: list[Evidence] = []
     gaps = duplicates = events = resumes = early = 0
-    for op in sorted(ops, key=lambda o: o.index):
+    for op in ordered:
         if resume_restarts and op.f in (resume_f, event_f):
             key = (op.process, op.str_value(thread_key))
-            stream = streams.setdefault(key, _Stream(first_seq))
+            stream = streams.setdefault(key, new_stream(key))
             handled, found = _windowed(op, stream, key, resume_f, seq_key, after_key, last_key)
             if handled:
                 evidence.extend(found)
@@ -82,7 +111,7 @@ def check_ordering(
             continue
         if op.f == resume_f:
             key = (op.process, op.str_value(thread_key))
-            stream = streams.setdefault(key, _Stream(first_seq))
+            stream = streams.setdefault(key, new_stream(key))
             stream.expected = op.int_value(after_key) + 1
             stream.resume = op
             resumes += 1
@@ -91,8 +120,10 @@ def check_ordering(
             continue
         events += 1
         key = (op.process, op.str_value(thread_key))
-        stream = streams.setdefault(key, _Stream(first_seq))
+        stream = streams.setdefault(key, new_stream(key))
         got = op.int_value(seq_key)
+        if stream.first is None:
+            stream.first = got
         if stream.expected is not None and got != stream.expected:
             kind = "gap" if got > stream.expected else "duplicate"
             if kind == "gap":
@@ -166,44 +197,55 @@ def _windowed(
     """
     if op.f == resume_f:
         if op.type is OpType.INVOKE:
-            stream.window_after = op.int_value(after_key)
+            after = op.int_value(after_key)
+            stream.window_after = after
             stream.early_last = None
             stream.resume = op
             stream.awaiting_done = True
+            if stream.first is not None and stream.first > after + 1 and stream.expected:
+                # Everything this socket delivered lies beyond after_seq + 1: the
+                # replay restarts the stream there, re-sending what came live.
+                stream.restart_at = after + 1
+                stream.early_last = stream.expected - 1
+            elif stream.expected is not None and stream.expected > after + 1:
+                stream.restart_at = stream.expected  # resumed inside its own stream
+            else:
+                stream.restart_at = after + 1
             return True, []
         if not stream.awaiting_done:
             return op.type is not OpType.OK, []  # a lone marker: the plain rules apply
         stream.awaiting_done = False
         if op.type is not OpType.OK or stream.window_after is None:
             # A failed resume, or a completion after the restart: nothing changes.
-            stream.window_after = stream.early_last = None
+            stream.window_after = stream.early_last = stream.restart_at = None
             return True, []
         after, found = stream.window_after, []
+        restart = stream.restart_at if stream.restart_at is not None else after + 1
         last = op.get(last_key)
         reported = last if isinstance(last, int) and not isinstance(last, bool) else after
-        if reported > after:
+        if reported >= restart:
             found.append(
                 _violation(
                     "gap",
                     key,
-                    after + 1,
+                    restart,
                     None,
                     tuple(o for o in (stream.resume, op) if o is not None),
                     f"but the replay ended (last_seq {reported}) without delivering it",
                 )
             )
-        stream.expected = max(after, stream.early_last or 0, reported) + 1
-        stream.window_after = stream.early_last = None
+        stream.expected = max(restart - 1, stream.early_last or 0, reported) + 1
+        stream.window_after = stream.early_last = stream.restart_at = None
         return True, found
     if stream.window_after is None or op.type is not OpType.OK:
         return False, []
     after, got = stream.window_after, op.int_value(seq_key)
-    continuing = stream.expected is not None and stream.expected > after + 1
-    restart = stream.expected if continuing and stream.expected is not None else after + 1
+    restart = stream.restart_at if stream.restart_at is not None else after + 1
     stream.events += 1
     if got == restart:
         stream.expected = got + 1
-        stream.window_after = stream.early_last = None
+        stream.first = got if stream.first is None else min(stream.first, got)
+        stream.window_after = stream.early_last = stream.restart_at = None
         stream.last = op
         return True, []
     context = tuple(o for o in (stream.last, stream.resume, op) if o is not None)

@@ -7,9 +7,18 @@ right after ``submit`` returns, with no ``await`` in between) and lets live
 events and ``resume`` replays interleave without duplicates or gaps (see
 :mod:`squall.target.ordering`).
 
+``hello`` is the first frame of every socket. The hub attaches a socket before
+its ``hello`` (so the socket cannot miss an event published after it), and the
+hub's reader may dispatch an event in the same step that confirms the
+subscription, before the endpoint gets to send ``hello``: such events wait in
+the connection until :meth:`Connection.greet` queues ``hello``.
+
 Backpressure: live events cannot wait, so when ``socket_send_queue`` frames are
 waiting the client is a slow consumer and the socket closes with 1008. Replays
-can wait, so a fill pauses while the queue is more than half full.
+can wait, so a fill pauses while the queue is more than half full. Events held
+back (before ``hello``, or while a ``user_message`` of their thread is being
+submitted) are kept in an unbounded list: both phases last one round trip to
+Redis or PostgreSQL.
 """
 
 from __future__ import annotations
@@ -57,6 +66,8 @@ class CloseCode(enum.IntEnum):
 
 
 class State(enum.Enum):
+    #: Admitted, ``hello`` not yet queued: live events are held back.
+    GREETING = "greeting"
     OPEN = "open"
     CLOSING = "closing"
 
@@ -82,10 +93,11 @@ class Connection:
         self._sequencer = Sequencer()
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: int | None = None
-        self.state = State.OPEN
+        self.state = State.GREETING
         self.close_code: CloseCode | None = None
         # Thread of the user_message being submitted; its live events wait for the ack.
         self._submitting: ThreadID | None = None
+        # Live events held back until ``hello`` or the ack of ``_submitting``.
         self._deferred: list[dict[str, Any]] = []
 
     # --- Member ------------------------------------------------------------------------
@@ -103,7 +115,10 @@ class Connection:
         self._session = generation
 
     def deliver(self, event: dict[str, Any]) -> None:
-        if self.state is not State.OPEN:
+        if self.state is State.CLOSING:
+            return
+        if self.state is State.GREETING:
+            self._deferred.append(event)
             return
         key = protocol.event_seq(event)
         if key is None:
@@ -124,6 +139,14 @@ class Connection:
     def kick(self, generation: int) -> None:
         self.close(CloseCode.REPLACED, f"replaced by a newer session (generation {generation})")
 
+    def greet(self, hello: dict[str, Any]) -> None:
+        """Queue ``hello`` as the socket's first frame, then the events that came before it."""
+        if self.state is not State.GREETING:
+            return  # closed (kicked, or shutting down) before it was greeted
+        self.state = State.OPEN
+        self.offer(hello)
+        self._release_deferred()
+
     # --- outbound ----------------------------------------------------------------------
 
     def offer(self, frame: dict[str, Any]) -> None:
@@ -143,7 +166,7 @@ class Connection:
 
     def close(self, code: CloseCode, reason: str) -> None:
         """Close promptly: frames still queued are dropped (they stay replayable)."""
-        if self.state is not State.OPEN:
+        if self.state is State.CLOSING:
             return
         self.state = State.CLOSING
         self.close_code = code
@@ -253,6 +276,9 @@ class Connection:
     def _end_submit(self) -> None:
         """Release the live events of the submitted thread that arrived during ``submit``."""
         self._submitting = None
+        self._release_deferred()
+
+    def _release_deferred(self) -> None:
         deferred, self._deferred = self._deferred, []
         for event in deferred:
             self.deliver(event)
@@ -360,7 +386,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             connection.session = generation
             if edge.hub.superseded(connection):
                 connection.kick(generation)
-        connection.offer(
+        connection.greet(
             protocol.hello_frame(os.getpid(), connection.socket_id, user, connection.session)
         )
         await connection.run()
