@@ -15,7 +15,7 @@ the socket either; picows buffers them in the transport.
 from __future__ import annotations
 
 import asyncio
-import json
+import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import picows
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
+from squall.engine import json_codec
 from squall.engine.errors import (
     ConnectError,
     ConnectionClosed,
@@ -39,6 +40,12 @@ JsonObject = dict[str, Any]
 _E = TypeVar("_E", bound=EngineError)
 
 DEFAULT_TIMEOUT_S = 10.0
+SUCCESS = "success"
+
+_TEXT = WSMsgType.TEXT
+_BINARY = WSMsgType.BINARY
+_CONTINUATION = WSMsgType.CONTINUATION
+_CLOSE = WSMsgType.CLOSE
 
 
 def _same_time(now: float) -> float:
@@ -46,21 +53,41 @@ def _same_time(now: float) -> float:
 
 
 class _Listener(WSListener):
+    """picows' callbacks for one socket; a whole text frame is the fast path."""
+
+    # Slots: attribute reads on a subclass of picows' C class are half as dear.
+    __slots__ = ("_count", "_inbox", "_socket")
+
     def __init__(self, socket: WebSocket) -> None:
         self._socket = socket
+        self._inbox = socket._inbox
+        self._count = socket._recorder.count
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._socket._transport = transport
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        self._socket._on_frame(transport, frame)
+        if frame.msg_type is _TEXT and frame.fin:
+            self._count(MESSAGES_RECEIVED)
+            self._inbox.append(frame.get_payload_as_utf8_text())
+            waiter = self._socket._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(True)
+        else:
+            self._socket._on_frame(transport, frame)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._socket._on_disconnected()
 
 
 class WebSocket:
-    """One client connection. Not for concurrent readers: one task reads at a time."""
+    """One client connection. Not for concurrent readers: one task reads at a time.
+
+    Waiting for a message costs one future; its timeout is one timer per
+    socket, armed at the earliest pending deadline and moved forward only when
+    it fires while a later deadline is pending (so back-to-back requests do not
+    create and cancel a timer each).
+    """
 
     def __init__(
         self,
@@ -83,8 +110,13 @@ class WebSocket:
         self._inbox: deque[str | bytes] = deque()
         self._fragments: list[bytes] = []
         self._fragment_type = WSMsgType.TEXT
-        self._waiter: asyncio.Future[None] | None = None
+        #: Resolved with True when a message or the disconnect arrives, False on timeout.
+        self._waiter: asyncio.Future[bool] | None = None
         self._disconnected = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -104,24 +136,24 @@ class WebSocket:
 
     def _on_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
-        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+        if kind is _TEXT or kind is _BINARY:
             if frame.fin:
                 payload: str | bytes = (
                     frame.get_payload_as_utf8_text()
-                    if kind is WSMsgType.TEXT
+                    if kind is _TEXT
                     else frame.get_payload_as_bytes()
                 )
                 self._deliver(payload)
             else:
                 self._fragment_type = kind
                 self._fragments = [frame.get_payload_as_bytes()]
-        elif kind is WSMsgType.CONTINUATION:
+        elif kind is _CONTINUATION:
             self._fragments.append(frame.get_payload_as_bytes())
             if frame.fin:
                 data = b"".join(self._fragments)
                 self._fragments = []
-                self._deliver(data.decode() if self._fragment_type is WSMsgType.TEXT else data)
-        elif kind is WSMsgType.CLOSE:
+                self._deliver(data.decode() if self._fragment_type is _TEXT else data)
+        elif kind is _CLOSE:
             code = frame.get_close_code()
             self.close_code = code.value
             self.close_reason = frame.get_close_reason() or ""
@@ -131,22 +163,71 @@ class WebSocket:
     def _deliver(self, payload: str | bytes) -> None:
         self._recorder.count(MESSAGES_RECEIVED)
         self._inbox.append(payload)
-        self._wake()
+        self._wake(True)
 
     def _on_disconnected(self) -> None:
         if self._disconnected:
             return
         self._disconnected = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.close_code is None:
             self.close_code = int(WSCloseCode.ABNORMAL_CLOSURE.value)
         if self._on_close is not None:
             self._on_close(self)
-        self._wake()
+        self._wake(True)
 
-    def _wake(self) -> None:
+    def _wake(self, arrived: bool) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+            waiter.set_result(arrived)
+
+    # -- waiting --
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+    def _arm(self, deadline: float) -> asyncio.Future[bool]:
+        """A future for the next message, disconnect or ``deadline`` (loop time)."""
+        if self._waiter is not None:
+            raise RuntimeError(
+                f"{self.url}: two tasks are reading the same WebSocket; read from one task "
+                "and hand messages to others through a queue"
+            )
+        loop = self._loop or self._event_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
+        self._deadline = deadline
+        timer = self._timer
+        if timer is not None:
+            if deadline >= self._timer_at:
+                return waiter  # it fires first, then moves to ``deadline``
+            timer.cancel()
+            self._timer = None
+        if deadline < math.inf:
+            self._timer = loop.call_at(deadline, self._on_timer)
+            self._timer_at = deadline
+        return waiter
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if self._deadline <= self._timer_at:
+            waiter.set_result(False)
+        else:
+            self._timer = self._event_loop().call_at(self._deadline, self._on_timer)
+            self._timer_at = self._deadline
+
+    def _timed_out(self, within: float) -> MessageTimeout:
+        error = MessageTimeout(f"{self.url}: no message within {within:g} s")
+        error.recorded = True
+        return error
 
     # -- sending --
 
@@ -165,57 +246,48 @@ class WebSocket:
         error.recorded = True
         return error
 
-    async def send_text(self, text: str | bytes) -> None:
-        """Send one text message (``bytes`` must be UTF-8)."""
+    def _send(self, text: str | bytes) -> None:
         transport = self._transport
         if transport is None or self._disconnected:
             raise self._closed_error("sending")
-        transport.send(WSMsgType.TEXT, text)
+        transport.send(_TEXT, text)
         self._recorder.count(MESSAGES_SENT)
+
+    async def send_text(self, text: str | bytes) -> None:
+        """Send one text message (``bytes`` must be UTF-8)."""
+        self._send(text)
 
     async def send_json(self, obj: Any) -> None:
         """Send ``obj`` as one JSON text message."""
-        await self.send_text(json.dumps(obj, separators=(",", ":")).encode())
+        self._send(json_codec.dumps(obj))
 
     # -- receiving --
 
     async def recv(self, timeout: float = DEFAULT_TIMEOUT_S) -> str | bytes:  # noqa: ASYNC109
         """The next message as received; counts a timeout and raises MessageTimeout if none."""
-        return await self._next(timeout, count_timeout=True)
-
-    async def _next(self, within: float, *, count_timeout: bool) -> str | bytes:
-        if self._inbox:
-            return self._inbox.popleft()
-        if self._waiter is not None:
-            raise RuntimeError(
-                f"{self.url}: two tasks are reading the same WebSocket; read from one task "
-                "and hand messages to others through a queue"
-            )
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(within):
-                while not self._inbox:
-                    if self._disconnected:
-                        raise self._closed_error("waiting for a message")
-                    self._waiter = loop.create_future()
-                    try:
-                        await self._waiter
-                    finally:
-                        self._waiter = None
-        except TimeoutError:
-            if count_timeout:
+        inbox = self._inbox
+        if inbox:
+            return inbox.popleft()
+        deadline = self._event_loop().time() + timeout
+        while not inbox:
+            if self._disconnected:
+                raise self._closed_error("waiting for a message")
+            waiter = self._arm(deadline)
+            try:
+                arrived = await waiter
+            finally:
+                self._waiter = None
+            if not arrived and not inbox:
                 self._recorder.count(TIMEOUTS)
-            error = MessageTimeout(f"{self.url}: no message within {within:g} s")
-            error.recorded = True
-            raise error from None
-        return self._inbox.popleft()
+                raise self._timed_out(timeout)
+        return inbox.popleft()
 
     def _parse(self, raw: str | bytes) -> JsonObject:
         try:
-            value = json.loads(raw)
+            value = json_codec.loads(raw)
         except ValueError:
             value = None
-        if not isinstance(value, dict):
+        if type(value) is not dict:
             raise self._record(
                 UnexpectedMessage(
                     f"{self.url}: expected a JSON object message, got {str(raw)[:120]!r}"
@@ -242,26 +314,46 @@ class WebSocket:
         intended start for its first request — to the match is recorded in the
         trend ``metric``; ``success`` records whether a match arrived in time.
         """
-        started = self._origin(self._clock())
-        await self.send_json(obj)
-        loop = asyncio.get_running_loop()
+        clock = self._clock
+        started = self._origin(clock())
+        text = json_codec.dumps(obj)
+        # _send, inlined: this runs for every request.
+        transport = self._transport
+        if transport is None or self._disconnected:
+            raise self._closed_error("sending")
+        transport.send(_TEXT, text)
+        recorder = self._recorder
+        recorder.count(MESSAGES_SENT)
+        inbox = self._inbox
+        loop = self._loop or self._event_loop()
         deadline = loop.time() + timeout
         try:
             while True:
-                raw = await self._next(max(0.0, deadline - loop.time()), count_timeout=False)
-                message = self._parse(raw)
-                if until is None or until(message):
-                    break
+                if inbox:
+                    message = self._parse(inbox.popleft())
+                    if until is None or until(message):
+                        break
+                    continue
+                if self._disconnected:
+                    raise self._closed_error("waiting for a message")
+                waiter = self._arm(deadline)
+                try:
+                    arrived = await waiter
+                finally:
+                    self._waiter = None
+                if not arrived and not inbox:
+                    raise self._timed_out(timeout)
         except MessageTimeout:
-            self._recorder.count(TIMEOUTS)
-            self._recorder.rate("success", False)
+            recorder.count(TIMEOUTS)
+            recorder.rate(SUCCESS, False)
             raise
         except EngineError:
-            self._recorder.rate("success", False)
+            recorder.rate(SUCCESS, False)
             raise
         if metric is not None:
-            self._recorder.trend(metric, max(0.0, self._clock() - started))
-        self._recorder.rate("success", True)
+            elapsed = clock() - started
+            recorder.trend(metric, elapsed if elapsed > 0.0 else 0.0)
+        recorder.rate(SUCCESS, True)
         return message
 
     async def close(
@@ -301,6 +393,7 @@ async def connect(
     server picked is in :attr:`WebSocket.subprotocol`.
     """
     socket = WebSocket(url, recorder, clock, origin, on_close)
+    socket._loop = asyncio.get_running_loop()
     extra = list((headers or {}).items())
     if subprotocols:
         extra.append(("Sec-WebSocket-Protocol", ", ".join(subprotocols)))

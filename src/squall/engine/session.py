@@ -106,11 +106,25 @@ class Session:
             {"headers": headers, "subprotocols": subprotocols, "auth": auth, "timeout": timeout},
         )
 
-    async def connection(self, url: str, **kwargs: Any) -> WebSocket:
-        """A connection kept open across iterations of this user (reopened if it closed)."""
+    async def connection(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        auth: bool = True,
+        timeout: float = DEFAULT_TIMEOUT_S,  # noqa: ASYNC109
+    ) -> WebSocket:
+        """A connection kept open across iterations of this user (reopened if it closed).
+
+        The keyword arguments are those of :meth:`ws`; they apply when the
+        connection is (re)opened.
+        """
         socket = self._cached.get(url)
-        if socket is None or socket.closed:
-            socket = self._cached[url] = await self._open(url, **kwargs)
+        if socket is None or socket._disconnected:
+            socket = self._cached[url] = await self._open(
+                url, headers=headers, subprotocols=subprotocols, auth=auth, timeout=timeout
+            )
         return socket
 
     async def _open(

@@ -6,11 +6,24 @@ wrong. So every latency goes into an HdrHistogram (microsecond resolution,
 3 significant digits, values from 1 µs to 1 hour) and crosses process
 boundaries as HdrHistogram's standard compressed, base64 encoding, which any
 HdrHistogram implementation can read.
+
+The ``hdrh`` package stores the counts (a C array) and encodes and decodes
+them in C, but computes bucket indexes, percentiles, means and resets in pure
+Python, a few microseconds per value. Recording is on every load generator's
+hot path, so this module computes the counts index itself (:func:`counts_index`,
+checked against ``hdrh`` by the tests), adds whole tallies at once
+(:meth:`LatencyHistogram.add_tally`) and reads statistics from the non-zero
+counts only. Every result is the one ``hdrh`` itself would give, to the bit.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
+import sys
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
+from itertools import accumulate, compress
 
 from hdrh.histogram import HdrHistogram
 
@@ -23,18 +36,68 @@ HIGHEST_US = 3_600 * UNITS_PER_SECOND
 #: Significant decimal digits kept for every value.
 SIGNIFICANT_DIGITS = 3
 
+#: The counts layout HdrHistogram uses for LOWEST_US = 1 and 3 significant digits:
+#: 2,048 sub-buckets per bucket (each bucket after the first holds its upper half), so
+#: values below 2,048 µs have a slot each and larger ones share a slot with their
+#: neighbours that agree in the 11 leading bits.
+SUB_BUCKET_BITS = 11
+SUB_BUCKET_COUNT = 1 << SUB_BUCKET_BITS
+_HALF_BITS = SUB_BUCKET_BITS - 1
+_HALF_COUNT = 1 << _HALF_BITS
+
 
 class HistogramDecodeError(ValueError):
     """An encoded histogram cannot be read; the message names the input and the expected form."""
 
 
-def _to_us(seconds: float) -> int:
-    if math.isnan(seconds) or seconds < 0:
-        raise ValueError(
-            f"latency {seconds!r} s is not a non-negative number of seconds; "
-            "record durations computed as end - start from a monotonic clock"
-        )
-    return min(HIGHEST_US, max(LOWEST_US, round(seconds * UNITS_PER_SECOND)))
+def to_us(seconds: float) -> int:
+    """``seconds`` as whole microseconds, clamped to [LOWEST_US, HIGHEST_US].
+
+    Raises ValueError for a negative or NaN duration.
+    """
+    if seconds >= 0.0:  # False for NaN
+        if seconds * UNITS_PER_SECOND >= HIGHEST_US:
+            return HIGHEST_US
+        us = round(seconds * UNITS_PER_SECOND)
+        return us if us >= LOWEST_US else LOWEST_US
+    raise ValueError(
+        f"latency {seconds!r} s is not a non-negative number of seconds; "
+        "record durations computed as end - start from a monotonic clock"
+    )
+
+
+def counts_index(us: int) -> int:
+    """The slot of ``us`` (1 ≤ us ≤ HIGHEST_US) in the HdrHistogram counts array."""
+    if us < SUB_BUCKET_COUNT:
+        return us
+    shift = us.bit_length() - SUB_BUCKET_BITS
+    return ((shift + 1) << _HALF_BITS) + (us >> shift) - _HALF_COUNT
+
+
+def value_from_index(index: int) -> int:
+    """The lowest value (µs) that lands in slot ``index``: the inverse of :func:`counts_index`."""
+    if index < SUB_BUCKET_COUNT:
+        return index
+    bucket = (index >> _HALF_BITS) - 1
+    return ((index & (_HALF_COUNT - 1)) + _HALF_COUNT) << bucket
+
+
+def _range_size(value: int) -> int:
+    """How many µs values share the slot of ``value`` (HdrHistogram's equivalent range)."""
+    bucket = max(0, (value | (SUB_BUCKET_COUNT - 1)).bit_length() - SUB_BUCKET_BITS)
+    if value >> bucket >= SUB_BUCKET_COUNT:
+        bucket += 1
+    return 1 << bucket
+
+
+def _highest_equivalent(value: int) -> int:
+    bucket = max(0, (value | (SUB_BUCKET_COUNT - 1)).bit_length() - SUB_BUCKET_BITS)
+    return ((value >> bucket) << bucket) + _range_size(value) - 1
+
+
+def _lowest_equivalent(value: int) -> int:
+    bucket = max(0, (value | (SUB_BUCKET_COUNT - 1)).bit_length() - SUB_BUCKET_BITS)
+    return (value >> bucket) << bucket
 
 
 class LatencyHistogram:
@@ -61,7 +124,50 @@ class LatencyHistogram:
 
     def record(self, seconds: float, count: int = 1) -> None:
         """Add ``count`` observations of a duration of ``seconds``."""
-        self._hdr.record_value(_to_us(seconds), count)
+        us = to_us(seconds)
+        hdr = self._hdr
+        hdr.counts[counts_index(us)] += count
+        hdr.total_count += count
+        if us < hdr.min_value:
+            hdr.min_value = us
+        if us > hdr.max_value:
+            hdr.max_value = us
+
+    def add_tally(self, tally: Mapping[int, int]) -> None:
+        """Add observations given as ``{microseconds: count}`` (e.g. a ``collections.Counter``).
+
+        Keys must be whole microseconds within [LOWEST_US, HIGHEST_US] (as
+        :func:`to_us` returns them). The result is exactly that of recording
+        each value ``count`` times, at a fraction of the cost per value.
+        """
+        if not tally:
+            return
+        low, high = min(tally), max(tally)
+        if low < LOWEST_US or high > HIGHEST_US:
+            raise ValueError(
+                f"tally values {low}..{high} µs are outside {LOWEST_US}..{HIGHEST_US}; "
+                "convert durations with squall.metrics.histogram.to_us"
+            )
+        if min(tally.values()) < 1:
+            raise ValueError(
+                f"tally counts must be positive, got {min(tally.values())}; "
+                "leave values that were not observed out of the tally"
+            )
+        hdr = self._hdr
+        counts = hdr.counts
+        total = 0
+        for us, n in tally.items():
+            if us < SUB_BUCKET_COUNT:
+                counts[us] += n
+            else:
+                shift = us.bit_length() - SUB_BUCKET_BITS
+                counts[((shift + 1) << _HALF_BITS) + (us >> shift) - _HALF_COUNT] += n
+            total += n
+        hdr.total_count += total
+        if low < hdr.min_value:
+            hdr.min_value = low
+        if high > hdr.max_value:
+            hdr.max_value = high
 
     def merge(self, other: LatencyHistogram) -> None:
         """Add every observation of ``other`` to this histogram (exact)."""
@@ -73,7 +179,19 @@ class LatencyHistogram:
         return clone
 
     def reset(self) -> None:
-        self._hdr.reset()
+        hdr = self._hdr
+        ctypes.memset(hdr.counts, 0, ctypes.sizeof(hdr.counts))
+        hdr.total_count = 0
+        hdr.min_value = sys.maxsize
+        hdr.max_value = 0
+        hdr.start_time_stamp_msec = sys.maxsize
+        hdr.end_time_stamp_msec = 0
+
+    def _slots(self) -> tuple[list[int], list[int]]:
+        """Indexes of the non-zero counts, in order, and their counts (read in C)."""
+        counts = memoryview(self._hdr.counts).cast("B").cast("Q").tolist()
+        indexes = list(compress(range(len(counts)), counts))
+        return indexes, [counts[i] for i in indexes]
 
     @property
     def count(self) -> int:
@@ -87,21 +205,51 @@ class LatencyHistogram:
     def max(self) -> float:
         return self._hdr.get_max_value() / UNITS_PER_SECOND if self.count else 0.0
 
+    def _median_equivalents(self) -> Iterable[tuple[int, int]]:
+        """(count, middle of the slot's range) per non-zero slot, as hdrh's mean uses them."""
+        indexes, counts = self._slots()
+        for index, n in zip(indexes, counts, strict=True):
+            value = _highest_equivalent(value_from_index(index))
+            yield n, _lowest_equivalent(value) + (_range_size(value) >> 1)
+
+    def _mean_us(self) -> float:
+        total = 0
+        for n, middle in self._median_equivalents():
+            total += n * middle
+        return float(total) / int(self._hdr.total_count)
+
     @property
     def mean(self) -> float:
-        return float(self._hdr.get_mean_value()) / UNITS_PER_SECOND if self.count else 0.0
+        return self._mean_us() / UNITS_PER_SECOND if self._hdr.total_count else 0.0
 
     @property
     def stdev(self) -> float:
-        return float(self._hdr.get_stddev()) / UNITS_PER_SECOND if self.count else 0.0
+        total_count = self._hdr.total_count
+        if not total_count:
+            return 0.0
+        mean = self._mean_us()
+        squares = 0.0
+        for n, middle in self._median_equivalents():
+            deviation = middle * 1.0 - mean
+            squares += (deviation * deviation) * n
+        return math.sqrt(squares / total_count) / UNITS_PER_SECOND
 
     def percentile(self, p: float) -> float:
         """The value at percentile ``p`` (0–100) in seconds; 0.0 for an empty histogram."""
         if not 0.0 <= p <= 100.0:
             raise ValueError(f"percentile {p!r} is outside 0..100; pass e.g. 99 for p99")
-        if not self.count:
+        total_count = self._hdr.total_count
+        if not total_count:
             return 0.0
-        return int(self._hdr.get_value_at_percentile(p)) / UNITS_PER_SECOND
+        wanted = max(int((min(p, 100.0) * total_count / 100) + 0.5), 1)
+        indexes, counts = self._slots()
+        cumulative = list(accumulate(counts))
+        position = bisect_left(cumulative, wanted)
+        if position == len(indexes):
+            return 0.0
+        value = value_from_index(indexes[position])
+        us = _highest_equivalent(value) if p else _lowest_equivalent(value)
+        return us / UNITS_PER_SECOND
 
     def encode(self) -> str:
         """HdrHistogram's compressed encoding, base64, as text."""

@@ -10,11 +10,19 @@ integers) which crosses process boundaries and is merged exactly by
 
 from __future__ import annotations
 
+from array import array
+from collections import Counter as Tally
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.histogram import (
+    HIGHEST_US,
+    LOWEST_US,
+    UNITS_PER_SECOND,
+    LatencyHistogram,
+    to_us,
+)
 from squall.metrics.result import Counter, ErrorSummary, Gauge, Metric, Rate, Trend
 
 #: Trends whose per-second percentiles go into the time series, in order of preference.
@@ -26,6 +34,9 @@ MESSAGES_SENT = "messages_sent"
 MESSAGES_RECEIVED = "messages_received"
 ERRORS = "errors"
 TIMEOUTS = "timeouts"
+#: Durations a trend holds as plain microseconds before folding them into its
+#: histogram (8 bytes each: at most 512 KiB per trend between folds).
+PENDING_LIMIT = 65_536
 
 
 @dataclass
@@ -74,15 +85,44 @@ class Interval:
     latency: str
 
 
+class _Trend:
+    """One trend: its histogram and the durations (µs) recorded since the last fold.
+
+    Appending an integer to an array costs a fraction of a histogram update in
+    Python, so durations are folded in batches: counted by value in C
+    (``collections.Counter``) and added per distinct value. The histogram after
+    a fold is exactly the one recording each value directly would give.
+    ``interval``, when set, receives every fold too (the per-second series).
+    """
+
+    __slots__ = ("histogram", "interval", "pending")
+
+    def __init__(self, interval: LatencyHistogram | None) -> None:
+        self.histogram = LatencyHistogram()
+        self.interval = interval
+        self.pending = array("q")
+
+    def fold(self) -> None:
+        pending = self.pending
+        if pending:
+            tally = Tally(pending)
+            self.histogram.add_tally(tally)
+            if self.interval is not None:
+                self.interval.add_tally(tally)
+            del pending[:]
+
+
 class Recorder:
     """Records trends, counters, rates and gauges for one process.
 
     Not thread-safe by design: one event loop owns it and every call is
     synchronous, so there is no ``await`` between reading and updating a value.
+    Trend durations are buffered (see :data:`PENDING_LIMIT`) and folded into
+    their histograms whenever they are read.
     """
 
     def __init__(self) -> None:
-        self._trends: dict[str, LatencyHistogram] = {}
+        self._trends: dict[str, _Trend] = {}
         self._counters: dict[str, int] = {}
         self._rates: dict[str, list[int]] = {}
         self._gauges: dict[str, list[float]] = {}
@@ -98,26 +138,38 @@ class Recorder:
             f"received={self.counter(MESSAGES_RECEIVED)}, errors={self.counter(ERRORS)})"
         )
 
+    def _trend(self, name: str) -> _Trend:
+        trend = self._trends.get(name)
+        if trend is None:
+            trend = self._trends[name] = _Trend(self._interval_trends.get(name))
+        return trend
+
     def trend(self, name: str, seconds: float) -> None:
         """Record one duration (seconds) into the trend ``name``."""
-        histogram = self._trends.get(name)
-        if histogram is None:
-            histogram = self._trends[name] = LatencyHistogram()
-        histogram.record(seconds)
-        interval = self._interval_trends.get(name)
-        if interval is not None:
-            interval.record(seconds)
+        trend = self._trends.get(name)
+        if trend is None:
+            trend = self._trend(name)
+        scaled = seconds * UNITS_PER_SECOND
+        pending = trend.pending
+        if 0.0 <= scaled < HIGHEST_US:
+            pending.append(round(scaled) or LOWEST_US)
+        else:
+            pending.append(to_us(seconds))
+        if len(pending) >= PENDING_LIMIT:
+            trend.fold()
 
     def count(self, name: str, n: int = 1) -> None:
         """Add ``n`` to the counter ``name``."""
-        self._counters[name] = self._counters.get(name, 0) + n
+        counters = self._counters
+        counters[name] = counters.get(name, 0) + n
 
     def rate(self, name: str, ok: bool) -> None:
         """Record one pass (``ok``) or failure of the rate ``name``."""
         entry = self._rates.get(name)
         if entry is None:
             entry = self._rates[name] = [0, 0]
-        entry[0] += int(ok)
+        if ok:
+            entry[0] += 1
         entry[1] += 1
 
     def gauge(self, name: str, value: float) -> None:
@@ -142,7 +194,11 @@ class Recorder:
         return self._counters.get(name, 0)
 
     def histogram(self, name: str) -> LatencyHistogram | None:
-        return self._trends.get(name)
+        trend = self._trends.get(name)
+        if trend is None:
+            return None
+        trend.fold()
+        return trend.histogram
 
     def take_interval(self) -> Interval:
         """Counts and latencies since the previous call (for the per-second series)."""
@@ -151,6 +207,9 @@ class Recorder:
         self._interval_base = now
         latency = ""
         for name in SERIES_TRENDS:
+            trend = self._trends.get(name)
+            if trend is not None:
+                trend.fold()
             histogram = self._interval_trends[name]
             if histogram.count and not latency:
                 latency = histogram.encode()
@@ -163,8 +222,10 @@ class Recorder:
         )
 
     def state(self) -> RecorderState:
+        for trend in self._trends.values():
+            trend.fold()
         return RecorderState(
-            trends={name: h.encode() for name, h in self._trends.items()},
+            trends={name: t.histogram.encode() for name, t in self._trends.items()},
             counters=dict(self._counters),
             rates={name: (v[0], v[1]) for name, v in self._rates.items()},
             gauges={name: (v[0], v[1], v[2]) for name, v in self._gauges.items()},

@@ -38,7 +38,9 @@ SYSTEM_PROMPT = (
     "conversation so far, their preferences and the history_search tool."
 )
 HISTORY_SEARCH_LIMIT = 20
-#: How long a claimed run waits for a thread lock still held by a stalled holder.
+#: Pauses between attempts at a thread lock still held by its previous run (which is
+#: usually publishing its last event and about to release it): short first, doubling.
+LOCK_WAIT_FIRST_S = 0.002
 LOCK_WAIT_STEP_S = 0.02
 
 
@@ -56,10 +58,13 @@ class AgentDeps:
 
 
 class _Run:
-    def __init__(self, deps: AgentDeps, run: ClaimedRun, token: int) -> None:
+    def __init__(self, deps: AgentDeps, run: ClaimedRun, token: int, charge: int) -> None:
         self.deps = deps
         self.run = run
         self.token = token
+        #: The run's ledger amount, read when the fence was taken (it never changes).
+        self.charge = charge
+
         self.enforce = not deps.settings.fault("no_fencing")
         self.content = ""
         self.prompt_tokens = 0
@@ -83,8 +88,8 @@ class _Run:
             log.exception("publishing %s seq %s failed", event["type"], event["seq"])
 
     async def emit(self, type_: EventType, fields: dict[str, Any]) -> None:
-        async with self.deps.pool.acquire() as conn, conn.transaction():
-            event = await self._append(conn, type_, fields)
+        # One statement, committed on its own: no transaction round trips around it.
+        event = await self._append(self.deps.pool, type_, fields)
         await self.publish(event)
 
     async def work(self) -> RunStatus:
@@ -148,21 +153,17 @@ class _Run:
             await self.emit(EventType.AGENT_THINKING, {"text": chunk})
 
         async with deps.pool.acquire() as conn, conn.transaction():
-            charge = await conn.fetchval("SELECT amount FROM ledger WHERE run_id = $1", run.run_id)
             event = await self._append(
-                conn, EventType.AGENT_COMPLETED, self._completed(RunStatus.COMPLETED, charge or 0)
+                conn, EventType.AGENT_COMPLETED, self._completed(RunStatus.COMPLETED, self.charge)
             )
             await conn.execute(
-                "INSERT INTO messages (id, thread_id, user_id, role, content, run_id) "
-                "VALUES ($1, $2, $3, 'assistant', $4, $5)",
+                "WITH answer AS (INSERT INTO messages (id, thread_id, user_id, role, content, "
+                "run_id) VALUES ($1, $2, $3, 'assistant', $4, $5)) "
+                "UPDATE runs SET status = 'completed', finished_at = now() WHERE id = $5",
                 new_message_id(),
                 run.thread_id,
                 run.user_id,
                 self.content,
-                run.run_id,
-            )
-            await conn.execute(
-                "UPDATE runs SET status = 'completed', finished_at = now() WHERE id = $1",
                 run.run_id,
             )
         await self.publish(event)
@@ -213,22 +214,31 @@ async def _keep_lock(lock: RunLock, run: ClaimedRun, token: int) -> None:
 async def _acquire(lock: RunLock, run: ClaimedRun) -> int | None:
     """Wait up to one TTL for a lock still held by a stalled or finishing holder."""
     deadline = time.monotonic() + lock.ttl_ms / 1000
+    pause = LOCK_WAIT_FIRST_S
     while True:
         token = await lock.acquire(run.thread_id)
         if token is not None or time.monotonic() >= deadline:
             return token
-        await asyncio.sleep(LOCK_WAIT_STEP_S)
+        await asyncio.sleep(pause)
+        pause = min(LOCK_WAIT_STEP_S, pause * 2)
 
 
-async def _take_fence(deps: AgentDeps, run: ClaimedRun, token: int) -> bool:
-    """Record ``token`` on the thread; ``False`` if this run is no longer ours to execute."""
+async def _take_fence(deps: AgentDeps, run: ClaimedRun, token: int) -> int | None:
+    """Record ``token`` on the thread; return the run's charge (its ledger amount), or
+    ``None`` if this run is no longer ours to execute."""
     async with deps.pool.acquire() as conn, conn.transaction():
         newer = await events.claim_fence(conn, run.thread_id, token)
         if newer is not None:
             await deps.lock.raise_floor(run.thread_id, newer)
-            return False
-        status = await conn.fetchval("SELECT status FROM runs WHERE id = $1", run.run_id)
-        return bool(status == RunStatus.RUNNING)
+            return None
+        row = await conn.fetchrow(
+            "SELECT r.status, coalesce(l.amount, 0) AS charge FROM runs r "
+            "LEFT JOIN ledger l ON l.run_id = r.id WHERE r.id = $1",
+            run.run_id,
+        )
+        if row is None or row["status"] != RunStatus.RUNNING:
+            return None
+        return int(row["charge"])
 
 
 async def requeue(pool: Pool, run: ClaimedRun, worker: str) -> None:
@@ -250,10 +260,11 @@ async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> RunStatus | 
     refresher = asyncio.create_task(_keep_lock(deps.lock, run, token))
     state: _Run | None = None
     try:
-        if not await _take_fence(deps, run, token):
+        charge = await _take_fence(deps, run, token)
+        if charge is None:
             await requeue(deps.pool, run, worker)
             return None
-        state = _Run(deps, run, token)
+        state = _Run(deps, run, token, charge)
         try:
             return await state.work()
         except StaleFence as exc:
@@ -290,9 +301,10 @@ async def recover(deps: AgentDeps, run: ClaimedRun) -> bool:
     if token is None:
         return False
     try:
-        if not await _take_fence(deps, run, token):
+        charge = await _take_fence(deps, run, token)
+        if charge is None:
             return False
-        await _Run(deps, run, token).finish_unsuccessfully(
+        await _Run(deps, run, token, charge).finish_unsuccessfully(
             RunStatus.FAILED, "worker lost: the run lock expired while the run was running"
         )
         return True

@@ -44,7 +44,7 @@ async def charge(
     if naive:
         balance = await conn.fetchval("SELECT balance FROM accounts WHERE user_id = $1", user)
         if balance is None or balance < cost:
-            raise _insufficient(user, balance or 0, cost)
+            raise insufficient(user, balance or 0, cost)
         await asyncio.sleep(NAIVE_YIELD_S)
         await conn.execute(
             "UPDATE accounts SET balance = $2 WHERE user_id = $1", user, balance - cost
@@ -58,13 +58,13 @@ async def charge(
         )
         if left is None:
             balance = await conn.fetchval("SELECT balance FROM accounts WHERE user_id = $1", user)
-            raise _insufficient(user, balance or 0, cost)
+            raise insufficient(user, balance or 0, cost)
     await conn.execute(
         "INSERT INTO ledger (run_id, user_id, amount) VALUES ($1, $2, $3)", run, user, cost
     )
 
 
-def _insufficient(user: UserID, balance: int, cost: int) -> InsufficientCredits:
+def insufficient(user: UserID, balance: int, cost: int) -> InsufficientCredits:
     return InsufficientCredits(
         f"user {user!r} has {balance} credits but a run costs {cost}; "
         "add credits (POST /v1/accounts/{user_id}/credits) and retry"

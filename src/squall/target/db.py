@@ -21,15 +21,32 @@ async def _init_connection(conn: Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: Connection) -> None:
+    """Release without asyncpg's default reset query.
+
+    The default runs ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``
+    on every release: one more round trip for every pooled query. The platform never
+    changes session state (no ``SET``, ``LISTEN``, session advisory locks or open
+    cursors), so there is nothing to reset; asyncpg still rolls back a transaction left
+    open (e.g. by a cancelled run) before calling this.
+    """
+
+
 def pool_size(run_concurrency: int) -> int:
-    """Connections one worker needs: a run holds one only inside a short transaction."""
-    return max(4, min(20, run_concurrency + 4))
+    """Connections one worker needs: a run holds one only for one statement or a short
+    transaction, so half its slots plus room for submits and reads is enough."""
+    return max(4, min(32, run_concurrency // 2 + 8))
 
 
 async def create_pool(url: str, *, max_size: int = 10) -> Pool:
     """Open a pool on ``url`` with the ``jsonb`` codec installed on every connection."""
     return await asyncpg.create_pool(
-        url, min_size=1, max_size=max_size, init=_init_connection, command_timeout=30
+        url,
+        min_size=1,
+        max_size=max_size,
+        init=_init_connection,
+        reset=_keep_session,
+        command_timeout=30,
     )
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from squall.target import redis_pool
 from squall.target.auth import Authenticator
 from squall.target.hub import Hub
 from squall.target.limits import RateLimiter
@@ -45,9 +46,7 @@ class Edge:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.auth = Authenticator(settings)
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(
-            settings.redis_url, decode_responses=True
-        )
+        self.redis: aioredis.Redis = redis_pool.connect(settings, decode_responses=True)
         self.hub = Hub(self.redis, settings)
         self.sessions = Sessions(self.redis, settings)
         self.limiter = RateLimiter(self.redis, settings)

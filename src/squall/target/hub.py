@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from squall.target import redis_pool
 from squall.target.ids import UserID
 from squall.target.protocol import encode
 from squall.target.settings import Settings
@@ -77,7 +78,9 @@ class Hub:
         self._user_prefix = f"{self._prefix}:user:"
         self._kick_prefix = f"{self._prefix}:kick:"
         self._control = f"{self._prefix}:worker:{os.getpid()}:{uuid.uuid4().hex}"
-        self._pubsub = redis.pubsub()
+        # Its own connection: a subscriber holds it for good (see ``redis_pool``).
+        self._listener = redis_pool.connect_pubsub(settings, decode_responses=True)
+        self._pubsub = self._listener.pubsub()
         self._members: dict[UserID, set[Member]] = defaultdict(set)
         self._sent: dict[str, int] = defaultdict(int)
         self._confirmed: dict[str, int] = defaultdict(int)
@@ -106,6 +109,8 @@ class Hub:
             self._reader = None
         with contextlib.suppress(RedisError, OSError):
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        with contextlib.suppress(RedisError, OSError):
+            await self._listener.aclose()
 
     async def publish(self, user: UserID, event: dict[str, Any]) -> None:
         """Deliver ``event`` to every socket of ``user`` on every worker (the runtime's seam)."""

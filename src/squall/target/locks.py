@@ -1,7 +1,8 @@
 """The per-thread run lock in Redis, with fencing tokens.
 
 ``acquire`` takes a token from ``INCR`` on the thread's fence counter (strictly
-increasing, never reused) and stores it with ``SET key token NX PX ttl``. The holder
+increasing, never reused) and stores it with ``SET key token NX PX ttl``, both in one
+script. The holder
 refreshes the lock while it works and releases it with a compare-and-delete, so it can
 never delete a lock that expired and was taken by someone else. A lock alone cannot stop
 a holder that paused past its TTL from writing; the token does: the holder records it on
@@ -28,6 +29,14 @@ end
 return 0
 """
 
+_ACQUIRE = """
+local token = redis.call('INCR', KEYS[1])
+if redis.call('SET', KEYS[2], token, 'NX', 'PX', ARGV[1]) then
+    return token
+end
+return 0
+"""
+
 _RAISE_FLOOR = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current < tonumber(ARGV[1]) then
@@ -44,6 +53,7 @@ class RunLock:
         self._redis = redis
         self._prefix = prefix
         self.ttl_ms = ttl_ms
+        self._acquire = redis.register_script(_ACQUIRE)
         self._refresh = redis.register_script(_REFRESH)
         self._release = redis.register_script(_RELEASE)
         self._raise_floor = redis.register_script(_RAISE_FLOOR)
@@ -58,10 +68,14 @@ class RunLock:
         return f"{self._prefix}:fence:thread:{thread}"
 
     async def acquire(self, thread: ThreadID) -> int | None:
-        """Take the lock; return its fencing token, or ``None`` if another holder has it."""
-        token = int(await self._redis.incr(self.fence_key(thread)))
-        ok = await self._redis.set(self.lock_key(thread), str(token), nx=True, px=self.ttl_ms)
-        return token if ok else None
+        """Take the lock; return its fencing token, or ``None`` if another holder has it.
+
+        One script (one round trip): ``INCR`` the counter, then ``SET NX PX`` the lock.
+        """
+        token = await self._acquire(
+            keys=[self.fence_key(thread), self.lock_key(thread)], args=[self.ttl_ms]
+        )
+        return int(token) if int(token) > 0 else None
 
     async def refresh(self, thread: ThreadID, token: int) -> bool:
         """Extend the lock by the TTL if ``token`` still holds it; ``False`` means it was lost."""

@@ -105,6 +105,62 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        2,
+        "submit in one round trip; running runs per user by index",
+        """
+        CREATE INDEX runs_running_user ON runs (user_id) WHERE status = 'running';
+
+        -- One accepted user_message: lock the thread, check owner and queue bound, debit,
+        -- write ledger row, message and run. Every statement of a VOLATILE function takes
+        -- a new snapshot, so the queue count after the lock sees every committed run, as
+        -- with separate statements. The debit comes last: the hot account row is locked
+        -- only from there to the commit, never across a client round trip. A refusal
+        -- raises, so the whole statement (thread, account, rows) rolls back.
+        CREATE FUNCTION squall_submit(
+            p_thread text, p_user text, p_message text, p_run text, p_content text,
+            p_client_msg_id text, p_cost bigint, p_initial bigint, p_max_queued bigint
+        ) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+        DECLARE
+            v_owner text;
+            v_queued bigint;
+            v_left bigint;
+        BEGIN
+            INSERT INTO threads (id, user_id) VALUES (p_thread, p_user)
+                ON CONFLICT (id) DO NOTHING;
+            SELECT user_id INTO v_owner FROM threads WHERE id = p_thread FOR NO KEY UPDATE;
+            IF v_owner IS DISTINCT FROM p_user THEN
+                RAISE EXCEPTION 'squall_submit' USING DETAIL = 'not_found', HINT = '0';
+            END IF;
+            SELECT count(*) INTO v_queued FROM runs
+                WHERE thread_id = p_thread AND status = 'queued';
+            IF v_queued >= p_max_queued THEN
+                RAISE EXCEPTION 'squall_submit' USING DETAIL = 'queue_full',
+                    HINT = v_queued::text;
+            END IF;
+            INSERT INTO messages (id, thread_id, user_id, role, content, run_id, client_msg_id)
+                VALUES (p_message, p_thread, p_user, 'user', p_content, p_run, p_client_msg_id);
+            INSERT INTO runs (id, thread_id, user_id, message_id)
+                VALUES (p_run, p_thread, p_user, p_message);
+            UPDATE accounts SET balance = balance - p_cost
+                WHERE user_id = p_user AND balance >= p_cost RETURNING balance INTO v_left;
+            IF NOT FOUND THEN
+                INSERT INTO accounts (user_id, balance, initial)
+                    VALUES (p_user, p_initial, p_initial) ON CONFLICT (user_id) DO NOTHING;
+                UPDATE accounts SET balance = balance - p_cost
+                    WHERE user_id = p_user AND balance >= p_cost RETURNING balance INTO v_left;
+                IF NOT FOUND THEN
+                    SELECT balance INTO v_left FROM accounts WHERE user_id = p_user;
+                    RAISE EXCEPTION 'squall_submit' USING DETAIL = 'insufficient_credits',
+                        HINT = coalesce(v_left, 0)::text;
+                END IF;
+            END IF;
+            INSERT INTO ledger (run_id, user_id, amount) VALUES (p_run, p_user, p_cost);
+            RETURN v_left;
+        END
+        $$;
+        """,
+    ),
 )
 
 

@@ -19,9 +19,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
+import asyncpg
 
-from squall.target import billing, events
+from squall.target import billing, events, redis_pool
 from squall.target.agent import AgentDeps, Publish, execute, recover
 from squall.target.db import Connection, create_pool, pool_size
 from squall.target.errors import (
@@ -30,6 +30,7 @@ from squall.target.errors import (
     NotFound,
     QueueFull,
     ShuttingDown,
+    TargetError,
 )
 from squall.target.ids import (
     MessageID,
@@ -98,6 +99,7 @@ class Runtime:
         self._scheduler = Scheduler(
             pool=pool,
             redis=redis,
+            listener=redis_pool.connect_pubsub(settings),
             channel=f"{settings.redis_prefix}:runs:wakeup",
             worker=self.worker,
             free_slots=lambda: 0 if self._closing else settings.run_concurrency - len(self._runs),
@@ -129,9 +131,11 @@ class Runtime:
         ``claim_runs=False`` makes a worker that accepts submits but executes nothing.
         """
         pool = await create_pool(
-            settings.database_url, max_size=pool_size(settings.run_concurrency)
+            settings.database_url,
+            max_size=settings.db_pool_size or pool_size(settings.run_concurrency),
         )
-        redis = aioredis.Redis.from_url(settings.redis_url)
+        redis = redis_pool.connect(settings)
+        runtime: Runtime | None = None
         try:
             await migrate(pool)
             await redis.ping()
@@ -139,6 +143,8 @@ class Runtime:
             if claim_runs:
                 await runtime._scheduler.start()
         except BaseException:
+            if runtime is not None:
+                await runtime._scheduler.stop()
             await redis.aclose()
             await pool.close()
             raise
@@ -149,7 +155,11 @@ class Runtime:
     async def submit(
         self, user: UserID, thread: ThreadID, content: str, client_msg_id: str
     ) -> Submitted:
-        """Charge, store the message, its run and its ledger row in one transaction; queue it."""
+        """Charge, store the message, its run and its ledger row in one transaction; queue it.
+
+        One round trip: the ``squall_submit`` function (migration 2) does it all in one
+        statement, taking the hot account row's lock only for its last two writes.
+        """
         if self._closing:
             raise ShuttingDown("this worker is shutting down; reconnect and resend the message")
         thread = _validate_thread(thread)
@@ -166,6 +176,57 @@ class Runtime:
                 f"{MAX_CLIENT_MSG_ID} characters"
             )
         run, message = new_run_id(), new_message_id()
+        if self.settings.fault("naive_billing"):
+            await self._submit_naive(user, thread, content, client_msg_id, run, message)
+        else:
+            try:
+                await self._pool.fetchval(
+                    "SELECT squall_submit($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    thread,
+                    user,
+                    message,
+                    run,
+                    content,
+                    client_msg_id,
+                    self.settings.run_cost,
+                    self.settings.initial_credits,
+                    self.settings.max_queued_per_thread,
+                )
+            except asyncpg.RaiseError as exc:
+                if exc.message != "squall_submit":
+                    raise
+                raise self._refusal(exc, user, thread) from None
+        self._counts["runs_submitted_total"] += 1
+        await self._scheduler.notify()
+        return Submitted(message_id=message, run_id=run, thread_id=thread)
+
+    def _refusal(self, exc: Any, user: UserID, thread: ThreadID) -> TargetError:
+        """The error a ``squall_submit`` refusal stands for: its DETAIL names it, its HINT
+        carries the number the message reports."""
+        number = int(exc.hint or 0)
+        if exc.detail == "not_found":
+            return _not_found(thread)
+        if exc.detail == "queue_full":
+            return self._queue_full(thread, number)
+        return billing.insufficient(user, number, self.settings.run_cost)
+
+    def _queue_full(self, thread: ThreadID, queued: int) -> QueueFull:
+        return QueueFull(
+            f"thread {thread!r} already has {queued} queued runs (the limit is "
+            f"{self.settings.max_queued_per_thread}); wait for agent_completed"
+        )
+
+    async def _submit_naive(
+        self,
+        user: UserID,
+        thread: ThreadID,
+        content: str,
+        client_msg_id: str,
+        run: RunID,
+        message: MessageID,
+    ) -> None:
+        """The ``naive_billing`` defect's submit: statement by statement, read-modify-write
+        debit (see ``billing.charge``)."""
         async with self._pool.acquire() as conn:
             await billing.ensure_account(conn, user, self.settings.initial_credits)
             async with conn.transaction():
@@ -183,17 +244,8 @@ class Runtime:
                     "SELECT count(*) FROM runs WHERE thread_id = $1 AND status = 'queued'", thread
                 )
                 if queued >= self.settings.max_queued_per_thread:
-                    raise QueueFull(
-                        f"thread {thread!r} already has {queued} queued runs (the limit is "
-                        f"{self.settings.max_queued_per_thread}); wait for agent_completed"
-                    )
-                await billing.charge(
-                    conn,
-                    user,
-                    run,
-                    self.settings.run_cost,
-                    naive=self.settings.fault("naive_billing"),
-                )
+                    raise self._queue_full(thread, queued)
+                await billing.charge(conn, user, run, self.settings.run_cost, naive=True)
                 await conn.execute(
                     "INSERT INTO messages (id, thread_id, user_id, role, content, run_id, "
                     "client_msg_id) VALUES ($1, $2, $3, 'user', $4, $5, $6)",
@@ -211,9 +263,6 @@ class Runtime:
                     user,
                     message,
                 )
-        self._counts["runs_submitted_total"] += 1
-        await self._scheduler.notify()
-        return Submitted(message_id=message, run_id=run, thread_id=thread)
 
     # ---- reads ------------------------------------------------------------------------
 

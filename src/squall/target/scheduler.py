@@ -127,6 +127,7 @@ class Scheduler:
         *,
         pool: Pool,
         redis: Any,
+        listener: Any,
         channel: str,
         worker: str,
         free_slots: Callable[[], int],
@@ -137,6 +138,8 @@ class Scheduler:
     ) -> None:
         self._pool = pool
         self._redis = redis
+        #: A client of its own for the wake-up subscription (it holds its connection).
+        self._listener = listener
         self._channel = channel
         self._worker = worker
         self._free_slots = free_slots
@@ -145,6 +148,8 @@ class Scheduler:
         self._poll_s = poll_s
         self._recover_every_s = recover_every_s
         self._wake = asyncio.Event()
+        self._publishing = False
+        self._publish_again = False
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -152,7 +157,7 @@ class Scheduler:
         return f"Scheduler(worker={self._worker!r}, free_slots={self._free_slots()})"
 
     async def start(self) -> None:
-        pubsub = self._redis.pubsub()
+        pubsub = self._listener.pubsub()
         await pubsub.subscribe(self._channel)
         self._tasks = [
             asyncio.create_task(self._listen(pubsub), name="runs-wakeup-listener"),
@@ -165,12 +170,30 @@ class Scheduler:
         self._wake.set()
 
     async def notify(self) -> None:
-        """Wake every worker's scheduler (this one included)."""
+        """Wake every worker's scheduler (this one included).
+
+        Wake-ups coalesce: while one publish is in flight, further calls only ask for
+        one more publish after it, so a burst of submits costs two messages, not one
+        per submit, and every submit is still followed by a wake-up sent after it.
+        """
         self._wake.set()
+        if self._publishing:
+            self._publish_again = True
+            return
+        self._publishing = True
         try:
-            await self._redis.publish(self._channel, self._worker)
-        except Exception:
-            log.warning("publishing a run wake-up failed; other workers will poll", exc_info=True)
+            while True:
+                self._publish_again = False
+                try:
+                    await self._redis.publish(self._channel, self._worker)
+                except Exception:
+                    log.warning(
+                        "publishing a run wake-up failed; other workers will poll", exc_info=True
+                    )
+                if not self._publish_again:
+                    return
+        finally:
+            self._publishing = False
 
     async def stop(self) -> None:
         self._stopping = True
@@ -179,6 +202,8 @@ class Scheduler:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        with contextlib.suppress(Exception):
+            await self._listener.aclose()
 
     async def _listen(self, pubsub: Any) -> None:
         try:

@@ -33,6 +33,12 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     #: Prefix of every Redis key and channel, so several platforms can share one server.
     redis_prefix: str = "squall"
+    #: Connections per Redis client pool (a worker has two); when all are busy, commands
+    #: wait for one (up to ``redis_pool_timeout_s``) instead of failing.
+    redis_max_connections: int = 32
+    redis_pool_timeout_s: float = 10.0
+    #: PostgreSQL connections per worker; 0 sizes the pool from ``run_concurrency``.
+    db_pool_size: int = 0
 
     jwt_algorithm: JwtAlgorithm = "HS256"
     jwt_secret: str = DEV_JWT_SECRET
@@ -119,6 +125,7 @@ class Settings:
             "max_frame_bytes",
             "max_content_chars",
             "max_sockets_per_user",
+            "redis_max_connections",
             "message_burst",
             "socket_send_queue",
             "run_concurrency",
@@ -134,6 +141,16 @@ class Settings:
                 raise SettingsError(
                     f"{self.env_name(name)}={getattr(self, name)!r}: expected a positive integer"
                 )
+        if self.redis_pool_timeout_s <= 0:
+            raise SettingsError(
+                f"SQUALL_REDIS_POOL_TIMEOUT_S={self.redis_pool_timeout_s!r}: expected a "
+                "positive number of seconds"
+            )
+        if self.db_pool_size < 0:
+            raise SettingsError(
+                f"SQUALL_DB_POOL_SIZE={self.db_pool_size!r}: expected 0 (sized from "
+                "SQUALL_RUN_CONCURRENCY) or a positive integer"
+            )
         unknown = {f.strip() for f in self.faults.split(",") if f.strip()} - KNOWN_FAULTS
         if unknown:
             raise SettingsError(

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import random
+from collections import Counter
 
 import pytest
+from hdrh.histogram import HdrHistogram
 
-from squall.metrics.histogram import HistogramDecodeError, LatencyHistogram
+from squall.metrics.histogram import (
+    HIGHEST_US,
+    LOWEST_US,
+    SIGNIFICANT_DIGITS,
+    HistogramDecodeError,
+    LatencyHistogram,
+    counts_index,
+    to_us,
+    value_from_index,
+)
 
 
 def values(seed: int, n: int) -> list[float]:
@@ -61,3 +73,92 @@ def test_garbage_encoding_is_reported() -> None:
         LatencyHistogram.decode("not-a-histogram")
     with pytest.raises(ValueError, match=r"outside 0\.\.100"):
         LatencyHistogram().percentile(101)
+
+
+def hdr_reference(microseconds: list[int]) -> HdrHistogram:
+    """The same values recorded one by one through hdrh itself (the reference)."""
+    reference = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+    for us in microseconds:
+        reference.record_value(us)
+    return reference
+
+
+def test_counts_index_matches_hdrh_layout() -> None:
+    reference = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+    rng = random.Random(7)
+    edges = [2**k + d for k in range(11, 32) for d in (-1, 0, 1)]
+    samples = [
+        *range(1, 5000),
+        *edges,
+        HIGHEST_US,
+        *(rng.randrange(1, HIGHEST_US) for _ in range(5000)),
+    ]
+    for us in samples:
+        assert counts_index(us) == reference._counts_index_for(us), us
+    for index in range(1, reference.counts_len):
+        assert value_from_index(index) == reference.get_value_from_index(index), index
+
+
+def test_add_tally_equals_recording_each_value() -> None:
+    seconds = [*values(11, 3000), 0.0, 1e-9, 0.002047, 0.002048, 0.0020485, 7200.0]
+    microseconds = [to_us(s) for s in seconds]
+    tallied = LatencyHistogram()
+    tallied.add_tally(Counter(microseconds[:1000]))
+    tallied.add_tally(Counter(microseconds[1000:]))
+    recorded = LatencyHistogram.of(seconds)
+    reference = hdr_reference(microseconds)
+    for histogram in (tallied, recorded):
+        assert histogram.encode() == reference.encode().decode("ascii")
+        assert histogram.count == reference.get_total_count() == len(seconds)
+        assert histogram.min == reference.get_min_value() / 1e6
+        assert histogram.max == reference.get_max_value() / 1e6
+
+
+def test_statistics_are_exactly_hdrh_s() -> None:
+    microseconds = [to_us(s) for s in values(12, 4000)]
+    histogram = LatencyHistogram()
+    histogram.add_tally(Counter(microseconds))
+    reference = hdr_reference(microseconds)
+    assert histogram.mean == float(reference.get_mean_value()) / 1e6
+    assert histogram.stdev == float(reference.get_stddev()) / 1e6
+    for p in (0, 0.1, 1, 25, 50, 90, 99, 99.9, 99.99, 100):
+        assert histogram.percentile(p) == reference.get_value_at_percentile(p) / 1e6, p
+
+
+def test_add_tally_rejects_values_outside_the_range_and_changes_nothing() -> None:
+    histogram = LatencyHistogram.of([0.001])
+    before = histogram.encode()
+    with pytest.raises(ValueError, match="outside"):
+        histogram.add_tally({0: 1, 5: 2})
+    with pytest.raises(ValueError, match="outside"):
+        histogram.add_tally({HIGHEST_US + 1: 1})
+    with pytest.raises(ValueError, match="positive"):
+        histogram.add_tally({5: 0})
+    assert histogram.encode() == before
+    histogram.add_tally({})
+    assert histogram.count == 1
+
+
+def test_reset_empties_and_the_histogram_records_again() -> None:
+    histogram = LatencyHistogram.of(values(13, 200))
+    histogram.reset()
+    assert (histogram.count, histogram.min, histogram.max, histogram.percentile(50)) == (
+        0,
+        0.0,
+        0.0,
+        0.0,
+    )
+    assert histogram.encode() == LatencyHistogram().encode()
+    histogram.record(0.25)
+    assert histogram.encode() == LatencyHistogram.of([0.25]).encode()
+
+
+def test_to_us_rounds_clamps_and_rejects() -> None:
+    assert to_us(0.0000014) == 1
+    assert to_us(0.0000016) == 2
+    assert to_us(0.0) == LOWEST_US
+    assert to_us(1e9) == HIGHEST_US
+    assert to_us(math.inf) == HIGHEST_US
+    for bad in (-1e-6, math.nan, -math.inf):
+        with pytest.raises(ValueError, match="non-negative"):
+            to_us(bad)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
+import random
+
+import pytest
 
 from squall.metrics.histogram import LatencyHistogram
 from squall.metrics.recorder import (
+    PENDING_LIMIT,
     Recorder,
     RecorderState,
     error_summaries,
@@ -71,3 +76,54 @@ def test_state_round_trips_through_json() -> None:
     recorder.error("connect", "refused")
     state = recorder.state()
     assert RecorderState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+
+
+def lognormal(seed: int, n: int) -> list[float]:
+    rng = random.Random(seed)
+    return [rng.lognormvariate(-7, 1.2) for _ in range(n)]
+
+
+def test_buffered_trend_folds_into_the_histogram_direct_recording_gives() -> None:
+    seconds = lognormal(1, PENDING_LIMIT + 1234)  # one fold at the limit, one on reading
+    recorder = Recorder()
+    for value in seconds[:100]:
+        recorder.trend("iteration_time", value)
+    partial = recorder.histogram("iteration_time")
+    assert partial is not None
+    assert partial.encode() == LatencyHistogram.of(seconds[:100]).encode()
+    for value in seconds[100:]:
+        recorder.trend("iteration_time", value)
+    direct = LatencyHistogram.of(seconds)
+    assert recorder.state().trends["iteration_time"] == direct.encode()
+    merged = merge_states([recorder.state(), recorder.state()])
+    twice = direct.copy()
+    twice.merge(direct)
+    assert merged.trends["iteration_time"] == twice.encode()
+
+
+def test_interval_latency_holds_exactly_the_values_since_the_last_interval() -> None:
+    recorder = Recorder()
+    first = lognormal(2, PENDING_LIMIT + 10)  # crosses a fold inside the interval
+    for value in first:
+        recorder.trend("round_trip", value)
+    interval = recorder.take_interval()
+    assert interval.latency == LatencyHistogram.of(first).encode()
+    second = lognormal(3, 50)
+    for value in second:
+        recorder.trend("round_trip", value)
+    assert recorder.take_interval().latency == LatencyHistogram.of(second).encode()
+    assert recorder.take_interval().latency == ""
+    assert recorder.state().trends["round_trip"] == LatencyHistogram.of(first + second).encode()
+
+
+def test_trend_clamps_like_the_histogram_and_rejects_bad_durations_at_once() -> None:
+    recorder = Recorder()
+    for value in (0.0, 1e-9, 0.0005, 5_000.0, math.inf):
+        recorder.trend("ack_time", value)
+    expected = LatencyHistogram.of([0.0, 1e-9, 0.0005, 5_000.0, 3_600.0])
+    assert recorder.state().trends["ack_time"] == expected.encode()
+    for bad in (-0.001, math.nan):
+        with pytest.raises(ValueError, match="non-negative"):
+            recorder.trend("ack_time", bad)
+    assert recorder.histogram("ack_time") is not None
+    assert recorder.histogram("never_recorded") is None

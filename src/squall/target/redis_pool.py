@@ -1,0 +1,45 @@
+"""The platform's Redis clients: bounded pools that wait for a free connection.
+
+redis-py's default pool opens connections up to ``max_connections`` and then raises
+``MaxConnectionsError: Too many connections``; a burst of sockets arriving at once
+(each one claims its socket slot, subscribes, takes a rate-limit token) turns into
+failed handshakes and ``internal`` errors. A :class:`redis.asyncio.BlockingConnectionPool`
+instead makes the caller wait up to ``redis_pool_timeout_s`` for a connection, so a
+burst queues behind a fixed number of connections (``redis_max_connections`` per client).
+
+Pub/sub holds its connection for as long as it listens, so every subscriber gets a
+client of its own (:func:`connect_pubsub`) and never takes a connection out of the
+shared pool.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from squall.target.settings import Settings
+
+
+def connect(settings: Settings, *, decode_responses: bool = False) -> aioredis.Redis:
+    """A client on ``settings.redis_url`` whose commands wait for one of a bounded set of
+    connections instead of failing when all are busy."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_pool_timeout_s,
+        decode_responses=decode_responses,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
+def connect_pubsub(settings: Settings, *, decode_responses: bool = False) -> aioredis.Redis:
+    """A client with exactly one connection, for one long-lived pub/sub subscriber.
+
+    Call ``.pubsub()`` on it, and ``aclose()`` it after the pub/sub object.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=1,
+        timeout=None,
+        decode_responses=decode_responses,
+    )
+    return aioredis.Redis.from_pool(pool)

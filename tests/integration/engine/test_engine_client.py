@@ -1,0 +1,97 @@
+"""The WebSocket client's waits against a real echo server: timeouts, counts, wake-ups.
+
+A socket keeps one timer at its earliest pending deadline and moves it only
+when it fires, so these tests pin down the cases that scheme must get right: a
+shorter deadline after a longer one, a longer one after a shorter one, and a
+reply that comes after its request timed out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from engine_echo_server import echo_server
+
+from squall.engine.client import WebSocket, connect
+from squall.engine.errors import ConnectionClosed, MessageTimeout
+from squall.metrics.recorder import Recorder
+
+pytestmark = pytest.mark.integration
+
+
+async def _open(url: str) -> tuple[WebSocket, Recorder]:
+    recorder = Recorder()
+    return await connect(url, recorder, time.monotonic), recorder
+
+
+def _is_seq(seq: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda message: message.get("seq") == seq
+
+
+async def test_a_shorter_deadline_after_a_long_one_still_times_out() -> None:
+    with echo_server() as server:
+        ws, recorder = await _open(server.url)
+        async with ws:
+            # The socket's timer is armed 60 s out by this request...
+            assert (await ws.request({"seq": 0}, timeout=60.0))["seq"] == 0
+            # ...so this one would get its stalled reply (after 1 s) if the timer
+            # were not moved to its own 0.2 s deadline.
+            with pytest.raises(MessageTimeout, match=r"no message within 0\.2 s"):
+                await ws.request({"seq": 1, "stall": 1.0}, timeout=0.2)
+            late = await ws.request({"seq": 2}, until=_is_seq(2), timeout=10.0)
+            assert late["seq"] == 2
+    assert recorder.counter("timeouts") == 1
+    assert recorder.counter("messages_sent") == 3
+    assert recorder.counter("messages_received") == 3  # the late reply is counted, then skipped
+    assert recorder.state().rates["success"] == (2, 3)
+    histogram = recorder.histogram("response_time")
+    assert histogram is not None
+    assert histogram.count == 2
+
+
+async def test_a_longer_deadline_after_a_short_one_is_not_cut_short() -> None:
+    with echo_server() as server:
+        ws, recorder = await _open(server.url)
+        async with ws:
+            # The timer is armed 0.3 s out; the next request waits 0.6 s for its
+            # reply, which must move the timer instead of timing out.
+            await ws.request({"seq": 0}, timeout=0.3)
+            reply = await ws.request({"seq": 1, "stall": 0.6}, timeout=20.0)
+            assert reply["seq"] == 1
+            for seq in range(2, 6):
+                assert (await ws.request({"seq": seq}, timeout=0.3))["seq"] == seq
+    assert recorder.counter("timeouts") == 0
+    assert recorder.state().rates["success"] == (6, 6)
+
+
+async def test_recv_timeout_is_counted_and_the_socket_stays_usable() -> None:
+    with echo_server() as server:
+        ws, recorder = await _open(server.url)
+        async with ws:
+            with pytest.raises(MessageTimeout):
+                await ws.recv(timeout=0.05)
+            await ws.send_json({"seq": 7})
+            assert await ws.recv_json(timeout=5.0) == {"seq": 7}
+            with pytest.raises(MessageTimeout):
+                await ws.recv_json(timeout=0.0)
+    assert recorder.counter("timeouts") == 2
+    assert recorder.counter("messages_received") == 1
+
+
+async def test_a_close_wakes_the_waiting_reader_with_connection_closed() -> None:
+    with echo_server() as server:
+        ws, recorder = await _open(server.url)
+        reader = asyncio.create_task(ws.recv(timeout=30.0))
+        await asyncio.sleep(0)  # one loop turn: the reader runs until it waits
+        assert ws._waiter is not None
+        await ws.close()
+        with pytest.raises(ConnectionClosed, match="while waiting for a message"):
+            await reader
+        with pytest.raises(ConnectionClosed, match="while sending"):
+            await ws.request({"seq": 1})
+    assert recorder.counter("errors.closed") == 2
+    assert recorder.counter("timeouts") == 0

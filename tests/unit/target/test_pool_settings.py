@@ -1,0 +1,40 @@
+"""The connection-pool settings: parsed from the environment, refused when unusable."""
+
+from __future__ import annotations
+
+import pytest
+
+from squall.target.db import pool_size
+from squall.target.settings import Settings, SettingsError
+
+
+def test_pool_settings_are_read_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "SQUALL_REDIS_MAX_CONNECTIONS": "4",
+            "SQUALL_REDIS_POOL_TIMEOUT_S": "2.5",
+            "SQUALL_DB_POOL_SIZE": "12",
+        }
+    )
+    assert (settings.redis_max_connections, settings.redis_pool_timeout_s) == (4, 2.5)
+    assert settings.db_pool_size == 12
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SQUALL_REDIS_MAX_CONNECTIONS", "0", "expected a positive integer"),
+        ("SQUALL_REDIS_POOL_TIMEOUT_S", "0", "positive number of seconds"),
+        ("SQUALL_DB_POOL_SIZE", "-1", "expected 0"),
+    ],
+)
+def test_unusable_pool_settings_are_refused(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=f"{name}=.*{message}"):
+        Settings.from_env({name: value})
+
+
+def test_derived_database_pool_grows_with_run_slots_within_bounds() -> None:
+    assert pool_size(1) == 8
+    assert pool_size(32) == 24
+    assert pool_size(64) == 32
+    assert pool_size(1000) == 32
