@@ -7,6 +7,8 @@ scratch space that survives between iterations (e.g. a thread id).
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any
 
@@ -15,6 +17,13 @@ import httpx
 from squall.engine.client import DEFAULT_TIMEOUT_S, Clock, WebSocket, connect
 from squall.engine.identity import Identity
 from squall.metrics.recorder import Recorder
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context per process: building one (loading the CA store) takes ~25 ms,
+    which every user creating its own would spend blocking the event loop."""
+    return ssl.create_default_context()
 
 
 class _Connecting:
@@ -164,7 +173,9 @@ class Session:
     def http(self) -> httpx.AsyncClient:
         """An HTTP client for this user (created on first use, closed with the session)."""
         if self._http is None:
-            self._http = httpx.AsyncClient(headers=self.identity.auth_headers())
+            self._http = httpx.AsyncClient(
+                headers=self.identity.auth_headers(), verify=_tls_context()
+            )
         return self._http
 
     async def aclose(self) -> None:
