@@ -33,6 +33,7 @@ from squall.metrics.thresholds import (
 )
 from squall.monitor import TARGET, ResourceMonitor, standard_groups
 from squall.monitor.report import MonitorReport
+from squall.monitor.stats import MIN_LEAK_WINDOW_MIN
 from squall.scenarios import (
     agent_context,
     db_race,
@@ -477,7 +478,12 @@ def memory_note(report: MonitorReport, group: str = TARGET) -> str | None:
     )
     leak = stats.leak
     if leak is not None:
-        verdict = "probable leak" if leak.probable_leak else "no significant growth"
+        if leak.probable_leak:
+            verdict = "probable leak"
+        elif stats.duration_s < MIN_LEAK_WINDOW_MIN * 60:
+            verdict = f"{stats.duration_s:.0f} s is too short to judge a leak"
+        else:
+            verdict = "no significant growth"
         line += (
             f"; slope {leak.slope_mb_per_min:+.2f} MB/min "
             f"(95 % CI {leak.ci95_low:+.2f}..{leak.ci95_high:+.2f}, {verdict})"

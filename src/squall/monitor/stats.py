@@ -21,8 +21,10 @@ from typing import Any
 
 #: Below this slope a significant growth is still not called a leak.
 MIN_LEAK_MB_PER_MIN = 1.0
-#: ... and the fitted line must add at least this much over the samples' span.
+#: ... and the fitted line must add at least this much over the samples' span,
 MIN_LEAK_GROWTH_MB = 5.0
+#: ... which must be at least this long: a shorter run is mostly start-up.
+MIN_LEAK_WINDOW_MIN = 0.5
 #: Fewer points than this give no leak estimate at all.
 MIN_FIT_SAMPLES = 3
 
@@ -154,7 +156,8 @@ def leak_estimate(
         # a leak also has to add up to real memory over the window watched.
         probable_leak=low > 0
         and fit.slope >= min_leak_mb_per_min
-        and fit.slope * (max(minutes) - min(minutes)) >= MIN_LEAK_GROWTH_MB,
+        and fit.slope * (max(minutes) - min(minutes)) >= MIN_LEAK_GROWTH_MB
+        and max(minutes) - min(minutes) >= MIN_LEAK_WINDOW_MIN,
     )
 
 

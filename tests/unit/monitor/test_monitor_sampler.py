@@ -60,7 +60,8 @@ async def test_samples_on_the_injected_clock_and_reports() -> None:
     assert [s.t for s in target.series][:3] == [0.0, 0.5, 1.0]
     assert target.stats.leak is not None
     assert target.stats.leak.slope_mb_per_min >= 10 / 0.5 * 60  # the last sample is at stop
-    assert target.stats.leak.probable_leak
+    # Steep, but 2.5 s of samples is start-up: too short to call a leak (see the stats tests).
+    assert not target.stats.leak.probable_leak
     assert report.groups["generator"].stats.growth_mb == 0.0
     assert report.interval_s == 0.5
     assert "idle" in repr(monitor)

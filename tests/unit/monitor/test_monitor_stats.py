@@ -158,6 +158,11 @@ def test_short_warm_up_growth_is_not_called_a_leak() -> None:
     assert leak.ci95_low > 0
     assert leak.slope_mb_per_min > 2
     assert not leak.probable_leak
+    # 8 MB in the first 6 s (sockets connecting) is start-up, not a leak, however steep.
+    burst = leak_estimate(series([190 + 1.6 * i for i in range(6)]))
+    assert burst is not None
+    assert burst.ci95_low > 0
+    assert not burst.probable_leak
     # The same slope kept up for five minutes adds 12 MB: that is a leak.
     sustained = leak_estimate(series([190 + 0.04 * i for i in range(300)]))
     assert sustained is not None
