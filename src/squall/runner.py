@@ -21,6 +21,7 @@ from rich.markup import escape
 from squall.adapters.registry import DEFAULT_ADAPTER, UnknownAdapter
 from squall.adapters.registry import load as load_adapter
 from squall.config import Config, ConfigError, load_config
+from squall.report.console import error_console, output_console
 from squall.report.files import new_run_id
 from squall.report.publish import publish
 from squall.report.summary import print_scenario
@@ -142,12 +143,8 @@ def _platform(
 
 
 def execute(request: RunRequest, console: Console | None = None) -> int:
-    if console is None:
-        console = Console()
-        if not console.is_terminal:
-            # Tables squeezed to 80 columns are unreadable in CI logs and pipes.
-            console = Console(width=160)
-    err = Console(stderr=True, soft_wrap=True)
+    console = console or output_console()
+    err = error_console()
     try:
         config = load_config(request.config, cwd=Path.cwd(), overrides=request.config_overrides())
         select(config.run.scenarios)

@@ -26,6 +26,7 @@ from squall.config import ConfigError, load_config
 from squall.metrics.result import metric_from_dict
 from squall.metrics.thresholds import ThresholdOutcome
 from squall.monitor.report import MonitorReport
+from squall.report.console import error_console, output_console
 from squall.report.files import new_run_id
 from squall.report.publish import EXIT_INTERRUPTED
 from squall.report.summary import print_scenario, print_summary
@@ -141,8 +142,8 @@ def report_from_dict(data: Mapping[str, Any]) -> SuiteReport:
 
 def execute(request: TestRequest, console: Console | None = None) -> int:
     """Run the tests; print the summary; return the exit code."""
-    console = console or Console()
-    err = Console(stderr=True, soft_wrap=True)
+    console = console or output_console()
+    err = error_console()
     missing = [str(p) for p in request.test_files if not p.exists()]
     if missing:
         err.print(

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from squall.report.compare import Comparison, compare
+from squall.report.console import output_console
 from squall.report.publish import print_comparison
 from squall.services import ProcessStartError
 from squall.services.persistent import PersistentLockTimeout
@@ -85,7 +86,7 @@ def history(
     limit: int = 20,
     console: Console | None = None,
 ) -> int:
-    console = console or Console()
+    console = console or output_console()
 
     async def go(url: str) -> list[RunSummary]:
         conn = await asyncpg.connect(url, timeout=10)
@@ -141,7 +142,7 @@ def compare_runs(
     console: Console | None = None,
 ) -> int:
     """Compare ``refs`` (two runs, one run with its predecessor, or the last two)."""
-    console = console or Console()
+    console = console or output_console()
     if len(refs) > 2:
         console.print(f"[red]squall compare: give at most two runs, not {len(refs)}[/red]")
         return EXIT_USAGE
