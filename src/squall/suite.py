@@ -87,6 +87,8 @@ class ScenarioOutcome:
     notes: list[str] = field(default_factory=list)
     table: tuple[tuple[str, ...], list[tuple[str, ...]]] | None = None
     duration_s: float = 0.0
+    #: The user stopped the run (Ctrl-C) during this scenario: the suite stops after it.
+    stopped: bool = False
 
     @property
     def verdict(self) -> Verdict:
@@ -536,8 +538,9 @@ async def run_load_scenario(
         notes.append(memory)
     if result.generator.saturated:
         notes.append(result.generator.warning or "load generator saturated")
+    stopped = result.interrupted_reason == "sigint"
     if result.interrupted:
-        notes.append("interrupted: partial results")
+        notes.append(f"interrupted ({result.interrupted_reason}): partial results")
     return ScenarioOutcome(
         name=scenario.name,
         metrics=metrics,
@@ -546,6 +549,7 @@ async def run_load_scenario(
         monitor=report,
         notes=notes,
         duration_s=time.monotonic() - started,
+        stopped=stopped,
     )
 
 
@@ -566,6 +570,9 @@ async def run_suite(
             report.scenarios.append(outcome)
             if on_scenario is not None:
                 on_scenario(outcome)
+            if outcome.stopped:
+                report.interrupted = True
+                break
     except (KeyboardInterrupt, asyncio.CancelledError):
         report.interrupted = True
     finally:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -151,3 +156,36 @@ def test_scenario_parameters_reach_the_scenario(
     sockets = scenario["metrics"]["ws_connect"]["count"]
     assert sockets == 4  # 75 users x 0.05
     assert scenario["metrics"]["messages_sent"]["count"] == 2 * sockets
+
+
+def test_ctrl_c_stops_the_suite_and_keeps_partial_results(
+    shared_services: Endpoints, tmp_path: Path
+) -> None:
+    env = {**os.environ, "SQUALL_RESULTS_DB": "off"}
+    argv = [sys.executable, "-m", "squall", "run", "--no-progress", "--scale", "0.05"]
+    argv += [
+        "--results-dir",
+        str(tmp_path),
+        "--set",
+        "scenarios.websocket_concurrency.messages=5000",
+    ]
+    child = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    assert child.stdout is not None
+    for line in child.stdout:
+        if "reference platform up" in line:
+            break
+    # The first scenario (4 users x 5,000 messages, minutes of work) is running by now.
+    time.sleep(3)
+    child.send_signal(signal.SIGINT)
+    rest = child.stdout.read()
+    assert child.wait(60) == 130, rest
+    assert "interrupted" in rest
+    report = _report(tmp_path)
+    assert report["interrupted"] is True
+    scenarios = report["scenarios"]
+    assert isinstance(scenarios, list)
+    assert [s["name"] for s in scenarios] == ["websocket_concurrency"]
+    sent = scenarios[0]["metrics"]["messages_sent"]["count"]
+    assert 0 < sent < 4 * 5000
