@@ -162,7 +162,7 @@ class Hub:
     async def _subscribe(self, *channels: str) -> None:
         for channel in channels:
             self._sent[channel] += 1
-            if channel not in self._ready or self._ready[channel].is_set():
+            if channel not in self._ready:
                 self._ready[channel] = asyncio.Event()
         await self._pubsub.subscribe(*channels)
 
@@ -173,6 +173,10 @@ class Hub:
         if idle:
             for channel in idle:
                 self._ready.pop(channel, None)
+                if self._sent.get(channel) == self._confirmed.get(channel):
+                    # No subscribe in flight: forget the channel's counts too.
+                    self._sent.pop(channel, None)
+                    self._confirmed.pop(channel, None)
             await self._pubsub.unsubscribe(*idle)
 
     def _channel_user(self, channel: str) -> UserID | None:
@@ -212,9 +216,11 @@ class Hub:
         channel = _text(message["channel"])
         if kind == "subscribe":
             self._confirmed[channel] += 1
-            event = self._ready.get(channel)
-            if event is not None and self._confirmed[channel] >= self._sent[channel]:
-                event.set()
+            if self._confirmed[channel] >= self._sent[channel]:
+                # Confirmed: waiters wake, later ones find no event and go on at once.
+                event = self._ready.pop(channel, None)
+                if event is not None:
+                    event.set()
             return
         if kind == "pmessage":
             self.received += 1

@@ -47,13 +47,17 @@ from squall.target.runs import ClaimedRun, RunStatus
 from squall.target.scheduler import Scheduler, orphans, queued_count
 from squall.target.settings import Settings
 
-__all__ = ["Publish", "Runtime", "Submitted"]
+__all__ = ["SUBMIT_SQL", "Publish", "Runtime", "Submitted"]
 
 log = logging.getLogger(__name__)
 
 THREAD_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MAX_CLIENT_MSG_ID = 128
 MAX_PREFERENCES_BYTES = 4096
+#: The one statement that accepts a message: thread, queue bound, message, run, debit and
+#: ledger row (``squall_submit``, migration 2). Arguments: thread, user, message id, run
+#: id, content, client_msg_id, run cost, initial credits, max queued runs per thread.
+SUBMIT_SQL = "SELECT squall_submit($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,7 @@ class Runtime:
         else:
             try:
                 await self._pool.fetchval(
-                    "SELECT squall_submit($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    SUBMIT_SQL,
                     thread,
                     user,
                     message,

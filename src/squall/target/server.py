@@ -76,6 +76,9 @@ def build_config(settings: Settings, host: str, port: int, workers: int) -> uvic
         port=port,
         workers=workers,
         lifespan="on",
+        # The sansio implementation: the lightest per socket, and it reports
+        # websocket.disconnect as soon as the app sends its close (ws.py relies on it).
+        ws="websockets-sansio",
         # Frames above max_frame_bytes get an error frame, so the transport must let
         # them through; only beyond this hard cap does the socket close with 1009.
         ws_max_size=max(16 * 1024 * 1024, 4 * settings.max_frame_bytes),

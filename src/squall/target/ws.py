@@ -1,8 +1,9 @@
-"""The ``/v1/ws`` endpoint: one reader and one writer task per socket, a bounded outbound queue.
+"""The ``/v1/ws`` endpoint: one task per idle socket, a writer only while frames wait.
 
 Everything a socket sends goes through :meth:`Connection.offer`, which is
-synchronous: frames are queued in the order they are offered, and the writer
-task sends them. This is what makes ``ack`` precede its run's events (offered
+synchronous: frames are queued in the order they are offered, and a writer
+task, started by the first queued frame and ended when the queue drains, sends
+them; the endpoint's own task reads. This is what makes ``ack`` precede its run's events (offered
 right after ``submit`` returns, with no ``await`` in between) and lets live
 events and ``resume`` replays interleave without duplicates or gaps (see
 :mod:`squall.target.ordering`).
@@ -24,6 +25,7 @@ Redis or PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
 import logging
@@ -79,7 +81,30 @@ class _Close:
 
 
 class Connection:
-    """One accepted socket of one user on this worker (a :class:`~squall.target.hub.Member`)."""
+    """One accepted socket of one user on this worker (a :class:`~squall.target.hub.Member`).
+
+    Sized for many idle sockets: the endpoint's own task reads; a writer task, the
+    outbound deque and the room event exist only while there is something to send
+    or a fill waits for room, and are dropped again once the deque drains.
+    """
+
+    __slots__ = (
+        "_capacity",
+        "_deferred",
+        "_edge",
+        "_queue",
+        "_room",
+        "_sequencer",
+        "_session",
+        "_submitting",
+        "_tasks",
+        "_websocket",
+        "_writer",
+        "close_code",
+        "principal",
+        "socket_id",
+        "state",
+    )
 
     def __init__(self, websocket: WebSocket, edge: Edge, principal: Principal) -> None:
         self.socket_id: WebSocketID = new_websocket_id()
@@ -87,11 +112,15 @@ class Connection:
         self._websocket = websocket
         self._edge = edge
         self._capacity = edge.settings.socket_send_queue
-        self._queue: asyncio.Queue[str | _Close] = asyncio.Queue()
-        self._room = asyncio.Event()
-        self._room.set()
+        #: Frames waiting for the writer; ``None`` while nothing waits.
+        self._queue: collections.deque[str | _Close] | None = None
+        #: The writer task, alive only while ``_queue`` has frames.
+        self._writer: asyncio.Task[None] | None = None
+        #: Set when the queue is at most half full; created only when a fill waits.
+        self._room: asyncio.Event | None = None
         self._sequencer = Sequencer()
-        self._tasks: set[asyncio.Task[None]] = set()
+        #: Fill tasks in flight; ``None`` while there are none.
+        self._tasks: set[asyncio.Task[None]] | None = None
         self._session: int | None = None
         self.state = State.GREETING
         self.close_code: CloseCode | None = None
@@ -153,16 +182,14 @@ class Connection:
         """Queue ``frame`` for sending, or close the socket as a slow consumer."""
         if self.state is not State.OPEN:
             return
-        if self._queue.qsize() >= self._capacity:
+        if self.queued() >= self._capacity:
             self._edge.counters.inc("slow_consumer_closes_total")
             self.close(
                 CloseCode.POLICY_VIOLATION,
                 f"slow consumer: {self._capacity} frames waiting (SQUALL_SOCKET_SEND_QUEUE)",
             )
             return
-        self._queue.put_nowait(protocol.encode(frame))
-        if self._queue.qsize() > self._capacity // 2:
-            self._room.clear()
+        self._enqueue(protocol.encode(frame))
 
     def close(self, code: CloseCode, reason: str) -> None:
         """Close promptly: frames still queued are dropped (they stay replayable)."""
@@ -170,53 +197,89 @@ class Connection:
             return
         self.state = State.CLOSING
         self.close_code = code
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(_Close(code, _truncate(reason)))
-        self._room.set()
+        if self._queue is not None:
+            self._queue.clear()
+        self._enqueue(_Close(code, _truncate(reason)))
+        if self._room is not None:
+            self._room.set()
 
-    async def _writer(self) -> None:
-        while True:
-            item = await self._queue.get()
-            if self._queue.qsize() <= self._capacity // 2:
-                self._room.set()
-            if isinstance(item, _Close):
-                with contextlib.suppress(RuntimeError, OSError):
-                    await self._websocket.close(int(item.code), item.reason)
-                return
-            await self._websocket.send_text(item)
-            self._edge.counters.inc("frames_sent_total")
+    def queued(self) -> int:
+        """Frames waiting to be sent."""
+        return 0 if self._queue is None else len(self._queue)
+
+    @property
+    def writing(self) -> bool:
+        """Whether a writer task exists: only while frames wait to be sent."""
+        return self._writer is not None
+
+    def _enqueue(self, item: str | _Close) -> None:
+        if self._queue is None:
+            self._queue = collections.deque()
+        self._queue.append(item)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.socket_id}")
+        if self._room is not None and len(self._queue) > self._capacity // 2:
+            self._room.clear()
+
+    async def _write(self) -> None:
+        """Send queued frames in order; end (dropping the deque) once it is empty."""
+        try:
+            while self._queue:
+                item = self._queue.popleft()
+                if self._room is not None and len(self._queue) <= self._capacity // 2:
+                    self._room.set()
+                if isinstance(item, _Close):
+                    with contextlib.suppress(RuntimeError, OSError):
+                        await self._websocket.close(int(item.code), item.reason)
+                    return
+                await self._websocket.send_text(item)
+                self._edge.counters.inc("frames_sent_total")
+        except (WebSocketDisconnect, OSError):
+            self.state = State.CLOSING  # the client is gone; the reader sees it too
+        except Exception as exc:
+            log.error("socket %s failed to send", self.socket_id, exc_info=exc)
+            self.state = State.CLOSING
+            with contextlib.suppress(Exception):
+                await self._websocket.close(1011, "internal error")
+        finally:
+            # No await between the last emptiness check and here: a later offer
+            # starts a new writer.
+            self._writer = None
+            if not self._queue:
+                self._queue = None
 
     async def _wait_room(self) -> None:
-        while self._queue.qsize() > self._capacity // 2 and self.state is State.OPEN:
+        while self.queued() > self._capacity // 2 and self.state is State.OPEN:
+            if self._room is None:
+                self._room = asyncio.Event()
             self._room.clear()
             await self._room.wait()
 
     # --- inbound -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve the socket until either side closes it."""
-        writer = asyncio.create_task(self._writer(), name=f"ws-writer-{self.socket_id}")
-        reader = asyncio.create_task(self._reader(), name=f"ws-reader-{self.socket_id}")
+        """Serve the socket until either side closes it; reads in the caller's task.
+
+        A close sent by the writer ends the read loop too: the ASGI server reports
+        ``websocket.disconnect`` as soon as the app has sent its close.
+        """
         try:
-            await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+            await self._read()
+        except (WebSocketDisconnect, OSError):
+            pass
+        except Exception as exc:
+            log.error("socket %s failed", self.socket_id, exc_info=exc)
         finally:
             self.state = State.CLOSING
-            for task in (reader, *self._tasks):
-                task.cancel()
-            if not writer.done():
+            pending = [*(self._tasks or ())]
+            if self._writer is not None:
                 # The reader ended (client closed or a receive failed): nothing more to send.
-                writer.cancel()
-            await asyncio.gather(writer, reader, *self._tasks, return_exceptions=True)
-            for task in (writer, reader):
-                if (
-                    not task.cancelled()
-                    and (exc := task.exception()) is not None
-                    and not isinstance(exc, WebSocketDisconnect | OSError)
-                ):
-                    log.error("socket %s failed", self.socket_id, exc_info=exc)
+                pending.append(self._writer)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _reader(self) -> None:
+    async def _read(self) -> None:
         while True:
             message = await self._websocket.receive()
             if message["type"] == "websocket.disconnect":
@@ -319,11 +382,16 @@ class Connection:
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+        if self._tasks is not None:
+            self._tasks.discard(task)
+            if not self._tasks:
+                self._tasks = None
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("socket %s task failed", self.socket_id, exc_info=exc)
             self._error(TargetError(f"internal error: {type(exc).__name__}"))
@@ -339,7 +407,7 @@ class Connection:
     def __repr__(self) -> str:
         return (
             f"<Connection {self.socket_id} user={self.user_id} {self.state.value} "
-            f"queued={self._queue.qsize()}/{self._capacity} {self._sequencer!r}>"
+            f"queued={self.queued()}/{self._capacity} writing={self.writing} {self._sequencer!r}>"
         )
 
 
