@@ -9,6 +9,7 @@ result files, and return 0 when every threshold held, 1 otherwise.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,8 +87,10 @@ class RunRequest:
     def config_overrides(self) -> list[str]:
         """The command-line options as config overrides, applied after ``--set`` ones."""
         found = list(self.overrides)
+        # Values are written as JSON strings, which TOML reads back unchanged (quotes,
+        # backslashes and all).
         if self.scenarios:
-            found.append("run.scenarios=[" + ", ".join(f'"{s}"' for s in self.scenarios) + "]")
+            found.append(f"run.scenarios={json.dumps(list(self.scenarios))}")
         for key, value in (
             ("run.scale", self.scale),
             ("run.duration", self.duration),
@@ -96,12 +99,13 @@ class RunRequest:
         ):
             if value is not None:
                 found.append(f"{key}={value}")
-        if self.results_dir is not None:
-            found.append(f'run.results_dir="{self.results_dir}"')
-        if self.target is not None:
-            found.append(f'target.url="{self.target}"')
-        if self.adapter is not None:
-            found.append(f'target.adapter="{self.adapter}"')
+        for key, text in (
+            ("run.results_dir", None if self.results_dir is None else str(self.results_dir)),
+            ("target.url", self.target),
+            ("target.adapter", self.adapter),
+        ):
+            if text is not None:
+                found.append(f"{key}={json.dumps(text)}")
         return found
 
 

@@ -89,10 +89,15 @@ class ScenarioOutcome:
     duration_s: float = 0.0
     #: The user stopped the run (Ctrl-C) during this scenario: the suite stops after it.
     stopped: bool = False
+    #: The exception that ended the scenario before it could be judged; it fails the run.
+    error: str | None = None
 
     @property
     def verdict(self) -> Verdict:
-        return Verdict.of(self.outcomes)
+        found = Verdict.of(self.outcomes)
+        if self.error is None:
+            return found
+        return Verdict(found.passed, found.failed + 1, found.not_applicable)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +107,7 @@ class ScenarioOutcome:
             "metrics": {name: metric.to_dict() for name, metric in self.metrics.items()},
             "thresholds": [o.to_dict() for o in self.outcomes],
             "notes": list(self.notes),
+            "error": self.error,
             "result": self.result,
             "monitor": self.monitor.to_dict() if self.monitor is not None else None,
             "table": (
@@ -127,7 +133,9 @@ class SuiteReport:
 
     @property
     def verdict(self) -> Verdict:
-        return Verdict.of(self.outcomes)
+        found = Verdict.of(self.outcomes)
+        crashed = sum(1 for s in self.scenarios if s.error is not None)
+        return Verdict(found.passed, found.failed + crashed, found.not_applicable)
 
     def to_dict(self) -> dict[str, Any]:
         verdict = self.verdict
@@ -561,12 +569,28 @@ async def run_suite(
     on_scenario: Callable[[ScenarioOutcome], None] | None = None,
     config_snapshot: Mapping[str, Any] | None = None,
 ) -> SuiteReport:
-    """Run the selected scenarios one after another; Ctrl-C keeps what finished."""
+    """Run the selected scenarios one after another; Ctrl-C keeps what finished.
+
+    A scenario that raises is recorded as failed with its error, and the suite
+    goes on: the scenarios already measured are still reported and written.
+    """
     entries = select(config.run.scenarios)
     report = SuiteReport(run_id=run_id, started_at=time.time(), config=dict(config_snapshot or {}))
     try:
         for entry in entries:
-            outcome = await entry.run(config, ctx)
+            started = time.monotonic()
+            try:
+                outcome = await entry.run(config, ctx)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                outcome = ScenarioOutcome(
+                    name=entry.name,
+                    metrics={},
+                    outcomes=[],
+                    notes=[f"scenario raised {error}; its measurements are lost"],
+                    duration_s=time.monotonic() - started,
+                    error=error,
+                )
             report.scenarios.append(outcome)
             if on_scenario is not None:
                 on_scenario(outcome)

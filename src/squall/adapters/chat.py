@@ -7,7 +7,9 @@ server rejects it, or the timeout passes. Per message it records:
 - trends ``ack_time``, ``first_event_time``, ``response_time`` (from the send,
   or in the open model from the iteration's intended start), each only when
   the protocol has that moment;
-- rate ``success``: the run completed with status ``completed``;
+- rate ``success``: the run completed with status ``completed``; a message
+  whose socket closed or got a non-JSON frame, and a socket that could not be
+  opened (in :func:`open_chat`), count as failures;
 - rate ``delivery`` (protocols with progress events): the run's whole event
   sequence arrived with consecutive sequence numbers;
 - counters ``errors.server.<code>`` for rejected messages, ``seq_gaps``
@@ -30,7 +32,7 @@ from squall.adapters.base import ISOLATION_LEAKS, SEQ_GAPS, Adapter
 from squall.adapters.registry import DEFAULT_ADAPTER, load
 from squall.adapters.tracker import RunObservation, RunStatus
 from squall.engine.client import WebSocket
-from squall.engine.errors import MessageTimeout
+from squall.engine.errors import ConnectError, EngineError, MessageTimeout
 from squall.engine.session import Session
 
 
@@ -56,19 +58,31 @@ class Chat:
         sent_at = clock()
         self.threads.add(thread_id)
         observation = self.tracker.sent(client_msg_id, thread_id, self.session.take_origin(sent_at))
-        await self.ws.send_json(self.adapter.message(thread_id, content, client_msg_id))
         deadline = sent_at + timeout
-        while not observation.done:
-            remaining = deadline - clock()
-            if remaining <= 0:
-                self.tracker.expire(observation, clock())
-                self.session.recorder.count("timeouts")
-                break
-            try:
-                frame = await self.ws.recv_json(timeout=remaining)
-            except MessageTimeout:
-                continue
-            self.tracker.feed(frame, clock())
+        try:
+            await self.ws.send_json(self.adapter.message(thread_id, content, client_msg_id))
+            while not observation.done:
+                remaining = deadline - clock()
+                if remaining <= 0:
+                    self.tracker.expire(observation, clock())
+                    self.session.recorder.count("timeouts")
+                    break
+                try:
+                    frame = await self.ws.recv_json(timeout=remaining)
+                except MessageTimeout:
+                    # ``recv`` counted this timeout already; the loop clock and
+                    # ``clock`` differ by a little, so waiting again would count
+                    # one message's timeout many times over.
+                    self.tracker.expire(observation, clock())
+                    break
+                self.tracker.feed(frame, clock())
+        except EngineError:
+            # The socket closed or the target sent a frame that is not a JSON
+            # object: the error is counted by kind where it happened, and the
+            # message counts as failed, so a target that drops every chat
+            # fails the ``success`` threshold instead of leaving it without samples.
+            self._record(observation)
+            raise
         self._record(observation)
         return observation
 
@@ -138,5 +152,13 @@ async def open_chat(
     speaker = load(chosen) if isinstance(chosen, str) else chosen
     target = url if url is not None else str(session.params["ws_url"])
     headers = speaker.headers(session.identity)
-    async with session.ws(target, headers=headers, auth=False) as ws:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            ws = await stack.enter_async_context(session.ws(target, headers=headers, auth=False))
+        except ConnectError:
+            # Counted in ``errors.connect`` already; a socket that never opened is a
+            # failed chat too, so a target refusing every upgrade (a wrong secret)
+            # fails the ``success`` threshold instead of passing as not applicable.
+            session.recorder.rate("success", False)
+            raise
         yield Chat(ws, session, speaker)

@@ -77,6 +77,9 @@ def print_summary(console: Console, report: SuiteReport) -> None:
     failed = [o for o in report.outcomes if o.status is OutcomeStatus.FAILED]
     for outcome in failed:
         console.print(f"[red]✗ {escape(outcome.diagnostic)}[/red]")
+    for scenario in report.scenarios:
+        if scenario.error is not None:
+            console.print(f"[red]✗ {escape(f'[{scenario.name}] raised {scenario.error}')}[/red]")
     if report.interrupted:
         console.print("[yellow]interrupted: the results cover the scenarios that finished[/yellow]")
     verdict = report.verdict

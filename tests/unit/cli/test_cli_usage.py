@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from squall import __version__
 from squall.cli import main
+from squall.config import load_config
+from squall.runner import RunRequest
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -23,3 +27,12 @@ def test_bad_option_value_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["nope"]) == 2
     assert "No such command 'nope'" in capsys.readouterr().err
+
+
+def test_command_line_values_reach_the_config_unchanged(tmp_path: Path) -> None:
+    odd = tmp_path / 'a\\b "quoted"'
+    request = RunRequest(scenarios=("db_race",), results_dir=odd, target='ws://h:1/"x"\\y')
+    config = load_config(cwd=tmp_path, overrides=request.config_overrides())
+    assert config.run.results_dir == odd
+    assert config.target.url == 'ws://h:1/"x"\\y'
+    assert config.run.scenarios == ("db_race",)

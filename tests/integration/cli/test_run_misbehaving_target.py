@@ -1,0 +1,163 @@
+"""``squall run`` against targets that misbehave, and a scenario that raises.
+
+A target that closes every socket mid-chat, answers with frames that are not
+JSON, refuses every upgrade or never answers must fail the run (exit 1) with
+its errors counted by kind — never pass because no message was judged. A
+scenario that raises must not lose what the suite already recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.http11 import Request, Response
+from websockets.sync.server import ServerConnection, serve
+
+from squall.cli import main
+from squall.config import load_config
+from squall.report.publish import publish
+from squall.scenarios.target import TargetInfo
+from squall.services import Endpoints
+from squall.suite import SCENARIOS, ScenarioOutcome, SuiteContext, SuiteEntry, run_suite
+
+pytestmark = pytest.mark.integration
+
+SECRET = "a-test-secret-long-enough-for-hs256-keys"
+#: ``--scale 0.04`` makes websocket_concurrency's 75 users three sockets.
+SOCKETS = 3
+MESSAGES = 2
+
+
+@pytest.fixture
+def shared_services(endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch) -> Endpoints:
+    monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
+    monkeypatch.setenv("REDIS_URL", endpoints.redis_url)
+    monkeypatch.setenv("SQUALL_RESULTS_DB", "off")
+    return endpoints
+
+
+@contextlib.contextmanager
+def _misbehaving(mode: str) -> Iterator[str]:
+    def handler(ws: ServerConnection) -> None:
+        for _ in ws:
+            if mode == "close":
+                ws.close(1011, "going away mid-chat")
+                return
+            if mode == "garbage":
+                ws.send("this is not json")
+            # "silent": read and never answer
+
+    def process_request(conn: ServerConnection, request: Request) -> Response | None:
+        return conn.respond(401, "bad token\n") if mode == "reject" else None
+
+    server = serve(handler, "127.0.0.1", 0, process_request=process_request)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"ws://127.0.0.1:{server.socket.getsockname()[1]}/v1/ws"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def _run(url: str, results: Path, *extra: str) -> int:
+    return main(
+        [
+            "run",
+            "--target",
+            url,
+            "--jwt-secret",
+            SECRET,
+            "--scale",
+            "0.04",
+            "--no-progress",
+            "--results-dir",
+            str(results),
+            "--set",
+            f"scenarios.websocket_concurrency.messages={MESSAGES}",
+            "--set",
+            "scenarios.websocket_concurrency.timeout_s=0.5",
+            *extra,
+        ]
+    )
+
+
+def _metrics(results: Path) -> dict[str, Any]:
+    (path,) = results.glob("*/report.json")
+    (scenario,) = json.loads(path.read_text())["scenarios"]
+    metrics: dict[str, Any] = scenario["metrics"]
+    return metrics
+
+
+@pytest.mark.parametrize(
+    ("mode", "error"),
+    [("close", "errors.closed"), ("garbage", "errors.protocol"), ("reject", "errors.connect")],
+)
+@pytest.mark.usefixtures("shared_services")
+def test_a_target_that_drops_every_chat_fails_the_run(
+    mode: str, error: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _misbehaving(mode) as url:
+        code = _run(url, tmp_path, "-s", "websocket_concurrency")
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "success rate = 0, limit >= 0.9: FAILED" in out
+    metrics = _metrics(tmp_path)
+    # One failed message per socket: the chat that was cut off (or never opened).
+    assert metrics["success"]["total"] == SOCKETS
+    assert metrics["success"]["passes"] == 0
+    assert metrics[error]["count"] == SOCKETS
+
+
+@pytest.mark.usefixtures("shared_services")
+def test_a_silent_target_counts_one_timeout_per_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _misbehaving("silent") as url:
+        code = _run(url, tmp_path, "-s", "websocket_concurrency")
+    assert code == 1, capsys.readouterr().out
+    metrics = _metrics(tmp_path)
+    assert metrics["success"]["total"] == SOCKETS * MESSAGES
+    assert metrics["timeouts"]["count"] == SOCKETS * MESSAGES
+
+
+async def test_a_scenario_that_raises_keeps_the_others_and_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def boom(config: Any, ctx: SuiteContext) -> ScenarioOutcome:
+        raise RuntimeError("the database went away")
+
+    async def fine(config: Any, ctx: SuiteContext) -> ScenarioOutcome:
+        return ScenarioOutcome(name="fine", metrics={}, outcomes=[])
+
+    monkeypatch.setitem(SCENARIOS, "fine", SuiteEntry("fine", fine, "measures nothing"))
+    monkeypatch.setitem(SCENARIOS, "boom", SuiteEntry("boom", boom, "raises"))
+    config = load_config(
+        cwd=tmp_path, overrides=['run.scenarios=["fine", "boom", "fine"]', "run.results_dir=out"]
+    )
+    ctx = SuiteContext(
+        target=TargetInfo(ws_url="ws://127.0.0.1:1/", http_url="http://127.0.0.1:1", jwt_secret=""),
+        database_url="postgresql://unused",
+        redis_url="redis://unused",
+    )
+    report = await run_suite(config, ctx, run_id="r1")
+    assert [s.name for s in report.scenarios] == ["fine", "boom", "fine"]
+    assert report.scenarios[1].error == "RuntimeError: the database went away"
+    assert not report.verdict.ok
+
+    from rich.console import Console
+
+    code = publish(report, config, Console(width=200), environ={"SQUALL_RESULTS_DB": "off"})
+    assert code == 1
+    assert "[boom] raised RuntimeError: the database went away" in capsys.readouterr().out
+    data = json.loads((tmp_path / "out" / "r1" / "report.json").read_text())
+    assert data["verdict"]["ok"] is False
+    assert data["verdict"]["failed"] == 1
+    assert [s["verdict"] for s in data["scenarios"]] == ["passed", "failed", "passed"]
+    assert data["scenarios"][1]["error"] == "RuntimeError: the database went away"
