@@ -25,6 +25,8 @@ MIN_LEAK_MB_PER_MIN = 1.0
 MIN_LEAK_GROWTH_MB = 5.0
 #: ... which must be at least this long: a shorter run is mostly start-up.
 MIN_LEAK_WINDOW_MIN = 0.5
+#: A sample covering less time than this is left out of the CPU peak (see Totals.add).
+MIN_PEAK_WINDOW_S = 0.05
 #: Fewer points than this give no leak estimate at all.
 MIN_FIT_SAMPLES = 3
 
@@ -169,7 +171,9 @@ class Totals:
     first: ResourceSample | None = None
     last: ResourceSample | None = None
     peak_rss_mb: float = 0.0
-    cpu_sum: float = 0.0
+    #: CPU % weighted by the time each sample covers (since the sample before it).
+    cpu_weighted: float = 0.0
+    cpu_seconds_covered: float = 0.0
     peak_cpu_percent: float = 0.0
     peak_threads: int = 0
     peak_open_files: int = 0
@@ -177,13 +181,21 @@ class Totals:
     peak_processes: int = 0
 
     def add(self, sample: ResourceSample) -> None:
+        previous = self.last
         if self.first is None:
             self.first = sample
         self.last = sample
         self.count += 1
-        self.cpu_sum += sample.cpu_percent
+        if previous is not None and sample.t > previous.t:
+            # A sample's CPU % covers the time since the one before: weigh it by that
+            # time, and keep very short windows (the last sample, taken at stop) out of
+            # the peak, where 10 ms of CPU-time granularity reads as hundreds of %.
+            covered = sample.t - previous.t
+            self.cpu_weighted += sample.cpu_percent * covered
+            self.cpu_seconds_covered += covered
+            if covered >= MIN_PEAK_WINDOW_S:
+                self.peak_cpu_percent = max(self.peak_cpu_percent, sample.cpu_percent)
         self.peak_rss_mb = max(self.peak_rss_mb, sample.rss_mb)
-        self.peak_cpu_percent = max(self.peak_cpu_percent, sample.cpu_percent)
         self.peak_threads = max(self.peak_threads, sample.threads)
         self.peak_open_files = max(self.peak_open_files, sample.open_files)
         self.peak_sockets = max(self.peak_sockets, sample.sockets)
@@ -255,7 +267,9 @@ def summarize(
         peak_mb=totals.peak_rss_mb,
         end_mb=last.rss_mb,
         growth_mb=last.rss_mb - first.rss_mb,
-        cpu_avg_percent=totals.cpu_sum / totals.count,
+        cpu_avg_percent=(
+            totals.cpu_weighted / totals.cpu_seconds_covered if totals.cpu_seconds_covered else 0.0
+        ),
         cpu_peak_percent=totals.peak_cpu_percent,
         peak_threads=totals.peak_threads,
         peak_open_files=totals.peak_open_files,

@@ -61,9 +61,22 @@ def test_t_critical_is_conservative_between_table_entries() -> None:
 def test_start_peak_end_growth_and_cpu() -> None:
     stats = summarize(series([100, 180, 250, 150], cpu=[10, 50, 90, 30]))
     assert (stats.start_mb, stats.peak_mb, stats.end_mb, stats.growth_mb) == (100, 250, 150, 50)
-    assert (stats.cpu_avg_percent, stats.cpu_peak_percent) == (45.0, 90.0)
+    # A sample's CPU covers the second before it; the first sample covers nothing.
+    assert stats.cpu_avg_percent == pytest.approx((50 + 90 + 30) / 3)
+    assert stats.cpu_peak_percent == 90.0
     assert (stats.samples, stats.duration_s) == (4, 3.0)
     assert (stats.peak_threads, stats.peak_sockets, stats.peak_processes) == (7, 3, 2)
+
+
+def test_cpu_average_is_weighted_by_time_and_short_windows_do_not_make_peaks() -> None:
+    samples = series([100, 100, 100], cpu=[0, 50, 50])
+    # A last sample 10 ms after the one before (taken at stop) reads 400 % from one
+    # 10 ms CPU-time tick: it weighs 10 ms in the average and is no peak.
+    last = samples[-1]
+    samples.append(ResourceSample(last.t + 0.01, 100, 400.0, 4, 10, 0, 2))
+    stats = summarize(samples)
+    assert stats.cpu_peak_percent == 50.0
+    assert stats.cpu_avg_percent == pytest.approx((50 * 2 + 400 * 0.01) / 2.01)
 
 
 def test_empty_series() -> None:
