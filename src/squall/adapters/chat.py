@@ -47,6 +47,8 @@ class Chat:
         self.threads: set[str] = set()
         self._gaps_recorded = 0
         self._foreign_seen = 0
+        #: Messages this chat has tried to send (sent, or failed while sending).
+        self.attempted = 0
 
     def __repr__(self) -> str:
         return f"Chat(adapter={self.adapter.name!r}, threads={len(self.threads)})"
@@ -55,6 +57,7 @@ class Chat:
         """Send one message and wait for its run to end; never raises on a slow run."""
         clock = self.session.clock
         client_msg_id = uuid.uuid4().hex
+        self.attempted += 1
         sent_at = clock()
         self.threads.add(thread_id)
         observation = self.tracker.sent(client_msg_id, thread_id, self.session.take_origin(sent_at))
@@ -141,12 +144,16 @@ async def open_chat(
     url: str | None = None,
     *,
     adapter: Adapter | str | None = None,
+    planned: int = 1,
 ) -> AsyncIterator[Chat]:
     """Open a socket to ``url`` (default ``params["ws_url"]``) and chat through the adapter.
 
     The adapter is ``adapter`` (an instance or a registered name), else
     ``params["adapter"]``, else the built-in reference protocol; it decides the
-    upgrade's authentication headers.
+    upgrade's authentication headers. ``planned`` is how many messages the caller
+    means to send: if the socket never opens, or an error ends the chat early,
+    the messages never tried count as failed in ``success`` too, so a target that
+    drops some sockets cannot hide behind the ones it kept.
     """
     chosen = adapter if adapter is not None else session.params.get("adapter", DEFAULT_ADAPTER)
     speaker = load(chosen) if isinstance(chosen, str) else chosen
@@ -159,6 +166,17 @@ async def open_chat(
             # Counted in ``errors.connect`` already; a socket that never opened is a
             # failed chat too, so a target refusing every upgrade (a wrong secret)
             # fails the ``success`` threshold instead of passing as not applicable.
-            session.recorder.rate("success", False)
+            _fail_untried(session, planned)
             raise
-        yield Chat(ws, session, speaker)
+        chat = Chat(ws, session, speaker)
+        try:
+            yield chat
+        except Exception:
+            # The failing message itself was counted by Chat.chat.
+            _fail_untried(session, planned - chat.attempted)
+            raise
+
+
+def _fail_untried(session: Session, messages: int) -> None:
+    for _ in range(max(0, messages)):
+        session.recorder.rate("success", False)

@@ -48,7 +48,7 @@ async def behaviour(session: Session) -> None:
     )
     if response.status_code != 200:
         session.recorder.error("http", f"preferences: HTTP {response.status_code}")
-    async with open_chat(session) as chat:
+    async with open_chat(session, planned=HISTORY_MESSAGES + 1) as chat:
         thread = f"{user}-context"
         for index in range(HISTORY_MESSAGES):
             await chat.chat(thread, _history_message(user, index), timeout=params["timeout_s"])

@@ -22,7 +22,7 @@ async def behaviour(session: Session) -> None:
     params = session.params
     budget = int(params["context_budget_tokens"])
     recorder = session.recorder
-    async with open_chat(session) as chat:
+    async with open_chat(session, planned=int(params["messages"])) as chat:
         thread = f"{session.identity.user_id}-long"
         largest = 0
         for index in range(int(params["messages"])):

@@ -21,7 +21,7 @@ MESSAGES = 15
 
 async def behaviour(session: Session) -> None:
     params = session.params
-    async with open_chat(session) as chat:
+    async with open_chat(session, planned=int(params["messages"])) as chat:
         thread = f"{session.identity.user_id}-chat"
         for index in range(int(params["messages"])):
             await chat.chat(

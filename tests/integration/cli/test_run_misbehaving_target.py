@@ -109,8 +109,9 @@ def test_a_target_that_drops_every_chat_fails_the_run(
     assert code == 1, out
     assert "success rate = 0, limit >= 0.9: FAILED" in out
     metrics = _metrics(tmp_path)
-    # One failed message per socket: the chat that was cut off (or never opened).
-    assert metrics["success"]["total"] == SOCKETS
+    # Every planned message fails: the one cut off (or never sent, the socket never
+    # opening) and the ones the chat never got to.
+    assert metrics["success"]["total"] == SOCKETS * MESSAGES
     assert metrics["success"]["passes"] == 0
     assert metrics[error]["count"] == SOCKETS
 
