@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import socket
 import time
+import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,8 +165,9 @@ class SuiteEntry:
     name: str
     run: Runner
     summary: str
-    #: The ``[scenarios.<name>]`` parameters the scenario accepts.
-    params: tuple[str, ...] = ()
+    #: The ``[scenarios.<name>]`` parameters the scenario accepts, with their types
+    #: (``int``, ``float``, ``str`` or ``bool`` are checked; anything else is passed as is).
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 #: Keyword arguments the suite passes itself; they are not configurable per scenario.
@@ -184,13 +186,26 @@ _SUITE_OWNED = frozenset(
 )
 
 
-def keyword_params(function: Callable[..., Any]) -> tuple[str, ...]:
-    """The keyword-only parameters of ``function`` a config may set."""
-    return tuple(
-        name
+def keyword_params(function: Callable[..., Any]) -> dict[str, Any]:
+    """The keyword-only parameters of ``function`` a config may set, with their types."""
+    hints = typing.get_type_hints(function)
+    return {
+        name: hints.get(name, Any)
         for name, p in inspect.signature(function).parameters.items()
         if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in _SUITE_OWNED
-    )
+    }
+
+
+def _type_ok(value: Any, expected: Any) -> bool:
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected is str:
+        return isinstance(value, str)
+    return True
 
 
 def _load_entry(
@@ -430,11 +445,16 @@ def check_params(config: Config) -> None:
             raise UnknownScenario(
                 f"[scenarios.{name}] names no scenario; choose from {', '.join(SCENARIOS)}"
             )
-        for key in scenario.params:
+        for key, value in scenario.params.items():
             if key not in entry.params:
                 accepted = ", ".join(entry.params) or "none"
                 raise UnknownScenario(
                     f"[scenarios.{name}] has no parameter {key!r}; it accepts: {accepted}"
+                )
+            expected = entry.params[key]
+            if not _type_ok(value, expected):
+                raise UnknownScenario(
+                    f"[scenarios.{name}] {key} = {value!r}: expected {expected.__name__}"
                 )
 
 

@@ -189,3 +189,13 @@ def test_ctrl_c_stops_the_suite_and_keeps_partial_results(
     assert [s["name"] for s in scenarios] == ["websocket_concurrency"]
     sent = scenarios[0]["metrics"]["messages_sent"]["count"]
     assert 0 < sent < 4 * 5000
+
+
+def test_scenario_parameter_of_the_wrong_type_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["run", "--results-dir", str(tmp_path), "--set", 'scenarios.db_race.writers="many"']
+    )
+    assert code == 2
+    assert "[scenarios.db_race] writers = 'many': expected int" in capsys.readouterr().err
