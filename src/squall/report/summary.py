@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from squall.metrics.result import Counter, Metric
 from squall.metrics.thresholds import OutcomeStatus
 from squall.suite import ScenarioOutcome, SuiteReport
 
@@ -54,6 +57,16 @@ def thresholds_table(report: SuiteReport) -> Table:
     return table
 
 
+def error_counts(metrics: Mapping[str, Metric]) -> list[tuple[str, int]]:
+    """``errors.<kind>`` counters that counted something, most frequent first."""
+    found = [
+        (name.removeprefix("errors."), metric.count)
+        for name, metric in metrics.items()
+        if name.startswith("errors.") and isinstance(metric, Counter) and metric.count
+    ]
+    return sorted(found, key=lambda item: (-item[1], item[0]))
+
+
 def print_scenario(console: Console, outcome: ScenarioOutcome) -> None:
     """What to show as soon as one scenario has finished."""
     verdict = outcome.verdict
@@ -61,6 +74,10 @@ def print_scenario(console: Console, outcome: ScenarioOutcome) -> None:
     console.print(f"[bold]{outcome.name}[/bold] {mark} in {outcome.duration_s:.1f} s")
     for note in outcome.notes:
         console.print(f"  [yellow]! {escape(note)}[/yellow]")
+    errors = error_counts(outcome.metrics)
+    if errors:
+        listed = ", ".join(f"{kind} {count}" for kind, count in errors)
+        console.print(f"  [red]errors: {escape(listed)}[/red]")
     table = scenario_table(outcome)
     if table is not None:
         console.print(table)
