@@ -46,7 +46,7 @@ async def behaviour(session: Session) -> None:
     response = await session.http.put(
         f"{params['http_url']}/v1/accounts/me/preferences", json=preferences
     )
-    if response.status_code != 200:
+    if not response.is_success:
         session.recorder.error("http", f"preferences: HTTP {response.status_code}")
     async with open_chat(session, planned=HISTORY_MESSAGES + 1) as chat:
         thread = f"{user}-context"

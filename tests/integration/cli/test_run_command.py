@@ -199,3 +199,16 @@ def test_scenario_parameter_of_the_wrong_type_exits_2(
     )
     assert code == 2
     assert "[scenarios.db_race] writers = 'many': expected int" in capsys.readouterr().err
+
+
+def test_agent_context_builds_large_contexts_without_errors(
+    shared_services: Endpoints, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", "-s", "agent_context", "--scale", "0.12", "--no-progress"]
+    code = main([*argv, "--results-dir", str(tmp_path)])
+    assert code == 0, capsys.readouterr().out
+    (scenario,) = _report(tmp_path)["scenarios"]  # type: ignore[misc]
+    metrics = scenario["metrics"]
+    assert not [name for name in metrics if name.startswith("errors")]
+    assert metrics["context_large_enough"]["passes"] == 3  # 25 users x 0.12
+    assert metrics["context_chars_measured"]["min"] >= 2000
