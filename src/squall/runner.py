@@ -28,6 +28,7 @@ from squall.report.publish import publish
 from squall.report.summary import print_scenario
 from squall.scenarios.target import TargetInfo
 from squall.services import (
+    Endpoints,
     ProcessStartError,
     ServiceUnavailable,
     create_database,
@@ -238,7 +239,7 @@ def _run(
     config: Config,
     request: RunRequest,
     target: TargetInfo,
-    endpoints: object,
+    endpoints: Endpoints,
     run_id: str,
     folder: Path,
     console: Console,
@@ -247,9 +248,6 @@ def _run(
 ) -> SuiteReport:
     import uvloop
 
-    from squall.services import Endpoints
-
-    assert isinstance(endpoints, Endpoints)
     ctx = SuiteContext(
         target=target,
         database_url=endpoints.database_url,

@@ -134,9 +134,13 @@ class SuiteReport:
 
     @property
     def verdict(self) -> Verdict:
-        found = Verdict.of(self.outcomes)
-        crashed = sum(1 for s in self.scenarios if s.error is not None)
-        return Verdict(found.passed, found.failed + crashed, found.not_applicable)
+        """The scenarios' verdicts added up (a crashed scenario counts as one failure)."""
+        verdicts = [s.verdict for s in self.scenarios]
+        return Verdict(
+            sum(v.passed for v in verdicts),
+            sum(v.failed for v in verdicts),
+            sum(v.not_applicable for v in verdicts),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         verdict = self.verdict
