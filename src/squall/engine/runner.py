@@ -225,10 +225,11 @@ class Worker:
         self._user_started()
         try:
             n = 0
-            while n < limit and not stopping.is_set() and clock() < end:
+            now = clock()
+            while n < limit and now < end and not stopping.is_set():
                 # _iteration(session, n, None), inlined: a closed user runs one
                 # iteration after another, and a coroutine per iteration shows.
-                started = clock()
+                started = now
                 session.begin_iteration(n, None)
                 try:
                     await behaviour(session)
@@ -238,7 +239,8 @@ class Worker:
                 except Exception as exc:
                     self._iteration_failed(exc)
                 recorder.count("iterations")
-                elapsed = clock() - started
+                now = clock()
+                elapsed = now - started
                 recorder.trend("iteration_time", elapsed if elapsed > 0.0 else 0.0)
                 n += 1
         finally:

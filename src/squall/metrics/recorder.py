@@ -14,6 +14,8 @@ from array import array
 from collections import Counter as Tally
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import mul
 from typing import Any
 
 from squall.metrics.histogram import (
@@ -34,9 +36,11 @@ MESSAGES_SENT = "messages_sent"
 MESSAGES_RECEIVED = "messages_received"
 ERRORS = "errors"
 TIMEOUTS = "timeouts"
-#: Durations a trend holds as plain microseconds before folding them into its
+#: Durations a trend holds as plain floats before folding them into its
 #: histogram (8 bytes each: at most 512 KiB per trend between folds).
 PENDING_LIMIT = 65_536
+#: Durations from this many seconds up are clamped to the histogram's highest value.
+HIGHEST_S = HIGHEST_US / UNITS_PER_SECOND
 
 
 @dataclass
@@ -86,13 +90,15 @@ class Interval:
 
 
 class _Trend:
-    """One trend: its histogram and the durations (µs) recorded since the last fold.
+    """One trend: its histogram and the durations recorded since the last fold.
 
-    Appending an integer to an array costs a fraction of a histogram update in
-    Python, so durations are folded in batches: counted by value in C
-    (``collections.Counter``) and added per distinct value. The histogram after
-    a fold is exactly the one recording each value directly would give.
-    ``interval``, when set, receives every fold too (the per-second series).
+    Appending a float to an array costs a fraction of a histogram update in
+    Python, so durations (seconds, checked to lie in the histogram's range) are
+    folded in batches: converted to microseconds and counted by value in C
+    (``map`` and ``collections.Counter``), then added per distinct value. The
+    histogram after a fold is exactly the one recording each value directly
+    would give. ``interval``, when set, receives every fold too (the per-second
+    series).
     """
 
     __slots__ = ("histogram", "interval", "pending")
@@ -100,12 +106,16 @@ class _Trend:
     def __init__(self, interval: LatencyHistogram | None) -> None:
         self.histogram = LatencyHistogram()
         self.interval = interval
-        self.pending = array("q")
+        self.pending = array("d")
 
     def fold(self) -> None:
         pending = self.pending
         if pending:
-            tally = Tally(pending)
+            # round(s * 1e6) per value, as to_us() does; 0 µs is stored as LOWEST_US.
+            tally = Tally(map(round, map(mul, pending, repeat(UNITS_PER_SECOND))))
+            below = tally.pop(0, 0)
+            if below:
+                tally[LOWEST_US] += below
             self.histogram.add_tally(tally)
             if self.interval is not None:
                 self.interval.add_tally(tally)
@@ -149,12 +159,11 @@ class Recorder:
         trend = self._trends.get(name)
         if trend is None:
             trend = self._trend(name)
-        scaled = seconds * UNITS_PER_SECOND
         pending = trend.pending
-        if 0.0 <= scaled < HIGHEST_US:
-            pending.append(round(scaled) or LOWEST_US)
+        if 0.0 <= seconds < HIGHEST_S:
+            pending.append(seconds)
         else:
-            pending.append(to_us(seconds))
+            pending.append(to_us(seconds) / UNITS_PER_SECOND)  # clamped; raises if invalid
         if len(pending) >= PENDING_LIMIT:
             trend.fold()
 

@@ -42,7 +42,7 @@ async def _handler(connection: ServerConnection, stats: EchoStats) -> None:
     async for raw in connection:
         stats.received += 1
         message = json.loads(raw)
-        stall = float(message.get("stall", 0))
+        stall = float(message.get("stall", 0)) if isinstance(message, dict) else 0.0
         if stall:
             await asyncio.sleep(stall)
         await connection.send(raw)

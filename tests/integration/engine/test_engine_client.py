@@ -17,7 +17,7 @@ import pytest
 from engine_echo_server import echo_server
 
 from squall.engine.client import WebSocket, connect
-from squall.engine.errors import ConnectionClosed, MessageTimeout
+from squall.engine.errors import ConnectionClosed, MessageTimeout, UnexpectedMessage
 from squall.metrics.recorder import Recorder
 
 pytestmark = pytest.mark.integration
@@ -95,3 +95,20 @@ async def test_a_close_wakes_the_waiting_reader_with_connection_closed() -> None
             await ws.request({"seq": 1})
     assert recorder.counter("errors.closed") == 2
     assert recorder.counter("timeouts") == 0
+
+
+async def test_json_goes_out_compact_utf8_and_comes_back_parsed() -> None:
+    with echo_server() as server:
+        ws, recorder = await _open(server.url)
+        async with ws:
+            await ws.send_json({"text": "é ✓", 7: [1, 2.5, None, True]})
+            assert await ws.recv(timeout=5.0) == '{"text":"é ✓","7":[1,2.5,null,true]}'
+            reply = await ws.request({"seq": 1, "nested": {"k": "v"}}, timeout=5.0)
+            assert reply == {"seq": 1, "nested": {"k": "v"}}
+            await ws.send_text('"not an object"')
+            with pytest.raises(UnexpectedMessage, match="expected a JSON object"):
+                await ws.recv_json(timeout=5.0)
+            with pytest.raises(TypeError):
+                await ws.send_json({"when": object()})
+    assert recorder.counter("messages_sent") == 3
+    assert recorder.counter("errors.protocol") == 1
