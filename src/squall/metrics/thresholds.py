@@ -310,6 +310,8 @@ class ThresholdOutcome:
     observed: float | None
     status: OutcomeStatus
     diagnostic: str
+    #: ``observed`` as the diagnostic shows it, with its unit (``"—"`` when there is none).
+    shown: str = "—"
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -322,6 +324,7 @@ class ThresholdOutcome:
             "observed": self.observed,
             "status": self.status.value,
             "diagnostic": self.diagnostic,
+            "shown": self.shown,
         }
 
     @classmethod
@@ -337,6 +340,7 @@ class ThresholdOutcome:
             observed=None if observed is None else float(observed),  # type: ignore[arg-type]
             status=OutcomeStatus(data["status"]),
             diagnostic=str(data["diagnostic"]),
+            shown=str(data.get("shown", "—")),
         )
 
 
@@ -426,6 +430,7 @@ def _evaluate_one(threshold: Threshold, metric: object, scenario: str) -> Thresh
         status,
         f"[{scenario}] {name} {expr.label} = {shown}, limit {expr.operator.value} {limit}: "
         f"{verdict}",
+        shown,
     )
 
 
@@ -435,6 +440,7 @@ def _outcome(
     observed: float | None,
     status: OutcomeStatus,
     diagnostic: str,
+    shown: str = "—",
 ) -> ThresholdOutcome:
     expr = threshold.expression
     return ThresholdOutcome(
@@ -447,6 +453,7 @@ def _outcome(
         observed=observed,
         status=status,
         diagnostic=diagnostic,
+        shown=shown,
     )
 
 

@@ -19,13 +19,6 @@ _STATUS_STYLE = {
 }
 
 
-def _observed(outcome_diagnostic: str) -> str:
-    # Diagnostics read "[scenario] metric agg = VALUE, limit OP LIMIT: STATUS".
-    _, _, rest = outcome_diagnostic.partition(" = ")
-    value, _, _ = rest.partition(", limit")
-    return value or "—"
-
-
 def scenario_table(outcome: ScenarioOutcome) -> Table | None:
     """A scenario's own table (e.g. db_race's per-strategy figures), if it has one."""
     if outcome.table is None:
@@ -51,7 +44,7 @@ def thresholds_table(report: SuiteReport) -> Table:
                 scenario.name,
                 outcome.metric,
                 outcome.expression,
-                _observed(outcome.diagnostic),
+                outcome.shown,
                 _STATUS_STYLE[outcome.status],
             )
     return table
