@@ -326,14 +326,16 @@ def test_outcome_fields_and_round_trip() -> None:
     )
     assert (outcome.operator, outcome.limit, outcome.expression) == ("<=", 15.0, "p(99) <= 15s")
     assert ThresholdOutcome.from_dict(outcome.to_dict()) == outcome
-    assert outcome.shown in outcome.diagnostic and outcome.shown.endswith("ms")
+    assert outcome.shown in outcome.diagnostic
+    assert outcome.shown.endswith("ms")
     old_report = {k: v for k, v in outcome.to_dict().items() if k != "shown"}
     assert ThresholdOutcome.from_dict(old_report).shown == "—"
 
 
 def test_shown_carries_the_unit_and_is_a_dash_when_not_applicable() -> None:
     rate = one("success", "rate >= 0.5", None, "golden")
-    assert rate.shown == "—" and rate.status is OutcomeStatus.NOT_APPLICABLE
+    assert rate.shown == "—"
+    assert rate.status is OutcomeStatus.NOT_APPLICABLE
 
 
 # -- defaults, sets and verdicts -----------------------------------------------------
