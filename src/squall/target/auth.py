@@ -34,7 +34,7 @@ class Unauthorized(Exception):
     """A token is missing, malformed, expired or for another issuer/audience (401, WS 4401)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Principal:
     user_id: UserID
     role: Role

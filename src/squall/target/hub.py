@@ -81,9 +81,12 @@ class Hub:
         # Its own connection: a subscriber holds it for good (see ``redis_pool``).
         self._listener = redis_pool.connect_pubsub(settings, decode_responses=True)
         self._pubsub = self._listener.pubsub()
-        self._members: dict[UserID, set[Member]] = defaultdict(set)
+        # A list, not a set: a user has one socket here most of the time, at most
+        # max_sockets_per_user, and an empty set costs 216 bytes, a list 56.
+        self._members: dict[UserID, list[Member]] = {}
+        #: Subscribes sent and confirmed per channel, only while one is unconfirmed.
         self._sent: dict[str, int] = defaultdict(int)
-        self._confirmed: dict[str, int] = defaultdict(int)
+        self._confirmed: dict[str, int] = {}
         self._ready: dict[str, asyncio.Event] = {}
         #: Highest single-session generation announced per local user.
         self._kick_generation: dict[UserID, int] = {}
@@ -120,9 +123,11 @@ class Hub:
     async def attach(self, member: Member) -> None:
         """Register a local socket; returns once its user's channels are subscribed."""
         user = member.user_id
-        members = self._members[user]
-        first = not members
-        members.add(member)
+        members = self._members.get(user)
+        first = members is None
+        if members is None:
+            members = self._members[user] = []
+        members.append(member)
         channels = (user_channel(self._prefix, user), kick_channel(self._prefix, user))
         try:
             if first:
@@ -136,9 +141,10 @@ class Hub:
     def detach(self, member: Member) -> None:
         user = member.user_id
         members = self._members.get(user)
-        if members is None:
+        index = next((i for i, m in enumerate(members or ()) if m is member), None)
+        if members is None or index is None:
             return
-        members.discard(member)
+        del members[index]
         if not members:
             del self._members[user]
             self._kick_generation.pop(user, None)
@@ -173,10 +179,6 @@ class Hub:
         if idle:
             for channel in idle:
                 self._ready.pop(channel, None)
-                if self._sent.get(channel) == self._confirmed.get(channel):
-                    # No subscribe in flight: forget the channel's counts too.
-                    self._sent.pop(channel, None)
-                    self._confirmed.pop(channel, None)
             await self._pubsub.unsubscribe(*idle)
 
     def _channel_user(self, channel: str) -> UserID | None:
@@ -215,9 +217,14 @@ class Hub:
         kind = message["type"]
         channel = _text(message["channel"])
         if kind == "subscribe":
-            self._confirmed[channel] += 1
-            if self._confirmed[channel] >= self._sent[channel]:
-                # Confirmed: waiters wake, later ones find no event and go on at once.
+            confirmed = self._confirmed.get(channel, 0) + 1
+            if confirmed < self._sent.get(channel, 0):
+                self._confirmed[channel] = confirmed  # a later subscribe is still in flight
+            else:
+                # Confirmed: waiters wake, later ones find no event and go on at once;
+                # the counts go, so a subscribed channel costs nothing here.
+                self._sent.pop(channel, None)
+                self._confirmed.pop(channel, None)
                 event = self._ready.pop(channel, None)
                 if event is not None:
                     event.set()
@@ -240,7 +247,7 @@ class Hub:
             if local:
                 self._deliver(local, json.loads(message["data"]))
 
-    def _deliver(self, members: set[Member], event: dict[str, Any]) -> None:
+    def _deliver(self, members: list[Member], event: dict[str, Any]) -> None:
         for member in list(members):
             member.deliver(event)
             self.delivered += 1
@@ -249,14 +256,15 @@ class Hub:
         if generation <= self._kick_generation.get(user, 0):
             return
         self._kick_generation[user] = generation
-        for member in list(self._members.get(user, set())):
+        for member in list(self._members.get(user, ())):
             if member.session is not None and member.session < generation:
                 member.kick(generation)
 
     def __repr__(self) -> str:
         return (
             f"<Hub users={self.local_users()} sockets={self.local_members()} "
-            f"published={self.published} received={self.received} delivered={self.delivered}>"
+            f"published={self.published} received={self.received} delivered={self.delivered} "
+            f"unconfirmed={len(self._sent)}>"
         )
 
 

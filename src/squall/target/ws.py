@@ -118,7 +118,8 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         #: Set when the queue is at most half full; created only when a fill waits.
         self._room: asyncio.Event | None = None
-        self._sequencer = Sequencer()
+        #: Created by the first event with a ``seq``: most idle sockets never see one.
+        self._sequencer: Sequencer | None = None
         #: Fill tasks in flight; ``None`` while there are none.
         self._tasks: set[asyncio.Task[None]] | None = None
         self._session: int | None = None
@@ -126,8 +127,8 @@ class Connection:
         self.close_code: CloseCode | None = None
         # Thread of the user_message being submitted; its live events wait for the ack.
         self._submitting: ThreadID | None = None
-        # Live events held back until ``hello`` or the ack of ``_submitting``.
-        self._deferred: list[dict[str, Any]] = []
+        # Live events held back until ``hello`` or the ack of ``_submitting``; ``None`` if none.
+        self._deferred: list[dict[str, Any]] | None = None
 
     # --- Member ------------------------------------------------------------------------
 
@@ -147,7 +148,7 @@ class Connection:
         if self.state is State.CLOSING:
             return
         if self.state is State.GREETING:
-            self._deferred.append(event)
+            self._defer(event)
             return
         key = protocol.event_seq(event)
         if key is None:
@@ -155,9 +156,9 @@ class Connection:
             return
         thread, seq = key
         if thread == self._submitting:
-            self._deferred.append(event)
+            self._defer(event)
             return
-        step = self._sequencer.on_live(thread, seq)
+        step = self._sequence().on_live(thread, seq)
         if step is Step.DELIVER:
             self.offer(event)
         elif step is Step.FILL:
@@ -264,7 +265,15 @@ class Connection:
         ``websocket.disconnect`` as soon as the app has sent its close.
         """
         try:
-            await self._read()
+            while True:
+                message = await self._websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                raw = message.get("text")
+                if raw is None:
+                    raw = message.get("bytes") or b""
+                self._edge.counters.inc("frames_received_total")
+                await self._handle(raw)
         except (WebSocketDisconnect, OSError):
             pass
         except Exception as exc:
@@ -278,17 +287,6 @@ class Connection:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-
-    async def _read(self) -> None:
-        while True:
-            message = await self._websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            raw = message.get("text")
-            if raw is None:
-                raw = message.get("bytes") or b""
-            self._edge.counters.inc("frames_received_total")
-            await self._handle(raw)
 
     async def _handle(self, raw: str | bytes) -> None:
         obj: dict[str, Any] | None = None
@@ -341,15 +339,25 @@ class Connection:
         self._submitting = None
         self._release_deferred()
 
+    def _defer(self, event: dict[str, Any]) -> None:
+        if self._deferred is None:
+            self._deferred = []
+        self._deferred.append(event)
+
     def _release_deferred(self) -> None:
-        deferred, self._deferred = self._deferred, []
-        for event in deferred:
+        deferred, self._deferred = self._deferred, None
+        for event in deferred or ():
             self.deliver(event)
+
+    def _sequence(self) -> Sequencer:
+        if self._sequencer is None:
+            self._sequencer = Sequencer()
+        return self._sequencer
 
     async def _fill(self, thread: ThreadID, after_seq: int | None) -> None:
         """Replay ``thread`` from the cursor (gap fill) or from ``after_seq`` (resume)."""
         resume = after_seq is not None
-        sequencer = self._sequencer
+        sequencer = self._sequence()
         token = sequencer.start_fill(thread, after_seq)
         try:
             while True:
@@ -405,9 +413,10 @@ class Connection:
         )
 
     def __repr__(self) -> str:
+        sequencer = self._sequencer or Sequencer()
         return (
             f"<Connection {self.socket_id} user={self.user_id} {self.state.value} "
-            f"queued={self.queued()}/{self._capacity} writing={self.writing} {self._sequencer!r}>"
+            f"queued={self.queued()}/{self._capacity} writing={self.writing} {sequencer!r}>"
         )
 
 
@@ -416,22 +425,10 @@ def _truncate(reason: str) -> str:
     return data.decode(errors="ignore")
 
 
-async def websocket_endpoint(websocket: WebSocket) -> None:
+async def websocket_endpoint(websocket: WebSocket, edge: Edge) -> None:
     """Authenticate, admit (socket cap, single session), greet, then serve the socket."""
-    edge: Edge = websocket.app.state.edge
-    credentials = find_token(websocket.scope.get("headers", []))
-    subprotocol = "bearer" if credentials is not None and credentials.via_subprotocol else None
-    try:
-        principal = edge.auth.verify(credentials.token if credentials else None)
-    except Unauthorized as exc:
-        edge.counters.inc("auth_failures_total")
-        # Accept only to deliver the close code: a refused handshake cannot carry 4401.
-        await websocket.accept(subprotocol=subprotocol)
-        await websocket.close(int(CloseCode.UNAUTHORIZED), _truncate(str(exc)))
-        return
-    await websocket.accept(subprotocol=subprotocol)
-    if edge.shutting_down:
-        await websocket.close(int(CloseCode.GOING_AWAY), "server shutting down")
+    principal = await _authenticate(websocket, edge)
+    if principal is None:
         return
     connection = Connection(websocket, edge, principal)
     user = principal.user_id
@@ -465,3 +462,26 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             await edge.sessions.release_socket(user, connection.socket_id)
         code = connection.close_code
         edge.counters.inc(series("sockets_closed_total", code=str(int(code)) if code else "client"))
+
+
+async def _authenticate(websocket: WebSocket, edge: Edge) -> Principal | None:
+    """Accept the socket; ``None`` once it is closed with 4401 (bad token) or 1001 (shutdown).
+
+    A function of its own so the token and the handshake's credentials are not
+    kept, for the socket's life, in the frame that serves it.
+    """
+    credentials = find_token(websocket.scope.get("headers", []))
+    subprotocol = "bearer" if credentials is not None and credentials.via_subprotocol else None
+    try:
+        principal = edge.auth.verify(credentials.token if credentials else None)
+    except Unauthorized as exc:
+        edge.counters.inc("auth_failures_total")
+        # Accept only to deliver the close code: a refused handshake cannot carry 4401.
+        await websocket.accept(subprotocol=subprotocol)
+        await websocket.close(int(CloseCode.UNAUTHORIZED), _truncate(str(exc)))
+        return None
+    await websocket.accept(subprotocol=subprotocol)
+    if edge.shutting_down:
+        await websocket.close(int(CloseCode.GOING_AWAY), "server shutting down")
+        return None
+    return principal
