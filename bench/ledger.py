@@ -1,26 +1,33 @@
 """Benchmark 4: committed debits per second on one hot account.
 
-Three measurements against the same PostgreSQL:
+Measurements against the same PostgreSQL, each with ``writers`` connections:
 
-- the ceiling: ``writers`` connections looping the atomic conditional
-  ``UPDATE … SET balance = balance - 1 WHERE id = $1 AND balance >= 1`` alone
-  (autocommit) on one row;
-- each safe billing strategy of ``squall.scenarios.db_race`` (optimistic,
-  row lock, atomic, serializable): rounds of ``writers`` concurrent debits on a
-  fresh account, each debit a read, a yield, and the strategy's write plus its
-  ledger row, checked by the ledger checkers;
-- the platform's billing path at the database: ``writers`` connections on one
-  hot account, each looping the exact statement the platform runs to accept a
-  message (``squall.target.runtime.SUBMIT_SQL``: thread, queue bound, message,
-  run, debit and ledger row in one ``squall_submit`` call) against a fresh
-  database migrated by the platform's own migrations; afterwards the ledger is
-  checked (one row per debit, balance = initial − debits) and the share of
-  active backends waiting on a lock, sampled during the run, is recorded;
-- the platform's own path end to end: one user with ``sockets`` sockets, each keeping one
-  ``user_message`` in flight and sending the next as soon as the ack (the debit
-  is committed before it) arrives; debits are counted by the platform's own
-  ledger (``runs_charged`` from ``GET /v1/accounts/me``) and cross-checked
-  against the acks.
+- the ceiling: every connection loops the atomic conditional
+  ``UPDATE … SET balance = balance - 1 WHERE id = $1 AND balance >= 1 RETURNING balance``
+  alone (autocommit, one prepared statement, one row) on one hot row;
+- the platform's billing path at the database: every connection loops the exact
+  statement the platform runs to accept a message (``squall.target.runtime.SUBMIT_SQL``:
+  thread, queue bound, message, queued run, debit and ledger row in one ``squall_submit``
+  call; autocommit, one prepared statement) for one user, on a database of its own
+  migrated by the platform's migrations, with random ids shaped like the platform's;
+  afterwards the ledger is checked (one ledger row and one run per debit, balance =
+  initial − debits, the threads' queued-run counters equal their queued runs);
+- the same with one account per writer (control: the submit without the hot row);
+- each safe billing strategy of ``squall.scenarios.db_race`` (optimistic, row lock,
+  atomic, serializable): rounds of ``writers`` concurrent debits on a fresh account,
+  each debit a read, a yield, and the strategy's write plus its ledger row, checked by
+  the ledger checkers;
+- the platform's own path end to end: one user with ``sockets`` sockets, each keeping
+  one ``user_message`` in flight and sending the next as soon as the ack (the debit is
+  committed before it) arrives; debits are counted by the platform's own ledger
+  (``runs_charged`` from ``GET /v1/accounts/me``) and cross-checked against the acks.
+
+The three database paths are measured in alternating rounds (ceiling, hot, control,
+ceiling, …) on connections opened once, so a change in the machine's load hits all of
+them alike; each goal ratio is the median of the per-round ratios. During every round
+``pg_stat_activity`` is sampled for lock waits and, when the PostgreSQL server is a local
+child process (the embedded one), the CPU time of the client process and of the server's
+processes is recorded per debit.
 
 Goal: the platform's path at ≥ 80 % of the ceiling.
 """
@@ -30,7 +37,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import random
+import resource
+import statistics
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -64,40 +78,44 @@ SOCKET_COUNTS = (1, 4, 16)
 #: worker drains the queued runs there, so this keeps each thread's queue short (as it
 #: is on a platform whose runs complete) and well under the platform's queue bound.
 RUNS_PER_THREAD = 10
-#: How often the database path samples ``pg_stat_activity`` for lock waits.
+#: How often ``pg_stat_activity`` is sampled for lock waits.
 WAIT_SAMPLE_S = 0.05
+#: Alternating rounds of the three database paths (ceiling, hot account, control).
+ROUNDS = 5
+QUICK_ROUNDS = 2
+#: Credits of every account the database paths debit: never the limit.
+INITIAL = 10**15
+
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-async def _ceiling(database_url: str, writers: int, duration: float) -> dict[str, Any]:
-    pool = await asyncpg.create_pool(database_url, min_size=writers, max_size=writers)
-    try:
-        async with pool.acquire() as conn:
-            await ensure_schema(conn)
-            account = await conn.fetchval(
-                "INSERT INTO test_accounts (label, balance) VALUES ('bench-ceiling', $1) "
-                "RETURNING id",
-                10**15,
-            )
-        done = [0]
-        began = time.monotonic()
-        end = began + duration
+def _random_id() -> str:
+    """A random 36-character id: what the database gets from the platform's uuid4 ids
+    (random primary-key positions, same length), at a tenth of ``str(uuid4())``'s client
+    CPU, which would otherwise count against the submit on the shared cores."""
+    return f"{random.getrandbits(144):036x}"
 
-        async def writer() -> None:
-            async with pool.acquire() as conn:
-                while time.monotonic() < end:
-                    row = await conn.fetchval(
-                        "UPDATE test_accounts SET balance = balance - 1 "
-                        "WHERE id = $1 AND balance >= 1 RETURNING balance",
-                        account,
-                    )
-                    if row is not None:
-                        done[0] += 1
 
-        await asyncio.gather(*(writer() for _ in range(writers)))
-        elapsed = time.monotonic() - began
-    finally:
-        await pool.close()
-    return {"debits": done[0], "elapsed_s": elapsed, "debits_per_s": done[0] / elapsed}
+def _client_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _server_cpu_s(postmaster: int | None) -> float | None:
+    """CPU seconds of every child of ``postmaster`` (backends, WAL writer, …); None when
+    the server is not a local process."""
+    if postmaster is None:
+        return None
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # exited meanwhile
+        fields = text[text.rindex(")") + 2 :].split()
+        if int(fields[1]) == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / _TICKS
 
 
 async def _sample_waits(
@@ -117,91 +135,220 @@ async def _sample_waits(
             await asyncio.wait_for(stop.wait(), WAIT_SAMPLE_S)
 
 
-async def _platform_sql(
-    database_url: str, writers: int, duration: float, *, hot: bool = True
-) -> dict[str, Any]:
-    """``writers`` connections looping the platform's submit statement on one hot account.
+#: One connection's loop for one round: (connection, writer index, round, deadline) →
+#: debits committed.
+Loop = Callable[[Any, int, int, float], Awaitable[int]]
 
-    ``hot=False`` gives every writer its own account: the same work without the hot
-    row, which shows how much of the cost is waiting for the row and how much is work.
-    """
-    defaults = Settings()
-    initial = 10**15
-    users = [f"bench-hot-account{'' if hot else f'-{i}'}" for i in range(writers)]
-    pool = await create_pool(database_url, max_size=writers + 1)
-    try:
-        applied = await migrate(pool)
-        database = await pool.fetchval("SELECT current_database()")
-        done = [0]
-        refused: dict[str, int] = {}
-        waits: dict[str, int] = {}
+
+@dataclass
+class DatabasePath:
+    """One database path: its pool (``writers`` connections and a sampler), the loop each
+    connection runs, and the figures of its rounds."""
+
+    what: str
+    pool: Any
+    loop: Loop
+    database: str
+    #: Run after the last round: the path's own consistency checks, as JSON fields.
+    check: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    waits: dict[str, int] = field(default_factory=dict)
+
+    async def round(
+        self, index: int, writers: int, seconds: float, postmaster: int | None
+    ) -> dict[str, Any]:
+        """Every writer loops for ``seconds`` on a connection of its own; record the round."""
         stop = asyncio.Event()
-
-        async def writer(index: int) -> None:
-            k = 0
-            user = users[index]
-            async with pool.acquire() as conn:
-                while time.monotonic() < end:
-                    thread = f"w{index}-t{k // RUNS_PER_THREAD}"
-                    k += 1
-                    try:
-                        await conn.fetchval(
-                            SUBMIT_SQL,
-                            thread,
-                            user,
-                            f"m-{index}-{k}",
-                            f"r-{index}-{k}",
-                            "debit",
-                            f"c-{index}-{k}",
-                            defaults.run_cost,
-                            initial,
-                            defaults.max_queued_per_thread,
-                        )
-                    except asyncpg.RaiseError as exc:
-                        refused[str(exc.detail)] = refused.get(str(exc.detail), 0) + 1
-                    else:
-                        done[0] += 1
-
-        async with pool.acquire() as sampler:
+        waits: dict[str, int] = {}
+        conns = [await self.pool.acquire() for _ in range(writers + 1)]
+        try:
+            sampler = asyncio.create_task(_sample_waits(conns[-1], self.database, stop, waits))
+            client0, server0 = _client_cpu_s(), _server_cpu_s(postmaster)
             began = time.monotonic()
-            end = began + duration
-            sampling = asyncio.create_task(_sample_waits(sampler, database, stop, waits))
             try:
-                await asyncio.gather(*(writer(i) for i in range(writers)))
+                counts = await asyncio.gather(
+                    *(self.loop(conns[i], i, index, began + seconds) for i in range(writers))
+                )
             finally:
                 stop.set()
-                await sampling
+                await sampler
             elapsed = time.monotonic() - began
+            client1, server1 = _client_cpu_s(), _server_cpu_s(postmaster)
+        finally:
+            for conn in conns:
+                await self.pool.release(conn)
+        for kind, n in waits.items():
+            self.waits[kind] = self.waits.get(kind, 0) + n
+        figures = {
+            "debits": sum(counts),
+            "elapsed_s": elapsed,
+            "debits_per_s": sum(counts) / elapsed,
+            "client_cpu_s": client1 - client0,
+            "server_cpu_s": None if server0 is None or server1 is None else server1 - server0,
+            "lock_wait_share": waits.get("Lock", 0) / max(1, sum(waits.values())),
+        }
+        self.rounds.append(figures)
+        return figures
+
+    async def summary(self) -> dict[str, Any]:
+        debits = sum(r["debits"] for r in self.rounds)
+        elapsed = sum(r["elapsed_s"] for r in self.rounds)
+        client = sum(r["client_cpu_s"] for r in self.rounds)
+        servers = [r["server_cpu_s"] for r in self.rounds]
+        server = None if None in servers else sum(servers)
+        samples = sum(self.waits.values())
+        return {
+            "what": self.what,
+            **self.extra,
+            "debits": debits,
+            "elapsed_s": elapsed,
+            "debits_per_s": debits / elapsed if elapsed else 0.0,
+            "client_cpu_us_per_debit": client / debits * 1e6 if debits else None,
+            "server_cpu_us_per_debit": server / debits * 1e6
+            if debits and server is not None
+            else None,
+            "cores_busy": (client + server) / elapsed if server is not None and elapsed else None,
+            "wait_samples": self.waits,
+            "lock_wait_share": (self.waits.get("Lock", 0) / samples) if samples else None,
+            "rounds": self.rounds,
+            **(await self.check() if self.check is not None else {}),
+        }
+
+
+def round_ratios(path: DatabasePath, ceiling: DatabasePath) -> list[float]:
+    """The rate of ``path`` over the ceiling's rate in the same round, round by round."""
+    return [
+        p["debits_per_s"] / c["debits_per_s"]
+        for p, c in zip(path.rounds, ceiling.rounds, strict=True)
+        if c["debits_per_s"] > 0
+    ]
+
+
+async def _ceiling_path(database_url: str, writers: int) -> DatabasePath:
+    pool = await asyncpg.create_pool(database_url, min_size=writers + 1, max_size=writers + 1)
+    async with pool.acquire() as conn:
+        await ensure_schema(conn)
+        account = await conn.fetchval(
+            "INSERT INTO test_accounts (label, balance) VALUES ('bench-ceiling', $1) RETURNING id",
+            INITIAL,
+        )
+        database = await conn.fetchval("SELECT current_database()")
+
+    async def loop(conn: Any, index: int, round_: int, end: float) -> int:
+        done = 0
+        while time.monotonic() < end:
+            left = await conn.fetchval(
+                "UPDATE test_accounts SET balance = balance - 1 "
+                "WHERE id = $1 AND balance >= 1 RETURNING balance",
+                account,
+            )
+            if left is not None:
+                done += 1
+        return done
+
+    return DatabasePath("atomic UPDATE alone", pool, loop, database, extra={"writers": writers})
+
+
+async def _submit_path(database_url: str, writers: int, *, hot: bool) -> DatabasePath:
+    """``writers`` connections looping the platform's submit statement; ``hot=False``
+    gives every writer its own account (the same work without the hot row)."""
+    defaults = Settings()
+    pool = await create_pool(database_url, max_size=writers + 1)
+    applied = await migrate(pool)
+    database = await pool.fetchval("SELECT current_database()")
+    users = [f"bench-hot-account{'' if hot else f'-{i}'}" for i in range(writers)]
+    refused: dict[str, int] = {}
+    debits = [0]
+
+    async def loop(conn: Any, index: int, round_: int, end: float) -> int:
+        done = k = 0
+        while time.monotonic() < end:
+            thread = f"w{index}-r{round_}-t{k // RUNS_PER_THREAD}"
+            k += 1
+            try:
+                await conn.fetchval(
+                    SUBMIT_SQL,
+                    thread,
+                    users[index],
+                    _random_id(),
+                    _random_id(),
+                    "debit",
+                    f"c-{index}-{round_}-{k}",
+                    defaults.run_cost,
+                    INITIAL,
+                    defaults.max_queued_per_thread,
+                )
+            except asyncpg.RaiseError as exc:
+                refused[str(exc.detail)] = refused.get(str(exc.detail), 0) + 1
+            else:
+                done += 1
+        debits[0] += done
+        return done
+
+    async def check() -> dict[str, Any]:
         row = await pool.fetchrow(
             "SELECT sum(a.balance) AS balance, sum(a.initial) AS initial, "
             "(SELECT count(*) FROM ledger l WHERE l.user_id = ANY($1::text[])) AS rows, "
-            "(SELECT count(*) FROM runs r WHERE r.user_id = ANY($1::text[])) AS runs "
+            "(SELECT count(*) FROM runs r WHERE r.user_id = ANY($1::text[])) AS runs, "
+            "(SELECT count(*) FROM threads t WHERE t.queued <> (SELECT count(*) FROM runs r "
+            "WHERE r.thread_id = t.id AND r.status = 'queued')) AS miscounted "
             "FROM accounts a WHERE a.user_id = ANY($1::text[])",
             sorted(set(users)),
         )
-    finally:
-        await pool.close()
-    debits = done[0]
-    found = row is not None and row["balance"] is not None
-    balance_ok = found and int(row["initial"]) - int(row["balance"]) == debits
-    ledger_ok = found and int(row["rows"]) == debits == int(row["runs"])
-    samples = sum(waits.values())
-    return {
+        found = row is not None and row["balance"] is not None
+        spent = int(row["initial"]) - int(row["balance"]) if found else None
+        rows = int(row["rows"]) if found else None
+        runs = int(row["runs"]) if found else None
+        return {
+            "ledger_rows": rows,
+            "runs": runs,
+            "balance_spent": spent,
+            "threads_miscounted": int(row["miscounted"]) if found else None,
+            "ledger_held": found
+            and spent == debits[0] == rows == runs
+            and int(row["miscounted"]) == 0
+            and not refused,
+        }
+
+    what = "platform squall_submit at the database" + (
+        "" if hot else ", one account per writer (control)"
+    )
+    extra = {
         "writers": writers,
         "accounts": len(set(users)),
         "migrations_applied": applied,
         "runs_per_thread": RUNS_PER_THREAD,
-        "debits": debits,
-        "elapsed_s": elapsed,
-        "debits_per_s": debits / elapsed,
         "refused": refused,
-        "ledger_rows": int(row["rows"]) if found else None,
-        "runs": int(row["runs"]) if found else None,
-        "balance_spent": int(row["initial"]) - int(row["balance"]) if found else None,
-        "ledger_held": balance_ok and ledger_ok and not refused,
-        "wait_samples": waits,
-        "lock_wait_share": (waits.get("Lock", 0) / samples) if samples else None,
     }
+    return DatabasePath(what, pool, loop, database, check=check, extra=extra)
+
+
+async def _database_paths(
+    ceiling_url: str,
+    submit_urls: tuple[str, str],
+    writers: int,
+    rounds: int,
+    seconds: float,
+    postmaster: int | None,
+) -> list[DatabasePath]:
+    """The ceiling, the hot-account submit and its control, in alternating rounds."""
+    paths = [
+        await _ceiling_path(ceiling_url, writers),
+        await _submit_path(submit_urls[0], writers, hot=True),
+        await _submit_path(submit_urls[1], writers, hot=False),
+    ]
+    try:
+        for index in range(rounds):
+            for path in paths:
+                figures = await path.round(index, writers, seconds, postmaster)
+                log(f"  round {index + 1}/{rounds} {path.what}: {figures['debits_per_s']:,.0f} /s")
+        for path in paths:
+            path.extra = await path.summary()
+    finally:
+        for path in paths:
+            await path.pool.close()
+    return paths
 
 
 async def _platform_path(target: TargetInfo, sockets: int, duration: float) -> dict[str, Any]:
@@ -301,66 +448,92 @@ async def _platform_path(target: TargetInfo, sockets: int, duration: float) -> d
     }
 
 
+def _cpu_cell(entry: dict[str, Any]) -> str:
+    client, server = entry.get("client_cpu_us_per_debit"), entry.get("server_cpu_us_per_debit")
+    if client is None:
+        return "—"
+    if server is None:
+        return f"{client:,.0f} + ?"
+    return f"{client:,.0f} + {server:,.0f}"
+
+
 def run(quick: bool) -> Result:
     result = Result(NAME, TITLE, quick, command_line(NAME, quick))
     writers = 16
     duration = 4.0 if quick else 10.0
-    rounds = 10 if quick else 40
+    rounds = QUICK_ROUNDS if quick else ROUNDS
+    race_rounds = 10 if quick else 40
     rows: list[list[str]] = []
     with platform_stack(workers=2, settings=FAST_MODEL) as stack:
-        log(f"ledger: ceiling (atomic UPDATE alone), {writers} writers, {duration:g} s")
-        ceiling: dict[str, Any] = {"what": "atomic UPDATE alone", "writers": writers}
-        with measured(ceiling):
-            ceiling.update(asyncio.run(_ceiling(stack.database_url, writers, duration)))
-        log(f"  {ceiling['debits_per_s']:,.0f} debits/s")
-        top = float(ceiling["debits_per_s"])
-        result.measurements.append(ceiling)
-        rows.append(
-            [
-                "atomic UPDATE alone (ceiling)",
-                str(writers),
-                fmt_count(top),
-                "100 %",
-                "—",
-            ]
+        log(
+            f"ledger: ceiling, platform submit (hot account) and control (own accounts), "
+            f"{writers} writers, {rounds} alternating rounds of {duration / rounds:g} s"
         )
-        log(f"ledger: platform billing path at the database (squall_submit), {writers} writers")
-        sql: dict[str, Any] = {}
-        for hot in (True, False):
-            entry: dict[str, Any] = {
-                "what": "platform squall_submit at the database"
-                + ("" if hot else ", one account per writer (control)")
-            }
-            sql_db = create_database(stack.endpoints.database_url, "squall_bench_submit")
-            try:
-                with measured(entry):
-                    entry.update(asyncio.run(_platform_sql(sql_db, writers, duration, hot=hot)))
-            finally:
-                drop_database(stack.endpoints.database_url, sql_db)
+        server = stack.endpoints.database_url
+        submit_dbs = (
+            create_database(server, "squall_bench_submit"),
+            create_database(server, "squall_bench_submit_control"),
+        )
+        database: dict[str, Any] = {"what": "database paths", "writers": writers}
+        try:
+            with measured(database):
+                paths = asyncio.run(
+                    _database_paths(
+                        stack.database_url,
+                        submit_dbs,
+                        writers,
+                        rounds,
+                        duration / rounds,
+                        stack.endpoints.postgres_pid,
+                    )
+                )
+        finally:
+            for url in submit_dbs:
+                drop_database(server, url)
+        ceiling, hot, control = paths
+        top = float(ceiling.extra["debits_per_s"])
+        shares: dict[str, float | None] = {}
+        for path in paths:
+            entry = {**path.extra, "loadavg_before": database["loadavg_before"]}
+            entry["loadavg_after"] = database["loadavg_after"]
+            if path is not ceiling:
+                per_round = round_ratios(path, ceiling)
+                entry["ratio_per_round"] = per_round
+                entry["ratio_median"] = statistics.median(per_round) if per_round else None
+                shares[path.what] = entry["ratio_median"]
             result.measurements.append(entry)
             log(
-                f"  {'hot account' if hot else 'own accounts'}: "
-                f"{entry['debits_per_s']:,.0f} debits/s, ledger held={entry['ledger_held']}, "
-                f"lock waits {fmt_percent(entry['lock_wait_share'])} of active backends"
+                f"  {path.what}: {entry['debits_per_s']:,.0f} debits/s, CPU µs/debit client + "
+                f"server {_cpu_cell(entry)}, lock waits {fmt_percent(entry['lock_wait_share'])}"
+                + (f", ledger held={entry['ledger_held']}" if "ledger_held" in entry else "")
             )
+            held = entry.get("ledger_held")
             rows.append(
                 [
-                    "platform: squall_submit at the database"
-                    + ("" if hot else " (control: one account per writer)"),
+                    {
+                        ceiling.what: "atomic UPDATE alone (ceiling)",
+                        hot.what: "platform: squall_submit at the database",
+                        control.what: "platform: squall_submit at the database "
+                        "(control: one account per writer)",
+                    }[path.what],
                     str(writers),
                     fmt_count(entry["debits_per_s"]),
-                    fmt_percent(ratio(entry["debits_per_s"], top)),
-                    "held" if entry["ledger_held"] else "VIOLATED",
+                    "100 %" if path is ceiling else fmt_percent(shares[path.what]),
+                    _cpu_cell(entry),
+                    "—" if held is None else "held" if held else "VIOLATED",
                 ]
             )
-            if hot:
-                sql = entry
-        lock_share = sql["lock_wait_share"]
-        log(f"ledger: db_race strategies, {writers} writers × {rounds} rounds")
-        race: dict[str, Any] = {"what": "db_race strategies", "writers": writers, "rounds": rounds}
+        log(f"ledger: db_race strategies, {writers} writers × {race_rounds} rounds")
+        race: dict[str, Any] = {
+            "what": "db_race strategies",
+            "writers": writers,
+            "rounds": race_rounds,
+        }
         with measured(race):
             report = asyncio.run(
-                run_db_race(stack.database_url, writers=writers, rounds=rounds, strategies=SAFE)
+                run_db_race(
+                    stack.database_url, writers=writers, rounds=race_rounds, strategies=SAFE
+                )
             )
         race["report"] = report.to_dict()
         result.measurements.append(race)
@@ -372,39 +545,48 @@ def run(quick: bool) -> Result:
                     str(writers),
                     fmt_count(s.ops_per_s),
                     fmt_percent(ratio(s.ops_per_s, top)),
+                    "—",
                     "held" if s.valid else "VIOLATED",
                 ]
             )
         best = 0.0
         for sockets in SOCKET_COUNTS:
             log(f"ledger: platform path, one user, {sockets} sockets, {duration:g} s")
-            path: dict[str, Any] = {"what": "platform WebSocket path"}
-            with measured(path):
-                path.update(asyncio.run(_platform_path(stack.target, sockets, duration)))
-            result.measurements.append(path)
+            path_entry: dict[str, Any] = {"what": "platform WebSocket path"}
+            with measured(path_entry):
+                path_entry.update(asyncio.run(_platform_path(stack.target, sockets, duration)))
+            result.measurements.append(path_entry)
             log(
-                f"  {path['debits_per_s']:,.0f} debits/s ({path['acks']} acks, "
-                f"{path['errors']} errors {path['error_codes']})"
+                f"  {path_entry['debits_per_s']:,.0f} debits/s ({path_entry['acks']} acks, "
+                f"{path_entry['errors']} errors {path_entry['error_codes']})"
             )
-            best = max(best, float(path["debits_per_s"]))
-            consistent = path["debits"] >= path["acks"]
+            best = max(best, float(path_entry["debits_per_s"]))
+            consistent = path_entry["debits"] >= path_entry["acks"]
             rows.append(
                 [
                     "platform: one user over the WebSocket API",
                     f"{sockets} socket{'s' if sockets > 1 else ''}",
-                    fmt_count(path["debits_per_s"]),
-                    fmt_percent(ratio(path["debits_per_s"], top)),
+                    fmt_count(path_entry["debits_per_s"]),
+                    fmt_percent(ratio(path_entry["debits_per_s"], top)),
+                    "—",
                     "acks ≤ ledger rows" if consistent else "ACKS > LEDGER ROWS",
                 ]
             )
     result.table = {
-        "columns": ["path", "concurrency", "debits / s", "vs ceiling", "ledger"],
+        "columns": [
+            "path",
+            "concurrency",
+            "debits / s",
+            "vs ceiling",
+            "CPU µs / debit (client + server)",
+            "ledger",
+        ],
         "rows": rows,
     }
     result.goals += [
         Goal(
             "platform billing path at the database vs atomic UPDATE alone",
-            ratio(float(sql["debits_per_s"]), top),
+            shares[hot.what],
             0.80,
             unit="%",
         ).to_dict(),
@@ -415,20 +597,34 @@ def run(quick: bool) -> Result:
             unit="%",
         ).to_dict(),
     ]
+    hot_entry = hot.extra
     result.notes += [
-        f"squall_submit at the database: {writers} connections loop the platform's own "
-        "submit statement (thread, queue bound, message, run, debit, ledger row; one "
-        "transaction) for one user on a database migrated by the platform's migrations, a "
-        f"fresh thread every {RUNS_PER_THREAD} debits; ledger held = one ledger row and one "
-        "run per debit and balance = initial − debits. Active backends waiting on a lock "
-        f"(the hot row): {fmt_percent(lock_share)} of samples. The control row gives "
-        "every writer its own account: where it is no faster, the work of the submit "
-        "(four inserted rows and their indexes), not the hot row, sets the rate.",
+        f"Database rows: {writers} connections per path, each looping one prepared statement "
+        "in autocommit (one transaction per debit); the ceiling, the submit and its control "
+        f"run in {rounds} alternating rounds of {duration / rounds:g} s on connections opened "
+        "once, and their 'vs ceiling' is the median of the per-round ratios (the goal's "
+        "figure). The submit is the platform's own statement (SUBMIT_SQL: thread upsert with "
+        "owner check, queue bound and queued-run count, message, queued run, conditional "
+        "debit, ledger row; one transaction) for one user on a database migrated by the "
+        f"platform's migrations, random ids shaped like the platform's, a fresh thread every "
+        f"{RUNS_PER_THREAD} debits. Ledger held = one ledger row and one run per debit, "
+        "balance = initial − debits and every thread's queued-run counter equal to its "
+        "queued runs.",
+        "CPU µs / debit: CPU time of the benchmark's client process and of all the "
+        "PostgreSQL server's processes (when it is the embedded one; '?' otherwise) over the "
+        "rounds, per committed debit. Active backends waiting on a lock: ceiling "
+        f"{fmt_percent(ceiling.extra['lock_wait_share'])}, submit "
+        f"{fmt_percent(hot_entry['lock_wait_share'])}, control "
+        f"{fmt_percent(control.extra['lock_wait_share'])} of samples. The ceiling waits on "
+        "its one row; the submit's cost is the work of its rows (see docs/runtime.md, "
+        "'Cost of a submit').",
         "db_race rounds: every writer debits once per round on a fresh account (read, yield, "
-        "the strategy's write + ledger row); debits / s = committed debits / time in rounds.",
-        "platform path: each accepted user_message is debited (conditional UPDATE + ledger "
-        "row + message + run, one transaction) before its ack; counted from the platform's "
-        "ledger (runs_charged), with the simulated model made instant so runs drain.",
+        "the strategy's write + ledger row); debits / s = committed debits / time in rounds; "
+        "db_race and WebSocket rows are measured after the database rounds and compared with "
+        "the ceiling's rate over all its rounds.",
+        "platform path: each accepted user_message is debited (the submit statement above) "
+        "before its ack; counted from the platform's ledger (runs_charged), with the "
+        "simulated model made instant so runs drain.",
         "every event of the user's runs is delivered to each of the user's sockets, so with "
         "more sockets the platform spends more of its CPU on fan-out than on debits.",
     ]

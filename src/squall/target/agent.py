@@ -242,13 +242,22 @@ async def _take_fence(deps: AgentDeps, run: ClaimedRun, token: int) -> int | Non
 
 
 async def requeue(pool: Pool, run: ClaimedRun, worker: str) -> None:
-    """Give a claimed run back to the queue (its thread lock could not be taken)."""
-    await pool.execute(
-        "UPDATE runs SET status = 'queued', worker = NULL, started_at = NULL "
-        "WHERE id = $1 AND status = 'running' AND worker = $2",
-        run.run_id,
-        worker,
-    )
+    """Give a claimed run back to the queue (its thread lock could not be taken).
+
+    The run and the thread's queued-run counter change together. The thread row is
+    locked first, the order of every other transaction that writes both (submit,
+    completion, a recovery failing this very run), so none of them can deadlock with it.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT 1 FROM threads WHERE id = $1 FOR NO KEY UPDATE", run.thread_id)
+        await conn.execute(
+            "WITH requeued AS ("
+            "UPDATE runs SET status = 'queued', worker = NULL, started_at = NULL "
+            "WHERE id = $1 AND status = 'running' AND worker = $2 RETURNING thread_id) "
+            "UPDATE threads SET queued = queued + 1 WHERE id = (SELECT thread_id FROM requeued)",
+            run.run_id,
+            worker,
+        )
 
 
 async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> RunStatus | None:

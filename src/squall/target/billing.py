@@ -25,8 +25,10 @@ NAIVE_YIELD_S = 0.002
 
 async def ensure_account(conn: Connection, user: UserID, initial: int) -> None:
     """Create ``user``'s account with ``initial`` credits unless it exists."""
+    # ``$2::bigint``: the balance column is a domain over bigint (``squall_credits``), so an
+    # untyped parameter used for both columns would be ambiguous.
     await conn.execute(
-        "INSERT INTO accounts (user_id, balance, initial) VALUES ($1, $2, $2) "
+        "INSERT INTO accounts (user_id, balance, initial) VALUES ($1, $2::bigint, $2) "
         "ON CONFLICT (user_id) DO NOTHING",
         user,
         initial,

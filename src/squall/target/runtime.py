@@ -55,7 +55,7 @@ THREAD_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MAX_CLIENT_MSG_ID = 128
 MAX_PREFERENCES_BYTES = 4096
 #: The one statement that accepts a message: thread, queue bound, message, run, debit and
-#: ledger row (``squall_submit``, migration 2). Arguments: thread, user, message id, run
+#: ledger row (``squall_submit``, migration 3). Arguments: thread, user, message id, run
 #: id, content, client_msg_id, run cost, initial credits, max queued runs per thread.
 SUBMIT_SQL = "SELECT squall_submit($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 
@@ -161,7 +161,7 @@ class Runtime:
     ) -> Submitted:
         """Charge, store the message, its run and its ledger row in one transaction; queue it.
 
-        One round trip: the ``squall_submit`` function (migration 2) does it all in one
+        One round trip: the ``squall_submit`` function (migration 3) does it all in one
         statement, taking the hot account row's lock only for its last two writes.
         """
         if self._closing:
@@ -239,16 +239,14 @@ class Runtime:
                     thread,
                     user,
                 )
-                owner = await conn.fetchval(
-                    "SELECT user_id FROM threads WHERE id = $1 FOR NO KEY UPDATE", thread
+                row = await conn.fetchrow(
+                    "SELECT user_id, queued FROM threads WHERE id = $1 FOR NO KEY UPDATE", thread
                 )
-                if owner != user:
+                if row["user_id"] != user:
                     raise _not_found(thread)
-                queued = await conn.fetchval(
-                    "SELECT count(*) FROM runs WHERE thread_id = $1 AND status = 'queued'", thread
-                )
-                if queued >= self.settings.max_queued_per_thread:
-                    raise self._queue_full(thread, queued)
+                if row["queued"] >= self.settings.max_queued_per_thread:
+                    raise self._queue_full(thread, row["queued"])
+                await conn.execute("UPDATE threads SET queued = queued + 1 WHERE id = $1", thread)
                 await billing.charge(conn, user, run, self.settings.run_cost, naive=True)
                 await conn.execute(
                     "INSERT INTO messages (id, thread_id, user_id, role, content, run_id, "

@@ -5,7 +5,9 @@ Safety comes from PostgreSQL, not from the scheduler's memory: a run is claimed 
 ``status = 'queued'`` on the latest row version, and the partial unique index
 ``runs_one_running_per_thread`` makes a second running run of one thread impossible
 even if two workers race on one thread. Only the oldest queued run of a thread without a
-running run is a candidate, so each thread's runs execute in arrival order.
+running run is a candidate, so each thread's runs execute in arrival order. A claim also
+takes its run off the thread's queued-run counter (``threads.queued``) in the same
+statement.
 
 Wake-ups: every submit and every finished run publishes on ``{prefix}:runs:wakeup``;
 every worker listens and also polls every ``poll_s`` in case a message was missed.
@@ -54,10 +56,18 @@ ORDER BY user_running, user_last_start NULLS FIRST, pos
 LIMIT $1
 """
 
+#: The claim and the thread's queued-run counter (``threads.queued``, which the submit's
+#: queue bound reads) change in one statement: both or neither. A unique violation on
+#: ``runs_one_running_per_thread`` fails the whole statement, counter included.
 _CLAIM = """
-UPDATE runs SET status = 'running', worker = $2, started_at = clock_timestamp()
-WHERE id = (SELECT id FROM runs WHERE id = $1 AND status = 'queued' FOR UPDATE SKIP LOCKED)
-RETURNING id, thread_id, user_id, message_id
+WITH claimed AS (
+    UPDATE runs SET status = 'running', worker = $2, started_at = clock_timestamp()
+    WHERE id = (SELECT id FROM runs WHERE id = $1 AND status = 'queued' FOR UPDATE SKIP LOCKED)
+    RETURNING id, thread_id, user_id, message_id
+), dequeued AS (
+    UPDATE threads SET queued = queued - 1 WHERE id = (SELECT thread_id FROM claimed)
+)
+SELECT id, thread_id, user_id, message_id FROM claimed
 """
 
 _ORPHANS = """

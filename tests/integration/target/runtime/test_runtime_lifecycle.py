@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import asyncpg
 import pytest
@@ -11,6 +12,7 @@ from runtime_support import Recorder, StartRuntime
 from squall.target.db import create_pool
 from squall.target.ids import ThreadID, UserID
 from squall.target.migrations import MIGRATIONS, migrate
+from squall.target.scheduler import claim
 from squall.target.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -52,10 +54,9 @@ async def test_orphaned_run_is_failed_and_refunded(
     conn = await asyncpg.connect(settings.database_url)
     try:
         # The worker that claimed it died: running, no lock in Redis, started long ago.
+        assert [r.run_id for r in await claim(conn, "dead", 1, time.time())] == [sub.run_id]
         await conn.execute(
-            "UPDATE runs SET status = 'running', worker = 'dead', "
-            "started_at = now() - interval '1 hour' WHERE id = $1",
-            sub.run_id,
+            "UPDATE runs SET started_at = now() - interval '1 hour' WHERE id = $1", sub.run_id
         )
         rescuer = await start_runtime(lock_ttl_ms=300)
         await recorder.wait_completed(1)
