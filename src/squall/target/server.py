@@ -197,10 +197,10 @@ def build_config(settings: Settings, host: str, port: int, workers: int) -> uvic
         # socket, and it reports websocket.disconnect as soon as the app sends its
         # close (ws.py relies on it).
         ws=SocketProtocol,
-        # No permessage-deflate: a socket whose client negotiates it holds two zlib
-        # streams, ~37 KB measured, three times an idle socket's whole cost; frames
-        # are small JSON.
-        ws_per_message_deflate=False,
+        # permessage-deflate only when asked for: a socket whose client negotiates it
+        # holds two zlib streams, ~37 KB measured, three times an idle socket's whole
+        # cost; frames are small JSON.
+        ws_per_message_deflate=settings.ws_compression == "deflate",
         # Nothing reads the client address, so X-Forwarded-* need no rewriting, and
         # every idle socket's task saves the middleware's frame.
         proxy_headers=False,

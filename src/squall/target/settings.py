@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args, get_type_hints
 
 SessionPolicy = Literal["multi", "single_session"]
+WsCompression = Literal["off", "deflate"]
 ModelKind = Literal["simulated", "openai"]
 JwtAlgorithm = Literal["HS256", "RS256"]
 
@@ -58,6 +59,9 @@ class Settings:
     session_policy: SessionPolicy = "multi"
     #: Outbound frames buffered per socket before it is closed as a slow consumer.
     socket_send_queue: int = 1_000
+    #: ``deflate`` negotiates permessage-deflate with clients that offer it (two zlib
+    #: streams per such socket, ~37 KB); ``off`` keeps idle sockets at ~12 KB.
+    ws_compression: WsCompression = "off"
 
     #: Runs one worker process executes at once.
     run_concurrency: int = 32

@@ -176,3 +176,23 @@ async def test_compression_is_offered_but_never_negotiated(platform: Platform) -
         assert hello["type"] == "hello"
     finally:
         await ws.close()
+
+
+@pytest.fixture(scope="module")
+def compressing(platform_factory: Callable[..., Platform]) -> Platform:
+    return platform_factory(workers=1, SQUALL_WS_COMPRESSION="deflate")
+
+
+async def test_compression_is_negotiated_when_the_platform_is_asked_to(
+    compressing: Platform,
+) -> None:
+    ws, hello = await open_socket(compressing, "zipped")
+    try:
+        assert ws.response is not None
+        assert "permessage-deflate" in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")
+        await ws.send(json.dumps({"type": "ping", "id": "p2"}))
+        pong = await recv(ws)
+        assert (pong["type"], pong["id"]) == ("pong", "p2")
+        assert hello["type"] == "hello"
+    finally:
+        await ws.close()
