@@ -52,12 +52,8 @@ _CONTINUATION = WSMsgType.CONTINUATION
 _CLOSE = WSMsgType.CLOSE
 
 
+#: orjson.dumps options for the wire: non-string keys become strings, as with json.dumps.
 _DUMPS_OPTIONS = orjson.OPT_NON_STR_KEYS
-
-
-def _dumps(obj: Any) -> bytes:
-    """``obj`` as compact JSON (UTF-8); TypeError for what JSON cannot hold."""
-    return orjson.dumps(obj, option=_DUMPS_OPTIONS)
 
 
 def _same_time(now: float) -> float:
@@ -294,7 +290,7 @@ class WebSocket:
 
     async def send_json(self, obj: Any) -> None:
         """Send ``obj`` as one JSON text message."""
-        self._send(_dumps(obj))
+        self._send(orjson.dumps(obj, option=_DUMPS_OPTIONS))
 
     # -- receiving --
 
@@ -323,12 +319,13 @@ class WebSocket:
         except orjson.JSONDecodeError:
             value = None
         if type(value) is not dict:
-            raise self._record(
-                UnexpectedMessage(
-                    f"{self.url}: expected a JSON object message, got {str(raw)[:120]!r}"
-                )
-            )
+            raise self._not_an_object(raw)
         return value
+
+    def _not_an_object(self, raw: str | bytes) -> UnexpectedMessage:
+        return self._record(
+            UnexpectedMessage(f"{self.url}: expected a JSON object message, got {str(raw)[:120]!r}")
+        )
 
     async def recv_json(self, timeout: float = DEFAULT_TIMEOUT_S) -> JsonObject:  # noqa: ASYNC109
         """The next message, parsed as a JSON object."""
@@ -371,9 +368,9 @@ class WebSocket:
                         value = orjson.loads(raw)
                     except orjson.JSONDecodeError:
                         value = None
-                    message: JsonObject = (
-                        value if type(value) is dict else self._parse(raw)  # that raises
-                    )
+                    if type(value) is not dict:
+                        raise self._not_an_object(raw)
+                    message: JsonObject = value
                     if until is None or until(message):
                         break
                     continue
