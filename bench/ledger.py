@@ -37,20 +37,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
-import resource
 import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+import psutil  # type: ignore[import-untyped]
 
-from bench.record import Result, command_line, log, measured
+from bench.record import Result, command_line, cpu_seconds, log, measured
 from bench.stack import platform_stack
 from bench.table import Goal, fmt_count, fmt_percent, ratio
 from squall.scenarios.db_race import Strategy, ensure_schema, run_db_race
@@ -86,8 +84,6 @@ QUICK_ROUNDS = 2
 #: Credits of every account the database paths debit: never the limit.
 INITIAL = 10**15
 
-_TICKS = os.sysconf("SC_CLK_TCK")
-
 
 def _random_id() -> str:
     """A random 36-character id: what the database gets from the platform's uuid4 ids
@@ -96,26 +92,21 @@ def _random_id() -> str:
     return f"{random.getrandbits(144):036x}"
 
 
-def _client_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _server_cpu_s(postmaster: int | None) -> float | None:
     """CPU seconds of every child of ``postmaster`` (backends, WAL writer, …); None when
     the server is not a local process."""
     if postmaster is None:
         return None
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue  # exited meanwhile
-        fields = text[text.rindex(")") + 2 :].split()
-        if int(fields[1]) == postmaster:
-            total += int(fields[11]) + int(fields[12])
-    return total / _TICKS
+    try:
+        children = psutil.Process(postmaster).children()
+    except psutil.NoSuchProcess:
+        return None
+    total = 0.0
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):  # exited meanwhile
+            times = child.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 async def _sample_waits(
@@ -164,7 +155,7 @@ class DatabasePath:
         conns = [await self.pool.acquire() for _ in range(writers + 1)]
         try:
             sampler = asyncio.create_task(_sample_waits(conns[-1], self.database, stop, waits))
-            client0, server0 = _client_cpu_s(), _server_cpu_s(postmaster)
+            client0, server0 = cpu_seconds(), _server_cpu_s(postmaster)
             began = time.monotonic()
             try:
                 counts = await asyncio.gather(
@@ -174,7 +165,7 @@ class DatabasePath:
                 stop.set()
                 await sampler
             elapsed = time.monotonic() - began
-            client1, server1 = _client_cpu_s(), _server_cpu_s(postmaster)
+            client1, server1 = cpu_seconds(), _server_cpu_s(postmaster)
         finally:
             for conn in conns:
                 await self.pool.release(conn)
