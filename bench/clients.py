@@ -71,6 +71,56 @@ async def _bare(url: str, sockets: int, duration: float) -> dict[str, Any]:
     return {"samples": samples, "connect_s": connect_s, "errors": 0}
 
 
+async def _bare_tasks(url: str, sockets: int, duration: float) -> dict[str, Any]:
+    import picows
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport
+
+    loop = asyncio.get_running_loop()
+    done = [0]
+
+    class Waiter(WSListener):
+        __slots__ = ("reply",)
+
+        def __init__(self) -> None:
+            self.reply: asyncio.Future[None] | None = None
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            reply = self.reply
+            if frame.msg_type is WSMsgType.TEXT and reply is not None and not reply.done():
+                reply.set_result(None)
+
+    began = time.monotonic()
+    opened: list[tuple[WSTransport, WSListener]] = []
+    async with asyncio.timeout(CONNECT_TIMEOUT_S):
+        for first in range(0, sockets, CONNECT_BATCH):
+            batch = range(first, min(sockets, first + CONNECT_BATCH))
+            opened.extend(await asyncio.gather(*(picows.ws_connect(Waiter, url) for _ in batch)))
+    connect_s = time.monotonic() - began
+    t0, cpu0 = time.monotonic(), cpu_seconds()
+    stop_at = t0 + duration
+
+    async def user(transport: WSTransport, listener: WSListener) -> None:
+        assert isinstance(listener, Waiter)
+        waiter = listener
+        monotonic = time.monotonic
+        while monotonic() < stop_at:
+            waiter.reply = reply = loop.create_future()
+            transport.send(WSMsgType.TEXT, PAYLOAD)
+            await reply
+            done[0] += 1
+
+    users = [asyncio.create_task(user(transport, waiter)) for transport, waiter in opened]
+    samples = [(0.0, 0.0, 0.0)]
+    while (elapsed := time.monotonic() - t0) < duration:
+        await asyncio.sleep(min(SAMPLE_EVERY_S, max(0.0, duration - elapsed)))
+        samples.append((time.monotonic() - t0, float(done[0]), cpu_seconds() - cpu0))
+    async with asyncio.timeout(CONNECT_TIMEOUT_S):
+        await asyncio.gather(*users)
+    for transport, _ in opened:
+        transport.disconnect()
+    return {"samples": samples, "connect_s": connect_s, "errors": 0}
+
+
 async def echo_behaviour(session: Any) -> None:
     """One iteration of a squall virtual user: one request, its reply, timed."""
     ws = await session.connection(session.params["url"], auth=False)
@@ -125,7 +175,7 @@ async def _squall(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.clients")
-    parser.add_argument("kind", choices=("bare", "squall", "squall-loop"))
+    parser.add_argument("kind", choices=("bare", "bare-tasks", "squall", "squall-loop"))
     parser.add_argument("--url", required=True)
     parser.add_argument("--sockets", type=int, required=True)
     parser.add_argument("--duration", type=float, required=True)
@@ -141,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.kind == "bare":
         out = uvloop.run(_bare(args.url, args.sockets, args.duration))
+    elif args.kind == "bare-tasks":
+        out = uvloop.run(_bare_tasks(args.url, args.sockets, args.duration))
     else:
         per_iteration = LOOP_PER_ITERATION if args.kind == "squall-loop" else 1
         out = uvloop.run(_squall(args.url, args.sockets, args.duration, per_iteration))

@@ -1,0 +1,65 @@
+"""The engine benchmark's arithmetic: per-kind medians and per-round ratios, no sockets."""
+
+from __future__ import annotations
+
+from bench.engine_efficiency import KINDS, _median, _per_round_ratio, _table
+from bench.record import Result
+from bench.table import Window
+
+
+def _w(per_core: float) -> Window:
+    """A 1-second window on one full core doing ``per_core`` round trips."""
+    return Window(0.0, 1.0, per_core, 1.0)
+
+
+def test_median_skips_missing_rounds() -> None:
+    assert _median([3.0, None, 1.0, 2.0]) == 2.0
+    assert _median([None, None]) is None
+    assert _median([]) is None
+
+
+def test_ratio_pairs_rounds_before_taking_the_median() -> None:
+    # Round 2 ran while the machine was slow for everyone: the per-round ratio is steady
+    # at 0.5 even though the medians of the rates (60 / 100) would say 0.6.
+    windows = {
+        ("squall", 100): [_w(50.0), _w(20.0), _w(60.0)],
+        ("bare-tasks", 100): [_w(100.0), _w(40.0), _w(120.0)],
+    }
+    assert _per_round_ratio(windows, "squall", "bare-tasks", 100) == 0.5
+
+
+def test_ratio_leaves_out_rounds_where_either_side_failed() -> None:
+    windows = {
+        ("squall", 100): [_w(50.0), None, _w(90.0)],
+        ("bare-tasks", 100): [_w(100.0), _w(40.0), None],
+    }
+    assert _per_round_ratio(windows, "squall", "bare-tasks", 100) == 0.5
+    assert _per_round_ratio(windows, "squall", "locust", 100) is None
+
+
+def test_table_has_a_row_per_client_and_goals_per_socket_count() -> None:
+    rates = {
+        "bare": 140.0,
+        "bare-tasks": 100.0,
+        "squall": 65.0,
+        "squall-loop": 70.0,
+        "locust": 20.0,
+    }
+    windows = {(kind, 100): [_w(rates[kind])] for kind in KINDS}
+    result = Result("engine", "t", True, "python -m bench --only engine --quick")
+    _table(result, windows, (100,), 1)
+    assert [row[1] for row in result.table["rows"]] == [
+        "bare picows callbacks (ceiling)",
+        "bare picows loop",
+        "squall engine",
+        "squall engine, 100 requests / iteration",
+        "Locust + websocket-client",
+    ]
+    squall_row = result.table["rows"][2]
+    assert squall_row[2] == "65"
+    assert squall_row[5:] == ["0.65×", "0.46×"]
+    goals = {goal["goal"].split(" ≥ ")[0]: goal for goal in result.goals}
+    assert goals["squall vs Locust, 100 sockets"]["actual"] == 3.25
+    assert goals["squall vs Locust, 100 sockets"]["met"] is True
+    assert goals["squall vs bare picows loop, 100 sockets"]["actual"] == 0.65
+    assert goals["squall vs bare picows loop, 100 sockets"]["met"] is False
