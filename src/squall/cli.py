@@ -50,7 +50,11 @@ def run_command(
         Path | None, typer.Option(help="File holding the HS256 secret.")
     ] = None,
     processes: Annotated[
-        int | None, typer.Option(help="Load-generator processes (default from config: 1).")
+        int | None,
+        typer.Option(
+            help="Load-generator processes (default: one per core; beside a platform "
+            "squall starts, one per core its workers leave, at least one)."
+        ),
     ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Platform worker processes when squall starts it.")

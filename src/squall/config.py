@@ -80,7 +80,8 @@ class RunConfig:
     scenarios: tuple[str, ...] = ()
     scale: float = 1.0
     duration_s: float | None = None
-    processes: int = 1
+    #: Load-generator worker processes; None: one per core (never more than users).
+    processes: int | None = None
     results_dir: Path = Path("squall-results")
     workers: int = 2
 
@@ -460,7 +461,11 @@ class _Builder:
             scenarios=self.strings(data, (*k, "scenarios")),
             scale=self.number(data, (*k, "scale"), RunConfig.scale, minimum=0.0),
             duration_s=self.duration(data, (*k, "duration")),
-            processes=self.integer(data, (*k, "processes"), RunConfig.processes, minimum=1),
+            processes=(
+                self.integer(data, (*k, "processes"), 1, minimum=1)
+                if "processes" in data
+                else RunConfig.processes
+            ),
             results_dir=self.path(results_dir),
             workers=self.integer(data, (*k, "workers"), RunConfig.workers, minimum=1),
         )

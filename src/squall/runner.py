@@ -9,7 +9,9 @@ result files, and return 0 when every threshold held, 1 otherwise.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -129,6 +131,16 @@ def _jwt_secret(request: RunRequest, config: Config) -> str | None:
     return config.target.jwt_secret
 
 
+def processes_beside(workers: int, cores: int | None = None) -> int:
+    """Load-generator processes beside a target started here with ``workers`` processes.
+
+    One per core the target's workers leave free, at least one: on a 2-core machine
+    with 2 platform workers that is one, so generator and target do not fight over the
+    cores and the generator's own event-loop lag stays low.
+    """
+    return max(1, (cores if cores is not None else os.cpu_count() or 1) - workers)
+
+
 @contextlib.contextmanager
 def _platform(
     config: Config, database_url: str, redis_url: str
@@ -198,13 +210,21 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
                         else ""
                     )
                 )
+                if config.run.processes is None:
+                    config = dataclasses.replace(
+                        config,
+                        run=dataclasses.replace(
+                            config.run, processes=processes_beside(config.run.workers)
+                        ),
+                    )
                 with _platform(config, endpoints.database_url, endpoints.redis_url) as (
                     platform,
                     platform_db,
                 ):
                     console.print(
                         f"squall: reference platform up at {platform.ws_url} "
-                        f"({platform.workers} workers)"
+                        f"({platform.workers} workers); load generator: "
+                        f"{config.run.processes} process(es)"
                     )
                     target = TargetInfo(
                         ws_url=platform.ws_url,

@@ -41,7 +41,7 @@ def test_defaults_without_any_file(project: Path) -> None:
     config = load_config(cwd=project)
     assert config.source is None
     assert config.run.results_dir == project / "squall-results"
-    assert (config.run.workers, config.run.scale, config.run.processes) == (2, 1.0, 1)
+    assert (config.run.workers, config.run.scale, config.run.processes) == (2, 1.0, None)
     assert config.run.scenarios == ()
     assert config.run.duration_s is None
     assert config.monitor.interval_s == 1.0

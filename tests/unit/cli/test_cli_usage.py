@@ -9,7 +9,7 @@ import pytest
 from squall import __version__
 from squall.cli import main
 from squall.config import load_config
-from squall.runner import RunRequest
+from squall.runner import RunRequest, processes_beside
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -36,3 +36,12 @@ def test_command_line_values_reach_the_config_unchanged(tmp_path: Path) -> None:
     assert config.run.results_dir == odd
     assert config.target.url == 'ws://h:1/"x"\\y'
     assert config.run.scenarios == ("db_race",)
+
+
+@pytest.mark.parametrize(
+    ("workers", "cores", "expected"), [(2, 2, 1), (2, 8, 6), (4, 2, 1), (1, 1, 1), (2, 3, 1)]
+)
+def test_generator_processes_beside_a_local_platform(
+    workers: int, cores: int, expected: int
+) -> None:
+    assert processes_beside(workers, cores) == expected
