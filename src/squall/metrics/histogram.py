@@ -197,6 +197,18 @@ class LatencyHistogram:
     def count(self) -> int:
         return int(self._hdr.get_total_count())
 
+    def count_above(self, seconds: float) -> int:
+        """How many recorded values lie above ``seconds`` (at the histogram's resolution:
+        a value in the same slot as ``seconds`` but above it counts, as its slot's
+        highest equivalent is what :meth:`percentile` reports)."""
+        bound = to_us(seconds)
+        indexes, counts = self._slots()
+        return sum(
+            n
+            for index, n in zip(indexes, counts, strict=True)
+            if _highest_equivalent(value_from_index(index)) > bound
+        )
+
     @property
     def min(self) -> float:
         return self._hdr.get_min_value() / UNITS_PER_SECOND if self.count else 0.0

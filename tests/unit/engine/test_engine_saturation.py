@@ -23,6 +23,17 @@ def test_loop_lag_above_bound_saturates() -> None:
     assert health.warning.startswith(SATURATION_WARNING)
 
 
+def test_one_stall_in_a_short_run_does_not_saturate_but_two_do() -> None:
+    # A sub-second scenario has a handful of 50 ms ticks; its p99 is its maximum.
+    one = assess(LatencyHistogram.of([0.002] * 15 + [0.055]), [])
+    assert one.loop_lag_p99_s > 0.050
+    assert not one.saturated
+    assert one.loop_lag_max_s > 0.050
+    two = assess(LatencyHistogram.of([0.002] * 14 + [0.055, 0.131]), [])
+    assert two.saturated
+    assert two.reasons == ("event-loop lag p99 131.0 ms > 50 ms (2 of 16 samples)",)
+
+
 def test_cpu_average_at_bound_saturates_but_one_spike_does_not() -> None:
     assert assess(LatencyHistogram(), [95.0, 92.0, 90.0]).saturated
     assert not assess(LatencyHistogram(), [100.0, 20.0, 20.0]).saturated

@@ -162,3 +162,11 @@ def test_to_us_rounds_clamps_and_rejects() -> None:
     for bad in (-1e-6, math.nan, -math.inf):
         with pytest.raises(ValueError, match="non-negative"):
             to_us(bad)
+
+
+def test_count_above_counts_values_over_the_bound() -> None:
+    h = LatencyHistogram.of([0.001, 0.002, 0.049, 0.051, 0.2, 0.2])
+    assert h.count_above(0.050) == 3
+    assert h.count_above(0.0) == 6
+    assert h.count_above(1.0) == 0
+    assert LatencyHistogram().count_above(0.050) == 0
