@@ -186,7 +186,7 @@ def run(quick: bool) -> Result:
                     result.measurements.append(entry)
     finally:
         echo.stop()
-    _table(result, windows, socket_counts, rounds)
+    _table(result, windows, socket_counts)
     result.notes.append(
         f"echo server pinned to CPU {server_cpu}, each client pinned to CPU {client_cpu}; "
         f"{rounds} round(s) per socket count, each running every client for {duration:g} s "
@@ -232,7 +232,6 @@ def _table(
     result: Result,
     windows: dict[tuple[str, int], list[Window | None]],
     counts: tuple[int, ...],
-    rounds: int,
 ) -> None:
     rows: list[list[str]] = []
     for sockets in counts:

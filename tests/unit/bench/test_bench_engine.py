@@ -47,7 +47,7 @@ def test_table_has_a_row_per_client_and_goals_per_socket_count() -> None:
     }
     windows = {(kind, 100): [_w(rates[kind])] for kind in KINDS}
     result = Result("engine", "t", True, "python -m bench --only engine --quick")
-    _table(result, windows, (100,), 1)
+    _table(result, windows, (100,))
     assert [row[1] for row in result.table["rows"]] == [
         "bare picows callbacks (ceiling)",
         "bare picows loop",
