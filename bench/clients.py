@@ -8,9 +8,13 @@ into a steady-state rate.
 
 - ``bare``: picows callbacks only; each reply is sent back from the frame
   callback. No tasks, no timing, no JSON: the ceiling for Python on picows.
+- ``bare-tasks``: the smallest asyncio client loop, one task per socket that
+  sends and awaits a future the frame callback resolves. No timing, no JSON:
+  the reference of the engine goal.
 - ``squall``: the squall engine as a user runs it: a closed workload of N users,
   each iteration one ``ws.request`` (JSON encode, send, wait, parse, record the
   round trip in an HdrHistogram), on one process (``processes=1``).
+- ``squall-loop``: the same with 100 ``ws.request`` calls per iteration.
 - Locust runs through :mod:`bench.locust_run` with :mod:`bench.locustfile`.
 
 Every loop is bounded by ``--duration``, and connecting by a timeout.
