@@ -373,6 +373,13 @@ class _Builder:
             raise self.error(keys, value, f"an integer >= {minimum}")
         return value
 
+    def opt_integer(
+        self, data: Mapping[str, Any], keys: tuple[str, ...], *, minimum: int
+    ) -> int | None:
+        if keys[-1] not in data:
+            return None
+        return self.integer(data, keys, minimum, minimum=minimum)
+
     def strings(self, data: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str, ...]:
         value = data.get(keys[-1], [])
         if isinstance(value, str):  # "a,b" from the command line
@@ -461,11 +468,7 @@ class _Builder:
             scenarios=self.strings(data, (*k, "scenarios")),
             scale=self.number(data, (*k, "scale"), RunConfig.scale, minimum=0.0),
             duration_s=self.duration(data, (*k, "duration")),
-            processes=(
-                self.integer(data, (*k, "processes"), 1, minimum=1)
-                if "processes" in data
-                else RunConfig.processes
-            ),
+            processes=self.opt_integer(data, (*k, "processes"), minimum=1),
             results_dir=self.path(results_dir),
             workers=self.integer(data, (*k, "workers"), RunConfig.workers, minimum=1),
         )
