@@ -43,8 +43,33 @@ SAMPLE_EVERY_S = 0.5
 LOOP_PER_ITERATION = 100
 
 
-async def _bare(url: str, sockets: int, duration: float) -> dict[str, Any]:
+async def _open(url: str, listeners: list[Any]) -> tuple[list[Any], float]:
+    """Connect one socket per listener, in batches; return the transports and the time taken."""
     import picows
+
+    began = time.monotonic()
+    transports: list[Any] = []
+    async with asyncio.timeout(CONNECT_TIMEOUT_S):
+        for first in range(0, len(listeners), CONNECT_BATCH):
+            batch = listeners[first : first + CONNECT_BATCH]
+            opened = await asyncio.gather(
+                *(picows.ws_connect(lambda listener=listener: listener, url) for listener in batch)
+            )
+            transports.extend(transport for transport, _ in opened)
+    return transports, time.monotonic() - began
+
+
+async def _sample(done: list[int], duration: float) -> list[tuple[float, float, float]]:
+    """``[seconds, round trips, CPU seconds]`` every half second for ``duration`` seconds."""
+    t0, cpu0 = time.monotonic(), cpu_seconds()
+    samples = [(0.0, 0.0, 0.0)]
+    while (elapsed := time.monotonic() - t0) < duration:
+        await asyncio.sleep(min(SAMPLE_EVERY_S, max(0.0, duration - elapsed)))
+        samples.append((time.monotonic() - t0, float(done[0]), cpu_seconds() - cpu0))
+    return samples
+
+
+async def _bare(url: str, sockets: int, duration: float) -> dict[str, Any]:
     from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
     done = [0]
@@ -55,28 +80,17 @@ async def _bare(url: str, sockets: int, duration: float) -> dict[str, Any]:
                 done[0] += 1
                 transport.send(WSMsgType.TEXT, PAYLOAD)
 
-    began = time.monotonic()
-    transports: list[WSTransport] = []
-    async with asyncio.timeout(CONNECT_TIMEOUT_S):
-        for first in range(0, sockets, CONNECT_BATCH):
-            batch = range(first, min(sockets, first + CONNECT_BATCH))
-            opened = await asyncio.gather(*(picows.ws_connect(Loop, url) for _ in batch))
-            transports.extend(transport for transport, _ in opened)
-    connect_s = time.monotonic() - began
-    t0, cpu0 = time.monotonic(), cpu_seconds()
+    transports, connect_s = await _open(url, [Loop() for _ in range(sockets)])
+    sampling = asyncio.create_task(_sample(done, duration))
     for transport in transports:
         transport.send(WSMsgType.TEXT, PAYLOAD)
-    samples = [(0.0, 0.0, 0.0)]
-    while (elapsed := time.monotonic() - t0) < duration:
-        await asyncio.sleep(min(SAMPLE_EVERY_S, max(0.0, duration - elapsed)))
-        samples.append((time.monotonic() - t0, float(done[0]), cpu_seconds() - cpu0))
+    samples = await sampling
     for transport in transports:
         transport.disconnect()
     return {"samples": samples, "connect_s": connect_s, "errors": 0}
 
 
 async def _bare_tasks(url: str, sockets: int, duration: float) -> dict[str, Any]:
-    import picows
     from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
     loop = asyncio.get_running_loop()
@@ -93,19 +107,11 @@ async def _bare_tasks(url: str, sockets: int, duration: float) -> dict[str, Any]
             if frame.msg_type is WSMsgType.TEXT and reply is not None and not reply.done():
                 reply.set_result(None)
 
-    began = time.monotonic()
-    opened: list[tuple[WSTransport, WSListener]] = []
-    async with asyncio.timeout(CONNECT_TIMEOUT_S):
-        for first in range(0, sockets, CONNECT_BATCH):
-            batch = range(first, min(sockets, first + CONNECT_BATCH))
-            opened.extend(await asyncio.gather(*(picows.ws_connect(Waiter, url) for _ in batch)))
-    connect_s = time.monotonic() - began
-    t0, cpu0 = time.monotonic(), cpu_seconds()
-    stop_at = t0 + duration
+    waiters = [Waiter() for _ in range(sockets)]
+    transports, connect_s = await _open(url, waiters)
+    stop_at = time.monotonic() + duration
 
-    async def user(transport: WSTransport, listener: WSListener) -> None:
-        assert isinstance(listener, Waiter)
-        waiter = listener
+    async def user(transport: WSTransport, waiter: Waiter) -> None:
         monotonic = time.monotonic
         while monotonic() < stop_at:
             waiter.reply = reply = loop.create_future()
@@ -113,14 +119,12 @@ async def _bare_tasks(url: str, sockets: int, duration: float) -> dict[str, Any]
             await reply
             done[0] += 1
 
-    users = [asyncio.create_task(user(transport, waiter)) for transport, waiter in opened]
-    samples = [(0.0, 0.0, 0.0)]
-    while (elapsed := time.monotonic() - t0) < duration:
-        await asyncio.sleep(min(SAMPLE_EVERY_S, max(0.0, duration - elapsed)))
-        samples.append((time.monotonic() - t0, float(done[0]), cpu_seconds() - cpu0))
+    sampling = asyncio.create_task(_sample(done, duration))
+    users = [asyncio.create_task(user(t, w)) for t, w in zip(transports, waiters, strict=True)]
+    samples = await sampling
     async with asyncio.timeout(CONNECT_TIMEOUT_S):
         await asyncio.gather(*users)
-    for transport, _ in opened:
+    for transport in transports:
         transport.disconnect()
     return {"samples": samples, "connect_s": connect_s, "errors": 0}
 
