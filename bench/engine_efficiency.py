@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from bench.table import (
     fmt_ms,
     fmt_percent,
     fmt_ratio,
+    median,
     ratio,
     window,
 )
@@ -209,18 +209,13 @@ def run(quick: bool) -> Result:
     return result
 
 
-def _median(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
-
-
 def _per_round_ratio(
     windows: dict[tuple[str, int], list[Window | None]], kind: str, base: str, sockets: int
 ) -> float | None:
     """The median over rounds of ``kind``'s per-core rate over ``base``'s in the same round."""
     ours = windows.get((kind, sockets), [])
     theirs = windows.get((base, sockets), [])
-    return _median(
+    return median(
         [
             ratio(a.per_core if a else None, b.per_core if b else None)
             for a, b in zip(ours, theirs, strict=False)
@@ -241,9 +236,9 @@ def _table(
                 [
                     str(sockets),
                     LABELS[kind],
-                    fmt_count(_median([w.per_core if w else None for w in runs])),
-                    fmt_count(_median([w.rate if w else None for w in runs])),
-                    fmt_percent(_median([w.cpu_fraction if w else None for w in runs])),
+                    fmt_count(median([w.per_core if w else None for w in runs])),
+                    fmt_count(median([w.rate if w else None for w in runs])),
+                    fmt_percent(median([w.cpu_fraction if w else None for w in runs])),
                     fmt_ratio(_per_round_ratio(windows, kind, "bare-tasks", sockets)),
                     fmt_ratio(_per_round_ratio(windows, kind, "bare", sockets)),
                 ]

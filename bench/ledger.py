@@ -38,7 +38,6 @@ import asyncio
 import contextlib
 import json
 import random
-import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ import psutil  # type: ignore[import-untyped]
 
 from bench.record import Result, command_line, cpu_seconds, log, measured
 from bench.stack import platform_stack
-from bench.table import Goal, fmt_count, fmt_percent, ratio
+from bench.table import Goal, fmt_count, fmt_percent, median, ratio
 from squall.scenarios.db_race import Strategy, ensure_schema, run_db_race
 from squall.scenarios.target import TargetInfo
 from squall.services import create_database, drop_database
@@ -490,7 +489,7 @@ def run(quick: bool) -> Result:
             if path is not ceiling:
                 per_round = round_ratios(path, ceiling)
                 entry["ratio_per_round"] = per_round
-                entry["ratio_median"] = statistics.median(per_round) if per_round else None
+                entry["ratio_median"] = median(per_round)
                 shares[path.what] = entry["ratio_median"]
             result.measurements.append(entry)
             log(

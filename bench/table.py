@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -99,6 +100,12 @@ def cumulative(per_second: Sequence[tuple[float, float, float]]) -> list[Sample]
         total += count
         samples.append((t, total, cpu))
     return samples
+
+
+def median(values: Sequence[float | None]) -> float | None:
+    """The median of the values present (None ones left out), or None when there are none."""
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:

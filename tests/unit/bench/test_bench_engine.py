@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.engine_efficiency import KINDS, _median, _per_round_ratio, _table
+from bench.engine_efficiency import KINDS, _per_round_ratio, _table
 from bench.record import Result
 from bench.table import Window
 
@@ -10,12 +10,6 @@ from bench.table import Window
 def _w(per_core: float) -> Window:
     """A 1-second window on one full core doing ``per_core`` round trips."""
     return Window(0.0, 1.0, per_core, 1.0)
-
-
-def test_median_skips_missing_rounds() -> None:
-    assert _median([3.0, None, 1.0, 2.0]) == 2.0
-    assert _median([None, None]) is None
-    assert _median([]) is None
 
 
 def test_ratio_pairs_rounds_before_taking_the_median() -> None:

@@ -13,6 +13,7 @@ from bench.table import (
     fmt_percent,
     fmt_ratio,
     markdown_table,
+    median,
     ratio,
     render_result,
     render_summary,
@@ -171,3 +172,9 @@ def test_replace_between_refuses_without_markers() -> None:
         replace_between("no markers", "<!-- s -->", "<!-- e -->", "x")
     with pytest.raises(ValueError, match="marker '<!-- e -->' not found after"):
         replace_between("<!-- e --> then <!-- s -->", "<!-- s -->", "<!-- e -->", "x")
+
+
+def test_median_skips_missing_values() -> None:
+    assert median([3.0, None, 1.0, 2.0]) == 2.0
+    assert median([None, None]) is None
+    assert median([]) is None
