@@ -64,19 +64,19 @@ class _Listener(WSListener):
     """picows' callbacks for one socket; a whole text frame is the fast path."""
 
     # Slots: attribute reads on a subclass of picows' C class are half as dear.
-    __slots__ = ("_count", "_inbox", "_socket")
+    __slots__ = ("_inbox", "_received", "_socket")
 
     def __init__(self, socket: WebSocket) -> None:
         self._socket = socket
         self._inbox = socket._inbox
-        self._count = socket._recorder.count
+        self._received = socket._received
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._socket._transport = transport
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type is _TEXT and frame.fin:
-            self._count(MESSAGES_RECEIVED)
+            self._received[0] += 1
             self._inbox.append(frame.get_payload_as_utf8_text())
             waiter = self._socket._waiter
             if waiter is not None and not waiter.done():
@@ -109,7 +109,10 @@ class WebSocket:
         "_loop",
         "_on_close",
         "_origin",
+        "_received",
         "_recorder",
+        "_sent",
+        "_success",
         "_timer",
         "_timer_at",
         "_transport",
@@ -134,6 +137,10 @@ class WebSocket:
         self.close_code: int | None = None
         self.close_reason: str = ""
         self._recorder = recorder
+        #: The recorder's cells for the counters and the rate every message touches.
+        self._sent = recorder.counter_cell(MESSAGES_SENT)
+        self._received = recorder.counter_cell(MESSAGES_RECEIVED)
+        self._success: list[int] | None = None
         self._clock = clock
         self._origin = origin
         self._on_close = on_close
@@ -192,7 +199,7 @@ class WebSocket:
             transport.disconnect()
 
     def _deliver(self, payload: str | bytes) -> None:
-        self._recorder.count(MESSAGES_RECEIVED)
+        self._received[0] += 1
         self._inbox.append(payload)
         self._wake(True)
 
@@ -282,7 +289,7 @@ class WebSocket:
         if transport is None or self._disconnected:
             raise self._closed_error("sending")
         transport.send(_TEXT, text)
-        self._recorder.count(MESSAGES_SENT)
+        self._sent[0] += 1
 
     async def send_text(self, text: str | bytes) -> None:
         """Send one text message (``bytes`` must be UTF-8)."""
@@ -354,8 +361,7 @@ class WebSocket:
         if transport is None or self._disconnected:
             raise self._closed_error("sending")
         transport.send(_TEXT, text)
-        recorder = self._recorder
-        recorder.count(MESSAGES_SENT)
+        self._sent[0] += 1
         inbox = self._inbox
         loop = self._loop or self._event_loop()
         deadline = loop.time() + timeout
@@ -376,7 +382,12 @@ class WebSocket:
                     continue
                 if self._disconnected:
                     raise self._closed_error("waiting for a message")
-                waiter = self._arm(deadline)
+                # _arm, inlined while the socket's timer fires no later than ``deadline``.
+                if self._waiter is None and self._timer is not None and deadline >= self._timer_at:
+                    waiter = self._waiter = loop.create_future()
+                    self._deadline = deadline
+                else:
+                    waiter = self._arm(deadline)
                 try:
                     arrived = await waiter
                 finally:
@@ -384,16 +395,23 @@ class WebSocket:
                 if not arrived and not inbox:
                     raise self._timed_out(timeout)
         except MessageTimeout:
-            recorder.count(TIMEOUTS)
-            recorder.rate(SUCCESS, False)
+            self._recorder.count(TIMEOUTS)
+            self._recorder.rate(SUCCESS, False)
             raise
         except EngineError:
-            recorder.rate(SUCCESS, False)
+            self._recorder.rate(SUCCESS, False)
             raise
         if metric is not None:
             elapsed = clock() - started
-            recorder.trend(metric, elapsed if elapsed > 0.0 else 0.0)
-        recorder.rate(SUCCESS, True)
+            buffer = self._recorder.buffers.get(metric)
+            if buffer is None:
+                buffer = self._recorder.trend_buffer(metric)
+            buffer.append(elapsed if elapsed > 0.0 else 0.0)
+        success = self._success
+        if success is None:
+            success = self._success = self._recorder.rate_cell(SUCCESS)
+        success[0] += 1
+        success[1] += 1
         return message
 
     async def close(

@@ -222,6 +222,8 @@ class Worker:
         clock = self._clock
         recorder = self.recorder
         behaviour = self._behaviour
+        iterations = recorder.counter_cell("iterations")
+        iteration_time = recorder.trend_buffer("iteration_time")
         self._user_started()
         try:
             n = 0
@@ -238,10 +240,10 @@ class Worker:
                     raise
                 except Exception as exc:
                     self._iteration_failed(exc)
-                recorder.count("iterations")
+                iterations[0] += 1
                 now = clock()
                 elapsed = now - started
-                recorder.trend("iteration_time", elapsed if elapsed > 0.0 else 0.0)
+                iteration_time.append(elapsed if elapsed > 0.0 else 0.0)
                 n += 1
         finally:
             self._user_stopped()

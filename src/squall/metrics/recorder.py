@@ -93,12 +93,12 @@ class _Trend:
     """One trend: its histogram and the durations recorded since the last fold.
 
     Appending a float to an array costs a fraction of a histogram update in
-    Python, so durations (seconds, checked to lie in the histogram's range) are
-    folded in batches: converted to microseconds and counted by value in C
-    (``map`` and ``collections.Counter``), then added per distinct value. The
-    histogram after a fold is exactly the one recording each value directly
-    would give. ``interval``, when set, receives every fold too (the per-second
-    series).
+    Python, so durations (seconds >= 0) are folded in batches: converted to
+    microseconds and counted by value in C (``map`` and ``collections.Counter``),
+    then added per distinct value; durations from the histogram's highest value up
+    are clamped to it here. The histogram after a fold is exactly the one recording
+    each value directly would give. ``interval``, when set, receives every fold too
+    (the per-second series).
     """
 
     __slots__ = ("histogram", "interval", "pending")
@@ -116,6 +116,9 @@ class _Trend:
             below = tally.pop(0, 0)
             if below:
                 tally[LOWEST_US] += below
+            if max(tally) > HIGHEST_US:
+                above = [us for us in tally if us > HIGHEST_US]
+                tally[HIGHEST_US] += sum(tally.pop(us) for us in above)
             self.histogram.add_tally(tally)
             if self.interval is not None:
                 self.interval.add_tally(tally)
@@ -128,12 +131,19 @@ class Recorder:
     Not thread-safe by design: one event loop owns it and every call is
     synchronous, so there is no ``await`` between reading and updating a value.
     Trend durations are buffered (see :data:`PENDING_LIMIT`) and folded into
-    their histograms whenever they are read.
+    their histograms whenever they are read and at every :meth:`take_interval`.
+
+    The counters and rates every message touches have a cheaper way in than a
+    method call: :meth:`counter_cell`, :meth:`rate_cell` and :meth:`trend_buffer`
+    hand out the recorder's own storage, which the engine's client and runner
+    bump in place (a list item increment or an array append per message).
     """
 
     def __init__(self) -> None:
         self._trends: dict[str, _Trend] = {}
-        self._counters: dict[str, int] = {}
+        #: Each trend's :meth:`trend_buffer`, by name.
+        self.buffers: dict[str, array[float]] = {}
+        self._counters: dict[str, list[int]] = {}
         self._rates: dict[str, list[int]] = {}
         self._gauges: dict[str, list[float]] = {}
         self._error_samples: dict[str, list[str]] = {}
@@ -152,6 +162,7 @@ class Recorder:
         trend = self._trends.get(name)
         if trend is None:
             trend = self._trends[name] = _Trend(self._interval_trends.get(name))
+            self.buffers[name] = trend.pending
         return trend
 
     def trend(self, name: str, seconds: float) -> None:
@@ -169,14 +180,40 @@ class Recorder:
 
     def count(self, name: str, n: int = 1) -> None:
         """Add ``n`` to the counter ``name``."""
-        counters = self._counters
-        counters[name] = counters.get(name, 0) + n
+        cell = self._counters.get(name)
+        if cell is None:
+            cell = self.counter_cell(name)
+        cell[0] += n
+
+    def counter_cell(self, name: str) -> list[int]:
+        """The counter ``name`` as a one-element list a hot path bumps itself (``cell[0] += 1``)."""
+        cell = self._counters.get(name)
+        if cell is None:
+            cell = self._counters[name] = [0]
+        return cell
+
+    def rate_cell(self, name: str) -> list[int]:
+        """The rate ``name`` as ``[passes, total]``, for a hot path to bump itself."""
+        entry = self._rates.get(name)
+        if entry is None:
+            entry = self._rates[name] = [0, 0]
+        return entry
+
+    def trend_buffer(self, name: str) -> array[float]:
+        """Durations of the trend ``name`` not yet folded, for a hot path to append to.
+
+        Values appended must be seconds >= 0; values from the histogram's highest
+        value up are clamped when folded. The buffer is folded whenever the trend
+        is read and at every :meth:`take_interval` (the runner calls it every second),
+        so it holds at most a second's worth of durations between folds.
+        """
+        return self._trend(name).pending
 
     def rate(self, name: str, ok: bool) -> None:
         """Record one pass (``ok``) or failure of the rate ``name``."""
         entry = self._rates.get(name)
         if entry is None:
-            entry = self._rates[name] = [0, 0]
+            entry = self.rate_cell(name)
         if ok:
             entry[0] += 1
         entry[1] += 1
@@ -200,7 +237,8 @@ class Recorder:
             samples.append(message[:500])
 
     def counter(self, name: str) -> int:
-        return self._counters.get(name, 0)
+        cell = self._counters.get(name)
+        return 0 if cell is None else cell[0]
 
     def histogram(self, name: str) -> LatencyHistogram | None:
         trend = self._trends.get(name)
@@ -215,10 +253,9 @@ class Recorder:
         base = self._interval_base
         self._interval_base = now
         latency = ""
+        for trend in self._trends.values():
+            trend.fold()
         for name in SERIES_TRENDS:
-            trend = self._trends.get(name)
-            if trend is not None:
-                trend.fold()
             histogram = self._interval_trends[name]
             if histogram.count and not latency:
                 latency = histogram.encode()
@@ -235,7 +272,7 @@ class Recorder:
             trend.fold()
         return RecorderState(
             trends={name: t.histogram.encode() for name, t in self._trends.items()},
-            counters=dict(self._counters),
+            counters={name: cell[0] for name, cell in self._counters.items()},
             rates={name: (v[0], v[1]) for name, v in self._rates.items()},
             gauges={name: (v[0], v[1], v[2]) for name, v in self._gauges.items()},
             error_samples={kind: list(s) for kind, s in self._error_samples.items()},

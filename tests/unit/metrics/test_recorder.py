@@ -127,3 +127,33 @@ def test_trend_clamps_like_the_histogram_and_rejects_bad_durations_at_once() -> 
             recorder.trend("ack_time", bad)
     assert recorder.histogram("ack_time") is not None
     assert recorder.histogram("never_recorded") is None
+
+
+def test_cells_are_the_counters_and_rates_a_hot_path_bumps() -> None:
+    recorder = Recorder()
+    sent = recorder.counter_cell("messages_sent")
+    assert recorder.counter_cell("messages_sent") is sent
+    sent[0] += 2
+    recorder.count("messages_sent")
+    success = recorder.rate_cell("success")
+    success[0] += 1
+    success[1] += 1
+    recorder.rate("success", False)
+    assert recorder.counter("messages_sent") == 3
+    assert recorder.take_interval().sent == 3
+    state = recorder.state()
+    assert state.counters == {"messages_sent": 3}
+    assert state.rates == {"success": (1, 2)}
+
+
+def test_trend_buffer_folds_on_every_interval_and_clamps_at_the_fold() -> None:
+    recorder = Recorder()
+    buffer = recorder.trend_buffer("iteration_time")
+    assert recorder.buffers["iteration_time"] is buffer
+    values = [*lognormal(4, 100), 0.0, 5_000.0]
+    buffer.extend(values)
+    recorder.trend("iteration_time", 0.25)
+    recorder.take_interval()
+    assert len(buffer) == 0  # folded with the interval, not only when read
+    expected = LatencyHistogram.of([*values[:-1], 3_600.0, 0.25])
+    assert recorder.state().trends["iteration_time"] == expected.encode()
