@@ -258,6 +258,226 @@ MIGRATIONS: tuple[Migration, ...] = (
         $$;
         """,
     ),
+    Migration(
+        4,
+        "group commit: squall_submit_many, several submits of one user in one statement",
+        """
+        -- Several submits of one user in one statement, with exactly the outcome of calling
+        -- squall_submit for each element in order (p_* arrays: one entry per element). It
+        -- returns one row per element, in input order: 'ok' with the balance left after it,
+        -- or the refusal ('not_found', 'queue_full', 'insufficient_credits') with the number
+        -- squall_submit's HINT would carry. A refused element leaves nothing behind. Any
+        -- error (a duplicate id, or 'squall_submit_many' when the balance fell between its
+        -- read and the debit) rolls the whole batch back; callers then submit the elements
+        -- one by one.
+        --
+        -- Set-based: the threads are locked (existing ones, in id order) or created once
+        -- each; one classification query decides which elements pass their thread's owner
+        -- check and queue bound (the first queued-bound-minus-queued elements of a thread,
+        -- in input order); one INSERT writes the messages, one the runs, and one statement
+        -- debits the whole batch with a conditional UPDATE and writes its ledger rows, so
+        -- the hot account row is locked only at the end, as in squall_submit.
+        --
+        -- The cost is the same for every element, so when the balance cannot cover all
+        -- passing elements, exactly the first floor(balance / cost) of them pass and every
+        -- later one is refused: those that pass their thread's checks for insufficient
+        -- credits, the others for their thread, with the counts the thread has then (a
+        -- refused element does not count towards its thread's queue). That slow path locks
+        -- the account row before writing, so the balance it decides on cannot move.
+        CREATE FUNCTION squall_submit_many(
+            p_user text, p_threads text[], p_messages text[], p_runs text[],
+            p_contents text[], p_client_msg_ids text[], p_cost bigint, p_initial bigint,
+            p_max_queued bigint
+        ) RETURNS TABLE (status text, number bigint) LANGUAGE plpgsql VOLATILE AS $$
+        #variable_conflict use_column
+        DECLARE
+            v_n integer := coalesce(cardinality(p_threads), 0);
+            v_want text[];             -- threads of the batch neither locked nor created yet
+            v_tid text[] := '{}';      -- per thread: id, owner, queued before the batch,
+            v_towner text[] := '{}';   -- queued in the row now, created by this batch
+            v_tq0 bigint[] := '{}';
+            v_tcur bigint[] := '{}';
+            v_tnew boolean[] := '{}';
+            v_id text[];
+            v_owner text[];
+            v_queued bigint[];
+            v_pass boolean[];          -- per element: passes its thread's checks
+            v_rank bigint[];           -- passing elements up to this one, in input order
+            v_passed bigint;
+            v_seen bigint;             -- the balance read without a lock
+            v_start bigint;            -- the balance before the batch's first debit
+            v_ok bigint := 0;          -- the first v_ok passing elements are charged
+            v_end bigint;
+        BEGIN
+            IF coalesce(cardinality(p_messages), 0) <> v_n
+                OR coalesce(cardinality(p_runs), 0) <> v_n
+                OR coalesce(cardinality(p_contents), 0) <> v_n
+                OR coalesce(cardinality(p_client_msg_ids), 0) <> v_n THEN
+                RAISE EXCEPTION 'squall_submit_many: the element arrays differ in length';
+            END IF;
+            IF v_n = 0 THEN
+                RETURN;
+            END IF;
+
+            -- Lock the existing threads in id order (every batch does, so two batches of
+            -- one user cannot deadlock on them), create the missing ones counting their
+            -- passing elements already, and lock as existing any a concurrent transaction
+            -- created meanwhile. A bound below one creates nothing (squall_submit's
+            -- creation would be refused).
+            v_want := ARRAY(SELECT DISTINCT t FROM unnest(p_threads) AS t ORDER BY t);
+            LOOP
+                SELECT coalesce(array_agg(l.id ORDER BY l.id), '{}'),
+                       coalesce(array_agg(l.user_id ORDER BY l.id), '{}'),
+                       coalesce(array_agg(l.queued::bigint ORDER BY l.id), '{}')
+                    INTO v_id, v_owner, v_queued
+                    FROM (SELECT id, user_id, queued FROM threads
+                          WHERE id = ANY (v_want) ORDER BY id FOR NO KEY UPDATE) AS l;
+                v_tid := v_tid || v_id;
+                v_towner := v_towner || v_owner;
+                v_tq0 := v_tq0 || v_queued;
+                v_tcur := v_tcur || v_queued;
+                v_tnew := v_tnew || array_fill(false, ARRAY[cardinality(v_id)]);
+                v_want := ARRAY(SELECT t FROM unnest(v_want) AS t WHERE t <> ALL (v_id) ORDER BY t);
+                EXIT WHEN cardinality(v_want) = 0 OR p_max_queued < 1;
+                WITH created AS (
+                    INSERT INTO threads (id, user_id, queued)
+                    SELECT t, p_user, least(count(*), p_max_queued) FROM unnest(p_threads) AS t
+                        WHERE t = ANY (v_want) GROUP BY t ORDER BY t
+                    ON CONFLICT (id) DO NOTHING
+                    RETURNING id, queued
+                )
+                SELECT coalesce(array_agg(c.id ORDER BY c.id), '{}'),
+                       coalesce(array_agg(c.queued::bigint ORDER BY c.id), '{}')
+                    INTO v_id, v_queued FROM created AS c;
+                v_tid := v_tid || v_id;
+                v_towner := v_towner || array_fill(p_user, ARRAY[cardinality(v_id)]);
+                v_tq0 := v_tq0 || array_fill(0::bigint, ARRAY[cardinality(v_id)]);
+                v_tcur := v_tcur || v_queued;
+                v_tnew := v_tnew || array_fill(true, ARRAY[cardinality(v_id)]);
+                v_want := ARRAY(SELECT t FROM unnest(v_want) AS t WHERE t <> ALL (v_id) ORDER BY t);
+                EXIT WHEN cardinality(v_want) = 0;
+            END LOOP;
+
+            -- Classification: an element passes when its thread is the user's and it is
+            -- among the first (bound - queued) elements of that thread.
+            SELECT array_agg(c.pass ORDER BY c.i), array_agg(c.rank ORDER BY c.i),
+                   (SELECT a.balance FROM accounts AS a WHERE a.user_id = p_user)
+                INTO v_pass, v_rank, v_seen
+                FROM (
+                    SELECT p.i, p.pass, sum(p.pass::integer) OVER (ORDER BY p.i) AS rank
+                    FROM (
+                        SELECT e.i, coalesce(th.owner = p_user AND row_number() OVER (
+                                PARTITION BY e.thread ORDER BY e.i) <= p_max_queued - th.q0,
+                            false) AS pass
+                        FROM unnest(p_threads) WITH ORDINALITY AS e (thread, i)
+                        LEFT JOIN unnest(v_tid, v_towner, v_tq0) AS th (id, owner, q0)
+                            ON th.id = e.thread
+                    ) AS p
+                ) AS c;
+            v_passed := v_rank[v_n];
+
+            IF v_passed > 0 AND v_seen >= v_passed * p_cost THEN
+                v_ok := v_passed;  -- fast path: the debit at the end re-checks the balance
+            ELSIF v_passed > 0 THEN
+                -- Slow path: lock the account first, so the balance decided on stays.
+                SELECT a.balance INTO v_start FROM accounts AS a
+                    WHERE a.user_id = p_user FOR NO KEY UPDATE;
+                IF NOT FOUND THEN
+                    IF p_cost > p_initial THEN
+                        v_start := p_initial;  -- squall_submit's account would roll back
+                    ELSE
+                        INSERT INTO accounts (user_id, balance, initial)
+                            VALUES (p_user, p_initial, p_initial)
+                            ON CONFLICT (user_id) DO NOTHING;
+                        SELECT a.balance INTO STRICT v_start FROM accounts AS a
+                            WHERE a.user_id = p_user FOR NO KEY UPDATE;
+                    END IF;
+                END IF;
+                v_ok := CASE WHEN p_cost = 0 THEN v_passed
+                             ELSE least(v_passed, v_start / p_cost) END;
+            END IF;
+
+            -- Each thread of the user ends with its queued count plus its charged elements;
+            -- a thread this batch created for refused elements only is removed again.
+            WITH charged AS (
+                SELECT p_threads[i] AS id, count(*) AS k
+                FROM generate_subscripts(p_threads, 1) AS i
+                WHERE v_pass[i] AND v_rank[i] <= v_ok GROUP BY 1
+            ), target AS (
+                SELECT th.id, th.cur, th.created, th.q0 + coalesce(charged.k, 0) AS queued
+                FROM unnest(v_tid, v_towner, v_tq0, v_tcur, v_tnew)
+                    AS th (id, owner, q0, cur, created)
+                LEFT JOIN charged ON charged.id = th.id
+                WHERE th.owner = p_user
+            ), dropped AS (
+                DELETE FROM threads AS t USING target
+                WHERE t.id = target.id AND target.created AND target.queued = 0
+            )
+            UPDATE threads AS t SET queued = target.queued FROM target
+                WHERE t.id = target.id AND target.queued <> target.cur
+                    AND NOT (target.created AND target.queued = 0);
+
+            IF v_ok > 0 THEN
+                INSERT INTO messages (id, thread_id, user_id, role, content, run_id,
+                                      client_msg_id)
+                SELECT p_messages[i], p_threads[i], p_user, 'user', p_contents[i], p_runs[i],
+                       p_client_msg_ids[i]
+                FROM generate_subscripts(p_threads, 1) AS i
+                WHERE v_pass[i] AND v_rank[i] <= v_ok ORDER BY i;
+                INSERT INTO runs (id, thread_id, user_id, message_id)
+                SELECT p_runs[i], p_threads[i], p_user, p_messages[i]
+                FROM generate_subscripts(p_threads, 1) AS i
+                WHERE v_pass[i] AND v_rank[i] <= v_ok ORDER BY i;
+                WITH debit AS (
+                    UPDATE accounts SET balance = balance - v_ok * p_cost
+                    WHERE user_id = p_user AND balance >= v_ok * p_cost
+                    RETURNING balance
+                ), ledger_rows AS (
+                    INSERT INTO ledger (run_id, user_id, amount)
+                    SELECT p_runs[i], p_user, p_cost
+                    FROM debit, generate_subscripts(p_runs, 1) AS i
+                    WHERE v_pass[i] AND v_rank[i] <= v_ok
+                )
+                SELECT debit.balance INTO v_end FROM debit;
+                IF NOT FOUND THEN  -- fast path only: the balance fell since it was read
+                    RAISE EXCEPTION 'squall_submit_many' USING DETAIL = 'balance_changed',
+                        HINT = 'submit the elements one by one';
+                END IF;
+                v_start := v_end + v_ok * p_cost;
+            END IF;
+
+            -- Outcomes in input order. A refused element's thread count is the thread's
+            -- queued count before the batch plus the charged elements before it; below the
+            -- bound, it would have passed its thread and failed for credits.
+            RETURN QUERY
+            SELECT CASE WHEN s.owner <> p_user THEN 'not_found'
+                        WHEN s.ok THEN 'ok'
+                        WHEN s.owner IS NOT NULL AND s.cur < p_max_queued
+                            THEN 'insufficient_credits'
+                        ELSE 'queue_full' END,
+                   CASE WHEN s.owner <> p_user THEN 0
+                        WHEN s.ok THEN v_start - s.rank * p_cost
+                        WHEN s.owner IS NOT NULL AND s.cur < p_max_queued
+                            THEN v_start - v_ok * p_cost
+                        ELSE s.cur END
+            FROM (
+                SELECT e.i, e.ok, e.rank, e.owner,
+                       e.q0 + count(*) FILTER (WHERE e.ok) OVER (PARTITION BY e.thread
+                           ORDER BY e.i ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+                           AS cur
+                FROM (
+                    SELECT x.i, x.thread, v_pass[x.i] AND v_rank[x.i] <= v_ok AS ok,
+                           v_rank[x.i] AS rank, th.owner, coalesce(th.q0, 0) AS q0
+                    FROM unnest(p_threads) WITH ORDINALITY AS x (thread, i)
+                    LEFT JOIN unnest(v_tid, v_towner, v_tq0) AS th (id, owner, q0)
+                        ON th.id = x.thread
+                ) AS e
+            ) AS s
+            ORDER BY s.i;
+        END
+        $$;
+        """,
+    ),
 )
 
 
