@@ -16,10 +16,9 @@ import re
 import secrets
 import socket
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import asyncpg
 
 from squall.target import billing, events, redis_pool
 from squall.target.agent import AgentDeps, Publish, execute, recover
@@ -46,6 +45,8 @@ from squall.target.model import Sleeper, create_model
 from squall.target.runs import ClaimedRun, RunStatus
 from squall.target.scheduler import Scheduler, orphans, queued_count
 from squall.target.settings import Settings
+from squall.target.submit_batch import OK, Element, Outcome, SubmitBatcher
+from squall.target.submit_sql import SUBMIT_SQL, Terms, submit_many, submit_one
 
 __all__ = ["SUBMIT_SQL", "Publish", "Runtime", "Submitted"]
 
@@ -54,10 +55,19 @@ log = logging.getLogger(__name__)
 THREAD_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MAX_CLIENT_MSG_ID = 128
 MAX_PREFERENCES_BYTES = 4096
-#: The one statement that accepts a message: thread, queue bound, message, run, debit and
-#: ledger row (``squall_submit``, migration 3). Arguments: thread, user, message id, run
-#: id, content, client_msg_id, run cost, initial credits, max queued runs per thread.
-SUBMIT_SQL = "SELECT squall_submit($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+#: Counters of this worker that ``stats()`` reports.
+COUNTERS = (
+    "runs_submitted_total",
+    "runs_claimed_total",
+    "runs_completed_total",
+    "runs_failed_total",
+    "runs_cancelled_total",
+    "runs_recovered_total",
+    "submit_statements_total",
+    "submit_batches_total",
+    "submit_batched_total",
+    "submit_batch_fallbacks_total",
+)
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,17 @@ class Runtime:
         self._closing = False
         self._runs: dict[RunID, asyncio.Task[None]] = {}
         self._counts: Counter[str] = Counter()
+        terms = Terms(settings.run_cost, settings.initial_credits, settings.max_queued_per_thread)
+
+        async def send_one(user: str, element: Element) -> Outcome:
+            return await submit_one(pool, terms, user, element)
+
+        async def send_many(user: str, elements: Sequence[Element]) -> list[Outcome]:
+            return await submit_many(pool, terms, user, elements)
+
+        self._batcher = SubmitBatcher(
+            send_one, send_many, after=self._submitted, counts=self._counts
+        )
         self._deps = AgentDeps(
             pool=pool,
             lock=RunLock(redis, settings.redis_prefix, settings.lock_ttl_ms),
@@ -161,8 +182,11 @@ class Runtime:
     ) -> Submitted:
         """Charge, store the message, its run and its ledger row in one transaction; queue it.
 
-        One round trip: the ``squall_submit`` function (migration 3) does it all in one
-        statement, taking the hot account row's lock only for its last two writes.
+        One statement, taking the hot account row's lock only for its last writes: the
+        ``squall_submit`` function (migration 3), or ``squall_submit_many`` (migration 4)
+        for the submits of this user that arrived while a statement of theirs was in
+        flight (group commit, ``submit_batch``). Cancelled while waiting for its
+        statement: nothing is sent; once sent, the outcome stands.
         """
         if self._closing:
             raise ShuttingDown("this worker is shutting down; reconnect and resend the message")
@@ -182,37 +206,30 @@ class Runtime:
         run, message = new_run_id(), new_message_id()
         if self.settings.fault("naive_billing"):
             await self._submit_naive(user, thread, content, client_msg_id, run, message)
+            await self._submitted(1)
         else:
-            try:
-                await self._pool.fetchval(
-                    SUBMIT_SQL,
-                    thread,
-                    user,
-                    message,
-                    run,
-                    content,
-                    client_msg_id,
-                    self.settings.run_cost,
-                    self.settings.initial_credits,
-                    self.settings.max_queued_per_thread,
-                )
-            except asyncpg.RaiseError as exc:
-                if exc.message != "squall_submit":
-                    raise
-                raise self._refusal(exc, user, thread) from None
-        self._counts["runs_submitted_total"] += 1
-        await self._scheduler.notify()
+            outcome = await self._batcher.submit(
+                user, Element(thread, message, run, content, client_msg_id)
+            )
+            if outcome.status != OK:
+                raise self._refusal(outcome, user, thread)
         return Submitted(message_id=message, run_id=run, thread_id=thread)
 
-    def _refusal(self, exc: Any, user: UserID, thread: ThreadID) -> TargetError:
-        """The error a ``squall_submit`` refusal stands for: its DETAIL names it, its HINT
-        carries the number the message reports."""
-        number = int(exc.hint or 0)
-        if exc.detail == "not_found":
+    async def _submitted(self, accepted: int) -> None:
+        """After each billing statement, in the task that sent it (so a caller that went
+        away meanwhile is still counted): count the accepted runs and wake the schedulers."""
+        self._counts["runs_submitted_total"] += accepted
+        if accepted:
+            await self._scheduler.notify()
+
+    def _refusal(self, outcome: Outcome, user: UserID, thread: ThreadID) -> TargetError:
+        """The error a refusal stands for: ``squall_submit``'s DETAIL names it, its HINT
+        (the outcome's number) carries the number the message reports."""
+        if outcome.status == "not_found":
             return _not_found(thread)
-        if exc.detail == "queue_full":
-            return self._queue_full(thread, number)
-        return billing.insufficient(user, number, self.settings.run_cost)
+        if outcome.status == "queue_full":
+            return self._queue_full(thread, outcome.number)
+        return billing.insufficient(user, outcome.number, self.settings.run_cost)
 
     def _queue_full(self, thread: ThreadID, queued: int) -> QueueFull:
         return QueueFull(
@@ -390,14 +407,7 @@ class Runtime:
             "run_slots": float(self.settings.run_concurrency),
             "runs_queued": float(await queued_count(self._pool)),
         }
-        for name in (
-            "runs_submitted_total",
-            "runs_claimed_total",
-            "runs_completed_total",
-            "runs_failed_total",
-            "runs_cancelled_total",
-            "runs_recovered_total",
-        ):
+        for name in COUNTERS:
             out[name] = float(self._counts[name])
         return out
 
@@ -420,6 +430,7 @@ class Runtime:
             await asyncio.gather(*pending, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._deps.model.aclose()
+        await self._batcher.drain()  # submits already waiting get their statements
         await self._redis.aclose()
         await self._pool.close()
 
