@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.ledger import DatabasePath, _cpu_cell, round_ratios
+from bench.ledger import DatabasePath, _cpu_cell, _per_statement, round_ratios
 
 
 async def _never(conn: Any, index: int, round_: int, end: float) -> int:
@@ -63,3 +63,9 @@ async def test_server_cpu_is_unknown_when_any_round_could_not_read_it() -> None:
     assert (summary["server_cpu_us_per_debit"], summary["cores_busy"]) == (None, None)
     assert _cpu_cell(summary) == "20 + ?"
     assert _cpu_cell({}) == "—"
+
+
+def test_submits_per_statement_is_shown_when_measured() -> None:
+    assert _per_statement({"submits_per_statement": 7.25}) == "7.2"
+    assert _per_statement({"submits_per_statement": None}) == "?"
+    assert _per_statement({}) == "?"
