@@ -12,9 +12,11 @@ into a steady-state rate.
   sends and awaits a future the frame callback resolves. No timing, no JSON:
   the reference of the engine goal.
 - ``squall``: the squall engine as a user runs it: a closed workload of N users,
-  each iteration one ``ws.request`` (JSON encode, send, wait, parse, record the
-  round trip in an HdrHistogram), on one process (``processes=1``).
-- ``squall-loop``: the same with 100 ``ws.request`` calls per iteration.
+  each iteration one ``ws.request_text`` of the same 64 bytes (send, wait, record
+  the round trip in an HdrHistogram, count it), on one process (``processes=1``).
+- ``squall-json``: the same with ``ws.request``, which also encodes the message
+  from a dict and parses the reply into one (orjson).
+- ``squall-loop``: ``squall`` with 100 ``ws.request_text`` calls per iteration.
 - Locust runs through :mod:`bench.locust_run` with :mod:`bench.locustfile`.
 
 Every loop is bounded by ``--duration``, and connecting by a timeout.
@@ -130,7 +132,13 @@ async def _bare_tasks(url: str, sockets: int, duration: float) -> dict[str, Any]
 
 
 async def echo_behaviour(session: Any) -> None:
-    """One iteration of a squall virtual user: one request, its reply, timed."""
+    """One iteration of a squall virtual user: the 64-byte message, its reply, timed."""
+    ws = await session.connection(session.params["url"], auth=False)
+    await ws.request_text(PAYLOAD, metric="round_trip", timeout=10.0)
+
+
+async def echo_json_behaviour(session: Any) -> None:
+    """The same exchange as JSON: the dict encoded, the reply parsed into a dict."""
     ws = await session.connection(session.params["url"], auth=False)
     await ws.request(PAYLOAD_OBJECT, metric="round_trip", timeout=10.0)
 
@@ -139,12 +147,18 @@ async def echo_loop_behaviour(session: Any) -> None:
     """One iteration of ``per_iteration`` requests: the engine's per-iteration cost amortised."""
     ws = await session.connection(session.params["url"], auth=False)
     for _ in range(int(session.params["per_iteration"])):
-        await ws.request(PAYLOAD_OBJECT, metric="round_trip", timeout=10.0)
+        await ws.request_text(PAYLOAD, metric="round_trip", timeout=10.0)
 
 
-async def _squall(
-    url: str, sockets: int, duration: float, per_iteration: int = 1
-) -> dict[str, Any]:
+#: The behaviour each squall client kind runs.
+BEHAVIOURS = {
+    "squall": "bench.clients:echo_behaviour",
+    "squall-json": "bench.clients:echo_json_behaviour",
+    "squall-loop": "bench.clients:echo_loop_behaviour",
+}
+
+
+async def _squall(url: str, sockets: int, duration: float, kind: str) -> dict[str, Any]:
     from squall.engine import Scenario, closed, run_scenario
     from squall.engine.series import ProgressView
 
@@ -157,11 +171,9 @@ async def _squall(
 
     scenario = Scenario(
         name="engine-echo",
-        behaviour="bench.clients:echo_behaviour"
-        if per_iteration == 1
-        else "bench.clients:echo_loop_behaviour",
+        behaviour=BEHAVIOURS[kind],
         workload=closed(sockets, duration=duration),
-        params={"url": url, "per_iteration": per_iteration},
+        params={"url": url, "per_iteration": LOOP_PER_ITERATION},
         graceful_stop_s=2.0,
     )
     result = await run_scenario(
@@ -183,7 +195,7 @@ async def _squall(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.clients")
-    parser.add_argument("kind", choices=("bare", "bare-tasks", "squall", "squall-loop"))
+    parser.add_argument("kind", choices=("bare", "bare-tasks", *BEHAVIOURS))
     parser.add_argument("--url", required=True)
     parser.add_argument("--sockets", type=int, required=True)
     parser.add_argument("--duration", type=float, required=True)
@@ -202,8 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.kind == "bare-tasks":
         out = uvloop.run(_bare_tasks(args.url, args.sockets, args.duration))
     else:
-        per_iteration = LOOP_PER_ITERATION if args.kind == "squall-loop" else 1
-        out = uvloop.run(_squall(args.url, args.sockets, args.duration, per_iteration))
+        out = uvloop.run(_squall(args.url, args.sockets, args.duration, args.kind))
     out.update({"kind": args.kind, "sockets": args.sockets, "cpus": cpus})
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")

@@ -37,11 +37,12 @@ NAME = "engine"
 #: Rounds per socket count in a full run; each round runs every client once.
 ROUNDS = 3
 TITLE = "1. Engine efficiency: round trips per client core (echo server on its own core)"
-KINDS = ("bare", "bare-tasks", "squall", "squall-loop", "locust")
+KINDS = ("bare", "bare-tasks", "squall", "squall-json", "squall-loop", "locust")
 LABELS = {
     "bare": "bare picows callbacks (ceiling)",
     "bare-tasks": "bare picows loop",
     "squall": "squall engine",
+    "squall-json": "squall engine, JSON request",
     "squall-loop": "squall engine, 100 requests / iteration",
     "locust": "Locust + websocket-client",
 }
@@ -196,8 +197,10 @@ def run(quick: bool) -> Result:
         "per core = round trips / CPU-seconds of the client process in the window, the "
         "median over the rounds; 'vs' columns and goals are the median of the per-round "
         "ratios. squall runs one worker process (processes=1), each iteration one "
-        "ws.request (JSON encode, send, wait, JSON parse, HdrHistogram record); the goals "
-        "use that one-request-per-iteration figure."
+        "ws.request_text of the same 64 bytes every client sends (send, wait, round trip "
+        "into an HdrHistogram, counters, success rate, timeout); the goals use that "
+        "one-request-per-iteration figure. 'JSON request': ws.request instead, which also "
+        "encodes the message from a dict and parses the reply into one (orjson)."
     )
     result.notes.append(
         "bare picows loop: a task per socket that sends 64 bytes and awaits a future the "

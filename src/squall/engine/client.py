@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -338,24 +338,55 @@ class WebSocket:
         """The next message, parsed as a JSON object."""
         return self._parse(await self.recv(timeout))
 
-    async def request(
+    def request(
         self,
         obj: Any,
         *,
         until: Callable[[JsonObject], bool] | None = None,
-        timeout: float = DEFAULT_TIMEOUT_S,  # noqa: ASYNC109
+        timeout: float = DEFAULT_TIMEOUT_S,
         metric: str | None = "response_time",
-    ) -> JsonObject:
-        """Send ``obj`` and return the first message for which ``until`` holds (any if None).
+    ) -> Coroutine[Any, Any, JsonObject]:
+        """Send ``obj`` as JSON; return the first reply (a JSON object) for which ``until``
+        holds (any if None).
 
-        Messages that do not match are discarded (they were counted as received).
+        Messages that do not match are discarded (they were counted as received);
+        a message that is not a JSON object raises :class:`UnexpectedMessage`.
         The time from the send — or, in the open model, from the iteration's
         intended start for its first request — to the match is recorded in the
         trend ``metric``; ``success`` records whether a match arrived in time.
+        (A plain ``def`` returning the exchange's coroutine: one coroutine per
+        request instead of two.)
         """
+        text = orjson.dumps(obj, option=_DUMPS_OPTIONS)
+        return self._exchange(text, True, until, timeout, metric)
+
+    def request_text(
+        self,
+        text: str | bytes,
+        *,
+        until: Callable[[str | bytes], bool] | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        metric: str | None = "response_time",
+    ) -> Coroutine[Any, Any, str | bytes]:
+        """:meth:`request` for messages as they are on the wire: sends ``text`` (``bytes``
+        must be UTF-8) as one text message and returns the first message, unparsed, for
+        which ``until`` holds. Timed and counted like :meth:`request`; for protocols
+        that are not JSON, or payloads encoded once ahead of time.
+        """
+        return self._exchange(text, False, until, timeout, metric)
+
+    async def _exchange(
+        self,
+        text: str | bytes,
+        parse: bool,
+        until: Callable[[Any], bool] | None,
+        timeout: float,  # noqa: ASYNC109
+        metric: str | None,
+    ) -> Any:
+        """Send ``text``, wait for the first (parsed, with ``parse``) message ``until``
+        accepts, and record the round trip: the whole of :meth:`request`."""
         clock = self._clock
         started = self._origin(clock())
-        text = orjson.dumps(obj, option=_DUMPS_OPTIONS)
         # _send, inlined: this runs for every request.
         transport = self._transport
         if transport is None or self._disconnected:
@@ -368,15 +399,16 @@ class WebSocket:
         try:
             while True:
                 if inbox:
-                    # _parse, inlined: this runs for every request.
-                    raw = inbox.popleft()
-                    try:
-                        value = orjson.loads(raw)
-                    except orjson.JSONDecodeError:
-                        value = None
-                    if type(value) is not dict:
-                        raise self._not_an_object(raw)
-                    message: JsonObject = value
+                    message: Any = inbox.popleft()
+                    if parse:
+                        # _parse, inlined: this runs for every request.
+                        try:
+                            value = orjson.loads(message)
+                        except orjson.JSONDecodeError:
+                            value = None
+                        if type(value) is not dict:
+                            raise self._not_an_object(message)
+                        message = value
                     if until is None or until(message):
                         break
                     continue

@@ -7,9 +7,10 @@ scratch space that survives between iterations (e.g. a thread id).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ssl
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -70,7 +71,8 @@ class Session:
         self._pending_origin: float | None = None
         self._http: httpx.AsyncClient | None = None
         self._open_sockets: set[WebSocket] = set()
-        self._cached: dict[str, WebSocket] = {}
+        #: The connections of :meth:`connection`, by URL, each in a resolved future.
+        self._kept: dict[str, asyncio.Future[WebSocket]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -115,25 +117,41 @@ class Session:
             {"headers": headers, "subprotocols": subprotocols, "auth": auth, "timeout": timeout},
         )
 
-    async def connection(
+    def connection(
         self,
         url: str,
         *,
         headers: Mapping[str, str] | None = None,
         subprotocols: Sequence[str] | None = None,
         auth: bool = True,
-        timeout: float = DEFAULT_TIMEOUT_S,  # noqa: ASYNC109
-    ) -> WebSocket:
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> Awaitable[WebSocket]:
         """A connection kept open across iterations of this user (reopened if it closed).
 
         The keyword arguments are those of :meth:`ws`; they apply when the
-        connection is (re)opened.
+        connection is (re)opened. While it is open this returns an already-resolved
+        future holding it, so a behaviour that asks for it every iteration pays
+        no coroutine for it.
         """
-        socket = self._cached.get(url)
-        if socket is None or socket._disconnected:
-            socket = self._cached[url] = await self._open(
-                url, headers=headers, subprotocols=subprotocols, auth=auth, timeout=timeout
-            )
+        kept = self._kept.get(url)
+        if kept is not None and not kept.result()._disconnected:
+            return kept
+        return self._reopen(url, headers, subprotocols, auth, timeout)
+
+    async def _reopen(
+        self,
+        url: str,
+        headers: Mapping[str, str] | None,
+        subprotocols: Sequence[str] | None,
+        auth: bool,
+        timeout: float,  # noqa: ASYNC109
+    ) -> WebSocket:
+        socket = await self._open(
+            url, headers=headers, subprotocols=subprotocols, auth=auth, timeout=timeout
+        )
+        kept: asyncio.Future[WebSocket] = asyncio.get_running_loop().create_future()
+        kept.set_result(socket)
+        self._kept[url] = kept
         return socket
 
     async def _open(
@@ -182,7 +200,7 @@ class Session:
         """Close every connection and the HTTP client this user still holds."""
         for socket in list(self._open_sockets):
             await socket.close()
-        self._cached.clear()
+        self._kept.clear()
         if self._http is not None:
             await self._http.aclose()
             self._http = None

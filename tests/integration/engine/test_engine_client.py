@@ -112,3 +112,51 @@ async def test_json_goes_out_compact_utf8_and_comes_back_parsed() -> None:
                 await ws.send_json({"when": object()})
     assert recorder.counter("messages_sent") == 3
     assert recorder.counter("errors.protocol") == 1
+
+
+async def test_request_text_sends_and_returns_the_wire_text_timed_like_request() -> None:
+    with echo_server() as server:
+        ws, recorder = await _open(server.url)
+        async with ws:
+            reply = await ws.request_text('{"seq":1}', timeout=5.0, metric="round_trip")
+            assert reply == '{"seq":1}'
+            await ws.send_text('"no sequence number"')
+            matched = await ws.request_text(
+                b'{"seq":2}', until=lambda raw: str(raw).startswith("{"), timeout=5.0
+            )
+            assert matched == '{"seq":2}'  # skipped by until, not parsed
+            with pytest.raises(MessageTimeout):
+                await ws.request_text('{"seq":3,"stall":1.0}', timeout=0.2)
+    assert recorder.counter("messages_sent") == 4
+    assert recorder.counter("errors") == 0
+    assert recorder.counter("timeouts") == 1
+    assert recorder.state().rates["success"] == (2, 3)
+    for metric in ("round_trip", "response_time"):
+        histogram = recorder.histogram(metric)
+        assert histogram is not None
+        assert histogram.count == 1
+
+
+async def test_a_session_keeps_its_connection_and_reopens_it_once_closed() -> None:
+    from squall.engine.identity import AnonymousIdentities
+    from squall.engine.session import Session
+
+    opened: list[int] = []
+    session = Session(
+        AnonymousIdentities()(0), Recorder(), time.monotonic, {}, on_connection=opened.append
+    )
+    with echo_server() as server:
+        first = await session.connection(server.url)
+        assert await session.connection(server.url) is first
+        assert (await first.request({"seq": 1}, timeout=5.0))["seq"] == 1
+        await first.close()
+        second = await session.connection(server.url)
+        assert second is not first
+        assert not second.closed
+        assert (await second.request({"seq": 2}, timeout=5.0))["seq"] == 2
+        await session.aclose()
+        assert second.closed
+    assert opened == [1, -1, 1, -1]
+    histogram = session.recorder.histogram("ws_connect")
+    assert histogram is not None
+    assert histogram.count == 2

@@ -36,6 +36,7 @@ def test_table_has_a_row_per_client_and_goals_per_socket_count() -> None:
         "bare": 140.0,
         "bare-tasks": 100.0,
         "squall": 65.0,
+        "squall-json": 60.0,
         "squall-loop": 70.0,
         "locust": 20.0,
     }
@@ -46,6 +47,7 @@ def test_table_has_a_row_per_client_and_goals_per_socket_count() -> None:
         "bare picows callbacks (ceiling)",
         "bare picows loop",
         "squall engine",
+        "squall engine, JSON request",
         "squall engine, 100 requests / iteration",
         "Locust + websocket-client",
     ]
