@@ -166,6 +166,11 @@ async def _squall(url: str, sockets: int, duration: float, kind: str) -> dict[st
     cpu0 = cpu_seconds()
 
     def on_second(view: ProgressView) -> None:
+        # The last view comes after the duration, when the users stopped: it holds the
+        # teardown (closing every socket), which the other clients do after their last
+        # sample too, so the samples end at the duration as theirs do.
+        if view.elapsed_s > duration + 1e-3:
+            return
         span = view.elapsed_s - (math.ceil(view.elapsed_s) - 1)
         per_second.append((view.elapsed_s, view.received_per_s * span, cpu_seconds() - cpu0))
 
