@@ -3,8 +3,8 @@
 ``python -m bench.clients KIND --url URL --sockets N --duration S [--cpu C]``
 opens N sockets to the echo server and keeps one 64-byte message in flight on
 each for S seconds, then prints one JSON object on stdout: cumulative samples
-``[seconds, round trips, CPU seconds]`` that :func:`bench.table.window` turns
-into a steady-state rate.
+``[seconds, round trips, CPU seconds, user CPU seconds]`` that
+:func:`bench.table.window` turns into a steady-state rate and its CPU split.
 
 - ``bare``: picows callbacks only; each reply is sent back from the frame
   callback. No tasks, no timing, no JSON: the ceiling for Python on picows.
@@ -32,7 +32,7 @@ import sys
 import time
 from typing import Any
 
-from bench.record import cpu_seconds, pin
+from bench.record import cpu_seconds, pin, user_cpu_seconds
 
 #: 64 bytes of JSON text: {"type":"echo","pad":"xxx…"}.
 PAYLOAD_OBJECT = {"type": "echo", "pad": "x" * 40}
@@ -61,13 +61,21 @@ async def _open(url: str, listeners: list[Any]) -> tuple[list[Any], float]:
     return transports, time.monotonic() - began
 
 
-async def _sample(done: list[int], duration: float) -> list[tuple[float, float, float]]:
-    """``[seconds, round trips, CPU seconds]`` every half second for ``duration`` seconds."""
-    t0, cpu0 = time.monotonic(), cpu_seconds()
-    samples = [(0.0, 0.0, 0.0)]
+async def _sample(done: list[int], duration: float) -> list[tuple[float, ...]]:
+    """``[seconds, round trips, CPU seconds, user CPU seconds]`` every half second for
+    ``duration`` seconds."""
+    t0, cpu0, user0 = time.monotonic(), cpu_seconds(), user_cpu_seconds()
+    samples: list[tuple[float, ...]] = [(0.0, 0.0, 0.0, 0.0)]
     while (elapsed := time.monotonic() - t0) < duration:
         await asyncio.sleep(min(SAMPLE_EVERY_S, max(0.0, duration - elapsed)))
-        samples.append((time.monotonic() - t0, float(done[0]), cpu_seconds() - cpu0))
+        samples.append(
+            (
+                time.monotonic() - t0,
+                float(done[0]),
+                cpu_seconds() - cpu0,
+                user_cpu_seconds() - user0,
+            )
+        )
     return samples
 
 
@@ -162,8 +170,8 @@ async def _squall(url: str, sockets: int, duration: float, kind: str) -> dict[st
     from squall.engine import Scenario, closed, run_scenario
     from squall.engine.series import ProgressView
 
-    per_second: list[tuple[float, float, float]] = []
-    cpu0 = cpu_seconds()
+    per_second: list[tuple[float, float, float, float]] = []
+    cpu0, user0 = cpu_seconds(), user_cpu_seconds()
 
     def on_second(view: ProgressView) -> None:
         # The last view comes after the duration, when the users stopped: it holds the
@@ -172,7 +180,14 @@ async def _squall(url: str, sockets: int, duration: float, kind: str) -> dict[st
         if view.elapsed_s > duration + 1e-3:
             return
         span = view.elapsed_s - (math.ceil(view.elapsed_s) - 1)
-        per_second.append((view.elapsed_s, view.received_per_s * span, cpu_seconds() - cpu0))
+        per_second.append(
+            (
+                view.elapsed_s,
+                view.received_per_s * span,
+                cpu_seconds() - cpu0,
+                user_cpu_seconds() - user0,
+            )
+        )
 
     scenario = Scenario(
         name="engine-echo",

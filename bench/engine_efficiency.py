@@ -196,7 +196,11 @@ def run(quick: bool) -> Result:
     result.notes.append(
         "per core = round trips / CPU-seconds of the client process in the window, the "
         "median over the rounds; 'vs' columns and goals are the median of the per-round "
-        "ratios. squall runs one worker process (processes=1), each iteration one "
+        "ratios. CPU µs / round trip splits the same CPU time into the client's user time "
+        "(Python, the event loop) and system time (mostly the kernel's loopback TCP send and "
+        "receive, the same work for every client, whose cost moves with the host: the more "
+        "of a round trip it takes, the closer every client gets to the bare loop). squall "
+        "runs one worker process (processes=1), each iteration one "
         "ws.request_text of the same 64 bytes every client sends (send, wait, round trip "
         "into an HdrHistogram, counters, success rate, timeout); the goals use that "
         "one-request-per-iteration figure. 'JSON request': ws.request instead, which also "
@@ -226,6 +230,15 @@ def _per_round_ratio(
     )
 
 
+def _fmt_split(runs: list[Window | None]) -> str:
+    """Median user and system CPU µs per round trip over the rounds, as "user + system"."""
+    user = median([w.user_us if w else None for w in runs])
+    system = median([w.system_us if w else None for w in runs])
+    if user is None or system is None:
+        return "—"
+    return f"{user:.1f} + {system:.1f}"
+
+
 def _table(
     result: Result,
     windows: dict[tuple[str, int], list[Window | None]],
@@ -242,6 +255,7 @@ def _table(
                     fmt_count(median([w.per_core if w else None for w in runs])),
                     fmt_count(median([w.rate if w else None for w in runs])),
                     fmt_percent(median([w.cpu_fraction if w else None for w in runs])),
+                    _fmt_split(runs),
                     fmt_ratio(_per_round_ratio(windows, kind, "bare-tasks", sockets)),
                     fmt_ratio(_per_round_ratio(windows, kind, "bare", sockets)),
                 ]
@@ -279,6 +293,7 @@ def _table(
             "round trips / s per client core",
             "round trips / s",
             "client CPU",
+            "CPU µs / round trip (user + system)",
             "vs bare loop",
             "vs bare callbacks",
         ],

@@ -8,7 +8,7 @@ statistics see it. That is what this file does, with no wait between tasks:
 one 64-byte message in flight per user, like the other clients.
 
 For the benchmark it also counts completed round trips and, every half second,
-records ``[seconds, round trips, CPU seconds]`` from the start of the test; at
+records ``[seconds, round trips, CPU seconds, user CPU seconds]`` from the start of the test; at
 exit it writes them to the file named by ``BENCH_SAMPLES_PATH``.
 """
 
@@ -29,14 +29,16 @@ _done = [0]
 _samples: list[list[float]] = []
 
 
-def _cpu() -> float:
+def _cpu() -> tuple[float, float]:
+    """(user + system, user) CPU seconds of this process so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime + usage.ru_stime, usage.ru_utime
 
 
-def _sample_forever(t0: float, cpu0: float) -> None:
+def _sample_forever(t0: float, cpu0: tuple[float, float]) -> None:
     while True:
-        _samples.append([time.monotonic() - t0, float(_done[0]), _cpu() - cpu0])
+        cpu, user = _cpu()
+        _samples.append([time.monotonic() - t0, float(_done[0]), cpu - cpu0[0], user - cpu0[1]])
         gevent.sleep(0.5)
 
 

@@ -83,6 +83,11 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def user_cpu_seconds() -> float:
+    """User CPU time of this process so far (the rest of :func:`cpu_seconds` is the kernel's)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_utime
+
+
 def pin(cpu: int | None) -> list[int]:
     """Pin this process (and every thread and child it starts later) to ``cpu``.
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 #: One sample of a client's progress: (seconds since its start, cumulative round trips,
-#: cumulative CPU seconds of the client process).
-Sample = tuple[float, float, float]
+#: cumulative CPU seconds of the client process[, cumulative user CPU seconds of it]).
+Sample = tuple[float, ...]
 
 
 class WindowError(ValueError):
@@ -32,6 +32,8 @@ class Window:
     end_s: float
     round_trips: float
     cpu_s: float
+    #: The user part of ``cpu_s`` (the rest is the kernel's), when the samples carry it.
+    user_s: float | None = None
 
     @property
     def seconds(self) -> float:
@@ -52,16 +54,33 @@ class Window:
         """Round trips per CPU-second of the client: what one fully used core would do."""
         return self.round_trips / self.cpu_s if self.cpu_s > 0 else 0.0
 
-    def to_dict(self) -> dict[str, float]:
+    @property
+    def user_us(self) -> float | None:
+        """User CPU microseconds per round trip (None without the split)."""
+        if self.user_s is None or self.round_trips <= 0:
+            return None
+        return self.user_s / self.round_trips * 1e6
+
+    @property
+    def system_us(self) -> float | None:
+        """System (kernel) CPU microseconds per round trip (None without the split)."""
+        if self.user_s is None or self.round_trips <= 0:
+            return None
+        return max(0.0, self.cpu_s - self.user_s) / self.round_trips * 1e6
+
+    def to_dict(self) -> dict[str, float | None]:
         return {
             "start_s": self.start_s,
             "end_s": self.end_s,
             "seconds": self.seconds,
             "round_trips": self.round_trips,
             "cpu_s": self.cpu_s,
+            "user_s": self.user_s,
             "rate_per_s": self.rate,
             "cpu_fraction": self.cpu_fraction,
             "per_core_per_s": self.per_core,
+            "user_us_per_round_trip": self.user_us,
+            "system_us_per_round_trip": self.system_us,
         }
 
 
@@ -86,19 +105,23 @@ def window(samples: Sequence[Sample], warmup_s: float) -> Window:
                 f"samples out of order: {earlier!r} then {later!r}; "
                 "give cumulative counts in time order"
             )
-    return Window(first[0], final[0], final[1] - first[1], final[2] - first[2])
+    user = final[3] - first[3] if len(first) > 3 and len(final) > 3 else None
+    return Window(first[0], final[0], final[1] - first[1], final[2] - first[2], user)
 
 
-def cumulative(per_second: Sequence[tuple[float, float, float]]) -> list[Sample]:
-    """Turn (end of second, count in that second, CPU seconds so far) into cumulative samples.
+def cumulative(per_second: Sequence[tuple[float, ...]]) -> list[Sample]:
+    """Turn (end of second, count in that second, CPU seconds so far[, user CPU seconds so
+    far]) into cumulative samples.
 
     A sample at t = 0 with nothing done is prepended so that the first second counts.
     """
-    samples: list[Sample] = [(0.0, 0.0, 0.0)]
+    samples: list[Sample] = (
+        [(0.0, 0.0, 0.0, 0.0)] if per_second and len(per_second[0]) > 3 else [(0.0, 0.0, 0.0)]
+    )
     total = 0.0
-    for t, count, cpu in per_second:
+    for t, count, *cpu in per_second:
         total += count
-        samples.append((t, total, cpu))
+        samples.append((t, total, *cpu))
     return samples
 
 

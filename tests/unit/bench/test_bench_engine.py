@@ -7,9 +7,9 @@ from bench.record import Result
 from bench.table import Window
 
 
-def _w(per_core: float) -> Window:
+def _w(per_core: float, user_s: float | None = None) -> Window:
     """A 1-second window on one full core doing ``per_core`` round trips."""
-    return Window(0.0, 1.0, per_core, 1.0)
+    return Window(0.0, 1.0, per_core, 1.0, user_s)
 
 
 def test_ratio_pairs_rounds_before_taking_the_median() -> None:
@@ -53,9 +53,23 @@ def test_table_has_a_row_per_client_and_goals_per_socket_count() -> None:
     ]
     squall_row = result.table["rows"][2]
     assert squall_row[2] == "65"
-    assert squall_row[5:] == ["0.65×", "0.46×"]
+    assert squall_row[5] == "—"  # the windows carry no user / system split
+    assert squall_row[6:] == ["0.65×", "0.46×"]
     goals = {goal["goal"].split(" ≥ ")[0]: goal for goal in result.goals}
     assert goals["squall vs Locust, 100 sockets"]["actual"] == 3.25
     assert goals["squall vs Locust, 100 sockets"]["met"] is True
     assert goals["squall vs bare picows loop, 100 sockets"]["actual"] == 0.65
     assert goals["squall vs bare picows loop, 100 sockets"]["met"] is False
+
+
+def test_cpu_split_column_is_the_median_user_and_system_time_per_round_trip() -> None:
+    # 100,000 round trips in 1 CPU-second: 10 µs each, of which user 0.4 s -> 4 µs.
+    windows = {
+        ("squall", 100): [_w(100_000.0, 0.4), _w(100_000.0, 0.5), _w(100_000.0, 0.3)],
+        ("bare-tasks", 100): [_w(200_000.0, 0.5)],
+    }
+    result = Result("engine", "t", True, "python -m bench --only engine --quick")
+    _table(result, windows, (100,))
+    rows = {row[1]: row for row in result.table["rows"]}
+    assert rows["squall engine"][5] == "4.0 + 6.0"
+    assert rows["bare picows loop"][5] == "2.5 + 2.5"

@@ -65,6 +65,21 @@ def test_cumulative_adds_up_per_second_counts_from_zero() -> None:
     ]
 
 
+def test_window_splits_cpu_into_user_and_system_when_samples_carry_user_time() -> None:
+    samples = [(0.0, 0.0, 0.0, 0.0), (1.0, 100.0, 0.5, 0.2), (3.0, 300.0, 1.5, 0.6)]
+    w = window(samples, warmup_s=1.0)
+    assert w.user_s == pytest.approx(0.4)
+    assert w.user_us == pytest.approx(2000.0)  # 0.4 s over 200 round trips
+    assert w.system_us == pytest.approx(3000.0)
+    plain = window([(s[0], s[1], s[2]) for s in samples], warmup_s=1.0)
+    assert (plain.user_s, plain.user_us, plain.system_us) == (None, None, None)
+    assert cumulative([(1.0, 10.0, 0.1, 0.05), (2.0, 20.0, 0.3, 0.1)]) == [
+        (0.0, 0.0, 0.0, 0.0),
+        (1.0, 10.0, 0.1, 0.05),
+        (2.0, 30.0, 0.3, 0.1),
+    ]
+
+
 def test_ratio_is_none_when_it_cannot_be_computed() -> None:
     assert ratio(6.0, 2.0) == 3.0
     assert ratio(None, 2.0) is None
