@@ -63,8 +63,8 @@ from squall.services import create_database, drop_database
 from squall.target.db import create_pool
 from squall.target.migrations import migrate
 from squall.target.settings import Settings
-from squall.target.submit_batch import OK, Element, SubmitBatcher
-from squall.target.submit_sql import SUBMIT_SQL, Terms, submit_many, submit_one
+from squall.target.submit_batch import OK, Element
+from squall.target.submit_sql import SUBMIT_SQL, Terms, billing_batcher
 
 NAME = "ledger"
 TITLE = "4. Ledger: committed debits / s on one hot account"
@@ -302,13 +302,7 @@ async def _batcher_path(database_url: str, writers: int) -> DatabasePath:
     user = "bench-hot-account"
     terms = Terms(defaults.run_cost, INITIAL, defaults.max_queued_per_thread)
 
-    async def send_one(user: str, element: Element) -> Any:
-        return await submit_one(pool, terms, user, element)
-
-    async def send_many(user: str, elements: Any) -> Any:
-        return await submit_many(pool, terms, user, elements)
-
-    batcher = SubmitBatcher(send_one, send_many)
+    batcher = billing_batcher(pool, terms)
     refused: dict[str, int] = {}
     debits = [0]
 

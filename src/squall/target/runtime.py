@@ -16,7 +16,6 @@ import re
 import secrets
 import socket
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,8 +44,8 @@ from squall.target.model import Sleeper, create_model
 from squall.target.runs import ClaimedRun, RunStatus
 from squall.target.scheduler import Scheduler, orphans, queued_count
 from squall.target.settings import Settings
-from squall.target.submit_batch import OK, Element, Outcome, SubmitBatcher
-from squall.target.submit_sql import SUBMIT_SQL, Terms, submit_many, submit_one
+from squall.target.submit_batch import OK, Element, Outcome
+from squall.target.submit_sql import SUBMIT_SQL, Terms, billing_batcher
 
 __all__ = ["SUBMIT_SQL", "Publish", "Runtime", "Submitted"]
 
@@ -104,15 +103,7 @@ class Runtime:
         self._counts: Counter[str] = Counter()
         terms = Terms(settings.run_cost, settings.initial_credits, settings.max_queued_per_thread)
 
-        async def send_one(user: str, element: Element) -> Outcome:
-            return await submit_one(pool, terms, user, element)
-
-        async def send_many(user: str, elements: Sequence[Element]) -> list[Outcome]:
-            return await submit_many(pool, terms, user, elements)
-
-        self._batcher = SubmitBatcher(
-            send_one, send_many, after=self._submitted, counts=self._counts
-        )
+        self._batcher = billing_batcher(pool, terms, after=self._submitted, counts=self._counts)
         self._deps = AgentDeps(
             pool=pool,
             lock=RunLock(redis, settings.redis_prefix, settings.lock_ttl_ms),

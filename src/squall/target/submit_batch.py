@@ -122,14 +122,14 @@ class SubmitBatcher:
         send_many: SendMany,
         *,
         max_batch: int = MAX_BATCH,
-        after: After = _nothing,
+        after: After | None = None,
         counts: Counter[str] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch={max_batch}: expected at least 1")
         self._send_one = send_one
         self._send_many = send_many
-        self._after = after
+        self._after = _nothing if after is None else after
         self.max_batch = max_batch
         self.counts: Counter[str] = Counter() if counts is None else counts
         self._lines: dict[str, _Line] = {}

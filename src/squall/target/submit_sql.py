@@ -9,15 +9,23 @@ the batcher can hand each caller its own; anything else raised is a real error.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
 from squall.target.db import Pool
-from squall.target.submit_batch import OK, Element, Outcome
+from squall.target.submit_batch import OK, After, Element, Outcome, SubmitBatcher
 
-__all__ = ["SUBMIT_MANY_SQL", "SUBMIT_SQL", "Terms", "submit_many", "submit_one"]
+__all__ = [
+    "SUBMIT_MANY_SQL",
+    "SUBMIT_SQL",
+    "Terms",
+    "billing_batcher",
+    "submit_many",
+    "submit_one",
+]
 
 #: The one statement that accepts a message: thread, queue bound, message, run, debit and
 #: ledger row (``squall_submit``, migration 3). Arguments: thread, user, message id, run
@@ -83,3 +91,18 @@ async def submit_many(
         terms.max_queued,
     )
     return [Outcome(str(r["status"]), int(r["number"])) for r in rows]
+
+
+def billing_batcher(
+    pool: Pool, terms: Terms, *, after: After | None = None, counts: Counter[str] | None = None
+) -> SubmitBatcher:
+    """The platform's group commit: a :class:`SubmitBatcher` sending these two statements
+    on ``pool`` with ``terms`` (``after`` and ``counts`` as the batcher takes them)."""
+
+    async def send_one(user: str, element: Element) -> Outcome:
+        return await submit_one(pool, terms, user, element)
+
+    async def send_many(user: str, elements: Sequence[Element]) -> list[Outcome]:
+        return await submit_many(pool, terms, user, elements)
+
+    return SubmitBatcher(send_one, send_many, after=after, counts=counts)
