@@ -254,22 +254,45 @@ def render_result(result: Mapping[str, Any]) -> str:
     load_text = ""
     if before and after:
         load_text = f"; load average {before[0]:.2f} before, {after[0]:.2f} after"
+    machine = result.get("environment")
+    machine_text = f" · {machine_line(machine)}" if machine else ""
     parts.append(
         f"<sub>`{result.get('command', '')}` · {result.get('started_at', '')} · "
-        f"{result.get('duration_s', 0):.0f} s{load_text}</sub>"
+        f"{result.get('duration_s', 0):.0f} s{load_text}{machine_text}</sub>"
     )
     return "\n".join(parts)
 
 
+def machine_line(environment: Mapping[str, Any]) -> str:
+    """``CPU model, N cores, Python X, platform`` of a result's environment."""
+    return (
+        f"{environment.get('cpu_model', '?')}, {environment.get('cpu_count', '?')} cores, "
+        f"Python {environment.get('python', '?')}, {environment.get('platform', '?')}"
+    )
+
+
 def render_summary(results: Sequence[Mapping[str, Any]], environment: Mapping[str, Any]) -> str:
-    """The whole markdown summary: environment line, then each benchmark in order."""
+    """The whole markdown summary: environment line, then each benchmark in order.
+
+    ``environment`` is the machine the header names when every result was measured on
+    it; results from more than one machine are said to be so, and each section's
+    footer names its own.
+    """
     versions = environment.get("versions") or {}
     shown = ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if v)
+    machines = {machine_line(r["environment"]) for r in results if r.get("environment")}
+    if len(machines) > 1:
+        machine = (
+            f"Machines: these results come from {len(machines)} different machines; each "
+            "section's footer names the one it was measured on, and figures of different "
+            "sections do not compare."
+        )
+    else:
+        machine = f"Machine: {machines.pop() if machines else machine_line(environment)}."
     head = [
         "# squall benchmarks",
         "",
-        f"Machine: {environment.get('cpu_model', '?')}, {environment.get('cpu_count', '?')} "
-        f"cores, Python {environment.get('python', '?')}, {environment.get('platform', '?')}.",
+        machine,
         "",
         f"Versions: {shown}." if shown else "",
         "",

@@ -193,3 +193,32 @@ def test_median_skips_missing_values() -> None:
     assert median([3.0, None, 1.0, 2.0]) == 2.0
     assert median([None, None]) is None
     assert median([]) is None
+
+
+def _machine(cpu: str) -> dict[str, object]:
+    return {"cpu_model": cpu, "cpu_count": 2, "python": "3.11.7", "platform": "Linux"}
+
+
+def test_each_section_names_the_machine_it_was_measured_on() -> None:
+    text = render_result({**RESULT, "environment": _machine("CPU A")})
+    footer = "load average 0.50 before, 1.25 after · CPU A, 2 cores, Python 3.11.7, Linux</sub>"
+    assert footer in text
+
+
+def test_render_summary_names_one_machine_when_every_result_shares_it() -> None:
+    results = [{**RESULT, "environment": _machine("CPU A")}] * 2
+    text = render_summary(results, _machine("CPU B"))
+    assert "Machine: CPU A, 2 cores, Python 3.11.7, Linux." in text
+    assert "Machines:" not in text
+
+
+def test_render_summary_says_when_results_come_from_different_machines() -> None:
+    results = [
+        {**RESULT, "environment": _machine("CPU A")},
+        {**RESULT, "title": "2. Platform", "environment": _machine("CPU B")},
+    ]
+    text = render_summary(results, _machine("CPU A"))
+    assert "Machines: these results come from 2 different machines" in text
+    assert "Machine: CPU A" not in text
+    assert "· CPU A, 2 cores" in text
+    assert "· CPU B, 2 cores" in text
