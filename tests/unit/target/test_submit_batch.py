@@ -87,12 +87,25 @@ async def _settled(tasks: list[asyncio.Task[Outcome]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _submits(
+    batcher: SubmitBatcher, indexes: Sequence[int], user: str = "u"
+) -> list[asyncio.Task[Outcome]]:
+    """One submit task per index, for ``user``, started in that order."""
+    return [asyncio.create_task(batcher.submit(user, _element(i))) for i in indexes]
+
+
+async def _in_flight(batcher: SubmitBatcher, statements: Statements) -> asyncio.Task[Outcome]:
+    """The user's first submit, sent as a statement that waits for ``release()``."""
+    (first,) = _submits(batcher, [0])
+    await statements.wait_sent(1)
+    return first
+
+
 async def test_a_lone_submit_goes_alone_and_waiting_ones_go_together(
     statements: Statements, batcher: SubmitBatcher
 ) -> None:
-    first = asyncio.create_task(batcher.submit("u", _element(0)))
-    await statements.wait_sent(1)
-    rest = [asyncio.create_task(batcher.submit("u", _element(i))) for i in range(1, 7)]
+    first = await _in_flight(batcher, statements)
+    rest = _submits(batcher, range(1, 7))
     await asyncio.sleep(0)
     assert "waiting=6" in repr(batcher)
     statements.release()
@@ -119,9 +132,8 @@ async def test_a_lone_submit_goes_alone_and_waiting_ones_go_together(
 async def test_one_waiting_submit_goes_through_send_one(
     statements: Statements, batcher: SubmitBatcher
 ) -> None:
-    first = asyncio.create_task(batcher.submit("u", _element(0)))
-    await statements.wait_sent(1)
-    second = asyncio.create_task(batcher.submit("u", _element(1)))
+    first = await _in_flight(batcher, statements)
+    (second,) = _submits(batcher, [1])
     statements.release()
     await statements.wait_sent(2)
     statements.release()
@@ -132,8 +144,8 @@ async def test_one_waiting_submit_goes_through_send_one(
 async def test_users_do_not_wait_for_each_other(
     statements: Statements, batcher: SubmitBatcher
 ) -> None:
-    alice = asyncio.create_task(batcher.submit("alice", _element(0)))
-    bob = asyncio.create_task(batcher.submit("bob", _element(1)))
+    (alice,) = _submits(batcher, [0], user="alice")
+    (bob,) = _submits(batcher, [1], user="bob")
     await statements.wait_sent(2)  # both in flight at once
     statements.release()
     statements.release()
@@ -144,10 +156,9 @@ async def test_users_do_not_wait_for_each_other(
 async def test_each_caller_gets_its_own_refusal(
     statements: Statements, batcher: SubmitBatcher
 ) -> None:
-    first = asyncio.create_task(batcher.submit("u", _element(0)))
-    await statements.wait_sent(1)
+    first = await _in_flight(batcher, statements)
     statements.refuse = {"c2": "queue_full", "c3": "insufficient_credits"}
-    rest = [asyncio.create_task(batcher.submit("u", _element(i))) for i in (1, 2, 3)]
+    rest = _submits(batcher, [1, 2, 3])
     statements.release()
     await statements.wait_sent(2)
     statements.release()
@@ -159,11 +170,10 @@ async def test_each_caller_gets_its_own_refusal(
 async def test_a_failed_batch_is_retried_one_by_one(
     statements: Statements, batcher: SubmitBatcher
 ) -> None:
-    first = asyncio.create_task(batcher.submit("u", _element(0)))
-    await statements.wait_sent(1)
+    first = await _in_flight(batcher, statements)
     statements.fail_many = RuntimeError
     statements.fail_one = {"c2": ValueError("a duplicate id")}
-    rest = [asyncio.create_task(batcher.submit("u", _element(i))) for i in (1, 2, 3)]
+    rest = _submits(batcher, [1, 2, 3])
     statements.release()
     for n in (2, 3, 4, 5):
         await statements.wait_sent(n)
@@ -188,10 +198,9 @@ async def test_a_failed_batch_is_retried_one_by_one(
 async def test_a_batch_answering_too_few_outcomes_fails_its_callers_without_resending(
     statements: Statements, batcher: SubmitBatcher
 ) -> None:
-    first = asyncio.create_task(batcher.submit("u", _element(0)))
-    await statements.wait_sent(1)
+    first = await _in_flight(batcher, statements)
     statements.short_answer = True
-    rest = [asyncio.create_task(batcher.submit("u", _element(i))) for i in (1, 2)]
+    rest = _submits(batcher, [1, 2])
     statements.release()
     await statements.wait_sent(2)
     statements.release()
@@ -205,9 +214,8 @@ async def test_a_batch_answering_too_few_outcomes_fails_its_callers_without_rese
 async def test_a_caller_cancelled_before_its_batch_is_sent_is_removed(
     statements: Statements, batcher: SubmitBatcher
 ) -> None:
-    first = asyncio.create_task(batcher.submit("u", _element(0)))
-    await statements.wait_sent(1)
-    rest = [asyncio.create_task(batcher.submit("u", _element(i))) for i in (1, 2, 3)]
+    first = await _in_flight(batcher, statements)
+    rest = _submits(batcher, [1, 2, 3])
     await asyncio.sleep(0)
     rest[1].cancel()
     statements.release()
@@ -222,9 +230,8 @@ async def test_a_caller_cancelled_before_its_batch_is_sent_is_removed(
 async def test_a_caller_cancelled_after_its_batch_is_sent_is_still_charged_and_counted(
     statements: Statements, batcher: SubmitBatcher
 ) -> None:
-    first = asyncio.create_task(batcher.submit("u", _element(0)))
-    await statements.wait_sent(1)
-    rest = [asyncio.create_task(batcher.submit("u", _element(i))) for i in (1, 2)]
+    first = await _in_flight(batcher, statements)
+    rest = _submits(batcher, [1, 2])
     statements.release()
     await statements.wait_sent(2)  # the batch is in flight
     rest[0].cancel()
@@ -239,7 +246,7 @@ async def test_a_caller_cancelled_after_its_batch_is_sent_is_still_charged_and_c
 async def test_drain_waits_for_every_waiting_submit(
     statements: Statements, batcher: SubmitBatcher
 ) -> None:
-    tasks = [asyncio.create_task(batcher.submit("u", _element(i))) for i in range(3)]
+    tasks = _submits(batcher, range(3))
     await statements.wait_sent(1)
     drained = asyncio.create_task(batcher.drain())
     statements.release()
@@ -254,9 +261,8 @@ async def test_drain_waits_for_every_waiting_submit(
 async def test_a_cancelled_line_task_cancels_its_callers(
     statements: Statements, batcher: SubmitBatcher
 ) -> None:
-    first = asyncio.create_task(batcher.submit("u", _element(0)))
-    await statements.wait_sent(1)
-    second = asyncio.create_task(batcher.submit("u", _element(1)))
+    first = await _in_flight(batcher, statements)
+    (second,) = _submits(batcher, [1])
     await asyncio.sleep(0)
     for task in asyncio.all_tasks():
         if task.get_name() == "submit-u":
@@ -274,7 +280,7 @@ async def test_a_failing_after_hook_is_logged_and_the_line_goes_on(
         raise RuntimeError("redis is down")
 
     batcher = SubmitBatcher(statements.one, statements.many, after=after)
-    task = asyncio.create_task(batcher.submit("u", _element(0)))
+    (task,) = _submits(batcher, [0])
     await statements.wait_sent(1)
     statements.release()
     await _settled([task])
