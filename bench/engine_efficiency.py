@@ -216,18 +216,36 @@ def run(quick: bool) -> Result:
     return result
 
 
+def _round_ratios(
+    windows: dict[tuple[str, int], list[Window | None]], kind: str, base: str, sockets: int
+) -> tuple[float | None, ...]:
+    """``kind``'s per-core rate over ``base``'s, round by round (None where either failed)."""
+    ours = windows.get((kind, sockets), [])
+    theirs = windows.get((base, sockets), [])
+    return tuple(
+        ratio(a.per_core if a else None, b.per_core if b else None)
+        for a, b in zip(ours, theirs, strict=False)
+    )
+
+
 def _per_round_ratio(
     windows: dict[tuple[str, int], list[Window | None]], kind: str, base: str, sockets: int
 ) -> float | None:
     """The median over rounds of ``kind``'s per-core rate over ``base``'s in the same round."""
-    ours = windows.get((kind, sockets), [])
-    theirs = windows.get((base, sockets), [])
-    return median(
-        [
-            ratio(a.per_core if a else None, b.per_core if b else None)
-            for a, b in zip(ours, theirs, strict=False)
-        ]
-    )
+    return median(list(_round_ratios(windows, kind, base, sockets)))
+
+
+def _goal(
+    windows: dict[tuple[str, int], list[Window | None]],
+    base: str,
+    sockets: int,
+    name: str,
+    target: float,
+    unit: str,
+) -> Goal:
+    """squall's per-round ratio to ``base`` against ``target``: the median and each round."""
+    rounds = _round_ratios(windows, "squall", base, sockets)
+    return Goal(name, median(list(rounds)), target, unit=unit, rounds=rounds)
 
 
 def _fmt_split(runs: list[Window | None]) -> str:
@@ -261,18 +279,18 @@ def _table(
                 ]
             )
         result.goals.append(
-            Goal(
-                f"squall vs Locust, {sockets} sockets",
-                _per_round_ratio(windows, "squall", "locust", sockets),
-                3.0,
+            _goal(
+                windows, "locust", sockets, f"squall vs Locust, {sockets} sockets", 3.0, "×"
             ).to_dict()
         )
         result.goals.append(
-            Goal(
+            _goal(
+                windows,
+                "bare-tasks",
+                sockets,
                 f"squall vs bare picows loop, {sockets} sockets",
-                _per_round_ratio(windows, "squall", "bare-tasks", sockets),
                 0.70,
-                unit="%",
+                "%",
             ).to_dict()
         )
     latencies: dict[tuple[str, int], list[str]] = {}

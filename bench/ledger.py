@@ -580,6 +580,7 @@ def run(quick: bool) -> Result:
         ceiling, grouped, hot, control = paths
         top = float(ceiling.extra["debits_per_s"])
         shares: dict[str, float | None] = {}
+        share_rounds: dict[str, list[float]] = {}
         for path in paths:
             entry = {**path.extra, "loadavg_before": database["loadavg_before"]}
             entry["loadavg_after"] = database["loadavg_after"]
@@ -588,6 +589,7 @@ def run(quick: bool) -> Result:
                 entry["ratio_per_round"] = per_round
                 entry["ratio_median"] = median(per_round)
                 shares[path.what] = entry["ratio_median"]
+                share_rounds[path.what] = per_round
             result.measurements.append(entry)
             log(
                 f"  {path.what}: {entry['debits_per_s']:,.0f} debits/s, CPU µs/debit client + "
@@ -687,6 +689,7 @@ def run(quick: bool) -> Result:
             shares[grouped.what],
             0.80,
             unit="%",
+            rounds=tuple(share_rounds.get(grouped.what, ())),
         ).to_dict(),
     ]
     grouped_entry = grouped.extra

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from bench.engine_efficiency import KINDS, _per_round_ratio, _table
 from bench.record import Result
 from bench.table import Window
@@ -60,6 +61,22 @@ def test_table_has_a_row_per_client_and_goals_per_socket_count() -> None:
     assert goals["squall vs Locust, 100 sockets"]["met"] is True
     assert goals["squall vs bare picows loop, 100 sockets"]["actual"] == 0.65
     assert goals["squall vs bare picows loop, 100 sockets"]["met"] is False
+
+
+def test_goals_carry_each_round_ratio_beside_their_median() -> None:
+    windows = {
+        ("squall", 1000): [_w(60.0), _w(75.0), None],
+        ("bare-tasks", 1000): [_w(100.0), _w(100.0), _w(100.0)],
+        ("locust", 1000): [_w(20.0), _w(20.0), _w(20.0)],
+    }
+    result = Result("engine", "t", True, "python -m bench --only engine --quick")
+    _table(result, windows, (1000,))
+    goals = {goal["goal"].split(" ≥ ")[0]: goal for goal in result.goals}
+    bare = goals["squall vs bare picows loop, 1000 sockets"]
+    assert bare["rounds"] == [0.6, 0.75, None]
+    assert bare["actual"] == pytest.approx(0.675)
+    assert bare["rounds_shown"] == "60 %, 75 % (1 of 2 met)"
+    assert goals["squall vs Locust, 1000 sockets"]["rounds"] == [3.0, 3.75, None]
 
 
 def test_cpu_split_column_is_the_median_user_and_system_time_per_round_trip() -> None:

@@ -127,6 +127,37 @@ def test_goal_to_dict_shows_target_and_actual_in_its_unit() -> None:
     assert (count["goal"], count["shown"]) == ("sockets held ≥ 10,000", "10,000")
 
 
+def test_goal_with_rounds_shows_each_round_and_how_many_reached_the_target() -> None:
+    goal = Goal("squall vs bare loop", 0.71, 0.70, unit="%", rounds=(0.62, 0.71, None, 0.80))
+    assert goal.met is True
+    assert goal.rounds_met() == 2
+    shown = goal.to_dict()
+    assert shown["rounds"] == [0.62, 0.71, None, 0.80]
+    assert shown["rounds_shown"] == "62 %, 71 %, 80 % (2 of 3 met)"
+    at_most = Goal("RSS per socket", 19.0, 20.0, at_least=False, unit="KB", rounds=(19.0, 21.0))
+    assert at_most.to_dict()["rounds_shown"] == "19.0 KB, 21.0 KB (1 of 2 met)"
+    assert Goal("x", None, 3.0, rounds=(None, None)).to_dict()["rounds_shown"] == "—"
+    assert "rounds" not in Goal("x", 3.1, 3.0).to_dict()
+
+
+def test_goals_table_gets_a_column_for_rounds_only_when_a_goal_has_them() -> None:
+    with_rounds = {
+        **RESULT,
+        "goals": [
+            Goal("squall vs bare loop", 0.69, 0.70, unit="%", rounds=(0.62, 0.69, 0.75)).to_dict(),
+            Goal("squall vs Locust", 4.2, 3.0).to_dict(),
+        ],
+    }
+    text = render_result(with_rounds)
+    assert "| goal | measured | status | each round |" in text
+    assert (
+        "| squall vs bare loop ≥ 70 % | 69 % | **not met** | 62 %, 69 %, 75 % (1 of 3 met) |"
+        in text
+    )
+    assert "| squall vs Locust ≥ 3.00× | 4.20× | met | — |" in text
+    assert "each round" not in render_result(RESULT)
+
+
 def test_markdown_table_escapes_pads_and_rejects_long_rows() -> None:
     assert markdown_table(("a", "b"), [("1|2",), ("x", "y")]) == (
         "| a | b |\n|---|---|\n| 1\\|2 |  |\n| x | y |"
