@@ -35,8 +35,12 @@ SQUALL_TEST_SCALE ?= 0.2
 test: lint typecheck
 	$(BIN)/pytest --real-services --squall-scale=$(SQUALL_TEST_SCALE) --cov=squall --cov-branch --cov-report=term:skip-covered --cov-fail-under=$(COV_FLOOR)
 
+# The instruction counts (bench/instructions.py) run the clients under valgrind: a Debian
+# package, installed here when missing and run as root; without it that benchmark says so.
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@command -v valgrind >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends valgrind) || true
 	$(BIN)/python -m bench
 
 clean:

@@ -23,6 +23,7 @@ from bench.table import render_summary, replace_between
 #: name → module; each module has ``run(quick: bool) -> Result``. Order is the table's order.
 BENCHMARKS = {
     "engine": "bench.engine_efficiency",
+    "instructions": "bench.instructions",
     "platform": "bench.platform_throughput",
     "connections": "bench.connections",
     "ledger": "bench.ledger",

@@ -19,7 +19,13 @@ each for S seconds, then prints one JSON object on stdout: cumulative samples
 - ``squall-loop``: ``squall`` with 100 ``ws.request_text`` calls per iteration.
 - Locust runs through :mod:`bench.locust_run` with :mod:`bench.locustfile`.
 
-Every loop is bounded by ``--duration``, and connecting by a timeout.
+``--round-trips K`` instead of ``--duration`` (``bare-tasks`` and ``squall`` only)
+runs a fixed count: each socket does K round trips once every socket is open, then
+the client prints ``{"round_trips": …}``. That is the mode an instruction
+counter runs (:mod:`bench.instructions`): the same work whatever the speed, and
+squall's once-a-second work (snapshot, loop-lag probe) paced out of the run.
+
+Every loop is bounded by ``--duration`` or ``--round-trips``, and connecting by a timeout.
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ CONNECT_TIMEOUT_S = 30.0
 SAMPLE_EVERY_S = 0.5
 #: Requests per iteration for ``squall-loop``.
 LOOP_PER_ITERATION = 100
+#: The hard deadline of a counted run (``--round-trips``), which may run under valgrind.
+COUNTED_DEADLINE_S = 1800.0
+#: squall's snapshot and loop-lag intervals in a counted run: longer than any such run.
+QUIET_INTERVAL_S = 1e6
 
 
 async def _open(url: str, listeners: list[Any]) -> tuple[list[Any], float]:
@@ -139,6 +149,41 @@ async def _bare_tasks(url: str, sockets: int, duration: float) -> dict[str, Any]
     return {"samples": samples, "connect_s": connect_s, "errors": 0}
 
 
+async def _bare_tasks_counted(url: str, sockets: int, per_socket: int) -> dict[str, Any]:
+    """``bare-tasks`` for ``per_socket`` round trips on each socket instead of a duration."""
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport
+
+    loop = asyncio.get_running_loop()
+    done = [0]
+
+    class Waiter(WSListener):
+        __slots__ = ("reply",)
+
+        def __init__(self) -> None:
+            self.reply: asyncio.Future[None] | None = None
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            reply = self.reply
+            if frame.msg_type is WSMsgType.TEXT and reply is not None and not reply.done():
+                reply.set_result(None)
+
+    waiters = [Waiter() for _ in range(sockets)]
+    transports, connect_s = await _open(url, waiters)
+
+    async def user(transport: WSTransport, waiter: Waiter) -> None:
+        for _ in range(per_socket):
+            waiter.reply = reply = loop.create_future()
+            transport.send(WSMsgType.TEXT, PAYLOAD)
+            await reply
+            done[0] += 1
+
+    async with asyncio.timeout(COUNTED_DEADLINE_S):
+        await asyncio.gather(*(user(t, w) for t, w in zip(transports, waiters, strict=True)))
+    for transport in transports:
+        transport.disconnect()
+    return {"round_trips": done[0], "connect_s": connect_s, "errors": 0}
+
+
 async def echo_behaviour(session: Any) -> None:
     """One iteration of a squall virtual user: the 64-byte message, its reply, timed."""
     ws = await session.connection(session.params["url"], auth=False)
@@ -213,14 +258,77 @@ async def _squall(url: str, sockets: int, duration: float, kind: str) -> dict[st
     }
 
 
+async def echo_counted_behaviour(session: Any) -> None:
+    """:func:`echo_behaviour` for a counted run: iteration 0 opens the connection (with a
+    timeout long enough for valgrind) and waits until every user has, so the counted round
+    trips run with every socket open, as in a timed run's steady state."""
+    if session.iteration == 0:
+        barrier = session.params["barrier"]
+        try:
+            await session.connection(session.params["url"], auth=False, timeout=COUNTED_DEADLINE_S)
+        except BaseException:
+            await barrier.abort()  # the others would wait for this user for ever
+            raise
+        await barrier.wait()
+        return
+    ws = await session.connection(session.params["url"], auth=False)
+    await ws.request_text(PAYLOAD, metric="round_trip", timeout=10.0)
+
+
+async def _squall_counted(url: str, sockets: int, per_socket: int) -> dict[str, Any]:
+    """``squall`` for ``per_socket`` round trips of each user, on one worker whose snapshot
+    and loop-lag intervals outlast the run (so none of that work runs)."""
+    from squall.engine import Scenario, closed
+    from squall.engine.runner import Worker, WorkerPlan
+    from squall.metrics.recorder import ERRORS, MESSAGES_RECEIVED
+
+    scenario = Scenario(
+        name="engine-echo-counted",
+        behaviour=echo_counted_behaviour,
+        workload=closed(sockets, iterations=per_socket + 1),
+        params={"url": url, "barrier": asyncio.Barrier(sockets)},
+        graceful_stop_s=2.0,
+    )
+    plan = WorkerPlan(
+        scenario,
+        worker=0,
+        workers=1,
+        users=range(sockets),
+        deadline_s=COUNTED_DEADLINE_S,
+        snapshot_interval_s=QUIET_INTERVAL_S,
+        lag_interval_s=QUIET_INTERVAL_S,
+    )
+    report = await Worker(plan, scenario.resolve_behaviour(), lambda _snapshot: None).run(
+        time.monotonic()
+    )
+    counters = report.state.counters
+    return {
+        "round_trips": counters.get(MESSAGES_RECEIVED, 0),
+        "connect_s": None,
+        "errors": counters.get(ERRORS, 0),
+        "iterations": counters.get("iterations", 0),
+        "interrupted": report.interrupted_reason,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.clients")
     parser.add_argument("kind", choices=("bare", "bare-tasks", *BEHAVIOURS))
     parser.add_argument("--url", required=True)
     parser.add_argument("--sockets", type=int, required=True)
-    parser.add_argument("--duration", type=float, required=True)
+    bound = parser.add_mutually_exclusive_group(required=True)
+    bound.add_argument("--duration", type=float, help="run for this many seconds")
+    bound.add_argument(
+        "--round-trips",
+        type=int,
+        help="instead: this many round trips per socket (iterations per user for squall)",
+    )
     parser.add_argument("--cpu", type=int, default=None)
     args = parser.parse_args(argv)
+    if args.round_trips is not None and (
+        args.kind not in ("bare-tasks", "squall") or args.round_trips < 1
+    ):
+        parser.error("--round-trips takes a count >= 1, with bare-tasks or squall")
     if not args.url.startswith(("ws://127.", "ws://localhost")):
         raise SystemExit(f"--url {args.url!r}: the benchmark clients only talk to loopback")
     cpus = pin(args.cpu)
@@ -229,7 +337,12 @@ def main(argv: list[str] | None = None) -> None:
     raise_nofile(args.sockets + 256)
     import uvloop
 
-    if args.kind == "bare":
+    if args.round_trips is not None:
+        if args.kind == "bare-tasks":
+            out = uvloop.run(_bare_tasks_counted(args.url, args.sockets, args.round_trips))
+        else:
+            out = uvloop.run(_squall_counted(args.url, args.sockets, args.round_trips))
+    elif args.kind == "bare":
         out = uvloop.run(_bare(args.url, args.sockets, args.duration))
     elif args.kind == "bare-tasks":
         out = uvloop.run(_bare_tasks(args.url, args.sockets, args.duration))

@@ -188,14 +188,29 @@ class Goal:
             return None
         return self.actual >= self.target if self.at_least else self.actual <= self.target
 
-    def _show(self, value: float) -> str:
-        if self.unit == "×":
-            return fmt_ratio(value)
+    def _show(self, value: float, *, measured: bool = True) -> str:
+        """``value`` in the goal's unit. A measured figure is rounded towards missing the
+        target (down for "at least", up for "at most"), so one just short of it never
+        reads as the target itself (69.9 %, not 70 %); percentages keep a decimal."""
         if self.unit == "%":
-            return fmt_percent(value)
+            if not measured:
+                return fmt_percent(value)
+            return f"{self._towards_miss(value * 100, 1):.1f} %"
+        shown = self._towards_miss(value, 2 if self.unit == "×" else 1 if self.unit else 0)
+        if not measured:
+            shown = value
+        if self.unit == "×":
+            return fmt_ratio(shown)
         if not self.unit:
-            return fmt_count(value)
-        return f"{value:,.1f} {self.unit}"
+            return fmt_count(shown)
+        return f"{shown:,.1f} {self.unit}"
+
+    def _towards_miss(self, value: float, decimals: int) -> float:
+        scale = float(10**decimals)
+        # The small slack keeps a figure that is exactly on a step (0.29 * 100) on it.
+        if self.at_least:
+            return math.floor(value * scale + 1e-6) / scale
+        return math.ceil(value * scale - 1e-6) / scale
 
     def rounds_met(self) -> int:
         """How many of ``rounds`` reach the target on their own."""
@@ -209,7 +224,7 @@ class Goal:
     def to_dict(self) -> dict[str, Any]:
         sign = "≥" if self.at_least else "≤"
         shown: dict[str, Any] = {
-            "goal": f"{self.name} {sign} {self._show(self.target)}",
+            "goal": f"{self.name} {sign} {self._show(self.target, measured=False)}",
             "actual": self.actual,
             "shown": "—" if self.actual is None else self._show(self.actual),
             "target": self.target,

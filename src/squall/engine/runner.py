@@ -60,7 +60,12 @@ def _fewer_collections(young: int) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class WorkerPlan:
-    """One worker's share: ``users`` are the user (or, in the open model, VU) indexes it owns."""
+    """One worker's share: ``users`` are the user (or, in the open model, VU) indexes it owns.
+
+    ``snapshot_interval_s`` and ``lag_interval_s`` pace the worker's own periodic work (a
+    snapshot to the parent, a loop-lag probe); a tool that counts the engine's work per
+    request under an instruction counter stretches both so that none of it runs.
+    """
 
     scenario: Scenario
     worker: int
@@ -68,6 +73,7 @@ class WorkerPlan:
     users: range
     deadline_s: float
     snapshot_interval_s: float = 1.0
+    lag_interval_s: float = LAG_INTERVAL_S
 
 
 @dataclass
@@ -398,12 +404,13 @@ class Worker:
     # -- self-measurement --
 
     async def _lag_ticker(self) -> None:
-        expected = self._clock() + LAG_INTERVAL_S
+        interval = self.plan.lag_interval_s
+        expected = self._clock() + interval
         while True:
-            await asyncio.sleep(LAG_INTERVAL_S)
+            await asyncio.sleep(interval)
             now = self._clock()
             self._lag.record(max(0.0, now - expected))
-            expected = now + LAG_INTERVAL_S
+            expected = now + interval
 
     async def _snapshots(self) -> None:
         interval = self.plan.snapshot_interval_s

@@ -75,7 +75,7 @@ def test_goals_carry_each_round_ratio_beside_their_median() -> None:
     bare = goals["squall vs bare picows loop, 1000 sockets"]
     assert bare["rounds"] == [0.6, 0.75, None]
     assert bare["actual"] == pytest.approx(0.675)
-    assert bare["rounds_shown"] == "60 %, 75 % (1 of 2 met)"
+    assert bare["rounds_shown"] == "60.0 %, 75.0 % (1 of 2 met)"
     assert goals["squall vs Locust, 1000 sockets"]["rounds"] == [3.0, 3.75, None]
 
 

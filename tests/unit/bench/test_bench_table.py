@@ -111,7 +111,7 @@ def test_goal_to_dict_shows_target_and_actual_in_its_unit() -> None:
     assert Goal("squall vs bare loop", 0.7512, 0.70, unit="%").to_dict() == {
         "goal": "squall vs bare loop ≥ 70 %",
         "actual": 0.7512,
-        "shown": "75 %",
+        "shown": "75.1 %",
         "target": 0.70,
         "at_least": True,
         "met": True,
@@ -133,7 +133,18 @@ def test_goal_with_rounds_shows_each_round_and_how_many_reached_the_target() -> 
     assert goal.rounds_met() == 2
     shown = goal.to_dict()
     assert shown["rounds"] == [0.62, 0.71, None, 0.80]
-    assert shown["rounds_shown"] == "62 %, 71 %, 80 % (2 of 3 met)"
+    assert shown["rounds_shown"] == "62.0 %, 71.0 %, 80.0 % (2 of 3 met)"
+
+
+def test_a_figure_just_short_of_its_target_never_reads_as_the_target() -> None:
+    assert Goal("x", 0.6996, 0.70, unit="%").to_dict()["shown"] == "69.9 %"
+    assert Goal("x", 0.70, 0.70, unit="%").to_dict()["shown"] == "70.0 %"
+    assert Goal("x", 0.29, 0.30, unit="%").to_dict()["shown"] == "29.0 %"
+    assert Goal("x", 2.998, 3.0).to_dict()["shown"] == "2.99×"
+    assert Goal("x", 3.0, 3.0).to_dict()["shown"] == "3.00×"
+    kb = Goal("RSS per socket", 20.04, 20.0, at_least=False, unit="KB").to_dict()
+    assert (kb["shown"], kb["met"]) == ("20.1 KB", False)
+    assert Goal("sockets held", 9_999.6, 10_000.0, unit="").to_dict()["shown"] == "9,999"
     at_most = Goal("RSS per socket", 19.0, 20.0, at_least=False, unit="KB", rounds=(19.0, 21.0))
     assert at_most.to_dict()["rounds_shown"] == "19.0 KB, 21.0 KB (1 of 2 met)"
     assert Goal("x", None, 3.0, rounds=(None, None)).to_dict()["rounds_shown"] == "—"
@@ -151,8 +162,8 @@ def test_goals_table_gets_a_column_for_rounds_only_when_a_goal_has_them() -> Non
     text = render_result(with_rounds)
     assert "| goal | measured | status | each round |" in text
     assert (
-        "| squall vs bare loop ≥ 70 % | 69 % | **not met** | 62 %, 69 %, 75 % (1 of 3 met) |"
-        in text
+        "| squall vs bare loop ≥ 70 % | 69.0 % | **not met** "
+        "| 62.0 %, 69.0 %, 75.0 % (1 of 3 met) |" in text
     )
     assert "| squall vs Locust ≥ 3.00× | 4.20× | met | — |" in text
     assert "each round" not in render_result(RESULT)

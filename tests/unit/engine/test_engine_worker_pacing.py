@@ -1,0 +1,54 @@
+"""A worker's own periodic work (loop-lag probe, snapshots) follows its plan's intervals."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from squall.engine import Scenario, closed
+from squall.engine.runner import LAG_INTERVAL_S, Worker, WorkerPlan
+from squall.engine.series import Snapshot
+from squall.engine.session import Session
+from squall.metrics.histogram import LatencyHistogram
+
+
+async def _nap(session: Session) -> None:
+    await asyncio.sleep(0.005)
+
+
+async def _run(snapshot_s: float, lag_s: float) -> tuple[LatencyHistogram, list[Snapshot], int]:
+    scenario = Scenario(name="pacing", behaviour=_nap, workload=closed(2, duration=0.4))
+    plan = WorkerPlan(
+        scenario,
+        worker=0,
+        workers=1,
+        users=range(2),
+        deadline_s=5.0,
+        snapshot_interval_s=snapshot_s,
+        lag_interval_s=lag_s,
+    )
+    snapshots: list[Snapshot] = []
+    report = await Worker(plan, _nap, snapshots.append).run(time.monotonic())
+    return LatencyHistogram.decode(report.lag), snapshots, report.state.counters["iterations"]
+
+
+def test_default_plan_probes_loop_lag_every_fifty_milliseconds() -> None:
+    assert LAG_INTERVAL_S == 0.05
+    plan = WorkerPlan(Scenario("x", _nap, closed(1, iterations=1)), 0, 1, range(1), 1.0)
+    assert (plan.snapshot_interval_s, plan.lag_interval_s) == (1.0, LAG_INTERVAL_S)
+
+
+async def test_lag_probes_and_snapshots_follow_the_plan() -> None:
+    lag, snapshots, iterations = await _run(snapshot_s=0.1, lag_s=0.02)
+    assert iterations > 0
+    # 0.4 s of schedule: about 20 probes at 0.02 s, about 4 snapshots and the final one.
+    assert 10 <= lag.count <= 25
+    assert 3 <= len(snapshots) <= 6
+    assert snapshots[-1].final
+
+
+async def test_stretched_intervals_leave_no_periodic_work_but_the_final_snapshot() -> None:
+    lag, snapshots, iterations = await _run(snapshot_s=3600.0, lag_s=3600.0)
+    assert iterations > 0
+    assert lag.count == 0
+    assert [s.final for s in snapshots] == [True]
