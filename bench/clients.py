@@ -110,11 +110,10 @@ async def _bare(url: str, sockets: int, duration: float) -> dict[str, Any]:
     return {"samples": samples, "connect_s": connect_s, "errors": 0}
 
 
-async def _bare_tasks(url: str, sockets: int, duration: float) -> dict[str, Any]:
+async def _open_waiters(url: str, sockets: int) -> tuple[list[Any], list[Any], float]:
+    """The bare loop's sockets: for each, a listener whose ``reply`` future the next text
+    frame resolves; returns the listeners, their transports and the time connecting took."""
     from picows import WSFrame, WSListener, WSMsgType, WSTransport
-
-    loop = asyncio.get_running_loop()
-    done = [0]
 
     class Waiter(WSListener):
         __slots__ = ("reply",)
@@ -129,9 +128,18 @@ async def _bare_tasks(url: str, sockets: int, duration: float) -> dict[str, Any]
 
     waiters = [Waiter() for _ in range(sockets)]
     transports, connect_s = await _open(url, waiters)
+    return waiters, transports, connect_s
+
+
+async def _bare_tasks(url: str, sockets: int, duration: float) -> dict[str, Any]:
+    from picows import WSMsgType, WSTransport
+
+    loop = asyncio.get_running_loop()
+    done = [0]
+    waiters, transports, connect_s = await _open_waiters(url, sockets)
     stop_at = time.monotonic() + duration
 
-    async def user(transport: WSTransport, waiter: Waiter) -> None:
+    async def user(transport: WSTransport, waiter: Any) -> None:
         monotonic = time.monotonic
         while monotonic() < stop_at:
             waiter.reply = reply = loop.create_future()
@@ -151,26 +159,13 @@ async def _bare_tasks(url: str, sockets: int, duration: float) -> dict[str, Any]
 
 async def _bare_tasks_counted(url: str, sockets: int, per_socket: int) -> dict[str, Any]:
     """``bare-tasks`` for ``per_socket`` round trips on each socket instead of a duration."""
-    from picows import WSFrame, WSListener, WSMsgType, WSTransport
+    from picows import WSMsgType, WSTransport
 
     loop = asyncio.get_running_loop()
     done = [0]
+    waiters, transports, connect_s = await _open_waiters(url, sockets)
 
-    class Waiter(WSListener):
-        __slots__ = ("reply",)
-
-        def __init__(self) -> None:
-            self.reply: asyncio.Future[None] | None = None
-
-        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-            reply = self.reply
-            if frame.msg_type is WSMsgType.TEXT and reply is not None and not reply.done():
-                reply.set_result(None)
-
-    waiters = [Waiter() for _ in range(sockets)]
-    transports, connect_s = await _open(url, waiters)
-
-    async def user(transport: WSTransport, waiter: Waiter) -> None:
+    async def user(transport: WSTransport, waiter: Any) -> None:
         for _ in range(per_socket):
             waiter.reply = reply = loop.create_future()
             transport.send(WSMsgType.TEXT, PAYLOAD)
