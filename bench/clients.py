@@ -306,6 +306,24 @@ async def _squall_counted(url: str, sockets: int, per_socket: int) -> dict[str, 
     }
 
 
+def command(
+    kind: str, url: str, sockets: int, bound: str, value: str, cpu: int | None
+) -> list[str]:
+    """The command line that runs client ``kind`` in its own process: ``bound`` is
+    ``--duration`` or ``--round-trips`` with ``value``, pinned to ``cpu`` if given."""
+    argv = [sys.executable, "-m", "bench.clients", kind, "--url", url, "--sockets", str(sockets)]
+    argv += [bound, value]
+    if cpu is not None:
+        argv += ["--cpu", str(cpu)]
+    return argv
+
+
+def read_report(stdout: bytes) -> dict[str, Any]:
+    """The JSON object a client printed last on stdout."""
+    report: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
+    return report
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.clients")
     parser.add_argument("kind", choices=("bare", "bare-tasks", *BEHAVIOURS))

@@ -18,8 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.clients import command, read_report
 from bench.echo import start_echo
-from bench.record import Result, command_line, log, measured
+from bench.record import Result, command_line, log, measured, server_and_client_cpus
 from bench.table import (
     Goal,
     Window,
@@ -46,13 +47,6 @@ LABELS = {
     "squall-loop": "squall engine, 100 requests / iteration",
     "locust": "Locust + websocket-client",
 }
-
-
-def _cpus() -> tuple[int | None, int | None]:
-    available = sorted(os.sched_getaffinity(0))
-    if len(available) < 2:
-        return None, None
-    return available[0], available[1]
 
 
 def _client(kind: str, url: str, sockets: int, duration: float, cpu: int | None) -> dict[str, Any]:
@@ -91,28 +85,14 @@ def _client(kind: str, url: str, sockets: int, duration: float, cpu: int | None)
             report: dict[str, Any] = json.loads(samples_path.read_text())
             report["exit_code"] = done.returncode
             return report
-    argv = [
-        sys.executable,
-        "-m",
-        "bench.clients",
-        kind,
-        "--url",
-        url,
-        "--sockets",
-        str(sockets),
-        "--duration",
-        f"{duration:g}",
-    ]
-    if cpu is not None:
-        argv += ["--cpu", str(cpu)]
+    argv = command(kind, url, sockets, "--duration", f"{duration:g}", cpu)
     done = subprocess.run(argv, capture_output=True, timeout=limit, check=False)
     if done.returncode != 0:
         raise RuntimeError(
             f"client {kind} failed (exit {done.returncode}):\n"
             f"{done.stderr.decode(errors='replace')[-2000:]}"
         )
-    parsed: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
-    return parsed
+    return read_report(done.stdout)
 
 
 def _measure(
@@ -167,7 +147,7 @@ def run(quick: bool) -> Result:
     duration = 5.0 if quick else 8.0
     warmup = 2.0 if quick else 3.0
     rounds = 1 if quick else ROUNDS
-    cpus = _cpus()
+    cpus = server_and_client_cpus()
     server_cpu, client_cpu = cpus
     if server_cpu is None:
         result.notes.append("fewer than 2 CPUs available: server and client were not pinned")

@@ -18,19 +18,18 @@ round trip's time) is not counted: the ratio here is of the Python side only.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.clients import command, read_report
 from bench.echo import start_echo
-from bench.record import Result, command_line, log, measured
+from bench.record import Result, command_line, log, measured, server_and_client_cpus
 from bench.table import fmt_count, fmt_ratio, ratio
 
 NAME = "instructions"
@@ -100,19 +99,8 @@ def _count(kind: str, url: str, sockets: int, per_socket: int, cpu: int | None) 
             "--tool=callgrind",
             "--cache-sim=yes",
             f"--callgrind-out-file={out}",
-            sys.executable,
-            "-m",
-            "bench.clients",
-            kind,
-            "--url",
-            url,
-            "--sockets",
-            str(sockets),
-            "--round-trips",
-            str(per_socket),
+            *command(kind, url, sockets, "--round-trips", str(per_socket), cpu),
         ]
-        if cpu is not None:
-            argv += ["--cpu", str(cpu)]
         # A fixed hash seed: dict and set layouts, and so the instructions, repeat.
         env = {**os.environ, "PYTHONHASHSEED": "0"}
         done = subprocess.run(
@@ -123,10 +111,9 @@ def _count(kind: str, url: str, sockets: int, per_socket: int, cpu: int | None) 
                 f"{kind} under callgrind failed (exit {done.returncode}):\n"
                 f"{done.stderr.decode(errors='replace')[-2000:]}"
             )
-        report = done.stdout.decode().strip().splitlines()[-1]
-        parsed: dict[str, Any] = json.loads(report)
+        parsed = read_report(done.stdout)
         if parsed.get("errors"):
-            raise RuntimeError(f"{kind} counted {parsed['errors']} error(s): {report[:500]}")
+            raise RuntimeError(f"{kind} counted {parsed['errors']} error(s): {str(parsed)[:500]}")
         return Count(int(parsed["round_trips"]), callgrind_totals(out.read_text()))
 
 
@@ -147,8 +134,7 @@ def run(quick: bool) -> Result:
         log("instructions: valgrind not found, skipped")
         return result
     socket_counts = (100,) if quick else (100, 1000)
-    available = sorted(os.sched_getaffinity(0))
-    server_cpu, client_cpu = (available[0], available[1]) if len(available) > 1 else (None, None)
+    server_cpu, client_cpu = server_and_client_cpus()
     echo, url = start_echo(server_cpu)
     figures: dict[tuple[str, int], dict[str, float | None]] = {}
     try:

@@ -101,6 +101,15 @@ def pin(cpu: int | None) -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
 
+def server_and_client_cpus() -> tuple[int | None, int | None]:
+    """The first two CPUs this process may use, one for a server and one for its client;
+    ``(None, None)`` (leave both unpinned) when there are fewer than two."""
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) < 2:
+        return None, None
+    return available[0], available[1]
+
+
 def raise_nofile(wanted: int) -> tuple[int, int]:
     """Raise the open-file limit (soft, and hard when permitted) to at least ``wanted``.
 

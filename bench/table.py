@@ -184,9 +184,10 @@ class Goal:
     @property
     def met(self) -> bool | None:
         """True / False, or None when nothing was measured."""
-        if self.actual is None:
-            return None
-        return self.actual >= self.target if self.at_least else self.actual <= self.target
+        return None if self.actual is None else self._reaches(self.actual)
+
+    def _reaches(self, value: float) -> bool:
+        return value >= self.target if self.at_least else value <= self.target
 
     def _show(self, value: float, *, measured: bool = True) -> str:
         """``value`` in the goal's unit. A measured figure is rounded towards missing the
@@ -196,9 +197,8 @@ class Goal:
             if not measured:
                 return fmt_percent(value)
             return f"{self._towards_miss(value * 100, 1):.1f} %"
-        shown = self._towards_miss(value, 2 if self.unit == "×" else 1 if self.unit else 0)
-        if not measured:
-            shown = value
+        decimals = 2 if self.unit == "×" else 1 if self.unit else 0
+        shown = self._towards_miss(value, decimals) if measured else value
         if self.unit == "×":
             return fmt_ratio(shown)
         if not self.unit:
@@ -214,12 +214,7 @@ class Goal:
 
     def rounds_met(self) -> int:
         """How many of ``rounds`` reach the target on their own."""
-        return sum(
-            1
-            for value in self.rounds
-            if value is not None
-            and (value >= self.target if self.at_least else value <= self.target)
-        )
+        return sum(1 for value in self.rounds if value is not None and self._reaches(value))
 
     def to_dict(self) -> dict[str, Any]:
         sign = "≥" if self.at_least else "≤"
