@@ -19,16 +19,17 @@ Measurements against the same PostgreSQL, each with ``writers`` connections:
   statement) for the same one user, checked likewise;
 - the same with one account per writer (control: the submit without the hot row);
 - each safe billing strategy of ``squall.scenarios.db_race`` (optimistic, row lock,
-  atomic, serializable): rounds of ``writers`` concurrent debits on a fresh account,
-  each debit a read, a yield, and the strategy's write plus its ledger row, checked by
-  the ledger checkers;
+  atomic, serializable) on one hot account of its own: every connection loops the
+  strategy's debit (``db_race.debit_once``: its read, its write and a ledger row),
+  retrying a detected conflict until it commits; afterwards the account's balance and
+  ledger rows are checked against the committed debits;
 - the platform's own path end to end: one user with ``sockets`` sockets, each keeping
   one ``user_message`` in flight and sending the next as soon as the ack (the debit is
   committed before it) arrives; debits are counted by the platform's own ledger
   (``runs_charged`` from ``GET /v1/accounts/me``) and cross-checked against the acks.
 
-The four database paths are measured in alternating rounds (ceiling, group commit,
-submit, control, ceiling, …) on connections opened once, so a change in the machine's
+The database paths are measured in alternating rounds (ceiling, group commit, submit,
+control, the four strategies, ceiling, …) on connections opened once, so a change in the machine's
 load hits all of them alike; each goal ratio is the median of the per-round ratios.
 During every round ``pg_stat_activity`` is sampled for lock waits and, when the
 PostgreSQL server is a local child process (the embedded one), the CPU time of the
@@ -57,7 +58,14 @@ import psutil  # type: ignore[import-untyped]
 from bench.record import Result, command_line, cpu_seconds, log, measured
 from bench.stack import platform_stack
 from bench.table import Goal, fmt_count, fmt_percent, median, ratio
-from squall.scenarios.db_race import Strategy, ensure_schema, run_db_race
+from squall.scenarios.db_race import (
+    Outcome,
+    Strategy,
+    account_ledger,
+    create_account,
+    debit_once,
+    ensure_schema,
+)
 from squall.scenarios.target import TargetInfo
 from squall.services import create_database, drop_database
 from squall.target.db import create_pool
@@ -69,6 +77,12 @@ from squall.target.submit_sql import SUBMIT_SQL, Terms, billing_batcher
 NAME = "ledger"
 TITLE = "4. Ledger: committed debits / s on one hot account"
 SAFE = (Strategy.OPTIMISTIC, Strategy.ROW_LOCK, Strategy.ATOMIC, Strategy.SERIALIZABLE)
+STRATEGY_LABELS = {
+    Strategy.OPTIMISTIC: "billing strategy: optimistic (version check, retry on conflict)",
+    Strategy.ROW_LOCK: "billing strategy: row lock (SELECT … FOR UPDATE)",
+    Strategy.ATOMIC: "billing strategy: atomic (conditional UPDATE) + ledger row",
+    Strategy.SERIALIZABLE: "billing strategy: serializable (retry on serialization failure)",
+}
 #: Fast simulated model so that runs drain quickly and debits, not runs, are measured.
 FAST_MODEL = {
     "SQUALL_MODEL_TTFT_MS": "0",
@@ -240,10 +254,7 @@ async def _ceiling_path(database_url: str, writers: int) -> DatabasePath:
     pool = await asyncpg.create_pool(database_url, min_size=writers + 1, max_size=writers + 1)
     async with pool.acquire() as conn:
         await ensure_schema(conn)
-        account = await conn.fetchval(
-            "INSERT INTO test_accounts (label, balance) VALUES ('bench-ceiling', $1) RETURNING id",
-            INITIAL,
-        )
+        account = await create_account(conn, "bench-ceiling", INITIAL)
         database = await conn.fetchval("SELECT current_database()")
 
     async def loop(conn: Any, index: int, round_: int, end: float) -> int:
@@ -259,6 +270,53 @@ async def _ceiling_path(database_url: str, writers: int) -> DatabasePath:
         return done
 
     return DatabasePath("atomic UPDATE alone", pool, loop, database, extra={"writers": writers})
+
+
+async def _strategy_path(ceiling: DatabasePath, writers: int, strategy: Strategy) -> DatabasePath:
+    """``writers`` connections looping one billing strategy of ``squall.scenarios.db_race``
+    on one hot account (the ceiling's database and pool, an account of its own): each
+    debit is the strategy's read, write and ledger row, retried on a detected conflict
+    until it commits; afterwards the account's ledger is checked."""
+    async with ceiling.pool.acquire() as conn:
+        account = await create_account(conn, f"bench-{strategy.value}", INITIAL)
+    conflicts = [0]
+    debits = [0]
+
+    async def loop(conn: Any, index: int, round_: int, end: float) -> int:
+        done = k = 0
+        op_id = f"w{index}-r{round_}-0"
+        while time.monotonic() < end:
+            outcome = await debit_once(conn, strategy, account, op_id, amount=1)
+            if outcome is Outcome.CONFLICT:
+                conflicts[0] += 1
+                continue
+            if outcome is Outcome.REFUSED:  # INITIAL is never spent: a broken account
+                raise RuntimeError(f"{strategy.value}: account {account} refused a debit")
+            done += 1
+            k += 1
+            op_id = f"w{index}-r{round_}-{k}"
+        debits[0] += done
+        return done
+
+    async def check() -> dict[str, Any]:
+        async with ceiling.pool.acquire() as conn:
+            ledger = await account_ledger(conn, account)
+        return {
+            "conflicts": conflicts[0],
+            "conflicts_per_debit": conflicts[0] / debits[0] if debits[0] else None,
+            "ledger_rows": ledger.rows,
+            "balance_spent": INITIAL - ledger.balance,
+            "ledger_held": ledger.holds(initial=INITIAL, committed=debits[0], amount=1),
+        }
+
+    return DatabasePath(
+        f"billing strategy {strategy.value}",
+        ceiling.pool,
+        loop,
+        ceiling.database,
+        check=check,
+        extra={"writers": writers, "accounts": 1, "strategy": strategy.value},
+    )
 
 
 async def _ledger_check(
@@ -410,13 +468,15 @@ async def _database_paths(
     seconds: float,
     postmaster: int | None,
 ) -> list[DatabasePath]:
-    """The ceiling, the group commit, the hot-account submit and its control, in
-    alternating rounds."""
+    """The ceiling, the group commit, the hot-account submit, its control and each safe
+    billing strategy, in alternating rounds."""
+    ceiling = await _ceiling_path(ceiling_url, writers)
     paths = [
-        await _ceiling_path(ceiling_url, writers),
+        ceiling,
         await _batcher_path(submit_urls[0], writers),
         await _submit_path(submit_urls[1], writers, hot=True),
         await _submit_path(submit_urls[2], writers, hot=False),
+        *[await _strategy_path(ceiling, writers, strategy) for strategy in SAFE],
     ]
     try:
         for index in range(rounds):
@@ -426,8 +486,8 @@ async def _database_paths(
         for path in paths:
             path.extra = await path.summary()
     finally:
-        for path in paths:
-            await path.pool.close()
+        for pool in {id(path.pool): path.pool for path in paths}.values():
+            await pool.close()
     return paths
 
 
@@ -528,6 +588,14 @@ async def _platform_path(target: TargetInfo, sockets: int, duration: float) -> d
     }
 
 
+def _conflicts(paths: list[DatabasePath]) -> str:
+    parts = []
+    for path in paths:
+        value = path.extra.get("conflicts_per_debit")
+        parts.append(f"{path.extra['strategy']} {'?' if value is None else f'{value:.2f}'}")
+    return ", ".join(parts)
+
+
 def _per_statement(entry: dict[str, Any]) -> str:
     value = entry.get("submits_per_statement")
     return "?" if value is None else f"{value:.1f}"
@@ -547,7 +615,6 @@ def run(quick: bool) -> Result:
     writers = 16
     duration = 4.0 if quick else 10.0
     rounds = QUICK_ROUNDS if quick else ROUNDS
-    race_rounds = 10 if quick else 40
     rows: list[list[str]] = []
     with platform_stack(workers=2, settings=FAST_MODEL) as stack:
         log(
@@ -577,7 +644,15 @@ def run(quick: bool) -> Result:
         finally:
             for url in submit_dbs:
                 drop_database(server, url)
-        ceiling, grouped, hot, control = paths
+        ceiling, grouped, hot, control, *strategies = paths
+        labels = {
+            ceiling.what: "atomic UPDATE alone (ceiling)",
+            grouped.what: "platform billing path: group commit at the database",
+            hot.what: "platform: squall_submit alone at the database",
+            control.what: "platform: squall_submit at the database "
+            "(control: one account per writer)",
+            **{path.what: STRATEGY_LABELS[Strategy(path.extra["strategy"])] for path in strategies},
+        }
         top = float(ceiling.extra["debits_per_s"])
         shares: dict[str, float | None] = {}
         share_rounds: dict[str, list[float]] = {}
@@ -599,44 +674,12 @@ def run(quick: bool) -> Result:
             held = entry.get("ledger_held")
             rows.append(
                 [
-                    {
-                        ceiling.what: "atomic UPDATE alone (ceiling)",
-                        grouped.what: "platform billing path: group commit at the database",
-                        hot.what: "platform: squall_submit alone at the database",
-                        control.what: "platform: squall_submit at the database "
-                        "(control: one account per writer)",
-                    }[path.what],
+                    labels[path.what],
                     str(writers),
                     fmt_count(entry["debits_per_s"]),
                     "100 %" if path is ceiling else fmt_percent(shares[path.what]),
                     _cpu_cell(entry),
                     "—" if held is None else "held" if held else "VIOLATED",
-                ]
-            )
-        log(f"ledger: db_race strategies, {writers} writers × {race_rounds} rounds")
-        race: dict[str, Any] = {
-            "what": "db_race strategies",
-            "writers": writers,
-            "rounds": race_rounds,
-        }
-        with measured(race):
-            report = asyncio.run(
-                run_db_race(
-                    stack.database_url, writers=writers, rounds=race_rounds, strategies=SAFE
-                )
-            )
-        race["report"] = report.to_dict()
-        result.measurements.append(race)
-        for s in report.strategies:
-            log(f"  {s.strategy.value}: {s.ops_per_s:,.0f} debits/s, valid={s.valid}")
-            rows.append(
-                [
-                    f"db_race {s.strategy.value}",
-                    str(writers),
-                    fmt_count(s.ops_per_s),
-                    fmt_percent(ratio(s.ops_per_s, top)),
-                    "—",
-                    "held" if s.valid else "VIOLATED",
                 ]
             )
         best = 0.0
@@ -695,8 +738,9 @@ def run(quick: bool) -> Result:
     grouped_entry = grouped.extra
     hot_entry = hot.extra
     result.notes += [
-        f"Database rows: {writers} writers per path; the ceiling, the group commit, the submit "
-        f"and its control run in {rounds} alternating rounds of {duration / rounds:g} s on "
+        f"Database rows: {writers} writers per path; the ceiling, the group commit, the "
+        f"submit, its control and the four billing strategies run in {rounds} alternating "
+        f"rounds of {duration / rounds:g} s on "
         "connections opened once, and their 'vs ceiling' is the median of the per-round "
         "ratios (the goal's figure). The ceiling, the submit and its control: each "
         "connection loops one prepared statement in autocommit (one transaction per debit). "
@@ -724,10 +768,18 @@ def run(quick: bool) -> Result:
         f"{fmt_percent(control.extra['lock_wait_share'])} of samples. The ceiling waits on "
         "its one row; the submit's cost is the work of its rows (see docs/runtime.md, "
         "'Cost of a submit'); group commit shares the per-statement part of it.",
-        "db_race rounds: every writer debits once per round on a fresh account (read, yield, "
-        "the strategy's write + ledger row); debits / s = committed debits / time in rounds; "
-        "db_race and WebSocket rows are measured after the database rounds and compared with "
-        "the ceiling's rate over all its rounds.",
+        "Billing strategies (squall.scenarios.db_race.debit_once, on the ceiling's database, "
+        "one hot account each): every connection loops the strategy's debit of 1 credit "
+        "(its read, its write and a ledger row; nothing in between), retrying a detected "
+        "conflict with the same operation id until it commits; conflicts per committed "
+        f"debit: {_conflicts(strategies)}. Each holds the hot row's lock from its write to "
+        "its commit across client round trips (the write, the ledger row and COMMIT are "
+        "separate statements), so the account takes one debit per few round trips whatever "
+        "the cores do; the platform's submit does its writes in one statement, the hot row "
+        "last. Ledger held = the balance fell by exactly the committed debits, one ledger "
+        "row each, no operation charged twice. The WebSocket "
+        "rows are measured after the database rounds and compared with the ceiling's rate "
+        "over all its rounds.",
         "platform path over the WebSocket API: each accepted user_message is debited (the "
         "billing path above) before its ack; counted from the platform's ledger "
         "(runs_charged), with the simulated model made instant so runs drain. It is not a "

@@ -20,7 +20,7 @@ import resource
 import time
 from typing import Any
 
-import gevent  # type: ignore[import-untyped]  # no stubs installed
+import gevent
 import websocket
 from locust import User, constant, events, task
 

@@ -382,10 +382,8 @@ def _contention(strategy: Strategy, number: int, rounds: int, start: Contention)
 
 async def _run_round(pool: asyncpg.Pool, recorder: HistoryRecorder, config: _Round) -> RoundReport:
     async with pool.acquire() as conn:
-        account = await conn.fetchval(
-            "INSERT INTO test_accounts (label, balance) VALUES ($1, $2) RETURNING id",
-            f"{config.strategy}/r{config.number}",
-            config.initial_balance,
+        account = await create_account(
+            conn, f"{config.strategy}/r{config.number}", config.initial_balance
         )
     start = len(recorder)
     counters = _Counters()
@@ -427,7 +425,7 @@ async def _run_round(pool: asyncpg.Pool, recorder: HistoryRecorder, config: _Rou
 
 
 _Attempt = Callable[
-    [asyncpg.Connection, _Round, int, str, Callable[[], Awaitable[None]]], Awaitable[_Committed]
+    [asyncpg.Connection, int, int, str, Callable[[], Awaitable[None]]], Awaitable[_Committed]
 ]
 
 
@@ -484,7 +482,7 @@ async def _attempt_once(
     try:
         async with asyncio.timeout(config.attempt_timeout_s), pool.acquire() as conn:
             committed = await attempt(
-                conn, config, op.int_value("account"), op.str_value("op_id"), pause
+                conn, config.amount, op.int_value("account"), op.str_value("op_id"), pause
             )
     except _Conflict as conflict:
         counters.conflicts += 1
@@ -516,38 +514,38 @@ _READ = "SELECT balance, version FROM test_accounts WHERE id = $1"
 _DEBIT_ROW = "INSERT INTO test_account_debits (account_id, op_id, amount) VALUES ($1, $2, $3)"
 
 
-def _funds(balance: int, config: _Round) -> None:
-    if balance < config.amount:
+def _funds(balance: int, amount: int) -> None:
+    if balance < amount:
         raise _Rejected("insufficient-funds")
 
 
 async def _optimistic(
     conn: asyncpg.Connection,
-    config: _Round,
+    amount: int,
     account: int,
     op_id: str,
     pause: Callable[[], Awaitable[None]],
 ) -> _Committed:
     row = await conn.fetchrow(_READ, account)
     await pause()
-    _funds(row["balance"], config)
+    _funds(row["balance"], amount)
     async with conn.transaction():
         version = await conn.fetchval(
             "UPDATE test_accounts SET balance = $1, version = version + 1, updated_at = now() "
             "WHERE id = $2 AND version = $3 RETURNING version",
-            row["balance"] - config.amount,
+            row["balance"] - amount,
             account,
             row["version"],
         )
         if version is None:
             raise _Conflict("version-conflict")
-        await conn.execute(_DEBIT_ROW, account, op_id, config.amount)
-    return _Committed(row["version"], version, row["balance"] - config.amount)
+        await conn.execute(_DEBIT_ROW, account, op_id, amount)
+    return _Committed(row["version"], version, row["balance"] - amount)
 
 
 async def _row_lock(
     conn: asyncpg.Connection,
-    config: _Round,
+    amount: int,
     account: int,
     op_id: str,
     pause: Callable[[], Awaitable[None]],
@@ -561,20 +559,20 @@ async def _row_lock(
             contended = True
             row = await conn.fetchrow(_READ + " FOR UPDATE", account)
         await pause()
-        _funds(row["balance"], config)
+        _funds(row["balance"], amount)
         version = await conn.fetchval(
             "UPDATE test_accounts SET balance = $1, version = version + 1, updated_at = now() "
             "WHERE id = $2 RETURNING version",
-            row["balance"] - config.amount,
+            row["balance"] - amount,
             account,
         )
-        await conn.execute(_DEBIT_ROW, account, op_id, config.amount)
-    return _Committed(row["version"], version, row["balance"] - config.amount, contended)
+        await conn.execute(_DEBIT_ROW, account, op_id, amount)
+    return _Committed(row["version"], version, row["balance"] - amount, contended)
 
 
 async def _atomic(
     conn: asyncpg.Connection,
-    config: _Round,
+    amount: int,
     account: int,
     op_id: str,
     pause: Callable[[], Awaitable[None]],
@@ -585,18 +583,18 @@ async def _atomic(
         row = await conn.fetchrow(
             "UPDATE test_accounts SET balance = balance - $1, version = version + 1, "
             "updated_at = now() WHERE id = $2 AND balance >= $1 RETURNING version, balance",
-            config.amount,
+            amount,
             account,
         )
         if row is None:
             raise _Rejected("insufficient-funds")
-        await conn.execute(_DEBIT_ROW, account, op_id, config.amount)
+        await conn.execute(_DEBIT_ROW, account, op_id, amount)
     return _Committed(row["version"] - 1, row["version"], row["balance"])
 
 
 async def _serializable(
     conn: asyncpg.Connection,
-    config: _Round,
+    amount: int,
     account: int,
     op_id: str,
     pause: Callable[[], Awaitable[None]],
@@ -605,40 +603,40 @@ async def _serializable(
         async with conn.transaction(isolation="serializable"):
             row = await conn.fetchrow(_READ, account)
             await pause()
-            _funds(row["balance"], config)
+            _funds(row["balance"], amount)
             version = await conn.fetchval(
                 "UPDATE test_accounts SET balance = $1, version = $2, updated_at = now() "
                 "WHERE id = $3 RETURNING version",
-                row["balance"] - config.amount,
+                row["balance"] - amount,
                 row["version"] + 1,
                 account,
             )
-            await conn.execute(_DEBIT_ROW, account, op_id, config.amount)
+            await conn.execute(_DEBIT_ROW, account, op_id, amount)
     except asyncpg.exceptions.SerializationError as exc:
         raise _Conflict("serialization-failure") from exc
     except asyncpg.exceptions.DeadlockDetectedError as exc:
         raise _Conflict("deadlock") from exc
-    return _Committed(row["version"], version, row["balance"] - config.amount)
+    return _Committed(row["version"], version, row["balance"] - amount)
 
 
 async def _naive(
     conn: asyncpg.Connection,
-    config: _Round,
+    amount: int,
     account: int,
     op_id: str,
     pause: Callable[[], Awaitable[None]],
 ) -> _Committed:
     row = await conn.fetchrow(_READ, account)
     await pause()
-    _funds(row["balance"], config)
+    _funds(row["balance"], amount)
     await conn.execute(
         "UPDATE test_accounts SET balance = $1, version = $2, updated_at = now() WHERE id = $3",
-        row["balance"] - config.amount,
+        row["balance"] - amount,
         row["version"] + 1,
         account,
     )
-    await conn.execute(_DEBIT_ROW, account, op_id, config.amount)
-    return _Committed(row["version"], row["version"] + 1, row["balance"] - config.amount)
+    await conn.execute(_DEBIT_ROW, account, op_id, amount)
+    return _Committed(row["version"], row["version"] + 1, row["balance"] - amount)
 
 
 _ATTEMPTS: dict[Strategy, _Attempt] = {
@@ -648,3 +646,84 @@ _ATTEMPTS: dict[Strategy, _Attempt] = {
     Strategy.SERIALIZABLE: _serializable,
     Strategy.NAIVE: _naive,
 }
+
+
+class Outcome(enum.StrEnum):
+    """How one debit attempt ended (:func:`debit_once`)."""
+
+    COMMITTED = "committed"
+    """The balance was debited and the debit's row written, in one transaction."""
+    CONFLICT = "conflict"
+    """The strategy detected a concurrent writer and wrote nothing; the caller retries."""
+    REFUSED = "refused"
+    """The balance is below the amount; nothing was written."""
+
+
+async def create_account(conn: asyncpg.Connection, label: str, balance: int) -> int:
+    """A new account in ``test_accounts`` holding ``balance``; returns its id."""
+    account: int = await conn.fetchval(
+        "INSERT INTO test_accounts (label, balance) VALUES ($1, $2) RETURNING id", label, balance
+    )
+    return account
+
+
+async def _no_pause() -> None:
+    return None
+
+
+async def debit_once(
+    conn: asyncpg.Connection,
+    strategy: Strategy | str,
+    account: int,
+    op_id: str,
+    *,
+    amount: int = 10,
+) -> Outcome:
+    """One attempt of ``strategy``'s debit of ``amount`` from ``account``, with nothing
+    between its read and its write (the rounds of :func:`run_db_race` yield there to
+    provoke races; a throughput loop does not). The debit's row in
+    ``test_account_debits`` carries ``op_id``. A loop that retries on ``CONFLICT`` with
+    the same ``op_id`` charges each operation at most once with every safe strategy."""
+    attempt = _ATTEMPTS[Strategy(strategy)]
+    try:
+        await attempt(conn, amount, account, op_id, _no_pause)
+    except _Conflict:
+        return Outcome.CONFLICT
+    except _Rejected:
+        return Outcome.REFUSED
+    return Outcome.COMMITTED
+
+
+@dataclass(frozen=True, slots=True)
+class AccountLedger:
+    """An account's balance and its debit rows, read together."""
+
+    balance: int
+    rows: int
+    distinct_ops: int
+    debited: int
+
+    def holds(self, *, initial: int, committed: int, amount: int) -> bool:
+        """``committed`` debits of ``amount`` and nothing else: the balance fell by
+        exactly their sum, each has one row, and no operation was charged twice."""
+        return (
+            self.balance == initial - committed * amount
+            and self.rows == self.distinct_ops == committed
+            and self.debited == committed * amount
+        )
+
+
+async def account_ledger(conn: asyncpg.Connection, account: int) -> AccountLedger:
+    """``account``'s balance and its rows in ``test_account_debits``, in one snapshot."""
+    row = await conn.fetchrow(
+        "SELECT a.balance, count(d.id) AS rows, count(DISTINCT d.op_id) AS ops, "
+        "coalesce(sum(d.amount), 0) AS debited FROM test_accounts a "
+        "LEFT JOIN test_account_debits d ON d.account_id = a.id WHERE a.id = $1 "
+        "GROUP BY a.balance",
+        account,
+    )
+    if row is None:
+        raise LookupError(f"account {account} is not in test_accounts")
+    return AccountLedger(
+        int(row["balance"]), int(row["rows"]), int(row["ops"]), int(row["debited"])
+    )
