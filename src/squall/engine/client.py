@@ -38,8 +38,6 @@ from squall.engine.errors import (
 from squall.metrics.recorder import MESSAGES_RECEIVED, MESSAGES_SENT, TIMEOUTS, Recorder
 
 Clock = Callable[[], float]
-#: Called with the local send time; returns the time latency is measured from.
-OriginFn = Callable[[float], float]
 JsonObject = dict[str, Any]
 _E = TypeVar("_E", bound=EngineError)
 
@@ -56,8 +54,25 @@ _CLOSE = WSMsgType.CLOSE
 _DUMPS_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
-def _same_time(now: float) -> float:
-    return now
+class Origin:
+    """Where the latency of the next timed operation is measured from.
+
+    In the open model an iteration's first timed operation is measured from the
+    iteration's intended start (set in ``pending``), so a stalled target or generator
+    shows up as latency; every other operation from its own send time. A socket reads
+    ``pending`` on each request and calls :meth:`take` only when it is set.
+    """
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: float | None = None
+
+    def take(self, now: float) -> float:
+        """The origin of an operation sent at ``now``; clears ``pending``."""
+        origin = self.pending
+        self.pending = None
+        return now if origin is None or origin > now else origin
 
 
 class _Listener(WSListener):
@@ -77,10 +92,12 @@ class _Listener(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type is _TEXT and frame.fin:
             self._received[0] += 1
-            self._inbox.append(frame.get_payload_as_utf8_text())
             waiter = self._socket._waiter
             if waiter is not None and not waiter.done():
-                waiter.set_result(True)
+                # The reader waits on an empty inbox: the message goes to it directly.
+                waiter.set_result(frame.get_payload_as_utf8_text())
+            else:
+                self._inbox.append(frame.get_payload_as_utf8_text())
         else:
             self._socket._on_frame(transport, frame)
 
@@ -128,7 +145,7 @@ class WebSocket:
         url: str,
         recorder: Recorder,
         clock: Clock,
-        origin: OriginFn = _same_time,
+        origin: Origin | None = None,
         on_close: Callable[[WebSocket], None] | None = None,
     ) -> None:
         self.url = url
@@ -142,16 +159,18 @@ class WebSocket:
         self._received = recorder.counter_cell(MESSAGES_RECEIVED)
         self._success: list[int] | None = None
         self._clock = clock
-        self._origin = origin
+        self._origin = origin if origin is not None else Origin()
         self._on_close = on_close
         self._transport: WSTransport | None = None
         self._inbox: deque[str | bytes] = deque()
         self._fragments: list[bytes] = []
         self._fragment_type = WSMsgType.TEXT
-        #: Resolved with True when a message or the disconnect arrives, False on timeout.
-        self._waiter: asyncio.Future[bool] | None = None
+        #: What the one waiting reader is woken with: the next message itself (a whole
+        #: text frame), True when one was queued in the inbox or the socket closed, False
+        #: at its deadline.
+        self._waiter: asyncio.Future[str | bytes | bool] | None = None
         self._disconnected = False
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = asyncio.get_running_loop()
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -223,21 +242,15 @@ class WebSocket:
 
     # -- waiting --
 
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        return loop
-
-    def _arm(self, deadline: float) -> asyncio.Future[bool]:
+    def _arm(self, deadline: float) -> asyncio.Future[str | bytes | bool]:
         """A future for the next message, disconnect or ``deadline`` (loop time)."""
         if self._waiter is not None:
             raise RuntimeError(
                 f"{self.url}: two tasks are reading the same WebSocket; read from one task "
                 "and hand messages to others through a queue"
             )
-        loop = self._loop or self._event_loop()
-        waiter: asyncio.Future[bool] = loop.create_future()
+        loop = self._loop
+        waiter: asyncio.Future[str | bytes | bool] = loop.create_future()
         self._waiter = waiter
         self._deadline = deadline
         timer = self._timer
@@ -259,7 +272,7 @@ class WebSocket:
         if self._deadline <= self._timer_at:
             waiter.set_result(False)
         else:
-            self._timer = self._event_loop().call_at(self._deadline, self._on_timer)
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)
             self._timer_at = self._deadline
 
     def _timed_out(self, within: float) -> MessageTimeout:
@@ -306,18 +319,20 @@ class WebSocket:
         inbox = self._inbox
         if inbox:
             return inbox.popleft()
-        deadline = self._event_loop().time() + timeout
+        deadline = self._loop.time() + timeout
         while not inbox:
             if self._disconnected:
                 raise self._closed_error("waiting for a message")
             waiter = self._arm(deadline)
             try:
-                arrived = await waiter
+                woken = await waiter
             finally:
                 self._waiter = None
-            if not arrived and not inbox:
+            if woken is False and not inbox:
                 self._recorder.count(TIMEOUTS)
                 raise self._timed_out(timeout)
+            if woken is not True and woken is not False:
+                return woken  # the message itself
         return inbox.popleft()
 
     def _parse(self, raw: str | bytes) -> JsonObject:
@@ -386,7 +401,9 @@ class WebSocket:
         """Send ``text``, wait for the first (parsed, with ``parse``) message ``until``
         accepts, and record the round trip: the whole of :meth:`request`."""
         clock = self._clock
-        started = self._origin(clock())
+        started = clock()
+        if self._origin.pending is not None:  # the open model's first request of an iteration
+            started = self._origin.take(started)
         # _send, inlined: this runs for every request.
         transport = self._transport
         if transport is None or self._disconnected:
@@ -394,38 +411,46 @@ class WebSocket:
         transport.send(_TEXT, text)
         self._sent[0] += 1
         inbox = self._inbox
-        loop = self._loop or self._event_loop()
+        loop = self._loop
         deadline = loop.time() + timeout
         try:
             while True:
                 if inbox:
                     message: Any = inbox.popleft()
-                    if parse:
-                        # _parse, inlined: this runs for every request.
-                        try:
-                            value = orjson.loads(message)
-                        except orjson.JSONDecodeError:
-                            value = None
-                        if type(value) is not dict:
-                            raise self._not_an_object(message)
-                        message = value
-                    if until is None or until(message):
-                        break
-                    continue
-                if self._disconnected:
-                    raise self._closed_error("waiting for a message")
-                # _arm, inlined while the socket's timer fires no later than ``deadline``.
-                if self._waiter is None and self._timer is not None and deadline >= self._timer_at:
-                    waiter = self._waiter = loop.create_future()
-                    self._deadline = deadline
                 else:
-                    waiter = self._arm(deadline)
-                try:
-                    arrived = await waiter
-                finally:
-                    self._waiter = None
-                if not arrived and not inbox:
-                    raise self._timed_out(timeout)
+                    if self._disconnected:
+                        raise self._closed_error("waiting for a message")
+                    # _arm, inlined while the socket's timer fires no later than ``deadline``.
+                    if (
+                        self._waiter is None
+                        and self._timer is not None
+                        and deadline >= self._timer_at
+                    ):
+                        waiter = self._waiter = loop.create_future()
+                        self._deadline = deadline
+                    else:
+                        waiter = self._arm(deadline)
+                    try:
+                        message = await waiter
+                    finally:
+                        self._waiter = None
+                    if message is False:  # the deadline passed
+                        if not inbox:
+                            raise self._timed_out(timeout)
+                        continue
+                    if message is True:  # queued in the inbox, or the socket closed
+                        continue
+                if parse:
+                    # _parse, inlined: this runs for every request.
+                    try:
+                        value = orjson.loads(message)
+                    except orjson.JSONDecodeError:
+                        value = None
+                    if type(value) is not dict:
+                        raise self._not_an_object(message)
+                    message = value
+                if until is None or until(message):
+                    break
         except MessageTimeout:
             self._recorder.count(TIMEOUTS)
             self._recorder.rate(SUCCESS, False)
@@ -442,8 +467,7 @@ class WebSocket:
         success = self._success
         if success is None:
             success = self._success = self._recorder.rate_cell(SUCCESS)
-        success[0] += 1
-        success[1] += 1
+        success[0] += 1  # [passes, failures]
         return message
 
     async def close(
@@ -473,14 +497,16 @@ async def connect(
     headers: Mapping[str, str] | None = None,
     subprotocols: Sequence[str] | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,  # noqa: ASYNC109
-    origin: OriginFn = _same_time,
+    origin: Origin | None = None,
     on_close: Callable[[WebSocket], None] | None = None,
 ) -> WebSocket:
     """Open a WebSocket, recording the time to a completed upgrade as ``ws_connect``.
 
     ``headers`` (e.g. ``Authorization``) go into the upgrade request;
     ``subprotocols`` are offered in ``Sec-WebSocket-Protocol`` and the one the
-    server picked is in :attr:`WebSocket.subprotocol`.
+    server picked is in :attr:`WebSocket.subprotocol`. With ``origin`` (a session's
+    :class:`Origin`) a request's latency is measured from the open model's intended start
+    when one is pending.
     """
     socket = WebSocket(url, recorder, clock, origin, on_close)
     socket._loop = asyncio.get_running_loop()

@@ -219,8 +219,7 @@ class Worker:
 
     async def _closed_user(self, workload: Closed, index: int) -> None:
         await self._sleep_until(self._t0 + workload.start_offset(index))
-        stopping = self._stopping
-        if stopping.is_set():
+        if self._stopping.is_set():
             return
         session = self._new_session(index)
         end = math.inf if workload.duration is None else self._t0 + workload.duration
@@ -234,11 +233,15 @@ class Worker:
         try:
             n = 0
             now = clock()
-            while n < limit and now < end and not stopping.is_set():
+            # stop() sets _stop_reason along with _stopping (the clean-up in _run that sets
+            # only _stopping cancels the users next): the attribute spares a call here.
+            while n < limit and now < end and self._stop_reason is None:
                 # _iteration(session, n, None), inlined: a closed user runs one
                 # iteration after another, and a coroutine per iteration shows.
                 started = now
-                session.begin_iteration(n, None)
+                # session.begin_iteration(n, None), inlined: no intended start here.
+                session.iteration = n
+                session.iterations_started = n + 1
                 try:
                     await behaviour(session)
                 except asyncio.CancelledError:

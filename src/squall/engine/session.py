@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from squall.engine.client import DEFAULT_TIMEOUT_S, Clock, WebSocket, connect
+from squall.engine.client import DEFAULT_TIMEOUT_S, Clock, Origin, WebSocket, connect
 from squall.engine.identity import Identity
 from squall.metrics.recorder import Recorder
 
@@ -68,7 +68,8 @@ class Session:
         self.iterations_started = 0
         self.state: dict[str, Any] = {}
         self._on_connection = on_connection
-        self._pending_origin: float | None = None
+        #: The open model's intended start, until the iteration's first timed operation.
+        self.origin = Origin()
         self._http: httpx.AsyncClient | None = None
         self._open_sockets: set[WebSocket] = set()
         #: The connections of :meth:`connection`, by URL, each in a resolved future.
@@ -84,7 +85,7 @@ class Session:
         """Called by the runner; ``intended_start`` is set in the open model only."""
         self.iteration = iteration
         self.iterations_started += 1
-        self._pending_origin = intended_start
+        self.origin.pending = intended_start
 
     def take_origin(self, now: float) -> float:
         """Where the latency of an operation sent at ``now`` is measured from.
@@ -93,9 +94,7 @@ class Session:
         from the iteration's intended start (so a stalled target or generator
         shows up as latency); every other one from its own send time.
         """
-        origin = self._pending_origin
-        self._pending_origin = None
-        return now if origin is None else min(origin, now)
+        return self.origin.take(now)
 
     def ws(
         self,
@@ -173,7 +172,7 @@ class Session:
             headers=merged,
             subprotocols=subprotocols,
             timeout=timeout,
-            origin=self.take_origin,
+            origin=self.origin,
             on_close=self._closed,
         )
         self._open_sockets.add(socket)

@@ -193,7 +193,8 @@ class Recorder:
         return cell
 
     def rate_cell(self, name: str) -> list[int]:
-        """The rate ``name`` as ``[passes, total]``, for a hot path to bump itself."""
+        """The rate ``name`` as ``[passes, failures]``, for a hot path to bump itself
+        (one item per outcome: ``cell[0] += 1`` for a pass)."""
         entry = self._rates.get(name)
         if entry is None:
             entry = self._rates[name] = [0, 0]
@@ -214,9 +215,7 @@ class Recorder:
         entry = self._rates.get(name)
         if entry is None:
             entry = self.rate_cell(name)
-        if ok:
-            entry[0] += 1
-        entry[1] += 1
+        entry[0 if ok else 1] += 1
 
     def gauge(self, name: str, value: float) -> None:
         """Set the gauge ``name``; its lowest and highest values are kept too."""
@@ -273,7 +272,7 @@ class Recorder:
         return RecorderState(
             trends={name: t.histogram.encode() for name, t in self._trends.items()},
             counters={name: cell[0] for name, cell in self._counters.items()},
-            rates={name: (v[0], v[1]) for name, v in self._rates.items()},
+            rates={name: (v[0], v[0] + v[1]) for name, v in self._rates.items()},
             gauges={name: (v[0], v[1], v[2]) for name, v in self._gauges.items()},
             error_samples={kind: list(s) for kind, s in self._error_samples.items()},
         )

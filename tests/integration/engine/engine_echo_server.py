@@ -2,7 +2,9 @@
 
 Messages are echoed back unchanged. A message with ``"stall": <seconds>`` is
 echoed after that many seconds (the connection's other messages wait behind
-it), which is how tests make the target slow down. A connection whose upgrade
+it), which is how tests make the target slow down. A message with
+``"burst": [text, ...]`` is answered with those texts instead, one message each,
+back to back. A connection whose upgrade
 request lacks the expected bearer token (when one is configured) is refused
 with HTTP 401.
 """
@@ -42,6 +44,10 @@ async def _handler(connection: ServerConnection, stats: EchoStats) -> None:
     async for raw in connection:
         stats.received += 1
         message = json.loads(raw)
+        if isinstance(message, dict) and "burst" in message:
+            for text in message["burst"]:
+                await connection.send(str(text))
+            continue
         stall = float(message.get("stall", 0)) if isinstance(message, dict) else 0.0
         if stall:
             await asyncio.sleep(stall)

@@ -82,6 +82,30 @@ async def test_recv_timeout_is_counted_and_the_socket_stays_usable() -> None:
     assert recorder.counter("messages_received") == 1
 
 
+async def test_messages_behind_the_one_a_reader_waits_for_keep_their_order() -> None:
+    """A waiting reader is handed the next message directly; the ones arriving behind it
+    queue in the inbox in order. An empty message is a message, not a timeout."""
+    with echo_server() as server:
+        ws, recorder = await _open(server.url)
+        async with ws:
+            await ws.send_json({"burst": [""]})
+            assert await ws.recv(timeout=5.0) == ""
+            await ws.send_json({"burst": ["", "second", "third"]})
+            assert await ws.recv(timeout=5.0) == ""
+            assert await ws.recv(timeout=5.0) == "second"
+            assert await ws.recv(timeout=5.0) == "third"
+            reply = await ws.request_text(
+                '{"burst":["", "x", "y"]}', until=lambda text: text == "y", timeout=5.0
+            )
+            assert reply == "y"
+            assert await ws.request_text('{"burst":[""]}', timeout=5.0) == ""
+    assert recorder.counter("messages_received") == 8
+    assert recorder.counter("timeouts") == 0
+    state = recorder.state()
+    assert state.rates["success"] == (2, 2)
+    assert state.counters["messages_sent"] == 4
+
+
 async def test_a_close_wakes_the_waiting_reader_with_connection_closed() -> None:
     with echo_server() as server:
         ws, recorder = await _open(server.url)
@@ -160,3 +184,26 @@ async def test_a_session_keeps_its_connection_and_reopens_it_once_closed() -> No
     histogram = session.recorder.histogram("ws_connect")
     assert histogram is not None
     assert histogram.count == 2
+
+
+async def test_a_sessions_sockets_measure_a_late_iterations_first_request_from_its_start() -> None:
+    """The open model's coordinated-omission rule reaches the wire: an iteration that
+    began late times its first request from its intended start, the next from its send."""
+    from squall.engine.identity import AnonymousIdentities
+    from squall.engine.session import Session
+
+    session = Session(AnonymousIdentities()(0), Recorder(), time.monotonic, {})
+    with echo_server() as server:
+        ws = await session.connection(server.url, auth=False)
+        session.begin_iteration(0, intended_start=time.monotonic() - 2.0)  # 2 s behind
+        await ws.request({"seq": 1}, metric="late", timeout=5.0)
+        await ws.request({"seq": 2}, metric="next", timeout=5.0)
+        session.begin_iteration(1, intended_start=None)  # the closed model
+        await ws.request_text('{"seq":3}', metric="next", timeout=5.0)
+        await session.aclose()
+    late, following = session.recorder.histogram("late"), session.recorder.histogram("next")
+    assert late is not None
+    assert following is not None
+    assert late.min >= 1.99  # 3 significant digits
+    assert following.count == 2
+    assert following.max < 1.0

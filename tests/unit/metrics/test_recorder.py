@@ -136,14 +136,14 @@ def test_cells_are_the_counters_and_rates_a_hot_path_bumps() -> None:
     sent[0] += 2
     recorder.count("messages_sent")
     success = recorder.rate_cell("success")
-    success[0] += 1
-    success[1] += 1
+    success[0] += 2  # two passes
     recorder.rate("success", False)
+    assert success == [2, 1]  # [passes, failures]
     assert recorder.counter("messages_sent") == 3
     assert recorder.take_interval().sent == 3
     state = recorder.state()
     assert state.counters == {"messages_sent": 3}
-    assert state.rates == {"success": (1, 2)}
+    assert state.rates == {"success": (2, 3)}
 
 
 def test_trend_buffer_folds_on_every_interval_and_clamps_at_the_fold() -> None:
