@@ -52,8 +52,10 @@ class Session:
     """A virtual user's view of the engine."""
 
     # Slots: every iteration reads a few of these, and with thousands of users each
-    # read is likely a cache miss; without a per-instance dict there is one line less.
+    # read is likely a cache miss; they sit at fixed offsets, not in a dict. "__dict__"
+    # keeps the session open to attributes a behaviour sets on it (made on first use).
     __slots__ = (
+        "__dict__",
         "_http",
         "_kept",
         "_last_kept",
