@@ -509,7 +509,6 @@ async def connect(
     when one is pending.
     """
     socket = WebSocket(url, recorder, clock, origin, on_close)
-    socket._loop = asyncio.get_running_loop()
     extra = list((headers or {}).items())
     if subprotocols:
         extra.append(("Sec-WebSocket-Protocol", ", ".join(subprotocols)))
