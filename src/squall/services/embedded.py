@@ -162,9 +162,18 @@ THROWAWAY_SETTINGS = (
 def initdb(
     bindir: Path, datadir: Path, user: str | None, *, sync: bool
 ) -> subprocess.CompletedProcess[str]:
-    """Create a cluster in ``datadir`` with trust auth for local connections."""
+    """Create a cluster in ``datadir`` with trust auth for local connections.
+
+    The cluster's locale is PostgreSQL's own ``C.UTF-8`` (the builtin provider, 17+),
+    not the one of the environment: text compares byte by byte (every id of the
+    reference platform is text, so each index lookup and insert compares them), case
+    mapping and character classes still follow Unicode, and both are the same on
+    every host whatever its ``LANG``.
+    """
     argv = [str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres"]
-    argv += ["--auth=trust", "--encoding=UTF8"] + ([] if sync else ["--no-sync"])
+    argv += ["--auth=trust", "--encoding=UTF8"]
+    argv += ["--locale-provider=builtin", "--builtin-locale=C.UTF-8"]
+    argv += [] if sync else ["--no-sync"]
     return subprocess.run(argv, capture_output=True, text=True, user=user, check=False)
 
 
