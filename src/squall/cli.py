@@ -15,6 +15,20 @@ app = typer.Typer(
     add_completion=False,
 )
 
+# Options several commands share, declared once.
+JwtSecretOption = Annotated[
+    str | None, typer.Option(help="HS256 secret the --target verifies tokens with.")
+]
+ResultsDirOption = Annotated[
+    Path | None, typer.Option(help="Where results go (default squall-results).")
+]
+StoredResultsDbOption = Annotated[
+    str | None, typer.Option(help="PostgreSQL URL of the results database.")
+]
+StoredResultsDirOption = Annotated[
+    Path, typer.Option(help="Results dir whose persistent database to read.")
+]
+
 
 @app.command()
 def version() -> None:
@@ -43,9 +57,7 @@ def run_command(
         str | None,
         typer.Option(help="ws://HOST:PORT/v1/ws of a running platform; default: start one."),
     ] = None,
-    jwt_secret: Annotated[
-        str | None, typer.Option(help="HS256 secret the --target verifies tokens with.")
-    ] = None,
+    jwt_secret: JwtSecretOption = None,
     jwt_secret_file: Annotated[
         Path | None, typer.Option(help="File holding the HS256 secret.")
     ] = None,
@@ -59,9 +71,7 @@ def run_command(
     workers: Annotated[
         int | None, typer.Option(help="Platform worker processes when squall starts it.")
     ] = None,
-    results_dir: Annotated[
-        Path | None, typer.Option(help="Where results go (default squall-results).")
-    ] = None,
+    results_dir: ResultsDirOption = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Config override key.path=value (repeatable)."),
@@ -120,12 +130,8 @@ def run_command(
 @app.command("history")
 def history_command(
     limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
-    results_db: Annotated[
-        str | None, typer.Option(help="PostgreSQL URL of the results database.")
-    ] = None,
-    results_dir: Annotated[
-        Path, typer.Option(help="Results dir whose persistent database to read.")
-    ] = Path("squall-results"),
+    results_db: StoredResultsDbOption = None,
+    results_dir: StoredResultsDirOption = Path("squall-results"),
 ) -> None:
     """List stored runs: id, start, scenarios, verdict and key figures."""
     from squall.report.history import history
@@ -142,12 +148,8 @@ def compare_command(
     tolerance: Annotated[
         str, typer.Option(help="Allowed change before a regression, e.g. 10% or 0.1.")
     ] = "10%",
-    results_db: Annotated[
-        str | None, typer.Option(help="PostgreSQL URL of the results database.")
-    ] = None,
-    results_dir: Annotated[
-        Path, typer.Option(help="Results dir whose persistent database to read.")
-    ] = Path("squall-results"),
+    results_db: StoredResultsDbOption = None,
+    results_dir: StoredResultsDirOption = Path("squall-results"),
 ) -> None:
     """Print two runs' figures side by side; exit 1 when the second regressed."""
     from squall.report.compare import ToleranceError, parse_tolerance
@@ -193,12 +195,8 @@ def run_tests_command(
         str | None, typer.Option(help="ws:// URL of a running target; default: start one.")
     ] = None,
     adapter: Annotated[str | None, typer.Option(help="Protocol adapter of the target.")] = None,
-    jwt_secret: Annotated[
-        str | None, typer.Option(help="HS256 secret the --target verifies tokens with.")
-    ] = None,
-    results_dir: Annotated[
-        Path | None, typer.Option(help="Where results go (default squall-results).")
-    ] = None,
+    jwt_secret: JwtSecretOption = None,
+    results_dir: ResultsDirOption = None,
 ) -> None:
     """Run tests through pytest with the squall plugin; summarise them like `squall run`.
 
