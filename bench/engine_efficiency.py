@@ -36,7 +36,7 @@ from bench.table import (
 
 NAME = "engine"
 #: Rounds per socket count in a full run; each round runs every client once.
-ROUNDS = 3
+ROUNDS = 5
 TITLE = "1. Engine efficiency: round trips per client core (echo server on its own core)"
 KINDS = ("bare", "bare-tasks", "squall", "squall-json", "squall-loop", "locust")
 LABELS = {
