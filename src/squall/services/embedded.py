@@ -159,6 +159,17 @@ THROWAWAY_SETTINGS = (
 )
 
 
+def c_locale_env() -> dict[str, str]:
+    """This process's environment with the C locale for an embedded server's child.
+
+    initdb, postgres and valkey-server each set their locale from the environment and
+    refuse to start when ``LANG`` or ``LC_*`` name a locale the host has not generated
+    (a login shell's ``LANG=en_US.UTF-8`` on a minimal host, say). Their data never
+    depends on it: the cluster's own locale is set by :func:`initdb`.
+    """
+    return {**os.environ, "LC_ALL": "C"}
+
+
 def initdb(
     bindir: Path, datadir: Path, user: str | None, *, sync: bool
 ) -> subprocess.CompletedProcess[str]:
@@ -168,13 +179,16 @@ def initdb(
     not the one of the environment: text compares byte by byte (every id of the
     reference platform is text, so each index lookup and insert compares them), case
     mapping and character classes still follow Unicode, and both are the same on
-    every host whatever its ``LANG``.
+    every host whatever its ``LANG``. The C library's locale categories are ``C``, so
+    a ``LANG`` naming a locale the host has not generated does not stop initdb.
     """
     argv = [str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres"]
-    argv += ["--auth=trust", "--encoding=UTF8"]
+    argv += ["--auth=trust", "--encoding=UTF8", "--locale=C"]
     argv += ["--locale-provider=builtin", "--builtin-locale=C.UTF-8"]
     argv += [] if sync else ["--no-sync"]
-    return subprocess.run(argv, capture_output=True, text=True, user=user, check=False)
+    return subprocess.run(
+        argv, capture_output=True, text=True, user=user, check=False, env=c_locale_env()
+    )
 
 
 def spawn_postgres(
@@ -198,6 +212,7 @@ def spawn_postgres(
         name,
         argv,
         log_path=log_path,
+        env=c_locale_env(),
         user=user,
         stop_signal=signal.SIGINT,
         death_signal=signal.SIGINT,
@@ -239,7 +254,7 @@ class EmbeddedValkey:
             "--maxclients",
             "10000",
         ]
-        process = spawn("valkey", argv, log_path=workdir / "valkey.log")
+        process = spawn("valkey", argv, log_path=workdir / "valkey.log", env=c_locale_env())
         server = cls(process=process, port=port, workdir=workdir)
         try:
             wait_until(

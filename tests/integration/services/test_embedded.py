@@ -36,6 +36,36 @@ def test_embedded_servers_answer_and_stop() -> None:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
 
 
+@pytest.mark.parametrize("lang", ["C.UTF-8", "xx_NOT_GENERATED.UTF-8"])
+def test_embedded_cluster_has_the_builtin_locale_whatever_lang(
+    lang: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Byte-order text comparison and Unicode case mapping, from PostgreSQL itself, even
+    when LANG names a locale the host does not have."""
+    monkeypatch.setenv("LANG", lang)
+    monkeypatch.delenv("LC_ALL", raising=False)
+    with services(environ={}) as ep:
+
+        async def query() -> tuple[str, str, str, bool]:
+            conn = await asyncpg.connect(ep.database_url)
+            try:
+                row = await conn.fetchrow(
+                    "SELECT datlocprovider::text AS provider, datlocale AS locale, "
+                    "to_tsvector('simple', 'ÉCLAIR Привет')::text AS words, "
+                    "'B' < 'a' AS byte_order "
+                    "FROM pg_database WHERE datname = current_database()"
+                )
+                assert row is not None
+                return row["provider"], row["locale"], row["words"], row["byte_order"]
+            finally:
+                await conn.close()
+
+        provider, locale, words, byte_order = asyncio.run(query())
+    assert (provider, locale) == ("b", "C.UTF-8")
+    assert words == "'éclair':1 'привет':2"
+    assert byte_order
+
+
 def test_unreachable_url_names_service_and_fix() -> None:
     with (
         pytest.raises(ServiceUnavailable, match=r"PostgreSQL at .*127\.0\.0\.1:1.*DATABASE_URL"),
