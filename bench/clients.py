@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import sys
@@ -329,16 +330,6 @@ def read_report(stdout: bytes) -> dict[str, Any]:
     return report
 
 
-def _collect_as_the_engine_does() -> None:
-    """The collector's thresholds of an engine worker, for the rest of this process."""
-    import gc
-
-    from squall.engine.runner import GC_YOUNG_THRESHOLD
-
-    young, *older = gc.get_threshold()
-    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.clients")
     parser.add_argument("kind", choices=("bare", "bare-tasks", *BEHAVIOURS))
@@ -360,11 +351,23 @@ def main(argv: list[str] | None = None) -> None:
     if not args.url.startswith(("ws://127.", "ws://localhost")):
         raise SystemExit(f"--url {args.url!r}: the benchmark clients only talk to loopback")
     cpus = pin(args.cpu)
-    if args.kind in ("bare", "bare-tasks"):
-        _collect_as_the_engine_does()
     from bench.record import raise_nofile
 
     raise_nofile(args.sockets + 256)
+    from squall.engine.runner import GC_YOUNG_THRESHOLD, fewer_collections
+
+    # The bare loops run under the collector threshold an engine worker sets (squall's
+    # own clients set it themselves).
+    bare = args.kind in ("bare", "bare-tasks")
+    with fewer_collections(GC_YOUNG_THRESHOLD) if bare else contextlib.nullcontext():
+        out = _run_client(args)
+    out.update({"kind": args.kind, "sockets": args.sockets, "cpus": cpus})
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
+
+
+def _run_client(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the client ``args`` name to completion on uvloop; its report."""
     import uvloop
 
     if args.round_trips is not None:
@@ -378,9 +381,7 @@ def main(argv: list[str] | None = None) -> None:
         out = uvloop.run(_bare_tasks(args.url, args.sockets, args.duration))
     else:
         out = uvloop.run(_squall(args.url, args.sockets, args.duration, args.kind))
-    out.update({"kind": args.kind, "sockets": args.sockets, "cpus": cpus})
-    json.dump(out, sys.stdout)
-    sys.stdout.write("\n")
+    return out
 
 
 if __name__ == "__main__":

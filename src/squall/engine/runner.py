@@ -38,7 +38,7 @@ GC_YOUNG_THRESHOLD = 10_000
 
 
 @contextlib.contextmanager
-def _fewer_collections(young: int) -> Iterator[None]:
+def fewer_collections(young: int) -> Iterator[None]:
     """Raise the collector's first threshold to ``young`` for the block, then restore it.
 
     Every request in flight holds a few young objects (its coroutines, future,
@@ -162,7 +162,7 @@ class Worker:
             asyncio.create_task(self._lag_ticker()),
             asyncio.create_task(self._snapshots()),
         ]
-        with _fewer_collections(GC_YOUNG_THRESHOLD):
+        with fewer_collections(GC_YOUNG_THRESHOLD):
             interrupted = await self._run(helpers)
         if interrupted is None and self._stop_reason not in (None, "schedule"):
             interrupted = self._stop_reason
