@@ -283,9 +283,10 @@ async def _strategy_path(ceiling: DatabasePath, writers: int, strategy: Strategy
     debits = [0]
 
     async def loop(conn: Any, index: int, round_: int, end: float) -> int:
-        done = k = 0
-        op_id = f"w{index}-r{round_}-0"
+        done = 0
         while time.monotonic() < end:
+            # A conflict is retried with the same operation id: the next debit's is new.
+            op_id = f"w{index}-r{round_}-{done}"
             outcome = await debit_once(conn, strategy, account, op_id, amount=1)
             if outcome is Outcome.CONFLICT:
                 conflicts[0] += 1
@@ -293,8 +294,6 @@ async def _strategy_path(ceiling: DatabasePath, writers: int, strategy: Strategy
             if outcome is Outcome.REFUSED:  # INITIAL is never spent: a broken account
                 raise RuntimeError(f"{strategy.value}: account {account} refused a debit")
             done += 1
-            k += 1
-            op_id = f"w{index}-r{round_}-{k}"
         debits[0] += done
         return done
 
