@@ -159,7 +159,7 @@ THROWAWAY_SETTINGS = (
 )
 
 
-def c_locale_env() -> dict[str, str]:
+def _c_locale_env() -> dict[str, str]:
     """This process's environment with the C locale for an embedded server's child.
 
     initdb, postgres and valkey-server each set their locale from the environment and
@@ -187,7 +187,7 @@ def initdb(
     argv += ["--locale-provider=builtin", "--builtin-locale=C.UTF-8"]
     argv += [] if sync else ["--no-sync"]
     return subprocess.run(
-        argv, capture_output=True, text=True, user=user, check=False, env=c_locale_env()
+        argv, capture_output=True, text=True, user=user, check=False, env=_c_locale_env()
     )
 
 
@@ -212,7 +212,7 @@ def spawn_postgres(
         name,
         argv,
         log_path=log_path,
-        env=c_locale_env(),
+        env=_c_locale_env(),
         user=user,
         stop_signal=signal.SIGINT,
         death_signal=signal.SIGINT,
@@ -254,7 +254,7 @@ class EmbeddedValkey:
             "--maxclients",
             "10000",
         ]
-        process = spawn("valkey", argv, log_path=workdir / "valkey.log", env=c_locale_env())
+        process = spawn("valkey", argv, log_path=workdir / "valkey.log", env=_c_locale_env())
         server = cls(process=process, port=port, workdir=workdir)
         try:
             wait_until(
