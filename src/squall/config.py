@@ -35,6 +35,7 @@ from squall.metrics.thresholds import (
     ThresholdSet,
     standard_kind,
 )
+from squall.services.urls import POSTGRES_SCHEMES, scheme_problem
 
 __all__ = [
     "CONFIG_FILE",
@@ -93,6 +94,10 @@ class MonitorConfig:
     interval_s: float = 1.0
     pids: tuple[int, ...] = ()
     ports: tuple[int, ...] = ()
+
+
+#: The results database setting that keeps runs out of it (``--results-db off``).
+RESULTS_DB_OFF = "off"
 
 
 @dataclass(frozen=True)
@@ -484,7 +489,16 @@ class _Builder:
 
     def results(self, raw: Mapping[str, Any]) -> ResultsConfig:
         data = self.table(raw.get("results", {}), ("results",), _RESULTS_KEYS)
-        return ResultsConfig(database_url=self.opt_string(data, ("results", "database_url")))
+        keys = ("results", "database_url")
+        url = self.opt_string(data, keys)
+        if url is not None and url != RESULTS_DB_OFF:
+            problem = scheme_problem(url, POSTGRES_SCHEMES)
+            if problem is not None:
+                raise ConfigError(
+                    f"invalid value for 'database_url' in [results] ({self.origin(keys)}): "
+                    f"{problem}; expected a PostgreSQL URL or 'off'"
+                )
+        return ResultsConfig(database_url=url)
 
     def metrics(self, raw: Mapping[str, Any]) -> dict[str, MetricKind | None]:
         if "metrics" not in raw:

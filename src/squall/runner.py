@@ -39,6 +39,7 @@ from squall.services import (
     services,
 )
 from squall.services.platform import RunningPlatform, start_platform
+from squall.store.location import ResultsDbError, check_results_db
 from squall.suite import (
     SuiteContext,
     SuiteReport,
@@ -168,7 +169,12 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
         check_params(config)
         secret = _jwt_secret(request, config)
         adapter = load_adapter(config.target.adapter)
-    except (ConfigError, UnknownScenario, UnknownAdapter) as exc:
+        # Before the run, not after it: a typo here would otherwise surface only when the
+        # finished run is stored.
+        check_results_db(
+            request.results_db or config.results.database_url, os.environ, off_allowed=True
+        )
+    except (ConfigError, UnknownScenario, UnknownAdapter, ResultsDbError) as exc:
         err.print(f"[red]squall run: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     if config.target.url is None and config.target.adapter != DEFAULT_ADAPTER:

@@ -356,6 +356,14 @@ def test_results_database_url(project: Path) -> None:
     )
 
 
+def test_results_database_url_of_another_kind_is_refused(project: Path) -> None:
+    message = error_of(project, '[results]\ndatabase_url = "mysql://app:s3cret@db/results"\n')
+    assert "'database_url' in [results]" in message
+    assert "scheme 'mysql'" in message
+    assert "expected a PostgreSQL URL or 'off'" in message
+    assert "s3cret" not in message
+
+
 def test_results_section_typo_names_the_key(project: Path) -> None:
     message = error_of(project, '[results]\ndatabase_uri = "x"\n')
     assert "database_uri" in message

@@ -1,8 +1,8 @@
 """``squall history`` and ``squall compare``: the results database, read for people.
 
 Exit codes: 0 done (compare: no regression), 1 compare found a regression,
-2 a run reference matched nothing or too little is stored, 3 the results
-database cannot be reached.
+2 a run reference matched nothing, too little is stored, or the results database
+setting is ``off`` or not a PostgreSQL URL, 3 the results database cannot be reached.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import asyncpg
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from squall.report.compare import Comparison, compare
@@ -21,7 +22,7 @@ from squall.report.console import output_console
 from squall.report.publish import print_comparison
 from squall.services import ProcessStartError
 from squall.services.persistent import PersistentLockTimeout
-from squall.store.location import describe, results_database
+from squall.store.location import ResultsDbError, describe, results_database
 from squall.store.migrations import migrate
 from squall.store.queries import (
     RunNotFound,
@@ -99,6 +100,9 @@ def history(
     try:
         with results_database(results_db, results_dir) as url:
             runs = asyncio.run(go(url))
+    except ResultsDbError as exc:
+        console.print(f"[red]squall history: {escape(str(exc))}[/red]", highlight=False)
+        return EXIT_USAGE
     except _UNREACHABLE as exc:
         where = describe(results_db, results_dir, os.environ)
         console.print(f"[red]squall history: results database ({where}): {exc}[/red]")
@@ -149,8 +153,8 @@ def compare_runs(
     try:
         with results_database(results_db, results_dir) as url:
             comparison = asyncio.run(_comparison(url, refs, tolerance))
-    except RunNotFound as exc:
-        console.print(f"[red]squall compare: {exc}[/red]", highlight=False)
+    except (RunNotFound, ResultsDbError) as exc:
+        console.print(f"[red]squall compare: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     except _UNREACHABLE as exc:
         where = describe(results_db, results_dir, os.environ)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from rich.console import Console
 from rich.markup import escape
 
-from squall.config import Config
+from squall.config import RESULTS_DB_OFF, Config
 from squall.report.compare import DEFAULT_TOLERANCE, Comparison
 from squall.report.files import write_extra_files, write_report
 from squall.report.summary import print_summary
@@ -31,8 +31,6 @@ EXIT_INTERRUPTED = 130
 EXIT_REGRESSION = 1
 #: Exit code when ``--baseline`` could not be checked (results database unusable).
 EXIT_BASELINE_UNAVAILABLE = 3
-#: ``SQUALL_RESULTS_DB=off`` keeps runs out of the results database.
-RESULTS_DB_OFF = "off"
 
 
 def print_comparison(
@@ -94,7 +92,7 @@ def _store(
 
     from squall.services import ProcessStartError, redact
     from squall.services.persistent import PersistentLockTimeout
-    from squall.store.location import describe, results_database
+    from squall.store.location import ResultsDbError, describe, results_database
     from squall.store.queries import RunNotFound
     from squall.store.results import store_run
 
@@ -112,6 +110,7 @@ def _store(
         ProcessStartError,
         PersistentLockTimeout,
         TimeoutError,
+        ResultsDbError,
     ) as exc:
         console.print(
             f"[yellow]! the run was not stored in the results database ({where}): "

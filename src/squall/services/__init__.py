@@ -6,10 +6,9 @@ from squall.services.stack import (
     ServiceUnavailable,
     create_database,
     drop_database,
-    redact,
     services,
-    with_database,
 )
+from squall.services.urls import redact, with_database
 
 __all__ = [
     "Endpoints",

@@ -14,19 +14,27 @@ import os
 import secrets
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 import redis.asyncio as aioredis
 
 from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey
+from squall.services.urls import (
+    POSTGRES_SCHEMES,
+    REDIS_SCHEMES,
+    redact,
+    scheme_problem,
+    with_database,
+)
 
 
 class ServiceUnavailable(RuntimeError):
-    """A service given by URL cannot be reached; the message names it and the fix."""
+    """A service given by URL cannot be used (unreachable, or not a URL of its kind);
+    the message names it and the fix."""
 
 
 @dataclass(frozen=True)
@@ -40,19 +48,12 @@ class Endpoints:
     embedded: tuple[str, ...] = field(default=())
 
 
-def with_database(url: str, name: str) -> str:
-    """Return ``url`` pointing at database ``name`` on the same server."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, for messages and reports."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+def _require_scheme(url: str, schemes: Sequence[str], setting: str, service: str) -> None:
+    problem = scheme_problem(url, schemes)
+    if problem is not None:
+        raise ServiceUnavailable(
+            f"{setting}: {problem}. Fix {setting}, or unset it to use the embedded {service}."
+        )
 
 
 async def _check_postgres(url: str) -> None:
@@ -141,6 +142,11 @@ def services(
     env = os.environ if environ is None else environ
     database_url = database_url or env.get("DATABASE_URL") or None
     redis_url = redis_url or env.get("REDIS_URL") or None
+    # Both URLs are checked before anything starts: a typo costs no server start-up.
+    if database_url is not None:
+        _require_scheme(database_url, POSTGRES_SCHEMES, "DATABASE_URL", "PostgreSQL")
+    if redis_url is not None:
+        _require_scheme(redis_url, REDIS_SCHEMES, "REDIS_URL", "Redis server")
     postgres: EmbeddedPostgres | None = None
     valkey: EmbeddedValkey | None = None
     with _sigterm_as_exit():

@@ -4,7 +4,8 @@ In order: ``--results-db URL``; ``SQUALL_RESULTS_DB``; the database
 ``squall_results`` on the server ``DATABASE_URL`` names (created on first
 use); otherwise a persistent embedded cluster under ``<results_dir>/.db/``,
 started for the duration of the command (see
-:mod:`squall.services.persistent`).
+:mod:`squall.services.persistent`). ``off`` in place of a URL stores nothing
+(``squall run``), and leaves nothing to read (``squall history`` and ``compare``).
 """
 
 from __future__ import annotations
@@ -17,11 +18,43 @@ from pathlib import Path
 
 import asyncpg
 
+from squall.config import RESULTS_DB_OFF
 from squall.services import with_database
 from squall.services.persistent import persistent_postgres
+from squall.services.urls import POSTGRES_SCHEMES, scheme_problem
 
 #: Name of the results database on a shared server (DATABASE_URL, or the embedded cluster).
 RESULTS_DATABASE = "squall_results"
+
+
+class ResultsDbError(ValueError):
+    """The results database setting names no database to use; the message says which
+    setting and the fix."""
+
+
+def check_results_db(
+    explicit: str | None, environ: Mapping[str, str], *, off_allowed: bool
+) -> None:
+    """Raise :class:`ResultsDbError` unless the setting in force is a PostgreSQL URL, unset
+    (the default database), or ``off`` where ``off_allowed``."""
+    url = explicit or environ.get("SQUALL_RESULTS_DB") or None
+    if url is None:
+        return
+    setting = "--results-db" if explicit else "SQUALL_RESULTS_DB"
+    if url == RESULTS_DB_OFF:
+        if off_allowed:
+            return
+        raise ResultsDbError(
+            f"{setting} is 'off', so there is no results database to read; name one with "
+            "--results-db postgresql://USER@HOST:PORT/DATABASE, or leave --results-db and "
+            "SQUALL_RESULTS_DB unset for the default one"
+        )
+    problem = scheme_problem(url, POSTGRES_SCHEMES)
+    if problem is not None:
+        choices = "a PostgreSQL URL, 'off'," if off_allowed else "a PostgreSQL URL"
+        raise ResultsDbError(
+            f"{setting}: {problem}; give {choices} or leave it unset for the default database"
+        )
 
 
 async def _ensure_database(server_url: str, name: str) -> None:
@@ -53,8 +86,12 @@ def results_database(
     *,
     environ: Mapping[str, str] | None = None,
 ) -> Iterator[str]:
-    """Yield the URL of the results database, starting the persistent cluster if needed."""
+    """Yield the URL of the results database, starting the persistent cluster if needed.
+
+    Raises :class:`ResultsDbError` when the setting is ``off`` or not a PostgreSQL URL.
+    """
     env = os.environ if environ is None else environ
+    check_results_db(explicit, env, off_allowed=False)
     url = explicit or env.get("SQUALL_RESULTS_DB") or None
     if url is not None:
         yield url

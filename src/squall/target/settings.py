@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args, get_type_hints
+from urllib.parse import urlsplit
 
 SessionPolicy = Literal["multi", "single_session"]
 WsCompression = Literal["off", "deflate"]
@@ -19,6 +20,8 @@ ModelKind = Literal["simulated", "openai"]
 JwtAlgorithm = Literal["HS256", "RS256"]
 
 DEV_JWT_SECRET = "squall-dev-secret-change-me"
+#: The URL schemes asyncpg and redis-py take for the two servers.
+URL_SCHEMES = {"database_url": ("postgresql", "postgres"), "redis_url": ("redis", "rediss", "unix")}
 KNOWN_FAULTS = frozenset({"naive_billing", "no_fencing", "broadcast_events"})
 
 
@@ -161,6 +164,19 @@ class Settings:
                 f"SQUALL_FAULTS={self.faults!r}: unknown fault(s) {', '.join(sorted(unknown))}; "
                 f"expected a comma-separated subset of {', '.join(sorted(KNOWN_FAULTS))}"
             )
+        for name, schemes in URL_SCHEMES.items():
+            try:
+                scheme = urlsplit(getattr(self, name)).scheme
+            except ValueError as exc:
+                scheme, why = "", f"is not a URL ({exc})"
+            else:
+                why = f"has scheme {scheme!r}" if scheme else "has no scheme"
+            if scheme not in schemes:
+                wanted = " or ".join(f"{s}://" for s in schemes)
+                raise SettingsError(
+                    f"{self.env_name(name)} (or {name.upper()} when that is unset) {why}; "
+                    f"expected a URL starting with {wanted}"
+                )
         if self.jwt_algorithm == "RS256" and not self.jwt_public_key_file:
             raise SettingsError(
                 "SQUALL_JWT_ALGORITHM=RS256 needs SQUALL_JWT_PUBLIC_KEY_FILE "

@@ -38,6 +38,67 @@ def test_command_line_values_reach_the_config_unchanged(tmp_path: Path) -> None:
     assert config.run.scenarios == ("db_race",)
 
 
+def _output(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    return " ".join((captured.out + captured.err).split())
+
+
+@pytest.mark.parametrize("command", ["history", "compare"])
+def test_reading_a_results_database_that_is_off_is_a_usage_error(
+    command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SQUALL_RESULTS_DB", raising=False)
+    assert main([command, "--results-db", "off"]) == 2
+    assert "--results-db is 'off', so there is no results database to read" in _output(capsys)
+    monkeypatch.setenv("SQUALL_RESULTS_DB", "off")
+    assert main([command]) == 2
+    assert "SQUALL_RESULTS_DB is 'off'" in _output(capsys)
+
+
+def test_a_results_database_url_of_another_kind_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["history", "--results-db", "mysql://app:s3cret@db/results"]) == 2
+    out = _output(capsys)
+    assert "--results-db: 'mysql://app:***@db/results' has scheme 'mysql'" in out
+    assert "s3cret" not in out
+
+
+def test_run_refuses_a_bad_results_database_before_it_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "-s", "db_race", "--results-db", "garbage", "--no-progress"]) == 2
+    assert "--results-db: 'garbage' has no scheme" in _output(capsys)
+    assert not (tmp_path / "squall-results").exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("DATABASE_URL", "garbage", "DATABASE_URL: 'garbage' has no scheme"),
+        ("REDIS_URL", "http://cache:6379", "REDIS_URL: 'http://cache:6379' has scheme 'http'"),
+    ],
+)
+def test_run_refuses_a_service_url_of_another_kind_before_starting_anything(
+    variable: str,
+    value: str,
+    expected: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv(variable, value)
+    assert main(["run", "-s", "db_race", "--results-db", "off", "--no-progress"]) == 3
+    out = _output(capsys)
+    assert expected in out
+    assert f"Fix {variable}, or unset it" in out
+    assert not (tmp_path / "squall-results").exists()
+
+
 @pytest.mark.parametrize(
     ("workers", "cores", "expected"), [(2, 2, 1), (2, 8, 6), (4, 2, 1), (1, 1, 1), (2, 3, 1)]
 )
