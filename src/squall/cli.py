@@ -129,7 +129,7 @@ def run_command(
 
 @app.command("history")
 def history_command(
-    limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
     results_db: StoredResultsDbOption = None,
     results_dir: StoredResultsDirOption = Path("squall-results"),
 ) -> None:

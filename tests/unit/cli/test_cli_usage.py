@@ -29,6 +29,11 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
     assert "No such command 'nope'" in capsys.readouterr().err
 
 
+def test_history_lists_at_least_one_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["history", "--limit", "0", "--results-db", "off"]) == 2
+    assert "Invalid value for '--limit'" in capsys.readouterr().err
+
+
 def test_command_line_values_reach_the_config_unchanged(tmp_path: Path) -> None:
     odd = tmp_path / 'a\\b "quoted"'
     request = RunRequest(scenarios=("db_race",), results_dir=odd, target='ws://h:1/"x"\\y')
