@@ -182,15 +182,14 @@ def _results_dir(config: pytest.Config) -> Path:
 def _squall_config(config: pytest.Config) -> Config:
     """squall's configuration (squall.toml or [tool.squall]) with the plugin's options."""
     from squall.config import load_config
+    from squall.testrunner import TestRequest
 
-    overrides = []
-    if config.getoption("--squall-scale") is not None:
-        overrides.append(f"run.scale={config.getoption('--squall-scale')}")
-    if config.getoption("--squall-target"):
-        overrides.append(f'target.url="{config.getoption("--squall-target")}"')
-    if config.getoption("--squall-adapter"):
-        overrides.append(f'target.adapter="{config.getoption("--squall-adapter")}"')
-    return load_config(None, cwd=Path(config.rootpath), overrides=overrides)
+    options = TestRequest(
+        scale=config.getoption("--squall-scale"),
+        target=config.getoption("--squall-target"),
+        adapter=config.getoption("--squall-adapter"),
+    )
+    return load_config(None, cwd=Path(config.rootpath), overrides=options.config_overrides())
 
 
 # -- real_services ----------------------------------------------------------------------------

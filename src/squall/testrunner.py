@@ -22,6 +22,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from squall.adapters.registry import UnknownAdapter
+from squall.adapters.registry import load as load_adapter
 from squall.config import ConfigError, load_config
 from squall.metrics.result import metric_from_dict
 from squall.metrics.thresholds import ThresholdOutcome
@@ -56,6 +58,16 @@ class TestRequest:
     jwt_secret: str | None = None
     results_dir: Path | None = None
     pytest_args: tuple[str, ...] = ()
+
+    def config_overrides(self) -> list[str]:
+        """The options that are squall configuration, as overrides of the config file (the
+        plugin applies the same ones to the configuration its tests get)."""
+        found = [] if self.scale is None else [f"run.scale={self.scale}"]
+        # JSON strings, which TOML reads back unchanged.
+        for key, text in (("target.url", self.target), ("target.adapter", self.adapter)):
+            if text:
+                found.append(f"{key}={json.dumps(text)}")
+        return found
 
 
 def marker_expression(categories: Sequence[str], markers: Sequence[str]) -> str | None:
@@ -153,14 +165,25 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
         )
         return EXIT_USAGE
     try:
-        results_dir = request.results_dir or load_config(None, cwd=Path.cwd()).run.results_dir
-    except ConfigError as exc:
+        # The plugin reads the same configuration in the tests' process; checked here, a
+        # bad value stops before pytest starts rather than in each test that uses it.
+        config = load_config(None, cwd=Path.cwd(), overrides=request.config_overrides())
+        load_adapter(config.target.adapter)
+    except (ConfigError, UnknownAdapter) as exc:
         err.print(f"[red]squall test: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
+    results_dir = request.results_dir or config.run.results_dir
     run_id = new_run_id()
     argv = pytest_argv(request, run_id=run_id, results_dir=results_dir)
     console.print(f"squall test: pytest {' '.join(argv)}", highlight=False, markup=False)
     status = subprocess.run([sys.executable, "-m", "pytest", *argv], check=False).returncode
+    if status == _PYTEST_NO_TESTS:
+        # The plugin's report of no scenarios would read "PASSED"; nothing was tested.
+        err.print(
+            "[red]squall test: pytest collected no tests; check --test-file, --category, "
+            "--marker and --scenario (and that the test files are under this folder)[/red]"
+        )
+        return EXIT_USAGE
     path = results_dir / run_id / "report.json"
     data: dict[str, Any] | None = None
     if path.is_file():

@@ -72,6 +72,50 @@ def test_missing_test_file_is_a_usage_error(tmp_path: Path) -> None:
     assert main(["test", "--test-file", str(tmp_path / "nope.py")]) == 2
 
 
+def test_plugin_options_become_config_overrides() -> None:
+    request = TestRequest(scale=0.5, target='ws://h:1/"x"', adapter="echo")
+    assert request.config_overrides() == [
+        "run.scale=0.5",
+        'target.url="ws://h:1/\\"x\\""',
+        'target.adapter="echo"',
+    ]
+    assert TestRequest().config_overrides() == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--scale", "-2"], "invalid value -2.0 for 'scale' in [run]"),
+        (["--target", "http://x"], "expected a ws:// or wss:// URL"),
+        (["--adapter", "nope"], "unknown adapter 'nope'"),
+    ],
+)
+def test_bad_options_stop_before_pytest_starts(
+    options: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["test", *options]) == 2
+    captured = capsys.readouterr()
+    assert message in " ".join(captured.err.split())
+    assert "pytest" not in captured.out  # the command line it would have run
+    assert not (tmp_path / "squall-results").exists()
+
+
+def test_no_collected_tests_is_a_usage_error_not_a_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "test_nothing.py").write_text("def helper():\n    pass\n")
+    assert main(["test", "--results-dir", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert "pytest collected no tests" in " ".join(captured.err.split())
+    assert "PASSED" not in captured.out
+
+
 @pytest.mark.integration
 def test_runs_the_docs_example_and_prints_the_summary(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
