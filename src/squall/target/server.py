@@ -213,6 +213,28 @@ def build_config(settings: Settings, host: str, port: int, workers: int) -> uvic
     )
 
 
+class CannotListen(OSError):
+    """The platform's port cannot be bound; the message names the address and the fix."""
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """The socket every worker accepts on, bound as uvicorn binds one (``SO_REUSEADDR``,
+    inheritable), or :class:`CannotListen` with the address and the fix."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CannotListen(
+            exc.errno,
+            f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port "
+            "(0 picks a free one) or --host, or stop the process that holds it",
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(
     settings: Settings,
     *,
@@ -224,10 +246,11 @@ def serve(
     """Serve until SIGTERM/SIGINT; return 0 after a clean stop, 1 if a worker died."""
     if workers < 1:
         raise ValueError(f"workers={workers}; expected at least 1")
+    sock = listen_socket(host, port)  # first: a held port changes nothing here
     os.environ.update(settings.to_env())
     config = build_config(settings, host, port, workers)
-    sock = config.bind_socket()
     bound_port = sock.getsockname()[1]
+    shown_host = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
     ready_dir = tempfile.mkdtemp(prefix="squall-target-ready-")
     stop = threading.Event()
 
@@ -251,7 +274,7 @@ def serve(
             if not announced and len(os.listdir(ready_dir)) >= workers:
                 announced = True
                 on_ready(
-                    f"squall target: listening on ws://{host}:{bound_port}/v1/ws "
+                    f"squall target: listening on ws://{shown_host}:{bound_port}/v1/ws "
                     f"({workers} worker{'s' if workers != 1 else ''})"
                 )
             dead = [p for p in processes if not p.is_alive()]
