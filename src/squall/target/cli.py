@@ -24,6 +24,7 @@ def serve(
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port (0: any free one)."),
 ) -> None:
     """Serve the platform (settings from SQUALL_* environment variables) until SIGTERM."""
+    from squall.target.preflight import ServerUnreachable
     from squall.target.server import CannotListen
     from squall.target.server import serve as run_server
 
@@ -36,6 +37,9 @@ def serve(
         code = run_server(settings, host=host, port=port, workers=workers, on_ready=ready)
     except CannotListen as exc:
         typer.echo(f"squall target: {exc.strerror}", err=True)
+        raise typer.Exit(3) from None
+    except ServerUnreachable as exc:
+        typer.echo(f"squall target: {exc}", err=True)
         raise typer.Exit(3) from None
     if code:
         raise typer.Exit(code)

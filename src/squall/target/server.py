@@ -34,6 +34,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 
 from squall.target.edge import CLOSE_WAIT_S, drain_current
+from squall.target.preflight import ServerUnreachable, check_servers
 from squall.target.settings import Settings
 
 if TYPE_CHECKING:
@@ -247,6 +248,11 @@ def serve(
     if workers < 1:
         raise ValueError(f"workers={workers}; expected at least 1")
     sock = listen_socket(host, port)  # first: a held port changes nothing here
+    try:
+        check_servers(settings)
+    except ServerUnreachable:
+        sock.close()
+        raise
     os.environ.update(settings.to_env())
     config = build_config(settings, host, port, workers)
     bound_port = sock.getsockname()[1]

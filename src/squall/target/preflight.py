@@ -1,0 +1,61 @@
+"""Before any worker starts: can the platform reach its PostgreSQL and Redis?
+
+Each worker connects on its own at start-up; when a server is down, every one of
+them would fail with a traceback. One check in the parent names the server, the
+variable that points at it and the fix instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from squall.target.settings import Settings
+
+#: Seconds each server gets to answer.
+CONNECT_TIMEOUT_S = 5.0
+
+
+class ServerUnreachable(RuntimeError):
+    """A server the platform needs does not answer or refuses it; the message names it and
+    the fix."""
+
+
+def where(url: str) -> str:
+    """The server ``url`` points at, as ``host:port`` (or its socket path); no credentials."""
+    parts = urlsplit(url)
+    if parts.hostname is None:
+        return parts.path or url.split("@")[-1]
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return host if parts.port is None else f"{host}:{parts.port}"
+
+
+def _failure(server: str, url: str, variable: str, exc: BaseException) -> ServerUnreachable:
+    reason = (str(exc) or type(exc).__name__).rstrip(".")
+    return ServerUnreachable(
+        f"cannot use {server} at {where(url)} ({variable}): {reason}; start it, or point "
+        f"{variable} (or {variable.removeprefix('SQUALL_')} when that is unset) at one that runs"
+    )
+
+
+async def _check(settings: Settings) -> None:
+    try:
+        conn = await asyncpg.connect(settings.database_url, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise _failure("PostgreSQL", settings.database_url, "SQUALL_DATABASE_URL", exc) from exc
+    await conn.close()
+    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S)
+    try:
+        await client.ping()
+    except (OSError, aioredis.RedisError) as exc:
+        raise _failure("Redis", settings.redis_url, "SQUALL_REDIS_URL", exc) from exc
+    finally:
+        await client.aclose()
+
+
+def check_servers(settings: Settings) -> None:
+    """Raise :class:`ServerUnreachable` unless both servers answer."""
+    asyncio.run(_check(settings))

@@ -1,0 +1,52 @@
+"""``squall target serve`` checks PostgreSQL and Redis once, before any worker starts."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from squall.cli import main
+from squall.services import Endpoints
+from squall.target.preflight import ServerUnreachable, check_servers
+from squall.target.settings import Settings
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_reachable_servers_pass(endpoints: Endpoints) -> None:
+    check_servers(Settings(database_url=endpoints.database_url, redis_url=endpoints.redis_url))
+
+
+def test_a_down_postgresql_is_named_with_its_variable(endpoints: Endpoints) -> None:
+    port = _closed_port()
+    settings = Settings(
+        database_url=f"postgresql://app:s3cret@127.0.0.1:{port}/app",
+        redis_url=endpoints.redis_url,
+    )
+    with pytest.raises(ServerUnreachable) as info:
+        check_servers(settings)
+    message = str(info.value)
+    assert f"cannot use PostgreSQL at 127.0.0.1:{port} (SQUALL_DATABASE_URL)" in message
+    assert "point SQUALL_DATABASE_URL (or DATABASE_URL when that is unset)" in message
+    assert "s3cret" not in message
+
+
+def test_a_down_redis_stops_serve_before_any_worker(
+    endpoints: Endpoints, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = _closed_port()
+    monkeypatch.setenv("SQUALL_DATABASE_URL", endpoints.database_url)
+    monkeypatch.setenv("SQUALL_REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    before = dict(os.environ)
+    assert main(["target", "serve", "--port", "0"]) == 3
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"squall target: cannot use Redis at 127.0.0.1:{port} (SQUALL_REDIS_URL)" in err
+    assert "Traceback" not in err
+    assert dict(os.environ) == before
