@@ -191,6 +191,18 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
             "pass --jwt-secret, --jwt-secret-file or set [target] jwt_secret[/red]"
         )
         return EXIT_USAGE
+    try:
+        # Now rather than when the finished run is written: a run that cannot be saved is
+        # not worth starting.
+        config.run.results_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        err.print(
+            f"[red]squall run: cannot create the results folder {escape(str(exc.filename))}: "
+            f"{escape(exc.strerror or str(exc))}; pass --results-dir a folder you can write "
+            "to[/red]",
+            highlight=False,
+        )
+        return EXIT_USAGE
     run_id = new_run_id()
     folder = config.run.results_dir / run_id
     try:

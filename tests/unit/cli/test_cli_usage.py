@@ -101,7 +101,20 @@ def test_run_refuses_a_service_url_of_another_kind_before_starting_anything(
     out = _output(capsys)
     assert expected in out
     assert f"Fix {variable}, or unset it" in out
-    assert not (tmp_path / "squall-results").exists()
+    assert not any((tmp_path / "squall-results").glob("*"))  # no run folder
+
+
+def test_run_refuses_a_results_folder_it_cannot_create(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "taken").write_text("a file where the folder would go\n")
+    code = main(["run", "-s", "db_race", "--results-dir", "taken/out", "--results-db", "off"])
+    assert code == 2
+    out = _output(capsys)
+    assert "cannot create the results folder" in out
+    assert "taken/out: Not a directory" in out
+    assert "pass --results-dir a folder you can write to" in out
 
 
 @pytest.mark.parametrize(
