@@ -24,6 +24,7 @@ from rich.markup import escape
 from squall.adapters.registry import DEFAULT_ADAPTER, UnknownAdapter
 from squall.adapters.registry import load as load_adapter
 from squall.config import Config, ConfigError, load_config
+from squall.monitor.targets import missing_pids
 from squall.report.console import error_console, output_console
 from squall.report.files import new_run_id
 from squall.report.publish import publish
@@ -174,6 +175,12 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
         check_results_db(
             request.results_db or config.results.database_url, os.environ, off_allowed=True
         )
+        missing = missing_pids(config.monitor.pids)
+        if missing:
+            raise ConfigError(
+                f"monitor.pids: no process {', '.join(map(str, missing))} runs on this machine; "
+                "give the PIDs of the target's processes, or its listening ports in monitor.ports"
+            )
     except (ConfigError, UnknownScenario, UnknownAdapter, ResultsDbError) as exc:
         err.print(f"[red]squall run: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE

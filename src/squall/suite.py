@@ -506,6 +506,12 @@ def memory_note(report: MonitorReport, group: str = TARGET) -> str | None:
     if found is None or found.stats.samples == 0:
         return None
     stats = found.stats
+    if not found.measured:
+        return (
+            f"{group}: no process found in any of {stats.samples} monitor samples, so its CPU "
+            "and memory were not measured; give its PIDs or listening ports in monitor.pids "
+            "or monitor.ports"
+        )
     line = (
         f"{group} memory: {stats.start_mb:.1f} MB start, {stats.peak_mb:.1f} MB peak, "
         f"{stats.end_mb:.1f} MB end ({stats.growth_mb:+.1f} MB)"

@@ -26,6 +26,11 @@ class GroupReport:
     stride: int = 1
     denied: int = 0
 
+    @property
+    def measured(self) -> bool:
+        """Whether any sample found a process of the group (else its figures are all zero)."""
+        return self.stats.samples > 0 and self.stats.peak_processes > 0
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -59,11 +64,12 @@ class MonitorReport:
     def gauges(self, group: str = TARGET) -> dict[str, float]:
         """The values of the ``memory_growth_mb`` and ``cpu_avg_percent`` gauges for ``group``.
 
-        Empty when the group was not monitored, so the thresholds on them are
-        not applicable rather than silently passed.
+        Empty when the group was not monitored, or no process of it was found in any
+        sample (a PID that does not exist, a port nothing listens on), so the thresholds
+        on them are not applicable rather than passed on zeros.
         """
         found = self.groups.get(group)
-        if found is None or found.stats.samples == 0:
+        if found is None or not found.measured:
             return {}
         return {
             "memory_growth_mb": found.stats.growth_mb,

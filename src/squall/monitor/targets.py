@@ -46,6 +46,11 @@ class GroupSpec:
             )
 
 
+def missing_pids(pids: Iterable[int]) -> list[int]:
+    """Those of ``pids`` that name no running process on this machine."""
+    return [pid for pid in pids if not psutil.pid_exists(pid)]
+
+
 def target_group(pids: Sequence[int] = (), ports: Sequence[int] = ()) -> GroupSpec:
     """The system under test, by the PIDs squall started or an external target's PID/port."""
     return GroupSpec(TARGET, tuple(pids), tuple(ports))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,6 +105,19 @@ def test_run_refuses_a_service_url_of_another_kind_before_starting_anything(
     assert expected in out
     assert f"Fix {variable}, or unset it" in out
     assert not any((tmp_path / "squall-results").glob("*"))  # no run folder
+
+
+def test_run_refuses_monitor_pids_that_name_no_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with subprocess.Popen([sys.executable, "-c", "pass"]) as gone:
+        gone.wait()  # a PID that ran and exited: nothing has it now (barring reuse)
+    pids = f"monitor.pids=[{os.getpid()}, {gone.pid}]"
+    assert main(["run", "-s", "db_race", "--set", pids, "--results-db", "off"]) == 2
+    out = _output(capsys)
+    assert f"monitor.pids: no process {gone.pid} runs on this machine" in out
+    assert str(os.getpid()) not in out.split("runs on")[0].split("no process")[1]
 
 
 def test_run_refuses_a_results_folder_it_cannot_create(

@@ -18,6 +18,7 @@ from squall.monitor.stats import (
     summarize,
     t_critical,
 )
+from squall.suite import memory_note
 
 
 def series(
@@ -162,6 +163,23 @@ def test_report_round_trip_and_gauges() -> None:
     assert report.gauges("postgres") == {}
     assert GroupStats.from_dict(summarize([]).to_dict()) == summarize([])
     assert math.isfinite(report.groups["target"].stats.leak.slope_mb_per_min)  # type: ignore[union-attr]
+
+
+def test_a_group_whose_processes_were_never_found_has_no_gauges() -> None:
+    # A PID that does not exist or a port nothing listens on: samples of zero processes.
+    empty = [
+        ResourceSample(t=float(i), rss_mb=0.0, cpu_percent=0.0, threads=0, open_files=0,
+                       sockets=0, processes=0)
+        for i in range(5)
+    ]  # fmt: skip
+    group = GroupReport("target", summarize(empty), tuple(empty))
+    report = MonitorReport(1.0, 2, {"target": group})
+    assert not group.measured
+    assert report.gauges() == {}  # its thresholds: not applicable, not passed on zeros
+    note = memory_note(report)
+    assert note is not None
+    assert note.startswith("target: no process found in any of 5 monitor samples")
+    assert "monitor.pids or monitor.ports" in note
 
 
 def test_short_warm_up_growth_is_not_called_a_leak() -> None:
