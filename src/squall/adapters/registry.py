@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from squall.import_paths import not_on_path_hint
+
 if TYPE_CHECKING:
     from squall.adapters.base import Adapter
 
@@ -62,9 +64,10 @@ def load(name: str) -> Adapter:
     try:
         cls = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
+        hint = not_on_path_hint(module_name) if isinstance(exc, ModuleNotFoundError) else ""
         raise UnknownAdapter(
             f"cannot import adapter {name!r} from {path!r}: {exc}; "
-            "check the module is importable and defines the class"
+            f"check the module is importable and defines the class.{hint}"
         ) from exc
     adapter = cls() if isinstance(cls, type) else None
     if not isinstance(adapter, Adapter):

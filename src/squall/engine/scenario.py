@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from squall.engine.errors import ScenarioError
 from squall.engine.identity import AnonymousIdentities, IdentityFactory
 from squall.engine.workload import Workload
+from squall.import_paths import not_on_path_hint
 
 if TYPE_CHECKING:
     from squall.engine.session import Session
@@ -47,9 +48,10 @@ class Scenario:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
+            hint = not_on_path_hint(module_name) if isinstance(exc, ModuleNotFoundError) else ""
             raise ScenarioError(
                 f"cannot import module {module_name!r} of behaviour {self.behaviour!r}: {exc}; "
-                "make sure it is importable (installed or on sys.path)"
+                f"make sure it is importable (installed or on sys.path).{hint}"
             ) from exc
         found = getattr(module, attribute, None)
         if not callable(found):
