@@ -81,7 +81,11 @@ async def _check_redis(url: str) -> None:
 
 
 def create_database(server_url: str, prefix: str = "squall") -> str:
-    """Create a fresh, uniquely named database on ``server_url``; return its URL."""
+    """Create a fresh, uniquely named database on ``server_url``; return its URL.
+
+    Raises :class:`ServiceUnavailable` when the server refuses (a role without
+    ``CREATEDB``, say), naming the role's server and the fix.
+    """
     name = f"{prefix}_{secrets.token_hex(4)}"
 
     async def create() -> None:
@@ -91,7 +95,14 @@ def create_database(server_url: str, prefix: str = "squall") -> str:
         finally:
             await conn.close()
 
-    asyncio.run(create())
+    try:
+        asyncio.run(create())
+    except asyncpg.PostgresError as exc:
+        raise ServiceUnavailable(
+            f"cannot create a database on {redact(server_url)}: {exc}. squall gives the "
+            "platform a fresh database of its own: grant the role CREATEDB, or unset "
+            "DATABASE_URL to use the embedded server."
+        ) from exc
     return with_database(server_url, name)
 
 
