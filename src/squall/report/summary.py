@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -50,6 +51,29 @@ def thresholds_table(report: SuiteReport) -> Table:
     return table
 
 
+#: How many error kinds (the most frequent) the summary shows a sample message of.
+SAMPLED_ERROR_KINDS = 3
+#: A sample message is cut to this many characters in the terminal (report.json has it whole).
+SAMPLE_CHARS = 200
+
+
+def first_error_samples(result: Mapping[str, Any] | None) -> dict[str, str]:
+    """The first sample message of each error kind in a load scenario's result (its
+    ``errors``: ``{"kind", "count", "samples"}`` each), cut to :data:`SAMPLE_CHARS`."""
+    found: dict[str, str] = {}
+    entries = (result or {}).get("errors")
+    if not isinstance(entries, list):
+        return found
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        kind, samples = entry.get("kind"), entry.get("samples")
+        if isinstance(kind, str) and isinstance(samples, list | tuple) and samples:
+            text = str(samples[0])
+            found[kind] = text if len(text) <= SAMPLE_CHARS else text[: SAMPLE_CHARS - 1] + "…"
+    return found
+
+
 def error_counts(metrics: Mapping[str, Metric]) -> list[tuple[str, int]]:
     """``errors.<kind>`` counters that counted something, most frequent first."""
     found = [
@@ -71,6 +95,10 @@ def print_scenario(console: Console, outcome: ScenarioOutcome) -> None:
     if errors:
         listed = ", ".join(f"{kind} {count}" for kind, count in errors)
         console.print(f"  [red]errors: {escape(listed)}[/red]")
+        samples = first_error_samples(outcome.result)
+        for kind, _ in errors[:SAMPLED_ERROR_KINDS]:
+            if kind in samples:
+                console.print(f"    [red]{escape(kind)}: {escape(samples[kind])}[/red]")
     table = scenario_table(outcome)
     if table is not None:
         console.print(table)

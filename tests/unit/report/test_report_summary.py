@@ -7,7 +7,12 @@ import io
 from rich.console import Console
 
 from squall.metrics.result import Counter, Gauge
-from squall.report.summary import error_counts, print_scenario
+from squall.report.summary import (
+    SAMPLE_CHARS,
+    error_counts,
+    first_error_samples,
+    print_scenario,
+)
 from squall.suite import ScenarioOutcome
 
 
@@ -36,3 +41,35 @@ def test_scenario_line_shows_notes_and_errors() -> None:
     assert "websocket_concurrency passed in 1.2 s" in text
     assert "! target memory: [brackets] kept" in text
     assert "errors: server.rate_limited 4" in text
+
+
+def test_scenario_line_shows_a_sample_message_of_each_frequent_error_kind() -> None:
+    rejected = "ws://h/v1/ws: connection closed (code 4401, reason 'token rejected: [bad]')"
+    outcome = ScenarioOutcome(
+        name="websocket_concurrency",
+        metrics={
+            "errors.closed": Counter("errors.closed", 8, 0.0),
+            "errors.connect": Counter("errors.connect", 1, 0.0),
+        },
+        outcomes=[],
+        result={
+            "errors": [
+                {"kind": "connect", "count": 1, "samples": ["x" * 500]},
+                {"kind": "closed", "count": 8, "samples": [rejected, "another"]},
+            ]
+        },
+        duration_s=3.4,
+    )
+    out = io.StringIO()
+    print_scenario(Console(file=out, width=400, color_system=None), outcome)
+    lines = out.getvalue().splitlines()
+    assert lines[1] == "  errors: closed 8, connect 1"
+    assert lines[2] == f"    closed: {rejected}"  # the most frequent first, markup kept
+    assert lines[3] == "    connect: " + "x" * (SAMPLE_CHARS - 1) + "…"
+
+
+def test_first_error_samples_reads_only_well_formed_entries() -> None:
+    assert first_error_samples(None) == {}
+    assert first_error_samples({"errors": "not a list"}) == {}
+    result = {"errors": [{"kind": "closed", "samples": []}, 3, {"kind": "x", "samples": ["m"]}]}
+    assert first_error_samples(result) == {"x": "m"}
