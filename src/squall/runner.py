@@ -50,6 +50,7 @@ from squall.suite import (
     check_reachable,
     run_suite,
     select,
+    uses_target,
 )
 
 #: Exit codes of ``squall run``: all held, a threshold failed, usage/config, unreachable.
@@ -161,12 +162,22 @@ def _platform(
             drop_database(database_url, platform_db)
 
 
+def _services_line(endpoints: Endpoints) -> str:
+    """Which PostgreSQL and Redis the run uses, and which of them squall started."""
+    line = (
+        f"squall: PostgreSQL {redact(endpoints.database_url)}, Redis {redact(endpoints.redis_url)}"
+    )
+    if endpoints.embedded:
+        line += f" (embedded: {', '.join(endpoints.embedded)})"
+    return line
+
+
 def execute(request: RunRequest, console: Console | None = None) -> int:
     console = console or output_console()
     err = error_console()
     try:
         config = load_config(request.config, cwd=Path.cwd(), overrides=request.config_overrides())
-        select(config.run.scenarios)
+        needs_target = uses_target(select(config.run.scenarios))
         check_params(config)
         secret = _jwt_secret(request, config)
         adapter = load_adapter(config.target.adapter)
@@ -184,7 +195,7 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
     except (ConfigError, UnknownScenario, UnknownAdapter, ResultsDbError) as exc:
         err.print(f"[red]squall run: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
-    if config.target.url is None and config.target.adapter != DEFAULT_ADAPTER:
+    if needs_target and config.target.url is None and config.target.adapter != DEFAULT_ADAPTER:
         err.print(
             f"[red]squall run: adapter {config.target.adapter!r} needs --target: without it "
             f"squall starts its reference platform, which speaks {DEFAULT_ADAPTER!r}[/red]",
@@ -192,7 +203,7 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
         )
         return EXIT_USAGE
     needs_secret = adapter.capabilities.authentication
-    if config.target.url is not None and needs_secret and not secret:
+    if needs_target and config.target.url is not None and needs_secret and not secret:
         err.print(
             "[red]squall run: --target needs the secret the target verifies tokens with; "
             "pass --jwt-secret, --jwt-secret-file or set [target] jwt_secret[/red]"
@@ -214,7 +225,16 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
     folder = config.run.results_dir / run_id
     try:
         with services() as endpoints:
-            if config.target.url is not None:
+            if not needs_target:
+                unused = (
+                    "--target is not contacted" if config.target.url else "no platform is started"
+                )
+                console.print(
+                    f"{_services_line(endpoints)}; the selected scenarios talk to no target, "
+                    f"so {unused}"
+                )
+                report = _run(config, request, None, endpoints, run_id, folder, console)
+            elif config.target.url is not None:
                 check_reachable(config.target.url)
                 target = TargetInfo(
                     ws_url=config.target.url,
@@ -226,15 +246,7 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
                 )
                 report = _run(config, request, target, endpoints, run_id, folder, console)
             else:
-                console.print(
-                    f"squall: PostgreSQL {redact(endpoints.database_url)}, "
-                    f"Redis {redact(endpoints.redis_url)}"
-                    + (
-                        f" (embedded: {', '.join(endpoints.embedded)})"
-                        if endpoints.embedded
-                        else ""
-                    )
-                )
+                console.print(_services_line(endpoints))
                 if config.run.processes is None:
                     config = dataclasses.replace(
                         config,
@@ -283,7 +295,7 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
 def _run(
     config: Config,
     request: RunRequest,
-    target: TargetInfo,
+    target: TargetInfo | None,
     endpoints: Endpoints,
     run_id: str,
     folder: Path,
@@ -310,8 +322,8 @@ def _run(
         "duration_s": config.run.duration_s,
         "processes": config.run.processes,
         "workers": config.run.workers,
-        "target": target.ws_url,
-        "adapter": target.adapter,
+        "target": None if target is None else target.ws_url,
+        "adapter": None if target is None else target.adapter,
         "config_file": str(config.source) if config.source else None,
     }
     report: SuiteReport = uvloop.run(

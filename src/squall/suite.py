@@ -61,7 +61,8 @@ class UnknownScenario(ValueError):
 class SuiteContext:
     """Everything a scenario may need about where it runs."""
 
-    target: TargetInfo
+    #: None when no selected scenario talks to a target (:attr:`SuiteEntry.uses_target`).
+    target: TargetInfo | None
     database_url: str
     redis_url: str
     postgres_pid: int | None = None
@@ -74,6 +75,15 @@ class SuiteContext:
     results_folder: Path | None = None
     #: The reference platform's own database (for read-only checks), when squall started it.
     platform_database_url: str | None = None
+
+    def require_target(self) -> TargetInfo:
+        """The target, for a scenario that talks to one."""
+        if self.target is None:
+            raise RuntimeError(
+                "this scenario talks to the target, but the run has none: a scenario that "
+                "does must be registered with uses_target=True"
+            )
+        return self.target
 
 
 @dataclass
@@ -172,6 +182,9 @@ class SuiteEntry:
     #: The ``[scenarios.<name>]`` parameters the scenario accepts, with their types
     #: (``int``, ``float``, ``str`` or ``bool`` are checked; anything else is passed as is).
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: Whether it talks to the target; a run of scenarios that all do not (they work on
+    #: PostgreSQL and Redis directly) starts no platform and needs no ``--target``.
+    uses_target: bool = True
 
 
 #: Keyword arguments the suite passes itself; they are not configurable per scenario.
@@ -225,7 +238,7 @@ def _load_entry(
 
     async def run(config: Config, ctx: SuiteContext) -> ScenarioOutcome:
         params = dict(config.scenario_params(name))
-        scenario = build(ctx.target, scale=config.run.scale, tag=ctx.tag, **params)
+        scenario = build(ctx.require_target(), scale=config.run.scale, tag=ctx.tag, **params)
         capacity = capacity_at_full_scale and config.run.scale >= 1.0
         return await run_load_scenario(config, ctx, scenario, capacity=capacity, own=own)
 
@@ -377,12 +390,14 @@ SCENARIOS["db_race"] = SuiteEntry(
     _run_db_race,
     "20 concurrent debits per strategy against PostgreSQL",
     keyword_params(db_race.run_db_race),
+    uses_target=False,
 )
 SCENARIOS["redis_locks"] = SuiteEntry(
     "redis_locks",
     _run_redis_locks,
     "TTL lock contenders with and without fencing tokens",
     keyword_params(redis_locks.run_redis_locks),
+    uses_target=False,
 )
 
 
@@ -392,7 +407,7 @@ async def _run_platform_races(config: Config, ctx: SuiteContext) -> ScenarioOutc
     history = _history(ctx, platform_races.NAME)
     try:
         report = await platform_races.run_platform_races(
-            ctx.target,
+            ctx.require_target(),
             tag=f"{ctx.tag}-pr",
             scale=config.run.scale,
             redis_url=ctx.redis_url if ctx.platform_database_url is not None else None,
@@ -439,6 +454,11 @@ def select(names: Sequence[str]) -> list[SuiteEntry]:
             f"choose from {', '.join(SCENARIOS)} (or omit --scenario to run them all)"
         )
     return [SCENARIOS[n] for n in names]
+
+
+def uses_target(entries: Sequence[SuiteEntry]) -> bool:
+    """Whether any of ``entries`` talks to the target (so the run needs one)."""
+    return any(entry.uses_target for entry in entries)
 
 
 def check_params(config: Config) -> None:
@@ -492,7 +512,7 @@ def monitor_gauges(report: MonitorReport) -> dict[str, Metric]:
 
 def _monitor(config: Config, ctx: SuiteContext) -> ResourceMonitor:
     groups = standard_groups(
-        target_pids=ctx.target.pids or config.monitor.pids,
+        target_pids=ctx.require_target().pids or config.monitor.pids,
         target_ports=ctx.target_ports or config.monitor.ports,
         postgres_pid=ctx.postgres_pid,
         redis_pid=ctx.redis_pid,
@@ -556,7 +576,8 @@ async def run_load_scenario(
     metrics.update(monitor_gauges(report))
     # ``violations`` = sequence gaps + isolation leaks the chats saw; absent (so its
     # threshold is not applicable) when the adapter has neither notion or nothing chatted.
-    capabilities = load_adapter(ctx.target.adapter).capabilities
+    target = ctx.require_target()
+    capabilities = load_adapter(target.adapter).capabilities
     counts = {name: m.count for name, m in metrics.items() if isinstance(m, Counter)}
     seen = adapter_violations(capabilities, counts)
     if seen is not None:
@@ -570,7 +591,7 @@ async def run_load_scenario(
             {**{m: t for m, t in own.rules.items() if m not in overridden}, **thresholds.rules}
         )
     outcomes = evaluate(thresholds, metrics, scenario.name)
-    notes = capabilities.not_applicable(ctx.target.adapter)
+    notes = capabilities.not_applicable(target.adapter)
     memory = memory_note(report)
     if memory is not None:
         notes.append(memory)

@@ -13,6 +13,7 @@ from squall import __version__
 from squall.cli import main
 from squall.config import load_config
 from squall.runner import RunRequest, processes_beside
+from squall.suite import select, uses_target
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -140,3 +141,21 @@ def test_generator_processes_beside_a_local_platform(
     workers: int, cores: int, expected: int
 ) -> None:
     assert processes_beside(workers, cores) == expected
+
+
+def test_only_scenarios_that_talk_to_a_target_need_one() -> None:
+    assert not uses_target(select(["db_race", "redis_locks"]))
+    assert uses_target(select(["db_race", "platform_races"]))
+    assert uses_target(select([]))  # the whole suite
+
+
+def test_a_run_that_needs_no_target_needs_no_secret_for_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "garbage")  # stops the run right after the checks
+    args = ["run", "--target", "ws://127.0.0.1:1/v1/ws", "--results-db", "off", "--no-progress"]
+    assert main([*args, "-s", "websocket_concurrency"]) == 2
+    assert "--target needs the secret" in _output(capsys)
+    assert main([*args, "-s", "db_race"]) == 3  # past the secret check, to the services
+    assert "DATABASE_URL: 'garbage' has no scheme" in _output(capsys)
