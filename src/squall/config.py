@@ -15,10 +15,11 @@ the file they were written in, or to ``cwd`` when there is no file.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -231,6 +232,20 @@ def load_config(
         _deep_set(raw, keys, value, text)
         origins[keys] = f"command-line override {text!r}"
     return _Builder(label, origins, base).build(raw, path)
+
+
+def option_overrides(
+    numbers: Iterable[tuple[str, float | None]] = (),
+    texts: Iterable[tuple[str, str | None]] = (),
+) -> list[str]:
+    """Command-line options as ``key.path=value`` overrides, those that are None left out.
+
+    Texts are written as JSON strings, which TOML reads back unchanged (quotes,
+    backslashes and all).
+    """
+    found = [f"{key}={value}" for key, value in numbers if value is not None]
+    found += [f"{key}={json.dumps(text)}" for key, text in texts if text is not None]
+    return found
 
 
 def parse_override(text: str) -> tuple[tuple[str, ...], Any]:

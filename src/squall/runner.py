@@ -23,7 +23,7 @@ from rich.markup import escape
 
 from squall.adapters.registry import DEFAULT_ADAPTER, UnknownAdapter
 from squall.adapters.registry import load as load_adapter
-from squall.config import Config, ConfigError, load_config
+from squall.config import Config, ConfigError, load_config, option_overrides
 from squall.monitor.targets import missing_pids
 from squall.report.console import error_console, output_console
 from squall.report.files import new_run_id
@@ -93,25 +93,21 @@ class RunRequest:
     def config_overrides(self) -> list[str]:
         """The command-line options as config overrides, applied after ``--set`` ones."""
         found = list(self.overrides)
-        # Values are written as JSON strings, which TOML reads back unchanged (quotes,
-        # backslashes and all).
         if self.scenarios:
             found.append(f"run.scenarios={json.dumps(list(self.scenarios))}")
-        for key, value in (
-            ("run.scale", self.scale),
-            ("run.duration", self.duration),
-            ("run.processes", self.processes),
-            ("run.workers", self.workers),
-        ):
-            if value is not None:
-                found.append(f"{key}={value}")
-        for key, text in (
-            ("run.results_dir", None if self.results_dir is None else str(self.results_dir)),
-            ("target.url", self.target),
-            ("target.adapter", self.adapter),
-        ):
-            if text is not None:
-                found.append(f"{key}={json.dumps(text)}")
+        found += option_overrides(
+            numbers=(
+                ("run.scale", self.scale),
+                ("run.duration", self.duration),
+                ("run.processes", self.processes),
+                ("run.workers", self.workers),
+            ),
+            texts=(
+                ("run.results_dir", None if self.results_dir is None else str(self.results_dir)),
+                ("target.url", self.target),
+                ("target.adapter", self.adapter),
+            ),
+        )
         return found
 
 

@@ -24,7 +24,7 @@ from rich.markup import escape
 
 from squall.adapters.registry import UnknownAdapter
 from squall.adapters.registry import load as load_adapter
-from squall.config import ConfigError, load_config
+from squall.config import ConfigError, load_config, option_overrides
 from squall.metrics.result import metric_from_dict
 from squall.metrics.thresholds import ThresholdOutcome
 from squall.monitor.report import MonitorReport
@@ -62,12 +62,11 @@ class TestRequest:
     def config_overrides(self) -> list[str]:
         """The options that are squall configuration, as overrides of the config file (the
         plugin applies the same ones to the configuration its tests get)."""
-        found = [] if self.scale is None else [f"run.scale={self.scale}"]
-        # JSON strings, which TOML reads back unchanged.
-        for key, text in (("target.url", self.target), ("target.adapter", self.adapter)):
-            if text:
-                found.append(f"{key}={json.dumps(text)}")
-        return found
+        return option_overrides(
+            numbers=(("run.scale", self.scale),),
+            # An empty --squall-target / --squall-adapter means "not given".
+            texts=(("target.url", self.target or None), ("target.adapter", self.adapter or None)),
+        )
 
 
 def marker_expression(categories: Sequence[str], markers: Sequence[str]) -> str | None:
