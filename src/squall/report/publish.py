@@ -69,8 +69,10 @@ def publish(
     write_extra_files(data, folder)
     console.print(f"results: {folder / 'report.json'} (+ report.html, junit.xml, metrics.txt)")
     code = EXIT_INTERRUPTED if report.interrupted else report.verdict.exit_code
+    from squall.store.location import results_db_setting
+
     env = os.environ if environ is None else environ
-    if (results_db or env.get("SQUALL_RESULTS_DB")) == RESULTS_DB_OFF:
+    if results_db_setting(results_db, env) == RESULTS_DB_OFF:
         if baseline is not None:
             console.print("[red]--baseline needs the results database, which is off[/red]")
             return code or EXIT_BASELINE_UNAVAILABLE

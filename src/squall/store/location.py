@@ -32,12 +32,18 @@ class ResultsDbError(ValueError):
     setting and the fix."""
 
 
+def results_db_setting(explicit: str | None, environ: Mapping[str, str]) -> str | None:
+    """The setting in force: ``--results-db``, else ``SQUALL_RESULTS_DB``; None when neither
+    is given (then :func:`results_database` picks the default database)."""
+    return explicit or environ.get("SQUALL_RESULTS_DB") or None
+
+
 def check_results_db(
     explicit: str | None, environ: Mapping[str, str], *, off_allowed: bool
 ) -> None:
     """Raise :class:`ResultsDbError` unless the setting in force is a PostgreSQL URL, unset
     (the default database), or ``off`` where ``off_allowed``."""
-    url = explicit or environ.get("SQUALL_RESULTS_DB") or None
+    url = results_db_setting(explicit, environ)
     if url is None:
         return
     setting = "--results-db" if explicit else "SQUALL_RESULTS_DB"
@@ -92,7 +98,7 @@ def results_database(
     """
     env = os.environ if environ is None else environ
     check_results_db(explicit, env, off_allowed=False)
-    url = explicit or env.get("SQUALL_RESULTS_DB") or None
+    url = results_db_setting(explicit, env)
     if url is not None:
         yield url
         return
