@@ -41,6 +41,7 @@ from squall.services import (
 )
 from squall.services.platform import RunningPlatform, start_platform
 from squall.store.location import ResultsDbError, check_results_db
+from squall.store.results import BaselineError, check_baseline
 from squall.suite import (
     SuiteContext,
     SuiteReport,
@@ -179,16 +180,16 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
         adapter = load_adapter(config.target.adapter)
         # Before the run, not after it: a typo here would otherwise surface only when the
         # finished run is stored.
-        check_results_db(
-            request.results_db or config.results.database_url, os.environ, off_allowed=True
-        )
+        results_db = request.results_db or config.results.database_url
+        check_results_db(results_db, os.environ, off_allowed=True)
         missing = missing_pids(config.monitor.pids)
         if missing:
             raise ConfigError(
                 f"monitor.pids: no process {', '.join(map(str, missing))} runs on this machine; "
                 "give the PIDs of the target's processes, or its listening ports in monitor.ports"
             )
-    except (ConfigError, UnknownScenario, UnknownAdapter, ResultsDbError) as exc:
+        check_baseline(request.baseline, results_db, config.run.results_dir, os.environ)
+    except (ConfigError, UnknownScenario, UnknownAdapter, ResultsDbError, BaselineError) as exc:
         err.print(f"[red]squall run: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     if needs_target and config.target.url is None and config.target.adapter != DEFAULT_ADAPTER:
@@ -202,7 +203,7 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
     if needs_target and config.target.url is not None and needs_secret and not secret:
         err.print(
             "[red]squall run: --target needs the secret the target verifies tokens with; "
-            "pass --jwt-secret, --jwt-secret-file or set [target] jwt_secret[/red]"
+            "pass --jwt-secret, --jwt-secret-file or set \\[target] jwt_secret[/red]"
         )
         return EXIT_USAGE
     try:
@@ -282,7 +283,7 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
         report,
         config,
         console,
-        results_db=request.results_db or config.results.database_url,
+        results_db=results_db,
         baseline=request.baseline,
         tolerance=request.tolerance,
     )

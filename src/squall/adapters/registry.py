@@ -65,8 +65,9 @@ def load(name: str) -> Adapter:
         cls = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         hint = not_on_path_hint(module_name) if isinstance(exc, ModuleNotFoundError) else ""
+        source = "" if path == name else f" from {path!r}"
         raise UnknownAdapter(
-            f"cannot import adapter {name!r} from {path!r}: {exc}; "
+            f"cannot import adapter {name!r}{source}: {exc}; "
             f"check the module is importable and defines the class.{hint}"
         ) from exc
     adapter = cls() if isinstance(cls, type) else None

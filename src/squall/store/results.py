@@ -9,12 +9,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from squall.config import RESULTS_DB_OFF
 from squall.report.compare import DEFAULT_TOLERANCE, Comparison, compare
-from squall.store.queries import previous_run, resolve_run, run_figures
+from squall.services import ProcessStartError
+from squall.services.persistent import PersistentLockTimeout
+from squall.store.location import results_database, results_db_setting
+from squall.store.queries import RunNotFound, previous_run, resolve_run, run_figures
 from squall.store.records import Provenance
 from squall.store.writer import save_report
 
@@ -65,3 +70,49 @@ def store_run(
         return await _baseline(url, str(report["run_id"]), baseline, tolerance)
 
     return asyncio.run(go())
+
+
+class BaselineError(ValueError):
+    """``--baseline`` names nothing a run could be compared with; the message says why."""
+
+
+async def _resolve(url: str, ref: str) -> None:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        await resolve_run(conn, ref)
+    finally:
+        await conn.close()
+
+
+def check_baseline(
+    ref: str | None, explicit: str | None, results_dir: Path, environ: Mapping[str, str]
+) -> None:
+    """Before a run: raise :class:`BaselineError` when ``--baseline ref`` cannot be judged
+    afterwards, so a typo does not surface only once the whole run is over.
+
+    The results database being off is an error; a run id (not ``last``) must match a
+    stored run. A database that cannot be opened now is left to the post-run step, which
+    keeps the run's files and says what failed.
+    """
+    if ref is None:
+        return
+    if results_db_setting(explicit, environ) == RESULTS_DB_OFF:
+        setting = "--results-db" if explicit else "SQUALL_RESULTS_DB"
+        raise BaselineError(
+            f"--baseline needs the results database, but {setting} is 'off'; drop --baseline "
+            f"or name a results database"
+        )
+    if ref == "last":
+        return  # resolved after the run: the latest earlier run of the same scenarios
+    try:
+        with results_database(explicit, results_dir, environ=environ) as url:
+            asyncio.run(_resolve(url, ref))
+    except RunNotFound as exc:
+        raise BaselineError(f"--baseline {ref}: {exc}") from exc
+    except asyncpg.UndefinedTableError as exc:  # a results database nothing was stored in yet
+        raise BaselineError(
+            f"--baseline {ref}: the results database holds no run yet; drop --baseline for "
+            "this first run"
+        ) from exc
+    except (OSError, asyncpg.PostgresError, ProcessStartError, PersistentLockTimeout):
+        return

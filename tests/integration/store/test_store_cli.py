@@ -30,6 +30,9 @@ def test_two_real_runs_are_stored_and_compared(
 ) -> None:
     common = ["--results-dir", str(tmp_path), "--results-db", results_db, "--no-progress"]
     races = ["-s", "db_race", "-s", "redis_locks", "--scale", "0.5"]
+    # A run id as baseline is looked up before the run: none is stored yet.
+    assert main(["run", *races, *common, "--baseline", "20261126-101010-abcd"]) == 2
+    assert "the results database holds no run yet" in capsys.readouterr().err
     assert main(["run", *races, *common]) == 0
     assert main(["run", *races, *common, "--baseline", "last"]) == 0
     out = capsys.readouterr().out
@@ -49,6 +52,9 @@ def test_two_real_runs_are_stored_and_compared(
     assert main(["compare", runs[0].name, runs[1].name, "--results-db", results_db]) == 0
     assert main(["compare", "nope", "last", "--results-db", results_db]) == 2
     assert main(["run", *races, *common, "--tolerance", "lots"]) == 2
+    assert main(["run", *races, *common, "--baseline", "nope"]) == 2
+    assert "--baseline nope: no stored run matches 'nope'" in capsys.readouterr().err
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 2  # refused before running
 
 
 def test_persistent_cluster_keeps_data_between_starts() -> None:

@@ -108,6 +108,21 @@ def test_run_refuses_a_service_url_of_another_kind_before_starting_anything(
     assert not any((tmp_path / "squall-results").glob("*"))  # no run folder
 
 
+@pytest.mark.parametrize("baseline", ["last", "20261126-101010-abcd"])
+def test_run_refuses_a_baseline_without_a_results_database_before_it_runs(
+    baseline: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "-s", "db_race", "--results-db", "off", "--baseline", baseline])
+    assert code == 2
+    out = _output(capsys)
+    assert "--baseline needs the results database, but --results-db is 'off'" in out
+    assert not any((tmp_path / "squall-results").glob("*"))  # refused before running
+
+
 def test_run_refuses_monitor_pids_that_name_no_process(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -156,6 +171,8 @@ def test_a_run_that_needs_no_target_needs_no_secret_for_one(
     monkeypatch.setenv("DATABASE_URL", "garbage")  # stops the run right after the checks
     args = ["run", "--target", "ws://127.0.0.1:1/v1/ws", "--results-db", "off", "--no-progress"]
     assert main([*args, "-s", "websocket_concurrency"]) == 2
-    assert "--target needs the secret" in _output(capsys)
+    out = _output(capsys)
+    assert "--target needs the secret" in out
+    assert "or set [target] jwt_secret" in out  # printed as written, not taken for markup
     assert main([*args, "-s", "db_race"]) == 3  # past the secret check, to the services
     assert "DATABASE_URL: 'garbage' has no scheme" in _output(capsys)
