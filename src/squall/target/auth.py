@@ -19,7 +19,7 @@ from typing import Any
 import jwt
 
 from squall.target.ids import UserID
-from squall.target.settings import DEV_JWT_SECRET, Settings
+from squall.target.settings import DEV_JWT_SECRET, Settings, SettingsError
 
 BEARER_SUBPROTOCOL = "bearer"
 MAX_USER_ID_CHARS = 128
@@ -28,6 +28,36 @@ MAX_USER_ID_CHARS = 128
 class Role(enum.Enum):
     USER = "user"
     ADMIN = "admin"
+
+
+class KeyFileError(SettingsError):
+    """A key file the settings name cannot be read, or holds no RSA key of the kind needed."""
+
+
+def read_key(path: str, variable: str, *, private: bool) -> str:
+    """The PEM text of the RSA key in ``path`` (named by the setting ``variable``), checked
+    to be a key of the kind needed, so a wrong file is named at start-up rather than failing
+    every token."""
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+
+    kind = "private" if private else "public"
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise KeyFileError(
+            f"{variable}={path!r}: cannot read it ({why}); point it at a PEM RSA {kind} key"
+        ) from None
+    try:
+        key = jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256).prepare_key(text)
+    except (jwt.InvalidKeyError, ValueError) as exc:
+        raise KeyFileError(
+            f"{variable}={path!r} holds no PEM RSA key ({exc}); point it at a PEM RSA {kind} key"
+        ) from None
+    if not isinstance(key, RSAPrivateKey if private else RSAPublicKey):
+        other = "public" if private else "private"
+        raise KeyFileError(f"{variable}={path!r} holds an RSA {other} key; it needs the {kind} one")
+    return text
 
 
 class Unauthorized(Exception):
@@ -77,7 +107,9 @@ class Authenticator:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         if settings.jwt_algorithm == "RS256":
-            self._key: str = Path(settings.jwt_public_key_file).read_text()
+            self._key: str = read_key(
+                settings.jwt_public_key_file, "SQUALL_JWT_PUBLIC_KEY_FILE", private=False
+            )
         else:
             self._key = settings.jwt_secret
 
@@ -123,7 +155,16 @@ def mint_token(
     ttl_s: float = 3600.0,
     now: float | None = None,
 ) -> str:
-    """A token the platform configured by ``settings`` accepts (dev helper and tests)."""
+    """A token the platform configured by ``settings`` accepts (dev helper and tests).
+
+    Raises ValueError for a user id the platform would refuse, and :class:`KeyFileError`
+    when RS256 has no usable private key.
+    """
+    if not 1 <= len(user_id) <= MAX_USER_ID_CHARS:
+        raise ValueError(
+            f"user id {user_id!r}: expected 1 to {MAX_USER_ID_CHARS} characters, as the "
+            "platform accepts"
+        )
     issued = time.time() if now is None else now
     claims = {
         "sub": user_id,
@@ -135,10 +176,10 @@ def mint_token(
     }
     if settings.jwt_algorithm == "RS256":
         if not settings.jwt_private_key_file:
-            raise ValueError(
+            raise KeyFileError(
                 "minting RS256 tokens needs SQUALL_JWT_PRIVATE_KEY_FILE (a PEM private key)"
             )
-        key = Path(settings.jwt_private_key_file).read_text()
+        key = read_key(settings.jwt_private_key_file, "SQUALL_JWT_PRIVATE_KEY_FILE", private=True)
     else:
         key = settings.jwt_secret
     with _dev_secret_quiet(key):

@@ -35,6 +35,9 @@ def serve(
 
     try:
         code = run_server(settings, host=host, port=port, workers=workers, on_ready=ready)
+    except SettingsError as exc:  # a key file that cannot be used
+        typer.echo(f"squall target: {exc}", err=True)
+        raise typer.Exit(2) from None
     except CannotListen as exc:
         typer.echo(f"squall target: {exc.strerror}", err=True)
         raise typer.Exit(3) from None
@@ -59,4 +62,9 @@ def token(
     except ValueError:
         typer.echo(f"squall target: --role {role!r}: expected 'user' or 'admin'", err=True)
         raise typer.Exit(2) from None
-    typer.echo(mint_token(_settings(), user, role=parsed, ttl_s=ttl))
+    try:
+        minted = mint_token(_settings(), user, role=parsed, ttl_s=ttl)
+    except ValueError as exc:  # SettingsError (a key file) included
+        typer.echo(f"squall target: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(minted)

@@ -33,6 +33,7 @@ import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
+from squall.target.auth import Authenticator, KeyFileError
 from squall.target.edge import CLOSE_WAIT_S, drain_current
 from squall.target.preflight import ServerUnreachable, check_servers
 from squall.target.settings import Settings
@@ -249,8 +250,9 @@ def serve(
         raise ValueError(f"workers={workers}; expected at least 1")
     sock = listen_socket(host, port)  # first: a held port changes nothing here
     try:
+        Authenticator(settings)  # reads and checks the key file once, before any worker
         check_servers(settings)
-    except ServerUnreachable:
+    except (KeyFileError, ServerUnreachable):
         sock.close()
         raise
     os.environ.update(settings.to_env())

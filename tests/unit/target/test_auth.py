@@ -12,11 +12,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from squall.target.auth import (
     Authenticator,
     Credentials,
+    KeyFileError,
     Principal,
     Role,
     Unauthorized,
     find_token,
     mint_token,
+    read_key,
 )
 from squall.target.ids import UserID
 from squall.target.settings import Settings
@@ -86,10 +88,9 @@ def test_expired_minted_token() -> None:
         Authenticator(SETTINGS).verify(token)
 
 
-def test_rs256(tmp_path: Path) -> None:
+def _rsa_files(folder: Path) -> tuple[Path, Path]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = tmp_path / "private.pem"
-    public = tmp_path / "public.pem"
+    private, public = folder / "private.pem", folder / "public.pem"
     private.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -102,6 +103,11 @@ def test_rs256(tmp_path: Path) -> None:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
+    return private, public
+
+
+def test_rs256(tmp_path: Path) -> None:
+    private, public = _rsa_files(tmp_path)
     settings = Settings(
         jwt_algorithm="RS256",
         jwt_public_key_file=str(public),
@@ -114,6 +120,30 @@ def test_rs256(tmp_path: Path) -> None:
         auth.verify(sign(claims(), key="x" * 40))
     with pytest.raises(ValueError, match="PRIVATE_KEY_FILE"):
         mint_token(settings.replace(jwt_private_key_file=""), "x")
+
+
+def test_key_files_are_checked_and_named(tmp_path: Path) -> None:
+    private, public = _rsa_files(tmp_path)
+    assert "PUBLIC KEY" in read_key(str(public), "V", private=False)
+    assert "PRIVATE KEY" in read_key(str(private), "V", private=True)
+    with pytest.raises(KeyFileError, match=r"V='.*missing.pem': cannot read it \(No such file"):
+        read_key(str(tmp_path / "missing.pem"), "V", private=False)
+    (tmp_path / "junk.pem").write_text("not a key\n")
+    with pytest.raises(KeyFileError, match="holds no PEM RSA key"):
+        read_key(str(tmp_path / "junk.pem"), "V", private=False)
+    with pytest.raises(KeyFileError, match="holds an RSA private key; it needs the public one"):
+        read_key(str(private), "V", private=False)
+    with pytest.raises(KeyFileError, match="holds an RSA public key; it needs the private one"):
+        read_key(str(public), "V", private=True)
+    rs256 = Settings(jwt_algorithm="RS256", jwt_public_key_file=str(private))
+    with pytest.raises(KeyFileError, match="SQUALL_JWT_PUBLIC_KEY_FILE="):
+        Authenticator(rs256)
+
+
+@pytest.mark.parametrize("user", ["", "u" * 129])
+def test_minting_refuses_a_user_id_the_platform_refuses(user: str) -> None:
+    with pytest.raises(ValueError, match="expected 1 to 128 characters"):
+        mint_token(SETTINGS, user)
 
 
 def test_find_token() -> None:

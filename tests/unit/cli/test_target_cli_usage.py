@@ -1,0 +1,50 @@
+"""``squall target``'s usage errors: exit code 2 and the setting named, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from squall.cli import main
+
+
+def _err(capsys: pytest.CaptureFixture[str]) -> str:
+    return " ".join(capsys.readouterr().err.split())
+
+
+def test_token_refuses_a_user_id_the_platform_would_refuse(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["target", "token", ""]) == 2
+    assert "squall target: user id '': expected 1 to 128 characters" in _err(capsys)
+
+
+def test_token_without_a_private_key_names_the_variable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "public.pem").write_text("not a key\n")
+    monkeypatch.setenv("SQUALL_JWT_ALGORITHM", "RS256")
+    monkeypatch.setenv("SQUALL_JWT_PUBLIC_KEY_FILE", str(tmp_path / "public.pem"))
+    monkeypatch.delenv("SQUALL_JWT_PRIVATE_KEY_FILE", raising=False)
+    assert main(["target", "token", "alice"]) == 2
+    assert "minting RS256 tokens needs SQUALL_JWT_PRIVATE_KEY_FILE" in _err(capsys)
+    monkeypatch.setenv("SQUALL_JWT_PRIVATE_KEY_FILE", str(tmp_path / "missing.pem"))
+    assert main(["target", "token", "alice"]) == 2
+    err = _err(capsys)
+    assert "SQUALL_JWT_PRIVATE_KEY_FILE=" in err
+    assert "cannot read it (No such file or directory)" in err
+
+
+def test_serve_refuses_an_unusable_public_key_before_any_worker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The key is checked before PostgreSQL and Redis: no server is needed to see it refused.
+    (tmp_path / "public.pem").write_text("not a key\n")
+    monkeypatch.setenv("SQUALL_JWT_ALGORITHM", "RS256")
+    monkeypatch.setenv("SQUALL_JWT_PUBLIC_KEY_FILE", str(tmp_path / "public.pem"))
+    assert main(["target", "serve", "--port", "0", "--workers", "1"]) == 2
+    err = _err(capsys)
+    assert "SQUALL_JWT_PUBLIC_KEY_FILE=" in err
+    assert "holds no PEM RSA key" in err
+    assert "Traceback" not in err
