@@ -473,10 +473,15 @@ class _Builder:
         )
         if config.url is not None and not re.match(r"^wss?://", config.url):
             raise self.error((*k, "url"), config.url, "a ws:// or wss:// URL")
-        if config.jwt_secret is not None and config.jwt_secret_file is not None:
+        keys = [
+            key
+            for key in ("jwt_secret", "jwt_secret_file", "jwt_private_key_file")
+            if getattr(config, key) is not None
+        ]
+        if len(keys) > 1:
             raise ConfigError(
-                f"both 'jwt_secret' and 'jwt_secret_file' are set in [target] "
-                f"({self.origin((*k, 'jwt_secret'))}); keep one"
+                f"[target] sets {' and '.join(map(repr, keys))} ({self.origin((*k, keys[0]))}); "
+                "keep one: each is a way to sign the tokens"
             )
         return config
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from squall.engine import Behaviour, Identity, UserID
     from squall.engine.workload import Ramp
     from squall.metrics.thresholds import ThresholdOutcome
-    from squall.scenarios.target import TargetInfo
+    from squall.scenarios.target import Signing, TargetInfo
     from squall.services import Endpoints
     from squall.suite import ScenarioOutcome, SuiteContext
 
@@ -219,6 +219,7 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
     from squall.adapters.registry import UnknownAdapter
     from squall.adapters.registry import load as load_adapter
     from squall.config import ConfigError
+    from squall.scenarios.target import signing
     from squall.services import ProcessStartError, ServiceUnavailable, services
     from squall.suite import TargetUnreachable
 
@@ -226,11 +227,12 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
     try:
         squall_config = _squall_config(config)
         load_adapter(squall_config.target.adapter)
+        signer = signing(squall_config.target, config.getoption("--squall-jwt-secret"))
     except (ConfigError, UnknownAdapter) as exc:
         raise pytest.UsageError(f"squall: {exc}") from None
     results.results_dir = _results_dir(config)
     try:
-        with services() as endpoints, _target(config, squall_config, endpoints) as target:
+        with services() as endpoints, _target(squall_config, signer, endpoints) as target:
             results.target = target.ws_url
             yield RealServices(
                 database_url=endpoints.database_url,
@@ -245,7 +247,7 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
 
 
 @contextlib.contextmanager
-def _target(config: pytest.Config, squall_config: Config, endpoints: Endpoints) -> Iterator[Any]:
+def _target(squall_config: Config, signer: Signing, endpoints: Endpoints) -> Iterator[Any]:
     from squall.runner import PLATFORM_SETTINGS, http_url_of
     from squall.scenarios.target import TargetInfo
     from squall.services import create_database, drop_database
@@ -258,7 +260,8 @@ def _target(config: pytest.Config, squall_config: Config, endpoints: Endpoints) 
         yield TargetInfo(
             ws_url=wanted.url,
             http_url=http_url_of(wanted.url),
-            jwt_secret=config.getoption("--squall-jwt-secret") or wanted.jwt_secret or "",
+            jwt_secret=signer.key or "",
+            jwt_algorithm=signer.algorithm,
             issuer=wanted.issuer,
             audience=wanted.audience,
             adapter=wanted.adapter,

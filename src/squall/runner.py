@@ -29,7 +29,7 @@ from squall.report.console import error_console, output_console
 from squall.report.files import new_run_id
 from squall.report.publish import publish
 from squall.report.summary import print_scenario
-from squall.scenarios.target import TargetInfo
+from squall.scenarios.target import TargetInfo, signing
 from squall.services import (
     Endpoints,
     ProcessStartError,
@@ -119,18 +119,6 @@ def http_url_of(ws_url: str) -> str:
     return urlunsplit((scheme, parts.netloc, "", "", ""))
 
 
-def _jwt_secret(request: RunRequest, config: Config) -> str | None:
-    if request.jwt_secret:
-        return request.jwt_secret
-    path = request.jwt_secret_file or config.target.jwt_secret_file
-    if path is not None:
-        try:
-            return path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read the JWT secret file {path}: {exc.strerror}") from exc
-    return config.target.jwt_secret
-
-
 def processes_beside(workers: int, cores: int | None = None) -> int:
     """Load-generator processes beside a target started here with ``workers`` processes.
 
@@ -176,7 +164,7 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
         config = load_config(request.config, cwd=Path.cwd(), overrides=request.config_overrides())
         needs_target = uses_target(select(config.run.scenarios))
         check_params(config)
-        secret = _jwt_secret(request, config)
+        signer = signing(config.target, request.jwt_secret, request.jwt_secret_file)
         adapter = load_adapter(config.target.adapter)
         # Before the run, not after it: a typo here would otherwise surface only when the
         # finished run is stored.
@@ -200,10 +188,11 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
         )
         return EXIT_USAGE
     needs_secret = adapter.capabilities.authentication
-    if needs_target and config.target.url is not None and needs_secret and not secret:
+    if needs_target and config.target.url is not None and needs_secret and not signer.key:
         err.print(
             "[red]squall run: --target needs the secret the target verifies tokens with; "
-            "pass --jwt-secret, --jwt-secret-file or set \\[target] jwt_secret[/red]"
+            "pass --jwt-secret, --jwt-secret-file or set \\[target] jwt_secret (or "
+            "jwt_private_key_file for RS256)[/red]"
         )
         return EXIT_USAGE
     try:
@@ -236,7 +225,8 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
                 target = TargetInfo(
                     ws_url=config.target.url,
                     http_url=http_url_of(config.target.url),
-                    jwt_secret=secret or "",
+                    jwt_secret=signer.key or "",
+                    jwt_algorithm=signer.algorithm,
                     issuer=config.target.issuer,
                     audience=config.target.audience,
                     adapter=config.target.adapter,

@@ -305,6 +305,10 @@ def test_unknown_keys_are_errors_with_suggestions(project: Path, text: str, frag
         ("[monitor]\ninterval_s = 0\n", "for 'interval_s' in [monitor]"),
         ("[target]\nurl = 'http://x'\n", "expected a ws:// or wss:// URL"),
         ("[target]\njwt_secret = 'a'\njwt_secret_file = 'b'\n", "keep one"),
+        (
+            "[target]\njwt_secret = 'a'\njwt_private_key_file = 'k.pem'\n",
+            "[target] sets 'jwt_secret' and 'jwt_private_key_file'",
+        ),
         ("[thresholds]\nsuccess = 0.9\n", "invalid value 0.9 for 'success' in [thresholds]"),
         ("[thresholds]\nsuccess = { enabled = 'no' }\n", "expected true or false"),
         ("[thresholds]\nsuccess = ['rate >> 1']\n", "[thresholds] metric 'success': cannot parse"),

@@ -43,9 +43,17 @@ class AnonymousIdentities:
         return Identity(UserID(f"{self.prefix}-{index}"), None, index)
 
 
+#: The JWT signing algorithms identities can mint with: a shared secret, or an RSA key.
+JWT_ALGORITHMS = ("HS256", "RS256")
+
+
 @dataclass(frozen=True)
 class JwtIdentities:
-    """Identities with HS256 JWTs carrying ``sub``, ``role``, ``iat``, ``exp``, ``iss``, ``aud``."""
+    """Identities with JWTs carrying ``sub``, ``role``, ``iat``, ``exp``, ``iss``, ``aud``.
+
+    ``secret`` is the signing key: the shared secret for HS256, the PEM text of an RSA
+    private key for RS256.
+    """
 
     secret: str
     issuer: str = "squall"
@@ -55,6 +63,7 @@ class JwtIdentities:
     ttl_s: float = 3600.0
     #: Wall clock used for ``iat``/``exp`` (injectable for tests).
     now: Callable[[], float] = time.time
+    algorithm: str = "HS256"
 
     def __call__(self, index: int) -> Identity:
         user_id = UserID(f"{self.prefix}-{index}")
@@ -67,7 +76,7 @@ class JwtIdentities:
             "iss": self.issuer,
             "aud": self.audience,
         }
-        return Identity(user_id, jwt.encode(claims, self.secret, algorithm="HS256"), index)
+        return Identity(user_id, jwt.encode(claims, self.secret, algorithm=self.algorithm), index)
 
 
 def anonymous_identities(prefix: str = "user") -> AnonymousIdentities:
@@ -82,10 +91,16 @@ def jwt_identities(
     *,
     role: str = "user",
     ttl_s: float = 3600.0,
+    algorithm: str = "HS256",
 ) -> JwtIdentities:
-    """A factory minting one HS256 token per virtual user, signed with ``secret``."""
+    """A factory minting one token per virtual user, signed with ``secret`` (HS256), or with
+    the RSA private key whose PEM text it is (``algorithm="RS256"``)."""
     if not secret:
         raise ValueError(
             "jwt_identities() needs a non-empty secret: pass the HMAC secret the target verifies"
         )
-    return JwtIdentities(secret, issuer, audience, prefix, role, ttl_s)
+    if algorithm not in JWT_ALGORITHMS:
+        raise ValueError(
+            f"jwt_identities(algorithm={algorithm!r}): expected one of {', '.join(JWT_ALGORITHMS)}"
+        )
+    return JwtIdentities(secret, issuer, audience, prefix, role, ttl_s, algorithm=algorithm)

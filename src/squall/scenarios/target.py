@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import jwt
+
+from squall.config import ConfigError, TargetConfig
 from squall.engine.identity import IdentityFactory, anonymous_identities, jwt_identities
 
 
@@ -20,12 +24,61 @@ class TargetInfo:
     pids: tuple[int, ...] = ()
     #: The protocol adapter (``squall.adapters.registry``); "squall" is the reference protocol.
     adapter: str = "squall"
+    #: How tokens are signed: HS256 with ``jwt_secret`` as the shared secret, or RS256 with
+    #: ``jwt_secret`` as the PEM text of the RSA private key.
+    jwt_algorithm: str = "HS256"
 
     def identities(self, prefix: str) -> IdentityFactory:
         """Users ``<prefix>-<index>`` with tokens the target accepts (none without a secret)."""
         if not self.jwt_secret:
             return anonymous_identities(prefix)
-        return jwt_identities(self.jwt_secret, self.issuer, self.audience, prefix)
+        return jwt_identities(
+            self.jwt_secret, self.issuer, self.audience, prefix, algorithm=self.jwt_algorithm
+        )
+
+
+@dataclass(frozen=True)
+class Signing:
+    """How tokens for a target are signed: ``key`` (None: no tokens) with ``algorithm``."""
+
+    key: str | None
+    algorithm: str = "HS256"
+
+
+def signing(
+    target: TargetConfig, secret: str | None = None, secret_file: Path | None = None
+) -> Signing:
+    """The signing key for ``target``: the command line's ``secret`` or ``secret_file`` first,
+    then ``[target]`` ``jwt_secret_file``, ``jwt_secret`` or ``jwt_private_key_file`` (RS256).
+
+    Raises :class:`ConfigError` for a file that cannot be read, and for a private key that
+    cannot sign an RS256 token.
+    """
+    if secret:
+        return Signing(secret)
+    path = secret_file or target.jwt_secret_file
+    if path is not None:
+        return Signing(_read(path, "the JWT secret file").strip())
+    if target.jwt_secret or target.jwt_private_key_file is None:
+        return Signing(target.jwt_secret)
+    pem = _read(target.jwt_private_key_file, "[target] jwt_private_key_file")
+    try:
+        jwt.encode({"sub": "probe"}, pem, algorithm="RS256")
+    except (jwt.PyJWTError, ValueError, TypeError, AttributeError):
+        raise ConfigError(
+            f"[target] jwt_private_key_file {target.jwt_private_key_file} holds no PEM RSA "
+            "private key to sign RS256 tokens with; point it at the private key whose public "
+            "half the target verifies tokens with"
+        ) from None
+    return Signing(pem, "RS256")
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot read {what} {path}: {why}") from exc
 
 
 def scaled(count: int, scale: float) -> int:
