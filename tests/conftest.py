@@ -1,4 +1,4 @@
-"""Shared fixtures: real PostgreSQL and Redis for integration tests.
+"""Shared fixtures: real PostgreSQL and Redis for integration tests, and RSA key files.
 
 ``DATABASE_URL`` / ``REDIS_URL`` select running servers; otherwise embedded ones
 are started once per test session. Each session gets its own fresh database,
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,26 @@ def redis_url(endpoints: Endpoints) -> str:
 def time_scale() -> float:
     """Multiply test timeouts by ``SQUALL_TEST_TIME_SCALE`` on slow machines."""
     return float(os.environ.get("SQUALL_TEST_TIME_SCALE", "1"))
+
+
+@pytest.fixture
+def rsa_key_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A fresh RSA key pair as PEM files: ``(private.pem, public.pem)`` in ``tmp_path``."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private, public = tmp_path / "private.pem", tmp_path / "public.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public

@@ -7,8 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from squall.cli import main
 from squall.services import Endpoints, create_database, drop_database
@@ -17,31 +15,13 @@ from squall.services.platform import RunningPlatform, start_platform
 pytestmark = pytest.mark.integration
 
 
-def _key_pair(folder: Path) -> tuple[Path, Path]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private, public = folder / "private.pem", folder / "public.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
-
-
 @pytest.fixture
 def rs256_platform(
-    endpoints: Endpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    endpoints: Endpoints, rsa_key_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[RunningPlatform, Path]]:
     monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
     monkeypatch.setenv("REDIS_URL", endpoints.redis_url)
-    private, public = _key_pair(tmp_path)
+    private, public = rsa_key_files
     database = create_database(endpoints.database_url, prefix="squall_rs256")
     settings = {"SQUALL_JWT_ALGORITHM": "RS256", "SQUALL_JWT_PUBLIC_KEY_FILE": str(public)}
     platform = start_platform(database, endpoints.redis_url, workers=1, settings=settings)

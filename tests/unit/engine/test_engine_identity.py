@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import jwt
 import pytest
@@ -52,19 +53,11 @@ def test_empty_secret_is_refused() -> None:
         jwt_identities("")
 
 
-def test_rs256_identities_verify_with_the_public_key() -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    token = jwt_identities(pem, algorithm="RS256")(2).token
+def test_rs256_identities_verify_with_the_public_key(rsa_key_files: tuple[Path, Path]) -> None:
+    private, public = rsa_key_files
+    token = jwt_identities(private.read_text(), algorithm="RS256")(2).token
     assert token is not None
-    claims = jwt.decode(token, key.public_key(), algorithms=["RS256"], audience="squall-platform")
+    claims = jwt.decode(token, public.read_text(), algorithms=["RS256"], audience="squall-platform")
     assert claims["sub"] == "user-2"
     with pytest.raises(ValueError, match="expected one of HS256, RS256"):
         jwt_identities(SECRET, algorithm="none")

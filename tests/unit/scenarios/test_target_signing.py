@@ -6,29 +6,15 @@ from pathlib import Path
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from squall.config import ConfigError, TargetConfig
 from squall.scenarios.target import Signing, TargetInfo, signing
 
 
-def _private_key(folder: Path) -> tuple[Path, rsa.RSAPrivateKey]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = folder / "private.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path, key
-
-
-def test_command_line_then_secret_file_then_config(tmp_path: Path) -> None:
+def test_command_line_then_secret_file_then_config(rsa_key_files: tuple[Path, Path]) -> None:
+    key_file, _ = rsa_key_files
+    tmp_path = key_file.parent
     (tmp_path / "secret").write_text("from-file\n")
-    key_file, _ = _private_key(tmp_path)
     config = TargetConfig(jwt_private_key_file=key_file)
     assert signing(config, "cli") == Signing("cli")
     assert signing(config, None, tmp_path / "secret") == Signing("from-file")
@@ -40,8 +26,10 @@ def test_command_line_then_secret_file_then_config(tmp_path: Path) -> None:
     assert rs256.key == key_file.read_text()
 
 
-def test_an_rs256_target_gets_tokens_its_public_key_verifies(tmp_path: Path) -> None:
-    key_file, key = _private_key(tmp_path)
+def test_an_rs256_target_gets_tokens_its_public_key_verifies(
+    rsa_key_files: tuple[Path, Path],
+) -> None:
+    key_file, public = rsa_key_files
     signer = signing(TargetConfig(jwt_private_key_file=key_file))
     target = TargetInfo(
         ws_url="ws://127.0.0.1:9/v1/ws",
@@ -51,7 +39,7 @@ def test_an_rs256_target_gets_tokens_its_public_key_verifies(tmp_path: Path) -> 
     )
     token = target.identities("rsa")(0).token
     assert token is not None
-    claims = jwt.decode(token, key.public_key(), algorithms=["RS256"], audience="squall-platform")
+    claims = jwt.decode(token, public.read_text(), algorithms=["RS256"], audience="squall-platform")
     assert claims["sub"] == "rsa-0"
 
 

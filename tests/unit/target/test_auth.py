@@ -6,8 +6,6 @@ from pathlib import Path
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from squall.target.auth import (
     Authenticator,
@@ -88,26 +86,8 @@ def test_expired_minted_token() -> None:
         Authenticator(SETTINGS).verify(token)
 
 
-def _rsa_files(folder: Path) -> tuple[Path, Path]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private, public = folder / "private.pem", folder / "public.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
-
-
-def test_rs256(tmp_path: Path) -> None:
-    private, public = _rsa_files(tmp_path)
+def test_rs256(rsa_key_files: tuple[Path, Path]) -> None:
+    private, public = rsa_key_files
     settings = Settings(
         jwt_algorithm="RS256",
         jwt_public_key_file=str(public),
@@ -122,8 +102,9 @@ def test_rs256(tmp_path: Path) -> None:
         mint_token(settings.replace(jwt_private_key_file=""), "x")
 
 
-def test_key_files_are_checked_and_named(tmp_path: Path) -> None:
-    private, public = _rsa_files(tmp_path)
+def test_key_files_are_checked_and_named(rsa_key_files: tuple[Path, Path]) -> None:
+    private, public = rsa_key_files
+    tmp_path = private.parent
     assert "PUBLIC KEY" in read_key(str(public), "V", private=False)
     assert "PRIVATE KEY" in read_key(str(private), "V", private=True)
     with pytest.raises(KeyFileError, match=r"V='.*missing.pem': cannot read it \(No such file"):
