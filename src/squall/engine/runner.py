@@ -113,6 +113,9 @@ class WorkerReport:
 class _Live:
     users: int = 0
     users_peak: int = 0
+    #: The most users running at once since the last snapshot: a user that starts and
+    #: stops between two snapshots still counts.
+    interval_peak: int = 0
     connections: int = 0
     user_tasks: set[asyncio.Task[None]] = field(default_factory=set)
     sessions: list[Session] = field(default_factory=list)
@@ -356,7 +359,9 @@ class Worker:
     def _user_started(self) -> None:
         live = self._live
         live.users += 1
-        live.users_peak = max(live.users_peak, live.users)
+        if live.users > live.interval_peak:
+            live.interval_peak = live.users
+            live.users_peak = max(live.users_peak, live.users)
 
     def _user_stopped(self) -> None:
         self._live.users -= 1
@@ -438,7 +443,7 @@ class Worker:
                 worker=self.plan.worker,
                 t=self._second,
                 span=span,
-                users=self._live.users,
+                users=self._live.interval_peak,
                 connections=self._live.connections,
                 sent=stats.sent,
                 received=stats.received,
@@ -450,3 +455,4 @@ class Worker:
             )
         )
         self._second += 1
+        self._live.interval_peak = self._live.users

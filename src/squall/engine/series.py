@@ -24,6 +24,8 @@ class Snapshot:
     t: int
     #: Seconds this snapshot covers (1.0, or less for a worker's last one).
     span: float
+    #: The most users running at once in this second (so one that came and went between two
+    #: snapshots counts).
     users: int
     connections: int
     sent: int

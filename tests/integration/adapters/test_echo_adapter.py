@@ -87,6 +87,9 @@ def test_websocket_concurrency_runs_against_the_echo_service(
     assert metrics["messages_sent"]["count"] == users * 15
     assert (metrics["success"]["passes"], metrics["success"]["total"]) == (users * 15, users * 15)
     assert metrics["response_time"]["count"] == users * 15
+    # Each socket stays open until the last batch is in: every user was running at once,
+    # though the echo answers each one's messages long before the next batch starts.
+    assert metrics["users"]["value"] == users
     for absent in ("violations", "delivery", "seq_gaps", "isolation_leaks", "ack_time"):
         assert absent not in metrics
     status = {t["metric"]: t["status"] for t in scenario["thresholds"]}

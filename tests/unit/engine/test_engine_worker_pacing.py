@@ -52,3 +52,22 @@ async def test_stretched_intervals_leave_no_periodic_work_but_the_final_snapshot
     assert iterations > 0
     assert lag.count == 0
     assert [s.final for s in snapshots] == [True]
+
+
+async def test_a_snapshot_counts_users_that_came_and_went_since_the_last_one() -> None:
+    # Three users start together and finish long before the first snapshot: the snapshot
+    # still reports them, as the most users running at once in its interval.
+    scenario = Scenario(name="burst", behaviour=_nap, workload=closed(3, iterations=1))
+    plan = WorkerPlan(
+        scenario,
+        worker=0,
+        workers=1,
+        users=range(3),
+        deadline_s=5.0,
+        snapshot_interval_s=3600.0,
+        lag_interval_s=3600.0,
+    )
+    snapshots: list[Snapshot] = []
+    report = await Worker(plan, _nap, snapshots.append).run(time.monotonic())
+    assert report.users_peak == 3
+    assert [(s.users, s.final) for s in snapshots] == [(3, True)]
