@@ -32,6 +32,7 @@ from squall.report.console import error_console, output_console
 from squall.report.files import new_run_id
 from squall.report.publish import EXIT_INTERRUPTED
 from squall.report.summary import print_scenario, print_summary
+from squall.scenarios.target import signing
 from squall.suite import ScenarioOutcome, SuiteReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -168,6 +169,7 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
         # bad value stops before pytest starts rather than in each test that uses it.
         config = load_config(None, cwd=Path.cwd(), overrides=request.config_overrides())
         load_adapter(config.target.adapter)
+        signing(config.target, request.jwt_secret)  # a key file that cannot sign
     except (ConfigError, UnknownAdapter) as exc:
         err.print(f"[red]squall test: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE

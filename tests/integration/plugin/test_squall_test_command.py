@@ -105,6 +105,18 @@ def test_bad_options_stop_before_pytest_starts(
     assert not (tmp_path / "squall-results").exists()
 
 
+def test_a_private_key_that_cannot_sign_stops_before_pytest_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "junk.pem").write_text("not a key\n")
+    (tmp_path / "squall.toml").write_text('[target]\njwt_private_key_file = "junk.pem"\n')
+    assert main(["test"]) == 2
+    captured = capsys.readouterr()
+    assert "holds no PEM RSA private key" in " ".join(captured.err.split())
+    assert "pytest" not in captured.out
+
+
 def test_no_collected_tests_is_a_usage_error_not_a_pass(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
