@@ -129,6 +129,21 @@ def processes_beside(workers: int, cores: int | None = None) -> int:
     return max(1, (cores if cores is not None else os.cpu_count() or 1) - workers)
 
 
+def shared_cores_note(processes: int, workers: int, cores: int | None = None) -> str | None:
+    """A warning when more generator processes were asked for than the platform's workers
+    leave cores for: generator and target then compete, and the latencies measured
+    include that contention."""
+    cores = cores if cores is not None else os.cpu_count() or 1
+    free = processes_beside(workers, cores)
+    if processes <= free:
+        return None
+    return (
+        f"! {processes} load-generator process(es) beside {workers} platform worker(s) on "
+        f"{cores} core(s): they compete for the cores, and the latencies measured include "
+        f"that; {free} would leave the workers theirs (the default without --processes)"
+    )
+
+
 @contextlib.contextmanager
 def _platform(
     config: Config, database_url: str, redis_url: str
@@ -234,13 +249,10 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
                 report = _run(config, request, target, endpoints, run_id, folder, console)
             else:
                 console.print(_services_line(endpoints))
-                if config.run.processes is None:
-                    config = dataclasses.replace(
-                        config,
-                        run=dataclasses.replace(
-                            config.run, processes=processes_beside(config.run.workers)
-                        ),
-                    )
+                processes = config.run.processes or processes_beside(config.run.workers)
+                config = dataclasses.replace(
+                    config, run=dataclasses.replace(config.run, processes=processes)
+                )
                 with _platform(config, endpoints.database_url, endpoints.redis_url) as (
                     platform,
                     platform_db,
@@ -250,6 +262,9 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
                         f"({platform.workers} workers); load generator: "
                         f"{config.run.processes} process(es)"
                     )
+                    note = shared_cores_note(processes, platform.workers)
+                    if note is not None:
+                        console.print(f"[yellow]{escape(note)}[/yellow]", highlight=False)
                     target = TargetInfo(
                         ws_url=platform.ws_url,
                         http_url=platform.http_url,

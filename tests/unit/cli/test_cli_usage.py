@@ -12,7 +12,7 @@ import pytest
 from squall import __version__
 from squall.cli import main
 from squall.config import load_config
-from squall.runner import RunRequest, processes_beside
+from squall.runner import RunRequest, processes_beside, shared_cores_note
 from squall.suite import select, uses_target
 
 
@@ -156,6 +156,15 @@ def test_generator_processes_beside_a_local_platform(
     workers: int, cores: int, expected: int
 ) -> None:
     assert processes_beside(workers, cores) == expected
+
+
+def test_more_generator_processes_than_free_cores_get_a_warning() -> None:
+    assert shared_cores_note(1, 2, cores=2) is None  # the default: one, at least
+    assert shared_cores_note(6, 2, cores=8) is None
+    note = shared_cores_note(4, 3, cores=2)
+    assert note is not None
+    assert "4 load-generator process(es) beside 3 platform worker(s) on 2 core(s)" in note
+    assert "1 would leave the workers theirs" in note
 
 
 def test_only_scenarios_that_talk_to_a_target_need_one() -> None:
