@@ -342,6 +342,18 @@ class Worker:
         if isinstance(exc, EngineError):
             if not exc.recorded:
                 self.recorder.error(exc.kind, str(exc))
+        elif isinstance(exc, TypeError) and exc.__traceback__ and exc.__traceback__.tb_next is None:
+            # Raised by the runner's own ``await behaviour(session)``, not inside the
+            # behaviour: what it returned cannot be awaited (a plain ``def``, say).
+            behaviour = self.plan.scenario.behaviour
+            name = (
+                behaviour if isinstance(behaviour, str) else getattr(behaviour, "__qualname__", "")
+            )
+            self.recorder.error(
+                "TypeError",
+                f"TypeError: behaviour {name!r} returned what cannot be awaited ({exc}); "
+                "define it with 'async def'",
+            )
         else:
             self.recorder.error(type(exc).__name__, f"{type(exc).__name__}: {exc}")
 
