@@ -34,6 +34,7 @@ from squall.services import (
     Endpoints,
     ProcessStartError,
     ServiceUnavailable,
+    ServiceUrlError,
     create_database,
     drop_database,
     redact,
@@ -283,7 +284,7 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
                     )
     except (ServiceUnavailable, TargetUnreachable, ProcessStartError) as exc:
         err.print(f"[red]squall run: {escape(str(exc))}[/red]", highlight=False)
-        return EXIT_UNREACHABLE
+        return EXIT_USAGE if isinstance(exc, ServiceUrlError) else EXIT_UNREACHABLE
     return publish(
         report,
         config,

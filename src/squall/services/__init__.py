@@ -4,6 +4,7 @@ from squall.services.process import ManagedProcess, ProcessStartError, spawn
 from squall.services.stack import (
     Endpoints,
     ServiceUnavailable,
+    ServiceUrlError,
     create_database,
     drop_database,
     services,
@@ -15,6 +16,7 @@ __all__ = [
     "ManagedProcess",
     "ProcessStartError",
     "ServiceUnavailable",
+    "ServiceUrlError",
     "create_database",
     "drop_database",
     "redact",

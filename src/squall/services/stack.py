@@ -37,6 +37,10 @@ class ServiceUnavailable(RuntimeError):
     the message names it and the fix."""
 
 
+class ServiceUrlError(ServiceUnavailable):
+    """A service URL of the wrong kind: a setting to fix, not a server to start."""
+
+
 @dataclass(frozen=True)
 class Endpoints:
     """Where the services are, and the PIDs of the ones squall started (for monitoring)."""
@@ -51,7 +55,7 @@ class Endpoints:
 def _require_scheme(url: str, schemes: Sequence[str], setting: str, service: str) -> None:
     problem = scheme_problem(url, schemes)
     if problem is not None:
-        raise ServiceUnavailable(
+        raise ServiceUrlError(
             f"{setting}: {problem}. Fix {setting}, or unset it to use the embedded {service}."
         )
 
