@@ -480,6 +480,15 @@ def check_params(config: Config) -> None:
                 raise UnknownScenario(
                     f"[scenarios.{name}] {key} = {value!r}: expected {expected.__name__}"
                 )
+            if expected in (int, float):
+                # Counts, sizes and durations are positive; caps (``max_...``) may be 0.
+                zero_ok = key.startswith("max_")
+                if value < 0 or (value == 0 and not zero_ok):
+                    bound = ">= 0" if zero_ok else "> 0"
+                    raise UnknownScenario(
+                        f"[scenarios.{name}] {key} = {value!r}: expected {expected.__name__} "
+                        f"{bound}"
+                    )
 
 
 def check_reachable(url: str, timeout: float = 3.0) -> None:

@@ -1,0 +1,42 @@
+"""``[scenarios.<name>]`` parameters are checked before a run: known, typed, in range."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from squall.config import load_config
+from squall.suite import UnknownScenario, check_params
+
+
+def _check(tmp_path: Path, override: str) -> None:
+    check_params(load_config(cwd=tmp_path, overrides=[override]))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("scenarios.websocket_concurrency.users=-5", "users = -5: expected int > 0"),
+        ("scenarios.websocket_concurrency.timeout_s=0", "timeout_s = 0: expected float > 0"),
+        ("scenarios.redis_locks.ttl_ms=0", "ttl_ms = 0: expected int > 0"),
+        ("scenarios.db_race.max_retries=-1", "max_retries = -1: expected int >= 0"),
+        ("scenarios.websocket_concurrency.users=1.5", "users = 1.5: expected int"),
+    ],
+)
+def test_out_of_range_values_are_refused(tmp_path: Path, override: str, message: str) -> None:
+    with pytest.raises(UnknownScenario, match=message.replace("(", r"\(")):
+        _check(tmp_path, override)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "scenarios.db_race.max_retries=0",  # a cap may be 0: no retries
+        "scenarios.db_race.max_escalations=0",
+        "scenarios.websocket_concurrency.users=1",
+        "scenarios.websocket_concurrency.timeout_s=0.5",
+    ],
+)
+def test_values_in_range_pass(tmp_path: Path, override: str) -> None:
+    _check(tmp_path, override)
