@@ -51,14 +51,17 @@ def signing(
     """The signing key for ``target``: the command line's ``secret`` or ``secret_file`` first,
     then ``[target]`` ``jwt_secret_file``, ``jwt_secret`` or ``jwt_private_key_file`` (RS256).
 
-    Raises :class:`ConfigError` for a file that cannot be read, and for a private key that
-    cannot sign an RS256 token.
+    Raises :class:`ConfigError` for a file that cannot be read, an empty secret file, and a
+    private key that cannot sign an RS256 token.
     """
     if secret:
         return Signing(secret)
     path = secret_file or target.jwt_secret_file
     if path is not None:
-        return Signing(_read(path, "the JWT secret file").strip())
+        secret = _read(path, "the JWT secret file").strip()
+        if not secret:
+            raise ConfigError(f"the JWT secret file {path} is empty; put the secret in it")
+        return Signing(secret)
     if target.jwt_secret or target.jwt_private_key_file is None:
         return Signing(target.jwt_secret)
     pem = _read(target.jwt_private_key_file, "[target] jwt_private_key_file")

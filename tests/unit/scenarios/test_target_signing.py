@@ -51,3 +51,6 @@ def test_unusable_key_files_are_named(tmp_path: Path) -> None:
         signing(TargetConfig(jwt_private_key_file=tmp_path / "junk.pem"))
     with pytest.raises(ConfigError, match="cannot read the JWT secret file"):
         signing(TargetConfig(), None, tmp_path / "no-secret")
+    (tmp_path / "blank").write_text(" \n")
+    with pytest.raises(ConfigError, match=r"the JWT secret file .*blank is empty"):
+        signing(TargetConfig(jwt_secret_file=tmp_path / "blank"))
