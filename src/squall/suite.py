@@ -277,7 +277,8 @@ def _race_metrics(operations: int, tally: RaceTally) -> dict[str, Metric]:
     unprevented = float(tally.unprevented)
     violations = float(tally.violations)
     return {
-        "operations": Counter("operations", operations, 0.0),
+        # No rate: the operations come in bursts around the scenario's setup and checks.
+        "operations": Counter("operations", operations, None),
         "race_conditions_unprevented": Gauge(
             "race_conditions_unprevented", unprevented, unprevented, unprevented
         ),

@@ -42,6 +42,10 @@ def _field(data: dict[str, Any], key: str, what: str) -> Any:
         ) from None
 
 
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 @dataclass(frozen=True)
 class Trend:
     """A distribution of durations in seconds (connect time, response time, ...)."""
@@ -117,11 +121,16 @@ class Trend:
 
 @dataclass(frozen=True)
 class Counter:
-    """A number of events, and that number per second of run time."""
+    """A number of events, and that number per second of run time.
+
+    ``per_second`` is None where a rate would mean nothing: a race scenario's operations
+    run in bursts around its setup and checks, so their count over its wall time would
+    only be noise (and a baseline comparison would judge it).
+    """
 
     name: str
     count: int
-    per_second: float
+    per_second: float | None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,7 +145,7 @@ class Counter:
         return cls(
             name=str(_field(data, "name", "Counter")),
             count=int(_field(data, "count", "Counter")),
-            per_second=float(_field(data, "per_second", "Counter")),
+            per_second=_optional_float(_field(data, "per_second", "Counter")),
         )
 
 

@@ -141,7 +141,7 @@ class CounterLike(Protocol):
     @property
     def count(self) -> int: ...
     @property
-    def per_second(self) -> float: ...
+    def per_second(self) -> float | None: ...
 
 
 @runtime_checkable
@@ -410,12 +410,13 @@ def _evaluate_one(threshold: Threshold, metric: object, scenario: str) -> Thresh
     threshold.check_kind(kind)
     observed = _observe(expr, kind, metric)
     if observed is None:
+        why = "has no rate per second" if kind is MetricKind.COUNTER else "has no samples"
         return _outcome(
             threshold,
             scenario,
             None,
             OutcomeStatus.NOT_APPLICABLE,
-            f"[{scenario}] {name} {expr.source}: not applicable, the metric has no samples",
+            f"[{scenario}] {name} {expr.source}: not applicable, the metric {why}",
         )
     passed = expr.operator.holds(observed, expr.limit)
     status = OutcomeStatus.PASSED if passed else OutcomeStatus.FAILED
@@ -485,7 +486,9 @@ def _observe(expr: Expression, kind: MetricKind, metric: object) -> float | None
         return None if metric.total == 0 else float(metric.passes) / float(metric.total)
     if kind is MetricKind.COUNTER:
         assert isinstance(metric, CounterLike)
-        return float(metric.count) if agg is Aggregation.COUNT else float(metric.per_second)
+        if agg is Aggregation.COUNT:
+            return float(metric.count)
+        return None if metric.per_second is None else float(metric.per_second)
     assert isinstance(metric, GaugeLike)
     if agg is Aggregation.MIN:
         return float(metric.min)

@@ -186,7 +186,8 @@ def _metrics_table(s: Mapping[str, Any]) -> str:
                 f"max {m['max'] * 1000:.1f} ms"
             )
         elif kind == "counter":
-            figure = f"{m['count']} ({m['per_second']:.1f}/s)"
+            rate = m["per_second"]
+            figure = f"{m['count']}" + ("" if rate is None else f" ({rate:.1f}/s)")
         elif kind == "rate":
             figure = f"{m['rate']:.2%} ({m['passes']}/{m['total']})"
         else:

@@ -57,6 +57,12 @@ def test_run_result_round_trips_through_json() -> None:
     assert "load generator saturated" in restored.generator.warning
 
 
+def test_a_counter_without_a_rate_round_trips() -> None:
+    counter = Counter("operations", 120, None)
+    assert counter.to_dict()["per_second"] is None
+    assert metric_from_dict(json.loads(json.dumps(counter.to_dict()))) == counter
+
+
 def test_trend_percentiles_come_from_the_histogram() -> None:
     trend = Trend.from_histogram("t", LatencyHistogram.of([i / 100 for i in range(1, 101)]))
     assert trend.count == 100

@@ -66,7 +66,7 @@ class Rate:
 @dataclass(frozen=True)
 class Counter:
     count: int
-    per_second: float
+    per_second: float | None
 
 
 @dataclass(frozen=True)
@@ -212,6 +212,16 @@ def test_counter_aggregations() -> None:
     assert one("messages_sent", "count >= 500", counter).observed == 600
     assert one("messages_sent", "rate >= 10", counter).observed == 12.5
     assert one("messages_sent", "rate >= 20", counter).status is OutcomeStatus.FAILED
+
+
+def test_a_counter_without_a_rate_judges_its_count_only() -> None:
+    counter = Counter(count=120, per_second=None)  # a race scenario's operations
+    assert one("operations", "count >= 100", counter, "db_race").status is OutcomeStatus.PASSED
+    outcome = one("operations", "rate >= 10", counter, "db_race")
+    assert outcome.status is OutcomeStatus.NOT_APPLICABLE
+    assert outcome.diagnostic == (
+        "[db_race] operations rate >= 10: not applicable, the metric has no rate per second"
+    )
 
 
 def test_gauge_aggregations() -> None:

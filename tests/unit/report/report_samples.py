@@ -110,7 +110,10 @@ def race_scenario() -> dict[str, Any]:
         "name": "redis_locks",
         "duration_s": 0.3,
         "verdict": "passed",
-        "metrics": {"violations": Gauge("violations", 0.0, 0.0, 0.0).to_dict()},
+        "metrics": {
+            "violations": Gauge("violations", 0.0, 0.0, 0.0).to_dict(),
+            "operations": Counter("operations", 12, None).to_dict(),  # no rate: a race
+        },
         "thresholds": [],
         "notes": [],
         "result": {"unfenced": {**lock, "fencing": False}},

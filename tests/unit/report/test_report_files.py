@@ -92,6 +92,7 @@ def test_html_is_self_contained_with_every_section() -> None:
     assert "Memory (RSS) per process group" in page
     assert "c0 and c1 both held the lock" in page  # evidence is shown
     assert "&lt;angle&gt;" in page  # notes are escaped
+    assert "<td>operations</td><td>counter</td><td>12</td>" in page  # a count without a rate
     assert "<svg" in page
     assert not re.search(r"""(src|href)=["']https?://""", page)
 
