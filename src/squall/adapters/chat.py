@@ -12,6 +12,9 @@ server rejects it, or the timeout passes. Per message it records:
   opened (in :func:`open_chat`), count as failures;
 - rate ``delivery`` (protocols with progress events): the run's whole event
   sequence arrived with consecutive sequence numbers;
+- counter ``errors.protocol`` for a message that timed out unanswered while frames
+  arrived that the adapter matched to nothing (a target speaking another protocol;
+  the sample shows the first such frame);
 - counters ``errors.server.<code>`` for rejected messages, ``seq_gaps``
   (protocols with ordering) for sequence gaps or duplicates on this socket,
   and ``isolation_leaks`` (protocols with isolation) for events of a thread
@@ -25,8 +28,10 @@ A thread is this user's when this chat sent to it or its id starts with
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from squall.adapters.base import ISOLATION_LEAKS, SEQ_GAPS, Adapter
 from squall.adapters.registry import DEFAULT_ADAPTER, load
@@ -62,13 +67,15 @@ class Chat:
         self.threads.add(thread_id)
         observation = self.tracker.sent(client_msg_id, thread_id, self.session.take_origin(sent_at))
         deadline = sent_at + timeout
+        frames = 0
+        first: dict[str, Any] | None = None
         try:
             await self.ws.send_json(self.adapter.message(thread_id, content, client_msg_id))
             while not observation.done:
                 remaining = deadline - clock()
                 if remaining <= 0:
-                    self.tracker.expire(observation, clock())
                     self.session.recorder.count("timeouts")
+                    self._expire(observation, timeout, frames, first)
                     break
                 try:
                     frame = await self.ws.recv_json(timeout=remaining)
@@ -76,8 +83,11 @@ class Chat:
                     # ``recv`` counted this timeout already; the loop clock and
                     # ``clock`` differ by a little, so waiting again would count
                     # one message's timeout many times over.
-                    self.tracker.expire(observation, clock())
+                    self._expire(observation, timeout, frames, first)
                     break
+                frames += 1
+                if first is None:
+                    first = frame
                 self.tracker.feed(frame, clock())
         except EngineError:
             # The socket closed or the target sent a frame that is not a JSON
@@ -88,6 +98,27 @@ class Chat:
             raise
         self._record(observation)
         return observation
+
+    def _expire(
+        self,
+        observation: RunObservation,
+        timeout: float,
+        frames: int,
+        first: dict[str, Any] | None,
+    ) -> None:
+        """Give up on ``observation``; name a protocol mismatch when frames arrived in the
+        meantime and none of them moved it on."""
+        self.tracker.expire(observation, self.session.clock())
+        if first is None or observation.ack_at is not None or observation.events:
+            return
+        shown = json.dumps(first, ensure_ascii=False, default=str)
+        shown = shown if len(shown) <= 160 else shown[:159] + "…"
+        self.session.recorder.error(
+            "protocol",
+            f"no answer to a message within {timeout:g} s, though {frames} frame(s) arrived "
+            f"that the {self.adapter.name!r} adapter matched to nothing: does the target speak "
+            f"its protocol (--adapter)? First frame: {shown}",
+        )
 
     def owns(self, thread_id: str) -> bool:
         return thread_id in self.threads or thread_id.startswith(

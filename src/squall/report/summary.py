@@ -91,6 +91,9 @@ def print_scenario(console: Console, outcome: ScenarioOutcome) -> None:
     console.print(f"[bold]{outcome.name}[/bold] {mark} in {outcome.duration_s:.1f} s")
     for note in outcome.notes:
         console.print(f"  [yellow]! {escape(note)}[/yellow]")
+    timeouts = outcome.metrics.get("timeouts")
+    if isinstance(timeouts, Counter) and timeouts.count:
+        console.print(f"  [red]timeouts: {timeouts.count} (no answer within the timeout)[/red]")
     errors = error_counts(outcome.metrics)
     if errors:
         listed = ", ".join(f"{kind} {count}" for kind, count in errors)

@@ -109,3 +109,46 @@ def test_echo_adapter_without_target_is_a_usage_error(capsys: pytest.CaptureFixt
 def test_unknown_adapter_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--adapter", "ech", "--target", "ws://127.0.0.1:9/"]) == 2
     assert "unknown adapter 'ech'" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("given_services")
+def test_the_wrong_adapter_is_named_by_the_frames_it_could_not_match(
+    echo_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The reference protocol's adapter against the echo service: every message comes back
+    # unchanged, which that adapter matches to nothing, so each one times out.
+    monkeypatch.chdir(tmp_path)
+    code = main(
+        [
+            "run",
+            "--target",
+            echo_url,
+            "--jwt-secret",
+            "x" * 40,
+            "--scenario",
+            "websocket_concurrency",
+            "--scale",
+            "0.05",
+            "--set",
+            "scenarios.websocket_concurrency.messages=1",
+            "--set",
+            "scenarios.websocket_concurrency.timeout_s=0.5",
+            "--results-db",
+            "off",
+            "--no-progress",
+        ]
+    )
+    assert code == 1
+    out = " ".join(capsys.readouterr().out.split())
+    users = max(1, round(75 * 0.05))
+    assert f"timeouts: {users} (no answer within the timeout)" in out
+    assert f"errors: protocol {users}" in out
+    assert "the 'squall' adapter matched to nothing: does the target speak its protocol" in out
+    (report_path,) = tmp_path.glob("squall-results/*/report.json")
+    (scenario,) = json.loads(report_path.read_text())["scenarios"]
+    (errors,) = scenario["result"]["errors"]
+    assert errors["kind"] == "protocol"
+    assert 'First frame: {"type": "user_message"' in errors["samples"][0]

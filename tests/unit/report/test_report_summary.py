@@ -73,3 +73,19 @@ def test_first_error_samples_reads_only_well_formed_entries() -> None:
     assert first_error_samples({"errors": "not a list"}) == {}
     result = {"errors": [{"kind": "closed", "samples": []}, 3, {"kind": "x", "samples": ["m"]}]}
     assert first_error_samples(result) == {"x": "m"}
+
+
+def test_scenario_line_shows_timeouts_when_there_were_any() -> None:
+    def printed(timeouts: int) -> str:
+        outcome = ScenarioOutcome(
+            name="websocket_concurrency",
+            metrics={"timeouts": Counter("timeouts", timeouts, 0.0)},
+            outcomes=[],
+            duration_s=1.0,
+        )
+        out = io.StringIO()
+        print_scenario(Console(file=out, width=200, color_system=None), outcome)
+        return out.getvalue()
+
+    assert "  timeouts: 16 (no answer within the timeout)" in printed(16)
+    assert "timeouts" not in printed(0)
