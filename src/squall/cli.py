@@ -76,7 +76,15 @@ def run_command(
         list[str] | None,
         typer.Option("--set", help="Config override key.path=value (repeatable)."),
     ] = None,
-    progress: Annotated[bool, typer.Option(help="Live progress while running.")] = True,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Progress while running: a live line on a terminal, a plain line a second "
+            "otherwise (default: only on a terminal).",
+            show_default=False,
+        ),
+    ] = None,
     results_db: Annotated[
         str | None,
         typer.Option(

@@ -83,7 +83,8 @@ class RunRequest:
     workers: int | None = None
     results_dir: Path | None = None
     overrides: tuple[str, ...] = ()
-    progress: bool = True
+    #: ``--progress`` / ``--no-progress``; None: only when standard output is a terminal.
+    progress: bool | None = None
     #: Results database URL (``--results-db``); None: see ``squall.store.location``.
     results_db: str | None = None
     #: ``--baseline``: ``last`` or a run id to compare with; a regression exits 1.
@@ -315,7 +316,7 @@ def _run(
         postgres_pid=endpoints.postgres_pid,
         redis_pid=endpoints.redis_pid,
         tag=f"r{run_id.replace('-', '')}",
-        progress=request.progress and sys.stdout.isatty(),
+        progress=sys.stdout.isatty() if request.progress is None else request.progress,
         results_folder=folder,
         platform_database_url=platform_db,
     )

@@ -152,14 +152,18 @@ def test_scenario_parameters_reach_the_scenario(
             "websocket_concurrency",
             "--scale",
             "0.05",
-            "--no-progress",
+            "--progress",
             "--results-dir",
             str(tmp_path),
             "--set",
             "scenarios.websocket_concurrency.messages=2",
         ]
     )
-    assert code == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert code == 0, out
+    # --progress asked for off a terminal: one plain line a second, then the scenario's total.
+    assert "[   1.0s] users " in out
+    assert "websocket_concurrency: " in out and " process(es), sent " in out
     (scenario,) = _report(tmp_path)["scenarios"]  # type: ignore[misc]
     sockets = scenario["metrics"]["ws_connect"]["count"]
     assert sockets == 4  # 75 users x 0.05
