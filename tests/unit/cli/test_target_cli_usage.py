@@ -13,6 +13,14 @@ def _err(capsys: pytest.CaptureFixture[str]) -> str:
     return " ".join(capsys.readouterr().err.split())
 
 
+@pytest.fixture
+def rs256_with_junk_public_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The platform's settings: RS256, its public key file holding no key."""
+    (tmp_path / "public.pem").write_text("not a key\n")
+    monkeypatch.setenv("SQUALL_JWT_ALGORITHM", "RS256")
+    monkeypatch.setenv("SQUALL_JWT_PUBLIC_KEY_FILE", str(tmp_path / "public.pem"))
+
+
 def test_token_refuses_a_user_id_the_platform_would_refuse(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -20,12 +28,10 @@ def test_token_refuses_a_user_id_the_platform_would_refuse(
     assert "squall target: user id '': expected 1 to 128 characters" in _err(capsys)
 
 
+@pytest.mark.usefixtures("rs256_with_junk_public_key")
 def test_token_without_a_private_key_names_the_variable(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "public.pem").write_text("not a key\n")
-    monkeypatch.setenv("SQUALL_JWT_ALGORITHM", "RS256")
-    monkeypatch.setenv("SQUALL_JWT_PUBLIC_KEY_FILE", str(tmp_path / "public.pem"))
     monkeypatch.delenv("SQUALL_JWT_PRIVATE_KEY_FILE", raising=False)
     assert main(["target", "token", "alice"]) == 2
     assert "minting RS256 tokens needs SQUALL_JWT_PRIVATE_KEY_FILE" in _err(capsys)
@@ -36,13 +42,11 @@ def test_token_without_a_private_key_names_the_variable(
     assert "cannot read it (No such file or directory)" in err
 
 
+@pytest.mark.usefixtures("rs256_with_junk_public_key")
 def test_serve_refuses_an_unusable_public_key_before_any_worker(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # The key is checked before PostgreSQL and Redis: no server is needed to see it refused.
-    (tmp_path / "public.pem").write_text("not a key\n")
-    monkeypatch.setenv("SQUALL_JWT_ALGORITHM", "RS256")
-    monkeypatch.setenv("SQUALL_JWT_PUBLIC_KEY_FILE", str(tmp_path / "public.pem"))
     assert main(["target", "serve", "--port", "0", "--workers", "1"]) == 2
     err = _err(capsys)
     assert "SQUALL_JWT_PUBLIC_KEY_FILE=" in err

@@ -6,9 +6,10 @@ import asyncio
 import time
 
 from squall.engine import Scenario, closed
-from squall.engine.runner import LAG_INTERVAL_S, Worker, WorkerPlan
+from squall.engine.runner import LAG_INTERVAL_S, Worker, WorkerPlan, WorkerReport
 from squall.engine.series import Snapshot
 from squall.engine.session import Session
+from squall.engine.workload import Closed
 from squall.metrics.histogram import LatencyHistogram
 
 
@@ -16,19 +17,26 @@ async def _nap(session: Session) -> None:
     await asyncio.sleep(0.005)
 
 
-async def _run(snapshot_s: float, lag_s: float) -> tuple[LatencyHistogram, list[Snapshot], int]:
-    scenario = Scenario(name="pacing", behaviour=_nap, workload=closed(2, duration=0.4))
+async def _worker(
+    workload: Closed, snapshot_s: float, lag_s: float
+) -> tuple[WorkerReport, list[Snapshot]]:
+    scenario = Scenario(name="pacing", behaviour=_nap, workload=workload)
     plan = WorkerPlan(
         scenario,
         worker=0,
         workers=1,
-        users=range(2),
+        users=range(workload.users),
         deadline_s=5.0,
         snapshot_interval_s=snapshot_s,
         lag_interval_s=lag_s,
     )
     snapshots: list[Snapshot] = []
     report = await Worker(plan, _nap, snapshots.append).run(time.monotonic())
+    return report, snapshots
+
+
+async def _run(snapshot_s: float, lag_s: float) -> tuple[LatencyHistogram, list[Snapshot], int]:
+    report, snapshots = await _worker(closed(2, duration=0.4), snapshot_s, lag_s)
     return LatencyHistogram.decode(report.lag), snapshots, report.state.counters["iterations"]
 
 
@@ -57,17 +65,6 @@ async def test_stretched_intervals_leave_no_periodic_work_but_the_final_snapshot
 async def test_a_snapshot_counts_users_that_came_and_went_since_the_last_one() -> None:
     # Three users start together and finish long before the first snapshot: the snapshot
     # still reports them, as the most users running at once in its interval.
-    scenario = Scenario(name="burst", behaviour=_nap, workload=closed(3, iterations=1))
-    plan = WorkerPlan(
-        scenario,
-        worker=0,
-        workers=1,
-        users=range(3),
-        deadline_s=5.0,
-        snapshot_interval_s=3600.0,
-        lag_interval_s=3600.0,
-    )
-    snapshots: list[Snapshot] = []
-    report = await Worker(plan, _nap, snapshots.append).run(time.monotonic())
+    report, snapshots = await _worker(closed(3, iterations=1), 3600.0, 3600.0)
     assert report.users_peak == 3
     assert [(s.users, s.final) for s in snapshots] == [(3, True)]
