@@ -163,7 +163,8 @@ def test_scenario_parameters_reach_the_scenario(
     assert code == 0, out
     # --progress asked for off a terminal: one plain line a second, then the scenario's total.
     assert "[   1.0s] users " in out
-    assert "websocket_concurrency: " in out and " process(es), sent " in out
+    assert "websocket_concurrency: " in out
+    assert " process(es), sent " in out
     (scenario,) = _report(tmp_path)["scenarios"]  # type: ignore[misc]
     sockets = scenario["metrics"]["ws_connect"]["count"]
     assert sockets == 4  # 75 users x 0.05
