@@ -127,5 +127,12 @@ class Adapter(abc.ABC):
     def delivered(self, observation: RunObservation) -> bool:
         """Whether the whole expected event sequence of a run arrived (the ``delivery`` rate)."""
 
+    def recognises(self, frame: Mapping[str, Any]) -> bool:
+        """Whether ``frame`` is one this protocol's servers send. A message that times out
+        while only frames it does not recognise arrived counts an ``errors.protocol``
+        (a target speaking another protocol). By default every frame is recognised, so
+        nothing is ever taken for a mismatch."""
+        return True
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

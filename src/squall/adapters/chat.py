@@ -13,8 +13,8 @@ server rejects it, or the timeout passes. Per message it records:
 - rate ``delivery`` (protocols with progress events): the run's whole event
   sequence arrived with consecutive sequence numbers;
 - counter ``errors.protocol`` for a message that timed out unanswered while frames
-  arrived that the adapter matched to nothing (a target speaking another protocol;
-  the sample shows the first such frame);
+  arrived that the adapter does not recognise (``Adapter.recognises``: a target speaking
+  another protocol; the sample shows the first such frame);
 - counters ``errors.server.<code>`` for rejected messages, ``seq_gaps``
   (protocols with ordering) for sequence gaps or duplicates on this socket,
   and ``isolation_leaks`` (protocols with isolation) for events of a thread
@@ -85,9 +85,10 @@ class Chat:
                     # one message's timeout many times over.
                     self._expire(observation, timeout, frames, first)
                     break
-                frames += 1
-                if first is None:
-                    first = frame
+                if not self.adapter.recognises(frame):
+                    frames += 1
+                    if first is None:
+                        first = frame
                 self.tracker.feed(frame, clock())
         except EngineError:
             # The socket closed or the target sent a frame that is not a JSON
@@ -106,8 +107,9 @@ class Chat:
         frames: int,
         first: dict[str, Any] | None,
     ) -> None:
-        """Give up on ``observation``; name a protocol mismatch when frames arrived in the
-        meantime and none of them moved it on."""
+        """Give up on ``observation``; name a protocol mismatch when ``frames`` the adapter
+        does not recognise arrived in the meantime (``first`` of them) and nothing moved the
+        message on."""
         self.tracker.expire(observation, self.session.clock())
         if first is None or observation.ack_at is not None or observation.events:
             return
@@ -116,7 +118,7 @@ class Chat:
         self.session.recorder.error(
             "protocol",
             f"no answer to a message within {timeout:g} s, though {frames} frame(s) arrived "
-            f"that the {self.adapter.name!r} adapter matched to nothing: does the target speak "
+            f"that the {self.adapter.name!r} adapter does not recognise: does the target speak "
             f"its protocol (--adapter)? First frame: {shown}",
         )
 

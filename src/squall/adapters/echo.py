@@ -74,5 +74,8 @@ class EchoAdapter(Adapter):
     def tracker(self) -> Tracker:
         return EchoTracker()
 
+    def recognises(self, frame: Mapping[str, Any]) -> bool:
+        return frame.get("type") == "chat"  # its own messages, sent back
+
     def delivered(self, observation: RunObservation) -> bool:
         return observation.status is RunStatus.COMPLETED

@@ -13,14 +13,18 @@ protocol; see that module for the metrics it records.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from squall.adapters.base import Adapter, Capabilities, Tracker
 from squall.adapters.chat import Chat
-from squall.adapters.tracker import RunObservation, RunTracker
+from squall.adapters.tracker import AGENT_EVENTS, RunObservation, RunTracker
 from squall.engine.client import WebSocket
 from squall.engine.identity import Identity
 from squall.engine.session import Session
+
+#: The frame types the reference platform sends (docs/protocol.md, "Server → client frames").
+SERVER_FRAMES = frozenset({"hello", "ack", "resume_done", "pong", "error", *AGENT_EVENTS})
 
 _EXPECTED_KINDS = frozenset(
     {"agent_started", "tool_executing", "tool_completed", "agent_thinking", "agent_completed"}
@@ -77,6 +81,9 @@ class ReferenceAdapter(Adapter):
 
     def delivered(self, observation: RunObservation) -> bool:
         return fully_delivered(observation)
+
+    def recognises(self, frame: Mapping[str, Any]) -> bool:
+        return frame.get("type") in SERVER_FRAMES
 
 
 REFERENCE = ReferenceAdapter()

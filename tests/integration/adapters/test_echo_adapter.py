@@ -146,7 +146,7 @@ def test_the_wrong_adapter_is_named_by_the_frames_it_could_not_match(
     users = max(1, round(75 * 0.05))
     assert f"timeouts: {users} (no answer within the timeout)" in out
     assert f"errors: protocol {users}" in out
-    assert "the 'squall' adapter matched to nothing: does the target speak its protocol" in out
+    assert "the 'squall' adapter does not recognise: does the target speak its protocol" in out
     (report_path,) = tmp_path.glob("squall-results/*/report.json")
     (scenario,) = json.loads(report_path.read_text())["scenarios"]
     (errors,) = scenario["result"]["errors"]

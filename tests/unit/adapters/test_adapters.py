@@ -89,3 +89,14 @@ def test_registry_names_paths_and_errors() -> None:
         registry.load("squall.adapters.echo:Missing")
     with pytest.raises(registry.UnknownAdapter, match="not a subclass"):
         registry.load("squall.adapters.echo:EchoTracker")
+
+
+def test_adapters_recognise_their_own_servers_frames_only() -> None:
+    reference, echo = ReferenceAdapter(), EchoAdapter()
+    for kind in ("hello", "ack", "agent_started", "agent_completed", "resume_done", "pong"):
+        assert reference.recognises({"type": kind})
+    assert reference.recognises({"type": "error", "code": "queue_full"})
+    assert not reference.recognises({"type": "user_message", "thread_id": "t"})  # an echo
+    assert not reference.recognises({"kind": "ack"})
+    assert echo.recognises(echo.message("t", "hi", "m1"))
+    assert not echo.recognises({"type": "hello", "worker": 1})
