@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from squall.adapters.base import violations as adapter_violations
+from squall.adapters.registry import DEFAULT_ADAPTER
 from squall.adapters.registry import load as load_adapter
 from squall.checks.verdict import RaceTally
 from squall.config import Config
@@ -185,6 +186,9 @@ class SuiteEntry:
     #: Whether it talks to the target; a run of scenarios that all do not (they work on
     #: PostgreSQL and Redis directly) starts no platform and needs no ``--target``.
     uses_target: bool = True
+    #: Whether it drives the reference platform's own protocol and API rather than going
+    #: through the target's adapter; against another adapter's target it is not run.
+    reference_only: bool = False
 
 
 #: Keyword arguments the suite passes itself; they are not configurable per scenario.
@@ -436,6 +440,7 @@ SCENARIOS[platform_races.NAME] = SuiteEntry(
     _run_platform_races,
     "concurrent runs, resumes, isolation, takeover and single_session through the platform",
     keyword_params(platform_races.run_platform_races),
+    reference_only=True,
 )
 
 
@@ -640,18 +645,11 @@ async def run_suite(
     try:
         for entry in entries:
             started = time.monotonic()
-            try:
-                outcome = await entry.run(config, ctx)
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                outcome = ScenarioOutcome(
-                    name=entry.name,
-                    metrics={},
-                    outcomes=[],
-                    notes=[f"scenario raised {error}; its measurements are lost"],
-                    duration_s=time.monotonic() - started,
-                    error=error,
-                )
+            adapter = ctx.target.adapter if ctx.target is not None else DEFAULT_ADAPTER
+            if entry.reference_only and adapter != DEFAULT_ADAPTER:
+                outcome = _not_run_for_adapter(config, entry.name, adapter)
+            else:
+                outcome = await _run_entry(entry, config, ctx, started)
             report.scenarios.append(outcome)
             if on_scenario is not None:
                 on_scenario(outcome)
@@ -663,3 +661,37 @@ async def run_suite(
     finally:
         report.finished_at = time.time()
     return report
+
+
+async def _run_entry(
+    entry: SuiteEntry, config: Config, ctx: SuiteContext, started: float
+) -> ScenarioOutcome:
+    """Run one scenario; one that raises is an outcome with its error."""
+    try:
+        return await entry.run(config, ctx)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        return ScenarioOutcome(
+            name=entry.name,
+            metrics={},
+            outcomes=[],
+            notes=[f"scenario raised {error}; its measurements are lost"],
+            duration_s=time.monotonic() - started,
+            error=error,
+        )
+
+
+def _not_run_for_adapter(config: Config, name: str, adapter: str) -> ScenarioOutcome:
+    """A reference-only scenario against another protocol: not run, its thresholds not
+    applicable, and a note that says why."""
+    return ScenarioOutcome(
+        name=name,
+        metrics={},
+        outcomes=evaluate(config.thresholds_for(name), {}, name),
+        notes=[
+            f"not run: {name} drives the reference platform's own protocol and API, while "
+            f"this target is spoken to through adapter {adapter!r}; its thresholds are not "
+            "applicable"
+        ],
+        duration_s=0.0,
+    )

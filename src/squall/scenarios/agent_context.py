@@ -3,7 +3,9 @@
 25 users at once, each first building a context of 2,000+ characters from the
 three sources the platform draws on — conversation history (earlier messages
 of the thread), user preferences (``PUT /v1/accounts/me/preferences``) and
-system state (added by the platform) — then timing one more run over it.
+system state (added by the platform) — then timing one more run over it. The
+preferences are the reference platform's own API: with another protocol's adapter
+the context is built from the history alone.
 Context processing time is the platform's time from the message to
 ``tool_completed`` (context built, history searched); response generation is
 ``tool_completed`` to ``agent_completed``; the context size is read from
@@ -12,8 +14,11 @@ Context processing time is the platform's time from the message to
 
 from __future__ import annotations
 
+import httpx
+
 from squall.adapters.chat import open_chat
 from squall.adapters.reference import phase_times
+from squall.adapters.registry import DEFAULT_ADAPTER
 from squall.engine import Scenario, Session, closed
 from squall.scenarios.target import TargetInfo, scaled
 
@@ -34,20 +39,30 @@ def _history_message(user: str, index: int) -> str:
     )
 
 
-async def behaviour(session: Session) -> None:
-    params = session.params
-    user = session.identity.user_id
+async def _set_preferences(session: Session) -> None:
+    """The user's preferences, through the reference platform's REST API; a failure is
+    counted and the runs go ahead (their context then falls short, which is checked)."""
     preferences = {
         "language": "en",
         "tone": "concise",
         "expertise": "senior backend engineer",
         "notes": "Prefers answers with concrete numbers and trade-offs. " * 8,
     }
-    response = await session.http.put(
-        f"{params['http_url']}/v1/accounts/me/preferences", json=preferences
-    )
+    url = f"{session.params['http_url']}/v1/accounts/me/preferences"
+    try:
+        response = await session.http.put(url, json=preferences)
+    except httpx.HTTPError as exc:
+        session.recorder.error("http", f"preferences: PUT {url}: {type(exc).__name__}: {exc}")
+        return
     if not response.is_success:
         session.recorder.error("http", f"preferences: HTTP {response.status_code}")
+
+
+async def behaviour(session: Session) -> None:
+    params = session.params
+    user = session.identity.user_id
+    if params["adapter"] == DEFAULT_ADAPTER:
+        await _set_preferences(session)
     async with open_chat(session, planned=HISTORY_MESSAGES + 1) as chat:
         thread = f"{user}-context"
         for index in range(HISTORY_MESSAGES):

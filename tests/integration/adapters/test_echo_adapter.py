@@ -152,3 +152,27 @@ def test_the_wrong_adapter_is_named_by_the_frames_it_could_not_match(
     (errors,) = scenario["result"]["errors"]
     assert errors["kind"] == "protocol"
     assert 'First frame: {"type": "user_message"' in errors["samples"][0]
+
+
+@pytest.mark.usefixtures("given_services")
+def test_platform_specific_steps_are_left_out_for_another_protocol(
+    echo_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # agent_context's preferences are the reference platform's REST API, and
+    # platform_races drives that platform's own protocol: against echo the first chats
+    # without them, the second is not run, and neither raises or waits for a hello.
+    monkeypatch.chdir(tmp_path)
+    args = ["run", "--adapter", "echo", "--target", echo_url, "--scale", "0.1"]
+    code = main([*args, "-s", "agent_context", "-s", "platform_races", "--results-db", "off"])
+    assert code == 0
+    (report_path,) = tmp_path.glob("squall-results/*/report.json")
+    context, races = json.loads(report_path.read_text())["scenarios"]
+    users = max(1, round(25 * 0.1))
+    assert context["metrics"]["messages_sent"]["count"] == users * 4
+    assert "errors" not in context["metrics"]
+    assert races["metrics"] == {}
+    assert races["duration_s"] == 0.0
+    assert {t["status"] for t in races["thresholds"]} == {"not_applicable"}
+    assert "not run: platform_races drives the reference platform's own protocol" in " ".join(
+        races["notes"]
+    )
