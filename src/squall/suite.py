@@ -103,6 +103,8 @@ class ScenarioOutcome:
     stopped: bool = False
     #: The exception that ended the scenario before it could be judged; it fails the run.
     error: str | None = None
+    #: False for a scenario the suite left out (its notes say why): nothing was measured.
+    ran: bool = True
 
     @property
     def verdict(self) -> Verdict:
@@ -120,6 +122,7 @@ class ScenarioOutcome:
             "thresholds": [o.to_dict() for o in self.outcomes],
             "notes": list(self.notes),
             "error": self.error,
+            "ran": self.ran,
             "result": self.result,
             "monitor": self.monitor.to_dict() if self.monitor is not None else None,
             "table": (
@@ -694,4 +697,5 @@ def _not_run_for_adapter(config: Config, name: str, adapter: str) -> ScenarioOut
             "applicable"
         ],
         duration_s=0.0,
+        ran=False,
     )

@@ -140,6 +140,7 @@ def report_from_dict(data: Mapping[str, Any]) -> SuiteReport:
                     else None
                 ),
                 duration_s=float(s.get("duration_s", 0.0)),
+                ran=bool(s.get("ran", True)),
             )
         )
     return SuiteReport(

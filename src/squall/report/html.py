@@ -281,7 +281,9 @@ def report_html(report: Mapping[str, Any]) -> str:
     summary_rows = [
         (
             escape(str(s["name"])),
-            _STATUS.get(str(s.get("verdict")), escape(str(s.get("verdict")))),
+            _STATUS["not_applicable"]
+            if s.get("ran") is False
+            else _STATUS.get(str(s.get("verdict")), escape(str(s.get("verdict")))),
             f"{float(s.get('duration_s', 0.0)):.1f} s",
             escape("; ".join(map(str, s.get("notes", [])))),
         )

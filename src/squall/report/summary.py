@@ -87,8 +87,11 @@ def error_counts(metrics: Mapping[str, Metric]) -> list[tuple[str, int]]:
 def print_scenario(console: Console, outcome: ScenarioOutcome) -> None:
     """What to show as soon as one scenario has finished."""
     verdict = outcome.verdict
-    mark = "[green]passed[/green]" if verdict.ok else "[bold red]FAILED[/bold red]"
-    console.print(f"[bold]{outcome.name}[/bold] {mark} in {outcome.duration_s:.1f} s")
+    if not outcome.ran:
+        console.print(f"[bold]{outcome.name}[/bold] [dim]not run[/dim]")
+    else:
+        mark = "[green]passed[/green]" if verdict.ok else "[bold red]FAILED[/bold red]"
+        console.print(f"[bold]{outcome.name}[/bold] {mark} in {outcome.duration_s:.1f} s")
     for note in outcome.notes:
         console.print(f"  [yellow]! {escape(note)}[/yellow]")
     timeouts = outcome.metrics.get("timeouts")

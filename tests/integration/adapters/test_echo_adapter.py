@@ -156,7 +156,10 @@ def test_the_wrong_adapter_is_named_by_the_frames_it_could_not_match(
 
 @pytest.mark.usefixtures("given_services")
 def test_platform_specific_steps_are_left_out_for_another_protocol(
-    echo_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    echo_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # agent_context's preferences are the reference platform's REST API, and
     # platform_races drives that platform's own protocol: against echo the first chats
@@ -165,6 +168,7 @@ def test_platform_specific_steps_are_left_out_for_another_protocol(
     args = ["run", "--adapter", "echo", "--target", echo_url, "--scale", "0.1"]
     code = main([*args, "-s", "agent_context", "-s", "platform_races", "--results-db", "off"])
     assert code == 0
+    assert "platform_races not run" in capsys.readouterr().out
     (report_path,) = tmp_path.glob("squall-results/*/report.json")
     context, races = json.loads(report_path.read_text())["scenarios"]
     users = max(1, round(25 * 0.1))
@@ -172,6 +176,8 @@ def test_platform_specific_steps_are_left_out_for_another_protocol(
     assert "errors" not in context["metrics"]
     assert races["metrics"] == {}
     assert races["duration_s"] == 0.0
+    assert races["ran"] is False
+    assert context["ran"] is True
     assert {t["status"] for t in races["thresholds"]} == {"not_applicable"}
     assert "not run: platform_races drives the reference platform's own protocol" in " ".join(
         races["notes"]

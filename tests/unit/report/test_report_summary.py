@@ -89,3 +89,19 @@ def test_scenario_line_shows_timeouts_when_there_were_any() -> None:
 
     assert "  timeouts: 16 (no answer within the timeout)" in printed(16)
     assert "timeouts" not in printed(0)
+
+
+def test_a_scenario_left_out_says_not_run_with_its_note() -> None:
+    outcome = ScenarioOutcome(
+        name="platform_races",
+        metrics={},
+        outcomes=[],
+        notes=["not run: it drives the reference platform's own protocol"],
+        ran=False,
+    )
+    out = io.StringIO()
+    print_scenario(Console(file=out, width=200, color_system=None), outcome)
+    text = out.getvalue()
+    assert text.startswith("platform_races not run\n")
+    assert "passed" not in text
+    assert "! not run: it drives the reference platform's own protocol" in text
