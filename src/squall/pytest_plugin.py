@@ -226,10 +226,21 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
     results = config.stash[_RESULTS]
     try:
         squall_config = _squall_config(config)
-        load_adapter(squall_config.target.adapter)
+        adapter = load_adapter(squall_config.target.adapter)
         signer = signing(squall_config.target, config.getoption("--squall-jwt-secret"))
     except (ConfigError, UnknownAdapter) as exc:
         raise pytest.UsageError(f"squall: {exc}") from None
+    if (
+        squall_config.target.url is not None
+        and adapter.capabilities.authentication
+        and not signer.key
+    ):
+        # As squall run: without it every socket would be refused, test after test.
+        raise pytest.UsageError(
+            "squall: --squall-target needs the secret the target verifies tokens with; pass "
+            "--squall-jwt-secret or set [target] jwt_secret, jwt_secret_file or "
+            "jwt_private_key_file"
+        )
     results.results_dir = _results_dir(config)
     try:
         with services() as endpoints, _target(squall_config, signer, endpoints) as target:
