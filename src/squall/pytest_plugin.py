@@ -96,7 +96,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--squall-run-id",
         default=None,
-        help="Run id (folder name) of this session's report; always writes a report.",
+        help="Run id (folder name) of this session's report; writes one whenever a test ran.",
     )
 
 
@@ -143,6 +143,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     results = session.config.stash.get(_RESULTS, None)
     if results is None or not (results.scenarios or results.run_id or results.unreachable):
         return
+    if int(exitstatus) == int(pytest.ExitCode.NO_TESTS_COLLECTED):
+        return  # nothing ran: no report, even with --squall-run-id
     from squall.report.files import new_run_id, write_report
     from squall.suite import SuiteReport
 

@@ -126,6 +126,7 @@ def test_no_collected_tests_is_a_usage_error_not_a_pass(
     captured = capsys.readouterr()
     assert "pytest collected no tests" in " ".join(captured.err.split())
     assert "PASSED" not in captured.out
+    assert not (tmp_path / "out").exists()  # no report of a run where nothing ran
 
 
 @pytest.mark.integration
