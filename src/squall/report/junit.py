@@ -2,7 +2,8 @@
 
 Mapping: a ``<testsuite>`` per scenario; a test case named ``scenario`` that
 fails when the scenario failed (its message lists the failed thresholds, its
-``system-out`` the notes); then a test case per threshold, named
+``system-out`` the notes), and is skipped when the suite left the scenario out
+(``ran`` false, the reason in its notes); then a test case per threshold, named
 ``<metric>: <expression>``, failed with the threshold's diagnostic, or skipped
 when the scenario does not record that metric.
 """
@@ -31,10 +32,11 @@ def junit_xml(report: Mapping[str, Any]) -> str:
         thresholds = list(s.get("thresholds", []))
         failed = [t for t in thresholds if t.get("status") == "failed"]
         skipped = [t for t in thresholds if t.get("status") == "not_applicable"]
+        not_run = s.get("ran") is False
         counts = {
             "tests": 1 + len(thresholds),
             "failures": len(failed) + (1 if s.get("verdict") == "failed" else 0),
-            "skipped": len(skipped),
+            "skipped": len(skipped) + (1 if not_run else 0),
         }
         suite = ET.SubElement(
             root,
@@ -58,6 +60,9 @@ def junit_xml(report: Mapping[str, Any]) -> str:
                 {"message": f"{name}: {len(failed)} threshold(s) failed", "type": "threshold"},
             )
             failure.text = "\n".join(str(t["diagnostic"]) for t in failed)
+        elif not_run:
+            reason = "; ".join(map(str, s.get("notes", []))) or "not run"
+            ET.SubElement(case, "skipped", {"message": reason})
         if s.get("notes"):
             ET.SubElement(case, "system-out").text = "\n".join(map(str, s["notes"]))
         for t in thresholds:

@@ -34,6 +34,24 @@ def test_junit_has_a_case_per_scenario_and_threshold_with_failures() -> None:
     assert suites[1].find("testcase/failure") is None
 
 
+def test_junit_skips_a_scenario_the_suite_left_out() -> None:
+    left_out = {
+        "name": "platform_races",
+        "duration_s": 0.0,
+        "verdict": "passed",
+        "ran": False,
+        "metrics": {},
+        "thresholds": [],
+        "notes": ["not run: it drives the reference platform's own protocol"],
+    }
+    root = ET.fromstring(junit_xml(report(left_out)))
+    (suite,) = root.findall("testsuite")
+    skipped = suite.find("testcase/skipped")
+    assert skipped is not None
+    assert skipped.get("message") == "not run: it drives the reference platform's own protocol"
+    assert (suite.get("skipped"), root.get("skipped"), root.get("failures")) == ("1", "1", "0")
+
+
 def test_junit_of_a_passing_run_has_no_failure() -> None:
     root = ET.fromstring(junit_xml(report(load_scenario())))
     assert root.findall(".//failure") == []
