@@ -127,9 +127,22 @@ def run(
     progress: Progress = True,
     deadline_s: float | None = None,
 ) -> RunResult:
-    """Synchronous :func:`run_scenario` on a fresh uvloop event loop."""
+    """Synchronous :func:`run_scenario` on a fresh uvloop event loop.
+
+    Raises RuntimeError when called with an event loop already running in this thread
+    (from async code, or a notebook): ``await run_scenario(...)`` there instead.
+    """
     import uvloop
 
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError(
+            f"run({scenario.name!r}) was called with an event loop already running in this "
+            "thread; use 'await run_scenario(scenario, ...)' from async code"
+        )
     result: RunResult = uvloop.run(
         run_scenario(scenario, processes=processes, progress=progress, deadline_s=deadline_s)
     )
