@@ -134,6 +134,13 @@ def run(
     """
     import uvloop
 
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A spawned worker re-imports the main module; a script without a main guard
+        # would call run() again there and spawn workers of its own.
+        raise RuntimeError(
+            f"run({scenario.name!r}) was called while a worker process imported the main "
+            "module; guard the script's entry point with 'if __name__ == \"__main__\":'"
+        )
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -184,6 +191,14 @@ async def _run_inline(
     return t0, time.monotonic()
 
 
+#: Why a worker dies before it is ready, most often: spawned, it re-imports the main module.
+_BOOTSTRAP_HINT = (
+    ": it failed while starting, most likely importing the main module (its traceback is "
+    "above); a script that calls run() must guard its entry point with "
+    "'if __name__ == \"__main__\":'"
+)
+
+
 @dataclass
 class _Child:
     process: BaseProcess
@@ -209,8 +224,10 @@ async def _run_processes(
             loop.remove_reader(child.conn.fileno())
             if not child.done:
                 child.done = True
+                code = child.process.exitcode
                 child.failure = child.failure or (
-                    f"worker {index} exited (code {child.process.exitcode}) without a report"
+                    f"worker {index} exited{'' if code is None else f' (code {code})'} "
+                    "without a report" + (_BOOTSTRAP_HINT if not child.ready else "")
                 )
             changed.set()
             return

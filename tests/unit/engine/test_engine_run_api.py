@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from squall.engine import Scenario, Session, closed, run
@@ -19,3 +23,22 @@ def test_run_is_synchronous() -> None:
 async def test_run_inside_a_running_loop_names_the_fix() -> None:
     with pytest.raises(RuntimeError, match=r"use 'await run_scenario\(scenario, \.\.\.\)'"):
         run(Scenario("nested", _idle, closed(1, iterations=1)), processes=1, progress=False)
+
+
+def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path: Path) -> None:
+    # Spawned workers re-import the main module: a script calling run() at its top level
+    # would run it again in each worker.
+    (tmp_path / "behaviours.py").write_text("async def idle(session):\n    return None\n")
+    (tmp_path / "script.py").write_text(
+        "from squall.engine import Scenario, closed, run\n"
+        "run(Scenario('unguarded', 'behaviours:idle', closed(2, iterations=1)), processes=2,"
+        " progress=False)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    assert "run('unguarded') was called while a worker process imported the main module" in (
+        done.stderr
+    )
+    assert "a script that calls run() must guard its entry point" in done.stderr
