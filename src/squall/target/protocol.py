@@ -68,7 +68,10 @@ def decode_object(raw: str | bytes, max_frame_bytes: int) -> dict[str, Any]:
     try:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadFrame(f"frame is not valid JSON ({exc}); send one JSON object per frame") from None
+        kind = "binary frame" if isinstance(raw, bytes) else "frame"
+        raise BadFrame(
+            f"{kind} is not valid UTF-8 JSON ({exc}); send one JSON object per frame"
+        ) from None
     if not isinstance(value, dict):
         raise BadFrame(
             f"frame is a JSON {type(value).__name__}, expected an object with a 'type' field"

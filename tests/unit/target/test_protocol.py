@@ -29,6 +29,13 @@ def test_user_message() -> None:
     assert frame == protocol.UserMessage(thread_id="a.B_1:-x", content="hi", client_msg_id="c")  # type: ignore[arg-type]
 
 
+def test_a_frame_that_is_not_json_says_which_kind_it_was() -> None:
+    with pytest.raises(BadFrame, match=r"^binary frame is not valid UTF-8 JSON \("):
+        parse(b"\x00\x01binary")
+    with pytest.raises(BadFrame, match=r"^frame is not valid UTF-8 JSON \("):
+        parse("not json")
+
+
 def test_resume_and_ping() -> None:
     assert parse(b'{"type":"resume","thread_id":"t","after_seq":0}') == protocol.Resume("t", 0)  # type: ignore[arg-type]
     assert parse('{"type":"ping","id":[1,"x"]}') == protocol.Ping(id=[1, "x"])
