@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from squall.adapters.base import violations as adapter_violations
+from squall.adapters.reference import ReferenceAdapter
 from squall.adapters.registry import DEFAULT_ADAPTER
 from squall.adapters.registry import load as load_adapter
 from squall.checks.verdict import RaceTally
@@ -190,7 +191,8 @@ class SuiteEntry:
     #: PostgreSQL and Redis directly) starts no platform and needs no ``--target``.
     uses_target: bool = True
     #: Whether it drives the reference platform's own protocol and API rather than going
-    #: through the target's adapter; against another adapter's target it is not run.
+    #: through the target's adapter; it is not run against a target whose adapter is not
+    #: the reference one (``ReferenceAdapter`` or a subclass).
     reference_only: bool = False
 
 
@@ -649,7 +651,7 @@ async def run_suite(
         for entry in entries:
             started = time.monotonic()
             adapter = ctx.target.adapter if ctx.target is not None else DEFAULT_ADAPTER
-            if entry.reference_only and adapter != DEFAULT_ADAPTER:
+            if entry.reference_only and not isinstance(load_adapter(adapter), ReferenceAdapter):
                 outcome = _not_run_for_adapter(config, entry.name, adapter)
             else:
                 outcome = await _run_entry(entry, config, ctx, started)
