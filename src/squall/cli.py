@@ -48,7 +48,11 @@ def run_command(
         float | None, typer.Option(help="Multiply the scenarios' user counts by this.")
     ] = None,
     duration: Annotated[
-        float | None, typer.Option(help="Cap each scenario at this many seconds.")
+        str | None,
+        typer.Option(
+            help="Cap each scenario: seconds, or a duration like 500ms, 30s, 5m, 1h.",
+            metavar="DURATION",
+        ),
     ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="squall.toml or pyproject.toml.")

@@ -74,7 +74,8 @@ class RunRequest:
 
     scenarios: tuple[str, ...] = ()
     scale: float | None = None
-    duration: float | None = None
+    #: ``--duration``: seconds, or a string like ``"30s"`` / ``"5m"`` (as ``[run] duration``).
+    duration: float | str | None = None
     config: Path | None = None
     target: str | None = None
     jwt_secret: str | None = None
@@ -101,11 +102,12 @@ class RunRequest:
         found += option_overrides(
             numbers=(
                 ("run.scale", self.scale),
-                ("run.duration", self.duration),
+                ("run.duration", None if isinstance(self.duration, str) else self.duration),
                 ("run.processes", self.processes),
                 ("run.workers", self.workers),
             ),
             texts=(
+                ("run.duration", self.duration if isinstance(self.duration, str) else None),
                 ("run.results_dir", None if self.results_dir is None else str(self.results_dir)),
                 ("target.url", self.target),
                 ("target.adapter", self.adapter),

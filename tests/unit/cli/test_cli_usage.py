@@ -47,6 +47,23 @@ def test_command_line_values_reach_the_config_unchanged(tmp_path: Path) -> None:
     assert config.run.scenarios == ("db_race",)
 
 
+@pytest.mark.parametrize(("given", "seconds"), [("5m", 300.0), ("90", 90.0), (45.5, 45.5)])
+def test_duration_takes_seconds_or_a_duration_string(
+    tmp_path: Path, given: str | float, seconds: float
+) -> None:
+    request = RunRequest(duration=given)
+    config = load_config(cwd=tmp_path, overrides=request.config_overrides())
+    assert config.run.duration_s == seconds
+
+
+def test_a_duration_that_is_no_duration_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "-s", "db_race", "--duration", "soon", "--results-db", "off"]) == 2
+    assert "invalid value 'soon' for 'duration' in [run]" in _output(capsys)
+
+
 def _output(capsys: pytest.CaptureFixture[str]) -> str:
     captured = capsys.readouterr()
     return " ".join((captured.out + captured.err).split())
