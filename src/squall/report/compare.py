@@ -102,10 +102,15 @@ def _fmt(value: float | None) -> str:
 
 
 def parse_tolerance(text: str | float) -> float:
-    """``"10%"`` → 0.10, ``"0.1"`` → 0.1; raises :class:`ToleranceError` otherwise."""
+    """``"10%"`` → 0.10, ``"0.1"`` → 0.1; raises :class:`ToleranceError` otherwise.
+
+    A bare number of 1 or more is refused: ``5`` would be 500 %, and is almost always
+    meant as 5 %; ``500%`` says it when it is meant.
+    """
     raw = str(text).strip()
+    percent = raw.endswith("%")
     try:
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+        value = float(raw[:-1]) / 100 if percent else float(raw)
     except ValueError:
         raise ToleranceError(
             f"tolerance {text!r} is not a number; write a percentage like 10% or a fraction "
@@ -113,6 +118,11 @@ def parse_tolerance(text: str | float) -> float:
         ) from None
     if math.isnan(value) or value < 0:
         raise ToleranceError(f"tolerance {text!r} is negative; use e.g. 10% or 0")
+    if not percent and value >= 1:
+        raise ToleranceError(
+            f"tolerance {text!r} would be {value:.0%}: a bare number is a fraction; write "
+            f"{raw}% for {raw} percent, or {value:.0%} if that is what you mean"
+        )
     return value
 
 

@@ -24,6 +24,9 @@ def test_parse_tolerance() -> None:
         parse_tolerance("ten")
     with pytest.raises(ToleranceError, match="negative"):
         parse_tolerance("-5%")
+    with pytest.raises(ToleranceError, match=r"'5' would be 500%: .* write 5% for 5 percent"):
+        parse_tolerance("5")
+    assert parse_tolerance("150%") == pytest.approx(1.5)
 
 
 @pytest.mark.parametrize(
