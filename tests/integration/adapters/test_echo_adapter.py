@@ -13,6 +13,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,13 @@ def _healthy(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def _report(results: Path) -> dict[str, Any]:
+    """The report.json of the one run written under ``results``."""
+    (path,) = results.glob("*/report.json")
+    report: dict[str, Any] = json.loads(path.read_text())
+    return report
 
 
 @pytest.fixture
@@ -78,8 +86,7 @@ def test_websocket_concurrency_runs_against_the_echo_service(
         ]
     )
     assert code == 0
-    (report_path,) = (tmp_path / "results").glob("*/report.json")
-    report = json.loads(report_path.read_text())
+    report = _report(tmp_path / "results")
     assert report["config"]["adapter"] == "echo"
     (scenario,) = report["scenarios"]
     metrics = scenario["metrics"]
@@ -147,8 +154,7 @@ def test_the_wrong_adapter_is_named_by_the_frames_it_could_not_match(
     assert f"timeouts: {users} (no answer within the timeout)" in out
     assert f"errors: protocol {users}" in out
     assert "the 'squall' adapter does not recognise: does the target speak its protocol" in out
-    (report_path,) = tmp_path.glob("squall-results/*/report.json")
-    (scenario,) = json.loads(report_path.read_text())["scenarios"]
+    (scenario,) = _report(tmp_path / "squall-results")["scenarios"]
     (errors,) = scenario["result"]["errors"]
     assert errors["kind"] == "protocol"
     assert 'First frame: {"type": "user_message"' in errors["samples"][0]
@@ -169,8 +175,7 @@ def test_platform_specific_steps_are_left_out_for_another_protocol(
     code = main([*args, "-s", "agent_context", "-s", "platform_races", "--results-db", "off"])
     assert code == 0
     assert "platform_races not run" in capsys.readouterr().out
-    (report_path,) = tmp_path.glob("squall-results/*/report.json")
-    context, races = json.loads(report_path.read_text())["scenarios"]
+    context, races = _report(tmp_path / "squall-results")["scenarios"]
     users = max(1, round(25 * 0.1))
     assert context["metrics"]["messages_sent"]["count"] == users * 4
     assert "errors" not in context["metrics"]
