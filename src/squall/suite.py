@@ -649,12 +649,11 @@ async def run_suite(
     report = SuiteReport(run_id=run_id, started_at=time.time(), config=dict(config_snapshot or {}))
     try:
         for entry in entries:
-            started = time.monotonic()
             adapter = ctx.target.adapter if ctx.target is not None else DEFAULT_ADAPTER
             if entry.reference_only and not isinstance(load_adapter(adapter), ReferenceAdapter):
                 outcome = _not_run_for_adapter(config, entry.name, adapter)
             else:
-                outcome = await _run_entry(entry, config, ctx, started)
+                outcome = await _run_entry(entry, config, ctx)
             report.scenarios.append(outcome)
             if on_scenario is not None:
                 on_scenario(outcome)
@@ -668,10 +667,9 @@ async def run_suite(
     return report
 
 
-async def _run_entry(
-    entry: SuiteEntry, config: Config, ctx: SuiteContext, started: float
-) -> ScenarioOutcome:
+async def _run_entry(entry: SuiteEntry, config: Config, ctx: SuiteContext) -> ScenarioOutcome:
     """Run one scenario; one that raises is an outcome with its error."""
+    started = time.monotonic()
     try:
         return await entry.run(config, ctx)
     except Exception as exc:
