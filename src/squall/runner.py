@@ -102,12 +102,12 @@ class RunRequest:
         found += option_overrides(
             numbers=(
                 ("run.scale", self.scale),
-                ("run.duration", None if isinstance(self.duration, str) else self.duration),
                 ("run.processes", self.processes),
                 ("run.workers", self.workers),
             ),
             texts=(
-                ("run.duration", self.duration if isinstance(self.duration, str) else None),
+                # As text, numbers too: [run] duration reads "45.5" as it reads "5m".
+                ("run.duration", None if self.duration is None else str(self.duration)),
                 ("run.results_dir", None if self.results_dir is None else str(self.results_dir)),
                 ("target.url", self.target),
                 ("target.adapter", self.adapter),
