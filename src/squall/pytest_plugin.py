@@ -221,7 +221,7 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
     from squall.adapters.registry import UnknownAdapter
     from squall.adapters.registry import load as load_adapter
     from squall.config import ConfigError
-    from squall.scenarios.target import signing
+    from squall.scenarios.target import lacks_signing_key, signing
     from squall.services import ProcessStartError, ServiceUnavailable, services
     from squall.suite import TargetUnreachable
 
@@ -232,11 +232,7 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
         signer = signing(squall_config.target, config.getoption("--squall-jwt-secret"))
     except (ConfigError, UnknownAdapter) as exc:
         raise pytest.UsageError(f"squall: {exc}") from None
-    if (
-        squall_config.target.url is not None
-        and adapter.capabilities.authentication
-        and not signer.key
-    ):
+    if lacks_signing_key(squall_config.target, adapter.capabilities.authentication, signer):
         # As squall run: without it every socket would be refused, test after test.
         raise pytest.UsageError(
             "squall: --squall-target needs the secret the target verifies tokens with; pass "

@@ -29,7 +29,7 @@ from squall.report.console import error_console, output_console
 from squall.report.files import new_run_id
 from squall.report.publish import publish
 from squall.report.summary import print_scenario
-from squall.scenarios.target import TargetInfo, signing
+from squall.scenarios.target import TargetInfo, lacks_signing_key, signing
 from squall.services import (
     Endpoints,
     ProcessStartError,
@@ -206,8 +206,9 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
             highlight=False,
         )
         return EXIT_USAGE
-    needs_secret = adapter.capabilities.authentication
-    if needs_target and config.target.url is not None and needs_secret and not signer.key:
+    if needs_target and lacks_signing_key(
+        config.target, adapter.capabilities.authentication, signer
+    ):
         err.print(
             "[red]squall run: --target needs the secret the target verifies tokens with; "
             "pass --jwt-secret, --jwt-secret-file or set \\[target] jwt_secret (or "

@@ -45,6 +45,12 @@ class Signing:
     algorithm: str = "HS256"
 
 
+def lacks_signing_key(target: TargetConfig, authenticates: bool, signer: Signing) -> bool:
+    """Whether ``target`` is a running target (``url`` set) whose adapter authenticates
+    (``authenticates``) while ``signer`` has no key: every socket would be refused."""
+    return target.url is not None and authenticates and not signer.key
+
+
 def signing(
     target: TargetConfig, secret: str | None = None, secret_file: Path | None = None
 ) -> Signing:

@@ -8,7 +8,7 @@ import jwt
 import pytest
 
 from squall.config import ConfigError, TargetConfig
-from squall.scenarios.target import Signing, TargetInfo, signing
+from squall.scenarios.target import Signing, TargetInfo, lacks_signing_key, signing
 
 
 def test_command_line_then_secret_file_then_config(rsa_key_files: tuple[Path, Path]) -> None:
@@ -54,3 +54,11 @@ def test_unusable_key_files_are_named(tmp_path: Path) -> None:
     (tmp_path / "blank").write_text(" \n")
     with pytest.raises(ConfigError, match=r"the JWT secret file .*blank is empty"):
         signing(TargetConfig(jwt_secret_file=tmp_path / "blank"))
+
+
+def test_a_running_target_that_authenticates_needs_a_key() -> None:
+    running = TargetConfig(url="ws://127.0.0.1:9/v1/ws")
+    assert lacks_signing_key(running, True, Signing(None))
+    assert not lacks_signing_key(running, True, Signing("s"))
+    assert not lacks_signing_key(running, False, Signing(None))  # an anonymous protocol
+    assert not lacks_signing_key(TargetConfig(), True, Signing(None))  # squall starts it
