@@ -19,6 +19,9 @@ app = typer.Typer(
 JwtSecretOption = Annotated[
     str | None, typer.Option(help="HS256 secret the --target verifies tokens with.")
 ]
+JwtSecretFileOption = Annotated[
+    Path | None, typer.Option(help="File holding that secret (instead of --jwt-secret).")
+]
 ResultsDirOption = Annotated[
     Path | None, typer.Option(help="Where results go (default squall-results).")
 ]
@@ -62,9 +65,7 @@ def run_command(
         typer.Option(help="ws://HOST:PORT/v1/ws of a running platform; default: start one."),
     ] = None,
     jwt_secret: JwtSecretOption = None,
-    jwt_secret_file: Annotated[
-        Path | None, typer.Option(help="File holding the HS256 secret.")
-    ] = None,
+    jwt_secret_file: JwtSecretFileOption = None,
     processes: Annotated[
         int | None,
         typer.Option(
@@ -208,6 +209,7 @@ def run_tests_command(
     ] = None,
     adapter: Annotated[str | None, typer.Option(help="Protocol adapter of the target.")] = None,
     jwt_secret: JwtSecretOption = None,
+    jwt_secret_file: JwtSecretFileOption = None,
     results_dir: ResultsDirOption = None,
 ) -> None:
     """Run tests through pytest with the squall plugin; summarise them like `squall run`.
@@ -226,6 +228,7 @@ def run_tests_command(
         target=target,
         adapter=adapter,
         jwt_secret=jwt_secret,
+        jwt_secret_file=jwt_secret_file,
         results_dir=results_dir,
         pytest_args=tuple(ctx.args),
     )

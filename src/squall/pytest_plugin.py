@@ -8,7 +8,8 @@ is installed. It adds:
   without it tests marked ``real_services`` or ``high_load`` are skipped),
   ``--squall-scale`` (multiplies user counts), ``--squall-target`` (a running
   target instead of the reference platform), ``--squall-adapter``,
-  ``--squall-jwt-secret``, ``--squall-results-dir`` and ``--squall-run-id``;
+  ``--squall-jwt-secret``, ``--squall-jwt-secret-file``, ``--squall-results-dir`` and
+  ``--squall-run-id``;
 - fixtures ``real_services`` (session), ``squall``, ``user_context`` and
   ``thresholds`` (see docs/pytest.md).
 
@@ -87,6 +88,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--squall-jwt-secret",
         default=None,
         help="HS256 secret the --squall-target verifies tokens with.",
+    )
+    group.addoption(
+        "--squall-jwt-secret-file",
+        default=None,
+        type=Path,
+        help="File holding that secret (instead of --squall-jwt-secret).",
     )
     group.addoption(
         "--squall-results-dir",
@@ -229,15 +236,19 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
     try:
         squall_config = _squall_config(config)
         adapter = load_adapter(squall_config.target.adapter)
-        signer = signing(squall_config.target, config.getoption("--squall-jwt-secret"))
+        signer = signing(
+            squall_config.target,
+            config.getoption("--squall-jwt-secret"),
+            config.getoption("--squall-jwt-secret-file"),
+        )
     except (ConfigError, UnknownAdapter) as exc:
         raise pytest.UsageError(f"squall: {exc}") from None
     if lacks_signing_key(squall_config.target, adapter.capabilities.authentication, signer):
         # As squall run: without it every socket would be refused, test after test.
         raise pytest.UsageError(
             "squall: --squall-target needs the secret the target verifies tokens with; pass "
-            "--squall-jwt-secret or set [target] jwt_secret, jwt_secret_file or "
-            "jwt_private_key_file"
+            "--squall-jwt-secret or --squall-jwt-secret-file, or set [target] jwt_secret, "
+            "jwt_secret_file or jwt_private_key_file"
         )
     results.results_dir = _results_dir(config)
     try:

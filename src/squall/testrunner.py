@@ -57,6 +57,7 @@ class TestRequest:
     target: str | None = None
     adapter: str | None = None
     jwt_secret: str | None = None
+    jwt_secret_file: Path | None = None
     results_dir: Path | None = None
     pytest_args: tuple[str, ...] = ()
 
@@ -98,6 +99,7 @@ def pytest_argv(request: TestRequest, *, run_id: str, results_dir: Path) -> list
         ("--squall-target", request.target),
         ("--squall-adapter", request.adapter),
         ("--squall-jwt-secret", request.jwt_secret),
+        ("--squall-jwt-secret-file", request.jwt_secret_file),
     ):
         if value is not None:
             argv += [option, str(value)]
@@ -170,7 +172,8 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
         # bad value stops before pytest starts rather than in each test that uses it.
         config = load_config(None, cwd=Path.cwd(), overrides=request.config_overrides())
         load_adapter(config.target.adapter)
-        signing(config.target, request.jwt_secret)  # a key file that cannot sign
+        # A secret or key file that cannot be read or cannot sign.
+        signing(config.target, request.jwt_secret, request.jwt_secret_file)
     except (ConfigError, UnknownAdapter) as exc:
         err.print(f"[red]squall test: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE

@@ -68,6 +68,22 @@ def test_a_target_without_a_secret_is_refused_before_any_socket(
     result.stdout.fnmatch_lines(["*--squall-target needs the secret the target verifies*"])
 
 
+def test_the_secret_file_option_is_read_before_any_socket(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile("def test_uses_it(real_services):\n    pass\n")
+    missing = pytester.path / "missing-secret.txt"
+    result = pytester.runpytest(
+        "--real-services",
+        "--squall-target",
+        "ws://127.0.0.1:9/v1/ws",
+        "--squall-jwt-secret-file",
+        str(missing),
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*cannot read the JWT secret file {missing}*"])
+
+
 def test_a_run_id_always_writes_a_report(pytester: pytest.Pytester, tmp_path: Path) -> None:
     pytester.makepyfile("def test_ok():\n    pass\n")
     result = pytester.runpytest(

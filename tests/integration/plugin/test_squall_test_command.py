@@ -29,6 +29,7 @@ def test_pytest_argv_carries_the_plugin_options() -> None:
         scenarios=("websocket",),
         scale=0.2,
         adapter="echo",
+        jwt_secret_file=Path("secret.txt"),
         pytest_args=("-x",),
     )
     argv = pytest_argv(request, run_id="RID", results_dir=Path("out"))
@@ -43,6 +44,8 @@ def test_pytest_argv_carries_the_plugin_options() -> None:
         "0.2",
         "--squall-adapter",
         "echo",
+        "--squall-jwt-secret-file",
+        "secret.txt",
         "--squall-run-id",
         "RID",
         "--squall-results-dir",
@@ -114,6 +117,17 @@ def test_a_private_key_that_cannot_sign_stops_before_pytest_starts(
     assert main(["test"]) == 2
     captured = capsys.readouterr()
     assert "holds no PEM RSA private key" in " ".join(captured.err.split())
+    assert "pytest" not in captured.out
+
+
+def test_an_empty_secret_file_stops_before_pytest_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secret.txt").write_text("\n")
+    assert main(["test", "--jwt-secret-file", "secret.txt"]) == 2
+    captured = capsys.readouterr()
+    assert "the JWT secret file secret.txt is empty" in " ".join(captured.err.split())
     assert "pytest" not in captured.out
 
 
