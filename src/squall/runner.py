@@ -135,12 +135,18 @@ def processes_beside(workers: int, cores: int | None = None) -> int:
 
 def shared_cores_note(processes: int, workers: int, cores: int | None = None) -> str | None:
     """A warning when more generator processes were asked for than the platform's workers
-    leave cores for: generator and target then compete, and the latencies measured
-    include that contention."""
+    leave cores for, or more workers than there are cores: processes then compete for the
+    cores, and the latencies measured include that contention."""
     cores = cores if cores is not None else os.cpu_count() or 1
     free = processes_beside(workers, cores)
     if processes <= free:
-        return None
+        if workers <= cores:
+            return None
+        return (
+            f"! {workers} platform workers on {cores} core(s): they take turns on the cores "
+            f"with each other and the load generator, and the latencies measured include "
+            f"that; --workers {cores} or fewer gives each its own"
+        )
     return (
         f"! {processes} load-generator process(es) beside {workers} platform worker(s) on "
         f"{cores} core(s): they compete for the cores, and the latencies measured include "

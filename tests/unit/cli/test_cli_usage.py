@@ -184,6 +184,14 @@ def test_more_generator_processes_than_free_cores_get_a_warning() -> None:
     assert "1 would leave the workers theirs" in note
 
 
+def test_more_platform_workers_than_cores_get_a_warning() -> None:
+    assert shared_cores_note(1, 2, cores=2) is None
+    note = shared_cores_note(1, 4, cores=2)
+    assert note is not None
+    assert "4 platform workers on 2 core(s)" in note
+    assert "--workers 2 or fewer" in note
+
+
 def test_only_scenarios_that_talk_to_a_target_need_one() -> None:
     assert not uses_target(select(["db_race", "redis_locks"]))
     assert uses_target(select(["db_race", "platform_races"]))
