@@ -1,11 +1,12 @@
 """Benchmark 1: round trips per second per client core — squall, Locust, a bare picows loop.
 
-One picows echo server is pinned to CPU 0; each client in turn is pinned to
-CPU 1 and keeps one 64-byte message in flight on each of N sockets (100 and
-1,000). The steady-state window starts after a warm-up (connecting, spawning);
-the figure is round trips per CPU-second of the client process in that window
-("per client core"), with the wall-clock rate and the client's CPU share beside
-it. Goal: squall ≥ 3× Locust and ≥ 70 % of the bare loop.
+One picows echo server is pinned to CPU 0; every client keeps one 64-byte
+message in flight on each of N sockets (100 and 1,000). The clients of a round
+run at once, all pinned to CPU 1, taking turns on it (:mod:`bench.turns`), so
+the machine's slow spells land on each alike. The steady-state window starts
+after a warm-up (connecting, spawning); the figure is round trips per
+CPU-second of the client process in that window ("per client core").
+Goal: squall ≥ 3× Locust and ≥ 70 % of the bare loop.
 """
 
 from __future__ import annotations
@@ -20,19 +21,18 @@ from typing import Any
 
 from bench.clients import command, read_report
 from bench.echo import start_echo
-from bench.record import Result, command_line, log, measured, server_and_client_cpus
+from bench.record import Result, command_line, log, raise_nofile, server_and_client_cpus
 from bench.table import (
     Goal,
     Window,
     WindowError,
     fmt_count,
-    fmt_ms,
-    fmt_percent,
     fmt_ratio,
     median,
     ratio,
     window,
 )
+from bench.turns import TURN_S, take_turns
 
 NAME = "engine"
 #: Rounds per socket count in a full run; each round runs every client once.
@@ -49,134 +49,166 @@ LABELS = {
 }
 
 
-def _client(kind: str, url: str, sockets: int, duration: float, cpu: int | None) -> dict[str, Any]:
-    """Run one client to completion (bounded by a timeout) and return its report."""
-    limit = duration + 120.0
+def _launch(
+    kind: str, url: str, sockets: int, duration: float, cpu: int | None, workdir: Path
+) -> subprocess.Popen[bytes]:
+    """Start client ``kind`` for ``duration`` seconds, its output to files in ``workdir``."""
+    env = None
     if kind == "locust":
-        with tempfile.TemporaryDirectory(prefix="squall-bench-locust-") as tmp:
-            samples_path = Path(tmp) / "samples.json"
-            argv = [
-                sys.executable,
-                "-m",
-                "bench.locust_run",
-                "none" if cpu is None else str(cpu),
-                "-f",
-                str(Path(__file__).with_name("locustfile.py")),
-                "--headless",
-                "--only-summary",
-                "--users",
-                str(sockets),
-                "--spawn-rate",
-                str(sockets),
-                "--run-time",
-                f"{duration:g}s",
-                "--host",
-                url,
-                "--loglevel",
-                "WARNING",
-            ]
-            env = {**os.environ, "BENCH_SAMPLES_PATH": str(samples_path)}
-            done = subprocess.run(argv, env=env, capture_output=True, timeout=limit, check=False)
-            if not samples_path.exists():
-                raise RuntimeError(
-                    f"locust wrote no samples (exit {done.returncode}):\n"
-                    f"{done.stderr.decode(errors='replace')[-2000:]}"
-                )
-            report: dict[str, Any] = json.loads(samples_path.read_text())
-            report["exit_code"] = done.returncode
-            return report
-    argv = command(kind, url, sockets, "--duration", f"{duration:g}", cpu)
-    done = subprocess.run(argv, capture_output=True, timeout=limit, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"client {kind} failed (exit {done.returncode}):\n"
-            f"{done.stderr.decode(errors='replace')[-2000:]}"
-        )
-    return read_report(done.stdout)
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.locust_run",
+            "none" if cpu is None else str(cpu),
+            "-f",
+            str(Path(__file__).with_name("locustfile.py")),
+            "--headless",
+            "--only-summary",
+            "--users",
+            str(sockets),
+            "--spawn-rate",
+            str(sockets),
+            "--run-time",
+            f"{duration:g}s",
+            "--host",
+            url,
+            "--loglevel",
+            "WARNING",
+        ]
+        env = {**os.environ, "BENCH_SAMPLES_PATH": str(workdir / f"{kind}.samples.json")}
+    else:
+        argv = command(kind, url, sockets, "--duration", f"{duration:g}", cpu)
+    with (workdir / f"{kind}.out").open("wb") as out, (workdir / f"{kind}.err").open("wb") as err:
+        return subprocess.Popen(argv, stdout=out, stderr=err, env=env)
 
 
-def _measure(
-    kind: str,
+def _report(kind: str, process: subprocess.Popen[bytes], workdir: Path) -> dict[str, Any]:
+    """The report of client ``kind``, which has exited; RuntimeError naming what failed."""
+    stderr = (workdir / f"{kind}.err").read_bytes().decode(errors="replace")[-2000:]
+    if kind == "locust":
+        samples_path = workdir / f"{kind}.samples.json"
+        if not samples_path.exists():
+            raise RuntimeError(f"locust wrote no samples (exit {process.returncode}):\n{stderr}")
+        report: dict[str, Any] = json.loads(samples_path.read_text())
+        report["exit_code"] = process.returncode
+        return report
+    if process.returncode != 0:
+        raise RuntimeError(f"client {kind} failed (exit {process.returncode}):\n{stderr}")
+    return read_report((workdir / f"{kind}.out").read_bytes())
+
+
+def _round(
+    kinds: tuple[str, ...],
     sockets: int,
     duration: float,
     warmup: float,
     url: str,
     cpus: tuple[int | None, int | None],
     round_no: int,
-) -> tuple[dict[str, Any], Window | None]:
+) -> list[tuple[dict[str, Any], Window | None]]:
+    """One round: every client at once on the client core, taking turns (bench.turns)."""
     server_cpu, client_cpu = cpus
-    log(f"engine: round {round_no + 1}, {LABELS[kind]}, {sockets} sockets, {duration:g} s")
-    entry: dict[str, Any] = {
-        "client": kind,
-        "sockets": sockets,
-        "round": round_no + 1,
-        "duration_s": duration,
-        "warmup_s": warmup,
-        "server_cpu": server_cpu,
-        "client_cpu": client_cpu,
-        "payload_bytes": 64,
-    }
-    measured_window: Window | None = None
-    with measured(entry):
+    log(
+        f"engine: round {round_no + 1}, {sockets} sockets, {len(kinds)} clients taking "
+        f"{TURN_S:g} s turns for {duration:g} s"
+    )
+    measured: list[tuple[dict[str, Any], Window | None]] = []
+    with tempfile.TemporaryDirectory(prefix="squall-bench-engine-") as tmp:
+        workdir = Path(tmp)
+        processes: dict[str, subprocess.Popen[bytes]] = {}
         try:
-            report = _client(kind, url, sockets, duration, client_cpu)
-        except (RuntimeError, subprocess.TimeoutExpired) as exc:
-            entry["error"] = str(exc)
-            report = None
-    if report is not None:
-        entry["report"] = report
-        try:
-            measured_window = window(report["samples"], warmup)
-        except WindowError as exc:
-            entry["error"] = str(exc)
-        else:
-            entry["window"] = measured_window.to_dict()
-            log(
-                f"  {measured_window.rate:,.0f} rt/s, "
-                f"{measured_window.cpu_fraction * 100:.0f} % CPU, "
-                f"{measured_window.per_core:,.0f} rt per CPU-second"
-            )
-    if "error" in entry:
-        log(f"  failed: {entry['error'][:300]}")
-    return entry, measured_window
+            for kind in kinds:
+                processes[kind] = _launch(kind, url, sockets, duration, client_cpu, workdir)
+            take_turns(list(processes.values()), limit_s=duration + 120.0)
+        finally:
+            for process in processes.values():
+                try:
+                    process.wait(timeout=30.0)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        for kind in kinds:
+            entry: dict[str, Any] = {
+                "client": kind,
+                "sockets": sockets,
+                "round": round_no + 1,
+                "duration_s": duration,
+                "warmup_s": warmup,
+                "turn_s": TURN_S,
+                "clients_taking_turns": len(kinds),
+                "server_cpu": server_cpu,
+                "client_cpu": client_cpu,
+                "payload_bytes": 64,
+            }
+            measured_window: Window | None = None
+            try:
+                report = _report(kind, processes[kind], workdir)
+            except (RuntimeError, ValueError, OSError) as exc:
+                entry["error"] = str(exc)
+            else:
+                entry["report"] = report
+                try:
+                    measured_window = window(report["samples"], warmup)
+                except WindowError as exc:
+                    entry["error"] = str(exc)
+                else:
+                    entry["window"] = measured_window.to_dict()
+                    log(
+                        f"  {LABELS[kind]}: {measured_window.per_core:,.0f} rt per CPU-second "
+                        f"({measured_window.cpu_s:.1f} CPU-s in the window)"
+                    )
+            if "error" in entry:
+                log(f"  {LABELS[kind]} failed: {entry['error'][:300]}")
+            measured.append((entry, measured_window))
+    return measured
 
 
 def run(quick: bool) -> Result:
     result = Result(NAME, TITLE, quick, command_line(NAME, quick))
     socket_counts = (100, 1000)
-    duration = 5.0 if quick else 8.0
-    warmup = 2.0 if quick else 3.0
+    # Each client runs for a warm-up, then its share of the window: with six clients
+    # taking turns, a 48 s run gives each about 6 s of CPU after 12 s of warm-up.
+    warmup = 12.0
+    duration = warmup + len(KINDS) * (2.0 if quick else 6.0)
     rounds = 1 if quick else ROUNDS
     cpus = server_and_client_cpus()
     server_cpu, client_cpu = cpus
     if server_cpu is None:
         result.notes.append("fewer than 2 CPUs available: server and client were not pinned")
+    # Every client of a round holds its sockets open at once, and the echo server serves
+    # them all (it inherits this limit).
+    raise_nofile(len(KINDS) * max(socket_counts) + 1024)
     echo, url = start_echo(server_cpu)
     windows: dict[tuple[str, int], list[Window | None]] = {}
     try:
         for sockets in socket_counts:
             for round_no in range(rounds):
-                # Each round runs every client once, in an order rotated per round, so a
-                # slow spell of the machine lands on different clients in different rounds.
+                # The first turn goes to a different client each round.
                 shift = round_no % len(KINDS)
-                for kind in KINDS[shift:] + KINDS[:shift]:
-                    entry, measured_window = _measure(
-                        kind, sockets, duration, warmup, url, cpus, round_no
+                kinds = KINDS[shift:] + KINDS[:shift]
+                for entry, measured_window in _round(
+                    kinds, sockets, duration, warmup, url, cpus, round_no
+                ):
+                    windows.setdefault((entry["client"], sockets), [None] * rounds)[round_no] = (
+                        measured_window
                     )
-                    windows.setdefault((kind, sockets), [None] * rounds)[round_no] = measured_window
                     result.measurements.append(entry)
     finally:
         echo.stop()
     _table(result, windows, socket_counts)
     result.notes.append(
-        f"echo server pinned to CPU {server_cpu}, each client pinned to CPU {client_cpu}; "
-        f"{rounds} round(s) per socket count, each running every client for {duration:g} s "
-        f"in a rotated order; the first {warmup:g} s of each run (connect, spawn) excluded."
+        f"echo server pinned to CPU {server_cpu}; all {len(KINDS)} clients of a round run at "
+        f"once, pinned to CPU {client_cpu}, taking turns of {TURN_S:g} s (the others stopped "
+        f"with SIGSTOP), so a slow spell of the shared machine lands on every client alike; "
+        f"{rounds} round(s) per socket count, each client running {duration:g} s of wall "
+        f"clock (about {(duration - warmup) / len(KINDS):g} s of it its own turns after the "
+        f"warm-up), the first {warmup:g} s (connect, spawn) excluded."
     )
     result.notes.append(
-        "per core = round trips / CPU-seconds of the client process in the window, the "
-        "median over the rounds; 'vs' columns and goals are the median of the per-round "
-        "ratios. CPU µs / round trip splits the same CPU time into the client's user time "
+        "per core = round trips / CPU-seconds of the client process in the window (a stopped "
+        "process uses none, so this is the rate of its own turns), the median over the "
+        "rounds; 'vs' columns and goals are the median of the per-round ratios. CPU µs / "
+        "round trip splits the same CPU time into the client's user time "
         "(Python, the event loop) and system time (mostly the kernel's loopback TCP send and "
         "receive, the same work for every client, whose cost moves with the host: the more "
         "of a round trip it takes, the closer every client gets to the bare loop). squall "
@@ -184,7 +216,8 @@ def run(quick: bool) -> Result:
         "ws.request_text of the same 64 bytes every client sends (send, wait, round trip "
         "into an HdrHistogram, counters, success rate, timeout); the goals use that "
         "one-request-per-iteration figure. 'JSON request': ws.request instead, which also "
-        "encodes the message from a dict and parses the reply into one (orjson)."
+        "encodes the message from a dict and parses the reply into one (orjson). Wall-clock "
+        "rates and latencies are not shown: each client waits out the others' turns."
     )
     result.notes.append(
         "bare picows loop: a task per socket that sends 64 bytes and awaits a future the "
@@ -253,8 +286,6 @@ def _table(
                     str(sockets),
                     LABELS[kind],
                     fmt_count(median([w.per_core if w else None for w in runs])),
-                    fmt_count(median([w.rate if w else None for w in runs])),
-                    fmt_percent(median([w.cpu_fraction if w else None for w in runs])),
                     _fmt_split(runs),
                     fmt_ratio(_per_round_ratio(windows, kind, "bare-tasks", sockets)),
                     fmt_ratio(_per_round_ratio(windows, kind, "bare", sockets)),
@@ -275,24 +306,11 @@ def _table(
                 "%",
             ).to_dict()
         )
-    latencies: dict[tuple[str, int], list[str]] = {}
-    for entry in result.measurements:
-        report = entry.get("report") or {}
-        if entry["client"].startswith("squall") and "round_trip_p99_s" in report:
-            latencies.setdefault((entry["client"], entry["sockets"]), []).append(
-                f"{fmt_ms(report['round_trip_p50_s'])} / {fmt_ms(report['round_trip_p99_s'])}"
-            )
-    for (kind, sockets), shown in latencies.items():
-        result.notes.append(
-            f"{LABELS[kind]}, {sockets} sockets: round trip p50 / p99 per round {', '.join(shown)}"
-        )
     result.table = {
         "columns": [
             "sockets",
             "client",
             "round trips / s per client core",
-            "round trips / s",
-            "client CPU",
             "CPU µs / round trip (user + system)",
             "vs bare loop",
             "vs bare callbacks",
