@@ -21,7 +21,14 @@ from typing import Any
 
 from bench.clients import command, read_report
 from bench.echo import start_echo
-from bench.record import Result, command_line, log, raise_nofile, server_and_client_cpus
+from bench.record import (
+    Result,
+    command_line,
+    log,
+    measured,
+    raise_nofile,
+    server_and_client_cpus,
+)
 from bench.table import (
     Goal,
     Window,
@@ -112,21 +119,24 @@ def _round(
         f"engine: round {round_no + 1}, {sockets} sockets, {len(kinds)} clients taking "
         f"{TURN_S:g} s turns for {duration:g} s"
     )
-    measured: list[tuple[dict[str, Any], Window | None]] = []
+    results: list[tuple[dict[str, Any], Window | None]] = []
+    # Load average before and after, and the wall time: the round's, shared by its clients.
+    taken: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="squall-bench-engine-") as tmp:
         workdir = Path(tmp)
         processes: dict[str, subprocess.Popen[bytes]] = {}
-        try:
-            for kind in kinds:
-                processes[kind] = _launch(kind, url, sockets, duration, client_cpu, workdir)
-            take_turns(list(processes.values()), limit_s=duration + 120.0)
-        finally:
-            for process in processes.values():
-                try:
-                    process.wait(timeout=30.0)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        with measured(taken):
+            try:
+                for kind in kinds:
+                    processes[kind] = _launch(kind, url, sockets, duration, client_cpu, workdir)
+                taken["turns"] = take_turns(list(processes.values()), limit_s=duration + 120.0)
+            finally:
+                for process in processes.values():
+                    try:
+                        process.wait(timeout=30.0)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                        process.wait()
         for kind in kinds:
             entry: dict[str, Any] = {
                 "client": kind,
@@ -139,6 +149,7 @@ def _round(
                 "server_cpu": server_cpu,
                 "client_cpu": client_cpu,
                 "payload_bytes": 64,
+                **taken,
             }
             measured_window: Window | None = None
             try:
@@ -159,8 +170,8 @@ def _round(
                     )
             if "error" in entry:
                 log(f"  {LABELS[kind]} failed: {entry['error'][:300]}")
-            measured.append((entry, measured_window))
-    return measured
+            results.append((entry, measured_window))
+    return results
 
 
 def run(quick: bool) -> Result:
