@@ -17,19 +17,21 @@ app = typer.Typer(
 
 # Options several commands share, declared once.
 JwtSecretOption = Annotated[
-    str | None, typer.Option(help="HS256 secret the --target verifies tokens with.")
+    str | None,
+    typer.Option(metavar="SECRET", help="HS256 secret the --target verifies tokens with."),
 ]
 JwtSecretFileOption = Annotated[
-    Path | None, typer.Option(help="File holding that secret (instead of --jwt-secret).")
+    Path | None,
+    typer.Option(metavar="PATH", help="File holding that secret (instead of --jwt-secret)."),
 ]
 ResultsDirOption = Annotated[
-    Path | None, typer.Option(help="Where results go (default squall-results).")
+    Path | None, typer.Option(metavar="PATH", help="Where results go (default squall-results).")
 ]
 StoredResultsDbOption = Annotated[
-    str | None, typer.Option(help="PostgreSQL URL of the results database.")
+    str | None, typer.Option(metavar="URL", help="PostgreSQL URL of the results database.")
 ]
 StoredResultsDirOption = Annotated[
-    Path, typer.Option(help="Results dir whose persistent database to read.")
+    Path, typer.Option(metavar="PATH", help="Results dir whose persistent database to read.")
 ]
 
 
@@ -45,10 +47,13 @@ def version() -> None:
 def run_command(
     scenario: Annotated[
         list[str] | None,
-        typer.Option("--scenario", "-s", help="Scenario to run (repeatable); default: all."),
+        typer.Option(
+            "--scenario", "-s", metavar="NAME", help="Scenario to run (repeatable); default: all."
+        ),
     ] = None,
     scale: Annotated[
-        float | None, typer.Option(help="Multiply the scenarios' user counts by this.")
+        float | None,
+        typer.Option(metavar="FACTOR", help="Multiply the scenarios' user counts by this."),
     ] = None,
     duration: Annotated[
         str | None,
@@ -58,28 +63,35 @@ def run_command(
         ),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="squall.toml or pyproject.toml.")
+        Path | None,
+        typer.Option("--config", "-c", metavar="PATH", help="squall.toml or pyproject.toml."),
     ] = None,
     target: Annotated[
         str | None,
-        typer.Option(help="ws://HOST:PORT/v1/ws of a running platform; default: start one."),
+        typer.Option(
+            metavar="URL", help="ws://HOST:PORT/v1/ws of a running platform; default: start one."
+        ),
     ] = None,
     jwt_secret: JwtSecretOption = None,
     jwt_secret_file: JwtSecretFileOption = None,
     processes: Annotated[
         int | None,
         typer.Option(
+            metavar="N",
             help="Load-generator processes (default: one per core; beside a platform "
-            "squall starts, one per core its workers leave, at least one)."
+            "squall starts, one per core its workers leave, at least one).",
         ),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Platform worker processes when squall starts it.")
+        int | None,
+        typer.Option(metavar="N", help="Platform worker processes when squall starts it."),
     ] = None,
     results_dir: ResultsDirOption = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Config override key.path=value (repeatable)."),
+        typer.Option(
+            "--set", metavar="KEY=VALUE", help="Config override key.path=value (repeatable)."
+        ),
     ] = None,
     progress: Annotated[
         bool | None,
@@ -93,20 +105,27 @@ def run_command(
     results_db: Annotated[
         str | None,
         typer.Option(
+            metavar="URL",
             help="PostgreSQL URL of the results database (or env SQUALL_RESULTS_DB; "
-            "'off' stores nothing); default: a persistent one under the results dir."
+            "'off' stores nothing); default: a persistent one under the results dir.",
         ),
     ] = None,
     baseline: Annotated[
         str | None,
-        typer.Option(help="'last' or a run id: exit 1 when this run regresses against it."),
+        typer.Option(
+            metavar="RUN", help="'last' or a run id: exit 1 when this run regresses against it."
+        ),
     ] = None,
     tolerance: Annotated[
-        str, typer.Option(help="Allowed change against --baseline, e.g. 10% or 0.1.")
+        str,
+        typer.Option(metavar="CHANGE", help="Allowed change against --baseline, e.g. 10% or 0.1."),
     ] = "10%",
     adapter: Annotated[
         str | None,
-        typer.Option(help="Protocol of the --target: squall (default), echo, or pkg.mod:Class."),
+        typer.Option(
+            metavar="ADAPTER",
+            help="Protocol of the --target: squall (default), echo, or pkg.mod:Class.",
+        ),
     ] = None,
 ) -> None:
     """Run the golden-path suite and judge it against the thresholds."""
@@ -142,7 +161,9 @@ def run_command(
 
 @app.command("history")
 def history_command(
-    limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
+    limit: Annotated[
+        int, typer.Option(min=1, metavar="N", help="How many runs, newest first.")
+    ] = 20,
     results_db: StoredResultsDbOption = None,
     results_dir: StoredResultsDirOption = Path("squall-results"),
 ) -> None:
@@ -156,10 +177,14 @@ def history_command(
 def compare_command(
     runs: Annotated[
         list[str] | None,
-        typer.Argument(help="Two run ids (or 'last'); default: the last two of one scenario set."),
+        typer.Argument(
+            metavar="RUN",
+            help="Two run ids (or 'last'); default: the last two of one scenario set.",
+        ),
     ] = None,
     tolerance: Annotated[
-        str, typer.Option(help="Allowed change before a regression, e.g. 10% or 0.1.")
+        str,
+        typer.Option(metavar="CHANGE", help="Allowed change before a regression, e.g. 10% or 0.1."),
     ] = "10%",
     results_db: StoredResultsDbOption = None,
     results_dir: StoredResultsDirOption = Path("squall-results"),
@@ -191,23 +216,33 @@ def run_tests_command(
     ] = False,
     category: Annotated[
         list[str] | None,
-        typer.Option(help="Test category (a pytest marker, e.g. integration); repeatable: any."),
+        typer.Option(
+            metavar="MARKER",
+            help="Test category (a pytest marker, e.g. integration); repeatable: any.",
+        ),
     ] = None,
     marker: Annotated[
-        list[str] | None, typer.Option(help="pytest marker the tests must have; repeatable: all.")
+        list[str] | None,
+        typer.Option(metavar="MARKER", help="pytest marker the tests must have; repeatable: all."),
     ] = None,
     test_file: Annotated[
-        list[Path] | None, typer.Option("--test-file", help="Test file or folder; repeatable.")
+        list[Path] | None,
+        typer.Option("--test-file", metavar="PATH", help="Test file or folder; repeatable."),
     ] = None,
     scenario: Annotated[
         list[str] | None,
-        typer.Option(help="Only tests whose name matches (pytest -k); repeatable."),
+        typer.Option(metavar="NAME", help="Only tests whose name matches (pytest -k); repeatable."),
     ] = None,
-    scale: Annotated[float | None, typer.Option(help="Multiply the tests' user counts.")] = None,
+    scale: Annotated[
+        float | None, typer.Option(metavar="FACTOR", help="Multiply the tests' user counts.")
+    ] = None,
     target: Annotated[
-        str | None, typer.Option(help="ws:// URL of a running target; default: start one.")
+        str | None,
+        typer.Option(metavar="URL", help="ws:// URL of a running target; default: start one."),
     ] = None,
-    adapter: Annotated[str | None, typer.Option(help="Protocol adapter of the target.")] = None,
+    adapter: Annotated[
+        str | None, typer.Option(metavar="ADAPTER", help="Protocol adapter of the target.")
+    ] = None,
     jwt_secret: JwtSecretOption = None,
     jwt_secret_file: JwtSecretFileOption = None,
     results_dir: ResultsDirOption = None,

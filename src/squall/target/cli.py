@@ -19,9 +19,15 @@ def _settings() -> Settings:
 
 @app.command()
 def serve(
-    workers: int = typer.Option(2, "--workers", min=1, help="Worker processes on the one port."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port (0: any free one)."),
+    workers: int = typer.Option(
+        2, "--workers", min=1, metavar="N", help="Worker processes on the one port."
+    ),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", metavar="ADDRESS", help="Address to listen on."
+    ),
+    port: int = typer.Option(
+        8765, "--port", min=0, max=65535, metavar="PORT", help="Port (0: any free one)."
+    ),
 ) -> None:
     """Serve the platform (settings from SQUALL_* environment variables) until SIGTERM."""
     from squall.target.preflight import ServerUnreachable
@@ -50,9 +56,11 @@ def serve(
 
 @app.command()
 def token(
-    user: str = typer.Argument(..., help="The user id (the token's 'sub')."),
-    role: str = typer.Option("user", "--role", help="'user' or 'admin'."),
-    ttl: float = typer.Option(3600.0, "--ttl", min=1, help="Lifetime in seconds."),
+    user: str = typer.Argument(..., metavar="USER", help="The user id (the token's 'sub')."),
+    role: str = typer.Option("user", "--role", metavar="ROLE", help="'user' or 'admin'."),
+    ttl: float = typer.Option(
+        3600.0, "--ttl", min=1, metavar="SECONDS", help="Lifetime in seconds."
+    ),
 ) -> None:
     """Print a token the platform (configured by the same environment) accepts."""
     from squall.target.auth import Role, mint_token
