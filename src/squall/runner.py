@@ -139,19 +139,19 @@ def shared_cores_note(processes: int, workers: int, cores: int | None = None) ->
     cores, and the latencies measured include that contention."""
     cores = cores if cores is not None else os.cpu_count() or 1
     free = processes_beside(workers, cores)
-    if processes <= free:
-        if workers <= cores:
-            return None
+    if processes > free:
+        return (
+            f"! {processes} load-generator process(es) beside {workers} platform worker(s) on "
+            f"{cores} core(s): they compete for the cores, and the latencies measured include "
+            f"that; {free} would leave the workers theirs (the default without --processes)"
+        )
+    if workers > cores:
         return (
             f"! {workers} platform workers on {cores} core(s): they take turns on the cores "
             f"with each other and the load generator, and the latencies measured include "
             f"that; --workers {cores} or fewer gives each its own"
         )
-    return (
-        f"! {processes} load-generator process(es) beside {workers} platform worker(s) on "
-        f"{cores} core(s): they compete for the cores, and the latencies measured include "
-        f"that; {free} would leave the workers theirs (the default without --processes)"
-    )
+    return None
 
 
 @contextlib.contextmanager
