@@ -324,9 +324,15 @@ class _Builder:
         self.base = base
 
     def origin(self, keys: tuple[str, ...]) -> str:
+        """Where the value at ``keys`` came from: the override that set it or a table
+        above it, else one that set a key below it (an unknown section named only in
+        an override), else the file."""
         for n in range(len(keys), 0, -1):
             if keys[:n] in self.origins:
                 return self.origins[keys[:n]]
+        for set_keys, origin in self.origins.items():
+            if set_keys[: len(keys)] == keys:
+                return origin
         return self.label
 
     def error(self, keys: tuple[str, ...], value: Any, expected: str) -> ConfigError:

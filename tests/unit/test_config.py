@@ -335,6 +335,10 @@ def test_error_in_override_names_the_override(project: Path) -> None:
     message = error_of(project, "", overrides=("thresholds.respnse_time=avg<1s",))
     assert "override 'thresholds.respnse_time=avg<1s'" in message
     assert "did you mean 'response_time'?" in message
+    message = error_of(project, "[run]\nscale = 1\n", overrides=("rn.scale=1",))
+    assert message.startswith(
+        "unknown section 'rn' (command-line override 'rn.scale=1'); did you mean 'run'?"
+    )
 
 
 def test_invalid_toml_names_the_file(project: Path) -> None:
