@@ -24,6 +24,7 @@ from rich.markup import escape
 from squall.adapters.registry import DEFAULT_ADAPTER, UnknownAdapter
 from squall.adapters.registry import load as load_adapter
 from squall.config import Config, ConfigError, load_config, option_overrides
+from squall.loopback import NotLoopback, require_loopback
 from squall.monitor.targets import missing_pids
 from squall.report.console import error_console, output_console
 from squall.report.files import new_run_id
@@ -191,6 +192,8 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
         check_params(config)
         signer = signing(config.target, request.jwt_secret, request.jwt_secret_file)
         adapter = load_adapter(config.target.adapter)
+        if needs_target and config.target.url is not None:
+            require_loopback(config.target.url, "--target ([target] url)")
         # Before the run, not after it: a typo here would otherwise surface only when the
         # finished run is stored.
         results_db = request.results_db or config.results.database_url
@@ -202,7 +205,14 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
                 "give the PIDs of the target's processes, or its listening ports in monitor.ports"
             )
         check_baseline(request.baseline, results_db, config.run.results_dir, os.environ)
-    except (ConfigError, UnknownScenario, UnknownAdapter, ResultsDbError, BaselineError) as exc:
+    except (
+        ConfigError,
+        UnknownScenario,
+        UnknownAdapter,
+        ResultsDbError,
+        BaselineError,
+        NotLoopback,
+    ) as exc:
         err.print(f"[red]squall run: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     if needs_target and config.target.url is None and config.target.adapter != DEFAULT_ADAPTER:

@@ -26,6 +26,7 @@ from squall.checks.verdict import RaceTally
 from squall.config import Config
 from squall.engine import Scenario, run_scenario
 from squall.engine.series import ProgressView
+from squall.loopback import NotLoopback, require_loopback
 from squall.metrics.result import Counter, Gauge, Metric
 from squall.metrics.thresholds import (
     ThresholdOutcome,
@@ -503,7 +504,12 @@ def check_params(config: Config) -> None:
 
 
 def check_reachable(url: str, timeout: float = 3.0) -> None:
-    """Raise :class:`TargetUnreachable` unless a TCP connection to ``url`` succeeds."""
+    """Raise :class:`TargetUnreachable` unless a TCP connection to ``url`` succeeds (and
+    ``url`` names this machine: nothing is sent elsewhere)."""
+    try:
+        require_loopback(url, "the target URL")
+    except NotLoopback as exc:
+        raise TargetUnreachable(str(exc)) from None
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
     port = parts.port or (443 if parts.scheme in ("wss", "https") else 80)

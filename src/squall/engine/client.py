@@ -35,6 +35,7 @@ from squall.engine.errors import (
     MessageTimeout,
     UnexpectedMessage,
 )
+from squall.loopback import LOOPBACK, loopback_problem
 from squall.metrics.recorder import MESSAGES_RECEIVED, MESSAGES_SENT, TIMEOUTS, Recorder
 
 Clock = Callable[[], float]
@@ -509,6 +510,14 @@ async def connect(
     when one is pending.
     """
     socket = WebSocket(url, recorder, clock, origin, on_close)
+    off_machine = loopback_problem(url)
+    if off_machine is not None:
+        raise socket._record(
+            ConnectError(
+                f"{url}: {off_machine}; squall only connects to this machine ({LOOPBACK}): "
+                "point the scenario at a service on 127.0.0.1 or localhost"
+            )
+        )
     extra = list((headers or {}).items())
     if subprotocols:
         extra.append(("Sec-WebSocket-Protocol", ", ".join(subprotocols)))

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import redis.asyncio as aioredis
 
+from squall.loopback import NotLoopback, require_loopback
 from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey
 from squall.services.urls import (
     POSTGRES_SCHEMES,
@@ -53,11 +54,16 @@ class Endpoints:
 
 
 def _require_scheme(url: str, schemes: Sequence[str], setting: str, service: str) -> None:
+    """Raise :class:`ServiceUrlError` unless ``url`` names a ``service`` on this machine."""
     problem = scheme_problem(url, schemes)
     if problem is not None:
         raise ServiceUrlError(
             f"{setting}: {problem}. Fix {setting}, or unset it to use the embedded {service}."
         )
+    try:
+        require_loopback(url, setting)
+    except NotLoopback as exc:
+        raise ServiceUrlError(f"{exc}, or unset it to use the embedded {service}.") from None
 
 
 async def _check_postgres(url: str) -> None:

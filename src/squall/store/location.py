@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 
 from squall.config import RESULTS_DB_OFF
+from squall.loopback import NotLoopback, require_loopback
 from squall.services import with_database
 from squall.services.persistent import persistent_postgres
 from squall.services.urls import POSTGRES_SCHEMES, scheme_problem
@@ -61,6 +62,10 @@ def check_results_db(
         raise ResultsDbError(
             f"{setting}: {problem}; give {choices} or leave it unset for the default database"
         )
+    try:
+        require_loopback(url, setting)
+    except NotLoopback as exc:
+        raise ResultsDbError(f"{exc}, or leave it unset for the default database") from None
 
 
 async def _ensure_database(server_url: str, name: str) -> None:

@@ -210,3 +210,58 @@ def test_a_run_that_needs_no_target_needs_no_secret_for_one(
     assert "or set [target] jwt_secret" in out  # printed as written, not taken for markup
     assert main([*args, "-s", "db_race"]) == 2  # past the secret check, to the services
     assert "DATABASE_URL: 'garbage' has no scheme" in _output(capsys)
+
+
+@pytest.mark.parametrize(
+    ("args", "variable", "value", "expected"),
+    [
+        (
+            ["-s", "db_race"],
+            "DATABASE_URL",
+            "postgresql://postgres@10.0.0.1:5432/app",
+            "DATABASE_URL: host 10.0.0.1 is not a loopback address",
+        ),
+        (
+            ["-s", "redis_locks"],
+            "REDIS_URL",
+            "redis://[2001:db8::7]:6379/0",
+            "REDIS_URL: host 2001:db8::7 is not a loopback address",
+        ),
+        (
+            ["-s", "websocket_concurrency", "--target", "ws://192.0.2.7:8765/v1/ws"],
+            None,
+            None,
+            "--target ([target] url): host 192.0.2.7 is not a loopback address",
+        ),
+    ],
+)
+def test_run_refuses_a_url_off_this_machine_before_starting_anything(
+    args: list[str],
+    variable: str | None,
+    value: str | None,
+    expected: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    if variable is not None and value is not None:
+        monkeypatch.setenv(variable, value)
+    code = main(["run", *args, "--jwt-secret", "s" * 32, "--results-db", "off", "--no-progress"])
+    out = _output(capsys)
+    assert code == 2
+    assert expected in out
+    assert "squall only connects to this machine (127.0.0.0/8, ::1)" in out
+    assert not any((tmp_path / "squall-results").glob("*"))  # no run folder
+
+
+def test_a_results_database_off_this_machine_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["history", "--results-db", "postgresql://app:s3cret@10.1.2.3/results"]) == 2
+    out = _output(capsys)
+    assert "--results-db: host 10.1.2.3 is not a loopback address" in out
+    assert "or leave it unset for the default database" in out
+    assert "s3cret" not in out

@@ -1,0 +1,75 @@
+"""squall connects to this machine only: every URL it is given must name a loopback host.
+
+Load, race and monitoring traffic goes to 127.0.0.0/8 or ::1 and nowhere else, so a
+mistyped or copied URL cannot load a machine that did not ask for it. An IP address is
+judged as written; ``localhost`` (and ``*.localhost``) is loopback; any other name is
+resolved, once per process, and every address it resolves to must be loopback. A URL
+without a host (a Unix socket, libpq's local default) stays on this machine too.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import socket
+from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
+
+#: The addresses squall sends traffic to, as messages name them.
+LOOPBACK = "127.0.0.0/8, ::1"
+
+
+class NotLoopback(ValueError):
+    """A URL names a host off this machine; the message names the setting and the fix."""
+
+
+def address_is_loopback(text: str) -> bool:
+    """Whether the IP address ``text`` (an IPv6 zone and IPv4-mapped form allowed) is loopback."""
+    address = ipaddress.ip_address(text.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+@functools.cache
+def _resolve(host: str) -> tuple[str, ...]:
+    infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def loopback_problem(url: str, resolve: Callable[[str], Sequence[str]] = _resolve) -> str | None:
+    """Why ``url`` does not name a loopback host (a clause for a message), or None.
+
+    A URL that cannot be parsed, or a name that does not resolve, is left to the
+    connection to report: it will fail without reaching another machine.
+    """
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    if not host or host == "localhost" or host.endswith(".localhost"):
+        return None
+    try:
+        is_loopback = address_is_loopback(host)
+    except ValueError:  # a name, not an address
+        try:
+            addresses = resolve(host)
+        except OSError:
+            return None
+        outside = [address for address in addresses if not address_is_loopback(address)]
+        if not outside:
+            return None
+        return f"host {host!r} resolves to {', '.join(outside)}, which is not loopback"
+    return None if is_loopback else f"host {host} is not a loopback address"
+
+
+def require_loopback(
+    url: str, setting: str, resolve: Callable[[str], Sequence[str]] = _resolve
+) -> None:
+    """Raise :class:`NotLoopback` naming ``setting`` unless ``url`` names a loopback host."""
+    problem = loopback_problem(url, resolve)
+    if problem is not None:
+        raise NotLoopback(
+            f"{setting}: {problem}; squall only connects to this machine ({LOOPBACK}). "
+            f"Run the service here and point {setting} at 127.0.0.1 or localhost"
+        )

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from squall.loopback import NotLoopback, address_is_loopback, loopback_problem, require_loopback
+
+
+@pytest.mark.parametrize(
+    ("address", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.255.3.4", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("fe80::1%eth0", False),
+        ("10.0.0.1", False),
+        ("::ffff:10.0.0.1", False),
+        ("0.0.0.0", False),
+        ("2001:db8::1", False),
+    ],
+)
+def test_address_is_loopback(address: str, loopback: bool) -> None:
+    assert address_is_loopback(address) is loopback
+
+
+def _no_dns(host: str) -> Sequence[str]:
+    raise AssertionError(f"{host} should not need resolving")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ws://127.0.0.1:8765/v1/ws",
+        "ws://127.9.9.9/",
+        "ws://[::1]:8765/",
+        "wss://localhost:443/",
+        "ws://LOCALHOST/",
+        "ws://api.localhost:8080/",
+        "postgresql://postgres@127.0.0.1:5432/app",
+        "postgresql:///app",  # libpq's local default
+        "unix:///run/redis.sock",
+        "redis://:pw@[::ffff:127.0.0.1]:6379/0",
+    ],
+)
+def test_urls_on_this_machine_pass_without_resolving(url: str) -> None:
+    assert loopback_problem(url, _no_dns) is None
+    require_loopback(url, "X", _no_dns)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("ws://10.0.0.1:8765/", "host 10.0.0.1 is not a loopback address"),
+        ("ws://[2001:db8::1]/", "host 2001:db8::1 is not a loopback address"),
+        ("postgresql://u:pw@192.0.2.1/x", "host 192.0.2.1 is not a loopback address"),
+        ("ws://0.0.0.0:8765/", "host 0.0.0.0 is not a loopback address"),
+    ],
+)
+def test_addresses_off_this_machine_are_named(url: str, problem: str) -> None:
+    assert loopback_problem(url, _no_dns) == problem
+
+
+def test_a_name_must_resolve_to_loopback_only() -> None:
+    table = {"box": ["127.0.1.1"], "mixed": ["127.0.0.1", "192.0.2.9"], "far": ["203.0.113.5"]}
+
+    def resolve(host: str) -> Sequence[str]:
+        return table[host]
+
+    assert loopback_problem("ws://box:8765/", resolve) is None
+    assert loopback_problem("ws://mixed/", resolve) == (
+        "host 'mixed' resolves to 192.0.2.9, which is not loopback"
+    )
+    with pytest.raises(NotLoopback) as caught:
+        require_loopback("redis://far:6379/0", "REDIS_URL", resolve)
+    assert str(caught.value) == (
+        "REDIS_URL: host 'far' resolves to 203.0.113.5, which is not loopback; squall only "
+        "connects to this machine (127.0.0.0/8, ::1). Run the service here and point "
+        "REDIS_URL at 127.0.0.1 or localhost"
+    )
+
+
+def test_a_name_that_does_not_resolve_is_left_to_the_connection() -> None:
+    def resolve(host: str) -> Sequence[str]:
+        raise OSError(f"cannot resolve {host}")
+
+    assert loopback_problem("ws://nowhere.invalid/", resolve) is None
+    assert loopback_problem("not a url at all", resolve) is None
