@@ -25,6 +25,7 @@ from rich.markup import escape
 from squall.adapters.registry import UnknownAdapter
 from squall.adapters.registry import load as load_adapter
 from squall.config import ConfigError, load_config, option_overrides
+from squall.loopback import NotLoopback, require_loopback
 from squall.metrics.result import metric_from_dict
 from squall.metrics.thresholds import ThresholdOutcome
 from squall.monitor.report import MonitorReport
@@ -174,7 +175,9 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
         load_adapter(config.target.adapter)
         # A secret or key file that cannot be read or cannot sign.
         signing(config.target, request.jwt_secret, request.jwt_secret_file)
-    except (ConfigError, UnknownAdapter) as exc:
+        if config.target.url is not None:
+            require_loopback(config.target.url, "--target ([target] url)")
+    except (ConfigError, UnknownAdapter, NotLoopback) as exc:
         err.print(f"[red]squall test: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     results_dir = request.results_dir or config.run.results_dir

@@ -91,6 +91,10 @@ def test_plugin_options_become_config_overrides() -> None:
         (["--scale", "-2"], "invalid value -2.0 for 'scale' in [run]"),
         (["--target", "http://x"], "expected a ws:// or wss:// URL"),
         (["--adapter", "nope"], "unknown adapter 'nope'"),
+        (
+            ["--target", "ws://192.0.2.7:8765/v1/ws", "--jwt-secret", "s" * 32],
+            "--target ([target] url): host 192.0.2.7 is not a loopback address",
+        ),
     ],
 )
 def test_bad_options_stop_before_pytest_starts(
