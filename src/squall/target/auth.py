@@ -134,11 +134,23 @@ class Authenticator:
         return principal_from_claims(claims)
 
 
+def user_id_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a user id (a clause: "is …; expected …"), or None: a user id
+    is 1 to 128 characters, none of them NUL (PostgreSQL text cannot hold it)."""
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_USER_ID_CHARS:
+        shown = f"{len(value)} characters long" if isinstance(value, str) else repr(value)
+        return f"is {shown}; expected 1 to {MAX_USER_ID_CHARS} characters"
+    if "\x00" in value:
+        return "holds the NUL character; expected 1 to 128 characters without it"
+    return None
+
+
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
     """Check ``sub`` and ``role`` of already signature-checked claims."""
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_USER_ID_CHARS:
-        raise Unauthorized(f"token 'sub' is {sub!r}; expected a user id of 1 to 128 characters")
+    problem = user_id_problem(sub)
+    if problem is not None or not isinstance(sub, str):
+        raise Unauthorized(f"token 'sub' {problem}")
     raw_role = claims.get("role", Role.USER.value)
     try:
         role = Role(raw_role)
@@ -160,11 +172,9 @@ def mint_token(
     Raises ValueError for a user id the platform would refuse, and :class:`KeyFileError`
     when RS256 has no usable private key.
     """
-    if not 1 <= len(user_id) <= MAX_USER_ID_CHARS:
-        raise ValueError(
-            f"user id {user_id!r}: expected 1 to {MAX_USER_ID_CHARS} characters, as the "
-            "platform accepts"
-        )
+    problem = user_id_problem(user_id)
+    if problem is not None:
+        raise ValueError(f"user id {user_id!r:.140} {problem}, as the platform accepts")
     issued = time.time() if now is None else now
     claims = {
         "sub": user_id,

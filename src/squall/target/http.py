@@ -7,7 +7,6 @@ one that does not exist.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,12 +16,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from squall.target import metrics
-from squall.target.auth import Principal, Unauthorized, find_token
+from squall.target.auth import Principal, Unauthorized, find_token, user_id_problem
 from squall.target.edge import Edge
 from squall.target.errors import InvalidField, TargetError
 from squall.target.ids import UserID
 from squall.target.openapi import OPENAPI
-from squall.target.protocol import validate_thread_id
+from squall.target.protocol import MAX_BIGINT, loads_strict, validate_thread_id
 
 MAX_PREFERENCES_BYTES = 4096
 STATUS = {
@@ -68,9 +67,9 @@ async def _json_body(request: Request, max_bytes: int | None = None) -> Any:
     if max_bytes is not None and len(body) > max_bytes:
         raise InvalidField(f"body has {len(body)} bytes; the limit is {max_bytes}")
     try:
-        return json.loads(body)
-    except ValueError:
-        raise InvalidField("body is not valid JSON; send a JSON object") from None
+        return loads_strict(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidField(f"body is not valid UTF-8 JSON ({exc}); send a JSON object") from None
 
 
 async def healthz(request: Request) -> Response:
@@ -111,9 +110,13 @@ async def grant_credits(request: Request, edge: Edge, principal: Principal) -> R
         return _error(403, "forbidden", "granting credits needs a token with role 'admin'")
     body = await _json_body(request, MAX_PREFERENCES_BYTES)
     amount = body.get("amount") if isinstance(body, dict) else None
-    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-        raise InvalidField(f"amount is {amount!r}; expected a positive integer")
-    user = UserID(request.path_params["user_id"])
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_BIGINT:
+        raise InvalidField(f"amount is {amount!r}; expected an integer from 1 to {MAX_BIGINT}")
+    user_id = request.path_params["user_id"]
+    problem = user_id_problem(user_id)
+    if problem is not None:
+        raise InvalidField(f"user id {user_id!r:.140} {problem}")
+    user = UserID(user_id)
     return JSONResponse(await edge.runtime.add_credits(user, amount, principal.user_id))
 
 
@@ -140,8 +143,8 @@ def _int_param(request: Request, name: str, default: int | None) -> Any:
         value = int(raw)
     except ValueError:
         raise InvalidField(f"{name}={raw!r}; expected an integer >= 0") from None
-    if value < 0:
-        raise InvalidField(f"{name}={raw!r}; expected an integer >= 0")
+    if not 0 <= value <= MAX_BIGINT:
+        raise InvalidField(f"{name}={raw!r}; expected an integer from 0 to {MAX_BIGINT}")
     return value
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from squall.target.auth import MAX_USER_ID_CHARS
+from squall.target.protocol import MAX_BIGINT
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _BEARER: Final[list[dict[str, list[str]]]] = [{"bearer": []}]
 
@@ -143,7 +146,11 @@ OPENAPI: Final[dict[str, Any]] = {
                         "name": "user_id",
                         "in": "path",
                         "required": True,
-                        "schema": {"type": "string"},
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_USER_ID_CHARS,
+                        },
                     }
                 ],
                 "requestBody": {
@@ -153,7 +160,13 @@ OPENAPI: Final[dict[str, Any]] = {
                             "schema": {
                                 "type": "object",
                                 "required": ["amount"],
-                                "properties": {"amount": {"type": "integer", "minimum": 1}},
+                                "properties": {
+                                    "amount": {
+                                        "type": "integer",
+                                        "minimum": 1,
+                                        "maximum": MAX_BIGINT,
+                                    }
+                                },
                             }
                         }
                     },
@@ -193,9 +206,13 @@ OPENAPI: Final[dict[str, Any]] = {
                     {
                         "name": "after_seq",
                         "in": "query",
-                        "schema": {"type": "integer", "minimum": 0},
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT},
                     },
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_BIGINT},
+                    },
                 ],
                 "responses": {
                     "200": _json(

@@ -8,6 +8,7 @@ gets back a typed frame or one of :mod:`squall.target.errors`' exceptions, whose
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Final
@@ -24,6 +25,9 @@ from squall.target.ids import ThreadID
 
 THREAD_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MAX_CLIENT_MSG_ID_CHARS: Final = 128
+#: The largest integer PostgreSQL's ``bigint`` holds: sequence numbers, limits and amounts
+#: above it are refused as invalid rather than failing in the database.
+MAX_BIGINT: Final = 2**63 - 1
 CLIENT_TYPES: Final = ("user_message", "resume", "ping")
 #: The thread events the runtime publishes, in their order within one run.
 THREAD_EVENT_TYPES: Final = (
@@ -57,6 +61,38 @@ class Ping:
 ClientFrame = UserMessage | Resume | Ping
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text} is too large")
+    return value
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+def loads_strict(raw: str | bytes) -> Any:
+    """``json.loads``, refusing with ValueError what strict JSON parsers or PostgreSQL cannot
+    take: ``NaN`` and ``Infinity``, numbers too large for a double, and the NUL character
+    (``\\u0000``) in a string or key."""
+    value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+    escaped_nul = b"\\u0000" in raw if isinstance(raw, bytes) else "\\u0000" in raw
+    if escaped_nul and _holds_nul(value):
+        raise ValueError("a string holds the NUL character (\\u0000), which cannot be stored")
+    return value
+
+
 def decode_object(raw: str | bytes, max_frame_bytes: int) -> dict[str, Any]:
     """Turn one WebSocket message into a JSON object, enforcing the frame size limit first."""
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8"))
@@ -66,7 +102,7 @@ def decode_object(raw: str | bytes, max_frame_bytes: int) -> dict[str, Any]:
             "(SQUALL_MAX_FRAME_BYTES); send smaller frames"
         )
     try:
-        value = json.loads(raw)
+        value = loads_strict(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         kind = "binary frame" if isinstance(raw, bytes) else "frame"
         raise BadFrame(
@@ -104,9 +140,14 @@ def parse_object(obj: dict[str, Any], max_content_chars: int) -> ClientFrame:
     if kind == "resume":
         thread_id = _thread_id(obj)
         after_seq = obj.get("after_seq")
-        if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
+        if (
+            isinstance(after_seq, bool)
+            or not isinstance(after_seq, int)
+            or not 0 <= after_seq <= MAX_BIGINT
+        ):
             raise InvalidField(
-                f"after_seq is {after_seq!r}; expected an integer >= 0 (0 replays everything)"
+                f"after_seq is {after_seq!r}; expected an integer from 0 to {MAX_BIGINT} "
+                "(0 replays everything)"
             )
         return Resume(thread_id=thread_id, after_seq=after_seq)
     if kind == "ping":

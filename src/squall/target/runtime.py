@@ -19,6 +19,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from squall.target import billing, events, redis_pool
 from squall.target.agent import AgentDeps, Publish, execute, recover
 from squall.target.db import Connection, create_pool, pool_size
@@ -338,8 +340,14 @@ class Runtime:
             raise InvalidField(f"amount={amount!r}: expected an integer > 0")
         async with self._pool.acquire() as conn:
             await billing.ensure_account(conn, user, self.settings.initial_credits)
-            async with conn.transaction():
-                await billing.grant(conn, user, amount, granted_by)
+            try:
+                async with conn.transaction():
+                    await billing.grant(conn, user, amount, granted_by)
+            except asyncpg.NumericValueOutOfRangeError:
+                raise InvalidField(
+                    f"amount={amount}: the account's balance would exceed the largest "
+                    "one it can hold; grant less"
+                ) from None
             return await billing.account(conn, user)
 
     async def set_preferences(self, user: UserID, preferences: dict[str, Any]) -> None:

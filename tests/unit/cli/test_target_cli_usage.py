@@ -25,7 +25,7 @@ def test_token_refuses_a_user_id_the_platform_would_refuse(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["target", "token", ""]) == 2
-    assert "squall target: user id '': expected 1 to 128 characters" in _err(capsys)
+    assert "squall target: user id '' is 0 characters long; expected 1 to 128" in _err(capsys)
 
 
 @pytest.mark.usefixtures("rs256_with_junk_public_key")

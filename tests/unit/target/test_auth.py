@@ -66,6 +66,8 @@ def test_dev_secret_works_without_warnings() -> None:
         (sign(claims(exp=None)), "exp"),
         (sign(claims(sub=None)), "sub"),
         (sign(claims(sub="")), "'sub'"),
+        (sign(claims(sub="u" * 129)), "'sub' is 129 characters long; expected 1 to 128"),
+        (sign(claims(sub="a\x00b")), "'sub' holds the NUL character"),
         (sign(claims(role="root")), "'role'"),
         (jwt.encode(claims(), "", algorithm="none"), "token rejected"),
     ],
@@ -121,7 +123,7 @@ def test_key_files_are_checked_and_named(rsa_key_files: tuple[Path, Path]) -> No
         Authenticator(rs256)
 
 
-@pytest.mark.parametrize("user", ["", "u" * 129])
+@pytest.mark.parametrize("user", ["", "u" * 129, "a\x00b"])
 def test_minting_refuses_a_user_id_the_platform_refuses(user: str) -> None:
     with pytest.raises(ValueError, match="expected 1 to 128 characters"):
         mint_token(SETTINGS, user)

@@ -16,6 +16,7 @@ from squall.target.errors import (
     TargetError,
     UnknownType,
 )
+from squall.target.ids import ThreadID
 
 
 def parse(raw: str | bytes, max_frame: int = 1000, max_content: int = 50) -> protocol.ClientFrame:
@@ -77,6 +78,15 @@ def test_resume_and_ping() -> None:
         ('{"type":"resume","thread_id":"t","after_seq":-1}', InvalidField),
         ('{"type":"resume","thread_id":"t","after_seq":true}', InvalidField),
         ('{"type":"resume","thread_id":"t","after_seq":"3"}', InvalidField),
+        ('{"type":"resume","thread_id":"t","after_seq":9223372036854775808}', InvalidField),
+        ('{"type":"ping","id":NaN}', BadFrame),
+        ('{"type":"ping","id":-Infinity}', BadFrame),
+        ('{"type":"ping","id":1e400}', BadFrame),
+        (
+            '{"type":"user_message","thread_id":"t","content":"a\\u0000b","client_msg_id":"c"}',
+            BadFrame,
+        ),
+        ('{"type":"ping","id":{"k\\u0000":1}}', BadFrame),
     ],
 )
 def test_rejections(raw: str | bytes, error: type[TargetError]) -> None:
@@ -149,3 +159,19 @@ def test_event_seq() -> None:
     assert protocol.event_seq({"thread_id": "t", "seq": 4}) == ("t", 4)
     assert protocol.event_seq({"thread_id": "t", "seq": True}) is None
     assert protocol.event_seq({"seq": 4}) is None
+
+
+def test_what_postgresql_and_strict_parsers_cannot_take_is_named() -> None:
+    with pytest.raises(BadFrame, match=r"NaN is not a JSON number"):
+        parse('{"type":"ping","id":NaN}')
+    with pytest.raises(BadFrame, match=r"the number 1e400 is too large"):
+        parse(b'{"type":"ping","id":1e400}')
+    with pytest.raises(BadFrame, match=r"NUL character"):
+        parse(b'{"type":"ping","id":["\\u0000"]}')
+    # An escaped backslash followed by the text u0000 is no NUL; the largest bigint is fine.
+    assert parse('{"type":"ping","id":"\\\\u0000"}') == protocol.Ping(id="\\u0000")
+    assert parse('{"type":"ping","id":123456789012345678901234567890}') == protocol.Ping(
+        id=123456789012345678901234567890
+    )
+    resume = parse('{"type":"resume","thread_id":"t","after_seq":9223372036854775807}')
+    assert resume == protocol.Resume(thread_id=ThreadID("t"), after_seq=protocol.MAX_BIGINT)

@@ -147,9 +147,19 @@ async def test_admin_credits(platform: Platform) -> None:
         denied = await http.post(path, json={"amount": 5}, headers=platform.headers(target))
         assert denied.status_code == 403
         admin = platform.headers(unique("root"), Role.ADMIN)
-        for bad in ({"amount": 0}, {"amount": "5"}, {"amount": True}, [1]):
+        for bad in ({"amount": 0}, {"amount": "5"}, {"amount": True}, [1], {"amount": 2**63}):
             reply = await http.post(path, json=bad, headers=admin)
             assert reply.status_code == 400, bad
+        # More than the balance can hold, and user ids no token could carry: refused, not 500.
+        overflow = await http.post(path, json={"amount": 2**63 - 1}, headers=admin)
+        assert overflow.status_code == 400
+        assert "balance would exceed" in overflow.json()["message"]
+        for user in ("u" * 129, "a%00b"):
+            reply = await http.post(
+                f"/v1/accounts/{user}/credits", json={"amount": 1}, headers=admin
+            )
+            assert reply.status_code == 400, user
+            assert reply.json()["code"] == "invalid_field"
         granted = await http.post(path, json={"amount": 5}, headers=admin)
         assert granted.status_code == 200
         after = (await http.get("/v1/accounts/me", headers=platform.headers(target))).json()
@@ -180,6 +190,15 @@ async def test_http_endpoints(platform: Platform) -> None:
         assert too_big.status_code == 400
         not_object = await http.put(prefs, json=[1], headers=platform.headers(user))
         assert not_object.status_code == 400
+        # JSON that PostgreSQL's jsonb or a strict parser cannot take: refused, not 500.
+        for body in (b'{"x": NaN}', b'{"x": 1e400}', b'{"x": "a\\u0000b"}'):
+            reply = await http.put(prefs, content=body, headers=platform.headers(user))
+            assert reply.status_code == 400, body
+            assert reply.json()["code"] == "invalid_field"
+        beyond = await http.get(
+            "/v1/threads/nope/events", params={"after_seq": 2**63}, headers=platform.headers(user)
+        )
+        assert beyond.status_code == 400
         missing = await http.get("/v1/threads/nope/messages", headers=platform.headers(user))
         assert missing.status_code == 404
         metrics = await http.get("/metrics")
