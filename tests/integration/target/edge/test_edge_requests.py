@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import jwt
@@ -166,6 +166,11 @@ async def test_admin_credits(platform: Platform) -> None:
     assert after["balance"] == before["balance"] + 5
 
 
+async def _chunks(count: int, size: int) -> AsyncIterator[bytes]:
+    for _ in range(count):
+        yield b"x" * size
+
+
 async def test_http_endpoints(platform: Platform) -> None:
     user = unique("http")
     async with httpx.AsyncClient(base_url=platform.http) as http:
@@ -188,6 +193,9 @@ async def test_http_endpoints(platform: Platform) -> None:
         assert ok.status_code == 204
         too_big = await http.put(prefs, json={"x": "y" * 5000}, headers=platform.headers(user))
         assert too_big.status_code == 400
+        chunked = await http.put(prefs, content=_chunks(10, 1000), headers=platform.headers(user))
+        assert chunked.status_code == 400  # no Content-Length: counted as it streams in
+        assert "more than 4096 bytes" in chunked.json()["message"]
         not_object = await http.put(prefs, json=[1], headers=platform.headers(user))
         assert not_object.status_code == 400
         # JSON that PostgreSQL's jsonb or a strict parser cannot take: refused, not 500.
