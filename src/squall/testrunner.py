@@ -197,12 +197,16 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
     if path.is_file():
         data = json.loads(path.read_text())
         report = report_from_dict(data)
-        for outcome in report.scenarios:
-            print_scenario(console, outcome)
-        print_summary(console, report)
+        unreachable = report.config.get("unreachable")
+        if report.scenarios or not unreachable:
+            # With nothing run because a service was out of reach, the summary's verdict
+            # would read "PASSED: 0 passed"; the error below says what happened instead.
+            for outcome in report.scenarios:
+                print_scenario(console, outcome)
+            print_summary(console, report)
         console.print(f"results: {path}")
-        if report.config.get("unreachable"):
-            err.print(f"[red]squall test: {escape(str(report.config['unreachable']))}[/red]")
+        if unreachable:
+            err.print(f"[red]squall test: {escape(str(unreachable))}[/red]")
     else:
         console.print("squall test: the selected tests ran no squall scenario (no report)")
     return exit_code(status, data)

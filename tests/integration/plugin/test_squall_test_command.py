@@ -177,3 +177,34 @@ def test_runs_the_docs_example_and_prints_the_summary(
     assert {t["metric"] for t in scenario["thresholds"]} >= {"response_time", "violations"}
     assert "Thresholds" in out
     assert "PASSED: 7 passed, 0 failed" in out
+
+
+@pytest.mark.integration
+def test_an_unreachable_target_is_an_error_not_an_empty_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "test_uses_services.py").write_text(
+        "def test_needs_the_target(real_services):\n    pass\n"
+    )
+    code = main(
+        [
+            "test",
+            "--real-services",
+            "--target",
+            "ws://127.0.0.1:1/v1/ws",
+            "--jwt-secret",
+            "s" * 32,
+            "--test-file",
+            "test_uses_services.py",
+            "--results-dir",
+            str(tmp_path / "out"),
+            "--",
+            "-p",
+            "no:cacheprovider",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 3, captured.out
+    assert "ws://127.0.0.1:1/v1/ws is unreachable" in " ".join(captured.err.split())
+    assert "PASSED" not in captured.out
