@@ -84,12 +84,15 @@ def _holds_nul(value: Any) -> bool:
 
 def loads_strict(raw: str | bytes) -> Any:
     """``json.loads``, refusing with ValueError what strict JSON parsers or PostgreSQL cannot
-    take: ``NaN`` and ``Infinity``, numbers too large for a double, and the NUL character
-    (``\\u0000``) in a string or key."""
-    value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
-    escaped_nul = b"\\u0000" in raw if isinstance(raw, bytes) else "\\u0000" in raw
-    if escaped_nul and _holds_nul(value):
-        raise ValueError("a string holds the NUL character (\\u0000), which cannot be stored")
+    take: ``NaN`` and ``Infinity``, numbers too large for a double, the NUL character
+    (``\\u0000``) in a string or key, and nesting deeper than the interpreter can follow."""
+    try:
+        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+        escaped_nul = b"\\u0000" in raw if isinstance(raw, bytes) else "\\u0000" in raw
+        if escaped_nul and _holds_nul(value):
+            raise ValueError("a string holds the NUL character (\\u0000), which cannot be stored")
+    except RecursionError:
+        raise ValueError("arrays or objects nest too deeply") from None
     return value
 
 

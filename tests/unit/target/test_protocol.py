@@ -168,6 +168,10 @@ def test_what_postgresql_and_strict_parsers_cannot_take_is_named() -> None:
         parse(b'{"type":"ping","id":1e400}')
     with pytest.raises(BadFrame, match=r"NUL character"):
         parse(b'{"type":"ping","id":["\\u0000"]}')
+    with pytest.raises(BadFrame, match=r"nest too deeply"):
+        parse("[" * 30000 + "]" * 30000, max_frame=65536)
+    with pytest.raises(BadFrame, match=r"nest too deeply"):
+        parse('{"type":"ping","id":' + "[" * 900 + '"\\u0000"' + "]" * 900 + "}", max_frame=65536)
     # An escaped backslash followed by the text u0000 is no NUL; the largest bigint is fine.
     assert parse('{"type":"ping","id":"\\\\u0000"}') == protocol.Ping(id="\\u0000")
     assert parse('{"type":"ping","id":123456789012345678901234567890}') == protocol.Ping(

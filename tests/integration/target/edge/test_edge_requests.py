@@ -115,6 +115,10 @@ async def test_malformed_frames_get_errors_and_socket_survives(platform: Platfor
     assert error["thread_id"] == "t-big"
     # Binary frames are parsed like text ones.
     await expect_error(ws, b'{"type":"dance"}', "unknown_type")
+    # Nesting deeper than the parser follows, and JSON the database cannot store.
+    deep = MAX_FRAME // 2 - 1
+    await expect_error(ws, "[" * deep + "]" * deep, "bad_frame")
+    await expect_error(ws, '{"type":"ping","id":NaN}', "bad_frame")
     await ws.send(json.dumps({"type": "ping"}))
     assert (await recv(ws))["id"] is None
     await ws.close()
