@@ -348,8 +348,12 @@ def main(argv: list[str] | None = None) -> None:
         args.kind not in ("bare-tasks", "squall") or args.round_trips < 1
     ):
         parser.error("--round-trips takes a count >= 1, with bare-tasks or squall")
-    if not args.url.startswith(("ws://127.", "ws://localhost")):
-        raise SystemExit(f"--url {args.url!r}: the benchmark clients only talk to loopback")
+    from squall.loopback import NotLoopback, require_loopback
+
+    try:
+        require_loopback(args.url, "--url")
+    except NotLoopback as exc:
+        raise SystemExit(str(exc)) from None
     cpus = pin(args.cpu)
     from bench.record import raise_nofile
 

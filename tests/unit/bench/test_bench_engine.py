@@ -90,3 +90,10 @@ def test_cpu_split_column_is_the_median_user_and_system_time_per_round_trip() ->
     rows = {row[1]: row for row in result.table["rows"]}
     assert rows["squall engine"][3] == "4.0 + 6.0"
     assert rows["bare picows loop"][3] == "2.5 + 2.5"
+
+
+def test_a_client_refuses_a_url_off_this_machine() -> None:
+    from bench.clients import main
+
+    with pytest.raises(SystemExit, match=r"--url: host 10\.1\.1\.1 is not a loopback address"):
+        main(["bare", "--url", "ws://10.1.1.1:9/", "--sockets", "1", "--duration", "1"])
