@@ -13,7 +13,7 @@ import functools
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 #: The addresses squall sends traffic to, as messages name them.
 LOOPBACK = "127.0.0.0/8, ::1"
@@ -44,9 +44,23 @@ def loopback_problem(url: str, resolve: Callable[[str], Sequence[str]] = _resolv
     connection to report: it will fail without reaching another machine.
     """
     try:
-        host = urlsplit(url).hostname
+        parts = urlsplit(url)
+        netloc = parts.netloc.rpartition("@")[2]
+        # libpq takes several hosts, comma-separated, and hosts in the query (?host=…; a
+        # path there is a Unix socket): every one of them must be local.
+        hosts = [urlsplit(f"//{item}").hostname for item in netloc.split(",")]
+        for value in parse_qs(parts.query).get("host", []):
+            hosts += [item.strip("[]") for item in value.split(",") if not item.startswith("/")]
     except ValueError:
         return None
+    for host in hosts:
+        problem = _host_problem(host, resolve)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _host_problem(host: str | None, resolve: Callable[[str], Sequence[str]]) -> str | None:
     if not host or host == "localhost" or host.endswith(".localhost"):
         return None
     try:

@@ -42,6 +42,9 @@ def _no_dns(host: str) -> Sequence[str]:
         "postgresql:///app",  # libpq's local default
         "unix:///run/redis.sock",
         "redis://:pw@[::ffff:127.0.0.1]:6379/0",
+        "postgresql://u:p@127.0.0.1:5432,[::1]:5433/app",  # libpq's several hosts
+        "postgresql:///app?host=/run/postgresql",  # a Unix socket
+        "postgresql:///app?host=127.0.0.1,[::1]",
     ],
 )
 def test_urls_on_this_machine_pass_without_resolving(url: str) -> None:
@@ -56,6 +59,10 @@ def test_urls_on_this_machine_pass_without_resolving(url: str) -> None:
         ("ws://[2001:db8::1]/", "host 2001:db8::1 is not a loopback address"),
         ("postgresql://u:pw@192.0.2.1/x", "host 192.0.2.1 is not a loopback address"),
         ("ws://0.0.0.0:8765/", "host 0.0.0.0 is not a loopback address"),
+        (
+            "postgresql://u@127.0.0.1:5432,10.0.0.2:5433/x",
+            "host 10.0.0.2 is not a loopback address",
+        ),
     ],
 )
 def test_addresses_off_this_machine_are_named(url: str, problem: str) -> None:
