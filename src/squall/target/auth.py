@@ -141,7 +141,7 @@ def user_id_problem(value: object) -> str | None:
         shown = f"{len(value)} characters long" if isinstance(value, str) else repr(value)
         return f"is {shown}; expected 1 to {MAX_USER_ID_CHARS} characters"
     if "\x00" in value:
-        return "holds the NUL character; expected 1 to 128 characters without it"
+        return f"holds the NUL character; expected 1 to {MAX_USER_ID_CHARS} characters without it"
     return None
 
 
