@@ -195,6 +195,9 @@ class SuiteEntry:
     #: through the target's adapter; it is not run against a target whose adapter is not
     #: the reference one (``ReferenceAdapter`` or a subclass).
     reference_only: bool = False
+    #: Checks the configured parameters' ranges before anything runs (ValueError naming the
+    #: parameter); see :func:`param_check`.
+    check: Callable[[Mapping[str, Any]], None] | None = None
 
 
 #: Keyword arguments the suite passes itself; they are not configurable per scenario.
@@ -221,6 +224,23 @@ def keyword_params(function: Callable[..., Any]) -> dict[str, Any]:
         for name, p in inspect.signature(function).parameters.items()
         if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in _SUITE_OWNED
     }
+
+
+def param_check(
+    run: Callable[..., Any], check: Callable[..., None]
+) -> Callable[[Mapping[str, Any]], None]:
+    """A :attr:`SuiteEntry.check`: ``check`` called with ``run``'s keyword defaults, overridden
+    by the configured parameters."""
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(run).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty
+    }
+
+    def checked(given: Mapping[str, Any]) -> None:
+        check(**{**defaults, **given})
+
+    return checked
 
 
 def _type_ok(value: Any, expected: Any) -> bool:
@@ -306,18 +326,26 @@ def _history(ctx: SuiteContext, name: str) -> HistoryLog | None:
 async def _run_db_race(config: Config, ctx: SuiteContext) -> ScenarioOutcome:
     started = time.monotonic()
     params = dict(config.scenario_params("db_race"))
-    writers = int(params.pop("writers", scaled(20, config.run.scale)))
+    notes = []
+    writers = params.pop("writers", None)
+    if writers is None:
+        asked = max(2, scaled(20, config.run.scale))
+        writers = min(asked, db_race.MAX_RACE_WRITERS)
+        if asked > writers:
+            notes.append(
+                f"writers capped at {writers} (scale {config.run.scale:g} asks for {asked}): "
+                f"escalation doubles them, up to {db_race.MAX_WRITERS} connections"
+            )
     history = _history(ctx, "db_race")
     try:
         report = await db_race.run_db_race(
-            ctx.database_url, writers=max(2, writers), history=history, **params
+            ctx.database_url, writers=int(writers), history=history, **params
         )
     finally:
         if history is not None:
             history.close()
     operations = sum(s.ops_ok for s in report.strategies)
     metrics = _race_metrics(operations, report.tally)
-    notes = []
     naive = next((s for s in report.strategies if not s.strategy.safe), None)
     if naive is not None:
         notes.append(
@@ -402,6 +430,7 @@ SCENARIOS["db_race"] = SuiteEntry(
     "20 concurrent debits per strategy against PostgreSQL",
     keyword_params(db_race.run_db_race),
     uses_target=False,
+    check=param_check(db_race.run_db_race, db_race.check_params),
 )
 SCENARIOS["redis_locks"] = SuiteEntry(
     "redis_locks",
@@ -409,6 +438,7 @@ SCENARIOS["redis_locks"] = SuiteEntry(
     "TTL lock contenders with and without fencing tokens",
     keyword_params(redis_locks.run_redis_locks),
     uses_target=False,
+    check=param_check(redis_locks.run_redis_locks, redis_locks.check_params),
 )
 
 
@@ -501,6 +531,11 @@ def check_params(config: Config) -> None:
                         f"[scenarios.{name}] {key} = {value!r}: expected {expected.__name__} "
                         f"{bound}"
                     )
+        if entry.check is not None and scenario.params:
+            try:
+                entry.check(scenario.params)
+            except ValueError as exc:
+                raise UnknownScenario(f"[scenarios.{name}] {exc}") from None
 
 
 def check_reachable(url: str, timeout: float = 3.0) -> None:

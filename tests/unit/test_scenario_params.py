@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -22,10 +23,16 @@ def _check(tmp_path: Path, override: str) -> None:
         ("scenarios.redis_locks.ttl_ms=0", "ttl_ms = 0: expected int > 0"),
         ("scenarios.db_race.max_retries=-1", "max_retries = -1: expected int >= 0"),
         ("scenarios.websocket_concurrency.users=1.5", "users = 1.5: expected int"),
+        # The scenarios' own ranges, checked before anything runs.
+        ("scenarios.db_race.writers=500", "[scenarios.db_race] writers=500: need 2..32"),
+        ("scenarios.db_race.subops=1", "subops=1: an update needs at least a read and a write"),
+        ("scenarios.redis_locks.contenders=1", "contenders=1: a lock race needs at least 2"),
+        ("scenarios.redis_locks.stale=[3]", "stale=[3]: each stale contender needs a successor"),
+        ("scenarios.redis_locks.stale=['x']", "stale=['x']: each stale contender"),
     ],
 )
 def test_out_of_range_values_are_refused(tmp_path: Path, override: str, message: str) -> None:
-    with pytest.raises(UnknownScenario, match=message.replace("(", r"\(")):
+    with pytest.raises(UnknownScenario, match=re.escape(message)):
         _check(tmp_path, override)
 
 
@@ -36,6 +43,8 @@ def test_out_of_range_values_are_refused(tmp_path: Path, override: str, message:
         "scenarios.db_race.max_escalations=0",
         "scenarios.websocket_concurrency.users=1",
         "scenarios.websocket_concurrency.timeout_s=0.5",
+        "scenarios.db_race.writers=32",
+        "scenarios.redis_locks.stale=[0, 2]",
     ],
 )
 def test_values_in_range_pass(tmp_path: Path, override: str) -> None:

@@ -57,6 +57,8 @@ CREATE INDEX IF NOT EXISTS test_account_debits_account ON test_account_debits (a
 """
 
 MAX_WRITERS = 64
+#: The most writers a round starts with: escalation doubles them, up to MAX_WRITERS.
+MAX_RACE_WRITERS = MAX_WRITERS // 2
 """Upper bound on concurrent writers (each holds a connection), escalation included."""
 
 
@@ -307,6 +309,22 @@ async def ensure_schema(conn: asyncpg.Connection) -> None:
         await conn.execute(SCHEMA)
 
 
+def check_params(
+    *, writers: int, subops: int, rounds: int, max_escalations: int, **_others: object
+) -> None:
+    """Raise ValueError naming a parameter of :func:`run_db_race` that is out of range (pure:
+    the suite checks a configuration with it before anything runs)."""
+    if not 2 <= writers <= MAX_RACE_WRITERS:
+        raise ValueError(
+            f"writers={writers}: need 2..{MAX_RACE_WRITERS} (a race needs two; escalation "
+            f"doubles them up to {MAX_WRITERS} connections)"
+        )
+    if subops < 2:
+        raise ValueError(f"subops={subops}: an update needs at least a read and a write")
+    if rounds < 1 or max_escalations < 0:
+        raise ValueError(f"rounds={rounds}, max_escalations={max_escalations}: need ≥1 and ≥0")
+
+
 async def run_db_race(
     database_url: str,
     *,
@@ -332,15 +350,7 @@ async def run_db_race(
     ``attempt_timeout_s`` each.
     """
     chosen = [Strategy(s) for s in strategies]
-    if not 2 <= writers <= MAX_WRITERS // 2:
-        raise ValueError(
-            f"writers={writers}: need 2..{MAX_WRITERS // 2} (a race needs two; escalation "
-            f"doubles them up to {MAX_WRITERS} connections)"
-        )
-    if subops < 2:
-        raise ValueError(f"subops={subops}: an update needs at least a read and a write")
-    if rounds < 1 or max_escalations < 0:
-        raise ValueError(f"rounds={rounds}, max_escalations={max_escalations}: need ≥1 and ≥0")
+    check_params(writers=writers, subops=subops, rounds=rounds, max_escalations=max_escalations)
     recorder = HistoryRecorder(clock=clock, sink=history.append if history else None)
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=writers * 2)
     try:

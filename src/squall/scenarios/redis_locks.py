@@ -114,6 +114,22 @@ class _Shared:
     releases_lost: int = 0
 
 
+def check_params(
+    *, contenders: int, stale: Collection[int], ttl_ms: int, **_others: object
+) -> None:
+    """Raise ValueError naming a parameter of :func:`run_redis_locks` that is out of range
+    (pure: the suite checks a configuration with it before anything runs)."""
+    if contenders < 2:
+        raise ValueError(f"contenders={contenders}: a lock race needs at least 2")
+    if any(not isinstance(i, int) or not 0 <= i < contenders - 1 for i in stale):
+        raise ValueError(
+            f"stale={list(stale)}: each stale contender needs a successor to take the "
+            f"expired lock; pick indices in 0..{contenders - 2}"
+        )
+    if ttl_ms < 1:
+        raise ValueError(f"ttl_ms={ttl_ms}: a lock needs a positive TTL")
+
+
 async def run_redis_locks(
     redis_url: str,
     *,
@@ -135,15 +151,7 @@ async def run_redis_locks(
     bounded by ``timeout_s`` too.
     """
     chosen = tuple(sorted(set(stale)))
-    if contenders < 2:
-        raise ValueError(f"contenders={contenders}: a lock race needs at least 2")
-    if any(not 0 <= i < contenders - 1 for i in chosen):
-        raise ValueError(
-            f"stale={list(chosen)}: each stale contender needs a successor to take the "
-            f"expired lock; pick indices in 0..{contenders - 2}"
-        )
-    if ttl_ms < 1:
-        raise ValueError(f"ttl_ms={ttl_ms}: a lock needs a positive TTL")
+    check_params(contenders=contenders, stale=chosen, ttl_ms=ttl_ms)
     lock_key, fence_key = f"{prefix}:lock", f"{prefix}:fence"
     highest_key, storage_key = f"{prefix}:storage:highest", f"{prefix}:storage"
     recorder = HistoryRecorder(clock=clock, sink=history.append if history else None)

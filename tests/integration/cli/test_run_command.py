@@ -165,7 +165,7 @@ def test_scenario_parameters_reach_the_scenario(
     assert "[   1.0s] users " in out
     assert "websocket_concurrency: " in out
     assert " process(es), sent " in out
-    (scenario,) = _report(tmp_path)["scenarios"]  # type: ignore[misc]
+    (scenario,) = _report(tmp_path)["scenarios"]
     sockets = scenario["metrics"]["ws_connect"]["count"]
     assert sockets == 4  # 75 users x 0.05
     assert scenario["metrics"]["messages_sent"]["count"] == 2 * sockets
@@ -220,8 +220,20 @@ def test_agent_context_builds_large_contexts_without_errors(
     argv = ["run", "-s", "agent_context", "--scale", "0.12", "--no-progress"]
     code = main([*argv, "--results-dir", str(tmp_path)])
     assert code == 0, capsys.readouterr().out
-    (scenario,) = _report(tmp_path)["scenarios"]  # type: ignore[misc]
+    (scenario,) = _report(tmp_path)["scenarios"]
     metrics = scenario["metrics"]
     assert not [name for name in metrics if name.startswith("errors")]
     assert metrics["context_large_enough"]["passes"] == 3  # 25 users x 0.12
     assert metrics["context_chars_measured"]["min"] >= 2000
+
+
+def test_a_scale_past_db_race_writers_cap_runs_capped_with_a_note(
+    shared_services: Endpoints, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", "-s", "db_race", "--scale", "2", "--results-dir", str(tmp_path)]
+    code = main([*argv, "--results-db", "off", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "writers capped at 32 (scale 2 asks for 40)" in out
+    (scenario,) = _report(tmp_path)["scenarios"]
+    assert scenario["name"] == "db_race"
