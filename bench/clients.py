@@ -355,9 +355,9 @@ def main(argv: list[str] | None = None) -> None:
     except NotLoopback as exc:
         raise SystemExit(str(exc)) from None
     cpus = pin(args.cpu)
-    from bench.record import raise_nofile
+    from squall.fdlimit import raise_open_files
 
-    raise_nofile(args.sockets + 256)
+    raise_open_files(args.sockets + 256)
     from squall.engine.runner import GC_YOUNG_THRESHOLD, fewer_collections
 
     # The bare loops run under the collector threshold an engine worker sets (squall's

@@ -18,11 +18,12 @@ import asyncio
 import time
 from typing import Any
 
-from bench.record import Result, command_line, log, measured, raise_nofile
+from bench.record import Result, command_line, log, measured
 from bench.stack import platform_stack
 from bench.table import Goal, fmt_count, fmt_kb
 from squall.engine import WebSocket
 from squall.engine.client import connect
+from squall.fdlimit import raise_open_files
 from squall.metrics.recorder import Recorder
 from squall.monitor import ResourceMonitor, target_group
 from squall.scenarios.target import TargetInfo
@@ -118,7 +119,7 @@ def run(quick: bool) -> Result:
     result = Result(NAME, TITLE, quick, command_line(NAME, quick))
     bound = 1_000 if quick else GOAL_SOCKETS
     step = 250 if quick else 1_000
-    limits = raise_nofile(2 * bound + 4096)
+    limits = raise_open_files(2 * bound + 4096)
     log(f"connections: RLIMIT_NOFILE now {limits}; ramp to {bound:,} in steps of {step:,}")
     entry: dict[str, Any] = {"bound": bound, "step": step, "nofile": list(limits)}
     with platform_stack(workers=2) as stack, measured(entry):

@@ -26,7 +26,6 @@ from bench.record import (
     command_line,
     log,
     measured,
-    raise_nofile,
     server_and_client_cpus,
 )
 from bench.table import (
@@ -40,6 +39,7 @@ from bench.table import (
     window,
 )
 from bench.turns import TURN_S, take_turns
+from squall.fdlimit import raise_open_files
 
 NAME = "engine"
 #: Rounds per socket count in a full run; each round runs every client once.
@@ -188,7 +188,7 @@ def run(quick: bool) -> Result:
         result.notes.append("fewer than 2 CPUs available: server and client were not pinned")
     # Every client of a round holds its sockets open at once, and the echo server serves
     # them all (it inherits this limit).
-    raise_nofile(len(KINDS) * max(socket_counts) + 1024)
+    raise_open_files(len(KINDS) * max(socket_counts) + 1024)
     echo, url = start_echo(server_cpu)
     windows: dict[tuple[str, int], list[Window | None]] = {}
     try:

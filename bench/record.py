@@ -110,24 +110,6 @@ def server_and_client_cpus() -> tuple[int | None, int | None]:
     return available[0], available[1]
 
 
-def raise_nofile(wanted: int) -> tuple[int, int]:
-    """Raise the open-file limit (soft, and hard when permitted) to at least ``wanted``.
-
-    Children started afterwards inherit it. Returns the (soft, hard) limits in force.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= wanted:
-        return soft, hard
-    if hard != resource.RLIM_INFINITY and hard < wanted:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
-        except (ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    else:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
-
-
 @contextmanager
 def measured(into: dict[str, Any]) -> Iterator[None]:
     """Record load average before and after, and the wall time, into ``into``."""

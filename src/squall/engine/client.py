@@ -19,6 +19,7 @@ the socket either; picows buffers them in the transport.
 from __future__ import annotations
 
 import asyncio
+import errno
 import math
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -35,6 +36,7 @@ from squall.engine.errors import (
     MessageTimeout,
     UnexpectedMessage,
 )
+from squall.fdlimit import open_files_limit
 from squall.loopback import LOOPBACK, loopback_problem
 from squall.metrics.recorder import MESSAGES_RECEIVED, MESSAGES_SENT, TIMEOUTS, Recorder
 
@@ -543,7 +545,19 @@ async def connect(
                 status,
             )
         ) from exc
-    except (OSError, picows.WSError) as exc:
+    except OSError as exc:
+        if exc.errno == errno.EMFILE:
+            raise socket._record(
+                ConnectError(
+                    f"{url}: cannot connect: this process has reached its open-files limit "
+                    f"({open_files_limit()}); raise the hard limit (ulimit -Hn, or "
+                    "LimitNOFILE for a service) or run fewer users per process"
+                )
+            ) from exc
+        raise socket._record(
+            ConnectError(f"{url}: cannot connect: {exc}; is the target listening?")
+        ) from exc
+    except picows.WSError as exc:
         raise socket._record(
             ConnectError(f"{url}: cannot connect: {exc}; is the target listening?")
         ) from exc

@@ -30,6 +30,7 @@ from squall.engine.saturation import merge_health
 from squall.engine.scenario import Scenario
 from squall.engine.series import ProgressView, SeriesAggregator, Snapshot
 from squall.engine.workload import ArrivalRate, Closed, partition
+from squall.fdlimit import raise_open_files
 from squall.metrics.recorder import error_summaries, merge_states, to_metrics
 from squall.metrics.result import Gauge, RunResult
 
@@ -102,6 +103,7 @@ async def run_scenario(
     ``deadline_s``: hard cap after the start; remaining users are cancelled.
     """
     count = _process_count(scenario, processes)
+    raise_open_files()  # before the sockets; worker processes inherit it
     deadline = deadline_s if deadline_s is not None else default_deadline(scenario)
     plans = _plans(scenario, count, deadline)
     collector = _Collector(

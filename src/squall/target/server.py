@@ -33,6 +33,7 @@ import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
+from squall.fdlimit import raise_open_files
 from squall.target.auth import Authenticator, KeyFileError
 from squall.target.edge import CLOSE_WAIT_S, drain_current
 from squall.target.preflight import ServerUnreachable, check_servers
@@ -248,6 +249,7 @@ def serve(
     """Serve until SIGTERM/SIGINT; return 0 after a clean stop, 1 if a worker died."""
     if workers < 1:
         raise ValueError(f"workers={workers}; expected at least 1")
+    raise_open_files()  # every client socket is a file; the workers inherit it
     sock = listen_socket(host, port)  # first: a held port changes nothing here
     try:
         Authenticator(settings)  # reads and checks the key file once, before any worker
