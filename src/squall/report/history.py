@@ -104,14 +104,26 @@ def history(
         console.print(f"[red]squall history: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     except _UNREACHABLE as exc:
-        where = describe(results_db, results_dir, os.environ)
-        console.print(f"[red]squall history: results database ({where}): {exc}[/red]")
+        _print_unreachable(console, "history", results_db, results_dir, exc)
         return EXIT_UNREACHABLE
     if not runs:
         console.print("no runs stored yet: `squall run` stores each run")
         return EXIT_OK
     console.print(history_table(runs))
     return EXIT_OK
+
+
+def _print_unreachable(
+    console: Console, command: str, results_db: str | None, results_dir: Path, exc: BaseException
+) -> None:
+    where = describe(results_db, results_dir, os.environ)
+    console.print(
+        f"[red]squall {command}: cannot use the results database ({escape(where)}): "
+        f"{escape(str(exc))}; check that it runs and that the URL's user, password, host and "
+        "port are right, or leave --results-db and SQUALL_RESULTS_DB unset for the default "
+        "one[/red]",
+        highlight=False,
+    )
 
 
 async def _comparison(url: str, refs: Sequence[str], tolerance: float) -> Comparison:
@@ -157,8 +169,7 @@ def compare_runs(
         console.print(f"[red]squall compare: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     except _UNREACHABLE as exc:
-        where = describe(results_db, results_dir, os.environ)
-        console.print(f"[red]squall compare: results database ({where}): {exc}[/red]")
+        _print_unreachable(console, "compare", results_db, results_dir, exc)
         return EXIT_UNREACHABLE
     console.print(comparison_table(comparison))
     print_comparison(console, comparison)

@@ -254,3 +254,14 @@ def test_a_results_database_off_this_machine_is_a_usage_error(
     assert "--results-db: host 10.1.2.3 is not a loopback address" in out
     assert "or leave it unset for the default database" in out
     assert "s3cret" not in out
+
+
+@pytest.mark.parametrize("command", ["history", "compare"])
+def test_an_unreachable_results_database_names_it_and_the_fix(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, "--results-db", "postgresql://app:s3cret@127.0.0.1:1/results"]) == 3
+    out = _output(capsys)
+    assert f"squall {command}: cannot use the results database (--results-db):" in out
+    assert "leave --results-db and SQUALL_RESULTS_DB unset for the default one" in out
+    assert "s3cret" not in out
