@@ -57,9 +57,9 @@ CREATE INDEX IF NOT EXISTS test_account_debits_account ON test_account_debits (a
 """
 
 MAX_WRITERS = 64
+"""Upper bound on concurrent writers (each holds a connection), escalation included."""
 #: The most writers a round starts with: escalation doubles them, up to MAX_WRITERS.
 MAX_RACE_WRITERS = MAX_WRITERS // 2
-"""Upper bound on concurrent writers (each holds a connection), escalation included."""
 
 
 class Strategy(enum.StrEnum):
