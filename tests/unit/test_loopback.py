@@ -55,13 +55,18 @@ def test_urls_on_this_machine_pass_without_resolving(url: str) -> None:
 @pytest.mark.parametrize(
     ("url", "problem"),
     [
-        ("ws://10.0.0.1:8765/", "host 10.0.0.1 is not a loopback address"),
+        ("ws://198.51.100.1:8765/", "host 198.51.100.1 is not a loopback address"),
         ("ws://[2001:db8::1]/", "host 2001:db8::1 is not a loopback address"),
         ("postgresql://u:pw@192.0.2.1/x", "host 192.0.2.1 is not a loopback address"),
         ("ws://0.0.0.0:8765/", "host 0.0.0.0 is not a loopback address"),
         (
-            "postgresql://u@127.0.0.1:5432,10.0.0.2:5433/x",
-            "host 10.0.0.2 is not a loopback address",
+            "postgresql://u@127.0.0.1:5432,198.51.100.2:5433/x",
+            "host 198.51.100.2 is not a loopback address",
+        ),
+        ("postgresql:///x?host=198.51.100.3", "host 198.51.100.3 is not a loopback address"),
+        (
+            "postgresql:///x?host=/run/pg,[2001:db8::3]",
+            "host 2001:db8::3 is not a loopback address",
         ),
     ],
 )

@@ -95,5 +95,5 @@ def test_cpu_split_column_is_the_median_user_and_system_time_per_round_trip() ->
 def test_a_client_refuses_a_url_off_this_machine() -> None:
     from bench.clients import main
 
-    with pytest.raises(SystemExit, match=r"--url: host 10\.1\.1\.1 is not a loopback address"):
-        main(["bare", "--url", "ws://10.1.1.1:9/", "--sockets", "1", "--duration", "1"])
+    with pytest.raises(SystemExit, match=r"--url: host 203\.0\.113\.1 is not a loopback address"):
+        main(["bare", "--url", "ws://203.0.113.1:9/", "--sockets", "1", "--duration", "1"])

@@ -114,9 +114,9 @@ def test_run_refuses_a_bad_results_database_before_it_runs(
         ),
         (
             "DATABASE_URL",
-            "postgresql://postgres@10.0.0.1:5432/app",
+            "postgresql://postgres@198.51.100.1:5432/app",
             (
-                "DATABASE_URL: host 10.0.0.1 is not a loopback address",
+                "DATABASE_URL: host 198.51.100.1 is not a loopback address",
                 "squall only connects to this machine (127.0.0.0/8, ::1)",
                 "or unset it to use the embedded PostgreSQL",
             ),
@@ -249,9 +249,9 @@ def test_run_refuses_a_target_off_this_machine_before_starting_anything(
 def test_a_results_database_off_this_machine_is_a_usage_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["history", "--results-db", "postgresql://app:s3cret@10.1.2.3/results"]) == 2
+    assert main(["history", "--results-db", "postgresql://app:s3cret@203.0.113.3/results"]) == 2
     out = _output(capsys)
-    assert "--results-db: host 10.1.2.3 is not a loopback address" in out
+    assert "--results-db: host 203.0.113.3 is not a loopback address" in out
     assert "or leave it unset for the default database" in out
     assert "s3cret" not in out
 
