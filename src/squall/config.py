@@ -36,7 +36,7 @@ from squall.metrics.thresholds import (
     ThresholdSet,
     standard_kind,
 )
-from squall.services.urls import POSTGRES_SCHEMES, scheme_problem
+from squall.urls import POSTGRES_SCHEMES, url_problem
 
 __all__ = [
     "CONFIG_FILE",
@@ -477,8 +477,13 @@ class _Builder:
             audience=self.string(data, (*k, "audience"), TargetConfig.audience),
             adapter=self.string(data, (*k, "adapter"), TargetConfig.adapter),
         )
-        if config.url is not None and not re.match(r"^wss?://", config.url):
-            raise self.error((*k, "url"), config.url, "a ws:// or wss:// URL")
+        if config.url is not None:
+            problem = url_problem(config.url, ("ws", "wss"), host_required=True)
+            if problem is not None:
+                raise ConfigError(
+                    f"invalid value for 'url' in [target] ({self.origin((*k, 'url'))}): "
+                    f"{problem}; give a URL like ws://127.0.0.1:8765/v1/ws"
+                )
         keys = [
             key
             for key in ("jwt_secret", "jwt_secret_file", "jwt_private_key_file")
@@ -518,7 +523,7 @@ class _Builder:
         keys = ("results", "database_url")
         url = self.opt_string(data, keys)
         if url is not None and url != RESULTS_DB_OFF:
-            problem = scheme_problem(url, POSTGRES_SCHEMES)
+            problem = url_problem(url, POSTGRES_SCHEMES)
             if problem is not None:
                 raise ConfigError(
                     f"invalid value for 'database_url' in [results] ({self.origin(keys)}): "

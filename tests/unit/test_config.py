@@ -303,7 +303,12 @@ def test_unknown_keys_are_errors_with_suggestions(project: Path, text: str, frag
         ("run = 3\n", "invalid value 3 for 'run' in [] ({file}); expected a table"),
         ("[monitor]\nports = [70000]\n", "expected a list of integers in 1..65535"),
         ("[monitor]\ninterval_s = 0\n", "for 'interval_s' in [monitor]"),
-        ("[target]\nurl = 'http://x'\n", "expected a ws:// or wss:// URL"),
+        ("[target]\nurl = 'http://x'\n", "where ws:// or wss:// is needed"),
+        ("[target]\nurl = 'ws://127.0.0.1:99999/'\n", "has a bad port (Port out of range"),
+        ("[target]\nurl = 'ws://127.0.0.1:ws/'\n", "has a bad port"),
+        ("[target]\nurl = 'ws:///v1/ws'\n", "'ws:///v1/ws' names no host"),
+        ("[target]\nurl = 'ws://[::1/'\n", "the value is not a URL (Invalid IPv6 URL)"),
+        ("[results]\ndatabase_url = 'postgresql://127.0.0.1:5432x/r'\n", "has a bad port"),
         ("[target]\njwt_secret = 'a'\njwt_secret_file = 'b'\n", "keep one"),
         (
             "[target]\njwt_secret = 'a'\njwt_private_key_file = 'k.pem'\n",

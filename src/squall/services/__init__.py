@@ -9,7 +9,7 @@ from squall.services.stack import (
     drop_database,
     services,
 )
-from squall.services.urls import redact, with_database
+from squall.urls import redact, with_database
 
 __all__ = [
     "Endpoints",

@@ -24,11 +24,11 @@ import redis.asyncio as aioredis
 
 from squall.loopback import NotLoopback, require_loopback
 from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey
-from squall.services.urls import (
+from squall.urls import (
     POSTGRES_SCHEMES,
     REDIS_SCHEMES,
     redact,
-    scheme_problem,
+    url_problem,
     with_database,
 )
 
@@ -55,7 +55,7 @@ class Endpoints:
 
 def _require_scheme(url: str, schemes: Sequence[str], setting: str, service: str) -> None:
     """Raise :class:`ServiceUrlError` unless ``url`` names a ``service`` on this machine."""
-    problem = scheme_problem(url, schemes)
+    problem = url_problem(url, schemes)
     if problem is not None:
         raise ServiceUrlError(
             f"{setting}: {problem}. Fix {setting}, or unset it to use the embedded {service}."

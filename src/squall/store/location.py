@@ -22,7 +22,7 @@ from squall.config import RESULTS_DB_OFF
 from squall.loopback import NotLoopback, require_loopback
 from squall.services import with_database
 from squall.services.persistent import persistent_postgres
-from squall.services.urls import POSTGRES_SCHEMES, scheme_problem
+from squall.urls import POSTGRES_SCHEMES, url_problem
 
 #: Name of the results database on a shared server (DATABASE_URL, or the embedded cluster).
 RESULTS_DATABASE = "squall_results"
@@ -56,7 +56,7 @@ def check_results_db(
             "--results-db postgresql://USER@HOST:PORT/DATABASE, or leave --results-db and "
             "SQUALL_RESULTS_DB unset for the default one"
         )
-    problem = scheme_problem(url, POSTGRES_SCHEMES)
+    problem = url_problem(url, POSTGRES_SCHEMES)
     if problem is not None:
         choices = "a PostgreSQL URL, 'off'," if off_allowed else "a PostgreSQL URL"
         raise ResultsDbError(

@@ -12,7 +12,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args, get_type_hints
-from urllib.parse import urlsplit
+
+from squall.urls import POSTGRES_SCHEMES, REDIS_SCHEMES, url_problem
 
 SessionPolicy = Literal["multi", "single_session"]
 WsCompression = Literal["off", "deflate"]
@@ -21,7 +22,7 @@ JwtAlgorithm = Literal["HS256", "RS256"]
 
 DEV_JWT_SECRET = "squall-dev-secret-change-me"
 #: The URL schemes asyncpg and redis-py take for the two servers.
-URL_SCHEMES = {"database_url": ("postgresql", "postgres"), "redis_url": ("redis", "rediss", "unix")}
+URL_SCHEMES = {"database_url": POSTGRES_SCHEMES, "redis_url": REDIS_SCHEMES}
 KNOWN_FAULTS = frozenset({"naive_billing", "no_fencing", "broadcast_events"})
 
 
@@ -165,17 +166,10 @@ class Settings:
                 f"expected a comma-separated subset of {', '.join(sorted(KNOWN_FAULTS))}"
             )
         for name, schemes in URL_SCHEMES.items():
-            try:
-                scheme = urlsplit(getattr(self, name)).scheme
-            except ValueError as exc:
-                scheme, why = "", f"is not a URL ({exc})"
-            else:
-                why = f"has scheme {scheme!r}" if scheme else "has no scheme"
-            if scheme not in schemes:
-                wanted = " or ".join(f"{s}://" for s in schemes)
+            problem = url_problem(getattr(self, name), schemes)
+            if problem is not None:
                 raise SettingsError(
-                    f"{self.env_name(name)} (or {name.upper()} when that is unset) {why}; "
-                    f"expected a URL starting with {wanted}"
+                    f"{self.env_name(name)} (or {name.upper()} when that is unset): {problem}"
                 )
         if self.jwt_algorithm == "RS256" and not self.jwt_public_key_file:
             raise SettingsError(

@@ -89,7 +89,7 @@ def test_plugin_options_become_config_overrides() -> None:
     ("options", "message"),
     [
         (["--scale", "-2"], "invalid value -2.0 for 'scale' in [run]"),
-        (["--target", "http://x"], "expected a ws:// or wss:// URL"),
+        (["--target", "http://x"], "where ws:// or wss:// is needed"),
         (["--adapter", "nope"], "unknown adapter 'nope'"),
         (
             ["--target", "ws://192.0.2.7:8765/v1/ws", "--jwt-secret", "s" * 32],

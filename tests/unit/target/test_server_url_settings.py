@@ -18,14 +18,15 @@ def test_urls_of_the_right_kinds_are_taken_from_either_variable() -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("SQUALL_DATABASE_URL", "garbage", r"SQUALL_DATABASE_URL .* has no scheme"),
+        ("SQUALL_DATABASE_URL", "garbage", r"SQUALL_DATABASE_URL .* has no scheme, where post"),
         ("DATABASE_URL", "mysql://u:pw@db/app", r"SQUALL_DATABASE_URL .* has scheme 'mysql'"),
         ("SQUALL_REDIS_URL", "http://cache:6379", r"SQUALL_REDIS_URL .* has scheme 'http'"),
         ("REDIS_URL", "redis://[::1", r"SQUALL_REDIS_URL .* is not a URL"),
+        ("DATABASE_URL", "postgresql://u:pw@db:99999/app", r"_DATABASE_URL .* has a bad port"),
+        ("SQUALL_REDIS_URL", "redis://cache:6379/one", r"a database number like /0 is needed"),
     ],
 )
-def test_a_url_of_another_kind_is_refused_by_name(variable: str, value: str, message: str) -> None:
+def test_an_unusable_url_is_refused_by_name(variable: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message) as info:
         Settings.from_env({variable: value})
-    assert "expected a URL starting with" in str(info.value)
     assert "pw" not in str(info.value)

@@ -1,0 +1,60 @@
+"""Server URLs: which scheme each service takes, passwords hidden, databases swapped.
+
+Pure string work, shared by the services, the configuration, the results store and the
+reference platform.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+#: The URL schemes asyncpg takes for PostgreSQL and redis-py for Redis.
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def with_database(url: str, name: str) -> str:
+    """Return ``url`` pointing at database ``name`` on the same server."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages and reports."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def url_problem(url: str, schemes: Sequence[str], *, host_required: bool = False) -> str | None:
+    """Why ``url`` cannot name a server that speaks one of ``schemes`` (a clause for a
+    message, the URL's password hidden), or None if it can.
+
+    Besides the scheme: every port must be a number in 0..65535 (libpq's ``h1:p1,h2:p2``
+    counts host by host), a Redis URL's path must be a database number, and with
+    ``host_required`` the URL must name a host.
+    """
+    try:
+        parts = urlsplit(url)
+        shown = repr(redact(url))
+    except ValueError as exc:
+        return f"the value is not a URL ({exc})"
+    if parts.scheme not in schemes:
+        found = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        wanted = " or ".join(f"{name}://" for name in schemes)
+        return f"{shown} has {found}, where {wanted} is needed"
+    hosts = parts.netloc.rpartition("@")[2]
+    for host in hosts.split(","):
+        try:
+            _ = urlsplit(f"//{host}").port  # raises on a port outside 0..65535
+        except ValueError as exc:
+            return f"{shown} has a bad port ({exc})"
+    if host_required and not parts.hostname:
+        return f"{shown} names no host"
+    if parts.scheme in ("redis", "rediss") and not re.fullmatch(r"/?(\d+)?", parts.path):
+        return f"{shown} has path {parts.path!r}, where a database number like /0 is needed"
+    return None

@@ -1,0 +1,88 @@
+"""Server URLs checked before anything connects or starts (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from squall.urls import POSTGRES_SCHEMES, REDIS_SCHEMES, redact, url_problem
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres@127.0.0.1:5432/test",
+        "postgres://u:pw@localhost/db",
+        "postgresql://u@127.0.0.1:5432,[::1]:5433/db",
+        "postgresql:///db?host=/run/postgresql",
+    ],
+)
+def test_postgres_urls_pass(url: str) -> None:
+    assert url_problem(url, POSTGRES_SCHEMES) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "redis://127.0.0.1:6379/",
+        "rediss://h:6380",
+        "unix:///run/redis.sock",
+    ],
+)
+def test_redis_urls_pass(url: str) -> None:
+    assert url_problem(url, REDIS_SCHEMES) is None
+
+
+def test_a_bare_word_has_no_scheme() -> None:
+    assert url_problem("garbage", POSTGRES_SCHEMES) == (
+        "'garbage' has no scheme, where postgresql:// or postgres:// is needed"
+    )
+
+
+def test_another_scheme_is_named_and_the_password_hidden() -> None:
+    problem = url_problem("mysql://app:s3cret@db:3306/x", POSTGRES_SCHEMES)
+    assert problem is not None
+    assert "scheme 'mysql'" in problem
+    assert "app:***@db" in problem
+    assert "s3cret" not in problem
+
+
+def test_a_postgres_url_is_not_a_redis_url() -> None:
+    problem = url_problem("postgresql://h/db", REDIS_SCHEMES)
+    assert problem is not None
+    assert "redis:// or rediss:// or unix://" in problem
+
+
+def test_an_unparseable_url_is_not_echoed() -> None:
+    problem = url_problem("postgresql://u:pw@[::1/x", POSTGRES_SCHEMES)
+    assert problem is not None
+    assert problem.startswith("the value is not a URL")
+    assert "pw" not in problem
+
+
+@pytest.mark.parametrize(
+    ("url", "schemes", "clause"),
+    [
+        ("postgresql://127.0.0.1:99999/x", POSTGRES_SCHEMES, "has a bad port (Port out of range"),
+        ("postgresql://u@h1:5432,h2:x/db", POSTGRES_SCHEMES, "has a bad port"),
+        ("redis://127.0.0.1:abc/0", REDIS_SCHEMES, "has a bad port"),
+        ("redis://127.0.0.1/abc", REDIS_SCHEMES, "where a database number like /0 is needed"),
+        ("ws://:8765/v1/ws", ("ws", "wss"), "names no host"),
+    ],
+)
+def test_ports_hosts_and_redis_databases_are_checked(
+    url: str, schemes: tuple[str, ...], clause: str
+) -> None:
+    problem = url_problem(url, schemes, host_required=True)
+    assert problem is not None
+    assert clause in problem
+
+
+def test_postgres_needs_no_host() -> None:
+    # libpq then takes the host from PGHOST or its Unix socket
+    assert url_problem("postgresql:///db", POSTGRES_SCHEMES) is None
+
+
+def test_redact_keeps_everything_but_the_password() -> None:
+    assert redact("postgresql://u:pw@h:1/db?x=1") == "postgresql://u:***@h:1/db?x=1"
+    assert redact("redis://h:6379/0") == "redis://h:6379/0"
