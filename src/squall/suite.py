@@ -25,6 +25,7 @@ from squall.adapters.registry import load as load_adapter
 from squall.checks.verdict import RaceTally
 from squall.config import Config
 from squall.engine import Scenario, run_scenario
+from squall.engine.errors import describe
 from squall.engine.series import ProgressView
 from squall.loopback import NotLoopback, require_loopback
 from squall.metrics.result import Counter, Gauge, Metric
@@ -714,7 +715,7 @@ async def _run_entry(entry: SuiteEntry, config: Config, ctx: SuiteContext) -> Sc
     try:
         return await entry.run(config, ctx)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        error = f"{type(exc).__name__}: {describe(exc)}"
         return ScenarioOutcome(
             name=entry.name,
             metrics={},

@@ -9,6 +9,13 @@ in ``timeouts``, not in ``errors``.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
+import sysconfig
+import traceback
+from pathlib import Path
+
 
 class EngineError(Exception):
     """Base class: ``kind`` is the suffix of the ``errors.<kind>`` counter."""
@@ -63,3 +70,36 @@ class WorkerFailed(EngineError):
     """A worker process crashed or never reported; the message carries its traceback."""
 
     kind = "worker"
+
+
+def describe(exc: BaseException) -> str:
+    """``exc``'s message and where it was raised, for an error sample: its kind (the
+    exception's type) is shown beside it, so the type is not repeated."""
+    text = str(exc) or "(no message)"
+    where = raised_at(exc)
+    return text if where is None else f"{text} (at {where})"
+
+
+def raised_at(exc: BaseException) -> str | None:
+    """Where ``exc`` was raised, as ``file:line in function``: the innermost frame of the
+    user's own code (a scenario, an adapter), else of squall, else of any library."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return None
+    installed = _installed_dirs()
+    own = str(Path(__file__).resolve().parents[1]) + os.sep
+    user = [f for f in frames if not f.filename.startswith((*installed, own))]
+    not_library = [f for f in frames if not f.filename.startswith(installed)]
+    frame = (user or not_library or frames)[-1]
+    shown = frame.filename
+    with contextlib.suppress(ValueError):
+        shown = str(Path(frame.filename).relative_to(Path.cwd()))
+    return f"{shown}:{frame.lineno} in {frame.name}"
+
+
+@functools.cache
+def _installed_dirs() -> tuple[str, ...]:
+    """The Python installation's library folders (the standard library, site-packages)."""
+    paths = sysconfig.get_paths()
+    found = {str(Path(paths[key]).resolve()) + os.sep for key in ("stdlib", "purelib", "platlib")}
+    return tuple(sorted(found))

@@ -21,7 +21,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-from squall.engine.errors import EngineError
+from squall.engine.errors import EngineError, describe
 from squall.engine.scenario import Behaviour, Scenario
 from squall.engine.series import Snapshot
 from squall.engine.session import Session
@@ -351,11 +351,11 @@ class Worker:
             )
             self.recorder.error(
                 "TypeError",
-                f"TypeError: behaviour {name!r} returned what cannot be awaited ({exc}); "
+                f"behaviour {name!r} returned what cannot be awaited ({exc}); "
                 "define it with 'async def'",
             )
         else:
-            self.recorder.error(type(exc).__name__, f"{type(exc).__name__}: {exc}")
+            self.recorder.error(type(exc).__name__, describe(exc))
 
     def _new_session(self, index: int) -> Session:
         identity = self.plan.scenario.identities(index)

@@ -149,7 +149,11 @@ async def test_a_scenario_that_raises_keeps_the_others_and_fails_the_run(
     )
     report = await run_suite(config, ctx, run_id="r1")
     assert [s.name for s in report.scenarios] == ["fine", "boom", "fine"]
-    assert report.scenarios[1].error == "RuntimeError: the database went away"
+    where = f"test_run_misbehaving_target.py:{boom.__code__.co_firstlineno + 1} in boom)"
+    error = report.scenarios[1].error
+    assert error is not None
+    assert error.startswith("RuntimeError: the database went away (at ")
+    assert error.endswith(where)
     assert not report.verdict.ok
 
     from rich.console import Console
@@ -161,4 +165,4 @@ async def test_a_scenario_that_raises_keeps_the_others_and_fails_the_run(
     assert data["verdict"]["ok"] is False
     assert data["verdict"]["failed"] == 1
     assert [s["verdict"] for s in data["scenarios"]] == ["passed", "failed", "passed"]
-    assert data["scenarios"][1]["error"] == "RuntimeError: the database went away"
+    assert data["scenarios"][1]["error"] == error
