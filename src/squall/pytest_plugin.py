@@ -549,6 +549,7 @@ class ThresholdAsserts:
         """
         from squall.metrics.thresholds import OutcomeStatus, evaluate, parse_thresholds
 
+        __tracebackhide__ = True  # a failure points at the test's own call, not at this line
         wanted = {**(spec or {}), **by_metric}
         texts = {m: [v] if isinstance(v, str) else list(v) for m, v in wanted.items()}
         if texts:

@@ -143,6 +143,23 @@ def test_a_threshold_on_a_metric_not_recorded_fails_unless_missing_ok() -> None:
     assert judged[0].status.value == "not_applicable"
 
 
+def test_a_failed_check_points_at_the_test_line_not_the_plugin(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_judged="""
+from squall.metrics.result import Rate
+from squall.suite import ScenarioOutcome
+
+def test_judged(thresholds):
+    outcome = ScenarioOutcome("chat", {"success": Rate("success", 8, 10)}, [])
+    thresholds.check(outcome, success="rate >= 0.9")
+"""
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["test_judged.py:6: AssertionError"])
+    assert "pytest_plugin.py" not in result.stdout.str()
+
+
 def test_diagnostic_table_aligns_columns() -> None:
     outcome = _outcome()
     ThresholdAsserts().check(outcome, violations="value == 0")
