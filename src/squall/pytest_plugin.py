@@ -402,6 +402,7 @@ class SquallRunner:
         )
         outcome = await run_load_scenario(bare, self._context(tag), scenario, capacity=False)
         self.results.scenarios.append(outcome)
+        _stop_if_interrupted(outcome)
         return outcome
 
     async def scenario(self, name: str, *, scale: float | None = None) -> ScenarioOutcome:
@@ -414,7 +415,16 @@ class SquallRunner:
             config = dataclasses.replace(config, run=dataclasses.replace(config.run, scale=scale))
         outcome = await entry.run(config, self._context(self._next_tag()))
         self.results.scenarios.append(outcome)
+        _stop_if_interrupted(outcome)
         return outcome
+
+
+def _stop_if_interrupted(outcome: ScenarioOutcome) -> None:
+    """Ctrl-C (or SIGTERM) during a scenario stops the session after it, as in ``squall
+    run``: the engine keeps what the scenario measured (in the results), then pytest stops
+    as on any interruption instead of going on to the next test."""
+    if outcome.stopped:
+        raise KeyboardInterrupt(f"{outcome.name}: interrupted; its partial results are kept")
 
 
 def _scenario_name(behaviour: object) -> str:

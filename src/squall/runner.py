@@ -24,6 +24,7 @@ from rich.markup import escape
 from squall.adapters.registry import DEFAULT_ADAPTER, UnknownAdapter
 from squall.adapters.registry import load as load_adapter
 from squall.config import Config, ConfigError, load_config, option_overrides
+from squall.interrupt import sigterm_as_ctrl_c
 from squall.loopback import NotLoopback, require_loopback
 from squall.monitor.targets import missing_pids
 from squall.report.console import error_console, output_console
@@ -246,7 +247,7 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
     run_id = new_run_id()
     folder = config.run.results_dir / run_id
     try:
-        with services() as endpoints:
+        with services() as endpoints, sigterm_as_ctrl_c():
             if not needs_target:
                 unused = (
                     "--target is not contacted" if config.target.url else "no platform is started"

@@ -26,6 +26,7 @@ from squall.checks.verdict import RaceTally
 from squall.config import Config
 from squall.engine import Scenario, run_scenario
 from squall.engine.errors import describe
+from squall.engine.run import STOP_SIGNALS
 from squall.engine.series import ProgressView
 from squall.loopback import NotLoopback, require_loopback
 from squall.metrics.result import Counter, Gauge, Metric
@@ -659,7 +660,7 @@ async def run_load_scenario(
         notes.append(memory)
     if result.generator.saturated:
         notes.append(result.generator.warning or "load generator saturated")
-    stopped = result.interrupted_reason == "sigint"
+    stopped = result.interrupted_reason in STOP_SIGNALS.values()
     if result.interrupted:
         notes.append(f"interrupted ({result.interrupted_reason}): partial results")
     return ScenarioOutcome(

@@ -12,7 +12,6 @@ services or the target could not be reached.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from rich.markup import escape
 from squall.adapters.registry import UnknownAdapter
 from squall.adapters.registry import load as load_adapter
 from squall.config import ConfigError, load_config, option_overrides
+from squall.interrupt import wait_for_child
 from squall.loopback import NotLoopback, require_loopback
 from squall.metrics.result import metric_from_dict
 from squall.metrics.thresholds import ThresholdOutcome
@@ -184,7 +184,7 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
     run_id = new_run_id()
     argv = pytest_argv(request, run_id=run_id, results_dir=results_dir)
     console.print(f"squall test: pytest {' '.join(argv)}", highlight=False, markup=False)
-    status = subprocess.run([sys.executable, "-m", "pytest", *argv], check=False).returncode
+    status = wait_for_child([sys.executable, "-m", "pytest", *argv])
     if status == _PYTEST_NO_TESTS:
         # The plugin's report of no scenarios would read "PASSED"; nothing was tested.
         err.print(

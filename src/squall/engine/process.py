@@ -7,8 +7,9 @@ Protocol on the duplex pipe (picklable tuples):
 * parent → worker: ``("start", t0)`` with the common start on the monotonic
   clock (shared by every process on the machine), and ``("stop", reason)``.
 
-The worker ignores SIGINT: Ctrl-C reaches the whole process group, and the
-parent decides how to stop (it sends ``("stop", "sigint")``).
+The worker ignores SIGINT and SIGTERM: Ctrl-C (or a CI job's cancellation) reaches the
+whole process group, and the parent decides how to stop (it sends ``("stop", "sigint")``);
+a worker whose parent is gone stops by itself when the pipe closes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from squall.engine.series import Snapshot
 def worker_main(plan: WorkerPlan, conn: Connection) -> None:
     """Entry point of a spawned worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         import uvloop
 

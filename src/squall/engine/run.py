@@ -158,22 +158,32 @@ def run(
     return result
 
 
+#: The signals that stop a run (Ctrl-C, and a CI job or ``kill`` cancelling it), each with
+#: the ``interrupted_reason`` the result then gives.
+STOP_SIGNALS = {signal.SIGINT: "sigint", signal.SIGTERM: "sigterm"}
+
+
 @contextlib.contextmanager
-def _on_sigint(callback: Callable[[], None]) -> Any:
-    """Route SIGINT to ``callback`` while running, when this is the main thread."""
+def _on_stop_signal(callback: Callable[[str], None]) -> Any:
+    """Route the :data:`STOP_SIGNALS` to ``callback(reason)`` while running, when this is
+    the main thread; their previous handlers are back afterwards."""
     loop = asyncio.get_running_loop()
-    installed = False
+    installed: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        try:
-            loop.add_signal_handler(signal.SIGINT, callback)
-            installed = True
-        except (NotImplementedError, RuntimeError):
-            installed = False
+        for sig, reason in STOP_SIGNALS.items():
+            previous = signal.getsignal(sig)
+            try:
+                loop.add_signal_handler(sig, callback, reason)
+            except (NotImplementedError, RuntimeError):
+                continue
+            installed[sig] = previous
     try:
         yield
     finally:
-        if installed:
-            loop.remove_signal_handler(signal.SIGINT)
+        for sig, previous in installed.items():
+            loop.remove_signal_handler(sig)
+            if previous is not None:
+                signal.signal(sig, previous)
 
 
 async def _run_inline(
@@ -182,12 +192,12 @@ async def _run_inline(
     behaviour = plan.scenario.resolve_behaviour()
     worker = Worker(plan, behaviour, collector.snapshot)
 
-    def interrupt() -> None:
-        stop_reason.append("sigint")
-        worker.stop("sigint")
+    def interrupt(reason: str) -> None:
+        stop_reason.append(reason)
+        worker.stop(reason)
 
     t0 = time.monotonic()
-    with _on_sigint(interrupt):
+    with _on_stop_signal(interrupt):
         report = await worker.run(t0)
     collector.reports[plan.worker] = report
     return t0, time.monotonic()
@@ -251,9 +261,9 @@ async def _run_processes(
                 with contextlib.suppress(OSError):
                     child.conn.send(message)
 
-    def interrupt() -> None:
-        stop_reason.append("sigint")
-        broadcast(("stop", "sigint"))
+    def interrupt(reason: str) -> None:
+        stop_reason.append(reason)
+        broadcast(("stop", reason))
 
     async def wait_for(condition: Callable[[], bool], within: float) -> bool:
         end = loop.time() + within
@@ -278,7 +288,7 @@ async def _run_processes(
             child_end.close()
             children.append(_Child(process, parent_end))
             loop.add_reader(parent_end.fileno(), on_message, index)
-        with _on_sigint(interrupt):
+        with _on_stop_signal(interrupt):
             ready = await wait_for(
                 lambda: all(c.ready or c.done for c in children), WORKER_START_TIMEOUT_S
             )

@@ -171,9 +171,13 @@ def test_scenario_parameters_reach_the_scenario(
     assert scenario["metrics"]["messages_sent"]["count"] == 2 * sockets
 
 
-def test_ctrl_c_stops_the_suite_and_keeps_partial_results(
-    shared_services: Endpoints, tmp_path: Path
+@pytest.mark.parametrize(
+    ("sig", "reason"), [(signal.SIGINT, "sigint"), (signal.SIGTERM, "sigterm")], ids=str
+)
+def test_ctrl_c_or_sigterm_stops_the_suite_and_keeps_partial_results(
+    shared_services: Endpoints, tmp_path: Path, sig: signal.Signals, reason: str
 ) -> None:
+    # SIGTERM (a CI job cancelled, `kill`) is handled as Ctrl-C is.
     env = {**os.environ, "SQUALL_RESULTS_DB": "off"}
     argv = [sys.executable, "-m", "squall", "run", "--no-progress", "--scale", "0.05"]
     argv += [
@@ -191,10 +195,10 @@ def test_ctrl_c_stops_the_suite_and_keeps_partial_results(
             break
     # The first scenario (4 users x 5,000 messages, minutes of work) is running by now.
     time.sleep(3)
-    child.send_signal(signal.SIGINT)
+    child.send_signal(sig)
     rest = child.stdout.read()
     assert child.wait(60) == 130, rest
-    assert "interrupted" in rest
+    assert f"interrupted ({reason}): partial results" in rest
     report = _report(tmp_path)
     assert report["interrupted"] is True
     scenarios = report["scenarios"]

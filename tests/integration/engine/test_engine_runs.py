@@ -160,13 +160,19 @@ async def test_deadline_cancels_remaining_users_as_interrupted() -> None:
     assert result.count("iterations") == 0
 
 
-async def test_sigint_stops_cleanly_and_keeps_partial_results() -> None:
+@pytest.mark.parametrize(
+    ("sig", "reason"), [(signal.SIGINT, "sigint"), (signal.SIGTERM, "sigterm")], ids=str
+)
+async def test_a_stop_signal_stops_cleanly_and_keeps_partial_results(
+    sig: signal.Signals, reason: str
+) -> None:
     def interrupt_on_first_second(view: ProgressView) -> None:
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), sig)
 
+    before = signal.getsignal(sig)
     with echo_server() as server:
         scenario = Scenario(
-            "echo-sigint",
+            f"echo-{reason}",
             "engine_behaviours:echo",
             closed(2, duration=30),
             params={"url": server.url},
@@ -174,7 +180,8 @@ async def test_sigint_stops_cleanly_and_keeps_partial_results() -> None:
         )
         result = await run_scenario(scenario, processes=1, progress=interrupt_on_first_second)
     assert result.interrupted
-    assert result.interrupted_reason == "sigint"
+    assert result.interrupted_reason == reason
     assert result.duration_s < 10
     assert result.count("iterations") > 0
     assert_every_message_accounted(result)
+    assert signal.getsignal(sig) == before  # the caller's handler is back

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from squall.metrics.result import Gauge, Rate
-from squall.pytest_plugin import SKIP_REASON, ThresholdAsserts, diagnostic_table
+from squall.pytest_plugin import (
+    SKIP_REASON,
+    ThresholdAsserts,
+    _stop_if_interrupted,
+    diagnostic_table,
+)
 from squall.suite import ScenarioOutcome
 
 GATED = """
@@ -158,6 +163,26 @@ def test_judged(thresholds):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["test_judged.py:6: AssertionError"])
     assert "pytest_plugin.py" not in result.stdout.str()
+
+
+def test_a_scenario_stopped_by_a_signal_stops_the_session(pytester: pytest.Pytester) -> None:
+    _stop_if_interrupted(_outcome())  # not stopped: nothing happens
+    pytester.makepyfile(
+        test_stopped="""
+from squall.pytest_plugin import _stop_if_interrupted
+from squall.suite import ScenarioOutcome
+
+def test_first():
+    _stop_if_interrupted(ScenarioOutcome("chat", {}, [], stopped=True))
+
+def test_second():
+    pass
+"""
+    )
+    result = pytester.runpytest_inprocess(no_reraise_ctrlc=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*KeyboardInterrupt: chat: interrupted; its partial results*"])
+    result.assert_outcomes()  # test_second never ran
 
 
 def test_diagnostic_table_aligns_columns() -> None:

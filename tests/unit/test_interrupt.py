@@ -1,0 +1,68 @@
+"""SIGTERM handled as Ctrl-C (squall run) and passed on to the tests' process (squall test)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from squall.interrupt import sigterm_as_ctrl_c, wait_for_child
+
+CHILD = """
+import pathlib, sys, time
+ready = pathlib.Path(sys.argv[1])
+try:
+    ready.write_text("ready")
+    time.sleep(30)
+except KeyboardInterrupt:
+    sys.exit(7)
+sys.exit(0)
+"""
+
+
+def test_sigterm_raises_keyboard_interrupt_inside_and_its_handler_is_back_after() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminated() -> None:
+        with sigterm_as_ctrl_c():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # interrupted long before
+
+    with pytest.raises(KeyboardInterrupt):
+        terminated()
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def _signal_self_when_ready(ready: Path, *signals: signal.Signals) -> threading.Thread:
+    def go() -> None:
+        deadline = time.monotonic() + 20
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for sig in signals:
+            os.kill(os.getpid(), sig)
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_the_child_gets_sigint_for_a_sigterm_and_ctrl_c_leaves_it_to_finish(
+    tmp_path: Path,
+) -> None:
+    ready = tmp_path / "ready"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    # Ctrl-C first: only this process gets it here, and it must not stop waiting; then a
+    # SIGTERM, which the child receives as SIGINT and exits 7 on.
+    thread = _signal_self_when_ready(ready, signal.SIGINT, signal.SIGTERM)
+    status = wait_for_child([sys.executable, str(script), str(ready)])
+    thread.join(5)
+    assert status == 7
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
