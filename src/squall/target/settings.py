@@ -21,6 +21,9 @@ ModelKind = Literal["simulated", "openai"]
 JwtAlgorithm = Literal["HS256", "RS256"]
 
 DEV_JWT_SECRET = "squall-dev-secret-change-me"
+#: The shortest HS256 secret the platform takes (a key as long as the hash, RFC 7518 3.2);
+#: the development default above is exempt, being public anyway.
+MIN_JWT_SECRET_BYTES = 32
 #: The URL schemes asyncpg and redis-py take for the two servers.
 URL_SCHEMES = {"database_url": POSTGRES_SCHEMES, "redis_url": REDIS_SCHEMES}
 KNOWN_FAULTS = frozenset({"naive_billing", "no_fencing", "broadcast_events"})
@@ -171,6 +174,17 @@ class Settings:
                 raise SettingsError(
                     f"{self.env_name(name)} (or {name.upper()} when that is unset): {problem}"
                 )
+        secret_bytes = len(self.jwt_secret.encode())
+        if (
+            self.jwt_algorithm == "HS256"
+            and self.jwt_secret != DEV_JWT_SECRET
+            and secret_bytes < MIN_JWT_SECRET_BYTES
+        ):
+            raise SettingsError(
+                f"SQUALL_JWT_SECRET is {secret_bytes} bytes; HS256 needs at least "
+                f"{MIN_JWT_SECRET_BYTES} (RFC 7518, 3.2), or anyone could guess it. Generate "
+                "one: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
         if self.jwt_algorithm == "RS256" and not self.jwt_public_key_file:
             raise SettingsError(
                 "SQUALL_JWT_ALGORITHM=RS256 needs SQUALL_JWT_PUBLIC_KEY_FILE "

@@ -19,7 +19,7 @@ from squall.target.auth import (
     read_key,
 )
 from squall.target.ids import UserID
-from squall.target.settings import Settings
+from squall.target.settings import DEV_JWT_SECRET, Settings, SettingsError
 
 SETTINGS = Settings(jwt_secret="s" * 40)
 NOW = 1_700_000_000.0
@@ -140,3 +140,12 @@ def test_find_token() -> None:
     # The Authorization header wins over the subprotocol.
     both = [(b"sec-websocket-protocol", b"bearer, sub"), (b"authorization", b"Bearer hdr")]
     assert find_token(both) == Credentials("hdr", False)
+
+
+def test_a_short_hs256_secret_is_refused_with_how_to_make_one() -> None:
+    with pytest.raises(SettingsError, match=r"SQUALL_JWT_SECRET is 6 bytes; HS256 needs") as info:
+        Settings.from_env({"SQUALL_JWT_SECRET": "secret"})
+    assert "secrets.token_urlsafe(32)" in str(info.value)
+    assert Settings.from_env({"SQUALL_JWT_SECRET": "s" * 32}).jwt_secret == "s" * 32
+    # The development default stays usable on a laptop (it is public anyway).
+    assert Settings.from_env({}).jwt_secret == DEV_JWT_SECRET
