@@ -29,7 +29,7 @@ from squall.metrics.result import Counter, ErrorSummary, Gauge, Metric, Rate, Tr
 
 #: Trends whose per-second percentiles go into the time series, in order of preference.
 SERIES_TRENDS = ("response_time", "round_trip")
-#: How many sample messages are kept per error kind.
+#: How many sample messages are kept per error kind: the first ones that differ.
 ERROR_SAMPLES = 3
 #: Counter names the engine and clients use.
 MESSAGES_SENT = "messages_sent"
@@ -233,7 +233,9 @@ class Recorder:
         self.count(f"{ERRORS}.{kind}")
         samples = self._error_samples.setdefault(kind, [])
         if len(samples) < ERROR_SAMPLES:
-            samples.append(message[:500])
+            sample = message[:500]
+            if sample not in samples:
+                samples.append(sample)
 
     def counter(self, name: str) -> int:
         cell = self._counters.get(name)
@@ -308,7 +310,9 @@ def merge_states(states: Iterable[RecorderState]) -> RecorderState:
                 merged.gauges[name] = (value, low, high)
         for kind, samples in state.error_samples.items():
             kept = merged.error_samples.setdefault(kind, [])
-            kept.extend(samples[: max(0, ERROR_SAMPLES - len(kept))])
+            for sample in samples:
+                if len(kept) < ERROR_SAMPLES and sample not in kept:
+                    kept.append(sample)
     merged.trends = {name: h.encode() for name, h in histograms.items()}
     return merged
 

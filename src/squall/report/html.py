@@ -45,6 +45,7 @@ svg .muted{font-size:12px;fill:#6b7280}
 svg .grid{stroke:#e5e7eb}
 pre{background:#f3f4f6;padding:8px;border-radius:6px;overflow:auto;max-height:360px}
 .notes li{color:#92400e}
+code{font-size:12px;white-space:pre-wrap;word-break:break-word}
 """
 
 _JS = """
@@ -198,6 +199,30 @@ def _metrics_table(s: Mapping[str, Any]) -> str:
     return _table(("metric", "kind", "figures"), rows) if rows else ""
 
 
+def _errors(s: Mapping[str, Any]) -> str:
+    """The scenario's crash, if any, and its errors by kind with their sample messages (as
+    the terminal summary shows them, but every kind and every kept sample)."""
+    parts = []
+    if s.get("error"):
+        parts.append(
+            f'<p class="fail">The scenario raised {escape(str(s["error"]))}; '
+            "its measurements are lost.</p>"
+        )
+    entries = (s.get("result") or {}).get("errors") or []
+    rows = [
+        (
+            escape(str(e.get("kind", ""))),
+            escape(str(e.get("count", ""))),
+            "<br>".join(f"<code>{escape(str(text))}</code>" for text in e.get("samples", [])),
+        )
+        for e in entries
+        if isinstance(e, Mapping)
+    ]
+    if rows:
+        parts.append("<h3>Errors</h3>" + _table(("kind", "count", "samples"), rows, raw=True))
+    return "".join(parts)
+
+
 def _races(report: Mapping[str, Any]) -> str:
     tallies: list[tuple[str, ...]] = []
     verdicts: list[tuple[str, ...]] = []
@@ -324,6 +349,7 @@ def report_html(report: Mapping[str, Any]) -> str:
             f"<h2>Scenario {escape(str(s['name']))} "
             f"{_STATUS.get(str(s.get('verdict')), '')}</h2>"
             + (f'<ul class="notes">{notes}</ul>' if notes else "")
+            + _errors(s)
             + _scenario_charts(s)
             + "<h3>Metrics</h3>"
             + _metrics_table(s)

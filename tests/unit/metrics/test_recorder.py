@@ -55,6 +55,22 @@ def test_errors_are_counted_by_kind_with_few_samples() -> None:
     assert summaries[0].samples == ("late 0", "late 1", "late 2")
 
 
+def test_error_samples_are_the_first_that_differ() -> None:
+    first, second = Recorder(), Recorder()
+    for _ in range(4):
+        first.error("KeyError", "'user' (at my.py:3 in chat)")
+    first.error("KeyError", "'thread' (at my.py:9 in chat)")
+    second.error("KeyError", "'user' (at my.py:3 in chat)")
+    second.error("KeyError", "'room' (at my.py:12 in chat)")
+    (summary,) = error_summaries(merge_states([first.state(), second.state()]))
+    assert summary.count == 7
+    assert summary.samples == (
+        "'user' (at my.py:3 in chat)",
+        "'thread' (at my.py:9 in chat)",
+        "'room' (at my.py:12 in chat)",
+    )
+
+
 def test_take_interval_reports_deltas() -> None:
     recorder = Recorder()
     recorder.count("messages_sent", 3)

@@ -115,6 +115,23 @@ def test_html_is_self_contained_with_every_section() -> None:
     assert not re.search(r"""(src|href)=["']https?://""", page)
 
 
+def test_html_shows_errors_with_their_samples_and_a_scenario_crash() -> None:
+    failing = load_scenario(failed=True)
+    failing["result"]["errors"] = [
+        {"kind": "protocol", "count": 4, "samples": ["no answer <in time>", "second sample"]},
+        {"kind": "KeyError", "count": 1, "samples": ["'user' (at my.py:3 in chat)"]},
+    ]
+    crashed = {**load_scenario("agent_context"), "error": "RuntimeError: <gone>", "result": None}
+    page = report_html(report(failing, crashed))
+    assert "<h3>Errors</h3>" in page
+    assert (
+        "<td>protocol</td><td>4</td><td><code>no answer &lt;in time&gt;</code><br>"
+        "<code>second sample</code></td>"
+    ) in page
+    assert "<td>KeyError</td><td>1</td>" in page
+    assert "The scenario raised RuntimeError: &lt;gone&gt;; its measurements are lost." in page
+
+
 def test_write_extra_files(tmp_path: Path) -> None:
     written = write_extra_files(report(load_scenario()), tmp_path / "run")
     assert sorted(p.name for p in written) == ["junit.xml", "metrics.txt", "report.html"]
