@@ -1,11 +1,11 @@
 """``junit.xml``: one test case per scenario and per threshold, for CI systems (pure).
 
 Mapping: a ``<testsuite>`` per scenario; a test case named ``scenario`` that
-fails when the scenario failed (its message lists the failed thresholds, its
-``system-out`` the notes), and is skipped when the suite left the scenario out
-(``ran`` false, the reason in its notes); then a test case per threshold, named
-``<metric>: <expression>``, failed with the threshold's diagnostic, or skipped
-when the scenario does not record that metric.
+fails when the scenario failed (its message lists the failed thresholds and the errors
+with their samples, its ``system-out`` the notes), errs when the scenario raised, and is
+skipped when the suite left the scenario out (``ran`` false, the reason in its notes);
+then a test case per threshold, named ``<metric>: <expression>``, failed with the
+threshold's diagnostic, or skipped when the scenario does not record that metric.
 """
 
 from __future__ import annotations
@@ -23,19 +23,31 @@ def _case(suite: ET.Element, scenario: str, name: str, seconds: float = 0.0) -> 
     )
 
 
+def _errors(s: Mapping[str, Any]) -> list[str]:
+    """The scenario's errors by kind with their samples, as lines for a failure's text."""
+    lines = []
+    for entry in (s.get("result") or {}).get("errors") or []:
+        if isinstance(entry, Mapping):
+            lines.append(f"errors.{entry.get('kind')}: {entry.get('count')}")
+            lines += [f"  {sample}" for sample in entry.get("samples", [])]
+    return lines
+
+
 def junit_xml(report: Mapping[str, Any]) -> str:
     """The JUnit XML document for ``report`` (a report.json dictionary)."""
     root = ET.Element("testsuites", {"name": f"squall run {report['run_id']}"})
-    totals = {"tests": 0, "failures": 0, "skipped": 0}
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for s in report["scenarios"]:
         name = str(s["name"])
         thresholds = list(s.get("thresholds", []))
         failed = [t for t in thresholds if t.get("status") == "failed"]
         skipped = [t for t in thresholds if t.get("status") == "not_applicable"]
         not_run = s.get("ran") is False
+        crashed = s.get("error")
         counts = {
             "tests": 1 + len(thresholds),
-            "failures": len(failed) + (1 if s.get("verdict") == "failed" else 0),
+            "failures": len(failed) + (1 if s.get("verdict") == "failed" and not crashed else 0),
+            "errors": 1 if crashed else 0,
             "skipped": len(skipped) + (1 if not_run else 0),
         }
         suite = ET.SubElement(
@@ -45,7 +57,7 @@ def junit_xml(report: Mapping[str, Any]) -> str:
                 "name": name,
                 "tests": str(counts["tests"]),
                 "failures": str(counts["failures"]),
-                "errors": "0",
+                "errors": str(counts["errors"]),
                 "skipped": str(counts["skipped"]),
                 "time": f"{float(s.get('duration_s', 0.0)):.3f}",
             },
@@ -53,13 +65,18 @@ def junit_xml(report: Mapping[str, Any]) -> str:
         for key in totals:
             totals[key] += counts[key]
         case = _case(suite, name, "scenario", float(s.get("duration_s", 0.0)))
-        if s.get("verdict") == "failed":
+        if crashed:
+            error = ET.SubElement(
+                case, "error", {"message": f"{name} raised {crashed}", "type": "scenario"}
+            )
+            error.text = f"{crashed}; its measurements are lost"
+        elif s.get("verdict") == "failed":
             failure = ET.SubElement(
                 case,
                 "failure",
                 {"message": f"{name}: {len(failed)} threshold(s) failed", "type": "threshold"},
             )
-            failure.text = "\n".join(str(t["diagnostic"]) for t in failed)
+            failure.text = "\n".join([*(str(t["diagnostic"]) for t in failed), *_errors(s)])
         elif not_run:
             reason = "; ".join(map(str, s.get("notes", []))) or "not run"
             ET.SubElement(case, "skipped", {"message": reason})
@@ -74,9 +91,7 @@ def junit_xml(report: Mapping[str, Any]) -> str:
                 failure.text = str(t["diagnostic"])
             elif t.get("status") == "not_applicable":
                 ET.SubElement(case, "skipped", {"message": str(t["diagnostic"])})
-    root.set("tests", str(totals["tests"]))
-    root.set("failures", str(totals["failures"]))
-    root.set("skipped", str(totals["skipped"]))
-    root.set("errors", "0")
+    for key, value in totals.items():
+        root.set(key, str(value))
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -52,6 +52,30 @@ def test_junit_skips_a_scenario_the_suite_left_out() -> None:
     assert (suite.get("skipped"), root.get("skipped"), root.get("failures")) == ("1", "1", "0")
 
 
+def test_junit_names_the_errors_of_a_failed_scenario_and_the_crash_of_another() -> None:
+    failing = load_scenario(failed=True)
+    failing["result"]["errors"] = [{"kind": "protocol", "count": 4, "samples": ["no answer"]}]
+    crashed = {
+        **load_scenario("agent_context"),
+        "verdict": "failed",
+        "thresholds": [],
+        "error": "RuntimeError: the database went away (at s.py:3 in run)",
+    }
+    root = ET.fromstring(junit_xml(report(failing, crashed)))
+    first, second = root.findall("testsuite")
+    failure = first.find("testcase/failure")
+    assert failure is not None
+    assert (failure.text or "").endswith("FAILED\nerrors.protocol: 4\n  no answer")
+    error = second.find("testcase/error")
+    assert error is not None
+    assert error.get("message") == (
+        "agent_context raised RuntimeError: the database went away (at s.py:3 in run)"
+    )
+    assert second.find("testcase/failure") is None
+    assert (second.get("errors"), second.get("failures")) == ("1", "0")
+    assert (root.get("errors"), root.get("failures")) == ("1", "2")
+
+
 def test_junit_of_a_passing_run_has_no_failure() -> None:
     root = ET.fromstring(junit_xml(report(load_scenario())))
     assert root.findall(".//failure") == []
