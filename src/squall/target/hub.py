@@ -7,7 +7,10 @@ those local sockets. :meth:`Hub.publish` is the runtime's ``publish``: it sends
 to the user's channel, so every worker holding a socket of that user delivers it.
 
 A member is attached only once Redis has confirmed the subscription, so a socket
-that has been told ``hello`` cannot miss a later event of its user. Dispatch is
+that has been told ``hello`` cannot miss a later event of its user. Pub/sub loses what is
+published while its connection is down (a Redis restart, a failover, a dropped
+connection); when it is back, every local member is told to ``resync``: it replays from
+storage what it missed. Dispatch is
 synchronous (``member.deliver`` only enqueues); backpressure lives in the
 sockets' bounded queues, not here.
 
@@ -55,6 +58,10 @@ class Member(Protocol):
     def kick(self, generation: int) -> None:
         """A newer session (``generation``) of the same user exists: close with 4409."""
 
+    def resync(self) -> None:
+        """Events of its user may have been missed (pub/sub was down): catch up from
+        storage; must not block."""
+
 
 class SubscribeTimeout(RuntimeError):
     """Redis did not confirm a subscription in time."""
@@ -79,7 +86,7 @@ class Hub:
         self._kick_prefix = f"{self._prefix}:kick:"
         self._control = f"{self._prefix}:worker:{os.getpid()}:{uuid.uuid4().hex}"
         # Its own connection: a subscriber holds it for good (see ``redis_pool``).
-        self._listener = redis_pool.connect_pubsub(settings, decode_responses=True)
+        self._listener = redis_pool.connect_pubsub(settings, "hub", decode_responses=True)
         self._pubsub = self._listener.pubsub()
         # A list, not a set: a user has one socket here most of the time, at most
         # max_sockets_per_user, and an empty set costs 216 bytes, a list 56.
@@ -94,6 +101,8 @@ class Hub:
         self.published = 0
         self.received = 0
         self.delivered = 0
+        #: Times pub/sub came back after a failure and the local sockets caught up.
+        self.resyncs = 0
 
     async def start(self) -> None:
         # Always subscribed to a private channel, so the reader never waits on
@@ -200,13 +209,21 @@ class Hub:
             ) from None
 
     async def _read(self) -> None:
+        lost = False
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
             except (RedisError, OSError) as exc:
-                log.warning("pub/sub read failed (%s); reconnecting", exc)
+                if not lost:
+                    log.warning("pub/sub read failed (%s); reconnecting", exc)
+                lost = True
                 await asyncio.sleep(0.5)
                 continue
+            if lost:
+                # Reconnected (redis-py subscribed again on connect): whatever was published
+                # meanwhile is lost to pub/sub, but stored; every local socket catches up.
+                lost = False
+                self._resync()
             if message is not None:
                 try:
                     self._handle(message)
@@ -247,6 +264,16 @@ class Hub:
             if local:
                 self._deliver(local, json.loads(message["data"]))
 
+    def _resync(self) -> None:
+        self.resyncs += 1
+        members = [m for local in self._members.values() for m in local]
+        log.warning(
+            "pub/sub reconnected; %d local socket(s) replay what they missed from storage",
+            len(members),
+        )
+        for member in members:
+            member.resync()
+
     def _deliver(self, members: list[Member], event: dict[str, Any]) -> None:
         for member in list(members):
             member.deliver(event)
@@ -264,6 +291,7 @@ class Hub:
         return (
             f"<Hub users={self.local_users()} sockets={self.local_members()} "
             f"published={self.published} received={self.received} delivered={self.delivered} "
+            f"resyncs={self.resyncs} "
             f"unconfirmed={len(self._sent)}>"
         )
 

@@ -53,6 +53,10 @@ class Sequencer:
     def __init__(self) -> None:
         self._cursors: dict[ThreadID, Cursor] = {}
 
+    def threads(self) -> list[ThreadID]:
+        """The threads this socket has delivered events of."""
+        return list(self._cursors)
+
     def last(self, thread: ThreadID) -> int | None:
         cursor = self._cursors.get(thread)
         return None if cursor is None else cursor.last

@@ -14,6 +14,8 @@ shared pool.
 
 from __future__ import annotations
 
+import re
+
 import redis.asyncio as aioredis
 
 from squall.target.settings import Settings
@@ -31,15 +33,24 @@ def connect(settings: Settings, *, decode_responses: bool = False) -> aioredis.R
     return aioredis.Redis.from_pool(pool)
 
 
-def connect_pubsub(settings: Settings, *, decode_responses: bool = False) -> aioredis.Redis:
+def connect_pubsub(
+    settings: Settings, role: str, *, decode_responses: bool = False
+) -> aioredis.Redis:
     """A client with exactly one connection, for one long-lived pub/sub subscriber.
 
-    Call ``.pubsub()`` on it, and ``aclose()`` it after the pub/sub object.
+    Call ``.pubsub()`` on it, and ``aclose()`` it after the pub/sub object. The connection
+    is named ``{prefix}:{role}`` (``CLIENT LIST`` shows which platform and part holds it).
     """
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=1,
         timeout=None,
         decode_responses=decode_responses,
+        client_name=client_name(settings, role),
     )
     return aioredis.Redis.from_pool(pool)
+
+
+def client_name(settings: Settings, role: str) -> str:
+    """``{prefix}:{role}`` as ``CLIENT SETNAME`` takes it (no spaces or newlines)."""
+    return re.sub(r"\s", "_", f"{settings.redis_prefix}:{role}")

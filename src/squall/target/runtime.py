@@ -117,7 +117,7 @@ class Runtime:
         self._scheduler = Scheduler(
             pool=pool,
             redis=redis,
-            listener=redis_pool.connect_pubsub(settings),
+            listener=redis_pool.connect_pubsub(settings, "scheduler"),
             channel=f"{settings.redis_prefix}:runs:wakeup",
             worker=self.worker,
             free_slots=lambda: 0 if self._closing else settings.run_concurrency - len(self._runs),

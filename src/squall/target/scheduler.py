@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+from redis.exceptions import RedisError
 
 from squall.target.db import Pool
 from squall.target.fairness import Candidate, fair_order
@@ -196,6 +197,10 @@ class Scheduler:
                 self._publish_again = False
                 try:
                     await self._redis.publish(self._channel, self._worker)
+                except (RedisError, OSError) as exc:
+                    log.warning(
+                        "publishing a run wake-up failed (%s); other workers will poll", exc
+                    )
                 except Exception:
                     log.warning(
                         "publishing a run wake-up failed; other workers will poll", exc_info=True
@@ -216,14 +221,25 @@ class Scheduler:
             await self._listener.aclose()
 
     async def _listen(self, pubsub: Any) -> None:
+        lost = False
         try:
             while True:
                 try:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                except (RedisError, OSError) as exc:
+                    # Once per outage: the poll finds queued runs meanwhile.
+                    if not lost:
+                        log.warning("run wake-up subscription failed (%s); retrying", exc)
+                    lost = True
+                    await asyncio.sleep(self._poll_s)
+                    continue
                 except Exception:
                     log.warning("run wake-up subscription failed; retrying", exc_info=True)
                     await asyncio.sleep(self._poll_s)
                     continue
+                if lost:
+                    log.warning("run wake-up subscription is back")
+                    lost = False
                 if message is not None:
                     self._wake.set()
         finally:

@@ -169,6 +169,16 @@ class Connection:
     def kick(self, generation: int) -> None:
         self.close(CloseCode.REPLACED, f"replaced by a newer session (generation {generation})")
 
+    def resync(self) -> None:
+        """Replay, thread by thread, what this socket missed while pub/sub was down: a gap
+        fill from the last seq it delivered (nothing is sent twice). The thread of a message
+        being submitted is left to its own live events, whose ack must come first."""
+        if self.state is not State.OPEN or self._sequencer is None:
+            return
+        for thread in self._sequencer.threads():
+            if thread != self._submitting:
+                self._spawn(self._fill(thread, None))
+
     def greet(self, hello: dict[str, Any]) -> None:
         """Queue ``hello`` as the socket's first frame, then the events that came before it."""
         if self.state is not State.GREETING:

@@ -15,6 +15,7 @@ from squall.target.errors import RateLimited
 from squall.target.hub import Hub
 from squall.target.ids import UserID, WebSocketID
 from squall.target.limits import RateLimiter
+from squall.target.redis_pool import client_name
 from squall.target.sessions import Sessions
 from squall.target.settings import Settings
 
@@ -29,6 +30,7 @@ class Inbox:
     generation: int | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     kicks: list[int] = field(default_factory=list)
+    resyncs: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -45,6 +47,10 @@ class Inbox:
 
     def kick(self, generation: int) -> None:
         self.kicks.append(generation)
+        self.arrived.set()
+
+    def resync(self) -> None:
+        self.resyncs += 1
         self.arrived.set()
 
     async def wait(self, count: int) -> None:
@@ -100,6 +106,34 @@ async def test_publish_reaches_the_users_sockets_on_other_hubs_only(
     await bob_there.wait(1)
     assert [e["thread_id"] for e in bob_there.events] == ["b"]
     assert repr(two).startswith("<Hub users=2 sockets=2")
+
+
+async def test_after_pub_sub_comes_back_every_local_socket_resyncs(
+    client: aioredis.Redis, settings: Settings, hubs: tuple[Hub, Hub]
+) -> None:
+    one, two = hubs
+    here, there = Inbox("alice"), Inbox("alice")
+    await one.attach(here)
+    await two.attach(there)
+    # Drop hub one's pub/sub connection (a Redis restart or failover does the same): what is
+    # published before it is back never reaches it.
+    name = client_name(settings, "hub")
+    ids = [c["id"] for c in await client.client_list() if c.get("name") == name]
+    assert len(ids) == 2  # one per hub
+    await client.client_kill_filter(_id=ids[0])
+    await client.client_kill_filter(_id=ids[1])
+    await one.publish(UserID("alice"), event("t", 1))
+    async with asyncio.timeout(10):
+        for inbox in (here, there):
+            while not inbox.resyncs:
+                inbox.arrived.clear()
+                await inbox.arrived.wait()
+    assert (here.resyncs, there.resyncs, one.resyncs, two.resyncs) == (1, 1, 1, 1)
+    assert here.events == there.events == []  # lost to pub/sub: the sockets replay it
+    # Subscribed again: live delivery goes on.
+    await one.publish(UserID("alice"), event("t", 2))
+    await here.wait(1)
+    assert [e["seq"] for e in here.events] == [2]
 
 
 async def test_detached_socket_receives_nothing_and_channel_is_reusable(

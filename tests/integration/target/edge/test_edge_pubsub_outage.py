@@ -1,0 +1,79 @@
+"""Redis restarting in the middle of a run (every pub/sub connection drops, what is
+published meanwhile is lost to pub/sub, and the server comes back empty): the socket still
+gets every event of the run, in order, once, up to its completion, replayed from storage."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from edge_client import (
+    Platform,
+    open_socket,
+    recv,
+    start_platform,
+    time_scale,
+    unique,
+    user_message,
+)
+
+from squall.services import Endpoints, drop_database
+from squall.services.embedded import EmbeddedValkey
+
+pytestmark = pytest.mark.integration
+
+#: About 2 s of streaming: 200 tokens at 100 tokens / s, 8 per event (some 25 events).
+SLOW_MODEL = {"SQUALL_MODEL_TOKENS_PER_SECOND": "100", "SQUALL_MODEL_ANSWER_TOKENS": "200"}
+
+
+@pytest.fixture
+def redis_server() -> Iterator[list[EmbeddedValkey]]:
+    """A Redis server of the test's own (it is stopped and started again); the list holds
+    the one running now."""
+    servers = [EmbeddedValkey.start()]
+    yield servers
+    servers[-1].stop()
+
+
+@pytest.fixture
+def platform(
+    endpoints: Endpoints, redis_server: list[EmbeddedValkey], tmp_path: Path
+) -> Iterator[Platform]:
+    own = dataclasses.replace(endpoints, redis_url=redis_server[0].url)
+    platform, database = start_platform(own, tmp_path, workers=1, **SLOW_MODEL)
+    yield platform
+    platform.process.stop(timeout=20)
+    drop_database(endpoints.database_url, database)
+
+
+async def test_a_run_streamed_through_a_redis_restart_arrives_whole_and_in_order(
+    platform: Platform, redis_server: list[EmbeddedValkey]
+) -> None:
+    ws, _ = await open_socket(platform, unique("outage"))
+    events: list[dict[str, Any]] = []
+    try:
+        await ws.send(user_message(unique("t")))
+        ack = await recv(ws)
+        assert ack["type"] == "ack", ack
+        events.append(await recv(ws))
+        # Down from early in the run until well after its end: the completion is published
+        # (and lost) while no subscriber listens.
+        port = redis_server[0].port
+        await asyncio.to_thread(redis_server[0].stop)
+        await asyncio.sleep(4 * time_scale())
+        redis_server.append(await asyncio.to_thread(EmbeddedValkey.start, port=port))
+        async with asyncio.timeout(30 * time_scale()):
+            while events[-1]["type"] != "agent_completed":
+                events.append(json.loads(await ws.recv()))
+    finally:
+        await ws.close()
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs  # no gap, no duplicate
+    assert events[0]["type"] == "agent_started"
+    assert events[-1]["status"] == "completed"
+    assert "pub/sub reconnected" in platform.process.log_path.read_text()
