@@ -30,7 +30,7 @@ async def test_a_burst_of_notifies_costs_two_publishes(redis_url: str) -> None:
     scheduler = Scheduler(
         pool=None,
         redis=redis,
-        listener=redis_pool.connect_pubsub(settings),
+        listener=redis_pool.connect_pubsub(settings, "scheduler"),
         channel=channel,
         worker="w1",
         free_slots=lambda: 0,
