@@ -88,8 +88,10 @@ def raised_at(exc: BaseException) -> str | None:
         return None
     installed = _installed_dirs()
     own = str(Path(__file__).resolve().parents[1]) + os.sep
-    user = [f for f in frames if not f.filename.startswith((*installed, own))]
-    not_library = [f for f in frames if not f.filename.startswith(installed)]
+    # "<frozen importlib...>", "<string>": no file of anyone's to point at.
+    real = [f for f in frames if not f.filename.startswith("<")]
+    user = [f for f in real if not f.filename.startswith((*installed, own))]
+    not_library = [f for f in real if not f.filename.startswith(installed)]
     frame = (user or not_library or frames)[-1]
     shown = frame.filename
     with contextlib.suppress(ValueError):

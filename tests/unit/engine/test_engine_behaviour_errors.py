@@ -56,5 +56,17 @@ def test_a_sample_names_the_innermost_frame_of_the_user_code() -> None:
     assert sample.endswith(f"test_engine_behaviour_errors.py:{line} in user_code)")
 
 
+def test_a_frame_without_a_file_is_passed_over() -> None:
+    def user_code() -> None:
+        exec(compile("raise ValueError('from a string')", "<string>", "exec"))
+
+    try:
+        user_code()
+    except ValueError as exc:
+        sample = describe(exc)
+    line = user_code.__code__.co_firstlineno + 1
+    assert sample.endswith(f"test_engine_behaviour_errors.py:{line} in user_code)")
+
+
 def test_an_exception_without_message_or_traceback() -> None:
     assert describe(RuntimeError()) == "(no message)"
