@@ -45,6 +45,8 @@ class Cursor:
     seen_max: int = 0
     #: Bumped by every fill; a fill whose token is stale stops quietly.
     token: int = 0
+    #: Events may have been missed while the fill ran (pub/sub was down): read once more.
+    recheck: bool = False
 
 
 class Sequencer:
@@ -56,6 +58,18 @@ class Sequencer:
     def threads(self) -> list[ThreadID]:
         """The threads this socket has delivered events of."""
         return list(self._cursors)
+
+    def resync(self, thread: ThreadID) -> bool:
+        """Pub/sub was down, so live events of ``thread`` may have been missed. True when a
+        gap fill should start; a fill already running (a gap fill or a ``resume``, whose
+        ``resume_done`` must still come) instead reads once more before it ends."""
+        cursor = self._cursors.get(thread)
+        if cursor is None:
+            return False
+        if cursor.filling:
+            cursor.recheck = True
+            return False
+        return True
 
     def last(self, thread: ThreadID) -> int | None:
         cursor = self._cursors.get(thread)
@@ -121,6 +135,9 @@ class Sequencer:
         cursor = self._cursors.get(thread)
         if cursor is None or cursor.token != token:
             return True
+        if cursor.recheck:
+            cursor.recheck = False
+            return False
         if cursor.last >= cursor.seen_max:
             cursor.filling = False
             return True

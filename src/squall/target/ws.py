@@ -173,10 +173,11 @@ class Connection:
         """Replay, thread by thread, what this socket missed while pub/sub was down: a gap
         fill from the last seq it delivered (nothing is sent twice). The thread of a message
         being submitted is left to its own live events, whose ack must come first."""
-        if self.state is not State.OPEN or self._sequencer is None:
+        sequencer = self._sequencer
+        if self.state is not State.OPEN or sequencer is None:
             return
-        for thread in self._sequencer.threads():
-            if thread != self._submitting:
+        for thread in sequencer.threads():
+            if thread != self._submitting and sequencer.resync(thread):
                 self._spawn(self._fill(thread, None))
 
     def greet(self, hello: dict[str, Any]) -> None:

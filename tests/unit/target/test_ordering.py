@@ -82,3 +82,29 @@ def test_abort_forgets_the_thread() -> None:
     assert seq.last(T) is None
     assert seq.on_live(T, 9) is Step.DELIVER
     assert "threads=1" in repr(seq)
+
+
+def test_resync_starts_a_gap_fill_for_every_thread_not_filling() -> None:
+    seq = Sequencer()
+    seq.on_live(T, 1)
+    seq.on_live(U, 7)
+    assert seq.threads() == [T, U]
+    assert seq.resync(T)
+    assert seq.resync(U)
+    assert not seq.resync(ThreadID("never-seen"))
+    token = seq.start_fill(T, None)
+    assert seq.accept_page(T, token, [2, 3]) == [0, 1]  # missed while pub/sub was down
+    assert seq.finish_fill(T, token)
+    assert seq.on_live(T, 3) is Step.DROP  # published late: not sent twice
+    assert seq.on_live(T, 4) is Step.DELIVER
+
+
+def test_resync_during_a_resume_makes_it_read_once_more_instead_of_superseding_it() -> None:
+    seq = Sequencer()
+    token = seq.start_fill(T, 0)  # a resume: it must end (resume_done), not be superseded
+    assert not seq.resync(T)  # no second fill
+    assert seq.accept_page(T, token, [1, 2]) == [0, 1]
+    assert not seq.finish_fill(T, token)  # one more page: what was missed meanwhile
+    assert seq.accept_page(T, token, [3]) == [0]
+    assert seq.finish_fill(T, token)
+    assert seq.last(T) == 3
