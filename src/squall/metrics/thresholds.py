@@ -23,6 +23,8 @@ no samples, except for ``count``/``total``/``passes``, which are then zero.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import enum
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -390,8 +392,24 @@ def evaluate(
     """
     outcomes: list[ThresholdOutcome] = []
     for threshold in thresholds:
-        outcomes.append(_evaluate_one(threshold, metrics.get(threshold.metric), scenario))
+        outcome = _evaluate_one(threshold, metrics.get(threshold.metric), scenario)
+        if threshold.metric not in metrics:
+            outcome = _with_suggestion(outcome, threshold.metric, metrics)
+        outcomes.append(outcome)
     return outcomes
+
+
+def _with_suggestion(
+    outcome: ThresholdOutcome, name: str, metrics: Mapping[str, object]
+) -> ThresholdOutcome:
+    """A metric that was not recorded, named like one that was (a typo in a test's
+    threshold, say): the diagnostic names the recorded one."""
+    close = difflib.get_close_matches(name, list(metrics), n=1, cutoff=0.88)
+    if not close:
+        return outcome
+    return dataclasses.replace(
+        outcome, diagnostic=f"{outcome.diagnostic} (did you mean {close[0]!r}?)"
+    )
 
 
 def _evaluate_one(threshold: Threshold, metric: object, scenario: str) -> ThresholdOutcome:

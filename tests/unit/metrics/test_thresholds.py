@@ -397,3 +397,15 @@ def test_evaluate_accepts_plain_threshold_lists() -> None:
     (outcome,) = evaluate([threshold], {"users": Gauge(75, 0, 75)}, "cap")
     assert outcome.status is OutcomeStatus.PASSED
     assert ThresholdSet().to_dict() == {}
+
+
+def test_a_metric_not_recorded_but_named_like_one_that_was_is_suggested() -> None:
+    metrics = {"response_time": Rate(1, 1), "iterations": Rate(1, 1)}
+    typo, other = evaluate(
+        parse_thresholds({"respnse_time": ["rate >= 0.9"], "operations": ["count >= 1"]}),
+        metrics,
+        "chat",
+    )
+    assert typo.status is OutcomeStatus.NOT_APPLICABLE
+    assert typo.diagnostic.endswith("not recorded in this scenario (did you mean 'response_time'?)")
+    assert "did you mean" not in other.diagnostic  # 'iterations' is not close enough
