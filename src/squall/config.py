@@ -446,6 +446,12 @@ class _Builder:
     # -- sections
     def build(self, raw: Mapping[str, Any], source: Path | None) -> Config:
         for key in raw:
+            if key == "tool":
+                raise ConfigError(
+                    f"unknown section 'tool' ({self.origin((key,))}); [tool.squall] is how "
+                    "pyproject.toml holds squall's settings: in squall.toml write the sections "
+                    "themselves, [run], [thresholds], ..."
+                )
             if key not in _SECTIONS:
                 self.unknown((key,), _SECTIONS, "section")
         custom = self.metrics(raw)

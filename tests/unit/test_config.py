@@ -304,6 +304,7 @@ def test_unknown_keys_are_errors_with_suggestions(project: Path, text: str, frag
         ("[monitor]\nports = [70000]\n", "expected a list of integers in 1..65535"),
         ("[monitor]\ninterval_s = 0\n", "for 'interval_s' in [monitor]"),
         ("[target]\nurl = 'http://x'\n", "where ws:// or wss:// is needed"),
+        ("[tool.squall.run]\nscale = 2\n", "in squall.toml write the sections themselves"),
         ("[target]\nurl = 'ws://127.0.0.1:99999/'\n", "has a bad port (Port out of range"),
         ("[target]\nurl = 'ws://127.0.0.1:ws/'\n", "has a bad port"),
         ("[target]\nurl = 'ws:///v1/ws'\n", "'ws:///v1/ws' names no host"),
