@@ -339,6 +339,7 @@ def _run(
         progress=sys.stdout.isatty() if request.progress is None else request.progress,
         results_folder=folder,
         platform_database_url=platform_db,
+        restart_redis=endpoints.restart_redis,
     )
     snapshot = {
         "scenarios": list(config.run.scenarios),

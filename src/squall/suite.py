@@ -80,6 +80,8 @@ class SuiteContext:
     results_folder: Path | None = None
     #: The reference platform's own database (for read-only checks), when squall started it.
     platform_database_url: str | None = None
+    #: Restart the Redis squall started (empty again), for fault scenarios; None otherwise.
+    restart_redis: Callable[[], None] | None = None
 
     def require_target(self) -> TargetInfo:
         """The target, for a scenario that talks to one."""
@@ -211,6 +213,7 @@ _SUITE_OWNED = frozenset(
         "target",
         "redis_url",
         "platform_database_url",
+        "restart_redis",
         "fencing",
         "prefix",
         "clock",
@@ -455,6 +458,7 @@ async def _run_platform_races(config: Config, ctx: SuiteContext) -> ScenarioOutc
             scale=config.run.scale,
             redis_url=ctx.redis_url if ctx.platform_database_url is not None else None,
             platform_database_url=ctx.platform_database_url,
+            restart_redis=ctx.restart_redis if ctx.platform_database_url is not None else None,
             history=history,
             **params,
         )
@@ -476,7 +480,8 @@ async def _run_platform_races(config: Config, ctx: SuiteContext) -> ScenarioOutc
 SCENARIOS[platform_races.NAME] = SuiteEntry(
     platform_races.NAME,
     _run_platform_races,
-    "concurrent runs, resumes, isolation, takeover and single_session through the platform",
+    "concurrent runs, resumes, isolation, takeover, a Redis restart and single_session through "
+    "the platform",
     keyword_params(platform_races.run_platform_races),
     reference_only=True,
 )

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import enum
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -61,6 +61,7 @@ class Part(enum.StrEnum):
     RESUME = "resume"
     USERS = "users"
     TAKEOVER = "takeover"
+    REDIS_RESTART = "redis_restart"
     SESSIONS = "sessions"
 
 
@@ -77,6 +78,7 @@ class Sizes:
     resume_messages: int = 3
     users: int = 4
     user_messages: int = 5
+    restart_messages: int = 3
     logins: int = 6
 
     @classmethod
@@ -89,6 +91,7 @@ class Sizes:
             resume_messages=max(2, scaled(base.resume_messages, scale)),
             users=max(2, scaled(base.users, scale)),
             user_messages=scaled(base.user_messages, scale),
+            restart_messages=max(2, scaled(base.restart_messages, scale)),
             logins=max(2, scaled(base.logins, scale)),
         )
 
@@ -365,6 +368,41 @@ async def _takeover(state: _State, redis_url: str) -> None:
     )  # fmt: skip
 
 
+async def _redis_restart(state: _State, sizes: Sizes, restart: Callable[[], None]) -> None:
+    """Restart the platform's Redis (empty again: locks, fence counters, pub/sub
+    subscriptions gone) while one user's runs stream to two sockets; the checkers then
+    judge their events, locks and ledger like any other part's."""
+    user = str(state.identity().user_id)
+    sockets = [state.socket(f"restart-{i}", user) for i in range(2)]
+    await _connect_all(state, sockets)
+    threads = [f"{state.tag}-restart-{i}" for i in range(len(sockets))]
+    for thread in threads:
+        state.thread_owner[thread] = user
+        state.viewers[thread] = [{s.label} for s in sockets]
+    for sock, thread in zip(sockets, threads, strict=True):
+        for _ in range(sizes.restart_messages):
+            await sock.send(thread, "an answer through a Redis restart", state.msg_id(),
+                            expect="completed")  # fmt: skip
+    deadline = state.deadline()
+    await _wait_acks(sockets, deadline)
+    runs = {run for s in sockets for run in s.acked.values()}
+    watcher = sockets[0]
+    await watcher.wait_for(
+        lambda: any("tool_completed" in watcher.seen_types.get(r, set()) for r in runs), deadline
+    )
+    invoke = state.recorder.invoke("harness/redis", "restart", {})
+    started = time.monotonic()
+    await asyncio.to_thread(restart)
+    down = time.monotonic() - started
+    state.recorder.ok(invoke, {"down_s": round(down, 3)})
+    missing = len(await state.runs.wait(runs, deadline))
+    state.parts[Part.REDIS_RESTART] = (
+        f"restarted the platform's Redis ({down:.1f} s down, empty after) while {len(runs)} "
+        f"runs of {user} streamed to {len(sockets)} sockets"
+        + (f"; {missing} run(s) never completed" if missing else "")
+    )
+
+
 async def _settle(sockets: Sequence[RecordingSocket], deadline: float) -> None:
     """Wait until at most one socket is still open, or ``deadline`` passes."""
     while True:
@@ -548,6 +586,7 @@ async def run_platform_races(
     parts: Collection[Part | str] = ALL_PARTS,
     redis_url: str | None = None,
     platform_database_url: str | None = None,
+    restart_redis: Callable[[], None] | None = None,
     history: HistoryLog | None = None,
     timeout_s: float = 30.0,
 ) -> PlatformRacesReport:
@@ -555,7 +594,9 @@ async def run_platform_races(
 
     ``redis_url`` and ``platform_database_url`` are the platform's own services, known
     when squall started it: ``takeover`` needs the Redis, ``sessions`` both, and the
-    ledger/locks checks read the database (read-only) when it is given. Every wait is
+    ledger/locks checks read the database (read-only) when it is given. ``redis_restart``
+    needs ``restart_redis``, which stops that Redis and starts an empty one on its port
+    (blocking; squall's embedded Redis can, see :class:`squall.services.Endpoints`). Every wait is
     bounded by ``timeout_s`` per part.
     """
     started = time.monotonic()
@@ -584,6 +625,14 @@ async def run_platform_races(
             else:
                 state.parts[Part.TAKEOVER] = "not applicable: needs the platform's own Redis"
         await asyncio.gather(*concurrent)
+        if Part.REDIS_RESTART in chosen:
+            # Alone: the restart would disturb the other parts' own expectations of Redis.
+            if restart_redis is not None:
+                await _redis_restart(state, sizes, restart_redis)
+            else:
+                state.parts[Part.REDIS_RESTART] = (
+                    "not applicable: needs a Redis squall started (embedded), to restart it"
+                )
         accounts = await _accounts(state)
         stored = None
         if platform_database_url is not None:

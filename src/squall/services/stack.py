@@ -14,7 +14,7 @@ import os
 import secrets
 import signal
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from urllib.parse import urlsplit
@@ -51,6 +51,9 @@ class Endpoints:
     postgres_pid: int | None = None
     redis_pid: int | None = None
     embedded: tuple[str, ...] = field(default=())
+    #: Stop the embedded Redis and start an empty one on its port (what a Redis restart
+    #: without persistence does), for fault scenarios; None when Redis was given by URL.
+    restart_redis: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
 
 def _require_scheme(url: str, schemes: Sequence[str], setting: str, service: str) -> None:
@@ -177,11 +180,21 @@ def services(
             else:
                 postgres = EmbeddedPostgres.start()
                 database_url = postgres.url
+            restart_redis: Callable[[], None] | None = None
             if redis_url is not None:
                 asyncio.run(_check_redis(redis_url))
             else:
                 valkey = EmbeddedValkey.start()
                 redis_url = valkey.url
+
+                def restart() -> None:
+                    nonlocal valkey
+                    assert valkey is not None
+                    stopped, valkey = valkey, None
+                    stopped.stop()
+                    valkey = EmbeddedValkey.start(port=stopped.port)
+
+                restart_redis = restart
             yield Endpoints(
                 database_url=database_url,
                 redis_url=redis_url,
@@ -190,6 +203,7 @@ def services(
                 embedded=tuple(
                     name for name, srv in (("postgres", postgres), ("valkey", valkey)) if srv
                 ),
+                restart_redis=restart_redis,
             )
         finally:
             if valkey is not None:

@@ -220,11 +220,19 @@ async def _keep_lock(lock: RunLock, run: ClaimedRun, token: int) -> None:
 
 
 async def _acquire(lock: RunLock, run: ClaimedRun) -> int | None:
-    """Wait up to one TTL for a lock still held by a stalled or finishing holder."""
+    """Wait up to one TTL for a lock still held by a stalled or finishing holder, or for a
+    Redis that is restarting or out of reach (the run is requeued if it does not come)."""
     deadline = time.monotonic() + lock.ttl_ms / 1000
     pause = LOCK_WAIT_FIRST_S
+    unreachable = False
     while True:
-        token = await lock.acquire(run.thread_id)
+        try:
+            token = await lock.acquire(run.thread_id)
+        except (RedisError, OSError) as exc:
+            if not unreachable:
+                log.warning("run %s waits for Redis to take its lock: %s", run.run_id, exc)
+            unreachable = True
+            token = None
         if token is not None or time.monotonic() >= deadline:
             return token
         await asyncio.sleep(pause)
@@ -277,7 +285,14 @@ async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> RunStatus | 
     refresher = asyncio.create_task(_keep_lock(deps.lock, run, token))
     state: _Run | None = None
     try:
-        charge = await _take_fence(deps, run, token)
+        try:
+            charge = await _take_fence(deps, run, token)
+        except (RedisError, OSError) as exc:
+            # Raising the fence counter past the recorded fence needs Redis: try again later.
+            log.warning(
+                "run %s requeued: Redis failed while it took the fence: %s", run.run_id, exc
+            )
+            charge = None
         if charge is None:
             await requeue(deps.pool, run, worker)
             return None

@@ -262,5 +262,7 @@ class Scheduler:
                     await self._recover()
             except asyncio.CancelledError:
                 raise
+            except (RedisError, OSError) as exc:
+                log.warning("claiming runs failed (%s); retrying after the poll interval", exc)
             except Exception:
                 log.exception("claiming runs failed; retrying after the poll interval")

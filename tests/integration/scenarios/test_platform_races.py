@@ -7,7 +7,8 @@ sharing the session's Redis under its own key prefix. The deliberately broken bu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from squall.runner import PLATFORM_SETTINGS
 from squall.scenarios.platform_races import Part, PlatformRacesReport, run_platform_races
 from squall.scenarios.target import TargetInfo
 from squall.services import Endpoints, create_database, drop_database
+from squall.services.embedded import EmbeddedValkey
 from squall.services.platform import RunningPlatform, start_platform
 from squall.store.history_log import HistoryLog, read_history
 
@@ -107,6 +109,45 @@ async def test_the_reference_platform_passes_every_checker(
     assert {"connect", "send", "run", "event", "resume", "http_read", "account", "closed"} <= {
         op.f for op in ops
     }
+
+
+@pytest.fixture
+def restartable_platform(endpoints: Endpoints) -> Iterator[tuple[Platform, Callable[[], None]]]:
+    """A platform on a Redis of its own, and what restarts that Redis (empty, same port)."""
+    servers = [EmbeddedValkey.start()]
+
+    def restart() -> None:
+        port = servers[-1].port
+        servers[-1].stop()
+        servers.append(EmbeddedValkey.start(port=port))
+
+    try:
+        own = dataclasses.replace(endpoints, redis_url=servers[0].url)
+        for platform in _platform(own, {}):
+            yield platform, restart
+    finally:
+        servers[-1].stop()
+
+
+async def test_a_redis_restart_mid_run_loses_no_event_and_breaks_no_invariant(
+    restartable_platform: tuple[Platform, Callable[[], None]],
+) -> None:
+    platform, restart = restartable_platform
+    report = await platform.run("restart", (Part.REDIS_RESTART,), restart_redis=restart)
+    what = report.parts["redis_restart"]
+    assert what.startswith("restarted the platform's Redis"), what
+    assert "never completed" not in what
+    failed = {v.checker: v.summary for v in report.verdicts if v.valid is False}
+    assert failed == {}
+    verdicts = by_checker(report)
+    assert verdicts["runs"].counts == {"acked": 6, "completed": 6, "violations": 0}
+    for name in ("ordering", "delivery", "locks", "ledger", "ledger.db"):
+        assert verdicts[name].valid is True, verdicts[name].summary
+
+
+async def test_without_a_redis_to_restart_that_part_is_not_applicable(platform: Platform) -> None:
+    report = await platform.run("no-restart", (Part.REDIS_RESTART,))
+    assert report.parts["redis_restart"].startswith("not applicable: needs a Redis squall")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import psutil
 import pytest
 import redis
 
-from squall.services import ServiceUnavailable, services
+from squall.services import Endpoints, ServiceUnavailable, services
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +34,26 @@ def test_embedded_servers_answer_and_stop() -> None:
     for pid in pids:
         assert pid is not None
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
+def test_the_embedded_redis_restarts_empty_on_its_port(endpoints: Endpoints) -> None:
+    with services(database_url=endpoints.database_url, environ={}) as ep:
+        assert ep.embedded == ("valkey",)
+        assert ep.restart_redis is not None
+        client = redis.Redis.from_url(ep.redis_url)
+        client.set("kept?", "no")
+        ep.restart_redis()
+        assert client.get("kept?") is None  # a new, empty server at the same URL
+        assert client.ping()
+        client.close()
+        pid = ep.redis_pid
+    assert pid is not None
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
+def test_a_given_redis_is_not_restarted(endpoints: Endpoints) -> None:
+    with services(endpoints.database_url, endpoints.redis_url, environ={}) as ep:
+        assert ep.restart_redis is None
 
 
 @pytest.mark.parametrize("lang", ["C.UTF-8", "xx_NOT_GENERATED.UTF-8"])
