@@ -484,6 +484,7 @@ SCENARIOS[platform_races.NAME] = SuiteEntry(
     "the platform",
     keyword_params(platform_races.run_platform_races),
     reference_only=True,
+    check=param_check(platform_races.run_platform_races, platform_races.check_params),
 )
 
 

@@ -29,6 +29,11 @@ def _check(tmp_path: Path, override: str) -> None:
         ("scenarios.redis_locks.contenders=1", "contenders=1: a lock race needs at least 2"),
         ("scenarios.redis_locks.stale=[3]", "stale=[3]: each stale contender needs a successor"),
         ("scenarios.redis_locks.stale=['x']", "stale=['x']: each stale contender"),
+        (
+            "scenarios.platform_races.parts=['redis_restat']",
+            "parts=['redis_restat']: unknown part(s) 'redis_restat'; choose from same_thread,",
+        ),
+        ("scenarios.platform_races.timeout_s=0", "timeout_s = 0: expected float > 0"),
     ],
 )
 def test_out_of_range_values_are_refused(tmp_path: Path, override: str, message: str) -> None:

@@ -578,6 +578,18 @@ def judge(
     return verdicts, tally
 
 
+def check_params(*, parts: Collection[Part | str], **_others: object) -> None:
+    """Raise ValueError naming a parameter of :func:`run_platform_races` it cannot run with
+    (pure: the suite checks a configuration with it before anything runs)."""
+    known = [str(p) for p in Part]
+    unknown = [str(p) for p in parts if str(p) not in known]
+    if unknown:
+        raise ValueError(
+            f"parts={list(map(str, parts))}: unknown part(s) {', '.join(map(repr, unknown))}; "
+            f"choose from {', '.join(known)}"
+        )
+
+
 async def run_platform_races(
     target: TargetInfo,
     *,
