@@ -91,6 +91,7 @@ async def metrics_endpoint(request: Request) -> Response:
     gauges: dict[str, float] = {
         "sockets_open": float(len(edge.connections)),
         "hub_users": float(edge.hub.local_users()),
+        "pubsub_resyncs_total": float(edge.hub.resyncs),
     }
     gauges.update({k: float(v) for k, v in (await edge.runtime.stats()).items()})
     text = metrics.render(counters, gauges, worker=os.getpid())

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from edge_client import (
     Platform,
@@ -77,3 +78,7 @@ async def test_a_run_streamed_through_a_redis_restart_arrives_whole_and_in_order
     assert events[0]["type"] == "agent_started"
     assert events[-1]["status"] == "completed"
     assert "pub/sub reconnected" in platform.process.log_path.read_text()
+    async with httpx.AsyncClient() as http:  # one worker: it answers, and it resynced
+        text = (await http.get(f"{platform.http}/metrics")).text
+    (line,) = [x for x in text.splitlines() if x.startswith("squall_target_pubsub_resyncs_total")]
+    assert float(line.rsplit(" ", 1)[1]) >= 1
