@@ -87,6 +87,9 @@ class Comparison:
     after_id: str
     tolerance: float
     changes: tuple[Change, ...]
+    #: How the two runs were set up differently (``"scale: 1 → 0.5"``): their figures may
+    #: not be comparable. See :func:`setting_differences`.
+    differences: tuple[str, ...] = ()
 
     @property
     def regressions(self) -> tuple[Change, ...]:
@@ -200,6 +203,21 @@ def is_regression(
     return False
 
 
+#: The run settings that change what the figures mean (a run's ``config``, and the machine).
+COMPARED_SETTINGS = ("adapter", "scale", "duration_s", "processes", "workers", "host")
+
+
+def setting_differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[str, ...]:
+    """``"name: old → new"`` for each of :data:`COMPARED_SETTINGS` the two runs' settings
+    both record and disagree on (pure)."""
+    found = []
+    for name in COMPARED_SETTINGS:
+        if name in before and name in after and before[name] != after[name]:
+            old, new = ("default" if v is None else v for v in (before[name], after[name]))
+            found.append(f"{name}: {old} → {new}")
+    return tuple(found)
+
+
 def compare(
     before: Sequence[Figure],
     after: Sequence[Figure],
@@ -207,6 +225,7 @@ def compare(
     tolerance: float = DEFAULT_TOLERANCE,
     before_id: str = "before",
     after_id: str = "after",
+    differences: Sequence[str] = (),
 ) -> Comparison:
     """Every figure side by side, in a stable order, with regressions flagged."""
     old = {f.key: f for f in before}
@@ -231,4 +250,4 @@ def compare(
                 regression,
             )
         )
-    return Comparison(before_id, after_id, tolerance, tuple(changes))
+    return Comparison(before_id, after_id, tolerance, tuple(changes), tuple(differences))

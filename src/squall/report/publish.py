@@ -36,7 +36,15 @@ EXIT_BASELINE_UNAVAILABLE = 3
 def print_comparison(
     console: Console, comparison: Comparison, *, only_judged: bool = False
 ) -> None:
-    """Regressions of ``comparison``, one line each, then a one-line verdict."""
+    """Regressions of ``comparison``, one line each, then a one-line verdict; first, how
+    the two runs were set up differently, if they were."""
+    if comparison.differences:
+        differences = escape("; ".join(comparison.differences))
+        console.print(
+            f"[yellow]! the runs were set up differently ({differences}): their figures may "
+            "not be comparable[/yellow]",
+            highlight=False,
+        )
     regressions = comparison.regressions
     for change in regressions:
         console.print(f"[red]✗ regression {escape(change.describe())}[/red]", highlight=False)

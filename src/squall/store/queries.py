@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -114,6 +115,20 @@ async def run_figures(conn: asyncpg.Connection, run_id: str) -> list[Figure]:
         run_id,
     )
     return figures_of([dict(r) for r in rows])
+
+
+async def run_settings(conn: asyncpg.Connection, run_id: str) -> dict[str, Any]:
+    """How ``run_id`` was set up: its stored ``config`` and the ``host`` it ran on."""
+    row = await conn.fetchrow(
+        "SELECT config, host FROM high_load_sessions WHERE run_id = $1", run_id
+    )
+    if row is None:
+        raise RunNotFound(f"no stored run {run_id!r}")
+    config = row["config"]
+    settings = dict(json.loads(config) if isinstance(config, str) else config or {})
+    if row["host"] is not None:
+        settings["host"] = row["host"]
+    return settings
 
 
 async def metric_statistics(conn: asyncpg.Connection, run_id: str) -> list[dict[str, Any]]:

@@ -15,11 +15,22 @@ from typing import Any
 import asyncpg
 
 from squall.config import RESULTS_DB_OFF
-from squall.report.compare import DEFAULT_TOLERANCE, Comparison, compare
+from squall.report.compare import (
+    DEFAULT_TOLERANCE,
+    Comparison,
+    compare,
+    setting_differences,
+)
 from squall.services import ProcessStartError
 from squall.services.persistent import PersistentLockTimeout
 from squall.store.location import results_database, results_db_setting
-from squall.store.queries import RunNotFound, previous_run, resolve_run, run_figures
+from squall.store.queries import (
+    RunNotFound,
+    previous_run,
+    resolve_run,
+    run_figures,
+    run_settings,
+)
 from squall.store.records import Provenance
 from squall.store.writer import save_report
 
@@ -46,10 +57,20 @@ async def _baseline(url: str, run_id: str, ref: str, tolerance: float) -> Baseli
             base = await resolve_run(conn, ref)
         before = await run_figures(conn, base)
         after = await run_figures(conn, run_id)
+        differences = setting_differences(
+            await run_settings(conn, base), await run_settings(conn, run_id)
+        )
     finally:
         await conn.close()
     return BaselineOutcome(
-        compare(before, after, tolerance=tolerance, before_id=base, after_id=run_id)
+        compare(
+            before,
+            after,
+            tolerance=tolerance,
+            before_id=base,
+            after_id=run_id,
+            differences=differences,
+        )
     )
 
 

@@ -37,6 +37,7 @@ def test_two_real_runs_are_stored_and_compared(
     assert main(["run", *races, *common, "--baseline", "last"]) == 0
     out = capsys.readouterr().out
     assert "no regression against" in out
+    assert "set up differently" not in out
     runs = sorted(p for p in tmp_path.iterdir() if p.is_dir())
     assert len(runs) == 2
     for run in runs:
@@ -54,6 +55,14 @@ def test_two_real_runs_are_stored_and_compared(
     assert not [line for line in out.splitlines() if "operations" in line and "per_second" in line]
     assert main(["compare", runs[0].name, runs[1].name, "--results-db", results_db]) == 0
     assert main(["compare", "nope", "last", "--results-db", results_db]) == 2
+    # A baseline run at another scale: compared, with a warning that says so.
+    assert main(["compare", runs[0].name, runs[1].name, "--results-db", results_db]) == 0
+    assert "set up differently" not in capsys.readouterr().out
+    smaller = [*races[:-1], "0.25"]
+    assert main(["run", *smaller, *common, "--baseline", "last"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "! the runs were set up differently (scale: 0.5 → 0.25)" in out
+    shutil.rmtree(sorted(p for p in tmp_path.iterdir() if p.is_dir())[-1])
     assert main(["run", *races, *common, "--tolerance", "lots"]) == 2
     assert main(["run", *races, *common, "--baseline", "nope"]) == 2
     assert "--baseline nope: no stored run matches 'nope'" in capsys.readouterr().err

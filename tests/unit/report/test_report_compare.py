@@ -13,6 +13,7 @@ from squall.report.compare import (
     direction_of,
     figures_of_report,
     parse_tolerance,
+    setting_differences,
 )
 
 
@@ -95,3 +96,15 @@ def test_identical_reports_do_not_regress_and_slower_ones_do() -> None:
         trend[key] *= 2
     regressions = compare(base, figures_of_report(slow)).regressions
     assert {c.stat for c in regressions} == {"mean", "p50", "p95", "p99"}
+
+
+def test_setting_differences_name_what_changed_between_the_runs() -> None:
+    before = {"adapter": "squall", "scale": 1.0, "processes": 1, "host": "a", "target": "x"}
+    after = {"adapter": "echo", "scale": 1.0, "processes": None, "host": "b", "target": "y"}
+    assert setting_differences(before, after) == (
+        "adapter: squall → echo",
+        "processes: 1 → default",
+        "host: a → b",
+    )  # the target's URL is not compared: squall's own platform gets a new port each run
+    assert setting_differences(before, {"scale": 0.5}) == ("scale: 1.0 → 0.5",)
+    assert setting_differences(before, before) == ()
