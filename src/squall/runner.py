@@ -158,12 +158,16 @@ def shared_cores_note(processes: int, workers: int, cores: int | None = None) ->
 
 @contextlib.contextmanager
 def _platform(
-    config: Config, database_url: str, redis_url: str
+    config: Config, database_url: str, redis_url: str, log_dir: Path
 ) -> Iterator[tuple[RunningPlatform, str]]:
     platform_db = create_database(database_url, prefix="squall_platform")
     try:
         platform = start_platform(
-            platform_db, redis_url, workers=config.run.workers, settings=PLATFORM_SETTINGS
+            platform_db,
+            redis_url,
+            workers=config.run.workers,
+            settings=PLATFORM_SETTINGS,
+            log_dir=log_dir,
         )
         try:
             yield platform, platform_db
@@ -275,7 +279,7 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
                 config = dataclasses.replace(
                     config, run=dataclasses.replace(config.run, processes=processes)
                 )
-                with _platform(config, endpoints.database_url, endpoints.redis_url) as (
+                with _platform(config, endpoints.database_url, endpoints.redis_url, folder) as (
                     platform,
                     platform_db,
                 ):

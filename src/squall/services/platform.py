@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import urllib.request
@@ -30,7 +31,9 @@ class RunningPlatform:
     port: int
     jwt_secret: str
     workers: int
+    #: Holds ``platform.log``; removed on :meth:`stop` unless the caller chose it.
     workdir: Path
+    owns_workdir: bool = True
 
     @property
     def ws_url(self) -> str:
@@ -46,6 +49,8 @@ class RunningPlatform:
 
     def stop(self) -> None:
         self.process.stop(timeout=30)
+        if self.owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _healthy(url: str) -> bool:
@@ -65,11 +70,14 @@ def start_platform(
     host: str = "127.0.0.1",
     port: int | None = None,
     timeout: float = 60.0,
+    log_dir: Path | None = None,
 ) -> RunningPlatform:
     """Run ``squall target serve`` against the given services and wait until it answers.
 
     ``settings`` are extra ``SQUALL_*`` environment variables for the platform
-    (see docs/configuration.md); a fresh random JWT secret is used unless given.
+    (see docs/configuration.md); a fresh random JWT secret is used unless given. Its log
+    goes to ``log_dir/platform.log`` and stays there; without ``log_dir``, to a temporary
+    folder removed when the platform stops (a failed start quotes the log's last lines).
     """
     port = port or free_port(host)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SQUALL_")}
@@ -82,7 +90,9 @@ def start_platform(
         }
     )
     env.update(settings or {})
-    workdir = Path(tempfile.mkdtemp(prefix="squall-platform-"))
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    workdir = log_dir or Path(tempfile.mkdtemp(prefix="squall-platform-"))
     argv = [
         sys.executable,
         "-m",
@@ -104,6 +114,7 @@ def start_platform(
         jwt_secret=env["SQUALL_JWT_SECRET"],
         workers=workers,
         workdir=workdir,
+        owns_workdir=log_dir is None,
     )
     try:
         wait_until(

@@ -59,6 +59,9 @@ def test_tightened_threshold_fails_with_a_diagnostic(
     assert isinstance(verdict, dict)
     assert verdict["ok"] is False
     assert verdict["failed"] == 1
+    # The platform squall started logged beside the report.
+    (log,) = tmp_path.glob("*/platform.log")
+    assert "listening on ws://127.0.0.1:" in log.read_text()
 
 
 def test_unreachable_target_exits_3_with_one_line(

@@ -31,6 +31,7 @@ def platform(endpoints: Endpoints) -> Iterator[TargetInfo]:
     finally:
         running.stop()
         drop_database(endpoints.database_url, database)
+    assert not running.workdir.exists()  # its temporary log folder goes with it
 
 
 async def test_every_message_is_answered_timed_out_or_errored(platform: TargetInfo) -> None:
