@@ -15,6 +15,8 @@ import socket
 from collections.abc import Callable, Sequence
 from urllib.parse import parse_qs, urlsplit
 
+from squall.urls import host_parts
+
 #: The addresses squall sends traffic to, as messages name them.
 LOOPBACK = "127.0.0.0/8, ::1"
 
@@ -45,10 +47,9 @@ def loopback_problem(url: str, resolve: Callable[[str], Sequence[str]] = _resolv
     """
     try:
         parts = urlsplit(url)
-        netloc = parts.netloc.rpartition("@")[2]
         # libpq takes several hosts, comma-separated, and hosts in the query (?host=…; a
         # path there is a Unix socket): every one of them must be local.
-        hosts = [urlsplit(f"//{item}").hostname for item in netloc.split(",")]
+        hosts = [host.hostname for host in host_parts(parts)]
         for value in parse_qs(parts.query).get("host", []):
             hosts += [item.strip("[]") for item in value.split(",") if not item.startswith("/")]
     except ValueError:

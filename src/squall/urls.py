@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 #: The URL schemes asyncpg takes for PostgreSQL and redis-py for Redis.
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -30,6 +30,12 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def host_parts(parts: SplitResult) -> list[SplitResult]:
+    """Each host of a URL (and its port) on its own: libpq takes several, comma-separated,
+    ``postgresql://user@h1:5432,h2:5433/db``; other URLs have one."""
+    return [urlsplit(f"//{item}") for item in parts.netloc.rpartition("@")[2].split(",")]
+
+
 def url_problem(url: str, schemes: Sequence[str], *, host_required: bool = False) -> str | None:
     """Why ``url`` cannot name a server that speaks one of ``schemes`` (a clause for a
     message, the URL's password hidden), or None if it can.
@@ -47,10 +53,9 @@ def url_problem(url: str, schemes: Sequence[str], *, host_required: bool = False
         found = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
         wanted = " or ".join(f"{name}://" for name in schemes)
         return f"{shown} has {found}, where {wanted} is needed"
-    hosts = parts.netloc.rpartition("@")[2]
-    for host in hosts.split(","):
+    for host in host_parts(parts):
         try:
-            _ = urlsplit(f"//{host}").port  # raises on a port outside 0..65535
+            _ = host.port  # raises on a port outside 0..65535
         except ValueError as exc:
             return f"{shown} has a bad port ({exc})"
     if host_required and not parts.hostname:
