@@ -13,21 +13,27 @@ import contextlib
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 
 @contextlib.contextmanager
-def sigterm_as_ctrl_c() -> Iterator[None]:
-    """While inside, SIGTERM raises SIGINT: whatever handles Ctrl-C then handles it."""
+def on_sigterm(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """While inside, SIGTERM calls ``handler`` (in the main thread only: elsewhere Python
+    cannot install one); the previous handler is back afterwards."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_sigint)
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def sigterm_as_ctrl_c() -> contextlib.AbstractContextManager[None]:
+    """While inside, SIGTERM raises SIGINT: whatever handles Ctrl-C then handles it."""
+    return on_sigterm(_raise_sigint)
 
 
 def _raise_sigint(signum: int, frame: FrameType | None) -> None:

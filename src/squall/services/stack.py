@@ -12,8 +12,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import signal
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
@@ -22,6 +20,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import redis.asyncio as aioredis
 
+from squall.interrupt import on_sigterm
 from squall.loopback import NotLoopback, require_loopback
 from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey
 from squall.urls import (
@@ -133,21 +132,9 @@ def drop_database(server_url: str, database_url: str) -> None:
     asyncio.run(drop())
 
 
-@contextlib.contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit so ``finally`` blocks stop the servers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM as SystemExit, so ``finally`` blocks stop the servers."""
+    raise SystemExit(128 + signum)
 
 
 @contextlib.contextmanager
@@ -173,7 +160,7 @@ def services(
         _require_scheme(redis_url, REDIS_SCHEMES, "REDIS_URL", "Redis server")
     postgres: EmbeddedPostgres | None = None
     valkey: EmbeddedValkey | None = None
-    with _sigterm_as_exit():
+    with on_sigterm(_exit_on_sigterm):
         try:
             if database_url is not None:
                 asyncio.run(_check_postgres(database_url))
