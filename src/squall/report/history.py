@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from squall.report.compare import Comparison, compare, setting_differences
+from squall.report.compare import Comparison
 from squall.report.console import output_console
 from squall.report.publish import print_comparison
 from squall.services import ProcessStartError
@@ -27,11 +27,10 @@ from squall.store.migrations import migrate
 from squall.store.queries import (
     RunNotFound,
     RunSummary,
+    compare_stored,
     list_runs,
     previous_run,
     resolve_run,
-    run_figures,
-    run_settings,
 )
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -143,21 +142,9 @@ async def _comparison(url: str, refs: Sequence[str], tolerance: float) -> Compar
                     "name two runs: squall compare A B"
                 )
             before_id = found
-        before = await run_figures(conn, before_id)
-        after = await run_figures(conn, after_id)
-        differences = setting_differences(
-            await run_settings(conn, before_id), await run_settings(conn, after_id)
-        )
+        return await compare_stored(conn, before_id, after_id, tolerance=tolerance)
     finally:
         await conn.close()
-    return compare(
-        before,
-        after,
-        tolerance=tolerance,
-        before_id=before_id,
-        after_id=after_id,
-        differences=differences,
-    )
 
 
 def compare_runs(

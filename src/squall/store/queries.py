@@ -9,7 +9,13 @@ from typing import Any
 
 import asyncpg
 
-from squall.report.compare import Figure, figures_of
+from squall.report.compare import (
+    Comparison,
+    Figure,
+    compare,
+    figures_of,
+    setting_differences,
+)
 
 
 class RunNotFound(LookupError):
@@ -115,6 +121,23 @@ async def run_figures(conn: asyncpg.Connection, run_id: str) -> list[Figure]:
         run_id,
     )
     return figures_of([dict(r) for r in rows])
+
+
+async def compare_stored(
+    conn: asyncpg.Connection, before_id: str, after_id: str, *, tolerance: float
+) -> Comparison:
+    """Two stored runs' figures side by side, with how their settings differ."""
+    differences = setting_differences(
+        await run_settings(conn, before_id), await run_settings(conn, after_id)
+    )
+    return compare(
+        await run_figures(conn, before_id),
+        await run_figures(conn, after_id),
+        tolerance=tolerance,
+        before_id=before_id,
+        after_id=after_id,
+        differences=differences,
+    )
 
 
 async def run_settings(conn: asyncpg.Connection, run_id: str) -> dict[str, Any]:

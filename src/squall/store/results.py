@@ -15,22 +15,11 @@ from typing import Any
 import asyncpg
 
 from squall.config import RESULTS_DB_OFF
-from squall.report.compare import (
-    DEFAULT_TOLERANCE,
-    Comparison,
-    compare,
-    setting_differences,
-)
+from squall.report.compare import DEFAULT_TOLERANCE, Comparison
 from squall.services import ProcessStartError
 from squall.services.persistent import PersistentLockTimeout
 from squall.store.location import results_database, results_db_setting
-from squall.store.queries import (
-    RunNotFound,
-    previous_run,
-    resolve_run,
-    run_figures,
-    run_settings,
-)
+from squall.store.queries import RunNotFound, compare_stored, previous_run, resolve_run
 from squall.store.records import Provenance
 from squall.store.writer import save_report
 
@@ -55,23 +44,9 @@ async def _baseline(url: str, run_id: str, ref: str, tolerance: float) -> Baseli
             base = found
         else:
             base = await resolve_run(conn, ref)
-        before = await run_figures(conn, base)
-        after = await run_figures(conn, run_id)
-        differences = setting_differences(
-            await run_settings(conn, base), await run_settings(conn, run_id)
-        )
+        return BaselineOutcome(await compare_stored(conn, base, run_id, tolerance=tolerance))
     finally:
         await conn.close()
-    return BaselineOutcome(
-        compare(
-            before,
-            after,
-            tolerance=tolerance,
-            before_id=base,
-            after_id=run_id,
-            differences=differences,
-        )
-    )
 
 
 def store_run(
