@@ -11,6 +11,7 @@ percentile can be asked for later and results can be merged exactly.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeAlias, TypeVar
@@ -287,6 +288,28 @@ class ErrorSummary:
             count=int(_field(data, "count", "ErrorSummary")),
             samples=tuple(str(s) for s in data.get("samples", ())),
         )
+
+
+def error_summaries_of(result: Mapping[str, Any] | None) -> list[ErrorSummary]:
+    """The ``errors`` of a load scenario's result as report.json holds it (``{"kind",
+    "count", "samples"}`` each), read leniently for display: an entry without a string
+    ``kind`` is skipped, a missing count reads 0 and missing samples none."""
+    entries = (result or {}).get("errors")
+    if not isinstance(entries, list):
+        return []
+    found = []
+    for entry in entries:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("kind"), str):
+            continue
+        count, samples = entry.get("count"), entry.get("samples")
+        found.append(
+            ErrorSummary(
+                entry["kind"],
+                count if isinstance(count, int) else 0,
+                tuple(map(str, samples)) if isinstance(samples, list | tuple) else (),
+            )
+        )
+    return found
 
 
 @dataclass(frozen=True)

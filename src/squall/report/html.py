@@ -19,6 +19,7 @@ from html import escape
 from typing import Any
 
 from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.result import error_summaries_of
 from squall.report.charts import Line, bar_chart, line_chart
 from squall.store.records import walk
 
@@ -208,15 +209,13 @@ def _errors(s: Mapping[str, Any]) -> str:
             f'<p class="fail">The scenario raised {escape(str(s["error"]))}; '
             "its measurements are lost.</p>"
         )
-    entries = (s.get("result") or {}).get("errors") or []
     rows = [
         (
-            escape(str(e.get("kind", ""))),
-            escape(str(e.get("count", ""))),
-            "<br>".join(f"<code>{escape(str(text))}</code>" for text in e.get("samples", [])),
+            escape(e.kind),
+            str(e.count),
+            "<br>".join(f"<code>{escape(text)}</code>" for text in e.samples),
         )
-        for e in entries
-        if isinstance(e, Mapping)
+        for e in error_summaries_of(s.get("result"))
     ]
     if rows:
         parts.append("<h3>Errors</h3>" + _table(("kind", "count", "samples"), rows, raw=True))

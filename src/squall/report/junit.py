@@ -14,6 +14,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
+from squall.metrics.result import error_summaries_of
+
 
 def _case(suite: ET.Element, scenario: str, name: str, seconds: float = 0.0) -> ET.Element:
     return ET.SubElement(
@@ -26,10 +28,9 @@ def _case(suite: ET.Element, scenario: str, name: str, seconds: float = 0.0) -> 
 def _errors(s: Mapping[str, Any]) -> list[str]:
     """The scenario's errors by kind with their samples, as lines for a failure's text."""
     lines = []
-    for entry in (s.get("result") or {}).get("errors") or []:
-        if isinstance(entry, Mapping):
-            lines.append(f"errors.{entry.get('kind')}: {entry.get('count')}")
-            lines += [f"  {sample}" for sample in entry.get("samples", [])]
+    for entry in error_summaries_of(s.get("result")):
+        lines.append(f"errors.{entry.kind}: {entry.count}")
+        lines += [f"  {sample}" for sample in entry.samples]
     return lines
 
 

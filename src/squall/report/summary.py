@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from squall.metrics.result import Counter, Metric
+from squall.metrics.result import Counter, Metric, error_summaries_of
 from squall.metrics.thresholds import OutcomeStatus
 from squall.suite import ScenarioOutcome, SuiteReport
 
@@ -61,16 +61,12 @@ def first_error_samples(result: Mapping[str, Any] | None) -> dict[str, str]:
     """The first sample message of each error kind in a load scenario's result (its
     ``errors``: ``{"kind", "count", "samples"}`` each), cut to :data:`SAMPLE_CHARS`."""
     found: dict[str, str] = {}
-    entries = (result or {}).get("errors")
-    if not isinstance(entries, list):
-        return found
-    for entry in entries:
-        if not isinstance(entry, Mapping):
-            continue
-        kind, samples = entry.get("kind"), entry.get("samples")
-        if isinstance(kind, str) and isinstance(samples, list | tuple) and samples:
-            text = str(samples[0])
-            found[kind] = text if len(text) <= SAMPLE_CHARS else text[: SAMPLE_CHARS - 1] + "…"
+    for entry in error_summaries_of(result):
+        if entry.samples:
+            text = entry.samples[0]
+            found[entry.kind] = (
+                text if len(text) <= SAMPLE_CHARS else text[: SAMPLE_CHARS - 1] + "…"
+            )
     return found
 
 
