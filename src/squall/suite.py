@@ -451,14 +451,16 @@ async def _run_platform_races(config: Config, ctx: SuiteContext) -> ScenarioOutc
     started = time.monotonic()
     params = dict(config.scenario_params(platform_races.NAME))
     history = _history(ctx, platform_races.NAME)
+    # Only a platform squall started has services the scenario may read, delete or restart.
+    own = ctx.platform_database_url is not None
     try:
         report = await platform_races.run_platform_races(
             ctx.require_target(),
             tag=f"{ctx.tag}-pr",
             scale=config.run.scale,
-            redis_url=ctx.redis_url if ctx.platform_database_url is not None else None,
+            redis_url=ctx.redis_url if own else None,
             platform_database_url=ctx.platform_database_url,
-            restart_redis=ctx.restart_redis if ctx.platform_database_url is not None else None,
+            restart_redis=ctx.restart_redis if own else None,
             history=history,
             **params,
         )

@@ -231,11 +231,7 @@ class Recorder:
         """Count one error of ``kind`` in ``errors`` and ``errors.<kind>``, keeping samples."""
         self.count(ERRORS)
         self.count(f"{ERRORS}.{kind}")
-        samples = self._error_samples.setdefault(kind, [])
-        if len(samples) < ERROR_SAMPLES:
-            sample = message[:500]
-            if sample not in samples:
-                samples.append(sample)
+        _keep_sample(self._error_samples.setdefault(kind, []), message[:500])
 
     def counter(self, name: str) -> int:
         cell = self._counters.get(name)
@@ -280,6 +276,12 @@ class Recorder:
         )
 
 
+def _keep_sample(kept: list[str], sample: str) -> None:
+    """Keep ``sample`` if fewer than :data:`ERROR_SAMPLES` are kept and none is the same."""
+    if len(kept) < ERROR_SAMPLES and sample not in kept:
+        kept.append(sample)
+
+
 def merge_states(states: Iterable[RecorderState]) -> RecorderState:
     """Combine the states of several processes exactly.
 
@@ -311,8 +313,7 @@ def merge_states(states: Iterable[RecorderState]) -> RecorderState:
         for kind, samples in state.error_samples.items():
             kept = merged.error_samples.setdefault(kind, [])
             for sample in samples:
-                if len(kept) < ERROR_SAMPLES and sample not in kept:
-                    kept.append(sample)
+                _keep_sample(kept, sample)
     merged.trends = {name: h.encode() for name, h in histograms.items()}
     return merged
 
