@@ -8,29 +8,20 @@ from squall.urls import POSTGRES_SCHEMES, REDIS_SCHEMES, redact, url_problem
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("url", "schemes"),
     [
-        "postgresql://postgres@127.0.0.1:5432/test",
-        "postgres://u:pw@localhost/db",
-        "postgresql://u@127.0.0.1:5432,[::1]:5433/db",
-        "postgresql:///db?host=/run/postgresql",
+        ("postgresql://postgres@127.0.0.1:5432/test", POSTGRES_SCHEMES),
+        ("postgres://u:pw@localhost/db", POSTGRES_SCHEMES),
+        ("postgresql://u@127.0.0.1:5432,[::1]:5433/db", POSTGRES_SCHEMES),
+        ("postgresql:///db?host=/run/postgresql", POSTGRES_SCHEMES),
+        ("redis://127.0.0.1:6379/0", REDIS_SCHEMES),
+        ("redis://127.0.0.1:6379/", REDIS_SCHEMES),
+        ("rediss://h:6380", REDIS_SCHEMES),
+        ("unix:///run/redis.sock", REDIS_SCHEMES),
     ],
 )
-def test_postgres_urls_pass(url: str) -> None:
-    assert url_problem(url, POSTGRES_SCHEMES) is None
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "redis://127.0.0.1:6379/0",
-        "redis://127.0.0.1:6379/",
-        "rediss://h:6380",
-        "unix:///run/redis.sock",
-    ],
-)
-def test_redis_urls_pass(url: str) -> None:
-    assert url_problem(url, REDIS_SCHEMES) is None
+def test_urls_of_each_kind_pass(url: str, schemes: tuple[str, ...]) -> None:
+    assert url_problem(url, schemes) is None
 
 
 def test_a_bare_word_has_no_scheme() -> None:
