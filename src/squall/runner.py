@@ -337,13 +337,11 @@ def _run(
         target=target,
         database_url=endpoints.database_url,
         redis_url=endpoints.redis_url,
-        postgres_pid=endpoints.postgres_pid,
-        redis_pid=endpoints.redis_pid,
+        services=endpoints,
         tag=f"r{run_id.replace('-', '')}",
         progress=sys.stdout.isatty() if request.progress is None else request.progress,
         results_folder=folder,
         platform_database_url=platform_db,
-        restart_redis=endpoints.restart_redis,
     )
     snapshot = {
         "scenarios": list(config.run.scenarios),

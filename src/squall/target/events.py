@@ -11,7 +11,6 @@ replay returns exactly what was published.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -77,16 +76,17 @@ async def append(
     fence: int,
     enforce_fence: bool = True,
     retention: int | None = None,
-    clock: Callable[[], float] = time.time,
+    ts: float | None = None,
 ) -> dict[str, Any]:
     """Store one event and return the dict to publish once it is committed.
 
     One statement (see ``_APPEND``): ``conn`` may be a connection inside the caller's
     transaction or a pool (the event commits on its own). ``enforce_fence=False`` is the
     deliberate ``no_fencing`` defect. ``retention`` keeps at most that many events of
-    the thread (older ones are deleted by the same statement).
+    the thread (older ones are deleted by the same statement). ``ts`` (default: now)
+    with the run and type identifies the event for :func:`stored`.
     """
-    ts = clock()
+    ts = time.time() if ts is None else ts
     stored: dict[str, Any] = {
         "type": str(type_),
         "thread_id": thread,
@@ -119,6 +119,24 @@ async def append(
         "ts": ts,
         **fields,
     }
+
+
+async def stored(
+    conn: Connection, thread: ThreadID, run: RunID, type_: EventType, ts: float
+) -> dict[str, Any] | None:
+    """The event :func:`append` stored for ``run`` with this type and timestamp, or None.
+
+    After the connection was lost during an append, this tells whether the append
+    committed before it was lost (a retry would otherwise store the event twice).
+    """
+    payload = await conn.fetchval(
+        "SELECT payload FROM events WHERE thread_id = $1 AND run_id = $2 AND type = $3 AND ts = $4",
+        thread,
+        run,
+        str(type_),
+        ts,
+    )
+    return None if payload is None else dict(payload)
 
 
 async def read_after(

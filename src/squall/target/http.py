@@ -7,6 +7,7 @@ one that does not exist.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,10 +19,12 @@ from starlette.routing import Route
 from squall.target import metrics
 from squall.target.auth import Principal, Unauthorized, find_token, user_id_problem
 from squall.target.edge import Edge
-from squall.target.errors import InvalidField, TargetError
+from squall.target.errors import InvalidField, TargetError, unavailable
 from squall.target.ids import UserID
 from squall.target.openapi import OPENAPI
 from squall.target.protocol import MAX_BIGINT, loads_strict, validate_thread_id
+
+log = logging.getLogger(__name__)
 
 MAX_PREFERENCES_BYTES = 4096
 STATUS = {
@@ -34,6 +37,7 @@ STATUS = {
     "rate_limited": 429,
     "queue_full": 429,
     "shutting_down": 503,
+    "unavailable": 503,
 }
 
 Handler = Callable[[Request, Edge, Principal], Awaitable[Response]]
@@ -58,6 +62,12 @@ def authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return await handler(request, edge, principal)
         except TargetError as exc:
             return _error(STATUS.get(exc.code, 500), exc.code, exc.message)
+        except Exception as exc:
+            lost = unavailable(exc)
+            if lost is None:
+                raise
+            log.warning("%s %s failed: %s", request.method, request.url.path, lost.message)
+            return _error(STATUS[lost.code], lost.code, lost.message)
 
     return endpoint
 

@@ -20,13 +20,15 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
+    """The error responses ``codes`` of an authenticated route, and its 503."""
     text = {
         400: "Invalid input (code invalid_field)",
         401: "Missing, malformed, expired or wrong-audience token",
         403: "The token's role may not do this",
         404: "No such thread for this user (another user's thread looks the same)",
+        503: "PostgreSQL or Redis is unreachable (code unavailable); try again shortly",
     }
-    return {str(code): _json(_ERROR, text[code]) for code in codes}
+    return {str(code): _json(_ERROR, text[code]) for code in (*codes, 503)}
 
 
 _THREAD_ID = {

@@ -7,6 +7,14 @@ failed handshakes and ``internal`` errors. A :class:`redis.asyncio.BlockingConne
 instead makes the caller wait up to ``redis_pool_timeout_s`` for a connection, so a
 burst queues behind a fixed number of connections (``redis_max_connections`` per client).
 
+A pooled connection that the server closed (a Redis restart or failover, a killed client)
+fails the first command sent on it; every client here reconnects and sends that command
+again, up to :data:`RETRIES` times with short jittered pauses (:func:`retry_policy`), as
+redis-py's own clients do by default. A command is sent again only when its connection
+broke, so one the server had executed before it vanished may run twice; every command the
+platform sends tolerates that (the scripts compare before they write, a doubled
+rate-limit take or lock-counter increment only costs a token).
+
 Pub/sub holds its connection for as long as it listens, so every subscriber gets a
 client of its own (:func:`connect_pubsub`) and never takes a connection out of the
 shared pool.
@@ -15,10 +23,26 @@ shared pool.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis import exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from squall.target.settings import Settings
+
+#: How often a command is sent again on a new connection after its connection broke.
+RETRIES = 3
+
+
+def retry_policy() -> dict[str, Any]:
+    """Pool keywords: reconnect and resend after a broken connection (see above)."""
+    backoff = ExponentialWithJitterBackoff(base=0.02, cap=0.5)
+    return {
+        "retry": Retry(backoff, RETRIES),
+        "retry_on_error": [exceptions.ConnectionError, exceptions.TimeoutError],
+    }
 
 
 def connect(settings: Settings, *, decode_responses: bool = False) -> aioredis.Redis:
@@ -29,6 +53,7 @@ def connect(settings: Settings, *, decode_responses: bool = False) -> aioredis.R
         max_connections=settings.redis_max_connections,
         timeout=settings.redis_pool_timeout_s,
         decode_responses=decode_responses,
+        **retry_policy(),
     )
     return aioredis.Redis.from_pool(pool)
 

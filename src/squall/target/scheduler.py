@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 from redis.exceptions import RedisError
 
+from squall.target import db
 from squall.target.db import Pool
 from squall.target.fairness import Candidate, fair_order
 from squall.target.ids import MessageID, RunID, ThreadID, UserID
@@ -264,5 +265,11 @@ class Scheduler:
                 raise
             except (RedisError, OSError) as exc:
                 log.warning("claiming runs failed (%s); retrying after the poll interval", exc)
-            except Exception:
-                log.exception("claiming runs failed; retrying after the poll interval")
+            except Exception as exc:
+                if db.connection_lost(exc):
+                    log.warning(
+                        "claiming runs failed (%s); retrying after the poll interval",
+                        db.describe(exc),
+                    )
+                else:
+                    log.exception("claiming runs failed; retrying after the poll interval")

@@ -43,6 +43,7 @@ from squall.target.errors import (
     ShuttingDown,
     TargetError,
     TooManySockets,
+    unavailable,
 )
 from squall.target.ids import ThreadID, UserID, WebSocketID, new_websocket_id
 from squall.target.metrics import series
@@ -331,9 +332,17 @@ class Connection:
             self._error(exc, **context)
             return
         except Exception as exc:
-            log.exception("submit failed for user %s", self.user_id)
             self._end_submit()
-            self._error(TargetError(f"internal error: {type(exc).__name__}"), **context)
+            lost = unavailable(exc)
+            if lost is None:
+                log.exception("submit failed for user %s", self.user_id)
+                self._error(TargetError(f"internal error: {type(exc).__name__}"), **context)
+                return
+            log.warning("submit failed for user %s: %s", self.user_id, lost.message)
+            lost.message += (
+                "; the message may have been stored: read the thread before sending it again"
+            )
+            self._error(lost, **context)
             return
         # No await from here on: the ack is queued before any event of its run.
         self._submitting = None

@@ -8,7 +8,7 @@ sharing the session's Redis under its own key prefix. The deliberately broken bu
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -17,8 +17,8 @@ from squall.checks.verdict import Verdict
 from squall.runner import PLATFORM_SETTINGS
 from squall.scenarios.platform_races import Part, PlatformRacesReport, run_platform_races
 from squall.scenarios.target import TargetInfo
-from squall.services import Endpoints, create_database, drop_database
-from squall.services.embedded import EmbeddedValkey
+from squall.services import Endpoints, Restart, create_database, drop_database
+from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey
 from squall.services.platform import RunningPlatform, start_platform
 from squall.store.history_log import HistoryLog, read_history
 
@@ -111,43 +111,56 @@ async def test_the_reference_platform_passes_every_checker(
     }
 
 
-@pytest.fixture
-def restartable_platform(endpoints: Endpoints) -> Iterator[tuple[Platform, Callable[[], None]]]:
-    """A platform on a Redis of its own, and what restarts that Redis (empty, same port)."""
-    servers = [EmbeddedValkey.start()]
+@dataclasses.dataclass
+class Restartable:
+    """A platform on a server of its own, the part that restarts it, and the restart."""
 
-    def restart() -> None:
-        port = servers[-1].port
-        servers[-1].stop()
-        servers.append(EmbeddedValkey.start(port=port))
+    platform: Platform
+    part: Part
+    service: str
+    restart: Restart
 
+
+@pytest.fixture(params=[Part.REDIS_RESTART, Part.POSTGRES_RESTART])
+def restartable(request: pytest.FixtureRequest, endpoints: Endpoints) -> Iterator[Restartable]:
+    server: EmbeddedValkey | EmbeddedPostgres
+    if request.param is Part.REDIS_RESTART:
+        server, service = EmbeddedValkey.start(), "Redis"  # back empty, on its port
+        own = dataclasses.replace(endpoints, redis_url=server.url)
+    else:
+        server, service = EmbeddedPostgres.start(), "PostgreSQL"  # same data and port
+        own = dataclasses.replace(endpoints, database_url=server.url)
     try:
-        own = dataclasses.replace(endpoints, redis_url=servers[0].url)
         for platform in _platform(own, {}):
-            yield platform, restart
+            yield Restartable(platform, request.param, service, server.restart)
     finally:
-        servers[-1].stop()
+        server.stop()
 
 
-async def test_a_redis_restart_mid_run_loses_no_event_and_breaks_no_invariant(
-    restartable_platform: tuple[Platform, Callable[[], None]],
+async def test_a_restart_mid_run_loses_no_event_and_breaks_no_invariant(
+    restartable: Restartable,
 ) -> None:
-    platform, restart = restartable_platform
-    report = await platform.run("restart", (Part.REDIS_RESTART,), restart_redis=restart)
-    what = report.parts["redis_restart"]
-    assert what.startswith("restarted the platform's Redis"), what
+    part = restartable.part
+    restart = {f"restart_{part.value.removesuffix('_restart')}": restartable.restart}
+    report = await restartable.platform.run(part.value, (part,), **restart)
+    what = report.parts[part.value]
+    assert what.startswith(f"restarted the platform's {restartable.service}"), what
     assert "never completed" not in what
     failed = {v.checker: v.summary for v in report.verdicts if v.valid is False}
     assert failed == {}
     verdicts = by_checker(report)
-    assert verdicts["runs"].counts == {"acked": 6, "completed": 6, "violations": 0}
+    # 3 runs per socket streaming through the restart, then one more each.
+    assert verdicts["runs"].counts == {"acked": 8, "completed": 8, "violations": 0}
     for name in ("ordering", "delivery", "locks", "ledger", "ledger.db"):
         assert verdicts[name].valid is True, verdicts[name].summary
 
 
-async def test_without_a_redis_to_restart_that_part_is_not_applicable(platform: Platform) -> None:
-    report = await platform.run("no-restart", (Part.REDIS_RESTART,))
+async def test_without_a_server_to_restart_the_restart_parts_are_not_applicable(
+    platform: Platform,
+) -> None:
+    report = await platform.run("no-restart", (Part.REDIS_RESTART, Part.POSTGRES_RESTART))
     assert report.parts["redis_restart"].startswith("not applicable: needs a Redis squall")
+    assert report.parts["postgres_restart"].startswith("not applicable: needs a PostgreSQL squall")
 
 
 @pytest.fixture

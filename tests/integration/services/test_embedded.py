@@ -42,13 +42,49 @@ def test_the_embedded_redis_restarts_empty_on_its_port(endpoints: Endpoints) -> 
         assert ep.restart_redis is not None
         client = redis.Redis.from_url(ep.redis_url)
         client.set("kept?", "no")
-        ep.restart_redis()
+        asyncio.run(ep.restart_redis())
+        # The loop that restarted it is gone, its worker threads with it: the new server
+        # must not have been their child (a parent-death signal follows the thread).
+        time.sleep(0.3)
         assert client.get("kept?") is None  # a new, empty server at the same URL
         assert client.ping()
         client.close()
         pid = ep.redis_pid
     assert pid is not None
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
+def test_the_embedded_postgres_restarts_on_its_port_with_its_data(endpoints: Endpoints) -> None:
+    with services(redis_url=endpoints.redis_url, environ={}) as ep:
+        assert ep.embedded == ("postgres",)
+        assert ep.restart_postgres is not None
+        assert ep.restart_redis is None
+
+        async def restart() -> tuple[str, bool]:
+            conn = await asyncpg.connect(ep.database_url)
+            await conn.execute("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('yes')")
+            assert ep.restart_postgres is not None
+            await ep.restart_postgres()
+            # The connection from before was closed by the server's shutdown.
+            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+                await conn.fetchval("SELECT 1")
+            return await _kept(ep.database_url), conn.is_closed()
+
+        async def _kept(url: str) -> str:
+            again = await asyncpg.connect(url)
+            try:
+                return str(await again.fetchval("SELECT v FROM kept"))
+            finally:
+                await again.close()
+
+        before = ep.postgres_pid
+        assert asyncio.run(restart()) == ("yes", True)
+        time.sleep(0.3)  # the restarting loop's threads are gone; the server is not
+        assert asyncio.run(_kept(ep.database_url)) == "yes"
+        # The monitor asks for the server's PID when a scenario starts: the new one.
+        assert ep.postgres_pid is not None
+        assert ep.postgres_pid != before
+        assert psutil.Process(ep.postgres_pid).name() == "postgres"
 
 
 def test_a_given_redis_is_not_restarted(endpoints: Endpoints) -> None:

@@ -33,19 +33,18 @@ SLOW_MODEL = {"SQUALL_MODEL_TOKENS_PER_SECOND": "100", "SQUALL_MODEL_ANSWER_TOKE
 
 
 @pytest.fixture
-def redis_server() -> Iterator[list[EmbeddedValkey]]:
-    """A Redis server of the test's own (it is stopped and started again); the list holds
-    the one running now."""
-    servers = [EmbeddedValkey.start()]
-    yield servers
-    servers[-1].stop()
+def redis_server() -> Iterator[EmbeddedValkey]:
+    """A Redis server of the test's own (it is stopped and started again)."""
+    server = EmbeddedValkey.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
 def platform(
-    endpoints: Endpoints, redis_server: list[EmbeddedValkey], tmp_path: Path
+    endpoints: Endpoints, redis_server: EmbeddedValkey, tmp_path: Path
 ) -> Iterator[Platform]:
-    own = dataclasses.replace(endpoints, redis_url=redis_server[0].url)
+    own = dataclasses.replace(endpoints, redis_url=redis_server.url)
     platform, database = start_platform(own, tmp_path, workers=1, **SLOW_MODEL)
     yield platform
     platform.process.stop(timeout=20)
@@ -53,7 +52,7 @@ def platform(
 
 
 async def test_a_run_streamed_through_a_redis_restart_arrives_whole_and_in_order(
-    platform: Platform, redis_server: list[EmbeddedValkey]
+    platform: Platform, redis_server: EmbeddedValkey
 ) -> None:
     ws, _ = await open_socket(platform, unique("outage"))
     events: list[dict[str, Any]] = []
@@ -64,10 +63,7 @@ async def test_a_run_streamed_through_a_redis_restart_arrives_whole_and_in_order
         events.append(await recv(ws))
         # Down from early in the run until well after its end: the completion is published
         # (and lost) while no subscriber listens.
-        port = redis_server[0].port
-        await asyncio.to_thread(redis_server[0].stop)
-        await asyncio.sleep(4 * time_scale())
-        redis_server.append(await asyncio.to_thread(EmbeddedValkey.start, port=port))
+        await redis_server.restart(down_s=4 * time_scale())
         async with asyncio.timeout(30 * time_scale()):
             while events[-1]["type"] != "agent_completed":
                 events.append(json.loads(await ws.recv()))

@@ -3,7 +3,8 @@
 redis-py's default pool raises ``MaxConnectionsError`` once ``max_connections`` are
 busy; the platform's clients (``squall.target.redis_pool``) wait instead. The control
 test shows the burst used here does exhaust a plain pool of the same size, so the
-other tests would fail with the platform's former clients.
+other tests would fail with the platform's former clients. After a Redis restart they
+reconnect instead of failing the first command on each dead connection.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio as aioredis
 from edge_client import Platform, recv, unique, user_message
-from redis.exceptions import MaxConnectionsError
+from redis.exceptions import ConnectionError, MaxConnectionsError
 from websockets.asyncio.client import connect
 
+from squall.services.embedded import EmbeddedValkey
 from squall.target import redis_pool
 from squall.target.settings import Settings
 
@@ -52,6 +54,25 @@ async def test_the_platform_client_waits_for_a_connection(redis_url: str) -> Non
         await client.delete(key)
     finally:
         await client.aclose()
+
+
+async def test_the_platform_client_reconnects_after_a_redis_restart() -> None:
+    """Every pooled connection is dead after a restart; the first command on each is sent
+    again on a new one (a plain client of redis-py fails it: the control below)."""
+    server = EmbeddedValkey.start()
+    settings = Settings(redis_url=server.url, redis_max_connections=POOL)
+    client = redis_pool.connect(settings)
+    plain = aioredis.Redis.from_url(server.url)
+    try:
+        assert await asyncio.gather(client.incr("k"), client.incr("k"), plain.ping())
+        await server.restart()
+        with pytest.raises(ConnectionError):
+            await plain.ping()
+        assert sorted(await asyncio.gather(client.incr("k"), client.incr("k"))) == [1, 2]
+    finally:
+        await client.aclose()
+        await plain.aclose()
+        server.stop()
 
 
 @pytest.fixture(scope="module")

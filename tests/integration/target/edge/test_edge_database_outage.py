@@ -1,0 +1,94 @@
+"""PostgreSQL down for a few seconds: requests get ``unavailable``, then work again.
+
+A message sent while the database is down cannot be stored: the client gets the
+``unavailable`` error (retry; read the thread first) instead of ``internal``, an HTTP request
+a 503 with the same code, and the platform's log says so in one line each, without a
+traceback. Once the server is back the same socket's next message is accepted and runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from edge_client import (
+    Platform,
+    completed,
+    open_socket,
+    recv,
+    recv_until,
+    start_platform,
+    time_scale,
+    unique,
+    user_message,
+)
+
+from squall.services import Endpoints
+from squall.services.embedded import EmbeddedPostgres, port_open
+
+pytestmark = pytest.mark.integration
+
+
+def _wait_closed(port: int) -> None:
+    deadline = time.monotonic() + 15 * time_scale()
+    while port_open("127.0.0.1", port) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def postgres() -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL of the test's own (it is stopped and started again)."""
+    server = EmbeddedPostgres.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def platform(
+    endpoints: Endpoints, postgres: EmbeddedPostgres, tmp_path: Path
+) -> Iterator[Platform]:
+    own = dataclasses.replace(endpoints, database_url=postgres.url)
+    platform, _ = start_platform(own, tmp_path, workers=1)
+    yield platform
+    platform.process.stop(timeout=20)
+
+
+async def test_requests_while_postgres_is_down_are_refused_as_unavailable(
+    platform: Platform, postgres: EmbeddedPostgres
+) -> None:
+    user, thread = unique("pg-down"), unique("t")
+    ws, _ = await open_socket(platform, user)
+    headers = {"Authorization": f"Bearer {platform.token(user)}"}
+    try:
+        await ws.send(user_message(thread, msg="before"))
+        await recv_until(ws, completed())
+        restart = asyncio.create_task(postgres.restart(down_s=3 * time_scale()))
+        await asyncio.to_thread(_wait_closed, postgres.port)
+
+        await ws.send(user_message(thread, msg="during"))
+        error = await recv(ws)
+        assert error["type"] == "error", error
+        assert (error["code"], error["client_msg_id"]) == ("unavailable", "during")
+        assert error["message"].startswith("PostgreSQL is unreachable ("), error
+        assert "read the thread before sending it again" in error["message"]
+        async with httpx.AsyncClient() as http:
+            response = await http.get(f"{platform.http}/v1/accounts/me", headers=headers)
+        assert response.status_code == 503
+        assert response.json()["code"] == "unavailable"
+
+        await restart
+        await ws.send(user_message(thread, msg="after"))
+        ack = await recv(ws)
+        assert (ack["type"], ack["client_msg_id"]) == ("ack", "after"), ack
+        await recv_until(ws, completed(ack["run_id"]))
+    finally:
+        await ws.close()
+    log = platform.process.log_path.read_text()
+    assert f"submit failed for user {user}: PostgreSQL is unreachable" in log
+    assert "GET /v1/accounts/me failed: PostgreSQL is unreachable" in log
+    assert "Traceback" not in log, log

@@ -1,0 +1,113 @@
+"""db.retrying: lost connections are waited out, a write that committed is not made twice."""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+import pytest
+
+from squall.target import db
+
+LOST = asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+
+
+class Attempts:
+    """Fails with each of ``errors`` in turn, then returns how many calls it took."""
+
+    def __init__(self, *errors: BaseException) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    async def __call__(self) -> int:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.calls
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        LOST,
+        asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+        asyncpg.CannotConnectNowError("the database system is starting up"),
+        asyncpg.InterfaceError("connection is closed"),
+        ConnectionRefusedError(111, "Connection refused"),
+    ],
+)
+async def test_a_lost_connection_is_retried_until_the_work_succeeds(error: BaseException) -> None:
+    assert db.connection_lost(error)
+    attempt = Attempts(error, error)
+    assert await db.retrying("work", attempt, within_s=5) == 3
+
+
+async def test_other_errors_are_raised_at_once() -> None:
+    attempt = Attempts(asyncpg.UniqueViolationError("duplicate key"))
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await db.retrying("work", attempt, within_s=5)
+    assert attempt.calls == 1
+    assert not db.connection_lost(ValueError("no"))
+
+
+async def test_a_write_that_committed_before_the_loss_is_not_made_again() -> None:
+    attempt = Attempts(LOST)
+    asked: list[int] = []
+
+    async def committed() -> int | None:
+        asked.append(attempt.calls)
+        return 42
+
+    assert await db.retrying("write", attempt, committed=committed, within_s=5) == 42
+    assert attempt.calls == 1  # not attempted again
+    assert asked == [1]
+
+
+async def test_a_write_that_did_not_commit_is_made_again() -> None:
+    attempt = Attempts(LOST)
+
+    async def committed() -> int | None:
+        return None
+
+    assert await db.retrying("write", attempt, committed=committed, within_s=5) == 2
+
+
+async def test_committed_is_not_asked_before_any_loss() -> None:
+    async def committed() -> int | None:
+        raise AssertionError("asked without a lost connection")
+
+    assert await db.retrying("write", Attempts(), committed=committed, within_s=5) == 1
+
+
+async def test_the_last_error_is_raised_when_the_database_stays_away(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    attempt = Attempts(*[LOST] * 100)
+    with caplog.at_level(logging.WARNING), pytest.raises(asyncpg.ConnectionDoesNotExistError):
+        await db.retrying("run r1 storing agent_thinking", attempt, within_s=0.3)
+    assert 2 <= attempt.calls < 100
+    # One line per outage, not one per attempt.
+    waits = [r.getMessage() for r in caplog.records if "waits for the database" in r.getMessage()]
+    assert waits == [
+        "run r1 storing agent_thinking waits for the database: ConnectionDoesNotExistError: "
+        "connection was closed in the middle of operation"
+    ]
+
+
+def test_asyncpg_pool_floor_warnings_lose_their_traceback_for_a_lost_connection() -> None:
+    record = logging.LogRecord(
+        "asyncpg.pool", logging.WARNING, __file__, 1, "Failed to restore the pool connection "
+        "floor; retrying", None, (type(LOST), LOST, None)
+    )  # fmt: skip
+    assert db._ONE_LINE.filter(record)
+    assert record.exc_info is None
+    assert record.getMessage() == (
+        "Failed to restore the pool connection floor; retrying: ConnectionDoesNotExistError: "
+        "connection was closed in the middle of operation"
+    )
+    other = ValueError("a bug")
+    kept = logging.LogRecord(
+        "asyncpg.pool", logging.WARNING, __file__, 1, "x", None, (ValueError, other, None)
+    )
+    assert db._ONE_LINE.filter(kept)
+    assert kept.exc_info is not None
