@@ -5,7 +5,9 @@ only after the transaction that stored it commits, in order, from this one task,
 thread's subscribers see seq ascending. A failure refunds the run; a cancellation
 (shutdown) refunds it too; a ``StaleFence`` means another holder took the thread over
 (e.g. recovery after this worker stalled past the lock TTL) and already finalised the
-run, so this writer stops without writing anything else.
+run, so this writer stops without writing anything else. A lost database connection is
+not a failure: each step waits for the database to come back (``db.retrying``) and never
+writes an event twice.
 """
 
 from __future__ import annotations
