@@ -32,13 +32,18 @@ Connection = Any
 
 #: The server closed the connection (shutdown, restart, failover, a terminated backend),
 #: refused a new one while starting or stopping, or could not be reached: the same work
-#: may succeed on a new connection once the server is back.
+#: may succeed on a new connection once the server is back. ``InternalClientError`` is
+#: what asyncpg raises for a pooled connection handed out between the server's "terminating
+#: connection" message and the socket's close ("cannot switch to state 12; another operation
+#: (2) is in progress", MagicStack/asyncpg#1069); the close follows at once and the pool then
+#: replaces the connection.
 _CONNECTION_LOST = (
     asyncpg.PostgresConnectionError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     OSError,
 )
 
