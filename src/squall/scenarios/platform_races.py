@@ -19,6 +19,8 @@ The parts, each bounded in count and time, run against the target squall points 
   PostgreSQL (same data) restarts while one user's runs stream; every run must still
   complete once, every event arrive in order, every debit stand. Need a server squall
   started (embedded), to restart it;
+- ``postgres_disconnect``: the same, with every connection to the platform's database
+  terminated instead. Needs the platform's database;
 - ``sessions``: concurrent logins of one user on a second platform instance under
   ``SQUALL_SESSION_POLICY=single_session`` (same database and Redis): exactly one
   socket survives, the others are closed with 4409. Needs the platform's database.
@@ -34,7 +36,7 @@ import asyncio
 import contextlib
 import enum
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -68,6 +70,7 @@ class Part(enum.StrEnum):
     TAKEOVER = "takeover"
     REDIS_RESTART = "redis_restart"
     POSTGRES_RESTART = "postgres_restart"
+    POSTGRES_DISCONNECT = "postgres_disconnect"
     SESSIONS = "sessions"
 
 
@@ -375,32 +378,33 @@ async def _takeover(state: _State, redis_url: str) -> None:
 
 
 @dataclass(frozen=True)
-class _Restart:
-    """A service the platform depends on, restarted mid-run by a fault part."""
+class _Fault:
+    """Something done to a service of the platform mid-run by a fault part."""
 
     part: Part
-    service: str
-    #: What the service holds afterwards, for the part's line in the report.
-    after: str
-    restart: Restart
+    #: What was done, for the part's line in the report ("restarted the platform's Redis").
+    done: str
+    #: Does it; returns how it went ("0.2 s down, empty after").
+    act: Callable[[], Awaitable[str]]
 
 
-async def _restart_mid_run(state: _State, sizes: Sizes, fault: _Restart) -> None:
-    """Restart a service of the platform while one user's runs stream to two sockets, then
-    send one more message per socket; the checkers then judge their events, locks and
-    ledger like any other part's. Every acked run must complete: a restart is a fault
-    the platform has to ride out, not a reason to fail runs."""
-    name = fault.part.value.removesuffix("_restart")
+async def _fault_mid_run(state: _State, sizes: Sizes, fault: _Fault) -> None:
+    """Do ``fault`` while one user's runs stream to two sockets, then send one more message
+    per socket; the checkers then judge their events, locks and ledger like any other
+    part's. Every acked run must complete: a restart or a lost connection is a fault the
+    platform has to ride out, not a reason to fail runs."""
+    name = fault.part.value
+    service, action = name.split("_", 1)
     user = str(state.identity().user_id)
-    sockets = [state.socket(f"{name}-restart-{i}", user) for i in range(2)]
+    sockets = [state.socket(f"{name}-{i}", user) for i in range(2)]
     await _connect_all(state, sockets)
-    threads = [f"{state.tag}-{name}-restart-{i}" for i in range(len(sockets))]
+    threads = [f"{state.tag}-{name}-{i}" for i in range(len(sockets))]
     for thread in threads:
         state.thread_owner[thread] = user
         state.viewers[thread] = [{s.label} for s in sockets]
     for sock, thread in zip(sockets, threads, strict=True):
         for _ in range(sizes.restart_messages):
-            await sock.send(thread, f"an answer through a {fault.service} restart",
+            await sock.send(thread, f"an answer through a {service} {action}",
                             state.msg_id(), expect="completed")  # fmt: skip
     deadline = state.deadline()
     await _wait_acks(sockets, deadline)
@@ -409,41 +413,76 @@ async def _restart_mid_run(state: _State, sizes: Sizes, fault: _Restart) -> None
     await watcher.wait_for(
         lambda: any("tool_completed" in watcher.seen_types.get(r, set()) for r in runs), deadline
     )
-    invoke = state.recorder.invoke(f"harness/{name}", "restart", {})
+    invoke = state.recorder.invoke(f"harness/{service}", action, {})
     started = time.monotonic()
-    await fault.restart()
-    down = time.monotonic() - started
-    state.recorder.ok(invoke, {"down_s": round(down, 3)})
+    how = await fault.act()
+    state.recorder.ok(invoke, {"how": how, "took_s": round(time.monotonic() - started, 3)})
     for sock, thread in zip(sockets, threads, strict=True):
-        await sock.send(thread, f"a question after the {fault.service} restart",
+        await sock.send(thread, f"a question after the {service} {action}",
                         state.msg_id(), expect="completed")  # fmt: skip
     missing = await _finish(state, sockets, deadline)
     state.parts[fault.part] = (
-        f"restarted the platform's {fault.service} ({down:.1f} s down, {fault.after} after) "
-        f"while {len(runs)} runs of {user} streamed to {len(sockets)} sockets, then sent "
-        f"{len(sockets)} more" + (f"; {missing} run(s) never completed" if missing else "")
+        f"{fault.done} ({how}) while {len(runs)} runs of {user} streamed to {len(sockets)} "
+        f"sockets, then sent {len(sockets)} more"
+        + (f"; {missing} run(s) never completed" if missing else "")
     )
 
 
-_SERVICE = {Part.REDIS_RESTART: "Redis", Part.POSTGRES_RESTART: "PostgreSQL"}
+def _restart(restart: Restart, after: str) -> Callable[[], Awaitable[str]]:
+    async def act() -> str:
+        started = time.monotonic()
+        await restart()
+        return f"{time.monotonic() - started:.1f} s down, {after} after"
+
+    return act
 
 
-def _restarts(
+def _disconnect(database_url: str) -> Callable[[], Awaitable[str]]:
+    async def act() -> str:
+        return f"{await terminate_connections(database_url)} connection(s)"
+
+    return act
+
+
+async def terminate_connections(database_url: str) -> int:
+    """Terminate every other connection to the database of ``database_url`` (what a
+    failover, an administrator or an idle timeout does to a client); return how many."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    finally:
+        await conn.close()
+
+
+def _faults(
     chosen: Collection[Part],
+    platform_database_url: str | None,
     restart_redis: Restart | None,
     restart_postgres: Restart | None,
-) -> list[_Restart | Part]:
-    """The restart parts chosen, each with its restart, or the part alone when squall
-    cannot restart that service."""
-    found: list[_Restart | Part] = []
-    for part, restart, after in (
-        (Part.REDIS_RESTART, restart_redis, "empty"),
-        (Part.POSTGRES_RESTART, restart_postgres, "its data intact"),
-    ):
-        if part in chosen:
-            fault = None if restart is None else _Restart(part, _SERVICE[part], after, restart)
-            found.append(fault or part)
-    return found
+) -> list[_Fault | tuple[Part, str]]:
+    """The fault parts chosen, in order, each as the fault to do or as (part, why it is not
+    applicable)."""
+    needs = "needs a {} squall started (embedded), to restart it"
+    redis = None if restart_redis is None else _restart(restart_redis, "empty")
+    postgres = None if restart_postgres is None else _restart(restart_postgres, "its data intact")
+    disconnect = None if platform_database_url is None else _disconnect(platform_database_url)
+    options = [
+        (Part.REDIS_RESTART, redis, "restarted the platform's Redis", needs.format("Redis")),
+        (Part.POSTGRES_RESTART, postgres, "restarted the platform's PostgreSQL",
+         needs.format("PostgreSQL")),
+        (Part.POSTGRES_DISCONNECT, disconnect, "terminated the platform's database connections",
+         "needs the platform's own database (squall started the platform)"),
+    ]  # fmt: skip
+    return [
+        (part, f"not applicable: {why}") if act is None else _Fault(part, done, act)
+        for part, act, done, why in options
+        if part in chosen
+    ]
 
 
 async def _settle(sockets: Sequence[RecordingSocket], deadline: float) -> None:
@@ -685,14 +724,11 @@ async def run_platform_races(
         await asyncio.gather(*concurrent)
         # Alone, one after the other: a restart would disturb the other parts' own
         # expectations of the service.
-        for fault in _restarts(chosen, restart_redis, restart_postgres):
-            if isinstance(fault, _Restart):
-                await _restart_mid_run(state, sizes, fault)
+        for fault in _faults(chosen, platform_database_url, restart_redis, restart_postgres):
+            if isinstance(fault, _Fault):
+                await _fault_mid_run(state, sizes, fault)
             else:
-                state.parts[fault] = (
-                    f"not applicable: needs a {_SERVICE[fault]} squall started (embedded), "
-                    "to restart it"
-                )
+                state.parts[fault[0]] = fault[1]
         accounts = await _accounts(state)
         stored = None
         if platform_database_url is not None:

@@ -93,7 +93,9 @@ async def test_the_reference_platform_passes_every_checker(
     assert report.tally.unprevented == 0
     # 30 runs shared one thread: the platform serialised them (detected and prevented).
     assert report.tally.detected >= 29
-    assert verdicts["runs"].counts["acked"] == 30 + 3 * 4 + 3 + 4 * 5 + 2
+    # same_thread, resume, users, takeover and postgres_disconnect (the restarts need
+    # servers of their own: not applicable here).
+    assert verdicts["runs"].counts["acked"] == 30 + 3 * 4 + 3 + 4 * 5 + 2 + 2 * (3 + 1)
     assert verdicts["ordering"].counts["resumes"] == 1
     assert verdicts["isolation"].counts["foreign_reads"] == 4
     assert verdicts["sessions"].counts == {
@@ -137,22 +139,36 @@ def restartable(request: pytest.FixtureRequest, endpoints: Endpoints) -> Iterato
         server.stop()
 
 
+def assert_rode_out(report: PlatformRacesReport, part: Part, done: str) -> None:
+    """The fault was done and every run still completed once, every invariant held."""
+    what = report.parts[part.value]
+    assert what.startswith(done), what
+    assert "never completed" not in what
+    failed = {v.checker: v.summary for v in report.verdicts if v.valid is False}
+    assert failed == {}
+    verdicts = by_checker(report)
+    # 3 runs per socket streaming through the fault, then one more each.
+    assert verdicts["runs"].counts == {"acked": 8, "completed": 8, "violations": 0}
+    for name in ("ordering", "delivery", "locks", "ledger", "ledger.db"):
+        assert verdicts[name].valid is True, verdicts[name].summary
+
+
 async def test_a_restart_mid_run_loses_no_event_and_breaks_no_invariant(
     restartable: Restartable,
 ) -> None:
     part = restartable.part
     restart = {f"restart_{part.value.removesuffix('_restart')}": restartable.restart}
     report = await restartable.platform.run(part.value, (part,), **restart)
-    what = report.parts[part.value]
-    assert what.startswith(f"restarted the platform's {restartable.service}"), what
-    assert "never completed" not in what
-    failed = {v.checker: v.summary for v in report.verdicts if v.valid is False}
-    assert failed == {}
-    verdicts = by_checker(report)
-    # 3 runs per socket streaming through the restart, then one more each.
-    assert verdicts["runs"].counts == {"acked": 8, "completed": 8, "violations": 0}
-    for name in ("ordering", "delivery", "locks", "ledger", "ledger.db"):
-        assert verdicts[name].valid is True, verdicts[name].summary
+    assert_rode_out(report, part, f"restarted the platform's {restartable.service} (")
+
+
+async def test_terminated_database_connections_mid_run_break_no_invariant(
+    platform: Platform,
+) -> None:
+    part = Part.POSTGRES_DISCONNECT
+    report = await platform.run("disconnect", (part,))
+    assert_rode_out(report, part, "terminated the platform's database connections (")
+    assert "(0 connection(s))" not in report.parts[part.value]
 
 
 async def test_without_a_server_to_restart_the_restart_parts_are_not_applicable(
@@ -161,6 +177,20 @@ async def test_without_a_server_to_restart_the_restart_parts_are_not_applicable(
     report = await platform.run("no-restart", (Part.REDIS_RESTART, Part.POSTGRES_RESTART))
     assert report.parts["redis_restart"].startswith("not applicable: needs a Redis squall")
     assert report.parts["postgres_restart"].startswith("not applicable: needs a PostgreSQL squall")
+
+
+async def test_against_an_external_target_the_disconnect_part_is_not_applicable(
+    platform: Platform,
+) -> None:
+    target = TargetInfo(
+        ws_url=platform.running.ws_url,
+        http_url=platform.running.http_url,
+        jwt_secret=platform.running.jwt_secret,
+    )
+    report = await run_platform_races(target, tag="ext-disc", parts=(Part.POSTGRES_DISCONNECT,))
+    assert report.parts["postgres_disconnect"] == (
+        "not applicable: needs the platform's own database (squall started the platform)"
+    )
 
 
 @pytest.fixture
