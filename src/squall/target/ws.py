@@ -28,6 +28,7 @@ import asyncio
 import collections
 import contextlib
 import enum
+import functools
 import logging
 import os
 import time
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from squall.target import protocol
+from squall.target import db, protocol
 from squall.target.auth import Principal, Unauthorized, find_token
 from squall.target.errors import (
     NotFound,
@@ -382,8 +383,13 @@ class Connection:
         try:
             while True:
                 start = sequencer.last(thread) or 0
-                page = await self._edge.runtime.replay(
-                    self.user_id, thread, start, limit=REPLAY_PAGE
+                # A lost database connection is waited out: live events of the thread wait
+                # behind the fill, so giving up would stall them (the replay is a read).
+                page = await db.retrying(
+                    f"socket {self.socket_id} replaying thread {thread}",
+                    functools.partial(
+                        self._edge.runtime.replay, self.user_id, thread, start, limit=REPLAY_PAGE
+                    ),
                 )
                 accepted = sequencer.accept_page(thread, token, [int(e["seq"]) for e in page])
                 if accepted is None:
@@ -403,6 +409,15 @@ class Connection:
         except TargetError as exc:
             sequencer.abort_fill(thread, token)
             self._error(exc, thread_id=thread)
+            return
+        except Exception as exc:
+            lost = unavailable(exc)
+            if lost is None:
+                raise
+            # The database stayed away: the client learns it and may resume later.
+            sequencer.abort_fill(thread, token)
+            log.warning("socket %s gave up replaying %s: %s", self.socket_id, thread, lost.message)
+            self._error(lost, thread_id=thread)
             return
         self._edge.counters.inc(series("fills_total", kind="resume" if resume else "gap"))
         if resume:

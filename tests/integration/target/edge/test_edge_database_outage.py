@@ -3,13 +3,15 @@
 A message sent while the database is down cannot be stored: the client gets the
 ``unavailable`` error (retry; read the thread first) instead of ``internal``, an HTTP request
 a 503 with the same code, and the platform's log says so in one line each, without a
-traceback. Once the server is back the same socket's next message is accepted and runs.
+traceback. A replay asked for meanwhile waits for the database and then completes. Once the
+server is back the same socket's next message is accepted and runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,7 +68,8 @@ async def test_requests_while_postgres_is_down_are_refused_as_unavailable(
     headers = {"Authorization": f"Bearer {platform.token(user)}"}
     try:
         await ws.send(user_message(thread, msg="before"))
-        await recv_until(ws, completed())
+        before = [f for f in await recv_until(ws, completed()) if "seq" in f]
+        fresh, _ = await open_socket(platform, user)  # has delivered nothing of the thread
         restart = asyncio.create_task(postgres.restart(down_s=3 * time_scale()))
         await asyncio.to_thread(_wait_closed, postgres.port)
 
@@ -81,7 +84,14 @@ async def test_requests_while_postgres_is_down_are_refused_as_unavailable(
         assert response.status_code == 503
         assert response.json()["code"] == "unavailable"
 
+        # A replay asked for while the database is down waits for it, then completes.
+        await fresh.send(json.dumps({"type": "resume", "thread_id": thread, "after_seq": 0}))
         await restart
+        replayed = await recv_until(fresh, lambda f: f["type"] == "resume_done", within=30)
+        await fresh.close()
+        assert replayed[:-1] == before
+        assert replayed[-1]["last_seq"] == before[-1]["seq"]
+
         await ws.send(user_message(thread, msg="after"))
         ack = await recv(ws)
         assert (ack["type"], ack["client_msg_id"]) == ("ack", "after"), ack
