@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from squall.target import db
+from squall.target import db, redis_pool
 
 
 class TargetError(Exception):
@@ -81,7 +78,7 @@ def unavailable(exc: BaseException) -> Unavailable | None:
     refused, or None when it is some other error."""
     if db.connection_lost(exc):
         service = "PostgreSQL"
-    elif isinstance(exc, RedisConnectionError | RedisTimeoutError):
+    elif redis_pool.connection_lost(exc):
         service = "Redis"
     else:
         return None

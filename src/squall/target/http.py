@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from squall.target import metrics
+from squall.target import metrics, redis_pool
 from squall.target.auth import Principal, Unauthorized, find_token, user_id_problem
 from squall.target.edge import Edge
 from squall.target.errors import InvalidField, TargetError, unavailable
@@ -97,12 +97,21 @@ async def healthz(request: Request) -> Response:
 
 async def metrics_endpoint(request: Request) -> Response:
     edge: Edge = request.app.state.edge
-    counters = await edge.counters.totals()
     gauges: dict[str, float] = {
         "sockets_open": float(len(edge.connections)),
         "hub_users": float(edge.hub.local_users()),
         "pubsub_resyncs_total": float(edge.hub.resyncs),
     }
+    try:
+        counters = await edge.counters.totals()
+        gauges["redis_up"] = 1.0
+    except Exception as exc:
+        if not redis_pool.connection_lost(exc):
+            raise
+        # The cluster-wide counters live in Redis: none rather than this worker's alone,
+        # which would read as a counter reset.
+        counters = {}
+        gauges["redis_up"] = 0.0
     gauges.update({k: float(v) for k, v in (await edge.runtime.stats()).items()})
     text = metrics.render(counters, gauges, worker=os.getpid())
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

@@ -45,6 +45,12 @@ def retry_policy() -> dict[str, Any]:
     }
 
 
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says Redis could not be reached (after the retries above), rather
+    than that a command failed."""
+    return isinstance(exc, exceptions.ConnectionError | exceptions.TimeoutError)
+
+
 def connect(settings: Settings, *, decode_responses: bool = False) -> aioredis.Redis:
     """A client on ``settings.redis_url`` whose commands wait for one of a bounded set of
     connections instead of failing when all are busy."""

@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from squall.target import billing, events, redis_pool
+from squall.target import billing, db, events, redis_pool
 from squall.target.agent import AgentDeps, Publish, execute, recover
 from squall.target.db import Connection, create_pool, pool_size
 from squall.target.errors import (
@@ -400,12 +400,20 @@ class Runtime:
                 log.warning("recovered orphaned run %s of thread %s", run.run_id, run.thread_id)
 
     async def stats(self) -> dict[str, float]:
-        """Gauges and counters for ``/metrics``: this worker's unless named ``*_queued``."""
+        """Gauges and counters for ``/metrics``: this worker's unless named ``*_queued``;
+        ``database_up`` 0 (and no ``runs_queued``) while PostgreSQL cannot be reached."""
         out: dict[str, float] = {
             "runs_running": float(len(self._runs)),
             "run_slots": float(self.settings.run_concurrency),
-            "runs_queued": float(await queued_count(self._pool)),
         }
+        try:
+            out["runs_queued"] = float(await queued_count(self._pool))
+            out["database_up"] = 1.0
+        except Exception as exc:
+            if not db.connection_lost(exc):
+                raise
+            # Metrics matter most while the database is away: report that, not a wrong 0.
+            out["database_up"] = 0.0
         for name in COUNTERS:
             out[name] = float(self._counts[name])
         return out

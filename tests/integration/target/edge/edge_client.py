@@ -21,7 +21,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 from squall.services import Endpoints, ManagedProcess, create_database, drop_database, spawn
-from squall.services.embedded import free_port
+from squall.services.embedded import free_port, port_open
 from squall.target.auth import Role, mint_token
 from squall.target.settings import Settings
 
@@ -158,3 +158,18 @@ def user_message(thread: str, content: str = "hello there", msg: str | None = No
 
 def unique(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def gauge(text: str, name: str) -> float:
+    """The value of the one sample of ``name`` in Prometheus ``text``."""
+    (line,) = [
+        x for x in text.splitlines() if x.startswith(f"{name}{{") or x.startswith(name + " ")
+    ]
+    return float(line.rsplit(" ", 1)[1])
+
+
+def wait_closed(port: int) -> None:
+    """Block until nothing listens on 127.0.0.1:``port`` (a server going down), or 15 s."""
+    deadline = time.monotonic() + 15 * time_scale()
+    while port_open("127.0.0.1", port) and time.monotonic() < deadline:
+        time.sleep(0.02)

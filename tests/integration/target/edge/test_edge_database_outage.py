@@ -3,8 +3,9 @@
 A message sent while the database is down cannot be stored: the client gets the
 ``unavailable`` error (retry; read the thread first) instead of ``internal``, an HTTP request
 a 503 with the same code, and the platform's log says so in one line each, without a
-traceback. A replay asked for meanwhile waits for the database and then completes. Once the
-server is back the same socket's next message is accepted and runs.
+traceback; ``/metrics`` answers with ``database_up`` 0. A replay asked for meanwhile waits
+for the database and then completes. Once the server is back the same socket's next message
+is accepted and runs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import pytest
 from edge_client import (
     Platform,
     completed,
+    gauge,
     open_socket,
     recv,
     recv_until,
@@ -28,18 +29,13 @@ from edge_client import (
     time_scale,
     unique,
     user_message,
+    wait_closed,
 )
 
 from squall.services import Endpoints
-from squall.services.embedded import EmbeddedPostgres, port_open
+from squall.services.embedded import EmbeddedPostgres
 
 pytestmark = pytest.mark.integration
-
-
-def _wait_closed(port: int) -> None:
-    deadline = time.monotonic() + 15 * time_scale()
-    while port_open("127.0.0.1", port) and time.monotonic() < deadline:
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -71,7 +67,7 @@ async def test_requests_while_postgres_is_down_are_refused_as_unavailable(
         before = [f for f in await recv_until(ws, completed()) if "seq" in f]
         fresh, _ = await open_socket(platform, user)  # has delivered nothing of the thread
         restart = asyncio.create_task(postgres.restart(down_s=3 * time_scale()))
-        await asyncio.to_thread(_wait_closed, postgres.port)
+        await asyncio.to_thread(wait_closed, postgres.port)
 
         await ws.send(user_message(thread, msg="during"))
         error = await recv(ws)
@@ -81,8 +77,14 @@ async def test_requests_while_postgres_is_down_are_refused_as_unavailable(
         assert "read the thread before sending it again" in error["message"]
         async with httpx.AsyncClient() as http:
             response = await http.get(f"{platform.http}/v1/accounts/me", headers=headers)
-        assert response.status_code == 503
-        assert response.json()["code"] == "unavailable"
+            assert response.status_code == 503
+            assert response.json()["code"] == "unavailable"
+            metrics = await http.get(f"{platform.http}/metrics")
+        # Metrics answer, and say the database is down instead of a wrong queue length.
+        assert metrics.status_code == 200
+        assert gauge(metrics.text, "squall_target_database_up") == 0
+        assert gauge(metrics.text, "squall_target_redis_up") == 1
+        assert "squall_target_runs_queued" not in metrics.text
 
         # A replay asked for while the database is down waits for it, then completes.
         await fresh.send(json.dumps({"type": "resume", "thread_id": thread, "after_seq": 0}))

@@ -15,12 +15,14 @@ import httpx
 import pytest
 from edge_client import (
     Platform,
+    gauge,
     open_socket,
     recv,
     start_platform,
     time_scale,
     unique,
     user_message,
+    wait_closed,
 )
 
 from squall.services import Endpoints, drop_database
@@ -63,7 +65,11 @@ async def test_a_run_streamed_through_a_redis_restart_arrives_whole_and_in_order
         events.append(await recv(ws))
         # Down from early in the run until well after its end: the completion is published
         # (and lost) while no subscriber listens.
-        await redis_server.restart(down_s=4 * time_scale())
+        restart = asyncio.create_task(redis_server.restart(down_s=4 * time_scale()))
+        await asyncio.to_thread(wait_closed, redis_server.port)
+        async with httpx.AsyncClient() as http:  # metrics answer while Redis is down
+            down = (await http.get(f"{platform.http}/metrics")).text
+        await restart
         async with asyncio.timeout(30 * time_scale()):
             while events[-1]["type"] != "agent_completed":
                 events.append(json.loads(await ws.recv()))
@@ -73,8 +79,9 @@ async def test_a_run_streamed_through_a_redis_restart_arrives_whole_and_in_order
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs  # no gap, no duplicate
     assert events[0]["type"] == "agent_started"
     assert events[-1]["status"] == "completed"
+    assert gauge(down, "squall_target_redis_up") == 0
+    assert gauge(down, "squall_target_database_up") == 1
     assert "pub/sub reconnected" in platform.process.log_path.read_text()
     async with httpx.AsyncClient() as http:  # one worker: it answers, and it resynced
         text = (await http.get(f"{platform.http}/metrics")).text
-    (line,) = [x for x in text.splitlines() if x.startswith("squall_target_pubsub_resyncs_total")]
-    assert float(line.rsplit(" ", 1)[1]) >= 1
+    assert gauge(text, "squall_target_pubsub_resyncs_total") >= 1
