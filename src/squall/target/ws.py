@@ -44,8 +44,10 @@ from squall.target.errors import (
     ShuttingDown,
     TargetError,
     TooManySockets,
+    Unavailable,
     unavailable,
 )
+from squall.target.hub import SubscribeTimeout
 from squall.target.ids import ThreadID, UserID, WebSocketID, new_websocket_id
 from squall.target.metrics import series
 from squall.target.ordering import Sequencer, Step
@@ -65,6 +67,8 @@ class CloseCode(enum.IntEnum):
     GOING_AWAY = 1001
     #: Slow consumer (send queue full) or too many sockets for the user.
     POLICY_VIOLATION = 1008
+    #: A service the platform needs (Redis) could not be reached at admission.
+    TRY_AGAIN_LATER = 1013
     UNAUTHORIZED = 4401
     REPLACED = 4409
 
@@ -467,7 +471,12 @@ async def websocket_endpoint(websocket: WebSocket, edge: Edge) -> None:
         return
     connection = Connection(websocket, edge, principal)
     user = principal.user_id
-    if not await edge.sessions.claim_socket(user, connection.socket_id):
+    try:
+        admitted = await edge.sessions.claim_socket(user, connection.socket_id)
+    except Exception as exc:
+        await _refuse_if_unavailable(websocket, edge, exc)
+        return
+    if not admitted:
         limit = edge.settings.max_sockets_per_user
         error = TooManySockets(
             f"user {user!r} already has {limit} open sockets (SQUALL_MAX_SOCKETS_PER_USER); "
@@ -480,12 +489,16 @@ async def websocket_endpoint(websocket: WebSocket, edge: Edge) -> None:
     edge.register(connection)
     edge.counters.inc("sockets_opened_total")
     try:
-        await edge.hub.attach(connection)
-        if edge.settings.session_policy == "single_session":
-            generation = await edge.sessions.claim_session(user)
-            connection.session = generation
-            if edge.hub.superseded(connection):
-                connection.kick(generation)
+        try:
+            await edge.hub.attach(connection)
+            if edge.settings.session_policy == "single_session":
+                generation = await edge.sessions.claim_session(user)
+                connection.session = generation
+                if edge.hub.superseded(connection):
+                    connection.kick(generation)
+        except Exception as exc:
+            await _refuse_if_unavailable(websocket, edge, exc)
+            return
         connection.greet(
             protocol.hello_frame(os.getpid(), connection.socket_id, user, connection.session)
         )
@@ -497,6 +510,21 @@ async def websocket_endpoint(websocket: WebSocket, edge: Edge) -> None:
             await edge.sessions.release_socket(user, connection.socket_id)
         code = connection.close_code
         edge.counters.inc(series("sockets_closed_total", code=str(int(code)) if code else "client"))
+
+
+async def _refuse_if_unavailable(websocket: WebSocket, edge: Edge, exc: Exception) -> None:
+    """Close a socket that could not be admitted because Redis could not be reached with
+    ``error unavailable`` and 1013 (try again later); re-raise any other error."""
+    lost = unavailable(exc)
+    if lost is None and isinstance(exc, SubscribeTimeout):
+        lost = Unavailable(str(exc))
+    if lost is None:
+        raise exc
+    log.warning("socket refused: %s", lost.message)
+    edge.counters.inc(series("errors_total", code=lost.code))
+    with contextlib.suppress(Exception):
+        await websocket.send_text(protocol.encode(protocol.error_frame(lost)))
+        await websocket.close(int(CloseCode.TRY_AGAIN_LATER), lost.code)
 
 
 async def _authenticate(websocket: WebSocket, edge: Edge) -> Principal | None:

@@ -24,6 +24,8 @@ from edge_client import (
     user_message,
     wait_closed,
 )
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from squall.services import Endpoints, drop_database
 from squall.services.embedded import EmbeddedValkey
@@ -56,7 +58,8 @@ def platform(
 async def test_a_run_streamed_through_a_redis_restart_arrives_whole_and_in_order(
     platform: Platform, redis_server: EmbeddedValkey
 ) -> None:
-    ws, _ = await open_socket(platform, unique("outage"))
+    user = unique("outage")
+    ws, _ = await open_socket(platform, user)
     events: list[dict[str, Any]] = []
     try:
         await ws.send(user_message(unique("t")))
@@ -69,6 +72,16 @@ async def test_a_run_streamed_through_a_redis_restart_arrives_whole_and_in_order
         await asyncio.to_thread(wait_closed, redis_server.port)
         async with httpx.AsyncClient() as http:  # metrics answer while Redis is down
             down = (await http.get(f"{platform.http}/metrics")).text
+        # A socket cannot be admitted without Redis (socket slots, subscription): it is told.
+        refused = await connect(
+            platform.ws_url, additional_headers={"Authorization": f"Bearer {platform.token(user)}"}
+        )
+        error = await recv(refused)
+        assert (error["type"], error["code"]) == ("error", "unavailable"), error
+        assert error["message"].startswith("Redis is unreachable ("), error
+        with pytest.raises(ConnectionClosed):
+            await refused.recv()
+        assert refused.close_code == 1013
         await restart
         async with asyncio.timeout(30 * time_scale()):
             while events[-1]["type"] != "agent_completed":
