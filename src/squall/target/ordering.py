@@ -54,10 +54,51 @@ class Sequencer:
 
     def __init__(self) -> None:
         self._cursors: dict[ThreadID, Cursor] = {}
+        #: Runs acked to this socket on threads it has no cursor for yet (None: none).
+        self._expected: dict[ThreadID, str] | None = None
 
     def threads(self) -> list[ThreadID]:
         """The threads this socket has delivered events of."""
         return list(self._cursors)
+
+    def expect(self, thread: ThreadID, run: str) -> None:
+        """This socket was acked ``run`` of ``thread`` before it saw any event of the thread.
+
+        If pub/sub is down when the run's events are published, no live event ever comes to
+        start delivery; :meth:`expected` lets a resync replay the run from its first event.
+        """
+        if thread in self._cursors:
+            return
+        if self._expected is None:
+            self._expected = {}
+        self._expected.setdefault(thread, run)
+
+    def expected(self) -> list[tuple[ThreadID, str]]:
+        """The (thread, first acked run) pairs of threads still without a cursor."""
+        return list(self._expected.items()) if self._expected else []
+
+    def expected_run(self, thread: ThreadID) -> str | None:
+        """The run this socket was acked on ``thread`` before any event of the thread came."""
+        return self._expected.get(thread) if self._expected else None
+
+    def start_run_fill(self, thread: ThreadID, seq: int) -> int:
+        """The first live event of an expected thread is not its run's start: pub/sub may
+        have lost the beginning. Hold ``seq`` and begin a fill (the caller looks up where the
+        run starts and replays from there, or from ``seq``); returns the fill's token."""
+        token = self.start_fill(thread, seq - 1)
+        self.on_live(thread, seq)  # held: the fill delivers it
+        return token
+
+    def is_expected(self, thread: ThreadID, run: str) -> bool:
+        """Whether ``thread`` still waits for the first event, of ``run`` or after."""
+        expected = self._expected
+        return expected is not None and expected.get(thread) == run
+
+    def _cursor_for(self, thread: ThreadID, last: int, first: int) -> Cursor:
+        cursor = self._cursors[thread] = Cursor(last=last, first=first)
+        if self._expected:
+            self._expected.pop(thread, None)
+        return cursor
 
     def resync(self, thread: ThreadID) -> bool:
         """Pub/sub was down, so live events of ``thread`` may have been missed. True when a
@@ -79,7 +120,7 @@ class Sequencer:
         cursor = self._cursors.get(thread)
         if cursor is None:
             # First sight of this thread on this socket: delivery starts here.
-            self._cursors[thread] = Cursor(last=seq, first=seq)
+            self._cursor_for(thread, seq, seq)
             return Step.DELIVER
         if cursor.filling:
             cursor.seen_max = max(cursor.seen_max, seq)
@@ -105,7 +146,7 @@ class Sequencer:
         cursor = self._cursors.get(thread)
         if cursor is None:
             start = after_seq or 0
-            cursor = self._cursors[thread] = Cursor(last=start, first=start + 1)
+            cursor = self._cursor_for(thread, start, start + 1)
         elif after_seq is not None:
             if after_seq < cursor.first - 1:
                 cursor.last = after_seq

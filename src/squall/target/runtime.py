@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -55,6 +56,10 @@ log = logging.getLogger(__name__)
 
 THREAD_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MAX_CLIENT_MSG_ID = 128
+#: How long a submit waits for a lost database connection before the socket is told
+#: ``unavailable``: long enough for a killed connection to be replaced, short enough not
+#: to hold the socket's frames through an outage.
+SUBMIT_OUTAGE_WAIT_S = 2.0
 MAX_PREFERENCES_BYTES = 4096
 #: Counters of this worker that ``stats()`` reports.
 COUNTERS = (
@@ -201,12 +206,24 @@ class Runtime:
             await self._submit_naive(user, thread, content, client_msg_id, run, message)
             await self._submitted(1)
         else:
-            outcome = await self._batcher.submit(
-                user, Element(thread, message, run, content, client_msg_id)
+            # The run and message ids are chosen here, so whether a submit whose connection
+            # was lost had committed is known: its run exists. A lost connection is waited
+            # out briefly; the socket gets ``unavailable`` after that.
+            element = Element(thread, message, run, content, client_msg_id)
+            outcome = await db.retrying(
+                f"submit of run {run}",
+                functools.partial(self._batcher.submit, user, element),
+                committed=functools.partial(self._stored_submit, run),
+                within_s=SUBMIT_OUTAGE_WAIT_S,
             )
             if outcome.status != OK:
                 raise self._refusal(outcome, user, thread)
         return Submitted(message_id=message, run_id=run, thread_id=thread)
+
+    async def _stored_submit(self, run: RunID) -> Outcome | None:
+        """An ``ok`` outcome if the submit of ``run`` committed (its run exists), else None."""
+        stored = await self._pool.fetchval("SELECT 1 FROM runs WHERE id = $1", run)
+        return None if stored is None else Outcome(OK, 0)  # the balance left is not known
 
     async def _submitted(self, accepted: int) -> None:
         """After each billing statement, in the task that sent it (so a caller that went
@@ -295,6 +312,16 @@ class Runtime:
         async with self._pool.acquire() as conn:
             await self._check_owner(conn, user, thread)
             return await events.read_after(conn, thread, after_seq, limit)
+
+    async def first_seq_of_run(self, user: UserID, thread: ThreadID, run: str) -> int | None:
+        """The seq of ``run``'s first stored event in ``thread``, or None before it has one."""
+        thread = _validate_thread(thread)
+        async with self._pool.acquire() as conn:
+            await self._check_owner(conn, user, thread)
+            first = await conn.fetchval(
+                "SELECT min(seq) FROM events WHERE thread_id = $1 AND run_id = $2", thread, run
+            )
+        return None if first is None else int(first)
 
     async def last_seq(self, user: UserID, thread: ThreadID) -> int:
         """The thread's last allocated seq (for ``resume_done``); NotFound likewise."""

@@ -164,7 +164,17 @@ class Connection:
         if thread == self._submitting:
             self._defer(event)
             return
-        step = self._sequence().on_live(thread, seq)
+        sequencer = self._sequence()
+        expected = sequencer.expected_run(thread)
+        if expected is not None and not (
+            event.get("run_id") == expected and event.get("type") == "agent_started"
+        ):
+            # The thread's first event here, and not the start of the run acked to this
+            # socket: replay from that run's first event if pub/sub lost some.
+            token = sequencer.start_run_fill(thread, seq)
+            self._spawn(self._fill_run(thread, expected, seq, token))
+            return
+        step = sequencer.on_live(thread, seq)
         if step is Step.DELIVER:
             self.offer(event)
         elif step is Step.FILL:
@@ -177,14 +187,18 @@ class Connection:
 
     def resync(self) -> None:
         """Replay, thread by thread, what this socket missed while pub/sub was down: a gap
-        fill from the last seq it delivered (nothing is sent twice). The thread of a message
-        being submitted is left to its own live events, whose ack must come first."""
+        fill from the last seq it delivered (nothing is sent twice), and for a thread it was
+        acked a run of but has seen nothing of, that run from its first event. The thread of
+        a message being submitted is left to its own live events, whose ack must come first."""
         sequencer = self._sequencer
         if self.state is not State.OPEN or sequencer is None:
             return
         for thread in sequencer.threads():
             if thread != self._submitting and sequencer.resync(thread):
                 self._spawn(self._fill(thread, None))
+        for thread, run in sequencer.expected():
+            if thread != self._submitting:
+                self._spawn(self._fill_run(thread, run))
 
     def greet(self, hello: dict[str, Any]) -> None:
         """Queue ``hello`` as the socket's first frame, then the events that came before it."""
@@ -319,7 +333,7 @@ class Connection:
         elif isinstance(frame, protocol.UserMessage):
             await self._submit(frame)
         else:
-            self._spawn(self._fill(frame.thread_id, frame.after_seq))
+            self._spawn(self._fill(frame.thread_id, frame.after_seq, resume=True))
 
     async def _submit(self, frame: protocol.UserMessage) -> None:
         edge = self._edge
@@ -351,6 +365,7 @@ class Connection:
             return
         # No await from here on: the ack is queued before any event of its run.
         self._submitting = None
+        self._sequence().expect(submitted.thread_id, submitted.run_id)
         self.offer(
             protocol.ack_frame(
                 frame.client_msg_id, submitted.message_id, submitted.run_id, submitted.thread_id
@@ -379,9 +394,38 @@ class Connection:
             self._sequencer = Sequencer()
         return self._sequencer
 
-    async def _fill(self, thread: ThreadID, after_seq: int | None) -> None:
-        """Replay ``thread`` from the cursor (gap fill) or from ``after_seq`` (resume)."""
-        resume = after_seq is not None
+    async def _fill_run(
+        self, thread: ThreadID, run: str, live_seq: int | None = None, token: int | None = None
+    ) -> None:
+        """Replay ``thread`` from the first event of ``run``, the first run acked to this
+        socket on it (see :meth:`Sequencer.expect`): after a resync (``live_seq`` None;
+        nothing while the run has stored nothing, or once live delivery began), or when
+        the thread's first live event here, ``live_seq``, is not that run's start (from
+        the earlier of the two; the fill ``token`` already holds ``live_seq``)."""
+        sequencer = self._sequence()
+        try:
+            first = await db.retrying(
+                f"socket {self.socket_id} looking up run {run}",
+                functools.partial(self._edge.runtime.first_seq_of_run, self.user_id, thread, run),
+            )
+        except Exception as exc:
+            if token is not None:
+                sequencer.abort_fill(thread, token)
+            if isinstance(exc, TargetError):
+                return
+            lost = unavailable(exc)
+            if lost is None:
+                raise
+            self._error(lost, thread_id=thread)
+            return
+        if live_seq is not None:
+            await self._fill(thread, live_seq - 1 if first is None else min(first, live_seq) - 1)
+        elif first is not None and sequencer.is_expected(thread, run):
+            await self._fill(thread, first - 1)
+
+    async def _fill(self, thread: ThreadID, after_seq: int | None, *, resume: bool = False) -> None:
+        """Replay ``thread`` from the cursor (``after_seq`` None: a gap fill) or from
+        ``after_seq``; a ``resume`` ends with ``resume_done``."""
         sequencer = self._sequence()
         token = sequencer.start_fill(thread, after_seq)
         try:

@@ -108,3 +108,54 @@ def test_resync_during_a_resume_makes_it_read_once_more_instead_of_superseding_i
     assert seq.accept_page(T, token, [3]) == [0]
     assert seq.finish_fill(T, token)
     assert seq.last(T) == 3
+
+
+def test_an_acked_run_on_an_unseen_thread_is_expected_until_delivery_starts() -> None:
+    seq = Sequencer()
+    assert seq.expected() == []
+    seq.expect(T, "r1")
+    seq.expect(T, "r2")  # the first acked run is the one to replay from
+    assert seq.expected() == [(T, "r1")]
+    assert seq.is_expected(T, "r1")
+    assert not seq.is_expected(T, "r2")
+    assert seq.on_live(T, 7) is Step.DELIVER  # live delivery began: nothing to replay
+    assert seq.expected() == []
+    assert not seq.is_expected(T, "r1")
+    seq.expect(T, "r3")  # a thread with a cursor is covered by resync's gap fill
+    assert seq.expected() == []
+
+
+def test_replaying_an_expected_run_starts_the_thread_at_its_first_event() -> None:
+    seq = Sequencer()
+    seq.expect(U, "r1")
+    token = seq.start_fill(U, 11)  # the run's first event is seq 12
+    assert seq.expected() == []
+    assert seq.accept_page(U, token, [12, 13, 14]) == [0, 1, 2]
+    assert seq.finish_fill(U, token)
+    assert seq.on_live(U, 14) is Step.DROP
+    assert seq.on_live(U, 15) is Step.DELIVER
+
+
+def test_a_first_live_event_that_is_not_the_acked_run_start_holds_for_a_run_fill() -> None:
+    seq = Sequencer()
+    seq.expect(T, "r1")
+    assert seq.expected_run(T) == "r1"
+    token = seq.start_run_fill(T, 9)  # seq 9 is mid-run: the start may have been lost
+    assert seq.expected_run(T) is None
+    assert seq.on_live(T, 10) is Step.HOLD
+    # The run's first event turns out to be seq 6: replay from there, in order, once.
+    newer = seq.start_fill(T, 5)
+    assert seq.accept_page(T, token, [6]) is None  # the first token is superseded
+    assert seq.accept_page(T, newer, [6, 7, 8, 9, 10]) == [0, 1, 2, 3, 4]
+    assert seq.finish_fill(T, newer)
+    assert seq.on_live(T, 11) is Step.DELIVER
+
+
+def test_a_run_fill_that_finds_nothing_earlier_starts_at_the_live_event() -> None:
+    seq = Sequencer()
+    seq.expect(T, "r1")
+    seq.start_run_fill(T, 9)
+    token = seq.start_fill(T, 8)  # the acked run has stored nothing before seq 9
+    assert seq.accept_page(T, token, [9]) == [0]
+    assert seq.finish_fill(T, token)
+    assert seq.last(T) == 9

@@ -15,9 +15,11 @@ import httpx
 import pytest
 from edge_client import (
     Platform,
+    completed,
     gauge,
     open_socket,
     recv,
+    recv_until,
     start_platform,
     time_scale,
     unique,
@@ -98,3 +100,37 @@ async def test_a_run_streamed_through_a_redis_restart_arrives_whole_and_in_order
     async with httpx.AsyncClient() as http:  # one worker: it answers, and it resynced
         text = (await http.get(f"{platform.http}/metrics")).text
     assert gauge(text, "squall_target_pubsub_resyncs_total") >= 1
+
+
+@pytest.fixture
+def fast_platform(
+    endpoints: Endpoints, redis_server: EmbeddedValkey, tmp_path: Path
+) -> Iterator[Platform]:
+    """One worker whose runs take a few milliseconds: a run fits in a pub/sub outage."""
+    own = dataclasses.replace(endpoints, redis_url=redis_server.url)
+    platform, database = start_platform(own, tmp_path, workers=1)
+    yield platform
+    platform.process.stop(timeout=20)
+    drop_database(endpoints.database_url, database)
+
+
+async def test_a_run_acked_on_a_new_thread_while_pub_sub_reconnects_still_arrives(
+    fast_platform: Platform, redis_server: EmbeddedValkey
+) -> None:
+    """Redis is back, the worker's pub/sub not yet (it retries every 0.5 s): the socket's
+    first message to a thread is acked and its whole run is published meanwhile, so no
+    live event ever starts delivery of that thread on the socket. The resync replays the
+    run from its first event (before, the socket never got any of it)."""
+    platform = fast_platform
+    ws, _ = await open_socket(platform, unique("unseen"))
+    try:
+        await redis_server.restart()
+        await ws.send(user_message(unique("t"), msg="first"))
+        ack = await recv(ws)
+        assert (ack["type"], ack["client_msg_id"]) == ("ack", "first"), ack
+        events = await recv_until(ws, completed(ack["run_id"]), within=30)
+    finally:
+        await ws.close()
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(1, len(seqs) + 1)), seqs  # the whole run, once, in order
+    assert events[0]["type"] == "agent_started"
