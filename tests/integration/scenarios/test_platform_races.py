@@ -8,7 +8,7 @@ sharing the session's Redis under its own key prefix. The deliberately broken bu
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from squall.checks.verdict import Verdict
 from squall.runner import PLATFORM_SETTINGS
 from squall.scenarios.platform_races import Part, PlatformRacesReport, run_platform_races
 from squall.scenarios.target import TargetInfo
-from squall.services import Endpoints, Restart, create_database, drop_database
+from squall.services import Endpoints, create_database, drop_database
 from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey
 from squall.services.platform import RunningPlatform, start_platform
 from squall.store.history_log import HistoryLog, read_history
@@ -120,7 +120,14 @@ class Restartable:
     platform: Platform
     part: Part
     service: str
-    restart: Restart
+    server: EmbeddedValkey | EmbeddedPostgres
+
+    def logs(self) -> str:
+        """The last lines of the platform's and the server's logs (for a failure's message)."""
+        return (
+            f"--- platform log ---\n{self.platform.running.process.log_tail(40)}\n"
+            f"--- {self.service} log ---\n{self.server.process.log_tail(20)}"
+        )
 
 
 @pytest.fixture(params=[Part.REDIS_RESTART, Part.POSTGRES_RESTART])
@@ -134,16 +141,18 @@ def restartable(request: pytest.FixtureRequest, endpoints: Endpoints) -> Iterato
         own = dataclasses.replace(endpoints, database_url=server.url)
     try:
         for platform in _platform(own, {}):
-            yield Restartable(platform, request.param, service, server.restart)
+            yield Restartable(platform, request.param, service, server)
     finally:
         server.stop()
 
 
-def assert_rode_out(report: PlatformRacesReport, part: Part, done: str) -> None:
+def assert_rode_out(
+    report: PlatformRacesReport, part: Part, done: str, logs: Callable[[], str]
+) -> None:
     """The fault was done and every run still completed once, every invariant held."""
     what = report.parts[part.value]
     assert what.startswith(done), what
-    assert "never completed" not in what
+    assert "never completed" not in what, f"{what}\n{logs()}"
     failed = {v.checker: v.summary for v in report.verdicts if v.valid is False}
     assert failed == {}
     verdicts = by_checker(report)
@@ -157,9 +166,10 @@ async def test_a_restart_mid_run_loses_no_event_and_breaks_no_invariant(
     restartable: Restartable,
 ) -> None:
     part = restartable.part
-    restart = {f"restart_{part.value.removesuffix('_restart')}": restartable.restart}
+    restart = {f"restart_{part.value.removesuffix('_restart')}": restartable.server.restart}
     report = await restartable.platform.run(part.value, (part,), **restart)
-    assert_rode_out(report, part, f"restarted the platform's {restartable.service} (")
+    done = f"restarted the platform's {restartable.service} ("
+    assert_rode_out(report, part, done, restartable.logs)
 
 
 async def test_terminated_database_connections_mid_run_break_no_invariant(
@@ -167,7 +177,8 @@ async def test_terminated_database_connections_mid_run_break_no_invariant(
 ) -> None:
     part = Part.POSTGRES_DISCONNECT
     report = await platform.run("disconnect", (part,))
-    assert_rode_out(report, part, "terminated the platform's database connections (")
+    done = "terminated the platform's database connections ("
+    assert_rode_out(report, part, done, lambda: platform.running.process.log_tail(40))
     assert "(0 connection(s))" not in report.parts[part.value]
 
 
