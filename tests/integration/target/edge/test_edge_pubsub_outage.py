@@ -46,15 +46,20 @@ def redis_server() -> Iterator[EmbeddedValkey]:
     server.stop()
 
 
+def _on(endpoints: Endpoints, redis: EmbeddedValkey, logs: Path, **env: str) -> Iterator[Platform]:
+    """One worker on ``redis`` (so the socket's worker is the one whose pub/sub drops)."""
+    own = dataclasses.replace(endpoints, redis_url=redis.url)
+    platform, database = start_platform(own, logs, workers=1, **env)
+    yield platform
+    platform.process.stop(timeout=20)
+    drop_database(endpoints.database_url, database)
+
+
 @pytest.fixture
 def platform(
     endpoints: Endpoints, redis_server: EmbeddedValkey, tmp_path: Path
 ) -> Iterator[Platform]:
-    own = dataclasses.replace(endpoints, redis_url=redis_server.url)
-    platform, database = start_platform(own, tmp_path, workers=1, **SLOW_MODEL)
-    yield platform
-    platform.process.stop(timeout=20)
-    drop_database(endpoints.database_url, database)
+    yield from _on(endpoints, redis_server, tmp_path, **SLOW_MODEL)
 
 
 async def test_a_run_streamed_through_a_redis_restart_arrives_whole_and_in_order(
@@ -106,12 +111,8 @@ async def test_a_run_streamed_through_a_redis_restart_arrives_whole_and_in_order
 def fast_platform(
     endpoints: Endpoints, redis_server: EmbeddedValkey, tmp_path: Path
 ) -> Iterator[Platform]:
-    """One worker whose runs take a few milliseconds: a run fits in a pub/sub outage."""
-    own = dataclasses.replace(endpoints, redis_url=redis_server.url)
-    platform, database = start_platform(own, tmp_path, workers=1)
-    yield platform
-    platform.process.stop(timeout=20)
-    drop_database(endpoints.database_url, database)
+    """Runs that take a few milliseconds: a whole run fits in a pub/sub outage."""
+    yield from _on(endpoints, redis_server, tmp_path)
 
 
 async def test_a_run_acked_on_a_new_thread_while_pub_sub_reconnects_still_arrives(
