@@ -23,7 +23,7 @@ from squall.report.publish import print_comparison
 from squall.services import ProcessStartError
 from squall.services.persistent import PersistentLockTimeout
 from squall.store.location import ResultsDbError, describe, results_database
-from squall.store.migrations import migrate
+from squall.store.migrations import migrate, schema_version
 from squall.store.queries import (
     RunNotFound,
     RunSummary,
@@ -92,7 +92,8 @@ def history(
     async def go(url: str) -> list[RunSummary]:
         conn = await asyncpg.connect(url, timeout=10)
         try:
-            await migrate(conn)
+            if not await _readable(conn):
+                return []
             return await list_runs(conn, limit=limit)
         finally:
             await conn.close()
@@ -126,10 +127,20 @@ def _print_unreachable(
     )
 
 
+async def _readable(conn: asyncpg.Connection) -> bool:
+    """Bring squall's tables up to date for reading (an older squall may have stored the
+    runs); False, creating nothing, for a database squall has never stored a run in."""
+    if await schema_version(conn) == 0:
+        return False
+    await migrate(conn)
+    return True
+
+
 async def _comparison(url: str, refs: Sequence[str], tolerance: float) -> Comparison:
     conn = await asyncpg.connect(url, timeout=10)
     try:
-        await migrate(conn)
+        if not await _readable(conn):
+            raise RunNotFound("the results database holds no run yet: `squall run` stores each run")
         if len(refs) == 2:
             before_id = await resolve_run(conn, refs[0])
             after_id = await resolve_run(conn, refs[1])

@@ -96,3 +96,23 @@ def test_persistent_cluster_keeps_data_between_starts() -> None:
             assert asyncio.run(read(url)) == 42
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_reading_a_database_squall_never_used_creates_nothing_in_it(
+    results_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["history", "--results-db", results_db]) == 0
+    assert "no runs stored yet" in capsys.readouterr().out
+    assert main(["compare", "--results-db", results_db]) == 2
+    assert "the results database holds no run yet" in capsys.readouterr().out
+
+    async def tables() -> int:
+        conn = await asyncpg.connect(results_db)
+        try:
+            return int(
+                await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            )
+        finally:
+            await conn.close()
+
+    assert asyncio.run(tables()) == 0
