@@ -115,7 +115,10 @@ class _Run:
             return await events.stored(self.deps.pool, run.thread_id, run.run_id, type_, ts)
 
         return await db.retrying(
-            f"run {self.run.run_id} storing {type_}", attempt, committed=committed
+            f"run {self.run.run_id} storing {type_}",
+            attempt,
+            committed=committed,
+            within_s=self.deps.settings.database_outage_wait_s,
         )
 
     async def publish(self, event: dict[str, Any]) -> None:
@@ -132,7 +135,10 @@ class _Run:
 
     async def work(self) -> RunStatus:
         deps, run = self.deps, self.run
-        rows, prefs = await db.retrying(f"run {run.run_id} reading its context", self._context)
+        wait_s = deps.settings.database_outage_wait_s
+        rows, prefs = await db.retrying(
+            f"run {run.run_id} reading its context", self._context, within_s=wait_s
+        )
         history = [ContextMessage(r["role"], r["content"]) for r in rows]
         system = f"{SYSTEM_PROMPT}\nsystem state: {deps.system_state()}"
         context = build_context(system, prefs or {}, history, deps.settings.context_budget_tokens)
@@ -145,7 +151,9 @@ class _Run:
         results = 0
         if query:
             results = await db.retrying(
-                f"run {run.run_id} searching its history", lambda: self._search(query)
+                f"run {run.run_id} searching its history",
+                lambda: self._search(query),
+                within_s=wait_s,
             )
         duration_ms = (time.perf_counter() - started) * 1000
         await self.emit(
@@ -324,7 +332,11 @@ async def requeue(pool: Pool, run: ClaimedRun, worker: str) -> None:
 
 async def _requeue(deps: AgentDeps, run: ClaimedRun, worker: str) -> None:
     """:func:`requeue`, waiting out a lost database connection (requeueing twice is a no-op)."""
-    await db.retrying(f"run {run.run_id} requeueing", lambda: requeue(deps.pool, run, worker))
+    await db.retrying(
+        f"run {run.run_id} requeueing",
+        lambda: requeue(deps.pool, run, worker),
+        within_s=deps.settings.database_outage_wait_s,
+    )
 
 
 async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> RunStatus | None:
@@ -340,7 +352,9 @@ async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> RunStatus | 
             # Lost with its connection, the fence is taken again: a fence that did commit
             # reads as newer than our token, and the run is requeued (safe, if wasteful).
             charge = await db.retrying(
-                f"run {run.run_id} taking its fence", lambda: _take_fence(deps, run, token)
+                f"run {run.run_id} taking its fence",
+                lambda: _take_fence(deps, run, token),
+                within_s=deps.settings.database_outage_wait_s,
             )
         except RedisError as exc:
             # Raising the fence counter past the recorded fence needs Redis: try again later.

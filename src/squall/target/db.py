@@ -18,8 +18,6 @@ import asyncpg
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: How long work waits for a lost database connection to come back before it fails.
-OUTAGE_WAIT_S = 30.0
 #: Pauses between attempts while it waits: short first, doubling up to the step.
 RETRY_FIRST_S = 0.05
 RETRY_STEP_S = 1.0
@@ -59,7 +57,7 @@ async def retrying(
     attempt: Callable[[], Awaitable[T]],
     *,
     committed: Callable[[], Awaitable[T | None]] | None = None,
-    within_s: float = OUTAGE_WAIT_S,
+    within_s: float,
 ) -> T:
     """``attempt()``, tried again while the database connection is lost, for ``within_s``.
 

@@ -77,6 +77,9 @@ class Settings:
     initial_credits: int = 1_000
     #: Redis run-lock lifetime; a run holding the lock refreshes it while it works.
     lock_ttl_ms: int = 5_000
+    #: How long a run, or a socket's replay, waits for a lost PostgreSQL connection to
+    #: come back before it fails (0: not at all).
+    database_outage_wait_s: float = 30.0
     #: Events kept per thread for ``resume``; older ones are pruned.
     replay_retention_events: int = 10_000
 
@@ -156,6 +159,11 @@ class Settings:
             raise SettingsError(
                 f"SQUALL_REDIS_POOL_TIMEOUT_S={self.redis_pool_timeout_s!r}: expected a "
                 "positive number of seconds"
+            )
+        if self.database_outage_wait_s < 0:
+            raise SettingsError(
+                f"SQUALL_DATABASE_OUTAGE_WAIT_S={self.database_outage_wait_s!r}: expected a "
+                "number of seconds, 0 or more"
             )
         if self.db_pool_size < 0:
             raise SettingsError(

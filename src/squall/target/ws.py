@@ -407,6 +407,7 @@ class Connection:
             first = await db.retrying(
                 f"socket {self.socket_id} looking up run {run}",
                 functools.partial(self._edge.runtime.first_seq_of_run, self.user_id, thread, run),
+                within_s=self._edge.settings.database_outage_wait_s,
             )
         except Exception as exc:
             if token is not None:
@@ -438,6 +439,7 @@ class Connection:
                     functools.partial(
                         self._edge.runtime.replay, self.user_id, thread, start, limit=REPLAY_PAGE
                     ),
+                    within_s=self._edge.settings.database_outage_wait_s,
                 )
                 accepted = sequencer.accept_page(thread, token, [int(e["seq"]) for e in page])
                 if accepted is None:

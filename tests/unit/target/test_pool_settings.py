@@ -1,4 +1,4 @@
-"""The connection-pool settings: parsed from the environment, refused when unusable."""
+"""The connection settings: parsed from the environment, refused when unusable."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ def test_pool_settings_are_read_from_the_environment() -> None:
             "SQUALL_REDIS_MAX_CONNECTIONS": "4",
             "SQUALL_REDIS_POOL_TIMEOUT_S": "2.5",
             "SQUALL_DB_POOL_SIZE": "12",
+            "SQUALL_DATABASE_OUTAGE_WAIT_S": "0",
         }
     )
     assert (settings.redis_max_connections, settings.redis_pool_timeout_s) == (4, 2.5)
     assert settings.db_pool_size == 12
+    assert settings.database_outage_wait_s == 0  # fail at once, as before the wait existed
+    assert Settings().database_outage_wait_s == 30
 
 
 @pytest.mark.parametrize(
@@ -26,6 +29,7 @@ def test_pool_settings_are_read_from_the_environment() -> None:
         ("SQUALL_REDIS_MAX_CONNECTIONS", "0", "expected a positive integer"),
         ("SQUALL_REDIS_POOL_TIMEOUT_S", "0", "positive number of seconds"),
         ("SQUALL_DB_POOL_SIZE", "-1", "expected 0"),
+        ("SQUALL_DATABASE_OUTAGE_WAIT_S", "-1", "0 or more"),
     ],
 )
 def test_unusable_pool_settings_are_refused(name: str, value: str, message: str) -> None:
