@@ -1,7 +1,10 @@
-"""The platform's PostgreSQL connection pool.
+"""The platform's PostgreSQL connection pool, and waiting out a lost connection.
 
 Every worker opens its own pool; ``jsonb`` columns are decoded to Python values on
 every connection so stored events come back as exactly the dicts that were published.
+A restart, failover or terminated backend closes connections under running work;
+:func:`retrying` tries that work again once the server is back, and asks first whether a
+write whose connection was lost had committed.
 """
 
 from __future__ import annotations
