@@ -205,6 +205,34 @@ async def test_against_an_external_target_the_disconnect_part_is_not_applicable(
 
 
 @pytest.fixture
+def impatient_platform(endpoints: Endpoints) -> Iterator[tuple[Platform, EmbeddedPostgres]]:
+    """A platform on a PostgreSQL of its own that does not wait for a lost connection."""
+    server = EmbeddedPostgres.start()
+    try:
+        own = dataclasses.replace(endpoints, database_url=server.url)
+        for platform in _platform(own, {"SQUALL_DATABASE_OUTAGE_WAIT_S": "0"}):
+            yield platform, server
+    finally:
+        server.stop()
+
+
+async def test_a_platform_that_does_not_wait_out_a_restart_is_caught_failing_runs(
+    impatient_platform: tuple[Platform, EmbeddedPostgres],
+) -> None:
+    platform, server = impatient_platform
+    report = await platform.run(
+        "impatient", (Part.POSTGRES_RESTART,), restart_postgres=server.restart
+    )
+    runs = by_checker(report)["runs"]
+    assert runs.valid is False, runs.summary
+    assert {e.kind for e in runs.evidence} == {"not-completed"}, runs.summary
+    assert "ended failed" in runs.evidence[0].message
+    # The failed runs were refunded: the ledger still balances.
+    for name in ("ledger", "ledger.db", "ordering", "delivery"):
+        assert by_checker(report)[name].valid is True, by_checker(report)[name].summary
+
+
+@pytest.fixture
 def naive_platform(endpoints: Endpoints) -> Iterator[Platform]:
     yield from _platform(endpoints, {"SQUALL_FAULTS": "naive_billing"})
 
