@@ -15,9 +15,11 @@ most ``max_batch`` of them: ``SendMany`` for two or more, ``SendOne`` for one. E
 caller gets exactly its own :class:`Outcome` (or its own exception).
 
 A whole-statement failure of a batch (a duplicate id, the balance falling between the
-batch's read and its debit, a deadlock, a lost connection) writes nothing of it; its
-messages are then sent one by one with ``SendOne``, so one bad message cannot fail the
-others and each caller gets what a lone submit would have got.
+batch's read and its debit, a deadlock) writes nothing of it; its messages are then sent
+one by one with ``SendOne``, so one bad message cannot fail the others and each caller
+gets what a lone submit would have got. A lost connection is different: the batch may
+have committed before it was lost, so nothing is resent here; every caller gets the error
+and its submit reads its own run back before trying again (``runtime.submit``).
 
 Cancellation: a caller cancelled while its message waits in the line is removed from it
 (nothing is sent, nothing charged). Once its statement is sent, the outcome stands: the
@@ -38,6 +40,8 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
+
+from squall.target.db import connection_lost
 
 __all__ = [
     "MAX_BATCH",
@@ -197,12 +201,16 @@ class SubmitBatcher:
             self.counts["submit_batched_total"] += len(batch)
             try:
                 outcomes = await self._send_many(user, [entry.element for entry in batch])
-            except Exception:
-                log.info("a batch of %d submits failed; sending them one by one", len(batch))
-                self.counts["submit_batch_fallbacks_total"] += 1
+            except Exception as exc:
                 accepted = 0
-                for entry in batch:
-                    accepted += await self._one(user, entry)
+                if connection_lost(exc):  # it may have committed: the callers read back
+                    for entry in batch:
+                        _fail(entry.future, exc)
+                else:
+                    log.info("a batch of %d submits failed; sending them one by one", len(batch))
+                    self.counts["submit_batch_fallbacks_total"] += 1
+                    for entry in batch:
+                        accepted += await self._one(user, entry)
             else:
                 accepted = 0
                 if len(outcomes) != len(batch):  # committed, so never resent: an error

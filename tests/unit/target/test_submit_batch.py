@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import asyncpg
 import pytest
 
 from squall.target.submit_batch import OK, Element, Outcome, SubmitBatcher
@@ -193,6 +194,26 @@ async def test_a_failed_batch_is_retried_one_by_one(
     assert batcher.counts["submit_batch_fallbacks_total"] == 1
     assert batcher.counts["submit_statements_total"] == 5
     assert statements.accepted == [1, 2]
+
+
+async def test_a_batch_whose_connection_was_lost_is_not_resent(
+    statements: Statements, batcher: SubmitBatcher
+) -> None:
+    """It may have committed before the connection went: resending could collide with it,
+    so each caller gets the error and reads its own run back (``runtime.submit``)."""
+    first = await _in_flight(batcher, statements)
+    statements.fail_many = asyncpg.ConnectionDoesNotExistError
+    rest = _submits(batcher, [1, 2])
+    statements.release()
+    await statements.wait_sent(2)
+    statements.release()
+    await _settled([first, *rest])
+    for task in rest:
+        with pytest.raises(asyncpg.ConnectionDoesNotExistError):
+            task.result()
+    assert statements.sent == [("one", ["c0"]), ("many", ["c1", "c2"])]
+    assert batcher.counts["submit_batch_fallbacks_total"] == 0
+    assert statements.accepted == [1, 0]
 
 
 async def test_a_batch_answering_too_few_outcomes_fails_its_callers_without_resending(
