@@ -89,11 +89,6 @@ class Sequencer:
         self.on_live(thread, seq)  # held: the fill delivers it
         return token
 
-    def is_expected(self, thread: ThreadID, run: str) -> bool:
-        """Whether ``thread`` still waits for the first event, of ``run`` or after."""
-        expected = self._expected
-        return expected is not None and expected.get(thread) == run
-
     def _cursor_for(self, thread: ThreadID, last: int, first: int) -> Cursor:
         cursor = self._cursors[thread] = Cursor(last=last, first=first)
         if self._expected:

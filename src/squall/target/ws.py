@@ -421,7 +421,7 @@ class Connection:
             return
         if live_seq is not None:
             await self._fill(thread, live_seq - 1 if first is None else min(first, live_seq) - 1)
-        elif first is not None and sequencer.is_expected(thread, run):
+        elif first is not None and sequencer.expected_run(thread) == run:
             await self._fill(thread, first - 1)
 
     async def _fill(self, thread: ThreadID, after_seq: int | None, *, resume: bool = False) -> None:

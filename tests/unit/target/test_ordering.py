@@ -116,11 +116,11 @@ def test_an_acked_run_on_an_unseen_thread_is_expected_until_delivery_starts() ->
     seq.expect(T, "r1")
     seq.expect(T, "r2")  # the first acked run is the one to replay from
     assert seq.expected() == [(T, "r1")]
-    assert seq.is_expected(T, "r1")
-    assert not seq.is_expected(T, "r2")
+    assert seq.expected_run(T) == "r1"
+    assert seq.expected_run(T) != "r2"
     assert seq.on_live(T, 7) is Step.DELIVER  # live delivery began: nothing to replay
     assert seq.expected() == []
-    assert not seq.is_expected(T, "r1")
+    assert seq.expected_run(T) != "r1"
     seq.expect(T, "r3")  # a thread with a cursor is covered by resync's gap fill
     assert seq.expected() == []
 
