@@ -118,7 +118,7 @@ class EmbeddedPostgres:
             raise
         server = cls(process=process, port=port, workdir=workdir, bindir=bindir, user=user)
         try:
-            server._wait_ready(process, timeout)
+            server._adopt(process, timeout)
         except BaseException:
             server.stop()
             raise
@@ -131,11 +131,13 @@ class EmbeddedPostgres:
         await restarted(
             lambda: self.process.stop(timeout=15),
             lambda: _spawn_cluster(self.bindir, self.workdir, self.port, self.user),
-            lambda process: self._wait_ready(process, ready_within_s),
+            lambda process: self._adopt(process, ready_within_s),
             down_s,
         )
 
-    def _wait_ready(self, process: ManagedProcess, timeout: float) -> None:
+    def _adopt(self, process: ManagedProcess, timeout: float) -> None:
+        """Make ``process`` this server's (so :meth:`stop` stops it even if it never gets
+        ready) and wait until it accepts connections."""
         self.process = process
         wait_until(
             lambda: postgres_ready(self.workdir / "data", process.pid),
@@ -284,7 +286,7 @@ class EmbeddedValkey:
         port = free_port()
         server = cls(process=_spawn_valkey(workdir, port), port=port, workdir=workdir)
         try:
-            server._wait_ready(server.process, timeout)
+            server._adopt(server.process, timeout)
         except BaseException:
             server.stop()
             raise
@@ -296,11 +298,13 @@ class EmbeddedValkey:
         await restarted(
             lambda: self.process.stop(timeout=10),
             lambda: _spawn_valkey(self.workdir, self.port),
-            lambda process: self._wait_ready(process, ready_within_s),
+            lambda process: self._adopt(process, ready_within_s),
             down_s,
         )
 
-    def _wait_ready(self, process: ManagedProcess, timeout: float) -> None:
+    def _adopt(self, process: ManagedProcess, timeout: float) -> None:
+        """Make ``process`` this server's (so :meth:`stop` stops it even if it never gets
+        ready) and wait until it listens."""
         self.process = process
         wait_until(
             lambda: port_open("127.0.0.1", self.port),
