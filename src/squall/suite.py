@@ -484,8 +484,8 @@ async def _run_platform_races(config: Config, ctx: SuiteContext) -> ScenarioOutc
 SCENARIOS[platform_races.NAME] = SuiteEntry(
     platform_races.NAME,
     _run_platform_races,
-    "concurrent runs, resumes, isolation, takeover, a Redis restart and single_session through "
-    "the platform",
+    "concurrent runs, resumes, isolation, takeover, Redis and PostgreSQL faults and "
+    "single_session through the platform",
     keyword_params(platform_races.run_platform_races),
     reference_only=True,
     check=param_check(platform_races.run_platform_races, platform_races.check_params),
