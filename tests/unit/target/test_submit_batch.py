@@ -102,6 +102,21 @@ async def _in_flight(batcher: SubmitBatcher, statements: Statements) -> asyncio.
     return first
 
 
+async def _failing_batch_of_two(
+    batcher: SubmitBatcher, statements: Statements
+) -> list[asyncio.Task[Outcome]]:
+    """A lone submit in flight, then two that go together in a batch, whose statement
+    fails as ``statements`` is told to; every statement released. The batch's two tasks,
+    settled."""
+    first = await _in_flight(batcher, statements)
+    rest = _submits(batcher, [1, 2])
+    statements.release()
+    await statements.wait_sent(2)
+    statements.release()
+    await _settled([first, *rest])
+    return rest
+
+
 async def test_a_lone_submit_goes_alone_and_waiting_ones_go_together(
     statements: Statements, batcher: SubmitBatcher
 ) -> None:
@@ -201,13 +216,8 @@ async def test_a_batch_whose_connection_was_lost_is_not_resent(
 ) -> None:
     """It may have committed before the connection went: resending could collide with it,
     so each caller gets the error and reads its own run back (``runtime.submit``)."""
-    first = await _in_flight(batcher, statements)
     statements.fail_many = asyncpg.ConnectionDoesNotExistError
-    rest = _submits(batcher, [1, 2])
-    statements.release()
-    await statements.wait_sent(2)
-    statements.release()
-    await _settled([first, *rest])
+    rest = await _failing_batch_of_two(batcher, statements)
     for task in rest:
         with pytest.raises(asyncpg.ConnectionDoesNotExistError):
             task.result()
@@ -219,13 +229,8 @@ async def test_a_batch_whose_connection_was_lost_is_not_resent(
 async def test_a_batch_answering_too_few_outcomes_fails_its_callers_without_resending(
     statements: Statements, batcher: SubmitBatcher
 ) -> None:
-    first = await _in_flight(batcher, statements)
     statements.short_answer = True
-    rest = _submits(batcher, [1, 2])
-    statements.release()
-    await statements.wait_sent(2)
-    statements.release()
-    await _settled([first, *rest])
+    rest = await _failing_batch_of_two(batcher, statements)
     for task in rest:
         with pytest.raises(RuntimeError, match="a batch of 2 submits answered 1 outcomes"):
             task.result()
