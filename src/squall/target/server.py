@@ -3,9 +3,10 @@
 The parent binds the socket once and starts each worker with ``spawn``; every
 worker runs a uvicorn server on the shared socket and reads its settings from
 the environment the parent exported. The parent only supervises: it prints the
-ready line once every worker serves, and on SIGTERM/SIGINT it asks each worker
-to stop and waits for them. Workers die with the parent (``PR_SET_PDEATHSIG``),
-so even a parent killed outright leaves no orphan.
+ready line once every worker serves, starts a new worker in place of one that
+dies after that (within :class:`RestartBudget`), and on SIGTERM/SIGINT it asks
+each worker to stop and waits for them. Workers die with the parent
+(``PR_SET_PDEATHSIG``), so even a parent killed outright leaves no orphan.
 
 Each worker closes its sockets with 1001 *before* uvicorn's own shutdown, which
 would otherwise close them with 1012.
@@ -24,6 +25,8 @@ import socket
 import sys
 import tempfile
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -238,6 +241,38 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class RestartBudget:
+    """How many dead workers the supervisor replaces: at most ``limit`` within any
+    ``window_s`` seconds. A worker that keeps dying (a setting it cannot use, a service
+    that refuses it) would otherwise be restarted for ever; past the budget the platform
+    stops as it does when a worker dies before serving. Pure: the caller passes the time.
+    """
+
+    def __init__(self, limit: int = 5, window_s: float = 60.0) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._times: deque[float] = deque()
+
+    def take(self, now: float) -> bool:
+        """Whether one more restart at ``now`` (monotonic seconds) is within the budget."""
+        while self._times and now - self._times[0] >= self.window_s:
+            self._times.popleft()
+        if len(self._times) >= self.limit:
+            return False
+        self._times.append(now)
+        return True
+
+
+def exit_description(exitcode: int | None) -> str:
+    """How a worker ended, from ``Process.exitcode`` ("was killed by SIGKILL")."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+    return f"exited with code {exitcode}"
+
+
 def serve(
     settings: Settings,
     *,
@@ -245,8 +280,12 @@ def serve(
     port: int = 8765,
     workers: int = 2,
     on_ready: Callable[[str], None] = print,
+    restarts: RestartBudget | None = None,
 ) -> int:
-    """Serve until SIGTERM/SIGINT; return 0 after a clean stop, 1 if a worker died."""
+    """Serve until SIGTERM/SIGINT; return 0 after a clean stop, 1 if a worker died before
+    every worker served or more died than ``restarts`` allows (default
+    :class:`RestartBudget`). A worker that dies once all serve is replaced by a new one.
+    """
     if workers < 1:
         raise ValueError(f"workers={workers}; expected at least 1")
     raise_open_files()  # every client socket is a file; the workers inherit it
@@ -269,17 +308,22 @@ def serve(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(
+    budget = restarts or RestartBudget()
+
+    def start_worker(i: int) -> multiprocessing.process.BaseProcess:
+        process = context.Process(
             target=_worker, args=(config, sock, ready_dir), name=f"squall-target-worker-{i}"
         )
-        for i in range(workers)
-    ]
+        process.start()
+        return process
+
+    processes: list[multiprocessing.process.BaseProcess] = []
+    replacements: set[int] = set()  # pids of new workers not serving yet
     exit_code = 0
     announced = False
     try:
-        for process in processes:
-            process.start()
+        for i in range(workers):
+            processes.append(start_worker(i))
         while not stop.wait(0.1):
             if not announced and len(os.listdir(ready_dir)) >= workers:
                 announced = True
@@ -287,15 +331,29 @@ def serve(
                     f"squall target: listening on ws://{shown_host}:{bound_port}/v1/ws "
                     f"({workers} worker{'s' if workers != 1 else ''})"
                 )
-            dead = [p for p in processes if not p.is_alive()]
-            if dead:
+            for pid in [p for p in replacements if os.path.exists(os.path.join(ready_dir, str(p)))]:
+                replacements.discard(pid)
+                print(f"squall target: new worker pid {pid} serves", file=sys.stderr, flush=True)
+            dead = [(i, p) for i, p in enumerate(processes) if not p.is_alive()]
+            if not dead:
+                continue
+            i, process = dead[0]
+            how = f"squall target: worker pid {process.pid} {exit_description(process.exitcode)}"
+            if not announced:
+                print(f"{how} before every worker served; stopping", file=sys.stderr)
+                exit_code = 1
+                break
+            if not budget.take(time.monotonic()):
                 print(
-                    f"squall target: worker pid {dead[0].pid} exited with code "
-                    f"{dead[0].exitcode}; stopping",
+                    f"{how}; stopping: more than {budget.limit} workers died within "
+                    f"{budget.window_s:g} s, see the workers' errors above",
                     file=sys.stderr,
                 )
                 exit_code = 1
                 break
+            print(f"{how}; starting a new one", file=sys.stderr, flush=True)
+            processes[i] = start_worker(i)
+            replacements.add(processes[i].pid or 0)
     finally:
         for process in processes:
             if process.is_alive() and process.pid is not None:

@@ -1,0 +1,92 @@
+"""A worker killed outright is replaced, and the platform keeps serving on its port.
+
+``squall target serve`` supervises its workers: once all serve, one that dies (SIGKILL,
+the kernel's OOM killer, a crash) is replaced by a new one, and the log says which and how
+it ended. Its sockets are gone (the client reconnects); the other workers never stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable
+
+import psutil
+import pytest
+from edge_client import (
+    Platform,
+    completed,
+    open_socket,
+    recv_until,
+    time_scale,
+    unique,
+    user_message,
+)
+from websockets.exceptions import ConnectionClosed
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def platform(platform_factory: Callable[..., Platform]) -> Platform:
+    return platform_factory(workers=2)
+
+
+def workers(platform: Platform) -> set[int]:
+    """The platform's live worker processes (spawned children of ``serve``)."""
+    found = set()
+    for child in psutil.Process(platform.process.pid).children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and any(
+                "multiprocessing.spawn" in part for part in child.cmdline()
+            ):
+                found.add(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+async def wait_for_workers(platform: Platform, wanted: Callable[[set[int]], bool]) -> set[int]:
+    deadline = time.monotonic() + 30 * time_scale()
+    while not wanted(found := workers(platform)):
+        assert time.monotonic() < deadline, f"workers now {found}\n{platform.process.log_tail(20)}"
+        await asyncio.sleep(0.1)
+    return found
+
+
+async def test_a_killed_worker_is_replaced_and_the_new_one_serves(platform: Platform) -> None:
+    user, thread = unique("crash"), unique("t")
+    before = await wait_for_workers(platform, lambda found: len(found) == 2)
+    ws, hello = await open_socket(platform, user)
+    victim = int(hello["worker"])
+    assert victim in before
+
+    os.kill(victim, signal.SIGKILL)
+    with pytest.raises(ConnectionClosed):  # the socket died with its worker
+        await asyncio.wait_for(ws.recv(), 10 * time_scale())
+    after = await wait_for_workers(platform, lambda found: len(found) == 2 and victim not in found)
+    (new,) = after - before
+    serves = f"squall target: new worker pid {new} serves"
+    deadline = time.monotonic() + 30 * time_scale()
+    while serves not in (log := " ".join(platform.process.log_path.read_text().split())):
+        assert platform.process.running(), platform.process.log_tail(20)
+        assert time.monotonic() < deadline, platform.process.log_tail(20)
+        await asyncio.sleep(0.1)
+    assert f"squall target: worker pid {victim} was killed by SIGKILL; starting a new one" in log
+
+    # Every socket the platform takes now is served by a live worker, the new one included.
+    served: set[int] = set()
+    for _ in range(40):
+        ws, hello = await open_socket(platform, user)
+        served.add(int(hello["worker"]))
+        if new in served:
+            break
+        await ws.close()
+    assert served <= after
+    assert new in served, f"40 sockets all landed on {served}"
+    await ws.send(user_message(thread, msg="after the crash"))
+    frames = await recv_until(ws, completed())
+    assert frames[-1]["status"] == "completed"
+    await ws.close()

@@ -1,0 +1,67 @@
+"""``serve`` stops, exit 1, once more workers died than its restart budget allows."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import uuid
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from squall.services import Endpoints, create_database, drop_database
+from squall.target.server import RestartBudget, serve
+from squall.target.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(endpoints: Endpoints) -> Iterator[Settings]:
+    database = create_database(endpoints.database_url, prefix="squall_serve")
+    environ = dict(os.environ)  # serve exports the settings for its workers
+    try:
+        yield Settings(
+            database_url=database,
+            redis_url=endpoints.redis_url,
+            redis_prefix=f"serve-{uuid.uuid4().hex[:10]}",
+            jwt_secret=f"serve-test-secret-{uuid.uuid4().hex}",
+        )
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        drop_database(endpoints.database_url, database)
+
+
+def test_a_death_past_the_budget_stops_serve_with_exit_1(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ready = threading.Event()
+    killed: list[int] = []
+
+    def kill_one_worker() -> None:
+        if not ready.wait(60):
+            return
+        (worker, *_) = [
+            child
+            for child in psutil.Process().children()
+            if any("multiprocessing.spawn" in part for part in child.cmdline())
+        ]
+        killed.append(worker.pid)
+        worker.send_signal(signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_one_worker, daemon=True)
+    killer.start()
+    code = serve(
+        settings, port=0, workers=2, on_ready=lambda _: ready.set(), restarts=RestartBudget(0)
+    )
+    killer.join(5)
+    assert code == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert killed, err
+    assert (
+        f"squall target: worker pid {killed[0]} was killed by SIGKILL; stopping: more than 0 workers "
+        "died within 60 s, see the workers' errors above"
+    ) in err
