@@ -215,6 +215,7 @@ _SUITE_OWNED = frozenset(
         "platform_database_url",
         "restart_redis",
         "restart_postgres",
+        "platform_pid",
         "fencing",
         "prefix",
         "clock",
@@ -454,15 +455,17 @@ async def _run_platform_races(config: Config, ctx: SuiteContext) -> ScenarioOutc
     history = _history(ctx, platform_races.NAME)
     # Only a platform squall started has services the scenario may read, delete or restart.
     own = ctx.platform_database_url is not None
+    target = ctx.require_target()
     try:
         report = await platform_races.run_platform_races(
-            ctx.require_target(),
+            target,
             tag=f"{ctx.tag}-pr",
             scale=config.run.scale,
             redis_url=ctx.redis_url if own else None,
             platform_database_url=ctx.platform_database_url,
             restart_redis=ctx.services.restart_redis if own and ctx.services else None,
             restart_postgres=ctx.services.restart_postgres if own and ctx.services else None,
+            platform_pid=target.pids[0] if own and target.pids else None,
             history=history,
             **params,
         )
@@ -484,7 +487,7 @@ async def _run_platform_races(config: Config, ctx: SuiteContext) -> ScenarioOutc
 SCENARIOS[platform_races.NAME] = SuiteEntry(
     platform_races.NAME,
     _run_platform_races,
-    "concurrent runs, resumes, isolation, takeover, Redis and PostgreSQL faults and "
+    "concurrent runs, resumes, isolation, takeover, Redis, PostgreSQL and worker faults and "
     "single_session through the platform",
     keyword_params(platform_races.run_platform_races),
     reference_only=True,

@@ -283,19 +283,37 @@ def acked_runs(ops: Iterable[Op]) -> list[OpPair]:
     return [p for p in pair_ops(ops, fs={"send"}) if p.outcome is OpType.OK and p.get("run")]
 
 
+def lost_runs(ops: Iterable[Op]) -> set[str]:
+    """Runs a fault of the harness took down with their worker (``lost_runs`` of the
+    ``harness/…`` records): they may end ``failed``, refunded."""
+    return {
+        str(run)
+        for op in ops
+        if op.type is OpType.OK and op.process.startswith("harness/")
+        for run in _list(op.get("lost_runs"))
+    }
+
+
+def _list(value: JsonValue) -> list[JsonValue]:
+    return value if isinstance(value, list) else []
+
+
 def check_runs(ops: Sequence[Op], events: Sequence[LogEvent]) -> Verdict:
     """Every acknowledged run completes exactly once, and writes nothing after that.
 
     ``never-completed``: no ``agent_completed`` in the log; ``completed-twice``: more
     than one; ``not-completed``: its status is not ``completed`` although the scenario
-    expected it to be; ``events-after-completion``: the run's events continue after its
-    first ``agent_completed`` (a superseded writer was accepted).
+    expected it to be, and no fault of the harness took it down (a run named in the
+    ``lost_runs`` of a ``harness/…`` record, one whose worker was killed, may end
+    ``failed``); ``events-after-completion``: the run's events continue after its first
+    ``agent_completed`` (a superseded writer was accepted).
     """
     by_run: dict[str, list[LogEvent]] = defaultdict(list)
     for event in events:
         by_run[event.run].append(event)
     evidence: list[Evidence] = []
     acked = acked_runs(ops)
+    lost = lost_runs(ops)
     completed = 0
     for send in acked:
         run = send.str_value("run")
@@ -340,7 +358,8 @@ def check_runs(ops: Sequence[Op], events: Sequence[LogEvent]) -> Verdict:
                     details=details,
                 )
             )
-        if send.get("expect", "completed") == "completed" and ends[0].status != "completed":
+        expected = send.get("expect", "completed") == "completed" and run not in lost
+        if expected and ends[0].status != "completed":
             evidence.append(
                 Evidence(
                     "not-completed",

@@ -21,6 +21,9 @@ The parts, each bounded in count and time, run against the target squall points 
   started (embedded), to restart it;
 - ``postgres_disconnect``: the same, with every connection to the platform's database
   terminated instead. Needs the platform's database;
+- ``worker_crash``: the same, with the platform worker executing one of the runs killed
+  (SIGKILL): the runs it held may end ``failed`` and refunded (orphan recovery), every
+  other must complete; its sockets reconnect and resume. Needs a platform squall started;
 - ``sessions``: concurrent logins of one user on a second platform instance under
   ``SQUALL_SESSION_POLICY=single_session`` (same database and Redis): exactly one
   socket survives, the others are closed with 4409. Needs the platform's database.
@@ -35,12 +38,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
 import httpx
+import psutil  # type: ignore[import-untyped]  # no stubs installed
 import redis.asyncio as aioredis
 
 from squall.checks.fairness import check_fairness
@@ -71,6 +77,7 @@ class Part(enum.StrEnum):
     REDIS_RESTART = "redis_restart"
     POSTGRES_RESTART = "postgres_restart"
     POSTGRES_DISCONNECT = "postgres_disconnect"
+    WORKER_CRASH = "worker_crash"
     SESSIONS = "sessions"
 
 
@@ -378,21 +385,32 @@ async def _takeover(state: _State, redis_url: str) -> None:
 
 
 @dataclass(frozen=True)
+class _Done:
+    """How a fault went: for the part's line in the report, and the runs it may fail."""
+
+    how: str
+    #: Runs the fault took down with their worker: they may end ``failed`` (refunded).
+    lost_runs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class _Fault:
     """Something done to a service of the platform mid-run by a fault part."""
 
     part: Part
     #: What was done, for the part's line in the report ("restarted the platform's Redis").
     done: str
-    #: Does it; returns how it went ("0.2 s down, empty after").
-    act: Callable[[], Awaitable[str]]
+    #: Does it to the part's threads and sockets.
+    act: Callable[[Sequence[str], Sequence[RecordingSocket]], Awaitable[_Done]]
 
 
 async def _fault_mid_run(state: _State, sizes: Sizes, fault: _Fault) -> None:
     """Do ``fault`` while one user's runs stream to two sockets, then send one more message
     per socket; the checkers then judge their events, locks and ledger like any other
     part's. Every acked run must complete: a restart or a lost connection is a fault the
-    platform has to ride out, not a reason to fail runs."""
+    platform has to ride out, not a reason to fail runs. Only a run whose worker died may
+    end ``failed`` (and must then be refunded); a socket the fault closed is replaced by a
+    new one that resumes each thread where the old one stopped."""
     name = fault.part.value
     service, action = name.split("_", 1)
     user = str(state.identity().user_id)
@@ -415,33 +433,132 @@ async def _fault_mid_run(state: _State, sizes: Sizes, fault: _Fault) -> None:
     )
     invoke = state.recorder.invoke(f"harness/{service}", action, {})
     started = time.monotonic()
-    how = await fault.act()
-    state.recorder.ok(invoke, {"how": how, "took_s": round(time.monotonic() - started, 3)})
-    for sock, thread in zip(sockets, threads, strict=True):
+    done = await fault.act(threads, sockets)
+    state.recorder.ok(
+        invoke,
+        {
+            "how": done.how,
+            "took_s": round(time.monotonic() - started, 3),
+            "lost_runs": list[JsonValue](done.lost_runs),
+        },
+    )
+    live = [await _replace_if_closed(state, sock, threads, deadline) for sock in sockets]
+    for sock, thread in zip(live, threads, strict=True):
         await sock.send(thread, f"a question after the {service} {action}",
                         state.msg_id(), expect="completed")  # fmt: skip
-    missing = await _finish(state, sockets, deadline)
+    missing = await _finish(state, [*sockets, *live], deadline)
+    for sock in live:
+        await sock.wait_for(lambda s=sock: not s.resuming(), deadline)  # type: ignore[misc]
+    replaced = sum(1 for old, new in zip(sockets, live, strict=True) if new is not old)
     state.parts[fault.part] = (
-        f"{fault.done} ({how}) while {len(runs)} runs of {user} streamed to {len(sockets)} "
-        f"sockets, then sent {len(sockets)} more"
+        f"{fault.done} ({done.how}) while {len(runs)} runs of {user} streamed to "
+        f"{len(sockets)} sockets, then sent {len(sockets)} more"
+        + (f"; {replaced} socket(s) closed by it reconnected and resumed" if replaced else "")
+        + (f"; {len(done.lost_runs)} run(s) lost with the worker" if done.lost_runs else "")
         + (f"; {missing} run(s) never completed" if missing else "")
     )
 
 
-def _restart(restart: Restart, after: str) -> Callable[[], Awaitable[str]]:
-    async def act() -> str:
+async def _replace_if_closed(
+    state: _State, sock: RecordingSocket, threads: Sequence[str], deadline: float
+) -> RecordingSocket:
+    """``sock`` if it is open, else a new socket of its user that resumed each of
+    ``threads`` after the last seq ``sock`` received (the two share a viewer group)."""
+    if not sock.closed_by_server.is_set():
+        return sock
+    again = state.socket(f"{sock.label.removeprefix(state.tag + ':')}-again", sock.user)
+    await _connect_all(state, [again])
+    for thread in threads:
+        groups = state.viewers[thread]
+        for i, group in enumerate(groups):
+            if sock.label in group:
+                groups[i] = {*group, again.label}
+        await again.resume(thread, sock.last_seq.get(thread, 0))
+        await again.wait_for(lambda: not again.resuming(), deadline)
+    return again
+
+
+def _restart(restart: Restart, after: str) -> Callable[..., Awaitable[_Done]]:
+    async def act(*_part: object) -> _Done:
         started = time.monotonic()
         await restart()
-        return f"{time.monotonic() - started:.1f} s down, {after} after"
+        return _Done(f"{time.monotonic() - started:.1f} s down, {after} after")
 
     return act
 
 
-def _disconnect(database_url: str) -> Callable[[], Awaitable[str]]:
-    async def act() -> str:
-        return f"{await terminate_connections(database_url)} connection(s)"
+def _disconnect(database_url: str) -> Callable[..., Awaitable[_Done]]:
+    async def act(*_part: object) -> _Done:
+        return _Done(f"{await terminate_connections(database_url)} connection(s)")
 
     return act
+
+
+def _crash(database_url: str, platform_pid: int) -> Callable[..., Awaitable[_Done]]:
+    async def act(threads: Sequence[str], sockets: Sequence[RecordingSocket]) -> _Done:
+        return await kill_worker(database_url, platform_pid, threads, sockets)
+
+    return act
+
+
+async def kill_worker(
+    database_url: str,
+    platform_pid: int,
+    threads: Sequence[str],
+    sockets: Sequence[RecordingSocket],
+) -> _Done:
+    """SIGKILL a platform worker executing a run of ``threads``, one serving some of
+    ``sockets`` too if there is one (else the one serving ``sockets[0]``); wait for its
+    sockets to close, and name the runs it left running. Only a child of ``platform_pid``
+    is ever killed."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        running = await conn.fetch(
+            "SELECT id, worker FROM runs WHERE thread_id = ANY($1::text[]) "
+            "AND status = 'running' ORDER BY started_at",
+            list(threads),
+        )
+        workers = {child.pid for child in psutil.Process(platform_pid).children()}
+        executing = [pid for r in running if (pid := _worker_pid(r["worker"])) in workers]
+        serving = {_socket_worker(s) for s in sockets}
+        victim = next((pid for pid in executing if pid in serving), None)
+        why = "executing a run and serving sockets"
+        if victim is None and executing:
+            victim, why = executing[0], "executing a run"
+        if victim is None:
+            victim, why = _socket_worker(sockets[0]), "serving a socket"
+        if victim is None or victim not in workers:
+            raise PlatformRacesError(
+                f"worker_crash: pid {victim} is not a worker of the platform (pid "
+                f"{platform_pid}, workers {sorted(workers)}); it was not killed"
+            )
+        os.kill(victim, signal.SIGKILL)
+        dropped = [s for s in sockets if _socket_worker(s) == victim]
+        for sock in dropped:
+            await sock.wait_for(lambda s=sock: not s.open, time.monotonic() + 10)  # type: ignore[misc]
+        lost = await conn.fetch(
+            "SELECT id FROM runs WHERE thread_id = ANY($1::text[]) AND status = 'running' "
+            "AND split_part(worker, ':', 2) = $2",
+            list(threads),
+            str(victim),
+        )
+    finally:
+        await conn.close()
+    return _Done(
+        f"pid {victim}, {why}, with {len(dropped)} of the part's sockets",
+        tuple(sorted(str(r["id"]) for r in lost)),
+    )
+
+
+def _worker_pid(worker: str | None) -> int | None:
+    """The pid in a run's ``worker`` (``host:pid:token``)."""
+    parts = (worker or "").split(":")
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def _socket_worker(sock: RecordingSocket) -> int | None:
+    worker = (sock.hello or {}).get("worker")
+    return worker if isinstance(worker, int) else None
 
 
 async def terminate_connections(database_url: str) -> int:
@@ -464,19 +581,24 @@ def _faults(
     platform_database_url: str | None,
     restart_redis: Restart | None,
     restart_postgres: Restart | None,
+    platform_pid: int | None = None,
 ) -> list[_Fault | tuple[Part, str]]:
     """The fault parts chosen, in order, each as the fault to do or as (part, why it is not
     applicable)."""
     needs = "needs a {} squall started (embedded), to restart it"
     redis = None if restart_redis is None else _restart(restart_redis, "empty")
     postgres = None if restart_postgres is None else _restart(restart_postgres, "its data intact")
-    disconnect = None if platform_database_url is None else _disconnect(platform_database_url)
+    database = platform_database_url
+    disconnect = None if database is None else _disconnect(database)
+    crash = None if database is None or platform_pid is None else _crash(database, platform_pid)
     options = [
         (Part.REDIS_RESTART, redis, "restarted the platform's Redis", needs.format("Redis")),
         (Part.POSTGRES_RESTART, postgres, "restarted the platform's PostgreSQL",
          needs.format("PostgreSQL")),
         (Part.POSTGRES_DISCONNECT, disconnect, "terminated the platform's database connections",
          "needs the platform's own database (squall started the platform)"),
+        (Part.WORKER_CRASH, crash, "killed a platform worker (SIGKILL)",
+         "needs a platform squall started (its workers and database)"),
     ]  # fmt: skip
     return [
         (part, f"not applicable: {why}") if act is None else _Fault(part, done, act)
@@ -682,6 +804,7 @@ async def run_platform_races(
     platform_database_url: str | None = None,
     restart_redis: Restart | None = None,
     restart_postgres: Restart | None = None,
+    platform_pid: int | None = None,
     history: HistoryLog | None = None,
     timeout_s: float = 30.0,
 ) -> PlatformRacesReport:
@@ -693,8 +816,9 @@ async def run_platform_races(
     needs ``restart_redis``, which stops that Redis and starts an empty one on its port;
     ``postgres_restart`` needs ``restart_postgres``, which stops that PostgreSQL and
     starts it again on the same data and port (squall's embedded servers can, see
-    :class:`squall.services.Endpoints`). Every wait is bounded by ``timeout_s``
-    per part.
+    :class:`squall.services.Endpoints`); ``worker_crash`` needs ``platform_pid``, the
+    ``squall target serve`` process squall started, one of whose workers it kills. Every
+    wait is bounded by ``timeout_s`` per part.
     """
     started = time.monotonic()
     chosen = [Part(p) for p in parts]
@@ -724,7 +848,10 @@ async def run_platform_races(
         await asyncio.gather(*concurrent)
         # Alone, one after the other: a restart would disturb the other parts' own
         # expectations of the service.
-        for fault in _faults(chosen, platform_database_url, restart_redis, restart_postgres):
+        faults = _faults(
+            chosen, platform_database_url, restart_redis, restart_postgres, platform_pid
+        )
+        for fault in faults:
             if isinstance(fault, _Fault):
                 await _fault_mid_run(state, sizes, fault)
             else:

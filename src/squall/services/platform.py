@@ -20,6 +20,7 @@ from pathlib import Path
 
 from squall.services.embedded import free_port
 from squall.services.process import ManagedProcess, spawn, wait_until
+from squall.target.protocol import READY_LINE
 
 
 @dataclass
@@ -51,6 +52,14 @@ class RunningPlatform:
         self.process.stop(timeout=30)
         if self.owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _announced(log_path: Path) -> bool:
+    """Whether ``squall target serve`` printed its ready line (every worker serves)."""
+    try:
+        return READY_LINE.encode() in log_path.read_bytes()
+    except OSError:
+        return False
 
 
 def _healthy(url: str) -> bool:
@@ -117,11 +126,13 @@ def start_platform(
         owns_workdir=log_dir is None,
     )
     try:
+        # Every worker serves once the ready line is out; /healthz alone answers as soon
+        # as the first one does, and a run started then finds the others still starting.
         wait_until(
-            lambda: _healthy(platform.http_url),
+            lambda: _announced(process.log_path) and _healthy(platform.http_url),
             process=process,
             timeout=timeout,
-            what=f"answering {platform.http_url}/healthz",
+            what=f"every worker serving and answering {platform.http_url}/healthz",
         )
     except BaseException:
         platform.stop()

@@ -29,6 +29,8 @@ MAX_CLIENT_MSG_ID_CHARS: Final = 128
 #: above it are refused as invalid rather than failing in the database.
 MAX_BIGINT: Final = 2**63 - 1
 CLIENT_TYPES: Final = ("user_message", "resume", "ping")
+#: How ``squall target serve``'s ready line begins: printed once every worker serves.
+READY_LINE: Final = "squall target: listening on "
 #: The thread events the runtime publishes, in their order within one run.
 THREAD_EVENT_TYPES: Final = (
     "agent_started",

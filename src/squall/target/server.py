@@ -40,6 +40,7 @@ from squall.fdlimit import raise_open_files
 from squall.target.auth import Authenticator, KeyFileError
 from squall.target.edge import CLOSE_WAIT_S, drain_current
 from squall.target.preflight import ServerUnreachable, check_servers
+from squall.target.protocol import READY_LINE
 from squall.target.settings import Settings
 
 if TYPE_CHECKING:
@@ -328,7 +329,7 @@ def serve(
             if not announced and len(os.listdir(ready_dir)) >= workers:
                 announced = True
                 on_ready(
-                    f"squall target: listening on ws://{shown_host}:{bound_port}/v1/ws "
+                    f"{READY_LINE}ws://{shown_host}:{bound_port}/v1/ws "
                     f"({workers} worker{'s' if workers != 1 else ''})"
                 )
             for pid in [p for p in replacements if os.path.exists(os.path.join(ready_dir, str(p)))]:

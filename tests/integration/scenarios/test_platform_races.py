@@ -21,6 +21,7 @@ from squall.services import Endpoints, create_database, drop_database
 from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey
 from squall.services.platform import RunningPlatform, start_platform
 from squall.store.history_log import HistoryLog, read_history
+from squall.target.protocol import READY_LINE
 
 pytestmark = pytest.mark.integration
 
@@ -180,6 +181,39 @@ async def test_terminated_database_connections_mid_run_break_no_invariant(
     done = "terminated the platform's database connections ("
     assert_rode_out(report, part, done, lambda: platform.running.process.log_tail(40))
     assert "(0 connection(s))" not in report.parts[part.value]
+
+
+@pytest.fixture
+def crashable(endpoints: Endpoints) -> Iterator[Platform]:
+    """A platform of the test's own (one of its workers is killed)."""
+    yield from _platform(endpoints, {})
+
+
+async def test_a_worker_killed_mid_run_fails_only_its_runs_and_loses_no_event(
+    crashable: Platform,
+) -> None:
+    part = Part.WORKER_CRASH
+    running = crashable.running
+    report = await crashable.run("crash", (part,), platform_pid=running.pid)
+    logs = running.process.log_tail
+    what = report.parts[part.value]
+    assert what.startswith("killed a platform worker (SIGKILL) (pid "), what
+    assert ", executing a run" in what, what  # and serving sockets, when one did
+    assert "never completed" not in what, f"{what}\n{logs(40)}"
+    failed = {v.checker: v.summary for v in report.verdicts if v.valid is False}
+    assert failed == {}, f"{failed}\n{logs(40)}"
+    verdicts = by_checker(report)
+    # 3 runs per socket streaming through the crash, then one more each; each ended once.
+    assert verdicts["runs"].counts == {"acked": 8, "completed": 8, "violations": 0}
+    for name in ("ordering", "delivery", "locks", "ledger", "ledger.db"):
+        assert verdicts[name].valid is True, verdicts[name].summary
+    # The run the worker was executing ended failed and refunded (orphan recovery).
+    assert "run(s) lost with the worker" in what, what
+    log = running.process.log_path.read_text()
+    assert READY_LINE in log  # start_platform returned once every worker served
+    assert "was killed by SIGKILL; starting a new one" in log
+    assert "recovered orphaned run" in log
+    assert running.process.running()
 
 
 async def test_without_a_server_to_restart_the_restart_parts_are_not_applicable(

@@ -106,6 +106,23 @@ def test_runs_never_completed_or_failed_unexpectedly_are_named() -> None:
     assert verdict.counts["acked"] == 2
 
 
+def test_only_a_run_lost_with_its_worker_may_end_failed() -> None:
+    h = History()
+    h.sent("alice", "t", "r1")
+    h.sent("alice", "u", "r2")
+    kill = h.rec.invoke("harness/worker", "crash", {})
+    h.rec.ok(kill, {"how": "pid 42", "lost_runs": ["r1"]})
+    ended_failed = [
+        *run_log("t", "r1", 1)[:-1],
+        LogEvent("t", 5, "r1", "agent_completed", "failed", 0),
+        *run_log("u", "r2", 1)[:-1],
+        LogEvent("u", 5, "r2", "agent_completed", "failed", 0),
+    ]
+    assert pc.lost_runs(h.ops) == {"r1"}
+    verdict = pc.check_runs(h.ops, ended_failed)
+    assert [(e.kind, e.details["run"]) for e in verdict.evidence] == [("not-completed", "r2")]
+
+
 def test_delivery_names_the_socket_group_and_missed_seqs() -> None:
     h = History()
     log = run_log("t", "r1", 1)

@@ -62,6 +62,6 @@ def test_a_death_past_the_budget_stops_serve_with_exit_1(
     err = " ".join(capsys.readouterr().err.split())
     assert killed, err
     assert (
-        f"squall target: worker pid {killed[0]} was killed by SIGKILL; stopping: more than 0 workers "
-        "died within 60 s, see the workers' errors above"
+        f"squall target: worker pid {killed[0]} was killed by SIGKILL; stopping: more than "
+        "0 workers died within 60 s, see the workers' errors above"
     ) in err
