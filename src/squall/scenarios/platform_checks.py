@@ -314,6 +314,7 @@ def check_runs(ops: Sequence[Op], events: Sequence[LogEvent]) -> Verdict:
     evidence: list[Evidence] = []
     acked = acked_runs(ops)
     lost = lost_runs(ops)
+    ended_lost: set[str] = set()
     completed = 0
     for send in acked:
         run = send.str_value("run")
@@ -359,6 +360,8 @@ def check_runs(ops: Sequence[Op], events: Sequence[LogEvent]) -> Verdict:
                 )
             )
         expected = send.get("expect", "completed") == "completed" and run not in lost
+        if run in lost and ends[0].status != "completed":
+            ended_lost.add(run)
         if expected and ends[0].status != "completed":
             evidence.append(
                 Evidence(
@@ -372,7 +375,8 @@ def check_runs(ops: Sequence[Op], events: Sequence[LogEvent]) -> Verdict:
         "runs",
         evidence=evidence,
         counts={"acked": len(acked), "completed": completed},
-        ok_summary=f"{len(acked)} acknowledged runs each completed once",
+        ok_summary=f"{len(acked)} acknowledged runs each completed once"
+        + (f" ({len(ended_lost)} lost with their worker, ended failed)" if ended_lost else ""),
         applicable=bool(acked),
     )
 

@@ -121,6 +121,15 @@ def test_only_a_run_lost_with_its_worker_may_end_failed() -> None:
     assert pc.lost_runs(h.ops) == {"r1"}
     verdict = pc.check_runs(h.ops, ended_failed)
     assert [(e.kind, e.details["run"]) for e in verdict.evidence] == [("not-completed", "r2")]
+    lost_only = pc.check_runs(h.ops, ended_failed[:5])
+    assert lost_only.valid is False  # r2 never completed
+    completed_r2 = ended_failed[:5] + run_log("u", "r2", 1)
+    fine = pc.check_runs(h.ops, completed_r2)
+    assert fine.valid is True, fine.summary
+    assert (
+        fine.summary
+        == "2 acknowledged runs each completed once (1 lost with their worker, ended failed)"
+    )
 
 
 def test_delivery_names_the_socket_group_and_missed_seqs() -> None:
