@@ -150,17 +150,27 @@ class Runtime:
     ) -> Runtime:
         """Connect, migrate (idempotent, safe when all workers start at once), start claiming.
 
+        A database that is unreachable is waited for, as a run waits for it
+        (``SQUALL_DATABASE_OUTAGE_WAIT_S``): a worker started in place of a dead one while
+        PostgreSQL is down serves once it is back instead of dying at once.
         ``sleeper`` paces the simulated model (tests pass a fast or gated one);
         ``claim_runs=False`` makes a worker that accepts submits but executes nothing.
         """
-        pool = await create_pool(
-            settings.database_url,
-            max_size=settings.db_pool_size or pool_size(settings.run_concurrency),
+        wait_s = settings.database_outage_wait_s
+        pool = await db.retrying(
+            "worker start",
+            functools.partial(
+                create_pool,
+                settings.database_url,
+                max_size=settings.db_pool_size or pool_size(settings.run_concurrency),
+            ),
+            within_s=wait_s,
         )
         redis = redis_pool.connect(settings)
         runtime: Runtime | None = None
         try:
-            await migrate(pool)
+            await db.retrying("worker start: migrations", functools.partial(migrate, pool),
+                              within_s=wait_s)  # fmt: skip
             await redis.ping()
             runtime = cls(settings, publish, pool, redis, sleeper, poll_s)
             if claim_runs:

@@ -2,16 +2,19 @@
 
 ``squall target serve`` supervises its workers: once all serve, one that dies (SIGKILL,
 the kernel's OOM killer, a crash) is replaced by a new one, and the log says which and how
-it ended. Its sockets are gone (the client reconnects); the other workers never stopped.
+it ended. Its sockets are gone (the client reconnects); the other workers never stopped. A
+replacement that finds PostgreSQL down waits for it instead of dying.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -20,11 +23,16 @@ from edge_client import (
     completed,
     open_socket,
     recv_until,
+    start_platform,
     time_scale,
     unique,
     user_message,
+    wait_closed,
 )
 from websockets.exceptions import ConnectionClosed
+
+from squall.services import Endpoints
+from squall.services.embedded import EmbeddedPostgres
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +56,20 @@ def workers(platform: Platform) -> set[int]:
     return found
 
 
+def log_text(platform: Platform) -> str:
+    return " ".join(platform.process.log_path.read_text().split())
+
+
+async def wait_for_log(platform: Platform, line: str) -> str:
+    """The platform's log (whitespace folded) once it holds ``line``."""
+    deadline = time.monotonic() + 30 * time_scale()
+    while line not in (log := log_text(platform)):
+        assert platform.process.running(), platform.process.log_tail(20)
+        assert time.monotonic() < deadline, platform.process.log_tail(20)
+        await asyncio.sleep(0.1)
+    return log
+
+
 async def wait_for_workers(platform: Platform, wanted: Callable[[set[int]], bool]) -> set[int]:
     deadline = time.monotonic() + 30 * time_scale()
     while not wanted(found := workers(platform)):
@@ -68,12 +90,7 @@ async def test_a_killed_worker_is_replaced_and_the_new_one_serves(platform: Plat
         await asyncio.wait_for(ws.recv(), 10 * time_scale())
     after = await wait_for_workers(platform, lambda found: len(found) == 2 and victim not in found)
     (new,) = after - before
-    serves = f"squall target: new worker pid {new} serves"
-    deadline = time.monotonic() + 30 * time_scale()
-    while serves not in (log := " ".join(platform.process.log_path.read_text().split())):
-        assert platform.process.running(), platform.process.log_tail(20)
-        assert time.monotonic() < deadline, platform.process.log_tail(20)
-        await asyncio.sleep(0.1)
+    log = await wait_for_log(platform, f"squall target: new worker pid {new} serves")
     assert f"squall target: worker pid {victim} was killed by SIGKILL; starting a new one" in log
 
     # Every socket the platform takes now is served by a live worker, the new one included.
@@ -87,6 +104,54 @@ async def test_a_killed_worker_is_replaced_and_the_new_one_serves(platform: Plat
     assert served <= after
     assert new in served, f"40 sockets all landed on {served}"
     await ws.send(user_message(thread, msg="after the crash"))
+    frames = await recv_until(ws, completed())
+    assert frames[-1]["status"] == "completed"
+    await ws.close()
+
+
+@pytest.fixture
+def postgres() -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL of the test's own (it is stopped and started again)."""
+    server = EmbeddedPostgres.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def platform_on_own_postgres(
+    endpoints: Endpoints, postgres: EmbeddedPostgres, tmp_path: Path
+) -> Iterator[Platform]:
+    own = dataclasses.replace(endpoints, database_url=postgres.url)
+    platform, _ = start_platform(own, tmp_path, workers=2)
+    yield platform
+    platform.process.stop(timeout=20)
+
+
+async def test_a_worker_replaced_while_postgres_is_down_waits_for_it(
+    platform_on_own_postgres: Platform, postgres: EmbeddedPostgres
+) -> None:
+    platform = platform_on_own_postgres
+    before = await wait_for_workers(platform, lambda found: len(found) == 2)
+    victim = min(before)
+    # The replacement needs a second or so to start: PostgreSQL is down by then.
+    restart = asyncio.create_task(postgres.restart(down_s=4 * time_scale()))
+    await asyncio.to_thread(wait_closed, postgres.port)
+    os.kill(victim, signal.SIGKILL)
+    after = await wait_for_workers(platform, lambda found: len(found) == 2 and victim not in found)
+    (new,) = after - before
+    await restart
+    log = await wait_for_log(platform, f"squall target: new worker pid {new} serves")
+    assert "worker start waits for the database" in log
+    assert log.count("starting a new one") == 1, log  # the replacement never died
+
+    user, thread = unique("pg-replaced"), unique("t")
+    for _ in range(40):
+        ws, hello = await open_socket(platform, user)
+        if int(hello["worker"]) == new:
+            break
+        await ws.close()
+    assert int(hello["worker"]) == new
+    await ws.send(user_message(thread, msg="on the replacement"))
     frames = await recv_until(ws, completed())
     assert frames[-1]["status"] == "completed"
     await ws.close()
