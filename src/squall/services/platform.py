@@ -54,10 +54,13 @@ class RunningPlatform:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _announced(log_path: Path) -> bool:
-    """Whether ``squall target serve`` printed its ready line (every worker serves)."""
+def _announced(log_path: Path, offset: int) -> bool:
+    """Whether ``squall target serve`` printed its ready line (every worker serves) past
+    ``offset`` of its log (appended to: an earlier platform's line is before it)."""
     try:
-        return READY_LINE.encode() in log_path.read_bytes()
+        with log_path.open("rb") as log:
+            log.seek(offset)
+            return READY_LINE.encode() in log.read()
     except OSError:
         return False
 
@@ -115,7 +118,9 @@ def start_platform(
         "--port",
         str(port),
     ]
-    process = spawn("reference platform", argv, log_path=workdir / "platform.log", env=env)
+    log_path = workdir / "platform.log"
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    process = spawn("reference platform", argv, log_path=log_path, env=env)
     platform = RunningPlatform(
         process=process,
         host=host,
@@ -129,7 +134,7 @@ def start_platform(
         # Every worker serves once the ready line is out; /healthz alone answers as soon
         # as the first one does, and a run started then finds the others still starting.
         wait_until(
-            lambda: _announced(process.log_path) and _healthy(platform.http_url),
+            lambda: _announced(log_path, offset) and _healthy(platform.http_url),
             process=process,
             timeout=timeout,
             what=f"every worker serving and answering {platform.http_url}/healthz",
