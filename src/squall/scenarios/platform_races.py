@@ -21,9 +21,11 @@ The parts, each bounded in count and time, run against the target squall points 
   started (embedded), to restart it;
 - ``postgres_disconnect``: the same, with every connection to the platform's database
   terminated instead. Needs the platform's database;
-- ``worker_crash``: the same, with the platform worker executing one of the runs killed
-  (SIGKILL): the runs it held may end ``failed`` and refunded (orphan recovery), every
-  other must complete; its sockets reconnect and resume. Needs a platform squall started;
+- ``worker_restart`` / ``worker_crash``: the same, with the platform worker executing one
+  of the runs stopped (SIGTERM: it closes its sockets with 1001 and finishes its runs, so
+  every run must complete) or killed (SIGKILL: the runs it held may end ``failed`` and
+  refunded, by orphan recovery; every other must complete); its sockets reconnect and
+  resume. Need a platform squall started;
 - ``sessions``: concurrent logins of one user on a second platform instance under
   ``SQUALL_SESSION_POLICY=single_session`` (same database and Redis): exactly one
   socket survives, the others are closed with 4409. Needs the platform's database.
@@ -77,6 +79,7 @@ class Part(enum.StrEnum):
     REDIS_RESTART = "redis_restart"
     POSTGRES_RESTART = "postgres_restart"
     POSTGRES_DISCONNECT = "postgres_disconnect"
+    WORKER_RESTART = "worker_restart"
     WORKER_CRASH = "worker_crash"
     SESSIONS = "sessions"
 
@@ -494,23 +497,27 @@ def _disconnect(database_url: str) -> Callable[..., Awaitable[_Done]]:
     return act
 
 
-def _crash(database_url: str, platform_pid: int) -> Callable[..., Awaitable[_Done]]:
+def _signal_worker(
+    database_url: str, platform_pid: int, sig: signal.Signals
+) -> Callable[..., Awaitable[_Done]]:
     async def act(threads: Sequence[str], sockets: Sequence[RecordingSocket]) -> _Done:
-        return await kill_worker(database_url, platform_pid, threads, sockets)
+        return await signal_worker(database_url, platform_pid, threads, sockets, sig)
 
     return act
 
 
-async def kill_worker(
+async def signal_worker(
     database_url: str,
     platform_pid: int,
     threads: Sequence[str],
     sockets: Sequence[RecordingSocket],
+    sig: signal.Signals = signal.SIGKILL,
 ) -> _Done:
-    """SIGKILL a platform worker executing a run of ``threads``, one serving some of
-    ``sockets`` too if there is one (else the one serving ``sockets[0]``); wait for its
-    sockets to close, and name the runs it left running. Only a child of ``platform_pid``
-    is ever killed."""
+    """Send ``sig`` to a platform worker executing a run of ``threads``, one serving some
+    of ``sockets`` too if there is one (else the one serving ``sockets[0]``); wait for its
+    sockets to close and, after SIGKILL, name the runs it left running (a worker stopped
+    with SIGTERM finishes its runs: none is lost). Only a child of ``platform_pid`` is ever
+    signalled."""
     conn = await asyncpg.connect(database_url)
     try:
         running = await conn.fetch(
@@ -532,16 +539,18 @@ async def kill_worker(
                 f"worker_crash: pid {victim} is not a worker of the platform (pid "
                 f"{platform_pid}, workers {sorted(workers)}); it was not killed"
             )
-        os.kill(victim, signal.SIGKILL)
+        os.kill(victim, sig)
         dropped = [s for s in sockets if _socket_worker(s) == victim]
         for sock in dropped:
             await sock.wait_for(lambda s=sock: not s.open, time.monotonic() + 10)  # type: ignore[misc]
-        lost = await conn.fetch(
-            "SELECT id FROM runs WHERE thread_id = ANY($1::text[]) AND status = 'running' "
-            "AND split_part(worker, ':', 2) = $2",
-            list(threads),
-            str(victim),
-        )
+        lost = []
+        if sig == signal.SIGKILL:
+            lost = await conn.fetch(
+                "SELECT id FROM runs WHERE thread_id = ANY($1::text[]) "
+                "AND status = 'running' AND split_part(worker, ':', 2) = $2",
+                list(threads),
+                str(victim),
+            )
     finally:
         await conn.close()
     return _Done(
@@ -590,15 +599,20 @@ def _faults(
     postgres = None if restart_postgres is None else _restart(restart_postgres, "its data intact")
     database = platform_database_url
     disconnect = None if database is None else _disconnect(database)
-    crash = None if database is None or platform_pid is None else _crash(database, platform_pid)
+    stop: Callable[..., Awaitable[_Done]] | None = None
+    crash: Callable[..., Awaitable[_Done]] | None = None
+    if database is not None and platform_pid is not None:
+        stop = _signal_worker(database, platform_pid, signal.SIGTERM)
+        crash = _signal_worker(database, platform_pid, signal.SIGKILL)
+    own_platform = "needs a platform squall started (its workers and database)"
     options = [
         (Part.REDIS_RESTART, redis, "restarted the platform's Redis", needs.format("Redis")),
         (Part.POSTGRES_RESTART, postgres, "restarted the platform's PostgreSQL",
          needs.format("PostgreSQL")),
         (Part.POSTGRES_DISCONNECT, disconnect, "terminated the platform's database connections",
          "needs the platform's own database (squall started the platform)"),
-        (Part.WORKER_CRASH, crash, "killed a platform worker (SIGKILL)",
-         "needs a platform squall started (its workers and database)"),
+        (Part.WORKER_RESTART, stop, "stopped a platform worker (SIGTERM)", own_platform),
+        (Part.WORKER_CRASH, crash, "killed a platform worker (SIGKILL)", own_platform),
     ]  # fmt: skip
     return [
         (part, f"not applicable: {why}") if act is None else _Fault(part, done, act)
@@ -816,8 +830,9 @@ async def run_platform_races(
     needs ``restart_redis``, which stops that Redis and starts an empty one on its port;
     ``postgres_restart`` needs ``restart_postgres``, which stops that PostgreSQL and
     starts it again on the same data and port (squall's embedded servers can, see
-    :class:`squall.services.Endpoints`); ``worker_crash`` needs ``platform_pid``, the
-    ``squall target serve`` process squall started, one of whose workers it kills. Every
+    :class:`squall.services.Endpoints`); ``worker_restart`` and ``worker_crash`` need
+    ``platform_pid``, the ``squall target serve`` process squall started, one of whose
+    workers they stop or kill. Every
     wait is bounded by ``timeout_s`` per part.
     """
     started = time.monotonic()

@@ -265,12 +265,17 @@ class RestartBudget:
 
 
 def exit_description(exitcode: int | None) -> str:
-    """How a worker ended, from ``Process.exitcode`` ("was killed by SIGKILL")."""
+    """How a worker ended, from ``Process.exitcode`` ("was killed by SIGKILL"). A worker
+    asked to stop (SIGTERM, SIGINT) shuts down gracefully and then ends by that signal
+    (uvicorn raises it again once it is done): "stopped on SIGTERM"."""
     if exitcode is not None and exitcode < 0:
         try:
-            return f"was killed by {signal.Signals(-exitcode).name}"
+            sig = signal.Signals(-exitcode)
         except ValueError:
             return f"was killed by signal {-exitcode}"
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            return f"stopped on {sig.name}"
+        return f"was killed by {sig.name}"
     return f"exited with code {exitcode}"
 
 

@@ -216,6 +216,18 @@ async def test_a_worker_killed_mid_run_fails_only_its_runs_and_loses_no_event(
     assert running.process.running()
 
 
+async def test_a_worker_stopped_mid_run_finishes_its_runs_and_loses_no_event(
+    crashable: Platform,
+) -> None:
+    part = Part.WORKER_RESTART
+    running = crashable.running
+    report = await crashable.run("stop", (part,), platform_pid=running.pid)
+    done = "stopped a platform worker (SIGTERM) (pid "
+    assert_rode_out(report, part, done, lambda: running.process.log_tail(40))
+    assert "lost with the worker" not in report.parts[part.value]
+    assert "stopped on SIGTERM; starting a new one" in running.process.log_path.read_text()
+
+
 async def test_without_a_server_to_restart_the_restart_parts_are_not_applicable(
     platform: Platform,
 ) -> None:

@@ -37,5 +37,6 @@ def test_a_zero_budget_refuses_every_restart() -> None:
 def test_exits_are_described_by_code_or_signal() -> None:
     assert exit_description(-signal.SIGKILL) == "was killed by SIGKILL"
     assert exit_description(-signal.SIGSEGV) == "was killed by SIGSEGV"
+    assert exit_description(-signal.SIGTERM) == "stopped on SIGTERM"
     assert exit_description(3) == "exited with code 3"
     assert exit_description(-200) == "was killed by signal 200"

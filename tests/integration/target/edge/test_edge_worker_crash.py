@@ -109,6 +109,25 @@ async def test_a_killed_worker_is_replaced_and_the_new_one_serves(platform: Plat
     await ws.close()
 
 
+async def test_a_worker_stopped_alone_closes_its_sockets_with_1001_and_is_replaced(
+    platform: Platform,
+) -> None:
+    user = unique("stop")
+    before = await wait_for_workers(platform, lambda found: len(found) == 2)
+    ws, hello = await open_socket(platform, user)
+    victim = int(hello["worker"])
+
+    os.kill(victim, signal.SIGTERM)  # one worker of a rolling restart
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), 10 * time_scale())
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1001
+    after = await wait_for_workers(platform, lambda found: len(found) == 2 and victim not in found)
+    (new,) = after - before
+    log = await wait_for_log(platform, f"squall target: new worker pid {new} serves")
+    assert f"squall target: worker pid {victim} stopped on SIGTERM; starting a new one" in log
+
+
 @pytest.fixture
 def postgres() -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL of the test's own (it is stopped and started again)."""
