@@ -536,15 +536,21 @@ async def signal_worker(
             victim, why = _socket_worker(sockets[0]), "serving a socket"
         if victim is None or victim not in workers:
             raise PlatformRacesError(
-                f"worker_crash: pid {victim} is not a worker of the platform (pid "
-                f"{platform_pid}, workers {sorted(workers)}); it was not killed"
+                f"pid {victim} is not a worker of the platform (pid {platform_pid}, "
+                f"workers {sorted(workers)}); it was not sent {sig.name}"
             )
+        started = time.monotonic()
         os.kill(victim, sig)
         dropped = [s for s in sockets if _socket_worker(s) == victim]
         for sock in dropped:
             await sock.wait_for(lambda s=sock: not s.open, time.monotonic() + 10)  # type: ignore[misc]
         lost = []
-        if sig == signal.SIGKILL:
+        if sig != signal.SIGKILL:  # a rolling restart's step ends when the worker is gone
+            gone = await _exited(victim, within_s=60.0)
+            why += (
+                f", {'gone' if gone else 'still running'} after {time.monotonic() - started:.1f} s"
+            )
+        else:
             lost = await conn.fetch(
                 "SELECT id FROM runs WHERE thread_id = ANY($1::text[]) "
                 "AND status = 'running' AND split_part(worker, ':', 2) = $2",
@@ -557,6 +563,19 @@ async def signal_worker(
         f"pid {victim}, {why}, with {len(dropped)} of the part's sockets",
         tuple(sorted(str(r["id"]) for r in lost)),
     )
+
+
+async def _exited(pid: int, within_s: float) -> bool:
+    """Wait until process ``pid`` has exited (a zombie counts), for up to ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 def _worker_pid(worker: str | None) -> int | None:
