@@ -498,10 +498,10 @@ def _disconnect(database_url: str) -> Callable[..., Awaitable[_Done]]:
 
 
 def _signal_worker(
-    database_url: str, platform_pid: int, sig: signal.Signals
+    database_url: str, platform_pid: int, http_url: str, sig: signal.Signals
 ) -> Callable[..., Awaitable[_Done]]:
     async def act(threads: Sequence[str], sockets: Sequence[RecordingSocket]) -> _Done:
-        return await signal_worker(database_url, platform_pid, threads, sockets, sig)
+        return await signal_worker(database_url, platform_pid, http_url, threads, sockets, sig)
 
     return act
 
@@ -509,6 +509,7 @@ def _signal_worker(
 async def signal_worker(
     database_url: str,
     platform_pid: int,
+    http_url: str,
     threads: Sequence[str],
     sockets: Sequence[RecordingSocket],
     sig: signal.Signals = signal.SIGKILL,
@@ -516,8 +517,9 @@ async def signal_worker(
     """Send ``sig`` to a platform worker executing a run of ``threads``, one serving some
     of ``sockets`` too if there is one (else the one serving ``sockets[0]``); wait for its
     sockets to close and, after SIGKILL, name the runs it left running (a worker stopped
-    with SIGTERM finishes its runs: none is lost). Only a child of ``platform_pid`` is ever
-    signalled."""
+    with SIGTERM finishes its runs: none is lost). Returns once the worker is gone and its
+    replacement answers ``/healthz`` at ``http_url``, so the next part finds the platform
+    whole. Only a child of ``platform_pid`` is ever signalled."""
     conn = await asyncpg.connect(database_url)
     try:
         running = await conn.fetch(
@@ -545,12 +547,7 @@ async def signal_worker(
         for sock in dropped:
             await sock.wait_for(lambda s=sock: not s.open, time.monotonic() + 10)  # type: ignore[misc]
         lost = []
-        if sig != signal.SIGKILL:  # a rolling restart's step ends when the worker is gone
-            gone = await _exited(victim, within_s=60.0)
-            why += (
-                f", {'gone' if gone else 'still running'} after {time.monotonic() - started:.1f} s"
-            )
-        else:
+        if sig == signal.SIGKILL:
             lost = await conn.fetch(
                 "SELECT id FROM runs WHERE thread_id = ANY($1::text[]) "
                 "AND status = 'running' AND split_part(worker, ':', 2) = $2",
@@ -559,10 +556,34 @@ async def signal_worker(
             )
     finally:
         await conn.close()
+    # A rolling restart's step ends when the worker is gone and its replacement serves.
+    gone = await _exited(victim, within_s=60.0)
+    new = await _new_worker(http_url, workers, within_s=60.0) if gone else None
+    took = f"{time.monotonic() - started:.1f} s"
+    after = (
+        f"replaced by pid {new} after {took}" if new is not None
+        else f"still running after {took}" if not gone
+        else f"no new worker answered after {took}"
+    )  # fmt: skip
     return _Done(
-        f"pid {victim}, {why}, with {len(dropped)} of the part's sockets",
+        f"pid {victim}, {why}, with {len(dropped)} of the part's sockets; {after}",
         tuple(sorted(str(r["id"]) for r in lost)),
     )
+
+
+async def _new_worker(http_url: str, old: Collection[int], within_s: float) -> int | None:
+    """The pid of a worker not in ``old`` once one answers ``/healthz`` (a new connection
+    each time: the kernel hands each to whichever worker accepts first), or None."""
+    deadline = time.monotonic() + within_s
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=http_url, limits=limits, timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                worker = (await http.get("/healthz")).json().get("worker")
+                if isinstance(worker, int) and worker not in old:
+                    return worker
+            await asyncio.sleep(0.05)
+    return None
 
 
 async def _exited(pid: int, within_s: float) -> bool:
@@ -610,6 +631,7 @@ def _faults(
     restart_redis: Restart | None,
     restart_postgres: Restart | None,
     platform_pid: int | None = None,
+    http_url: str = "",
 ) -> list[_Fault | tuple[Part, str]]:
     """The fault parts chosen, in order, each as the fault to do or as (part, why it is not
     applicable)."""
@@ -621,8 +643,8 @@ def _faults(
     stop: Callable[..., Awaitable[_Done]] | None = None
     crash: Callable[..., Awaitable[_Done]] | None = None
     if database is not None and platform_pid is not None:
-        stop = _signal_worker(database, platform_pid, signal.SIGTERM)
-        crash = _signal_worker(database, platform_pid, signal.SIGKILL)
+        stop = _signal_worker(database, platform_pid, http_url, signal.SIGTERM)
+        crash = _signal_worker(database, platform_pid, http_url, signal.SIGKILL)
     own_platform = "needs a platform squall started (its workers and database)"
     options = [
         (Part.REDIS_RESTART, redis, "restarted the platform's Redis", needs.format("Redis")),
@@ -883,7 +905,12 @@ async def run_platform_races(
         # Alone, one after the other: a restart would disturb the other parts' own
         # expectations of the service.
         faults = _faults(
-            chosen, platform_database_url, restart_redis, restart_postgres, platform_pid
+            chosen,
+            platform_database_url,
+            restart_redis,
+            restart_postgres,
+            platform_pid,
+            target.http_url,
         )
         for fault in faults:
             if isinstance(fault, _Fault):

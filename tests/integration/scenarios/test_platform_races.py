@@ -199,6 +199,7 @@ async def test_a_worker_killed_mid_run_fails_only_its_runs_and_loses_no_event(
     what = report.parts[part.value]
     assert what.startswith("killed a platform worker (SIGKILL) (pid "), what
     assert ", executing a run" in what, what  # and serving sockets, when one did
+    assert "; replaced by pid " in what, what  # the part ends once a new worker serves
     assert "never completed" not in what, f"{what}\n{logs(40)}"
     failed = {v.checker: v.summary for v in report.verdicts if v.valid is False}
     assert failed == {}, f"{failed}\n{logs(40)}"
@@ -225,6 +226,7 @@ async def test_a_worker_stopped_mid_run_finishes_its_runs_and_loses_no_event(
     done = "stopped a platform worker (SIGTERM) (pid "
     assert_rode_out(report, part, done, lambda: running.process.log_tail(40))
     assert "lost with the worker" not in report.parts[part.value]
+    assert "; replaced by pid " in report.parts[part.value]
     assert "stopped on SIGTERM; starting a new one" in running.process.log_path.read_text()
 
 
