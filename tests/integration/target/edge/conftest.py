@@ -8,6 +8,7 @@ import pytest
 from edge_client import Platform, start_platform
 
 from squall.services import Endpoints, drop_database
+from squall.services.embedded import EmbeddedPostgres
 
 
 @pytest.fixture(scope="module")
@@ -27,3 +28,11 @@ def platform_factory(
     for platform, database in started:
         platform.process.stop(timeout=20)
         drop_database(endpoints.database_url, database)
+
+
+@pytest.fixture
+def postgres() -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL of the test's own (it is stopped and started again)."""
+    server = EmbeddedPostgres.start()
+    yield server
+    server.stop()

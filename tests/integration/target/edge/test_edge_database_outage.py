@@ -39,14 +39,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def postgres() -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL of the test's own (it is stopped and started again)."""
-    server = EmbeddedPostgres.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def platform(
     endpoints: Endpoints, postgres: EmbeddedPostgres, tmp_path: Path
 ) -> Iterator[Platform]:

@@ -129,14 +129,6 @@ async def test_a_worker_stopped_alone_closes_its_sockets_with_1001_and_is_replac
 
 
 @pytest.fixture
-def postgres() -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL of the test's own (it is stopped and started again)."""
-    server = EmbeddedPostgres.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def platform_on_own_postgres(
     endpoints: Endpoints, postgres: EmbeddedPostgres, tmp_path: Path
 ) -> Iterator[Platform]:
