@@ -528,18 +528,14 @@ async def signal_worker(
             list(threads),
         )
         workers = {child.pid for child in psutil.Process(platform_pid).children()}
-        executing = [pid for r in running if (pid := _worker_pid(r["worker"])) in workers]
-        serving = {_socket_worker(s) for s in sockets}
-        victim = next((pid for pid in executing if pid in serving), None)
-        why = "executing a run and serving sockets"
-        if victim is None and executing:
-            victim, why = executing[0], "executing a run"
+        victim, why = choose_worker(
+            workers, [r["worker"] for r in running], [_socket_worker(s) for s in sockets]
+        )
         if victim is None:
-            victim, why = _socket_worker(sockets[0]), "serving a socket"
-        if victim is None or victim not in workers:
             raise PlatformRacesError(
-                f"pid {victim} is not a worker of the platform (pid {platform_pid}, "
-                f"workers {sorted(workers)}); it was not sent {sig.name}"
+                f"no worker of the platform (pid {platform_pid}, workers {sorted(workers)}) "
+                f"executes a run of {', '.join(threads)} or serves the part's first socket; "
+                f"nothing was sent {sig.name}: is the target the platform squall started?"
             )
         started = time.monotonic()
         os.kill(victim, sig)
@@ -597,6 +593,24 @@ async def _exited(pid: int, within_s: float) -> bool:
             return True
         await asyncio.sleep(0.1)
     return False
+
+
+def choose_worker(
+    workers: Collection[int], running_on: Sequence[str | None], serving: Sequence[int | None]
+) -> tuple[int | None, str]:
+    """Which of ``workers`` (pids) a worker part signals, and why (pure): the first one
+    executing a run (``running_on``: the runs' ``worker`` column, oldest run first) that
+    also serves one of the part's sockets (``serving``: each socket's worker pid), else the
+    first one executing a run, else the one serving the first socket; None if that is not
+    one of ``workers``."""
+    executing = [pid for worker in running_on if (pid := _worker_pid(worker)) in workers]
+    both = [pid for pid in executing if pid in serving]
+    if both:
+        return both[0], "executing a run and serving sockets"
+    if executing:
+        return executing[0], "executing a run"
+    first = serving[0] if serving else None
+    return (first if first in workers else None), "serving a socket"
 
 
 def _worker_pid(worker: str | None) -> int | None:
