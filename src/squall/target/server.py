@@ -264,6 +264,13 @@ class RestartBudget:
         return True
 
 
+def restart_delay(unserved: int) -> float:
+    """Seconds before replacing a worker, given how many replacements in a row died before
+    serving: none at once, then 0.5, 1, 2, 4, 8 s, so a service that refuses new workers
+    for a while (Redis down, say) is waited for instead of using up the budget at once."""
+    return 0.0 if unserved <= 0 else min(8.0, 0.5 * 2 ** (unserved - 1))
+
+
 def exit_description(exitcode: int | None) -> str:
     """How a worker ended, from ``Process.exitcode`` ("was killed by SIGKILL"). A worker
     asked to stop (SIGTERM, SIGINT) shuts down gracefully and then ends by that signal
@@ -325,6 +332,8 @@ def serve(
 
     processes: list[multiprocessing.process.BaseProcess] = []
     replacements: set[int] = set()  # pids of new workers not serving yet
+    unserved = [0] * workers  # per slot: replacements in a row that died before serving
+    due: dict[int, float] = {}  # slot → when its replacement starts (monotonic)
     exit_code = 0
     announced = False
     try:
@@ -340,7 +349,12 @@ def serve(
             for pid in [p for p in replacements if os.path.exists(os.path.join(ready_dir, str(p)))]:
                 replacements.discard(pid)
                 print(f"squall target: new worker pid {pid} serves", file=sys.stderr, flush=True)
-            dead = [(i, p) for i, p in enumerate(processes) if not p.is_alive()]
+            now = time.monotonic()
+            for i in [i for i, at in due.items() if at <= now]:
+                del due[i]
+                processes[i] = start_worker(i)
+                replacements.add(processes[i].pid or 0)
+            dead = [(i, p) for i, p in enumerate(processes) if i not in due and not p.is_alive()]
             if not dead:
                 continue
             i, process = dead[0]
@@ -357,9 +371,13 @@ def serve(
                 )
                 exit_code = 1
                 break
-            print(f"{how}; starting a new one", file=sys.stderr, flush=True)
-            processes[i] = start_worker(i)
-            replacements.add(processes[i].pid or 0)
+            served = os.path.exists(os.path.join(ready_dir, str(process.pid)))
+            unserved[i] = 0 if served else unserved[i] + 1
+            delay = restart_delay(unserved[i])
+            replacements.discard(process.pid or 0)
+            later = f" in {delay:g} s (the last one died before serving)" if delay else ""
+            print(f"{how}; starting a new one{later}", file=sys.stderr, flush=True)
+            due[i] = now + delay
     finally:
         for process in processes:
             if process.is_alive() and process.pid is not None:

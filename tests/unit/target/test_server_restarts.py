@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from squall.target.server import RestartBudget, exit_description
+from squall.target.server import RestartBudget, exit_description, restart_delay
 
 
 def test_the_budget_allows_limit_restarts_within_the_window() -> None:
@@ -40,3 +40,7 @@ def test_exits_are_described_by_code_or_signal() -> None:
     assert exit_description(-signal.SIGTERM) == "stopped on SIGTERM"
     assert exit_description(3) == "exited with code 3"
     assert exit_description(-200) == "was killed by signal 200"
+
+
+def test_replacements_that_die_before_serving_back_off() -> None:
+    assert [restart_delay(n) for n in range(7)] == [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0]

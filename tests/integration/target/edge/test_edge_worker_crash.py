@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +33,7 @@ from edge_client import (
 from websockets.exceptions import ConnectionClosed
 
 from squall.services import Endpoints
-from squall.services.embedded import EmbeddedPostgres
+from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey
 
 pytestmark = pytest.mark.integration
 
@@ -166,3 +167,39 @@ async def test_a_worker_replaced_while_postgres_is_down_waits_for_it(
     frames = await recv_until(ws, completed())
     assert frames[-1]["status"] == "completed"
     await ws.close()
+
+
+@pytest.fixture
+def redis() -> Iterator[EmbeddedValkey]:
+    """A Redis of the test's own (it is stopped and started again)."""
+    server = EmbeddedValkey.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def platform_on_own_redis(
+    endpoints: Endpoints, redis: EmbeddedValkey, tmp_path: Path
+) -> Iterator[Platform]:
+    own = dataclasses.replace(endpoints, redis_url=redis.url)
+    platform, _ = start_platform(own, tmp_path, workers=2)
+    yield platform
+    platform.process.stop(timeout=20)
+
+
+async def test_replacements_that_die_while_redis_is_down_back_off_until_one_serves(
+    platform_on_own_redis: Platform, redis: EmbeddedValkey
+) -> None:
+    platform = platform_on_own_redis
+    before = await wait_for_workers(platform, lambda found: len(found) == 2)
+    restart = asyncio.create_task(redis.restart(down_s=6 * time_scale()))
+    await asyncio.to_thread(wait_closed, redis.port)
+    os.kill(min(before), signal.SIGKILL)
+    await restart
+    # The first replacement cannot reach Redis and dies; the next waits before starting.
+    await wait_for_log(platform, "starting a new one in 0.5 s (the last one died before serving)")
+    log = await wait_for_log(platform, " serves")  # "new worker pid Q serves"
+    (new,) = re.findall(r"new worker pid (\d+) serves", log)
+    assert "stopping" not in log, log
+    assert int(new) in workers(platform)
+    assert platform.process.running()
