@@ -286,6 +286,67 @@ def exit_description(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
+class _Slots:
+    """The worker processes of one ``serve``, one per slot: which serve, which died, and
+    their replacements (started at once, or after :func:`restart_delay` when the last one
+    died before serving, within the :class:`RestartBudget`)."""
+
+    def __init__(
+        self,
+        start: Callable[[int], multiprocessing.process.BaseProcess],
+        count: int,
+        ready_dir: str,
+        budget: RestartBudget,
+    ) -> None:
+        self._start = start
+        self._count = count
+        self._ready_dir = ready_dir
+        self._budget = budget
+        self.processes: list[multiprocessing.process.BaseProcess] = []
+        self._unserved = [0] * count  # replacements in a row that died before serving
+        self._due: dict[int, float] = {}  # slot → when its replacement starts (monotonic)
+        self._replacements: set[int] = set()  # pids of new workers not serving yet
+
+    def start(self) -> None:
+        """Start every slot's first worker."""
+        for i in range(self._count):
+            self.processes.append(self._start(i))
+
+    def _serves(self, pid: int | None) -> bool:
+        return os.path.exists(os.path.join(self._ready_dir, str(pid)))
+
+    def tick(self, now: float, announced: bool) -> str | None:
+        """One look at the workers (logging what changed); why to stop, or None."""
+        for pid in [pid for pid in self._replacements if self._serves(pid)]:
+            self._replacements.discard(pid)
+            print(f"squall target: new worker pid {pid} serves", file=sys.stderr, flush=True)
+        for i in [i for i, at in self._due.items() if at <= now]:
+            del self._due[i]
+            self.processes[i] = self._start(i)
+            self._replacements.add(self.processes[i].pid or 0)
+        dead = [
+            (i, p) for i, p in enumerate(self.processes) if i not in self._due and not p.is_alive()
+        ]
+        if not dead:
+            return None
+        i, process = dead[0]
+        how = f"squall target: worker pid {process.pid} {exit_description(process.exitcode)}"
+        if not announced:
+            return f"{how} before every worker served; stopping"
+        if not self._budget.take(now):
+            return (
+                f"{how}; stopping: more than {self._budget.limit} workers died within "
+                f"{self._budget.window_s:g} s, see the workers' errors above"
+            )
+        self._unserved[i] = 0 if self._serves(process.pid) else self._unserved[i] + 1
+        delay = restart_delay(self._unserved[i])
+        self._replacements.discard(process.pid or 0)
+        later = f" in {delay:g} s (the last one died before serving)" if delay else ""
+        print(f"{how}; starting a new one{later}", file=sys.stderr, flush=True)
+        self._due[i] = now + delay
+        return None
+
+
 def serve(
     settings: Settings,
     *,
@@ -321,7 +382,6 @@ def serve(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     context = multiprocessing.get_context("spawn")
-    budget = restarts or RestartBudget()
 
     def start_worker(i: int) -> multiprocessing.process.BaseProcess:
         process = context.Process(
@@ -330,15 +390,11 @@ def serve(
         process.start()
         return process
 
-    processes: list[multiprocessing.process.BaseProcess] = []
-    replacements: set[int] = set()  # pids of new workers not serving yet
-    unserved = [0] * workers  # per slot: replacements in a row that died before serving
-    due: dict[int, float] = {}  # slot → when its replacement starts (monotonic)
     exit_code = 0
     announced = False
+    slots = _Slots(start_worker, workers, ready_dir, restarts or RestartBudget())
     try:
-        for i in range(workers):
-            processes.append(start_worker(i))
+        slots.start()
         while not stop.wait(0.1):
             if not announced and len(os.listdir(ready_dir)) >= workers:
                 announced = True
@@ -346,44 +402,17 @@ def serve(
                     f"{READY_LINE}ws://{shown_host}:{bound_port}/v1/ws "
                     f"({workers} worker{'s' if workers != 1 else ''})"
                 )
-            for pid in [p for p in replacements if os.path.exists(os.path.join(ready_dir, str(p)))]:
-                replacements.discard(pid)
-                print(f"squall target: new worker pid {pid} serves", file=sys.stderr, flush=True)
-            now = time.monotonic()
-            for i in [i for i, at in due.items() if at <= now]:
-                del due[i]
-                processes[i] = start_worker(i)
-                replacements.add(processes[i].pid or 0)
-            dead = [(i, p) for i, p in enumerate(processes) if i not in due and not p.is_alive()]
-            if not dead:
-                continue
-            i, process = dead[0]
-            how = f"squall target: worker pid {process.pid} {exit_description(process.exitcode)}"
-            if not announced:
-                print(f"{how} before every worker served; stopping", file=sys.stderr)
+            stopping = slots.tick(time.monotonic(), announced)
+            if stopping is not None:
+                print(stopping, file=sys.stderr, flush=True)
                 exit_code = 1
                 break
-            if not budget.take(time.monotonic()):
-                print(
-                    f"{how}; stopping: more than {budget.limit} workers died within "
-                    f"{budget.window_s:g} s, see the workers' errors above",
-                    file=sys.stderr,
-                )
-                exit_code = 1
-                break
-            served = os.path.exists(os.path.join(ready_dir, str(process.pid)))
-            unserved[i] = 0 if served else unserved[i] + 1
-            delay = restart_delay(unserved[i])
-            replacements.discard(process.pid or 0)
-            later = f" in {delay:g} s (the last one died before serving)" if delay else ""
-            print(f"{how}; starting a new one{later}", file=sys.stderr, flush=True)
-            due[i] = now + delay
     finally:
-        for process in processes:
+        for process in slots.processes:
             if process.is_alive() and process.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGTERM)
-        for process in processes:
+        for process in slots.processes:
             process.join(settings.shutdown_grace_s + CLOSE_WAIT_S + 5)
             if process.is_alive():
                 process.kill()

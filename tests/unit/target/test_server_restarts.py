@@ -1,10 +1,14 @@
-"""How the platform's supervisor counts and describes dead workers (pure)."""
+"""How the platform's supervisor counts, describes and replaces dead workers (fake workers)."""
 
 from __future__ import annotations
 
 import signal
+from pathlib import Path
+from typing import Any
 
-from squall.target.server import RestartBudget, exit_description, restart_delay
+import pytest
+
+from squall.target.server import RestartBudget, _Slots, exit_description, restart_delay
 
 
 def test_the_budget_allows_limit_restarts_within_the_window() -> None:
@@ -44,3 +48,83 @@ def test_exits_are_described_by_code_or_signal() -> None:
 
 def test_replacements_that_die_before_serving_back_off() -> None:
     assert [restart_delay(n) for n in range(7)] == [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+class FakeWorker:
+    """What the supervisor reads of a worker process: its pid, whether it lives, its exit."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.exitcode: int | None = None
+
+    def is_alive(self) -> bool:
+        return self.exitcode is None
+
+
+class Slots:
+    """A supervisor's slots over fake workers; a worker serves once its ready file exists."""
+
+    def __init__(self, tmp_path: Path, count: int = 2, budget: RestartBudget | None = None) -> None:
+        self.ready = tmp_path
+        self.started: list[FakeWorker] = []
+        self.slots = _Slots(self._start, count, str(tmp_path), budget or RestartBudget())
+        self.slots.start()
+
+    def _start(self, slot: int) -> Any:
+        worker = FakeWorker(100 + len(self.started))
+        self.started.append(worker)
+        return worker
+
+    def serve(self, worker: FakeWorker) -> None:
+        (self.ready / str(worker.pid)).touch()
+
+    def tick(self, now: float) -> str | None:
+        return self.slots.tick(now, announced=True)
+
+
+def test_a_dead_worker_that_served_is_replaced_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = Slots(tmp_path)
+    first, _ = fake.started
+    fake.serve(first)
+    first.exitcode = -signal.SIGKILL
+    assert fake.tick(0.0) is None  # the death is seen, its replacement is due now
+    assert fake.tick(0.0) is None  # and started
+    assert len(fake.started) == 3
+    fake.serve(fake.started[2])
+    assert fake.tick(0.1) is None
+    err = capsys.readouterr().err
+    assert "worker pid 100 was killed by SIGKILL; starting a new one\n" in err
+    assert "new worker pid 102 serves" in err
+
+
+def test_replacements_dying_before_serving_wait_longer_each_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = Slots(tmp_path, count=1)
+    (first,) = fake.started
+    fake.serve(first)
+    first.exitcode = 1
+    fake.tick(0.0)
+    fake.tick(0.0)  # replacement 101 starts
+    fake.started[-1].exitcode = 3  # and dies before serving
+    fake.tick(1.0)
+    fake.tick(1.4)
+    assert len(fake.started) == 2  # not yet: 0.5 s after its death
+    fake.tick(1.5)
+    assert len(fake.started) == 3
+    err = capsys.readouterr().err
+    assert "worker pid 101 exited with code 3; starting a new one in 0.5 s" in err
+
+
+def test_deaths_past_the_budget_or_before_every_worker_served_stop(tmp_path: Path) -> None:
+    fake = Slots(tmp_path, budget=RestartBudget(limit=0))
+    fake.started[0].exitcode = 1
+    assert fake.slots.tick(0.0, announced=False) == (
+        "squall target: worker pid 100 exited with code 1 before every worker served; stopping"
+    )
+    stopping = fake.tick(0.0)
+    assert stopping is not None
+    assert stopping.endswith("stopping: more than 0 workers died within 60 s, see the "
+                             "workers' errors above")  # fmt: skip
