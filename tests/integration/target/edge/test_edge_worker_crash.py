@@ -32,7 +32,7 @@ from edge_client import (
 )
 from websockets.exceptions import ConnectionClosed
 
-from squall.services import Endpoints
+from squall.services import Endpoints, drop_database
 from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey
 
 pytestmark = pytest.mark.integration
@@ -182,9 +182,10 @@ def platform_on_own_redis(
     endpoints: Endpoints, redis: EmbeddedValkey, tmp_path: Path
 ) -> Iterator[Platform]:
     own = dataclasses.replace(endpoints, redis_url=redis.url)
-    platform, _ = start_platform(own, tmp_path, workers=2)
+    platform, database = start_platform(own, tmp_path, workers=2)  # on the session's PostgreSQL
     yield platform
     platform.process.stop(timeout=20)
+    drop_database(endpoints.database_url, database)
 
 
 async def test_replacements_that_die_while_redis_is_down_back_off_until_one_serves(
