@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import os
 import signal
 import time
@@ -497,15 +498,6 @@ def _disconnect(database_url: str) -> Callable[..., Awaitable[_Done]]:
     return act
 
 
-def _signal_worker(
-    database_url: str, platform_pid: int, http_url: str, sig: signal.Signals
-) -> Callable[..., Awaitable[_Done]]:
-    async def act(threads: Sequence[str], sockets: Sequence[RecordingSocket]) -> _Done:
-        return await signal_worker(database_url, platform_pid, http_url, threads, sockets, sig)
-
-    return act
-
-
 async def signal_worker(
     database_url: str,
     platform_pid: int,
@@ -657,8 +649,9 @@ def _faults(
     stop: Callable[..., Awaitable[_Done]] | None = None
     crash: Callable[..., Awaitable[_Done]] | None = None
     if database is not None and platform_pid is not None:
-        stop = _signal_worker(database, platform_pid, http_url, signal.SIGTERM)
-        crash = _signal_worker(database, platform_pid, http_url, signal.SIGKILL)
+        signal_one = functools.partial(signal_worker, database, platform_pid, http_url)
+        stop = functools.partial(signal_one, sig=signal.SIGTERM)
+        crash = functools.partial(signal_one, sig=signal.SIGKILL)
     own_platform = "needs a platform squall started (its workers and database)"
     options = [
         (Part.REDIS_RESTART, redis, "restarted the platform's Redis", needs.format("Redis")),
