@@ -498,6 +498,13 @@ def _disconnect(database_url: str) -> Callable[..., Awaitable[_Done]]:
     return act
 
 
+#: The part's runs marked running, oldest first, with the worker executing each.
+_RUNNING = (
+    "SELECT id, worker FROM runs WHERE thread_id = ANY($1::text[]) AND status = 'running' "
+    "ORDER BY started_at"
+)
+
+
 async def signal_worker(
     database_url: str,
     platform_pid: int,
@@ -514,11 +521,7 @@ async def signal_worker(
     whole. Only a child of ``platform_pid`` is ever signalled."""
     conn = await asyncpg.connect(database_url)
     try:
-        running = await conn.fetch(
-            "SELECT id, worker FROM runs WHERE thread_id = ANY($1::text[]) "
-            "AND status = 'running' ORDER BY started_at",
-            list(threads),
-        )
+        running = await conn.fetch(_RUNNING, list(threads))
         workers = {child.pid for child in psutil.Process(platform_pid).children()}
         victim, why = choose_worker(
             workers, [r["worker"] for r in running], [_socket_worker(s) for s in sockets]
@@ -534,14 +537,10 @@ async def signal_worker(
         dropped = [s for s in sockets if _socket_worker(s) == victim]
         for sock in dropped:
             await sock.wait_for(lambda s=sock: not s.open, time.monotonic() + 10)  # type: ignore[misc]
-        lost = []
-        if sig == signal.SIGKILL:
-            lost = await conn.fetch(
-                "SELECT id FROM runs WHERE thread_id = ANY($1::text[]) "
-                "AND status = 'running' AND split_part(worker, ':', 2) = $2",
-                list(threads),
-                str(victim),
-            )
+        lost: list[str] = []
+        if sig == signal.SIGKILL:  # what it left running stays so: it is dead
+            rows = await conn.fetch(_RUNNING, list(threads))
+            lost = [r["id"] for r in rows if _worker_pid(r["worker"]) == victim]
     finally:
         await conn.close()
     # A rolling restart's step ends when the worker is gone and its replacement serves.
@@ -555,7 +554,7 @@ async def signal_worker(
     )  # fmt: skip
     return _Done(
         f"pid {victim}, {why}, with {len(dropped)} of the part's sockets; {after}",
-        tuple(sorted(str(r["id"]) for r in lost)),
+        tuple(sorted(map(str, lost))),
     )
 
 
