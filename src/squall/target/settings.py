@@ -77,8 +77,8 @@ class Settings:
     initial_credits: int = 1_000
     #: Redis run-lock lifetime; a run holding the lock refreshes it while it works.
     lock_ttl_ms: int = 5_000
-    #: How long a run, or a socket's replay, waits for a lost PostgreSQL connection to
-    #: come back before it fails (0: not at all).
+    #: How long a run, a socket's replay, or a worker starting, waits for a lost PostgreSQL
+    #: connection to come back before it fails (0: not at all).
     database_outage_wait_s: float = 30.0
     #: Events kept per thread for ``resume``; older ones are pruned.
     replay_retention_events: int = 10_000
