@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from squall.services import Endpoints, ManagedProcess, create_database, drop_database, spawn
 from squall.services.embedded import free_port, port_open
 from squall.target.auth import Role, mint_token
+from squall.target.protocol import READY_LINE
 from squall.target.settings import Settings
 
 SQUALL = str(Path(sys.executable).with_name("squall"))
@@ -87,7 +88,7 @@ def start_platform(
     deadline = time.monotonic() + READY_TIMEOUT_S * time_scale()
     while time.monotonic() < deadline:
         for line in process.log_path.read_text(errors="replace").splitlines():
-            if "listening on" in line:
+            if line.startswith(READY_LINE):
                 return Platform(process, port, settings, line), database
         if not process.running():
             break
