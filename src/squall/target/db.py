@@ -9,21 +9,16 @@ write whose connection was lost had committed.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
 
-log = logging.getLogger(__name__)
-T = TypeVar("T")
+from squall.target import outage
 
-#: Pauses between attempts while it waits: short first, doubling up to the step.
-RETRY_FIRST_S = 0.05
-RETRY_STEP_S = 1.0
+T = TypeVar("T")
 
 Pool = Any
 """An ``asyncpg.Pool`` (asyncpg ships no type information)."""
@@ -62,41 +57,17 @@ async def retrying(
     committed: Callable[[], Awaitable[T | None]] | None = None,
     within_s: float,
 ) -> T:
-    """``attempt()``, tried again while the database connection is lost, for ``within_s``.
-
-    A connection lost during a write leaves it unknown whether the write committed;
-    ``committed()`` then answers first (its result, or None to try again), so a write
-    that did commit is not made twice. The last error is raised once ``within_s`` has
-    passed. ``what`` names the work in the one warning logged per outage.
-    """
-    deadline = time.monotonic() + within_s
-    pause = RETRY_FIRST_S
-    lost: BaseException | None = None
-    while True:
-        try:
-            if lost is not None and committed is not None:
-                found = await committed()
-                if found is not None:
-                    log.warning("%s: the database is back (it had committed)", what)
-                    return found
-            result = await attempt()
-        except Exception as exc:
-            if not connection_lost(exc) or time.monotonic() + pause > deadline:
-                raise
-            if lost is None:
-                log.warning("%s waits for the database: %s", what, describe(exc))
-            lost = exc
-            await asyncio.sleep(pause)
-            pause = min(RETRY_STEP_S, pause * 2)
-            continue
-        if lost is not None:
-            log.warning("%s: the database is back", what)
-        return result
-
-
-def describe(exc: BaseException) -> str:
-    """``exc`` in one line: its type and message."""
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    """``attempt()``, tried again while the database connection is lost, for ``within_s``
+    (:func:`squall.target.outage.retrying`; ``committed()`` answers first whether a write
+    whose connection was lost had committed)."""
+    return await outage.retrying(
+        what,
+        attempt,
+        server="the database",
+        lost=connection_lost,
+        committed=committed,
+        within_s=within_s,
+    )
 
 
 class _LostConnectionInOneLine(logging.Filter):
@@ -107,7 +78,7 @@ class _LostConnectionInOneLine(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if exc is not None and connection_lost(exc):
-            record.msg, record.args = f"{record.getMessage()}: {describe(exc)}", None
+            record.msg, record.args = f"{record.getMessage()}: {outage.describe(exc)}", None
             record.exc_info = None
         return True
 

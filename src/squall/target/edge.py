@@ -66,6 +66,9 @@ class Edge:
 
     async def start(self) -> None:
         global _current
+        # A worker started while Redis restarts (one in place of a dead worker) waits for
+        # it, as Runtime.start waits for the database, instead of dying at once.
+        await redis_pool.wait_reachable(self.settings, "worker start")
         await self.hub.start()
         self._runtime = await Runtime.start(self.settings, self.hub.publish)
         self.counters.start()

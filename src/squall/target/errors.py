@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from squall.target import db, redis_pool
+from squall.target import db, outage, redis_pool
 
 
 class TargetError(Exception):
@@ -82,4 +82,4 @@ def unavailable(exc: BaseException) -> Unavailable | None:
         service = "Redis"
     else:
         return None
-    return Unavailable(f"{service} is unreachable ({db.describe(exc)}); try again shortly")
+    return Unavailable(f"{service} is unreachable ({outage.describe(exc)}); try again shortly")

@@ -30,6 +30,7 @@ from redis import exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from squall.target import outage
 from squall.target.settings import Settings
 
 #: How often a command is sent again on a new connection after its connection broke.
@@ -85,3 +86,20 @@ def connect_pubsub(
 def client_name(settings: Settings, role: str) -> str:
     """``{prefix}:{role}`` as ``CLIENT SETNAME`` takes it (no spaces or newlines)."""
     return re.sub(r"\s", "_", f"{settings.redis_prefix}:{role}")
+
+
+async def wait_reachable(settings: Settings, what: str) -> None:
+    """Return once Redis answers ``PING``, waiting up to ``settings.redis_outage_wait_s``
+    while it is unreachable (a worker started during a Redis restart); the last connection
+    error is raised if it does not come. ``what`` names the waiting work in the log."""
+    client = connect(settings)
+    try:
+        await outage.retrying(
+            what,
+            client.ping,
+            server="Redis",
+            lost=connection_lost,
+            within_s=settings.redis_outage_wait_s,
+        )
+    finally:
+        await client.aclose()

@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 from redis.exceptions import RedisError
 
-from squall.target import db
+from squall.target import db, outage
 from squall.target.db import Pool
 from squall.target.fairness import Candidate, fair_order
 from squall.target.ids import MessageID, RunID, ThreadID, UserID
@@ -269,7 +269,7 @@ class Scheduler:
                 if db.connection_lost(exc):
                     log.warning(
                         "claiming runs failed (%s); retrying after the poll interval",
-                        db.describe(exc),
+                        outage.describe(exc),
                     )
                 else:
                     log.exception("claiming runs failed; retrying after the poll interval")

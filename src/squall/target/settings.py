@@ -80,6 +80,9 @@ class Settings:
     #: How long a run, a socket's replay, or a worker starting, waits for a lost PostgreSQL
     #: connection to come back before it fails (0: not at all).
     database_outage_wait_s: float = 30.0
+    #: How long a worker starting waits for an unreachable Redis before it fails (0: not at
+    #: all); a running worker rides out a Redis outage without it (docs/runtime.md).
+    redis_outage_wait_s: float = 30.0
     #: Events kept per thread for ``resume``; older ones are pruned.
     replay_retention_events: int = 10_000
 
@@ -160,11 +163,12 @@ class Settings:
                 f"SQUALL_REDIS_POOL_TIMEOUT_S={self.redis_pool_timeout_s!r}: expected a "
                 "positive number of seconds"
             )
-        if self.database_outage_wait_s < 0:
-            raise SettingsError(
-                f"SQUALL_DATABASE_OUTAGE_WAIT_S={self.database_outage_wait_s!r}: expected a "
-                "number of seconds, 0 or more"
-            )
+        for name in ("database_outage_wait_s", "redis_outage_wait_s"):
+            if getattr(self, name) < 0:
+                raise SettingsError(
+                    f"{self.env_name(name)}={getattr(self, name)!r}: expected a number of "
+                    "seconds, 0 or more"
+                )
         if self.db_pool_size < 0:
             raise SettingsError(
                 f"SQUALL_DB_POOL_SIZE={self.db_pool_size!r}: expected 0 (sized from "

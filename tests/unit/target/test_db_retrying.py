@@ -1,13 +1,18 @@
-"""db.retrying: lost connections are waited out, a write that committed is not made twice."""
+"""db.retrying: lost connections are waited out, a write that committed is not made twice;
+outage.retrying, which it is, waits out Redis the same way for a worker's start."""
 
 from __future__ import annotations
 
 import logging
+import re
 
 import asyncpg
 import pytest
+from redis import exceptions as redis_errors
 
-from squall.target import db
+from squall.services.embedded import free_port
+from squall.target import db, outage, redis_pool
+from squall.target.settings import Settings
 
 LOST = asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
 
@@ -114,3 +119,38 @@ def test_asyncpg_pool_floor_warnings_lose_their_traceback_for_a_lost_connection(
     )
     assert db._ONE_LINE.filter(kept)
     assert kept.exc_info is not None
+
+
+async def test_redis_unreachable_is_waited_out_and_other_redis_errors_are_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    refused = redis_errors.ConnectionError("Error 111 connecting to 127.0.0.1:6390.")
+    attempt = Attempts(refused, redis_errors.TimeoutError("Timeout reading from socket"))
+    with caplog.at_level(logging.WARNING):
+        assert (
+            await outage.retrying(
+                "worker start",
+                attempt,
+                server="Redis",
+                lost=redis_pool.connection_lost,
+                within_s=5,
+            )
+            == 3
+        )
+    assert [r.getMessage() for r in caplog.records] == [
+        "worker start waits for Redis: ConnectionError: Error 111 connecting to 127.0.0.1:6390.",
+        "worker start: Redis is back",
+    ]
+    script_error = Attempts(redis_errors.ResponseError("NOSCRIPT No matching script"))
+    with pytest.raises(redis_errors.ResponseError):
+        await outage.retrying(
+            "work", script_error, server="Redis", lost=redis_pool.connection_lost, within_s=5
+        )
+    assert script_error.calls == 1
+
+
+async def test_a_worker_start_not_waiting_for_redis_fails_at_once_naming_it() -> None:
+    port = free_port()
+    settings = Settings(redis_url=f"redis://127.0.0.1:{port}/0", redis_outage_wait_s=0)
+    with pytest.raises(redis_errors.ConnectionError, match=re.escape(f"127.0.0.1:{port}")):
+        await redis_pool.wait_reachable(settings, "worker start")

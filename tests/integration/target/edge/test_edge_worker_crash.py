@@ -3,7 +3,7 @@
 ``squall target serve`` supervises its workers: once all serve, one that dies (SIGKILL,
 the kernel's OOM killer, a crash) is replaced by a new one, and the log says which and how
 it ended. Its sockets are gone (the client reconnects); the other workers never stopped. A
-replacement that finds PostgreSQL down waits for it instead of dying.
+replacement that finds PostgreSQL or Redis down waits for it instead of dying.
 """
 
 from __future__ import annotations
@@ -142,27 +142,39 @@ def platform_on_own_postgres(
 async def test_a_worker_replaced_while_postgres_is_down_waits_for_it(
     platform_on_own_postgres: Platform, postgres: EmbeddedPostgres
 ) -> None:
-    platform = platform_on_own_postgres
+    new, log = await replace_a_worker_while_down(platform_on_own_postgres, postgres)
+    assert "worker start waits for the database" in log
+    await complete_a_run_on(platform_on_own_postgres, new, "pg-replaced")
+
+
+async def replace_a_worker_while_down(
+    platform: Platform, server: EmbeddedPostgres | EmbeddedValkey
+) -> tuple[int, str]:
+    """Kill a worker while ``server`` restarts; the replacement's pid and the platform's log
+    once it serves, having started only once (it waited instead of dying)."""
     before = await wait_for_workers(platform, lambda found: len(found) == 2)
     victim = min(before)
-    # The replacement needs a second or so to start: PostgreSQL is down by then.
-    restart = asyncio.create_task(postgres.restart(down_s=4 * time_scale()))
-    await asyncio.to_thread(wait_closed, postgres.port)
+    # The replacement needs a second or so to start: the server is down by then.
+    restart = asyncio.create_task(server.restart(down_s=4 * time_scale()))
+    await asyncio.to_thread(wait_closed, server.port)
     os.kill(victim, signal.SIGKILL)
     after = await wait_for_workers(platform, lambda found: len(found) == 2 and victim not in found)
     (new,) = after - before
     await restart
     log = await wait_for_log(platform, f"squall target: new worker pid {new} serves")
-    assert "worker start waits for the database" in log
     assert log.count("starting a new one") == 1, log  # the replacement never died
+    return new, log
 
-    user, thread = unique("pg-replaced"), unique("t")
+
+async def complete_a_run_on(platform: Platform, worker: int, name: str) -> None:
+    """Open sockets until one lands on ``worker``, and complete a run there."""
+    user, thread = unique(name), unique("t")
     for _ in range(40):
         ws, hello = await open_socket(platform, user)
-        if int(hello["worker"]) == new:
+        if int(hello["worker"]) == worker:
             break
         await ws.close()
-    assert int(hello["worker"]) == new
+    assert int(hello["worker"]) == worker
     await ws.send(user_message(thread, msg="on the replacement"))
     frames = await recv_until(ws, completed())
     assert frames[-1]["status"] == "completed"
@@ -179,15 +191,30 @@ def redis() -> Iterator[EmbeddedValkey]:
 
 @pytest.fixture
 def platform_on_own_redis(
-    endpoints: Endpoints, redis: EmbeddedValkey, tmp_path: Path
+    endpoints: Endpoints, redis: EmbeddedValkey, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Platform]:
+    """A platform on the test's Redis (and the session's PostgreSQL); a test parametrizes
+    it indirectly with more of its environment."""
     own = dataclasses.replace(endpoints, redis_url=redis.url)
-    platform, database = start_platform(own, tmp_path, workers=2)  # on the session's PostgreSQL
+    platform, database = start_platform(own, tmp_path, workers=2, **getattr(request, "param", {}))
     yield platform
     platform.process.stop(timeout=20)
     drop_database(endpoints.database_url, database)
 
 
+async def test_a_worker_replaced_while_redis_is_down_waits_for_it(
+    platform_on_own_redis: Platform, redis: EmbeddedValkey
+) -> None:
+    new, log = await replace_a_worker_while_down(platform_on_own_redis, redis)
+    assert "worker start waits for Redis" in log
+    assert "worker start: Redis is back" in log
+    await complete_a_run_on(platform_on_own_redis, new, "redis-replaced")
+
+
+# Not waiting for Redis at start: each replacement dies until Redis is back.
+@pytest.mark.parametrize(
+    "platform_on_own_redis", [{"SQUALL_REDIS_OUTAGE_WAIT_S": "0"}], indirect=True
+)
 async def test_replacements_that_die_while_redis_is_down_back_off_until_one_serves(
     platform_on_own_redis: Platform, redis: EmbeddedValkey
 ) -> None:
