@@ -35,7 +35,7 @@ from bench.table import (
     fmt_count,
     fmt_ratio,
     median,
-    ratio,
+    round_ratios,
     window,
 )
 from bench.turns import TURN_S, take_turns
@@ -246,12 +246,9 @@ def _round_ratios(
     windows: dict[tuple[str, int], list[Window | None]], kind: str, base: str, sockets: int
 ) -> tuple[float | None, ...]:
     """``kind``'s per-core rate over ``base``'s, round by round (None where either failed)."""
-    ours = windows.get((kind, sockets), [])
-    theirs = windows.get((base, sockets), [])
-    return tuple(
-        ratio(a.per_core if a else None, b.per_core if b else None)
-        for a, b in zip(ours, theirs, strict=False)
-    )
+    ours = [w.per_core if w else None for w in windows.get((kind, sockets), [])]
+    theirs = [w.per_core if w else None for w in windows.get((base, sockets), [])]
+    return round_ratios(ours, theirs)
 
 
 def _per_round_ratio(

@@ -140,6 +140,14 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
+def round_ratios(
+    ours: Sequence[float | None], theirs: Sequence[float | None]
+) -> tuple[float | None, ...]:
+    """``ours[i] / theirs[i]`` round by round (None where either is missing), for figures
+    measured in alternating rounds: the median of these is the ratio to report."""
+    return tuple(ratio(a, b) for a, b in zip(ours, theirs, strict=False))
+
+
 def fmt_ratio(value: float | None) -> str:
     """``3.42×``, or an em dash when there is no ratio."""
     return "—" if value is None else f"{value:.2f}×"

@@ -18,6 +18,7 @@ from bench.table import (
     render_result,
     render_summary,
     replace_between,
+    round_ratios,
     window,
 )
 
@@ -264,3 +265,8 @@ def test_render_summary_says_when_results_come_from_different_machines() -> None
     assert "Machine: CPU A" not in text
     assert "· CPU A, 2 cores" in text
     assert "· CPU B, 2 cores" in text
+
+
+def test_round_ratios_pair_rounds_and_skip_missing_ones() -> None:
+    assert round_ratios([50.0, None, 90.0], [100.0, 80.0, 0.0]) == (0.5, None, None)
+    assert median(list(round_ratios([40.0, 60.0, 90.0], [100.0, 100.0, 100.0]))) == 0.6
