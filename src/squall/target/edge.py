@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
@@ -57,6 +58,8 @@ class Edge:
         self._refresher: asyncio.Task[None] | None = None
         self._closed = False
         self._emptied = asyncio.Event()
+        #: When this worker started serving (Unix time), for ``/metrics``.
+        self.started_at: float | None = None
 
     @property
     def runtime(self) -> Runtime:
@@ -71,7 +74,12 @@ class Edge:
         await redis_pool.wait_reachable(self.settings, "worker start")
         await self.hub.start()
         self._runtime = await Runtime.start(self.settings, self.hub.publish)
+        # Summed over the workers: a dead worker's replacement adds one. Flushed now, not
+        # with the next second's deltas: a worker killed within its first second counts.
+        self.counters.inc("worker_starts_total")
+        await self.counters.flush()
         self.counters.start()
+        self.started_at = time.time()
         self._refresher = asyncio.create_task(self._refresh_sockets(), name="squall-sockets-ttl")
         _current = self
 

@@ -102,6 +102,8 @@ async def metrics_endpoint(request: Request) -> Response:
         "hub_users": float(edge.hub.local_users()),
         "pubsub_resyncs_total": float(edge.hub.resyncs),
     }
+    if edge.started_at is not None:
+        gauges["worker_start_time_seconds"] = edge.started_at
     try:
         counters = await edge.counters.totals()
         gauges["redis_up"] = 1.0

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 
 import httpx
 import jwt
 import pytest
-from edge_client import Platform, open_socket, recv, unique, user_message
+from edge_client import Platform, gauge, open_socket, recv, unique, user_message
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -217,3 +218,5 @@ async def test_http_endpoints(platform: Platform) -> None:
     assert metrics.status_code == 200
     assert "# TYPE squall_target_" in metrics.text
     assert "squall_target_runs_running{worker=" in metrics.text
+    started = gauge(metrics.text, "squall_target_worker_start_time_seconds")
+    assert time.time() - 600 < started <= time.time()

@@ -17,11 +17,13 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from edge_client import (
     Platform,
     completed,
+    gauge,
     open_socket,
     recv_until,
     start_platform,
@@ -79,6 +81,21 @@ async def wait_for_workers(platform: Platform, wanted: Callable[[set[int]], bool
     return found
 
 
+async def wait_for_starts(platform: Platform, count: int) -> None:
+    """Until ``squall_target_worker_starts_total`` reads ``count`` (each worker flushes its
+    counters every second)."""
+    deadline = time.monotonic() + 10 * time_scale()
+    async with httpx.AsyncClient() as http:
+        while True:
+            text = (await http.get(f"{platform.http}/metrics")).text
+            found = gauge(text, "squall_target_worker_starts_total")
+            if found == count:
+                return
+            assert found < count, text
+            assert time.monotonic() < deadline, text
+            await asyncio.sleep(0.2)
+
+
 async def test_a_killed_worker_is_replaced_and_the_new_one_serves(platform: Platform) -> None:
     user, thread = unique("crash"), unique("t")
     before = await wait_for_workers(platform, lambda found: len(found) == 2)
@@ -93,6 +110,8 @@ async def test_a_killed_worker_is_replaced_and_the_new_one_serves(platform: Plat
     (new,) = after - before
     log = await wait_for_log(platform, f"squall target: new worker pid {new} serves")
     assert f"squall target: worker pid {victim} was killed by SIGKILL; starting a new one" in log
+    # /metrics, whichever worker answers, counts the starts: two workers and the new one.
+    await wait_for_starts(platform, 3)
 
     # Every socket the platform takes now is served by a live worker, the new one included.
     served: set[int] = set()
