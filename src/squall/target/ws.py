@@ -16,7 +16,8 @@ the connection until :meth:`Connection.greet` queues ``hello``.
 
 Backpressure: live events cannot wait, so when ``socket_send_queue`` frames are
 waiting the client is a slow consumer and the socket closes with 1008. Replays
-can wait, so a fill pauses while the queue is more than half full. Events held
+can wait, so a fill queues a page of at most a quarter of the queue, and only while
+the queue is at most half full (:func:`replay_page`). Events held
 back (before ``hello``, or while a ``user_message`` of their thread is being
 submitted) are kept in an unbounded list: both phases last one round trip to
 Redis or PostgreSQL.
@@ -57,9 +58,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("squall.target.ws")
 
-#: Events fetched per ``runtime.replay`` call while filling.
+#: Events fetched per ``runtime.replay`` call while filling, at most (see :func:`replay_page`).
 REPLAY_PAGE = 500
 MAX_REASON_BYTES = 120
+
+
+def replay_page(capacity: int) -> int:
+    """Events a fill fetches and queues at once on a socket whose send queue holds
+    ``capacity`` frames: at most a quarter of it. A fill queues its next page once the
+    queue is at most half full, so the queue stays within three quarters of ``capacity``
+    and live events, for which a full queue means a slow consumer (1008), keep room; a
+    page as large as the queue would close a socket whose client reads as fast as it can."""
+    return max(1, min(REPLAY_PAGE, capacity // 4))
 
 
 class CloseCode(enum.IntEnum):
@@ -429,15 +439,20 @@ class Connection:
         ``after_seq``; a ``resume`` ends with ``resume_done``."""
         sequencer = self._sequence()
         token = sequencer.start_fill(thread, after_seq)
+        page_size = replay_page(self._capacity)
         try:
             while True:
+                # Each page goes into a queue at most half full (see replay_page).
+                await self._wait_room()
+                if self.state is not State.OPEN:
+                    return
                 start = sequencer.last(thread) or 0
                 # A lost database connection is waited out: live events of the thread wait
                 # behind the fill, so giving up would stall them (the replay is a read).
                 page = await db.retrying(
                     f"socket {self.socket_id} replaying thread {thread}",
                     functools.partial(
-                        self._edge.runtime.replay, self.user_id, thread, start, limit=REPLAY_PAGE
+                        self._edge.runtime.replay, self.user_id, thread, start, limit=page_size
                     ),
                     within_s=self._edge.settings.database_outage_wait_s,
                 )
@@ -446,11 +461,8 @@ class Connection:
                     return  # superseded by a newer fill of the same thread
                 for index in accepted:
                     self.offer(page[index])
-                if len(page) < REPLAY_PAGE and sequencer.finish_fill(thread, token):
+                if len(page) < page_size and sequencer.finish_fill(thread, token):
                     break
-                await self._wait_room()
-                if self.state is not State.OPEN:
-                    return
         except NotFound as exc:
             sequencer.abort_fill(thread, token)
             if resume:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from test_ws_greeting import Channel, event, open_connection
 
-from squall.target.ws import CloseCode, Connection, State
+from squall.target.ws import REPLAY_PAGE, CloseCode, Connection, State, replay_page
 
 
 async def drained(connection: Connection, channel: Channel, count: int) -> None:
@@ -80,3 +81,11 @@ async def test_slow_consumer_closes_when_the_queue_is_full() -> None:
         assert channel.sent[-1]["code"] == 1008
     finally:
         await edge.redis.aclose()
+
+
+@pytest.mark.parametrize(
+    ("capacity", "page"), [(1000, 250), (4000, REPLAY_PAGE), (16, 4), (3, 1), (1, 1)]
+)
+def test_a_replay_page_is_a_quarter_of_the_send_queue_at_most(capacity: int, page: int) -> None:
+    # Queued onto a queue at most half full, a page leaves a quarter for live events.
+    assert replay_page(capacity) == page
