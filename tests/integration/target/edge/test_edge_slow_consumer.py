@@ -2,7 +2,8 @@
 gets every event meanwhile, over real TCP.
 
 The client stops reading (the ``websockets`` client stops reading from its socket once
-``max_queue`` frames wait unread); the kernel's buffers fill, then the platform's
+``max_queue`` frames wait unread; its receive buffer is kept small); the kernel's
+buffers fill, then the platform's
 transport, then the socket's send queue (``SQUALL_SOCKET_SEND_QUEUE``). The platform then
 closes that socket with 1008 rather than hold the run's events for it; the other socket,
 on the same worker, never waits for it. The closed socket's client resumes from the last
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,12 +37,41 @@ from websockets.exceptions import ConnectionClosed
 
 pytestmark = pytest.mark.integration
 
-#: One run streams about 8 MB in some 600 events: more than the buffers between the
-#: platform and a client that does not read can hold (on loopback the kernel's alone take
-#: a few MB).
-ANSWER_TOKENS = 1_200_000
+#: Bytes of the client's receive buffer (SO_RCVBUF; the kernel doubles it).
+CLIENT_RCVBUF = 32 * 1024
 CHUNK_TOKENS = 2_000
 SEND_QUEUE = 16
+
+
+def answer_tokens() -> int:
+    """Tokens for one run whose thinking events (about 7 bytes a token) take more than
+    twice what the platform's side of the socket can buffer: the kernel's send buffer
+    grows up to ``tcp_wmem``'s maximum (4 MB by default; on loopback it does), plus the
+    transport's 64 KB and the client's small receive buffer."""
+    try:
+        wmem_max = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    except (OSError, IndexError, ValueError):
+        wmem_max = 4 * 1024 * 1024
+    return max(1_200_000, 2 * (wmem_max + 2**20) // 7)
+
+
+async def stalled_socket(platform: Platform, user: str) -> ClientConnection:
+    """A socket of ``user`` that reads its ``hello`` and then nothing: ``max_queue=1``
+    makes the client stop reading from the socket once one frame waits unread."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CLIENT_RCVBUF)  # before connect
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", platform.port))
+    ws = await connect(
+        platform.ws_url,
+        sock=sock,
+        additional_headers={"Authorization": f"Bearer {platform.token(user)}"},
+        max_size=None,
+        max_queue=1,
+    )
+    hello = json.loads(await ws.recv())
+    assert hello["type"] == "hello", hello
+    return ws
 
 
 async def read_until_closed(ws: ClientConnection) -> tuple[list[dict[str, Any]], ConnectionClosed]:
@@ -57,7 +89,7 @@ async def read_until_closed(ws: ClientConnection) -> tuple[list[dict[str, Any]],
 def platform(platform_factory: Callable[..., Platform]) -> Platform:
     return platform_factory(
         workers=1,
-        SQUALL_MODEL_ANSWER_TOKENS=str(ANSWER_TOKENS),
+        SQUALL_MODEL_ANSWER_TOKENS=str(answer_tokens()),
         SQUALL_STREAM_CHUNK_TOKENS=str(CHUNK_TOKENS),
         SQUALL_MODEL_TOKENS_PER_SECOND="100000000",
         SQUALL_SOCKET_SEND_QUEUE=str(SEND_QUEUE),
@@ -69,21 +101,14 @@ async def test_a_socket_that_stops_reading_is_closed_and_the_other_gets_every_ev
 ) -> None:
     user, thread = unique("slow"), unique("t")
     reader, _ = await open_socket(platform, user)
-    stalled = await connect(
-        platform.ws_url,
-        additional_headers={"Authorization": f"Bearer {platform.token(user)}"},
-        max_size=None,
-        max_queue=1,  # then it stops reading from the socket
-    )
-    hello = json.loads(await stalled.recv())
-    assert hello["type"] == "hello"
+    stalled = await stalled_socket(platform, user)
 
     await reader.send(user_message(thread, msg="long"))
     # The reader gets the whole run, in order, while the other socket reads nothing.
     frames = await recv_until(reader, completed(), within=4 * TIMEOUT_S)
     events = [f for f in frames if "seq" in f]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-    assert len(events) > ANSWER_TOKENS // CHUNK_TOKENS
+    assert len(events) > answer_tokens() // CHUNK_TOKENS
 
     # The stalled socket now reads: what was buffered, then the platform's close.
     read, closed = await read_until_closed(stalled)
