@@ -442,10 +442,6 @@ class Connection:
         page_size = replay_page(self._capacity)
         try:
             while True:
-                # Each page goes into a queue at most half full (see replay_page).
-                await self._wait_room()
-                if self.state is not State.OPEN:
-                    return
                 start = sequencer.last(thread) or 0
                 # A lost database connection is waited out: live events of the thread wait
                 # behind the fill, so giving up would stall them (the replay is a read).
@@ -456,6 +452,12 @@ class Connection:
                     ),
                     within_s=self._edge.settings.database_outage_wait_s,
                 )
+                # The page goes into a queue at most half full (see replay_page), with no
+                # await from that check to its last frame: fills of other threads running
+                # at once (a resync starts one per thread) wait their turn.
+                await self._wait_room()
+                if self.state is not State.OPEN:
+                    return
                 accepted = sequencer.accept_page(thread, token, [int(e["seq"]) for e in page])
                 if accepted is None:
                     return  # superseded by a newer fill of the same thread

@@ -131,3 +131,53 @@ async def test_a_socket_that_stops_reading_is_closed_and_the_other_gets_every_ev
     assert gauge(text, "squall_target_slow_consumer_closes_total") >= 1
     await reader.close()
     await again.close()
+
+
+@pytest.fixture(scope="module")
+def busy_platform(platform_factory: Callable[..., Platform]) -> Platform:
+    """The same small send queue, and runs of some thousands of small events."""
+    return platform_factory(
+        workers=1,
+        SQUALL_MODEL_ANSWER_TOKENS="3000",
+        SQUALL_STREAM_CHUNK_TOKENS="1",
+        SQUALL_MODEL_TOKENS_PER_SECOND="100000000",
+        SQUALL_SOCKET_SEND_QUEUE=str(SEND_QUEUE),
+    )
+
+
+async def test_replays_of_several_threads_at_once_never_close_a_reading_socket(
+    busy_platform: Platform,
+) -> None:
+    # A resync after a pub/sub reconnect starts a fill for every thread a socket has seen,
+    # all at once; so do resumes sent together. Their pages share one send queue.
+    platform = busy_platform
+    user, threads = unique("fills"), [unique("t") for _ in range(3)]
+    writer, _ = await open_socket(platform, user)
+    for thread in threads:
+        await writer.send(user_message(thread))
+    done: set[str] = set()
+
+    def all_completed(frame: dict[str, Any]) -> bool:
+        if frame.get("type") == "agent_completed":
+            done.add(frame["thread_id"])
+        return len(done) == len(threads)
+
+    await recv_until(writer, all_completed, within=4 * TIMEOUT_S)
+    await writer.close()
+
+    reader, _ = await open_socket(platform, user)
+    for thread in threads:
+        await reader.send(json.dumps({"type": "resume", "thread_id": thread, "after_seq": 0}))
+    finished: set[str] = set()
+
+    def all_resumed(frame: dict[str, Any]) -> bool:
+        if frame.get("type") == "resume_done":
+            finished.add(frame["thread_id"])
+        return len(finished) == len(threads)
+
+    frames = await recv_until(reader, all_resumed, within=4 * TIMEOUT_S)
+    for thread in threads:
+        seqs = [f["seq"] for f in frames if f.get("thread_id") == thread and "seq" in f]
+        assert seqs == list(range(1, len(seqs) + 1)), thread
+        assert len(seqs) > 3000
+    await reader.close()
