@@ -81,7 +81,9 @@ async def test_fills_of_three_threads_at_once_keep_room_for_live_events() -> Non
             connection._spawn(connection._fill(ThreadID(thread), 0, resume=True))
         await settle()
         # The client reads one frame at a time; every fill gets its turn in between.
-        while len(client.frames()) < expected:
+        for _ in range(expected * 4):  # bounded: one frame per step when all is well
+            if len(client.frames()) >= expected:
+                break
             assert connection.state is State.OPEN, (
                 f"closed as a slow consumer after {len(client.frames())} frames, "
                 f"the queue at {connection.queued()}"
@@ -93,6 +95,7 @@ async def test_fills_of_three_threads_at_once_keep_room_for_live_events() -> Non
         for _ in range(expected):
             client.permits.release()
         await edge.redis.aclose()
+    assert len(client.frames()) == expected, f"{len(client.frames())} of {expected} frames sent"
     # A page goes only into a queue at most half full.
     assert most <= QUEUE // 2 + replay_page(QUEUE) + 1  # + a resume_done
     frames = client.frames()
