@@ -8,12 +8,13 @@ and ``httpx``, over loopback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,19 @@ def start_platform(
     process.stop()
     drop_database(endpoints.database_url, database)
     raise RuntimeError(f"platform did not become ready:\n{process.log_tail(40)}")
+
+
+@contextlib.contextmanager
+def running_platform(
+    endpoints: Endpoints, log_dir: Path, workers: int = 2, **env: str
+) -> Iterator[Platform]:
+    """:func:`start_platform`, stopped and its database dropped on exit."""
+    platform, database = start_platform(endpoints, log_dir, workers, **env)
+    try:
+        yield platform
+    finally:
+        platform.process.stop(timeout=20)
+        drop_database(endpoints.database_url, database)
 
 
 # --- client helpers ----------------------------------------------------------------------

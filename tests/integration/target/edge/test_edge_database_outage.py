@@ -25,7 +25,7 @@ from edge_client import (
     open_socket,
     recv,
     recv_until,
-    start_platform,
+    running_platform,
     time_scale,
     unique,
     user_message,
@@ -43,9 +43,8 @@ def platform(
     endpoints: Endpoints, postgres: EmbeddedPostgres, tmp_path: Path
 ) -> Iterator[Platform]:
     own = dataclasses.replace(endpoints, database_url=postgres.url)
-    platform, _ = start_platform(own, tmp_path, workers=1)
-    yield platform
-    platform.process.stop(timeout=20)
+    with running_platform(own, tmp_path, workers=1) as platform:
+        yield platform
 
 
 async def test_requests_while_postgres_is_down_are_refused_as_unavailable(

@@ -20,7 +20,7 @@ from edge_client import (
     open_socket,
     recv,
     recv_until,
-    start_platform,
+    running_platform,
     time_scale,
     unique,
     user_message,
@@ -29,7 +29,7 @@ from edge_client import (
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from squall.services import Endpoints, drop_database
+from squall.services import Endpoints
 from squall.services.embedded import EmbeddedValkey
 
 pytestmark = pytest.mark.integration
@@ -38,21 +38,10 @@ pytestmark = pytest.mark.integration
 SLOW_MODEL = {"SQUALL_MODEL_TOKENS_PER_SECOND": "100", "SQUALL_MODEL_ANSWER_TOKENS": "200"}
 
 
-@pytest.fixture
-def redis_server() -> Iterator[EmbeddedValkey]:
-    """A Redis server of the test's own (it is stopped and started again)."""
-    server = EmbeddedValkey.start()
-    yield server
-    server.stop()
-
-
 def _on(endpoints: Endpoints, redis: EmbeddedValkey, logs: Path, **env: str) -> Iterator[Platform]:
     """One worker on ``redis`` (so the socket's worker is the one whose pub/sub drops)."""
-    own = dataclasses.replace(endpoints, redis_url=redis.url)
-    platform, database = start_platform(own, logs, workers=1, **env)
-    yield platform
-    platform.process.stop(timeout=20)
-    drop_database(endpoints.database_url, database)
+    with running_platform(dataclasses.replace(endpoints, redis_url=redis.url), logs, 1, **env) as p:
+        yield p
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from edge_client import (
     gauge,
     open_socket,
     recv_until,
-    start_platform,
+    running_platform,
     time_scale,
     unique,
     user_message,
@@ -34,7 +34,7 @@ from edge_client import (
 )
 from websockets.exceptions import ConnectionClosed
 
-from squall.services import Endpoints, drop_database
+from squall.services import Endpoints
 from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey
 
 pytestmark = pytest.mark.integration
@@ -153,9 +153,8 @@ def platform_on_own_postgres(
     endpoints: Endpoints, postgres: EmbeddedPostgres, tmp_path: Path
 ) -> Iterator[Platform]:
     own = dataclasses.replace(endpoints, database_url=postgres.url)
-    platform, _ = start_platform(own, tmp_path, workers=2)
-    yield platform
-    platform.process.stop(timeout=20)
+    with running_platform(own, tmp_path, workers=2) as platform:
+        yield platform
 
 
 async def test_a_worker_replaced_while_postgres_is_down_waits_for_it(
@@ -201,30 +200,23 @@ async def complete_a_run_on(platform: Platform, worker: int, name: str) -> None:
 
 
 @pytest.fixture
-def redis() -> Iterator[EmbeddedValkey]:
-    """A Redis of the test's own (it is stopped and started again)."""
-    server = EmbeddedValkey.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def platform_on_own_redis(
-    endpoints: Endpoints, redis: EmbeddedValkey, tmp_path: Path, request: pytest.FixtureRequest
+    endpoints: Endpoints,
+    redis_server: EmbeddedValkey,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Platform]:
     """A platform on the test's Redis (and the session's PostgreSQL); a test parametrizes
     it indirectly with more of its environment."""
-    own = dataclasses.replace(endpoints, redis_url=redis.url)
-    platform, database = start_platform(own, tmp_path, workers=2, **getattr(request, "param", {}))
-    yield platform
-    platform.process.stop(timeout=20)
-    drop_database(endpoints.database_url, database)
+    own = dataclasses.replace(endpoints, redis_url=redis_server.url)
+    with running_platform(own, tmp_path, 2, **getattr(request, "param", {})) as platform:
+        yield platform
 
 
 async def test_a_worker_replaced_while_redis_is_down_waits_for_it(
-    platform_on_own_redis: Platform, redis: EmbeddedValkey
+    platform_on_own_redis: Platform, redis_server: EmbeddedValkey
 ) -> None:
-    new, log = await replace_a_worker_while_down(platform_on_own_redis, redis)
+    new, log = await replace_a_worker_while_down(platform_on_own_redis, redis_server)
     assert "worker start waits for Redis" in log
     assert "worker start: Redis is back" in log
     await complete_a_run_on(platform_on_own_redis, new, "redis-replaced")
@@ -235,12 +227,12 @@ async def test_a_worker_replaced_while_redis_is_down_waits_for_it(
     "platform_on_own_redis", [{"SQUALL_REDIS_OUTAGE_WAIT_S": "0"}], indirect=True
 )
 async def test_replacements_that_die_while_redis_is_down_back_off_until_one_serves(
-    platform_on_own_redis: Platform, redis: EmbeddedValkey
+    platform_on_own_redis: Platform, redis_server: EmbeddedValkey
 ) -> None:
     platform = platform_on_own_redis
     before = await wait_for_workers(platform, lambda found: len(found) == 2)
-    restart = asyncio.create_task(redis.restart(down_s=6 * time_scale()))
-    await asyncio.to_thread(wait_closed, redis.port)
+    restart = asyncio.create_task(redis_server.restart(down_s=6 * time_scale()))
+    await asyncio.to_thread(wait_closed, redis_server.port)
     os.kill(min(before), signal.SIGKILL)
     await restart
     # The first replacement cannot reach Redis and dies; the next waits before starting.
