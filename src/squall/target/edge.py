@@ -71,7 +71,9 @@ class Edge:
         global _current
         # A worker started while Redis restarts (one in place of a dead worker) waits for
         # it, as Runtime.start waits for the database, instead of dying at once.
-        await redis_pool.wait_reachable(self.settings, "worker start")
+        await redis_pool.wait_reachable(
+            self.redis, "worker start", within_s=self.settings.redis_outage_wait_s
+        )
         await self.hub.start()
         self._runtime = await Runtime.start(self.settings, self.hub.publish)
         # Summed over the workers: a dead worker's replacement adds one. Flushed now, not

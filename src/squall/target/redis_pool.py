@@ -88,18 +88,10 @@ def client_name(settings: Settings, role: str) -> str:
     return re.sub(r"\s", "_", f"{settings.redis_prefix}:{role}")
 
 
-async def wait_reachable(settings: Settings, what: str) -> None:
-    """Return once Redis answers ``PING``, waiting up to ``settings.redis_outage_wait_s``
-    while it is unreachable (a worker started during a Redis restart); the last connection
-    error is raised if it does not come. ``what`` names the waiting work in the log."""
-    client = connect(settings)
-    try:
-        await outage.retrying(
-            what,
-            client.ping,
-            server="Redis",
-            lost=connection_lost,
-            within_s=settings.redis_outage_wait_s,
-        )
-    finally:
-        await client.aclose()
+async def wait_reachable(client: aioredis.Redis, what: str, *, within_s: float) -> None:
+    """Return once ``client``'s Redis answers ``PING``, waiting up to ``within_s`` while it
+    is unreachable (a worker started during a Redis restart); the last connection error is
+    raised if it does not come. ``what`` names the waiting work in the log."""
+    await outage.retrying(
+        what, client.ping, server="Redis", lost=connection_lost, within_s=within_s
+    )

@@ -151,6 +151,9 @@ async def test_redis_unreachable_is_waited_out_and_other_redis_errors_are_not(
 
 async def test_a_worker_start_not_waiting_for_redis_fails_at_once_naming_it() -> None:
     port = free_port()
-    settings = Settings(redis_url=f"redis://127.0.0.1:{port}/0", redis_outage_wait_s=0)
-    with pytest.raises(redis_errors.ConnectionError, match=re.escape(f"127.0.0.1:{port}")):
-        await redis_pool.wait_reachable(settings, "worker start")
+    client = redis_pool.connect(Settings(redis_url=f"redis://127.0.0.1:{port}/0"))
+    try:
+        with pytest.raises(redis_errors.ConnectionError, match=re.escape(f"127.0.0.1:{port}")):
+            await redis_pool.wait_reachable(client, "worker start", within_s=0)
+    finally:
+        await client.aclose()
