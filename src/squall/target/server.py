@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import logging
 import multiprocessing
 import os
 import shutil
@@ -42,12 +43,23 @@ from squall.target.edge import CLOSE_WAIT_S, drain_current
 from squall.target.preflight import ServerUnreachable, check_servers
 from squall.target.protocol import READY_LINE
 from squall.target.settings import Settings
+from squall.target.ws import WRITE_TIMEOUT_REASON
 
 if TYPE_CHECKING:
     from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 
 APP = "squall.target.app:create_app"
 _PR_SET_PDEATHSIG = 1
+log = logging.getLogger("squall.target.server")
+
+
+class EdgeConfig(uvicorn.Config):
+    """uvicorn's configuration plus what :class:`SocketProtocol` reads of the settings."""
+
+    def __init__(self, app: str, *, write_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        #: ``SQUALL_SOCKET_WRITE_TIMEOUT_S``: 0 turns the write timeout off.
+        self.write_timeout_s = write_timeout_s
 
 
 class SocketProtocol(WebSocketsSansIOProtocol):
@@ -61,7 +73,17 @@ class SocketProtocol(WebSocketsSansIOProtocol):
     while nothing waits, and the handshake is dropped once the app accepted (the
     platform reads its token before accepting): 24.2 KB → 13.3 KB per idle socket,
     together with ``proxy_headers=False``.
+
+    A write timeout bounds what a client that stops reading costs: once the transport's
+    buffer is full (the kernel's buffers for the connection are full before it), the
+    connection is dropped (reset, no close frame: the client takes nothing, a close
+    frame included) unless the client takes data within ``write_timeout_s``. The timer
+    exists only while the transport is paused.
     """
+
+    #: The pending write timeout, set only while the transport is paused for writing
+    #: (a class default, so an idle socket holds no attribute for it).
+    _write_timer: asyncio.TimerHandle | None = None
 
     def __init__(
         self,
@@ -82,6 +104,43 @@ class SocketProtocol(WebSocketsSansIOProtocol):
             self.request.headers.clear()
             self.response.headers.clear()
             self.scope["headers"] = ()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        timeout = getattr(self.config, "write_timeout_s", 0.0)
+        if timeout > 0 and self._write_timer is None:
+            self._write_timer = self.loop.call_later(timeout, self._write_timed_out, timeout)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_write_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_write_timer()
+        super().connection_lost(exc)
+
+    def _cancel_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            del self._write_timer  # back to the class default
+
+    def _write_timed_out(self, timeout: float) -> None:
+        del self._write_timer
+        if self.disconnected:
+            return
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+        log.warning(
+            "socket of %s took no data for %g s (SQUALL_SOCKET_WRITE_TIMEOUT_S): "
+            "connection dropped, %d bytes unsent",
+            client,
+            timeout,
+            self.transport.get_write_buffer_size(),
+        )
+        # The app learns why before connection_lost reports the drop itself.
+        self.queue.put_nowait(
+            {"type": "websocket.disconnect", "code": 1006, "reason": WRITE_TIMEOUT_REASON}
+        )
+        self.transport.abort()
 
 
 class Inbox:
@@ -192,9 +251,10 @@ def _worker(config: uvicorn.Config, sock: socket.socket, ready_dir: str) -> None
     EdgeServer(config, ready_dir).run(sockets=[sock])
 
 
-def build_config(settings: Settings, host: str, port: int, workers: int) -> uvicorn.Config:
-    return uvicorn.Config(
+def build_config(settings: Settings, host: str, port: int, workers: int) -> EdgeConfig:
+    return EdgeConfig(
         APP,
+        write_timeout_s=settings.socket_write_timeout_s,
         factory=True,
         host=host,
         port=port,

@@ -66,6 +66,10 @@ class Settings:
     session_policy: SessionPolicy = "multi"
     #: Outbound frames buffered per socket before it is closed as a slow consumer.
     socket_send_queue: int = 1_000
+    #: How long a client may take no data while the platform has data waiting for it
+    #: (the kernel's buffers and the transport's full) before its connection is dropped
+    #: (0: never; the keepalive ping then drops it within about a minute).
+    socket_write_timeout_s: float = 10.0
     #: ``deflate`` negotiates permessage-deflate with clients that offer it (two zlib
     #: streams per such socket, ~37 KB); ``off`` keeps idle sockets at ~12 KB.
     ws_compression: WsCompression = "off"
@@ -163,7 +167,7 @@ class Settings:
                 f"SQUALL_REDIS_POOL_TIMEOUT_S={self.redis_pool_timeout_s!r}: expected a "
                 "positive number of seconds"
             )
-        for name in ("database_outage_wait_s", "redis_outage_wait_s"):
+        for name in ("database_outage_wait_s", "redis_outage_wait_s", "socket_write_timeout_s"):
             if getattr(self, name) < 0:
                 raise SettingsError(
                     f"{self.env_name(name)}={getattr(self, name)!r}: expected a number of "

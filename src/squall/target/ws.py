@@ -17,7 +17,9 @@ the connection until :meth:`Connection.greet` queues ``hello``.
 Backpressure: live events cannot wait, so when ``socket_send_queue`` frames are
 waiting the client is a slow consumer and the socket closes with 1008. Replays
 can wait, so a fill queues a page of at most a quarter of the queue, and only while
-the queue is at most half full (:func:`replay_page`). Events held
+the queue is at most half full (:func:`replay_page`). A client that takes no data at
+all loses its connection after ``socket_write_timeout_s`` (server.py), whether or not
+its queue filled. Events held
 back (before ``hello``, or while a ``user_message`` of their thread is being
 submitted) are kept in an unbounded list: both phases last one round trip to
 Redis or PostgreSQL.
@@ -57,6 +59,10 @@ if TYPE_CHECKING:
     from squall.target.edge import Edge
 
 log = logging.getLogger("squall.target.ws")
+
+#: The ``reason`` of the ``websocket.disconnect`` the server reports when it dropped a
+#: connection whose client took no data (``SQUALL_SOCKET_WRITE_TIMEOUT_S``, server.py).
+WRITE_TIMEOUT_REASON = "write timeout"
 
 #: Events fetched per ``runtime.replay`` call while filling, at most (see :func:`replay_page`).
 REPLAY_PAGE = 500
@@ -309,6 +315,8 @@ class Connection:
             while True:
                 message = await self._websocket.receive()
                 if message["type"] == "websocket.disconnect":
+                    if message.get("reason") == WRITE_TIMEOUT_REASON:
+                        self._edge.counters.inc("write_timeouts_total")
                     return
                 raw = message.get("text")
                 if raw is None:

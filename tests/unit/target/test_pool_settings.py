@@ -16,6 +16,7 @@ def test_pool_settings_are_read_from_the_environment() -> None:
             "SQUALL_DB_POOL_SIZE": "12",
             "SQUALL_DATABASE_OUTAGE_WAIT_S": "0",
             "SQUALL_REDIS_OUTAGE_WAIT_S": "2.5",
+            "SQUALL_SOCKET_WRITE_TIMEOUT_S": "0",
         }
     )
     assert (settings.redis_max_connections, settings.redis_pool_timeout_s) == (4, 2.5)
@@ -24,6 +25,8 @@ def test_pool_settings_are_read_from_the_environment() -> None:
     assert Settings().database_outage_wait_s == 30
     assert settings.redis_outage_wait_s == 2.5
     assert Settings().redis_outage_wait_s == 30
+    assert settings.socket_write_timeout_s == 0  # off
+    assert Settings().socket_write_timeout_s == 10
 
 
 @pytest.mark.parametrize(
@@ -34,6 +37,7 @@ def test_pool_settings_are_read_from_the_environment() -> None:
         ("SQUALL_DB_POOL_SIZE", "-1", "expected 0"),
         ("SQUALL_DATABASE_OUTAGE_WAIT_S", "-1", "0 or more"),
         ("SQUALL_REDIS_OUTAGE_WAIT_S", "-0.5", "0 or more"),
+        ("SQUALL_SOCKET_WRITE_TIMEOUT_S", "-1", "0 or more"),
     ],
 )
 def test_unusable_pool_settings_are_refused(name: str, value: str, message: str) -> None:

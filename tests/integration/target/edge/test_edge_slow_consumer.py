@@ -7,7 +7,8 @@ buffers fill, then the platform's
 transport, then the socket's send queue (``SQUALL_SOCKET_SEND_QUEUE``). The platform then
 closes that socket with 1008 rather than hold the run's events for it; the other socket,
 on the same worker, never waits for it. The closed socket's client resumes from the last
-``seq`` it read and gets the rest.
+``seq`` it read and gets the rest. A client that takes no data at all for
+``SQUALL_SOCKET_WRITE_TIMEOUT_S`` once those buffers are full loses its connection.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,8 @@ def platform(platform_factory: Callable[..., Platform]) -> Platform:
         SQUALL_STREAM_CHUNK_TOKENS=str(CHUNK_TOKENS),
         SQUALL_MODEL_TOKENS_PER_SECOND="100000000",
         SQUALL_SOCKET_SEND_QUEUE=str(SEND_QUEUE),
+        # The stalled client reads again only after the reader's whole run.
+        SQUALL_SOCKET_WRITE_TIMEOUT_S="0",
     )
 
 
@@ -131,6 +135,68 @@ async def test_a_socket_that_stops_reading_is_closed_and_the_other_gets_every_ev
     assert gauge(text, "squall_target_slow_consumer_closes_total") >= 1
     await reader.close()
     await again.close()
+
+
+WRITE_TIMEOUT_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def impatient_platform(platform_factory: Callable[..., Platform]) -> Platform:
+    """A short write timeout and the default send queue, which one run does not fill."""
+    return platform_factory(
+        workers=1,
+        SQUALL_MODEL_ANSWER_TOKENS=str(answer_tokens()),
+        SQUALL_STREAM_CHUNK_TOKENS=str(CHUNK_TOKENS),
+        SQUALL_MODEL_TOKENS_PER_SECOND="100000000",
+        SQUALL_SOCKET_WRITE_TIMEOUT_S=str(WRITE_TIMEOUT_S),
+    )
+
+
+async def metrics(platform: Platform) -> str:
+    async with httpx.AsyncClient() as http:
+        return (await http.get(f"{platform.http}/metrics")).text
+
+
+async def test_a_client_that_takes_no_data_loses_its_connection_after_the_write_timeout(
+    impatient_platform: Platform,
+) -> None:
+    platform = impatient_platform
+    user, thread = unique("stall"), unique("t")
+    reader, _ = await open_socket(platform, user)
+    stalled = await stalled_socket(platform, user)
+
+    await reader.send(user_message(thread, msg="long"))
+    frames = await recv_until(reader, completed(), within=4 * TIMEOUT_S)
+    events = [f for f in frames if "seq" in f]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    # The run's events fit in the send queue: no slow-consumer close, only the timeout.
+    assert len(events) < 1_000
+
+    # Bounded wait: the counters reach /metrics within a second of the drop.
+    deadline = time.monotonic() + (WRITE_TIMEOUT_S + TIMEOUT_S) * time_scale()
+    while True:
+        text = await metrics(platform)
+        if "squall_target_write_timeouts_total" in text or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert gauge(text, "squall_target_write_timeouts_total") == 1
+    assert gauge(text, "squall_target_sockets_open") == 1  # the reader's
+    assert "squall_target_slow_consumer_closes_total" not in text
+    log = platform.process.log_path.read_text(errors="replace")
+    assert "took no data for 1 s (SQUALL_SOCKET_WRITE_TIMEOUT_S): connection dropped" in log
+
+    # The stalled client reads what its kernel kept, then finds the connection reset:
+    # no close frame, nothing after a gap.
+    read, closed = await read_until_closed(stalled)
+    assert closed.rcvd is None
+    seqs = [f["seq"] for f in read if "seq" in f]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert len(seqs) < len(events)
+    # The reader was never held up, and still works.
+    await reader.send(json.dumps({"type": "resume", "thread_id": thread, "after_seq": 0}))
+    replay = await recv_until(reader, lambda f: f.get("type") == "resume_done", 4 * TIMEOUT_S)
+    assert replay[-1]["last_seq"] == len(events)
+    await reader.close()
 
 
 @pytest.fixture(scope="module")
