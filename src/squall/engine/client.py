@@ -11,9 +11,12 @@ JSON goes through orjson: compact UTF-8 text (``json.dumps`` with
 ``separators=(",", ":")`` and ``ensure_ascii=False``, non-string keys turned into
 strings); NaN and infinities, which JSON has no text for, are sent as ``null``.
 
-The inbox is unbounded: a behaviour that never reads lets messages pile up in
-memory (there is no backpressure towards the server). Sends are not awaited on
-the socket either; picows buffers them in the transport.
+The inbox holds at most ``max_unread`` messages (:data:`DEFAULT_MAX_UNREAD`): messages
+that arrived and that the behaviour has not read yet, a burst read in one go included.
+One more, and the socket records an ``inbox_overflow`` error and closes itself (1008):
+a target flooding a socket the behaviour never reads would otherwise grow the
+generator's memory until the machine kills it, and the run's results with it. Sends are
+not awaited on the socket; picows buffers them in the transport.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from squall.engine.errors import (
     ConnectError,
     ConnectionClosed,
     EngineError,
+    InboxOverflow,
     MessageTimeout,
     UnexpectedMessage,
 )
@@ -45,6 +49,8 @@ JsonObject = dict[str, Any]
 _E = TypeVar("_E", bound=EngineError)
 
 DEFAULT_TIMEOUT_S = 10.0
+#: Messages a socket keeps unread before it closes itself (``inbox_overflow``).
+DEFAULT_MAX_UNREAD = 10_000
 SUCCESS = "success"
 
 _TEXT = WSMsgType.TEXT
@@ -82,11 +88,12 @@ class _Listener(WSListener):
     """picows' callbacks for one socket; a whole text frame is the fast path."""
 
     # Slots: attribute reads on a subclass of picows' C class are half as dear.
-    __slots__ = ("_inbox", "_received", "_socket")
+    __slots__ = ("_inbox", "_max_unread", "_received", "_socket")
 
     def __init__(self, socket: WebSocket) -> None:
         self._socket = socket
         self._inbox = socket._inbox
+        self._max_unread = socket._max_unread
         self._received = socket._received
 
     def on_ws_connected(self, transport: WSTransport) -> None:
@@ -99,8 +106,10 @@ class _Listener(WSListener):
             if waiter is not None and not waiter.done():
                 # The reader waits on an empty inbox: the message goes to it directly.
                 waiter.set_result(frame.get_payload_as_utf8_text())
-            else:
+            elif len(self._inbox) < self._max_unread:
                 self._inbox.append(frame.get_payload_as_utf8_text())
+            else:
+                self._socket._overflow()
         else:
             self._socket._on_frame(transport, frame)
 
@@ -127,6 +136,7 @@ class WebSocket:
         "_fragments",
         "_inbox",
         "_loop",
+        "_max_unread",
         "_on_close",
         "_origin",
         "_received",
@@ -150,10 +160,12 @@ class WebSocket:
         clock: Clock,
         origin: Origin | None = None,
         on_close: Callable[[WebSocket], None] | None = None,
+        max_unread: int = DEFAULT_MAX_UNREAD,
     ) -> None:
         self.url = url
         self.subprotocol: str | None = None
-        #: Close code and reason received from the server (None until it closes).
+        #: Close code and reason received from the server (None until it closes), or
+        #: 1008 and the reason this socket sent when it closed itself (``inbox_overflow``).
         self.close_code: int | None = None
         self.close_reason: str = ""
         self._recorder = recorder
@@ -166,6 +178,7 @@ class WebSocket:
         self._on_close = on_close
         self._transport: WSTransport | None = None
         self._inbox: deque[str | bytes] = deque()
+        self._max_unread = max_unread
         self._fragments: list[bytes] = []
         self._fragment_type = WSMsgType.TEXT
         #: What the one waiting reader is woken with: the next message itself (a whole
@@ -214,16 +227,40 @@ class WebSocket:
                 self._fragments = []
                 self._deliver(data.decode() if self._fragment_type is _TEXT else data)
         elif kind is _CLOSE:
-            code = frame.get_close_code()
-            self.close_code = code.value
-            self.close_reason = frame.get_close_reason() or ""
-            transport.send_close(code)
+            if self.close_code is None:  # else the server answers this socket's own close
+                code = frame.get_close_code()
+                self.close_code = code.value
+                self.close_reason = frame.get_close_reason() or ""
+                transport.send_close(code)
             transport.disconnect()
 
     def _deliver(self, payload: str | bytes) -> None:
         self._received[0] += 1
-        self._inbox.append(payload)
-        self._wake(True)
+        if len(self._inbox) < self._max_unread:
+            self._inbox.append(payload)
+            self._wake(True)
+        else:
+            self._overflow()
+
+    def _overflow(self) -> None:
+        """A message arrived with ``max_unread`` unread: record it, close the socket
+        (once; the messages arriving until it is closed are dropped)."""
+        transport = self._transport
+        if transport is None or self.close_code is not None or self._disconnected:
+            return
+        limit = self._max_unread
+        self.close_code = int(WSCloseCode.POLICY_VIOLATION.value)
+        self.close_reason = f"{limit} messages unread"
+        self._record(
+            InboxOverflow(
+                f"{self.url}: {limit} messages arrived unread (max_unread); the behaviour "
+                "reads this socket too slowly or not at all. Read its messages (recv, "
+                "recv_json) or open it with a larger max_unread. Socket closed (1008); "
+                "the messages already in its inbox can still be read"
+            )
+        )
+        transport.send_close(WSCloseCode.POLICY_VIOLATION, self.close_reason.encode())
+        transport.disconnect()
 
     def _on_disconnected(self) -> None:
         if self._disconnected:
@@ -502,6 +539,7 @@ async def connect(
     timeout: float = DEFAULT_TIMEOUT_S,  # noqa: ASYNC109
     origin: Origin | None = None,
     on_close: Callable[[WebSocket], None] | None = None,
+    max_unread: int = DEFAULT_MAX_UNREAD,
 ) -> WebSocket:
     """Open a WebSocket, recording the time to a completed upgrade as ``ws_connect``.
 
@@ -509,9 +547,14 @@ async def connect(
     ``subprotocols`` are offered in ``Sec-WebSocket-Protocol`` and the one the
     server picked is in :attr:`WebSocket.subprotocol`. With ``origin`` (a session's
     :class:`Origin`) a request's latency is measured from the open model's intended start
-    when one is pending.
+    when one is pending. ``max_unread`` caps the messages kept unread (module docstring).
     """
-    socket = WebSocket(url, recorder, clock, origin, on_close)
+    if type(max_unread) is not int or max_unread < 1:
+        raise ValueError(
+            f"max_unread={max_unread!r}: expected a positive number of messages "
+            f"(default {DEFAULT_MAX_UNREAD})"
+        )
+    socket = WebSocket(url, recorder, clock, origin, on_close, max_unread)
     off_machine = loopback_problem(url)
     if off_machine is not None:
         raise socket._record(

@@ -54,6 +54,13 @@ class ConnectionClosed(EngineError):
         self.reason = reason
 
 
+class InboxOverflow(EngineError):
+    """Messages arrived faster than the behaviour read them, up to the socket's
+    ``max_unread``: the socket was closed (recorded when it happens, never raised)."""
+
+    kind = "inbox_overflow"
+
+
 class MessageTimeout(EngineError):
     """No (matching) message arrived in time."""
 

@@ -15,7 +15,14 @@ from typing import Any
 
 import httpx
 
-from squall.engine.client import DEFAULT_TIMEOUT_S, Clock, Origin, WebSocket, connect
+from squall.engine.client import (
+    DEFAULT_MAX_UNREAD,
+    DEFAULT_TIMEOUT_S,
+    Clock,
+    Origin,
+    WebSocket,
+    connect,
+)
 from squall.engine.identity import Identity
 from squall.metrics.recorder import Recorder
 
@@ -129,16 +136,25 @@ class Session:
         subprotocols: Sequence[str] | None = None,
         auth: bool = True,
         timeout: float = DEFAULT_TIMEOUT_S,
+        max_unread: int = DEFAULT_MAX_UNREAD,
     ) -> _Connecting:
         """Open a WebSocket (timed as ``ws_connect``); closed on ``async with`` exit.
 
         With ``auth`` the identity's token is sent as ``Authorization: Bearer``
-        unless ``headers`` already has an Authorization header.
+        unless ``headers`` already has an Authorization header. With ``max_unread``
+        messages arrived and not read yet, one more closes the socket and records an
+        ``inbox_overflow`` error.
         """
         return _Connecting(
             self,
             url,
-            {"headers": headers, "subprotocols": subprotocols, "auth": auth, "timeout": timeout},
+            {
+                "headers": headers,
+                "subprotocols": subprotocols,
+                "auth": auth,
+                "timeout": timeout,
+                "max_unread": max_unread,
+            },
         )
 
     def connection(
@@ -149,6 +165,7 @@ class Session:
         subprotocols: Sequence[str] | None = None,
         auth: bool = True,
         timeout: float = DEFAULT_TIMEOUT_S,
+        max_unread: int = DEFAULT_MAX_UNREAD,
     ) -> Awaitable[WebSocket]:
         """A connection kept open across iterations of this user (reopened if it closed).
 
@@ -164,7 +181,7 @@ class Session:
             self._last_url, self._last_kept = url, kept
         if kept is not None and not kept.result()._disconnected:
             return kept
-        return self._reopen(url, headers, subprotocols, auth, timeout)
+        return self._reopen(url, headers, subprotocols, auth, timeout, max_unread)
 
     async def _reopen(
         self,
@@ -173,9 +190,15 @@ class Session:
         subprotocols: Sequence[str] | None,
         auth: bool,
         timeout: float,  # noqa: ASYNC109
+        max_unread: int,
     ) -> WebSocket:
         socket = await self._open(
-            url, headers=headers, subprotocols=subprotocols, auth=auth, timeout=timeout
+            url,
+            headers=headers,
+            subprotocols=subprotocols,
+            auth=auth,
+            timeout=timeout,
+            max_unread=max_unread,
         )
         kept: asyncio.Future[WebSocket] = asyncio.get_running_loop().create_future()
         kept.set_result(socket)
@@ -191,6 +214,7 @@ class Session:
         subprotocols: Sequence[str] | None = None,
         auth: bool = True,
         timeout: float = DEFAULT_TIMEOUT_S,  # noqa: ASYNC109
+        max_unread: int = DEFAULT_MAX_UNREAD,
     ) -> WebSocket:
         merged = dict(headers or {})
         if auth and not any(key.lower() == "authorization" for key in merged):
@@ -204,6 +228,7 @@ class Session:
             timeout=timeout,
             origin=self.origin,
             on_close=self._closed,
+            max_unread=max_unread,
         )
         self._open_sockets.add(socket)
         if self._on_connection is not None:

@@ -106,6 +106,38 @@ async def test_messages_behind_the_one_a_reader_waits_for_keep_their_order() -> 
     assert state.counters["messages_sent"] == 4
 
 
+async def test_a_socket_past_max_unread_records_inbox_overflow_and_closes_itself() -> None:
+    """A target flooding a socket its behaviour does not read: the socket keeps
+    ``max_unread`` messages, records one ``inbox_overflow`` and closes with 1008; what
+    it kept can still be read, then reading says why it closed."""
+    with echo_server() as server:
+        recorder, closed = Recorder(), asyncio.Event()
+        ws = await connect(
+            server.url, recorder, time.monotonic, on_close=lambda _: closed.set(), max_unread=5
+        )
+        await ws.send_json({"burst": [str(i) for i in range(50)]})
+        await asyncio.wait_for(closed.wait(), 10.0)
+        assert [await ws.recv(timeout=1.0) for _ in range(5)] == ["0", "1", "2", "3", "4"]
+        with pytest.raises(ConnectionClosed, match=r"code 1008, reason '5 messages unread'"):
+            await ws.recv(timeout=1.0)
+    assert ws.close_code == 1008
+    assert recorder.counter("errors.inbox_overflow") == 1
+    (sample,) = recorder.state().error_samples["inbox_overflow"]
+    assert "5 messages arrived unread (max_unread)" in sample
+
+
+async def test_a_reader_that_keeps_up_never_overflows_a_small_inbox() -> None:
+    with echo_server() as server:
+        recorder = Recorder()
+        ws = await connect(server.url, recorder, time.monotonic, max_unread=3)
+        async with ws:
+            for _ in range(20):
+                await ws.send_json({"burst": ["a", "b", "c"]})
+                assert [await ws.recv(timeout=5.0) for _ in range(3)] == ["a", "b", "c"]
+            assert not ws.closed
+    assert recorder.counter("errors") == 0
+
+
 async def test_a_close_wakes_the_waiting_reader_with_connection_closed() -> None:
     with echo_server() as server:
         ws, recorder = await _open(server.url)

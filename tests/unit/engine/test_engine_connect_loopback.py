@@ -21,3 +21,14 @@ async def test_a_websocket_url_off_this_machine_is_refused_and_recorded() -> Non
     state = recorder.state()
     assert state.counters.get("errors") == 1
     assert "ws_connect" not in state.trends  # refused before any connection attempt
+
+
+@pytest.mark.parametrize("max_unread", [0, -1, 2.5])
+async def test_an_unusable_max_unread_is_refused_before_connecting(max_unread: object) -> None:
+    with pytest.raises(ValueError, match=r"max_unread=.*expected a positive number of messages"):
+        await connect(
+            "ws://127.0.0.1:9/v1/ws",
+            Recorder(),
+            time.monotonic,
+            max_unread=max_unread,  # type: ignore[arg-type]
+        )
