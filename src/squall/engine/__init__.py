@@ -13,6 +13,7 @@ from squall.engine.errors import (
     InboxOverflow,
     MessageTimeout,
     ScenarioError,
+    SendTimeout,
     UnexpectedMessage,
     WorkerFailed,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "ProgressView",
     "Scenario",
     "ScenarioError",
+    "SendTimeout",
     "Session",
     "Stages",
     "UnexpectedMessage",

@@ -15,8 +15,15 @@ The inbox holds at most ``max_unread`` messages (:data:`DEFAULT_MAX_UNREAD`): me
 that arrived and that the behaviour has not read yet, a burst read in one go included.
 One more, and the socket records an ``inbox_overflow`` error and closes itself (1008):
 a target flooding a socket the behaviour never reads would otherwise grow the
-generator's memory until the machine kills it, and the run's results with it. Sends are
-not awaited on the socket; picows buffers them in the transport.
+generator's memory until the machine kills it, and the run's results with it.
+
+Sends wait while the target takes data slower than the behaviour sends it: once the
+transport's buffer is above its high-water mark (picows' ``pause_writing``; the kernel's
+buffers for the connection are full before that), ``send_text``, ``send_json``,
+``request`` and ``request_text`` wait for it to drain below the low-water mark, up to their
+``timeout``, then raise :class:`SendTimeout` (``errors.send_timeout``). So the generator's
+memory stays bounded, and ``messages_sent`` counts what the target could take, not what
+piled up here. A request's latency includes that wait.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from squall.engine.errors import (
     EngineError,
     InboxOverflow,
     MessageTimeout,
+    SendTimeout,
     UnexpectedMessage,
 )
 from squall.fdlimit import open_files_limit
@@ -116,6 +124,12 @@ class _Listener(WSListener):
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._socket._on_disconnected()
 
+    def pause_writing(self) -> None:
+        self._socket._pause_writing()
+
+    def resume_writing(self) -> None:
+        self._socket._resume_writing()
+
 
 class WebSocket:
     """One client connection. Not for concurrent readers: one task reads at a time.
@@ -139,6 +153,7 @@ class WebSocket:
         "_max_unread",
         "_on_close",
         "_origin",
+        "_paused",
         "_received",
         "_recorder",
         "_sent",
@@ -190,6 +205,9 @@ class WebSocket:
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        #: While the transport's buffer is above its high-water mark, a future resolved
+        #: when it drains (or the socket closes); None while sends may go out.
+        self._paused: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -273,7 +291,34 @@ class WebSocket:
             self.close_code = int(WSCloseCode.ABNORMAL_CLOSURE.value)
         if self._on_close is not None:
             self._on_close(self)
+        self._resume_writing()
         self._wake(True)
+
+    def _pause_writing(self) -> None:
+        if self._paused is None:
+            self._paused = self._loop.create_future()
+
+    def _resume_writing(self) -> None:
+        paused, self._paused = self._paused, None
+        if paused is not None and not paused.done():
+            paused.set_result(None)
+
+    async def _wait_writable(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait while the transport's buffer is above its high-water mark (the target
+        takes data slower than it is sent), up to ``timeout``; :class:`SendTimeout` after."""
+        deadline = self._loop.time() + timeout
+        while (paused := self._paused) is not None:
+            remaining = deadline - self._loop.time()
+            if remaining <= 0.0:
+                raise self._record(
+                    SendTimeout(
+                        f"{self.url}: the target took no data for {timeout:g} s while a "
+                        "message waited to be sent (the connection's buffers are full): it "
+                        "reads slower than this behaviour sends, or not at all"
+                    )
+                )
+            # wait() leaves the shared future alone when it times out.
+            await asyncio.wait((paused,), timeout=remaining)
 
     def _wake(self, arrived: bool) -> None:
         waiter = self._waiter
@@ -344,12 +389,17 @@ class WebSocket:
         transport.send(_TEXT, text)
         self._sent[0] += 1
 
-    async def send_text(self, text: str | bytes) -> None:
-        """Send one text message (``bytes`` must be UTF-8)."""
+    async def send_text(self, text: str | bytes, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:  # noqa: ASYNC109
+        """Send one text message (``bytes`` must be UTF-8); waits while the target takes
+        no data, up to ``timeout`` (module docstring)."""
+        if self._paused is not None:
+            await self._wait_writable(timeout)
         self._send(text)
 
-    async def send_json(self, obj: Any) -> None:
-        """Send ``obj`` as one JSON text message."""
+    async def send_json(self, obj: Any, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:  # noqa: ASYNC109
+        """Send ``obj`` as one JSON text message, as :meth:`send_text` does."""
+        if self._paused is not None:
+            await self._wait_writable(timeout)
         self._send(orjson.dumps(obj, option=_DUMPS_OPTIONS))
 
     # -- receiving --
@@ -444,6 +494,12 @@ class WebSocket:
         started = clock()
         if self._origin.pending is not None:  # the open model's first request of an iteration
             started = self._origin.take(started)
+        if self._paused is not None:
+            try:
+                await self._wait_writable(timeout)
+            except SendTimeout:
+                self._recorder.rate(SUCCESS, False)
+                raise
         # _send, inlined: this runs for every request.
         transport = self._transport
         if transport is None or self._disconnected:

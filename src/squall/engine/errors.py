@@ -61,6 +61,13 @@ class InboxOverflow(EngineError):
     kind = "inbox_overflow"
 
 
+class SendTimeout(EngineError):
+    """The target took no data for the whole timeout while a message waited to be sent
+    (the transport's buffer stayed above its high-water mark)."""
+
+    kind = "send_timeout"
+
+
 class MessageTimeout(EngineError):
     """No (matching) message arrived in time."""
 

@@ -17,7 +17,7 @@ import pytest
 from engine_echo_server import echo_server
 
 from squall.engine.client import WebSocket, connect
-from squall.engine.errors import ConnectionClosed, MessageTimeout, UnexpectedMessage
+from squall.engine.errors import ConnectionClosed, MessageTimeout, SendTimeout, UnexpectedMessage
 from squall.metrics.recorder import Recorder
 
 pytestmark = pytest.mark.integration
@@ -135,6 +135,54 @@ async def test_a_reader_that_keeps_up_never_overflows_a_small_inbox() -> None:
                 await ws.send_json({"burst": ["a", "b", "c"]})
                 assert [await ws.recv(timeout=5.0) for _ in range(3)] == ["a", "b", "c"]
             assert not ws.closed
+    assert recorder.counter("errors") == 0
+
+
+#: Big enough that the connection's kernel buffers (some MB on loopback) fill in a few
+#: hundred messages, small enough for the echo server's 1 MiB frame limit.
+BIG = '{"pad":"' + "x" * 100_000 + '"}'
+
+
+async def test_sends_wait_while_the_target_takes_no_data_and_time_out_after_timeout() -> None:
+    """The echo server stops reading while it stalls: the kernel's buffers fill, then the
+    transport's, and a send waits instead of piling messages up in the generator."""
+    with echo_server() as server:
+        ws, recorder = await _open(server.url)
+        await ws.send_json({"stall": 3})
+        sent, refused = 0, None
+        for _ in range(2_000):  # at most 200 MB, far more than the buffers hold
+            try:
+                await ws.send_text(BIG, timeout=0.5)
+            except SendTimeout as exc:
+                refused = exc
+                break
+            sent += 1
+        assert refused is not None, "every send went out: the buffers never filled"
+        assert "took no data for 0.5 s" in str(refused)
+        assert ws._paused is not None
+        with pytest.raises(SendTimeout):
+            await ws.request_text(BIG, timeout=0.2)
+        await ws.close(timeout=5.0)
+    assert 0 < sent < 2_000
+    assert recorder.counter("messages_sent") == 1 + sent
+    assert recorder.counter("errors.send_timeout") == 2
+    assert recorder.state().rates["success"] == (0, 1)
+
+
+async def test_a_send_that_waited_goes_out_once_the_target_reads_again() -> None:
+    with echo_server() as server:
+        ws, recorder = await _open(server.url)
+        async with ws:
+            await ws.send_json({"stall": 1})
+            waited = 0
+            for _ in range(300):
+                waited += ws._paused is not None
+                await ws.send_text(BIG, timeout=30.0)
+            # Every message reached the server: it echoes each, the stall first.
+            assert (await ws.recv_json(timeout=30.0))["stall"] == 1
+            for _ in range(300):
+                assert await ws.recv(timeout=30.0) == BIG
+        assert waited > 0, "the buffers never filled: nothing was tested"
     assert recorder.counter("errors") == 0
 
 
