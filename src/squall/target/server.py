@@ -396,7 +396,8 @@ class _Slots:
         if not self._budget.take(now):
             return (
                 f"{how}; stopping: more than {self._budget.limit} workers died within "
-                f"{self._budget.window_s:g} s, see the workers' errors above"
+                f"{self._budget.window_s:g} s (SQUALL_WORKER_RESTARTS, "
+                "SQUALL_WORKER_RESTART_WINDOW_S), see the workers' errors above"
             )
         self._unserved[i] = 0 if self._serves(process.pid) else self._unserved[i] + 1
         delay = restart_delay(self._unserved[i])
@@ -414,11 +415,10 @@ def serve(
     port: int = 8765,
     workers: int = 2,
     on_ready: Callable[[str], None] = print,
-    restarts: RestartBudget | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT; return 0 after a clean stop, 1 if a worker died before
-    every worker served or more died than ``restarts`` allows (default
-    :class:`RestartBudget`). A worker that dies once all serve is replaced by a new one.
+    every worker served or more died than the :class:`RestartBudget` of ``settings``
+    allows. A worker that dies once all serve is replaced by a new one.
     """
     if workers < 1:
         raise ValueError(f"workers={workers}; expected at least 1")
@@ -452,7 +452,8 @@ def serve(
 
     exit_code = 0
     announced = False
-    slots = _Slots(start_worker, workers, ready_dir, restarts or RestartBudget())
+    budget = RestartBudget(settings.worker_restarts, settings.worker_restart_window_s)
+    slots = _Slots(start_worker, workers, ready_dir, budget)
     try:
         slots.start()
         while not stop.wait(0.1):

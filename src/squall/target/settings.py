@@ -102,6 +102,10 @@ class Settings:
     openai_api_key: str = ""
 
     shutdown_grace_s: float = 10.0
+    #: Dead workers ``squall target serve`` replaces within any
+    #: ``worker_restart_window_s``; one more death stops the platform (0: none replaced).
+    worker_restarts: int = 5
+    worker_restart_window_s: float = 60.0
 
     #: Comma-separated deliberate defects, for proving that the harness catches
     #: them: ``naive_billing`` (read-modify-write debit), ``no_fencing`` (stale
@@ -173,6 +177,16 @@ class Settings:
                     f"{self.env_name(name)}={getattr(self, name)!r}: expected a number of "
                     "seconds, 0 or more"
                 )
+        if self.worker_restarts < 0:
+            raise SettingsError(
+                f"SQUALL_WORKER_RESTARTS={self.worker_restarts!r}: expected 0 (never replace "
+                "a dead worker) or a positive integer"
+            )
+        if self.worker_restart_window_s <= 0:
+            raise SettingsError(
+                f"SQUALL_WORKER_RESTART_WINDOW_S={self.worker_restart_window_s!r}: expected a "
+                "positive number of seconds"
+            )
         if self.db_pool_size < 0:
             raise SettingsError(
                 f"SQUALL_DB_POOL_SIZE={self.db_pool_size!r}: expected 0 (sized from "

@@ -17,6 +17,8 @@ def test_pool_settings_are_read_from_the_environment() -> None:
             "SQUALL_DATABASE_OUTAGE_WAIT_S": "0",
             "SQUALL_REDIS_OUTAGE_WAIT_S": "2.5",
             "SQUALL_SOCKET_WRITE_TIMEOUT_S": "0",
+            "SQUALL_WORKER_RESTARTS": "0",
+            "SQUALL_WORKER_RESTART_WINDOW_S": "2.5",
         }
     )
     assert (settings.redis_max_connections, settings.redis_pool_timeout_s) == (4, 2.5)
@@ -27,6 +29,8 @@ def test_pool_settings_are_read_from_the_environment() -> None:
     assert Settings().redis_outage_wait_s == 30
     assert settings.socket_write_timeout_s == 0  # off
     assert Settings().socket_write_timeout_s == 10
+    assert (settings.worker_restarts, settings.worker_restart_window_s) == (0, 2.5)
+    assert (Settings().worker_restarts, Settings().worker_restart_window_s) == (5, 60)
 
 
 @pytest.mark.parametrize(
@@ -38,6 +42,8 @@ def test_pool_settings_are_read_from_the_environment() -> None:
         ("SQUALL_DATABASE_OUTAGE_WAIT_S", "-1", "0 or more"),
         ("SQUALL_REDIS_OUTAGE_WAIT_S", "-0.5", "0 or more"),
         ("SQUALL_SOCKET_WRITE_TIMEOUT_S", "-1", "0 or more"),
+        ("SQUALL_WORKER_RESTARTS", "-1", "expected 0"),
+        ("SQUALL_WORKER_RESTART_WINDOW_S", "0", "positive number of seconds"),
     ],
 )
 def test_unusable_pool_settings_are_refused(name: str, value: str, message: str) -> None:

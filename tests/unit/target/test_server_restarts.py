@@ -126,5 +126,7 @@ def test_deaths_past_the_budget_or_before_every_worker_served_stop(tmp_path: Pat
     )
     stopping = fake.tick(0.0)
     assert stopping is not None
-    assert stopping.endswith("stopping: more than 0 workers died within 60 s, see the "
-                             "workers' errors above")  # fmt: skip
+    assert stopping.endswith(
+        "stopping: more than 0 workers died within 60 s (SQUALL_WORKER_RESTARTS, "
+        "SQUALL_WORKER_RESTART_WINDOW_S), see the workers' errors above"
+    )

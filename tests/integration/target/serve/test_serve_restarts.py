@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from squall.services import Endpoints, create_database, drop_database
-from squall.target.server import RestartBudget, serve
+from squall.target.server import serve
 from squall.target.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -55,7 +55,7 @@ def test_a_death_past_the_budget_stops_serve_with_exit_1(
     killer = threading.Thread(target=kill_one_worker, daemon=True)
     killer.start()
     code = serve(
-        settings, port=0, workers=2, on_ready=lambda _: ready.set(), restarts=RestartBudget(0)
+        settings.replace(worker_restarts=0), port=0, workers=2, on_ready=lambda _: ready.set()
     )
     killer.join(5)
     assert code == 1
@@ -63,5 +63,6 @@ def test_a_death_past_the_budget_stops_serve_with_exit_1(
     assert killed, err
     assert (
         f"squall target: worker pid {killed[0]} was killed by SIGKILL; stopping: more than "
-        "0 workers died within 60 s, see the workers' errors above"
+        "0 workers died within 60 s (SQUALL_WORKER_RESTARTS, SQUALL_WORKER_RESTART_WINDOW_S), "
+        "see the workers' errors above"
     ) in err
