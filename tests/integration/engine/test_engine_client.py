@@ -148,7 +148,8 @@ async def test_sends_wait_while_the_target_takes_no_data_and_time_out_after_time
     transport's, and a send waits instead of piling messages up in the generator."""
     with echo_server() as server:
         ws, recorder = await _open(server.url)
-        await ws.send_json({"stall": 3})
+        # Long enough for the buffers to fill and a send to time out on a slow machine.
+        await ws.send_json({"stall": 6})
         sent, refused = 0, None
         for _ in range(2_000):  # at most 200 MB, far more than the buffers hold
             try:
@@ -162,7 +163,7 @@ async def test_sends_wait_while_the_target_takes_no_data_and_time_out_after_time
         assert ws._paused is not None
         with pytest.raises(SendTimeout):
             await ws.request_text(BIG, timeout=0.2)
-        await ws.close(timeout=5.0)
+        await ws.close(timeout=1.0)  # the server still stalls: no close handshake
     assert 0 < sent < 2_000
     assert recorder.counter("messages_sent") == 1 + sent
     assert recorder.counter("errors.send_timeout") == 2
@@ -173,13 +174,13 @@ async def test_a_send_that_waited_goes_out_once_the_target_reads_again() -> None
     with echo_server() as server:
         ws, recorder = await _open(server.url)
         async with ws:
-            await ws.send_json({"stall": 1})
+            await ws.send_json({"stall": 2})
             waited = 0
             for _ in range(300):
                 waited += ws._paused is not None
                 await ws.send_text(BIG, timeout=30.0)
             # Every message reached the server: it echoes each, the stall first.
-            assert (await ws.recv_json(timeout=30.0))["stall"] == 1
+            assert (await ws.recv_json(timeout=30.0))["stall"] == 2
             for _ in range(300):
                 assert await ws.recv(timeout=30.0) == BIG
         assert waited > 0, "the buffers never filled: nothing was tested"
