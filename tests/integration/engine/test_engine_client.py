@@ -267,6 +267,29 @@ async def test_a_session_keeps_its_connection_and_reopens_it_once_closed() -> No
     assert histogram.count == 2
 
 
+async def test_a_sessions_sockets_take_max_unread() -> None:
+    """``session.ws`` and ``session.connection`` pass ``max_unread`` to the socket: a burst
+    past it closes the socket with ``inbox_overflow``."""
+    from squall.engine.identity import AnonymousIdentities
+    from squall.engine.session import Session
+
+    session = Session(AnonymousIdentities()(0), Recorder(), time.monotonic, {})
+    with echo_server() as server:
+        async with session.ws(server.url, max_unread=2) as ws:
+            kept = await session.connection(server.url, max_unread=2)
+            for socket in (ws, kept):
+                await socket.send_json({"burst": ["a", "b", *"c" * 50]})
+                assert socket._transport is not None
+                async with asyncio.timeout(10.0):  # nothing read meanwhile
+                    await socket._transport.wait_disconnected()
+                assert await socket.recv(timeout=5.0) == "a"
+                assert await socket.recv(timeout=5.0) == "b"
+                with pytest.raises(ConnectionClosed, match="2 messages unread"):
+                    await socket.recv(timeout=5.0)
+        await session.aclose()
+    assert session.recorder.counter("errors.inbox_overflow") == 2
+
+
 async def test_a_sessions_sockets_measure_a_late_iterations_first_request_from_its_start() -> None:
     """The open model's coordinated-omission rule reaches the wire: an iteration that
     began late times its first request from its intended start, the next from its send."""
