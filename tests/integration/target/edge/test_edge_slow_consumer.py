@@ -154,7 +154,7 @@ async def test_a_socket_that_stops_reading_is_closed_and_the_other_gets_every_ev
 
 
 WRITE_TIMEOUT_S = 1.0
-#: More frames than one run has events (a run's last event and the thinking ones).
+#: Twice the frames of one run: a send queue the run cannot fill.
 ROOMY_SEND_QUEUE = 2 * answer_tokens() // CHUNK_TOKENS + 100
 
 
