@@ -56,10 +56,6 @@ log = logging.getLogger(__name__)
 
 THREAD_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MAX_CLIENT_MSG_ID = 128
-#: How long a submit waits for a lost database connection before the socket is told
-#: ``unavailable``: long enough for a killed connection to be replaced, short enough not
-#: to hold the socket's frames through an outage.
-SUBMIT_OUTAGE_WAIT_S = 2.0
 MAX_PREFERENCES_BYTES = 4096
 #: Counters of this worker that ``stats()`` reports.
 COUNTERS = (
@@ -224,7 +220,7 @@ class Runtime:
                 f"submit of run {run}",
                 functools.partial(self._batcher.submit, user, element),
                 committed=functools.partial(self._stored_submit, run),
-                within_s=SUBMIT_OUTAGE_WAIT_S,
+                within_s=self.settings.submit_outage_wait_s,
             )
             if outcome.status != OK:
                 raise self._refusal(outcome, user, thread)

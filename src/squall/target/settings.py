@@ -87,6 +87,10 @@ class Settings:
     #: How long a worker starting waits for an unreachable Redis before it fails (0: not at
     #: all); a running worker rides out a Redis outage without it (docs/runtime.md).
     redis_outage_wait_s: float = 30.0
+    #: How long a ``user_message`` (or HTTP submit) waits for a lost database connection
+    #: before it is answered ``unavailable``: long enough for a killed connection to be
+    #: replaced, short enough not to hold the socket's frames through an outage.
+    submit_outage_wait_s: float = 2.0
     #: Events kept per thread for ``resume``; older ones are pruned.
     replay_retention_events: int = 10_000
 
@@ -171,7 +175,12 @@ class Settings:
                 f"SQUALL_REDIS_POOL_TIMEOUT_S={self.redis_pool_timeout_s!r}: expected a "
                 "positive number of seconds"
             )
-        for name in ("database_outage_wait_s", "redis_outage_wait_s", "socket_write_timeout_s"):
+        for name in (
+            "database_outage_wait_s",
+            "redis_outage_wait_s",
+            "submit_outage_wait_s",
+            "socket_write_timeout_s",
+        ):
             if getattr(self, name) < 0:
                 raise SettingsError(
                     f"{self.env_name(name)}={getattr(self, name)!r}: expected a number of "

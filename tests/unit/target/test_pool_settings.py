@@ -18,6 +18,7 @@ def test_pool_settings_are_read_from_the_environment() -> None:
             "SQUALL_REDIS_OUTAGE_WAIT_S": "2.5",
             "SQUALL_SOCKET_WRITE_TIMEOUT_S": "0",
             "SQUALL_WORKER_RESTARTS": "0",
+            "SQUALL_SUBMIT_OUTAGE_WAIT_S": "0.5",
             "SQUALL_WORKER_RESTART_WINDOW_S": "2.5",
         }
     )
@@ -30,6 +31,7 @@ def test_pool_settings_are_read_from_the_environment() -> None:
     assert settings.socket_write_timeout_s == 0  # off
     assert Settings().socket_write_timeout_s == 10
     assert (settings.worker_restarts, settings.worker_restart_window_s) == (0, 2.5)
+    assert (settings.submit_outage_wait_s, Settings().submit_outage_wait_s) == (0.5, 2)
     assert (Settings().worker_restarts, Settings().worker_restart_window_s) == (5, 60)
 
 
@@ -42,6 +44,7 @@ def test_pool_settings_are_read_from_the_environment() -> None:
         ("SQUALL_DATABASE_OUTAGE_WAIT_S", "-1", "0 or more"),
         ("SQUALL_REDIS_OUTAGE_WAIT_S", "-0.5", "0 or more"),
         ("SQUALL_SOCKET_WRITE_TIMEOUT_S", "-1", "0 or more"),
+        ("SQUALL_SUBMIT_OUTAGE_WAIT_S", "-1", "0 or more"),
         ("SQUALL_WORKER_RESTARTS", "-1", "expected 0"),
         ("SQUALL_WORKER_RESTART_WINDOW_S", "0", "positive number of seconds"),
     ],

@@ -5,7 +5,8 @@ A message sent while the database is down cannot be stored: the client gets the
 a 503 with the same code, and the platform's log says so in one line each, without a
 traceback; ``/metrics`` answers with ``database_up`` 0. A replay asked for meanwhile waits
 for the database and then completes. Once the server is back the same socket's next message
-is accepted and runs.
+is accepted and runs. A message sent during an outage shorter than
+``SQUALL_SUBMIT_OUTAGE_WAIT_S`` waits for the database and is acked.
 """
 
 from __future__ import annotations
@@ -37,13 +38,23 @@ from squall.services.embedded import EmbeddedPostgres
 
 pytestmark = pytest.mark.integration
 
+#: A submit wait longer than the outage of the test that sets it (4 s).
+SUBMIT_WAIT_S = 30 * time_scale()
+
 
 @pytest.fixture
 def platform(
-    endpoints: Endpoints, postgres: EmbeddedPostgres, tmp_path: Path
+    request: pytest.FixtureRequest,
+    endpoints: Endpoints,
+    postgres: EmbeddedPostgres,
+    tmp_path: Path,
 ) -> Iterator[Platform]:
+    """One worker on a PostgreSQL of its own; ``SQUALL_SUBMIT_OUTAGE_WAIT_S`` from the
+    test's indirect parameter, else 0.5 s: a submit gives up well before the database,
+    down for 3 s, is back."""
     own = dataclasses.replace(endpoints, database_url=postgres.url)
-    with running_platform(own, tmp_path, workers=1) as platform:
+    wait_s = str(getattr(request, "param", 0.5))
+    with running_platform(own, tmp_path, workers=1, SQUALL_SUBMIT_OUTAGE_WAIT_S=wait_s) as platform:
         yield platform
 
 
@@ -94,4 +105,26 @@ async def test_requests_while_postgres_is_down_are_refused_as_unavailable(
     log = platform.process.log_path.read_text()
     assert f"submit failed for user {user}: PostgreSQL is unreachable" in log
     assert "GET /v1/accounts/me failed: PostgreSQL is unreachable" in log
+    assert "Traceback" not in log, log
+
+
+@pytest.mark.parametrize("platform", [SUBMIT_WAIT_S], indirect=True)
+async def test_a_message_sent_during_an_outage_shorter_than_the_submit_wait_is_acked(
+    platform: Platform, postgres: EmbeddedPostgres
+) -> None:
+    user, thread = unique("pg-wait"), unique("t")
+    ws, _ = await open_socket(platform, user)
+    try:
+        # Down for longer than the default wait (2 s), which would answer ``unavailable``.
+        restart = asyncio.create_task(postgres.restart(down_s=4 * time_scale()))
+        await asyncio.to_thread(wait_closed, postgres.port)
+        await ws.send(user_message(thread, msg="during"))
+        ack = await recv(ws, within=SUBMIT_WAIT_S)
+        assert (ack["type"], ack["client_msg_id"]) == ("ack", "during"), ack
+        await restart
+        await recv_until(ws, completed(ack["run_id"]))
+    finally:
+        await ws.close()
+    log = platform.process.log_path.read_text()
+    assert f"submit failed for user {user}" not in log
     assert "Traceback" not in log, log
