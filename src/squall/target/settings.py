@@ -170,11 +170,12 @@ class Settings:
                 raise SettingsError(
                     f"{self.env_name(name)}={getattr(self, name)!r}: expected a positive integer"
                 )
-        if self.redis_pool_timeout_s <= 0:
-            raise SettingsError(
-                f"SQUALL_REDIS_POOL_TIMEOUT_S={self.redis_pool_timeout_s!r}: expected a "
-                "positive number of seconds"
-            )
+        for name in ("redis_pool_timeout_s", "worker_restart_window_s"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(
+                    f"{self.env_name(name)}={getattr(self, name)!r}: expected a positive "
+                    "number of seconds"
+                )
         for name in (
             "database_outage_wait_s",
             "redis_outage_wait_s",
@@ -190,11 +191,6 @@ class Settings:
             raise SettingsError(
                 f"SQUALL_WORKER_RESTARTS={self.worker_restarts!r}: expected 0 (never replace "
                 "a dead worker) or a positive integer"
-            )
-        if self.worker_restart_window_s <= 0:
-            raise SettingsError(
-                f"SQUALL_WORKER_RESTART_WINDOW_S={self.worker_restart_window_s!r}: expected a "
-                "positive number of seconds"
             )
         if self.db_pool_size < 0:
             raise SettingsError(
