@@ -35,6 +35,28 @@ StoredResultsDirOption = Annotated[
 ]
 
 
+def _tolerance(text: str | float) -> float:
+    """``--tolerance`` as a fraction; a usage error naming the fix otherwise."""
+    from squall.report.compare import ToleranceError, parse_tolerance
+
+    try:
+        return parse_tolerance(text)
+    except ToleranceError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+ToleranceOption = Annotated[
+    float,
+    typer.Option(
+        parser=_tolerance,
+        metavar="CHANGE",
+        show_default=False,
+        help="How much worse than the baseline a figure may get before it is a regression, "
+        "e.g. 10% or 0.1 (default 10%).",
+    ),
+]
+
+
 @app.command()
 def version() -> None:
     """Print squall's version."""
@@ -116,10 +138,7 @@ def run_command(
             metavar="RUN", help="'last' or a run id: exit 1 when this run regresses against it."
         ),
     ] = None,
-    tolerance: Annotated[
-        str,
-        typer.Option(metavar="CHANGE", help="Allowed change against --baseline, e.g. 10% or 0.1."),
-    ] = "10%",
+    tolerance: ToleranceOption = 0.1,
     adapter: Annotated[
         str | None,
         typer.Option(
@@ -129,14 +148,7 @@ def run_command(
     ] = None,
 ) -> None:
     """Run the golden-path suite and judge it against the thresholds."""
-    from squall.report.compare import ToleranceError, parse_tolerance
     from squall.runner import RunRequest, execute
-
-    try:
-        allowed = parse_tolerance(tolerance)
-    except ToleranceError as exc:
-        typer.echo(f"squall: --tolerance: {exc}", err=True)
-        raise typer.Exit(2) from exc
 
     request = RunRequest(
         scenarios=tuple(scenario or ()),
@@ -153,7 +165,7 @@ def run_command(
         progress=progress,
         results_db=results_db,
         baseline=baseline,
-        tolerance=allowed,
+        tolerance=tolerance,
         adapter=adapter,
     )
     raise typer.Exit(execute(request))
@@ -182,25 +194,16 @@ def compare_command(
             help="Two run ids (or 'last'); default: the last two of one scenario set.",
         ),
     ] = None,
-    tolerance: Annotated[
-        str,
-        typer.Option(metavar="CHANGE", help="Allowed change before a regression, e.g. 10% or 0.1."),
-    ] = "10%",
+    tolerance: ToleranceOption = 0.1,
     results_db: StoredResultsDbOption = None,
     results_dir: StoredResultsDirOption = Path("squall-results"),
 ) -> None:
     """Print two runs' figures side by side; exit 1 when the second regressed."""
-    from squall.report.compare import ToleranceError, parse_tolerance
     from squall.report.history import compare_runs
 
-    try:
-        allowed = parse_tolerance(tolerance)
-    except ToleranceError as exc:
-        typer.echo(f"squall: --tolerance: {exc}", err=True)
-        raise typer.Exit(2) from exc
     raise typer.Exit(
         compare_runs(
-            tuple(runs or ()), tolerance=allowed, results_db=results_db, results_dir=results_dir
+            tuple(runs or ()), tolerance=tolerance, results_db=results_db, results_dir=results_dir
         )
     )
 

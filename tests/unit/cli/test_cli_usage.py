@@ -38,6 +38,19 @@ def test_history_lists_at_least_one_run(capsys: pytest.CaptureFixture[str]) -> N
     assert "Invalid value for '--limit'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["run", "compare"])
+def test_a_tolerance_that_is_no_fraction_is_a_usage_error(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Refused while parsing, before any database is opened: a bare 5 would be 500 %.
+    assert main([command, "--tolerance", "5", "--results-db", "off"]) == 2
+    err = capsys.readouterr().err
+    assert "Invalid value for '--tolerance'" in err
+    assert "write 5% for 5 percent" in err
+    assert main([command, "--tolerance", "lots", "--results-db", "off"]) == 2
+    assert "a percentage like 10% or a fraction like 0.1" in capsys.readouterr().err
+
+
 def test_command_line_values_reach_the_config_unchanged(tmp_path: Path) -> None:
     odd = tmp_path / 'a\\b "quoted"'
     request = RunRequest(scenarios=("db_race",), results_dir=odd, target='ws://h:1/"x"\\y')
