@@ -80,7 +80,8 @@ def run_command(
     duration: Annotated[
         str | None,
         typer.Option(
-            help="Cap each scenario: seconds, or a duration like 500ms, 30s, 5m, 1h.",
+            help="Cap each load scenario (the race scenarios run to completion): seconds, "
+            "or a duration like 500ms, 30s, 5m, 1h.",
             metavar="DURATION",
         ),
     ] = None,

@@ -329,13 +329,6 @@ class Runtime:
             )
         return None if first is None else int(first)
 
-    async def last_seq(self, user: UserID, thread: ThreadID) -> int:
-        """The thread's last allocated seq (for ``resume_done``); NotFound likewise."""
-        thread = _validate_thread(thread)
-        async with self._pool.acquire() as conn:
-            await self._check_owner(conn, user, thread)
-            return int(await conn.fetchval("SELECT last_seq FROM threads WHERE id = $1", thread))
-
     async def messages(self, user: UserID, thread: ThreadID) -> list[dict[str, Any]]:
         """The thread's messages in order, user's and assistant's."""
         thread = _validate_thread(thread)
@@ -387,7 +380,8 @@ class Runtime:
         """Store the preferences the agent puts in its context (a JSON object, <= 4 KB)."""
         if not isinstance(preferences, dict):
             raise InvalidField(f"preferences={preferences!r:.80}: expected a JSON object")
-        size = len(json.dumps(preferences).encode())
+        # Compact UTF-8, as a body is sent: the HTTP body's limit and this one agree.
+        size = len(json.dumps(preferences, separators=(",", ":"), ensure_ascii=False).encode())
         if size > MAX_PREFERENCES_BYTES:
             raise InvalidField(
                 f"preferences are {size} bytes of JSON; at most {MAX_PREFERENCES_BYTES} allowed"

@@ -87,7 +87,7 @@ class Settings:
     #: How long a worker starting waits for an unreachable Redis before it fails (0: not at
     #: all); a running worker rides out a Redis outage without it (docs/runtime.md).
     redis_outage_wait_s: float = 30.0
-    #: How long a ``user_message`` (or HTTP submit) waits for a lost database connection
+    #: How long a ``user_message`` waits for a lost database connection
     #: before it is answered ``unavailable``: long enough for a killed connection to be
     #: replaced, short enough not to hold the socket's frames through an outage.
     submit_outage_wait_s: float = 2.0

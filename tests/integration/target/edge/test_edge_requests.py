@@ -198,6 +198,11 @@ async def test_http_endpoints(platform: Platform) -> None:
         assert ok.status_code == 204
         too_big = await http.put(prefs, json={"x": "y" * 5000}, headers=platform.headers(user))
         assert too_big.status_code == 400
+        # About 4,000 bytes of UTF-8 (12,000 as ASCII escapes): within the limit as sent.
+        accented = json.dumps({"x": "é" * 1994}, ensure_ascii=False).encode()
+        assert len(accented) <= 4096
+        fits = await http.put(prefs, content=accented, headers=platform.headers(user))
+        assert fits.status_code == 204, fits.text
         chunked = await http.put(prefs, content=_chunks(10, 1000), headers=platform.headers(user))
         assert chunked.status_code == 400  # no Content-Length: counted as it streams in
         assert "more than 4096 bytes" in chunked.json()["message"]
