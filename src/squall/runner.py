@@ -202,7 +202,12 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
         # Before the run, not after it: a typo here would otherwise surface only when the
         # finished run is stored.
         results_db = request.results_db or config.results.database_url
-        check_results_db(results_db, os.environ, off_allowed=True)
+        check_results_db(
+            results_db,
+            os.environ,
+            off_allowed=True,
+            explicit_name="--results-db" if request.results_db else "[results] database_url",
+        )
         missing = missing_pids(config.monitor.pids)
         if missing:
             raise ConfigError(

@@ -40,14 +40,19 @@ def results_db_setting(explicit: str | None, environ: Mapping[str, str]) -> str 
 
 
 def check_results_db(
-    explicit: str | None, environ: Mapping[str, str], *, off_allowed: bool
+    explicit: str | None,
+    environ: Mapping[str, str],
+    *,
+    off_allowed: bool,
+    explicit_name: str = "--results-db",
 ) -> None:
     """Raise :class:`ResultsDbError` unless the setting in force is a PostgreSQL URL, unset
-    (the default database), or ``off`` where ``off_allowed``."""
+    (the default database), or ``off`` where ``off_allowed``; the message names
+    ``explicit`` as ``explicit_name`` (where it came from)."""
     url = results_db_setting(explicit, environ)
     if url is None:
         return
-    setting = "--results-db" if explicit else "SQUALL_RESULTS_DB"
+    setting = explicit_name if explicit else "SQUALL_RESULTS_DB"
     if url == RESULTS_DB_OFF:
         if off_allowed:
             return

@@ -110,6 +110,13 @@ def test_run_refuses_a_bad_results_database_before_it_runs(
     assert main(["run", "-s", "db_race", "--results-db", "garbage", "--no-progress"]) == 2
     assert "--results-db: 'garbage' has no scheme" in _output(capsys)
     assert not (tmp_path / "squall-results").exists()
+    # From the config file: the message names the key, not an option that was not given.
+    (tmp_path / "squall.toml").write_text(
+        '[results]\ndatabase_url = "postgresql://squall@198.51.100.1:5432/results"\n'
+    )
+    assert main(["run", "-s", "db_race", "-c", "squall.toml", "--no-progress"]) == 2
+    assert "[results] database_url: host 198.51.100.1 is not a loopback address" in _output(capsys)
+    assert not (tmp_path / "squall-results").exists()
 
 
 @pytest.mark.parametrize(
