@@ -29,8 +29,11 @@ from squall.engine.errors import describe
 from squall.engine.run import STOP_SIGNALS
 from squall.engine.series import ProgressView
 from squall.loopback import NotLoopback, require_loopback
+from squall.metrics.recorder import ERRORS, MESSAGES_RECEIVED
 from squall.metrics.result import Counter, Gauge, Metric
 from squall.metrics.thresholds import (
+    OutcomeStatus,
+    Threshold,
     ThresholdOutcome,
     ThresholdSet,
     Verdict,
@@ -553,6 +556,51 @@ def check_params(config: Config) -> None:
                 raise UnknownScenario(f"[scenarios.{name}] {exc}") from None
 
 
+#: The check a load scenario that measured nothing fails (:func:`nothing_measured`).
+SOMETHING_MEASURED = Threshold.parse("iterations", "count > 0")
+
+
+def nothing_measured(
+    scenario: str, *, iterations: int, received: int, interrupted: int, errors: int
+) -> list[ThresholdOutcome]:
+    """A failed ``iterations count > 0`` when a load scenario completed no iteration and
+    received no message; otherwise nothing.
+
+    Its thresholds would then all be not applicable (no latency, no rate has a sample)
+    and the run would pass: a target that accepts connections but never answers, with
+    ``--duration`` ending the run before any connect timed out, did.
+    """
+    if iterations or received:
+        return []
+    if errors:
+        why = f"{errors} error(s), listed above"
+    elif interrupted:
+        why = (
+            f"{interrupted} iteration(s) still waiting when the run ended (a connect or an "
+            "answer); is the target answering, and does it speak the adapter's protocol? "
+            "A longer --duration lets connects time out and name the error"
+        )
+    else:
+        why = "no iteration started; check the scenario's users and duration"
+    return [
+        ThresholdOutcome(
+            scenario=scenario,
+            metric=SOMETHING_MEASURED.metric,
+            expression=SOMETHING_MEASURED.expression.source,
+            aggregation=SOMETHING_MEASURED.expression.label,
+            operator=SOMETHING_MEASURED.expression.operator.value,
+            limit=SOMETHING_MEASURED.expression.limit,
+            observed=0.0,
+            status=OutcomeStatus.FAILED,
+            diagnostic=(
+                f"[{scenario}] iterations count = 0, limit > 0: FAILED: no iteration "
+                f"completed and no message arrived, so nothing was measured: {why}"
+            ),
+            shown="0",
+        )
+    ]
+
+
 def check_reachable(url: str, timeout: float = 3.0) -> None:
     """Raise :class:`TargetUnreachable` unless a TCP connection to ``url`` succeeds (and
     ``url`` names this machine: nothing is sent elsewhere)."""
@@ -667,13 +715,23 @@ async def run_load_scenario(
             {**{m: t for m, t in own.rules.items() if m not in overridden}, **thresholds.rules}
         )
     outcomes = evaluate(thresholds, metrics, scenario.name)
+    stopped = result.interrupted_reason in STOP_SIGNALS.values()
+    if not stopped:
+        outcomes.extend(
+            nothing_measured(
+                scenario.name,
+                iterations=result.count("iterations"),
+                received=result.count(MESSAGES_RECEIVED),
+                interrupted=result.count("interrupted_iterations"),
+                errors=result.count(ERRORS),
+            )
+        )
     notes = capabilities.not_applicable(target.adapter)
     memory = memory_note(report)
     if memory is not None:
         notes.append(memory)
     if result.generator.saturated:
         notes.append(result.generator.warning or "load generator saturated")
-    stopped = result.interrupted_reason in STOP_SIGNALS.values()
     if result.interrupted:
         notes.append(f"interrupted ({result.interrupted_reason}): partial results")
     return ScenarioOutcome(

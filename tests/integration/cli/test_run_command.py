@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -82,6 +83,46 @@ def test_unreachable_target_exits_3_with_one_line(
     assert code == 3
     assert "ws://127.0.0.1:1/v1/ws is unreachable" in err
     assert len(err.strip().splitlines()) <= 3
+
+
+def test_a_target_that_never_answers_fails_even_when_the_run_is_capped(
+    tmp_path: Path, shared_services: Endpoints, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Connections are accepted (by the kernel) and the upgrade is never answered; the cap
+    # ends the run before a connect times out, so no metric has a sample.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        code = main(
+            [
+                "run",
+                "--target",
+                f"ws://127.0.0.1:{port}/v1/ws",
+                "--jwt-secret",
+                "s" * 32,
+                "--scenario",
+                "websocket_concurrency",
+                "--scale",
+                "0.02",
+                "--duration",
+                "2",
+                "--processes",
+                "1",
+                "--results-db",
+                "off",
+                "--results-dir",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+    out = " ".join(capsys.readouterr().out.split())  # as one line, whatever the wrapping
+    assert code == 1
+    assert "[websocket_concurrency] iterations count = 0, limit > 0: FAILED" in out
+    assert "iteration(s) still waiting when the run ended" in out
+    verdict = _report(tmp_path)["verdict"]
+    assert isinstance(verdict, dict)
+    assert verdict["ok"] is False
 
 
 def test_config_typo_exits_2_naming_the_key(
