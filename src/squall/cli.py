@@ -175,7 +175,7 @@ def run_command(
 @app.command("history")
 def history_command(
     limit: Annotated[
-        int, typer.Option(min=1, metavar="N", help="How many runs, newest first.")
+        int, typer.Option(min=1, max=100_000, metavar="N", help="How many runs, newest first.")
     ] = 20,
     results_db: StoredResultsDbOption = None,
     results_dir: StoredResultsDirOption = Path("squall-results"),

@@ -182,6 +182,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}; fix the syntax there") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); TOML files are "
+            "UTF-8: save it as UTF-8 (without a byte-order mark)"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
 
@@ -204,8 +209,9 @@ def load_config(
     if path is not None:
         path = path if path.is_absolute() else cwd / path
         if not path.is_file():
+            found = "is a folder, not a file" if path.is_dir() else "not found"
             raise ConfigError(
-                f"config file {path} not found; pass an existing file to --config or omit it "
+                f"config file {path} {found}; pass an existing file to --config or omit it "
                 f"to search for {CONFIG_FILE} from {cwd}"
             )
     else:

@@ -214,7 +214,7 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
                 f"monitor.pids: no process {', '.join(map(str, missing))} runs on this machine; "
                 "give the PIDs of the target's processes, or its listening ports in monitor.ports"
             )
-        check_baseline(request.baseline, results_db, config.run.results_dir, os.environ)
+        baseline = check_baseline(request.baseline, results_db, config.run.results_dir, os.environ)
     except (
         ConfigError,
         UnknownScenario,
@@ -320,7 +320,7 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
         config,
         console,
         results_db=results_db,
-        baseline=request.baseline,
+        baseline=baseline,
         tolerance=request.tolerance,
     )
 

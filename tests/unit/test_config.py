@@ -352,6 +352,19 @@ def test_invalid_toml_names_the_file(project: Path) -> None:
     assert re.search(r"squall\.toml is not valid TOML: .*line 1", message)
 
 
+def test_a_file_that_is_not_utf8_names_the_encoding(project: Path) -> None:
+    (project / "squall.toml").write_bytes(b"\xff\xfe[\x00r\x00u\x00n\x00]\x00")  # UTF-16
+    with pytest.raises(ConfigError) as info:
+        load_config(cwd=project)
+    assert "squall.toml is not UTF-8 text (byte 0: invalid start byte)" in str(info.value)
+    assert "save it as UTF-8" in str(info.value)
+
+
+def test_a_folder_given_as_the_config_file_is_called_a_folder(project: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config file .* is a folder, not a file"):
+        load_config(Path("."), cwd=project)
+
+
 def test_config_is_frozen(project: Path) -> None:
     config = load_config(cwd=project)
     with pytest.raises(AttributeError):

@@ -119,7 +119,12 @@ def parse_tolerance(text: str | float) -> float:
             f"tolerance {text!r} is not a number; write a percentage like 10% or a fraction "
             "like 0.1"
         ) from None
-    if math.isnan(value) or value < 0:
+    if not math.isfinite(value):
+        raise ToleranceError(
+            f"tolerance {text!r} is not a finite number; write a percentage like 10% or a "
+            "fraction like 0.1"
+        )
+    if value < 0:
         raise ToleranceError(f"tolerance {text!r} is negative; use e.g. 10% or 0")
     if not percent and value >= 1:
         raise ToleranceError(

@@ -1,4 +1,8 @@
-"""The consoles squall's commands print to."""
+"""The consoles squall's commands print to.
+
+Neither turns ``:name:`` into an emoji: names and ids squall echoes back (a scenario
+called ``:fire:``, an adapter ``a:b:c``) are printed as given.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,10 @@ PIPE_WIDTH = 160
 
 def output_console() -> Console:
     """Standard output; tables squeezed to 80 columns are unreadable in CI logs and pipes."""
-    console = Console()
-    return console if console.is_terminal else Console(width=PIPE_WIDTH)
+    console = Console(emoji=False)
+    return console if console.is_terminal else Console(width=PIPE_WIDTH, emoji=False)
 
 
 def error_console() -> Console:
     """Standard error, never wrapping a message mid-sentence."""
-    return Console(stderr=True, soft_wrap=True)
+    return Console(stderr=True, soft_wrap=True, emoji=False)

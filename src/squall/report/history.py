@@ -144,6 +144,11 @@ async def _comparison(url: str, refs: Sequence[str], tolerance: float) -> Compar
         if len(refs) == 2:
             before_id = await resolve_run(conn, refs[0])
             after_id = await resolve_run(conn, refs[1])
+            if before_id == after_id:
+                raise RunNotFound(
+                    f"{refs[0]!r} and {refs[1]!r} both name run {after_id}; give two different "
+                    "runs, or one to compare with the run before it"
+                )
         else:
             after_id = await resolve_run(conn, refs[0] if refs else "last")
             found = await previous_run(conn, after_id)

@@ -69,6 +69,8 @@ async def list_runs(conn: asyncpg.Connection, *, limit: int = 20) -> list[RunSum
 
 async def resolve_run(conn: asyncpg.Connection, ref: str) -> str:
     """A run id from ``ref``: ``last``, a full id, or an unambiguous prefix of one."""
+    if not ref.strip():
+        raise RunNotFound("an empty run id; give 'last' or a run id (`squall history` lists them)")
     if ref == "last":
         found = await conn.fetchval(
             "SELECT run_id FROM high_load_sessions ORDER BY started_at DESC, id DESC LIMIT 1"
@@ -77,7 +79,8 @@ async def resolve_run(conn: asyncpg.Connection, ref: str) -> str:
             raise RunNotFound("the results database holds no run yet; run `squall run` first")
         return str(found)
     rows = await conn.fetch(
-        "SELECT run_id FROM high_load_sessions WHERE run_id LIKE $1 || '%' ORDER BY run_id LIMIT 3",
+        "SELECT run_id FROM high_load_sessions WHERE starts_with(run_id, $1) "
+        "ORDER BY run_id LIMIT 3",
         ref,
     )
     exact = [r["run_id"] for r in rows if r["run_id"] == ref]

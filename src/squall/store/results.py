@@ -72,26 +72,30 @@ class BaselineError(ValueError):
     """``--baseline`` names nothing a run could be compared with; the message says why."""
 
 
-async def _resolve(url: str, ref: str) -> None:
+async def _resolve(url: str, ref: str) -> str:
     conn = await asyncpg.connect(url, timeout=10)
     try:
-        await resolve_run(conn, ref)
+        return await resolve_run(conn, ref)
     finally:
         await conn.close()
 
 
 def check_baseline(
     ref: str | None, explicit: str | None, results_dir: Path, environ: Mapping[str, str]
-) -> None:
+) -> str | None:
     """Before a run: raise :class:`BaselineError` when ``--baseline ref`` cannot be judged
-    afterwards, so a typo does not surface only once the whole run is over.
+    afterwards, so a typo does not surface only once the whole run is over; return the
+    baseline to compare with after the run.
 
     The results database being off is an error; a run id (not ``last``) must match a
-    stored run. A database that cannot be opened now is left to the post-run step, which
-    keeps the run's files and says what failed.
+    stored run, and is returned whole: a prefix resolved after the run could also match
+    the run itself. A database that cannot be opened now is left to the post-run step,
+    which keeps the run's files and says what failed (``ref`` is returned as given).
     """
     if ref is None:
-        return
+        return None
+    if not ref.strip():
+        raise BaselineError("--baseline is empty; give 'last' or a run id (`squall history`)")
     if results_db_setting(explicit, environ) == RESULTS_DB_OFF:
         setting = "--results-db" if explicit else "SQUALL_RESULTS_DB"
         raise BaselineError(
@@ -99,10 +103,10 @@ def check_baseline(
             f"or name a results database"
         )
     if ref == "last":
-        return  # resolved after the run: the latest earlier run of the same scenarios
+        return ref  # resolved after the run: the latest earlier run of the same scenarios
     try:
         with results_database(explicit, results_dir, environ=environ) as url:
-            asyncio.run(_resolve(url, ref))
+            return asyncio.run(_resolve(url, ref))
     except RunNotFound as exc:
         raise BaselineError(f"--baseline {ref}: {exc}") from exc
     except asyncpg.UndefinedTableError as exc:  # a results database nothing was stored in yet
@@ -111,4 +115,4 @@ def check_baseline(
             "this first run"
         ) from exc
     except (OSError, asyncpg.PostgresError, ProcessStartError, PersistentLockTimeout):
-        return
+        return ref

@@ -34,7 +34,10 @@ def test_two_real_runs_are_stored_and_compared(
     assert main(["run", *races, *common, "--baseline", "20261126-101010-abcd"]) == 2
     assert "the results database holds no run yet" in capsys.readouterr().err
     assert main(["run", *races, *common]) == 0
-    assert main(["run", *races, *common, "--baseline", "last"]) == 0
+    # A prefix of the one stored run's id (its date), resolved before the run: afterwards
+    # it would match the new run as well.
+    (first,) = (p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert main(["run", *races, *common, "--baseline", first[:8]]) == 0
     out = capsys.readouterr().out
     assert "no regression against" in out
     assert "set up differently" not in out
@@ -55,6 +58,8 @@ def test_two_real_runs_are_stored_and_compared(
     assert not [line for line in out.splitlines() if "operations" in line and "per_second" in line]
     assert main(["compare", runs[0].name, runs[1].name, "--results-db", results_db]) == 0
     assert main(["compare", "nope", "last", "--results-db", results_db]) == 2
+    assert main(["compare", runs[1].name, "last", "--results-db", results_db]) == 2
+    assert "both name run" in capsys.readouterr().out
     # A baseline run at another scale: compared, with a warning that says so.
     assert main(["compare", runs[0].name, runs[1].name, "--results-db", results_db]) == 0
     assert "set up differently" not in capsys.readouterr().out
@@ -64,6 +69,8 @@ def test_two_real_runs_are_stored_and_compared(
     assert "! the runs were set up differently (scale: 0.5 → 0.25)" in out
     shutil.rmtree(sorted(p for p in tmp_path.iterdir() if p.is_dir())[-1])
     assert main(["run", *races, *common, "--tolerance", "lots"]) == 2
+    assert main(["run", *races, *common, "--baseline", ""]) == 2
+    assert "--baseline is empty" in capsys.readouterr().err
     assert main(["run", *races, *common, "--baseline", "nope"]) == 2
     assert "--baseline nope: no stored run matches 'nope'" in capsys.readouterr().err
     assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 2  # refused before running

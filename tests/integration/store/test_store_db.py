@@ -19,6 +19,7 @@ from squall.scenarios.db_race import ensure_schema, run_db_race
 from squall.services import Endpoints, create_database, drop_database
 from squall.store.migrations import MIGRATIONS, migrate, schema_version
 from squall.store.queries import (
+    RunNotFound,
     list_runs,
     metric_statistics,
     previous_run,
@@ -124,6 +125,16 @@ async def test_save_and_query(fresh_db: str) -> None:
         assert runs[0].success_rate == 1.0
         assert await resolve_run(conn, "last") == "run-b"
         assert await resolve_run(conn, "run-a") == "run-a"
+        assert await resolve_run(conn, "run-b") == "run-b"
+        with pytest.raises(RunNotFound, match="matches several runs"):
+            await resolve_run(conn, "run-")
+        # A prefix is matched as text: '_' and '%' are no wildcards.
+        with pytest.raises(RunNotFound, match="no stored run matches 'run_a'"):
+            await resolve_run(conn, "run_a")
+        with pytest.raises(RunNotFound, match="no stored run matches '%'"):
+            await resolve_run(conn, "%")
+        with pytest.raises(RunNotFound, match="an empty run id"):
+            await resolve_run(conn, "")
         assert await previous_run(conn, "run-b") == "run-a"
         assert await previous_run(conn, "run-a") is None
         users = await conn.fetch("SELECT users, model FROM concurrent_test_users")

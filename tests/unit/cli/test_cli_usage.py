@@ -36,6 +36,9 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 def test_history_lists_at_least_one_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["history", "--limit", "0", "--results-db", "off"]) == 2
     assert "Invalid value for '--limit'" in capsys.readouterr().err
+    # Refused as it is parsed, not passed to the database as a number it cannot hold.
+    assert main(["history", "--limit", "99999999999999999999", "--results-db", "off"]) == 2
+    assert "Invalid value for '--limit'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["run", "compare"])
@@ -285,3 +288,10 @@ def test_an_unreachable_results_database_names_it_and_the_fix(
     assert f"squall {command}: cannot use the results database (--results-db):" in out
     assert "leave --results-db and SQUALL_RESULTS_DB unset for the default one" in out
     assert "s3cret" not in out
+
+
+def test_names_are_echoed_as_given_not_as_emoji(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "-s", ":fire:", "--results-db", "off"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown scenario(s) :fire:" in err
+    assert "\N{FIRE}" not in err

@@ -28,6 +28,9 @@ def test_parse_tolerance() -> None:
     with pytest.raises(ToleranceError, match=r"'5' would be 500%: .* write 5% for 5 percent"):
         parse_tolerance("5")
     assert parse_tolerance("150%") == pytest.approx(1.5)
+    for unbounded in ("nan", "inf", "inf%", "-inf"):
+        with pytest.raises(ToleranceError, match="is not a finite number"):
+            parse_tolerance(unbounded)
 
 
 @pytest.mark.parametrize(
