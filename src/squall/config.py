@@ -75,6 +75,11 @@ class TargetConfig:
     adapter: str = "squall"
 
 
+#: The largest ``run.scale``: 1,000 × the golden path is 75,000 sockets of
+#: ``websocket_concurrency``, already past what one machine's ports and memory hold.
+MAX_SCALE = 1000.0
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """What to run and how big. ``scenarios = ()`` means every scenario."""
@@ -385,16 +390,23 @@ class _Builder:
         return path if path.is_absolute() else self.base / path
 
     def number(
-        self, data: Mapping[str, Any], keys: tuple[str, ...], default: float, *, minimum: float
+        self,
+        data: Mapping[str, Any],
+        keys: tuple[str, ...],
+        default: float,
+        *,
+        minimum: float,
+        maximum: float = math.inf,
     ) -> float:
         value = data.get(keys[-1], default)
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
             or not math.isfinite(value)
-            or value <= minimum
+            or not minimum < value <= maximum
         ):
-            raise self.error(keys, value, f"a number > {minimum:g}")
+            bound = "" if maximum == math.inf else f" and <= {maximum:g}"
+            raise self.error(keys, value, f"a number > {minimum:g}{bound}")
         return float(value)
 
     def integer(
@@ -514,7 +526,7 @@ class _Builder:
         results_dir = self.string(data, (*k, "results_dir"), str(RunConfig.results_dir))
         return RunConfig(
             scenarios=self.strings(data, (*k, "scenarios")),
-            scale=self.number(data, (*k, "scale"), RunConfig.scale, minimum=0.0),
+            scale=self.number(data, (*k, "scale"), RunConfig.scale, minimum=0.0, maximum=MAX_SCALE),
             duration_s=self.duration(data, (*k, "duration")),
             processes=self.opt_integer(data, (*k, "processes"), minimum=1),
             results_dir=self.path(results_dir),

@@ -240,6 +240,7 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
             squall_config.target,
             config.getoption("--squall-jwt-secret"),
             config.getoption("--squall-jwt-secret-file"),
+            option="--squall-jwt-secret",
         )
     except (ConfigError, UnknownAdapter) as exc:
         raise pytest.UsageError(f"squall: {exc}") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import socket
 import time
 import typing
@@ -537,8 +538,13 @@ def check_params(config: Config) -> None:
                 )
             expected = entry.params[key]
             if not _type_ok(value, expected):
+                shown = str(value).lower() if isinstance(value, bool) else repr(value)
                 raise UnknownScenario(
-                    f"[scenarios.{name}] {key} = {value!r}: expected {expected.__name__}"
+                    f"[scenarios.{name}] {key} = {shown}: expected {expected.__name__}"
+                )
+            if expected is float and not math.isfinite(value):
+                raise UnknownScenario(
+                    f"[scenarios.{name}] {key} = {value!r}: expected a finite number > 0"
                 )
             if expected in (int, float):
                 # Counts, sizes and durations are positive; caps (``max_...``) may be 0.

@@ -336,7 +336,7 @@ def test_error_in_override_names_the_override(project: Path) -> None:
     message = error_of(project, "[run]\nscale = 1\n", overrides=("run.scale=abc",))
     assert message == (
         "invalid value 'abc' for 'scale' in [run] (command-line override 'run.scale=abc'); "
-        "expected a number > 0"
+        "expected a number > 0 and <= 1000"
     )
     message = error_of(project, "", overrides=("thresholds.respnse_time=avg<1s",))
     assert "override 'thresholds.respnse_time=avg<1s'" in message
@@ -345,6 +345,13 @@ def test_error_in_override_names_the_override(project: Path) -> None:
     assert message.startswith(
         "unknown section 'rn' (command-line override 'rn.scale=1'); did you mean 'run'?"
     )
+
+
+def test_a_scale_beyond_any_machine_is_refused(project: Path) -> None:
+    message = error_of(project, "[run]\nscale = 1e308\n")
+    assert "invalid value 1e+308 for 'scale' in [run]" in message
+    assert "expected a number > 0 and <= 1000" in message
+    assert load_config(cwd=project, overrides=("run.scale=1000",)).run.scale == 1000
 
 
 def test_invalid_toml_names_the_file(project: Path) -> None:

@@ -34,6 +34,10 @@ def _check(tmp_path: Path, override: str) -> None:
             "parts=['redis_restat']: unknown part(s) 'redis_restat'; choose from same_thread,",
         ),
         ("scenarios.platform_races.timeout_s=0", "timeout_s = 0: expected float > 0"),
+        ("scenarios.websocket_concurrency.timeout_s=nan", "timeout_s = nan: expected a finite"),
+        ("scenarios.websocket_concurrency.timeout_s=inf", "timeout_s = inf: expected a finite"),
+        # As TOML writes it, not as Python does.
+        ("scenarios.websocket_concurrency.users=true", "users = true: expected int"),
     ],
 )
 def test_out_of_range_values_are_refused(tmp_path: Path, override: str, message: str) -> None:

@@ -160,6 +160,10 @@ def parse_expression(text: str) -> Expression:
             f"missing numeric limit in threshold expression {text!r}; expected {_FORM}"
         )
     limit = float(match["num"])
+    if not math.isfinite(limit):
+        raise ExpressionError(
+            f"limit {match['num']} in threshold expression {text!r} is not a finite number"
+        )
     unit = match["unit"]
     if unit is not None:
         if unit not in DURATION_UNITS:
@@ -168,6 +172,11 @@ def parse_expression(text: str) -> Expression:
                 f"us, µs, ms, s, m (or no unit for rates, counts and gauges)"
             )
         limit *= DURATION_UNITS[unit]
+        if limit < 0:
+            raise ExpressionError(
+                f"negative duration in threshold expression {text!r}: a duration is 0 or more, "
+                "so the threshold could never pass (or never fail)"
+            )
     return Expression(
         source=text.strip(),
         aggregation=aggregation,
@@ -182,7 +191,10 @@ def _percentile(arg: str | None, text: str) -> float:
     try:
         value = float(arg) if arg else math.nan
     except ValueError:
-        value = math.nan
+        raise ExpressionError(
+            f"percentile {arg!r} is not a number in threshold expression {text!r}; "
+            f"expected p(N) with 0 < N <= 100, e.g. p(95) or p(99.9)"
+        ) from None
     if not 0.0 < value <= 100.0:  # also rejects NaN
         raise ExpressionError(
             f"percentile {arg!r} out of range in threshold expression {text!r}; "

@@ -209,6 +209,12 @@ class Threshold:
                 f"metric {self.metric!r} is a {kind.value}: aggregation {expr.label!r} in "
                 f"{expr.source!r} is not allowed; use one of {names}"
             )
+        is_fraction = kind is MetricKind.RATE and expr.aggregation is Aggregation.RATE
+        if is_fraction and not 0.0 <= expr.limit <= 1.0:
+            raise ThresholdError(
+                f"metric {self.metric!r} is a rate, a fraction from 0 to 1: the limit in "
+                f"{expr.source!r} is out of its range; write 90 % as 0.9"
+            )
         wants_duration = kind is MetricKind.TREND and expr.aggregation is not Aggregation.COUNT
         if wants_duration and not expr.is_duration:
             raise ThresholdError(

@@ -52,15 +52,27 @@ def lacks_signing_key(target: TargetConfig, authenticates: bool, signer: Signing
 
 
 def signing(
-    target: TargetConfig, secret: str | None = None, secret_file: Path | None = None
+    target: TargetConfig,
+    secret: str | None = None,
+    secret_file: Path | None = None,
+    *,
+    option: str = "--jwt-secret",
 ) -> Signing:
     """The signing key for ``target``: the command line's ``secret`` or ``secret_file`` first,
     then ``[target]`` ``jwt_secret_file``, ``jwt_secret`` or ``jwt_private_key_file`` (RS256).
 
-    Raises :class:`ConfigError` for a file that cannot be read, an empty secret file, and a
-    private key that cannot sign an RS256 token.
+    Raises :class:`ConfigError` for both command-line options at once or an empty secret
+    (named as ``option`` and ``option-file``), a file that cannot be read, an empty secret
+    file, and a private key that cannot sign an RS256 token.
     """
-    if secret:
+    if secret is not None and secret_file is not None:
+        raise ConfigError(f"{option} and {option}-file are both given; pass one of them")
+    if secret is not None:
+        if not secret:
+            raise ConfigError(
+                f"{option} is empty; pass the secret the target verifies tokens with, or "
+                f"{option}-file with a file that holds it"
+            )
         return Signing(secret)
     path = secret_file or target.jwt_secret_file
     if path is not None:

@@ -126,7 +126,9 @@ def test_parse_expression(
         ("avgg <= 3s", "unknown aggregation 'avgg' in threshold expression 'avgg <= 3s'"),
         ("p(0) < 1s", "percentile '0' out of range"),
         ("p(101) < 1s", "expected p(N) with 0 < N <= 100"),
-        ("p(x) < 1s", "percentile 'x' out of range"),
+        ("p(x) < 1s", "percentile 'x' is not a number"),
+        ("avg <= -3s", "negative duration in threshold expression 'avg <= -3s'"),
+        ("value >= 1e999", "limit 1e999 in threshold expression 'value >= 1e999' is not a finite"),
         ("avg(5) < 1s", "aggregation 'avg' takes no argument"),
         ("avg 3s", "missing comparison operator in threshold expression 'avg 3s'"),
         ("value = 0", "use '==' for equality"),
@@ -156,6 +158,8 @@ def test_non_string_expression_is_an_error() -> None:
         ("response_time", "p(95) < 8", "needs a unit"),
         ("response_time", "count >= 10s", "write the limit .* as a bare number"),
         ("success", "rate >= 90ms", "not a duration"),
+        ("success", "rate >= 1.5", "'success' is a rate, a fraction from 0 to 1: .* 0.9"),
+        ("success", "rate > -0.1", "a fraction from 0 to 1"),
     ],
 )
 def test_aggregation_must_fit_the_metric_kind(metric: str, text: str, message: str) -> None:

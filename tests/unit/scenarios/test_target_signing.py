@@ -26,6 +26,16 @@ def test_command_line_then_secret_file_then_config(rsa_key_files: tuple[Path, Pa
     assert rs256.key == key_file.read_text()
 
 
+def test_both_command_line_options_or_an_empty_secret_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("from-file\n")
+    with pytest.raises(ConfigError, match="--jwt-secret and --jwt-secret-file are both given"):
+        signing(TargetConfig(), "cli", tmp_path / "secret")
+    with pytest.raises(ConfigError, match="--jwt-secret is empty"):
+        signing(TargetConfig(jwt_secret="cfg"), "")
+    with pytest.raises(ConfigError, match="--squall-jwt-secret is empty"):
+        signing(TargetConfig(), "", option="--squall-jwt-secret")
+
+
 def test_an_rs256_target_gets_tokens_its_public_key_verifies(
     rsa_key_files: tuple[Path, Path],
 ) -> None:
