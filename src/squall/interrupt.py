@@ -12,9 +12,12 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from types import FrameType
+from typing import IO
 
 
 @contextlib.contextmanager
@@ -40,25 +43,73 @@ def _raise_sigint(signum: int, frame: FrameType | None) -> None:
     signal.raise_signal(signal.SIGINT)
 
 
-def wait_for_child(argv: list[str]) -> int:
-    """Run ``argv`` and return its exit status, letting it finish when interrupted.
+@dataclass(frozen=True)
+class ChildExit:
+    """How a child run by :func:`wait_for_child` ended."""
+
+    #: Its exit status (negative: the signal that killed it).
+    status: int
+    #: Whether this process got Ctrl-C or SIGTERM while it waited.
+    stopped: bool
+
+
+def wait_for_child(
+    argv: list[str], *, rewrite_stderr: Callable[[str], str] | None = None
+) -> ChildExit:
+    """Run ``argv`` and return how it ended, letting it finish when interrupted.
 
     Ctrl-C reaches the child from the terminal (same process group), so this process only
     keeps waiting while the child writes what it has; a SIGTERM sent to this process is
-    passed on to the child as SIGINT, so it stops the same way.
+    passed on to the child as SIGINT, so it stops the same way. Either is noted in
+    :attr:`ChildExit.stopped`.
+
+    With ``rewrite_stderr``, the child's standard error comes through this process, each
+    line as that function returns it, as the child writes it.
     """
-    child = subprocess.Popen(argv)
+    child = subprocess.Popen(argv, stderr=subprocess.PIPE if rewrite_stderr else None)
+    relay = None
+    if rewrite_stderr is not None and child.stderr is not None:
+        relay = threading.Thread(
+            target=_relay_lines, args=(child.stderr, rewrite_stderr), daemon=True
+        )
+        relay.start()
     if threading.current_thread() is not threading.main_thread():
-        return child.wait()
+        return ChildExit(_wait(child, relay), stopped=False)
+    stopped = False
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopped
+        stopped = True
 
     def forward(signum: int, frame: FrameType | None) -> None:
+        note(signum, frame)
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(signal.SIGINT)
 
-    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous_int = signal.signal(signal.SIGINT, note)
     previous_term = signal.signal(signal.SIGTERM, forward)
     try:
-        return child.wait()
+        status = _wait(child, relay)
     finally:
         signal.signal(signal.SIGINT, previous_int)
         signal.signal(signal.SIGTERM, previous_term)
+    return ChildExit(status, stopped)
+
+
+#: How long to wait, once the child exited, for the rest of its standard error (a process
+#: it started and left running may keep the pipe open for good).
+RELAY_DRAIN_S = 2.0
+
+
+def _wait(child: subprocess.Popen[bytes], relay: threading.Thread | None) -> int:
+    status = child.wait()
+    if relay is not None:
+        relay.join(RELAY_DRAIN_S)
+    return status
+
+
+def _relay_lines(stream: IO[bytes], rewrite: Callable[[str], str]) -> None:
+    with stream:
+        for raw in iter(stream.readline, b""):
+            sys.stderr.write(rewrite(raw.decode(errors="replace")))
+            sys.stderr.flush()

@@ -111,9 +111,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # Registering a marker twice (pyproject also declares ``integration``) is harmless.
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
-    config.stash[_RESULTS] = SessionResults(
-        run_id=config.getoption("--squall-run-id"), started_at=time.time()
-    )
+    results = SessionResults(run_id=config.getoption("--squall-run-id"), started_at=time.time())
+    config.stash[_RESULTS] = results
+    config.pluginmanager.register(_SessionWatch(results), "squall-session-watch")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -140,9 +140,35 @@ class SessionResults:
     target: str | None = None
     results_dir: Path | None = None
     written: Path | None = None
+    #: Whether a KeyboardInterrupt (Ctrl-C, or SIGTERM passed on as one) ended the session.
+    interrupted: bool = False
+    #: The nodes (test files, packages) pytest failed to collect.
+    collection_errors: list[str] = field(default_factory=list)
 
 
 _RESULTS = pytest.StashKey[SessionResults]()
+
+
+class _SessionWatch:
+    """Hooks that note in the session's results how it went (registered per session: these
+    hooks are not given the config the results are kept in)."""
+
+    def __init__(self, results: SessionResults) -> None:
+        self.results = results
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        # pytest reports its own early stops here as well: Session.Interrupted (a
+        # KeyboardInterrupt: "N errors during collection", --stepwise) and pytest.exit().
+        # None of them is a Ctrl-C.
+        error = excinfo.value
+        if isinstance(error, KeyboardInterrupt) and not isinstance(
+            error, pytest.Session.Interrupted
+        ):
+            self.results.interrupted = True
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.results.collection_errors.append(report.nodeid or str(report.fspath))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -150,7 +176,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     results = session.config.stash.get(_RESULTS, None)
     if results is None or not (results.scenarios or results.run_id or results.unreachable):
         return
-    if int(exitstatus) == int(pytest.ExitCode.NO_TESTS_COLLECTED):
+    if not results.scenarios and int(exitstatus) in (
+        int(pytest.ExitCode.NO_TESTS_COLLECTED),
+        int(pytest.ExitCode.USAGE_ERROR),  # e.g. a bad -m expression, found while collecting
+    ):
         return  # nothing ran: no report, even with --squall-run-id
     from squall.report.files import new_run_id, write_report
     from squall.suite import SuiteReport
@@ -167,9 +196,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "scale": options.squall_scale,
             "target": results.target,
             "unreachable": results.unreachable,
+            "collection_errors": list(results.collection_errors),
         },
         finished_at=time.time(),
-        interrupted=int(exitstatus) == int(pytest.ExitCode.INTERRUPTED),
+        interrupted=results.interrupted,
     )
     results_dir = results.results_dir or _results_dir(session.config)
     results.written = write_report(report, results_dir) / "report.json"

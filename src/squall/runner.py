@@ -28,7 +28,7 @@ from squall.interrupt import sigterm_as_ctrl_c
 from squall.loopback import NotLoopback, require_loopback
 from squall.monitor.targets import missing_pids
 from squall.report.console import error_console, output_console
-from squall.report.files import new_run_id
+from squall.report.files import create_results_dir, new_run_id
 from squall.report.publish import publish
 from squall.report.summary import print_scenario
 from squall.scenarios.target import TargetInfo, lacks_signing_key, signing
@@ -242,16 +242,9 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
         )
         return EXIT_USAGE
     try:
-        # Now rather than when the finished run is written: a run that cannot be saved is
-        # not worth starting.
-        config.run.results_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        err.print(
-            f"[red]squall run: cannot create the results folder {escape(str(exc.filename))}: "
-            f"{escape(exc.strerror or str(exc))}; pass --results-dir a folder you can write "
-            "to[/red]",
-            highlight=False,
-        )
+        create_results_dir(config.run.results_dir)
+    except ConfigError as exc:
+        err.print(f"[red]squall run: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     run_id = new_run_id()
     folder = config.run.results_dir / run_id

@@ -5,15 +5,17 @@ and the plugin's session state never leak into the caller) with the squall
 plugin's options and a run id chosen here. The plugin writes every scenario
 the tests ran into ``<results dir>/<run id>/report.json``; this module reads
 that report back, prints the same summary as ``squall run`` and returns the
-same exit codes: 0 all held, 1 a test or threshold failed, 2 usage, 3 the
-services or the target could not be reached.
+same exit codes: 0 all held, 1 a test or threshold failed (or a test file could
+not be collected), 2 usage, 3 the services or the target could not be reached,
+130 interrupted.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from squall.metrics.result import metric_from_dict
 from squall.metrics.thresholds import ThresholdOutcome
 from squall.monitor.report import MonitorReport
 from squall.report.console import error_console, output_console
-from squall.report.files import new_run_id
+from squall.report.files import create_results_dir, new_run_id
 from squall.report.publish import EXIT_INTERRUPTED
 from squall.report.summary import print_scenario, print_summary
 from squall.scenarios.target import signing
@@ -109,19 +111,69 @@ def pytest_argv(request: TestRequest, *, run_id: str, results_dir: Path) -> list
     return argv
 
 
-def exit_code(pytest_status: int, report: Mapping[str, Any] | None) -> int:
-    """squall's exit code from pytest's and the report the plugin wrote."""
+def exit_code(
+    pytest_status: int, report: Mapping[str, Any] | None, *, stopped: bool = False
+) -> int:
+    """squall's exit code from pytest's, the report the plugin wrote and whether this process
+    got Ctrl-C or SIGTERM while pytest ran (``stopped``)."""
     config = (report or {}).get("config") or {}
     if config.get("unreachable"):
         return EXIT_UNREACHABLE
     if pytest_status in (_PYTEST_USAGE, _PYTEST_NO_TESTS):
         return EXIT_USAGE
-    if pytest_status == _PYTEST_INTERRUPTED:
+    if pytest_status != _PYTEST_OK and (stopped or (report or {}).get("interrupted")):
         return EXIT_INTERRUPTED
     if pytest_status != _PYTEST_OK:
+        # Including pytest's own "interrupted" without a Ctrl-C: it stopped by itself, on a
+        # test file that could not be collected, a --stepwise failure or a pytest.exit().
         return EXIT_FAILED
     verdict = (report or {}).get("verdict") or {}
     return EXIT_OK if verdict.get("ok", True) else EXIT_FAILED
+
+
+def _option_names(request: TestRequest) -> dict[str, str]:
+    """The pytest options squall set for ``request``, each with the ``squall test`` options
+    it was made of; not those the arguments after ``--`` set again (pytest uses those)."""
+    names = {}
+    made_of = [
+        name
+        for name, given in (("--category", request.categories), ("--marker", request.markers))
+        if given
+    ]
+    if made_of:
+        names["-m"] = "/".join(made_of)
+    if request.scenarios:
+        names["-k"] = "--scenario"
+    return {
+        option: name
+        for option, name in names.items()
+        if not any(
+            arg.startswith(option) and not arg.startswith("--") for arg in request.pytest_args
+        )
+    }
+
+
+# pytest prints a usage error as "ERROR: <message>", red on a terminal.
+_USAGE_LINE = re.compile(r"^(?:\x1b\[[0-9;]*m)*ERROR: ")
+
+
+def usage_error_translation(request: TestRequest) -> Callable[[str], str]:
+    """A line of pytest's standard error as ``squall test``'s user should read it: a usage
+    error that quotes an option squall set (``'-m'``) names the option typed (``--category``)."""
+    names = _option_names(request)
+
+    def translate(line: str) -> str:
+        if _USAGE_LINE.match(line):
+            for option, name in names.items():
+                line = line.replace(f"'{option}'", name)
+        return line
+
+    return translate
+
+
+def _collection_errors(report: Mapping[str, Any] | None) -> list[str]:
+    config = (report or {}).get("config") or {}
+    return [str(node) for node in config.get("collection_errors") or []]
 
 
 def report_from_dict(data: Mapping[str, Any]) -> SuiteReport:
@@ -181,10 +233,18 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
         err.print(f"[red]squall test: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     results_dir = request.results_dir or config.run.results_dir
+    try:
+        create_results_dir(results_dir)
+    except ConfigError as exc:
+        err.print(f"[red]squall test: {escape(str(exc))}[/red]", highlight=False)
+        return EXIT_USAGE
     run_id = new_run_id()
     argv = pytest_argv(request, run_id=run_id, results_dir=results_dir)
     console.print(f"squall test: pytest {' '.join(argv)}", highlight=False, markup=False)
-    status = wait_for_child([sys.executable, "-m", "pytest", *argv])
+    child = wait_for_child(
+        [sys.executable, "-m", "pytest", *argv], rewrite_stderr=usage_error_translation(request)
+    )
+    status = child.status
     if status == _PYTEST_NO_TESTS:
         # The plugin's report of no scenarios would read "PASSED"; nothing was tested.
         err.print(
@@ -192,15 +252,21 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
             "--marker and --scenario (and that the test files are under this folder)[/red]"
         )
         return EXIT_USAGE
+    if status == _PYTEST_USAGE:
+        err.print("[red]squall test: pytest refused its command line (above); no test ran[/red]")
+        return EXIT_USAGE
     path = results_dir / run_id / "report.json"
     data: dict[str, Any] | None = None
     if path.is_file():
         data = json.loads(path.read_text())
+    uncollected = _collection_errors(data)
+    if data is not None:
         report = report_from_dict(data)
         unreachable = report.config.get("unreachable")
-        if report.scenarios or not unreachable:
-            # With nothing run because a service was out of reach, the summary's verdict
-            # would read "PASSED: 0 passed"; the error below says what happened instead.
+        if report.scenarios or not (unreachable or uncollected):
+            # With nothing run because a service was out of reach or a test file could not
+            # be collected, the summary's verdict would read "PASSED: 0 passed"; the error
+            # below says what happened instead.
             for outcome in report.scenarios:
                 print_scenario(console, outcome)
             print_summary(console, report)
@@ -209,4 +275,10 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
             err.print(f"[red]squall test: {escape(str(unreachable))}[/red]")
     else:
         console.print("squall test: the selected tests ran no squall scenario (no report)")
-    return exit_code(status, data)
+    if uncollected:
+        err.print(
+            f"[red]squall test: pytest could not collect {escape(', '.join(uncollected))} "
+            "(see its errors above)[/red]",
+            highlight=False,
+        )
+    return exit_code(status, data, stopped=child.stopped)

@@ -62,7 +62,18 @@ def test_the_child_gets_sigint_for_a_sigterm_and_ctrl_c_leaves_it_to_finish(
     # Ctrl-C first: only this process gets it here, and it must not stop waiting; then a
     # SIGTERM, which the child receives as SIGINT and exits 7 on.
     thread = _signal_self_when_ready(ready, signal.SIGINT, signal.SIGTERM)
-    status = wait_for_child([sys.executable, str(script), str(ready)])
+    child = wait_for_child([sys.executable, str(script), str(ready)])
     thread.join(5)
-    assert status == 7
+    assert child.status == 7
+    assert child.stopped
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_the_childs_standard_error_comes_through_rewritten_line_by_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    script = "import sys; sys.stderr.write('one -m\\ntwo -m\\n'); sys.exit(3)"
+    child = wait_for_child([sys.executable, "-c", script], rewrite_stderr=str.upper)
+    assert child.status == 3
+    assert not child.stopped
+    assert capsys.readouterr().err == "ONE -M\nTWO -M\n"

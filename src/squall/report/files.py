@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from squall.config import ConfigError
 from squall.report.html import report_html
 from squall.report.junit import junit_xml
 from squall.report.openmetrics import openmetrics_text
@@ -27,6 +28,18 @@ def new_run_id(now: float | None = None) -> str:
     """Sortable and unique: ``20261125-183012-3fa9``."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     return f"{stamp}-{secrets.token_hex(2)}"
+
+
+def create_results_dir(results_dir: Path) -> None:
+    """Create the results folder before a run starts (a run that cannot be saved is not worth
+    starting); :class:`~squall.config.ConfigError` naming the folder and the fix otherwise."""
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the results folder {exc.filename}: {exc.strerror or exc}; "
+            "pass --results-dir a folder you can write to"
+        ) from None
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -103,6 +103,47 @@ def test_a_run_id_always_writes_a_report(pytester: pytest.Pytester, tmp_path: Pa
     result.stdout.fnmatch_lines([f"squall results: {path}"])
 
 
+RUN_ID = "20260101-000000-abcd"
+
+
+def _report_options(tmp_path: Path) -> list[str]:
+    return [f"--squall-run-id={RUN_ID}", f"--squall-results-dir={tmp_path}"]
+
+
+def test_a_test_file_that_does_not_import_is_named_and_is_no_interruption(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    pytester.makepyfile(
+        test_broken="def test_x(:\n    pass\n", test_fine="def test_ok():\n    pass\n"
+    )
+    result = pytester.runpytest(*_report_options(tmp_path))
+    # pytest's own status for it is "interrupted"
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    report = json.loads((tmp_path / RUN_ID / "report.json").read_text())
+    assert report["config"]["collection_errors"] == ["test_broken.py"]
+    assert report["interrupted"] is False
+
+
+def test_a_keyboard_interrupt_is_recorded_as_the_interruption(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    pytester.makepyfile("def test_ctrl_c():\n    raise KeyboardInterrupt\n")
+    result = pytester.runpytest_inprocess(*_report_options(tmp_path), no_reraise_ctrlc=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    report = json.loads((tmp_path / RUN_ID / "report.json").read_text())
+    assert report["interrupted"] is True
+    assert report["config"]["collection_errors"] == []
+
+
+def test_no_report_when_pytest_refuses_the_command_line(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    result = pytester.runpytest(*_report_options(tmp_path), "-m", "bad (")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert not (tmp_path / RUN_ID).exists()
+
+
 def test_no_report_when_no_squall_test_ran(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_ok():\n    pass\n")
     result = pytester.runpytest()

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from squall.cli import main
-from squall.testrunner import TestRequest, exit_code, marker_expression, pytest_argv
+from squall.testrunner import (
+    TestRequest,
+    exit_code,
+    marker_expression,
+    pytest_argv,
+    usage_error_translation,
+)
 
 DOCS_EXAMPLE = Path(__file__).with_name("test_docs_example.py")
 
@@ -63,12 +69,59 @@ def test_pytest_argv_carries_the_plugin_options() -> None:
         (1, {"config": {"unreachable": "no PostgreSQL"}}, 3),
         (4, None, 2),
         (5, None, 2),
-        (2, None, 130),
+        (2, {"interrupted": True}, 130),
+        # pytest's status 2 without a Ctrl-C: it stopped by itself (a test file that does not
+        # import): a failure, not an interruption
+        (2, {"interrupted": False, "config": {"collection_errors": ["test_x.py"]}}, 1),
+        (2, None, 1),
         (0, None, 0),
     ],
 )
 def test_exit_codes_match_squall_run(status: int, report: dict | None, expected: int) -> None:
     assert exit_code(status, report) == expected
+
+
+def test_a_ctrl_c_or_sigterm_this_process_got_is_an_interruption() -> None:
+    assert exit_code(2, None, stopped=True) == 130
+    assert exit_code(-2, None, stopped=True) == 130  # pytest died of the SIGINT
+    assert exit_code(0, {"verdict": {"ok": True}}, stopped=True) == 0  # it finished anyway
+
+
+@pytest.mark.parametrize(
+    ("request_", "line", "expected"),
+    [
+        (
+            TestRequest(categories=("a",)),
+            "ERROR: Wrong expression passed to '-m': bad (: at column 6: expected identifier\n",
+            "ERROR: Wrong expression passed to --category: bad (: at column 6: expected "
+            "identifier\n",
+        ),
+        (
+            TestRequest(categories=("a",), markers=("b",)),
+            "\x1b[31mERROR: Unknown marker(s) in '-m' expression: b.\n",
+            "\x1b[31mERROR: Unknown marker(s) in --category/--marker expression: b.\n",
+        ),
+        (
+            TestRequest(scenarios=("x",)),
+            "ERROR: Wrong expression passed to '-k': x\n",
+            "ERROR: Wrong expression passed to --scenario: x\n",
+        ),
+        # the -m after -- is the one pytest used: the message is about it
+        (
+            TestRequest(categories=("a",), pytest_args=("-m", "b (")),
+            "ERROR: Wrong expression passed to '-m': b (\n",
+            "ERROR: Wrong expression passed to '-m': b (\n",
+        ),
+        # squall set no -m
+        (TestRequest(), "ERROR: Wrong expression passed to '-m': x\n", None),
+        # not a usage error: left as the tests wrote it
+        (TestRequest(categories=("a",)), "the '-m' option\n", None),
+    ],
+)
+def test_pytest_usage_errors_name_the_options_typed(
+    request_: TestRequest, line: str, expected: str | None
+) -> None:
+    assert usage_error_translation(request_)(line) == (line if expected is None else expected)
 
 
 def test_missing_test_file_is_a_usage_error(tmp_path: Path) -> None:
@@ -144,7 +197,90 @@ def test_no_collected_tests_is_a_usage_error_not_a_pass(
     captured = capsys.readouterr()
     assert "pytest collected no tests" in " ".join(captured.err.split())
     assert "PASSED" not in captured.out
-    assert not (tmp_path / "out").exists()  # no report of a run where nothing ran
+    assert not any((tmp_path / "out").iterdir())  # no report of a run where nothing ran
+
+
+def _squall_test(tmp_path: Path, *options: str) -> int:
+    return main(
+        ["test", *options, "--results-dir", str(tmp_path / "out"), "--", "-p", "no:cacheprovider"]
+    )
+
+
+def test_a_test_file_that_does_not_import_fails_and_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "test_syntax.py").write_text("def test_x(:\n    pass\n")
+    code = _squall_test(tmp_path, "--test-file", "test_syntax.py")
+    captured = capsys.readouterr()
+    assert code == 1, captured.out
+    assert "pytest could not collect test_syntax.py" in " ".join(captured.err.split())
+    assert "PASSED" not in captured.out
+    assert "interrupted" not in captured.out
+
+
+def test_a_ctrl_c_in_the_tests_is_still_an_interruption(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    # The signal a terminal's Ctrl-C sends, to pytest alone: this process sees none.
+    (tmp_path / "test_ctrl_c.py").write_text(
+        "import os, signal\n\ndef test_ctrl_c():\n    os.kill(os.getpid(), signal.SIGINT)\n"
+    )
+    code = _squall_test(tmp_path, "--test-file", "test_ctrl_c.py")
+    captured = capsys.readouterr()
+    assert code == 130, captured.out
+    assert "interrupted" in captured.out
+
+
+def test_a_results_folder_that_cannot_be_created_stops_before_pytest_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "test_ok.py").write_text("def test_ok():\n    pass\n")
+    (tmp_path / "taken").write_text("a file where the folder would go\n")
+    code = main(["test", "--test-file", "test_ok.py", "--results-dir", "taken/out"])
+    captured = capsys.readouterr()
+    assert code == 2
+    err = " ".join(captured.err.split())
+    assert "cannot create the results folder taken/out: Not a directory" in err
+    assert "pass --results-dir a folder you can write to" in err
+    assert "pytest" not in captured.out
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--category", "bad ("],
+            "ERROR: Wrong expression passed to --category: bad (: at column 6",
+        ),
+        (["--scenario", "x or"], "ERROR: Wrong expression passed to --scenario: x or:"),
+        (["--", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_a_pytest_usage_error_is_a_usage_error_without_a_summary(
+    options: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "test_ok.py").write_text("def test_ok():\n    pass\n")
+    code = main(
+        ["test", "--test-file", "test_ok.py", "--results-dir", "out", *options]
+        + ([] if "--" in options else ["--"])
+        + ["-p", "no:cacheprovider"]
+    )
+    captured = capsys.readouterr()
+    assert code == 2, captured.out
+    assert message in captured.err
+    assert "'-m'" not in captured.err
+    assert "'-k'" not in captured.err
+    assert "pytest refused its command line" in captured.err
+    assert "PASSED" not in captured.out
+    assert "ran no squall scenario" not in captured.out
 
 
 @pytest.mark.integration
