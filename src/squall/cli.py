@@ -57,12 +57,33 @@ ToleranceOption = Annotated[
 ]
 
 
+def _print_version(given: bool) -> None:
+    if given:
+        from squall import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print squall's version and exit (as `squall version`).",
+        ),
+    ] = False,
+) -> None:
+    """High-load performance and race-condition testing for real-time backends."""
+
+
 @app.command()
 def version() -> None:
     """Print squall's version."""
-    from squall import __version__
-
-    typer.echo(__version__)
+    _print_version(True)
 
 
 @app.command("run")

@@ -348,8 +348,9 @@ class _Builder:
 
     def error(self, keys: tuple[str, ...], value: Any, expected: str) -> ConfigError:
         section = ".".join(keys[:-1])
+        where = f"in [{section}]" if section else "at the top level"
         return ConfigError(
-            f"invalid value {value!r} for {keys[-1]!r} in [{section}] ({self.origin(keys)}); "
+            f"invalid value {value!r} for {keys[-1]!r} {where} ({self.origin(keys)}); "
             f"expected {expected}"
         )
 
@@ -433,7 +434,13 @@ class _Builder:
         return tuple(value)
 
     def integers(
-        self, data: Mapping[str, Any], keys: tuple[str, ...], *, low: int, high: int
+        self,
+        data: Mapping[str, Any],
+        keys: tuple[str, ...],
+        *,
+        low: int,
+        high: int,
+        example: str,
     ) -> tuple[int, ...]:
         value = data.get(keys[-1], [])
         if isinstance(value, int) and not isinstance(value, bool):
@@ -441,7 +448,7 @@ class _Builder:
         if not isinstance(value, list) or not all(
             isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in value
         ):
-            raise self.error(keys, value, f"a list of integers in {low}..{high}, e.g. [8000]")
+            raise self.error(keys, value, f"a list of integers in {low}..{high}, e.g. {example}")
         return tuple(value)
 
     def duration(self, data: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:
@@ -538,8 +545,8 @@ class _Builder:
         k = ("monitor",)
         return MonitorConfig(
             interval_s=self.number(data, (*k, "interval_s"), MonitorConfig.interval_s, minimum=0.0),
-            pids=self.integers(data, (*k, "pids"), low=1, high=2**31),
-            ports=self.integers(data, (*k, "ports"), low=1, high=65535),
+            pids=self.integers(data, (*k, "pids"), low=1, high=2**31 - 1, example="[12345]"),
+            ports=self.integers(data, (*k, "ports"), low=1, high=65535, example="[8000]"),
         )
 
     def results(self, raw: Mapping[str, Any]) -> ResultsConfig:

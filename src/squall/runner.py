@@ -347,7 +347,7 @@ def _run(
         "duration_s": config.run.duration_s,
         "processes": config.run.processes,
         "workers": config.run.workers,
-        "target": None if target is None else target.ws_url,
+        "target": None if target is None else redact(target.ws_url),
         "adapter": None if target is None else target.adapter,
         "config_file": str(config.source) if config.source else None,
     }

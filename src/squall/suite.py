@@ -55,6 +55,7 @@ from squall.scenarios import (
 from squall.scenarios.target import TargetInfo, scaled
 from squall.services import Endpoints
 from squall.store.history_log import HistoryLog
+from squall.urls import redact
 
 REPORT_SCHEMA = "squall.report/1"
 
@@ -510,9 +511,17 @@ def select(names: Sequence[str]) -> list[SuiteEntry]:
         return list(SCENARIOS.values())
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
+        # `--set run.scenarios=[db_race]` is not TOML (no quotes), so it arrives as one name.
+        bracketed = any(n.startswith("[") for n in unknown)
+        hint = (
+            '; a list in --set needs quoted names, run.scenarios=["db_race"], or write '
+            "them bare with commas, run.scenarios=db_race,redis_locks"
+            if bracketed
+            else ""
+        )
         raise UnknownScenario(
             f"unknown scenario(s) {', '.join(unknown)}; "
-            f"choose from {', '.join(SCENARIOS)} (or omit --scenario to run them all)"
+            f"choose from {', '.join(SCENARIOS)} (or omit --scenario to run them all){hint}"
         )
     return [SCENARIOS[n] for n in names]
 
@@ -622,7 +631,7 @@ def check_reachable(url: str, timeout: float = 3.0) -> None:
             return
     except OSError as exc:
         raise TargetUnreachable(
-            f"target {url} is unreachable: {exc.strerror or exc}; "
+            f"target {redact(url)} is unreachable: {exc.strerror or exc}; "
             "check that it runs and that --target names its host and port"
         ) from exc
 

@@ -637,12 +637,12 @@ async def connect(
         ) from None
     except picows.WSHandshakeError as exc:
         status = int(exc.response.status) if exc.response is not None else None
+        if status is None:
+            why = f"no HTTP response came back: {exc}; is it a WebSocket server, on that port?"
+        else:
+            why = f"HTTP {status}: {exc}; check the URL and the Authorization header / token"
         raise socket._record(
-            ConnectError(
-                f"{url}: WebSocket upgrade refused (HTTP {status}): {exc}; check the URL "
-                "and the Authorization header / token",
-                status,
-            )
+            ConnectError(f"{url}: WebSocket upgrade refused ({why})", status)
         ) from exc
     except OSError as exc:
         if exc.errno == errno.EMFILE:

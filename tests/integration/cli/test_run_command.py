@@ -83,6 +83,12 @@ def test_unreachable_target_exits_3_with_one_line(
     assert code == 3
     assert "ws://127.0.0.1:1/v1/ws is unreachable" in err
     assert len(err.strip().splitlines()) <= 3
+    # A password in the URL is not printed back.
+    common = ["--jwt-secret", "secret", "--results-dir", str(tmp_path)]
+    assert main(["run", "--target", "ws://user:hunter2@127.0.0.1:1/v1/ws", *common]) == 3
+    err = capsys.readouterr().err
+    assert "ws://user:***@127.0.0.1:1/v1/ws is unreachable" in err
+    assert "hunter2" not in err
 
 
 def test_a_target_that_never_answers_fails_even_when_the_run_is_capped(

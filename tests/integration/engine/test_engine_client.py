@@ -17,7 +17,13 @@ import pytest
 from engine_echo_server import echo_server
 
 from squall.engine.client import WebSocket, connect
-from squall.engine.errors import ConnectionClosed, MessageTimeout, SendTimeout, UnexpectedMessage
+from squall.engine.errors import (
+    ConnectError,
+    ConnectionClosed,
+    MessageTimeout,
+    SendTimeout,
+    UnexpectedMessage,
+)
 from squall.metrics.recorder import Recorder
 
 pytestmark = pytest.mark.integration
@@ -311,3 +317,25 @@ async def test_a_sessions_sockets_measure_a_late_iterations_first_request_from_i
     assert late.min >= 1.99  # 3 significant digits
     assert following.count == 2
     assert following.max < 1.0
+
+
+async def test_a_server_that_answers_the_upgrade_with_no_http_is_named_so() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SSH-2.0-not-http\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    recorder = Recorder()
+    try:
+        with pytest.raises(ConnectError) as caught:
+            await connect(f"ws://127.0.0.1:{port}/", recorder, time.monotonic, timeout=5.0)
+    finally:
+        server.close()
+        await server.wait_closed()
+    message = str(caught.value)
+    assert "WebSocket upgrade refused (no HTTP response came back: " in message, message
+    assert "is it a WebSocket server, on that port?" in message
+    assert "None" not in message

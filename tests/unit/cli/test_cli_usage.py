@@ -19,6 +19,8 @@ from squall.suite import select, uses_target
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["version"]) == 0
     assert capsys.readouterr().out.strip() == __version__
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == __version__
 
 
 def test_bad_option_value_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -295,3 +297,10 @@ def test_names_are_echoed_as_given_not_as_emoji(capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err
     assert "unknown scenario(s) :fire:" in err
     assert "\N{FIRE}" not in err
+
+
+def test_an_unquoted_list_in_set_gets_a_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--set", "run.scenarios=[db_race]", "--results-db", "off"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "unknown scenario(s) [db_race]" in err
+    assert 'a list in --set needs quoted names, run.scenarios=["db_race"]' in err
