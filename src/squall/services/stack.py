@@ -97,12 +97,18 @@ def _require_scheme(url: str, schemes: Sequence[str], setting: str, service: str
         raise ServiceUrlError(f"{exc}, or unset it to use the embedded {service}.") from None
 
 
+def _reason(exc: BaseException) -> str:
+    """``exc``'s message as a clause for a sentence the caller ends: without its own final
+    period (redis-py ends its connection errors with one), or its type when it has none."""
+    return (str(exc) or type(exc).__name__).rstrip(".")
+
+
 async def _check_postgres(url: str) -> None:
     try:
         conn = await asyncpg.connect(url, timeout=5)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise ServiceUnavailable(
-            f"cannot reach PostgreSQL at {redact(url)}: {exc}. "
+            f"cannot reach PostgreSQL at {redact(url)}: {_reason(exc)}. "
             "Start it, fix DATABASE_URL, or unset DATABASE_URL to use the embedded server."
         ) from exc
     await conn.close()
@@ -114,7 +120,7 @@ async def _check_redis(url: str) -> None:
         await client.ping()
     except (OSError, aioredis.RedisError) as exc:
         raise ServiceUnavailable(
-            f"cannot reach Redis at {redact(url)}: {exc}. "
+            f"cannot reach Redis at {redact(url)}: {_reason(exc)}. "
             "Start it, fix REDIS_URL, or unset REDIS_URL to use the embedded server."
         ) from exc
     finally:
@@ -140,7 +146,7 @@ def create_database(server_url: str, prefix: str = "squall") -> str:
         asyncio.run(create())
     except asyncpg.PostgresError as exc:
         raise ServiceUnavailable(
-            f"cannot create a database on {redact(server_url)}: {exc}. squall gives the "
+            f"cannot create a database on {redact(server_url)}: {_reason(exc)}. squall gives the "
             "platform a fresh database of its own: grant the role CREATEDB, or unset "
             "DATABASE_URL to use the embedded server."
         ) from exc
