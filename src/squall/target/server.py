@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import logging
 import multiprocessing
 import os
@@ -284,6 +285,33 @@ class CannotListen(OSError):
     """The platform's port cannot be bound; the message names the address and the fix."""
 
 
+#: Where to point ``--host`` instead of an address this machine does not have.
+_HOST_FIX = (
+    "pass an address of this machine to --host, such as 127.0.0.1 (reachable from this "
+    "machine only) or 0.0.0.0 (every interface)"
+)
+
+
+def listen_problem(host: str, port: int, exc: OSError) -> str:
+    """Why ``host:port`` cannot be bound (``exc``), with the fix: a host that is no address
+    of this machine (or no address at all) is named as such; a port another process holds,
+    or a privileged one, as that."""
+    where = f"cannot listen on {host}:{port}: {exc.strerror}"
+    if isinstance(exc, socket.gaierror):
+        return f"{where}: {host!r} is not a name this machine can resolve; {_HOST_FIX}"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{where}: {host} is not an address of this machine; {_HOST_FIX}"
+    if exc.errno == errno.EACCES:
+        return (
+            f"{where}: this user may not listen on port {port} (a port below 1024 needs "
+            "privileges); choose another --port (0 picks a free one)"
+        )
+    return (
+        f"{where}; choose another --port (0 picks a free one) or --host, or stop the "
+        "process that holds it"
+    )
+
+
 def listen_socket(host: str, port: int) -> socket.socket:
     """The socket every worker accepts on, bound as uvicorn binds one (``SO_REUSEADDR``,
     inheritable), or :class:`CannotListen` with the address and the fix."""
@@ -293,11 +321,7 @@ def listen_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise CannotListen(
-            exc.errno,
-            f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port "
-            "(0 picks a free one) or --host, or stop the process that holds it",
-        ) from exc
+        raise CannotListen(exc.errno, listen_problem(host, port, exc)) from exc
     sock.set_inheritable(True)
     return sock
 

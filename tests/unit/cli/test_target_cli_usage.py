@@ -52,3 +52,22 @@ def test_serve_refuses_an_unusable_public_key_before_any_worker(
     assert "SQUALL_JWT_PUBLIC_KEY_FILE=" in err
     assert "holds no PEM RSA key" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("host", "problem"),
+    [
+        ("192.0.2.1", "192.0.2.1 is not an address of this machine"),
+        ("notahost.invalid", "'notahost.invalid' is not a name this machine can resolve"),
+    ],
+)
+def test_serve_names_a_host_that_is_not_this_machines(
+    host: str, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["target", "serve", "--host", host, "--port", "0"]) == 3
+    err = _err(capsys)
+    assert err.startswith(f"squall target: cannot listen on {host}:0: ")
+    assert problem in err
+    assert "pass an address of this machine to --host, such as 127.0.0.1" in err
+    assert "--port" not in err
+    assert "stop the process that holds it" not in err
