@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
-from squall.target.settings import Settings, SettingsError
+from squall.target.settings import Settings, SettingsError, unknown_variables
 
 app = typer.Typer(help="The reference agent platform.", no_args_is_help=True)
 
 
 def _settings() -> Settings:
+    """The settings of the environment, after a warning for each ``SQUALL_*`` variable
+    nothing reads; a refusal is exit code 2."""
+    for warning in unknown_variables(os.environ):
+        typer.echo(f"squall target: warning: {warning}", err=True)
     try:
         return Settings.from_env()
     except SettingsError as exc:

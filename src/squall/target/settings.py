@@ -1,13 +1,17 @@
 """The platform's configuration, read from ``SQUALL_*`` environment variables.
 
 Worker processes are separate interpreters, so the environment is the one
-channel every worker reads identically. ``Settings.from_env`` names the variable
-and the expected form of any value it cannot parse.
+channel every worker reads identically. ``Settings.from_env`` names the variable,
+the value and the expected form of any value it cannot parse or use (every numeric
+setting has its range, :data:`RANGES`); :func:`unknown_variables` names the
+``SQUALL_*`` variables nothing reads.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -26,11 +30,49 @@ DEV_JWT_SECRET = "squall-dev-secret-change-me"
 MIN_JWT_SECRET_BYTES = 32
 #: The URL schemes asyncpg and redis-py take for the two servers.
 URL_SCHEMES = {"database_url": POSTGRES_SCHEMES, "redis_url": REDIS_SCHEMES}
+#: The URL schemes of an OpenAI-compatible server (``SQUALL_OPENAI_BASE_URL``).
+HTTP_SCHEMES = ("http", "https")
 KNOWN_FAULTS = frozenset({"naive_billing", "no_fencing", "broadcast_events"})
+#: The largest integer setting: PostgreSQL's bigint, which credits are stored as and which
+#: the counts the database compares against (queue bound, history, retention) are sent as.
+MAX_INTEGER = 2**63 - 1
+#: The longest shutdown grace, a day: the supervisor waits that long (and a little more)
+#: for each worker with poll(2), whose timeout in milliseconds is a C int (about 24 days).
+MAX_SHUTDOWN_GRACE_S = 86_400
+#: The longest an empty rate-limit bucket may take to refill (``SQUALL_MESSAGE_BURST`` /
+#: ``SQUALL_MESSAGES_PER_SECOND``), a year: its Redis key expires after that time, which
+#: the rate limiter's script passes to Redis in milliseconds, refused from about 10**17.
+MAX_REFILL_S = 365 * 86_400
+#: ``SQUALL_*`` variables that other parts of squall read: not platform settings, and not
+#: misspelt ones (``squall run`` and ``squall history``; the test suite and its Makefile).
+OTHER_SQUALL_VARIABLES = frozenset(
+    {"SQUALL_RESULTS_DB", "SQUALL_TEST_SCALE", "SQUALL_TEST_TIME_SCALE"}
+)
+#: Names tried for what are options of ``squall target serve``, not settings.
+SERVE_OPTIONS = {"SQUALL_WORKERS": "--workers", "SQUALL_PORT": "--port", "SQUALL_HOST": "--host"}
 
 
 class SettingsError(ValueError):
     """An environment variable holds a value the platform cannot use."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting takes: finite, from ``least`` (``least`` itself only
+    when not ``above``) up to ``most``; ``expected`` says so in a refusal."""
+
+    least: float
+    expected: str
+    above: bool = False
+    most: float = math.inf
+
+    def takes(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        return (value > self.least if self.above else value >= self.least) and value <= self.most
+
+
+POSITIVE_INTEGER = Range(1, "a positive integer")
 
 
 @dataclass(frozen=True)
@@ -150,52 +192,17 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:
-        positive = (
-            "max_frame_bytes",
-            "max_content_chars",
-            "max_sockets_per_user",
-            "redis_max_connections",
-            "message_burst",
-            "socket_send_queue",
-            "run_concurrency",
-            "max_queued_per_thread",
-            "lock_ttl_ms",
-            "replay_retention_events",
-            "model_answer_tokens",
-            "stream_chunk_tokens",
-            "context_budget_tokens",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise SettingsError(
-                    f"{self.env_name(name)}={getattr(self, name)!r}: expected a positive integer"
-                )
-        for name in ("redis_pool_timeout_s", "worker_restart_window_s"):
-            if getattr(self, name) <= 0:
-                raise SettingsError(
-                    f"{self.env_name(name)}={getattr(self, name)!r}: expected a positive "
-                    "number of seconds"
-                )
-        for name in (
-            "database_outage_wait_s",
-            "redis_outage_wait_s",
-            "submit_outage_wait_s",
-            "socket_write_timeout_s",
-        ):
-            if getattr(self, name) < 0:
-                raise SettingsError(
-                    f"{self.env_name(name)}={getattr(self, name)!r}: expected a number of "
-                    "seconds, 0 or more"
-                )
-        if self.worker_restarts < 0:
+        for name, allowed in RANGES.items():
+            value = getattr(self, name)
+            if not allowed.takes(value):
+                raise SettingsError(f"{self.env_name(name)}={value!r}: expected {allowed.expected}")
+        refill_s = self.message_burst / self.messages_per_second
+        if refill_s > MAX_REFILL_S:
             raise SettingsError(
-                f"SQUALL_WORKER_RESTARTS={self.worker_restarts!r}: expected 0 (never replace "
-                "a dead worker) or a positive integer"
-            )
-        if self.db_pool_size < 0:
-            raise SettingsError(
-                f"SQUALL_DB_POOL_SIZE={self.db_pool_size!r}: expected 0 (sized from "
-                "SQUALL_RUN_CONCURRENCY) or a positive integer"
+                f"SQUALL_MESSAGE_BURST={self.message_burst!r} at SQUALL_MESSAGES_PER_SECOND="
+                f"{self.messages_per_second!r}: an empty bucket would take {refill_s:g} s to "
+                f"refill; expected at most {MAX_REFILL_S} s (a year): raise "
+                "SQUALL_MESSAGES_PER_SECOND or lower SQUALL_MESSAGE_BURST"
             )
         unknown = {f.strip() for f in self.faults.split(",") if f.strip()} - KNOWN_FAULTS
         if unknown:
@@ -209,6 +216,9 @@ class Settings:
                 raise SettingsError(
                     f"{self.env_name(name)} (or {name.upper()} when that is unset): {problem}"
                 )
+        problem = url_problem(self.openai_base_url, HTTP_SCHEMES, host_required=True)
+        if problem is not None:
+            raise SettingsError(f"SQUALL_OPENAI_BASE_URL: {problem}")
         secret_bytes = len(self.jwt_secret.encode())
         if (
             self.jwt_algorithm == "HS256"
@@ -227,6 +237,69 @@ class Settings:
             )
 
 
+#: The range of every numeric setting.
+RANGES: dict[str, Range] = {
+    "redis_max_connections": POSITIVE_INTEGER,
+    "redis_pool_timeout_s": Range(0, "a finite number of seconds > 0", above=True),
+    "db_pool_size": Range(0, "0 (sized from SQUALL_RUN_CONCURRENCY) or a positive integer"),
+    "max_frame_bytes": POSITIVE_INTEGER,
+    "max_content_chars": POSITIVE_INTEGER,
+    "max_sockets_per_user": POSITIVE_INTEGER,
+    "messages_per_second": Range(0, "a finite number of messages per second > 0", above=True),
+    "message_burst": POSITIVE_INTEGER,
+    "socket_send_queue": POSITIVE_INTEGER,
+    "socket_write_timeout_s": Range(0, "a finite number of seconds, 0 (never) or more"),
+    "run_concurrency": POSITIVE_INTEGER,
+    "max_queued_per_thread": POSITIVE_INTEGER,
+    "run_cost": Range(0, "0 (runs are free) or a positive integer"),
+    "initial_credits": Range(0, "0 (a new account starts with none) or a positive integer"),
+    "lock_ttl_ms": POSITIVE_INTEGER,
+    "database_outage_wait_s": Range(0, "a finite number of seconds, 0 or more"),
+    "redis_outage_wait_s": Range(0, "a finite number of seconds, 0 or more"),
+    "submit_outage_wait_s": Range(0, "a finite number of seconds, 0 or more"),
+    "replay_retention_events": POSITIVE_INTEGER,
+    "model_ttft_ms": Range(0, "a finite number of milliseconds, 0 or more"),
+    "model_tokens_per_second": Range(
+        0, "a finite number of tokens per second, 0 (no pacing) or more"
+    ),
+    "model_answer_tokens": POSITIVE_INTEGER,
+    "stream_chunk_tokens": POSITIVE_INTEGER,
+    "context_budget_tokens": POSITIVE_INTEGER,
+    "history_messages": POSITIVE_INTEGER,
+    "shutdown_grace_s": Range(
+        0,
+        f"a number of seconds from 0 to {MAX_SHUTDOWN_GRACE_S} (a day)",
+        most=MAX_SHUTDOWN_GRACE_S,
+    ),
+    "worker_restarts": Range(0, "0 (never replace a dead worker) or a positive integer"),
+    "worker_restart_window_s": Range(0, "a finite number of seconds > 0", above=True),
+}
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ``SQUALL_*`` variable of ``environ`` that nothing in squall reads
+    (a misspelt setting, say), naming the close setting or the option meant; the values
+    are not shown, as they may be secrets."""
+    settings = {f.name.upper(): Settings.env_name(f.name) for f in fields(Settings)}
+    known = {*settings.values(), *OTHER_SQUALL_VARIABLES}
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith("SQUALL_") or name in known:
+            continue
+        if name in SERVE_OPTIONS:
+            hint = f"use the {SERVE_OPTIONS[name]} option of squall target serve"
+        else:
+            # Matched without the prefix every name shares, which would make any two close.
+            close = difflib.get_close_matches(name.removeprefix("SQUALL_"), settings, 1, 0.7)
+            hint = (
+                f"did you mean {settings[close[0]]}?"
+                if close
+                else "docs/configuration.md lists the settings"
+            )
+        warnings.append(f"{name} is not a setting of the platform and is ignored; {hint}")
+    return warnings
+
+
 def _parse(name: str, raw: str, hint: Any) -> Any:
     choices = get_args(hint)
     if choices:
@@ -234,11 +307,17 @@ def _parse(name: str, raw: str, hint: Any) -> Any:
             raise SettingsError(f"{name}={raw!r}: expected one of {', '.join(choices)}")
         return raw
     try:
-        if hint is int:
-            return int(raw)
         if hint is float:
             return float(raw)
+        if hint is not int:
+            return raw
+        value = int(raw)
     except ValueError:
         kind = "an integer" if hint is int else "a number"
         raise SettingsError(f"{name}={raw!r}: expected {kind}") from None
-    return raw
+    if not -MAX_INTEGER - 1 <= value <= MAX_INTEGER:
+        raise SettingsError(
+            f"{name}={raw!r}: expected an integer from {-MAX_INTEGER - 1} to {MAX_INTEGER} "
+            "(64 bits)"
+        )
+    return value

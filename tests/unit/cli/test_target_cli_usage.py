@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,46 @@ def test_serve_refuses_an_unusable_public_key_before_any_worker(
     assert "SQUALL_JWT_PUBLIC_KEY_FILE=" in err
     assert "holds no PEM RSA key" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SQUALL_MESSAGES_PER_SECOND", "0"),
+        ("SQUALL_RUN_COST", "-1"),
+        ("SQUALL_SOCKET_WRITE_TIMEOUT_S", "nan"),
+        ("SQUALL_OPENAI_BASE_URL", "garbage"),
+    ],
+)
+def test_serve_refuses_a_setting_out_of_range_before_anything_starts(
+    variable: str, value: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, value)
+    # --host is no address of this machine: were the setting taken, serve would exit 3.
+    assert main(["target", "serve", "--host", "192.0.2.1", "--port", "0"]) == 2
+    err = _err(capsys)
+    assert err.startswith(f"squall target: {variable}")
+    assert "expected" in err or "is needed" in err
+    assert "cannot listen" not in err
+
+
+def test_serve_warns_of_each_variable_nothing_reads(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [name for name in os.environ if name.startswith("SQUALL_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SQUALL_WORKERS", "4")
+    monkeypatch.setenv("SQUALL_MESAGES_PER_SECOND", "3")
+    monkeypatch.setenv("SQUALL_RESULTS_DB", "off")
+    assert main(["target", "serve", "--host", "192.0.2.1", "--port", "0"]) == 3
+    lines = capsys.readouterr().err.splitlines()
+    warnings = [line for line in lines if line.startswith("squall target: warning: ")]
+    assert warnings == [
+        "squall target: warning: SQUALL_MESAGES_PER_SECOND is not a setting of the platform "
+        "and is ignored; did you mean SQUALL_MESSAGES_PER_SECOND?",
+        "squall target: warning: SQUALL_WORKERS is not a setting of the platform and is "
+        "ignored; use the --workers option of squall target serve",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -39,14 +39,14 @@ def test_pool_settings_are_read_from_the_environment() -> None:
     ("name", "value", "message"),
     [
         ("SQUALL_REDIS_MAX_CONNECTIONS", "0", "expected a positive integer"),
-        ("SQUALL_REDIS_POOL_TIMEOUT_S", "0", "positive number of seconds"),
+        ("SQUALL_REDIS_POOL_TIMEOUT_S", "0", "number of seconds > 0"),
         ("SQUALL_DB_POOL_SIZE", "-1", "expected 0"),
         ("SQUALL_DATABASE_OUTAGE_WAIT_S", "-1", "0 or more"),
         ("SQUALL_REDIS_OUTAGE_WAIT_S", "-0.5", "0 or more"),
-        ("SQUALL_SOCKET_WRITE_TIMEOUT_S", "-1", "0 or more"),
+        ("SQUALL_SOCKET_WRITE_TIMEOUT_S", "-1", "or more"),
         ("SQUALL_SUBMIT_OUTAGE_WAIT_S", "-1", "0 or more"),
         ("SQUALL_WORKER_RESTARTS", "-1", "expected 0"),
-        ("SQUALL_WORKER_RESTART_WINDOW_S", "0", "positive number of seconds"),
+        ("SQUALL_WORKER_RESTART_WINDOW_S", "0", "number of seconds > 0"),
     ],
 )
 def test_unusable_pool_settings_are_refused(name: str, value: str, message: str) -> None:
