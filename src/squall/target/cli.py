@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import typer
@@ -9,6 +10,9 @@ import typer
 from squall.target.settings import Settings, SettingsError, unknown_variables
 
 app = typer.Typer(help="The reference agent platform.", no_args_is_help=True)
+
+#: The longest ``--ttl`` of ``squall target token``: ten years, in seconds.
+MAX_TOKEN_TTL_S = 10 * 365 * 86_400
 
 
 def _settings() -> Settings:
@@ -21,6 +25,15 @@ def _settings() -> Settings:
     except SettingsError as exc:
         typer.echo(f"squall target: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _ttl(value: float) -> float:
+    """``--ttl`` within 1 s and :data:`MAX_TOKEN_TTL_S`; a usage error otherwise."""
+    if not (math.isfinite(value) and 1 <= value <= MAX_TOKEN_TTL_S):
+        raise typer.BadParameter(
+            f"{value!r}: expected a number of seconds from 1 to {MAX_TOKEN_TTL_S} (10 years)"
+        )
+    return value
 
 
 @app.command()
@@ -65,7 +78,11 @@ def token(
     user: str = typer.Argument(..., metavar="USER", help="The user id (the token's 'sub')."),
     role: str = typer.Option("user", "--role", metavar="ROLE", help="'user' or 'admin'."),
     ttl: float = typer.Option(
-        3600.0, "--ttl", min=1, metavar="SECONDS", help="Lifetime in seconds."
+        3600.0,
+        "--ttl",
+        callback=_ttl,
+        metavar="SECONDS",
+        help=f"Lifetime in seconds, 1 to {MAX_TOKEN_TTL_S} (10 years).",
     ),
 ) -> None:
     """Print a token the platform (configured by the same environment) accepts."""

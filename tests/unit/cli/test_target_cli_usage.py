@@ -55,6 +55,27 @@ def test_serve_refuses_an_unusable_public_key_before_any_worker(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("ttl", ["1e400", "inf", "1e300", "nan", "0.5", "315360001"])
+def test_token_refuses_a_lifetime_past_ten_years_as_usage(
+    ttl: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["target", "token", "alice", "--ttl", ttl]) == 2
+    captured = capsys.readouterr()
+    err = " ".join(captured.err.split())
+    assert "Invalid value for '--ttl'" in err
+    assert "expected a number of seconds from 1 to 315360000 (10 years)" in err
+    assert "Traceback" not in err
+    assert captured.out == ""
+
+
+def test_token_takes_a_lifetime_of_ten_years_and_no_more(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["target", "token", "alice", "--ttl", "315360000"]) == 0
+    assert capsys.readouterr().out.count(".") == 2  # header.claims.signature
+    assert main(["target", "token", "alice", "--ttl", "315360000.5"]) == 2
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
