@@ -201,12 +201,16 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
             require_loopback(config.target.url, "--target ([target] url)")
         # Before the run, not after it: a typo here would otherwise surface only when the
         # finished run is stored.
-        results_db = request.results_db or config.results.database_url
+        results_db = (
+            request.results_db if request.results_db is not None else config.results.database_url
+        )
         check_results_db(
             results_db,
             os.environ,
             off_allowed=True,
-            explicit_name="--results-db" if request.results_db else "[results] database_url",
+            explicit_name=(
+                "--results-db" if request.results_db is not None else "[results] database_url"
+            ),
         )
         missing = missing_pids(config.monitor.pids)
         if missing:

@@ -263,16 +263,21 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
     if data is not None:
         report = report_from_dict(data)
         unreachable = report.config.get("unreachable")
-        if report.scenarios or not (unreachable or uncollected):
-            # With nothing run because a service was out of reach or a test file could not
-            # be collected, the summary's verdict would read "PASSED: 0 passed"; the error
-            # below says what happened instead.
+        if report.scenarios or not (unreachable or uncollected or status == _PYTEST_FAILED):
+            # With no scenario run and pytest failing (a service out of reach, a test file
+            # that could not be collected, a failed test), the summary's verdict would read
+            # "PASSED: 0 passed"; pytest's report and the lines below say what happened.
             for outcome in report.scenarios:
                 print_scenario(console, outcome)
             print_summary(console, report)
         console.print(f"results: {path}")
         if unreachable:
             err.print(f"[red]squall test: {escape(str(unreachable))}[/red]")
+        elif not report.scenarios and not uncollected and status == _PYTEST_FAILED:
+            err.print(
+                "[red]squall test: tests failed (pytest's report above); no squall "
+                "scenario ran[/red]"
+            )
     else:
         console.print("squall test: the selected tests ran no squall scenario (no report)")
     if uncollected:

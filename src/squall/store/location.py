@@ -49,6 +49,11 @@ def check_results_db(
     """Raise :class:`ResultsDbError` unless the setting in force is a PostgreSQL URL, unset
     (the default database), or ``off`` where ``off_allowed``; the message names
     ``explicit`` as ``explicit_name`` (where it came from)."""
+    if explicit is not None and not explicit.strip():
+        raise ResultsDbError(
+            f"{explicit_name} is empty; give a PostgreSQL URL or 'off', or leave it out for "
+            "the default database"
+        )
     url = results_db_setting(explicit, environ)
     if url is None:
         return

@@ -219,6 +219,20 @@ def test_a_test_file_that_does_not_import_fails_and_is_named(
     assert "interrupted" not in captured.out
 
 
+def test_a_failed_test_without_a_scenario_reads_failed_not_passed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "test_plain.py").write_text("def test_fails():\n    assert 1 == 2\n")
+    code = _squall_test(tmp_path, "--test-file", "test_plain.py")
+    captured = capsys.readouterr()
+    assert code == 1, captured.out
+    assert "PASSED" not in captured.out
+    assert "tests failed (pytest's report above); no squall scenario ran" in " ".join(
+        captured.err.split()
+    )
+
+
 def test_a_ctrl_c_in_the_tests_is_still_an_interruption(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

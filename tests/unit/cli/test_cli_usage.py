@@ -304,3 +304,12 @@ def test_an_unquoted_list_in_set_gets_a_hint(capsys: pytest.CaptureFixture[str])
     err = " ".join(capsys.readouterr().err.split())
     assert "unknown scenario(s) [db_race]" in err
     assert 'a list in --set needs quoted names, run.scenarios=["db_race"]' in err
+
+
+def test_an_empty_results_database_is_refused_not_taken_for_unset(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", "-s", "db_race", "--results-db", "", "--no-progress"]) == 2
+    assert "--results-db is empty" in capsys.readouterr().err
+    assert main(["history", "--results-db", ""]) == 2
+    assert "--results-db is empty" in capsys.readouterr().out
