@@ -142,6 +142,13 @@ def user_id_problem(value: object) -> str | None:
         return f"is {shown}; expected 1 to {MAX_USER_ID_CHARS} characters"
     if "\x00" in value:
         return f"holds the NUL character; expected 1 to {MAX_USER_ID_CHARS} characters without it"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return (
+            "holds a lone UTF-16 surrogate, which is no text; expected 1 to "
+            f"{MAX_USER_ID_CHARS} characters"
+        )
     return None
 
 

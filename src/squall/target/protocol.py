@@ -74,25 +74,43 @@ def _finite(text: str) -> float:
     return value
 
 
-def _holds_nul(value: Any) -> bool:
+#: A ``\uD800``-``\uDFFF`` escape: JSON can spell a lone UTF-16 surrogate, which no UTF-8
+#: text (a frame sent back, PostgreSQL, Redis) can hold.
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _unstorable(value: Any) -> str | None:
+    """Why a string or key of ``value`` cannot be stored or sent back, or None."""
     if isinstance(value, str):
-        return "\x00" in value
+        if "\x00" in value:
+            return "a string holds the NUL character (\\u0000), which cannot be stored"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a string holds a lone UTF-16 surrogate (\\uD800-\\uDFFF), which is no text"
+        return None
     if isinstance(value, dict):
-        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+        items = (part for pair in value.items() for part in pair)
+        return next((why for why in map(_unstorable, items) if why is not None), None)
     if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    return False
+        return next((why for why in map(_unstorable, value) if why is not None), None)
+    return None
 
 
 def loads_strict(raw: str | bytes) -> Any:
     """``json.loads``, refusing with ValueError what strict JSON parsers or PostgreSQL cannot
-    take: ``NaN`` and ``Infinity``, numbers too large for a double, the NUL character
-    (``\\u0000``) in a string or key, and nesting deeper than the interpreter can follow."""
+    take: bytes that are not UTF-8, ``NaN`` and ``Infinity``, numbers too large for a
+    double, the NUL character (``\\u0000``) or a lone UTF-16 surrogate (``\\uD800``) in a
+    string or key, and nesting deeper than the interpreter can follow."""
+    if isinstance(raw, bytes):
+        # json.loads would also take UTF-16 and UTF-32; the protocol is UTF-8.
+        raw = raw.decode("utf-8")
     try:
         value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
-        escaped_nul = b"\\u0000" in raw if isinstance(raw, bytes) else "\\u0000" in raw
-        if escaped_nul and _holds_nul(value):
-            raise ValueError("a string holds the NUL character (\\u0000), which cannot be stored")
+        if "\\u0000" in raw or _SURROGATE_ESCAPE.search(raw):
+            why = _unstorable(value)
+            if why is not None:
+                raise ValueError(why)
     except RecursionError:
         raise ValueError("arrays or objects nest too deeply") from None
     return value

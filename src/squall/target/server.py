@@ -106,6 +106,28 @@ class SocketProtocol(WebSocketsSansIOProtocol):
             self.response.headers.clear()
             self.scope["headers"] = ()
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.handshake_exc is not None and not self.handshake_initiated:
+            self._refuse_handshake()
+
+    def _refuse_handshake(self) -> None:
+        """Send websockets' answer to an upgrade request it could not parse (a header line
+        past 8 KB, more than 128 headers, a control character) and close. uvicorn writes
+        what the parser queued only when an event comes, and none does: the connection
+        stayed open, silent, for good."""
+        if self.transport.is_closing():
+            return
+        log.info(
+            "upgrade request from %s refused: %s",
+            f"{self.client[0]}:{self.client[1]}" if self.client else "a client",
+            self.conn.handshake_exc,
+        )
+        answer = b"".join(self.conn.data_to_send())
+        if answer:
+            self.transport.write(answer)
+        self.transport.close()
+
     def pause_writing(self) -> None:
         super().pause_writing()
         timeout = getattr(self.config, "write_timeout_s", 0.0)

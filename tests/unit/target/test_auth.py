@@ -68,6 +68,7 @@ def test_dev_secret_works_without_warnings() -> None:
         (sign(claims(sub="")), "'sub'"),
         (sign(claims(sub="u" * 129)), "'sub' is 129 characters long; expected 1 to 128"),
         (sign(claims(sub="a\x00b")), "'sub' holds the NUL character"),
+        (sign(claims(sub="a\ud800")), "'sub' holds a lone UTF-16 surrogate"),
         (sign(claims(role="root")), "'role'"),
         (jwt.encode(claims(), "", algorithm="none"), "token rejected"),
     ],

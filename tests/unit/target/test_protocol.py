@@ -172,6 +172,15 @@ def test_what_postgresql_and_strict_parsers_cannot_take_is_named() -> None:
         parse("[" * 30000 + "]" * 30000, max_frame=65536)
     with pytest.raises(BadFrame, match=r"nest too deeply"):
         parse('{"type":"ping","id":' + "[" * 900 + '"\\u0000"' + "]" * 900 + "}", max_frame=65536)
+    # A lone surrogate can be written in JSON but sent back or stored nowhere; a pair is
+    # one character (an emoji here) and fine; text frames' bytes must be UTF-8.
+    with pytest.raises(BadFrame, match=r"lone UTF-16 surrogate"):
+        parse('{"type":"ping","id":"\\ud800"}')
+    with pytest.raises(BadFrame, match=r"lone UTF-16 surrogate"):
+        parse(b'{"type":"ping","id":{"\\uDC00":1}}')
+    assert parse('{"type":"ping","id":"\\ud83d\\ude00"}') == protocol.Ping(id="\U0001f600")
+    with pytest.raises(BadFrame, match=r"not valid UTF-8 JSON"):
+        parse('{"type":"ping"}'.encode("utf-16"))
     # An escaped backslash followed by the text u0000 is no NUL; the largest bigint is fine.
     assert parse('{"type":"ping","id":"\\\\u0000"}') == protocol.Ping(id="\\u0000")
     assert parse('{"type":"ping","id":123456789012345678901234567890}') == protocol.Ping(

@@ -120,6 +120,13 @@ async def test_malformed_frames_get_errors_and_socket_survives(platform: Platfor
     deep = MAX_FRAME // 2 - 1
     await expect_error(ws, "[" * deep + "]" * deep, "bad_frame")
     await expect_error(ws, '{"type":"ping","id":NaN}', "bad_frame")
+    # A lone surrogate, which no frame sent back could hold: the socket was closed 1011.
+    await expect_error(ws, '{"type":"ping","id":"\\ud800"}', "bad_frame")
+    await expect_error(
+        ws,
+        '{"type":"user_message","thread_id":"t","content":"c","client_msg_id":"\\udc00"}',
+        "bad_frame",
+    )
     await ws.send(json.dumps({"type": "ping"}))
     assert (await recv(ws))["id"] is None
     await ws.close()
@@ -209,7 +216,13 @@ async def test_http_endpoints(platform: Platform) -> None:
         not_object = await http.put(prefs, json=[1], headers=platform.headers(user))
         assert not_object.status_code == 400
         # JSON that PostgreSQL's jsonb or a strict parser cannot take: refused, not 500.
-        for body in (b'{"x": NaN}', b'{"x": 1e400}', b'{"x": "a\\u0000b"}'):
+        for body in (
+            b'{"x": NaN}',
+            b'{"x": 1e400}',
+            b'{"x": "a\\u0000b"}',
+            b'{"x": "\\ud800"}',  # a lone surrogate: was a 500
+            '{"x": 1}'.encode("utf-16"),  # JSON, but not UTF-8: was taken
+        ):
             reply = await http.put(prefs, content=body, headers=platform.headers(user))
             assert reply.status_code == 400, body
             assert reply.json()["code"] == "invalid_field"

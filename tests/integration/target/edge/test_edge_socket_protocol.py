@@ -196,3 +196,36 @@ async def test_compression_is_negotiated_when_the_platform_is_asked_to(
         assert hello["type"] == "hello"
     finally:
         await ws.close()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("X-Pad", "p" * 9000)],  # a header line past websockets' 8 KB
+        [(f"X-H{n}", "v") for n in range(130)],  # more than 128 headers
+    ],
+    ids=["long-header", "many-headers"],
+)
+async def test_an_upgrade_request_websockets_cannot_parse_is_answered_and_closed(
+    headers: list[tuple[str, str]],
+) -> None:
+    # uvicorn's HTTP parser takes these; websockets' refuses them. The connection used to
+    # stay open without a byte sent.
+    async with serving(EchoApp()) as (_, url):
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        lines = [
+            "GET / HTTP/1.1",
+            f"Host: 127.0.0.1:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13",
+            *(f"{name}: {value}" for name, value in headers),
+        ]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await writer.drain()
+        async with asyncio.timeout(WAIT_S):
+            answer = await reader.read()  # to EOF: the server closes
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
