@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from squall.target.edge import Edge
-from squall.target.http import routes
+from squall.target.http import router_error, routes
 from squall.target.settings import Settings
 from squall.target.ws import websocket_endpoint
 
@@ -50,6 +51,8 @@ def create_app(settings: Settings | None = None) -> Platform:
         finally:
             await edge.close()
 
-    app = Platform(routes=routes, lifespan=lifespan)
+    app = Platform(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: router_error}
+    )
     app.state.edge = edge
     return app

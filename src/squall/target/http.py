@@ -12,6 +12,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -45,6 +46,25 @@ Handler = Callable[[Request, Edge, Principal], Awaitable[Response]]
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
+#: The code of a router error (no such path, a method the path does not take).
+_ROUTER_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def router_error(request: Request, exc: Exception) -> Response:
+    """The router's 404 and 405 in the API's error form (``{"code","message"}``), with the
+    methods the path takes (``Allow``) for a 405."""
+    assert isinstance(exc, HTTPException)
+    code = _ROUTER_CODES.get(exc.status_code, "http_error")
+    headers = exc.headers or {}
+    if exc.status_code == 405:
+        message = f"{request.method} {request.url.path}: allowed: {headers.get('Allow', '')}"
+    else:
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+    response = _error(exc.status_code, code, message)
+    response.headers.update(headers)
+    return response
 
 
 def authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -156,23 +176,24 @@ async def thread_messages(request: Request, edge: Edge, principal: Principal) ->
 
 async def thread_events(request: Request, edge: Edge, principal: Principal) -> Response:
     thread = validate_thread_id(request.path_params["thread_id"])
-    after_seq = _int_param(request, "after_seq", 0)
-    limit = _int_param(request, "limit", None)
+    after_seq = _int_param(request, "after_seq", 0, minimum=0)
+    limit = _int_param(request, "limit", None, minimum=1)
     events = await edge.runtime.replay(principal.user_id, thread, after_seq, limit=limit)
     last_seq = int(events[-1]["seq"]) if events else after_seq
     return JSONResponse({"thread_id": thread, "events": events, "last_seq": last_seq})
 
 
-def _int_param(request: Request, name: str, default: int | None) -> Any:
+def _int_param(request: Request, name: str, default: int | None, *, minimum: int) -> Any:
+    """Query parameter ``name`` as an integer from ``minimum`` to the largest bigint, in
+    ASCII digits only (``int()`` would also take "1_0", " 5", "+3" and other scripts')."""
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_BIGINT:
-        raise InvalidField(f"{name}={raw!r}; expected an integer from 0 to {MAX_BIGINT}")
+    value = int(raw) if raw.isascii() and raw.isdigit() else -1
+    if not minimum <= value <= MAX_BIGINT:
+        raise InvalidField(
+            f"{name}={raw!r}; expected an integer from {minimum} to {MAX_BIGINT} in digits"
+        )
     return value
 
 

@@ -470,4 +470,7 @@ class Runtime:
 
 
 def _not_found(thread: ThreadID) -> NotFound:
-    return NotFound(f"thread {thread!r} not found; send a user_message to create it")
+    return NotFound(
+        f"thread {thread!r} not found among yours; a user_message to an id no thread has yet "
+        "creates one"
+    )

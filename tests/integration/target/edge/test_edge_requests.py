@@ -230,6 +230,20 @@ async def test_http_endpoints(platform: Platform) -> None:
             "/v1/threads/nope/events", params={"after_seq": 2**63}, headers=platform.headers(user)
         )
         assert beyond.status_code == 400
+        # Digits only, from 0 (after_seq) and 1 (limit): int() took "1_0", " 5" and "+3".
+        for params in ({"limit": "1_0"}, {"limit": "0"}, {"after_seq": "+3"}, {"limit": " 5"}):
+            odd = await http.get(
+                "/v1/threads/nope/events", params=params, headers=platform.headers(user)
+            )
+            assert odd.status_code == 400, params
+            assert "in digits" in odd.json()["message"]
+        # The router's own errors in the API's form.
+        wrong_method = await http.post("/v1/accounts/me", headers=platform.headers(user))
+        assert wrong_method.status_code == 405
+        assert wrong_method.json()["code"] == "method_not_allowed"
+        assert wrong_method.headers["allow"] == "GET, HEAD"
+        nowhere = await http.get("/v1/nope", headers=platform.headers(user))
+        assert (nowhere.status_code, nowhere.json()["code"]) == (404, "not_found")
         missing = await http.get("/v1/threads/nope/messages", headers=platform.headers(user))
         assert missing.status_code == 404
         metrics = await http.get("/metrics")
