@@ -34,7 +34,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
@@ -61,6 +63,21 @@ class EdgeConfig(uvicorn.Config):
         super().__init__(app, **kwargs)
         #: ``SQUALL_SOCKET_WRITE_TIMEOUT_S``: 0 turns the write timeout off.
         self.write_timeout_s = write_timeout_s
+
+
+class HttpProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol (h11), passing on what came after an upgrade request.
+
+    uvicorn hands the WebSocket protocol the request head alone: frames a client sent in
+    the same packet as its upgrade request (a pipelined first message) were dropped
+    without a word.
+    """
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        super().handle_websocket_upgrade(event)
+        data, _ = self.conn.trailing_data
+        if data:
+            self.transport.get_protocol().data_received(bytes(data))  # type: ignore[attr-defined]
 
 
 class SocketProtocol(WebSocketsSansIOProtocol):
@@ -287,6 +304,7 @@ def build_config(settings: Settings, host: str, port: int, workers: int) -> Edge
         # socket, and it reports websocket.disconnect as soon as the app sends its
         # close (ws.py relies on it).
         ws=SocketProtocol,
+        http=HttpProtocol,
         # permessage-deflate only when asked for: a socket whose client negotiates it
         # holds two zlib streams, ~37 KB measured, three times an idle socket's whole
         # cost; frames are small JSON.

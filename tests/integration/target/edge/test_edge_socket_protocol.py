@@ -20,6 +20,7 @@ import uvicorn
 from edge_client import Platform, open_socket, recv
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.frames import Frame, Opcode
 
 from squall.target.server import Gate, Inbox, SocketProtocol
 
@@ -229,3 +230,32 @@ async def test_an_upgrade_request_websockets_cannot_parse_is_answered_and_closed
             answer = await reader.read()  # to EOF: the server closes
         writer.close()
     assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
+
+
+async def test_a_frame_sent_with_the_upgrade_request_is_not_lost(platform: Platform) -> None:
+    # One write: the upgrade request and a masked ping right behind it, as a client that
+    # pipelines its first message sends them.
+    reader, writer = await asyncio.open_connection("127.0.0.1", platform.port)
+    head = [
+        "GET /v1/ws HTTP/1.1",
+        f"Host: 127.0.0.1:{platform.port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        *(f"{name}: {value}" for name, value in platform.headers("pipelined").items()),
+    ]
+    ping = Frame(Opcode.TEXT, b'{"type":"ping","id":"early"}').serialize(mask=True, extensions=[])
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + ping)
+    await writer.drain()
+    received = b""
+    try:
+        async with asyncio.timeout(WAIT_S):
+            while b'"early"' not in received:
+                chunk = await reader.read(65536)
+                assert chunk, f"closed before the pong: {received[:300]!r}"
+                received += chunk
+    finally:
+        writer.close()
+    assert received.startswith(b"HTTP/1.1 101")
+    assert received.index(b'"hello"') < received.index(b'"pong"') < received.index(b'"early"')
