@@ -206,31 +206,37 @@ def _squall_test(tmp_path: Path, *options: str) -> int:
     )
 
 
+def _test_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, source: str
+) -> tuple[int, str, str]:
+    """``squall test --test-file name`` of a file holding ``source``: the exit code, the
+    standard output and the standard error on one line (whatever the wrapping)."""
+    (tmp_path / name).write_text(source)
+    code = _squall_test(tmp_path, "--test-file", name)
+    captured = capsys.readouterr()
+    return code, captured.out, " ".join(captured.err.split())
+
+
 def test_a_test_file_that_does_not_import_fails_and_is_named(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "test_syntax.py").write_text("def test_x(:\n    pass\n")
-    code = _squall_test(tmp_path, "--test-file", "test_syntax.py")
-    captured = capsys.readouterr()
-    assert code == 1, captured.out
-    assert "pytest could not collect test_syntax.py" in " ".join(captured.err.split())
-    assert "PASSED" not in captured.out
-    assert "interrupted" not in captured.out
+    code, out, err = _test_file(tmp_path, capsys, "test_syntax.py", "def test_x(:\n    pass\n")
+    assert code == 1, out
+    assert "pytest could not collect test_syntax.py" in err
+    assert "PASSED" not in out
+    assert "interrupted" not in out
 
 
 def test_a_failed_test_without_a_scenario_reads_failed_not_passed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "test_plain.py").write_text("def test_fails():\n    assert 1 == 2\n")
-    code = _squall_test(tmp_path, "--test-file", "test_plain.py")
-    captured = capsys.readouterr()
-    assert code == 1, captured.out
-    assert "PASSED" not in captured.out
-    assert "tests failed (pytest's report above); no squall scenario ran" in " ".join(
-        captured.err.split()
-    )
+    source = "def test_fails():\n    assert 1 == 2\n"
+    code, out, err = _test_file(tmp_path, capsys, "test_plain.py", source)
+    assert code == 1, out
+    assert "PASSED" not in out
+    assert "tests failed (pytest's report above); no squall scenario ran" in err
 
 
 def test_a_ctrl_c_in_the_tests_is_still_an_interruption(
@@ -238,13 +244,10 @@ def test_a_ctrl_c_in_the_tests_is_still_an_interruption(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     # The signal a terminal's Ctrl-C sends, to pytest alone: this process sees none.
-    (tmp_path / "test_ctrl_c.py").write_text(
-        "import os, signal\n\ndef test_ctrl_c():\n    os.kill(os.getpid(), signal.SIGINT)\n"
-    )
-    code = _squall_test(tmp_path, "--test-file", "test_ctrl_c.py")
-    captured = capsys.readouterr()
-    assert code == 130, captured.out
-    assert "interrupted" in captured.out
+    source = "import os, signal\n\ndef test_ctrl_c():\n    os.kill(os.getpid(), signal.SIGINT)\n"
+    code, out, _ = _test_file(tmp_path, capsys, "test_ctrl_c.py", source)
+    assert code == 130, out
+    assert "interrupted" in out
 
 
 def test_a_results_folder_that_cannot_be_created_stops_before_pytest_starts(
