@@ -125,7 +125,7 @@ class SocketProtocol(WebSocketsSansIOProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.conn.handshake_exc is not None and not self.handshake_initiated:
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
             self._refuse_handshake()
 
     def _refuse_handshake(self) -> None:
