@@ -34,7 +34,6 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -49,6 +48,7 @@ from squall.target.settings import Settings
 from squall.target.ws import WRITE_TIMEOUT_REASON
 
 if TYPE_CHECKING:
+    import h11  # uvicorn's HTTP parser, only named in a signature here
     from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 
 APP = "squall.target.app:create_app"
