@@ -24,10 +24,10 @@ def test_an_address_of_another_machine_is_named_as_the_host_problem() -> None:
         f"cannot listen on 127.0.0.1:8765: {os.strerror(errno.EADDRINUSE)}; choose another "
         "--port (0 picks a free one) or --host, or stop the process that holds it"
     )
-    message = listen_problem("10.1.2.3", 8765, _error(errno.EADDRNOTAVAIL))
+    message = listen_problem("elsewhere.example", 8765, _error(errno.EADDRNOTAVAIL))
     assert message.startswith(
-        f"cannot listen on 10.1.2.3:8765: {os.strerror(errno.EADDRNOTAVAIL)}: 10.1.2.3 is not "
-        "an address of this machine; "
+        f"cannot listen on elsewhere.example:8765: {os.strerror(errno.EADDRNOTAVAIL)}: "
+        "elsewhere.example is not an address of this machine; "
     )
     assert HOST_FIX in message
     assert "--port" not in message
