@@ -14,7 +14,7 @@ import socket
 import time
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +33,6 @@ from squall.loopback import NotLoopback, require_loopback
 from squall.metrics.recorder import ERRORS, MESSAGES_RECEIVED
 from squall.metrics.result import Counter, Gauge, Metric
 from squall.metrics.thresholds import (
-    OutcomeStatus,
     Threshold,
     ThresholdOutcome,
     ThresholdSet,
@@ -597,21 +596,14 @@ def nothing_measured(
         )
     else:
         why = "no iteration started; check the scenario's users and duration"
+    (failed,) = evaluate(
+        [SOMETHING_MEASURED], {"iterations": Counter("iterations", 0, None)}, scenario
+    )
     return [
-        ThresholdOutcome(
-            scenario=scenario,
-            metric=SOMETHING_MEASURED.metric,
-            expression=SOMETHING_MEASURED.expression.source,
-            aggregation=SOMETHING_MEASURED.expression.label,
-            operator=SOMETHING_MEASURED.expression.operator.value,
-            limit=SOMETHING_MEASURED.expression.limit,
-            observed=0.0,
-            status=OutcomeStatus.FAILED,
-            diagnostic=(
-                f"[{scenario}] iterations count = 0, limit > 0: FAILED: no iteration "
-                f"completed and no message arrived, so nothing was measured: {why}"
-            ),
-            shown="0",
+        replace(
+            failed,
+            diagnostic=f"{failed.diagnostic}: no iteration completed and no message arrived, "
+            f"so nothing was measured: {why}",
         )
     ]
 
