@@ -201,24 +201,23 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
             require_loopback(config.target.url, "--target ([target] url)")
         # Before the run, not after it: a typo here would otherwise surface only when the
         # finished run is stored.
-        results_db = (
-            request.results_db if request.results_db is not None else config.results.database_url
-        )
-        check_results_db(
-            results_db,
-            os.environ,
-            off_allowed=True,
-            explicit_name=(
-                "--results-db" if request.results_db is not None else "[results] database_url"
-            ),
-        )
+        from_option = request.results_db is not None
+        results_db = request.results_db if from_option else config.results.database_url
+        results_db_name = "--results-db" if from_option else "[results] database_url"
+        check_results_db(results_db, os.environ, off_allowed=True, explicit_name=results_db_name)
         missing = missing_pids(config.monitor.pids)
         if missing:
             raise ConfigError(
                 f"monitor.pids: no process {', '.join(map(str, missing))} runs on this machine; "
                 "give the PIDs of the target's processes, or its listening ports in monitor.ports"
             )
-        baseline = check_baseline(request.baseline, results_db, config.run.results_dir, os.environ)
+        baseline = check_baseline(
+            request.baseline,
+            results_db,
+            config.run.results_dir,
+            os.environ,
+            explicit_name=results_db_name,
+        )
     except (
         ConfigError,
         UnknownScenario,

@@ -39,6 +39,13 @@ def results_db_setting(explicit: str | None, environ: Mapping[str, str]) -> str 
     return explicit or environ.get("SQUALL_RESULTS_DB") or None
 
 
+def setting_name(explicit: str | None, explicit_name: str = "--results-db") -> str:
+    """Where the setting in force came from, for a message: ``explicit`` (named as
+    ``explicit_name``: the option, or the config key it was read from) when given, else
+    ``SQUALL_RESULTS_DB``."""
+    return explicit_name if explicit else "SQUALL_RESULTS_DB"
+
+
 def check_results_db(
     explicit: str | None,
     environ: Mapping[str, str],
@@ -57,7 +64,7 @@ def check_results_db(
     url = results_db_setting(explicit, environ)
     if url is None:
         return
-    setting = explicit_name if explicit else "SQUALL_RESULTS_DB"
+    setting = setting_name(explicit, explicit_name)
     if url == RESULTS_DB_OFF:
         if off_allowed:
             return

@@ -18,7 +18,7 @@ from squall.config import RESULTS_DB_OFF
 from squall.report.compare import DEFAULT_TOLERANCE, Comparison
 from squall.services import ProcessStartError
 from squall.services.persistent import PersistentLockTimeout
-from squall.store.location import results_database, results_db_setting
+from squall.store.location import results_database, results_db_setting, setting_name
 from squall.store.queries import RunNotFound, compare_stored, previous_run, resolve_run
 from squall.store.records import Provenance
 from squall.store.writer import save_report
@@ -81,7 +81,12 @@ async def _resolve(url: str, ref: str) -> str:
 
 
 def check_baseline(
-    ref: str | None, explicit: str | None, results_dir: Path, environ: Mapping[str, str]
+    ref: str | None,
+    explicit: str | None,
+    results_dir: Path,
+    environ: Mapping[str, str],
+    *,
+    explicit_name: str = "--results-db",
 ) -> str | None:
     """Before a run: raise :class:`BaselineError` when ``--baseline ref`` cannot be judged
     afterwards, so a typo does not surface only once the whole run is over; return the
@@ -91,13 +96,14 @@ def check_baseline(
     stored run, and is returned whole: a prefix resolved after the run could also match
     the run itself. A database that cannot be opened now is left to the post-run step,
     which keeps the run's files and says what failed (``ref`` is returned as given).
+    ``explicit`` is named as ``explicit_name``, as :func:`check_results_db` names it.
     """
     if ref is None:
         return None
     if not ref.strip():
         raise BaselineError("--baseline is empty; give 'last' or a run id (`squall history`)")
     if results_db_setting(explicit, environ) == RESULTS_DB_OFF:
-        setting = "--results-db" if explicit else "SQUALL_RESULTS_DB"
+        setting = setting_name(explicit, explicit_name)
         raise BaselineError(
             f"--baseline needs the results database, but {setting} is 'off'; drop --baseline "
             f"or name a results database"

@@ -185,6 +185,12 @@ def test_run_refuses_a_baseline_without_a_results_database_before_it_runs(
     out = _output(capsys)
     assert "--baseline needs the results database, but --results-db is 'off'" in out
     assert not any((tmp_path / "squall-results").glob("*"))  # refused before running
+    # Off in the config file: the message names the key, not an option not given.
+    (tmp_path / "squall.toml").write_text('[results]\ndatabase_url = "off"\n')
+    assert main(["run", "-s", "db_race", "-c", "squall.toml", "--baseline", baseline]) == 2
+    out = _output(capsys)
+    assert "--baseline needs the results database, but [results] database_url is 'off'" in out
+    assert not any((tmp_path / "squall-results").glob("*"))
 
 
 def test_run_refuses_monitor_pids_that_name_no_process(
