@@ -18,7 +18,7 @@ from typing import Any
 
 import jwt
 
-from squall.target.ids import UserID
+from squall.target.ids import UserID, text_problem
 from squall.target.settings import DEV_JWT_SECRET, Settings, SettingsError
 
 BEARER_SUBPROTOCOL = "bearer"
@@ -136,19 +136,13 @@ class Authenticator:
 
 def user_id_problem(value: object) -> str | None:
     """Why ``value`` cannot be a user id (a clause: "is …; expected …"), or None: a user id
-    is 1 to 128 characters, none of them NUL (PostgreSQL text cannot hold it)."""
+    is 1 to 128 characters that text can hold (:func:`~squall.target.ids.text_problem`)."""
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_USER_ID_CHARS:
         shown = f"{len(value)} characters long" if isinstance(value, str) else repr(value)
         return f"is {shown}; expected 1 to {MAX_USER_ID_CHARS} characters"
-    if "\x00" in value:
-        return f"holds the NUL character; expected 1 to {MAX_USER_ID_CHARS} characters without it"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return (
-            "holds a lone UTF-16 surrogate, which is no text; expected 1 to "
-            f"{MAX_USER_ID_CHARS} characters"
-        )
+    what = text_problem(value)
+    if what is not None:
+        return f"holds {what}; expected 1 to {MAX_USER_ID_CHARS} characters without it"
     return None
 
 

@@ -22,3 +22,16 @@ def new_message_id() -> MessageID:
 
 def new_websocket_id() -> WebSocketID:
     return WebSocketID(uuid.uuid4().hex)
+
+
+def text_problem(text: str) -> str | None:
+    """What in ``text`` no stored or sent string can hold, or None: the NUL character
+    (PostgreSQL's text refuses it) or a lone UTF-16 surrogate (no UTF-8 encodes it, yet
+    JSON's ``\\uD800`` escapes spell one). Ids, keys and contents share the rule."""
+    if "\x00" in text:
+        return "the NUL character (\\u0000)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone UTF-16 surrogate (\\uD800-\\uDFFF), which is no text"
+    return None

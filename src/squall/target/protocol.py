@@ -21,7 +21,7 @@ from squall.target.errors import (
     TargetError,
     UnknownType,
 )
-from squall.target.ids import ThreadID
+from squall.target.ids import ThreadID, text_problem
 
 THREAD_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MAX_CLIENT_MSG_ID_CHARS: Final = 128
@@ -82,13 +82,8 @@ _SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
 def _unstorable(value: Any) -> str | None:
     """Why a string or key of ``value`` cannot be stored or sent back, or None."""
     if isinstance(value, str):
-        if "\x00" in value:
-            return "a string holds the NUL character (\\u0000), which cannot be stored"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return "a string holds a lone UTF-16 surrogate (\\uD800-\\uDFFF), which is no text"
-        return None
+        what = text_problem(value)
+        return None if what is None else f"a string holds {what}, which cannot be stored"
     if isinstance(value, dict):
         items = (part for pair in value.items() for part in pair)
         return next((why for why in map(_unstorable, items) if why is not None), None)
