@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from squall.target.edge import Edge
-from squall.target.http import router_error, routes
+from squall.target.http import internal_error, router_error, routes
 from squall.target.settings import Settings
 from squall.target.ws import websocket_endpoint
 
@@ -52,7 +52,9 @@ def create_app(settings: Settings | None = None) -> Platform:
             await edge.close()
 
     app = Platform(
-        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: router_error}
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: router_error, Exception: internal_error},
     )
     app.state.edge = edge
     return app

@@ -67,6 +67,19 @@ async def router_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """Any failure nobody expected: a 500 in the API's error form, counted as
+    ``errors_total{code="internal"}``; the server logs the traceback after it."""
+    edge: Edge = request.app.state.edge
+    edge.counters.inc(metrics.series("errors_total", code=TargetError.code))
+    return _error(
+        500,
+        TargetError.code,
+        f"{request.method} {request.url.path}: internal error ({type(exc).__name__}); "
+        "the platform's log has the traceback",
+    )
+
+
 def authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Resolve the bearer token (401 if bad) and map TargetErrors to their HTTP status."""
 

@@ -83,6 +83,8 @@ class CloseCode(enum.IntEnum):
     GOING_AWAY = 1001
     #: Slow consumer (send queue full) or too many sockets for the user.
     POLICY_VIOLATION = 1008
+    #: The platform failed (an error it did not expect): the socket's endpoint raised.
+    INTERNAL_ERROR = 1011
     #: A service the platform needs (Redis) could not be reached at admission.
     TRY_AGAIN_LATER = 1013
     UNAUTHORIZED = 4401
@@ -287,8 +289,10 @@ class Connection:
         except Exception as exc:
             log.error("socket %s failed to send", self.socket_id, exc_info=exc)
             self.state = State.CLOSING
+            self.close_code = CloseCode.INTERNAL_ERROR
+            self._edge.counters.inc(series("errors_total", code=TargetError.code))
             with contextlib.suppress(Exception):
-                await self._websocket.close(1011, "internal error")
+                await self._websocket.close(int(CloseCode.INTERNAL_ERROR), "internal error")
         finally:
             # No await between the last emptiness check and here: a later offer
             # starts a new writer.
@@ -533,7 +537,21 @@ def _truncate(reason: str) -> str:
 
 
 async def websocket_endpoint(websocket: WebSocket, edge: Edge) -> None:
-    """Authenticate, admit (socket cap, single session), greet, then serve the socket."""
+    """Authenticate, admit (socket cap, single session), greet, then serve the socket.
+
+    An error nobody expected is counted as ``errors_total{code="internal"}``, closes the
+    socket with 1011 and escapes to the server, which logs it with its traceback.
+    """
+    try:
+        await _serve_socket(websocket, edge)
+    except Exception:
+        edge.counters.inc(series("errors_total", code=TargetError.code))
+        with contextlib.suppress(Exception):  # the socket may be gone already
+            await websocket.close(int(CloseCode.INTERNAL_ERROR), TargetError.code)
+        raise
+
+
+async def _serve_socket(websocket: WebSocket, edge: Edge) -> None:
     principal = await _authenticate(websocket, edge)
     if principal is None:
         return
@@ -571,6 +589,10 @@ async def websocket_endpoint(websocket: WebSocket, edge: Edge) -> None:
             protocol.hello_frame(os.getpid(), connection.socket_id, user, connection.session)
         )
         await connection.run()
+    except Exception:
+        if connection.close_code is None:  # the server closes it with 1011
+            connection.close_code = CloseCode.INTERNAL_ERROR
+        raise
     finally:
         edge.unregister(connection)
         edge.hub.detach(connection)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from squall.services import Endpoints, ManagedProcess, create_database, drop_database, spawn
@@ -188,3 +189,23 @@ def wait_closed(port: int) -> None:
     deadline = time.monotonic() + 15 * time_scale()
     while port_open("127.0.0.1", port) and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+#: The counter of failures the platform did not expect (an HTTP 500, a socket closed 1011).
+INTERNAL_ERRORS = 'squall_target_errors_total{code="internal"}'
+
+
+async def counter_reaches(platform: Platform, series: str, at_least: float) -> float:
+    """Poll ``/metrics`` until the counter sample ``series`` (name and labels, as the text
+    shows them) reaches ``at_least`` (counters are flushed every second); its last value."""
+    value = 0.0
+    deadline = time.monotonic() + 10 * time_scale()
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            text = (await http.get(f"{platform.http}/metrics")).text
+            samples = [x for x in text.splitlines() if x.startswith(series + " ")]
+            value = float(samples[0].rsplit(" ", 1)[1]) if samples else 0.0
+            if value >= at_least:
+                break
+            await asyncio.sleep(0.2)
+    return value

@@ -6,10 +6,20 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 
+import asyncpg
 import httpx
 import jwt
 import pytest
-from edge_client import Platform, gauge, open_socket, recv, unique, user_message
+from edge_client import (
+    INTERNAL_ERRORS,
+    Platform,
+    counter_reaches,
+    gauge,
+    open_socket,
+    recv,
+    unique,
+    user_message,
+)
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -253,3 +263,26 @@ async def test_http_endpoints(platform: Platform) -> None:
     assert "squall_target_runs_running{worker=" in metrics.text
     started = gauge(metrics.text, "squall_target_worker_start_time_seconds")
     assert time.time() - 600 < started <= time.time()
+
+
+async def test_unexpected_http_failure_is_a_counted_json_500(platform: Platform) -> None:
+    """A failure the platform does not expect (here its accounts table gone) answers 500 in
+    the API's error form and counts as ``errors_total{code="internal"}``."""
+    user = unique("broken")
+    conn = await asyncpg.connect(platform.settings.database_url)
+    try:
+        await conn.execute("ALTER TABLE accounts RENAME TO accounts_away")
+        try:
+            async with httpx.AsyncClient() as http:
+                answer = await http.get(
+                    f"{platform.http}/v1/accounts/me", headers=platform.headers(user)
+                )
+        finally:
+            await conn.execute("ALTER TABLE accounts_away RENAME TO accounts")
+    finally:
+        await conn.close()
+    assert answer.status_code == 500
+    body = answer.json()
+    assert body["code"] == "internal"
+    assert body["message"].startswith("GET /v1/accounts/me: internal error (")
+    assert await counter_reaches(platform, INTERNAL_ERRORS, 1) >= 1

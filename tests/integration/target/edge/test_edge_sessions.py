@@ -9,7 +9,16 @@ from collections.abc import Callable
 
 import psutil
 import pytest
-from edge_client import Platform, open_socket, recv, unique, user_message
+import redis.asyncio as aioredis
+from edge_client import (
+    INTERNAL_ERRORS,
+    Platform,
+    counter_reaches,
+    open_socket,
+    recv,
+    unique,
+    user_message,
+)
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -111,3 +120,21 @@ async def test_sigterm_closes_sockets_with_1001_and_exits_cleanly(server: Platfo
     assert "listening on" in server.ready_line
     _gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive
+
+
+async def test_unexpected_socket_failure_closes_1011_and_is_counted(platform: Platform) -> None:
+    """An error the platform does not expect while admitting a socket (here the user's
+    session counter in Redis is no integer) closes it with 1011 and is counted: an
+    internal error and a socket closed with 1011, not by its client."""
+    user = unique("corrupt")
+    settings = platform.settings
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        await redis.set(f"{settings.redis_prefix}:session:{user}", "not-a-number")
+        async with connect(platform.ws_url, additional_headers=platform.headers(user)) as ws:
+            assert await close_code(ws) == 1011
+    finally:
+        await redis.aclose()
+    assert await counter_reaches(platform, INTERNAL_ERRORS, 1) >= 1
+    closed = 'squall_target_sockets_closed_total{code="1011"}'
+    assert await counter_reaches(platform, closed, 1) >= 1
