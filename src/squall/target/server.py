@@ -260,12 +260,36 @@ class Gate:
         return True
 
 
+#: What uvicorn logs, with a traceback, when a client's text frame is not valid UTF-8.
+_NOT_UTF8 = "Invalid UTF-8 sequence received from client."
+
+
+class ClientMistakeAsWarning(logging.Filter):
+    """uvicorn logs a text frame that is not valid UTF-8 (the socket is closed with 1007,
+    as RFC 6455 requires) as an ERROR with a traceback, although it is the client's
+    mistake, not the platform's: this makes it one WARNING line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == _NOT_UTF8:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = (
+                "a client sent a text frame that is not valid UTF-8: closed with 1007",
+                None,
+            )
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_CLIENT_MISTAKE = ClientMistakeAsWarning()
+
+
 class EdgeServer(uvicorn.Server):
     """uvicorn's server, announcing readiness by file and closing sockets with 1001 first."""
 
     def __init__(self, config: uvicorn.Config, ready_dir: str | None = None) -> None:
         super().__init__(config)
         self._ready_dir = ready_dir
+        logging.getLogger("uvicorn.error").addFilter(_CLIENT_MISTAKE)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

@@ -259,3 +259,44 @@ async def test_a_frame_sent_with_the_upgrade_request_is_not_lost(platform: Platf
         writer.close()
     assert received.startswith(b"HTTP/1.1 101")
     assert received.index(b'"hello"') < received.index(b'"pong"') < received.index(b'"early"')
+
+
+async def test_a_text_frame_not_utf8_closes_1007_with_one_warning_line(
+    platform: Platform,
+) -> None:
+    # The client's mistake: closed with 1007 as RFC 6455 requires, and logged as one
+    # WARNING line (uvicorn logged it as an ERROR with a traceback).
+    reader, writer = await asyncio.open_connection("127.0.0.1", platform.port)
+    head = [
+        "GET /v1/ws HTTP/1.1",
+        f"Host: 127.0.0.1:{platform.port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        *(f"{name}: {value}" for name, value in platform.headers("not-utf8").items()),
+    ]
+    bad = Frame(Opcode.TEXT, b'{"type":"ping","id":"\xff"}').serialize(mask=True, extensions=[])
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    await writer.drain()
+    try:
+        async with asyncio.timeout(WAIT_S):
+            received = await reader.readuntil(b'"hello"')
+            writer.write(bad)
+            await writer.drain()
+            received += await reader.read()  # to EOF: the server closes
+    finally:
+        writer.close()
+    assert received.startswith(b"HTTP/1.1 101")
+    close = Frame(Opcode.CLOSE, (1007).to_bytes(2, "big")).serialize(mask=False, extensions=[])
+    assert received.endswith(close)
+    log_path = platform.process.log_path
+    warning = "a client sent a text frame that is not valid UTF-8: closed with 1007"
+    for _ in range(int(WAIT_S / 0.05)):  # the worker writes its log line soon after
+        if warning in log_path.read_text(errors="replace"):
+            break
+        await asyncio.sleep(0.05)
+    log = log_path.read_text(errors="replace")
+    assert warning in log
+    assert "Invalid UTF-8 sequence" not in log
+    assert "UnicodeDecodeError" not in log
