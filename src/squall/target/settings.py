@@ -43,6 +43,9 @@ MAX_SHUTDOWN_GRACE_S = 86_400
 #: ``SQUALL_MESSAGES_PER_SECOND``), a year: its Redis key expires after that time, which
 #: the rate limiter's script passes to Redis in milliseconds, refused from about 10**17.
 MAX_REFILL_S = 365 * 86_400
+#: The longest run-lock lifetime, a day: a lock of a worker that died holds its thread that
+#: long, and Redis refuses expiries near 2**63 ms.
+MAX_LOCK_TTL_MS = 86_400_000
 #: ``SQUALL_*`` variables that other parts of squall read: not platform settings, and not
 #: misspelt ones (``squall run`` and ``squall history``; the test suite and its Makefile).
 OTHER_SQUALL_VARIABLES = frozenset(
@@ -253,7 +256,9 @@ RANGES: dict[str, Range] = {
     "max_queued_per_thread": POSITIVE_INTEGER,
     "run_cost": Range(0, "0 (runs are free) or a positive integer"),
     "initial_credits": Range(0, "0 (a new account starts with none) or a positive integer"),
-    "lock_ttl_ms": POSITIVE_INTEGER,
+    "lock_ttl_ms": Range(
+        1, f"a number of milliseconds from 1 to {MAX_LOCK_TTL_MS} (a day)", most=MAX_LOCK_TTL_MS
+    ),
     "database_outage_wait_s": Range(0, "a finite number of seconds, 0 or more"),
     "redis_outage_wait_s": Range(0, "a finite number of seconds, 0 or more"),
     "submit_outage_wait_s": Range(0, "a finite number of seconds, 0 or more"),

@@ -40,6 +40,7 @@ def test_every_numeric_setting_has_a_range() -> None:
         ("SQUALL_SHUTDOWN_GRACE_S", "-1", "a number of seconds from 0 to 86400 (a day)"),
         ("SQUALL_SHUTDOWN_GRACE_S", "1e9", "a number of seconds from 0 to 86400 (a day)"),
         ("SQUALL_HISTORY_MESSAGES", "0", "a positive integer"),
+        ("SQUALL_LOCK_TTL_MS", "9223372036854775807", "a number of milliseconds from 1 to"),
         ("SQUALL_MODEL_TTFT_MS", "-100", "a finite number of milliseconds, 0 or more"),
         ("SQUALL_MODEL_TOKENS_PER_SECOND", "-1", "a finite number of tokens per second, 0"),
         ("SQUALL_SOCKET_WRITE_TIMEOUT_S", "nan", "a finite number of seconds, 0 (never) or more"),
@@ -77,6 +78,7 @@ def test_no_float_setting_takes_nan_or_infinity(name: str, value: str) -> None:
         ("SQUALL_SHUTDOWN_GRACE_S", ["0", "86400"], "86400.5"),
         ("SQUALL_MESSAGES_PER_SECOND", ["0.01"], "0"),
         ("SQUALL_HISTORY_MESSAGES", ["1"], "0"),
+        ("SQUALL_LOCK_TTL_MS", ["1", "86400000"], "86400001"),  # a day at most
     ],
 )
 def test_a_range_takes_its_ends_only(name: str, taken: list[str], refused: str) -> None:
