@@ -50,9 +50,18 @@ def read_key(path: str, variable: str, *, private: bool) -> str:
         ) from None
     try:
         key = jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256).prepare_key(text)
-    except (jwt.InvalidKeyError, ValueError) as exc:
+    except TypeError:  # cryptography: a private key encrypted, and no password given
+        fix = (
+            f"decrypt it first (openssl pkey -in {path} -out <new file>)"
+            if private
+            else f"it needs the public one (openssl pkey -in {path} -pubout)"
+        )
+        raise KeyFileError(f"{variable}={path!r} holds an encrypted private key; {fix}") from None
+    except (jwt.InvalidKeyError, ValueError):
+        # PyJWT's own words name a public key whatever was read, or show a generator.
         raise KeyFileError(
-            f"{variable}={path!r} holds no PEM RSA key ({exc}); point it at a PEM RSA {kind} key"
+            f"{variable}={path!r} holds no RSA key in PEM form (an EC or Ed25519 key, a "
+            f"certificate or any other file does not do); point it at a PEM RSA {kind} key"
         ) from None
     if not isinstance(key, RSAPrivateKey if private else RSAPublicKey):
         other = "public" if private else "private"

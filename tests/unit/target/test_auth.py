@@ -113,7 +113,7 @@ def test_key_files_are_checked_and_named(rsa_key_files: tuple[Path, Path]) -> No
     with pytest.raises(KeyFileError, match=r"V='.*missing.pem': cannot read it \(No such file"):
         read_key(str(tmp_path / "missing.pem"), "V", private=False)
     (tmp_path / "junk.pem").write_text("not a key\n")
-    with pytest.raises(KeyFileError, match="holds no PEM RSA key"):
+    with pytest.raises(KeyFileError, match="holds no RSA key in PEM form"):
         read_key(str(tmp_path / "junk.pem"), "V", private=False)
     with pytest.raises(KeyFileError, match="holds an RSA private key; it needs the public one"):
         read_key(str(private), "V", private=False)
@@ -150,3 +150,33 @@ def test_a_short_hs256_secret_is_refused_with_how_to_make_one() -> None:
     assert Settings.from_env({"SQUALL_JWT_SECRET": "s" * 32}).jwt_secret == "s" * 32
     # The development default stays usable on a laptop (it is public anyway).
     assert Settings.from_env({}).jwt_secret == DEV_JWT_SECRET
+
+
+def test_an_encrypted_or_non_rsa_key_file_is_named_plainly(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    encrypted = tmp_path / "encrypted.pem"
+    encrypted.write_bytes(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
+    with pytest.raises(KeyFileError, match=r"holds an encrypted private key; decrypt it first"):
+        read_key(str(encrypted), "V", private=True)
+    with pytest.raises(KeyFileError, match=r"holds an encrypted private key; it needs the public"):
+        read_key(str(encrypted), "V", private=False)
+    elliptic = tmp_path / "ec.pem"
+    elliptic.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with pytest.raises(KeyFileError) as info:
+        read_key(str(elliptic), "V", private=True)
+    assert "holds no RSA key in PEM form (an EC or Ed25519 key" in str(info.value)
+    assert "generator" not in str(info.value)
