@@ -116,7 +116,8 @@ class Settings:
     #: (0: never; the keepalive ping then drops it within about a minute).
     socket_write_timeout_s: float = 10.0
     #: ``deflate`` negotiates permessage-deflate with clients that offer it (two zlib
-    #: streams per such socket, ~37 KB); ``off`` keeps idle sockets at ~12 KB.
+    #: streams per such socket, ~37 KB); ``off`` keeps idle sockets at about 12 KB
+    #: (docs/runtime.md, "Idle sockets").
     ws_compression: WsCompression = "off"
 
     #: Runs one worker process executes at once.
