@@ -112,6 +112,15 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
     results = SessionResults(run_id=config.getoption("--squall-run-id"), started_at=time.time())
+    if results.run_id is not None:
+        # A report will be written: where it goes comes from the configuration, so one that
+        # cannot be read is a usage error now rather than a crash once the tests have run.
+        from squall.config import ConfigError
+
+        try:
+            results.results_dir = _results_dir(config)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"squall: {exc}") from None
     config.stash[_RESULTS] = results
     config.pluginmanager.register(_SessionWatch(results), "squall-session-watch")
 

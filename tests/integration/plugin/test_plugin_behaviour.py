@@ -144,6 +144,28 @@ def test_no_report_when_pytest_refuses_the_command_line(
     assert not (tmp_path / RUN_ID).exists()
 
 
+@pytest.mark.parametrize(
+    ("config_file", "option", "named"),
+    [
+        ("[run]\nscale = 'big'\n", None, "squall.toml"),
+        ("", "--squall-scale=0", "run.scale=0.0"),
+    ],
+    ids=["squall.toml", "option"],
+)
+def test_a_configuration_that_cannot_be_read_is_a_usage_error_before_any_test(
+    pytester: pytest.Pytester, config_file: str, option: str | None, named: str
+) -> None:
+    """With a run id the report's folder comes from the configuration: a bad one is refused
+    up front, not found by a crash once the tests have run."""
+    pytester.makefile(".toml", squall=config_file)
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    result = pytester.runpytest(f"--squall-run-id={RUN_ID}", *([option] if option else []))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: squall: invalid value *{named}*"])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    assert not (pytester.path / "squall-results").exists()
+
+
 def test_no_report_when_no_squall_test_ran(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_ok():\n    pass\n")
     result = pytester.runpytest()
