@@ -267,7 +267,7 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
     from squall.adapters.registry import UnknownAdapter
     from squall.adapters.registry import load as load_adapter
     from squall.config import ConfigError
-    from squall.scenarios.target import lacks_signing_key, signing
+    from squall.scenarios.target import adapter_without_target, lacks_signing_key, signing
     from squall.services import ProcessStartError, ServiceUnavailable, services
     from squall.suite import TargetUnreachable
 
@@ -283,6 +283,9 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
         )
     except (ConfigError, UnknownAdapter) as exc:
         raise pytest.UsageError(f"squall: {exc}") from None
+    no_target = adapter_without_target(squall_config.target, option="--squall-target")
+    if no_target is not None:
+        raise pytest.UsageError(f"squall: {no_target}")
     if lacks_signing_key(squall_config.target, adapter.capabilities.authentication, signer):
         # As squall run: without it every socket would be refused, test after test.
         raise pytest.UsageError(

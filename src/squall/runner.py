@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from rich.console import Console
 from rich.markup import escape
 
-from squall.adapters.registry import DEFAULT_ADAPTER, UnknownAdapter
+from squall.adapters.registry import UnknownAdapter
 from squall.adapters.registry import load as load_adapter
 from squall.config import Config, ConfigError, load_config, option_overrides
 from squall.interrupt import sigterm_as_ctrl_c
@@ -31,7 +31,7 @@ from squall.report.console import error_console, output_console
 from squall.report.files import create_results_dir, new_run_id
 from squall.report.publish import publish
 from squall.report.summary import print_scenario
-from squall.scenarios.target import TargetInfo, lacks_signing_key, signing
+from squall.scenarios.target import TargetInfo, adapter_without_target, lacks_signing_key, signing
 from squall.services import (
     Endpoints,
     ProcessStartError,
@@ -228,12 +228,9 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
     ) as exc:
         err.print(f"[red]squall run: {escape(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
-    if needs_target and config.target.url is None and config.target.adapter != DEFAULT_ADAPTER:
-        err.print(
-            f"[red]squall run: adapter {config.target.adapter!r} needs --target: without it "
-            f"squall starts its reference platform, which speaks {DEFAULT_ADAPTER!r}[/red]",
-            highlight=False,
-        )
+    no_target = adapter_without_target(config.target) if needs_target else None
+    if no_target is not None:
+        err.print(f"[red]squall run: {escape(no_target)}[/red]", highlight=False)
         return EXIT_USAGE
     if needs_target and lacks_signing_key(
         config.target, adapter.capabilities.authentication, signer

@@ -35,7 +35,7 @@ from squall.report.console import error_console, output_console
 from squall.report.files import create_results_dir, new_run_id
 from squall.report.publish import EXIT_INTERRUPTED
 from squall.report.summary import print_scenario, print_summary
-from squall.scenarios.target import signing
+from squall.scenarios.target import adapter_without_target, signing
 from squall.suite import ScenarioOutcome, SuiteReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -231,6 +231,10 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
             require_loopback(config.target.url, "--target ([target] url)")
     except (ConfigError, UnknownAdapter, NotLoopback) as exc:
         err.print(f"[red]squall test: {escape(str(exc))}[/red]", highlight=False)
+        return EXIT_USAGE
+    no_target = adapter_without_target(config.target)
+    if no_target is not None:
+        err.print(f"[red]squall test: {escape(no_target)}[/red]", highlight=False)
         return EXIT_USAGE
     results_dir = request.results_dir or config.run.results_dir
     try:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jwt
 
+from squall.adapters.registry import DEFAULT_ADAPTER
 from squall.config import ConfigError, TargetConfig
 from squall.engine.identity import IdentityFactory, anonymous_identities, jwt_identities
 
@@ -49,6 +50,19 @@ def lacks_signing_key(target: TargetConfig, authenticates: bool, signer: Signing
     """Whether ``target`` is a running target (``url`` set) whose adapter authenticates
     (``authenticates``) while ``signer`` has no key: every socket would be refused."""
     return target.url is not None and authenticates and not signer.key
+
+
+def adapter_without_target(target: TargetConfig, *, option: str = "--target") -> str | None:
+    """Why ``target`` names an adapter squall cannot speak to anything: one other than the
+    reference protocol's without a running target (``url``, given as ``option``), when squall
+    starts its reference platform, which speaks only its own. None when there is no such
+    problem."""
+    if target.url is not None or target.adapter == DEFAULT_ADAPTER:
+        return None
+    return (
+        f"adapter {target.adapter!r} needs {option}: without it squall starts its reference "
+        f"platform, which speaks {DEFAULT_ADAPTER!r}"
+    )
 
 
 def signing(

@@ -73,6 +73,17 @@ def test_a_target_without_a_secret_is_refused_before_any_socket(
     result.stdout.fnmatch_lines(["*--squall-target needs the secret the target verifies*"])
 
 
+def test_another_adapter_without_a_target_is_refused_before_any_service_starts(
+    pytester: pytest.Pytester,
+) -> None:
+    """Without --squall-target the reference platform is started, and it speaks only its own
+    protocol: another adapter would be ignored, as squall run refuses it."""
+    pytester.makepyfile("def test_uses_it(real_services):\n    pass\n")
+    result = pytester.runpytest("--real-services", "--squall-adapter", "echo")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*squall: adapter 'echo' needs --squall-target: without it*"])
+
+
 def test_the_secret_file_option_is_read_before_any_socket(
     pytester: pytest.Pytester,
 ) -> None:

@@ -144,6 +144,7 @@ def test_plugin_options_become_config_overrides() -> None:
         (["--scale", "-2"], "invalid value -2.0 for 'scale' in [run]"),
         (["--target", "http://x"], "where ws:// or wss:// is needed"),
         (["--adapter", "nope"], "unknown adapter 'nope'"),
+        (["--adapter", "echo"], "adapter 'echo' needs --target: without it squall starts"),
         (
             ["--target", "ws://192.0.2.7:8765/v1/ws", "--jwt-secret", "s" * 32],
             "--target ([target] url): host 192.0.2.7 is not a loopback address",
