@@ -654,7 +654,15 @@ def _monitor(config: Config, ctx: SuiteContext) -> ResourceMonitor:
 def memory_note(report: MonitorReport, group: str = TARGET) -> str | None:
     """One line on the group's memory: start/peak/end, growth and the leak slope."""
     found = report.groups.get(group)
-    if found is None or found.stats.samples == 0:
+    if found is None:
+        # A target squall did not start, given neither PIDs nor ports: its CPU and memory
+        # thresholds are not applicable, and this says why.
+        return (
+            f"{group}: not monitored (squall did not start it and neither monitor.pids nor "
+            "monitor.ports names it), so its CPU and memory were not measured; give its PIDs "
+            "or listening ports in monitor.pids or monitor.ports"
+        )
+    if found.stats.samples == 0:
         return None
     stats = found.stats
     if not found.measured:

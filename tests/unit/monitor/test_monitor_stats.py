@@ -182,6 +182,17 @@ def test_a_group_whose_processes_were_never_found_has_no_gauges() -> None:
     assert "monitor.pids or monitor.ports" in note
 
 
+def test_a_target_given_to_the_monitor_by_nothing_gets_a_note_naming_the_settings() -> None:
+    # An external target without monitor.pids or monitor.ports: there is no target group.
+    generator = GroupReport("generator", summarize(series([100.0] * 5)), ())
+    report = MonitorReport(1.0, 2, {"generator": generator})
+    assert report.gauges() == {}  # its thresholds: not applicable
+    note = memory_note(report)
+    assert note is not None
+    assert note.startswith("target: not monitored")
+    assert "monitor.pids or monitor.ports" in note
+
+
 def test_short_warm_up_growth_is_not_called_a_leak() -> None:
     # 10 s of steady warm-up: a steep slope (2.4 MB/min) but only 0.36 MB in all.
     leak = leak_estimate(series([190 + 0.04 * i for i in range(10)]))
