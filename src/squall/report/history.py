@@ -14,11 +14,10 @@ from pathlib import Path
 
 import asyncpg
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from squall.report.compare import Comparison
-from squall.report.console import output_console
+from squall.report.console import literal, output_console
 from squall.report.publish import print_comparison
 from squall.services import ProcessStartError
 from squall.services.persistent import PersistentLockTimeout
@@ -50,10 +49,10 @@ def history_table(runs: Sequence[RunSummary]) -> Table:
     for r in runs:
         style = {"passed": "green", "failed": "bold red"}.get(r.verdict, "yellow")
         table.add_row(
-            r.run_id,
+            literal(r.run_id),
             r.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
-            ", ".join(r.scenarios),
-            f"[{style}]{r.verdict}[/{style}]",
+            literal(", ".join(r.scenarios)),
+            f"[{style}]{literal(r.verdict)}[/{style}]",
             _fmt(r.response_p95_s, "ms"),
             f"{r.success_rate:.2%}" if r.success_rate is not None else "—",
             _fmt(r.violations),
@@ -62,16 +61,18 @@ def history_table(runs: Sequence[RunSummary]) -> Table:
 
 
 def comparison_table(comparison: Comparison) -> Table:
-    table = Table(title=f"{comparison.before_id} → {comparison.after_id}", title_justify="left")
+    table = Table(
+        title=literal(f"{comparison.before_id} → {comparison.after_id}"), title_justify="left"
+    )
     for column in ("scenario", "metric", "figure", "before", "after", "change", ""):
         table.add_column(column)
     for c in comparison.changes:
         rel = c.relative
         flag = "[bold red]REGRESSION[/bold red]" if c.regression else ""
         table.add_row(
-            c.scenario,
-            c.metric,
-            c.stat,
+            literal(c.scenario),
+            literal(c.metric),
+            literal(c.stat),
             _fmt(c.before),
             _fmt(c.after),
             f"{rel:+.1%}" if rel is not None else "—",
@@ -102,7 +103,7 @@ def history(
         with results_database(results_db, results_dir) as url:
             runs = asyncio.run(go(url))
     except ResultsDbError as exc:
-        console.print(f"[red]squall history: {escape(str(exc))}[/red]", highlight=False)
+        console.print(f"[red]squall history: {literal(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     except _UNREACHABLE as exc:
         _print_unreachable(console, "history", results_db, results_dir, exc)
@@ -119,8 +120,8 @@ def _print_unreachable(
 ) -> None:
     where = describe(results_db, results_dir, os.environ)
     console.print(
-        f"[red]squall {command}: cannot use the results database ({escape(where)}): "
-        f"{escape(str(exc))}; check that it runs and that the URL's user, password, host and "
+        f"[red]squall {command}: cannot use the results database ({literal(where)}): "
+        f"{literal(str(exc))}; check that it runs and that the URL's user, password, host and "
         "port are right, or leave --results-db and SQUALL_RESULTS_DB unset for the default "
         "one[/red]",
         highlight=False,
@@ -180,7 +181,7 @@ def compare_runs(
         with results_database(results_db, results_dir) as url:
             comparison = asyncio.run(_comparison(url, refs, tolerance))
     except (RunNotFound, ResultsDbError) as exc:
-        console.print(f"[red]squall compare: {escape(str(exc))}[/red]", highlight=False)
+        console.print(f"[red]squall compare: {literal(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     except _UNREACHABLE as exc:
         _print_unreachable(console, "compare", results_db, results_dir, exc)

@@ -17,10 +17,10 @@ import os
 from collections.abc import Mapping
 
 from rich.console import Console
-from rich.markup import escape
 
 from squall.config import RESULTS_DB_OFF, Config
 from squall.report.compare import DEFAULT_TOLERANCE, Comparison
+from squall.report.console import literal
 from squall.report.files import write_extra_files, write_report
 from squall.report.summary import print_summary
 from squall.suite import SuiteReport
@@ -39,7 +39,7 @@ def print_comparison(
     """Regressions of ``comparison``, one line each, then a one-line verdict; first, how
     the two runs were set up differently, if they were."""
     if comparison.differences:
-        differences = escape("; ".join(comparison.differences))
+        differences = literal("; ".join(comparison.differences))
         console.print(
             f"[yellow]! the runs were set up differently ({differences}): their figures may "
             "not be comparable[/yellow]",
@@ -47,16 +47,17 @@ def print_comparison(
         )
     regressions = comparison.regressions
     for change in regressions:
-        console.print(f"[red]✗ regression {escape(change.describe())}[/red]", highlight=False)
+        console.print(f"[red]✗ regression {literal(change.describe())}[/red]", highlight=False)
     tol = f"{comparison.tolerance:.0%}"
     if regressions:
         console.print(
-            f"[bold red]{len(regressions)} regression(s) against {comparison.before_id} "
+            f"[bold red]{len(regressions)} regression(s) against {literal(comparison.before_id)} "
             f"(tolerance {tol})[/bold red]"
         )
     else:
         console.print(
-            f"[green]no regression against {comparison.before_id} (tolerance {tol})[/green]"
+            f"[green]no regression against {literal(comparison.before_id)} "
+            f"(tolerance {tol})[/green]"
         )
 
 
@@ -75,7 +76,9 @@ def publish(
     folder = write_report(report, config.run.results_dir)
     data = json.loads((folder / "report.json").read_text())
     write_extra_files(data, folder)
-    console.print(f"results: {folder / 'report.json'} (+ report.html, junit.xml, metrics.txt)")
+    console.print(
+        f"results: {literal(folder / 'report.json')} (+ report.html, junit.xml, metrics.txt)"
+    )
     code = EXIT_INTERRUPTED if report.interrupted else report.verdict.exit_code
     from squall.store.location import results_db_setting
 
@@ -110,9 +113,9 @@ def _store(
     try:
         with results_database(results_db, config.run.results_dir, environ=env) as url:
             outcome = store_run(url, data, baseline=baseline, tolerance=tolerance)
-            console.print(f"stored in the results database ({where}: {redact(url)})")
+            console.print(f"stored in the results database ({literal(f'{where}: {redact(url)}')})")
     except RunNotFound as exc:
-        console.print(f"[red]--baseline {baseline}: {exc}[/red]", highlight=False)
+        console.print(f"[red]--baseline {literal(f'{baseline}: {exc}')}[/red]", highlight=False)
         return code or EXIT_BASELINE_UNAVAILABLE
     except (
         OSError,
@@ -123,9 +126,10 @@ def _store(
         ResultsDbError,
     ) as exc:
         console.print(
-            f"[yellow]! the run was not stored in the results database ({where}): "
-            f"{escape(str(exc))}. "
-            f"Its files are kept in {config.run.results_dir / str(data['run_id'])}.[/yellow]",
+            f"[yellow]! the run was not stored in the results database ({literal(where)}): "
+            f"{literal(str(exc))}. "
+            f"Its files are kept in {literal(config.run.results_dir / str(data['run_id']))}."
+            "[/yellow]",
             highlight=False,
         )
         if baseline is not None:

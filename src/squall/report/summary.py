@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from squall.metrics.result import Counter, Metric, error_summaries_of
 from squall.metrics.thresholds import OutcomeStatus
+from squall.report.console import literal
 from squall.suite import ScenarioOutcome, SuiteReport
 
 _STATUS_STYLE = {
@@ -25,11 +25,11 @@ def scenario_table(outcome: ScenarioOutcome) -> Table | None:
     if outcome.table is None:
         return None
     columns, rows = outcome.table
-    table = Table(title=f"{outcome.name}", title_justify="left")
+    table = Table(title=literal(outcome.name), title_justify="left")
     for column in columns:
-        table.add_column(column)
+        table.add_column(literal(column))
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(literal, row))
     return table
 
 
@@ -42,10 +42,10 @@ def thresholds_table(report: SuiteReport) -> Table:
             if outcome.status is OutcomeStatus.NOT_APPLICABLE:
                 continue
             table.add_row(
-                scenario.name,
-                outcome.metric,
-                outcome.expression,
-                outcome.shown,
+                literal(scenario.name),
+                literal(outcome.metric),
+                literal(outcome.expression),
+                literal(outcome.shown),
                 _STATUS_STYLE[outcome.status],
             )
     return table
@@ -84,23 +84,23 @@ def print_scenario(console: Console, outcome: ScenarioOutcome) -> None:
     """What to show as soon as one scenario has finished."""
     verdict = outcome.verdict
     if not outcome.ran:
-        console.print(f"[bold]{outcome.name}[/bold] [dim]not run[/dim]")
+        console.print(f"[bold]{literal(outcome.name)}[/bold] [dim]not run[/dim]")
     else:
         mark = "[green]passed[/green]" if verdict.ok else "[bold red]FAILED[/bold red]"
-        console.print(f"[bold]{outcome.name}[/bold] {mark} in {outcome.duration_s:.1f} s")
+        console.print(f"[bold]{literal(outcome.name)}[/bold] {mark} in {outcome.duration_s:.1f} s")
     for note in outcome.notes:
-        console.print(f"  [yellow]! {escape(note)}[/yellow]")
+        console.print(f"  [yellow]! {literal(note)}[/yellow]")
     timeouts = outcome.metrics.get("timeouts")
     if isinstance(timeouts, Counter) and timeouts.count:
         console.print(f"  [red]timeouts: {timeouts.count} (no answer within the timeout)[/red]")
     errors = error_counts(outcome.metrics)
     if errors:
         listed = ", ".join(f"{kind} {count}" for kind, count in errors)
-        console.print(f"  [red]errors: {escape(listed)}[/red]")
+        console.print(f"  [red]errors: {literal(listed)}[/red]")
         samples = first_error_samples(outcome.result)
         for kind, _ in errors[:SAMPLED_ERROR_KINDS]:
             if kind in samples:
-                console.print(f"    [red]{escape(kind)}: {escape(samples[kind])}[/red]")
+                console.print(f"    [red]{literal(kind)}: {literal(samples[kind])}[/red]")
     table = scenario_table(outcome)
     if table is not None:
         console.print(table)
@@ -116,10 +116,10 @@ def print_summary(console: Console, report: SuiteReport) -> None:
         )
     failed = [o for o in report.outcomes if o.status is OutcomeStatus.FAILED]
     for outcome in failed:
-        console.print(f"[red]✗ {escape(outcome.diagnostic)}[/red]")
+        console.print(f"[red]✗ {literal(outcome.diagnostic)}[/red]")
     for scenario in report.scenarios:
         if scenario.error is not None:
-            console.print(f"[red]✗ {escape(f'[{scenario.name}] raised {scenario.error}')}[/red]")
+            console.print(f"[red]✗ {literal(f'[{scenario.name}] raised {scenario.error}')}[/red]")
     if report.interrupted:
         console.print("[yellow]interrupted: the results cover the scenarios that finished[/yellow]")
     verdict = report.verdict

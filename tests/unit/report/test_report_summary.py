@@ -7,13 +7,15 @@ import io
 from rich.console import Console
 
 from squall.metrics.result import Counter, Gauge
+from squall.metrics.thresholds import evaluate, parse_thresholds
 from squall.report.summary import (
     SAMPLE_CHARS,
     error_counts,
     first_error_samples,
     print_scenario,
+    print_summary,
 )
-from squall.suite import ScenarioOutcome
+from squall.suite import ScenarioOutcome, SuiteReport
 
 
 def test_error_counts_lists_kinds_that_counted_most_first() -> None:
@@ -105,3 +107,34 @@ def test_a_scenario_left_out_says_not_run_with_its_note() -> None:
     assert text.startswith("platform_races not run\n")
     assert "passed" not in text
     assert "! not run: it drives the reference platform's own protocol" in text
+
+
+def test_names_codes_and_messages_from_outside_print_as_given_and_inert() -> None:
+    # A scenario named with brackets, an error code a target chose ("[/]" is a closing
+    # markup tag, "\x1b[2J" clears a terminal) and a threshold on it.
+    code = "server.[/]\x1b[2J"
+    metrics = {f"errors.{code}": Counter(f"errors.{code}", 2, 0.0)}
+    thresholds = parse_thresholds({f"errors.{code}": ["count == 0"]})
+    outcome = ScenarioOutcome(
+        name="chat[ws]",
+        metrics=dict(metrics),
+        outcomes=evaluate(thresholds, metrics, "chat[ws]"),
+        result={"errors": [{"kind": code, "count": 2, "samples": ["bad \x1b]0;title\x07 [red]"]}]},
+        notes=["target said \x1b[31m[bold]hi"],
+        table=(("col[x]",), [("\x1b[1mcell[/]",)]),
+        duration_s=1.0,
+    )
+    out = io.StringIO()
+    console = Console(file=out, width=300, color_system=None)
+    print_scenario(console, outcome)
+    print_summary(console, SuiteReport("r1", 0.0, [outcome]))
+    text = out.getvalue()
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert text.startswith("chat[ws] FAILED in 1.0 s\n")
+    assert "! target said \\x1b[31m[bold]hi" in text
+    assert "errors: server.[/]\\x1b[2J 2" in text
+    assert "server.[/]\\x1b[2J: bad \\x1b]0;title\\x07 [red]" in text
+    assert "col[x]" in text
+    assert "\\x1b[1mcell[/]" in text
+    assert "│ chat[ws] │ errors.server.[/]\\x1b[2J │ count == 0 │" in text

@@ -1,0 +1,26 @@
+"""Text from outside (a target's error codes and messages, names, ids) made safe to show
+(pure).
+
+A target can put any character in what it sends; squall echoes some of it back (error
+samples, ``errors.server.<code>`` metric names). Control characters would act on the
+terminal (``\\x1b[2J`` clears it), make ``junit.xml`` ill-formed XML, or vanish from a page;
+:func:`printable` shows each as its escape instead, so the text stays readable and inert.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: C0 controls but tab and newline, DEL, C1 controls, and the two noncharacters XML refuses.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def printable(text: object) -> str:
+    """``str(text)`` with every control character shown as its escape (``\\x1b``); tabs
+    and newlines are kept."""
+    return _UNPRINTABLE.sub(_escape, str(text))
