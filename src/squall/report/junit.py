@@ -6,6 +6,9 @@ with their samples, its ``system-out`` the notes), errs when the scenario raised
 skipped when the suite left the scenario out (``ran`` false, the reason in its notes);
 then a test case per threshold, named ``<metric>: <expression>``, failed with the
 threshold's diagnostic, or skipped when the scenario does not record that metric.
+
+Control characters (in an error message a target sent, say) are written as their escapes:
+XML 1.0 cannot hold them, and one would make the whole file unreadable to a CI system.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from squall.metrics.result import error_summaries_of
+from squall.report.printable import printable
 
 
 def _case(suite: ET.Element, scenario: str, name: str, seconds: float = 0.0) -> ET.Element:
@@ -94,5 +98,9 @@ def junit_xml(report: Mapping[str, Any]) -> str:
                 ET.SubElement(case, "skipped", {"message": str(t["diagnostic"])})
     for key, value in totals.items():
         root.set(key, str(value))
+    for element in root.iter():
+        element.text = None if element.text is None else printable(element.text)
+        for name, text in element.attrib.items():
+            element.set(name, printable(text))
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

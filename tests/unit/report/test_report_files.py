@@ -160,3 +160,28 @@ def test_write_extra_files(tmp_path: Path) -> None:
     written = write_extra_files(report(load_scenario()), tmp_path / "run")
     assert sorted(p.name for p in written) == ["junit.xml", "metrics.txt", "report.html"]
     assert all(p.stat().st_size > 0 for p in written)
+
+
+def test_control_characters_from_a_target_leave_junit_well_formed_and_show_as_escapes() -> None:
+    failing = load_scenario(failed=True)
+    failing["result"]["errors"] = [
+        {"kind": "server.a\x00b", "count": 2, "samples": ["frame \x1b[31mred\x0b\ufffe"]}
+    ]
+    failing["notes"] = ["note \x01"]
+    failing["thresholds"][0]["diagnostic"] = "limit \x1b[2J"
+    data = report(failing)
+    root = ET.fromstring(junit_xml(data))  # ill-formed XML raises here
+    (suite,) = root.findall("testsuite")
+    failure = suite.find("testcase/failure")
+    assert failure is not None
+    assert failure.text is not None
+    assert "errors.server.a\\x00b: 2\n  frame \\x1b[31mred\\x0b\\ufffe" in failure.text
+    assert suite.findtext("testcase/system-out") == "note \\x01"
+    threshold = suite.find("testcase[@name='response_time: p(95) <= 0.2s']/failure")
+    assert threshold is not None
+    assert threshold.get("message") == "limit \\x1b[2J"
+    page = report_html(data)
+    assert "\x1b" not in page
+    assert "\x00" not in page
+    assert "frame \\x1b[31mred\\x0b\\ufffe" in page
+    assert "<li>note \\x01</li>" in page
