@@ -499,8 +499,26 @@ def sample_rows(s: Mapping[str, Any]) -> list[Row]:
     return rows
 
 
+#: What a NUL character is stored as: PostgreSQL text and JSONB cannot hold one.
+NUL_STORED_AS = "\\x00"
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` with every NUL in its strings (dictionary keys too) replaced by
+    :data:`NUL_STORED_AS`: a message or error code a target sent may hold one, and a single
+    NUL would otherwise keep the whole run out of the database."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_STORED_AS)
+    if isinstance(value, Mapping):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_nul(v) for v in value]
+    return value
+
+
 def run_record(report: Mapping[str, Any], provenance: Provenance) -> RunRecord:
     """Flatten ``report`` (a ``report.json`` dictionary) into rows for every table."""
+    report = without_nul(report)
     session = session_values(report, provenance)
     tables = {
         "performance_metrics": Table("performance_metrics", METRIC_COLUMNS),

@@ -174,6 +174,36 @@ async def test_save_and_query(fresh_db: str) -> None:
         await conn.close()
 
 
+async def test_a_run_whose_texts_hold_nul_characters_is_stored(fresh_db: str) -> None:
+    # A target may send a NUL in an error code or message; PostgreSQL text and JSONB hold none.
+    result = _run_result("synthetic", [0.05], 1)
+    result.metrics["errors.server.a\x00b"] = Counter("errors.server.a\x00b", 2, 0.2)
+    data = _suite_report("run-nul", result, 1_000.0).to_dict()
+    (scenario,) = data["scenarios"]
+    scenario["notes"] = ["note \x00"]
+    scenario["result"]["errors"] = [
+        {"kind": "server.a\x00b", "count": 2, "samples": ["frame \x00 here"]}
+    ]
+    scenario["result"]["verdict"] = {
+        "checker": "isolation.threads",
+        "valid": False,
+        "summary": "leak \x00",
+        "counts": {"violations": 1},
+        "evidence": [{"kind": "leak", "message": "saw \x00", "ops": [], "details": {"k\x00": 1}}],
+    }
+    await save_report(fresh_db, data, PROVENANCE)
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        metrics = await conn.fetch("SELECT metric FROM performance_metrics ORDER BY metric")
+        assert "errors.server.a\\x00b" in [r["metric"] for r in metrics]
+        summary = await conn.fetchval("SELECT summary FROM user_isolation_test_data")
+        assert summary == "leak \\x00"
+        events = await conn.fetch("SELECT message FROM race_condition_events")
+        assert "saw \\x00" in [r["message"] for r in events]
+    finally:
+        await conn.close()
+
+
 def test_baseline_flags_an_injected_regression(pg_url: str, tmp_path: Path) -> None:
     scenario = f"synthetic_{secrets.token_hex(3)}"  # its own scenario set in the shared db
     config = load_config(None, cwd=tmp_path, overrides=[f'run.results_dir="{tmp_path}"'])

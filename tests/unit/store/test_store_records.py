@@ -11,6 +11,7 @@ from squall.store.records import (
     ReportShapeError,
     run_record,
     scenario_set,
+    without_nul,
 )
 
 PROVENANCE = Provenance("0.1.0", "3.11.9", "Linux", "host-a")
@@ -147,3 +148,12 @@ def test_missing_field_is_named() -> None:
     del broken["run_id"]
     with pytest.raises(ReportShapeError, match="'run_id'"):
         run_record(broken, PROVENANCE)
+
+
+def test_nul_characters_are_stored_as_their_escape_everywhere() -> None:
+    value = {"a\x00": ["x\x00y", ("\x00",), {"k": "\x00\x00"}], "n": 1, "none": None}
+    assert without_nul(value) == {
+        "a\\x00": ["x\\x00y", ["\\x00"], {"k": "\\x00\\x00"}],
+        "n": 1,
+        "none": None,
+    }
