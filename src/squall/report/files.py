@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,9 +45,16 @@ def create_results_dir(results_dir: Path) -> None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: a full disk leaves neither a truncated file nor
+    the temporary one behind."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def write_report(report: SuiteReport, results_dir: Path) -> Path:
@@ -54,6 +63,20 @@ def write_report(report: SuiteReport, results_dir: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     _write_atomic(folder / "report.json", json.dumps(report.to_dict(), indent=2, default=str))
     return folder
+
+
+def write_results(report: Mapping[str, Any], folder: Path) -> None:
+    """Write ``report.json`` (from a report.json dictionary) and the other files into
+    ``folder``; :class:`OSError` when one cannot be written, the earlier ones kept."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_atomic(folder / "report.json", json.dumps(report, indent=2, default=str))
+    write_extra_files(report, folder)
+
+
+def fallback_folder(run_id: str) -> Path:
+    """Where a run's files go when its results folder cannot take them (a full disk, a
+    folder removed or made read-only during the run): the system's temporary folder."""
+    return Path(tempfile.gettempdir()) / "squall-results" / run_id
 
 
 def write_extra_files(report: Mapping[str, Any], folder: Path) -> list[Path]:

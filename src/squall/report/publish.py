@@ -1,13 +1,16 @@
 """After a run: show the summary, write every result file, decide the exit code.
 
 Files are written before anything that might fail (a results database that
-is down, say), so nothing measured is lost. Then the run is stored in the
-results database and, with ``--baseline``, compared with an earlier run.
+is down, say), so nothing measured is lost; a results folder that cannot take
+them (a full disk, a folder removed or made read-only during the run) gets
+them written to the system's temporary folder instead. Then the run is stored
+in the results database and, with ``--baseline``, compared with an earlier run.
 
 Exit codes: the run's own (0 all thresholds held, 1 one failed, 130
-interrupted); 1 as well when ``--baseline`` finds a regression; 3 when
-``--baseline`` was asked for but the results database could not be used. A
-database that fails without ``--baseline`` only prints a warning.
+interrupted); 1 as well when ``--baseline`` finds a regression; 2 when the
+files could not be written to the results folder; 3 when ``--baseline`` was
+asked for but the results database could not be used. A database that fails
+without ``--baseline`` only prints a warning.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from rich.console import Console
 
 from squall.config import RESULTS_DB_OFF, Config
 from squall.report.compare import DEFAULT_TOLERANCE, Comparison
 from squall.report.console import literal
-from squall.report.files import write_extra_files, write_report
+from squall.report.files import fallback_folder, write_results
 from squall.report.summary import print_summary
 from squall.suite import SuiteReport
 
@@ -31,6 +35,8 @@ EXIT_INTERRUPTED = 130
 EXIT_REGRESSION = 1
 #: Exit code when ``--baseline`` could not be checked (results database unusable).
 EXIT_BASELINE_UNAVAILABLE = 3
+#: Exit code when the result files could not be written to the results folder.
+EXIT_FILES_UNWRITTEN = 2
 
 
 def print_comparison(
@@ -73,13 +79,13 @@ def publish(
 ) -> int:
     """Print the summary, write the results, store the run; return the run's exit code."""
     print_summary(console, report)
-    folder = write_report(report, config.run.results_dir)
-    data = json.loads((folder / "report.json").read_text())
-    write_extra_files(data, folder)
-    console.print(
-        f"results: {literal(folder / 'report.json')} (+ report.html, junit.xml, metrics.txt)"
-    )
+    # As report.json will read back: what the other files and the database are made from.
+    data = json.loads(json.dumps(report.to_dict(), default=str))
     code = EXIT_INTERRUPTED if report.interrupted else report.verdict.exit_code
+    wanted = config.run.results_dir / report.run_id
+    folder = write_files(console, data, wanted)
+    if folder != wanted:
+        code = code or EXIT_FILES_UNWRITTEN
     from squall.store.location import results_db_setting
 
     env = os.environ if environ is None else environ
@@ -88,7 +94,38 @@ def publish(
             console.print("[red]--baseline needs the results database, which is off[/red]")
             return code or EXIT_BASELINE_UNAVAILABLE
         return code
-    return _store(data, config, console, code, results_db, baseline, tolerance, env)
+    return _store(data, config, console, code, folder, results_db, baseline, tolerance, env)
+
+
+def write_files(console: Console, data: Mapping[str, object], folder: Path) -> Path | None:
+    """Write the run's files into ``folder``, or else into :func:`fallback_folder`; return
+    where they are (None: nowhere), having said so."""
+    try:
+        write_results(data, folder)
+    except OSError as exc:
+        problem = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        fallback = fallback_folder(str(data["run_id"]))
+        try:
+            write_results(data, fallback)
+        except OSError as again:
+            console.print(
+                f"[red]! the result files could not be written to {literal(folder)} "
+                f"({literal(problem)}), nor to {literal(fallback)} ({literal(again)}); free "
+                "space, or pass --results-dir a folder you can write to[/red]",
+                highlight=False,
+            )
+            return None
+        console.print(
+            f"[red]! the result files could not be written to {literal(folder)} "
+            f"({literal(problem)}); they are in {literal(fallback)} instead. Free space "
+            "there, or pass --results-dir a folder you can write to[/red]",
+            highlight=False,
+        )
+        return fallback
+    console.print(
+        f"results: {literal(folder / 'report.json')} (+ report.html, junit.xml, metrics.txt)"
+    )
+    return folder
 
 
 def _store(
@@ -96,6 +133,7 @@ def _store(
     config: Config,
     console: Console,
     code: int,
+    folder: Path | None,
     results_db: str | None,
     baseline: str | None,
     tolerance: float,
@@ -128,8 +166,12 @@ def _store(
         console.print(
             f"[yellow]! the run was not stored in the results database ({literal(where)}): "
             f"{literal(str(exc))}. "
-            f"Its files are kept in {literal(config.run.results_dir / str(data['run_id']))}."
-            "[/yellow]",
+            + (
+                f"Its files are kept in {literal(folder)}."
+                if folder is not None
+                else "Its files could not be written either: the summary above is all it left."
+            )
+            + "[/yellow]",
             highlight=False,
         )
         if baseline is not None:

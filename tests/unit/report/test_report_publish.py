@@ -1,0 +1,99 @@
+"""After a run, with the results database off: where the files go, and the exit code."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from squall.config import load_config
+from squall.metrics.result import Counter
+from squall.report.publish import EXIT_FILES_UNWRITTEN, publish
+from squall.suite import ScenarioOutcome, SuiteReport
+
+OFF = {"SQUALL_RESULTS_DB": "off"}
+
+
+def _report(run_id: str) -> SuiteReport:
+    outcome = ScenarioOutcome(
+        name="synthetic", metrics={"ops": Counter("ops", 3, 1.0)}, outcomes=[], duration_s=1.0
+    )
+    return SuiteReport(run_id, 1_000.0, [outcome], finished_at=1_001.0)
+
+
+def _publish(results_dir: Path, run_id: str) -> tuple[int, str]:
+    config = load_config(None, cwd=results_dir, overrides=[f'run.results_dir="{results_dir}"'])
+    console = Console(record=True, width=400, color_system=None)
+    code = publish(_report(run_id), config, console, environ=OFF)
+    return code, console.export_text()
+
+
+@pytest.fixture
+def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The system's temporary folder, for this test only."""
+    found = tmp_path / "system-tmp"
+    found.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(found))
+    return found
+
+
+def test_files_go_to_the_results_folder(tmp_path: Path, temp_dir: Path) -> None:
+    code, text = _publish(tmp_path / "results", "run-ok")
+    assert code == 0
+    folder = tmp_path / "results" / "run-ok"
+    assert json.loads((folder / "report.json").read_text())["run_id"] == "run-ok"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "junit.xml",
+        "metrics.txt",
+        "report.html",
+        "report.json",
+    ]
+    assert f"results: {folder / 'report.json'}" in text
+    assert not any(temp_dir.iterdir())
+
+
+def test_a_results_folder_that_cannot_take_the_files_sends_them_to_the_temp_folder(
+    tmp_path: Path, temp_dir: Path
+) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "run-x").write_text("in the way")  # the run's folder cannot be made
+    code, text = _publish(results, "run-x")
+    assert code == EXIT_FILES_UNWRITTEN
+    fallback = temp_dir / "squall-results" / "run-x"
+    assert json.loads((fallback / "report.json").read_text())["run_id"] == "run-x"
+    assert (fallback / "junit.xml").exists()
+    assert f"could not be written to {results / 'run-x'} (File exists" in text
+    assert f"they are in {fallback} instead" in text
+    assert "pass --results-dir a folder you can write to" in text
+    assert "Traceback" not in text
+
+
+def test_a_failed_write_leaves_no_partial_file_behind(tmp_path: Path, temp_dir: Path) -> None:
+    folder = tmp_path / "results" / "run-y"
+    (folder / "junit.xml.tmp").mkdir(parents=True)  # junit.xml cannot be written
+    code, text = _publish(tmp_path / "results", "run-y")
+    assert f"could not be written to {folder} (Is a directory" in text
+    assert code == EXIT_FILES_UNWRITTEN
+    assert json.loads((folder / "report.json").read_text())["run_id"] == "run-y"
+    assert not (folder / "report.json.tmp").exists()
+    assert (temp_dir / "squall-results" / "run-y" / "junit.xml").exists()
+
+
+def test_nowhere_to_write_says_so_and_keeps_the_threshold_exit_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(blocked))
+    config = load_config(None, cwd=tmp_path, overrides=[f'run.results_dir="{blocked}"'])
+    console = Console(record=True, width=400, color_system=None)
+    failing = _report("run-z")
+    failing.scenarios[0].error = "boom"  # the run failed: its own exit code stands
+    assert publish(failing, config, console, environ=OFF) == 1
+    text = console.export_text()
+    assert f"could not be written to {blocked / 'run-z'}" in text
+    assert f"nor to {blocked / 'squall-results' / 'run-z'}" in text
