@@ -21,7 +21,13 @@ from squall.report.console import literal, output_console
 from squall.report.publish import print_comparison
 from squall.services import ProcessStartError
 from squall.services.persistent import PersistentLockTimeout
-from squall.store.location import ResultsDbError, describe, results_database
+from squall.store.location import (
+    ResultsDbBusy,
+    ResultsDbError,
+    connection,
+    describe,
+    results_database,
+)
 from squall.store.migrations import migrate, schema_version
 from squall.store.queries import (
     RunNotFound,
@@ -91,13 +97,10 @@ def history(
     console = console or output_console()
 
     async def go(url: str) -> list[RunSummary]:
-        conn = await asyncpg.connect(url, timeout=10)
-        try:
+        async with connection(url) as conn:
             if not await _readable(conn):
                 return []
             return await list_runs(conn, limit=limit)
-        finally:
-            await conn.close()
 
     try:
         with results_database(results_db, results_dir) as url:
@@ -119,11 +122,15 @@ def _print_unreachable(
     console: Console, command: str, results_db: str | None, results_dir: Path, exc: BaseException
 ) -> None:
     where = describe(results_db, results_dir, os.environ)
+    fix = (
+        ""  # the message names the fix: end the session that holds the lock
+        if isinstance(exc, ResultsDbBusy)
+        else "; check that it runs and that the URL's user, password, host and port are "
+        "right, or leave --results-db and SQUALL_RESULTS_DB unset for the default one"
+    )
     console.print(
         f"[red]squall {command}: cannot use the results database ({literal(where)}): "
-        f"{literal(str(exc))}; check that it runs and that the URL's user, password, host and "
-        "port are right, or leave --results-db and SQUALL_RESULTS_DB unset for the default "
-        "one[/red]",
+        f"{literal(str(exc))}{fix}[/red]",
         highlight=False,
     )
 
@@ -138,8 +145,7 @@ async def _readable(conn: asyncpg.Connection) -> bool:
 
 
 async def _comparison(url: str, refs: Sequence[str], tolerance: float) -> Comparison:
-    conn = await asyncpg.connect(url, timeout=10)
-    try:
+    async with connection(url) as conn:
         if not await _readable(conn):
             raise RunNotFound("the results database holds no run yet: `squall run` stores each run")
         if len(refs) == 2:
@@ -160,8 +166,6 @@ async def _comparison(url: str, refs: Sequence[str], tolerance: float) -> Compar
                 )
             before_id = found
         return await compare_stored(conn, before_id, after_id, tolerance=tolerance)
-    finally:
-        await conn.close()
 
 
 def compare_runs(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 
 import asyncpg
@@ -85,15 +85,42 @@ def check_results_db(
         raise ResultsDbError(f"{exc}, or leave it unset for the default database") from None
 
 
-async def _ensure_database(server_url: str, name: str) -> None:
-    conn = await asyncpg.connect(server_url, timeout=10)
+#: How long a results database command waits for a lock another session holds (a squall
+#: process stopped mid-write, a transaction left open in psql) before giving up.
+LOCK_TIMEOUT_S = 30.0
+
+
+class ResultsDbBusy(TimeoutError):
+    """Another session kept a lock the command needed for longer than the lock timeout."""
+
+
+@contextlib.asynccontextmanager
+async def connection(
+    url: str, *, lock_timeout_s: float = LOCK_TIMEOUT_S
+) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the results database that waits at most ``lock_timeout_s`` for a
+    lock (:class:`ResultsDbBusy` then, naming the fix), rather than for ever."""
+    conn = await asyncpg.connect(
+        url, timeout=10, server_settings={"lock_timeout": f"{round(lock_timeout_s * 1000)}ms"}
+    )
     try:
+        yield conn
+    except asyncpg.LockNotAvailableError:
+        raise ResultsDbBusy(
+            f"another session kept the results database locked for more than "
+            f"{lock_timeout_s:g} s; find it in pg_stat_activity (a squall process stopped "
+            "mid-write, or a transaction left open) and end it"
+        ) from None
+    finally:
+        await conn.close()
+
+
+async def _ensure_database(server_url: str, name: str) -> None:
+    async with connection(server_url) as conn:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
             with contextlib.suppress(asyncpg.DuplicateDatabaseError):
                 await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
 
 
 def describe(explicit: str | None, results_dir: Path, environ: Mapping[str, str]) -> str:

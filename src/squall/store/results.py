@@ -18,7 +18,12 @@ from squall.config import RESULTS_DB_OFF
 from squall.report.compare import DEFAULT_TOLERANCE, Comparison
 from squall.services import ProcessStartError
 from squall.services.persistent import PersistentLockTimeout
-from squall.store.location import results_database, results_db_setting, setting_name
+from squall.store.location import (
+    connection,
+    results_database,
+    results_db_setting,
+    setting_name,
+)
 from squall.store.queries import RunNotFound, compare_stored, previous_run, resolve_run
 from squall.store.records import Provenance
 from squall.store.writer import save_report
@@ -33,8 +38,7 @@ class BaselineOutcome:
 
 
 async def _baseline(url: str, run_id: str, ref: str, tolerance: float) -> BaselineOutcome:
-    conn = await asyncpg.connect(url, timeout=10)
-    try:
+    async with connection(url) as conn:
         if ref == "last":
             found = await previous_run(conn, run_id)
             if found is None:
@@ -45,8 +49,6 @@ async def _baseline(url: str, run_id: str, ref: str, tolerance: float) -> Baseli
         else:
             base = await resolve_run(conn, ref)
         return BaselineOutcome(await compare_stored(conn, base, run_id, tolerance=tolerance))
-    finally:
-        await conn.close()
 
 
 def store_run(
@@ -73,11 +75,8 @@ class BaselineError(ValueError):
 
 
 async def _resolve(url: str, ref: str) -> str:
-    conn = await asyncpg.connect(url, timeout=10)
-    try:
+    async with connection(url) as conn:
         return await resolve_run(conn, ref)
-    finally:
-        await conn.close()
 
 
 def check_baseline(

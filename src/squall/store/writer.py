@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from squall.store.location import LOCK_TIMEOUT_S, connection
 from squall.store.migrations import migrate
 from squall.store.records import SESSION_COLUMNS, Provenance, RunRecord, run_record
 
@@ -47,13 +48,16 @@ async def write_record(conn: asyncpg.Connection, record: RunRecord) -> int:
 
 
 async def save_report(
-    database_url: str, report: Mapping[str, Any], provenance: Provenance | None = None
+    database_url: str,
+    report: Mapping[str, Any],
+    provenance: Provenance | None = None,
+    *,
+    lock_timeout_s: float = LOCK_TIMEOUT_S,
 ) -> int:
-    """Migrate the database if needed and store ``report`` (a report.json dictionary)."""
+    """Migrate the database if needed and store ``report`` (a report.json dictionary);
+    :class:`~squall.store.location.ResultsDbBusy` when another session keeps a table it
+    writes locked for longer than ``lock_timeout_s``."""
     record = run_record(report, provenance or Provenance.current())
-    conn = await asyncpg.connect(database_url, timeout=10)
-    try:
+    async with connection(database_url, lock_timeout_s=lock_timeout_s) as conn:
         await migrate(conn)
         return await write_record(conn, record)
-    finally:
-        await conn.close()

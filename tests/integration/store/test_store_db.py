@@ -17,7 +17,8 @@ from squall.metrics.result import Counter, Rate, RunResult, Trend
 from squall.report.publish import publish
 from squall.scenarios.db_race import ensure_schema, run_db_race
 from squall.services import Endpoints, create_database, drop_database
-from squall.store.migrations import MIGRATIONS, migrate, schema_version
+from squall.store.location import ResultsDbBusy
+from squall.store.migrations import MIGRATION_LOCK, MIGRATIONS, migrate, schema_version
 from squall.store.queries import (
     RunNotFound,
     list_runs,
@@ -202,6 +203,34 @@ async def test_a_run_whose_texts_hold_nul_characters_is_stored(fresh_db: str) ->
         assert "saw \\x00" in [r["message"] for r in events]
     finally:
         await conn.close()
+
+
+async def test_a_write_blocked_by_another_sessions_lock_gives_up_and_names_the_fix(
+    fresh_db: str,
+) -> None:
+    data = _suite_report("run-locked", _run_result("synthetic", [0.05], 1), 1_000.0).to_dict()
+    holder = await asyncpg.connect(fresh_db)
+    try:
+        await migrate(holder)
+        for lock in (
+            "LOCK TABLE high_load_sessions IN ACCESS EXCLUSIVE MODE",  # a transaction left open
+            f"SELECT pg_advisory_xact_lock(hashtext('{MIGRATION_LOCK}'))",  # a stuck migration
+        ):
+            transaction = holder.transaction()
+            await transaction.start()
+            await holder.execute(lock)
+            try:
+                with pytest.raises(ResultsDbBusy, match=r"more than 0\.2 s; find it in pg_stat"):
+                    await asyncio.wait_for(
+                        save_report(fresh_db, data, PROVENANCE, lock_timeout_s=0.2),
+                        timeout=60,  # a bound: the lock timeout must end it first
+                    )
+            finally:
+                await transaction.rollback()
+        await save_report(fresh_db, data, PROVENANCE, lock_timeout_s=0.2)  # free again
+        assert await resolve_run(holder, "last") == "run-locked"
+    finally:
+        await holder.close()
 
 
 def test_baseline_flags_an_injected_regression(pg_url: str, tmp_path: Path) -> None:
