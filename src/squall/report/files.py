@@ -33,13 +33,23 @@ def new_run_id(now: float | None = None) -> str:
 
 
 def create_results_dir(results_dir: Path) -> None:
-    """Create the results folder before a run starts (a run that cannot be saved is not worth
-    starting); :class:`~squall.config.ConfigError` naming the folder and the fix otherwise."""
+    """Create the results folder before a run starts, and check that files can be written
+    in it (a run that cannot be saved is not worth starting: an existing folder may be
+    read-only, or another user's); :class:`~squall.config.ConfigError` naming the folder
+    and the fix otherwise."""
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(
             f"cannot create the results folder {exc.filename}: {exc.strerror or exc}; "
+            "pass --results-dir a folder you can write to"
+        ) from None
+    try:
+        with tempfile.TemporaryFile(dir=results_dir):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write in the results folder {results_dir}: {exc.strerror or exc}; "
             "pass --results-dir a folder you can write to"
         ) from None
 

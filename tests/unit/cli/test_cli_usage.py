@@ -219,6 +219,18 @@ def test_run_refuses_a_results_folder_it_cannot_create(
     assert "pass --results-dir a folder you can write to" in out
 
 
+def test_run_refuses_an_existing_results_folder_it_cannot_write_in(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # /proc/self exists, and no one (root included) can create a file in it: a folder that
+    # is there, but read-only for this run, must stop it before it starts, not after.
+    code = main(["run", "-s", "db_race", "--results-dir", "/proc/self", "--results-db", "off"])
+    assert code == 2
+    out = _output(capsys)
+    assert "cannot write in the results folder /proc/self: No such file or directory" in out
+    assert "pass --results-dir a folder you can write to" in out
+
+
 @pytest.mark.parametrize(
     ("workers", "cores", "expected"), [(2, 2, 1), (2, 8, 6), (4, 2, 1), (1, 1, 1), (2, 3, 1)]
 )
