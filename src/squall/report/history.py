@@ -122,11 +122,13 @@ def _print_unreachable(
     console: Console, command: str, results_db: str | None, results_dir: Path, exc: BaseException
 ) -> None:
     where = describe(results_db, results_dir, os.environ)
+    # A busy database and the embedded cluster (no URL given) name their own fix.
+    by_url = results_db or os.environ.get("SQUALL_RESULTS_DB") or os.environ.get("DATABASE_URL")
     fix = (
-        ""  # the message names the fix: end the session that holds the lock
-        if isinstance(exc, ResultsDbBusy)
-        else "; check that it runs and that the URL's user, password, host and port are "
-        "right, or leave --results-db and SQUALL_RESULTS_DB unset for the default one"
+        "; check that it runs and that the URL's user, password, host and port are right, "
+        "or leave --results-db and SQUALL_RESULTS_DB unset for the default one"
+        if by_url and not isinstance(exc, ResultsDbBusy)
+        else ""
     )
     console.print(
         f"[red]squall {command}: cannot use the results database ({literal(where)}): "

@@ -138,12 +138,19 @@ def persistent_postgres(
             user=user,
         )
         try:
-            wait_until(
-                lambda: postgres_ready(datadir, process.pid),
-                process=process,
-                timeout=timeout,
-                what=f"accepting connections on 127.0.0.1:{port} over {datadir}",
-            )
+            try:
+                wait_until(
+                    lambda: postgres_ready(datadir, process.pid),
+                    process=process,
+                    timeout=timeout,
+                    what=f"accepting connections on 127.0.0.1:{port} over {datadir}",
+                )
+            except ProcessStartError as exc:
+                raise ProcessStartError(
+                    f"{exc}\nThe results cluster in {datadir} did not start. If it is damaged, "
+                    f"move {datadir} aside (squall then creates a new, empty one), or pass "
+                    "--results-db URL."
+                ) from None
             yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
         finally:
             process.stop(timeout=15)

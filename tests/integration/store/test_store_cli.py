@@ -123,3 +123,23 @@ def test_reading_a_database_squall_never_used_creates_nothing_in_it(
             await conn.close()
 
     assert asyncio.run(tables()) == 0
+
+
+def test_a_damaged_persistent_cluster_is_named_with_the_fix(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("SQUALL_RESULTS_DB", raising=False)
+    # Not under tmp_path: see test_persistent_cluster_keeps_data_between_starts.
+    root = Path(tempfile.mkdtemp(prefix="squall-persistent-test-"))
+    datadir = root / ".db" / "data"
+    datadir.mkdir(parents=True)
+    (datadir / "PG_VERSION").write_text("garbage\n")  # a cluster with its files lost
+    try:
+        assert main(["history", "--results-dir", str(root)]) == 3
+        out = " ".join(capsys.readouterr().out.split())
+        assert f"cannot use the results database (embedded cluster in {root / '.db'})" in out
+        assert f"move {datadir} aside (squall then creates a new, empty one)" in out
+        assert "URL's user, password" not in out
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
