@@ -51,7 +51,7 @@ def test_serve_refuses_an_unusable_public_key_before_any_worker(
     assert main(["target", "serve", "--port", "0", "--workers", "1"]) == 2
     err = _err(capsys)
     assert "SQUALL_JWT_PUBLIC_KEY_FILE=" in err
-    assert "holds no PEM RSA key" in err
+    assert "holds no RSA key in PEM form" in err
     assert "Traceback" not in err
 
 
