@@ -28,10 +28,24 @@ ResultsDirOption = Annotated[
     Path | None, typer.Option(metavar="PATH", help="Where results go (default squall-results).")
 ]
 StoredResultsDbOption = Annotated[
-    str | None, typer.Option(metavar="URL", help="PostgreSQL URL of the results database.")
+    str | None,
+    typer.Option(
+        metavar="URL",
+        help="PostgreSQL URL of the results database; default: the config's [results] "
+        "database_url, else as squall run.",
+    ),
 ]
 StoredResultsDirOption = Annotated[
-    Path, typer.Option(metavar="PATH", help="Results dir whose persistent database to read.")
+    Path | None,
+    typer.Option(
+        metavar="PATH",
+        help="Results dir whose persistent database to read; default: the config's [run] "
+        "results_dir, else squall-results.",
+    ),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", metavar="PATH", help="squall.toml or pyproject.toml."),
 ]
 
 
@@ -106,10 +120,7 @@ def run_command(
             metavar="DURATION",
         ),
     ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", "-c", metavar="PATH", help="squall.toml or pyproject.toml."),
-    ] = None,
+    config: ConfigOption = None,
     target: Annotated[
         str | None,
         typer.Option(
@@ -199,12 +210,15 @@ def history_command(
         int, typer.Option(min=1, max=100_000, metavar="N", help="How many runs, newest first.")
     ] = 20,
     results_db: StoredResultsDbOption = None,
-    results_dir: StoredResultsDirOption = Path("squall-results"),
+    results_dir: StoredResultsDirOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """List stored runs: id, start, scenarios, verdict and key figures."""
     from squall.report.history import history
 
-    raise typer.Exit(history(results_db=results_db, results_dir=results_dir, limit=limit))
+    raise typer.Exit(
+        history(results_db=results_db, results_dir=results_dir, config=config, limit=limit)
+    )
 
 
 @app.command("compare")
@@ -218,14 +232,19 @@ def compare_command(
     ] = None,
     tolerance: ToleranceOption = 0.1,
     results_db: StoredResultsDbOption = None,
-    results_dir: StoredResultsDirOption = Path("squall-results"),
+    results_dir: StoredResultsDirOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Print two runs' figures side by side; exit 1 when the second regressed."""
     from squall.report.history import compare_runs
 
     raise typer.Exit(
         compare_runs(
-            tuple(runs or ()), tolerance=tolerance, results_db=results_db, results_dir=results_dir
+            tuple(runs or ()),
+            tolerance=tolerance,
+            results_db=results_db,
+            results_dir=results_dir,
+            config=config,
         )
     )
 

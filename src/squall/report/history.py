@@ -1,21 +1,29 @@
 """``squall history`` and ``squall compare``: the results database, read for people.
 
+They read the runs ``squall run`` stored from the same folder: ``--results-db`` and
+``--results-dir`` when given, else the config file's ``[results] database_url`` and
+``[run] results_dir`` (the file found as ``squall run`` finds it, or ``--config``).
+
 Exit codes: 0 done (compare: no regression), 1 compare found a regression,
-2 a run reference matched nothing, too little is stored, or the results database
-setting is ``off`` or not a PostgreSQL URL, 3 the results database cannot be reached.
+2 a run reference matched nothing, too little is stored, the config file cannot be
+used, or the results database setting is ``off`` or not a PostgreSQL URL, 3 the
+results database cannot be reached.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 from rich.console import Console
 from rich.table import Table
 
+from squall.config import ConfigError, load_config
 from squall.report.compare import Comparison
 from squall.report.console import literal, output_console
 from squall.report.publish import print_comparison
@@ -40,6 +48,31 @@ from squall.store.queries import (
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 _UNREACHABLE = (OSError, asyncpg.PostgresError, ProcessStartError, PersistentLockTimeout)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Where the stored runs are read: the results database setting (None: the default
+    database), where that setting came from, and the results folder of the default one."""
+
+    results_db: str | None
+    results_db_name: str
+    results_dir: Path
+
+
+def stored(
+    config: Path | None, results_db: str | None, results_dir: Path | None, *, cwd: Path
+) -> Stored:
+    """The options given, else what the config file says (``--config``, or the file
+    ``squall run`` finds from ``cwd``); :class:`~squall.config.ConfigError` when that file
+    cannot be used."""
+    loaded = load_config(config, cwd=cwd)
+    from_option = results_db is not None
+    return Stored(
+        results_db=results_db if from_option else loaded.results.database_url,
+        results_db_name="--results-db" if from_option else "[results] database_url",
+        results_dir=results_dir if results_dir is not None else loaded.run.results_dir,
+    )
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -90,9 +123,11 @@ def comparison_table(comparison: Comparison) -> Table:
 def history(
     *,
     results_db: str | None,
-    results_dir: Path,
+    results_dir: Path | None,
+    config: Path | None = None,
     limit: int = 20,
     console: Console | None = None,
+    cwd: Path | None = None,
 ) -> int:
     console = console or output_console()
 
@@ -103,13 +138,18 @@ def history(
             return await list_runs(conn, limit=limit)
 
     try:
-        with results_database(results_db, results_dir) as url:
+        where = stored(config, results_db, results_dir, cwd=cwd or Path.cwd())
+    except ConfigError as exc:
+        console.print(f"[red]squall history: {literal(str(exc))}[/red]", highlight=False)
+        return EXIT_USAGE
+    try:
+        with _database(where) as url:
             runs = asyncio.run(go(url))
     except ResultsDbError as exc:
         console.print(f"[red]squall history: {literal(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     except _UNREACHABLE as exc:
-        _print_unreachable(console, "history", results_db, results_dir, exc)
+        _print_unreachable(console, "history", where, exc)
         return EXIT_UNREACHABLE
     if not runs:
         console.print("no runs stored yet: `squall run` stores each run")
@@ -118,20 +158,26 @@ def history(
     return EXIT_OK
 
 
-def _print_unreachable(
-    console: Console, command: str, results_db: str | None, results_dir: Path, exc: BaseException
-) -> None:
-    where = describe(results_db, results_dir, os.environ)
+def _database(where: Stored) -> contextlib.AbstractContextManager[str]:
+    return results_database(
+        where.results_db, where.results_dir, explicit_name=where.results_db_name
+    )
+
+
+def _print_unreachable(console: Console, command: str, where: Stored, exc: BaseException) -> None:
+    described = describe(where.results_db, where.results_dir, os.environ, where.results_db_name)
     # A busy database and the embedded cluster (no URL given) name their own fix.
-    by_url = results_db or os.environ.get("SQUALL_RESULTS_DB") or os.environ.get("DATABASE_URL")
+    by_url = (
+        where.results_db or os.environ.get("SQUALL_RESULTS_DB") or os.environ.get("DATABASE_URL")
+    )
     fix = (
         "; check that it runs and that the URL's user, password, host and port are right, "
-        "or leave --results-db and SQUALL_RESULTS_DB unset for the default one"
+        f"or leave {where.results_db_name} and SQUALL_RESULTS_DB unset for the default one"
         if by_url and not isinstance(exc, ResultsDbBusy)
         else ""
     )
     console.print(
-        f"[red]squall {command}: cannot use the results database ({literal(where)}): "
+        f"[red]squall {command}: cannot use the results database ({literal(described)}): "
         f"{literal(str(exc))}{fix}[/red]",
         highlight=False,
     )
@@ -175,8 +221,10 @@ def compare_runs(
     *,
     tolerance: float,
     results_db: str | None,
-    results_dir: Path,
+    results_dir: Path | None,
+    config: Path | None = None,
     console: Console | None = None,
+    cwd: Path | None = None,
 ) -> int:
     """Compare ``refs`` (two runs, one run with its predecessor, or the last two)."""
     console = console or output_console()
@@ -184,13 +232,18 @@ def compare_runs(
         console.print(f"[red]squall compare: give at most two runs, not {len(refs)}[/red]")
         return EXIT_USAGE
     try:
-        with results_database(results_db, results_dir) as url:
+        where = stored(config, results_db, results_dir, cwd=cwd or Path.cwd())
+    except ConfigError as exc:
+        console.print(f"[red]squall compare: {literal(str(exc))}[/red]", highlight=False)
+        return EXIT_USAGE
+    try:
+        with _database(where) as url:
             comparison = asyncio.run(_comparison(url, refs, tolerance))
     except (RunNotFound, ResultsDbError) as exc:
         console.print(f"[red]squall compare: {literal(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     except _UNREACHABLE as exc:
-        _print_unreachable(console, "compare", results_db, results_dir, exc)
+        _print_unreachable(console, "compare", where, exc)
         return EXIT_UNREACHABLE
     console.print(comparison_table(comparison))
     print_comparison(console, comparison)

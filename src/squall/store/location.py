@@ -70,8 +70,8 @@ def check_results_db(
             return
         raise ResultsDbError(
             f"{setting} is 'off', so there is no results database to read; name one with "
-            "--results-db postgresql://USER@HOST:PORT/DATABASE, or leave --results-db and "
-            "SQUALL_RESULTS_DB unset for the default one"
+            f"--results-db postgresql://USER@HOST:PORT/DATABASE, or leave {setting} unset "
+            "for the default one"
         )
     problem = url_problem(url, POSTGRES_SCHEMES)
     if problem is not None:
@@ -123,10 +123,16 @@ async def _ensure_database(server_url: str, name: str) -> None:
                 await conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def describe(explicit: str | None, results_dir: Path, environ: Mapping[str, str]) -> str:
-    """Where :func:`results_database` will look, in words, for messages."""
+def describe(
+    explicit: str | None,
+    results_dir: Path,
+    environ: Mapping[str, str],
+    explicit_name: str = "--results-db",
+) -> str:
+    """Where :func:`results_database` will look, in words, for messages (``explicit``
+    named as ``explicit_name``: the option, or the config key it was read from)."""
     if explicit:
-        return "--results-db"
+        return explicit_name
     if environ.get("SQUALL_RESULTS_DB"):
         return "SQUALL_RESULTS_DB"
     if environ.get("DATABASE_URL"):
@@ -140,13 +146,15 @@ def results_database(
     results_dir: Path,
     *,
     environ: Mapping[str, str] | None = None,
+    explicit_name: str = "--results-db",
 ) -> Iterator[str]:
     """Yield the URL of the results database, starting the persistent cluster if needed.
 
-    Raises :class:`ResultsDbError` when the setting is ``off`` or not a PostgreSQL URL.
+    Raises :class:`ResultsDbError` when the setting is ``off`` or not a PostgreSQL URL
+    (``explicit`` named as ``explicit_name`` in its message).
     """
     env = os.environ if environ is None else environ
-    check_results_db(explicit, env, off_allowed=False)
+    check_results_db(explicit, env, off_allowed=False, explicit_name=explicit_name)
     url = results_db_setting(explicit, env)
     if url is not None:
         yield url

@@ -76,6 +76,37 @@ def test_two_real_runs_are_stored_and_compared(
     assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 2  # refused before running
 
 
+def test_history_and_compare_read_the_database_squall_run_used_from_the_config(
+    results_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # squall run finds squall.toml in the folder it runs from; history and compare run from
+    # that folder read the same database (they read the default one, without the file).
+    (tmp_path / "squall.toml").write_text(
+        f'[run]\nresults_dir = "out"\n\n[results]\ndatabase_url = "{results_db}"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SQUALL_RESULTS_DB", raising=False)
+    races = ["-s", "db_race", "--scale", "0.25", "--no-progress"]
+    assert main(["run", *races]) == 0
+    assert main(["run", *races]) == 0
+    runs = sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir())
+    assert len(runs) == 2
+    capsys.readouterr()
+    assert main(["history"]) == 0
+    out = capsys.readouterr().out
+    assert all(run[:15] in out for run in runs)
+    assert main(["compare"]) == 0
+    assert f"no regression against {runs[0]}" in capsys.readouterr().out
+    # --config names the file from elsewhere; an option still wins over it.
+    monkeypatch.chdir(tmp_path / "out")
+    assert main(["compare", runs[0], runs[1], "--config", str(tmp_path / "squall.toml")]) == 0
+    assert main(["history", "--config", "../squall.toml", "--results-db", "off"]) == 2
+    assert "--results-db is 'off'" in capsys.readouterr().out
+
+
 def test_persistent_cluster_keeps_data_between_starts() -> None:
     # Not under tmp_path: pytest keeps its base folder private (0700), and the
     # cluster runs as a separate account when the tests run as root.

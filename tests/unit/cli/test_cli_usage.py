@@ -331,3 +331,24 @@ def test_an_empty_results_database_is_refused_not_taken_for_unset(
     assert "--results-db is empty" in capsys.readouterr().err
     assert main(["history", "--results-db", ""]) == 2
     assert "--results-db is empty" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["history", "compare"])
+def test_history_and_compare_take_the_results_database_from_the_config(
+    command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SQUALL_RESULTS_DB", raising=False)
+    (tmp_path / "squall.toml").write_text('[results]\ndatabase_url = "off"\n')
+    assert main([command]) == 2
+    out = _output(capsys)
+    assert f"squall {command}: [results] database_url is 'off'" in out
+    assert "or leave [results] database_url unset for the default one" in out
+    (tmp_path / "squall.toml").write_text("run = 5\n")
+    assert main([command]) == 2
+    assert "invalid value 5 for 'run' at the top level" in _output(capsys)
+    assert main([command, "--config", str(tmp_path / "missing.toml")]) == 2
+    assert "missing.toml not found" in _output(capsys)
