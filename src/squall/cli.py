@@ -24,8 +24,19 @@ JwtSecretFileOption = Annotated[
     Path | None,
     typer.Option(metavar="PATH", help="File holding that secret (instead of --jwt-secret)."),
 ]
+
+
+def _folder(text: str | Path) -> Path:
+    """A folder option; an empty one (an unset variable, say) is a usage error rather
+    than the current folder."""
+    if isinstance(text, str) and not text.strip():
+        raise typer.BadParameter("is empty; give a folder, or leave the option out")
+    return Path(text)
+
+
 ResultsDirOption = Annotated[
-    Path | None, typer.Option(metavar="PATH", help="Where results go (default squall-results).")
+    Path | None,
+    typer.Option(parser=_folder, metavar="PATH", help="Where results go (default squall-results)."),
 ]
 StoredResultsDbOption = Annotated[
     str | None,
@@ -38,6 +49,7 @@ StoredResultsDbOption = Annotated[
 StoredResultsDirOption = Annotated[
     Path | None,
     typer.Option(
+        parser=_folder,
         metavar="PATH",
         help="Results dir whose persistent database to read; default: the config's [run] "
         "results_dir, else squall-results.",

@@ -241,8 +241,41 @@ def load_config(
     for text in overrides:
         keys, value = parse_override(text)
         _deep_set(raw, keys, value, text)
-        origins[keys] = f"command-line override {text!r}"
+        origins[keys] = (
+            f"option {text.option}"
+            if isinstance(text, OptionOverride)
+            else f"command-line override {text!r}"
+        )
     return _Builder(label, origins, base).build(raw, path)
+
+
+#: The command-line option of ``squall run`` / ``squall test`` that sets each key.
+OPTION_NAMES = {
+    "run.scenarios": "--scenario",
+    "run.scale": "--scale",
+    "run.duration": "--duration",
+    "run.processes": "--processes",
+    "run.workers": "--workers",
+    "run.results_dir": "--results-dir",
+    "target.url": "--target",
+    "target.adapter": "--adapter",
+}
+
+
+class OptionOverride(str):
+    """A ``key.path=value`` override made from a command-line option: a message about its
+    value names the option (``--scale``), not the override."""
+
+    option: str
+
+    def __new__(cls, key: str, value: str) -> OptionOverride:
+        made = super().__new__(cls, f"{key}={value}")
+        made.option = OPTION_NAMES[key]
+        return made
+
+    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]  # for pickle
+        key, _, value = self.partition("=")
+        return key, value
 
 
 def option_overrides(
@@ -252,11 +285,14 @@ def option_overrides(
     """Command-line options as ``key.path=value`` overrides, those that are None left out.
 
     Texts are written as JSON strings, which TOML reads back unchanged (quotes,
-    backslashes and all).
+    backslashes and all). Keys of :data:`OPTION_NAMES` become :class:`OptionOverride`.
     """
-    found = [f"{key}={value}" for key, value in numbers if value is not None]
-    found += [f"{key}={json.dumps(text)}" for key, text in texts if text is not None]
-    return found
+    given = [(key, str(value)) for key, value in numbers if value is not None]
+    given += [(key, json.dumps(text)) for key, text in texts if text is not None]
+    return [
+        OptionOverride(key, value) if key in OPTION_NAMES else f"{key}={value}"
+        for key, value in given
+    ]
 
 
 def parse_override(text: str) -> tuple[tuple[str, ...], Any]:

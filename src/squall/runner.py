@@ -23,7 +23,7 @@ from rich.markup import escape
 
 from squall.adapters.registry import UnknownAdapter
 from squall.adapters.registry import load as load_adapter
-from squall.config import Config, ConfigError, load_config, option_overrides
+from squall.config import Config, ConfigError, OptionOverride, load_config, option_overrides
 from squall.interrupt import sigterm_as_ctrl_c
 from squall.loopback import NotLoopback, require_loopback
 from squall.monitor.targets import missing_pids
@@ -100,7 +100,7 @@ class RunRequest:
         """The command-line options as config overrides, applied after ``--set`` ones."""
         found = list(self.overrides)
         if self.scenarios:
-            found.append(f"run.scenarios={json.dumps(list(self.scenarios))}")
+            found.append(OptionOverride("run.scenarios", json.dumps(list(self.scenarios))))
         found += option_overrides(
             numbers=(
                 ("run.scale", self.scale),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from squall.config import (
     ConfigError,
     find_config_file,
     load_config,
+    option_overrides,
     parse_override,
 )
 from squall.metrics.thresholds import CAPACITY_THRESHOLDS, DEFAULT_THRESHOLDS, MetricKind
@@ -331,6 +333,17 @@ def test_wrong_values_name_key_value_and_expectation(
 ) -> None:
     message = error_of(project, text)
     assert fragment.format(file=project / "squall.toml") in message
+
+
+def test_error_in_an_option_names_the_option(project: Path) -> None:
+    overrides = option_overrides(numbers=(("run.scale", 0.0),), texts=(("run.duration", "-5"),))
+    message = error_of(project, "", overrides=overrides[:1])
+    assert message == (
+        "invalid value 0.0 for 'scale' in [run] (option --scale); expected a number > 0 and <= 1000"
+    )
+    assert "(option --duration)" in error_of(project, "", overrides=overrides[1:])
+    # Handed to another process, an option's override still names it.
+    assert pickle.loads(pickle.dumps(overrides[0])).option == "--scale"
 
 
 def test_error_in_override_names_the_override(project: Path) -> None:

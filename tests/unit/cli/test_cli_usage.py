@@ -352,3 +352,25 @@ def test_history_and_compare_take_the_results_database_from_the_config(
     assert "invalid value 5 for 'run' at the top level" in _output(capsys)
     assert main([command, "--config", str(tmp_path / "missing.toml")]) == 2
     assert "missing.toml not found" in _output(capsys)
+
+
+@pytest.mark.parametrize("command", ["run", "test", "history", "compare"])
+def test_an_empty_results_folder_is_refused_not_taken_for_this_one(
+    command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `--results-dir "$UNSET"` used to write the run's folder into the current one.
+    monkeypatch.chdir(tmp_path)
+    assert main([command, "--results-dir", ""]) == 2
+    assert "'--results-dir': is empty; give a folder, or leave the option out" in _output(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_option_value_is_named_as_the_option(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--scale", "0"]) == 2
+    assert "invalid value 0.0 for 'scale' in [run] (option --scale)" in _output(capsys)
