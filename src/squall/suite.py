@@ -651,6 +651,17 @@ def _monitor(config: Config, ctx: SuiteContext) -> ResourceMonitor:
     return ResourceMonitor(groups, interval_s=config.monitor.interval_s)
 
 
+def sampling_note(report: MonitorReport) -> str | None:
+    """One line on the monitor samples the OS refused altogether, if any were."""
+    if not report.failed_samples:
+        return None
+    taken = max((g.stats.samples for g in report.groups.values()), default=0)
+    return (
+        f"monitor: {report.failed_samples} of {report.failed_samples + taken} samples could "
+        f"not be read ({report.sample_error}); CPU and memory leave those ticks out"
+    )
+
+
 def memory_note(report: MonitorReport, group: str = TARGET) -> str | None:
     """One line on the group's memory: start/peak/end, growth and the leak slope."""
     found = report.groups.get(group)
@@ -742,9 +753,7 @@ async def run_load_scenario(
             )
         )
     notes = capabilities.not_applicable(target.adapter)
-    memory = memory_note(report)
-    if memory is not None:
-        notes.append(memory)
+    notes.extend(n for n in (sampling_note(report), memory_note(report)) if n is not None)
     if result.generator.saturated:
         notes.append(result.generator.warning or "load generator saturated")
     if result.interrupted:

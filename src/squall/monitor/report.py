@@ -55,11 +55,17 @@ class GroupReport:
 
 @dataclass(frozen=True)
 class MonitorReport:
-    """Every monitored group, keyed by name (``target``, ``postgres``, ``redis``, ``generator``)."""
+    """Every monitored group, keyed by name (``target``, ``postgres``, ``redis``, ``generator``).
+
+    ``failed_samples`` counts the ticks the OS gave no reading for at all (``/proc``
+    unreadable, e.g. at the open-files limit), and ``sample_error`` is the first such error.
+    """
 
     interval_s: float
     cpu_count: int
     groups: Mapping[str, GroupReport] = field(default_factory=dict)
+    failed_samples: int = 0
+    sample_error: str | None = None
 
     def gauges(self, group: str = TARGET) -> dict[str, float]:
         """The values of the ``memory_growth_mb`` and ``cpu_avg_percent`` gauges for ``group``.
@@ -81,6 +87,8 @@ class MonitorReport:
             "interval_s": self.interval_s,
             "cpu_count": self.cpu_count,
             "groups": {name: g.to_dict() for name, g in self.groups.items()},
+            "failed_samples": self.failed_samples,
+            "sample_error": self.sample_error,
         }
 
     @classmethod
@@ -89,4 +97,7 @@ class MonitorReport:
             interval_s=float(data["interval_s"]),
             cpu_count=int(data["cpu_count"]),
             groups={name: GroupReport.from_dict(g) for name, g in data["groups"].items()},
+            # Reports written before these fields existed have neither.
+            failed_samples=int(data.get("failed_samples", 0)),
+            sample_error=None if data.get("sample_error") is None else str(data["sample_error"]),
         )

@@ -18,6 +18,10 @@ Design notes:
 - Processes that exit between discovery and reading (``NoSuchProcess``) are
   skipped; readings the OS refuses (``AccessDenied``) count as zero and are
   counted in ``GroupReport.denied``.
+- A sample the OS cannot give at all (``/proc`` unreadable: the open-files
+  limit reached under load) is skipped and counted in
+  ``MonitorReport.failed_samples``; sampling goes on, and :meth:`ResourceMonitor.stop`
+  still returns the report, so the scenario keeps what it measured.
 - A process belongs to the first group that claims it, in the order given, so
   servers that are children of the generator are not counted twice when their
   group is listed before the generator's.
@@ -219,24 +223,43 @@ class ResourceMonitor:
         self._task: asyncio.Task[None] | None = None
         self._lock = threading.Lock()
         self._samples = 0
+        self._failed = 0
+        self._error: str | None = None
         self._tick: asyncio.Event | None = None
 
     def __repr__(self) -> str:
         state = "running" if self._task is not None and not self._task.done() else "idle"
         names = ",".join(g.name for g in self.groups)
-        return f"<ResourceMonitor {state} groups={names} samples={self._samples}>"
+        return (
+            f"<ResourceMonitor {state} groups={names} samples={self._samples} "
+            f"failed={self._failed}>"
+        )
 
     @property
     def samples_taken(self) -> int:
         return self._samples
 
+    @property
+    def samples_failed(self) -> int:
+        """Ticks whose reading the OS refused altogether (see the module notes)."""
+        return self._failed
+
     def sample_once(self) -> None:
-        """Take one sample of every group now (thread-safe, blocking)."""
+        """Take one sample of every group now (thread-safe, blocking); a sample the OS
+        cannot give is skipped and counted in :attr:`samples_failed`."""
         with self._lock:
             now = self._clock()
             if self._t0 is None:
                 self._t0 = now
-            readings = self._probe.read(self.groups, now)
+            try:
+                readings = self._probe.read(self.groups, now)
+            except (OSError, psutil.Error) as exc:
+                # E.g. "Too many open files" reading /proc at the peak of a run: skip the
+                # tick rather than end the monitor (and with it the scenario's results).
+                self._failed += 1
+                if self._error is None:
+                    self._error = f"{type(exc).__name__}: {exc}"
+                return
             t = now - self._t0
             for name, state in self._state.items():
                 reading = readings.get(name, Reading(0.0, 0.0, 0, 0, 0, ()))
@@ -313,7 +336,14 @@ class ResourceMonitor:
                 )
                 for name, state in self._state.items()
             }
-        return MonitorReport(self.interval_s, os.cpu_count() or 1, groups)
+            failed, error = self._failed, self._error
+        return MonitorReport(
+            self.interval_s,
+            os.cpu_count() or 1,
+            groups,
+            failed_samples=failed,
+            sample_error=error,
+        )
 
     async def __aenter__(self) -> ResourceMonitor:
         await self.start()

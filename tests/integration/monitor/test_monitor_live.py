@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -223,3 +224,46 @@ async def test_postgres_and_redis_groups(endpoints: Endpoints) -> None:
     # Servers squall started are its children, yet each is counted once.
     generator_pids = set(report.groups["generator"].pids)
     assert not generator_pids & (set(postgres.pids) | set(redis.pids))
+
+
+AT_THE_FD_LIMIT = """
+import asyncio, json, os, resource
+from squall.monitor import ResourceMonitor, generator_group
+
+async def main():
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    monitor = ResourceMonitor([generator_group()], interval_s=0.05)
+    await monitor.start()
+    held = []
+    try:
+        while len(held) < 256:  # until the limit: /proc cannot be opened either
+            held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    for _ in range(400):
+        if monitor.samples_failed >= 2:
+            break
+        await asyncio.sleep(0.05)
+    for fd in held:
+        os.close(fd)
+    await asyncio.wait_for(monitor.wait_for_samples(monitor.samples_taken + 2), 30)
+    report = await monitor.stop()
+    stats = report.groups["generator"].stats
+    print(json.dumps({"failed": report.failed_samples, "error": report.sample_error,
+                      "samples": stats.samples, "end_mb": stats.end_mb}))
+
+asyncio.run(main())
+"""
+
+
+def test_samples_refused_at_the_open_files_limit_are_skipped_not_fatal() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", AT_THE_FD_LIMIT], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["failed"] >= 2
+    assert "Too many open files" in result["error"]
+    assert result["samples"] >= 3  # before the limit, and after the files were closed
+    assert result["end_mb"] > 1

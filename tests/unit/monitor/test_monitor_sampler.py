@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Mapping, Sequence
 
 import pytest
 
+from squall.monitor.report import MonitorReport
 from squall.monitor.sampler import MonitorError, Reading, ResourceMonitor
 from squall.monitor.targets import GroupSpec
+from squall.suite import sampling_note
 
 
 class FakeClock:
@@ -105,6 +108,49 @@ async def test_falling_behind_skips_ticks_instead_of_bursting() -> None:
     await monitor.stop()
     # Without the skip, the loop would try to catch up with zero-length sleeps.
     assert clock.sleeps[:3] == [pytest.approx(1.0)] * 3
+
+
+async def test_a_sample_the_os_refuses_is_skipped_and_sampling_goes_on() -> None:
+    clock = FakeClock()
+
+    class FdLimitProbe(ScriptedProbe):
+        """Reads 2 and 3 hit the open-files limit, as /proc reads do at a run's peak."""
+
+        def read(self, groups: Sequence[GroupSpec], now: float) -> Mapping[str, Reading]:
+            if len(self.reads) in (1, 2):
+                self.reads.append(now)
+                raise OSError(errno.EMFILE, "Too many open files", "/proc")
+            return super().read(groups, now)
+
+    monitor = ResourceMonitor(
+        GROUPS, interval_s=1.0, clock=clock, sleep=clock.sleep, probe=FdLimitProbe()
+    )
+    await monitor.start()
+    await asyncio.wait_for(monitor.wait_for_samples(3), 10)
+    report = await monitor.stop()  # the failures did not end the monitor, nor raise here
+    assert monitor.samples_failed == 2
+    assert report.failed_samples == 2
+    assert report.sample_error == "OSError: [Errno 24] Too many open files: '/proc'"
+    target = report.groups["target"].stats
+    assert target.samples == monitor.samples_taken >= 4
+    assert target.start_mb == 110.0  # the first read; the failed ones left no zeros
+    assert min(s.rss_mb for s in report.groups["target"].series) == 110.0
+    assert "failed=2" in repr(monitor)
+    assert MonitorReport.from_dict(report.to_dict()) == report
+    note = sampling_note(report)
+    assert note == (
+        f"monitor: 2 of {target.samples + 2} samples could not be read "
+        "(OSError: [Errno 24] Too many open files: '/proc'); CPU and memory leave those "
+        "ticks out"
+    )
+
+
+def test_reports_without_the_failure_fields_read_back() -> None:
+    data = MonitorReport(1.0, 2, {}).to_dict()
+    del data["failed_samples"], data["sample_error"]
+    report = MonitorReport.from_dict(data)
+    assert (report.failed_samples, report.sample_error) == (0, None)
+    assert sampling_note(report) is None
 
 
 async def test_misuse_is_reported() -> None:
