@@ -26,6 +26,8 @@ TARGET = "target"
 POSTGRES = "postgres"
 REDIS = "redis"
 GENERATOR = "generator"
+#: The largest PID a group may name (PIDs are C ints; Linux's own limit is lower).
+MAX_PID = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,23 @@ class GroupSpec:
             raise ValueError(
                 f"group {self.name!r} has neither pids nor ports; give at least one to find it"
             )
+        # The same ranges as [monitor] pids / ports: psutil refuses a PID below 1 only
+        # when the monitor first reads it, mid-run.
+        bad_pids = [p for p in self.pids if not _in_range(p, 1, MAX_PID)]
+        if bad_pids:
+            raise ValueError(
+                f"group {self.name!r}: {bad_pids} are not PIDs; give process ids in "
+                f"1..{MAX_PID}, e.g. subprocess.Popen(...).pid"
+            )
+        bad_ports = [p for p in self.ports if not _in_range(p, 1, 65535)]
+        if bad_ports:
+            raise ValueError(
+                f"group {self.name!r}: {bad_ports} are not TCP ports; give ports in 1..65535"
+            )
+
+
+def _in_range(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def missing_pids(pids: Iterable[int]) -> list[int]:

@@ -166,3 +166,17 @@ async def test_misuse_is_reported() -> None:
         ResourceMonitor([GROUPS[0], GROUPS[0]])
     with pytest.raises(ValueError, match="neither pids nor ports"):
         GroupSpec("target")
+
+
+@pytest.mark.parametrize("pid", [0, -1, 2**31, True])
+def test_a_group_refuses_what_is_no_pid_when_made_not_mid_run(pid: int) -> None:
+    with pytest.raises(
+        ValueError, match=r"'target': \[.*\] are not PIDs; give process ids in 1\.\."
+    ):
+        GroupSpec("target", pids=(12, pid))
+
+
+@pytest.mark.parametrize("port", [0, -80, 65536])
+def test_a_group_refuses_what_is_no_port(port: int) -> None:
+    with pytest.raises(ValueError, match=r"are not TCP ports; give ports in 1\.\.65535"):
+        GroupSpec("target", ports=(port,))
