@@ -123,6 +123,28 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"squall: {exc}") from None
     config.stash[_RESULTS] = results
     config.pluginmanager.register(_SessionWatch(results), "squall-session-watch")
+    if config.getoption("--real-services") or any(
+        config.getoption(option) is not None for option in _CONFIG_OPTIONS
+    ):
+        config.stash[_CONFIG] = _checked_config(config)
+
+
+#: Options that make the session read squall's configuration (besides ``--real-services``).
+_CONFIG_OPTIONS = ("--squall-scale", "--squall-target", "--squall-adapter", "--squall-run-id")
+
+
+def _checked_config(config: pytest.Config) -> Config:
+    """squall's configuration, read before any test runs: a bad value in it or in an option
+    is pytest's usage error (``ERROR: squall: ...``, exit 4), not an error in every test
+    that uses it or a crash when the report is written at the end."""
+    from squall.config import ConfigError
+
+    # The adapter is loaded by the fixture, not here: its module may be the project's own,
+    # importable only once pytest has put the test folders on the path.
+    try:
+        return _squall_config(config)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"squall: {exc}") from None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -156,6 +178,7 @@ class SessionResults:
 
 
 _RESULTS = pytest.StashKey[SessionResults]()
+_CONFIG = pytest.StashKey["Config"]()
 
 
 class _SessionWatch:
@@ -224,7 +247,15 @@ def _results_dir(config: pytest.Config) -> Path:
     given = config.getoption("--squall-results-dir")
     if given:
         return Path(given)
-    return _squall_config(config).run.results_dir
+    return _config_of(config).run.results_dir
+
+
+def _config_of(config: pytest.Config) -> Config:
+    """The configuration :func:`pytest_configure` checked (read now if it had no need to)."""
+    found = config.stash.get(_CONFIG, None)
+    if found is None:
+        found = config.stash[_CONFIG] = _checked_config(config)
+    return found
 
 
 def _squall_config(config: pytest.Config) -> Config:
@@ -272,8 +303,8 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
     from squall.suite import TargetUnreachable
 
     results = config.stash[_RESULTS]
+    squall_config = _config_of(config)
     try:
-        squall_config = _squall_config(config)
         adapter = load_adapter(squall_config.target.adapter)
         signer = signing(
             squall_config.target,

@@ -100,6 +100,41 @@ def test_the_secret_file_option_is_read_before_any_socket(
     result.stdout.fnmatch_lines([f"*cannot read the JWT secret file {missing}*"])
 
 
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        # Read at the end, for the report's folder: this was a crash after the tests ran.
+        (
+            ["--squall-run-id=20260101-000000-abcd", "--squall-scale=-1"],
+            "-1.0 for 'scale' in [run] (command-line override",
+        ),
+        # Read by the fixture: this was an error with a traceback in every test using it.
+        (["--real-services", "--squall-scale=nan"], "nan for 'scale' in [run]"),
+        (["--real-services"], "0 for 'scale' in [run] ("),  # the config file's own value
+    ],
+)
+def test_a_bad_configuration_is_a_usage_error_before_any_test(
+    pytester: pytest.Pytester, tmp_path: Path, options: list[str], problem: str
+) -> None:
+    if options == ["--real-services"]:
+        pytester.makefile(".toml", squall="[run]\nscale = 0\n")
+    pytester.makepyfile("def test_ok():\n    pass\n\ndef test_load(real_services):\n    pass\n")
+    result = pytester.runpytest(*options, f"--squall-results-dir={tmp_path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"ERROR: squall: invalid value {problem}" in result.stderr.str()
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert "passed" not in result.stdout.str()  # no test ran
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_configuration_is_no_concern_of_a_session_that_does_not_use_squall(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(".toml", squall="[run]\nscale = 0\n")
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
 def test_a_run_id_always_writes_a_report(pytester: pytest.Pytester, tmp_path: Path) -> None:
     pytester.makepyfile("def test_ok():\n    pass\n")
     result = pytester.runpytest(
