@@ -313,16 +313,19 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
             option="--squall-jwt-secret",
         )
     except (ConfigError, UnknownAdapter) as exc:
-        raise pytest.UsageError(f"squall: {exc}") from None
+        # The tests that need it fail with the message alone: the plugin's frames would
+        # only hide it.
+        pytest.fail(f"squall: {exc}", pytrace=False)
     no_target = adapter_without_target(squall_config.target, option="--squall-target")
     if no_target is not None:
-        raise pytest.UsageError(f"squall: {no_target}")
+        pytest.fail(f"squall: {no_target}", pytrace=False)
     if lacks_signing_key(squall_config.target, adapter.capabilities.authentication, signer):
         # As squall run: without it every socket would be refused, test after test.
-        raise pytest.UsageError(
+        pytest.fail(
             "squall: --squall-target needs the secret the target verifies tokens with; pass "
             "--squall-jwt-secret or --squall-jwt-secret-file, or set [target] jwt_secret, "
-            "jwt_secret_file or jwt_private_key_file"
+            "jwt_secret_file or jwt_private_key_file",
+            pytrace=False,
         )
     results.results_dir = _results_dir(config)
     try:

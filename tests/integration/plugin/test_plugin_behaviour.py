@@ -71,6 +71,7 @@ def test_a_target_without_a_secret_is_refused_before_any_socket(
     result = pytester.runpytest("--real-services", "--squall-target", "ws://127.0.0.1:9/v1/ws")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*--squall-target needs the secret the target verifies*"])
+    assert "pytest_plugin.py" not in result.stdout.str()  # the message, not the plugin's code
 
 
 def test_another_adapter_without_a_target_is_refused_before_any_service_starts(
@@ -98,6 +99,17 @@ def test_the_secret_file_option_is_read_before_any_socket(
     )
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*cannot read the JWT secret file {missing}*"])
+    assert "pytest_plugin.py" not in result.stdout.str()
+
+
+def test_an_adapter_that_does_not_import_fails_its_tests_with_the_reason_alone(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile("def test_uses_it(real_services):\n    pass\n")
+    result = pytester.runpytest("--real-services", "--squall-adapter", "nope")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*squall: unknown adapter 'nope'; choose one of*"])
+    assert "pytest_plugin.py" not in result.stdout.str()
 
 
 @pytest.mark.parametrize(
