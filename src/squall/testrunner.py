@@ -35,7 +35,7 @@ from squall.report.console import error_console, output_console
 from squall.report.files import create_results_dir, new_run_id
 from squall.report.publish import EXIT_INTERRUPTED
 from squall.report.summary import print_scenario, print_summary
-from squall.scenarios.target import adapter_without_target, signing
+from squall.scenarios.target import adapter_without_target, lacks_signing_key, signing
 from squall.suite import ScenarioOutcome, SuiteReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -224,9 +224,9 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
         # The plugin reads the same configuration in the tests' process; checked here, a
         # bad value stops before pytest starts rather than in each test that uses it.
         config = load_config(None, cwd=Path.cwd(), overrides=request.config_overrides())
-        load_adapter(config.target.adapter)
+        adapter = load_adapter(config.target.adapter)
         # A secret or key file that cannot be read or cannot sign.
-        signing(config.target, request.jwt_secret, request.jwt_secret_file)
+        signer = signing(config.target, request.jwt_secret, request.jwt_secret_file)
         if config.target.url is not None:
             require_loopback(config.target.url, "--target ([target] url)")
     except (ConfigError, UnknownAdapter, NotLoopback) as exc:
@@ -235,6 +235,16 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
     no_target = adapter_without_target(config.target)
     if no_target is not None:
         err.print(f"[red]squall test: {escape(no_target)}[/red]", highlight=False)
+        return EXIT_USAGE
+    if request.real_services and lacks_signing_key(
+        config.target, adapter.capabilities.authentication, signer
+    ):
+        # Otherwise every test using the services fails on it, and squall test exits 1.
+        err.print(
+            "[red]squall test: --target needs the secret the target verifies tokens with; "
+            "pass --jwt-secret, --jwt-secret-file or set \\[target] jwt_secret (or "
+            "jwt_private_key_file for RS256)[/red]"
+        )
         return EXIT_USAGE
     results_dir = request.results_dir or config.run.results_dir
     try:

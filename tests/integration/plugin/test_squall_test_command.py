@@ -166,6 +166,23 @@ def test_bad_options_stop_before_pytest_starts(
     assert not (tmp_path / "squall-results").exists()
 
 
+def test_a_target_without_a_secret_stops_before_pytest_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "test_load.py").write_text("def test_load(real_services):\n    pass\n")
+    args = ["test", "--real-services", "--target", "ws://127.0.0.1:9/v1/ws"]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert (
+        "--target needs the secret the target verifies tokens with; pass --jwt-secret"
+        in " ".join(captured.err.split())
+    )
+    assert "pytest" not in captured.out
+    # Without --real-services no test reaches the target, so no secret is needed.
+    assert main([*args[:1], *args[2:], "--results-dir", str(tmp_path / "out")]) == 0
+
+
 def test_a_private_key_that_cannot_sign_stops_before_pytest_starts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
