@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -403,6 +404,7 @@ class SquallRunner:
         self.results = results
         self.tag = tag
         self._runs = 0
+        self._calls: list[tuple[str, Coroutine[Any, Any, ScenarioOutcome]]] = []
 
     def __repr__(self) -> str:
         return f"SquallRunner(target={self.services.target.ws_url!r}, scale={self.scale})"
@@ -432,11 +434,27 @@ class SquallRunner:
             results_folder=folder,
         )
 
+    def _track(
+        self, method: str, call: Coroutine[Any, Any, ScenarioOutcome]
+    ) -> Coroutine[Any, Any, ScenarioOutcome]:
+        self._calls.append((method, call))
+        return call
+
+    def never_awaited(self) -> list[str]:
+        """The methods called but never awaited (so nothing ran), closing those calls."""
+        missed = []
+        for method, call in self._calls:
+            if inspect.getcoroutinestate(call) == inspect.CORO_CREATED:
+                call.close()  # no "never awaited" warning on top of the failure
+                missed.append(method)
+        self._calls.clear()
+        return missed
+
     def _next_tag(self) -> str:
         self._runs += 1
         return f"{self.tag}r{self._runs}"
 
-    async def run(
+    def run(
         self,
         behaviour: Behaviour | str,
         *,
@@ -447,14 +465,30 @@ class SquallRunner:
         params: Mapping[str, Any] | None = None,
         name: str | None = None,
         auth: bool = True,
-    ) -> ScenarioOutcome:
+    ) -> Coroutine[Any, Any, ScenarioOutcome]:
         """Run ``behaviour`` for ``users`` virtual users (a closed workload) under the monitor.
 
         Each user gets an identity (a token the target accepts when ``auth``)
         and ``session.params`` holds ``ws_url``, ``http_url``, ``adapter`` and
         ``params``. No threshold is judged here: pass the result to the
-        ``thresholds`` fixture.
+        ``thresholds`` fixture. Await it: a call never awaited fails the test.
         """
+        return self._track(
+            "run",
+            self._run(behaviour, users, ramp, iterations, duration, params, name, auth),
+        )
+
+    async def _run(
+        self,
+        behaviour: Behaviour | str,
+        users: int,
+        ramp: Ramp | None,
+        iterations: int | None,
+        duration: float | None,
+        params: Mapping[str, Any] | None,
+        name: str | None,
+        auth: bool,
+    ) -> ScenarioOutcome:
         from squall.engine import Scenario, anonymous_identities, closed
         from squall.metrics.thresholds import ThresholdSet
         from squall.suite import run_load_scenario
@@ -481,8 +515,15 @@ class SquallRunner:
         _stop_if_interrupted(outcome)
         return outcome
 
-    async def scenario(self, name: str, *, scale: float | None = None) -> ScenarioOutcome:
-        """Run the suite's scenario ``name`` exactly as ``squall run`` does, thresholds judged."""
+    def scenario(
+        self, name: str, *, scale: float | None = None
+    ) -> Coroutine[Any, Any, ScenarioOutcome]:
+        """Run the suite's scenario ``name`` exactly as ``squall run`` does, thresholds judged.
+
+        Await it: a call never awaited fails the test."""
+        return self._track("scenario", self._scenario(name, scale))
+
+    async def _scenario(self, name: str, scale: float | None) -> ScenarioOutcome:
         from squall.suite import select
 
         (entry,) = select([name])
@@ -510,9 +551,19 @@ def _scenario_name(behaviour: object) -> str:
 
 
 @pytest.fixture
-def squall(real_services: RealServices, request: pytest.FixtureRequest) -> SquallRunner:
+def squall(real_services: RealServices, request: pytest.FixtureRequest) -> Iterator[SquallRunner]:
     """Run a behaviour (``await squall.run(...)``) or a suite scenario (``squall.scenario``)."""
-    return SquallRunner(real_services, request.config.stash[_RESULTS], _tag(request))
+    runner = SquallRunner(real_services, request.config.stash[_RESULTS], _tag(request))
+    yield runner
+    missed = runner.never_awaited()
+    if missed:
+        # Otherwise the test passes having run nothing (a sync test, a forgotten await).
+        calls = ", ".join(f"squall.{method}()" for method in missed)
+        pytest.fail(
+            f"{calls} {'was' if len(missed) == 1 else 'were'} never awaited, so no load ran: "
+            f"write 'await squall.{missed[0]}(...)' in an 'async def' test",
+            pytrace=False,
+        )
 
 
 # -- user_context ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from squall.pytest_plugin import (
     _stop_if_interrupted,
     diagnostic_table,
 )
+from squall.services import Endpoints
 from squall.suite import ScenarioOutcome
 
 GATED = """
@@ -145,6 +147,56 @@ def test_a_bad_configuration_is_no_concern_of_a_session_that_does_not_use_squall
     pytester.makefile(".toml", squall="[run]\nscale = 0\n")
     pytester.makepyfile("def test_ok():\n    pass\n")
     pytester.runpytest().assert_outcomes(passed=1)
+
+
+NOT_AWAITED = """
+import pytest
+
+async def hello(session):
+    pass
+
+def test_sync(squall):
+    squall.run(hello, users=1, iterations=1)
+
+async def test_forgot_await(squall):
+    squall.scenario("websocket_concurrency")
+    squall.run(hello, users=1, iterations=1)
+
+async def test_nothing_asked(squall):
+    pass
+"""
+
+
+def test_a_squall_call_never_awaited_fails_its_test(
+    pytester: pytest.Pytester, endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
+    monkeypatch.setenv("REDIS_URL", endpoints.redis_url)
+    pytester.makepyfile(NOT_AWAITED)
+    with socket.create_server(("127.0.0.1", 0)) as target:  # reachable; never spoken to
+        port = target.getsockname()[1]
+        result = pytester.runpytest(
+            "--real-services",
+            f"--squall-target=ws://127.0.0.1:{port}/v1/ws",
+            "--squall-jwt-secret=" + "s" * 32,
+            "-o",
+            "asyncio_mode=auto",
+            "-W",
+            "default",  # pytest's default: a "never awaited" warning alone fails nothing
+        )
+    # A test that ran no load does not pass: it errors at teardown, naming the fix.
+    result.assert_outcomes(passed=3, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_sync*",
+            "squall.run() was never awaited, so no load ran: write 'await squall.run(...)' "
+            "in an 'async def' test",
+            "*ERROR at teardown of test_forgot_await*",
+            "squall.scenario(), squall.run() were never awaited, so no load ran: "
+            "write 'await squall.scenario(...)' in an 'async def' test",
+        ]
+    )
+    assert "RuntimeWarning" not in result.stdout.str()  # closed: no "never awaited" warning
 
 
 def test_a_run_id_always_writes_a_report(pytester: pytest.Pytester, tmp_path: Path) -> None:
