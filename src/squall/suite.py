@@ -686,6 +686,8 @@ def memory_note(report: MonitorReport, group: str = TARGET) -> str | None:
         f"{group} memory: {stats.start_mb:.1f} MB start, {stats.peak_mb:.1f} MB peak, "
         f"{stats.end_mb:.1f} MB end ({stats.growth_mb:+.1f} MB)"
     )
+    if found.series and found.series[-1].processes == 0:
+        line += ", at its last sample with a process: none of it was left at the end"
     leak = stats.leak
     if leak is not None:
         if leak.probable_leak:

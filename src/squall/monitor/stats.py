@@ -170,6 +170,10 @@ class Totals:
     count: int = 0
     first: ResourceSample | None = None
     last: ResourceSample | None = None
+    #: The first and the latest sample that found a process of the group: memory figures
+    #: start and end there (a sample of no process reads 0 MB: "not there", not "freed").
+    first_found: ResourceSample | None = None
+    last_found: ResourceSample | None = None
     peak_rss_mb: float = 0.0
     #: CPU % weighted by the time each sample covers (since the sample before it).
     cpu_weighted: float = 0.0
@@ -186,6 +190,10 @@ class Totals:
             self.first = sample
         self.last = sample
         self.count += 1
+        if sample.processes > 0:
+            if self.first_found is None:
+                self.first_found = sample
+            self.last_found = sample
         if previous is not None and sample.t > previous.t:
             # A sample's CPU % covers the time since the one before: weigh it by that
             # time, and keep very short windows (the last sample, taken at stop) out of
@@ -260,13 +268,17 @@ def summarize(
     first, last = totals.first, totals.last
     if first is None or last is None:
         return GroupStats(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0, 0, None)
+    # A process group that exits mid-run (or is found only after the first sample) must
+    # not read as freeing all its memory, or as growing from nothing.
+    start = totals.first_found or first
+    end = totals.last_found or last
     return GroupStats(
         samples=totals.count,
         duration_s=last.t - first.t,
-        start_mb=first.rss_mb,
+        start_mb=start.rss_mb,
         peak_mb=totals.peak_rss_mb,
-        end_mb=last.rss_mb,
-        growth_mb=last.rss_mb - first.rss_mb,
+        end_mb=end.rss_mb,
+        growth_mb=end.rss_mb - start.rss_mb,
         cpu_avg_percent=(
             totals.cpu_weighted / totals.cpu_seconds_covered if totals.cpu_seconds_covered else 0.0
         ),
@@ -275,7 +287,9 @@ def summarize(
         peak_open_files=totals.peak_open_files,
         peak_sockets=totals.peak_sockets,
         peak_processes=totals.peak_processes,
-        leak=leak_estimate(series, min_leak_mb_per_min=min_leak_mb_per_min),
+        leak=leak_estimate(
+            [s for s in series if s.processes > 0], min_leak_mb_per_min=min_leak_mb_per_min
+        ),
     )
 
 

@@ -150,6 +150,10 @@ async def test_children_are_rediscovered_and_exits_tolerated(
     assert counts[-1] == 0
     assert set(group.pids) == {parent.pid, grandchild}
     assert group.stats.peak_processes == 2
+    # Memory ends at the last sample that found the parent, not at 0 MB once it is gone.
+    last_found = [s for s in group.series if s.processes][-1]
+    assert group.stats.end_mb == last_found.rss_mb > 1
+    assert group.stats.growth_mb == last_found.rss_mb - group.series[0].rss_mb
 
 
 async def test_finding_a_target_by_listening_port(python: list[subprocess.Popen[str]]) -> None:

@@ -209,3 +209,46 @@ def test_short_warm_up_growth_is_not_called_a_leak() -> None:
     sustained = leak_estimate(series([190 + 0.04 * i for i in range(300)]))
     assert sustained is not None
     assert sustained.probable_leak
+
+
+def gone(samples: list[ResourceSample], indexes: range) -> list[ResourceSample]:
+    """``samples`` where those at ``indexes`` found no process: 0 MB, as the sampler records."""
+    return [
+        ResourceSample(s.t, 0.0, 0.0, 0, 0, 0, 0) if i in indexes else s
+        for i, s in enumerate(samples)
+    ]
+
+
+def test_a_group_that_exits_mid_run_does_not_read_as_freeing_its_memory() -> None:
+    # 300 MB growing 1 MB a sample, then the target is gone for the last three samples.
+    samples = gone(series([300.0 + i for i in range(10)]), range(7, 10))
+    stats = summarize(samples)
+    assert (stats.start_mb, stats.end_mb, stats.growth_mb) == (300.0, 306.0, 6.0)
+    assert stats.peak_mb == 306.0
+    assert stats.duration_s == 9.0
+    assert stats.leak is not None
+    assert stats.leak.samples == 7
+    assert stats.leak.slope_mb_per_min == pytest.approx(60.0)
+    group = GroupReport("target", stats, tuple(samples))
+    report = MonitorReport(1.0, 2, {"target": group})
+    assert report.gauges()["memory_growth_mb"] == 6.0  # not -300: a threshold still judges
+    note = memory_note(report)
+    assert note is not None
+    assert "306.0 MB end (+6.0 MB), at its last sample with a process: none of it was" in note
+
+
+def test_a_group_found_after_the_first_sample_does_not_grow_from_nothing() -> None:
+    samples = gone(series([250.0] * 6), range(2))
+    stats = summarize(samples)
+    assert (stats.start_mb, stats.end_mb, stats.growth_mb) == (250.0, 250.0, 0.0)
+    assert stats.leak is not None
+    assert stats.leak.slope_mb_per_min == 0.0
+    thinned = BoundedSeries(capacity=4)
+    for sample in samples:
+        thinned.add(sample)
+    assert thinned.stats().growth_mb == 0.0
+    note = memory_note(
+        MonitorReport(1.0, 2, {"target": GroupReport("target", stats, tuple(samples))})
+    )
+    assert note is not None
+    assert "none of it was left" not in note
