@@ -268,14 +268,20 @@ class OptionOverride(str):
 
     option: str
 
-    def __new__(cls, key: str, value: str) -> OptionOverride:
+    def __new__(cls, key: str, value: str, option: str | None = None) -> OptionOverride:
         made = super().__new__(cls, f"{key}={value}")
-        made.option = OPTION_NAMES[key]
+        made.option = OPTION_NAMES[key] if option is None else option
         return made
 
-    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]  # for pickle
+    def __getnewargs__(self) -> tuple[str, str, str]:  # type: ignore[override]  # for pickle
         key, _, value = self.partition("=")
-        return key, value
+        return key, value, self.option
+
+    def named(self, option: str) -> OptionOverride:
+        """The same override, made from ``option`` (the pytest plugin's ``--squall-scale``
+        for ``--scale``)."""
+        key, _, value = self.partition("=")
+        return OptionOverride(key, value, option)
 
 
 def option_overrides(

@@ -113,21 +113,16 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
     results = SessionResults(run_id=config.getoption("--squall-run-id"), started_at=time.time())
-    if results.run_id is not None:
-        # A report will be written: where it goes comes from the configuration, so one that
-        # cannot be read is a usage error now rather than a crash once the tests have run.
-        from squall.config import ConfigError
-
-        try:
-            results.results_dir = _results_dir(config)
-        except ConfigError as exc:
-            raise pytest.UsageError(f"squall: {exc}") from None
     config.stash[_RESULTS] = results
     config.pluginmanager.register(_SessionWatch(results), "squall-session-watch")
     if config.getoption("--real-services") or any(
         config.getoption(option) is not None for option in _CONFIG_OPTIONS
     ):
         config.stash[_CONFIG] = _checked_config(config)
+    if results.run_id is not None:
+        # A report will be written: its folder (from the configuration just checked) is
+        # known before any test runs.
+        results.results_dir = _results_dir(config)
 
 
 #: Options that make the session read squall's configuration (besides ``--real-services``).
@@ -261,7 +256,7 @@ def _config_of(config: pytest.Config) -> Config:
 
 def _squall_config(config: pytest.Config) -> Config:
     """squall's configuration (squall.toml or [tool.squall]) with the plugin's options."""
-    from squall.config import load_config
+    from squall.config import OptionOverride, load_config
     from squall.testrunner import TestRequest
 
     options = TestRequest(
@@ -269,7 +264,12 @@ def _squall_config(config: pytest.Config) -> Config:
         target=config.getoption("--squall-target"),
         adapter=config.getoption("--squall-adapter"),
     )
-    return load_config(None, cwd=Path(config.rootpath), overrides=options.config_overrides())
+    # squall test's --scale is this plugin's --squall-scale, and so on.
+    overrides = [
+        o.named(f"--squall-{o.option.removeprefix('--')}") if isinstance(o, OptionOverride) else o
+        for o in options.config_overrides()
+    ]
+    return load_config(None, cwd=Path(config.rootpath), overrides=overrides)
 
 
 # -- real_services ----------------------------------------------------------------------------

@@ -120,7 +120,7 @@ def test_an_adapter_that_does_not_import_fails_its_tests_with_the_reason_alone(
         # Read at the end, for the report's folder: this was a crash after the tests ran.
         (
             ["--squall-run-id=20260101-000000-abcd", "--squall-scale=-1"],
-            "-1.0 for 'scale' in [run] (command-line override",
+            "-1.0 for 'scale' in [run] (option --squall-scale)",
         ),
         # Read by the fixture: this was an error with a traceback in every test using it.
         (["--real-services", "--squall-scale=nan"], "nan for 'scale' in [run]"),
@@ -258,7 +258,7 @@ def test_no_report_when_pytest_refuses_the_command_line(
     ("config_file", "option", "named"),
     [
         ("[run]\nscale = 'big'\n", None, "squall.toml"),
-        ("", "--squall-scale=0", "run.scale=0.0"),
+        ("", "--squall-scale=0", "option --squall-scale"),
     ],
     ids=["squall.toml", "option"],
 )
