@@ -247,11 +247,10 @@ class Worker:
                 session.iterations_started = n + 1
                 try:
                     await behaviour(session)
-                except asyncio.CancelledError:
-                    recorder.count("interrupted_iterations")
-                    raise
                 except Exception as exc:
                     self._iteration_failed(exc)
+                except BaseException as exc:
+                    self._iteration_raised_base(exc)
                 iterations[0] += 1
                 now = clock()
                 elapsed = now - started
@@ -328,14 +327,41 @@ class Worker:
         session.begin_iteration(n, intended)
         try:
             await self._behaviour(session)
-        except asyncio.CancelledError:
-            recorder.count("interrupted_iterations")
-            raise
         except Exception as exc:
             self._iteration_failed(exc)
+        except BaseException as exc:
+            self._iteration_raised_base(exc)
         recorder.count("iterations")
         elapsed = clock() - (started if intended is None else intended)
         recorder.trend("iteration_time", elapsed if elapsed > 0.0 else 0.0)
+
+    def _iteration_raised_base(self, exc: BaseException) -> None:
+        """An iteration ended by a ``BaseException`` that is not an ``Exception``.
+
+        The runner cancelling the user (the deadline, the end of the graceful stop) is
+        re-raised and counted as an interrupted iteration. Anything else came from the
+        behaviour itself: a ``KeyboardInterrupt`` or ``SystemExit`` it raised, a
+        ``CancelledError`` of a task it awaited, a ``BaseException`` subclass of its own.
+        Left to propagate, those would end the user's task (and a ``KeyboardInterrupt``
+        or ``SystemExit`` the event loop with it, taking everything measured along); they
+        are counted like any other error, with the fix.
+        """
+        task = asyncio.current_task()
+        if isinstance(exc, asyncio.CancelledError) and (task is None or task.cancelling()):
+            self.recorder.count("interrupted_iterations")
+            raise exc
+        kind = type(exc).__name__
+        if isinstance(exc, asyncio.CancelledError):
+            fix = (
+                "the behaviour was not cancelled: a task or future it awaited was; catch "
+                "asyncio.CancelledError around that await if the cancellation is expected"
+            )
+        else:
+            fix = (
+                f"a behaviour raises Exception subclasses: {kind} is a BaseException, which "
+                "would stop the whole run, not one iteration"
+            )
+        self.recorder.error(kind, f"{describe(exc)}; {fix}")
 
     def _iteration_failed(self, exc: Exception) -> None:
         """Count an exception that ended an iteration (wire errors were counted already)."""

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
-from squall.engine import Scenario, Session, closed, run_scenario
+import pytest
+
+from squall.engine import (
+    Behaviour,
+    Scenario,
+    Session,
+    Workload,
+    closed,
+    open_rate,
+    run,
+    run_scenario,
+)
 from squall.engine.errors import describe
 
 
@@ -70,3 +82,68 @@ def test_a_frame_without_a_file_is_passed_over() -> None:
 
 def test_an_exception_without_message_or_traceback() -> None:
     assert describe(RuntimeError()) == "(no message)"
+
+
+class OwnBaseError(BaseException):
+    """A scenario's own exception that derives from BaseException, not Exception."""
+
+
+def _raising(exc: BaseException) -> Behaviour:
+    async def behaviour(session: Session) -> None:
+        session.recorder.count("reached")
+        raise exc
+
+    return behaviour
+
+
+@pytest.mark.parametrize(
+    "exc", [KeyboardInterrupt(), SystemExit(3), OwnBaseError("own"), GeneratorExit()]
+)
+@pytest.mark.parametrize("workload", [closed(2, iterations=3), open_rate(60.0, 0.1, 2)])
+def test_a_base_exception_from_a_behaviour_is_counted_and_the_run_goes_on(
+    exc: BaseException, workload: Workload
+) -> None:
+    scenario = Scenario("base", _raising(exc), workload, graceful_stop_s=1.0)
+    try:
+        # Synchronous: an exception that escapes the event loop itself comes out here.
+        result = run(scenario, processes=1, progress=False, deadline_s=10.0)
+    except BaseException as escaped:  # what the run must not let through
+        pytest.fail(f"the run raised {escaped!r} instead of counting it")
+    kind = type(exc).__name__
+    reached = result.count("reached")
+    assert reached >= 2
+    assert result.count(f"errors.{kind}") == reached
+    assert result.count("interrupted_iterations") == 0
+    (summary,) = result.errors
+    assert summary.kind == kind
+    assert f"{kind} is a BaseException, which would stop the whole run" in summary.samples[0]
+    assert "test_engine_behaviour_errors.py" in summary.samples[0]
+
+
+async def test_a_cancelled_task_a_behaviour_awaited_is_an_error_not_an_interruption() -> None:
+    async def awaits_a_cancelled_task(session: Session) -> None:
+        task = asyncio.create_task(asyncio.sleep(10))
+        await asyncio.sleep(0)
+        task.cancel()
+        await task
+
+    scenario = Scenario("cancelled", awaits_a_cancelled_task, closed(2, iterations=3))
+    result = await run_scenario(scenario, processes=1, progress=False, deadline_s=10.0)
+    assert result.count("errors.CancelledError") == 6
+    assert result.count("iterations") == 6
+    assert result.count("interrupted_iterations") == 0
+    (summary,) = result.errors
+    assert (
+        "the behaviour was not cancelled: a task or future it awaited was" in (summary.samples[0])
+    )
+
+
+async def test_a_behaviour_cancelled_at_the_deadline_is_interrupted_not_an_error() -> None:
+    async def waits(session: Session) -> None:
+        await asyncio.Event().wait()
+
+    scenario = Scenario("waits", waits, closed(2, iterations=1), graceful_stop_s=0.0)
+    result = await run_scenario(scenario, processes=1, progress=False, deadline_s=0.2)
+    assert result.interrupted_reason == "deadline"
+    assert result.count("interrupted_iterations") == 2
+    assert result.errors == ()
