@@ -17,10 +17,44 @@ from __future__ import annotations
 import asyncio
 import signal
 import traceback
+from collections.abc import Coroutine
 from multiprocessing.connection import Connection
+from typing import Any, TypeVar
 
-from squall.engine.runner import Worker, WorkerPlan
+from squall.engine.runner import CANCEL_WAIT_S, Worker, WorkerPlan
 from squall.engine.series import Snapshot
+
+T = TypeVar("T")
+
+
+def run_on_uvloop(main: Coroutine[Any, Any, T]) -> T:
+    """``uvloop.run(main)``, except that closing the loop gives the tasks still running a
+    bounded time (:data:`~squall.engine.runner.CANCEL_WAIT_S`) once cancelled.
+
+    ``asyncio.run`` waits for every one of them: a virtual user whose behaviour ignores
+    cancellation, which the worker already left behind and counted, would keep the
+    process from ever returning (and from exiting on SIGTERM).
+    """
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            left = asyncio.all_tasks(loop)
+            # Those cancelled already (users left behind) had their time to finish.
+            fresh = {task for task in left if not task.cancelling()}
+            for task in left:
+                task.cancel()
+            if fresh:
+                loop.run_until_complete(asyncio.wait(fresh, timeout=CANCEL_WAIT_S))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 def worker_main(plan: WorkerPlan, conn: Connection) -> None:
@@ -28,9 +62,7 @@ def worker_main(plan: WorkerPlan, conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        import uvloop
-
-        uvloop.run(_serve(plan, conn))
+        run_on_uvloop(_serve(plan, conn))
     except BaseException:
         conn.send(("failed", traceback.format_exc()))
     finally:

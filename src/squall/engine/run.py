@@ -23,7 +23,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from squall.engine.errors import ScenarioError, WorkerFailed
-from squall.engine.process import worker_main
+from squall.engine.process import run_on_uvloop, worker_main
 from squall.engine.progress import ProgressSink, progress_sink
 from squall.engine.runner import Worker, WorkerPlan, WorkerReport
 from squall.engine.saturation import merge_health
@@ -134,8 +134,6 @@ def run(
     Raises RuntimeError when called with an event loop already running in this thread
     (from async code, or a notebook): ``await run_scenario(...)`` there instead.
     """
-    import uvloop
-
     if getattr(multiprocessing.current_process(), "_inheriting", False):
         # A spawned worker re-imports the main module; a script without a main guard
         # would call run() again there and spawn workers of its own.
@@ -152,7 +150,7 @@ def run(
             f"run({scenario.name!r}) was called with an event loop already running in this "
             "thread; use 'await run_scenario(scenario, ...)' from async code"
         )
-    result: RunResult = uvloop.run(
+    result: RunResult = run_on_uvloop(
         run_scenario(scenario, processes=processes, progress=progress, deadline_s=deadline_s)
     )
     return result

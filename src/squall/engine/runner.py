@@ -21,7 +21,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-from squall.engine.errors import EngineError, describe
+from squall.engine.errors import EngineError, ScenarioError, describe
 from squall.engine.scenario import Behaviour, Scenario
 from squall.engine.series import Snapshot
 from squall.engine.session import Session
@@ -33,6 +33,9 @@ from squall.metrics.recorder import Recorder, RecorderState
 LAG_INTERVAL_S = 0.05
 #: How often a stages workload re-reads its target, seconds.
 STAGES_TICK_S = 0.1
+#: Seconds cancelled users get to finish (their ``finally`` blocks, closing sockets) before
+#: they are left behind as users that ignore cancellation.
+CANCEL_WAIT_S = 5.0
 #: The garbage collector's youngest-generation threshold while a worker runs (CPython: 700).
 GC_YOUNG_THRESHOLD = 10_000
 
@@ -192,7 +195,8 @@ class Worker:
             except TimeoutError:
                 interrupted = "deadline"
         finally:
-            self._stopping.set()
+            # A closed user that swallowed its cancellation checks the reason, not the event.
+            self.stop("schedule")
             await self._cancel_users()
             for session in self._live.sessions:
                 with contextlib.suppress(Exception):
@@ -346,8 +350,13 @@ class Worker:
         or ``SystemExit`` the event loop with it, taking everything measured along); they
         are counted like any other error, with the fix.
         """
-        task = asyncio.current_task()
-        if isinstance(exc, asyncio.CancelledError) and (task is None or task.cancelling()):
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no loop: the coroutine is being closed (GeneratorExit)
+            task = None
+        if task is None:
+            raise exc
+        if isinstance(exc, asyncio.CancelledError) and task.cancelling():
             self.recorder.count("interrupted_iterations")
             raise exc
         kind = type(exc).__name__
@@ -433,10 +442,31 @@ class Worker:
             await asyncio.wait(list(self._live.user_tasks), timeout=grace)
 
     async def _cancel_users(self) -> None:
+        """Cancel the users still running; give them :data:`CANCEL_WAIT_S` to finish.
+
+        A behaviour that catches ``CancelledError`` and carries on (a bare ``except:``
+        or ``except BaseException:`` in a loop) would otherwise hold the run open for
+        ever: such users are left behind, counted as interrupted, and named in a
+        ``errors.scenario`` sample, so the run ends and reports what it measured.
+        """
         tasks = list(self._live.user_tasks)
+        if not tasks:
+            return
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        _, pending = await asyncio.wait(tasks, timeout=CANCEL_WAIT_S)
+        if not pending:
+            return
+        self.recorder.count("interrupted_iterations", len(pending))
+        behaviour = self.plan.scenario.behaviour
+        name = behaviour if isinstance(behaviour, str) else getattr(behaviour, "__qualname__", "")
+        self.recorder.error(
+            ScenarioError.kind,
+            f"{len(pending)} virtual user(s) still ran {CANCEL_WAIT_S:g} s after the end of the "
+            f"run cancelled them and were left behind: behaviour {name!r} catches "
+            "asyncio.CancelledError (an 'except BaseException:' or a bare 'except:') and "
+            "carries on; re-raise it",
+        )
 
     async def _sleep_until(self, when: float) -> None:
         """Sleep until ``when`` on the clock, or until a stop is requested."""

@@ -1,0 +1,57 @@
+"""A behaviour that catches the engine's cancellation cannot keep a run from ending."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from squall.engine import Scenario, Session, closed, run
+from squall.engine import runner as engine_runner
+
+
+async def ignores_cancellation(session: Session) -> None:
+    session.recorder.count("reached")
+    for _ in range(3):
+        with contextlib.suppress(asyncio.CancelledError):  # the mistake: carries on
+            await asyncio.sleep(60)
+
+
+async def swallows_one_cancellation(session: Session) -> None:
+    session.recorder.count("reached")
+    with contextlib.suppress(asyncio.CancelledError):  # and returns
+        await asyncio.sleep(60)
+
+
+@pytest.mark.timeout(60)
+def test_users_that_ignore_cancellation_are_left_behind_and_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine_runner, "CANCEL_WAIT_S", 0.2)
+    scenario = Scenario(
+        "stubborn", ignores_cancellation, closed(2, iterations=1), graceful_stop_s=0.0
+    )
+    # Synchronous: the loop it starts is closed too, with those users still on it.
+    result = run(scenario, processes=1, progress=False, deadline_s=0.3)
+    assert result.interrupted_reason == "deadline"
+    assert result.count("reached") == 2
+    assert result.count("interrupted_iterations") == 2
+    (summary,) = result.errors
+    assert summary.kind == "scenario"
+    assert summary.samples[0] == (
+        "2 virtual user(s) still ran 0.2 s after the end of the run cancelled them and were "
+        "left behind: behaviour 'ignores_cancellation' catches asyncio.CancelledError (an "
+        "'except BaseException:' or a bare 'except:') and carries on; re-raise it"
+    )
+
+
+@pytest.mark.timeout(60)
+def test_a_user_that_swallowed_its_cancellation_starts_no_other_iteration() -> None:
+    scenario = Scenario(
+        "swallows", swallows_one_cancellation, closed(2, iterations=100), graceful_stop_s=0.0
+    )
+    result = run(scenario, processes=1, progress=False, deadline_s=0.3)
+    assert result.interrupted_reason == "deadline"
+    assert result.count("reached") == 2
+    assert result.errors == ()
