@@ -31,7 +31,7 @@ from squall.engine.scenario import Scenario
 from squall.engine.series import ProgressView, SeriesAggregator, Snapshot
 from squall.engine.workload import ArrivalRate, Closed, partition
 from squall.fdlimit import raise_open_files
-from squall.metrics.recorder import error_summaries, merge_states, to_metrics
+from squall.metrics.recorder import Recorder, error_summaries, merge_states, to_metrics
 from squall.metrics.result import Gauge, RunResult
 
 #: Hard cap for runs bounded only by iteration counts, seconds.
@@ -40,6 +40,10 @@ ITERATION_RUN_CAP_S = 600.0
 WORKER_START_TIMEOUT_S = 60.0
 #: Delay between "all workers ready" and the common start, seconds.
 START_DELAY_S = 0.05
+#: Seconds past the deadline the parent waits for the workers' reports before it asks them
+#: to stop, and then again before it gives up on a worker that does not answer.
+REPORT_SLACK_S = 15.0
+STOP_WAIT_S = 10.0
 
 Progress = bool | Callable[[ProgressView], None]
 
@@ -82,6 +86,8 @@ class _Collector:
     aggregator: SeriesAggregator
     sink: ProgressSink
     reports: dict[int, WorkerReport] = field(default_factory=dict)
+    #: Why a worker's measurements are missing, one line per worker that sent no report.
+    missing: list[str] = field(default_factory=list)
 
     def snapshot(self, snapshot: Snapshot) -> None:
         for view in self.aggregator.add(snapshot):
@@ -293,13 +299,18 @@ async def _run_processes(
             _raise_failures(children, ready, "start")
             t0 = time.monotonic() + START_DELAY_S
             broadcast(("start", t0))
-            deadline = plans[0].deadline_s + START_DELAY_S + 15.0
+            deadline = plans[0].deadline_s + START_DELAY_S + REPORT_SLACK_S
             finished = await wait_for(lambda: all(c.done for c in children), deadline)
             if not finished:
                 broadcast(("stop", "deadline"))
                 stop_reason.append("deadline")
-                await wait_for(lambda: all(c.done for c in children), 10.0)
+                await wait_for(lambda: all(c.done for c in children), STOP_WAIT_S)
             ended = time.monotonic()
+            collector.missing.extend(
+                _silent_worker(index, plans[index])
+                for index, child in enumerate(children)
+                if not child.done
+            )
         _raise_failures(children, True, "run")
         return t0, ended
     finally:
@@ -311,6 +322,17 @@ async def _run_processes(
                 child.process.terminate()
                 await asyncio.to_thread(child.process.join, 5.0)
             child.conn.close()
+
+
+def _silent_worker(index: int, plan: WorkerPlan) -> str:
+    """Why worker ``index`` sent no report although it started: its loop did not answer."""
+    users = plan.users
+    return (
+        f"worker {index} sent no report {REPORT_SLACK_S + STOP_WAIT_S:g} s past the run's "
+        "deadline and was stopped: its event loop was blocked, most likely by a behaviour "
+        "calling a blocking function (time.sleep, a synchronous client) instead of awaiting "
+        f"one; the measurements of its users {users.start}..{users.stop - 1} are missing"
+    )
 
 
 def _raise_failures(children: list[_Child], ready: bool, phase: str) -> None:
@@ -332,7 +354,10 @@ def _result(
     reports = [collector.reports[w] for w in sorted(collector.reports)]
     duration = max(0.0, ended - t0)
     started_wall = time.time() - (time.monotonic() - t0)
-    merged = merge_states(report.state for report in reports)
+    silent = Recorder()
+    for line in collector.missing:
+        silent.error(WorkerFailed.kind, line)
+    merged = merge_states([*(report.state for report in reports), silent.state()])
     metrics = to_metrics(merged, duration)
     series = collector.aggregator.points()
     peak = max([0, *(p.users for p in series), *(r.users_peak for r in reports)])

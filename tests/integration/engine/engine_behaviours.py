@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from squall.engine import Session
 
 
@@ -28,3 +31,10 @@ async def connect_once(session: Session) -> None:
     url = session.params["url"]
     async with session.ws(url, subprotocols=["squall.v1"]) as ws:
         await ws.request({"seq": 0}, metric="round_trip", timeout=5.0)
+
+
+async def blocks_first_user(session: Session) -> None:
+    """User 0 blocks its worker's event loop with a synchronous sleep; the others idle."""
+    if session.identity.index == 0:
+        time.sleep(float(session.params["block_s"]))  # noqa: ASYNC251 - the mistake under test
+    await asyncio.sleep(0.01)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import signal
 
@@ -185,3 +186,31 @@ async def test_a_stop_signal_stops_cleanly_and_keeps_partial_results(
     assert result.count("iterations") > 0
     assert_every_message_accounted(result)
     assert signal.getsignal(sig) == before  # the caller's handler is back
+
+
+async def test_a_worker_whose_loop_is_blocked_is_named_and_the_others_are_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Shorter waits for a worker that does not answer: the blocked one sleeps longer.
+    engine_run = importlib.import_module("squall.engine.run")  # the module, not the function
+    monkeypatch.setattr(engine_run, "REPORT_SLACK_S", 1.0)
+    monkeypatch.setattr(engine_run, "STOP_WAIT_S", 1.0)
+    scenario = Scenario(
+        "blocked",
+        "engine_behaviours:blocks_first_user",
+        closed(4, iterations=5),
+        params={"block_s": 30.0},
+        graceful_stop_s=0.0,
+    )
+    result = await run_scenario(scenario, processes=2, progress=False, deadline_s=1.0)
+    assert result.interrupted_reason == "deadline"
+    # Worker 1 (users 2 and 3) reported; worker 0's loop never came back.
+    assert result.count("iterations") == 2 * 5
+    assert result.count("errors.worker") == 1
+    (summary,) = result.errors
+    assert summary.samples[0] == (
+        "worker 0 sent no report 2 s past the run's deadline and was stopped: its event loop "
+        "was blocked, most likely by a behaviour calling a blocking function (time.sleep, a "
+        "synchronous client) instead of awaiting one; the measurements of its users 0..1 are "
+        "missing"
+    )
