@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import math
+import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -36,9 +37,25 @@ class Model(enum.Enum):
 
 
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
-    if math.isnan(value) or value < 0 or (value == 0 and not allow_zero):
+    """A duration or rate: a finite number (an infinite one would never let the run end)."""
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise WorkloadError(f"{name}={value!r} must be {bound}")
+        raise WorkloadError(f"{name}={value!r} must be a finite number {bound}")
+
+
+def _count(name: str, value: object, minimum: int) -> None:
+    """A number of users or iterations: a whole number (``True`` and ``2.5`` are not)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise WorkloadError(f"{name}={value!r} must be a whole number >= {minimum}")
+
+
+def _whole(name: str, value: float) -> int:
+    """``value`` as an int when it is a whole number, ``2.0`` included; checked by ``_count``."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    _count(name, value, 0)
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -76,8 +93,7 @@ class Batches:
     interval: float
 
     def __post_init__(self) -> None:
-        if self.size < 1:
-            raise WorkloadError(f"batches(size={self.size!r}) must start at least 1 user a batch")
+        _count("batches(size)", self.size, 1)
         _positive("batches(interval)", self.interval, allow_zero=True)
 
     def offset(self, index: int, users: int) -> float:
@@ -112,14 +128,13 @@ class Closed:
     model = Model.CLOSED
 
     def __post_init__(self) -> None:
-        if self.users < 1:
-            raise WorkloadError(f"closed(users={self.users!r}) needs at least 1 user")
+        _count("closed(users)", self.users, 1)
         if self.iterations is None and self.duration is None:
             raise WorkloadError(
                 "closed() needs iterations= or duration= (or both) so that the run ends by itself"
             )
-        if self.iterations is not None and self.iterations < 1:
-            raise WorkloadError(f"closed(iterations={self.iterations!r}) must be >= 1")
+        if self.iterations is not None:
+            _count("closed(iterations)", self.iterations, 1)
         if self.duration is not None:
             _positive("closed(duration)", self.duration)
 
@@ -171,8 +186,7 @@ class ArrivalRate:
         for rate, duration in self.stages:
             _positive("stage rate", rate, allow_zero=True)
             _positive("stage duration", duration)
-        if self.max_users < 1:
-            raise WorkloadError(f"max_users={self.max_users!r} must be >= 1")
+        _count("max_users", self.max_users, 1)
 
     @property
     def planned_duration(self) -> float:
@@ -232,11 +246,9 @@ class Stages:
         if not self.stages:
             raise WorkloadError("stages() needs at least one (target_users, duration) stage")
         for target, duration in self.stages:
-            if target < 0:
-                raise WorkloadError(f"stage target {target!r} must be >= 0 users")
+            _count("stage target_users", target, 0)
             _positive("stage duration", duration)
-        if self.start_users < 0:
-            raise WorkloadError(f"start_users={self.start_users!r} must be >= 0")
+        _count("start_users", self.start_users, 0)
 
     @property
     def planned_duration(self) -> float:
@@ -287,12 +299,12 @@ def ramping_rate(
     stages: Sequence[tuple[float, float]], *, start_rate: float = 0.0, max_users: int = 100
 ) -> ArrivalRate:
     """An arrival rate ramping linearly from ``start_rate`` through each (rate, duration)."""
-    return ArrivalRate(tuple((float(r), float(d)) for r, d in stages), start_rate, max_users)
+    return ArrivalRate(tuple((r, d) for r, d in stages), start_rate, max_users)
 
 
 def stages(targets: Sequence[tuple[int, float]], *, start_users: int = 0) -> Stages:
     """Concurrent users ramping linearly through each (target_users, duration) stage."""
-    return Stages(tuple((int(u), float(d)) for u, d in targets), start_users)
+    return Stages(tuple((_whole("stage target_users", u), d) for u, d in targets), start_users)
 
 
 def partition(users: int, workers: int) -> list[range]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import math
+import re
+from collections.abc import Callable
 
 import pytest
 
@@ -39,9 +42,11 @@ def test_immediate_start_when_no_ramp() -> None:
 def test_closed_needs_a_bound() -> None:
     with pytest.raises(WorkloadError, match="iterations= or duration="):
         closed(10)
-    with pytest.raises(WorkloadError, match="at least 1 user"):
+    with pytest.raises(
+        WorkloadError, match=re.escape("closed(users)=0 must be a whole number >= 1")
+    ):
         closed(0, iterations=1)
-    with pytest.raises(WorkloadError, match="size=0"):
+    with pytest.raises(WorkloadError, match=re.escape("batches(size)=0")):
         batches(0, 1.0)
 
 
@@ -111,3 +116,35 @@ def test_describe_is_plain_data() -> None:
         "iterations": 15,
         "duration": None,
     }
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        # Infinite durations, ramps and rates: the run would never end by itself.
+        (lambda: closed(1, duration=math.inf), "closed(duration)=inf must be a finite number > 0"),
+        (lambda: closed(2, linear(math.inf), iterations=1), "linear(seconds)=inf"),
+        (lambda: closed(2, batches(1, math.inf), iterations=1), "batches(interval)=inf"),
+        (lambda: open_rate(math.inf, 1.0, 1), "open_rate(rate_per_s)=inf"),
+        (lambda: open_rate(1.0, math.inf, 1), "stage duration=inf must be a finite number > 0"),
+        (lambda: stages([(1, math.inf)]), "stage duration=inf"),
+        (lambda: ramping_rate([(1.0, 1.0)], start_rate=math.inf), "start_rate=inf"),
+        # Counts that are not whole numbers.
+        (lambda: closed(2.5, iterations=1), "closed(users)=2.5 must be a whole number >= 1"),
+        (lambda: closed(True, iterations=1), "closed(users)=True must be a whole number >= 1"),
+        (lambda: closed(1, iterations=1.5), "closed(iterations)=1.5 must be a whole number"),
+        (lambda: open_rate(1.0, 1.0, max_users=2.5), "max_users=2.5 must be a whole number"),
+        (lambda: stages([(math.nan, 1.0)]), "stage target_users=nan must be a whole number >= 0"),
+        (lambda: stages([(math.inf, 1.0)]), "stage target_users=inf must be a whole number >= 0"),
+        (lambda: stages([(2.5, 1.0)]), "stage target_users=2.5 must be a whole number >= 0"),
+    ],
+)
+def test_a_workload_that_could_not_end_or_count_is_refused_by_name(
+    make: Callable[[], object], message: str
+) -> None:
+    with pytest.raises(WorkloadError, match=re.escape(message)):
+        make()
+
+
+def test_a_whole_float_is_a_stage_target() -> None:
+    assert stages([(2.0, 1.0)]).stages == ((2, 1.0),)
