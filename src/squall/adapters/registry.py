@@ -58,22 +58,39 @@ def path_of(name: str) -> str:
 def load(name: str) -> Adapter:
     """An instance of the adapter ``name`` (a registered name or an import path)."""
     from squall.adapters.base import Adapter
+    from squall.engine.errors import describe
 
     path = path_of(name)
     module_name, _, attribute = path.partition(":")
+    source = "" if path == name else f" from {path!r}"
     try:
         cls = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         hint = not_on_path_hint(module_name) if isinstance(exc, ModuleNotFoundError) else ""
-        source = "" if path == name else f" from {path!r}"
         raise UnknownAdapter(
             f"cannot import adapter {name!r}{source}: {exc}; "
             f"check the module is importable and defines the class.{hint}"
         ) from exc
-    adapter = cls() if isinstance(cls, type) else None
-    if not isinstance(adapter, Adapter):
+    except Exception as exc:  # the module itself failed: a syntax error, a NameError...
+        raise UnknownAdapter(
+            f"cannot import adapter {name!r}{source}: importing {module_name!r} raised "
+            f"{type(exc).__name__}: {exc if isinstance(exc, SyntaxError) else describe(exc)}; "
+            "fix the module"
+        ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
         raise UnknownAdapter(
             f"adapter {name!r} ({path}) is not a subclass of squall.adapters.base.Adapter; "
             "subclass it and implement headers, message, tracker and delivered"
         )
+    try:
+        adapter: Adapter = cls()
+    except Exception as exc:
+        # Raised in the class's own code, or by Python refusing the call (tb_next is None).
+        inside = exc.__traceback__ is not None and exc.__traceback__.tb_next is not None
+        raise UnknownAdapter(
+            f"adapter {name!r} ({path}) cannot be created: {type(exc).__name__}: "
+            f"{describe(exc) if inside else exc}; squall creates it with no arguments "
+            "(Class()), so it must implement headers, message, tracker and delivered and "
+            "need nothing more"
+        ) from exc
     return adapter

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from squall.adapters import registry
@@ -100,3 +102,40 @@ def test_adapters_recognise_their_own_servers_frames_only() -> None:
     assert not reference.recognises({"kind": "ack"})
     assert echo.recognises(echo.message("t", "hi", "m1"))
     assert not echo.recognises({"type": "hello", "worker": 1})
+
+
+BROKEN_ADAPTERS = {
+    # module source, what the error says
+    "syntax_error": ("class Proto(\n", "raised SyntaxError: '(' was never closed"),
+    "raises_on_import": (
+        "raise RuntimeError('PROTO_KEY is not set')\n",
+        "raised RuntimeError: PROTO_KEY is not set (at raises_on_import.py:1 in <module>)",
+    ),
+    "abstract": (
+        "from squall.adapters.base import Adapter\nclass Proto(Adapter):\n    pass\n",
+        "cannot be created: TypeError: Can't instantiate abstract class Proto",
+    ),
+    "raises_when_created": (
+        "from squall.adapters.echo import EchoAdapter\n"
+        "class Proto(EchoAdapter):\n"
+        "    def __init__(self):\n"
+        "        raise ValueError('needs a key')\n",
+        "cannot be created: ValueError: needs a key (at raises_when_created.py:4 in __init__)",
+    ),
+}
+
+
+@pytest.mark.parametrize("module", sorted(BROKEN_ADAPTERS))
+def test_a_broken_adapter_module_is_an_unknown_adapter_naming_the_error(
+    module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, message = BROKEN_ADAPTERS[module]
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(registry.UnknownAdapter) as raised:
+        registry.load(f"{module}:Proto")
+    assert message in str(raised.value)
+    assert str(raised.value).startswith(
+        (f"cannot import adapter '{module}:Proto'", f"adapter '{module}:Proto'")
+    )

@@ -374,3 +374,18 @@ def test_a_bad_option_value_is_named_as_the_option(
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--scale", "0"]) == 2
     assert "invalid value 0.0 for 'scale' in [run] (option --scale)" in _output(capsys)
+
+
+def test_squall_run_refuses_a_broken_adapter_with_exit_2_and_no_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "proto.py").write_text("class Proto(\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    code = main(
+        ["run", "--adapter", "proto:Proto", "--target", "ws://127.0.0.1:9/", "--results-db", "off"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "squall run: cannot import adapter 'proto:Proto'" in err
+    assert "Traceback" not in err
