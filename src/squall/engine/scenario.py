@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from squall.engine.errors import ScenarioError
+from squall.engine.errors import ScenarioError, describe
 from squall.engine.identity import AnonymousIdentities, IdentityFactory
 from squall.engine.workload import Workload
 from squall.import_paths import not_on_path_hint
@@ -52,6 +52,12 @@ class Scenario:
             raise ScenarioError(
                 f"cannot import module {module_name!r} of behaviour {self.behaviour!r}: {exc}; "
                 f"make sure it is importable (installed or on sys.path).{hint}"
+            ) from exc
+        except Exception as exc:  # the module itself failed: a syntax error, a NameError...
+            detail = exc if isinstance(exc, SyntaxError) else describe(exc)
+            raise ScenarioError(
+                f"cannot import module {module_name!r} of behaviour {self.behaviour!r}: it "
+                f"raised {type(exc).__name__}: {detail}; fix the module"
             ) from exc
         found = getattr(module, attribute, None)
         if not callable(found):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ from squall.engine import (
     run,
     run_scenario,
 )
-from squall.engine.errors import describe
+from squall.engine.errors import ScenarioError, describe
 
 
 def plain(session: Session) -> None:  # not async: returns None, which cannot be awaited
@@ -147,3 +148,29 @@ async def test_a_behaviour_cancelled_at_the_deadline_is_interrupted_not_an_error
     assert result.interrupted_reason == "deadline"
     assert result.count("interrupted_iterations") == 2
     assert result.errors == ()
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("async def chat(session)\n    pass\n", "raised SyntaxError: expected ':'"),
+        (
+            "undefined_name\n\nasync def chat(session):\n    pass\n",
+            "raised NameError: name 'undefined_name' is not defined (at ",
+        ),
+    ],
+)
+def test_a_behaviour_module_that_fails_to_import_is_a_scenario_error(
+    source: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "broken_behaviours.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    scenario = Scenario("broken", "broken_behaviours:chat", closed(1, iterations=1))
+    with pytest.raises(ScenarioError) as raised:
+        scenario.resolve_behaviour()
+    text = str(raised.value)
+    assert text.startswith(
+        "cannot import module 'broken_behaviours' of behaviour 'broken_behaviours:chat': it "
+    )
+    assert message in text
+    assert text.endswith("; fix the module")
