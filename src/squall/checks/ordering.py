@@ -14,8 +14,10 @@ documented resume semantics instead: the window opens when the ``resume`` is
 few live events that overtook the replay (seq above ``after_seq + 1``) are
 tolerated if they rise; the stream then restarts at ``after_seq + 1`` (or
 continues at the next seq when the socket already delivered past
-``after_seq``). A window that closes without that restart, while the server
-reports a ``last_seq`` at or beyond the seq the stream expects next, is a gap.
+``after_seq``). A ``resume_done`` whose ``last_seq`` is at or beyond the seq the
+stream expects next is a gap: the replay is sent before it, so those events
+never arrived (whether the replay never restarted or its tail went missing). A
+history with resumes but no events is still judged.
 
 A stream that will be resumed is judged by its resume, not by ``first_seq``: a
 fresh socket receives its user's live events from ``hello`` on, so the first
@@ -164,9 +166,11 @@ def check_ordering(
         ok_summary=(
             f"{events} events on {len(streams)} streams in order"
             if events
+            else f"no events were received; {resumes} resume(s) had nothing to replay"
+            if resumes
             else "no events were received"
         ),
-        applicable=events > 0,
+        applicable=events > 0 or resumes > 0,
     )
 
 
@@ -179,6 +183,32 @@ def _violation(
         ops=ops,
         details={"socket": key[0], "thread": key[1], "expected": expected, "got": got},
     )
+
+
+def _replayed_to(op: Op, stream: _Stream, key: tuple[str, str], last_key: str) -> list[Evidence]:
+    """A ``resume_done`` after the replay restarted: it must not claim more than arrived.
+
+    ``last_seq`` is the highest seq the socket delivered, and the replay is sent before
+    ``resume_done``: a ``last_seq`` at or beyond the seq the stream expects next names
+    events that never reached the client (the tail of the replay went missing).
+    """
+    last = op.get(last_key)
+    if not isinstance(last, int) or isinstance(last, bool) or stream.expected is None:
+        return []
+    expected = stream.expected
+    if last < expected:
+        return []
+    stream.expected = last + 1
+    return [
+        _violation(
+            "gap",
+            key,
+            expected,
+            None,
+            tuple(o for o in (stream.last, op) if o is not None),
+            f"but the replay ended (last_seq {last}) without delivering it",
+        )
+    ]
 
 
 def _windowed(
@@ -215,10 +245,12 @@ def _windowed(
         if not stream.awaiting_done:
             return op.type is not OpType.OK, []  # a lone marker: the plain rules apply
         stream.awaiting_done = False
-        if op.type is not OpType.OK or stream.window_after is None:
-            # A failed resume, or a completion after the restart: nothing changes.
+        if op.type is not OpType.OK:
+            # A failed resume: nothing changes.
             stream.window_after = stream.early_last = stream.restart_at = None
             return True, []
+        if stream.window_after is None:
+            return True, _replayed_to(op, stream, key, last_key)
         after, found = stream.window_after, []
         restart = stream.restart_at if stream.restart_at is not None else after + 1
         last = op.get(last_key)

@@ -80,3 +80,33 @@ def test_without_the_option_the_marker_rules_are_unchanged() -> None:
     socket = Socket().resume(3)
     socket.done(3).events(4, 5)
     assert check_ordering(socket.rec.ops).valid is True
+
+
+def test_a_replay_that_delivers_nothing_while_events_were_missed_is_a_gap() -> None:
+    # resume_done says seq 3 was delivered, but no event reached the socket at all.
+    valid, kinds, counts = Socket().resume(2).done(3).check()
+    assert (valid, kinds) == (False, ["gap"])
+    assert counts["events"] == 0
+
+
+def test_a_resume_with_nothing_to_replay_and_no_events_is_judged() -> None:
+    valid, kinds, counts = Socket().resume(2).done(2).check()
+    assert (valid, kinds) == (True, [])
+    assert counts["resumes"] == 1
+
+
+def test_a_replay_whose_tail_never_arrived_is_a_gap() -> None:
+    socket = Socket().events(1, 2).resume(2).events(3).done(5)
+    verdict = check_ordering(socket.rec.ops, first_seq=1, resume_restarts=True)
+    assert verdict.valid is False
+    [evidence] = verdict.evidence
+    assert evidence.kind == "gap"
+    assert evidence.details == {"socket": "s", "thread": "t", "expected": 4, "got": None}
+    assert [op.f for op in evidence.ops] == ["event", "resume"]
+    assert "last_seq 5" in evidence.message
+
+
+def test_an_overtaking_event_the_restarted_replay_did_not_send_again_is_a_gap() -> None:
+    # 2 came live, the replay restarted at 1 and then ended without sending 2 in order.
+    valid, kinds, _ = Socket().resume(0).events(2, 1).done(2).check()
+    assert (valid, kinds) == (False, ["gap"])
