@@ -10,14 +10,17 @@ marker, the first event seen on a stream sets where it starts (unless
 
 With ``resume_restarts=True`` the checker follows the reference protocol's
 documented resume semantics instead: the window opens when the ``resume`` is
-*invoked* (sent) and closes at its completion (``resume_done``). Inside it, a
-few live events that overtook the replay (seq above ``after_seq + 1``) are
-tolerated if they rise; the stream then restarts at ``after_seq + 1`` (or
-continues at the next seq when the socket already delivered past
-``after_seq``). A ``resume_done`` whose ``last_seq`` is at or beyond the seq the
-stream expects next is a gap: the replay is sent before it, so those events
-never arrived (whether the replay never restarted or its tail went missing). A
-history with resumes but no events is still judged.
+*invoked* (sent) and closes at its completion (``resume_done``). Until the
+platform processes the resume, live events keep coming and, once the socket has
+seen the thread, rise by one (the socket fills gaps from storage). When the
+socket's range began beyond ``after_seq + 1`` (or it had none), those live events
+overtook the replay: the stream then restarts at ``after_seq + 1``. When it began
+at or below, the stream continues after the last event sent (jumping to
+``after_seq + 1`` if that was ahead of the socket). A ``resume_done`` whose
+``last_seq`` is at or beyond the seq the stream expects next is a gap: the
+replay is sent before it, so those events never arrived (whether the replay
+never restarted or its tail went missing). A history with resumes but no events
+is still judged.
 
 A stream that will be resumed is judged by its resume, not by ``first_seq``: a
 fresh socket receives its user's live events from ``hello`` on, so the first
@@ -47,14 +50,12 @@ class _Stream:
     events: int = 0
     #: ``after_seq`` of a resume whose replay has not restarted the stream yet.
     window_after: int | None = None
-    #: Highest live event received inside the open window.
-    early_last: int | None = None
     #: A resume was invoked and has not completed yet.
     awaiting_done: bool = False
     #: First seq of the range this socket delivered contiguously (the platform's cursor).
     first: int | None = None
-    #: Seq the open window's replay must restart at.
-    restart_at: int | None = None
+    #: Live events that overtook a replay which then restarted the stream.
+    overtook: int = 0
 
 
 def check_ordering(
@@ -95,7 +96,7 @@ def check_ordering(
 
     streams: dict[tuple[str, str], _Stream] = {}
     evidence: list[Evidence] = []
-    gaps = duplicates = events = resumes = early = 0
+    gaps = duplicates = events = resumes = 0
     for op in ordered:
         if resume_restarts and op.f in (resume_f, event_f):
             key = (op.process, op.str_value(thread_key))
@@ -107,7 +108,6 @@ def check_ordering(
                 duplicates += sum(1 for e in found if e.kind == "duplicate")
                 resumes += op.f == resume_f and op.type is OpType.INVOKE
                 events += op.f == event_f
-                early += op.f == event_f and not found and stream.window_after is not None
                 continue
         if op.type is not OpType.OK:
             continue
@@ -161,7 +161,7 @@ def check_ordering(
             "resumes": resumes,
             "gaps": gaps,
             "duplicates": duplicates,
-            "early_live": early,
+            "early_live": sum(s.overtook for s in streams.values()),
         },
         ok_summary=(
             f"{events} events on {len(streams)} streams in order"
@@ -185,28 +185,46 @@ def _violation(
     )
 
 
-def _replayed_to(op: Op, stream: _Stream, key: tuple[str, str], last_key: str) -> list[Evidence]:
-    """A ``resume_done`` after the replay restarted: it must not claim more than arrived.
+def _restarts(stream: _Stream, after: int) -> bool:
+    """Whether the platform restarts this stream at ``after + 1`` rather than continuing it.
+
+    It continues after the last event it sent when the socket's contiguous range began
+    at ``after + 1`` or below, and restarts when it began beyond (or nothing came yet).
+    """
+    return stream.first is None or stream.first > after + 1
+
+
+def _replayed_to(
+    op: Op, stream: _Stream, key: tuple[str, str], after: int | None, last_key: str
+) -> list[Evidence]:
+    """A ``resume_done``: it must not claim more than reached the socket.
 
     ``last_seq`` is the highest seq the socket delivered, and the replay is sent before
-    ``resume_done``: a ``last_seq`` at or beyond the seq the stream expects next names
-    events that never reached the client (the tail of the replay went missing).
+    ``resume_done``: a ``last_seq`` beyond what the stream holds names events that never
+    reached the client. The stream holds up to ``after`` when the replay never restarted
+    it, at least ``after`` when it continued (seqs up to ``after_seq`` are skipped), and
+    what it received once restarted (``after`` None: the window closed).
     """
+    received = (stream.expected or 1) - 1
+    if after is None:
+        held = received
+    elif _restarts(stream, after):
+        held = after
+    else:
+        held = max(received, after)
     last = op.get(last_key)
-    if not isinstance(last, int) or isinstance(last, bool) or stream.expected is None:
+    reported = last if isinstance(last, int) and not isinstance(last, bool) else held
+    stream.expected = max(held, reported, received) + 1
+    if reported <= held:
         return []
-    expected = stream.expected
-    if last < expected:
-        return []
-    stream.expected = last + 1
     return [
         _violation(
             "gap",
             key,
-            expected,
+            held + 1,
             None,
-            tuple(o for o in (stream.last, op) if o is not None),
-            f"but the replay ended (last_seq {last}) without delivering it",
+            tuple(o for o in (stream.last, stream.resume, op) if o is not None),
+            f"but the replay ended (last_seq {reported}) without delivering it",
         )
     ]
 
@@ -223,79 +241,56 @@ def _windowed(
     """Apply one record to a stream under the windowed resume semantics.
 
     Returns whether the record was consumed here (else the plain rules apply) and the
-    evidence it produced.
+    evidence it produced. Inside the window an event is accepted when it continues the
+    socket's contiguous range (live events keep flowing, gap-filled, until the platform
+    processes the resume) or when it is ``after_seq + 1`` where the replay restarts
+    the stream or jumps over seqs ``after_seq`` skipped; the first event of a thread the
+    socket had not seen yet starts its range anywhere beyond ``after_seq + 1`` (at or
+    below ``after_seq`` it is one the client already holds).
     """
     if op.f == resume_f:
         if op.type is OpType.INVOKE:
-            after = op.int_value(after_key)
-            stream.window_after = after
-            stream.early_last = None
+            stream.window_after = op.int_value(after_key)
             stream.resume = op
             stream.awaiting_done = True
-            if stream.first is not None and stream.first > after + 1 and stream.expected:
-                # Everything this socket delivered lies beyond after_seq + 1: the
-                # replay restarts the stream there, re-sending what came live.
-                stream.restart_at = after + 1
-                stream.early_last = stream.expected - 1
-            elif stream.expected is not None and stream.expected > after + 1:
-                stream.restart_at = stream.expected  # resumed inside its own stream
-            else:
-                stream.restart_at = after + 1
             return True, []
         if not stream.awaiting_done:
             return op.type is not OpType.OK, []  # a lone marker: the plain rules apply
         stream.awaiting_done = False
+        after, stream.window_after = stream.window_after, None
         if op.type is not OpType.OK:
-            # A failed resume: nothing changes.
-            stream.window_after = stream.early_last = stream.restart_at = None
-            return True, []
-        if stream.window_after is None:
-            return True, _replayed_to(op, stream, key, last_key)
-        after, found = stream.window_after, []
-        restart = stream.restart_at if stream.restart_at is not None else after + 1
-        last = op.get(last_key)
-        reported = last if isinstance(last, int) and not isinstance(last, bool) else after
-        if reported >= restart:
-            found.append(
-                _violation(
-                    "gap",
-                    key,
-                    restart,
-                    None,
-                    tuple(o for o in (stream.resume, op) if o is not None),
-                    f"but the replay ended (last_seq {reported}) without delivering it",
-                )
-            )
-        stream.expected = max(restart - 1, stream.early_last or 0, reported) + 1
-        stream.window_after = stream.early_last = stream.restart_at = None
-        return True, found
+            return True, []  # a failed resume: nothing changes
+        return True, _replayed_to(op, stream, key, after, last_key)
     if stream.window_after is None or op.type is not OpType.OK:
         return False, []
-    after, got = stream.window_after, op.int_value(seq_key)
-    restart = stream.restart_at if stream.restart_at is not None else after + 1
+    after, got, expected = stream.window_after, op.int_value(seq_key), stream.expected
     stream.events += 1
-    if got == restart:
-        stream.expected = got + 1
-        stream.first = got if stream.first is None else min(stream.first, got)
-        stream.window_after = stream.early_last = stream.restart_at = None
-        stream.last = op
-        return True, []
     context = tuple(o for o in (stream.last, stream.resume, op) if o is not None)
     stream.last = op
-    if got < restart:
-        return True, [
-            _violation("duplicate", key, restart, got, context, f"got {got} during the resume")
-        ]
-    if stream.early_last is not None and got <= stream.early_last:
+    restarts = _restarts(stream, after)
+    if expected is not None and got == expected:
+        stream.expected = got + 1
+        stream.overtook += restarts
+        return True, []
+    if got == after + 1 and (restarts or (expected is not None and expected <= got)):
+        stream.expected = got + 1
+        stream.first = got if restarts else stream.first
+        stream.window_after = None
+        return True, []
+    if expected is None and got > after + 1:
+        stream.first, stream.expected = got, got + 1
+        stream.overtook += 1
+        return True, []
+    if expected is None or got < expected:
         return True, [
             _violation(
                 "duplicate",
                 key,
-                stream.early_last + 1,
+                expected or after + 1,
                 got,
                 context,
-                f"got {got} again before the replay restarted",
+                f"got {got} during the resume",
             )
         ]
-    stream.early_last = got
-    return True, []
+    stream.expected = got + 1
+    return True, [_violation("gap", key, expected, got, context, f"got {got} during the resume")]

@@ -102,7 +102,11 @@ def test_a_replay_whose_tail_never_arrived_is_a_gap() -> None:
     [evidence] = verdict.evidence
     assert evidence.kind == "gap"
     assert evidence.details == {"socket": "s", "thread": "t", "expected": 4, "got": None}
-    assert [op.f for op in evidence.ops] == ["event", "resume"]
+    assert [(op.f, op.type) for op in evidence.ops] == [
+        ("event", "ok"),
+        ("resume", "invoke"),
+        ("resume", "ok"),
+    ]
     assert "last_seq 5" in evidence.message
 
 
@@ -110,3 +114,28 @@ def test_an_overtaking_event_the_restarted_replay_did_not_send_again_is_a_gap() 
     # 2 came live, the replay restarted at 1 and then ended without sending 2 in order.
     valid, kinds, _ = Socket().resume(0).events(2, 1).done(2).check()
     assert (valid, kinds) == (False, ["gap"])
+
+
+def test_a_tracked_stream_keeps_flowing_live_until_the_resume_is_processed() -> None:
+    # The socket already delivered 3; 4 came live before the platform processed the
+    # resume after 4, which then had nothing to replay.
+    valid, kinds, _ = Socket().events(3).resume(4).events(4).done(4).events(5).check()
+    assert (valid, kinds) == (True, [])
+    # Behind after_seq, the replay jumps to after_seq + 1 once it is processed.
+    valid, kinds, _ = Socket().events(1).resume(3).events(2, 4).done(4).check()
+    assert (valid, kinds) == (True, [])
+
+
+def test_a_tracked_stream_that_skips_ahead_during_the_resume_is_a_gap() -> None:
+    # After 2 the socket must fill 3 and 4 before 5, resume pending or not.
+    socket = Socket().events(2).resume(1).events(5, 3, 4, 5).done(5)
+    verdict = check_ordering(socket.rec.ops, first_seq=1, resume_restarts=True)
+    assert verdict.valid is False
+    first = verdict.evidence[0]
+    assert (first.kind, first.details["expected"], first.details["got"]) == ("gap", 3, 5)
+
+
+def test_overtaking_events_must_rise_by_one() -> None:
+    valid, kinds, _ = Socket().resume(1).events(5, 7, 2, 3, 4, 5, 6, 7).done(7).check()
+    assert valid is False
+    assert kinds[0] == "gap"
