@@ -114,6 +114,22 @@ def test_reading_a_version_nobody_wrote_is_caught() -> None:
     assert verdict.evidence[0].ops[0].process == "w1"
 
 
+def test_a_version_a_timed_out_write_may_have_committed_is_not_a_phantom() -> None:
+    rec = recorder()
+    rec.ok(rec.invoke("w0", "debit"), {"read_version": 0, "version": 1})
+    rec.info(rec.invoke("w1", "debit"), {"reason": "timeout"})  # it committed version 2
+    rec.ok(rec.invoke("w2", "debit"), {"read_version": 2, "version": 3})
+    verdict = check_version_chain(pair_ops(rec.ops), initial_version=0)
+    assert verdict.valid is True, verdict.summary
+    assert verdict.counts["unknown_writes"] == 1
+    # One unknown write cannot account for two versions nobody committed.
+    rec.ok(rec.invoke("w3", "debit"), {"read_version": 7, "version": 8})
+    verdict = check_version_chain(pair_ops(rec.ops), initial_version=0)
+    assert verdict.valid is False
+    assert [e.details["read_version"] for e in verdict.evidence] == [2, 7]
+    assert "1 write(s) of unknown outcome" in verdict.evidence[0].message
+
+
 def test_combine_and_tally_rules() -> None:
     ok = Verdict("a", True, "fine")
     na = Verdict("b", None, "n/a")
