@@ -237,7 +237,7 @@ def check_run_locks(events: Sequence[LogEvent], fences: Mapping[str, int] | None
     fence is at least the number of holders seen in its log (``fence-behind``).
     """
     ops = lock_ops(events)
-    per_thread = [check_locks(ops, key=thread) for thread in _by_thread(events)]
+    per_thread = [_in_seqs(check_locks(ops, key=thread), thread) for thread in _by_thread(events)]
     base = merge_verdicts(
         "locks",
         per_thread,
@@ -273,6 +273,42 @@ def check_run_locks(events: Sequence[LogEvent], fences: Mapping[str, int] | None
         ok_summary=f"{base.summary}; fences recorded for {len(fences)} threads",
         applicable=base.valid is not None,
     )
+
+
+def _in_seqs(verdict: Verdict, thread: str) -> Verdict:
+    """Lock evidence in the thread log's own terms: the thread and each holder's seqs.
+
+    :func:`lock_ops` uses seq as the clock, so the times and durations the generic lock
+    checker reports are not real time; this names the thread and the seq range each
+    run (or finaliser) wrote instead.
+    """
+
+    def seqs(section: JsonValue) -> list[JsonValue]:
+        if not isinstance(section, dict):
+            return []
+        ends = [section.get("start_ns"), section.get("end_ns")]
+        return [t // SEQ_TICK if isinstance(t, int) else None for t in ends]
+
+    evidence = []
+    for e in verdict.evidence:
+        earlier, later = e.details.get("earlier"), e.details.get("later")
+        if e.kind != "overlap" or not isinstance(earlier, dict) or not isinstance(later, dict):
+            evidence.append(e)
+            continue
+        first, second = seqs(earlier), seqs(later)
+        stale = e.details.get("stale_writes_accepted")
+        evidence.append(
+            Evidence(
+                e.kind,
+                f"thread {thread}: {earlier.get('process')} (seq {first[0]}-{first[1]}) and "
+                f"{later.get('process')} (seq {second[0]}-{second[1]}) wrote to it at once; "
+                f"{stale} event(s) of {earlier.get('process')} landed after "
+                f"{later.get('process')} began",
+                e.ops,
+                {**e.details, "thread": thread, "earlier_seqs": first, "later_seqs": second},
+            )
+        )
+    return Verdict(verdict.checker, verdict.valid, verdict.summary, verdict.counts, tuple(evidence))
 
 
 # -- runs and delivery --------------------------------------------------------------

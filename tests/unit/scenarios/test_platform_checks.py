@@ -73,6 +73,18 @@ def test_interleaved_runs_of_one_thread_are_an_overlap_naming_both() -> None:
     }
 
 
+def test_an_overlap_names_the_thread_and_the_seqs_each_run_wrote() -> None:
+    one, two = run_log("t", "r1", 1), run_log("t", "r2", 3)
+    late = [LogEvent("t", e.seq + 5, "r1", e.type, e.status, e.charge) for e in one[2:]]
+    log = sorted([*one[:2], *late, *two], key=lambda e: e.seq)
+    [evidence] = pc.check_run_locks(log, {"t": 2}).evidence
+    assert evidence.details["thread"] == "t"
+    assert (evidence.details["earlier_seqs"], evidence.details["later_seqs"]) == ([1, 10], [3, 7])
+    assert evidence.message.startswith("thread t: r1 (seq 1-10) and r2 (seq 3-7) wrote")
+    assert "3 event(s) of r1 landed after r2 began" in evidence.message
+    assert " ms" not in evidence.message  # seq is the clock here, not time
+
+
 def test_a_completion_followed_by_more_events_of_the_run_is_another_holder() -> None:
     log = [
         *run_log("t", "r1", 1)[:3],
