@@ -342,7 +342,9 @@ def check_runs(ops: Sequence[Op], events: Sequence[LogEvent]) -> Verdict:
     expected it to be, and no fault of the harness took it down (a run named in the
     ``lost_runs`` of a ``harness/…`` record, one whose worker was killed, may end
     ``failed``); ``events-after-completion``: the run's events continue after its first
-    ``agent_completed`` (a superseded writer was accepted).
+    ``agent_completed`` (a superseded writer was accepted); ``wrong-thread``: some of the
+    run's events are in a thread other than the one its message was sent to (only those
+    in its own thread count for the rest).
     """
     by_run: dict[str, list[LogEvent]] = defaultdict(list)
     for event in events:
@@ -353,14 +355,27 @@ def check_runs(ops: Sequence[Op], events: Sequence[LogEvent]) -> Verdict:
     ended_lost: set[str] = set()
     completed = 0
     for send in acked:
-        run = send.str_value("run")
-        mine = sorted(by_run.get(run, []), key=lambda e: e.seq)
+        run, thread = send.str_value("run"), send.str_value("thread")
+        everywhere = sorted(by_run.get(run, []), key=lambda e: (e.thread, e.seq))
+        mine = [e for e in everywhere if e.thread == thread]
         ends = [e for e in mine if e.type == COMPLETED]
         details: dict[str, JsonValue] = {
             "run": run,
-            "thread": send.str_value("thread"),
+            "thread": thread,
             "events": [e.to_dict() for e in mine[-12:]],
         }
+        astray = [e for e in everywhere if e.thread != thread]
+        if astray:
+            evidence.append(
+                Evidence(
+                    "wrong-thread",
+                    f"run {run} was sent to thread {thread} but {len(astray)} of its events "
+                    "are in another thread: "
+                    + ", ".join(f"{e.thread} seq {e.seq} {e.type}" for e in astray[:6]),
+                    ops=send.ops,
+                    details={**details, "astray": [e.to_dict() for e in astray[:12]]},
+                )
+            )
         if not ends:
             evidence.append(
                 Evidence(

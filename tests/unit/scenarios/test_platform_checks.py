@@ -101,6 +101,23 @@ def test_a_completion_followed_by_more_events_of_the_run_is_another_holder() -> 
     assert [e.kind for e in runs.evidence] == ["completed-twice", "events-after-completion"]
 
 
+def test_events_of_a_run_in_another_thread_than_it_was_sent_to_are_named() -> None:
+    h = History()
+    h.sent("alice", "t1", "r1")
+    log = run_log("t1", "r1", 1)[:3] + run_log("t2", "r1", 1)[3:]
+    verdict = pc.check_runs(h.ops, log)
+    assert verdict.valid is False
+    assert [e.kind for e in verdict.evidence] == ["wrong-thread", "never-completed"]
+    evidence = verdict.evidence[0]
+    assert (evidence.details["run"], evidence.details["thread"]) == ("r1", "t1")
+    assert "t2 seq 4 agent_thinking, t2 seq 5 agent_completed" in evidence.message
+    # All of it in another thread of the same user: no other checker sees it.
+    assert [e.kind for e in pc.check_runs(h.ops, run_log("t2", "r1", 1)).evidence] == [
+        "wrong-thread",
+        "never-completed",
+    ]
+
+
 def test_fence_behind_the_holders_is_named() -> None:
     log = run_log("t", "r1", 1) + run_log("t", "r2", 6)
     verdict = pc.check_run_locks(log, {"t": 1})
