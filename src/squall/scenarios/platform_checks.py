@@ -164,6 +164,63 @@ def events_from_history(ops: Iterable[Op]) -> tuple[list[LogEvent], list[Evidenc
     return sorted(seen.values(), key=lambda e: (e.thread, e.seq)), divergent
 
 
+def against_stored(ops: Iterable[Op], stored: Sequence[LogEvent]) -> list[Evidence]:
+    """What the sockets received, against the thread logs the platform's database holds.
+
+    A received (thread, seq) the log holds as another run's or type's event is
+    ``divergent-seq``; one the log lacks although it holds seqs of that thread on both
+    sides of it is ``unstored-event`` (events are stored before they are published, so
+    the socket got an event that is not part of the thread, e.g. a superseded writer's
+    whose store was refused). Seqs outside the stored range are not judged: older ones
+    may have been pruned, newer ones written after the database was read. Each
+    (thread, seq) is reported once, with the first record that received it.
+    """
+    log = {(e.thread, e.seq): e for e in stored}
+    ranges: dict[str, tuple[int, int]] = {}
+    for thread, events in _by_thread(stored).items():
+        ranges[thread] = (events[0].seq, events[-1].seq)
+    evidence: list[Evidence] = []
+    reported: set[tuple[str, int]] = set()
+    for op in sorted(ops, key=lambda o: o.index):
+        if op.f != "event" or op.type is not OpType.OK:
+            continue
+        thread, seq = op.str_value("thread"), op.int_value("seq")
+        run, kind = op.str_value("run"), op.str_value("type")
+        if (thread, seq) in reported:
+            continue
+        found = log.get((thread, seq))
+        details: dict[str, JsonValue] = {
+            "socket": op.process,
+            "thread": thread,
+            "seq": seq,
+            "received": {"run": run, "type": kind},
+            "stored": None if found is None else found.to_dict(),
+        }
+        if found is not None and (found.run, found.type) != (run, kind):
+            reported.add((thread, seq))
+            evidence.append(
+                Evidence(
+                    "divergent-seq",
+                    f"socket {op.process} received thread {thread} seq {seq} as {kind} of run "
+                    f"{run}, but the platform stored {found.type} of run {found.run} there",
+                    ops=(op,),
+                    details=details,
+                )
+            )
+        elif found is None and thread in ranges and ranges[thread][0] < seq < ranges[thread][1]:
+            reported.add((thread, seq))
+            evidence.append(
+                Evidence(
+                    "unstored-event",
+                    f"socket {op.process} received thread {thread} seq {seq} ({kind} of run "
+                    f"{run}), which the platform's log of the thread does not hold",
+                    ops=(op,),
+                    details=details,
+                )
+            )
+    return evidence
+
+
 def _by_thread(events: Iterable[LogEvent]) -> dict[str, list[LogEvent]]:
     threads: dict[str, list[LogEvent]] = defaultdict(list)
     for event in sorted(events, key=lambda e: (e.thread, e.seq)):

@@ -814,6 +814,8 @@ def judge(
     """Every checker on the recorded history (and the platform's tables when read)."""
     seen, divergent = checks.events_from_history(ops)
     log = stored.events if stored is not None else seen
+    if stored is not None:
+        divergent += checks.against_stored(ops, stored.events)
     charges = [e.charge for e in log if e.charge]
     run_cost = charges[0] if charges else 1
     ordering = checks.merge_verdicts(

@@ -184,6 +184,27 @@ def test_events_from_history_flags_one_seq_with_two_events() -> None:
     assert [e.kind for e in divergent] == ["divergent-seq"]
 
 
+def test_received_events_are_held_against_the_stored_log() -> None:
+    stored = run_log("t", "r1", 1) + run_log("t", "r2", 6)
+    h = History()
+    h.saw("a", "alice", stored)
+    assert pc.against_stored(h.ops, stored) == []
+    # Every socket got a superseded writer's seq 4, which the log holds as r1's
+    # thinking; and seq 7, which it does not hold at all.
+    stale = [LogEvent("t", 4, "r0", "agent_thinking"), LogEvent("t", 7, "r0", "agent_thinking")]
+    for socket in ("b", "c"):
+        h.saw(socket, "alice", stale)
+    log = [e for e in stored if e.seq != 7]
+    found = pc.against_stored(h.ops, log)
+    assert [(e.kind, e.details["socket"], e.details["seq"]) for e in found] == [
+        ("unstored-event", "a", 7),
+        ("divergent-seq", "b", 4),
+    ]
+    assert "the platform stored agent_thinking of run r1" in found[1].message
+    # Seqs past either end of the stored log may be pruned or newer: not judged.
+    assert pc.against_stored(h.ops, [e for e in stored if 4 <= e.seq <= 5]) == [found[1]]
+
+
 def logins(closes: dict[str, int | None], sessions: dict[str, int]) -> tuple[Op, ...]:
     rec = HistoryRecorder(clock=itertools.count().__next__)
     for socket, session in sessions.items():
