@@ -296,20 +296,19 @@ class RecordingSocket:
             self._recorder.fail(resume, {"code": code})
 
     def _on_event(self, frame: dict[str, Any], kind: str) -> None:
-        thread, run, seq = frame.get("thread_id"), frame.get("run_id"), frame.get("seq")
+        thread, run, seq = frame.get("thread_id"), frame.get("run_id"), _int(frame.get("seq"))
         value: dict[str, JsonValue] = {
             "thread": str(thread),
             "run": str(run),
-            "seq": seq if isinstance(seq, int) else -1,
+            "seq": seq if seq is not None else -1,
             "type": kind,
             "user": self.user,
         }
         if kind == "agent_completed":
-            status, charge = frame.get("status"), frame.get("charge")
-            value["status"] = str(status)
-            value["charge"] = charge if isinstance(charge, int) else None
+            value["status"] = str(frame.get("status"))
+            value["charge"] = _int(frame.get("charge"))
         self._recorder.observe(self.label, "event", value)
-        if isinstance(seq, int):
+        if seq is not None:
             self.last_seq[str(thread)] = max(seq, self.last_seq.get(str(thread), 0))
         self.seen_types.setdefault(str(run), set()).add(kind)
         if kind == "agent_completed":
@@ -317,6 +316,11 @@ class RecordingSocket:
             self._runs.finish(
                 str(run), str(value["status"]), charge if isinstance(charge, int) else None
             )
+
+
+def _int(value: object) -> int | None:
+    """A JSON integer as sent, or None: ``true`` is no seq or charge (Python's bool is an int)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 async def http_get(
