@@ -232,10 +232,8 @@ async def test_an_upgrade_request_websockets_cannot_parse_is_answered_and_closed
     assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
 
 
-async def test_a_frame_sent_with_the_upgrade_request_is_not_lost(platform: Platform) -> None:
-    # One write: the upgrade request and a masked ping right behind it, as a client that
-    # pipelines its first message sends them.
-    reader, writer = await asyncio.open_connection("127.0.0.1", platform.port)
+def upgrade_request(platform: Platform, user: str) -> bytes:
+    """The bytes of an authenticated upgrade request to the platform's socket route."""
     head = [
         "GET /v1/ws HTTP/1.1",
         f"Host: 127.0.0.1:{platform.port}",
@@ -243,10 +241,17 @@ async def test_a_frame_sent_with_the_upgrade_request_is_not_lost(platform: Platf
         "Connection: Upgrade",
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
         "Sec-WebSocket-Version: 13",
-        *(f"{name}: {value}" for name, value in platform.headers("pipelined").items()),
+        *(f"{name}: {value}" for name, value in platform.headers(user).items()),
     ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode()
+
+
+async def test_a_frame_sent_with_the_upgrade_request_is_not_lost(platform: Platform) -> None:
+    # One write: the upgrade request and a masked ping right behind it, as a client that
+    # pipelines its first message sends them.
+    reader, writer = await asyncio.open_connection("127.0.0.1", platform.port)
     ping = Frame(Opcode.TEXT, b'{"type":"ping","id":"early"}').serialize(mask=True, extensions=[])
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + ping)
+    writer.write(upgrade_request(platform, "pipelined") + ping)
     await writer.drain()
     received = b""
     try:
@@ -267,17 +272,8 @@ async def test_a_text_frame_not_utf8_closes_1007_with_one_warning_line(
     # The client's mistake: closed with 1007 as RFC 6455 requires, and logged as one
     # WARNING line (uvicorn logged it as an ERROR with a traceback).
     reader, writer = await asyncio.open_connection("127.0.0.1", platform.port)
-    head = [
-        "GET /v1/ws HTTP/1.1",
-        f"Host: 127.0.0.1:{platform.port}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version: 13",
-        *(f"{name}: {value}" for name, value in platform.headers("not-utf8").items()),
-    ]
     bad = Frame(Opcode.TEXT, b'{"type":"ping","id":"\xff"}').serialize(mask=True, extensions=[])
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    writer.write(upgrade_request(platform, "not-utf8"))
     await writer.drain()
     try:
         async with asyncio.timeout(WAIT_S):
