@@ -46,6 +46,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import httpx
@@ -782,6 +783,20 @@ async def read_platform_database(
     )
 
 
+def account_row(user: str, body: Any) -> AccountRow | None:
+    """The account ``GET /v1/accounts/me`` answered; None when the answer's balance,
+    initial credits or grants are no integer (null, a string, a bool): that user is then
+    left out of the ledger check rather than ending the judging (the history records the
+    answer without the field)."""
+    if not isinstance(body, dict):
+        return None
+    values = [body.get(name, 0) for name in ("balance", "initial_credits", "credits_granted")]
+    if any(type(value) is not int for value in values):
+        return None
+    balance, initial, granted = (int(value) for value in values)
+    return AccountRow(user, balance, initial, granted)
+
+
 async def _accounts(state: _State) -> dict[str, AccountRow]:
     found: dict[str, AccountRow] = {}
     for user, identity in state.users.items():
@@ -790,13 +805,9 @@ async def _accounts(state: _State) -> dict[str, AccountRow]:
             status, body = await http_get(
                 http, state.recorder, "account", "/v1/accounts/me", {"user": user}
             )
-        if status == 200 and isinstance(body, dict):
-            found[user] = AccountRow(
-                user,
-                int(body.get("balance", 0)),
-                int(body.get("initial_credits", 0)),
-                int(body.get("credits_granted", 0)),
-            )
+        row = account_row(user, body) if status == 200 else None
+        if row is not None:
+            found[user] = row
     return found
 
 
