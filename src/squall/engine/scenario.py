@@ -9,6 +9,7 @@ when it is a module-level function, for worker processes too.
 from __future__ import annotations
 
 import importlib
+import inspect
 import pickle
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,7 +37,19 @@ class Scenario:
     graceful_stop_s: float = 5.0
 
     def resolve_behaviour(self) -> Behaviour:
-        """The behaviour callable, importing it if it was given as a path."""
+        """The behaviour callable, importing it if it was given as a path; a
+        :class:`ScenarioError` naming the fix when it cannot be one."""
+        found = self._import_behaviour()
+        if inspect.isasyncgenfunction(found) or inspect.isgeneratorfunction(found):
+            name = getattr(found, "__qualname__", repr(found))
+            raise ScenarioError(
+                f"behaviour {name!r} of scenario {self.name!r} is a generator (it has "
+                "'yield'): a behaviour is one iteration, an 'async def' that returns; "
+                "remove the 'yield'"
+            )
+        return found
+
+    def _import_behaviour(self) -> Behaviour:
         if not isinstance(self.behaviour, str):
             return self.behaviour
         module_name, sep, attribute = self.behaviour.partition(":")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,3 +176,19 @@ def test_a_behaviour_module_that_fails_to_import_is_a_scenario_error(
     )
     assert message in text
     assert text.endswith("; fix the module")
+
+
+async def yields_messages(session: Session) -> AsyncIterator[None]:
+    yield None
+
+
+def yields_plainly(session: Session) -> Iterator[None]:
+    yield None
+
+
+@pytest.mark.parametrize("behaviour", [yields_messages, yields_plainly])
+async def test_a_generator_behaviour_is_refused_before_the_run(behaviour: Any) -> None:
+    # It was told to "define it with 'async def'" at every iteration, although it was one.
+    scenario = Scenario("gen", behaviour, closed(1, iterations=1))
+    with pytest.raises(ScenarioError, match=r"is a generator \(it has 'yield'\)"):
+        await run_scenario(scenario)
