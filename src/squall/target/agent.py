@@ -240,19 +240,46 @@ class _Run:
         }
 
     async def finish_unsuccessfully(self, status: RunStatus, error: str) -> None:
-        """Refund, mark the run ``status`` and publish ``agent_completed`` in one transaction."""
+        """Refund, mark the run ``status`` and publish ``agent_completed`` in one transaction.
+
+        Only a run still ``running`` is finished so: a cancellation that interrupts the run
+        after its completion committed (while the commit's answer or the publish was under
+        way) finds it over, keeps it as it is and publishes its stored ``agent_completed``
+        again (a socket drops a seq it already delivered), so no run ends twice.
+        """
+        run = self.run
 
         async def refund(conn: Any) -> None:
-            await billing.refund(conn, self.run.run_id)
-            await conn.execute(
-                "UPDATE runs SET status = $2, finished_at = now(), error = $3 WHERE id = $1",
-                self.run.run_id,
+            finished = await conn.fetchval(
+                "UPDATE runs SET status = $2, finished_at = now(), error = $3 "
+                "WHERE id = $1 AND status = 'running' RETURNING 1",
+                run.run_id,
                 str(status),
                 error[:500],
             )
+            if finished is None:
+                raise _RunOver(run.run_id)  # rolls the appended event back
+            await billing.refund(conn, run.run_id)
 
         fields = self._completed(status, 0)
-        await self.publish(await self.store(EventType.AGENT_COMPLETED, fields, refund))
+        try:
+            event = await self.store(EventType.AGENT_COMPLETED, fields, refund)
+        except _RunOver:
+            stored = await db.retrying(
+                f"run {run.run_id} reading its completion",
+                lambda: events.last_of_run(
+                    self.deps.pool, run.thread_id, run.run_id, EventType.AGENT_COMPLETED
+                ),
+                within_s=self.deps.settings.database_outage_wait_s,
+            )
+            if stored is None:
+                return
+            event = stored
+        await self.publish(event)
+
+
+class _RunOver(Exception):
+    """The run is no longer ``running``: its completion (or a refund) committed already."""
 
 
 async def _keep_lock(lock: RunLock, run: ClaimedRun, token: int) -> None:

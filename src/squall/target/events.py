@@ -139,6 +139,20 @@ async def stored(
     return None if payload is None else dict(payload)
 
 
+async def last_of_run(
+    conn: Connection, thread: ThreadID, run: RunID, type_: EventType
+) -> dict[str, Any] | None:
+    """The latest stored event of ``run`` with this type, or None."""
+    payload = await conn.fetchval(
+        "SELECT payload FROM events WHERE thread_id = $1 AND run_id = $2 AND type = $3 "
+        "ORDER BY seq DESC LIMIT 1",
+        thread,
+        run,
+        str(type_),
+    )
+    return None if payload is None else dict(payload)
+
+
 async def read_after(
     conn: Connection, thread: ThreadID, after_seq: int, limit: int | None = None
 ) -> list[dict[str, Any]]:

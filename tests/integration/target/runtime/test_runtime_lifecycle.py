@@ -7,7 +7,7 @@ import time
 
 import asyncpg
 import pytest
-from runtime_support import Recorder, StartRuntime
+from runtime_support import WAIT_S, Recorder, StartRuntime
 
 from squall.target.db import create_pool
 from squall.target.ids import ThreadID, UserID
@@ -127,3 +127,44 @@ async def test_concurrent_migrations_apply_once(fresh_db: str) -> None:
     finally:
         for pool in pools:
             await pool.close()
+
+
+async def test_close_during_the_completions_publish_keeps_the_run_completed(
+    start_runtime: StartRuntime, recorder: Recorder, settings: Settings
+) -> None:
+    # The completion is stored (answer, status, charge) and its publish is under way when
+    # the shutdown grace ends: the run is over, so nothing is refunded or appended again.
+    publishing = asyncio.Event()
+
+    async def publish(user: UserID, event: dict[str, object]) -> None:
+        if event["type"] == "agent_completed" and not publishing.is_set():
+            publishing.set()
+            await asyncio.Event().wait()
+        await recorder.publish(user, event)
+
+    runtime = await start_runtime(publish=publish)
+    sub = await runtime.submit(ALICE, ThreadID("t"), "hello", "c1")
+    async with asyncio.timeout(WAIT_S):
+        await publishing.wait()
+    await runtime.close(grace_s=0)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        completions = await conn.fetch(
+            "SELECT payload->>'status' AS status, (payload->>'charge')::int AS charge "
+            "FROM events WHERE thread_id = 't' AND type = 'agent_completed'"
+        )
+        assert [tuple(r) for r in completions] == [("completed", settings.run_cost)]
+        row = await conn.fetchrow(
+            "SELECT r.status, l.refunded, a.balance FROM runs r JOIN ledger l ON l.run_id = r.id "
+            "JOIN accounts a ON a.user_id = r.user_id WHERE r.id = $1",
+            sub.run_id,
+        )
+        assert dict(row) == {
+            "status": "completed",
+            "refunded": False,
+            "balance": settings.initial_credits - settings.run_cost,
+        }
+    finally:
+        await conn.close()
+    # The interrupted publish is made again: sockets get the completion live.
+    assert [e["status"] for e in recorder.of_type("agent_completed")] == ["completed"]
