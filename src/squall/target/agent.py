@@ -338,23 +338,31 @@ async def _take_fence(deps: AgentDeps, run: ClaimedRun, token: int) -> int | Non
         return int(row["charge"])
 
 
-async def requeue(pool: Pool, run: ClaimedRun, worker: str) -> None:
-    """Give a claimed run back to the queue (its thread lock could not be taken).
+async def requeue(pool: Pool, run: ClaimedRun, worker: str) -> bool:
+    """Give a claimed run back to the queue (its thread lock could not be taken, or the
+    worker stopped before it began); returns whether it went back.
 
     The run and the thread's queued-run counter change together. The thread row is
     locked first, the order of every other transaction that writes both (submit,
     completion, a recovery failing this very run), so none of them can deadlock with it.
+    A run that has stored an event has begun and is never given back (it is finished
+    instead: cancelled, failed, or by orphan recovery).
     """
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT 1 FROM threads WHERE id = $1 FOR NO KEY UPDATE", run.thread_id)
-        await conn.execute(
+        requeued = await conn.fetchval(
             "WITH requeued AS ("
-            "UPDATE runs SET status = 'queued', worker = NULL, started_at = NULL "
-            "WHERE id = $1 AND status = 'running' AND worker = $2 RETURNING thread_id) "
-            "UPDATE threads SET queued = queued + 1 WHERE id = (SELECT thread_id FROM requeued)",
+            "UPDATE runs r SET status = 'queued', worker = NULL, started_at = NULL "
+            "WHERE id = $1 AND status = 'running' AND worker = $2 AND NOT EXISTS ("
+            "SELECT 1 FROM events e WHERE e.thread_id = r.thread_id AND e.run_id = r.id) "
+            "RETURNING thread_id), "
+            "counted AS (UPDATE threads SET queued = queued + 1 "
+            "WHERE id = (SELECT thread_id FROM requeued)) "
+            "SELECT count(*) FROM requeued",
             run.run_id,
             worker,
         )
+    return bool(requeued)
 
 
 async def _requeue(deps: AgentDeps, run: ClaimedRun, worker: str) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 
 from squall.target import billing, db, events, redis_pool
-from squall.target.agent import AgentDeps, Publish, execute, recover
+from squall.target.agent import AgentDeps, Publish, execute, recover, requeue
 from squall.target.db import Connection, create_pool, pool_size
 from squall.target.errors import (
     ContentTooLarge,
@@ -45,7 +45,7 @@ from squall.target.locks import RunLock
 from squall.target.migrations import migrate
 from squall.target.model import Sleeper, create_model
 from squall.target.runs import ClaimedRun, RunStatus
-from squall.target.scheduler import Scheduler, orphans, queued_count
+from squall.target.scheduler import Scheduler, orphans, queued_count, running_on
 from squall.target.settings import Settings
 from squall.target.submit_batch import OK, Element, Outcome
 from squall.target.submit_sql import SUBMIT_SQL, Terms, billing_batcher
@@ -462,11 +462,29 @@ class Runtime:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                await self._give_back_unstarted()
         with contextlib.suppress(Exception):
             await self._deps.model.aclose()
         await self._batcher.drain()  # submits already waiting get their statements
         await self._redis.aclose()
         await self._pool.close()
+
+    async def _give_back_unstarted(self) -> None:
+        """Requeue the runs cancelled before they began (waiting for their thread lock or
+        fence, or not yet scheduled): they did nothing visible, so the next worker runs
+        them instead of orphan recovery failing them a lock TTL later."""
+        try:
+            given_back = 0
+            for run in await running_on(self._pool, self.worker):
+                given_back += await requeue(self._pool, run, self.worker)
+        except Exception as exc:
+            if not db.connection_lost(exc):
+                raise
+            log.warning("requeueing the runs that had not begun failed: %s", exc)
+            return
+        if given_back:
+            log.info("%d claimed run(s) that had not begun went back to the queue", given_back)
 
 
 def _not_found(thread: ThreadID) -> NotFound:

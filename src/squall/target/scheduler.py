@@ -127,6 +127,16 @@ async def orphans(pool: Pool, worker: str, older_than_s: float) -> list[ClaimedR
     return [_claimed(r) for r in await pool.fetch(_ORPHANS, worker, older_than_s)]
 
 
+async def running_on(pool: Pool, worker: str) -> list[ClaimedRun]:
+    """The runs ``worker`` holds as ``running``."""
+    rows = await pool.fetch(
+        "SELECT id, thread_id, user_id, message_id FROM runs "
+        "WHERE status = 'running' AND worker = $1",
+        worker,
+    )
+    return [_claimed(r) for r in rows]
+
+
 async def queued_count(pool: Pool) -> int:
     return int(await pool.fetchval("SELECT count(*) FROM runs WHERE status = 'queued'"))
 

@@ -9,14 +9,17 @@ import asyncpg
 import pytest
 from runtime_support import WAIT_S, Recorder, StartRuntime
 
+from squall.target import redis_pool
 from squall.target.db import create_pool
 from squall.target.ids import ThreadID, UserID
+from squall.target.locks import RunLock
 from squall.target.migrations import MIGRATIONS, migrate
 from squall.target.scheduler import claim
 from squall.target.settings import Settings
 
 pytestmark = pytest.mark.integration
 
+RUN_STATUS = "SELECT status FROM runs WHERE id = $1"
 ALICE = UserID("alice")
 BOB = UserID("bob")
 
@@ -168,3 +171,42 @@ async def test_close_during_the_completions_publish_keeps_the_run_completed(
         await conn.close()
     # The interrupted publish is made again: sockets get the completion live.
     assert [e["status"] for e in recorder.of_type("agent_completed")] == ["completed"]
+
+
+async def test_close_gives_back_a_run_that_had_not_begun(
+    start_runtime: StartRuntime, recorder: Recorder, settings: Settings
+) -> None:
+    # The run is claimed but waits for its thread lock (held here) when the shutdown grace
+    # ends: it has done nothing visible, so it goes back to the queue for the next worker
+    # instead of staying `running` until orphan recovery fails it.
+    redis = redis_pool.connect(settings)
+    held = RunLock(redis, settings.redis_prefix, ttl_ms=60_000)
+    thread = ThreadID("t")
+    try:
+        token = await held.acquire(thread)
+        assert token is not None
+        runtime = await start_runtime(lock_ttl_ms=60_000)
+        sub = await runtime.submit(ALICE, thread, "hello", "c1")
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            async with asyncio.timeout(WAIT_S):
+                # Claimed: the run now waits for the lock held here.
+                while await conn.fetchval(RUN_STATUS, sub.run_id) != "running":  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            await runtime.close(grace_s=0)
+            row = await conn.fetchrow(
+                "SELECT r.status, r.worker, t.queued, l.refunded FROM runs r "
+                "JOIN threads t ON t.id = r.thread_id JOIN ledger l ON l.run_id = r.id "
+                "WHERE r.id = $1",
+                sub.run_id,
+            )
+            assert dict(row) == {"status": "queued", "worker": None, "queued": 1, "refunded": False}
+        finally:
+            await conn.close()
+        await held.release(thread, token)
+        await start_runtime()
+        await recorder.wait_completed(1)
+        [done] = recorder.of_type("agent_completed")
+        assert (done["run_id"], done["status"]) == (sub.run_id, "completed")
+    finally:
+        await redis.aclose()

@@ -10,9 +10,11 @@ import asyncpg
 import pytest
 from runtime_support import Recorder, StartRuntime
 
+from squall.target import events
 from squall.target.agent import requeue
 from squall.target.db import Pool, create_pool
 from squall.target.errors import InsufficientCredits, NotFound, QueueFull
+from squall.target.events import EventType
 from squall.target.ids import ThreadID, UserID
 from squall.target.migrations import MIGRATIONS, migrate
 from squall.target.runtime import Submitted
@@ -70,13 +72,19 @@ async def test_requeue_counts_the_run_again_once(start_runtime: StartRuntime) ->
         [run] = await claim(pool, "worker-a", 1, time.time())
         assert run.run_id == sub.run_id
         assert await _counters(runtime.settings.database_url) == {"t": (0, 0)}
-        await requeue(pool, run, "worker-a")
+        assert await requeue(pool, run, "worker-a")
         assert await _counters(runtime.settings.database_url) == {"t": (1, 1)}
-        await requeue(pool, run, "worker-a")  # no longer running: nothing to give back
-        await requeue(pool, run, "worker-b")
+        # No longer running: nothing to give back.
+        assert not await requeue(pool, run, "worker-a")
+        assert not await requeue(pool, run, "worker-b")
         assert await _counters(runtime.settings.database_url) == {"t": (1, 1)}
         [again] = await claim(pool, "worker-b", 1, time.time())
         assert again.run_id == sub.run_id
+        assert await _counters(runtime.settings.database_url) == {"t": (0, 0)}
+        # Begun (an event stored): it is never given back, to run a second time.
+        await pool.execute("UPDATE threads SET fence = 1 WHERE id = 't'")
+        await events.append(pool, run.thread_id, run.run_id, EventType.AGENT_STARTED, {}, fence=1)
+        assert not await requeue(pool, run, "worker-b")
         assert await _counters(runtime.settings.database_url) == {"t": (0, 0)}
     finally:
         await pool.close()
