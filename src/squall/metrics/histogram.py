@@ -170,8 +170,20 @@ class LatencyHistogram:
             hdr.max_value = high
 
     def merge(self, other: LatencyHistogram) -> None:
-        """Add every observation of ``other`` to this histogram (exact)."""
-        self._hdr.add(other._hdr)
+        """Add every observation of ``other`` to this histogram (exact).
+
+        ``hdrh`` reads an empty histogram's minimum as 0 when adding, and a decoded
+        empty one keeps that 0: either would drag the minimum of the sum down to 0.
+        An empty ``other`` therefore adds nothing, and an empty ``self`` starts from
+        a clean minimum and maximum.
+        """
+        if not other._hdr.total_count:
+            return
+        hdr = self._hdr
+        if not hdr.total_count:
+            hdr.min_value = sys.maxsize
+            hdr.max_value = 0
+        hdr.add(other._hdr)
 
     def copy(self) -> LatencyHistogram:
         clone = LatencyHistogram()

@@ -39,6 +39,20 @@ def test_merge_equals_histogram_of_the_union() -> None:
     assert (merged.min, merged.max, merged.mean) == (union.min, union.max, union.mean)
 
 
+def test_merging_an_empty_histogram_keeps_the_minimum() -> None:
+    empty_encoded = LatencyHistogram().encode()
+    for empty in (LatencyHistogram(), LatencyHistogram.decode(empty_encoded)):
+        merged = LatencyHistogram.of([0.010, 0.020])
+        merged.merge(empty)
+        assert (merged.count, merged.min, merged.max) == (2, 0.010, 0.020015)
+        # And an empty histogram (fresh or decoded) that receives values reads their minimum.
+        start = LatencyHistogram.decode(empty_encoded)
+        start.merge(empty)
+        start.merge(LatencyHistogram.of([0.010, 0.020]))
+        assert (start.count, start.min, start.max) == (2, 0.010, 0.020015)
+        assert start.encode() == LatencyHistogram.of([0.010, 0.020]).encode()
+
+
 def test_three_significant_digits_at_microsecond_resolution() -> None:
     histogram = LatencyHistogram.of([0.123456, 1.5, 0.000002])
     assert histogram.percentile(0) == pytest.approx(0.000002)
