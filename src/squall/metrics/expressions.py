@@ -24,6 +24,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 
 class ExpressionError(ValueError):
@@ -70,8 +71,16 @@ class Aggregation(enum.Enum):
     VALUE = "value"
 
 
-#: Seconds per duration unit.
-DURATION_UNITS: dict[str, float] = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+#: Seconds per duration unit, as decimals: a limit is converted in decimal and rounded to a
+#: float once, so ``500us`` is the very float a measured 500 µs reads as (``500 / 10**6``),
+#: while ``500 * 1e-6`` is a hair above it and ``max < 500us`` would pass at exactly 500 µs.
+DURATION_UNITS: dict[str, Decimal] = {
+    "us": Decimal("0.000001"),
+    "µs": Decimal("0.000001"),
+    "ms": Decimal("0.001"),
+    "s": Decimal(1),
+    "m": Decimal(60),
+}
 
 _FORM = "'<aggregation> <operator> <limit>', e.g. 'p(95) < 8s' or 'rate >= 0.9'"
 _PATTERN = re.compile(
@@ -171,7 +180,12 @@ def parse_expression(text: str) -> Expression:
                 f"unknown unit {unit!r} in threshold expression {text!r}; expected one of "
                 f"us, µs, ms, s, m (or no unit for rates, counts and gauges)"
             )
-        limit *= DURATION_UNITS[unit]
+        limit = float(Decimal(match["num"]) * DURATION_UNITS[unit])
+        if not math.isfinite(limit):
+            raise ExpressionError(
+                f"limit {match['num']}{unit} in threshold expression {text!r} is not a finite "
+                "duration"
+            )
         if limit < 0:
             raise ExpressionError(
                 f"negative duration in threshold expression {text!r}: a duration is 0 or more, "

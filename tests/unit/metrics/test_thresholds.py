@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import pytest
 
 from squall.metrics.expressions import Aggregation, ExpressionError, Operator, parse_expression
+from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.result import Trend as ResultTrend
 from squall.metrics.thresholds import (
     CAPACITY_THRESHOLDS,
     DEFAULT_THRESHOLDS,
@@ -116,6 +118,34 @@ def test_parse_expression(
     assert expr.limit == pytest.approx(limit)
     assert expr.percentile == percentile
     assert expr.source == text.strip()
+
+
+def test_a_duration_limit_is_the_float_a_measured_duration_reads_as() -> None:
+    # Measurements read as whole microseconds / 10**6; 5 * 1e-6, 500 * 1e-6 and 0.043 * 1e-3
+    # are each a hair off those floats, so a limit written that way must not be computed so.
+    for us in range(1, 2048):
+        assert parse_expression(f"max <= {us}us").limit == us / 1e6, us
+        assert parse_expression(f"max <= {us / 1000}ms").limit == us / 1e6, us
+    assert parse_expression("avg < 1.5m").limit == 90.0
+    with pytest.raises(ExpressionError, match="'avg < 1e308m' is not a finite duration"):
+        parse_expression("avg < 1e308m")
+
+
+@pytest.mark.parametrize(
+    ("limit", "us"), [("5us", 5), ("20us", 20), ("0.043ms", 43), ("0.09ms", 90), ("1.9ms", 1900)]
+)
+def test_a_trend_exactly_at_a_duration_limit(limit: str, us: int) -> None:
+    seconds = us / 1e6
+    trend = ResultTrend.from_histogram("response_time", LatencyHistogram.of([seconds] * 3))
+    assert trend.max == trend.min == seconds  # below 2,048 µs a value has a slot of its own
+    for text, status in [
+        (f"max <= {limit}", OutcomeStatus.PASSED),
+        (f"max < {limit}", OutcomeStatus.FAILED),
+        (f"min >= {limit}", OutcomeStatus.PASSED),
+        (f"p(99) == {limit}", OutcomeStatus.PASSED),
+        (f"p(99) != {limit}", OutcomeStatus.FAILED),
+    ]:
+        assert one("response_time", text, trend).status is status, text
 
 
 @pytest.mark.parametrize(
