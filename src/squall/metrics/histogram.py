@@ -13,7 +13,11 @@ Python, a few microseconds per value. Recording is on every load generator's
 hot path, so this module computes the counts index itself (:func:`counts_index`,
 checked against ``hdrh`` by the tests), adds whole tallies at once
 (:meth:`LatencyHistogram.add_tally`) and reads statistics from the non-zero
-counts only. Every result is the one ``hdrh`` itself would give, to the bit.
+counts only. Every result is the one ``hdrh`` itself would give, to the bit, except
+percentiles: ``hdrh`` rounds the rank of a percentile to the nearest count, so its p95 of
+11 values is the 10th, below which only 91 % of them lie. :meth:`LatencyHistogram.percentile`
+takes the nearest rank, as the reference (Java) HdrHistogram does: the smallest value that
+at least N % of the recorded values do not exceed.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import math
 import sys
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
+from fractions import Fraction
 from itertools import accumulate, compress
 
 from hdrh.histogram import HdrHistogram
@@ -259,13 +264,18 @@ class LatencyHistogram:
         return math.sqrt(squares / total_count) / UNITS_PER_SECOND
 
     def percentile(self, p: float) -> float:
-        """The value at percentile ``p`` (0–100) in seconds; 0.0 for an empty histogram."""
+        """The value at percentile ``p`` (0–100) in seconds; 0.0 for an empty histogram.
+
+        The nearest rank: the ``ceil(p / 100 * count)``-th smallest value (the first for
+        ``p`` = 0), at the histogram's resolution. ``p`` is taken as the decimal it is
+        written as, so p(99.9) of 1,000 values is the 999th, not the 1,000th.
+        """
         if not 0.0 <= p <= 100.0:
             raise ValueError(f"percentile {p!r} is outside 0..100; pass e.g. 99 for p99")
         total_count = self._hdr.total_count
         if not total_count:
             return 0.0
-        wanted = max(int((min(p, 100.0) * total_count / 100) + 0.5), 1)
+        wanted = max(math.ceil(Fraction(repr(float(p))) * total_count / 100), 1)
         indexes, counts = self._slots()
         cumulative = list(accumulate(counts))
         position = bisect_left(cumulative, wanted)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from fractions import Fraction
 
 import pytest
 from hdrh.histogram import HdrHistogram
@@ -135,8 +136,38 @@ def test_statistics_are_exactly_hdrh_s() -> None:
     reference = hdr_reference(microseconds)
     assert histogram.mean == float(reference.get_mean_value()) / 1e6
     assert histogram.stdev == float(reference.get_stddev()) / 1e6
+    # 4,000 values: every rank below is a whole number, where hdrh's rounding and the
+    # nearest rank agree.
     for p in (0, 0.1, 1, 25, 50, 90, 99, 99.9, 99.99, 100):
         assert histogram.percentile(p) == reference.get_value_at_percentile(p) / 1e6, p
+
+
+def nearest_rank(microseconds: list[int], p: str) -> float:
+    """The exact nearest-rank percentile (p written as a decimal), in seconds."""
+    ordered = sorted(microseconds)
+    rank = max(1, math.ceil(Fraction(p) * len(ordered) / 100))
+    return ordered[rank - 1] / 1e6
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 10, 11, 19, 20, 21, 99, 101, 1000, 1001])
+def test_percentiles_are_the_nearest_rank(n: int) -> None:
+    # Below 2,048 µs every microsecond has a slot of its own, so the histogram is exact.
+    rng = random.Random(n)
+    microseconds = [rng.randint(1, 2047) for _ in range(n)]
+    histogram = LatencyHistogram.of([us / 1e6 for us in microseconds])
+    for p in ("0.1", "1", "10", "25", "50", "66.6", "90", "94", "95", "97", "99", "99.9", "100"):
+        assert histogram.percentile(float(p)) == nearest_rank(microseconds, p), (n, p)
+    assert histogram.percentile(0) == min(microseconds) / 1e6
+    assert histogram.percentile(100) == histogram.max == max(microseconds) / 1e6
+
+
+def test_a_percentile_holds_for_at_least_its_share_of_the_values() -> None:
+    # p(95) of 1..11 ms: 10 of 11 values (91 %) are at most 10 ms, so p(95) is 11 ms.
+    histogram = LatencyHistogram.of([i / 1000 for i in range(1, 12)])
+    assert histogram.percentile(95) == pytest.approx(0.011, rel=1e-3)
+    assert histogram.percentile(90) == pytest.approx(0.010, rel=1e-3)
+    same = LatencyHistogram.of([0.0015] * 7)
+    assert {same.percentile(p) for p in (0, 1, 50, 99.9, 100)} == {0.0015}
 
 
 def test_add_tally_rejects_values_outside_the_range_and_changes_nothing() -> None:
