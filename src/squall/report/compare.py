@@ -151,7 +151,11 @@ def direction_of(metric: str, kind: str, stat: str) -> Direction:
 
 
 def figures_of(rows: Iterable[Mapping[str, Any]]) -> list[Figure]:
-    """Figures from performance_metrics rows (or dicts with the same keys)."""
+    """Figures from performance_metrics rows (or dicts with the same keys).
+
+    ``count`` is a trend's count and a rate's total; a trend or rate with none has no
+    figures.
+    """
     figures: list[Figure] = []
     for row in rows:
         kind = str(row["kind"])
@@ -161,6 +165,10 @@ def figures_of(rows: Iterable[Mapping[str, Any]]) -> list[Figure]:
             "rate": ("rate",),
             "gauge": ("value",),
         }.get(kind, ())
+        if kind in ("trend", "rate") and row.get("count") == 0:
+            # No samples: its zeros measure nothing (a threshold on it is not applicable),
+            # so a 0 s latency or a 0 % rate must neither regress nor hide one.
+            stats = ()
         for stat in stats:
             value = row.get(stat)
             if value is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from report_samples import load_scenario, report
 
+from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.result import Rate, Trend
 from squall.report.compare import (
     Direction,
     Figure,
@@ -99,6 +101,26 @@ def test_identical_reports_do_not_regress_and_slower_ones_do() -> None:
         trend[key] *= 2
     regressions = compare(base, figures_of_report(slow)).regressions
     assert {c.stat for c in regressions} == {"mean", "p50", "p95", "p99"}
+
+
+def test_a_trend_or_rate_without_samples_has_no_figures_to_judge() -> None:
+    base = figures_of_report(report(load_scenario()))
+    empty = report(load_scenario())
+    metrics = empty["scenarios"][0]["metrics"]
+    metrics["response_time"] = Trend.from_histogram("response_time", LatencyHistogram()).to_dict()
+    metrics["success"] = Rate("success", 0, 0).to_dict()
+    after = figures_of_report(empty)
+    assert {(f.metric, f.stat) for f in after} == {
+        ("messages_sent", "count"),
+        ("messages_sent", "per_second"),
+        ("users", "value"),
+    }
+    for first, second in ((base, after), (after, base)):
+        comparison = compare(first, second)
+        assert comparison.regressions == ()
+        gone = {c.stat: c for c in comparison.changes if c.metric in ("response_time", "success")}
+        assert set(gone) == {"mean", "p50", "p95", "p99", "rate"}
+        assert all(None in (c.before, c.after) for c in gone.values())
 
 
 def test_setting_differences_name_what_changed_between_the_runs() -> None:
