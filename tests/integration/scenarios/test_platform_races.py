@@ -105,6 +105,9 @@ async def test_the_reference_platform_passes_every_checker(
     assert verdicts["locks"].counts["overlaps"] == 0
     metrics = report.metrics()
     assert metrics["violations"].to_dict()["value"] == 0
+    # As the other race scenarios: a count, no rate (the parts run in bursts).
+    assert metrics["operations"].to_dict()["per_second"] is None
+    assert metrics["operations"].to_dict()["count"] == report.operations
     # Everything recorded is on disk, in order, for the checkers to be re-run.
     ops = read_history(path)
     assert len(ops) == report.operations
