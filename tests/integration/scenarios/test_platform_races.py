@@ -158,7 +158,7 @@ def assert_rode_out(
     assert what.startswith(done), what
     assert "never completed" not in what, f"{what}\n{logs()}"
     failed = {v.checker: v.summary for v in report.verdicts if v.valid is False}
-    assert failed == {}
+    assert failed == {}, f"{what}\n{logs()}"
     verdicts = by_checker(report)
     # 3 runs per socket streaming through the fault, then one more each.
     assert verdicts["runs"].counts == {"acked": 8, "completed": 8, "violations": 0}
