@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from squall.target import redis_pool
 from squall.target.auth import Authenticator
 from squall.target.hub import Hub
+from squall.target.ids import ThreadID, UserID
 from squall.target.limits import RateLimiter
 from squall.target.metrics import Counters
 from squall.target.runtime import Runtime
@@ -60,6 +61,24 @@ class Edge:
         self._emptied = asyncio.Event()
         #: When this worker started serving (Unix time), for ``/metrics``.
         self.started_at: float | None = None
+        #: Lookups of a user's runs after a pub/sub outage, shared by the user's sockets.
+        self._active_runs: dict[tuple[UserID, float], asyncio.Future[list[tuple[ThreadID, str]]]]
+        self._active_runs = {}
+
+    def runs_active_since(
+        self, user: UserID, since: float
+    ) -> asyncio.Future[list[tuple[ThreadID, str]]]:
+        """:meth:`Runtime.runs_active_since`, one query for all the sockets of ``user`` that
+        ask with the same ``since`` while it runs (after a resync, every local socket asks)."""
+        key = (user, since)
+        found = self._active_runs.get(key)
+        if found is None:
+            found = self._active_runs[key] = asyncio.ensure_future(
+                self.runtime.runs_active_since(user, since)
+            )
+            found.add_done_callback(lambda _: self._active_runs.pop(key, None))
+        # A socket that closes meanwhile cancels its wait, not the others' lookup.
+        return asyncio.shield(found)
 
     @property
     def runtime(self) -> Runtime:

@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 import uuid
 from collections import defaultdict
 from typing import Any, Protocol
@@ -40,6 +41,9 @@ from squall.target.settings import Settings
 log = logging.getLogger("squall.target.hub")
 
 SUBSCRIBE_TIMEOUT_S = 10.0
+#: Seconds before pub/sub last answered from which a resync replays: a message published
+#: just before the connection went may not have arrived.
+IN_FLIGHT_MARGIN_S = 2.0
 
 
 class Member(Protocol):
@@ -58,9 +62,9 @@ class Member(Protocol):
     def kick(self, generation: int) -> None:
         """A newer session (``generation``) of the same user exists: close with 4409."""
 
-    def resync(self) -> None:
-        """Events of its user may have been missed (pub/sub was down): catch up from
-        storage; must not block."""
+    def resync(self, since: float) -> None:
+        """Events of its user published from ``since`` (Unix time) on may have been missed
+        (pub/sub was down): catch up from storage; must not block."""
 
 
 class SubscribeTimeout(RuntimeError):
@@ -210,6 +214,9 @@ class Hub:
 
     async def _read(self) -> None:
         lost = False
+        #: When pub/sub last answered: whatever was published after it (less a margin for
+        #: messages in flight) may be lost once the connection is.
+        alive_at = time.time()
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
@@ -223,7 +230,8 @@ class Hub:
                 # Reconnected (redis-py subscribed again on connect): whatever was published
                 # meanwhile is lost to pub/sub, but stored; every local socket catches up.
                 lost = False
-                self._resync()
+                self._resync(alive_at - IN_FLIGHT_MARGIN_S)
+            alive_at = time.time()
             if message is not None:
                 try:
                     self._handle(message)
@@ -264,7 +272,7 @@ class Hub:
             if local:
                 self._deliver(local, json.loads(message["data"]))
 
-    def _resync(self) -> None:
+    def _resync(self, since: float) -> None:
         self.resyncs += 1
         members = [m for local in self._members.values() for m in local]
         log.warning(
@@ -272,7 +280,7 @@ class Hub:
             len(members),
         )
         for member in members:
-            member.resync()
+            member.resync(since)
 
     def _deliver(self, members: list[Member], event: dict[str, Any]) -> None:
         for member in list(members):

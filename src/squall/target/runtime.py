@@ -319,6 +319,20 @@ class Runtime:
             await self._check_owner(conn, user, thread)
             return await events.read_after(conn, thread, after_seq, limit)
 
+    async def runs_active_since(self, user: UserID, since: float) -> list[tuple[ThreadID, str]]:
+        """Per thread of ``user``, the first run that was executing at some time from
+        ``since`` (Unix time) on, as (thread, run): whose events a socket may have missed
+        while pub/sub was down."""
+        rows = await self._pool.fetch(
+            "SELECT DISTINCT ON (thread_id) thread_id, id FROM runs "
+            "WHERE user_id = $1 AND started_at IS NOT NULL "
+            "AND (finished_at IS NULL OR finished_at >= to_timestamp($2)) "
+            "ORDER BY thread_id, started_at",
+            user,
+            since,
+        )
+        return [(ThreadID(r["thread_id"]), str(r["id"])) for r in rows]
+
     async def first_seq_of_run(self, user: UserID, thread: ThreadID, run: str) -> int | None:
         """The seq of ``run``'s first stored event in ``thread``, or None before it has one."""
         thread = _validate_thread(thread)

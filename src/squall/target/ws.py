@@ -203,19 +203,49 @@ class Connection:
     def kick(self, generation: int) -> None:
         self.close(CloseCode.REPLACED, f"replaced by a newer session (generation {generation})")
 
-    def resync(self) -> None:
+    def resync(self, since: float) -> None:
         """Replay, thread by thread, what this socket missed while pub/sub was down: a gap
-        fill from the last seq it delivered (nothing is sent twice), and for a thread it was
-        acked a run of but has seen nothing of, that run from its first event. The thread of
-        a message being submitted is left to its own live events, whose ack must come first."""
-        sequencer = self._sequencer
-        if self.state is not State.OPEN or sequencer is None:
+        fill from the last seq it delivered (nothing is sent twice); for a thread it was
+        acked a run of but has seen nothing of, that run from its first event; and for any
+        other thread of its user that has seen nothing here, the first run executing since
+        ``since``, from its first event (another socket of the user sent it, and all its
+        events may have been published while pub/sub was down). The thread of a message
+        being submitted is left to its own live events, whose ack must come first."""
+        if self.state is not State.OPEN:
             return
-        for thread in sequencer.threads():
-            if thread != self._submitting and sequencer.resync(thread):
-                self._spawn(self._fill(thread, None))
-        for thread, run in sequencer.expected():
-            if thread != self._submitting:
+        sequencer = self._sequencer
+        if sequencer is not None:
+            for thread in sequencer.threads():
+                if thread != self._submitting and sequencer.resync(thread):
+                    self._spawn(self._fill(thread, None))
+            for thread, run in sequencer.expected():
+                if thread != self._submitting:
+                    self._spawn(self._fill_run(thread, run))
+        self._spawn(self._fill_unseen(since))
+
+    async def _fill_unseen(self, since: float) -> None:
+        """The third case of :meth:`resync`: threads of the user with a run executing since
+        ``since`` that this socket has seen nothing of, each from that run's first event."""
+        try:
+            active = await db.retrying(
+                f"socket {self.socket_id} looking up its user's runs",
+                functools.partial(self._edge.runs_active_since, self.user_id, since),
+                within_s=self._edge.settings.database_outage_wait_s,
+            )
+        except Exception as exc:
+            lost = unavailable(exc)
+            if lost is None:
+                raise
+            self._error(lost)
+            return
+        for thread, run in active:
+            if self.state is not State.OPEN:
+                return
+            sequencer = self._sequence()
+            if thread == self._submitting or sequencer.last(thread) is not None:
+                continue
+            if sequencer.expected_run(thread) is None:
+                sequencer.expect(thread, run)
                 self._spawn(self._fill_run(thread, run))
 
     def greet(self, hello: dict[str, Any]) -> None:

@@ -124,3 +124,30 @@ async def test_a_run_acked_on_a_new_thread_while_pub_sub_reconnects_still_arrive
     seqs = [e["seq"] for e in events]
     assert seqs == list(range(1, len(seqs) + 1)), seqs  # the whole run, once, in order
     assert events[0]["type"] == "agent_started"
+
+
+async def test_a_run_another_socket_sent_while_pub_sub_reconnects_reaches_every_socket(
+    fast_platform: Platform, redis_server: EmbeddedValkey
+) -> None:
+    """As above, but the message comes from another socket of the same user: the watching
+    socket was acked nothing on that thread and saw nothing of it, so only the resync's
+    look at the user's runs since the outage can replay it (before, it never got any of
+    it: every event of the thread was published while pub/sub was down)."""
+    platform = fast_platform
+    user = unique("two")
+    sender, _ = await open_socket(platform, user)
+    watcher, _ = await open_socket(platform, user)
+    try:
+        await redis_server.restart()
+        await sender.send(user_message(unique("t"), msg="first"))
+        ack = await recv(sender)
+        assert (ack["type"], ack["client_msg_id"]) == ("ack", "first"), ack
+        sent = await recv_until(sender, completed(ack["run_id"]), within=30)
+        watched = await recv_until(watcher, completed(ack["run_id"]), within=30)
+    finally:
+        await sender.close()
+        await watcher.close()
+    for events in (sent, watched):
+        seqs = [e["seq"] for e in events]
+        assert seqs == list(range(1, len(seqs) + 1)), seqs  # the whole run, once, in order
+    assert [e["seq"] for e in watched] == [e["seq"] for e in sent]

@@ -49,7 +49,7 @@ class Inbox:
         self.kicks.append(generation)
         self.arrived.set()
 
-    def resync(self) -> None:
+    def resync(self, since: float) -> None:
         self.resyncs += 1
         self.arrived.set()
 
