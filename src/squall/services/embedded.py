@@ -73,11 +73,16 @@ def _ensure_system_user(name: str) -> str:
 
 
 def _open_path_for(path: Path) -> None:
-    """Let another account traverse every parent of ``path`` (root runs only)."""
+    """Let the server account pass through every parent of ``path`` (root runs only).
+
+    ``subprocess``'s ``user=`` keeps root's group, so a folder of root's group (``/root``,
+    a private ``0700`` one) is judged by its group bits: both group and other need the
+    search bit. Nothing is made listable or readable.
+    """
     for parent in [path, *path.parents]:
         mode = parent.stat().st_mode
-        if mode & 0o005 != 0o005:
-            parent.chmod(mode | 0o005)
+        if mode & 0o011 != 0o011:
+            parent.chmod(mode | 0o011)
 
 
 @dataclass

@@ -52,24 +52,12 @@ def _chown_tree(path: Path, user: str) -> None:
             os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
 
 
-def _traversable(path: Path) -> None:
-    """Let the server account pass through every parent of ``path`` (root runs only).
-
-    ``subprocess``'s ``user=`` keeps root's group, so both group and other
-    need the search bit; nothing is made listable or readable.
-    """
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if mode & 0o011 != 0o011:
-            parent.chmod(mode | 0o011)
-
-
 def _initdb(bindir: Path, datadir: Path, user: str | None) -> None:
     datadir.mkdir(parents=True, exist_ok=True)
     datadir.chmod(0o700)
     if user is not None:
         _chown_tree(datadir, user)
-        _traversable(datadir.parent)
+        _open_path_for(datadir.parent)
     init = initdb(bindir, datadir, user, sync=True)
     if init.returncode != 0:
         raise ProcessStartError(
@@ -118,7 +106,7 @@ def persistent_postgres(
         if not (datadir / "PG_VERSION").exists():
             _initdb(bindir, datadir, user)
         elif user is not None:
-            _traversable(datadir.parent)
+            _open_path_for(datadir.parent)
         socket_dir = datadir / "run"
         socket_dir.mkdir(exist_ok=True)
         log_path = datadir.parent / "postgres.log"
