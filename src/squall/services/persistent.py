@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import os
 import pwd
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,26 +45,44 @@ def _owner() -> str | None:
     return _ensure_system_user(POSTGRES_SYSTEM_USER) if os.geteuid() == 0 else None
 
 
-def _chown_tree(path: Path, user: str) -> None:
-    entry = pwd.getpwnam(user)
-    for root, dirs, files in os.walk(path):
-        os.chown(root, entry.pw_uid, entry.pw_gid)
-        for name in [*dirs, *files]:
-            os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
-
-
 def _initdb(bindir: Path, datadir: Path, user: str | None) -> None:
-    datadir.mkdir(parents=True, exist_ok=True)
-    datadir.chmod(0o700)
-    if user is not None:
-        _chown_tree(datadir, user)
-        _open_path_for(datadir.parent)
-    init = initdb(bindir, datadir, user, sync=True)
-    if init.returncode != 0:
-        raise ProcessStartError(
-            f"initdb of the results cluster in {datadir} failed ({init.returncode}):\n"
-            f"{init.stderr[-2000:]}\nRemove {datadir} or pass --results-db URL."
-        )
+    """Create the cluster in a folder beside ``datadir`` and move it into place complete.
+
+    An initdb interrupted (Ctrl-C or SIGTERM while the first run stores its results, or
+    squall killed) or failed thus leaves no half-made cluster at ``datadir``, which every
+    later run would find and fail to start; the next run replaces the folder beside it.
+    """
+    staging = datadir.with_name(datadir.name + ".initdb")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        staging.chmod(0o700)
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(staging, entry.pw_uid, entry.pw_gid)
+            _open_path_for(staging.parent)
+        init = initdb(bindir, staging, user, sync=True)
+        if init.returncode != 0:
+            raise ProcessStartError(
+                f"initdb of the results cluster in {datadir} failed ({init.returncode}):\n"
+                f"{init.stderr[-2000:]}\nFix the cause and run again, or pass --results-db URL."
+            )
+        try:
+            staging.rename(datadir)  # over an empty folder too
+        except OSError as exc:
+            raise ProcessStartError(
+                f"{datadir} holds files but no PostgreSQL cluster (no PG_VERSION): "
+                f"{exc.strerror}. Move it aside (squall then creates a new, empty cluster), "
+                "or pass --results-db URL."
+            ) from None
+        parent = os.open(datadir.parent, os.O_RDONLY)
+        try:
+            os.fsync(parent)  # the rename, as durable as the cluster initdb synced
+        finally:
+            os.close(parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 @contextlib.contextmanager
