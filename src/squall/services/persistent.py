@@ -107,6 +107,58 @@ def _locked(lock_path: Path, timeout: float) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def _postmaster_pid(datadir: Path) -> int | None:
+    """The PID ``datadir/postmaster.pid`` names, if the file is there and names one."""
+    try:
+        first = (datadir / "postmaster.pid").read_text().split("\n", 1)[0]
+        return int(first)
+    except (OSError, ValueError):
+        return None
+
+
+def _serves(pid: int, datadir: Path) -> bool:
+    """Whether process ``pid`` runs in ``datadir``, as a postmaster does (Linux ``/proc``;
+    elsewhere, or for another account's process, whatever runs there is assumed to)."""
+    cwd = Path(f"/proc/{pid}/cwd")
+    try:
+        return os.path.samefile(cwd, datadir)
+    except FileNotFoundError:
+        return not Path("/proc/self/cwd").exists() and _alive(pid)
+    except OSError:  # another account's process: PostgreSQL does not count it either
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clear_stale_pid_file(datadir: Path, timeout: float) -> None:
+    """Remove a ``postmaster.pid`` left by a server that is gone, before starting one.
+
+    PostgreSQL removes a stale one itself only when no process has its PID; after a
+    crash or a reboot the PID is often some other process of the server's account,
+    and the cluster would then never start again. Under the lock no other squall runs
+    a server here, so a PID that is not a process in ``datadir`` is stale. One that is
+    (a server whose squall was killed, stopping as told) gets ``timeout`` s to go.
+    """
+    deadline = time.monotonic() + timeout
+    while (pid := _postmaster_pid(datadir)) is not None and _serves(pid, datadir):
+        if time.monotonic() >= deadline:
+            raise ProcessStartError(
+                f"a PostgreSQL server (PID {pid}) still runs over the results cluster in "
+                f"{datadir}; stop it (kill -INT {pid}) and run again, or pass --results-db URL"
+            )
+        time.sleep(0.1)
+    if pid is not None:
+        (datadir / "postmaster.pid").unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def persistent_postgres(
     datadir: Path, *, timeout: float = 60.0, lock_timeout: float = 120.0
@@ -134,6 +186,7 @@ def persistent_postgres(
             entry = pwd.getpwnam(user)
             os.chown(socket_dir, entry.pw_uid, entry.pw_gid)
             os.chown(log_path, entry.pw_uid, entry.pw_gid)
+        _clear_stale_pid_file(datadir, timeout)
         port = free_port()
         process = spawn_postgres(
             "postgres (results)",

@@ -1,22 +1,34 @@
-"""The results cluster after its first run was stopped while creating it."""
+"""The results cluster after a run was stopped while creating it, or after a crash."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from squall.services.embedded import postgres_bindir
+from squall.services.embedded import POSTGRES_SYSTEM_USER, postgres_bindir
 from squall.services.persistent import persistent_postgres
+from squall.services.process import ProcessStartError
 
 pytestmark = pytest.mark.integration
+
+
+async def _databases(url: str) -> int:
+    """How many databases the server at ``url`` has (3 in a new cluster)."""
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM pg_database"))
+    finally:
+        await conn.close()
 
 
 def test_ctrl_c_during_the_first_initdb_leaves_no_half_made_cluster(
@@ -53,14 +65,56 @@ def test_ctrl_c_during_the_first_initdb_leaves_no_half_made_cluster(
         interrupter.join()
     interrupt.unlink()
 
-    async def query(url: str) -> int:
-        conn = await asyncpg.connect(url)
-        try:
-            return int(await conn.fetchval("SELECT count(*) FROM pg_database"))
-        finally:
-            await conn.close()
-
     # The next run creates the cluster afresh and uses it.
     with persistent_postgres(datadir, timeout=30) as url:
-        assert asyncio.run(query(url)) >= 3  # postgres, template0, template1
+        assert asyncio.run(_databases(url)) >= 3
     assert sorted(p.name for p in datadir.parent.iterdir()) == ["data", "data.lock", "postgres.log"]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Path:
+    """A results cluster, created and stopped once."""
+    datadir = tmp_path / "results" / ".db" / "data"
+    with persistent_postgres(datadir, timeout=30):
+        pass
+    assert not (datadir / "postmaster.pid").exists()
+    return datadir
+
+
+@contextlib.contextmanager
+def _process_of_the_server_account(cwd: Path | None = None) -> Iterator[int]:
+    """A process of the account the server runs as, in ``cwd``: a PID reused after a
+    crash, or (in the data directory) a server still there."""
+    user = POSTGRES_SYSTEM_USER if os.geteuid() == 0 else None
+    process = subprocess.Popen(["sleep", "60"], cwd=cwd, user=user)
+    try:
+        yield process.pid
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _pid_file(datadir: Path, pid: int) -> None:
+    """``postmaster.pid`` as a server that was killed leaves it."""
+    lines = [str(pid), str(datadir), "1764270000", "5432", str(datadir / "run"), "127.0.0.1"]
+    (datadir / "postmaster.pid").write_text("\n".join([*lines, "  5432001  0", "ready   ", ""]))
+
+
+def test_a_stale_pid_file_naming_another_process_does_not_stop_the_cluster(
+    cluster: Path,
+) -> None:
+    with _process_of_the_server_account() as pid:
+        _pid_file(cluster, pid)
+        with persistent_postgres(cluster, timeout=30) as url:
+            assert asyncio.run(_databases(url)) >= 3
+
+
+def test_a_server_still_over_the_cluster_is_named_not_overrun(cluster: Path) -> None:
+    with _process_of_the_server_account(cwd=cluster) as pid:
+        _pid_file(cluster, pid)
+        with (
+            pytest.raises(ProcessStartError, match=rf"PostgreSQL server \(PID {pid}\) still runs"),
+            persistent_postgres(cluster, timeout=0.5),
+        ):
+            pass
+        assert (cluster / "postmaster.pid").exists()
