@@ -3,8 +3,8 @@ interrupted run keeps (the scenarios that finished, the partial one, the report)
 
 While a scenario runs, the engine routes both signals itself (``STOP_SIGNALS`` in
 :mod:`squall.engine.run`); :func:`sigterm_as_ctrl_c` covers the rest of ``squall run``
-(starting the platform, between scenarios). :func:`wait_for_child` covers ``squall test``,
-whose tests run in a child process.
+(starting the services and the platform, between scenarios, writing the results).
+:func:`wait_for_child` covers ``squall test``, whose tests run in a child process.
 """
 
 from __future__ import annotations

@@ -189,6 +189,14 @@ def _services_line(endpoints: Endpoints) -> str:
 
 
 def execute(request: RunRequest, console: Console | None = None) -> int:
+    """Run ``squall run`` and return its exit code. SIGTERM is Ctrl-C throughout (while the
+    services start and while the results are written too): squall stops what it started,
+    keeps what it has and exits 130."""
+    with sigterm_as_ctrl_c():
+        return _execute(request, console)
+
+
+def _execute(request: RunRequest, console: Console | None) -> int:
     console = console or output_console()
     err = error_console()
     try:
@@ -249,7 +257,7 @@ def execute(request: RunRequest, console: Console | None = None) -> int:
     run_id = new_run_id()
     folder = config.run.results_dir / run_id
     try:
-        with services() as endpoints, sigterm_as_ctrl_c():
+        with services() as endpoints:
             if not needs_target:
                 unused = (
                     "--target is not contacted" if config.target.url else "no platform is started"

@@ -2,8 +2,8 @@
 
 ``DATABASE_URL`` / ``REDIS_URL`` (or explicit arguments) select servers that
 already run; anything not given is started from the wheels and stopped when the
-:class:`Services` context exits, on Ctrl-C, on SIGTERM, or (by the kernel) when
-squall itself is killed.
+:class:`Services` context exits, on Ctrl-C, on SIGTERM (as SystemExit, unless the caller
+handles it), or (by the kernel) when squall itself is killed.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
@@ -172,6 +173,13 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+def _sigterm_unhandled() -> bool:
+    """Whether SIGTERM would end this process without running its ``finally`` blocks (a
+    caller that handles or ignores it has its own plan: ``squall run`` treats it as
+    Ctrl-C, and exits 130 then)."""
+    return signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)
+
+
 @contextlib.contextmanager
 def services(
     database_url: str | None = None,
@@ -195,7 +203,7 @@ def services(
         _require_scheme(redis_url, REDIS_SCHEMES, "REDIS_URL", "Redis server")
     postgres: EmbeddedPostgres | None = None
     valkey: EmbeddedValkey | None = None
-    with on_sigterm(_exit_on_sigterm):
+    with on_sigterm(_exit_on_sigterm) if _sigterm_unhandled() else contextlib.nullcontext():
         try:
             if database_url is not None:
                 asyncio.run(_check_postgres(database_url))
