@@ -7,6 +7,7 @@ in a subprocess with the settings in its environment and waits for
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -18,8 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
+
 from squall.services.embedded import free_port
 from squall.services.process import ManagedProcess, spawn, wait_until
+from squall.services.stack import delete_keys
 from squall.target.protocol import READY_LINE
 
 
@@ -35,6 +39,10 @@ class RunningPlatform:
     #: Holds ``platform.log``; removed on :meth:`stop` unless the caller chose it.
     workdir: Path
     owns_workdir: bool = True
+    redis_url: str | None = None
+    #: The prefix of the platform's Redis keys when squall chose it (None: the caller's);
+    #: its keys are deleted on :meth:`stop`, as a run's database is dropped after it.
+    redis_prefix: str | None = None
 
     @property
     def ws_url(self) -> str:
@@ -50,6 +58,10 @@ class RunningPlatform:
 
     def stop(self) -> None:
         self.process.stop(timeout=30)
+        if self.redis_url is not None and self.redis_prefix is not None:
+            # Best effort, as dropping the database: Redis may be gone by now.
+            with contextlib.suppress(OSError, redis.RedisError):
+                delete_keys(self.redis_url, self.redis_prefix)
         if self.owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -87,7 +99,8 @@ def start_platform(
     """Run ``squall target serve`` against the given services and wait until it answers.
 
     ``settings`` are extra ``SQUALL_*`` environment variables for the platform
-    (see docs/configuration.md); a fresh random JWT secret is used unless given. Its log
+    (see docs/configuration.md); a fresh random JWT secret is used unless given, and a
+    fresh Redis key prefix, whose keys :meth:`RunningPlatform.stop` deletes. Its log
     goes to ``log_dir/platform.log`` and stays there; without ``log_dir``, to a temporary
     folder removed when the platform stops (a failed start quotes the log's last lines).
     """
@@ -101,6 +114,7 @@ def start_platform(
             "SQUALL_JWT_SECRET": secrets.token_urlsafe(32),
         }
     )
+    chosen_prefix = env["SQUALL_REDIS_PREFIX"]
     env.update(settings or {})
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -129,6 +143,8 @@ def start_platform(
         workers=workers,
         workdir=workdir,
         owns_workdir=log_dir is None,
+        redis_url=redis_url,
+        redis_prefix=chosen_prefix if env["SQUALL_REDIS_PREFIX"] == chosen_prefix else None,
     )
     try:
         # Every worker serves once the ready line is out; /healthz alone answers as soon

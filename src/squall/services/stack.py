@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import signal
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -19,6 +20,7 @@ from types import FrameType
 from urllib.parse import urlsplit
 
 import asyncpg
+import redis
 import redis.asyncio as aioredis
 
 from squall.interrupt import on_sigterm
@@ -166,6 +168,30 @@ def drop_database(server_url: str, database_url: str) -> None:
             await conn.close()
 
     asyncio.run(drop())
+
+
+def delete_keys(redis_url: str, prefix: str) -> int:
+    """Delete every key of ``redis_url`` whose name starts with ``prefix:``; return how many.
+
+    A platform squall started keeps its locks, fencing counters, sessions and metrics
+    under a prefix of its own, none of them with a lifetime: without this they would stay
+    on a Redis given by ``REDIS_URL`` after every run.
+    """
+    pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + ":*"
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=10)
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                deleted += int(client.unlink(*batch))
+                batch.clear()
+        if batch:
+            deleted += int(client.unlink(*batch))
+    finally:
+        client.close()
+    return deleted
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
