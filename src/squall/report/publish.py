@@ -165,7 +165,7 @@ def _store(
     ) as exc:
         console.print(
             f"[yellow]! the run was not stored in the results database ({literal(where)}): "
-            f"{literal(str(exc))}. "
+            f"{literal(str(exc).rstrip('.'))}. "
             + (
                 f"Its files are kept in {literal(folder)}."
                 if folder is not None
