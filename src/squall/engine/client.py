@@ -111,13 +111,16 @@ class _Listener(WSListener):
         if frame.msg_type is _TEXT and frame.fin:
             self._received[0] += 1
             waiter = self._socket._waiter
-            if waiter is not None and not waiter.done():
-                # The reader waits on an empty inbox: the message goes to it directly.
-                waiter.set_result(frame.get_payload_as_utf8_text())
-            elif len(self._inbox) < self._max_unread:
-                self._inbox.append(frame.get_payload_as_utf8_text())
-            else:
-                self._socket._overflow()
+            try:  # free unless it raises
+                if waiter is not None and not waiter.done():
+                    # The reader waits on an empty inbox: the message goes to it directly.
+                    waiter.set_result(frame.get_payload_as_utf8_text())
+                elif len(self._inbox) < self._max_unread:
+                    self._inbox.append(frame.get_payload_as_utf8_text())
+                else:
+                    self._socket._overflow()
+            except UnicodeDecodeError as exc:
+                self._socket._not_utf8(frame.get_payload_as_bytes(), exc)
         else:
             self._socket._on_frame(transport, frame)
 
@@ -179,8 +182,11 @@ class WebSocket:
     ) -> None:
         self.url = url
         self.subprotocol: str | None = None
-        #: Close code and reason received from the server (None until it closes), or
-        #: 1008 and the reason this socket sent when it closed itself (``inbox_overflow``).
+        #: Close code and reason received from the server (None until it closes), or the
+        #: ones this socket sent when it closed first: by :meth:`close`, 1008 on
+        #: ``inbox_overflow``, 1007 on a text frame that is not UTF-8, picows' own on a
+        #: frame it cannot take (1009 above its 10 MiB frame limit); the last two are
+        #: counted in ``errors.protocol``.
         self.close_code: int | None = None
         self.close_reason: str = ""
         self._recorder = recorder
@@ -229,12 +235,11 @@ class WebSocket:
         kind = frame.msg_type
         if kind is _TEXT or kind is _BINARY:
             if frame.fin:
-                payload: str | bytes = (
-                    frame.get_payload_as_utf8_text()
-                    if kind is _TEXT
-                    else frame.get_payload_as_bytes()
-                )
-                self._deliver(payload)
+                payload = frame.get_payload_as_bytes()
+                if kind is _TEXT:
+                    self._deliver_text(payload)
+                else:
+                    self._deliver(payload)
             else:
                 self._fragment_type = kind
                 self._fragments = [frame.get_payload_as_bytes()]
@@ -243,14 +248,26 @@ class WebSocket:
             if frame.fin:
                 data = b"".join(self._fragments)
                 self._fragments = []
-                self._deliver(data.decode() if self._fragment_type is _TEXT else data)
+                if self._fragment_type is _TEXT:
+                    self._deliver_text(data)
+                else:
+                    self._deliver(data)
         elif kind is _CLOSE:
-            if self.close_code is None:  # else the server answers this socket's own close
+            # Unless this socket or picows closed first: then the server answers that close.
+            if self.close_code is None and not transport.is_close_frame_sent:
                 code = frame.get_close_code()
                 self.close_code = code.value
                 self.close_reason = frame.get_close_reason() or ""
                 transport.send_close(code)
             transport.disconnect()
+
+    def _deliver_text(self, data: bytes) -> None:
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            self._not_utf8(data, exc)
+            return
+        self._deliver(text)
 
     def _deliver(self, payload: str | bytes) -> None:
         self._received[0] += 1
@@ -280,6 +297,45 @@ class WebSocket:
         transport.send_close(WSCloseCode.POLICY_VIOLATION, self.close_reason.encode())
         transport.disconnect()
 
+    def _not_utf8(self, data: bytes, exc: UnicodeDecodeError) -> None:
+        """A text frame that is not UTF-8: record it, close the socket with 1007 (RFC 6455
+        requires the close) once."""
+        transport = self._transport
+        if transport is None or self.close_code is not None or self._disconnected:
+            return
+        self.close_code = int(WSCloseCode.INVALID_TEXT.value)
+        self.close_reason = "text frame not valid UTF-8"
+        self._record(
+            UnexpectedMessage(
+                f"{self.url}: the target sent a text frame that is not valid UTF-8 ({exc}; "
+                f"it begins {data[:40]!r}); WebSocket text must be UTF-8: socket closed (1007)"
+            )
+        )
+        transport.send_close(WSCloseCode.INVALID_TEXT, self.close_reason.encode())
+        transport.disconnect()
+
+    def _broke_protocol(self, transport: WSTransport) -> None:
+        """picows closed the connection on a frame of the target's it cannot take (over
+        its frame size limit, a bad opcode...): record why, as the socket's close code and
+        reason and in ``errors.protocol``, and take the error picows keeps for
+        ``wait_disconnected`` (asyncio would print it with a traceback)."""
+        handshake = transport.close_handshake
+        if handshake is None or handshake.sent is None or handshake.recv_then_sent:
+            return  # the connection dropped, or the server closed first
+        sent = handshake.sent
+        self.close_code = int(sent.code.value)
+        self.close_reason = sent.reason or ""
+        if sent.code == WSCloseCode.INTERNAL_ERROR:
+            return  # this client's own listener raised: picows logs it with its traceback
+        self._record(
+            UnexpectedMessage(
+                f"{self.url}: the target broke the WebSocket protocol "
+                f"({self.close_reason or 'no reason given'}): socket closed ({self.close_code})"
+            )
+        )
+        task = self._loop.create_task(transport.wait_disconnected())
+        task.add_done_callback(_take_error)
+
     def _on_disconnected(self) -> None:
         if self._disconnected:
             return
@@ -287,6 +343,9 @@ class WebSocket:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        transport = self._transport
+        if self.close_code is None and transport is not None:
+            self._broke_protocol(transport)
         if self.close_code is None:
             self.close_code = int(WSCloseCode.ABNORMAL_CLOSURE.value)
         if self._on_close is not None:
@@ -576,6 +635,9 @@ class WebSocket:
         transport = self._transport
         if transport is None or self._disconnected:
             return
+        if self.close_code is None:
+            # This socket closes first: the server's close frame only answers it.
+            self.close_code, self.close_reason = code, reason
         transport.send_close(WSCloseCode(code), reason.encode())
         try:
             async with asyncio.timeout(timeout):
@@ -583,6 +645,12 @@ class WebSocket:
         except TimeoutError:
             transport.disconnect(False)
         self._on_disconnected()
+
+
+def _take_error(task: asyncio.Task[None]) -> None:
+    """Take the error a ``wait_disconnected`` task ended with: it is recorded already."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def connect(

@@ -9,12 +9,16 @@ reply that comes after its request timed out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import websockets
 from engine_echo_server import echo_server
+from websockets.asyncio.server import ServerConnection, serve
 
 from squall.engine.client import WebSocket, connect
 from squall.engine.errors import (
@@ -339,3 +343,81 @@ async def test_a_server_that_answers_the_upgrade_with_no_http_is_named_so() -> N
     assert "WebSocket upgrade refused (no HTTP response came back: " in message, message
     assert "is it a WebSocket server, on that port?" in message
     assert "None" not in message
+
+
+@contextlib.asynccontextmanager
+async def _sending_on_connect(frame: bytes, *, text: bool) -> AsyncIterator[tuple[str, list[int]]]:
+    """A server that sends ``frame`` as soon as a socket opens; yields its URL and the close
+    codes it received."""
+    codes: list[int] = []
+
+    async def handler(connection: ServerConnection) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await connection.send(frame, text=text)
+            await connection.wait_closed()
+        if connection.protocol.close_rcvd is not None:
+            codes.append(connection.protocol.close_rcvd.code)
+
+    async with serve(handler, "127.0.0.1", 0, max_size=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/", codes
+
+
+def _unretrieved_errors(loop: asyncio.AbstractEventLoop) -> list[dict[str, Any]]:
+    """What the loop's exception handler gets from now on (asyncio prints each with a
+    traceback: a future whose error nobody took, say)."""
+    seen: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: seen.append(context))
+    return seen
+
+
+async def test_a_text_frame_that_is_not_utf8_is_named_and_closes_the_socket_with_1007() -> None:
+    seen = _unretrieved_errors(asyncio.get_running_loop())
+    async with _sending_on_connect(b'\xff\xfe{"type": "x"}', text=True) as (url, codes):
+        ws, recorder = await _open(url)
+        with pytest.raises(ConnectionClosed, match=r"code 1007"):
+            await ws.recv(timeout=10.0)
+        await ws.close()
+    assert ws.close_code == 1007
+    assert codes == [1007]
+    (sample,) = recorder.state().error_samples["protocol"]
+    assert "the target sent a text frame that is not valid UTF-8" in sample
+    assert "it begins b'\\xff\\xfe{" in sample
+    del ws
+    gc.collect()
+    assert seen == []
+
+
+async def test_a_frame_over_the_frame_size_limit_is_named_not_taken_for_a_drop() -> None:
+    seen = _unretrieved_errors(asyncio.get_running_loop())
+    big = b"x" * (10 * 2**20 + 1)  # picows' frame size limit is 10 MiB
+    async with _sending_on_connect(big, text=True) as (url, _):
+        ws, recorder = await _open(url)
+        with pytest.raises(ConnectionClosed, match=r"code 1009"):
+            await ws.recv(timeout=30.0)
+    assert ws.close_code == 1009
+    (sample,) = recorder.state().error_samples["protocol"]
+    assert "the target broke the WebSocket protocol (" in sample
+    assert "exceeding max allowed size, 10485761 > 10485760): socket closed (1009)" in sample
+    del ws
+    gc.collect()
+    assert seen == []
+
+
+async def test_a_close_code_is_the_side_that_closed_first() -> None:
+    async with _sending_on_connect(b"{}", text=True) as (url, codes):
+        ws, _ = await _open(url)
+        assert await ws.recv(timeout=10.0) == "{}"
+        await ws.close(4000, "done here")
+    assert (ws.close_code, ws.close_reason) == (4000, "done here")
+    assert codes == [4000]
+
+    async def closing(connection: ServerConnection) -> None:
+        await connection.close(4409, "replaced")
+
+    async with serve(closing, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        ws, recorder = await _open(f"ws://127.0.0.1:{port}/")
+        with pytest.raises(ConnectionClosed, match=r"code 4409, reason 'replaced'"):
+            await ws.recv(timeout=10.0)
+    assert "protocol" not in recorder.state().error_samples
