@@ -698,15 +698,24 @@ async def connect(
                 url,
                 extra_headers=extra,
                 websocket_handshake_timeout=timeout,
+                # A redirect could lead anywhere, past the loopback check above.
+                max_redirects=0,
             )
     except TimeoutError:
         raise socket._record(
             ConnectError(f"{url}: no WebSocket upgrade within {timeout:g} s")
         ) from None
     except picows.WSHandshakeError as exc:
-        status = int(exc.response.status) if exc.response is not None else None
+        response = exc.response
+        status = int(response.status) if response is not None else None
         if status is None:
             why = f"no HTTP response came back: {exc}; is it a WebSocket server, on that port?"
+        elif 300 <= status < 400:
+            location = response.headers.get("Location") if response is not None else None
+            why = (
+                f"HTTP {status}, a redirect to {location!r}; squall does not follow "
+                "redirects: connect to the URL the service answers on"
+            )
         else:
             why = f"HTTP {status}: {exc}; check the URL and the Authorization header / token"
         raise socket._record(

@@ -421,3 +421,31 @@ async def test_a_close_code_is_the_side_that_closed_first() -> None:
         with pytest.raises(ConnectionClosed, match=r"code 4409, reason 'replaced'"):
             await ws.recv(timeout=10.0)
     assert "protocol" not in recorder.state().error_samples
+
+
+async def test_an_upgrade_redirect_is_not_followed_and_names_where_it_pointed() -> None:
+    with echo_server() as target:
+
+        async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            found = f"HTTP/1.1 302 Found\r\nLocation: {target.url}\r\nContent-Length: 0\r\n\r\n"
+            writer.write(found.encode())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(redirect, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        recorder = Recorder()
+        try:
+            with pytest.raises(ConnectError) as caught:
+                await connect(f"ws://127.0.0.1:{port}/", recorder, time.monotonic, timeout=5.0)
+        finally:
+            server.close()
+            await server.wait_closed()
+        # A redirect could point anywhere, off this machine too: it is never followed.
+        assert target.stats.connections == 0
+    assert caught.value.status == 302
+    message = str(caught.value)
+    assert f"WebSocket upgrade refused (HTTP 302, a redirect to '{target.url}'" in message
+    assert "squall does not follow redirects" in message
+    assert recorder.counter("errors.connect") == 1
