@@ -647,6 +647,32 @@ class WebSocket:
         self._on_disconnected()
 
 
+def upgrade_refused(status: int | None, detail: str, location: str | None = None) -> str:
+    """Why an upgrade answered with HTTP ``status`` (None: no HTTP answer) failed, and what
+    to check, for a :class:`ConnectError`'s message; ``detail`` is picows' own words."""
+    if status is None:
+        return f"no HTTP response came back: {detail}; is it a WebSocket server, on that port?"
+    if 300 <= status < 400:
+        return (
+            f"HTTP {status}, a redirect to {location!r}; squall does not follow "
+            "redirects: connect to the URL the service answers on"
+        )
+    if status in (401, 403, 407):
+        check = "the target refused the credentials: check the Authorization header / token"
+    elif status in (404, 410):
+        check = "no WebSocket endpoint at that path: check the URL"
+    elif status in (429, 503):
+        check = (
+            "the target turned the connection away: overloaded, or at a limit of "
+            "connections or of their rate"
+        )
+    elif status >= 500:
+        check = "the target failed while answering the upgrade: see its logs"
+    else:
+        check = "check the URL and the Authorization header / token"
+    return f"HTTP {status}: {detail}; {check}"
+
+
 def _take_error(task: asyncio.Task[None]) -> None:
     """Take the error a ``wait_disconnected`` task ended with: it is recorded already."""
     if not task.cancelled():
@@ -708,18 +734,12 @@ async def connect(
     except picows.WSHandshakeError as exc:
         response = exc.response
         status = int(response.status) if response is not None else None
-        if status is None:
-            why = f"no HTTP response came back: {exc}; is it a WebSocket server, on that port?"
-        elif 300 <= status < 400:
-            location = response.headers.get("Location") if response is not None else None
-            why = (
-                f"HTTP {status}, a redirect to {location!r}; squall does not follow "
-                "redirects: connect to the URL the service answers on"
-            )
-        else:
-            why = f"HTTP {status}: {exc}; check the URL and the Authorization header / token"
+        location = response.headers.get("Location") if response is not None else None
         raise socket._record(
-            ConnectError(f"{url}: WebSocket upgrade refused ({why})", status)
+            ConnectError(
+                f"{url}: WebSocket upgrade refused ({upgrade_refused(status, str(exc), location)})",
+                status,
+            )
         ) from exc
     except OSError as exc:
         if exc.errno == errno.EMFILE:

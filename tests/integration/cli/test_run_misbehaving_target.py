@@ -44,17 +44,26 @@ def shared_services(endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch) -> En
 
 @contextlib.contextmanager
 def _misbehaving(mode: str) -> Iterator[str]:
+    upgrades: list[Request] = []
+
     def handler(ws: ServerConnection) -> None:
-        for _ in ws:
+        for message in ws:
             if mode == "close":
                 ws.close(1011, "going away mid-chat")
                 return
             if mode == "garbage":
                 ws.send("this is not json")
+            if mode == "full":
+                ws.send(message)
             # "silent": read and never answer
 
     def process_request(conn: ServerConnection, request: Request) -> Response | None:
-        return conn.respond(401, "bad token\n") if mode == "reject" else None
+        upgrades.append(request)
+        if mode == "reject":
+            return conn.respond(401, "bad token\n")
+        if mode == "full" and len(upgrades) > 1:
+            return conn.respond(503, "no more connections\n")  # it takes only one
+        return None
 
     server = serve(handler, "127.0.0.1", 0, process_request=process_request)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -114,6 +123,26 @@ def test_a_target_that_drops_every_chat_fails_the_run(
     assert metrics["success"]["total"] == SOCKETS * MESSAGES
     assert metrics["success"]["passes"] == 0
     assert metrics[error]["count"] == SOCKETS
+
+
+@pytest.mark.usefixtures("shared_services")
+def test_a_target_that_takes_only_one_socket_fails_the_run_and_says_it_turned_them_away(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _misbehaving("full") as url:
+        code = _run(url, tmp_path, "-s", "websocket_concurrency", "--adapter", "echo")
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 1, out
+    assert "success rate = 0.3333, limit >= 0.9: FAILED" in out
+    assert "HTTP 503" in out
+    assert "the target turned the connection away" in out
+    metrics = _metrics(tmp_path)
+    # The socket it took chatted; the others' messages all failed.
+    assert (metrics["success"]["passes"], metrics["success"]["total"]) == (
+        MESSAGES,
+        SOCKETS * MESSAGES,
+    )
+    assert metrics["errors.connect"]["count"] == SOCKETS - 1
 
 
 @pytest.mark.usefixtures("shared_services")
