@@ -14,7 +14,9 @@ server rejects it, or the timeout passes. Per message it records:
   sequence arrived with consecutive sequence numbers;
 - counter ``errors.protocol`` for a message that timed out unanswered while frames
   arrived that the adapter does not recognise (``Adapter.recognises``: a target speaking
-  another protocol; the sample shows the first such frame);
+  another protocol; the sample shows the first such frame), or, for a protocol without
+  isolation, that its tracker matched to no message of this socket (a reply with another
+  message's id);
 - counters ``errors.server.<code>`` for rejected messages, ``seq_gaps``
   (protocols with ordering) for sequence gaps or duplicates on this socket,
   and ``isolation_leaks`` (protocols with isolation) for events of a thread
@@ -30,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from squall.adapters.base import ISOLATION_LEAKS, SEQ_GAPS, Adapter
@@ -69,13 +71,14 @@ class Chat:
         deadline = sent_at + timeout
         frames = 0
         first: dict[str, Any] | None = None
+        foreign = len(self.tracker.foreign_events)
         try:
             await self.ws.send_json(self.adapter.message(thread_id, content, client_msg_id))
             while not observation.done:
                 remaining = deadline - clock()
                 if remaining <= 0:
                     self.session.recorder.count("timeouts")
-                    self._expire(observation, timeout, frames, first)
+                    self._expire(observation, timeout, frames, first, foreign)
                     break
                 try:
                     frame = await self.ws.recv_json(timeout=remaining)
@@ -83,7 +86,7 @@ class Chat:
                     # ``recv`` counted this timeout already; the loop clock and
                     # ``clock`` differ by a little, so waiting again would count
                     # one message's timeout many times over.
-                    self._expire(observation, timeout, frames, first)
+                    self._expire(observation, timeout, frames, first, foreign)
                     break
                 if not self.adapter.recognises(frame):
                     frames += 1
@@ -106,21 +109,36 @@ class Chat:
         timeout: float,
         frames: int,
         first: dict[str, Any] | None,
+        foreign: int,
     ) -> None:
-        """Give up on ``observation``; name a protocol mismatch when ``frames`` the adapter
-        does not recognise arrived in the meantime (``first`` of them) and nothing moved the
-        message on."""
+        """Give up on ``observation``. When nothing moved the message on, name a protocol
+        mismatch if ``frames`` the adapter does not recognise arrived in the meantime
+        (``first`` of them); else, for a protocol without isolation, the frames its tracker
+        matched to no message of this socket (its ``foreign_events`` from index ``foreign``):
+        answers naming another message."""
         self.tracker.expire(observation, self.session.clock())
-        if first is None or observation.ack_at is not None or observation.events:
+        if observation.ack_at is not None or observation.events:
             return
-        shown = json.dumps(first, ensure_ascii=False, default=str)
-        shown = shown if len(shown) <= 160 else shown[:159] + "…"
-        self.session.recorder.error(
-            "protocol",
-            f"no answer to a message within {timeout:g} s, though {frames} frame(s) arrived "
-            f"that the {self.adapter.name!r} adapter does not recognise: does the target speak "
-            f"its protocol (--adapter)? First frame: {shown}",
-        )
+        name = self.adapter.name
+        if first is not None:
+            self.session.recorder.error(
+                "protocol",
+                f"no answer to a message within {timeout:g} s, though {frames} frame(s) arrived "
+                f"that the {name!r} adapter does not recognise: does the target speak "
+                f"its protocol (--adapter)? First frame: {_shown(first)}",
+            )
+            return
+        # With isolation, frames of runs this socket did not start are the user's other
+        # sockets' (or leaks, counted as such): not answers to this message.
+        stray = [] if self.adapter.capabilities.isolation else self.tracker.foreign_events[foreign:]
+        if stray:
+            self.session.recorder.error(
+                "protocol",
+                f"no answer to a message within {timeout:g} s, though {len(stray)} frame(s) "
+                f"arrived that the {name!r} adapter matched to no message this socket sent: "
+                f"does the target answer with the message's own id? First frame: "
+                f"{_shown(stray[0])}",
+            )
 
     def owns(self, thread_id: str) -> bool:
         return thread_id in self.threads or thread_id.startswith(
@@ -208,6 +226,12 @@ async def open_chat(
             # The failing message itself was counted by Chat.chat.
             _fail_untried(session, planned - chat.attempted)
             raise
+
+
+def _shown(frame: Mapping[str, Any]) -> str:
+    """``frame`` as JSON for an error sample, cut to 160 characters."""
+    shown = json.dumps(frame, ensure_ascii=False, default=str)
+    return shown if len(shown) <= 160 else shown[:159] + "…"
 
 
 def _fail_untried(session: Session, messages: int) -> None:

@@ -18,10 +18,15 @@ from squall.engine.identity import Identity
 
 
 class EchoTracker:
-    """Pure: an echoed frame with a pending ``client_msg_id`` completes that message."""
+    """Pure: an echoed frame with a pending ``client_msg_id`` completes that message.
+
+    A frame naming no message this socket sent is foreign; the late echo of a message
+    given up on (expired) is not: it answers that message, too late."""
 
     def __init__(self) -> None:
         self._pending: dict[str, RunObservation] = {}
+        #: Messages given up on whose echo has not come (yet); one entry per timeout.
+        self._expired: set[str] = set()
         self.gaps: list[SeqGap] = []
         self.foreign_events: list[Mapping[str, Any]] = []
 
@@ -34,9 +39,13 @@ class EchoTracker:
         return observation
 
     def feed(self, frame: Mapping[str, Any], now: float) -> RunObservation | None:
-        observation = self._pending.pop(str(frame.get("client_msg_id")), None)
+        client_msg_id = str(frame.get("client_msg_id"))
+        observation = self._pending.pop(client_msg_id, None)
         if observation is None:
-            self.foreign_events.append(frame)
+            if client_msg_id in self._expired:
+                self._expired.discard(client_msg_id)
+            else:
+                self.foreign_events.append(frame)
             return None
         observation.completed_at = now
         observation.status = RunStatus.COMPLETED
@@ -46,6 +55,7 @@ class EchoTracker:
         if not observation.done:
             observation.status = RunStatus.TIMED_OUT
             self._pending.pop(observation.client_msg_id, None)
+            self._expired.add(observation.client_msg_id)
 
 
 class EchoAdapter(Adapter):

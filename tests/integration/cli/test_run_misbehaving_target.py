@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,12 @@ def _misbehaving(mode: str) -> Iterator[str]:
             if mode == "garbage":
                 ws.send("this is not json")
             if mode == "full":
+                ws.send(message)
+            if mode == "wrong_id":  # answers each message with another one's id
+                frame = json.loads(message)
+                ws.send(json.dumps({**frame, "client_msg_id": f"not-{frame['client_msg_id']}"}))
+            if mode == "late":  # answers each message after its timeout, in order
+                time.sleep(0.7)
                 ws.send(message)
             # "silent": read and never answer
 
@@ -143,6 +150,35 @@ def test_a_target_that_takes_only_one_socket_fails_the_run_and_says_it_turned_th
         SOCKETS * MESSAGES,
     )
     assert metrics["errors.connect"]["count"] == SOCKETS - 1
+
+
+@pytest.mark.usefixtures("shared_services")
+def test_replies_naming_another_message_are_named_beside_the_timeouts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _misbehaving("wrong_id") as url:
+        code = _run(url, tmp_path, "-s", "websocket_concurrency", "--adapter", "echo")
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 1, out
+    assert f"timeouts: {SOCKETS * MESSAGES} (no answer within the timeout)" in out
+    assert "matched to no message this socket sent: does the target answer with the" in out
+    metrics = _metrics(tmp_path)
+    assert metrics["errors.protocol"]["count"] == SOCKETS * MESSAGES
+    (path,) = tmp_path.glob("*/report.json")
+    (errors,) = json.loads(path.read_text())["scenarios"][0]["result"]["errors"]
+    assert 'First frame: {"type": "chat", ' in errors["samples"][0]
+
+
+@pytest.mark.usefixtures("shared_services")
+def test_answers_after_the_timeout_are_timeouts_not_replies_to_another_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _misbehaving("late") as url:
+        code = _run(url, tmp_path, "-s", "websocket_concurrency", "--adapter", "echo")
+    assert code == 1, capsys.readouterr().out
+    metrics = _metrics(tmp_path)
+    assert metrics["timeouts"]["count"] == SOCKETS * MESSAGES
+    assert "errors.protocol" not in metrics
 
 
 @pytest.mark.usefixtures("shared_services")

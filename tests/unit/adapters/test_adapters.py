@@ -38,6 +38,10 @@ def test_echo_tracker_completes_the_message_whose_id_comes_back() -> None:
     tracker.expire(first, 40.0)
     assert first.status is RunStatus.TIMED_OUT
     assert tracker.feed({"client_msg_id": "a"}, 41.0) is None
+    # The late echo answers the message given up on: it is not foreign; a second one is.
+    assert tracker.foreign_events == [{"client_msg_id": "b"}]
+    assert tracker.feed({"client_msg_id": "a"}, 42.0) is None
+    assert tracker.foreign_events == [{"client_msg_id": "b"}, {"client_msg_id": "a"}]
     assert tracker.gaps == []
 
 
