@@ -427,13 +427,15 @@ class WebSocket:
     # -- sending --
 
     def _closed_error(self, doing: str) -> ConnectionClosed:
-        return self._record(
-            ConnectionClosed(
-                f"{self.url}: connection closed (code {self.close_code}, "
-                f"reason {self.close_reason!r}) while {doing}",
-                self.close_code,
-                self.close_reason,
+        if self.close_code == WSCloseCode.ABNORMAL_CLOSURE.value and not self.close_reason:
+            how = (
+                "connection dropped without a close frame (code 1006: reset or ended by the "
+                "target or the network)"
             )
+        else:
+            how = f"connection closed (code {self.close_code}, reason {self.close_reason!r})"
+        return self._record(
+            ConnectionClosed(f"{self.url}: {how} while {doing}", self.close_code, self.close_reason)
         )
 
     def _record(self, error: _E) -> _E:

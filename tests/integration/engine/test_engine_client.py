@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import socket
+import struct
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -449,3 +451,22 @@ async def test_an_upgrade_redirect_is_not_followed_and_names_where_it_pointed() 
     assert f"WebSocket upgrade refused (HTTP 302, a redirect to '{target.url}'" in message
     assert "squall does not follow redirects" in message
     assert recorder.counter("errors.connect") == 1
+
+
+async def test_a_connection_reset_is_named_a_drop_without_a_close_frame() -> None:
+    async def reset(connection: ServerConnection) -> None:
+        await connection.recv()
+        raw = connection.transport.get_extra_info("socket")
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.transport.abort()  # with SO_LINGER 0: a TCP reset
+
+    async with serve(reset, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        ws, recorder = await _open(f"ws://127.0.0.1:{port}/")
+        with pytest.raises(ConnectionClosed) as caught:
+            await ws.request({"seq": 1}, timeout=10.0)
+    assert caught.value.code == 1006
+    assert "connection dropped without a close frame (code 1006: reset or ended by the " in str(
+        caught.value
+    )
+    assert recorder.counter("errors.closed") == 1
