@@ -283,7 +283,7 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
             # "PASSED: 0 passed"; pytest's report and the lines below say what happened.
             for outcome in report.scenarios:
                 print_scenario(console, outcome)
-            print_summary(console, report)
+            print_summary(console, report, tests_failed=status == _PYTEST_FAILED)
         console.print(f"results: {path}")
         if unreachable:
             err.print(f"[red]squall test: {escape(str(unreachable))}[/red]")

@@ -106,7 +106,10 @@ def print_scenario(console: Console, outcome: ScenarioOutcome) -> None:
         console.print(table)
 
 
-def print_summary(console: Console, report: SuiteReport) -> None:
+def print_summary(console: Console, report: SuiteReport, *, tests_failed: bool = False) -> None:
+    """The thresholds table, what failed and the verdict; ``tests_failed`` (``squall
+    test``: pytest reported a failed test) makes a verdict whose thresholds all held read
+    FAILED all the same, as the exit code will."""
     console.print(thresholds_table(report))
     skipped = sum(1 for o in report.outcomes if o.status is OutcomeStatus.NOT_APPLICABLE)
     if skipped:
@@ -123,5 +126,11 @@ def print_summary(console: Console, report: SuiteReport) -> None:
     if report.interrupted:
         console.print("[yellow]interrupted: the results cover the scenarios that finished[/yellow]")
     verdict = report.verdict
+    if tests_failed and verdict.ok:
+        console.print(
+            f"[bold red]FAILED: pytest reported failed tests (above); the thresholds shown "
+            f"held ({str(verdict).removeprefix('PASSED: ')})[/bold red]"
+        )
+        return
     style = "bold green" if verdict.ok else "bold red"
     console.print(f"[{style}]{verdict}[/{style}]")

@@ -138,3 +138,29 @@ def test_names_codes_and_messages_from_outside_print_as_given_and_inert() -> Non
     assert "col[x]" in text
     assert "\\x1b[1mcell[/]" in text
     assert "│ chat[ws] │ errors.server.[/]\\x1b[2J │ count == 0 │" in text
+
+
+def test_failed_tests_turn_a_verdict_whose_thresholds_held_into_failed() -> None:
+    # squall test exits 1 when pytest reports a failed test; the summary said "PASSED".
+    outcomes = evaluate(
+        parse_thresholds({"ops": ["count >= 1"]}), {"ops": Counter("ops", 3, 1.0)}, "chat"
+    )
+    report = SuiteReport(
+        "20260101-000000-eeee",
+        1_000.0,
+        [ScenarioOutcome(name="chat", metrics={}, outcomes=outcomes, duration_s=1.0)],
+        finished_at=1_001.0,
+    )
+    for tests_failed, verdict in [
+        (False, "PASSED: 1 passed, 0 failed, 0 not applicable"),
+        (
+            True,
+            "FAILED: pytest reported failed tests (above); the thresholds shown held "
+            "(1 passed, 0 failed, 0 not applicable)",
+        ),
+    ]:
+        out = io.StringIO()
+        console = Console(file=out, width=200, color_system=None)
+        print_summary(console, report, tests_failed=tests_failed)
+        assert out.getvalue().rstrip().endswith(verdict)
+        assert ("PASSED" in out.getvalue()) is not tests_failed
