@@ -321,6 +321,7 @@ def _execute(request: RunRequest, console: Console | None) -> int:
         config,
         console,
         results_db=results_db,
+        results_db_name=results_db_name,
         baseline=baseline,
         tolerance=request.tolerance,
     )

@@ -172,7 +172,8 @@ def _print_unreachable(console: Console, command: str, where: Stored, exc: BaseE
     )
     fix = (
         "; check that it runs and that the URL's user, password, host and port are right, "
-        f"or leave {where.results_db_name} and SQUALL_RESULTS_DB unset for the default one"
+        f"or leave {literal(where.results_db_name)} and SQUALL_RESULTS_DB unset for the default "
+        "one"
         if by_url and not isinstance(exc, ResultsDbBusy)
         else ""
     )

@@ -73,11 +73,14 @@ def publish(
     console: Console,
     *,
     results_db: str | None = None,
+    results_db_name: str = "--results-db",
     baseline: str | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     environ: Mapping[str, str] | None = None,
 ) -> int:
-    """Print the summary, write the results, store the run; return the run's exit code."""
+    """Print the summary, write the results, store the run; return the run's exit code.
+    ``results_db_name`` is where ``results_db`` came from, for messages (the option, or
+    ``[results] database_url``)."""
     print_summary(console, report)
     # As report.json will read back: what the other files and the database are made from.
     data = json.loads(json.dumps(report.to_dict(), default=str))
@@ -94,7 +97,9 @@ def publish(
             console.print("[red]--baseline needs the results database, which is off[/red]")
             return code or EXIT_BASELINE_UNAVAILABLE
         return code
-    return _store(data, config, console, code, folder, results_db, baseline, tolerance, env)
+    return _store(
+        data, config, console, code, folder, (results_db, results_db_name), baseline, tolerance, env
+    )
 
 
 def write_files(console: Console, data: Mapping[str, object], folder: Path) -> Path | None:
@@ -134,7 +139,7 @@ def _store(
     console: Console,
     code: int,
     folder: Path | None,
-    results_db: str | None,
+    setting: tuple[str | None, str],
     baseline: str | None,
     tolerance: float,
     env: Mapping[str, str],
@@ -147,9 +152,12 @@ def _store(
     from squall.store.queries import RunNotFound
     from squall.store.results import store_run
 
-    where = describe(results_db, config.run.results_dir, env)
+    results_db, results_db_name = setting
+    where = describe(results_db, config.run.results_dir, env, results_db_name)
     try:
-        with results_database(results_db, config.run.results_dir, environ=env) as url:
+        with results_database(
+            results_db, config.run.results_dir, environ=env, explicit_name=results_db_name
+        ) as url:
             outcome = store_run(url, data, baseline=baseline, tolerance=tolerance)
             console.print(f"stored in the results database ({literal(f'{where}: {redact(url)}')})")
     except RunNotFound as exc:

@@ -352,6 +352,12 @@ def test_history_and_compare_take_the_results_database_from_the_config(
     assert "invalid value 5 for 'run' at the top level" in _output(capsys)
     assert main([command, "--config", str(tmp_path / "missing.toml")]) == 2
     assert "missing.toml not found" in _output(capsys)
+    unreachable = "postgresql://app@127.0.0.1:1/results"
+    (tmp_path / "squall.toml").write_text(f'[results]\ndatabase_url = "{unreachable}"\n')
+    assert main([command]) == 3
+    out = _output(capsys)
+    assert "cannot use the results database ([results] database_url)" in out
+    assert "or leave [results] database_url and SQUALL_RESULTS_DB unset" in out
 
 
 @pytest.mark.parametrize("command", ["run", "test", "history", "compare"])

@@ -97,3 +97,19 @@ def test_nowhere_to_write_says_so_and_keeps_the_threshold_exit_code(
     text = console.export_text()
     assert f"could not be written to {blocked / 'run-z'}" in text
     assert f"nor to {blocked / 'squall-results' / 'run-z'}" in text
+
+
+def test_a_results_database_from_the_config_is_named_as_its_key(tmp_path: Path) -> None:
+    config = load_config(None, cwd=tmp_path, overrides=[f'run.results_dir="{tmp_path}"'])
+    console = Console(record=True, width=400, color_system=None)
+    code = publish(
+        _report("20260101-000000-ffff"),
+        config,
+        console,
+        results_db="postgresql://postgres@127.0.0.1:1/results",
+        results_db_name="[results] database_url",
+        environ={},
+    )
+    assert code == 0
+    text = console.export_text()
+    assert "not stored in the results database ([results] database_url)" in text
