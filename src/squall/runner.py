@@ -3,7 +3,9 @@
 Load the config (exit 2 on a broken one), obtain PostgreSQL and Redis (given or
 embedded), start the reference platform unless ``--target`` names one (exit 3
 if anything cannot be reached), run the suite, print the summary, write the
-result files, and return 0 when every threshold held, 1 otherwise.
+result files, and return 0 when every threshold held, 1 otherwise; 2 as well when the
+result files could not be written to the results folder (they go to the temporary
+folder), 130 when interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations

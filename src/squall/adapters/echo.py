@@ -16,6 +16,9 @@ from squall.adapters.base import Adapter, Capabilities, Tracker
 from squall.adapters.tracker import RunObservation, RunStatus, SeqGap
 from squall.engine.identity import Identity
 
+#: Timed-out messages an echo tracker still recognises a late echo of.
+MAX_EXPIRED = 1_000
+
 
 class EchoTracker:
     """Pure: an echoed frame with a pending ``client_msg_id`` completes that message.
@@ -25,8 +28,9 @@ class EchoTracker:
 
     def __init__(self) -> None:
         self._pending: dict[str, RunObservation] = {}
-        #: Messages given up on whose echo has not come (yet); one entry per timeout.
-        self._expired: set[str] = set()
+        #: Messages given up on whose echo has not come (yet), the newest
+        #: :data:`MAX_EXPIRED` of them (a target that never answers would grow it for good).
+        self._expired: dict[str, None] = {}
         self.gaps: list[SeqGap] = []
         self.foreign_events: list[Mapping[str, Any]] = []
 
@@ -43,7 +47,7 @@ class EchoTracker:
         observation = self._pending.pop(client_msg_id, None)
         if observation is None:
             if client_msg_id in self._expired:
-                self._expired.discard(client_msg_id)
+                del self._expired[client_msg_id]
             else:
                 self.foreign_events.append(frame)
             return None
@@ -55,7 +59,9 @@ class EchoTracker:
         if not observation.done:
             observation.status = RunStatus.TIMED_OUT
             self._pending.pop(observation.client_msg_id, None)
-            self._expired.add(observation.client_msg_id)
+            self._expired[observation.client_msg_id] = None
+            if len(self._expired) > MAX_EXPIRED:
+                del self._expired[next(iter(self._expired))]
 
 
 class EchoAdapter(Adapter):

@@ -120,6 +120,7 @@ class _Listener(WSListener):
                 else:
                     self._socket._overflow()
             except UnicodeDecodeError as exc:
+                self._received[0] -= 1  # not a message: as the other path counts it
                 self._socket._not_utf8(frame.get_payload_as_bytes(), exc)
         else:
             self._socket._on_frame(transport, frame)

@@ -13,11 +13,13 @@ Python, a few microseconds per value. Recording is on every load generator's
 hot path, so this module computes the counts index itself (:func:`counts_index`,
 checked against ``hdrh`` by the tests), adds whole tallies at once
 (:meth:`LatencyHistogram.add_tally`) and reads statistics from the non-zero
-counts only. Every result is the one ``hdrh`` itself would give, to the bit, except
-percentiles: ``hdrh`` rounds the rank of a percentile to the nearest count, so its p95 of
-11 values is the 10th, below which only 91 % of them lie. :meth:`LatencyHistogram.percentile`
-takes the nearest rank, as the reference (Java) HdrHistogram does: the smallest value that
-at least N % of the recorded values do not exceed.
+counts only. Every result is the one ``hdrh`` itself would give, to the bit, except the
+minimum after merging an empty histogram (``hdrh`` takes its 0; see
+:meth:`LatencyHistogram.merge`) and percentiles: ``hdrh`` rounds the rank of a percentile
+to the nearest count, so its p95 of 11 values is the 10th, below which only 91 % of them
+lie. :meth:`LatencyHistogram.percentile` takes the nearest rank, as the reference (Java)
+HdrHistogram does: the smallest value that at least N % of the recorded values do not
+exceed.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import pytest
 
 from squall.adapters import registry
 from squall.adapters.base import Capabilities, violations
-from squall.adapters.echo import EchoAdapter, EchoTracker
+from squall.adapters.echo import MAX_EXPIRED, EchoAdapter, EchoTracker
 from squall.adapters.reference import ReferenceAdapter
 from squall.adapters.tracker import RunStatus, RunTracker
 from squall.engine.identity import Identity, UserID
@@ -143,3 +143,14 @@ def test_a_broken_adapter_module_is_an_unknown_adapter_naming_the_error(
     assert str(raised.value).startswith(
         (f"cannot import adapter '{module}:Proto'", f"adapter '{module}:Proto'")
     )
+
+
+def test_echo_tracker_remembers_only_the_newest_timed_out_messages() -> None:
+    # A target that never answers gave the tracker one entry per timeout, for good.
+    tracker = EchoTracker()
+    for index in range(MAX_EXPIRED + 5):
+        tracker.expire(tracker.sent(f"m{index}", "t", float(index)), float(index) + 10)
+    assert tracker.feed({"client_msg_id": f"m{MAX_EXPIRED + 4}"}, 1e6) is None
+    assert tracker.foreign_events == []  # a late echo of a recent one is no stranger
+    assert tracker.feed({"client_msg_id": "m0"}, 1e6) is None
+    assert tracker.foreign_events == [{"client_msg_id": "m0"}]  # forgotten: foreign
