@@ -21,7 +21,6 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
-from rich.markup import escape
 
 from squall.adapters.registry import UnknownAdapter
 from squall.adapters.registry import load as load_adapter
@@ -29,7 +28,7 @@ from squall.config import Config, ConfigError, OptionOverride, load_config, opti
 from squall.interrupt import sigterm_as_ctrl_c
 from squall.loopback import NotLoopback, require_loopback
 from squall.monitor.targets import missing_pids
-from squall.report.console import error_console, output_console
+from squall.report.console import error_console, literal, output_console
 from squall.report.files import create_results_dir, new_run_id
 from squall.report.publish import publish
 from squall.report.summary import print_scenario
@@ -236,11 +235,11 @@ def _execute(request: RunRequest, console: Console | None) -> int:
         BaselineError,
         NotLoopback,
     ) as exc:
-        err.print(f"[red]squall run: {escape(str(exc))}[/red]", highlight=False)
+        err.print(f"[red]squall run: {literal(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     no_target = adapter_without_target(config.target) if needs_target else None
     if no_target is not None:
-        err.print(f"[red]squall run: {escape(no_target)}[/red]", highlight=False)
+        err.print(f"[red]squall run: {literal(no_target)}[/red]", highlight=False)
         return EXIT_USAGE
     if needs_target and lacks_signing_key(
         config.target, adapter.capabilities.authentication, signer
@@ -254,7 +253,7 @@ def _execute(request: RunRequest, console: Console | None) -> int:
     try:
         create_results_dir(config.run.results_dir)
     except ConfigError as exc:
-        err.print(f"[red]squall run: {escape(str(exc))}[/red]", highlight=False)
+        err.print(f"[red]squall run: {literal(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     run_id = new_run_id()
     folder = config.run.results_dir / run_id
@@ -298,7 +297,7 @@ def _execute(request: RunRequest, console: Console | None) -> int:
                     )
                     note = shared_cores_note(processes, platform.workers)
                     if note is not None:
-                        console.print(f"[yellow]{escape(note)}[/yellow]", highlight=False)
+                        console.print(f"[yellow]{literal(note)}[/yellow]", highlight=False)
                     target = TargetInfo(
                         ws_url=platform.ws_url,
                         http_url=platform.http_url,
@@ -316,7 +315,7 @@ def _execute(request: RunRequest, console: Console | None) -> int:
                         platform_db=platform_db,
                     )
     except (ServiceUnavailable, TargetUnreachable, ProcessStartError) as exc:
-        err.print(f"[red]squall run: {escape(str(exc))}[/red]", highlight=False)
+        err.print(f"[red]squall run: {literal(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE if isinstance(exc, ServiceUrlError) else EXIT_UNREACHABLE
     return publish(
         report,

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 
 from squall.adapters.registry import UnknownAdapter
 from squall.adapters.registry import load as load_adapter
@@ -31,7 +30,7 @@ from squall.loopback import NotLoopback, require_loopback
 from squall.metrics.result import metric_from_dict
 from squall.metrics.thresholds import ThresholdOutcome
 from squall.monitor.report import MonitorReport
-from squall.report.console import error_console, output_console
+from squall.report.console import error_console, literal, output_console
 from squall.report.files import create_results_dir, new_run_id
 from squall.report.publish import EXIT_INTERRUPTED
 from squall.report.summary import print_scenario, print_summary
@@ -215,7 +214,7 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
     missing = [str(p) for p in request.test_files if not p.exists()]
     if missing:
         err.print(
-            f"[red]squall test: no such test file(s): {escape(', '.join(missing))}; "
+            f"[red]squall test: no such test file(s): {literal(', '.join(missing))}; "
             "pass existing paths to --test-file[/red]",
             highlight=False,
         )
@@ -230,11 +229,11 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
         if config.target.url is not None:
             require_loopback(config.target.url, "--target ([target] url)")
     except (ConfigError, UnknownAdapter, NotLoopback) as exc:
-        err.print(f"[red]squall test: {escape(str(exc))}[/red]", highlight=False)
+        err.print(f"[red]squall test: {literal(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     no_target = adapter_without_target(config.target)
     if no_target is not None:
-        err.print(f"[red]squall test: {escape(no_target)}[/red]", highlight=False)
+        err.print(f"[red]squall test: {literal(no_target)}[/red]", highlight=False)
         return EXIT_USAGE
     if request.real_services and lacks_signing_key(
         config.target, adapter.capabilities.authentication, signer
@@ -250,7 +249,7 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
     try:
         create_results_dir(results_dir)
     except ConfigError as exc:
-        err.print(f"[red]squall test: {escape(str(exc))}[/red]", highlight=False)
+        err.print(f"[red]squall test: {literal(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     run_id = new_run_id()
     argv = pytest_argv(request, run_id=run_id, results_dir=results_dir)
@@ -286,7 +285,7 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
             print_summary(console, report, tests_failed=status == _PYTEST_FAILED)
         console.print(f"results: {path}")
         if unreachable:
-            err.print(f"[red]squall test: {escape(str(unreachable))}[/red]")
+            err.print(f"[red]squall test: {literal(str(unreachable))}[/red]")
         elif not report.scenarios and not uncollected and status == _PYTEST_FAILED:
             err.print(
                 "[red]squall test: tests failed (pytest's report above); no squall "
@@ -296,7 +295,7 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
         console.print("squall test: the selected tests ran no squall scenario (no report)")
     if uncollected:
         err.print(
-            f"[red]squall test: pytest could not collect {escape(', '.join(uncollected))} "
+            f"[red]squall test: pytest could not collect {literal(', '.join(uncollected))} "
             "(see its errors above)[/red]",
             highlight=False,
         )

@@ -11,7 +11,6 @@ monitored process group, the scenario's own table and notes), ``races``
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -21,7 +20,7 @@ from typing import Any
 from squall.metrics.histogram import LatencyHistogram
 from squall.metrics.result import error_summaries_of
 from squall.report.charts import Line, bar_chart, line_chart
-from squall.report.printable import printable
+from squall.report.printable import html_text
 from squall.store.records import walk
 
 _CSS = """
@@ -64,9 +63,8 @@ document.body.setAttribute('data-ready', 'yes');
 
 
 def escape(text: str) -> str:
-    """``text`` for the page: HTML escaped, control characters shown as their escapes
-    (a browser would hide them, or the ``[31m`` after an ESC would show alone)."""
-    return html.escape(printable(text))
+    """``text`` for the page (:func:`~squall.report.printable.html_text`)."""
+    return html_text(text)
 
 
 def _when(ts: Any) -> str:

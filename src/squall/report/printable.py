@@ -9,6 +9,7 @@ terminal (``\\x1b[2J`` clears it), make ``junit.xml`` ill-formed XML, or vanish 
 
 from __future__ import annotations
 
+import html
 import re
 
 #: C0 controls but tab and newline, DEL, C1 controls, and the two noncharacters XML refuses.
@@ -24,3 +25,9 @@ def printable(text: object) -> str:
     """``str(text)`` with every control character shown as its escape (``\\x1b``); tabs
     and newlines are kept."""
     return _UNPRINTABLE.sub(_escape, str(text))
+
+
+def html_text(text: object) -> str:
+    """``text`` for an HTML page or SVG: escaped, control characters shown as their
+    escapes (a browser would hide them, or the ``[31m`` after an ESC would show alone)."""
+    return html.escape(printable(text))
