@@ -24,3 +24,12 @@ def not_on_path_hint(module_name: str, cwd: Path | None = None) -> str:
         f" {top!r} is in the current folder, which is not on Python's path: run with "
         "PYTHONPATH=. (or install the package)"
     )
+
+
+def module_failed(exc: Exception) -> str:
+    """What a user module raised while it was imported (a syntax error, a NameError at its
+    top level...), and the fix: "raised NameError: ... (at mod.py:3); fix the module"."""
+    from squall.engine.errors import describe
+
+    detail = exc if isinstance(exc, SyntaxError) else describe(exc)
+    return f"raised {type(exc).__name__}: {detail}; fix the module"

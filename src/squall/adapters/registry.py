@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from squall.import_paths import not_on_path_hint
+from squall.import_paths import module_failed, not_on_path_hint
 
 if TYPE_CHECKING:
     from squall.adapters.base import Adapter
@@ -73,9 +73,8 @@ def load(name: str) -> Adapter:
         ) from exc
     except Exception as exc:  # the module itself failed: a syntax error, a NameError...
         raise UnknownAdapter(
-            f"cannot import adapter {name!r}{source}: importing {module_name!r} raised "
-            f"{type(exc).__name__}: {exc if isinstance(exc, SyntaxError) else describe(exc)}; "
-            "fix the module"
+            f"cannot import adapter {name!r}{source}: importing {module_name!r} "
+            f"{module_failed(exc)}"
         ) from exc
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):
         raise UnknownAdapter(

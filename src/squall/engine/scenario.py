@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from squall.engine.errors import ScenarioError, describe
+from squall.engine.errors import ScenarioError
 from squall.engine.identity import AnonymousIdentities, IdentityFactory
 from squall.engine.workload import Workload
-from squall.import_paths import not_on_path_hint
+from squall.import_paths import module_failed, not_on_path_hint
 
 if TYPE_CHECKING:
     from squall.engine.session import Session
@@ -67,10 +67,9 @@ class Scenario:
                 f"make sure it is importable (installed or on sys.path).{hint}"
             ) from exc
         except Exception as exc:  # the module itself failed: a syntax error, a NameError...
-            detail = exc if isinstance(exc, SyntaxError) else describe(exc)
             raise ScenarioError(
                 f"cannot import module {module_name!r} of behaviour {self.behaviour!r}: it "
-                f"raised {type(exc).__name__}: {detail}; fix the module"
+                f"{module_failed(exc)}"
             ) from exc
         found = getattr(module, attribute, None)
         if not callable(found):
