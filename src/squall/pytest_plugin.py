@@ -299,7 +299,12 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
     from squall.adapters.registry import UnknownAdapter
     from squall.adapters.registry import load as load_adapter
     from squall.config import ConfigError
-    from squall.scenarios.target import adapter_without_target, lacks_signing_key, signing
+    from squall.scenarios.target import (
+        adapter_without_target,
+        lacks_signing_key,
+        missing_signing_key,
+        signing,
+    )
     from squall.services import ProcessStartError, ServiceUnavailable, services
     from squall.suite import TargetUnreachable
 
@@ -322,12 +327,7 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
         pytest.fail(f"squall: {no_target}", pytrace=False)
     if lacks_signing_key(squall_config.target, adapter.capabilities.authentication, signer):
         # As squall run: without it every socket would be refused, test after test.
-        pytest.fail(
-            "squall: --squall-target needs the secret the target verifies tokens with; pass "
-            "--squall-jwt-secret or --squall-jwt-secret-file, or set [target] jwt_secret, "
-            "jwt_secret_file or jwt_private_key_file",
-            pytrace=False,
-        )
+        pytest.fail(f"squall: {missing_signing_key('--squall-')}", pytrace=False)
     results.results_dir = _results_dir(config)
     try:
         with services() as endpoints, _target(squall_config, signer, endpoints) as target:

@@ -32,7 +32,13 @@ from squall.report.console import error_console, literal, output_console
 from squall.report.files import create_results_dir, new_run_id
 from squall.report.publish import publish
 from squall.report.summary import print_scenario
-from squall.scenarios.target import TargetInfo, adapter_without_target, lacks_signing_key, signing
+from squall.scenarios.target import (
+    TargetInfo,
+    adapter_without_target,
+    lacks_signing_key,
+    missing_signing_key,
+    signing,
+)
 from squall.services import (
     Endpoints,
     ProcessStartError,
@@ -244,11 +250,7 @@ def _execute(request: RunRequest, console: Console | None) -> int:
     if needs_target and lacks_signing_key(
         config.target, adapter.capabilities.authentication, signer
     ):
-        err.print(
-            "[red]squall run: --target needs the secret the target verifies tokens with; "
-            "pass --jwt-secret, --jwt-secret-file or set \\[target] jwt_secret (or "
-            "jwt_private_key_file for RS256)[/red]"
-        )
+        err.print(f"[red]squall run: {literal(missing_signing_key())}[/red]", highlight=False)
         return EXIT_USAGE
     try:
         create_results_dir(config.run.results_dir)

@@ -34,7 +34,12 @@ from squall.report.console import error_console, literal, output_console
 from squall.report.files import create_results_dir, new_run_id
 from squall.report.publish import EXIT_INTERRUPTED
 from squall.report.summary import print_scenario, print_summary
-from squall.scenarios.target import adapter_without_target, lacks_signing_key, signing
+from squall.scenarios.target import (
+    adapter_without_target,
+    lacks_signing_key,
+    missing_signing_key,
+    signing,
+)
 from squall.suite import ScenarioOutcome, SuiteReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -239,11 +244,7 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
         config.target, adapter.capabilities.authentication, signer
     ):
         # Otherwise every test using the services fails on it, and squall test exits 1.
-        err.print(
-            "[red]squall test: --target needs the secret the target verifies tokens with; "
-            "pass --jwt-secret, --jwt-secret-file or set \\[target] jwt_secret (or "
-            "jwt_private_key_file for RS256)[/red]"
-        )
+        err.print(f"[red]squall test: {literal(missing_signing_key())}[/red]", highlight=False)
         return EXIT_USAGE
     results_dir = request.results_dir or config.run.results_dir
     try:

@@ -52,6 +52,16 @@ def lacks_signing_key(target: TargetConfig, authenticates: bool, signer: Signing
     return target.url is not None and authenticates and not signer.key
 
 
+def missing_signing_key(prefix: str = "--") -> str:
+    """What to do when :func:`lacks_signing_key` holds; ``prefix`` of the options
+    (``--squall-`` in the pytest plugin)."""
+    return (
+        f"{prefix}target needs the secret the target verifies tokens with; pass "
+        f"{prefix}jwt-secret or {prefix}jwt-secret-file, or set [target] jwt_secret, "
+        "jwt_secret_file or jwt_private_key_file (RS256)"
+    )
+
+
 def adapter_without_target(target: TargetConfig, *, option: str = "--target") -> str | None:
     """Why ``target`` names an adapter squall cannot speak to anything: one other than the
     reference protocol's without a running target (``url``, given as ``option``), when squall
