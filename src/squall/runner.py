@@ -50,7 +50,7 @@ from squall.services import (
     services,
 )
 from squall.services.platform import RunningPlatform, start_platform
-from squall.store.location import ResultsDbError, check_results_db
+from squall.store.location import ResultsDbError, check_results_db, chosen_setting
 from squall.store.results import BaselineError, check_baseline
 from squall.suite import (
     SuiteContext,
@@ -216,9 +216,9 @@ def _execute(request: RunRequest, console: Console | None) -> int:
             require_loopback(config.target.url, "--target ([target] url)")
         # Before the run, not after it: a typo here would otherwise surface only when the
         # finished run is stored.
-        from_option = request.results_db is not None
-        results_db = request.results_db if from_option else config.results.database_url
-        results_db_name = "--results-db" if from_option else "[results] database_url"
+        results_db, results_db_name = chosen_setting(
+            request.results_db, config.results.database_url
+        )
         check_results_db(results_db, os.environ, off_allowed=True, explicit_name=results_db_name)
         missing = missing_pids(config.monitor.pids)
         if missing:

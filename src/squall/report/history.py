@@ -32,9 +32,11 @@ from squall.services.persistent import PersistentLockTimeout
 from squall.store.location import (
     ResultsDbBusy,
     ResultsDbError,
+    chosen_setting,
     connection,
     describe,
     results_database,
+    results_db_setting,
 )
 from squall.store.migrations import migrate, schema_version
 from squall.store.queries import (
@@ -67,10 +69,10 @@ def stored(
     ``squall run`` finds from ``cwd``); :class:`~squall.config.ConfigError` when that file
     cannot be used."""
     loaded = load_config(config, cwd=cwd)
-    from_option = results_db is not None
+    setting, name = chosen_setting(results_db, loaded.results.database_url)
     return Stored(
-        results_db=results_db if from_option else loaded.results.database_url,
-        results_db_name="--results-db" if from_option else "[results] database_url",
+        results_db=setting,
+        results_db_name=name,
         results_dir=results_dir if results_dir is not None else loaded.run.results_dir,
     )
 
@@ -167,9 +169,7 @@ def _database(where: Stored) -> contextlib.AbstractContextManager[str]:
 def _print_unreachable(console: Console, command: str, where: Stored, exc: BaseException) -> None:
     described = describe(where.results_db, where.results_dir, os.environ, where.results_db_name)
     # A busy database and the embedded cluster (no URL given) name their own fix.
-    by_url = (
-        where.results_db or os.environ.get("SQUALL_RESULTS_DB") or os.environ.get("DATABASE_URL")
-    )
+    by_url = results_db_setting(where.results_db, os.environ) or os.environ.get("DATABASE_URL")
     fix = (
         "; check that it runs and that the URL's user, password, host and port are right, "
         f"or leave {literal(where.results_db_name)} and SQUALL_RESULTS_DB unset for the default "

@@ -39,6 +39,14 @@ def results_db_setting(explicit: str | None, environ: Mapping[str, str]) -> str 
     return explicit or environ.get("SQUALL_RESULTS_DB") or None
 
 
+def chosen_setting(option: str | None, configured: str | None) -> tuple[str | None, str]:
+    """The results database setting a command uses and its name for messages: ``option``
+    (``--results-db``) when given, else ``configured`` (``[results] database_url``)."""
+    if option is not None:
+        return option, "--results-db"
+    return configured, "[results] database_url"
+
+
 def setting_name(explicit: str | None, explicit_name: str = "--results-db") -> str:
     """Where the setting in force came from, for a message: ``explicit`` (named as
     ``explicit_name``: the option, or the config key it was read from) when given, else
