@@ -296,7 +296,7 @@ class RecordingSocket:
             self._recorder.fail(resume, {"code": code})
 
     def _on_event(self, frame: dict[str, Any], kind: str) -> None:
-        thread, run, seq = frame.get("thread_id"), frame.get("run_id"), _int(frame.get("seq"))
+        thread, run, seq = frame.get("thread_id"), frame.get("run_id"), json_int(frame.get("seq"))
         value: dict[str, JsonValue] = {
             "thread": str(thread),
             "run": str(run),
@@ -306,7 +306,7 @@ class RecordingSocket:
         }
         if kind == "agent_completed":
             value["status"] = str(frame.get("status"))
-            value["charge"] = _int(frame.get("charge"))
+            value["charge"] = json_int(frame.get("charge"))
         self._recorder.observe(self.label, "event", value)
         if seq is not None:
             self.last_seq[str(thread)] = max(seq, self.last_seq.get(str(thread), 0))
@@ -318,7 +318,7 @@ class RecordingSocket:
             )
 
 
-def _int(value: object) -> int | None:
+def json_int(value: object) -> int | None:
     """A JSON integer as sent, or None: ``true`` is no seq or charge (Python's bool is an int)."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -344,7 +344,7 @@ async def http_get(
     result: dict[str, JsonValue] = {"status": response.status_code}
     if f == "account" and isinstance(body, dict):
         for key in ("balance", "initial_credits", "credits_granted"):
-            if isinstance(body.get(key), int):
-                result[key] = body[key]
+            if (number := json_int(body.get(key))) is not None:
+                result[key] = number
     recorder.ok(invoke, result)
     return response.status_code, body

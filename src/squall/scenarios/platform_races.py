@@ -63,7 +63,7 @@ from squall.metrics.histogram import LatencyHistogram
 from squall.metrics.result import Counter, Gauge, Metric, Trend
 from squall.scenarios import platform_checks as checks
 from squall.scenarios.platform_checks import AccountRow, LogEvent, StoredCharge
-from squall.scenarios.platform_clients import RecordingSocket, Runs, http_get
+from squall.scenarios.platform_clients import RecordingSocket, Runs, http_get, json_int
 from squall.scenarios.target import TargetInfo, scaled
 from squall.services import Restart
 from squall.services.platform import RunningPlatform, start_platform
@@ -790,10 +790,11 @@ def account_row(user: str, body: Any) -> AccountRow | None:
     answer without the field)."""
     if not isinstance(body, dict):
         return None
-    values = [body.get(name, 0) for name in ("balance", "initial_credits", "credits_granted")]
-    if any(type(value) is not int for value in values):
+    balance, initial, granted = (
+        json_int(body.get(name, 0)) for name in ("balance", "initial_credits", "credits_granted")
+    )
+    if balance is None or initial is None or granted is None:
         return None
-    balance, initial, granted = (int(value) for value in values)
     return AccountRow(user, balance, initial, granted)
 
 
