@@ -36,6 +36,7 @@ from squall.metrics.thresholds import (
     ThresholdSet,
     standard_kind,
 )
+from squall.monitor.targets import MAX_PID, MAX_PORT
 from squall.urls import POSTGRES_SCHEMES, url_problem
 
 __all__ = [
@@ -587,8 +588,8 @@ class _Builder:
         k = ("monitor",)
         return MonitorConfig(
             interval_s=self.number(data, (*k, "interval_s"), MonitorConfig.interval_s, minimum=0.0),
-            pids=self.integers(data, (*k, "pids"), low=1, high=2**31 - 1, example="[12345]"),
-            ports=self.integers(data, (*k, "ports"), low=1, high=65535, example="[8000]"),
+            pids=self.integers(data, (*k, "pids"), low=1, high=MAX_PID, example="[12345]"),
+            ports=self.integers(data, (*k, "ports"), low=1, high=MAX_PORT, example="[8000]"),
         )
 
     def results(self, raw: Mapping[str, Any]) -> ResultsConfig:

@@ -28,6 +28,8 @@ REDIS = "redis"
 GENERATOR = "generator"
 #: The largest PID a group may name (PIDs are C ints; Linux's own limit is lower).
 MAX_PID = 2**31 - 1
+#: The largest TCP port.
+MAX_PORT = 65535
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,10 @@ class GroupSpec:
                 f"group {self.name!r}: {bad_pids} are not PIDs; give process ids in "
                 f"1..{MAX_PID}, e.g. subprocess.Popen(...).pid"
             )
-        bad_ports = [p for p in self.ports if not _in_range(p, 1, 65535)]
+        bad_ports = [p for p in self.ports if not _in_range(p, 1, MAX_PORT)]
         if bad_ports:
             raise ValueError(
-                f"group {self.name!r}: {bad_ports} are not TCP ports; give ports in 1..65535"
+                f"group {self.name!r}: {bad_ports} are not TCP ports; give ports in 1..{MAX_PORT}"
             )
 
 
