@@ -379,11 +379,12 @@ class Verdict:
     def exit_code(self) -> int:
         return 0 if self.ok else 1
 
+    @property
+    def counts(self) -> str:
+        return f"{self.passed} passed, {self.failed} failed, {self.not_applicable} not applicable"
+
     def __str__(self) -> str:
-        return (
-            f"{'PASSED' if self.ok else 'FAILED'}: {self.passed} passed, {self.failed} failed, "
-            f"{self.not_applicable} not applicable"
-        )
+        return f"{'PASSED' if self.ok else 'FAILED'}: {self.counts}"
 
 
 def evaluate(

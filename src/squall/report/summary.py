@@ -129,7 +129,7 @@ def print_summary(console: Console, report: SuiteReport, *, tests_failed: bool =
     if tests_failed and verdict.ok:
         console.print(
             f"[bold red]FAILED: pytest reported failed tests (above); the thresholds shown "
-            f"held ({str(verdict).removeprefix('PASSED: ')})[/bold red]"
+            f"held ({verdict.counts})[/bold red]"
         )
         return
     style = "bold green" if verdict.ok else "bold red"
