@@ -325,23 +325,29 @@ async def test_a_sessions_sockets_measure_a_late_iterations_first_request_from_i
     assert following.max < 1.0
 
 
-async def test_a_server_that_answers_the_upgrade_with_no_http_is_named_so() -> None:
-    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _upgrade_answered(answer: bytes, recorder: Recorder) -> ConnectError:
+    """The error of a connect to a server that answers the upgrade request with ``answer``
+    (bytes as sent), then closes."""
+
+    async def answering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"SSH-2.0-not-http\r\n\r\n")
+        writer.write(answer)
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    server = await asyncio.start_server(answering, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    recorder = Recorder()
     try:
         with pytest.raises(ConnectError) as caught:
             await connect(f"ws://127.0.0.1:{port}/", recorder, time.monotonic, timeout=5.0)
     finally:
         server.close()
         await server.wait_closed()
-    message = str(caught.value)
+    return caught.value
+
+
+async def test_a_server_that_answers_the_upgrade_with_no_http_is_named_so() -> None:
+    message = str(await _upgrade_answered(b"SSH-2.0-not-http\r\n\r\n", Recorder()))
     assert "WebSocket upgrade refused (no HTTP response came back: " in message, message
     assert "is it a WebSocket server, on that port?" in message
     assert "None" not in message
@@ -427,27 +433,13 @@ async def test_a_close_code_is_the_side_that_closed_first() -> None:
 
 async def test_an_upgrade_redirect_is_not_followed_and_names_where_it_pointed() -> None:
     with echo_server() as target:
-
-        async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.readuntil(b"\r\n\r\n")
-            found = f"HTTP/1.1 302 Found\r\nLocation: {target.url}\r\nContent-Length: 0\r\n\r\n"
-            writer.write(found.encode())
-            await writer.drain()
-            writer.close()
-
-        server = await asyncio.start_server(redirect, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
+        found = f"HTTP/1.1 302 Found\r\nLocation: {target.url}\r\nContent-Length: 0\r\n\r\n"
         recorder = Recorder()
-        try:
-            with pytest.raises(ConnectError) as caught:
-                await connect(f"ws://127.0.0.1:{port}/", recorder, time.monotonic, timeout=5.0)
-        finally:
-            server.close()
-            await server.wait_closed()
+        refused = await _upgrade_answered(found.encode(), recorder)
         # A redirect could point anywhere, off this machine too: it is never followed.
         assert target.stats.connections == 0
-    assert caught.value.status == 302
-    message = str(caught.value)
+    assert refused.status == 302
+    message = str(refused)
     assert f"WebSocket upgrade refused (HTTP 302, a redirect to '{target.url}'" in message
     assert "squall does not follow redirects" in message
     assert recorder.counter("errors.connect") == 1
