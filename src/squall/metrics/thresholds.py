@@ -542,15 +542,28 @@ def _format(value: float, unit: str) -> str:
     return f"{value:.4g}{unit}"
 
 
+#: Duration units, smallest first: (seconds per unit, suffix, the value that rounds up to
+#: the next unit).
+_DURATION_UNITS = (
+    (1e-6, "µs", 1000.0),
+    (1e-3, "ms", 1000.0),
+    (1.0, "s", 60.0),
+    (60.0, "m", math.inf),
+)
+
+
 def format_duration(seconds: float) -> str:
-    """``0.2`` → ``200ms``, ``8.25`` → ``8.25s``, ``90`` → ``1.5m``; four significant digits."""
+    """``0.2`` → ``200ms``, ``8.25`` → ``8.25s``, ``90`` → ``1.5m``; four significant digits.
+
+    The unit is chosen after rounding, so ``0.99996`` reads ``1s``, not ``1000ms``.
+    """
     magnitude = abs(seconds)
     if magnitude == 0:
         return "0s"
-    if magnitude < 1e-3:
-        return f"{seconds * 1e6:.4g}µs"
-    if magnitude < 1.0:
-        return f"{seconds * 1e3:.4g}ms"
-    if magnitude < 60.0:
-        return f"{seconds:.4g}s"
-    return f"{seconds / 60.0:.4g}m"
+    text = f"{seconds:.4g}s"
+    for size, suffix, limit in _DURATION_UNITS:
+        if magnitude < size * limit or not math.isfinite(magnitude):
+            text = f"{seconds / size:.4g}"
+            if abs(float(text)) < limit:
+                return text + suffix
+    return text

@@ -355,7 +355,18 @@ def test_diagnostics_name_scenario_metric_value_with_unit_and_limit() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0, "0s"), (42e-6, "42µs"), (0.2, "200ms"), (8.25, "8.25s"), (90, "1.5m")],
+    [
+        (0, "0s"),
+        (42e-6, "42µs"),
+        (0.2, "200ms"),
+        (8.25, "8.25s"),
+        (90, "1.5m"),
+        (0.99996, "1s"),
+        (0.00099996, "1ms"),
+        (0.0009994, "999.4µs"),
+        (-0.2, "-200ms"),
+        (59.9996, "1m"),
+    ],
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
