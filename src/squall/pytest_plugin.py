@@ -121,8 +121,15 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_CONFIG] = _checked_config(config)
     if results.run_id is not None:
         # A report will be written: its folder (from the configuration just checked) is
-        # known before any test runs.
+        # known before any test runs, and checked as `squall run` checks it.
+        from squall.config import ConfigError
+        from squall.report.files import create_results_dir
+
         results.results_dir = _results_dir(config)
+        try:
+            create_results_dir(results.results_dir)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"squall: {exc}") from None
 
 
 #: Options that make the session read squall's configuration (besides ``--real-services``).
@@ -167,6 +174,9 @@ class SessionResults:
     target: str | None = None
     results_dir: Path | None = None
     written: Path | None = None
+    #: Why the report is not where it was asked for (then it is in the fallback folder,
+    #: or, if ``written`` is None, nowhere).
+    write_problem: str | None = None
     #: Whether a KeyboardInterrupt (Ctrl-C, or SIGTERM passed on as one) ended the session.
     interrupted: bool = False
     #: The nodes (test files, packages) pytest failed to collect.
@@ -209,7 +219,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         int(pytest.ExitCode.USAGE_ERROR),  # e.g. a bad -m expression, found while collecting
     ):
         return  # nothing ran: no report, even with --squall-run-id
-    from squall.report.files import new_run_id, write_report
+    from squall.report.files import fallback_folder, new_run_id, os_problem, write_report
     from squall.suite import SuiteReport
 
     options = session.config.option
@@ -230,12 +240,37 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         interrupted=results.interrupted,
     )
     results_dir = results.results_dir or _results_dir(session.config)
-    results.written = write_report(report, results_dir) / "report.json"
+    try:
+        results.written = write_report(report, results_dir) / "report.json"
+        return
+    except OSError as exc:
+        problem = os_problem(exc)
+    fallback = fallback_folder(report.run_id)
+    try:
+        results.written = write_report(report, fallback.parent) / "report.json"
+    except OSError as again:
+        results.write_problem = (
+            f"the report could not be written to {results_dir} ({problem}), nor to "
+            f"{fallback.parent} ({os_problem(again)}); free space, or pass "
+            "--squall-results-dir a folder you can write to"
+        )
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        return
+    results.write_problem = (
+        f"the report could not be written to {results_dir} ({problem}); it is in "
+        f"{fallback} instead. Free space there, or pass --squall-results-dir a folder "
+        "you can write to"
+    )
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     results = config.stash.get(_RESULTS, None)
-    if results is not None and results.written is not None:
+    if results is None:
+        return
+    if results.write_problem is not None:
+        terminalreporter.write_line(f"squall: {results.write_problem}", red=True)
+    if results.written is not None:
         terminalreporter.write_line(f"squall results: {results.written}")
 
 

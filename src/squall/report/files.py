@@ -83,6 +83,11 @@ def write_results(report: Mapping[str, Any], folder: Path) -> None:
     write_extra_files(report, folder)
 
 
+def os_problem(exc: OSError) -> str:
+    """What went wrong writing a file, for a message: ``No space left on device: /x/y``."""
+    return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+
+
 def fallback_folder(run_id: str) -> Path:
     """Where a run's files go when its results folder cannot take them (a full disk, a
     folder removed or made read-only during the run): the system's temporary folder."""

@@ -25,7 +25,7 @@ from rich.console import Console
 from squall.config import RESULTS_DB_OFF, Config
 from squall.report.compare import DEFAULT_TOLERANCE, Comparison
 from squall.report.console import literal
-from squall.report.files import fallback_folder, write_results
+from squall.report.files import fallback_folder, os_problem, write_results
 from squall.report.summary import print_summary
 from squall.suite import SuiteReport
 
@@ -108,7 +108,7 @@ def write_files(console: Console, data: Mapping[str, object], folder: Path) -> P
     try:
         write_results(data, folder)
     except OSError as exc:
-        problem = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        problem = os_problem(exc)
         fallback = fallback_folder(str(data["run_id"]))
         try:
             write_results(data, fallback)

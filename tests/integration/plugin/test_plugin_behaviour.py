@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -218,6 +219,64 @@ RUN_ID = "20260101-000000-abcd"
 
 def _report_options(tmp_path: Path) -> list[str]:
     return [f"--squall-run-id={RUN_ID}", f"--squall-results-dir={tmp_path}"]
+
+
+def test_a_results_folder_that_cannot_be_made_is_a_usage_error_before_any_test(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    (tmp_path / "taken").write_text("a file where the folder would go\n")
+    result = pytester.runpytest(
+        f"--squall-run-id={RUN_ID}", f"--squall-results-dir={tmp_path / 'taken' / 'out'}"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*squall: cannot create the results folder*Not a directory*"])
+    assert "passed" not in result.stdout.str()
+
+
+def test_a_report_that_cannot_go_to_its_folder_goes_to_the_temp_folder(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / RUN_ID).write_text("in the way")  # the run's folder cannot be made
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    result = pytester.runpytest(f"--squall-run-id={RUN_ID}", f"--squall-results-dir={results}")
+    result.assert_outcomes(passed=1)
+    fallback = temp / "squall-results" / RUN_ID / "report.json"
+    assert json.loads(fallback.read_text())["run_id"] == RUN_ID
+    result.stdout.fnmatch_lines(
+        [
+            f"squall: the report could not be written to {results} (File exists: "
+            f"{results / RUN_ID}); it is in {fallback.parent} instead.*",
+            f"squall results: {fallback}",
+        ]
+    )
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_a_report_that_can_be_written_nowhere_fails_the_session(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    blocked = temp / "squall-results"
+    blocked.write_text("in the way of the fallback folder")
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / RUN_ID).write_text("in the way")
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    result = pytester.runpytest(f"--squall-run-id={RUN_ID}", f"--squall-results-dir={results}")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+    result.stdout.fnmatch_lines(
+        [f"squall: the report could not be written to {results} (*), nor to {blocked}*"]
+    )
+    assert "squall results:" not in result.stdout.str()
 
 
 def test_a_test_file_that_does_not_import_is_named_and_is_no_interruption(
