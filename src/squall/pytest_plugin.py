@@ -141,13 +141,17 @@ def _checked_config(config: pytest.Config) -> Config:
     is pytest's usage error (``ERROR: squall: ...``, exit 4), not an error in every test
     that uses it or a crash when the report is written at the end."""
     from squall.config import ConfigError
+    from squall.loopback import NotLoopback, require_loopback
 
     # The adapter is loaded by the fixture, not here: its module may be the project's own,
     # importable only once pytest has put the test folders on the path.
     try:
-        return _squall_config(config)
-    except ConfigError as exc:
+        checked = _squall_config(config)
+        if checked.target.url is not None:
+            require_loopback(checked.target.url, "--squall-target ([target] url)")
+    except (ConfigError, NotLoopback) as exc:
         raise pytest.UsageError(f"squall: {exc}") from None
+    return checked
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -389,7 +393,7 @@ def _target(squall_config: Config, signer: Signing, endpoints: Endpoints) -> Ite
 
     wanted = squall_config.target
     if wanted.url is not None:
-        check_reachable(wanted.url)
+        check_reachable(wanted.url, option="--squall-target")
         yield TargetInfo(
             ws_url=wanted.url,
             http_url=http_url_of(wanted.url),

@@ -608,9 +608,9 @@ def nothing_measured(
     ]
 
 
-def check_reachable(url: str, timeout: float = 3.0) -> None:
+def check_reachable(url: str, timeout: float = 3.0, *, option: str = "--target") -> None:
     """Raise :class:`TargetUnreachable` unless a TCP connection to ``url`` succeeds (and
-    ``url`` names this machine: nothing is sent elsewhere)."""
+    ``url`` names this machine: nothing is sent elsewhere); the message names ``option``."""
     try:
         require_loopback(url, "the target URL")
     except NotLoopback as exc:
@@ -624,7 +624,7 @@ def check_reachable(url: str, timeout: float = 3.0) -> None:
     except OSError as exc:
         raise TargetUnreachable(
             f"target {redact(url)} is unreachable: {exc.strerror or exc}; "
-            "check that it runs and that --target names its host and port"
+            f"check that it runs and that {option} names its host and port"
         ) from exc
 
 

@@ -77,6 +77,32 @@ def test_a_target_without_a_secret_is_refused_before_any_socket(
     assert "pytest_plugin.py" not in result.stdout.str()  # the message, not the plugin's code
 
 
+def test_a_target_off_this_machine_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_uses_it(real_services):\n    pass\n")
+    result = pytester.runpytest("--squall-target", "ws://192.0.2.1:8000/v1/ws")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*squall: --squall-target ([[]target[]] url): host 192.0.2.1 is not a loopback*"]
+    )
+
+
+def test_an_unreachable_target_is_named_by_the_plugin_option(
+    pytester: pytest.Pytester, endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
+    monkeypatch.setenv("REDIS_URL", endpoints.redis_url)
+    pytester.makepyfile("def test_uses_it(real_services):\n    pass\n")
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    result = pytester.runpytest(
+        "--real-services",
+        f"--squall-target=ws://127.0.0.1:{port}/v1/ws",
+        "--squall-jwt-secret=" + "s" * 32,
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*is unreachable*check that it runs and that --squall-target*"])
+
+
 def test_another_adapter_without_a_target_is_refused_before_any_service_starts(
     pytester: pytest.Pytester,
 ) -> None:
