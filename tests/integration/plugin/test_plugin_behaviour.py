@@ -260,17 +260,28 @@ def test_a_results_folder_that_cannot_be_made_is_a_usage_error_before_any_test(
     assert "passed" not in result.stdout.str()
 
 
-def test_a_report_that_cannot_go_to_its_folder_goes_to_the_temp_folder(
-    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    temp = tmp_path / "temp"
-    temp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(temp))
-    results = tmp_path / "results"
+@pytest.fixture
+def temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The system's temporary folder for the test: the plugin's fallback goes there."""
+    folder = tmp_path / "temp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def _run_with_blocked_results(pytester: pytest.Pytester, results: Path) -> pytest.RunResult:
+    """A passing session whose run's folder in ``results`` cannot be made."""
     results.mkdir()
-    (results / RUN_ID).write_text("in the way")  # the run's folder cannot be made
+    (results / RUN_ID).write_text("in the way")
     pytester.makepyfile("def test_ok():\n    pass\n")
-    result = pytester.runpytest(f"--squall-run-id={RUN_ID}", f"--squall-results-dir={results}")
+    return pytester.runpytest(f"--squall-run-id={RUN_ID}", f"--squall-results-dir={results}")
+
+
+def test_a_report_that_cannot_go_to_its_folder_goes_to_the_temp_folder(
+    pytester: pytest.Pytester, tmp_path: Path, temp: Path
+) -> None:
+    results = tmp_path / "results"
+    result = _run_with_blocked_results(pytester, results)
     result.assert_outcomes(passed=1)
     fallback = temp / "squall-results" / RUN_ID / "report.json"
     assert json.loads(fallback.read_text())["run_id"] == RUN_ID
@@ -285,18 +296,12 @@ def test_a_report_that_cannot_go_to_its_folder_goes_to_the_temp_folder(
 
 
 def test_a_report_that_can_be_written_nowhere_fails_the_session(
-    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, tmp_path: Path, temp: Path
 ) -> None:
-    temp = tmp_path / "temp"
-    temp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     blocked = temp / "squall-results"
     blocked.write_text("in the way of the fallback folder")
     results = tmp_path / "results"
-    results.mkdir()
-    (results / RUN_ID).write_text("in the way")
-    pytester.makepyfile("def test_ok():\n    pass\n")
-    result = pytester.runpytest(f"--squall-run-id={RUN_ID}", f"--squall-results-dir={results}")
+    result = _run_with_blocked_results(pytester, results)
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.INTERNAL_ERROR
     result.stdout.fnmatch_lines(
