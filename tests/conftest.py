@@ -45,6 +45,15 @@ def time_scale() -> float:
 
 
 @pytest.fixture
+def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The system's temporary folder, for this test only."""
+    found = tmp_path / "system-tmp"
+    found.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(found))
+    return found
+
+
+@pytest.fixture
 def rsa_key_files(tmp_path: Path) -> tuple[Path, Path]:
     """A fresh RSA key pair as PEM files: ``(private.pem, public.pem)`` in ``tmp_path``."""
     from cryptography.hazmat.primitives import serialization

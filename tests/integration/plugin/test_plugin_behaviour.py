@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -260,15 +259,6 @@ def test_a_results_folder_that_cannot_be_made_is_a_usage_error_before_any_test(
     assert "passed" not in result.stdout.str()
 
 
-@pytest.fixture
-def temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The system's temporary folder for the test: the plugin's fallback goes there."""
-    folder = tmp_path / "temp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
-
-
 def _run_with_blocked_results(pytester: pytest.Pytester, results: Path) -> pytest.RunResult:
     """A passing session whose run's folder in ``results`` cannot be made."""
     results.mkdir()
@@ -278,12 +268,12 @@ def _run_with_blocked_results(pytester: pytest.Pytester, results: Path) -> pytes
 
 
 def test_a_report_that_cannot_go_to_its_folder_goes_to_the_temp_folder(
-    pytester: pytest.Pytester, tmp_path: Path, temp: Path
+    pytester: pytest.Pytester, tmp_path: Path, temp_dir: Path
 ) -> None:
     results = tmp_path / "results"
     result = _run_with_blocked_results(pytester, results)
     result.assert_outcomes(passed=1)
-    fallback = temp / "squall-results" / RUN_ID / "report.json"
+    fallback = temp_dir / "squall-results" / RUN_ID / "report.json"
     assert json.loads(fallback.read_text())["run_id"] == RUN_ID
     result.stdout.fnmatch_lines(
         [
@@ -296,9 +286,9 @@ def test_a_report_that_cannot_go_to_its_folder_goes_to_the_temp_folder(
 
 
 def test_a_report_that_can_be_written_nowhere_fails_the_session(
-    pytester: pytest.Pytester, tmp_path: Path, temp: Path
+    pytester: pytest.Pytester, tmp_path: Path, temp_dir: Path
 ) -> None:
-    blocked = temp / "squall-results"
+    blocked = temp_dir / "squall-results"
     blocked.write_text("in the way of the fallback folder")
     results = tmp_path / "results"
     result = _run_with_blocked_results(pytester, results)

@@ -31,15 +31,6 @@ def _publish(results_dir: Path, run_id: str) -> tuple[int, str]:
     return code, console.export_text()
 
 
-@pytest.fixture
-def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The system's temporary folder, for this test only."""
-    found = tmp_path / "system-tmp"
-    found.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(found))
-    return found
-
-
 def test_files_go_to_the_results_folder(tmp_path: Path, temp_dir: Path) -> None:
     code, text = _publish(tmp_path / "results", "run-ok")
     assert code == 0
