@@ -59,6 +59,9 @@ class AgentDeps:
     publish: Publish
     #: One line describing the worker now (runs running, completed), for the context.
     system_state: Callable[[], str]
+    #: Told how each run this worker ended finished (completed, failed or cancelled): once
+    #: per run, after the transaction that ended it committed.
+    ended: Callable[[RunStatus], None]
 
 
 class _Run:
@@ -70,6 +73,8 @@ class _Run:
         self.charge = charge
 
         self.enforce = not deps.settings.fault("no_fencing")
+        #: How this run ended, once its completion committed (None while it runs).
+        self.ended: RunStatus | None = None
         self.content = ""
         self.prompt_tokens = 0
 
@@ -133,7 +138,7 @@ class _Run:
     async def emit(self, type_: EventType, fields: dict[str, Any]) -> None:
         await self.publish(await self.store(type_, fields))
 
-    async def work(self) -> RunStatus:
+    async def work(self) -> None:
         deps, run = self.deps, self.run
         wait_s = deps.settings.database_outage_wait_s
         rows, prefs = await db.retrying(
@@ -180,8 +185,9 @@ class _Run:
             )
 
         completed = self._completed(RunStatus.COMPLETED, self.charge)
-        await self.publish(await self.store(EventType.AGENT_COMPLETED, completed, answer))
-        return RunStatus.COMPLETED
+        event = await self.store(EventType.AGENT_COMPLETED, completed, answer)
+        self.ended = RunStatus.COMPLETED
+        await self.publish(event)
 
     async def _context(self) -> tuple[list[Any], Any]:
         """The thread's recent messages and the user's preferences, for the context."""
@@ -264,6 +270,7 @@ class _Run:
         fields = self._completed(status, 0)
         try:
             event = await self.store(EventType.AGENT_COMPLETED, fields, refund)
+            self.ended = status
         except _RunOver:
             stored = await db.retrying(
                 f"run {run.run_id} reading its completion",
@@ -275,6 +282,9 @@ class _Run:
             if stored is None:
                 return
             event = stored
+            # Its append passed this run's fence, so the completion found is this run's
+            # own (committed while the commit's answer was under way).
+            self.ended = RunStatus(stored["status"])
         await self.publish(event)
 
 
@@ -375,7 +385,9 @@ async def _requeue(deps: AgentDeps, run: ClaimedRun, worker: str) -> None:
 
 
 async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> RunStatus | None:
-    """Execute ``run`` to its end; return its final status, or ``None`` if it was not ours."""
+    """Execute ``run`` to its end; return how it ended, or ``None`` if this call did not
+    end it (it was not ours, went back to the queue, or was fenced out). Every run this
+    call ends is also told to ``deps.ended``, a cancelled one too."""
     token = await _acquire(deps.lock, run)
     if token is None:
         await _requeue(deps, run, worker)
@@ -402,10 +414,9 @@ async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> RunStatus | 
             return None
         state = _Run(deps, run, token, charge)
         try:
-            return await state.work()
+            await state.work()
         except StaleFence as exc:
             log.warning("run %s stopped: %s", run.run_id, exc)
-            return None
         except asyncio.CancelledError:
             with contextlib.suppress(StaleFence):
                 await state.finish_unsuccessfully(RunStatus.CANCELLED, "worker shutting down")
@@ -414,8 +425,10 @@ async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> RunStatus | 
             log.exception("run %s failed", run.run_id)
             with contextlib.suppress(StaleFence):
                 await state.finish_unsuccessfully(RunStatus.FAILED, repr(exc))
-            return RunStatus.FAILED
+        return state.ended
     finally:
+        if state is not None and state.ended is not None:
+            deps.ended(state.ended)
         refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await refresher

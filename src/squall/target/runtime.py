@@ -114,6 +114,7 @@ class Runtime:
             model=create_model(settings, sleeper),
             publish=publish,
             system_state=self._system_state,
+            ended=self._ended,
         )
         self._scheduler = Scheduler(
             pool=pool,
@@ -419,14 +420,12 @@ class Runtime:
         self._counts["runs_claimed_total"] += 1
         self._runs[run.run_id] = asyncio.create_task(self._run(run), name=f"run-{run.run_id}")
 
+    def _ended(self, status: RunStatus) -> None:
+        self._counts[f"runs_{status}_total"] += 1
+
     async def _run(self, run: ClaimedRun) -> None:
         try:
-            status = await execute(self._deps, run, self.worker)
-            if status is not None:
-                self._counts[f"runs_{status}_total"] += 1
-        except asyncio.CancelledError:
-            self._counts[f"runs_{RunStatus.CANCELLED}_total"] += 1
-            raise
+            await execute(self._deps, run, self.worker)
         except Exception:
             log.exception("run %s crashed", run.run_id)
         finally:

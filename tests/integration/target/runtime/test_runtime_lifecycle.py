@@ -109,6 +109,14 @@ async def test_close_cancels_and_refunds_unfinished_runs(
         }
     finally:
         await conn.close()
+    assert _ended(await runtime.stats()) == {"completed": 0, "failed": 0, "cancelled": 1}
+
+
+def _ended(stats: dict[str, float]) -> dict[str, float]:
+    """The worker's counts of the runs it ended, by how they ended."""
+    return {
+        status: stats[f"runs_{status}_total"] for status in ("completed", "failed", "cancelled")
+    }
 
 
 async def test_retention_keeps_the_newest_events(
@@ -171,6 +179,8 @@ async def test_close_during_the_completions_publish_keeps_the_run_completed(
         await conn.close()
     # The interrupted publish is made again: sockets get the completion live.
     assert [e["status"] for e in recorder.of_type("agent_completed")] == ["completed"]
+    # Counted as it ended: completed, although the shutdown cancelled its task.
+    assert _ended(await runtime.stats()) == {"completed": 1, "failed": 0, "cancelled": 0}
 
 
 async def test_close_gives_back_a_run_that_had_not_begun(
@@ -203,6 +213,7 @@ async def test_close_gives_back_a_run_that_had_not_begun(
             assert dict(row) == {"status": "queued", "worker": None, "queued": 1, "refunded": False}
         finally:
             await conn.close()
+        assert _ended(await runtime.stats()) == {"completed": 0, "failed": 0, "cancelled": 0}
         await held.release(thread, token)
         await start_runtime()
         await recorder.wait_completed(1)
