@@ -142,6 +142,7 @@ def _checked_config(config: pytest.Config) -> Config:
     that uses it or a crash when the report is written at the end."""
     from squall.config import ConfigError
     from squall.loopback import NotLoopback, require_loopback
+    from squall.monitor.targets import pids_problem
 
     # The adapter is loaded by the fixture, not here: its module may be the project's own,
     # importable only once pytest has put the test folders on the path.
@@ -149,6 +150,9 @@ def _checked_config(config: pytest.Config) -> Config:
         checked = _squall_config(config)
         if checked.target.url is not None:
             require_loopback(checked.target.url, "--squall-target ([target] url)")
+        problem = pids_problem(checked.monitor.pids)
+        if problem is not None:
+            raise ConfigError(f"monitor.pids: {problem}")
     except (ConfigError, NotLoopback) as exc:
         raise pytest.UsageError(f"squall: {exc}") from None
     return checked

@@ -27,7 +27,7 @@ from squall.adapters.registry import load as load_adapter
 from squall.config import Config, ConfigError, OptionOverride, load_config, option_overrides
 from squall.interrupt import sigterm_as_ctrl_c
 from squall.loopback import NotLoopback, require_loopback
-from squall.monitor.targets import missing_pids
+from squall.monitor.targets import pids_problem
 from squall.report.console import error_console, literal, output_console
 from squall.report.files import create_results_dir, new_run_id
 from squall.report.publish import publish
@@ -220,12 +220,9 @@ def _execute(request: RunRequest, console: Console | None) -> int:
             request.results_db, config.results.database_url
         )
         check_results_db(results_db, os.environ, off_allowed=True, explicit_name=results_db_name)
-        missing = missing_pids(config.monitor.pids)
-        if missing:
-            raise ConfigError(
-                f"monitor.pids: no process {', '.join(map(str, missing))} runs on this machine; "
-                "give the PIDs of the target's processes, or its listening ports in monitor.ports"
-            )
+        problem = pids_problem(config.monitor.pids)
+        if problem is not None:
+            raise ConfigError(f"monitor.pids: {problem}")
         baseline = check_baseline(
             request.baseline,
             results_db,

@@ -72,6 +72,31 @@ def missing_pids(pids: Iterable[int]) -> list[int]:
     return [pid for pid in pids if not psutil.pid_exists(pid)]
 
 
+def pids_problem(pids: Iterable[int]) -> str | None:
+    """What is wrong with ``pids`` as the target's root processes ([monitor] pids), or None.
+
+    A PID that names no process is named; so is this process or one of its ancestors
+    (PID 1, the shell squall runs in): with its descendants it would count every process
+    of the session, squall's own load generators among them."""
+    pids = list(pids)
+    missing = missing_pids(pids)
+    if missing:
+        return (
+            f"no process {', '.join(map(str, missing))} runs on this machine; "
+            "give the PIDs of the target's processes, or its listening ports in monitor.ports"
+        )
+    own = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    ours = [pid for pid in pids if pid in own]
+    if ours:
+        return (
+            f"{', '.join(map(str, ours))} runs squall itself (this process or one it was "
+            "started from): with its descendants it would count squall's own processes and "
+            "every other one started there; give the PIDs of the target's processes, or its "
+            "listening ports in monitor.ports"
+        )
+    return None
+
+
 def target_group(pids: Sequence[int] = (), ports: Sequence[int] = ()) -> GroupSpec:
     """The system under test, by the PIDs squall started or an external target's PID/port."""
     return GroupSpec(TARGET, tuple(pids), tuple(ports))

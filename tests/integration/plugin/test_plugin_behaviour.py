@@ -85,6 +85,16 @@ def test_a_target_off_this_machine_is_a_usage_error(pytester: pytest.Pytester) -
     )
 
 
+def test_monitor_pids_that_would_count_squall_itself_are_a_usage_error(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(".toml", squall="[monitor]\npids = [1]\n")
+    pytester.makepyfile("def test_uses_it(real_services):\n    pass\n")
+    result = pytester.runpytest("--real-services")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*squall: monitor.pids: 1 runs squall itself*"])
+
+
 def test_an_unreachable_target_is_named_by_the_plugin_option(
     pytester: pytest.Pytester, endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -206,6 +206,20 @@ def test_run_refuses_monitor_pids_that_name_no_process(
     assert str(os.getpid()) not in out.split("runs on")[0].split("no process")[1]
 
 
+@pytest.mark.parametrize("pid", [1, os.getpid()])
+def test_run_refuses_monitor_pids_that_would_count_squall_itself(
+    pid: int, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "-s", "db_race", "--set", f"monitor.pids=[{pid}]", "--results-db", "off"])
+    assert code == 2
+    out = _output(capsys)
+    assert (
+        f"monitor.pids: {pid} runs squall itself (this process or one it was started from)" in out
+    )
+    assert not any((tmp_path / "squall-results").glob("*"))
+
+
 def test_run_refuses_a_results_folder_it_cannot_create(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
