@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qs, quote, unquote, urlsplit, urlunsplit
 
 #: The URL schemes asyncpg takes for PostgreSQL and redis-py for Redis.
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -21,13 +21,46 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
+#: A ``password=`` query parameter, which asyncpg and redis-py both take.
+_QUERY_PASSWORD = re.compile(r"(^|&)(password=)[^&]*")
+
+
 def redact(url: str) -> str:
-    """``url`` without its password, for messages and reports."""
+    """``url`` without its password (in its user part or a ``password=`` query parameter),
+    for messages and reports."""
     parts = urlsplit(url)
-    if parts.password is None:
+    query = _QUERY_PASSWORD.sub(r"\1\2***", parts.query)
+    if parts.password is None and query == parts.query:
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def credentials(url: str) -> tuple[str | None, bool]:
+    """The user ``url`` names (its user part, else a ``user=`` or ``username=`` query
+    parameter; None when neither does) and whether it gives a password (either way)."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    user = unquote(parts.username) if parts.username else None
+    for name in ("user", "username"):
+        if user is None and query.get(name, [""])[0]:
+            user = query[name][0]
+    return user, bool(parts.password or query.get("password", [""])[0])
+
+
+def with_credentials(url: str, user: str) -> str:
+    """``url`` with ``user:PASSWORD`` as its user part (``PASSWORD`` as written: a
+    placeholder for a message showing where the password goes) and no ``password=``
+    query parameter."""
+    parts = urlsplit(url)
+    hosts = parts.netloc.rpartition("@")[2]
+    query = "&".join(
+        item for item in parts.query.split("&") if item and not item.startswith("password=")
+    )
+    netloc = f"{quote(user, safe='')}:PASSWORD@{hosts}"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def host_parts(parts: SplitResult) -> list[SplitResult]:

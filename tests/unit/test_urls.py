@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from squall.urls import POSTGRES_SCHEMES, REDIS_SCHEMES, redact, url_problem
+from squall.urls import (
+    POSTGRES_SCHEMES,
+    REDIS_SCHEMES,
+    credentials,
+    redact,
+    url_problem,
+    with_credentials,
+)
 
 
 @pytest.mark.parametrize(
@@ -77,3 +84,26 @@ def test_postgres_needs_no_host() -> None:
 def test_redact_keeps_everything_but_the_password() -> None:
     assert redact("postgresql://u:pw@h:1/db?x=1") == "postgresql://u:***@h:1/db?x=1"
     assert redact("redis://h:6379/0") == "redis://h:6379/0"
+    # asyncpg and redis-py take the password as a query parameter too.
+    assert redact("redis://h/0?password=pw&db=1") == "redis://h/0?password=***&db=1"
+    assert redact("postgresql://u@h/db?sslmode=off&password=pw") == (
+        "postgresql://u@h/db?sslmode=off&password=***"
+    )
+    assert redact("redis://h/0?oldpassword=x") == "redis://h/0?oldpassword=x"
+
+
+def test_credentials_name_the_user_and_whether_a_password_is_given() -> None:
+    assert credentials("postgresql://al%40ice:pw@h/db") == ("al@ice", True)
+    assert credentials("postgresql://h/db?user=bob") == ("bob", False)
+    assert credentials("redis://h/0?username=bob&password=pw") == ("bob", True)
+    assert credentials("redis://:pw@h/0") == (None, True)
+    assert credentials("redis://h/0?password=") == (None, False)
+
+
+def test_with_credentials_shows_where_the_password_goes() -> None:
+    assert with_credentials("redis://:pw@h:1/0?password=pw&db=1", "") == (
+        "redis://:PASSWORD@h:1/0?db=1"
+    )
+    assert with_credentials("postgresql://h1,h2:5/db?host=/s", "al@ice") == (
+        "postgresql://al%40ice:PASSWORD@h1,h2:5/db?host=/s"
+    )
