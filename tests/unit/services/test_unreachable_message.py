@@ -1,15 +1,24 @@
-"""A server given by URL that does not answer: one sentence per clause, however its client
-library ends its own message."""
+"""A server given by URL that does not answer, or answers with a refusal: one sentence per
+clause, however its client library ends its own message, and the fix for the problem at
+hand (start it, or give the credentials it wants, never printing a password)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 import pytest
+import redis
 
 from squall.services import ServiceUnavailable
-from squall.services.stack import _check_postgres, _check_redis, _reason
+from squall.services.stack import (
+    _check_postgres,
+    _check_redis,
+    _postgres_refusal,
+    _reason,
+    _redis_refusal,
+)
 
 
 def test_the_reason_loses_a_final_period_only() -> None:
@@ -33,3 +42,73 @@ def test_an_unreachable_server_reads_as_sentences() -> None:
     for message, variable in ((redis, "REDIS_URL"), (postgres, "DATABASE_URL")):
         assert ".." not in message
         assert f"). Start it, fix {variable}, or unset {variable}" in message
+
+
+def test_a_redis_wanting_a_password_is_not_told_to_start() -> None:
+    # redis-py's words when a client without a password says HELLO to such a server.
+    hello = redis.AuthenticationError("HELLO must be called with the client already ...")
+    url = "redis://127.0.0.1:6380/2"
+    for exc in (hello, redis.ResponseError("NOAUTH Authentication required.")):
+        message = _redis_refusal(url, exc)
+        assert message.startswith(f"Redis at {url} needs a password, and REDIS_URL gives none")
+        assert "redis://:PASSWORD@127.0.0.1:6380/2" in message
+        assert "HELLO" not in message
+        assert "Start it" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "user", "form"),
+    [
+        ("redis://:hunter2@127.0.0.1:6380/0", "default", "redis://:PASSWORD@127.0.0.1:6380/0"),
+        ("redis://bob:hunter2@[::1]:6380/0", "bob", "redis://bob:PASSWORD@[::1]:6380/0"),
+        ("redis://127.0.0.1/0?password=hunter2", "default", "redis://:PASSWORD@127.0.0.1/0"),
+    ],
+)
+def test_rejected_redis_credentials_name_the_user_not_the_password(
+    url: str, user: str, form: str
+) -> None:
+    wrong = redis.AuthenticationError("invalid username-password pair or user is disabled.")
+    message = _redis_refusal(url, wrong)
+    assert "hunter2" not in message
+    assert f"rejected the credentials in REDIS_URL (user {user!r}: invalid username-" in message
+    assert f"Fix the password (or user) in REDIS_URL ({form})" in message
+    assert ".." not in message
+
+
+def test_a_redis_refusing_a_command_is_running() -> None:
+    message = _redis_refusal("redis://127.0.0.1:6380/99", redis.ResponseError("DB index is out"))
+    assert message.startswith("Redis at redis://127.0.0.1:6380/99 refuses the connection: DB")
+    assert "Start it" not in message
+
+
+def test_a_postgres_password_goes_in_the_url_or_pgpassword(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    failed = asyncpg.InvalidPasswordError('password authentication failed for user "alice"')
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    message = _postgres_refusal("postgresql://alice@127.0.0.1:5433/app", failed)
+    assert message.startswith(
+        "PostgreSQL at postgresql://alice@127.0.0.1:5433/app needs a password for user 'alice'"
+    )
+    assert "DATABASE_URL (postgresql://alice:PASSWORD@127.0.0.1:5433/app) or PGPASSWORD" in message
+    monkeypatch.setenv("PGPASSWORD", "hunter2")
+    monkeypatch.setenv("PGUSER", "carol")  # the user when the URL names none
+    message = _postgres_refusal("postgresql://127.0.0.1:5433/app", failed)
+    assert "rejected the password of user 'carol'. Fix it in DATABASE_URL" in message
+    assert "hunter2" not in message
+    message = _postgres_refusal("postgresql://alice:hunter2@127.0.0.1:5433/app", failed)
+    assert "postgresql://alice:***@127.0.0.1:5433/app rejected the password of user 'alice'" in (
+        message
+    )
+    assert "hunter2" not in message
+
+
+def test_a_postgres_refusing_a_user_or_database_is_running() -> None:
+    role = asyncpg.InvalidAuthorizationSpecificationError('role "nobody" does not exist')
+    message = _postgres_refusal("postgresql://nobody@127.0.0.1:5433/app", role)
+    assert "refuses user 'nobody': role \"nobody\" does not exist. Name a user it" in message
+    database = asyncpg.InvalidCatalogNameError('database "app" does not exist')
+    message = _postgres_refusal("postgresql://nobody@127.0.0.1:5433/app", database)
+    assert 'refuses the connection: database "app" does not exist. Fix DATABASE_URL' in message
+    for message in (_postgres_refusal("postgresql://127.0.0.1:1/x", e) for e in (role, database)):
+        assert "Start it" not in message
