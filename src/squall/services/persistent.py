@@ -29,11 +29,15 @@ from squall.services.embedded import (
     _open_path_for,
     free_port,
     initdb,
+    initdb_failure,
     postgres_bindir,
     postgres_ready,
     spawn_postgres,
 )
 from squall.services.process import ProcessStartError, wait_until
+
+#: What to do, beside freeing space, when the results cluster's disk is full.
+_MOVE = "pass --results-dir with a folder on a larger disk, or --results-db URL"
 
 
 class PersistentLockTimeout(RuntimeError):
@@ -63,9 +67,9 @@ def _initdb(bindir: Path, datadir: Path, user: str | None) -> None:
             _open_path_for(staging.parent)
         init = initdb(bindir, staging, user, sync=True)
         if init.returncode != 0:
+            failure = initdb_failure(init, "the results cluster", datadir, datadir.parent, _MOVE)
             raise ProcessStartError(
-                f"initdb of the results cluster in {datadir} failed ({init.returncode}):\n"
-                f"{init.stderr[-2000:]}\nFix the cause and run again, or pass --results-db URL."
+                f"{failure}\nFix the cause and run again, or pass --results-db URL."
             )
         try:
             staging.rename(datadir)  # over an empty folder too
@@ -204,6 +208,7 @@ def persistent_postgres(
                     process=process,
                     timeout=timeout,
                     what=f"accepting connections on 127.0.0.1:{port} over {datadir}",
+                    full_disk_fix=_MOVE,
                 )
             except ProcessStartError as exc:
                 raise ProcessStartError(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import signal
 import subprocess
@@ -40,6 +41,21 @@ def _child_setup(death_signal: int) -> Callable[[], None]:
 
 class ProcessStartError(RuntimeError):
     """A managed process exited or never became ready; the message holds its log tail."""
+
+
+#: How the C library words ENOSPC: what initdb, postgres and valkey-server print (in the C
+#: locale they are given) and what an ``OSError`` of a full disk says.
+NO_SPACE = os.strerror(errno.ENOSPC)
+
+
+def full_disk(output: str, folder: Path, fix: str | None = None) -> str | None:
+    """The cause and its fix when ``output`` (a tool's, or an ``OSError``'s text) says no
+    space is left on a device: the disk of ``folder`` is full, free space there or
+    ``fix``; None when it says nothing of the kind."""
+    if NO_SPACE.lower() not in output.lower():
+        return None
+    fix = "" if fix is None else f", or {fix}"
+    return f"the disk of {folder} is full ({NO_SPACE}). Free space there{fix}."
 
 
 @dataclass
@@ -125,19 +141,35 @@ def wait_until(
     process: ManagedProcess,
     timeout: float,
     what: str,
+    full_disk_fix: str | None = None,
 ) -> None:
-    """Poll ``ready`` until it holds; on death or timeout fail with the log tail."""
+    """Poll ``ready`` until it holds; on death or timeout fail with the log tail, the cause
+    first when the log says the disk of the log's folder is full (with ``full_disk_fix``
+    beside freeing space)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not process.running():
-            raise ProcessStartError(
-                f"{process.name} exited with code {process.popen.returncode} before {what}.\n"
-                f"Last lines of {process.log_path}:\n{process.log_tail()}"
+            raise _not_ready(
+                f"{process.name} exited with code {process.popen.returncode} before {what}",
+                process,
+                full_disk_fix,
             )
         if ready():
             return
         time.sleep(0.05)
-    raise ProcessStartError(
-        f"{process.name} did not become ready ({what}) within {timeout:.0f} s.\n"
-        f"Last lines of {process.log_path}:\n{process.log_tail()}"
+    raise _not_ready(
+        f"{process.name} did not become ready ({what}) within {timeout:.0f} s",
+        process,
+        full_disk_fix,
+    )
+
+
+def _not_ready(
+    headline: str, process: ManagedProcess, full_disk_fix: str | None
+) -> ProcessStartError:
+    tail = process.log_tail()
+    cause = full_disk(tail, process.log_path.parent, full_disk_fix)
+    return ProcessStartError(
+        f"{headline}{'.' if cause is None else f': {cause}'}\n"
+        f"Last lines of {process.log_path}:\n{tail}"
     )
