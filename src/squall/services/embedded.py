@@ -129,11 +129,24 @@ def _executables(package: str, directory: Path, *names: str) -> None:
 def _ensure_system_user(name: str) -> str:
     try:
         pwd.getpwnam(name)
+        return name
     except KeyError:
-        subprocess.run(
+        pass
+    try:
+        done = subprocess.run(
             ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-            check=True,
             capture_output=True,
+            text=True,
+            check=False,
+        )
+        code, output = done.returncode, done.stdout + done.stderr
+    except OSError as exc:  # no useradd on this host
+        code, output = None, str(exc)
+    if code != 0:
+        raise ProcessStartError(
+            f"PostgreSQL does not run as root, and `useradd` could not create the account "
+            f"{name} for it ({output.strip() or f'exit code {code}'}). Create the account, "
+            "run squall as another user, or set DATABASE_URL to use a server that already runs."
         )
     return name
 

@@ -17,6 +17,7 @@ from squall.services.embedded import (
     TMPDIR_FIX,
     EmbeddedPostgres,
     EmbeddedValkey,
+    _ensure_system_user,
     initdb_failure,
 )
 from squall.services.process import NO_SPACE, ProcessStartError, full_disk
@@ -121,3 +122,22 @@ def test_a_temporary_folder_that_cannot_be_made_is_a_start_failure(
     message = str(info.value)
     assert message.startswith("cannot start the embedded PostgreSQL: [Errno 20] Not a directory")
     assert message.endswith("Fix that, or set DATABASE_URL to use a server that already runs.")
+
+
+def test_an_account_useradd_cannot_create_is_a_start_failure_quoting_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run as root, squall makes an account for PostgreSQL with the host's useradd.
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    script = "#!/bin/sh\necho 'useradd: cannot lock /etc/passwd' >&2\nexit 1\n"
+    (tools / "useradd").write_text(script)
+    (tools / "useradd").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tools))
+    with pytest.raises(ProcessStartError) as info:
+        _ensure_system_user("squall-no-such-account")
+    assert str(info.value) == (
+        "PostgreSQL does not run as root, and `useradd` could not create the account "
+        "squall-no-such-account for it (useradd: cannot lock /etc/passwd). Create the account, "
+        "run squall as another user, or set DATABASE_URL to use a server that already runs."
+    )
