@@ -31,14 +31,20 @@ follows them: when they began at or below ``after_seq + 1`` the stream
 continues after the last of them, and when they began beyond it the platform
 restarts at ``after_seq + 1`` and they count as events that overtook the replay.
 Either way every seq after ``after_seq`` must reach the socket, in order.
+
+An event whose ``seq`` is not a JSON integer (missing, ``null``, a string, a float, a
+boolean) is ``malformed-seq`` evidence, counted in ``counts["malformed_seqs"]``: the
+stream does not move on it, so it is neither a gap nor a duplicate and the events
+around it are judged as if it had not arrived.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from squall.checks.history import Op, OpType
+from squall.checks.history import JsonValue, Op, OpType
 from squall.checks.verdict import Evidence, Verdict, verdict_from
 
 
@@ -69,6 +75,7 @@ def check_ordering(
     first_seq: int | None = None,
     resume_restarts: bool = False,
     last_key: str = "last_seq",
+    run_key: str = "run",
 ) -> Verdict:
     """Every (socket, thread) stream is gap-free and duplicate-free, across resumes.
 
@@ -77,7 +84,9 @@ def check_ordering(
     applies, and the offending event. After a violation the stream resyncs on
     the received seq, so one gap is reported once. ``resume_restarts`` selects
     the windowed resume semantics described in the module docstring;
-    ``counts["early_live"]`` is then the number of tolerated overtaking events.
+    ``counts["early_live"]`` is then the number of tolerated overtaking events. An
+    event without an integer seq is ``malformed-seq`` evidence (socket, thread, run and
+    the raw value, shortened) and leaves its stream as it was.
     """
     ordered = sorted(ops, key=lambda o: o.index)
     # Streams that a resume will judge start wherever the socket joined the thread.
@@ -96,8 +105,13 @@ def check_ordering(
 
     streams: dict[tuple[str, str], _Stream] = {}
     evidence: list[Evidence] = []
-    gaps = duplicates = events = resumes = 0
+    gaps = duplicates = events = resumes = malformed = 0
     for op in ordered:
+        if op.f == event_f and op.type is OpType.OK and _json_int(op.get(seq_key)) is None:
+            events += 1
+            malformed += 1
+            evidence.append(_malformed(op, thread_key, seq_key, run_key))
+            continue
         if resume_restarts and op.f in (resume_f, event_f):
             key = (op.process, op.str_value(thread_key))
             stream = streams.setdefault(key, new_stream(key))
@@ -161,6 +175,7 @@ def check_ordering(
             "resumes": resumes,
             "gaps": gaps,
             "duplicates": duplicates,
+            "malformed_seqs": malformed,
             "early_live": sum(s.overtook for s in streams.values()),
         },
         ok_summary=(
@@ -171,6 +186,44 @@ def check_ordering(
             else "no events were received"
         ),
         applicable=events > 0 or resumes > 0,
+    )
+
+
+#: Characters of a malformed seq shown in evidence; the record in the history is whole.
+SHOWN_CHARS = 40
+
+
+def _json_int(value: JsonValue) -> int | None:
+    """``value`` if it is a JSON integer; ``true`` is not one (Python's bool is an int)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _shown(value: JsonValue) -> str:
+    """A received value as JSON, ASCII-only and at most :data:`SHOWN_CHARS` characters."""
+    text = json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 3]}..."
+
+
+def _malformed(op: Op, thread_key: str, seq_key: str, run_key: str) -> Evidence:
+    """An event whose seq is missing or not an integer: what it was, shown safely.
+
+    ``details["raw"]`` is the value as JSON, shortened, or None when the key is missing.
+    """
+    thread = op.str_value(thread_key)
+    run = op.get(run_key)
+    raw = _shown(op.get(seq_key)) if seq_key in op.value else None
+    of_run = f" of run {run}" if isinstance(run, str) else ""
+    what = f"{seq_key} {raw} is not an integer" if raw is not None else f"no {seq_key}"
+    return Evidence(
+        "malformed-seq",
+        f"socket {op.process} thread {thread}: an event{of_run} has {what}",
+        ops=(op,),
+        details={
+            "socket": op.process,
+            "thread": thread,
+            "run": run if isinstance(run, str) else None,
+            "raw": raw,
+        },
     )
 
 
@@ -212,8 +265,8 @@ def _replayed_to(
         held = after
     else:
         held = max(received, after)
-    last = op.get(last_key)
-    reported = last if isinstance(last, int) and not isinstance(last, bool) else held
+    last = _json_int(op.get(last_key))
+    reported = last if last is not None else held
     stream.expected = max(held, reported, received) + 1
     if reported <= held:
         return []
