@@ -17,7 +17,9 @@ Record conventions (``f`` and value keys), all written by the scenario:
 - ``run`` (process = ``socket/client_msg_id/run``): invoke at send, ok when a socket of
   the user sees its ``agent_completed`` with status completed, fail otherwise;
 - ``event`` (process = socket): a lone ok per received thread event ``{thread, run, seq,
-  type, user, status?, charge?}``;
+  type, user, status?, charge?}``; ``seq`` is as received (missing when the frame had
+  none): one that is not an integer is the ordering verdict's ``malformed-seq``, and
+  the checks here that place events by seq leave that event out;
 - ``resume`` (process = socket): invoke ``{thread, after_seq}``, ok on ``resume_done``
   with ``{last_seq}``;
 - ``closed`` (process = socket): a lone ok ``{code, by}`` with ``by`` = ``server`` or
@@ -102,6 +104,19 @@ def _opt_str(value: JsonValue) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _sequenced_events(ops: Iterable[Op]) -> list[Op]:
+    """Received ``event`` records with an integer seq, in history order.
+
+    An event without one cannot be placed in its thread's log; ``check_ordering``
+    reports it as ``malformed-seq``.
+    """
+    return [
+        op
+        for op in sorted(ops, key=lambda o: o.index)
+        if op.f == "event" and op.type is OpType.OK and _opt_int(op.get("seq")) is not None
+    ]
+
+
 def merge_verdicts(checker: str, verdicts: Sequence[Verdict], ok_summary: str) -> Verdict:
     """One verdict from several of the same kind (e.g. one per user)."""
     counts: dict[str, int] = defaultdict(int)
@@ -134,9 +149,7 @@ def events_from_history(ops: Iterable[Op]) -> tuple[list[LogEvent], list[Evidenc
     """
     seen: dict[tuple[str, int], LogEvent] = {}
     divergent: list[Evidence] = []
-    for op in sorted(ops, key=lambda o: o.index):
-        if op.f != "event" or op.type is not OpType.OK:
-            continue
+    for op in _sequenced_events(ops):
         event = LogEvent(
             thread=op.str_value("thread"),
             seq=op.int_value("seq"),
@@ -181,9 +194,7 @@ def against_stored(ops: Iterable[Op], stored: Sequence[LogEvent]) -> list[Eviden
         ranges[thread] = (events[0].seq, events[-1].seq)
     evidence: list[Evidence] = []
     reported: set[tuple[str, int]] = set()
-    for op in sorted(ops, key=lambda o: o.index):
-        if op.f != "event" or op.type is not OpType.OK:
-            continue
+    for op in _sequenced_events(ops):
         thread, seq = op.str_value("thread"), op.int_value("seq")
         run, kind = op.str_value("run"), op.str_value("type")
         if (thread, seq) in reported:
@@ -501,9 +512,8 @@ def check_delivery(
     thread and the seqs it never received.
     """
     received: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for op in ops:
-        if op.f == "event" and op.type is OpType.OK:
-            received[(op.process, op.str_value("thread"))].add(op.int_value("seq"))
+    for op in _sequenced_events(ops):
+        received[(op.process, op.str_value("thread"))].add(op.int_value("seq"))
     threads = _by_thread(events)
     evidence: list[Evidence] = []
     judged = 0

@@ -297,13 +297,11 @@ class RecordingSocket:
 
     def _on_event(self, frame: dict[str, Any], kind: str) -> None:
         thread, run, seq = frame.get("thread_id"), frame.get("run_id"), json_int(frame.get("seq"))
-        value: dict[str, JsonValue] = {
-            "thread": str(thread),
-            "run": str(run),
-            "seq": seq if seq is not None else -1,
-            "type": kind,
-            "user": self.user,
-        }
+        value: dict[str, JsonValue] = {"thread": str(thread), "run": str(run)}
+        if "seq" in frame:
+            # As received: the ordering verdict reports a seq that is not an integer.
+            value["seq"] = frame["seq"]
+        value.update({"type": kind, "user": self.user})
         if kind == "agent_completed":
             value["status"] = str(frame.get("status"))
             value["charge"] = json_int(frame.get("charge"))
