@@ -7,7 +7,7 @@ They read the runs ``squall run`` stored from the same folder: ``--results-db`` 
 Exit codes: 0 done (compare: no regression), 1 compare found a regression,
 2 a run reference matched nothing, too little is stored, the config file cannot be
 used, or the results database setting is ``off`` or not a PostgreSQL URL, 3 the
-results database cannot be reached.
+results database cannot be reached or used (kept locked, or written by a newer squall).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from squall.services.persistent import PersistentLockTimeout
 from squall.store.location import (
     ResultsDbBusy,
     ResultsDbError,
+    ResultsDbTooNew,
     chosen_setting,
     connection,
     describe,
@@ -49,7 +50,13 @@ from squall.store.queries import (
 )
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-_UNREACHABLE = (OSError, asyncpg.PostgresError, ProcessStartError, PersistentLockTimeout)
+_UNREACHABLE = (
+    OSError,
+    asyncpg.PostgresError,
+    ProcessStartError,
+    PersistentLockTimeout,
+    ResultsDbTooNew,
+)
 
 
 @dataclass(frozen=True)
@@ -168,13 +175,14 @@ def _database(where: Stored) -> contextlib.AbstractContextManager[str]:
 
 def _print_unreachable(console: Console, command: str, where: Stored, exc: BaseException) -> None:
     described = describe(where.results_db, where.results_dir, os.environ, where.results_db_name)
-    # A busy database and the embedded cluster (no URL given) name their own fix.
+    # A busy database, a newer squall's and the embedded cluster (no URL given) name their
+    # own fix.
     by_url = results_db_setting(where.results_db, os.environ) or os.environ.get("DATABASE_URL")
     fix = (
         "; check that it runs and that the URL's user, password, host and port are right, "
         f"or leave {literal(where.results_db_name)} and SQUALL_RESULTS_DB unset for the default "
         "one"
-        if by_url and not isinstance(exc, ResultsDbBusy)
+        if by_url and not isinstance(exc, ResultsDbBusy | ResultsDbTooNew)
         else ""
     )
     console.print(

@@ -148,7 +148,12 @@ def _store(
 
     from squall.services import ProcessStartError, redact
     from squall.services.persistent import PersistentLockTimeout
-    from squall.store.location import ResultsDbError, describe, results_database
+    from squall.store.location import (
+        ResultsDbError,
+        ResultsDbTooNew,
+        describe,
+        results_database,
+    )
     from squall.store.queries import RunNotFound
     from squall.store.results import store_run
 
@@ -170,6 +175,7 @@ def _store(
         PersistentLockTimeout,
         TimeoutError,
         ResultsDbError,
+        ResultsDbTooNew,
     ) as exc:
         console.print(
             f"[yellow]! the run was not stored in the results database ({literal(where)}): "

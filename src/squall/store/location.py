@@ -22,7 +22,8 @@ from squall.config import RESULTS_DB_OFF
 from squall.loopback import NotLoopback, require_loopback
 from squall.services import with_database
 from squall.services.persistent import persistent_postgres
-from squall.urls import POSTGRES_SCHEMES, url_problem
+from squall.store.migrations import NEWEST_VERSION, SchemaTooNew
+from squall.urls import POSTGRES_SCHEMES, redact, url_problem
 
 #: Name of the results database on a shared server (DATABASE_URL, or the embedded cluster).
 RESULTS_DATABASE = "squall_results"
@@ -102,12 +103,27 @@ class ResultsDbBusy(TimeoutError):
     """Another session kept a lock the command needed for longer than the lock timeout."""
 
 
+class ResultsDbTooNew(Exception):
+    """The results database was written by a newer squall (its schema version is beyond
+    the newest migration this one knows); the message names the database and the fix."""
+
+    def __init__(self, url: str, version: int) -> None:
+        super().__init__(
+            f"the results database {redact(url)} is at schema version {version}, newer than "
+            f"version {NEWEST_VERSION}, the newest this squall knows: a newer squall wrote it. "
+            "Upgrade squall, or store results in another database (--results-db URL, "
+            "SQUALL_RESULTS_DB or [results] database_url)"
+        )
+        self.version = version
+
+
 @contextlib.asynccontextmanager
 async def connection(
     url: str, *, lock_timeout_s: float = LOCK_TIMEOUT_S
 ) -> AsyncIterator[asyncpg.Connection]:
     """A connection to the results database that waits at most ``lock_timeout_s`` for a
-    lock (:class:`ResultsDbBusy` then, naming the fix), rather than for ever."""
+    lock (:class:`ResultsDbBusy` then, naming the fix), rather than for ever.
+    :class:`ResultsDbTooNew` when a newer squall's schema is found in it."""
     conn = await asyncpg.connect(
         url, timeout=10, server_settings={"lock_timeout": f"{round(lock_timeout_s * 1000)}ms"}
     )
@@ -119,6 +135,8 @@ async def connection(
             f"{lock_timeout_s:g} s; find it in pg_stat_activity (a squall process stopped "
             "mid-write, or a transaction left open) and end it"
         ) from None
+    except SchemaTooNew as exc:
+        raise ResultsDbTooNew(url, exc.version) from None
     finally:
         await conn.close()
 

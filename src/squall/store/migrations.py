@@ -4,7 +4,10 @@
 it takes a transaction-scoped advisory lock, reads which versions
 ``squall_schema_migrations`` already holds, and applies only the missing ones,
 in order, in the same transaction. A newer squall adds a migration at the end
-of :data:`MIGRATIONS`; an applied migration is never edited.
+of :data:`MIGRATIONS`; an applied migration is never edited. A database that
+holds a migration newer than this squall knows (:data:`NEWEST_VERSION`) was
+written by a newer squall: :func:`migrate` and :func:`known_schema_version`
+refuse it with :class:`SchemaTooNew`, touching nothing.
 
 ``test_accounts`` / ``test_account_debits`` are the tables the ``db_race``
 scenario creates (:data:`squall.scenarios.db_race.SCHEMA` is executed as is),
@@ -355,8 +358,37 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
+#: The newest schema version this squall knows: its last migration's.
+NEWEST_VERSION = MIGRATIONS[-1].version
+
+
+class SchemaTooNew(Exception):
+    """The database's schema is newer than :data:`NEWEST_VERSION`: a newer squall wrote it.
+
+    :func:`squall.store.location.connection` turns it into
+    :class:`~squall.store.location.ResultsDbTooNew`, which names the database and the fix.
+    """
+
+    def __init__(self, version: int) -> None:
+        super().__init__(
+            f"its schema is at version {version}, newer than version {NEWEST_VERSION}, "
+            "the newest this squall knows"
+        )
+        self.version = version
+
+
+def _require_known(version: int) -> int:
+    if version > NEWEST_VERSION:
+        raise SchemaTooNew(version)
+    return version
+
+
 async def migrate(conn: asyncpg.Connection) -> list[int]:
-    """Bring the schema up to date; return the versions this call applied."""
+    """Bring the schema up to date; return the versions this call applied.
+
+    :class:`SchemaTooNew`, with nothing applied, when the database is at a version newer
+    than this squall knows.
+    """
     applied: list[int] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", MIGRATION_LOCK)
@@ -374,6 +406,7 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
         done = {
             r["version"] for r in await conn.fetch("SELECT version FROM squall_schema_migrations")
         }
+        _require_known(max(done, default=0))
         for migration in MIGRATIONS:
             if migration.version in done:
                 continue
@@ -395,3 +428,8 @@ async def schema_version(conn: asyncpg.Connection) -> int:
     return int(
         await conn.fetchval("SELECT COALESCE(max(version), 0) FROM squall_schema_migrations")
     )
+
+
+async def known_schema_version(conn: asyncpg.Connection) -> int:
+    """:func:`schema_version`, or :class:`SchemaTooNew` when this squall does not know it."""
+    return _require_known(await schema_version(conn))

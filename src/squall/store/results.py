@@ -19,11 +19,13 @@ from squall.report.compare import DEFAULT_TOLERANCE, Comparison
 from squall.services import ProcessStartError
 from squall.services.persistent import PersistentLockTimeout
 from squall.store.location import (
+    ResultsDbTooNew,
     connection,
     results_database,
     results_db_setting,
     setting_name,
 )
+from squall.store.migrations import known_schema_version
 from squall.store.queries import RunNotFound, compare_stored, previous_run, resolve_run
 from squall.store.records import Provenance
 from squall.store.writer import save_report
@@ -76,6 +78,7 @@ class BaselineError(ValueError):
 
 async def _resolve(url: str, ref: str) -> str:
     async with connection(url) as conn:
+        await known_schema_version(conn)  # a newer squall's schema is not read
         return await resolve_run(conn, ref)
 
 
@@ -94,7 +97,8 @@ def check_baseline(
     The results database being off is an error; a run id (not ``last``) must match a
     stored run, and is returned whole: a prefix resolved after the run could also match
     the run itself. A database that cannot be opened now is left to the post-run step,
-    which keeps the run's files and says what failed (``ref`` is returned as given).
+    which keeps the run's files and says what failed (``ref`` is returned as given); so is
+    one a newer squall wrote, which the post-run step refuses.
     ``explicit`` is named as ``explicit_name``, as :func:`check_results_db` names it.
     """
     if ref is None:
@@ -119,5 +123,11 @@ def check_baseline(
             f"--baseline {ref}: the results database holds no run yet; drop --baseline for "
             "this first run"
         ) from exc
-    except (OSError, asyncpg.PostgresError, ProcessStartError, PersistentLockTimeout):
+    except (
+        OSError,
+        asyncpg.PostgresError,
+        ProcessStartError,
+        PersistentLockTimeout,
+        ResultsDbTooNew,
+    ):
         return ref

@@ -14,6 +14,7 @@ import pytest
 from squall.cli import main
 from squall.services import Endpoints, create_database, drop_database
 from squall.services.persistent import persistent_postgres
+from squall.store.migrations import NEWEST_VERSION, migrate
 
 pytestmark = pytest.mark.integration
 
@@ -154,6 +155,31 @@ def test_reading_a_database_squall_never_used_creates_nothing_in_it(
             await conn.close()
 
     assert asyncio.run(tables()) == 0
+
+
+def test_history_and_compare_refuse_a_database_a_newer_squall_wrote(
+    results_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def mark_newer() -> None:
+        conn = await asyncpg.connect(results_db)
+        try:
+            await migrate(conn)
+            await conn.execute(
+                "INSERT INTO squall_schema_migrations (version, name) VALUES ($1, 'newer')",
+                NEWEST_VERSION + 1,
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(mark_newer())
+    for command in ("history", "compare"):
+        assert main([command, "--results-db", results_db]) == 3
+        out = " ".join(capsys.readouterr().out.split())
+        assert f"squall {command}: cannot use the results database (--results-db)" in out
+        assert f"the results database {results_db} is at schema version {NEWEST_VERSION + 1}" in out
+        assert f"newer than version {NEWEST_VERSION}, the newest this squall knows" in out
+        assert "Upgrade squall, or store results in another database" in out
+        assert "URL's user, password" not in out  # not a connection problem
 
 
 def test_a_damaged_persistent_cluster_is_named_with_the_fix(

@@ -6,6 +6,7 @@ import asyncio
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -17,8 +18,15 @@ from squall.metrics.result import Counter, Rate, RunResult, Trend
 from squall.report.publish import publish
 from squall.scenarios.db_race import ensure_schema, run_db_race
 from squall.services import Endpoints, create_database, drop_database
-from squall.store.location import ResultsDbBusy
-from squall.store.migrations import MIGRATION_LOCK, MIGRATIONS, migrate, schema_version
+from squall.store.location import ResultsDbBusy, ResultsDbTooNew
+from squall.store.migrations import (
+    MIGRATION_LOCK,
+    MIGRATIONS,
+    NEWEST_VERSION,
+    SchemaTooNew,
+    migrate,
+    schema_version,
+)
 from squall.store.queries import (
     RunNotFound,
     list_runs,
@@ -29,6 +37,7 @@ from squall.store.queries import (
     table_health,
 )
 from squall.store.records import Provenance
+from squall.store.results import check_baseline
 from squall.store.writer import save_report
 from squall.suite import ScenarioOutcome, SuiteReport
 
@@ -72,6 +81,91 @@ async def test_db_race_runs_on_a_migrated_results_database(fresh_db: str) -> Non
         await conn.close()
     report = await run_db_race(fresh_db, writers=4, strategies=["atomic"])
     assert report.valid
+
+
+async def test_an_older_database_migrates_forward(fresh_db: str) -> None:
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        await migrate(conn)
+        # What an older squall left: only its first migration applied.
+        await conn.execute("DELETE FROM squall_schema_migrations WHERE version > 1")
+        assert await schema_version(conn) == 1
+        assert await migrate(conn) == [m.version for m in MIGRATIONS[1:]]
+        assert await schema_version(conn) == NEWEST_VERSION
+    finally:
+        await conn.close()
+
+
+def _with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+
+
+async def _mark_newer(url: str, version: int) -> None:
+    """Make ``url`` look written by a newer squall: a migration this one does not know."""
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+        await conn.execute(
+            "INSERT INTO squall_schema_migrations (version, name) VALUES ($1, 'from the future')",
+            version,
+        )
+    finally:
+        await conn.close()
+
+
+async def test_a_database_a_newer_squall_wrote_is_refused_untouched(fresh_db: str) -> None:
+    newer = NEWEST_VERSION + 1
+    await _mark_newer(fresh_db, newer)
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        # Drop something migration 3 would recreate: a migrate that went ahead would show.
+        await conn.execute("DROP FUNCTION squall_purge_older_than(INTERVAL)")
+        await conn.execute("DELETE FROM squall_schema_migrations WHERE version = 3")
+        with pytest.raises(SchemaTooNew, match=f"{newer}, newer than version {NEWEST_VERSION}"):
+            await migrate(conn)
+        versions = {
+            r["version"] for r in await conn.fetch("SELECT version FROM squall_schema_migrations")
+        }
+        assert 3 not in versions
+        assert newer in versions
+        assert await conn.fetchval("SELECT to_regproc('squall_purge_older_than')") is None
+    finally:
+        await conn.close()
+
+    url = _with_password(fresh_db, "s3cret-pw")  # trust auth: accepted, and never shown
+    data = _suite_report("run-new", _run_result("synthetic", [0.05], 1), 1_000.0).to_dict()
+    with pytest.raises(ResultsDbTooNew) as caught:
+        await save_report(url, data, PROVENANCE)
+    message = str(caught.value)
+    assert "s3cret-pw" not in message
+    assert f"results database {_with_password(fresh_db, '***')} " in message
+    assert f"schema version {newer}, newer than version {NEWEST_VERSION}" in message
+    assert "Upgrade squall, or store results in another database (--results-db" in message
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM high_load_sessions") == 0
+    finally:
+        await conn.close()
+
+
+def test_run_with_a_newer_squalls_database_keeps_its_files_and_says_why(
+    fresh_db: str, tmp_path: Path
+) -> None:
+    asyncio.run(_mark_newer(fresh_db, NEWEST_VERSION + 5))
+    # --baseline: a run id is not looked up in it (nor refused as unknown) before the run.
+    assert check_baseline("run-x", fresh_db, tmp_path, {}) == "run-x"
+    config = load_config(None, cwd=tmp_path, overrides=[f'run.results_dir="{tmp_path}"'])
+    console = Console(record=True, width=400)
+    report = _suite_report("run-x", _run_result("synthetic", [0.05], 1), 1_000.0)
+    assert publish(report, config, console, results_db=fresh_db) == 0
+    text = console.export_text()
+    assert "the run was not stored in the results database (--results-db)" in text
+    assert f"schema version {NEWEST_VERSION + 5}, newer than version {NEWEST_VERSION}" in text
+    assert (tmp_path / "run-x" / "report.json").exists()
+    # As for a database that cannot be used: exit code 3 when --baseline needed it.
+    assert publish(report, config, console, results_db=fresh_db, baseline="last") == 3
 
 
 def _run_result(scenario: str, latencies: list[float], sent: int) -> RunResult:
