@@ -152,15 +152,18 @@ class Counter:
 
 @dataclass(frozen=True)
 class Rate:
-    """A share of checks that passed, e.g. requests that succeeded."""
+    """A share of checks that passed, e.g. requests that succeeded.
+
+    ``rate`` is None when nothing was checked (``total`` 0): no samples is not 0 %.
+    """
 
     name: str
     passes: int
     total: int
 
     @property
-    def rate(self) -> float:
-        return self.passes / self.total if self.total else 0.0
+    def rate(self) -> float | None:
+        return self.passes / self.total if self.total else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -173,6 +176,7 @@ class Rate:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Rate:
+        # ``rate`` is derived, not read: an older report's 0 for no samples reads as None.
         return cls(
             name=str(_field(data, "name", "Rate")),
             passes=int(_field(data, "passes", "Rate")),

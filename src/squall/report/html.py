@@ -196,7 +196,11 @@ def _metrics_table(s: Mapping[str, Any]) -> str:
             rate = m["per_second"]
             figure = f"{m['count']}" + ("" if rate is None else f" ({rate:.1f}/s)")
         elif kind == "rate":
-            figure = f"{m['rate']:.2%} ({m['passes']}/{m['total']})"
+            figure = (
+                f"{m['rate']:.2%} ({m['passes']}/{m['total']})"
+                if int(m["total"])
+                else "no samples (0/0)"
+            )
         else:
             figure = (
                 f"{m.get('value', 0):.4g} (min {m.get('min', 0):.4g}, max {m.get('max', 0):.4g})"

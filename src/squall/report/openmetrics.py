@@ -5,7 +5,8 @@ Names (every family carries a ``scenario`` label):
 - trend ``X`` → summary ``squall_X_seconds`` (quantiles 0.5, 0.9, 0.95, 0.99,
   0.999, plus ``_count`` and ``_sum``);
 - counter ``X`` → counter ``squall_X`` (sample ``squall_X_total``);
-- rate ``X`` → gauge ``squall_X_ratio``;
+- rate ``X`` → gauge ``squall_X_ratio``, no sample for a scenario where it has none
+  (``total`` 0: the family is left out when no scenario has one);
 - gauge ``X`` → gauge ``squall_X``;
 - each judged threshold → ``squall_threshold_passed{scenario,metric,expression}`` 1 or 0;
 - the run → ``squall_run_passed`` 1 or 0, and ``squall_run_info{run_id,schema}`` 1.
@@ -92,6 +93,8 @@ def openmetrics_text(report: Mapping[str, Any]) -> str:
                 fam = fams.get(base, "counter", f"{name} (counter)")
                 fam.samples.append(f"{fam.name}_total{_labels(scenario)} {int(m['count'])}")
             elif kind == "rate":
+                if int(m["total"]) == 0:
+                    continue  # no samples: a ratio of nothing (older reports wrote 0)
                 fam = fams.get(f"{base}_ratio", "gauge", f"{name} (rate of passes)", "ratio")
                 fam.samples.append(f"{fam.name}{_labels(scenario)} {_number(m['rate'])}")
             elif kind == "gauge":

@@ -6,6 +6,7 @@ import asyncio
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -166,6 +167,39 @@ def test_run_with_a_newer_squalls_database_keeps_its_files_and_says_why(
     assert (tmp_path / "run-x" / "report.json").exists()
     # As for a database that cannot be used: exit code 3 when --baseline needed it.
     assert publish(report, config, console, results_db=fresh_db, baseline="last") == 3
+
+
+async def test_a_success_rate_with_no_samples_is_stored_and_listed_as_none(fresh_db: str) -> None:
+    def stored(run_id: str, started_at: float, *successes: dict[str, object]) -> dict[str, Any]:
+        scenarios = []
+        for index, success in enumerate(successes):
+            data = _suite_report(run_id, _run_result(f"s{index}", [0.05], 1), started_at).to_dict()
+            (scenario,) = data["scenarios"]
+            scenario["metrics"]["success"] = success
+            scenarios.append(scenario)
+        return {**data, "scenarios": scenarios}
+
+    older = {**Rate("success", 0, 0).to_dict(), "rate": 0.0}  # as an older squall wrote it
+    for report in (
+        stored("run-failing", 1_000.0, Rate("success", 0, 2).to_dict()),
+        stored("run-unchecked", 2_000.0, Rate("success", 0, 0).to_dict()),
+        stored("run-older", 3_000.0, older),
+        stored(
+            "run-mixed", 4_000.0, Rate("success", 0, 0).to_dict(), Rate("success", 1, 2).to_dict()
+        ),
+    ):
+        await save_report(fresh_db, report, PROVENANCE)
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        rates = {r.run_id: r.success_rate for r in await list_runs(conn)}
+        stored_rate = await conn.fetchval(
+            "SELECT m.rate FROM performance_metrics m JOIN high_load_sessions s "
+            "ON s.id = m.session_id WHERE s.run_id = 'run-unchecked' AND m.metric = 'success'"
+        )
+    finally:
+        await conn.close()
+    assert rates == {"run-failing": 0.0, "run-unchecked": None, "run-older": None, "run-mixed": 0.5}
+    assert stored_rate is None
 
 
 def _run_result(scenario: str, latencies: list[float], sent: int) -> RunResult:

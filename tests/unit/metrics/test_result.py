@@ -71,8 +71,21 @@ def test_trend_percentiles_come_from_the_histogram() -> None:
     assert trend.p999 == pytest.approx(1.0, rel=1e-3)
 
 
-def test_rate_of_nothing_is_zero() -> None:
-    assert Rate("delivery", 0, 0).rate == 0.0
+def test_a_rate_of_nothing_has_no_value_not_zero() -> None:
+    empty = Rate("delivery", 0, 0)
+    assert empty.rate is None
+    written = json.loads(json.dumps(empty.to_dict()))
+    assert (written["rate"], written["total"], written["passes"]) == (None, 0, 0)
+    assert metric_from_dict(written) == empty
+    assert Rate("delivery", 0, 3).rate == 0.0  # checked and all failed: 0 %, a figure
+
+
+def test_an_older_reports_zero_rate_of_nothing_reads_as_no_samples() -> None:
+    older = {"type": "rate", "name": "delivery", "passes": 0, "total": 0, "rate": 0.0}
+    restored = metric_from_dict(older)
+    assert restored == Rate("delivery", 0, 0)
+    assert isinstance(restored, Rate)
+    assert restored.rate is None
 
 
 def test_unknown_metric_and_missing_fields_are_reported() -> None:

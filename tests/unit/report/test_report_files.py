@@ -8,6 +8,7 @@ from pathlib import Path
 
 from report_samples import load_scenario, race_scenario, report
 
+from squall.metrics.result import Rate
 from squall.report.files import write_extra_files
 from squall.report.html import latency_buckets, report_html
 from squall.report.junit import junit_xml
@@ -102,6 +103,34 @@ def test_openmetrics_families_and_eof() -> None:
     # Every family is declared once, before its samples.
     types = re.findall(r"^# TYPE (\S+)", text, re.M)
     assert len(types) == len(set(types))
+
+
+def test_openmetrics_leaves_out_a_rate_with_no_samples() -> None:
+    checked, unchecked, older = (load_scenario(name) for name in ("a", "b", "c"))
+    unchecked["metrics"]["success"] = Rate("success", 0, 0).to_dict()
+    older["metrics"]["success"] = {**Rate("success", 0, 0).to_dict(), "rate": 0.0}
+    for name in ("success", "delivery"):
+        checked["metrics"][name] = Rate(name, 0, 2).to_dict()  # checked, all failed: 0
+    unchecked["metrics"]["delivery"] = Rate("delivery", 0, 0).to_dict()
+    text = openmetrics_text(report(checked, unchecked, older))
+    assert 'squall_success_ratio{scenario="a"} 0' in text.splitlines()
+    assert [line for line in text.splitlines() if line.startswith("squall_success_ratio")] == [
+        'squall_success_ratio{scenario="a"} 0'
+    ]
+    # A family no scenario has a sample of is left out, not declared empty.
+    text = openmetrics_text(report(unchecked))
+    assert "squall_delivery_ratio" not in text
+    assert "squall_success_ratio" not in text
+    assert text.endswith("# EOF\n")
+
+
+def test_html_says_a_rate_has_no_samples() -> None:
+    scenario = load_scenario()
+    scenario["metrics"]["delivery"] = Rate("delivery", 0, 0).to_dict()
+    scenario["metrics"]["success"] = Rate("success", 0, 4).to_dict()
+    page = report_html(report(scenario))
+    assert "<td>delivery</td><td>rate</td><td>no samples (0/0)</td>" in page
+    assert "<td>success</td><td>rate</td><td>0.00% (0/4)</td>" in page
 
 
 def test_metric_names_are_sanitised() -> None:
