@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -93,7 +94,11 @@ def test_history_and_compare_read_the_database_squall_run_used_from_the_config(
     races = ["-s", "db_race", "--scale", "0.25", "--no-progress"]
     assert main(["run", *races]) == 0
     assert main(["run", *races]) == 0
-    runs = sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir())
+    # In the order they ran: two runs started in the same second differ only in the random
+    # end of their ids.
+    folders = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    started = {p.name: json.loads((p / "report.json").read_text())["started_at"] for p in folders}
+    runs = sorted(started, key=started.__getitem__)
     assert len(runs) == 2
     capsys.readouterr()
     assert main(["history"]) == 0
