@@ -2,7 +2,10 @@
 
 :class:`Chat` sends a message frame built by the adapter and feeds every
 server frame to the adapter's pure tracker until the message's run ends, the
-server rejects it, or the timeout passes. Per message it records:
+server rejects it, or the timeout passes. The timeout runs from the send: a send held
+back because the target takes no data waits within it, and one still held back when it
+passes raises :class:`~squall.engine.errors.SendTimeout` (``errors.send_timeout``), the
+message counting as failed. Per message it records:
 
 - trends ``ack_time``, ``first_event_time``, ``response_time`` (from the send,
   or in the open model from the iteration's intended start), each only when
@@ -73,7 +76,11 @@ class Chat:
         first: dict[str, Any] | None = None
         foreign = len(self.tracker.foreign_events)
         try:
-            await self.ws.send_json(self.adapter.message(thread_id, content, client_msg_id))
+            # The send has the message's own budget: a send held back by a target that
+            # takes no data (backpressure) uses up the time left to wait for the answer.
+            await self.ws.send_json(
+                self.adapter.message(thread_id, content, client_msg_id), timeout=timeout
+            )
             while not observation.done:
                 remaining = deadline - clock()
                 if remaining <= 0:

@@ -1,0 +1,88 @@
+"""Chat over real loopback sockets against small scripted servers.
+
+Each server runs in the test's own event loop (``websockets``), on 127.0.0.1 and a
+free port; its handler plays one behaviour of a target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+
+from squall.adapters.chat import open_chat
+from squall.engine.errors import SendTimeout
+from squall.engine.identity import AnonymousIdentities
+from squall.engine.session import Session
+from squall.metrics.recorder import Recorder
+
+pytestmark = pytest.mark.integration
+
+Handler = Callable[[ServerConnection], Awaitable[None]]
+
+#: Big enough that the connection's buffers fill within a few hundred frames.
+BIG = "x" * 100_000
+
+
+@contextlib.asynccontextmanager
+async def scripted(handler: Handler) -> AsyncIterator[str]:
+    """A WebSocket server on a free loopback port whose every socket runs ``handler``."""
+    async with serve(handler, "127.0.0.1", 0, max_size=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/"
+
+
+def session_for(url: str) -> Session:
+    return Session(AnonymousIdentities()(0), Recorder(), time.monotonic, {"ws_url": url})
+
+
+async def fill_buffers_then_chat(
+    session: Session, budget: float, waited: list[float], released: asyncio.Event
+) -> None:
+    """Send big frames until the connection's buffers are full, then chat one message
+    through the echo adapter; ``waited`` gets how long the chat took. Then ``released``
+    lets the target read again, before the socket closes."""
+    async with open_chat(session, adapter="echo", planned=2) as chat:
+        for _ in range(2_000):  # far more than the buffers hold
+            try:
+                await chat.ws.send_text(BIG, timeout=0.2)
+            except SendTimeout:
+                break
+        else:
+            pytest.fail("every send went out: the buffers never filled")
+        started = time.monotonic()
+        try:
+            await chat.chat("t", "held back", timeout=budget)
+        finally:
+            waited.append(time.monotonic() - started)
+            released.set()
+
+
+async def test_a_send_held_back_by_a_target_taking_no_data_ends_at_the_messages_timeout() -> None:
+    # The target reads nothing until released: the connection's buffers fill, and the
+    # chat's send waits. Its message's 0.5 s is the budget, not the engine's 10 s default.
+    released = asyncio.Event()
+
+    async def stalled(connection: ServerConnection) -> None:
+        await released.wait()
+        async for _ in connection:  # drains what piled up, so the close is polite
+            pass
+
+    waited: list[float] = []
+    async with scripted(stalled) as url:
+        session = session_for(url)
+        try:
+            with pytest.raises(SendTimeout, match=r"took no data for 0\.5 s"):
+                await fill_buffers_then_chat(session, 0.5, waited, released)
+        finally:
+            released.set()
+            await session.aclose()
+    assert 0.4 < waited[0] < 5.0
+    recorder = session.recorder
+    assert recorder.counter("errors.send_timeout") == 2  # the filler's and the message's
+    # The message held back and the one never tried both failed.
+    assert recorder.state().rates["success"] == (0, 2)
