@@ -84,7 +84,12 @@ def violations(capabilities: Capabilities, counts: Mapping[str, int]) -> int | N
 
 
 class Tracker(Protocol):
-    """Pure: matches server frames to the messages one socket sent."""
+    """Pure: matches server frames to the messages one socket sent.
+
+    A tracker may keep only the newest of its ``foreign_events``; it then counts the ones
+    it dropped from their front in an ``int`` attribute ``foreign_dropped`` (optional), so
+    the chat's counts of them still include every one.
+    """
 
     @property
     def gaps(self) -> list[SeqGap]: ...

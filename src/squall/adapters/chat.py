@@ -38,7 +38,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from squall.adapters.base import ISOLATION_LEAKS, SEQ_GAPS, Adapter
+from squall.adapters.base import ISOLATION_LEAKS, SEQ_GAPS, Adapter, Tracker
 from squall.adapters.registry import DEFAULT_ADAPTER, load
 from squall.adapters.tracker import RunObservation, RunStatus
 from squall.engine.client import WebSocket
@@ -74,7 +74,7 @@ class Chat:
         deadline = sent_at + timeout
         frames = 0
         first: dict[str, Any] | None = None
-        foreign = len(self.tracker.foreign_events)
+        foreign = self._foreign_count()
         try:
             # The send has the message's own budget: a send held back by a target that
             # takes no data (backpressure) uses up the time left to wait for the answer.
@@ -121,8 +121,8 @@ class Chat:
         """Give up on ``observation``. When nothing moved the message on, name a protocol
         mismatch if ``frames`` the adapter does not recognise arrived in the meantime
         (``first`` of them); else, for a protocol without isolation, the frames its tracker
-        matched to no message of this socket (its ``foreign_events`` from index ``foreign``):
-        answers naming another message."""
+        matched to no message of this socket since it had matched ``foreign`` (see
+        :meth:`_foreign_count`): answers naming another message."""
         self.tracker.expire(observation, self.session.clock())
         if observation.ack_at is not None or observation.events:
             return
@@ -137,15 +137,26 @@ class Chat:
             return
         # With isolation, frames of runs this socket did not start are the user's other
         # sockets' (or leaks, counted as such): not answers to this message.
-        stray = [] if self.adapter.capabilities.isolation else self.tracker.foreign_events[foreign:]
-        if stray:
+        if self.adapter.capabilities.isolation:
+            return
+        stray = self._foreign_count() - foreign
+        if stray > 0:
+            # A bounded tracker may have dropped the first of them: show the oldest it kept.
+            kept = self.tracker.foreign_events[max(0, foreign - _foreign_dropped(self.tracker)) :]
+            which = "First frame" if stray == len(kept) else "Oldest frame kept"
             self.session.recorder.error(
                 "protocol",
-                f"no answer to a message within {timeout:g} s, though {len(stray)} frame(s) "
+                f"no answer to a message within {timeout:g} s, though {stray} frame(s) "
                 f"arrived that the {name!r} adapter matched to no message this socket sent: "
-                f"does the target answer with the message's own id? First frame: "
-                f"{_shown(stray[0])}",
+                f"does the target answer with the message's own id? {which}: "
+                f"{_shown(kept[0])}",
             )
+
+    def _foreign_count(self) -> int:
+        """How many frames the tracker has matched to no message of this socket: its
+        ``foreign_events`` and those a bounded tracker dropped from their front
+        (``foreign_dropped``, optional)."""
+        return _foreign_dropped(self.tracker) + len(self.tracker.foreign_events)
 
     def owns(self, thread_id: str) -> bool:
         return thread_id in self.threads or thread_id.startswith(
@@ -184,7 +195,8 @@ class Chat:
             self._gaps_recorded = len(self.tracker.gaps)
         if caps.isolation:
             recorder.count(ISOLATION_LEAKS, 0)
-            for frame in self.tracker.foreign_events[self._foreign_seen :]:
+            unseen = max(0, self._foreign_seen - _foreign_dropped(self.tracker))
+            for frame in self.tracker.foreign_events[unseen:]:
                 thread = str(frame.get("thread_id"))
                 if not self.owns(thread):
                     recorder.count(ISOLATION_LEAKS)
@@ -193,7 +205,7 @@ class Chat:
                         f"user {self.session.identity.user_id} received an event of thread "
                         f"{thread}",
                     )
-            self._foreign_seen = len(self.tracker.foreign_events)
+            self._foreign_seen = self._foreign_count()
 
 
 @contextlib.asynccontextmanager
@@ -233,6 +245,13 @@ async def open_chat(
             # The failing message itself was counted by Chat.chat.
             _fail_untried(session, planned - chat.attempted)
             raise
+
+
+def _foreign_dropped(tracker: Tracker) -> int:
+    """Frames a tracker that bounds its ``foreign_events`` dropped from their front: its
+    optional ``foreign_dropped``, 0 for a tracker that keeps them all."""
+    dropped = getattr(tracker, "foreign_dropped", 0)
+    return dropped if isinstance(dropped, int) else 0
 
 
 def _shown(frame: Mapping[str, Any]) -> str:

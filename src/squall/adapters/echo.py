@@ -18,6 +18,8 @@ from squall.engine.identity import Identity
 
 #: Timed-out messages an echo tracker still recognises a late echo of.
 MAX_EXPIRED = 1_000
+#: Foreign frames an echo tracker keeps, the newest; older ones are only counted.
+MAX_FOREIGN = 1_000
 
 
 class EchoTracker:
@@ -32,10 +34,16 @@ class EchoTracker:
         #: :data:`MAX_EXPIRED` of them (a target that never answers would grow it for good).
         self._expired: dict[str, None] = {}
         self.gaps: list[SeqGap] = []
+        #: Frames naming no message this socket sent, the newest :data:`MAX_FOREIGN` of
+        #: them (a target answering with wrong ids would grow it for good)...
         self.foreign_events: list[Mapping[str, Any]] = []
+        #: ...and how many older ones were dropped from its front, so that
+        #: ``foreign_dropped + len(foreign_events)`` counts every one.
+        self.foreign_dropped = 0
 
     def __repr__(self) -> str:
-        return f"EchoTracker(pending={len(self._pending)}, foreign={len(self.foreign_events)})"
+        foreign = self.foreign_dropped + len(self.foreign_events)
+        return f"EchoTracker(pending={len(self._pending)}, foreign={foreign})"
 
     def sent(self, client_msg_id: str, thread_id: str, now: float) -> RunObservation:
         observation = RunObservation(client_msg_id=client_msg_id, thread_id=thread_id, sent_at=now)
@@ -50,6 +58,9 @@ class EchoTracker:
                 del self._expired[client_msg_id]
             else:
                 self.foreign_events.append(frame)
+                if len(self.foreign_events) > MAX_FOREIGN:
+                    del self.foreign_events[0]
+                    self.foreign_dropped += 1
             return None
         observation.completed_at = now
         observation.status = RunStatus.COMPLETED

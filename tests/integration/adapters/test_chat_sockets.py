@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -15,6 +16,8 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from squall.adapters.chat import open_chat
+from squall.adapters.echo import MAX_FOREIGN, EchoTracker
+from squall.adapters.tracker import RunStatus
 from squall.engine.errors import SendTimeout
 from squall.engine.identity import AnonymousIdentities
 from squall.engine.session import Session
@@ -86,3 +89,38 @@ async def test_a_send_held_back_by_a_target_taking_no_data_ends_at_the_messages_
     assert recorder.counter("errors.send_timeout") == 2  # the filler's and the message's
     # The message held back and the one never tried both failed.
     assert recorder.state().rates["success"] == (0, 2)
+
+
+async def test_replies_naming_other_messages_are_all_counted_though_fewer_are_kept() -> None:
+    # Each message is answered by more frames naming other messages than the echo
+    # tracker keeps: the protocol error still counts every one of them.
+    extra = 5
+
+    async def wrong_ids(connection: ServerConnection) -> None:
+        async for raw in connection:
+            frame = json.loads(raw)
+            for index in range(MAX_FOREIGN + extra):
+                await connection.send(json.dumps({**frame, "client_msg_id": f"other-{index}"}))
+
+    async with scripted(wrong_ids) as url:
+        session = session_for(url)
+        try:
+            async with open_chat(session, adapter="echo", planned=2) as chat:
+                for _ in range(2):
+                    observation = await chat.chat("t", "hello", timeout=1.0)
+                    assert observation.status is RunStatus.TIMED_OUT
+                assert isinstance(chat.tracker, EchoTracker)
+                assert len(chat.tracker.foreign_events) == MAX_FOREIGN
+                dropped = chat.tracker.foreign_dropped
+        finally:
+            await session.aclose()
+    assert dropped == MAX_FOREIGN + 2 * extra
+    recorder = session.recorder
+    assert recorder.counter("timeouts") == 2
+    assert recorder.counter("errors.protocol") == 2
+    # Both messages' samples read the same (each counts only its own frames): one is kept.
+    (sample,) = recorder.state().error_samples["protocol"]
+    assert f"though {MAX_FOREIGN + extra} frame(s) arrived that the 'echo' adapter" in sample
+    # The first of each message's frames was dropped: the oldest one kept is shown.
+    assert 'Oldest frame kept: {"type": "chat"' in sample
+    assert f'"client_msg_id": "other-{extra}"' in sample

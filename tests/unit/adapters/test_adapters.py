@@ -8,7 +8,7 @@ import pytest
 
 from squall.adapters import registry
 from squall.adapters.base import Capabilities, violations
-from squall.adapters.echo import MAX_EXPIRED, EchoAdapter, EchoTracker
+from squall.adapters.echo import MAX_EXPIRED, MAX_FOREIGN, EchoAdapter, EchoTracker
 from squall.adapters.reference import ReferenceAdapter
 from squall.adapters.tracker import RunStatus, RunTracker
 from squall.engine.identity import Identity, UserID
@@ -154,3 +154,19 @@ def test_echo_tracker_remembers_only_the_newest_timed_out_messages() -> None:
     assert tracker.foreign_events == []  # a late echo of a recent one is no stranger
     assert tracker.feed({"client_msg_id": "m0"}, 1e6) is None
     assert tracker.foreign_events == [{"client_msg_id": "m0"}]  # forgotten: foreign
+
+
+def test_echo_tracker_keeps_the_newest_foreign_frames_and_counts_the_ones_it_dropped() -> None:
+    # A target answering with wrong ids gave the tracker one entry per answer, for good.
+    tracker = EchoTracker()
+    answered = tracker.sent("mine", "t", 0.0)
+    for index in range(MAX_FOREIGN + 7):
+        assert tracker.feed({"client_msg_id": f"other-{index}"}, float(index)) is None
+    assert len(tracker.foreign_events) == MAX_FOREIGN
+    assert tracker.foreign_dropped == 7
+    assert tracker.foreign_events[0] == {"client_msg_id": "other-7"}
+    assert tracker.foreign_events[-1] == {"client_msg_id": f"other-{MAX_FOREIGN + 6}"}
+    assert f"foreign={MAX_FOREIGN + 7}" in repr(tracker)
+    # Matching still works beside a full list.
+    assert tracker.feed({"client_msg_id": "mine"}, 1e6) is answered
+    assert tracker.foreign_dropped == 7
