@@ -88,7 +88,10 @@ class Tracker(Protocol):
 
     A tracker may keep only the newest of its ``foreign_events``; it then counts the ones
     it dropped from their front in an ``int`` attribute ``foreign_dropped`` (optional), so
-    the chat's counts of them still include every one.
+    the chat's counts of them still include every one. A tracker whose protocol has
+    errors that reject no message it waits for (an error of the socket's own, the late
+    answer of a message given up on) lists them in ``unmatched_errors``, a
+    ``list[ServerError]`` (optional), each counted in ``errors.server.<code>``.
     """
 
     @property

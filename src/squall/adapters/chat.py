@@ -20,11 +20,12 @@ message counting as failed. Per message it records:
   another protocol; the sample shows the first such frame), or, for a protocol without
   isolation, that its tracker matched to no message of this socket (a reply with another
   message's id);
-- counters ``errors.server.<code>`` for rejected messages, ``seq_gaps``
-  (protocols with ordering) for sequence gaps or duplicates on this socket,
-  and ``isolation_leaks`` (protocols with isolation) for events of a thread
-  this user does not own. The suite reports the last two as the
-  ``violations`` gauge.
+- counters ``errors.server.<code>`` for rejected messages and for the errors the
+  tracker matched to no waiting message (its optional ``unmatched_errors``; see
+  :mod:`squall.adapters.tracker` for which those are), ``seq_gaps`` (protocols with
+  ordering) for sequence gaps or duplicates on this socket, and ``isolation_leaks``
+  (protocols with isolation) for events of a thread this user does not own. The suite
+  reports the last two as the ``violations`` gauge.
 
 A thread is this user's when this chat sent to it or its id starts with
 ``<user id>-``, the scenarios' naming rule.
@@ -40,7 +41,7 @@ from typing import Any
 
 from squall.adapters.base import ISOLATION_LEAKS, SEQ_GAPS, Adapter, Tracker
 from squall.adapters.registry import DEFAULT_ADAPTER, load
-from squall.adapters.tracker import RunObservation, RunStatus
+from squall.adapters.tracker import RunObservation, RunStatus, ServerError
 from squall.engine.client import WebSocket
 from squall.engine.errors import ConnectError, EngineError, MessageTimeout
 from squall.engine.session import Session
@@ -56,6 +57,7 @@ class Chat:
         self.tracker = adapter.tracker()
         self.threads: set[str] = set()
         self._gaps_recorded = 0
+        self._errors_recorded = 0
         self._foreign_seen = 0
         #: Messages this chat has tried to send (sent, or failed while sending).
         self.attempted = 0
@@ -182,6 +184,10 @@ class Chat:
                 f"server.{observation.error_code}",
                 f"{observation.thread_id}: message rejected with {observation.error_code}",
             )
+        unmatched = _unmatched_errors(self.tracker)
+        for error in unmatched[self._errors_recorded :]:
+            recorder.error(f"server.{error.code}", error.describe())
+        self._errors_recorded = len(unmatched)
         if observation.context_chars is not None:
             recorder.gauge("context_chars", float(observation.context_chars))
         if caps.ordering:
@@ -245,6 +251,13 @@ async def open_chat(
             # The failing message itself was counted by Chat.chat.
             _fail_untried(session, planned - chat.attempted)
             raise
+
+
+def _unmatched_errors(tracker: Tracker) -> list[ServerError]:
+    """The errors a tracker matched to no waiting message: its optional
+    ``unmatched_errors``, none for a tracker without it."""
+    errors = getattr(tracker, "unmatched_errors", None)
+    return errors if isinstance(errors, list) else []
 
 
 def _foreign_dropped(tracker: Tracker) -> int:

@@ -3,8 +3,10 @@
 Authentication is a bearer JWT on the upgrade; a message is a ``user_message``
 frame; the server answers with an ``ack`` naming the run, then the run's
 thread events (``agent_started`` … ``agent_completed``) carrying per-thread
-``seq`` numbers, or an ``error`` echoing the ``client_msg_id``. The pure
-:class:`~squall.adapters.tracker.RunTracker` follows those frames.
+``seq`` numbers, or an ``error`` echoing the ``client_msg_id`` (without it, for a
+frame the platform could not read). The pure
+:class:`~squall.adapters.tracker.RunTracker` follows those frames; its module says
+which message an error without ids rejects, if any.
 
 :class:`ReferenceChat` is :class:`~squall.adapters.chat.Chat` speaking this
 protocol; see that module for the metrics it records.

@@ -5,6 +5,19 @@ runs and errors. :class:`RunTracker` turns that stream into one
 :class:`RunObservation` per message sent: when it was acknowledged, when its
 first event arrived, how it ended, which sequence numbers it carried. Times
 are whatever monotonic clock the caller passes in.
+
+An ``error`` rejects the message whose ``client_msg_id`` it echoes. The platform
+echoes it whenever the offending frame carried one it could read, so an error
+without ids (no ``client_msg_id``, no ``thread_id``) whose code is one a frame gets
+when it cannot be read or parsed (:data:`FRAME_REJECTIONS`: a frame over
+``SQUALL_MAX_FRAME_BYTES``, JSON it refuses) answers a frame of this socket whose id
+it could not read. A socket answers its messages in the order sent, so when exactly
+one message of the socket awaits its answer (no ``ack``, no ``error`` yet), that
+error is its rejection. Any other error that rejects no waiting message — the
+late answer of a message given up on, a replay's (with only a ``thread_id``), an
+id-less one of another code (a failure of the socket's background work, or at
+admission, before the socket is closed), or an id-less rejection while several
+messages await their answers — is kept in ``unmatched_errors`` and rejects nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +33,13 @@ AGENT_EVENTS = (
     "tool_completed",
     "agent_thinking",
     "agent_completed",
+)
+
+
+#: The codes the reference platform gives a frame it cannot read or parse
+#: (docs/protocol.md, "Error codes"). Every other error answering a message echoes its id.
+FRAME_REJECTIONS = frozenset(
+    {"bad_frame", "unknown_type", "frame_too_large", "content_too_large", "invalid_field"}
 )
 
 
@@ -82,20 +102,44 @@ class SeqGap:
     got: int
 
 
+@dataclass(frozen=True)
+class ServerError:
+    """An error the server sent that rejected no message waiting for its answer."""
+
+    code: str
+    message: str
+    #: The ids the error echoed, if any.
+    client_msg_id: str | None = None
+    thread_id: str | None = None
+
+    def describe(self) -> str:
+        """One line for an error sample."""
+        if self.client_msg_id is not None:
+            about = f"for message {self.client_msg_id}, which awaits no answer"
+        elif self.thread_id is not None:
+            about = f"for thread {self.thread_id}, naming no message"
+        else:
+            about = "naming no message"
+        return f"error {self.code} {about}: {self.message}"
+
+
 class RunTracker:
     """Match frames to the messages this socket sent; check per-thread seq continuity."""
 
     def __init__(self) -> None:
         self._by_client_id: dict[str, RunObservation] = {}
         self._by_run_id: dict[str, RunObservation] = {}
+        #: Messages sent whose ``ack`` or ``error`` has not come (yet), oldest first.
+        self._unanswered: dict[str, RunObservation] = {}
         self.last_seq: dict[str, int] = {}
         self.gaps: list[SeqGap] = []
         self.foreign_events: list[Mapping[str, Any]] = []
-        self.unmatched_errors: list[Mapping[str, Any]] = []
+        self.unmatched_errors: list[ServerError] = []
 
     def sent(self, client_msg_id: str, thread_id: str, now: float) -> RunObservation:
         observation = RunObservation(client_msg_id=client_msg_id, thread_id=thread_id, sent_at=now)
         self._by_client_id[client_msg_id] = observation
+        self._unanswered[client_msg_id] = observation
         return observation
 
     def resumed(self, thread_id: str, after_seq: int) -> None:
@@ -106,24 +150,46 @@ class RunTracker:
         """Consume one server frame; return the observation it finished, if any."""
         kind = frame.get("type")
         if kind == "ack":
-            observation = self._by_client_id.get(str(frame.get("client_msg_id")))
+            client_msg_id = str(frame.get("client_msg_id"))
+            self._unanswered.pop(client_msg_id, None)
+            observation = self._by_client_id.get(client_msg_id)
             if observation is not None:
                 observation.ack_at = now
                 observation.run_id = str(frame.get("run_id"))
                 self._by_run_id[observation.run_id] = observation
             return None
         if kind == "error":
-            observation = self._by_client_id.get(str(frame.get("client_msg_id")))
-            if observation is None or observation.done:
-                self.unmatched_errors.append(frame)
-                return None
-            observation.status = RunStatus.REJECTED
-            observation.error_code = str(frame.get("code"))
-            observation.completed_at = now
-            return observation
+            return self._error(frame, now)
         if kind in AGENT_EVENTS:
             return self._event(frame, str(kind), now)
         return None
+
+    def _error(self, frame: Mapping[str, Any], now: float) -> RunObservation | None:
+        """Reject the message ``frame`` answers (see the module's docstring)."""
+        code = str(frame.get("code"))
+        client_msg_id, thread_id = frame.get("client_msg_id"), frame.get("thread_id")
+        observation: RunObservation | None = None
+        if client_msg_id is not None:
+            observation = self._by_client_id.get(str(client_msg_id))
+            self._unanswered.pop(str(client_msg_id), None)
+        elif thread_id is None and code in FRAME_REJECTIONS and len(self._unanswered) == 1:
+            # The answer of the socket's only message awaiting one (or the late answer of
+            # the one given up on).
+            _, observation = self._unanswered.popitem()
+        if observation is None or observation.done:
+            self.unmatched_errors.append(
+                ServerError(
+                    code=code,
+                    message=str(frame.get("message", "")),
+                    client_msg_id=None if client_msg_id is None else str(client_msg_id),
+                    thread_id=None if thread_id is None else str(thread_id),
+                )
+            )
+            return None
+        observation.status = RunStatus.REJECTED
+        observation.error_code = code
+        observation.completed_at = now
+        return observation
 
     def _event(self, frame: Mapping[str, Any], kind: str, now: float) -> RunObservation | None:
         thread_id = str(frame.get("thread_id"))

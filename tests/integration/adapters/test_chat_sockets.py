@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -124,3 +126,68 @@ async def test_replies_naming_other_messages_are_all_counted_though_fewer_are_ke
     # The first of each message's frames was dropped: the oldest one kept is shown.
     assert 'Oldest frame kept: {"type": "chat"' in sample
     assert f'"client_msg_id": "other-{extra}"' in sample
+
+
+def reference_run(message: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
+    """The reference protocol's answer to ``message``: its ack and a whole run."""
+    thread = message["thread_id"]
+    kinds = ["agent_started", "tool_executing", "tool_completed", "agent_thinking"]
+    events: list[dict[str, Any]] = [
+        {"type": kind, "thread_id": thread, "run_id": run_id, "seq": seq, "ts": 0.0}
+        for seq, kind in enumerate(kinds, start=1)
+    ]
+    events.append(
+        {
+            "type": "agent_completed",
+            "thread_id": thread,
+            "run_id": run_id,
+            "seq": 5,
+            "ts": 0.0,
+            "status": "completed",
+        }
+    )
+    ack = {"type": "ack", "client_msg_id": message["client_msg_id"], "run_id": run_id}
+    return [ack, *events]
+
+
+async def test_errors_without_ids_are_counted_and_fail_only_the_message_they_answer() -> None:
+    # A target speaking the reference protocol. "unreadable" is rejected as the platform
+    # rejects a frame it cannot read: with no ids. Every other message is answered after
+    # an id-less error of the socket's own work, which fails no message.
+    async def target(connection: ServerConnection) -> None:
+        await connection.send(json.dumps({"type": "hello"}))
+        runs = itertools.count()
+        async for raw in connection:
+            message = json.loads(raw)
+            if message["content"] == "unreadable":
+                await connection.send(
+                    json.dumps({"type": "error", "code": "bad_frame", "message": "not JSON"})
+                )
+                continue
+            await connection.send(
+                json.dumps({"type": "error", "code": "internal", "message": "a replay failed"})
+            )
+            for frame in reference_run(message, f"r{next(runs)}"):
+                await connection.send(json.dumps(frame))
+
+    async with scripted(target) as url:
+        session = session_for(url)
+        try:
+            async with open_chat(session, adapter="squall", planned=2) as chat:
+                started = time.monotonic()
+                rejected = await chat.chat("t", "unreadable", timeout=5.0)
+                waited = time.monotonic() - started
+                answered = await chat.chat("t", "hello", timeout=5.0)
+        finally:
+            await session.aclose()
+    assert (rejected.status, rejected.error_code) == (RunStatus.REJECTED, "bad_frame")
+    assert waited < 2.5  # rejected when the error came, not at the timeout
+    assert answered.status is RunStatus.COMPLETED
+    recorder = session.recorder
+    assert recorder.counter("timeouts") == 0
+    assert recorder.state().rates["success"] == (1, 2)
+    assert recorder.counter("errors.server.bad_frame") == 1
+    assert recorder.counter("errors.server.internal") == 1
+    samples = recorder.state().error_samples
+    assert samples["server.bad_frame"] == ["t: message rejected with bad_frame"]
+    assert samples["server.internal"] == ["error internal naming no message: a replay failed"]

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from squall.adapters.tracker import RunStatus, RunTracker
+from squall.adapters.tracker import FRAME_REJECTIONS, RunStatus, RunTracker, ServerError
+from squall.target import protocol
+from squall.target.errors import TargetError
 
 
 def event(kind: str, seq: int, run: str = "r1", thread: str = "t1", **extra: Any) -> dict[str, Any]:
@@ -69,7 +71,115 @@ def test_error_for_a_message_rejects_it() -> None:
     assert obs.status is RunStatus.REJECTED
     assert obs.error_code == "insufficient_credits"
     tracker.feed({"type": "error", "code": "bad_frame"}, 2.0)
-    assert len(tracker.unmatched_errors) == 1
+    assert tracker.unmatched_errors == [ServerError(code="bad_frame", message="")]
+
+
+def idless(code: str, message: str = "why") -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message}
+
+
+def test_an_error_without_ids_rejects_the_only_message_awaiting_its_answer() -> None:
+    # The platform could not read the frame (too large), so it could not echo its id.
+    tracker = RunTracker()
+    obs = tracker.sent("c1", "t1", 0.0)
+    assert tracker.feed(idless("frame_too_large"), 0.25) is obs
+    assert (obs.status, obs.error_code, obs.response_time) == (
+        RunStatus.REJECTED,
+        "frame_too_large",
+        0.25,
+    )
+    assert tracker.unmatched_errors == []
+    assert tracker.pending == []
+
+
+def test_a_message_acknowledged_no_longer_awaits_an_answer() -> None:
+    tracker = RunTracker()
+    running = tracker.sent("c1", "t1", 0.0)
+    tracker.feed({"type": "ack", "client_msg_id": "c1", "run_id": "r1"}, 0.1)
+    rejected = tracker.sent("c2", "t1", 0.2)
+    assert tracker.feed(idless("bad_frame"), 0.3) is rejected
+    assert rejected.error_code == "bad_frame"
+    assert not running.done
+
+
+def test_an_error_without_ids_rejects_nothing_while_several_messages_await_answers() -> None:
+    # The one given up on may be the frame the error answers: neither is rejected.
+    tracker = RunTracker()
+    given_up = tracker.sent("c1", "t1", 0.0)
+    tracker.expire(given_up, 30.0)
+    waiting = tracker.sent("c2", "t1", 31.0)
+    assert tracker.feed(idless("bad_frame", "not JSON"), 31.5) is None
+    assert not waiting.done
+    assert tracker.unmatched_errors == [ServerError(code="bad_frame", message="not JSON")]
+    assert tracker.unmatched_errors[0].describe() == "error bad_frame naming no message: not JSON"
+
+
+def test_the_late_answer_of_the_message_given_up_on_is_not_pinned_on_the_next() -> None:
+    tracker = RunTracker()
+    given_up = tracker.sent("c1", "t1", 0.0)
+    tracker.expire(given_up, 30.0)
+    assert tracker.feed(idless("frame_too_large"), 31.0) is None  # c1's, too late
+    assert given_up.status is RunStatus.TIMED_OUT
+    assert [e.code for e in tracker.unmatched_errors] == ["frame_too_large"]
+    # c1 has its answer now: the next id-less rejection is the next message's.
+    waiting = tracker.sent("c2", "t1", 32.0)
+    assert tracker.feed(idless("frame_too_large"), 32.5) is waiting
+    assert waiting.status is RunStatus.REJECTED
+
+
+def test_errors_of_the_sockets_own_work_reject_no_message() -> None:
+    tracker = RunTracker()
+    obs = tracker.sent("c1", "t1", 0.0)
+    frames = [
+        idless("internal", "a replay failed"),  # a background task of the socket
+        idless("unavailable", "Redis is unreachable"),  # a resync
+        {**idless("invalid_field"), "thread_id": "t1"},  # a resume's answer
+        {**idless("not_found"), "thread_id": "t9"},
+    ]
+    for frame in frames:
+        assert tracker.feed(frame, 1.0) is None
+    assert not obs.done
+    assert [(e.code, e.thread_id) for e in tracker.unmatched_errors] == [
+        ("internal", None),
+        ("unavailable", None),
+        ("invalid_field", "t1"),
+        ("not_found", "t9"),
+    ]
+    assert tracker.unmatched_errors[3].describe() == (
+        "error not_found for thread t9, naming no message: why"
+    )
+    # ...and the message is still answered as usual.
+    assert tracker.feed({"type": "error", "code": "queue_full", "client_msg_id": "c1"}, 2) is obs
+    assert obs.error_code == "queue_full"
+
+
+def test_the_late_rejection_of_a_message_given_up_on_is_kept() -> None:
+    tracker = RunTracker()
+    obs = tracker.sent("c1", "t1", 0.0)
+    tracker.expire(obs, 30.0)
+    assert tracker.feed({**idless("rate_limited"), "client_msg_id": "c1"}, 31.0) is None
+    assert obs.status is RunStatus.TIMED_OUT
+    (late,) = tracker.unmatched_errors
+    assert late.describe() == "error rate_limited for message c1, which awaits no answer: why"
+
+
+def test_frame_rejections_are_the_codes_the_platform_gives_frames_it_cannot_read() -> None:
+    raws: list[str | bytes] = [
+        "x" * 101,  # over max_frame_bytes
+        b"\xff",  # not UTF-8
+        "[1]",  # not an object
+        '{"type": 1}',
+        '{"type": "shout"}',
+        '{"type": "user_message", "thread_id": "t", "client_msg_id": "c"}',  # no content
+        '{"type": "user_message", "thread_id": "t", "client_msg_id": "c", "content": "long"}',
+    ]
+    codes = set()
+    for raw in raws:
+        try:
+            protocol.parse_frame(raw, max_frame_bytes=100, max_content_chars=3)
+        except TargetError as exc:
+            codes.add(exc.code)
+    assert codes == FRAME_REJECTIONS
 
 
 def test_expire_marks_unknown_outcome() -> None:
