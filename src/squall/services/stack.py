@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
 import os
 import re
 import secrets
@@ -26,14 +25,13 @@ import redis.asyncio as aioredis
 
 from squall.interrupt import on_sigterm
 from squall.loopback import NotLoopback, require_loopback
+from squall.refusals import postgres_refusal, reason, redis_refusal
 from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey
 from squall.urls import (
     POSTGRES_SCHEMES,
     REDIS_SCHEMES,
-    credentials,
     redact,
     url_problem,
-    with_credentials,
     with_database,
 )
 
@@ -103,68 +101,21 @@ def _require_scheme(url: str, schemes: Sequence[str], setting: str, service: str
         raise ServiceUrlError(f"{exc}, or unset it to use the embedded {service}.") from None
 
 
-def _reason(exc: BaseException) -> str:
-    """``exc``'s message as a clause for a sentence the caller ends: without its own final
-    period (redis-py ends its connection errors with one), or its type when it has none."""
-    return (str(exc) or type(exc).__name__).rstrip(".")
-
-
-def _postgres_user(url: str) -> str:
-    """The user asyncpg connects as for ``url``: the URL's, else ``PGUSER``, else this
-    process's account."""
-    return credentials(url)[0] or os.environ.get("PGUSER") or getpass.getuser()
-
-
 def _postgres_refusal(url: str, exc: BaseException) -> str:
-    """Why PostgreSQL at ``url`` failed to connect, and the fix, as a message: an
-    authentication failure names the user and where its password goes (never the
-    password); a server that did not answer is to be started."""
-    server = f"PostgreSQL at {redact(url)}"
+    """Why PostgreSQL at ``url`` failed to connect, and the fix, as a message."""
     unset = "or unset DATABASE_URL to use the embedded server."
-    if isinstance(exc, asyncpg.InvalidPasswordError):
-        user = _postgres_user(url)
-        where = f"in DATABASE_URL ({with_credentials(url, user)}) or PGPASSWORD, {unset}"
-        if credentials(url)[1] or os.environ.get("PGPASSWORD"):
-            return f"{server} rejected the password of user {user!r}. Fix it {where}"
-        return (
-            f"{server} needs a password for user {user!r}, and neither DATABASE_URL nor "
-            f"PGPASSWORD gives one: put it {where}"
-        )
-    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
-        return (
-            f"{server} refuses user {_postgres_user(url)!r}: {_reason(exc)}. Name a user it "
-            f"accepts in DATABASE_URL, {unset}"
-        )
-    if isinstance(exc, asyncpg.PostgresError):
-        return f"{server} refuses the connection: {_reason(exc)}. Fix DATABASE_URL, {unset}"
-    return f"cannot reach {server}: {_reason(exc)}. Start it, fix DATABASE_URL, {unset}"
+    return postgres_refusal(url, exc, "DATABASE_URL", unset) or (
+        f"cannot reach PostgreSQL at {redact(url)}: {reason(exc)}. "
+        f"Start it, fix DATABASE_URL, {unset}"
+    )
 
 
 def _redis_refusal(url: str, exc: BaseException) -> str:
-    """Why Redis at ``url`` failed to answer, and the fix, as a message: a server that
-    wants a password, or rejects the one given, says so and where it goes (never the
-    password); a server that did not answer is to be started."""
-    server = f"Redis at {redact(url)}"
+    """Why Redis at ``url`` failed to answer, and the fix, as a message."""
     unset = "or unset REDIS_URL to use the embedded server."
-    auth = (redis.AuthenticationError, redis.AuthenticationWrongNumberOfArgsError)
-    if isinstance(exc, auth) or (
-        isinstance(exc, redis.ResponseError) and str(exc).startswith("NOAUTH")
-    ):
-        user, password = credentials(url)
-        form = with_credentials(url, user or "")
-        if not password:
-            acl = "" if user else ", or USER:PASSWORD@ for a user of its ACL"
-            return (
-                f"{server} needs a password, and REDIS_URL gives none: put it in REDIS_URL "
-                f"({form}{acl}), {unset}"
-            )
-        return (
-            f"{server} rejected the credentials in REDIS_URL (user {user or 'default'!r}: "
-            f"{_reason(exc)}). Fix the password (or user) in REDIS_URL ({form}), {unset}"
-        )
-    if isinstance(exc, redis.ResponseError):
-        return f"{server} refuses the connection: {_reason(exc)}. Fix REDIS_URL, {unset}"
-    return f"cannot reach {server}: {_reason(exc)}. Start it, fix REDIS_URL, {unset}"
+    return redis_refusal(url, exc, "REDIS_URL", unset) or (
+        f"cannot reach Redis at {redact(url)}: {reason(exc)}. Start it, fix REDIS_URL, {unset}"
+    )
 
 
 async def _check_postgres(url: str) -> None:
@@ -204,7 +155,7 @@ def create_database(server_url: str, prefix: str = "squall") -> str:
         asyncio.run(create())
     except asyncpg.PostgresError as exc:
         raise ServiceUnavailable(
-            f"cannot create a database on {redact(server_url)}: {_reason(exc)}. squall gives the "
+            f"cannot create a database on {redact(server_url)}: {reason(exc)}. squall gives the "
             "platform a fresh database of its own: grant the role CREATEDB, or unset "
             "DATABASE_URL to use the embedded server."
         ) from exc

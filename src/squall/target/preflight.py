@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import redis.asyncio as aioredis
 
+from squall.refusals import postgres_refusal, reason, redis_refusal
 from squall.target.settings import Settings
 
 #: Seconds each server gets to answer.
@@ -34,10 +35,17 @@ def where(url: str) -> str:
 
 
 def _failure(server: str, url: str, variable: str, exc: BaseException) -> ServerUnreachable:
-    reason = (str(exc) or type(exc).__name__).rstrip(".")
+    """A server that did not answer: start it, or point the variable at one that runs. One
+    that answered and refused (credentials, a user, a database) is named as such."""
+    fallback = variable.removeprefix("SQUALL_")
+    refusal = (postgres_refusal if server == "PostgreSQL" else redis_refusal)(
+        url, exc, variable, f"or {fallback} when {variable} is unset."
+    )
+    if refusal is not None:
+        return ServerUnreachable(refusal)
     return ServerUnreachable(
-        f"cannot use {server} at {where(url)} ({variable}): {reason}; start it, or point "
-        f"{variable} (or {variable.removeprefix('SQUALL_')} when that is unset) at one that runs"
+        f"cannot use {server} at {where(url)} ({variable}): {reason(exc)}; start it, or point "
+        f"{variable} (or {fallback} when that is unset) at one that runs"
     )
 
 

@@ -11,21 +11,21 @@ import asyncpg
 import pytest
 import redis
 
+from squall.refusals import reason
 from squall.services import ServiceUnavailable
 from squall.services.stack import (
     _check_postgres,
     _check_redis,
     _postgres_refusal,
-    _reason,
     _redis_refusal,
 )
 
 
 def test_the_reason_loses_a_final_period_only() -> None:
     refused = ConnectionError("Error 111 connecting to 127.0.0.1:1. Connect call failed.")
-    assert _reason(refused) == "Error 111 connecting to 127.0.0.1:1. Connect call failed"
-    assert _reason(OSError("no route")) == "no route"
-    assert _reason(TimeoutError()) == "TimeoutError"
+    assert reason(refused) == "Error 111 connecting to 127.0.0.1:1. Connect call failed"
+    assert reason(OSError("no route")) == "no route"
+    assert reason(TimeoutError()) == "TimeoutError"
 
 
 def _refusal(check: Callable[[str], Awaitable[None]], url: str) -> str:

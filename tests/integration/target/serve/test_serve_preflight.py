@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -50,3 +51,27 @@ def test_a_down_redis_stops_serve_before_any_worker(
     assert f"squall target: cannot use Redis at 127.0.0.1:{port} (SQUALL_REDIS_URL)" in err
     assert "Traceback" not in err
     assert dict(os.environ) == before
+
+
+def test_servers_that_answer_and_refuse_are_not_to_be_started(endpoints: Endpoints) -> None:
+    # A database the server does not have, a Redis database index it does not have: both
+    # servers run, so the fix is in the URL, worded as squall run words it.
+    parts = urlsplit(endpoints.database_url)
+    missing_db = urlunsplit(parts._replace(path="/squall_no_such_database"))
+    settings = Settings(database_url=missing_db, redis_url=endpoints.redis_url)
+    with pytest.raises(ServerUnreachable) as info:
+        check_servers(settings)
+    message = str(info.value)
+    assert message.startswith(f"PostgreSQL at {missing_db} refuses the connection: database")
+    assert message.endswith(
+        "Fix SQUALL_DATABASE_URL, or DATABASE_URL when SQUALL_DATABASE_URL is unset."
+    )
+    assert "start it" not in message.lower()
+    no_such_index = urlunsplit(urlsplit(endpoints.redis_url)._replace(path="/99999"))
+    settings = Settings(database_url=endpoints.database_url, redis_url=no_such_index)
+    with pytest.raises(ServerUnreachable) as info:
+        check_servers(settings)
+    message = str(info.value)
+    assert message.startswith(f"Redis at {no_such_index} refuses the connection: ")
+    assert message.endswith("Fix SQUALL_REDIS_URL, or REDIS_URL when SQUALL_REDIS_URL is unset.")
+    assert "start it" not in message.lower()

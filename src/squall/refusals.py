@@ -1,0 +1,79 @@
+"""Why a PostgreSQL or Redis server named by a URL could not be used, and the fix.
+
+A server that does not answer is to be started; one that answers and refuses (a
+password it needs or rejects, a user or database it does not know) is running, and
+the fix is in the URL. Messages name the user and where a password goes, never the
+password. ``squall run`` (its services) and the reference platform (its check before
+the workers start) word the same failures alike, each naming its own variable.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+
+import asyncpg
+import redis
+
+from squall.urls import credentials, redact, with_credentials
+
+
+def reason(exc: BaseException) -> str:
+    """``exc``'s message as a clause for a sentence the caller ends: without its own final
+    period (redis-py ends its connection errors with one), or its type when it has none."""
+    return (str(exc) or type(exc).__name__).rstrip(".")
+
+
+def postgres_user(url: str) -> str:
+    """The user asyncpg connects as for ``url``: the URL's, else ``PGUSER``, else this
+    process's account."""
+    return credentials(url)[0] or os.environ.get("PGUSER") or getpass.getuser()
+
+
+def postgres_refusal(url: str, exc: BaseException, variable: str, otherwise: str) -> str | None:
+    """The message for PostgreSQL at ``url`` (given by ``variable``) refusing a connection
+    with ``exc``, ending with ``otherwise`` (the other way out, as a final clause); None
+    when the server did not answer at all."""
+    server = f"PostgreSQL at {redact(url)}"
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        user = postgres_user(url)
+        where = f"in {variable} ({with_credentials(url, user)}) or PGPASSWORD, {otherwise}"
+        if credentials(url)[1] or os.environ.get("PGPASSWORD"):
+            return f"{server} rejected the password of user {user!r}. Fix it {where}"
+        return (
+            f"{server} needs a password for user {user!r}, and neither {variable} nor "
+            f"PGPASSWORD gives one: put it {where}"
+        )
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        return (
+            f"{server} refuses user {postgres_user(url)!r}: {reason(exc)}. Name a user it "
+            f"accepts in {variable}, {otherwise}"
+        )
+    if isinstance(exc, asyncpg.PostgresError):
+        return f"{server} refuses the connection: {reason(exc)}. Fix {variable}, {otherwise}"
+    return None
+
+
+def redis_refusal(url: str, exc: BaseException, variable: str, otherwise: str) -> str | None:
+    """The message for Redis at ``url`` (given by ``variable``) refusing a connection with
+    ``exc``, ending with ``otherwise``; None when the server did not answer at all."""
+    server = f"Redis at {redact(url)}"
+    auth = (redis.AuthenticationError, redis.AuthenticationWrongNumberOfArgsError)
+    if isinstance(exc, auth) or (
+        isinstance(exc, redis.ResponseError) and str(exc).startswith("NOAUTH")
+    ):
+        user, password = credentials(url)
+        form = with_credentials(url, user or "")
+        if not password:
+            acl = "" if user else ", or USER:PASSWORD@ for a user of its ACL"
+            return (
+                f"{server} needs a password, and {variable} gives none: put it in {variable} "
+                f"({form}{acl}), {otherwise}"
+            )
+        return (
+            f"{server} rejected the credentials in {variable} (user {user or 'default'!r}: "
+            f"{reason(exc)}). Fix the password (or user) in {variable} ({form}), {otherwise}"
+        )
+    if isinstance(exc, redis.ResponseError):
+        return f"{server} refuses the connection: {reason(exc)}. Fix {variable}, {otherwise}"
+    return None
