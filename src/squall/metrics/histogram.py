@@ -7,19 +7,33 @@ wrong. So every latency goes into an HdrHistogram (microsecond resolution,
 boundaries as HdrHistogram's standard compressed, base64 encoding, which any
 HdrHistogram implementation can read.
 
+From 2,048 µs up, neighbouring values share a slot of the counts (8,000 to 8,003 µs
+one slot, for instance), and HdrHistogram reports a slot by its bounds: eight samples
+of exactly 8 ms read as a maximum and a p99 of 8.003 ms. So the histogram also keeps
+the exact smallest and largest values recorded (whole µs, as :func:`to_us` gives
+them) and reports those as its minimum and maximum; percentiles are clamped into
+[minimum, maximum], and the mean and standard deviation take each slot's middle
+value clamped into the same range. None of them ever reads below the smallest or
+above the largest recorded value, and identical samples read back exactly. The
+standard encoding holds only the counts, so the extremes travel beside it:
+:class:`PackedHistogram` between processes, a result's ``min`` and ``max`` fields
+in the results (see :meth:`LatencyHistogram.decode`). An encoding read without them
+(as results written before the extremes were kept) falls back to the bounds of its
+lowest and highest slots, HdrHistogram's own reading.
+
 The ``hdrh`` package stores the counts (a C array) and encodes and decodes
 them in C, but computes bucket indexes, percentiles, means and resets in pure
 Python, a few microseconds per value. Recording is on every load generator's
 hot path, so this module computes the counts index itself (:func:`counts_index`,
 checked against ``hdrh`` by the tests), adds whole tallies at once
 (:meth:`LatencyHistogram.add_tally`) and reads statistics from the non-zero
-counts only. Every result is the one ``hdrh`` itself would give, to the bit, except the
-minimum after merging an empty histogram (``hdrh`` takes its 0; see
-:meth:`LatencyHistogram.merge`) and percentiles: ``hdrh`` rounds the rank of a percentile
-to the nearest count, so its p95 of 11 values is the 10th, below which only 91 % of them
-lie. :meth:`LatencyHistogram.percentile` takes the nearest rank, as the reference (Java)
-HdrHistogram does: the smallest value that at least N % of the recorded values do not
-exceed.
+counts only. The counts, the total and the encoding are those ``hdrh`` itself would
+give, to the bit. The statistics are too when the exact extremes are the bounds of
+their slots (always below 2,048 µs), with one more exception: ``hdrh`` rounds the rank
+of a percentile to the nearest count, so its p95 of 11 values is the 10th, below which
+only 91 % of them lie. :meth:`LatencyHistogram.percentile` takes the nearest rank, as
+the reference (Java) HdrHistogram does: the smallest value that at least N % of the
+recorded values do not exceed.
 """
 
 from __future__ import annotations
@@ -29,8 +43,10 @@ import math
 import sys
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from fractions import Fraction
 from itertools import accumulate, compress
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -112,8 +128,14 @@ class LatencyHistogram:
 
     Values are stored to microsecond resolution with 3 significant digits, so a
     percentile read back is within 0.1 % of the recorded value (never more
-    precise than 1 µs). Durations under 1 µs are stored as 1 µs and over one
-    hour as one hour.
+    precise than 1 µs) and never outside [min, max]; min and max are the exact
+    values recorded. Durations under 1 µs are stored as 1 µs and over one hour
+    as one hour.
+
+    The exact extremes live in the ``min_value`` and ``max_value`` of the ``hdrh``
+    histogram, which its own recording keeps exact too; every way in here (record,
+    tally, merge, decode, reset) keeps them exact, and none of ``hdrh``'s readers
+    of them (which report slot bounds) is used.
     """
 
     __slots__ = ("_hdr",)
@@ -177,20 +199,23 @@ class LatencyHistogram:
             hdr.max_value = high
 
     def merge(self, other: LatencyHistogram) -> None:
-        """Add every observation of ``other`` to this histogram (exact).
+        """Add every observation of ``other`` to this histogram (exact, extremes too).
 
-        ``hdrh`` reads an empty histogram's minimum as 0 when adding, and a decoded
-        empty one keeps that 0: either would drag the minimum of the sum down to 0.
-        An empty ``other`` therefore adds nothing, and an empty ``self`` starts from
-        a clean minimum and maximum.
+        ``hdrh`` leaves the bounds of the extremes' slots behind when adding, so the
+        exact extremes of the sum are set afterwards. An empty ``other`` adds nothing.
         """
-        if not other._hdr.total_count:
+        theirs = other._hdr
+        if not theirs.total_count:
             return
         hdr = self._hdr
-        if not hdr.total_count:
-            hdr.min_value = sys.maxsize
-            hdr.max_value = 0
-        hdr.add(other._hdr)
+        if hdr.total_count:
+            low = min(hdr.min_value, theirs.min_value)
+            high = max(hdr.max_value, theirs.max_value)
+        else:
+            low, high = theirs.min_value, theirs.max_value
+        hdr.add(theirs)
+        hdr.min_value = low
+        hdr.max_value = high
 
     def copy(self) -> LatencyHistogram:
         clone = LatencyHistogram()
@@ -219,29 +244,42 @@ class LatencyHistogram:
     def count_above(self, seconds: float) -> int:
         """How many recorded values lie above ``seconds`` (at the histogram's resolution:
         a value in the same slot as ``seconds`` but above it counts, as its slot's
-        highest equivalent is what :meth:`percentile` reports)."""
+        highest equivalent is what :meth:`percentile` reports, unless that lies above
+        the largest recorded value, which is then what it reports)."""
         bound = to_us(seconds)
+        high = self._hdr.max_value
         indexes, counts = self._slots()
         return sum(
             n
             for index, n in zip(indexes, counts, strict=True)
-            if _highest_equivalent(value_from_index(index)) > bound
+            if min(_highest_equivalent(value_from_index(index)), high) > bound
         )
 
     @property
+    def extremes_us(self) -> tuple[int, int]:
+        """The exact smallest and largest recorded values in whole µs; (0, 0) when empty."""
+        hdr = self._hdr
+        return (int(hdr.min_value), int(hdr.max_value)) if hdr.total_count else (0, 0)
+
+    @property
     def min(self) -> float:
-        return self._hdr.get_min_value() / UNITS_PER_SECOND if self.count else 0.0
+        """The smallest recorded value, exactly (in seconds, of whole µs); 0.0 when empty."""
+        return self.extremes_us[0] / UNITS_PER_SECOND
 
     @property
     def max(self) -> float:
-        return self._hdr.get_max_value() / UNITS_PER_SECOND if self.count else 0.0
+        """The largest recorded value, exactly (in seconds, of whole µs); 0.0 when empty."""
+        return self.extremes_us[1] / UNITS_PER_SECOND
 
     def _median_equivalents(self) -> Iterable[tuple[int, int]]:
-        """(count, middle of the slot's range) per non-zero slot, as hdrh's mean uses them."""
+        """(count, middle of the slot's range) per non-zero slot, as hdrh's mean uses them,
+        the middle clamped into [min, max] (only the lowest and highest slot can move)."""
+        low, high = self._hdr.min_value, self._hdr.max_value
         indexes, counts = self._slots()
         for index, n in zip(indexes, counts, strict=True):
             value = _highest_equivalent(value_from_index(index))
-            yield n, _lowest_equivalent(value) + (_range_size(value) >> 1)
+            middle = _lowest_equivalent(value) + (_range_size(value) >> 1)
+            yield n, low if middle < low else high if middle > high else middle
 
     def _mean_us(self) -> float:
         total = 0
@@ -269,8 +307,11 @@ class LatencyHistogram:
         """The value at percentile ``p`` (0–100) in seconds; 0.0 for an empty histogram.
 
         The nearest rank: the ``ceil(p / 100 * count)``-th smallest value (the first for
-        ``p`` = 0), at the histogram's resolution. ``p`` is taken as the decimal it is
-        written as, so p(99.9) of 1,000 values is the 999th, not the 1,000th.
+        ``p`` = 0), at the histogram's resolution: the highest value of its slot (the
+        lowest for ``p`` = 0), clamped into [min, max], so p(0) is the exact minimum,
+        p(100) the exact maximum and no percentile lies outside them. ``p`` is taken as
+        the decimal it is written as, so p(99.9) of 1,000 values is the 999th, not the
+        1,000th.
         """
         if not 0.0 <= p <= 100.0:
             raise ValueError(f"percentile {p!r} is outside 0..100; pass e.g. 99 for p99")
@@ -285,27 +326,65 @@ class LatencyHistogram:
             return 0.0
         value = value_from_index(indexes[position])
         us = _highest_equivalent(value) if p else _lowest_equivalent(value)
-        return us / UNITS_PER_SECOND
+        low, high = self._hdr.min_value, self._hdr.max_value
+        return (low if us < low else high if us > high else us) / UNITS_PER_SECOND
 
     def encode(self) -> str:
-        """HdrHistogram's compressed encoding, base64, as text."""
+        """HdrHistogram's compressed encoding, base64, as text: the counts only, without
+        the exact extremes (see :meth:`pack` and :meth:`decode`)."""
         encoded: bytes = self._hdr.encode()
         return encoded.decode("ascii")
 
     @classmethod
-    def decode(cls, encoded: str) -> LatencyHistogram:
-        """Read a histogram written by :meth:`encode` (or any HdrHistogram encoder)."""
+    def decode(cls, encoded: str, extremes_us: tuple[int, int] | None = None) -> LatencyHistogram:
+        """Read a histogram written by :meth:`encode` (or any HdrHistogram encoder).
+
+        ``extremes_us`` are the exact smallest and largest recorded values (whole µs,
+        :attr:`extremes_us` of the histogram encoded); they must lie in the lowest and
+        highest slot that hold counts. Without them (an encoding from elsewhere, or
+        stored before the extremes were kept) the histogram takes the bounds of those
+        slots, as HdrHistogram reads them. An empty histogram ignores them.
+        """
         histogram = cls()
-        if not encoded:
+        hdr = histogram._hdr
+        if encoded:
+            try:
+                hdr.decode_and_add(encoded.encode("ascii"))
+            except Exception as exc:  # hdrh raises bare Exceptions and zlib/base64 errors
+                raise HistogramDecodeError(
+                    f"cannot decode histogram {encoded[:40]!r}...: {exc}; expected the base64 "
+                    "compressed HdrHistogram text produced by LatencyHistogram.encode()"
+                ) from exc
+        if not hdr.total_count:
+            hdr.min_value = sys.maxsize
+            hdr.max_value = 0
             return histogram
-        try:
-            histogram._hdr.decode_and_add(encoded.encode("ascii"))
-        except Exception as exc:  # hdrh raises bare Exceptions and zlib/base64 errors
-            raise HistogramDecodeError(
-                f"cannot decode histogram {encoded[:40]!r}...: {exc}; expected the base64 "
-                "compressed HdrHistogram text produced by LatencyHistogram.encode()"
-            ) from exc
+        indexes, _ = histogram._slots()
+        lowest = value_from_index(indexes[0])
+        highest = _highest_equivalent(value_from_index(indexes[-1]))
+        if extremes_us is None:
+            low, high = lowest, highest
+        else:
+            low, high = extremes_us
+            if not (
+                0 <= low <= high
+                and counts_index(low) == indexes[0]
+                and counts_index(high) == indexes[-1]
+            ):
+                raise HistogramDecodeError(
+                    f"histogram extremes {low!r}..{high!r} µs do not fit its counts, whose "
+                    f"lowest and highest slots hold {lowest}..{highest} µs; pass the "
+                    "extremes_us of the histogram that was encoded, or None"
+                )
+        hdr.min_value = low
+        hdr.max_value = high
         return histogram
+
+    def pack(self) -> PackedHistogram:
+        """This histogram as plain data for another process: :meth:`encode` and the exact
+        extremes beside it."""
+        low, high = self.extremes_us
+        return PackedHistogram(self.encode(), low, high)
 
     @classmethod
     def of(cls, seconds: list[float] | tuple[float, ...]) -> LatencyHistogram:
@@ -314,3 +393,29 @@ class LatencyHistogram:
         for value in seconds:
             histogram.record(value)
         return histogram
+
+
+@dataclass(frozen=True)
+class PackedHistogram:
+    """A histogram as plain, picklable data (:meth:`LatencyHistogram.pack`).
+
+    ``encoded`` is HdrHistogram's standard encoding (:meth:`LatencyHistogram.encode`),
+    which holds only the counts; ``min_us`` and ``max_us`` beside it are the exact
+    smallest and largest recorded values (whole µs; 0 and 0 when empty), which it
+    cannot hold.
+    """
+
+    encoded: str
+    min_us: int
+    max_us: int
+
+    def unpack(self) -> LatencyHistogram:
+        """The histogram packed, exact extremes included."""
+        return LatencyHistogram.decode(self.encoded, (self.min_us, self.max_us))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"encoded": self.encoded, "min_us": self.min_us, "max_us": self.max_us}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PackedHistogram:
+        return cls(str(data["encoded"]), int(data["min_us"]), int(data["max_us"]))

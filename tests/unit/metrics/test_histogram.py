@@ -1,7 +1,8 @@
-"""LatencyHistogram: seconds in, µs resolution, 3 significant digits, exact merges."""
+"""LatencyHistogram: seconds in, µs resolution, 3 significant digits, exact merges and extremes."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections import Counter
@@ -16,6 +17,7 @@ from squall.metrics.histogram import (
     SIGNIFICANT_DIGITS,
     HistogramDecodeError,
     LatencyHistogram,
+    PackedHistogram,
     counts_index,
     to_us,
     value_from_index,
@@ -45,12 +47,12 @@ def test_merging_an_empty_histogram_keeps_the_minimum() -> None:
     for empty in (LatencyHistogram(), LatencyHistogram.decode(empty_encoded)):
         merged = LatencyHistogram.of([0.010, 0.020])
         merged.merge(empty)
-        assert (merged.count, merged.min, merged.max) == (2, 0.010, 0.020015)
-        # And an empty histogram (fresh or decoded) that receives values reads their minimum.
+        assert (merged.count, merged.min, merged.max) == (2, 0.010, 0.020)
+        # And an empty histogram (fresh or decoded) that receives values reads their extremes.
         start = LatencyHistogram.decode(empty_encoded)
         start.merge(empty)
         start.merge(LatencyHistogram.of([0.010, 0.020]))
-        assert (start.count, start.min, start.max) == (2, 0.010, 0.020015)
+        assert (start.count, start.min, start.max) == (2, 0.010, 0.020)
         assert start.encode() == LatencyHistogram.of([0.010, 0.020]).encode()
 
 
@@ -78,7 +80,7 @@ def test_empty_histogram_reads_as_zero() -> None:
 def test_clamps_tiny_and_huge_values_and_rejects_negative() -> None:
     histogram = LatencyHistogram.of([0.0, 1e-9, 10_000.0])
     assert histogram.min == 0.000001
-    assert histogram.max == pytest.approx(3600.0, rel=1e-3)
+    assert histogram.max == 3600.0
     with pytest.raises(ValueError, match="non-negative"):
         histogram.record(-0.5)
 
@@ -125,21 +127,116 @@ def test_add_tally_equals_recording_each_value() -> None:
     for histogram in (tallied, recorded):
         assert histogram.encode() == reference.encode().decode("ascii")
         assert histogram.count == reference.get_total_count() == len(seconds)
-        assert histogram.min == reference.get_min_value() / 1e6
-        assert histogram.max == reference.get_max_value() / 1e6
+        assert histogram.extremes_us == (LOWEST_US, HIGHEST_US)
+        assert histogram.max == 3600.0 < reference.get_max_value() / 1e6
 
 
-def test_statistics_are_exactly_hdrh_s() -> None:
-    microseconds = [to_us(s) for s in values(12, 4000)]
+def test_statistics_are_hdrh_s_clamped_into_the_exact_extremes() -> None:
+    # From 8.123 ms up, so that both extremes share their slots with larger neighbours.
+    microseconds = [to_us(s + 0.008123) for s in values(12, 4000)]
+    low, high = min(microseconds), max(microseconds)
     histogram = LatencyHistogram()
     histogram.add_tally(Counter(microseconds))
     reference = hdr_reference(microseconds)
-    assert histogram.mean == float(reference.get_mean_value()) / 1e6
-    assert histogram.stdev == float(reference.get_stddev()) / 1e6
+    # hdrh reads the extremes' slots by their bounds; these values are not on them.
+    assert reference.get_min_value() < low
+    assert high < reference.get_max_value()
+    assert histogram.extremes_us == (low, high)
     # 4,000 values: every rank below is a whole number, where hdrh's rounding and the
     # nearest rank agree.
     for p in (0, 0.1, 1, 25, 50, 90, 99, 99.9, 99.99, 100):
-        assert histogram.percentile(p) == reference.get_value_at_percentile(p) / 1e6, p
+        expected = min(max(reference.get_value_at_percentile(p), low), high)
+        assert histogram.percentile(p) == expected / 1e6, p
+    assert low / 1e6 < histogram.mean < high / 1e6
+    # Read without its extremes (as results stored before they were kept), every
+    # statistic is hdrh's own.
+    bare = LatencyHistogram.decode(histogram.encode())
+    assert bare.min == reference.get_min_value() / 1e6
+    assert bare.max == reference.get_max_value() / 1e6
+    assert bare.mean == float(reference.get_mean_value()) / 1e6
+    assert bare.stdev == float(reference.get_stddev()) / 1e6
+    for p in (0, 0.1, 1, 25, 50, 90, 99, 99.9, 99.99, 100):
+        assert bare.percentile(p) == reference.get_value_at_percentile(p) / 1e6, p
+
+
+def test_samples_of_exactly_8_ms_read_8_ms() -> None:
+    # 8,000..8,003 µs share a slot, which HdrHistogram reads as 8.003 ms.
+    histogram = LatencyHistogram.of([0.008] * 8)
+    assert hdr_reference([8000] * 8).get_max_value() == 8003
+    assert (histogram.min, histogram.max, histogram.mean, histogram.stdev) == (
+        0.008,
+        0.008,
+        0.008,
+        0.0,
+    )
+    assert {histogram.percentile(p) for p in (0, 50, 99, 99.9, 100)} == {0.008}
+    assert histogram.count_above(0.008) == 0
+    assert histogram.count_above(0.007999) == 8
+
+
+def test_the_mean_takes_the_slots_middles_clamped_into_the_extremes() -> None:
+    # 8,003 µs shares a slot of 4 (middle 8,002), 12,000 µs one of 8 (middle 12,004):
+    # clamped into [8,003, 12,000], both middles are the values themselves.
+    microseconds = [8003, 8003, 8003, 12000]
+    histogram = LatencyHistogram.of([us / 1e6 for us in microseconds])
+    assert hdr_reference(microseconds).get_mean_value() == 9002.5
+    assert histogram.mean == 9002.25 / 1e6
+    assert histogram.stdev == pytest.approx(math.sqrt(3) * 3997 / 4 / 1e6)
+    # A middle inside [min, max] stays: 8,000 µs (slot middle 8,002) becomes the minimum,
+    # and 10,000 µs's slot of 8 reads 10,004.
+    histogram.record(0.008)
+    histogram.record(0.010)
+    assert histogram.mean == (4 * 8002 + 10_004 + 12_000) / 6 / 1e6
+
+
+def test_merging_keeps_the_exact_extremes() -> None:
+    low = LatencyHistogram.of([0.008, 0.0123])
+    high = LatencyHistogram.of([0.0081, 2.5])
+    merged = low.copy()
+    merged.merge(high)
+    assert merged.extremes_us == (8000, 2_500_000)
+    assert (merged.min, merged.max, merged.percentile(100)) == (0.008, 2.5, 2.5)
+    assert merged.percentile(0) == 0.008
+    # The same through the form that crosses processes, either way round.
+    across = high.pack().unpack()
+    across.merge(low.pack().unpack())
+    assert across.extremes_us == (8000, 2_500_000)
+    assert across.encode() == merged.encode()
+    assert across.pack() == merged.pack()
+
+
+def test_pack_round_trips_through_json() -> None:
+    histogram = LatencyHistogram.of([0.008, 0.0081, 0.012301, 7.0])
+    packed = histogram.pack()
+    assert (packed.min_us, packed.max_us) == (8000, 7_000_000)
+    assert packed.encoded == histogram.encode()
+    again = PackedHistogram.from_dict(json.loads(json.dumps(packed.to_dict())))
+    assert again == packed
+    unpacked = again.unpack()
+    assert (unpacked.min, unpacked.max, unpacked.percentile(99)) == (0.008, 7.0, 7.0)
+    assert LatencyHistogram().pack() == PackedHistogram(LatencyHistogram().encode(), 0, 0)
+    assert LatencyHistogram().pack().unpack().count == 0
+
+
+def test_an_encoding_without_extremes_reads_its_slots_bounds() -> None:
+    # What results stored before the extremes were kept hold: the standard encoding only.
+    encoded = LatencyHistogram.of([0.008] * 8 + [0.0123]).encode()
+    old = LatencyHistogram.decode(encoded)
+    assert old.extremes_us == (8000, 12_303)
+    assert (old.percentile(0), old.percentile(50), old.percentile(100)) == (
+        0.008,
+        0.008003,
+        0.012303,
+    )
+    exact = LatencyHistogram.decode(encoded, (8000, 12_300))
+    assert (exact.percentile(50), exact.percentile(100), exact.max) == (0.008003, 0.0123, 0.0123)
+
+
+@pytest.mark.parametrize("extremes", [(7999, 12_300), (8000, 12_304), (8004, 12_300), (9, 3)])
+def test_extremes_outside_the_extreme_slots_are_refused(extremes: tuple[int, int]) -> None:
+    encoded = LatencyHistogram.of([0.008, 0.0123]).encode()
+    with pytest.raises(HistogramDecodeError, match="do not fit its counts"):
+        LatencyHistogram.decode(encoded, extremes)
 
 
 def nearest_rank(microseconds: list[int], p: str) -> float:
@@ -194,8 +291,10 @@ def test_reset_empties_and_the_histogram_records_again() -> None:
         0.0,
     )
     assert histogram.encode() == LatencyHistogram().encode()
+    assert histogram.extremes_us == (0, 0)
     histogram.record(0.25)
-    assert histogram.encode() == LatencyHistogram.of([0.25]).encode()
+    assert histogram.pack() == LatencyHistogram.of([0.25]).pack()
+    assert (histogram.min, histogram.max) == (0.25, 0.25)
 
 
 def test_to_us_rounds_clamps_and_rejects() -> None:
@@ -215,3 +314,6 @@ def test_count_above_counts_values_over_the_bound() -> None:
     assert h.count_above(0.0) == 6
     assert h.count_above(1.0) == 0
     assert LatencyHistogram().count_above(0.050) == 0
+    # 200,000..200,127 µs share a slot, read as its highest value below the maximum.
+    assert LatencyHistogram.of([0.2, 0.2]).count_above(0.2) == 0
+    assert LatencyHistogram.of([0.2, 0.2001]).count_above(0.2) == 2
