@@ -5,7 +5,9 @@ and store), so everything here is frozen and free of I/O. Every class has
 ``to_dict()`` / ``from_dict()`` that round-trip exactly through ``json``.
 
 Latency trends keep their whole distribution (an encoded HdrHistogram), so any
-percentile can be asked for later and results can be merged exactly.
+percentile can be asked for later and results can be merged exactly. A trend's
+``min`` and ``max`` are the exact extremes, which the encoding cannot hold: the
+distribution is decoded with them (see :attr:`Trend.histogram`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeAlias, TypeVar
 
-from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.histogram import LatencyHistogram, to_us
 
 #: What progress and summaries print when the load generator, not the target, was the limit.
 SATURATION_WARNING = "results unreliable: load generator saturated"
@@ -49,7 +51,11 @@ def _optional_float(value: Any) -> float | None:
 
 @dataclass(frozen=True)
 class Trend:
-    """A distribution of durations in seconds (connect time, response time, ...)."""
+    """A distribution of durations in seconds (connect time, response time, ...).
+
+    ``min`` and ``max`` are the exact smallest and largest durations recorded (whole
+    µs); percentiles and the mean lie between them.
+    """
 
     name: str
     count: int
@@ -62,7 +68,8 @@ class Trend:
     p95: float
     p99: float
     p999: float
-    #: base64 of HdrHistogram's compressed encoding (µs resolution, 3 significant digits).
+    #: base64 of HdrHistogram's compressed encoding (µs resolution, 3 significant digits):
+    #: the counts, without the exact extremes (``min`` and ``max`` hold those).
     encoded: str = field(repr=False)
 
     @classmethod
@@ -84,8 +91,11 @@ class Trend:
 
     @cached_property
     def histogram(self) -> LatencyHistogram:
-        """The decoded distribution (decoded once, then cached)."""
-        return LatencyHistogram.decode(self.encoded)
+        """The decoded distribution (decoded once, then cached), ``min`` and ``max`` its
+        exact extremes. A trend written before they were exact holds the bounds of their
+        slots there, which read as the encoding alone would."""
+        extremes = (to_us(self.min), to_us(self.max)) if self.count else None
+        return LatencyHistogram.decode(self.encoded, extremes)
 
     def percentile(self, p: float) -> float:
         """The value at percentile ``p`` (0–100), in seconds, from the full distribution."""

@@ -17,8 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from squall.metrics.histogram import LatencyHistogram
-from squall.metrics.result import error_summaries_of
+from squall.metrics.result import Trend, error_summaries_of
 from squall.report.charts import Line, bar_chart, line_chart
 from squall.report.printable import html_text
 from squall.store.records import walk
@@ -89,13 +88,13 @@ _STATUS = {
 }
 
 
-def latency_buckets(encoded: str, buckets: int = 14) -> list[tuple[str, float]]:
-    """Share of observations (%) per log-spaced latency bucket, from an encoded histogram.
+def latency_buckets(trend: Trend, buckets: int = 14) -> list[tuple[str, float]]:
+    """Share of observations (%) per log-spaced latency bucket, from a trend's histogram.
 
     Read through percentiles (every 0.5 %), so it needs only the histogram's
     public interface; bucket labels are upper edges in milliseconds.
     """
-    histogram = LatencyHistogram.decode(encoded)
+    histogram = trend.histogram
     if not histogram.count:
         return []
     low, high = max(histogram.min, 1e-6), max(histogram.max, 1e-6)
@@ -150,7 +149,7 @@ def _scenario_charts(s: Mapping[str, Any]) -> str:
         charts.append(
             bar_chart(
                 f"{trend_name} distribution (bucket upper edge, ms)",
-                latency_buckets(str(metrics[trend_name].get("encoded", ""))),
+                latency_buckets(Trend.from_dict(metrics[trend_name])),
                 y_label="% of observations",
             )
         )

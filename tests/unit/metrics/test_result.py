@@ -88,6 +88,33 @@ def test_an_older_reports_zero_rate_of_nothing_reads_as_no_samples() -> None:
     assert restored.rate is None
 
 
+def test_a_trend_read_back_keeps_its_exact_extremes() -> None:
+    # 8,000..8,003 µs share a slot, which the encoding alone reads as 8.003 ms; a
+    # percentile inside [min, max] still reads its slot's highest value.
+    trend = Trend.from_histogram("t", LatencyHistogram.of([0.008] * 8 + [0.0123]))
+    assert (trend.min, trend.max, trend.p50, trend.p999) == (0.008, 0.0123, 0.008003, 0.0123)
+    restored = metric_from_dict(json.loads(json.dumps(trend.to_dict())))
+    assert isinstance(restored, Trend)
+    assert restored.histogram.extremes_us == (8000, 12_300)
+    assert [restored.percentile(p) for p in (0, 50, 99.99, 100)] == [
+        0.008,
+        0.008003,
+        0.0123,
+        0.0123,
+    ]
+
+
+def test_a_trend_stored_before_the_extremes_were_exact_reads_as_before() -> None:
+    # Written by an earlier version: min, max and percentiles are the bounds of their slots.
+    histogram = LatencyHistogram.of([0.008] * 8 + [0.0123])
+    old = Trend.from_histogram("t", histogram).to_dict()
+    old.update(min=0.008, max=0.012303, p50=0.008003, p999=0.012303)
+    trend = Trend.from_dict(old)
+    assert trend.histogram.extremes_us == (8000, 12_303)
+    assert [trend.percentile(p) for p in (0, 50, 100)] == [0.008, 0.008003, 0.012303]
+    assert trend.percentile(50) == LatencyHistogram.decode(histogram.encode()).percentile(50)
+
+
 def test_unknown_metric_and_missing_fields_are_reported() -> None:
     with pytest.raises(ResultFormatError, match="type 'histo'"):
         metric_from_dict({"type": "histo", "name": "x"})

@@ -132,20 +132,38 @@ def test_a_duration_limit_is_the_float_a_measured_duration_reads_as() -> None:
 
 
 @pytest.mark.parametrize(
-    ("limit", "us"), [("5us", 5), ("20us", 20), ("0.043ms", 43), ("0.09ms", 90), ("1.9ms", 1900)]
+    ("limit", "us"),
+    [
+        ("5us", 5),
+        ("20us", 20),
+        ("0.043ms", 43),
+        ("0.09ms", 90),
+        ("1.9ms", 1900),
+        # From 2,048 µs up values share slots (8,000..8,003 µs one, read as 8.003 ms), but
+        # the histogram keeps the exact extremes and no percentile or mean lies beyond them.
+        ("8ms", 8000),
+        ("12.3ms", 12_300),
+        ("2.5s", 2_500_000),
+        ("1m", 60_000_000),
+    ],
 )
 def test_a_trend_exactly_at_a_duration_limit(limit: str, us: int) -> None:
     seconds = us / 1e6
     trend = ResultTrend.from_histogram("response_time", LatencyHistogram.of([seconds] * 3))
-    assert trend.max == trend.min == seconds  # below 2,048 µs a value has a slot of its own
+    read_back = ResultTrend.from_dict(trend.to_dict())
+    assert trend.max == trend.min == trend.mean == seconds
     for text, status in [
         (f"max <= {limit}", OutcomeStatus.PASSED),
         (f"max < {limit}", OutcomeStatus.FAILED),
         (f"min >= {limit}", OutcomeStatus.PASSED),
+        (f"avg <= {limit}", OutcomeStatus.PASSED),
+        (f"med == {limit}", OutcomeStatus.PASSED),
         (f"p(99) == {limit}", OutcomeStatus.PASSED),
+        (f"p(99.9) <= {limit}", OutcomeStatus.PASSED),
         (f"p(99) != {limit}", OutcomeStatus.FAILED),
     ]:
         assert one("response_time", text, trend).status is status, text
+        assert one("response_time", text, read_back).status is status, text
 
 
 @pytest.mark.parametrize(

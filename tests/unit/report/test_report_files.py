@@ -8,7 +8,8 @@ from pathlib import Path
 
 from report_samples import load_scenario, race_scenario, report
 
-from squall.metrics.result import Rate
+from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.result import Rate, Trend
 from squall.report.files import write_extra_files
 from squall.report.html import latency_buckets, report_html
 from squall.report.junit import junit_xml
@@ -138,11 +139,11 @@ def test_metric_names_are_sanitised() -> None:
 
 
 def test_latency_buckets_cover_the_distribution() -> None:
-    encoded = load_scenario()["metrics"]["response_time"]["encoded"]
-    buckets = latency_buckets(encoded)
+    trend = Trend.from_dict(load_scenario()["metrics"]["response_time"])
+    buckets = latency_buckets(trend)
     assert abs(sum(share for _, share in buckets) - 100.0) < 1e-6
-    assert float(buckets[-1][0]) >= 399  # upper edge reaches the 400 ms observation
-    assert latency_buckets("") == []
+    assert float(buckets[-1][0]) == 400  # upper edge: the 400 ms observation, exactly
+    assert latency_buckets(Trend.from_histogram("t", LatencyHistogram())) == []
 
 
 def test_html_is_self_contained_with_every_section() -> None:
