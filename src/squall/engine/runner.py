@@ -26,7 +26,7 @@ from squall.engine.scenario import Behaviour, Scenario
 from squall.engine.series import Snapshot
 from squall.engine.session import Session
 from squall.engine.workload import ArrivalRate, Closed, Stages
-from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.histogram import LatencyHistogram, PackedHistogram
 from squall.metrics.recorder import Recorder, RecorderState
 
 #: How often the lag ticker wakes up, seconds.
@@ -85,7 +85,7 @@ class WorkerReport:
 
     worker: int
     state: RecorderState
-    lag: str
+    lag: PackedHistogram
     cpu: list[float]
     interrupted_reason: str | None
     users_peak: int
@@ -94,7 +94,7 @@ class WorkerReport:
         return {
             "worker": self.worker,
             "state": self.state.to_dict(),
-            "lag": self.lag,
+            "lag": self.lag.to_dict(),
             "cpu": list(self.cpu),
             "interrupted_reason": self.interrupted_reason,
             "users_peak": self.users_peak,
@@ -105,7 +105,7 @@ class WorkerReport:
         return cls(
             worker=int(data["worker"]),
             state=RecorderState.from_dict(data["state"]),
-            lag=str(data["lag"]),
+            lag=PackedHistogram.from_dict(data["lag"]),
             cpu=[float(c) for c in data["cpu"]],
             interrupted_reason=data["interrupted_reason"],
             users_peak=int(data["users_peak"]),
@@ -175,7 +175,7 @@ class Worker:
         return WorkerReport(
             worker=self.plan.worker,
             state=self.recorder.state(),
-            lag=self._lag.encode(),
+            lag=self._lag.pack(),
             cpu=list(self._cpu),
             interrupted_reason=interrupted,
             users_peak=self._live.users_peak,
@@ -518,7 +518,7 @@ class Worker:
                 errors=stats.errors,
                 latency=stats.latency,
                 cpu=None if final else cpu,
-                lag=self._lag.encode(),
+                lag=self._lag.pack(),
                 final=final,
             )
         )

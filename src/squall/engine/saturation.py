@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.histogram import LatencyHistogram, PackedHistogram
 from squall.metrics.result import GeneratorHealth
 
 
@@ -68,17 +68,18 @@ def assess(
 
 
 def merge_health(
-    workers: Sequence[tuple[str, Sequence[float]]], bounds: SaturationBounds = SaturationBounds()
+    workers: Sequence[tuple[PackedHistogram, Sequence[float]]],
+    bounds: SaturationBounds = SaturationBounds(),
 ) -> GeneratorHealth:
-    """Assess several workers, given each one's encoded lag histogram and CPU samples.
+    """Assess several workers, given each one's packed lag histogram and CPU samples.
 
     Saturated if any worker is: a single overloaded worker delays its share of users.
     """
     merged = LatencyHistogram()
     reasons: list[str] = []
     cpu_all: list[float] = []
-    for index, (encoded, cpu) in enumerate(workers):
-        lag = LatencyHistogram.decode(encoded)
+    for index, (packed, cpu) in enumerate(workers):
+        lag = packed.unpack()
         merged.merge(lag)
         cpu_all.extend(cpu)
         verdict = assess(lag, cpu, bounds)

@@ -3,7 +3,8 @@
 Each worker sends one :class:`Snapshot` per second of run time (and a last,
 partial one when it stops). Seconds are counted from the common start time the
 parent hands to every worker, so snapshot *t* of every worker covers the same
-second. Latencies travel as encoded histograms and are added, never averaged.
+second. Latencies travel as packed histograms (the encoded counts and the exact
+extremes) and are added, never averaged.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from squall.engine.saturation import SaturationBounds, assess
-from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.histogram import LatencyHistogram, PackedHistogram
 from squall.metrics.result import SATURATION_WARNING, SeriesPoint
 
 
@@ -31,11 +32,12 @@ class Snapshot:
     sent: int
     received: int
     errors: int
-    latency: str
+    #: Latencies completed in this second, None if there were none.
+    latency: PackedHistogram | None
     #: Worker CPU in this second, percent of one core (None for the first second).
     cpu: float | None
-    #: Encoded histogram of the worker's event-loop lag so far.
-    lag: str
+    #: Histogram of the worker's event-loop lag so far.
+    lag: PackedHistogram
     final: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -43,7 +45,14 @@ class Snapshot:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Snapshot:
-        return cls(**data)
+        latency = data["latency"]
+        return cls(
+            **{
+                **data,
+                "latency": None if latency is None else PackedHistogram.from_dict(latency),
+                "lag": PackedHistogram.from_dict(data["lag"]),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,7 @@ class SeriesAggregator:
         self._reported = -1
         self._total = LatencyHistogram()
         self._errors = 0
-        self._lag: dict[int, str] = {}
+        self._lag: dict[int, PackedHistogram] = {}
         self._cpu: dict[int, list[float]] = {}
 
     def add(self, snapshot: Snapshot) -> list[ProgressView]:
@@ -98,8 +107,8 @@ class SeriesAggregator:
         second.sent += snapshot.sent
         second.received += snapshot.received
         second.errors += snapshot.errors
-        if snapshot.latency:
-            latency = LatencyHistogram.decode(snapshot.latency)
+        if snapshot.latency is not None:
+            latency = snapshot.latency.unpack()
             second.latency.merge(latency)
             self._total.merge(latency)
         self._errors += snapshot.errors
@@ -127,8 +136,8 @@ class SeriesAggregator:
         span = second.span or 1.0
         elapsed = t + span
         lag = LatencyHistogram()
-        for encoded in self._lag.values():
-            lag.merge(LatencyHistogram.decode(encoded))
+        for packed in self._lag.values():
+            lag.merge(packed.unpack())
         cpu = [sample for samples in self._cpu.values() for sample in samples]
         health = assess(lag, cpu, SaturationBounds())
         return ProgressView(

@@ -2,8 +2,9 @@
 
 A :class:`Recorder` lives in one worker process and is only touched from that
 process's event loop thread, synchronously, so it needs no locks. It exports its
-content as a :class:`RecorderState` (plain data: encoded histograms and
-integers) which crosses process boundaries and is merged exactly by
+content as a :class:`RecorderState` (plain data: packed histograms, which are
+the encoded counts and the exact extremes, and integers) which crosses process
+boundaries and is merged exactly by
 :func:`merge_states`; :func:`to_metrics` turns a merged state into the
 :mod:`squall.metrics.result` objects.
 """
@@ -23,6 +24,7 @@ from squall.metrics.histogram import (
     LOWEST_US,
     UNITS_PER_SECOND,
     LatencyHistogram,
+    PackedHistogram,
     to_us,
 )
 from squall.metrics.result import Counter, ErrorSummary, Gauge, Metric, Rate, Trend
@@ -47,7 +49,7 @@ HIGHEST_S = HIGHEST_US / UNITS_PER_SECOND
 class RecorderState:
     """A recorder's content as plain, picklable, JSON-serialisable data."""
 
-    trends: dict[str, str] = field(default_factory=dict)
+    trends: dict[str, PackedHistogram] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     rates: dict[str, tuple[int, int]] = field(default_factory=dict)
     gauges: dict[str, tuple[float, float, float]] = field(default_factory=dict)
@@ -55,7 +57,7 @@ class RecorderState:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "trends": dict(self.trends),
+            "trends": {k: v.to_dict() for k, v in self.trends.items()},
             "counters": dict(self.counters),
             "rates": {k: list(v) for k, v in self.rates.items()},
             "gauges": {k: list(v) for k, v in self.gauges.items()},
@@ -65,7 +67,9 @@ class RecorderState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RecorderState:
         return cls(
-            trends={str(k): str(v) for k, v in data.get("trends", {}).items()},
+            trends={
+                str(k): PackedHistogram.from_dict(v) for k, v in data.get("trends", {}).items()
+            },
             counters={str(k): int(v) for k, v in data.get("counters", {}).items()},
             rates={str(k): (int(v[0]), int(v[1])) for k, v in data.get("rates", {}).items()},
             gauges={
@@ -85,8 +89,8 @@ class Interval:
     sent: int
     received: int
     errors: int
-    #: Encoded histogram of the first of :data:`SERIES_TRENDS` recorded in the interval.
-    latency: str
+    #: Histogram of the first of :data:`SERIES_TRENDS` recorded in the interval, if any.
+    latency: PackedHistogram | None
 
 
 class _Trend:
@@ -249,13 +253,13 @@ class Recorder:
         now = (self.counter(MESSAGES_SENT), self.counter(MESSAGES_RECEIVED), self.counter(ERRORS))
         base = self._interval_base
         self._interval_base = now
-        latency = ""
+        latency = None
         for trend in self._trends.values():
             trend.fold()
         for name in SERIES_TRENDS:
             histogram = self._interval_trends[name]
-            if histogram.count and not latency:
-                latency = histogram.encode()
+            if histogram.count and latency is None:
+                latency = histogram.pack()
             histogram.reset()
         return Interval(
             sent=now[0] - base[0],
@@ -268,7 +272,7 @@ class Recorder:
         for trend in self._trends.values():
             trend.fold()
         return RecorderState(
-            trends={name: t.histogram.encode() for name, t in self._trends.items()},
+            trends={name: t.histogram.pack() for name, t in self._trends.items()},
             counters={name: cell[0] for name, cell in self._counters.items()},
             rates={name: (v[0], v[0] + v[1]) for name, v in self._rates.items()},
             gauges={name: (v[0], v[1], v[2]) for name, v in self._gauges.items()},
@@ -293,8 +297,8 @@ def merge_states(states: Iterable[RecorderState]) -> RecorderState:
     histograms: dict[str, LatencyHistogram] = {}
     merged = RecorderState()
     for state in states:
-        for name, encoded in state.trends.items():
-            decoded = LatencyHistogram.decode(encoded)
+        for name, packed in state.trends.items():
+            decoded = packed.unpack()
             if name in histograms:
                 histograms[name].merge(decoded)
             else:
@@ -314,15 +318,15 @@ def merge_states(states: Iterable[RecorderState]) -> RecorderState:
             kept = merged.error_samples.setdefault(kind, [])
             for sample in samples:
                 _keep_sample(kept, sample)
-    merged.trends = {name: h.encode() for name, h in histograms.items()}
+    merged.trends = {name: h.pack() for name, h in histograms.items()}
     return merged
 
 
 def to_metrics(state: RecorderState, duration_s: float) -> dict[str, Metric]:
     """The result metrics of a (merged) state; counters' rates use ``duration_s``."""
     metrics: dict[str, Metric] = {}
-    for name, encoded in state.trends.items():
-        metrics[name] = Trend.from_histogram(name, LatencyHistogram.decode(encoded))
+    for name, packed in state.trends.items():
+        metrics[name] = Trend.from_histogram(name, packed.unpack())
     for name, n in state.counters.items():
         metrics[name] = Counter(name, n, n / duration_s if duration_s > 0 else 0.0)
     for name, (passes, total) in state.rates.items():

@@ -45,8 +45,15 @@ def test_custom_bounds() -> None:
 
 
 def test_one_saturated_worker_saturates_the_run() -> None:
-    calm = (LatencyHistogram.of([0.001] * 10).encode(), [10.0])
-    busy = (LatencyHistogram.of([0.001] * 10).encode(), [97.0, 99.0])
+    calm = (LatencyHistogram.of([0.001] * 10).pack(), [10.0])
+    busy = (LatencyHistogram.of([0.001] * 10).pack(), [97.0, 99.0])
     health = merge_health([calm, busy])
     assert health.saturated
     assert health.reasons[0].startswith("worker 1:")
+
+
+def test_the_merged_lag_maximum_is_exact() -> None:
+    # 0.1 s shares a slot of 64 µs: read by its slot it would be 0.100063 s.
+    workers = [(LatencyHistogram.of([0.001] * 10 + [0.1]).pack(), [10.0])] * 2
+    health = merge_health(workers)
+    assert (health.loop_lag_max_s, health.loop_lag_p99_s) == (0.1, 0.1)

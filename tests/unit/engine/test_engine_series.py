@@ -5,7 +5,7 @@ from __future__ import annotations
 from squall.engine.series import SeriesAggregator, Snapshot
 from squall.metrics.histogram import LatencyHistogram
 
-LAG = LatencyHistogram.of([0.001]).encode()
+LAG = LatencyHistogram.of([0.001]).pack()
 
 
 def snap(
@@ -26,7 +26,7 @@ def snap(
         sent=sent,
         received=sent,
         errors=0,
-        latency=LatencyHistogram.of(latencies).encode() if latencies else "",
+        latency=LatencyHistogram.of(latencies).pack() if latencies else None,
         cpu=10.0,
         lag=LAG,
         final=final,
@@ -64,3 +64,16 @@ def test_finished_worker_no_longer_holds_back_later_seconds() -> None:
     views = aggregator.add(snap(0, 2, 5, [], final=True, span=0.25))
     assert [v.elapsed_s for v in views] == [2.25]
     assert views[0].sent_per_s == 20
+
+
+def test_snapshots_cross_as_dictionaries_with_their_exact_extremes() -> None:
+    # 8,000..8,003 µs share a slot, which HdrHistogram reads as 8.003 ms.
+    sent = snap(0, 0, 4, [0.008] * 4)
+    received = Snapshot.from_dict(sent.to_dict())
+    assert received == sent
+    assert Snapshot.from_dict(snap(0, 0, 0, []).to_dict()).latency is None
+    aggregator = SeriesAggregator(workers=1)
+    (view,) = aggregator.add(received)
+    assert (view.p50, view.p99) == (0.008, 0.008)
+    (point,) = aggregator.points()
+    assert (point.p50, point.p99) == (0.008, 0.008)

@@ -37,7 +37,7 @@ async def _worker(
 
 async def _run(snapshot_s: float, lag_s: float) -> tuple[LatencyHistogram, list[Snapshot], int]:
     report, snapshots = await _worker(closed(2, duration=0.4), snapshot_s, lag_s)
-    return LatencyHistogram.decode(report.lag), snapshots, report.state.counters["iterations"]
+    return report.lag.unpack(), snapshots, report.state.counters["iterations"]
 
 
 def test_default_plan_probes_loop_lag_every_fifty_milliseconds() -> None:
@@ -68,3 +68,11 @@ async def test_a_snapshot_counts_users_that_came_and_went_since_the_last_one() -
     report, snapshots = await _worker(closed(3, iterations=1), 3600.0, 3600.0)
     assert report.users_peak == 3
     assert [(s.users, s.final) for s in snapshots] == [(3, True)]
+
+
+async def test_a_report_and_its_snapshots_cross_as_dictionaries() -> None:
+    report, snapshots = await _worker(closed(2, duration=0.3), 0.1, 0.02)
+    assert report.lag.unpack().count > 0
+    assert report.state.trends["iteration_time"].max_us >= 5000  # each iteration naps 5 ms
+    assert WorkerReport.from_dict(report.to_dict()) == report
+    assert [Snapshot.from_dict(s.to_dict()) for s in snapshots] == snapshots

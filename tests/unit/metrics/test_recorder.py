@@ -18,6 +18,7 @@ from squall.metrics.recorder import (
     to_metrics,
 )
 from squall.metrics.result import Counter, Gauge, Rate, Trend
+from squall.metrics.thresholds import OutcomeStatus, evaluate, parse_thresholds
 
 
 def test_merge_adds_counts_rates_and_histograms_exactly() -> None:
@@ -77,11 +78,12 @@ def test_take_interval_reports_deltas() -> None:
     recorder.trend("round_trip", 0.01)
     first = recorder.take_interval()
     assert (first.sent, first.received, first.errors) == (3, 0, 0)
-    assert LatencyHistogram.decode(first.latency).count == 1
+    assert first.latency is not None
+    assert first.latency.unpack().count == 1
     recorder.count("messages_sent", 2)
     second = recorder.take_interval()
     assert second.sent == 2
-    assert second.latency == ""
+    assert second.latency is None
 
 
 def test_state_round_trips_through_json() -> None:
@@ -110,11 +112,11 @@ def test_buffered_trend_folds_into_the_histogram_direct_recording_gives() -> Non
     for value in seconds[100:]:
         recorder.trend("iteration_time", value)
     direct = LatencyHistogram.of(seconds)
-    assert recorder.state().trends["iteration_time"] == direct.encode()
+    assert recorder.state().trends["iteration_time"] == direct.pack()
     merged = merge_states([recorder.state(), recorder.state()])
     twice = direct.copy()
     twice.merge(direct)
-    assert merged.trends["iteration_time"] == twice.encode()
+    assert merged.trends["iteration_time"] == twice.pack()
 
 
 def test_interval_latency_holds_exactly_the_values_since_the_last_interval() -> None:
@@ -123,13 +125,13 @@ def test_interval_latency_holds_exactly_the_values_since_the_last_interval() -> 
     for value in first:
         recorder.trend("round_trip", value)
     interval = recorder.take_interval()
-    assert interval.latency == LatencyHistogram.of(first).encode()
+    assert interval.latency == LatencyHistogram.of(first).pack()
     second = lognormal(3, 50)
     for value in second:
         recorder.trend("round_trip", value)
-    assert recorder.take_interval().latency == LatencyHistogram.of(second).encode()
-    assert recorder.take_interval().latency == ""
-    assert recorder.state().trends["round_trip"] == LatencyHistogram.of(first + second).encode()
+    assert recorder.take_interval().latency == LatencyHistogram.of(second).pack()
+    assert recorder.take_interval().latency is None
+    assert recorder.state().trends["round_trip"] == LatencyHistogram.of(first + second).pack()
 
 
 def test_trend_clamps_like_the_histogram_and_rejects_bad_durations_at_once() -> None:
@@ -137,7 +139,7 @@ def test_trend_clamps_like_the_histogram_and_rejects_bad_durations_at_once() -> 
     for value in (0.0, 1e-9, 0.0005, 5_000.0, math.inf):
         recorder.trend("ack_time", value)
     expected = LatencyHistogram.of([0.0, 1e-9, 0.0005, 5_000.0, 3_600.0])
-    assert recorder.state().trends["ack_time"] == expected.encode()
+    assert recorder.state().trends["ack_time"] == expected.pack()
     for bad in (-0.001, math.nan):
         with pytest.raises(ValueError, match="non-negative"):
             recorder.trend("ack_time", bad)
@@ -172,4 +174,34 @@ def test_trend_buffer_folds_on_every_interval_and_clamps_at_the_fold() -> None:
     recorder.take_interval()
     assert len(buffer) == 0  # folded with the interval, not only when read
     expected = LatencyHistogram.of([*values[:-1], 3_600.0, 0.25])
-    assert recorder.state().trends["iteration_time"] == expected.encode()
+    assert recorder.state().trends["iteration_time"] == expected.pack()
+
+
+def test_merged_workers_keep_the_exact_extremes() -> None:
+    # 8,000..8,003 µs share a slot, 2,500,000 µs a slot of 2,048: read by their slots,
+    # they would be 8.003 ms and 2.502047 s.
+    first, second = Recorder(), Recorder()
+    for _ in range(50):
+        first.trend("response_time", 0.008)
+    second.trend("response_time", 0.008)
+    second.trend("ws_connect", 2.5)
+    # Each state crosses to the parent as its dictionary, as a worker's report does.
+    states = [
+        RecorderState.from_dict(json.loads(json.dumps(r.state().to_dict())))
+        for r in (first, second)
+    ]
+    metrics = to_metrics(merge_states(states), duration_s=1.0)
+    response, connect = metrics["response_time"], metrics["ws_connect"]
+    assert isinstance(response, Trend)
+    assert isinstance(connect, Trend)
+    assert (response.count, response.min, response.max) == (51, 0.008, 0.008)
+    assert (response.mean, response.p50, response.p99, response.p999) == (0.008,) * 4
+    assert (connect.min, connect.max, connect.p99) == (2.5, 2.5, 2.5)
+    thresholds = parse_thresholds(
+        {
+            "response_time": ["max <= 8ms", "p(99) <= 8ms", "avg <= 8ms"],
+            "ws_connect": ["max <= 2.5s"],
+        }
+    )
+    outcomes = evaluate(thresholds, metrics, "s")
+    assert [o.status for o in outcomes] == [OutcomeStatus.PASSED] * 4
