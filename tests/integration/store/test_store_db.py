@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from squall.config import load_config
-from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.histogram import LatencyHistogram, to_us
 from squall.metrics.result import Counter, Rate, RunResult, Trend
 from squall.report.publish import publish
 from squall.scenarios.db_race import ensure_schema, run_db_race
@@ -301,6 +301,30 @@ async def test_save_and_query(fresh_db: str) -> None:
         assert await purge_older_than(conn, 30) == 0
     finally:
         await conn.close()
+
+
+async def test_a_stored_trend_keeps_its_exact_extremes(fresh_db: str) -> None:
+    # 8,000..8,003 µs share a slot, which the histogram alone reads as 8.003 ms.
+    latencies = [0.008] * 8 + [0.0123]
+    result = _run_result("synthetic", latencies, 9)
+    await save_report(fresh_db, _suite_report("run-x", result, 1_000.0).to_dict(), PROVENANCE)
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        row = await conn.fetchrow(
+            "SELECT count, min, max, p50, p99, p999, histogram FROM performance_metrics "
+            "WHERE metric = 'response_time'"
+        )
+        stats = {r["metric"]: r for r in await metric_statistics(conn, "run-x")}
+    finally:
+        await conn.close()
+    assert (row["count"], row["min"], row["max"]) == (9, 0.008, 0.0123)
+    assert (row["p50"], row["p99"], row["p999"]) == (0.008003, 0.0123, 0.0123)
+    assert (stats["response_time"]["max"], stats["response_time"]["p99_max"]) == (0.0123, 0.0123)
+    # The histogram column is HdrHistogram's standard encoding; min and max beside it are
+    # the exact extremes it is read with.
+    stored = LatencyHistogram.decode(row["histogram"], (to_us(row["min"]), to_us(row["max"])))
+    assert stored.pack() == LatencyHistogram.of(latencies).pack()
+    assert LatencyHistogram.decode(row["histogram"]).max == 0.012303
 
 
 async def test_a_run_whose_texts_hold_nul_characters_is_stored(fresh_db: str) -> None:
