@@ -359,18 +359,16 @@ class LatencyHistogram:
             hdr.min_value = sys.maxsize
             hdr.max_value = 0
             return histogram
-        indexes, _ = histogram._slots()
-        lowest = value_from_index(indexes[0])
-        highest = _highest_equivalent(value_from_index(indexes[-1]))
+        # Decoding leaves hdrh's reading of the extremes behind: the lowest value of the
+        # lowest slot with counts and the highest of the highest (found while decoding,
+        # in C; the tests check it).
+        lowest, highest = int(hdr.min_value), int(hdr.max_value)
+        first, last = counts_index(lowest), counts_index(highest)
         if extremes_us is None:
             low, high = lowest, highest
         else:
             low, high = extremes_us
-            if not (
-                0 <= low <= high
-                and counts_index(low) == indexes[0]
-                and counts_index(high) == indexes[-1]
-            ):
+            if not (0 <= low <= high and counts_index(low) == first and counts_index(high) == last):
                 raise HistogramDecodeError(
                     f"histogram extremes {low!r}..{high!r} µs do not fit its counts, whose "
                     f"lowest and highest slots hold {lowest}..{highest} µs; pass the "
