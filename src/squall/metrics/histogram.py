@@ -28,12 +28,13 @@ hot path, so this module computes the counts index itself (:func:`counts_index`,
 checked against ``hdrh`` by the tests), adds whole tallies at once
 (:meth:`LatencyHistogram.add_tally`) and reads statistics from the non-zero
 counts only. The counts, the total and the encoding are those ``hdrh`` itself would
-give, to the bit. The statistics are too when the exact extremes are the bounds of
-their slots (always below 2,048 µs), with one more exception: ``hdrh`` rounds the rank
-of a percentile to the nearest count, so its p95 of 11 values is the 10th, below which
-only 91 % of them lie. :meth:`LatencyHistogram.percentile` takes the nearest rank, as
-the reference (Java) HdrHistogram does: the smallest value that at least N % of the
-recorded values do not exceed.
+give, to the bit. So are the statistics whenever the exact extremes are bounds of
+their slots (as any value below 2,048 µs is, having a slot of its own), except
+percentiles: ``hdrh`` rounds the rank of a percentile to the nearest count, so its p95
+of 11 values is the 10th, below which only 91 % of them lie.
+:meth:`LatencyHistogram.percentile` takes the nearest rank, as the reference (Java)
+HdrHistogram does: the smallest value that at least N % of the recorded values do not
+exceed.
 """
 
 from __future__ import annotations
