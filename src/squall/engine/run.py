@@ -367,7 +367,7 @@ def _result(
     workload = scenario.workload
     description = workload.describe()
     if isinstance(workload, ArrivalRate):
-        description["planned_iterations"] = sum(1 for _ in workload.arrival_times())
+        description["planned_iterations"] = workload.planned_arrivals
     return RunResult(
         scenario=scenario.name,
         params=dict(scenario.params),

@@ -19,11 +19,16 @@ Three models, named after k6's executors:
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
+
+#: The most iterations an arrival-rate workload may plan in all (rate × duration): far more
+#: than a run can start, and below 2**53, so that every arrival's index is exact as a float.
+MAX_ARRIVALS = 10**15
 
 
 class WorkloadError(ValueError):
@@ -170,6 +175,11 @@ class ArrivalRate:
     The k-th iteration (counting from 0) arrives when the integral of the rate
     from the run start reaches k, so a constant rate r starts iterations at
     0, 1/r, 2/r, ... and ``r * duration`` iterations fit in ``duration``.
+
+    Nothing is computed ahead: :meth:`arrival_time`, :meth:`arrivals_by` and
+    :attr:`planned_arrivals` are closed forms over the stages, so a rate of a million
+    a second costs no more than one of ten. The plan's total is capped at
+    :data:`MAX_ARRIVALS`.
     """
 
     #: (target rate per second at the end of the stage, stage seconds), in order.
@@ -187,10 +197,37 @@ class ArrivalRate:
             _positive("stage rate", rate, allow_zero=True)
             _positive("stage duration", duration)
         _count("max_users", self.max_users, 1)
+        total = self._table[-1][5]
+        if not total <= MAX_ARRIVALS:  # an overflow to inf included
+            peak = max([self.start_rate, *(rate for rate, _ in self.stages)])
+            raise WorkloadError(
+                f"an arrival rate of up to {peak:g}/s over {self.planned_duration:g} s plans "
+                f"{total:.3g} iterations, more than the {MAX_ARRIVALS:.0e} an arrival-rate "
+                "workload may plan: lower the rate (it is per second) or the duration"
+            )
+
+    @functools.cached_property
+    def _table(self) -> tuple[tuple[float, float, float, float, float, float], ...]:
+        """Per stage: its start, its seconds, the rate at its start, the slope term of its
+        integral ``(r1 - r0) / 2D``, and the arrivals due before it and by its end."""
+        table: list[tuple[float, float, float, float, float, float]] = []
+        begin, previous, done = 0.0, self.start_rate, 0.0
+        for rate, duration in self.stages:
+            # Within the stage, arrivals so far are done + r0*t + (r1-r0)*t²/(2D).
+            slope = (rate - previous) / (2 * duration)
+            total = done + previous * duration + slope * duration * duration
+            table.append((begin, duration, previous, slope, done, total))
+            begin, previous, done = begin + duration, rate, total
+        return tuple(table)
 
     @property
     def planned_duration(self) -> float:
         return sum(duration for _, duration in self.stages)
+
+    @functools.cached_property
+    def planned_arrivals(self) -> int:
+        """How many iterations the schedule starts in all (``len(list(arrival_times()))``)."""
+        return max(0, math.ceil(self._table[-1][5] - 1e-9))
 
     def rate_at(self, t: float) -> float:
         """The arrival rate (per second) at ``t`` seconds after the start."""
@@ -201,27 +238,39 @@ class ArrivalRate:
             begin, previous = begin + duration, rate
         return 0.0
 
+    def arrival_time(self, k: int) -> float:
+        """The offset (seconds from the start) of iteration ``k``, for ``0 <= k <
+        planned_arrivals``: where the integral of the rate reaches ``k``."""
+        if not 0 <= k < self.planned_arrivals:
+            raise IndexError(f"iteration {k} is not in the plan of {self.planned_arrivals}")
+        for begin, duration, start, slope, done, total in self._table:
+            if k >= total - 1e-9:
+                continue
+            need = max(0.0, k - done)
+            if slope == 0:
+                t = need / start
+            else:
+                root = math.sqrt(max(0.0, start * start + 4 * slope * need))
+                t = (root - start) / (2 * slope)
+            # Rounding may put the stage's last arrival at its end, not past it.
+            return begin + min(max(0.0, t), duration)
+        raise AssertionError(f"iteration {k} fell in no stage")  # pragma: no cover
+
+    def arrivals_by(self, t: float) -> int:
+        """How many iterations arrive at offsets up to ``t`` seconds (``t`` included)."""
+        if t < 0:
+            return 0
+        for begin, duration, start, slope, done, _ in self._table:
+            if t < begin + duration:
+                elapsed = t - begin
+                due = done + start * elapsed + slope * elapsed * elapsed
+                return min(self.planned_arrivals, math.floor(due + 1e-9) + 1)
+        return self.planned_arrivals
+
     def arrival_times(self) -> Iterator[float]:
         """Offsets (seconds from the start) of every iteration, in order."""
-        begin, previous, done = 0.0, self.start_rate, 0.0
-        k = 0
-        for rate, duration in self.stages:
-            # Within the stage, arrivals so far are done + r0*t + (r1-r0)*t²/(2D).
-            slope = (rate - previous) / (2 * duration)
-            total = done + previous * duration + slope * duration * duration
-            while k < total - 1e-9:
-                need = max(0.0, k - done)
-                if slope == 0:
-                    t = need / previous
-                else:
-                    t = (-previous + math.sqrt(previous * previous + 4 * slope * need)) / (
-                        2 * slope
-                    )
-                if t >= duration:
-                    break
-                yield begin + max(0.0, t)
-                k += 1
-            begin, previous, done = begin + duration, rate, total
+        for k in range(self.planned_arrivals):
+            yield self.arrival_time(k)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from squall.engine.workload import (
+    MAX_ARRIVALS,
     ArrivalRate,
     WorkloadError,
     batches,
@@ -78,6 +79,54 @@ def test_ramping_rate_over_several_stages() -> None:
     assert workload.planned_duration == 3.0
     assert workload.rate_at(1.5) == pytest.approx(5.0)
     assert workload.rate_at(5.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    "workload",
+    [
+        open_rate(10, 2.0, max_users=5),
+        open_rate(7.3, 1.1, max_users=5),
+        ramping_rate([(10, 2.0)], start_rate=0, max_users=10),
+        ramping_rate([(10, 1.0), (0, 1.0), (0, 1.0)], start_rate=10, max_users=3),
+        ramping_rate([(0, 0.5), (25, 1.5), (3, 0.7)], start_rate=4, max_users=3),
+    ],
+    ids=repr,
+)
+def test_closed_forms_agree_with_the_listed_arrivals(workload: ArrivalRate) -> None:
+    times = list(workload.arrival_times())
+    assert workload.planned_arrivals == len(times) > 0
+    assert [workload.arrival_time(k) for k in range(len(times))] == times
+    probes = [-1.0, *times, *(t + 1e-6 for t in times), workload.planned_duration + 1]
+    for t in probes:
+        assert workload.arrivals_by(t) == sum(1 for arrival in times if arrival <= t), t
+    with pytest.raises(IndexError):
+        workload.arrival_time(len(times))
+
+
+@pytest.mark.timeout(10)
+def test_a_huge_rate_is_computed_not_listed() -> None:
+    # Ten trillion arrivals: listing them would take days, each answer here is immediate.
+    rate, duration = 1e12, 10.0
+    workload = open_rate(rate, duration, max_users=2)
+    planned = workload.planned_arrivals
+    assert planned == rate * duration
+    assert workload.arrival_time(0) == 0.0
+    assert workload.arrival_time(planned // 2) == pytest.approx(duration / 2)
+    assert duration - 2 / rate < workload.arrival_time(planned - 1) < duration
+    assert workload.arrivals_by(duration / 4) == pytest.approx(planned / 4, abs=1)
+    assert workload.arrivals_by(duration) == planned
+    assert workload.describe()["stages"] == [[rate, duration]]
+
+
+def test_a_plan_of_more_than_max_arrivals_is_refused_with_the_fix() -> None:
+    open_rate(MAX_ARRIVALS / 100, 100.0, max_users=1)  # exactly the bound
+    with pytest.raises(WorkloadError) as caught:
+        open_rate(1e12, 2000.0, max_users=1)
+    message = str(caught.value)
+    assert "up to 1e+12/s over 2000 s plans 2e+15 iterations" in message
+    assert "lower the rate (it is per second) or the duration" in message
+    with pytest.raises(WorkloadError, match="plans inf iterations"):
+        ramping_rate([(1e300, 1e300)], max_users=1)
 
 
 def test_arrival_rate_validation() -> None:
