@@ -266,10 +266,10 @@ class Worker:
     async def _drive_open(self, workload: ArrivalRate) -> None:
         idle: list[Session] = []
         vus = iter(self.plan.users)
-        for k, offset in enumerate(workload.arrival_times()):
-            if k % self.plan.workers != self.plan.worker:
-                continue
-            intended = self._t0 + offset
+        # This worker's arrivals are every ``step``-th one, from its own index.
+        step, k, planned = self.plan.workers, self.plan.worker, workload.planned_arrivals
+        while k < planned:
+            intended = self._t0 + workload.arrival_time(k)
             await self._sleep_until(intended)
             if self._stopping.is_set():
                 break
@@ -278,10 +278,19 @@ class Worker:
             else:
                 index = next(vus, None)
                 if index is None:
-                    self.recorder.count("dropped_iterations")
+                    # No user is free, and none can be before this loop waits: every
+                    # arrival of this worker's due by now is dropped too. Count them at
+                    # once (at a huge rate, one by one would never catch up), then let
+                    # the users run.
+                    due = workload.arrivals_by(self._clock() - self._t0)
+                    dropped = max(1, -((k - due) // step))
+                    self.recorder.count("dropped_iterations", dropped)
+                    k += dropped * step
+                    await asyncio.sleep(0)
                     continue
                 session = self._new_session(index)
             self._spawn(self._open_iteration(session, intended, idle))
+            k += step
         self.stop("schedule")
 
     async def _open_iteration(self, session: Session, intended: float, idle: list[Session]) -> None:

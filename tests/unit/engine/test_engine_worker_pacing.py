@@ -1,15 +1,18 @@
-"""A worker's own periodic work (loop-lag probe, snapshots) follows its plan's intervals."""
+"""A worker's own periodic work (loop-lag probe, snapshots) follows its plan's intervals,
+and its open-model schedule keeps pace with any rate."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
-from squall.engine import Scenario, closed
+import pytest
+
+from squall.engine import Scenario, closed, open_rate
 from squall.engine.runner import LAG_INTERVAL_S, Worker, WorkerPlan, WorkerReport
 from squall.engine.series import Snapshot
 from squall.engine.session import Session
-from squall.engine.workload import Closed
+from squall.engine.workload import ArrivalRate, Closed, partition
 from squall.metrics.histogram import LatencyHistogram
 
 
@@ -76,3 +79,32 @@ async def test_a_report_and_its_snapshots_cross_as_dictionaries() -> None:
     assert report.state.trends["iteration_time"].max_us >= 5000  # each iteration naps 5 ms
     assert WorkerReport.from_dict(report.to_dict()) == report
     assert [Snapshot.from_dict(s.to_dict()) for s in snapshots] == snapshots
+
+
+async def _open_worker(
+    workload: ArrivalRate, worker: int, workers: int
+) -> tuple[WorkerReport, list[Snapshot]]:
+    scenario = Scenario(name="flood", behaviour=_nap, workload=workload)
+    users = partition(workload.max_users, workers)[worker]
+    plan = WorkerPlan(scenario, worker, workers, users, deadline_s=5.0, snapshot_interval_s=0.1)
+    snapshots: list[Snapshot] = []
+    async with asyncio.timeout(10.0):
+        report = await Worker(plan, _nap, snapshots.append).run(time.monotonic())
+    return report, snapshots
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(("worker", "workers"), [(0, 1), (1, 3)])
+async def test_a_huge_arrival_rate_is_dropped_in_bulk_and_the_run_ends_on_time(
+    worker: int, workers: int
+) -> None:
+    # A trillion arrivals a second for 0.3 s on a few users: all but a few hundred are
+    # dropped, and the loop keeps turning for the users and the snapshots meanwhile.
+    workload = open_rate(1e12, 0.3, max_users=3)
+    report, snapshots = await _open_worker(workload, worker, workers)
+    counters = report.state.counters
+    mine = len(range(worker, workload.planned_arrivals, workers))
+    assert counters["iterations"] + counters["dropped_iterations"] == mine
+    assert counters["iterations"] > 0
+    assert report.interrupted_reason is None
+    assert len(snapshots) >= 2
