@@ -57,6 +57,9 @@ JsonObject = dict[str, Any]
 _E = TypeVar("_E", bound=EngineError)
 
 DEFAULT_TIMEOUT_S = 10.0
+#: Seconds :meth:`WebSocket.close` waits for the target's close frame before it drops the
+#: connection.
+CLOSE_TIMEOUT_S = 2.0
 #: Messages a socket keeps unread before it closes itself (``inbox_overflow``).
 DEFAULT_MAX_UNREAD = 10_000
 SUCCESS = "success"
@@ -632,9 +635,10 @@ class WebSocket:
         self,
         code: int = 1000,
         reason: str = "",
-        timeout: float = 2.0,  # noqa: ASYNC109
+        timeout: float = CLOSE_TIMEOUT_S,  # noqa: ASYNC109
     ) -> None:
-        """Close politely (close frame, wait for the server's), then drop the socket."""
+        """Close politely (close frame, wait up to ``timeout`` for the server's), then drop
+        the socket."""
         transport = self._transport
         if transport is None or self._disconnected:
             return

@@ -251,11 +251,19 @@ class Session:
         return self._http
 
     async def aclose(self) -> None:
-        """Close every connection and the HTTP client this user still holds."""
-        for socket in list(self._open_sockets):
-            await socket.close()
+        """Close every connection and the HTTP client this user still holds.
+
+        The sockets close all at once: against a target that never answers a close frame
+        this takes one close timeout (:data:`~squall.engine.client.CLOSE_TIMEOUT_S`), not
+        one per socket. The first error a close raised is raised once all are done.
+        """
+        closes = [socket.close() for socket in list(self._open_sockets)]
+        failed = await asyncio.gather(*closes, return_exceptions=True) if closes else []
         self._kept.clear()
         self._last_url = self._last_kept = None
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        for error in failed:
+            if error is not None:
+                raise error

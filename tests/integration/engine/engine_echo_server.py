@@ -1,4 +1,9 @@
-"""A JSON echo WebSocket server on 127.0.0.1, port 0, in its own thread and event loop.
+"""Servers for the engine's tests, on 127.0.0.1, port 0.
+
+:func:`close_ignoring_server` (on the running event loop) accepts every WebSocket upgrade and
+never answers anything, a close frame included.
+
+:func:`echo_server`, a JSON echo WebSocket server in its own thread and event loop:
 
 Messages are echoed back unchanged. A message with ``"stall": <seconds>`` is
 echoed after that many seconds (the connection's other messages wait behind
@@ -12,9 +17,13 @@ with HTTP 401.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import hashlib
 import json
+import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -101,3 +110,69 @@ def echo_server(required_token: str | None = None) -> Iterator[EchoServer]:
         assert isinstance(stop, asyncio.Event)
         loop.call_soon_threadsafe(stop.set)
         thread.join(10)
+
+
+#: RFC 6455's GUID, which the server appends to the client's key to accept an upgrade.
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+@dataclass
+class CloseIgnoringStats:
+    #: Upgrades accepted.
+    connections: int = 0
+    #: Connections whose first frame from the client was a close frame (opcode 8).
+    close_frames: int = 0
+
+
+@dataclass
+class CloseIgnoringServer:
+    url: str
+    stats: CloseIgnoringStats
+
+
+@contextlib.asynccontextmanager
+async def close_ignoring_server() -> AsyncIterator[CloseIgnoringServer]:
+    """A WebSocket server that accepts every upgrade, then reads what the client sends and
+    answers nothing, its close frame included: a client closing politely waits out its
+    whole close timeout, then drops the connection."""
+    stats = CloseIgnoringStats()
+    handlers: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers[task] = writer
+        try:
+            request = await reader.readuntil(b"\r\n\r\n")
+            key = re.search(rb"(?im)^sec-websocket-key:[ \t]*(\S+)", request)
+            if key is None:
+                return
+            accept = base64.b64encode(hashlib.sha1(key.group(1) + _WS_GUID).digest())
+            writer.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+            await writer.drain()
+            stats.connections += 1
+            first = await reader.read(1)
+            if first and first[0] & 0x0F == 0x8:
+                stats.close_frames += 1
+            await reader.read()  # the rest, unanswered, until the client drops the connection
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            del handlers[task]
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield CloseIgnoringServer(f"ws://127.0.0.1:{port}/ws", stats)
+    finally:
+        server.close()
+        # Connections a client left open end here, their handlers by themselves.
+        for writer in list(handlers.values()):
+            writer.close()
+        if handlers:
+            await asyncio.wait(list(handlers), timeout=10.0)
+        await server.wait_closed()

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 import websockets
-from engine_echo_server import echo_server
+from engine_echo_server import close_ignoring_server, echo_server
 from websockets.asyncio.server import ServerConnection, serve
 
-from squall.engine.client import WebSocket, connect
+from squall.engine.client import CLOSE_TIMEOUT_S, WebSocket, connect
 from squall.engine.errors import (
     ConnectError,
     ConnectionClosed,
@@ -277,6 +277,26 @@ async def test_a_session_keeps_its_connection_and_reopens_it_once_closed() -> No
     histogram = session.recorder.histogram("ws_connect")
     assert histogram is not None
     assert histogram.count == 2
+
+
+async def test_a_session_closes_its_sockets_together() -> None:
+    """The target never answers a close frame: one after the other, ten sockets would take
+    ten close timeouts to close; together they take one."""
+    from squall.engine.identity import AnonymousIdentities
+    from squall.engine.session import Session
+
+    async with close_ignoring_server() as server:
+        session = Session(AnonymousIdentities()(0), Recorder(), time.monotonic, {})
+        sockets = [await session.ws(f"{server.url}?n={n}") for n in range(10)]
+        started = time.monotonic()
+        async with asyncio.timeout(4 * CLOSE_TIMEOUT_S):
+            await session.aclose()
+        took = time.monotonic() - started
+    assert all(socket.closed for socket in sockets)
+    assert [socket.close_code for socket in sockets] == [1000] * 10
+    assert server.stats.close_frames == 10
+    assert took >= CLOSE_TIMEOUT_S
+    assert session.recorder.counter("errors") == 0
 
 
 async def test_a_sessions_sockets_take_max_unread() -> None:
