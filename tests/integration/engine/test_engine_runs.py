@@ -6,9 +6,10 @@ import asyncio
 import importlib
 import os
 import signal
+import time
 
 import pytest
-from engine_echo_server import echo_server
+from engine_echo_server import close_ignoring_server, echo_server
 
 from squall.engine import (
     ProgressView,
@@ -21,6 +22,7 @@ from squall.engine import (
     run_scenario,
     stages,
 )
+from squall.engine.client import CLOSE_TIMEOUT_S
 from squall.metrics.result import RunResult
 
 pytestmark = pytest.mark.integration
@@ -146,6 +148,36 @@ async def test_stages_follow_the_target_and_end_by_themselves() -> None:
     assert 1 <= result.gauge("users").value <= 4
     assert result.count("iterations") > 0
     assert_every_message_accounted(result)
+
+
+async def keeps_a_connection(session: Session) -> None:
+    await session.connection(session.params["url"])
+
+
+async def test_sockets_left_open_close_together_when_the_target_never_answers_close() -> None:
+    """Each user leaves a socket open for the end of the run to close. The target never
+    answers the close frame, so each close waits its whole timeout: one after the other,
+    50 sockets would hold the run for 50 close timeouts; together they take one."""
+    users = 50
+    async with close_ignoring_server() as server:
+        scenario = Scenario(
+            "close-ignored",
+            keeps_a_connection,
+            closed(users, iterations=1),
+            params={"url": server.url},
+        )
+        started = time.monotonic()
+        async with asyncio.timeout(5 * CLOSE_TIMEOUT_S):
+            result = await run_scenario(scenario, processes=1, progress=False)
+        took = time.monotonic() - started
+    assert server.stats.connections == users
+    assert result.trend("ws_connect").count == users
+    assert result.count("iterations") == users
+    assert result.count("errors") == 0
+    assert not result.interrupted
+    # Every socket sent its close frame and waited for the answer that never came.
+    assert server.stats.close_frames == users
+    assert took >= CLOSE_TIMEOUT_S
 
 
 async def sleepy(session: Session) -> None:
