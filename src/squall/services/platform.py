@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import sys
-import tempfile
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 import redis
 
 from squall.services.embedded import free_port
+from squall.services.leftovers import owned_folder
 from squall.services.process import ManagedProcess, spawn, wait_until
 from squall.services.stack import delete_keys
 from squall.target.protocol import READY_LINE
@@ -102,7 +102,8 @@ def start_platform(
     (see docs/configuration.md); a fresh random JWT secret is used unless given, and a
     fresh Redis key prefix, whose keys :meth:`RunningPlatform.stop` deletes. Its log
     goes to ``log_dir/platform.log`` and stays there; without ``log_dir``, to a temporary
-    folder removed when the platform stops (a failed start quotes the log's last lines).
+    folder removed when the platform stops (a failed start quotes the log's last lines),
+    or by the next start once squall was killed (see :mod:`squall.services.leftovers`).
     """
     port = port or free_port(host)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SQUALL_")}
@@ -118,7 +119,7 @@ def start_platform(
     env.update(settings or {})
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
-    workdir = log_dir or Path(tempfile.mkdtemp(prefix="squall-platform-"))
+    workdir = log_dir or owned_folder("squall-platform-")
     argv = [
         sys.executable,
         "-m",
