@@ -27,6 +27,7 @@ from squall.interrupt import on_sigterm
 from squall.loopback import NotLoopback, require_loopback
 from squall.refusals import postgres_refusal, reason, redis_refusal
 from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey
+from squall.services.leftovers import Owner, note
 from squall.urls import (
     POSTGRES_SCHEMES,
     REDIS_SCHEMES,
@@ -137,17 +138,21 @@ async def _check_redis(url: str) -> None:
 
 
 def create_database(server_url: str, prefix: str = "squall") -> str:
-    """Create a fresh, uniquely named database on ``server_url``; return its URL.
+    """Create a fresh, uniquely named database ``prefix_…`` on ``server_url``; return its URL.
 
-    Raises :class:`ServiceUnavailable` when the server refuses (a role without
-    ``CREATEDB``, say), naming the role's server and the fix.
+    Its comment records its owner, this process; the databases of ``prefix`` whose owner
+    is gone (squall was killed before it could drop them) are dropped first (see
+    :mod:`squall.services.leftovers`). Raises :class:`ServiceUnavailable` when the server
+    refuses (a role without ``CREATEDB``, say), naming the role's server and the fix.
     """
     name = f"{prefix}_{secrets.token_hex(4)}"
 
     async def create() -> None:
         conn = await asyncpg.connect(server_url, timeout=10)
         try:
+            await _sweep_databases(conn, prefix, redact(server_url))
             await conn.execute(f'CREATE DATABASE "{name}"')
+            await _record_owner(conn, name)
         finally:
             await conn.close()
 
@@ -162,6 +167,59 @@ def create_database(server_url: str, prefix: str = "squall") -> str:
     return with_database(server_url, name)
 
 
+async def _record_owner(conn: asyncpg.Connection, name: str) -> None:
+    """Record this process as the owner of database ``name``, in its comment. A database
+    whose comment cannot be set is used all the same; only a sweep will not find it."""
+    try:
+        statement = await conn.fetchval(
+            "SELECT format('COMMENT ON DATABASE %I IS %L', $1::text, $2::text)",
+            name,
+            Owner.current().to_json(),
+        )
+        await conn.execute(statement)
+    except asyncpg.PostgresError as exc:
+        note(f"warning: cannot record the owner of database {name}: {reason(exc)}")
+
+
+async def _sweep_databases(conn: asyncpg.Connection, prefix: str, server: str) -> None:
+    """Drop the databases ``prefix_…`` (as :func:`create_database` names them) of
+    ``conn``'s server whose comment names an owner that is gone; one line on standard
+    error for each. Never raises: one that cannot be dropped is a warning."""
+    named = re.compile(re.escape(prefix) + r"_[0-9a-f]{8}")
+    try:
+        rows = await conn.fetch(
+            "SELECT datname, shobj_description(oid, 'pg_database') AS comment "
+            "FROM pg_database WHERE strpos(datname, $1) = 1",
+            f"{prefix}_",
+        )
+    except (asyncpg.PostgresError, OSError) as exc:
+        note(f"warning: cannot look for leftover databases on {server}: {reason(exc)}")
+        return
+    for row in rows:
+        name, comment = str(row["datname"]), row["comment"]
+        try:
+            owner = None if comment is None else Owner.from_json(comment)
+            if not named.fullmatch(name) or owner is None or not owner.gone():
+                continue
+            await _drop(conn, name)
+        except Exception as exc:  # a sweep never stops the run that makes it
+            note(f"warning: could not sweep database {name} on {server}: {reason(exc)}")
+            continue
+        note(f"dropped database {name} on {server}: left by {owner.describe()}, which is gone")
+
+
+async def _drop(conn: asyncpg.Connection, name: str) -> None:
+    """Drop database ``name`` if it exists, ending its sessions first: ``WITH (FORCE)``
+    from PostgreSQL 13 on, by terminating them before it."""
+    if conn.get_server_version().major >= 13:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return
+    await conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+    )
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
 def drop_database(server_url: str, database_url: str) -> None:
     """Drop the database that ``database_url`` names, ending its sessions first."""
     name = urlsplit(database_url).path.lstrip("/")
@@ -169,7 +227,7 @@ def drop_database(server_url: str, database_url: str) -> None:
     async def drop() -> None:
         conn = await asyncpg.connect(server_url, timeout=10)
         try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await _drop(conn, name)
         finally:
             await conn.close()
 
