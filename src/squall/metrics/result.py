@@ -49,31 +49,38 @@ def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+#: A trend's statistics, in the order of its fields.
+_TREND_STATISTICS = ("min", "max", "mean", "stdev", "p50", "p90", "p95", "p99", "p999")
+
+
 @dataclass(frozen=True)
 class Trend:
     """A distribution of durations in seconds (connect time, response time, ...).
 
     ``min`` and ``max`` are the exact smallest and largest durations recorded (whole
-    µs); percentiles and the mean lie between them.
+    µs); percentiles and the mean lie between them. Every statistic is None when nothing
+    was recorded (``count`` 0): no samples is not 0 s.
     """
 
     name: str
     count: int
-    min: float
-    max: float
-    mean: float
-    stdev: float
-    p50: float
-    p90: float
-    p95: float
-    p99: float
-    p999: float
+    min: float | None
+    max: float | None
+    mean: float | None
+    stdev: float | None
+    p50: float | None
+    p90: float | None
+    p95: float | None
+    p99: float | None
+    p999: float | None
     #: base64 of HdrHistogram's compressed encoding (µs resolution, 3 significant digits):
     #: the counts, without the exact extremes (``min`` and ``max`` hold those).
     encoded: str = field(repr=False)
 
     @classmethod
     def from_histogram(cls, name: str, histogram: LatencyHistogram) -> Trend:
+        if not histogram.count:
+            return cls(name, 0, encoded=histogram.encode(), **dict.fromkeys(_TREND_STATISTICS))
         return cls(
             name=name,
             count=histogram.count,
@@ -94,11 +101,16 @@ class Trend:
         """The decoded distribution (decoded once, then cached), ``min`` and ``max`` its
         exact extremes. A trend written before they were exact holds the bounds of their
         slots there, which read as the encoding alone would."""
-        extremes = (to_us(self.min), to_us(self.max)) if self.count else None
+        extremes = (
+            (to_us(self.min), to_us(self.max))
+            if self.count and self.min is not None and self.max is not None
+            else None
+        )
         return LatencyHistogram.decode(self.encoded, extremes)
 
     def percentile(self, p: float) -> float:
-        """The value at percentile ``p`` (0–100), in seconds, from the full distribution."""
+        """The value at percentile ``p`` (0–100), in seconds, from the full distribution
+        (0.0 as the empty histogram reads it when ``count`` is 0)."""
         return self.histogram.percentile(p)
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,13 +132,15 @@ class Trend:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trend:
-        keys = ("count", "min", "max", "mean", "stdev", "p50", "p90", "p95", "p99", "p999")
-        values = {key: _field(data, key, "Trend") for key in keys}
+        count = int(_field(data, "count", "Trend"))
+        values = {key: _field(data, key, "Trend") for key in _TREND_STATISTICS}
+        # With no samples the statistics are None, whatever was written: an older report
+        # has 0 there.
         return cls(
             name=str(_field(data, "name", "Trend")),
-            count=int(values.pop("count")),
+            count=count,
             encoded=str(_field(data, "encoded", "Trend")),
-            **{key: float(value) for key, value in values.items()},
+            **{key: _optional_float(value) if count else None for key, value in values.items()},
         )
 
 

@@ -113,16 +113,17 @@ def standard_kind(metric: str) -> MetricKind | None:
 
 @runtime_checkable
 class TrendLike(Protocol):
-    """A distribution of durations in seconds."""
+    """A distribution of durations in seconds (``min``, ``max`` and ``mean`` None when
+    ``count`` is 0)."""
 
     @property
     def count(self) -> int: ...
     @property
-    def min(self) -> float: ...
+    def min(self) -> float | None: ...
     @property
-    def max(self) -> float: ...
+    def max(self) -> float | None: ...
     @property
-    def mean(self) -> float: ...
+    def mean(self) -> float | None: ...
     def percentile(self, p: float) -> float: ...
 
 
@@ -492,16 +493,19 @@ def _observe(expr: Expression, kind: MetricKind, metric: object) -> float | None
             return float(metric.count)
         if metric.count == 0:
             return None
+        value: float | None
         if agg is Aggregation.AVG:
-            return float(metric.mean)
-        if agg is Aggregation.MIN:
-            return float(metric.min)
-        if agg is Aggregation.MAX:
-            return float(metric.max)
-        if agg is Aggregation.MED:
-            return float(metric.percentile(50.0))
-        assert expr.percentile is not None
-        return float(metric.percentile(expr.percentile))
+            value = metric.mean
+        elif agg is Aggregation.MIN:
+            value = metric.min
+        elif agg is Aggregation.MAX:
+            value = metric.max
+        elif agg is Aggregation.MED:
+            value = metric.percentile(50.0)
+        else:
+            assert expr.percentile is not None
+            value = metric.percentile(expr.percentile)
+        return None if value is None else float(value)
     if kind is MetricKind.RATE:
         assert isinstance(metric, RateLike)
         if agg is Aggregation.PASSES:

@@ -190,6 +190,8 @@ def _metrics_table(s: Mapping[str, Any]) -> str:
                 f"n={m['count']} mean {m['mean'] * 1000:.1f} ms · p50 {m['p50'] * 1000:.1f} · "
                 f"p95 {m['p95'] * 1000:.1f} · p99 {m['p99'] * 1000:.1f} · "
                 f"max {m['max'] * 1000:.1f} ms"
+                if int(m["count"])
+                else "no samples (n=0)"
             )
         elif kind == "counter":
             rate = m["per_second"]

@@ -3,7 +3,8 @@
 Names (every family carries a ``scenario`` label):
 
 - trend ``X`` → summary ``squall_X_seconds`` (quantiles 0.5, 0.9, 0.95, 0.99,
-  0.999, plus ``_count`` and ``_sum``);
+  0.999, plus ``_count`` and ``_sum``; only ``_count`` and ``_sum``, both 0, for a
+  scenario where the trend has no samples);
 - counter ``X`` → counter ``squall_X`` (sample ``squall_X_total``);
 - rate ``X`` → gauge ``squall_X_ratio``, no sample for a scenario where it has none
   (``total`` 0: the family is left out when no scenario has one);
@@ -82,12 +83,14 @@ def openmetrics_text(report: Mapping[str, Any]) -> str:
             base = metric_name(name)
             if kind == "trend":
                 fam = fams.get(f"{base}_seconds", "summary", f"{name} (trend)", "seconds")
-                for q, key in _QUANTILES:
+                count = int(m["count"])
+                # No samples: no quantiles (their statistics are null; older reports wrote
+                # 0), only the count and sum, both 0.
+                for q, key in _QUANTILES if count else ():
                     labels = _labels({**scenario, "quantile": q})
                     fam.samples.append(f"{fam.name}{labels} {_number(m[key])}")
-                count = int(m["count"])
                 fam.samples.append(f"{fam.name}_count{_labels(scenario)} {count}")
-                total = float(m["mean"]) * count
+                total = float(m["mean"]) * count if count else 0.0
                 fam.samples.append(f"{fam.name}_sum{_labels(scenario)} {_number(total)}")
             elif kind == "counter":
                 fam = fams.get(base, "counter", f"{name} (counter)")

@@ -33,19 +33,31 @@ def scenario_table(outcome: ScenarioOutcome) -> Table | None:
     return table
 
 
+def _nothing_observed(metric: Metric) -> str:
+    """What a threshold on ``metric``, recorded but not applicable, had nothing of."""
+    return "no rate per second" if isinstance(metric, Counter) else "no samples"
+
+
 def thresholds_table(report: SuiteReport) -> Table:
+    """Every judged threshold, and the not applicable ones whose metric was recorded but
+    had nothing to judge (a trend or rate with no samples); those on a metric the scenario
+    does not record are left out (:func:`print_summary` counts them)."""
     table = Table(title="Thresholds", title_justify="left")
     for column in ("scenario", "metric", "threshold", "observed", "result"):
         table.add_column(column)
     for scenario in report.scenarios:
         for outcome in scenario.outcomes:
+            shown = outcome.shown
             if outcome.status is OutcomeStatus.NOT_APPLICABLE:
-                continue
+                metric = scenario.metrics.get(outcome.metric)
+                if metric is None:
+                    continue
+                shown = _nothing_observed(metric)
             table.add_row(
                 literal(scenario.name),
                 literal(outcome.metric),
                 literal(outcome.expression),
-                literal(outcome.shown),
+                literal(shown),
                 _STATUS_STYLE[outcome.status],
             )
     return table
@@ -111,7 +123,12 @@ def print_summary(console: Console, report: SuiteReport, *, tests_failed: bool =
     test``: pytest reported a failed test) makes a verdict whose thresholds all held read
     FAILED all the same, as the exit code will."""
     console.print(thresholds_table(report))
-    skipped = sum(1 for o in report.outcomes if o.status is OutcomeStatus.NOT_APPLICABLE)
+    skipped = sum(
+        1
+        for scenario in report.scenarios
+        for o in scenario.outcomes
+        if o.status is OutcomeStatus.NOT_APPLICABLE and o.metric not in scenario.metrics
+    )
     if skipped:
         console.print(
             f"[dim]{skipped} threshold(s) not applicable: their metric is not recorded "

@@ -88,6 +88,33 @@ def test_an_older_reports_zero_rate_of_nothing_reads_as_no_samples() -> None:
     assert restored.rate is None
 
 
+STATISTICS = ("min", "max", "mean", "stdev", "p50", "p90", "p95", "p99", "p999")
+
+
+def test_a_trend_with_no_samples_has_no_statistics_not_zeros() -> None:
+    empty = Trend.from_histogram("response_time", LatencyHistogram())
+    assert empty.count == 0
+    assert [getattr(empty, key) for key in STATISTICS] == [None] * len(STATISTICS)
+    written = json.loads(json.dumps(empty.to_dict()))
+    assert written["count"] == 0
+    assert {key: written[key] for key in STATISTICS} == dict.fromkeys(STATISTICS)
+    restored = metric_from_dict(written)
+    assert restored == empty
+    assert isinstance(restored, Trend)
+    assert restored.histogram.count == 0
+    one = Trend.from_histogram("response_time", LatencyHistogram.of([0.002]))
+    assert (one.count, one.min, one.p99, one.max) == (1, 0.002, 0.002, 0.002)
+
+
+def test_an_older_reports_zero_trend_of_nothing_reads_as_no_samples() -> None:
+    empty = Trend.from_histogram("response_time", LatencyHistogram())
+    older = {**empty.to_dict(), **dict.fromkeys(STATISTICS, 0.0)}  # as an older squall wrote it
+    restored = metric_from_dict(older)
+    assert isinstance(restored, Trend)
+    assert restored == empty
+    assert (restored.mean, restored.p95, restored.max) == (None, None, None)
+
+
 def test_a_trend_read_back_keeps_its_exact_extremes() -> None:
     # 8,000..8,003 µs share a slot, which the encoding alone reads as 8.003 ms; a
     # percentile inside [min, max] still reads its slot's highest value.

@@ -331,6 +331,24 @@ def test_empty_trend_and_rate_are_not_applicable_but_count_is_zero() -> None:
     assert "no samples" in one("success", "rate >= 0.9", Rate(0, 0)).diagnostic
 
 
+def test_thresholds_on_a_recorded_trend_with_no_samples_are_not_applicable() -> None:
+    fresh = ResultTrend.from_histogram("response_time", LatencyHistogram())
+    older = ResultTrend.from_dict({**fresh.to_dict(), "mean": 0.0, "p95": 0.0, "max": 0.0})
+    for empty in (fresh, older):
+        for expression in ("avg <= 3s", "p(95) <= 8s", "max < 1s", "min > 1s", "med < 1s"):
+            outcome = one("response_time", expression, empty, "chat")
+            assert (outcome.status, outcome.observed, outcome.shown) == (
+                OutcomeStatus.NOT_APPLICABLE,
+                None,
+                "—",
+            )
+            assert outcome.diagnostic == (
+                f"[chat] response_time {expression}: not applicable, the metric has no samples"
+            )
+        counted = one("response_time", "count >= 1", empty)
+        assert (counted.status, counted.observed) == (OutcomeStatus.FAILED, 0.0)
+
+
 def test_recorded_metric_of_the_wrong_kind_is_an_error() -> None:
     ts = parse_thresholds({"custom": ["p(95) < 1s"]}, kinds={"custom": None})
     with pytest.raises(ThresholdError, match="'custom' is a gauge"):

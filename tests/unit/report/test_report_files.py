@@ -125,6 +125,37 @@ def test_openmetrics_leaves_out_a_rate_with_no_samples() -> None:
     assert text.endswith("# EOF\n")
 
 
+def test_openmetrics_gives_a_trend_with_no_samples_its_count_and_no_quantiles() -> None:
+    timed, untimed, older = (load_scenario(name) for name in ("a", "b", "c"))
+    empty = Trend.from_histogram("response_time", LatencyHistogram()).to_dict()
+    untimed["metrics"]["response_time"] = empty
+    statistics = ("min", "max", "mean", "stdev", "p50", "p90", "p95", "p99", "p999")
+    older["metrics"]["response_time"] = {**empty, **dict.fromkeys(statistics, 0.0)}
+    lines = openmetrics_text(report(timed, untimed, older)).splitlines()
+    family = [line for line in lines if line.startswith("squall_response_time_seconds")]
+    quantiles = [re.findall(r'scenario="(\w)",quantile="([\d.]+)"', line) for line in family]
+    assert [q for (q,) in filter(None, quantiles)] == [
+        ("a", q) for q in ("0.5", "0.9", "0.95", "0.99", "0.999")
+    ]
+    assert 'squall_response_time_seconds_count{scenario="a"} 5' in family
+    for scenario in ("b", "c"):
+        assert [line for line in family if f'scenario="{scenario}"' in line] == [
+            f'squall_response_time_seconds_count{{scenario="{scenario}"}} 0',
+            f'squall_response_time_seconds_sum{{scenario="{scenario}"}} 0',
+        ]
+    assert lines.count("# TYPE squall_response_time_seconds summary") == 1
+
+
+def test_html_says_a_trend_has_no_samples() -> None:
+    timed, untimed = load_scenario("a"), load_scenario("b")
+    untimed["metrics"]["response_time"] = Trend.from_histogram(
+        "response_time", LatencyHistogram()
+    ).to_dict()
+    page = report_html(report(timed, untimed))
+    assert page.count("<td>response_time</td><td>trend</td><td>no samples (n=0)</td>") == 1
+    assert "<td>response_time</td><td>trend</td><td>n=5 mean " in page
+
+
 def test_html_says_a_rate_has_no_samples() -> None:
     scenario = load_scenario()
     scenario["metrics"]["delivery"] = Rate("delivery", 0, 0).to_dict()

@@ -6,7 +6,8 @@ import io
 
 from rich.console import Console
 
-from squall.metrics.result import Counter, Gauge
+from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.result import Counter, Gauge, Rate, Trend
 from squall.metrics.thresholds import evaluate, parse_thresholds
 from squall.report.summary import (
     SAMPLE_CHARS,
@@ -164,3 +165,30 @@ def test_failed_tests_turn_a_verdict_whose_thresholds_held_into_failed() -> None
         print_summary(console, report, tests_failed=tests_failed)
         assert out.getvalue().rstrip().endswith(verdict)
         assert ("PASSED" in out.getvalue()) is not tests_failed
+
+
+def test_the_summary_shows_a_threshold_on_a_trend_with_no_samples_as_not_applicable() -> None:
+    timed = Trend.from_histogram("response_time", LatencyHistogram.of([0.05, 0.07]))
+    empty = Trend.from_histogram("response_time", LatencyHistogram())
+    thresholds = parse_thresholds(
+        {"response_time": ["p(95) <= 8s"], "violations": ["value == 0"], "success": ["rate > 0"]}
+    )
+    scenarios = []
+    for name, metrics in (
+        ("timed", {"response_time": timed}),
+        ("untimed", {"response_time": empty, "success": Rate("success", 0, 0)}),
+    ):
+        outcomes = evaluate(thresholds, metrics, name)
+        scenarios.append(ScenarioOutcome(name, dict(metrics), outcomes, duration_s=1.0))
+    out = io.StringIO()
+    print_summary(Console(file=out, width=200, color_system=None), SuiteReport("r", 0.0, scenarios))
+    rows = [" ".join(line.strip("│ ").split()) for line in out.getvalue().splitlines()]
+    assert "timed │ response_time │ p(95) <= 8s │ 70ms │ pass" in rows
+    assert "untimed │ response_time │ p(95) <= 8s │ no samples │ n/a" in rows
+    assert "untimed │ success │ rate > 0 │ no samples │ n/a" in rows
+    assert not [row for row in rows if "violations │" in row]
+    # The note counts those left out of the table: on a metric the scenario does not record.
+    assert "3 threshold(s) not applicable: their metric is not recorded by that scenario" in (
+        " ".join(out.getvalue().split())
+    )
+    assert rows[-1] == "PASSED: 1 passed, 0 failed, 5 not applicable"
