@@ -30,8 +30,8 @@ class RunSummary:
     started_at: datetime
     scenarios: tuple[str, ...]
     verdict: str
-    #: Key figures: worst response_time p95 (s), lowest success rate (None when no scenario
-    #: checked any), total violations.
+    #: Key figures: worst response_time p95 (s; None when no scenario timed a response),
+    #: lowest success rate (None when no scenario checked any), total violations.
     response_p95_s: float | None
     success_rate: float | None
     violations: float | None
@@ -39,13 +39,14 @@ class RunSummary:
 
 async def list_runs(conn: asyncpg.Connection, *, limit: int = 20) -> list[RunSummary]:
     """The latest ``limit`` runs, newest first, with their key figures."""
-    # A success rate with no samples (count 0) is no figure: null since it is stored so,
-    # 0 as an older squall stored it.
+    # A response time or success rate with no samples (count 0) is no figure: null since
+    # it is stored so, 0 as an older squall stored it.
     rows = await conn.fetch(
         """
         SELECT s.run_id, s.started_at, s.scenarios, s.verdict,
                (SELECT max(p95) FROM performance_metrics m
-                 WHERE m.session_id = s.id AND m.metric = 'response_time') AS p95,
+                 WHERE m.session_id = s.id AND m.metric = 'response_time'
+                   AND m.count > 0) AS p95,
                (SELECT min(rate) FROM performance_metrics m
                  WHERE m.session_id = s.id AND m.metric = 'success'
                    AND m.count > 0) AS success,

@@ -120,6 +120,8 @@ METRIC_COLUMNS = (
     "value",
     "histogram",
 )
+#: A trend's statistics: NULL when it has no samples.
+_TREND_STATISTICS = frozenset(("min", "mean", "p50", "p90", "p95", "p99", "p999", "max"))
 RACE_COLUMNS = ("scenario", "source", "kind", "count", "checker", "message", "evidence")
 USER_COLUMNS = ("scenario", "users", "peak_users", "processes", "model", "workload")
 OPERATION_COLUMNS = ("scenario", "operation", "ok", "failed", "per_second")
@@ -221,7 +223,13 @@ def _metric_row(scenario: str, name: str, m: Mapping[str, Any]) -> Row:
         count = int(m.get("count", 0))
     else:
         count = None
-    get = m.get
+    empty_trend = kind == "trend" and not count
+
+    def get(key: str) -> Any:
+        # A trend with no samples has no statistics: NULL, whatever the report holds
+        # (an older report has 0 there).
+        return None if empty_trend and key in _TREND_STATISTICS else m.get(key)
+
     return (
         scenario,
         name,
@@ -406,11 +414,12 @@ def coordination_rows(s: Mapping[str, Any]) -> list[Row]:
     if not connect and not sent:
         return []
     result = s.get("result") or {}
+    connections = int(connect.get("count", 0))
     return [
         (
             str(s["name"]),
-            int(connect.get("count", 0)),
-            connect.get("p95"),
+            connections,
+            connect.get("p95") if connections else None,  # no samples: NULL, not an older 0
             sent.get("count"),
             _metric(s, "messages_received").get("count"),
             _metric(s, "delivery").get("rate"),

@@ -30,11 +30,13 @@ from squall.store.migrations import (
 )
 from squall.store.queries import (
     RunNotFound,
+    compare_stored,
     list_runs,
     metric_statistics,
     previous_run,
     purge_older_than,
     resolve_run,
+    run_figures,
     table_health,
 )
 from squall.store.records import Provenance
@@ -200,6 +202,63 @@ async def test_a_success_rate_with_no_samples_is_stored_and_listed_as_none(fresh
         await conn.close()
     assert rates == {"run-failing": 0.0, "run-unchecked": None, "run-older": None, "run-mixed": 0.5}
     assert stored_rate is None
+
+
+async def test_a_trend_with_no_samples_is_stored_null_and_neither_listed_nor_compared(
+    fresh_db: str,
+) -> None:
+    statistics = ("min", "max", "mean", "stdev", "p50", "p90", "p95", "p99", "p999")
+    columns = ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")  # of the statistics
+
+    def stored(run_id: str, started_at: float, *latencies: list[float]) -> dict[str, Any]:
+        scenarios = []
+        for index, values in enumerate(latencies):
+            data = _suite_report(run_id, _run_result(f"s{index}", values, 1), started_at).to_dict()
+            scenarios.extend(data["scenarios"])
+        return {**data, "scenarios": scenarios}
+
+    older = stored("run-older-report", 3_000.0, [])
+    trend = older["scenarios"][0]["metrics"]["response_time"]
+    trend.update(dict.fromkeys(statistics, 0.0))  # as an older squall wrote report.json
+    for report in (
+        stored("run-timed", 1_000.0, [0.05, 0.07]),
+        stored("run-untimed", 2_000.0, []),
+        older,
+        stored("run-older-rows", 4_000.0, []),
+        stored("run-mixed", 5_000.0, [], [0.2]),
+    ):
+        await save_report(fresh_db, report, PROVENANCE)
+    stored_by = "FROM performance_metrics m JOIN high_load_sessions s ON s.id = m.session_id"
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        # The rows an older squall stored for a trend with no samples: zeros.
+        await conn.execute(
+            f"UPDATE performance_metrics m SET {', '.join(f'{k} = 0' for k in columns)} "
+            "FROM high_load_sessions s WHERE s.id = m.session_id "
+            "AND s.run_id = 'run-older-rows' AND m.metric = 'response_time'"
+        )
+        p95s = {r.run_id: r.response_p95_s for r in await list_runs(conn)}
+        rows = await conn.fetch(
+            f"SELECT s.run_id, m.count, {', '.join(f'm.{k}' for k in columns)} {stored_by} "
+            "WHERE m.metric = 'response_time' AND s.run_id IN ('run-untimed', 'run-older-report')"
+        )
+        comparison = await compare_stored(conn, "run-timed", "run-older-rows", tolerance=0.1)
+        figures = await run_figures(conn, "run-untimed")
+    finally:
+        await conn.close()
+    assert p95s["run-timed"] == pytest.approx(0.07, rel=0.01)
+    assert p95s["run-mixed"] == pytest.approx(0.2, rel=0.01)
+    assert {k: v for k, v in p95s.items() if v is None} == dict.fromkeys(
+        ("run-untimed", "run-older-report", "run-older-rows")
+    )
+    assert sorted(r["run_id"] for r in rows) == ["run-older-report", "run-untimed"]
+    for row in rows:
+        assert (row["count"], *(row[k] for k in columns)) == (0, *(None for _ in columns))
+    assert [f for f in figures if f.metric == "response_time"] == []
+    timed = {c.stat: c for c in comparison.changes if c.metric == "response_time"}
+    assert set(timed) == {"mean", "p50", "p95", "p99"}
+    assert all(c.after is None and not c.regression for c in timed.values())
+    assert comparison.regressions == ()
 
 
 def _run_result(scenario: str, latencies: list[float], sent: int) -> RunResult:

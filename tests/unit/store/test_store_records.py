@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.result import Counter, Trend
 from squall.store.records import (
     Provenance,
     ReportShapeError,
@@ -157,3 +159,30 @@ def test_nul_characters_are_stored_as_their_escape_everywhere() -> None:
         "n": 1,
         "none": None,
     }
+
+
+def test_a_trend_with_no_samples_has_null_statistics_in_older_reports_too() -> None:
+    empty = Trend.from_histogram("ws_connect", LatencyHistogram()).to_dict()
+    statistics = ("min", "max", "mean", "stdev", "p50", "p90", "p95", "p99", "p999")
+    timed = Trend.from_histogram("ws_connect", LatencyHistogram.of([0.004, 0.006])).to_dict()
+    scenarios = []
+    for name, trend in (
+        ("fresh", empty),
+        ("older", {**empty, **dict.fromkeys(statistics, 0.0)}),  # as an older squall wrote it
+        ("timed", timed),
+    ):
+        metrics = {"ws_connect": trend, "messages_sent": Counter("messages_sent", 0, 0.0).to_dict()}
+        scenarios.append({"name": name, "metrics": metrics, "thresholds": [], "result": {}})
+    record = run_record({**_report(), "scenarios": scenarios}, PROVENANCE)
+    table = record.table("performance_metrics")
+    columns = ("count", "min", "mean", "p50", "p90", "p95", "p99", "p999", "max", "histogram")
+    rows = {
+        r[0]: dict(zip(columns, (r[table.columns.index(c)] for c in columns), strict=True))
+        for r in table.rows
+        if r[1] == "ws_connect"
+    }
+    for name in ("fresh", "older"):
+        assert rows[name] == {**dict.fromkeys(columns), "count": 0, "histogram": empty["encoded"]}
+    assert rows["timed"]["p95"] == timed["p95"] is not None
+    connect = {r[0]: r[1:3] for r in record.table("websocket_coordination").rows}
+    assert connect == {"fresh": (0, None), "older": (0, None), "timed": (2, timed["p95"])}
