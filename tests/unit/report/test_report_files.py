@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
+import openmetrics_reader
 from report_samples import load_scenario, race_scenario, report
 
 from squall.metrics.histogram import LatencyHistogram
-from squall.metrics.result import Rate, Trend
+from squall.metrics.result import Counter, Gauge, Rate, Trend
 from squall.report.files import write_extra_files
 from squall.report.html import latency_buckets, report_html
 from squall.report.junit import junit_xml
@@ -86,6 +89,7 @@ def test_junit_of_a_passing_run_has_no_failure() -> None:
 
 def test_openmetrics_families_and_eof() -> None:
     text = openmetrics_text(report(load_scenario(failed=True), race_scenario()))
+    openmetrics_reader.read_openmetrics(text)
     assert text.endswith("# EOF\n")
     assert text.count("# EOF") == 1
     assert "# TYPE squall_response_time_seconds summary" in text
@@ -114,6 +118,7 @@ def test_openmetrics_leaves_out_a_rate_with_no_samples() -> None:
         checked["metrics"][name] = Rate(name, 0, 2).to_dict()  # checked, all failed: 0
     unchecked["metrics"]["delivery"] = Rate("delivery", 0, 0).to_dict()
     text = openmetrics_text(report(checked, unchecked, older))
+    openmetrics_reader.read_openmetrics(text)
     assert 'squall_success_ratio{scenario="a"} 0' in text.splitlines()
     assert [line for line in text.splitlines() if line.startswith("squall_success_ratio")] == [
         'squall_success_ratio{scenario="a"} 0'
@@ -131,7 +136,9 @@ def test_openmetrics_gives_a_trend_with_no_samples_its_count_and_no_quantiles() 
     untimed["metrics"]["response_time"] = empty
     statistics = ("min", "max", "mean", "stdev", "p50", "p90", "p95", "p99", "p999")
     older["metrics"]["response_time"] = {**empty, **dict.fromkeys(statistics, 0.0)}
-    lines = openmetrics_text(report(timed, untimed, older)).splitlines()
+    text = openmetrics_text(report(timed, untimed, older))
+    openmetrics_reader.read_openmetrics(text)
+    lines = text.splitlines()
     family = [line for line in lines if line.startswith("squall_response_time_seconds")]
     quantiles = [re.findall(r'scenario="(\w)",quantile="([\d.]+)"', line) for line in family]
     assert [q for (q,) in filter(None, quantiles)] == [
@@ -167,6 +174,110 @@ def test_html_says_a_rate_has_no_samples() -> None:
 
 def test_metric_names_are_sanitised() -> None:
     assert metric_name("errors.timeout") == "squall_errors_timeout"
+
+
+def _suffixed(stem: str, metric: str, unit: str = "") -> str:
+    digest = hashlib.sha256(metric.encode()).hexdigest()[:8]
+    return f"{stem}_{digest}{unit}"
+
+
+def _families_of(*scenarios: dict[str, Any]) -> dict[str, openmetrics_reader.Family]:
+    return openmetrics_reader.read_openmetrics(openmetrics_text(report(*scenarios)))
+
+
+def test_openmetrics_keeps_metrics_whose_names_sanitise_alike_apart() -> None:
+    first, second = load_scenario("a"), load_scenario("b")
+    for scenario, counts in ((first, (3, 5)), (second, (7, 11))):
+        names = ("errors.server.bad-frame", "errors.server.bad_frame")
+        for name, n in zip(names, counts, strict=True):
+            scenario["metrics"][name] = Counter(name, n, None).to_dict()
+    dotted = "errors.server.bad.frame"
+    second["metrics"][dotted] = Counter(dotted, 13, None).to_dict()
+    families = _families_of(first, second)
+    stem = "squall_errors_server_bad_frame"
+    # The name with the fewest characters replaced keeps the family name; the others get a
+    # suffix derived from theirs.
+    wanted = {
+        stem: ("errors.server.bad_frame", [5, 11]),
+        _suffixed(stem, "errors.server.bad-frame"): ("errors.server.bad-frame", [3, 7]),
+        _suffixed(stem, "errors.server.bad.frame"): ("errors.server.bad.frame", [13]),
+    }
+    found = {
+        name: (f.help.removesuffix(" (counter)"), [v for _, _, v in f.samples])
+        for name, f in families.items()
+        if name.startswith(stem)
+    }
+    assert found == wanted
+    assert all(families[name].type == "counter" for name in wanted)
+
+
+def test_openmetrics_names_clashing_families_alike_whatever_the_order() -> None:
+    histogram = LatencyHistogram.of([0.01, 0.02])
+    names = ("a.b", "a_b", "a-b")
+
+    def scenario(name: str, metrics: tuple[str, ...]) -> dict[str, Any]:
+        built = load_scenario(name)
+        for metric in metrics:
+            built["metrics"][metric] = Trend.from_histogram(metric, histogram).to_dict()
+        return built
+
+    def helps(*scenarios: dict[str, Any]) -> dict[str, str]:
+        found = _families_of(*scenarios)
+        return {n: f.help for n, f in found.items() if n.startswith("squall_a_")}
+
+    forward = helps(scenario("s", names))
+    assert forward == helps(scenario("t", names[::-1]))
+    assert forward == helps(scenario("t", names[2:]), scenario("s", names[:2]))
+    assert forward == {
+        "squall_a_b_seconds": "a_b (trend)",
+        _suffixed("squall_a_b", "a.b", "_seconds"): "a.b (trend)",
+        _suffixed("squall_a_b", "a-b", "_seconds"): "a-b (trend)",
+    }
+    # Without the name that needs no sanitising, the first by name keeps the plain one.
+    assert set(helps(scenario("s", ("a-b", "a.b"))).values()) == {"a-b (trend)", "a.b (trend)"}
+    assert helps(scenario("s", ("a.b", "a-b")))["squall_a_b_seconds"] == "a-b (trend)"
+
+
+def test_openmetrics_families_never_clash_on_their_sample_names() -> None:
+    first, second = load_scenario("a"), load_scenario("b")
+    first["metrics"].update(
+        {
+            "x": Counter("x", 2, 1.0).to_dict(),  # writes squall_x_total
+            "x_total": Gauge("x_total", 4.0, 0.0, 4.0).to_dict(),
+            "run_passed": Gauge("run_passed", 1.0, 1.0, 1.0).to_dict(),
+            "threshold.passed": Gauge("threshold.passed", 1.0, 1.0, 1.0).to_dict(),
+            "response_time_seconds_count": Gauge("c", 9.0, 9.0, 9.0).to_dict(),
+        }
+    )
+    second["metrics"]["x"] = Gauge("x", 6.0, 0.0, 6.0).to_dict()  # a gauge here, a counter there
+    families = _families_of(first, second)
+    assert families["squall_x"].type == "counter"
+    assert families["squall_x"].samples == [("squall_x_total", '{scenario="a"}', 2.0)]
+    assert families["squall_run_passed"].samples == [("squall_run_passed", "", 1.0)]
+    assert [s[1] for s in families["squall_threshold_passed"].samples] == [
+        '{scenario="a",metric="response_time",expression="p(95) <= 0.2s"}',
+        '{scenario="b",metric="response_time",expression="p(95) <= 0.2s"}',
+    ]
+    moved = {
+        "x_total": (_suffixed("squall_x_total", "x_total"), "gauge"),
+        "run_passed": (_suffixed("squall_run_passed", "run_passed"), "gauge"),
+        "threshold.passed": (_suffixed("squall_threshold_passed", "threshold.passed"), "gauge"),
+        "response_time_seconds_count": (
+            _suffixed("squall_response_time_seconds_count", "response_time_seconds_count"),
+            "gauge",
+        ),
+        "x": (_suffixed("squall_x", "x"), "gauge"),
+    }
+    for metric, (name, kind) in moved.items():
+        assert families[name].type == kind
+        assert families[name].help == f"{metric} ({kind})"
+
+
+def test_openmetrics_writes_a_threshold_listed_twice_once() -> None:
+    scenario = load_scenario()
+    scenario["thresholds"].append(dict(scenario["thresholds"][0]))
+    families = _families_of(scenario)
+    assert len(families["squall_threshold_passed"].samples) == 1
 
 
 def test_latency_buckets_cover_the_distribution() -> None:
