@@ -577,8 +577,8 @@ SOMETHING_MEASURED = Threshold.parse("iterations", "count > 0")
 def nothing_measured(
     scenario: str, *, iterations: int, received: int, interrupted: int, errors: int
 ) -> list[ThresholdOutcome]:
-    """A failed ``iterations count > 0`` when a load scenario completed no iteration and
-    received no message; otherwise nothing.
+    """A failed ``iterations count > 0`` when no iteration of a load scenario ended
+    (returned or raised) and it received no message; otherwise nothing.
 
     Its thresholds would then all be not applicable (no latency, no rate has a sample)
     and the run would pass: a target that accepts connections but never answers, with
@@ -602,7 +602,7 @@ def nothing_measured(
     return [
         replace(
             failed,
-            diagnostic=f"{failed.diagnostic}: no iteration completed and no message arrived, "
+            diagnostic=f"{failed.diagnostic}: no iteration ended and no message arrived, "
             f"so nothing was measured: {why}",
         )
     ]

@@ -18,6 +18,9 @@ def test_iterations_still_waiting_at_the_end_fail_and_say_what_to_check() -> Non
     assert outcome.status is OutcomeStatus.FAILED
     assert (outcome.metric, outcome.expression, outcome.observed) == ("iterations", "count > 0", 0)
     assert outcome.diagnostic.startswith("[wsc] iterations count = 0, limit > 0: FAILED")
+    assert "no iteration ended and no message arrived, so nothing was measured" in (
+        outcome.diagnostic
+    )
     assert "2 iteration(s) still waiting when the run ended" in outcome.diagnostic
     assert "does it speak the adapter's protocol?" in outcome.diagnostic
     assert not Verdict.of([outcome]).ok
