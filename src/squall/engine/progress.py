@@ -25,8 +25,8 @@ class ProgressSink(Protocol):
     def close(self, result: RunResult | None) -> None: ...
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f}ms"
+def _ms(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds * 1000:.1f}ms"
 
 
 def describe(view: ProgressView) -> str:

@@ -65,8 +65,9 @@ class ProgressView:
     connections: int
     sent_per_s: float
     received_per_s: float
-    p50: float
-    p99: float
+    #: Percentiles of the run so far; None until a latency was recorded.
+    p50: float | None
+    p99: float | None
     errors: int
     warning: str | None
 
@@ -147,8 +148,8 @@ class SeriesAggregator:
             connections=second.connections,
             sent_per_s=second.sent / span,
             received_per_s=second.received / span,
-            p50=self._total.percentile(50),
-            p99=self._total.percentile(99),
+            p50=self._total.percentile(50) if self._total.count else None,
+            p99=self._total.percentile(99) if self._total.count else None,
             errors=self._errors,
             warning=f"{SATURATION_WARNING}: {'; '.join(health.reasons)}"
             if health.saturated
@@ -167,8 +168,8 @@ class SeriesAggregator:
                     users=second.users,
                     sent_per_s=second.sent / span,
                     received_per_s=second.received / span,
-                    p50=second.latency.percentile(50),
-                    p99=second.latency.percentile(99),
+                    p50=second.latency.percentile(50) if second.latency.count else None,
+                    p99=second.latency.percentile(99) if second.latency.count else None,
                     errors=second.errors,
                 )
             )

@@ -268,9 +268,10 @@ class SeriesPoint:
     sent_per_s: float
     received_per_s: float
     #: Percentiles of ``response_time`` (or ``round_trip`` if a scenario records no
-    #: response times) completed in this second; 0.0 when nothing completed.
-    p50: float
-    p99: float
+    #: response times) completed in this second; None when nothing completed (older
+    #: reports hold 0.0 there).
+    p50: float | None
+    p99: float | None
     errors: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -292,8 +293,8 @@ class SeriesPoint:
             users=int(_field(data, "users", what)),
             sent_per_s=float(_field(data, "sent_per_s", what)),
             received_per_s=float(_field(data, "received_per_s", what)),
-            p50=float(_field(data, "p50", what)),
-            p99=float(_field(data, "p99", what)),
+            p50=_optional_float(_field(data, "p50", what)),
+            p99=_optional_float(_field(data, "p99", what)),
             errors=int(_field(data, "errors", what)),
         )
 

@@ -112,6 +112,11 @@ def latency_buckets(trend: Trend, buckets: int = 14) -> list[tuple[str, float]]:
     ]
 
 
+def _points_ms(series: Sequence[Mapping[str, Any]], key: str) -> list[tuple[float, float]]:
+    """The seconds of ``series`` that have a ``key`` percentile, in ms."""
+    return [(p["t"], p[key] * 1000) for p in series if p.get(key) is not None]
+
+
 def _scenario_charts(s: Mapping[str, Any]) -> str:
     charts: list[str] = []
     result = s.get("result") or {}
@@ -121,8 +126,9 @@ def _scenario_charts(s: Mapping[str, Any]) -> str:
             line_chart(
                 "Latency percentiles over time",
                 [
-                    Line("p50 (ms)", [(p["t"], p["p50"] * 1000) for p in series]),
-                    Line("p99 (ms)", [(p["t"], p["p99"] * 1000) for p in series]),
+                    # A second in which nothing completed has no percentile: no point.
+                    Line("p50 (ms)", _points_ms(series, "p50")),
+                    Line("p99 (ms)", _points_ms(series, "p99")),
                 ],
                 x_label="seconds into the run",
                 y_label="ms",

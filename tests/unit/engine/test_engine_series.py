@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from squall.engine.progress import describe
 from squall.engine.series import SeriesAggregator, Snapshot
 from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.result import SeriesPoint
 
 LAG = LatencyHistogram.of([0.001]).pack()
 
@@ -77,3 +79,18 @@ def test_snapshots_cross_as_dictionaries_with_their_exact_extremes() -> None:
     assert (view.p50, view.p99) == (0.008, 0.008)
     (point,) = aggregator.points()
     assert (point.p50, point.p99) == (0.008, 0.008)
+
+
+def test_a_second_in_which_nothing_completed_has_no_percentiles() -> None:
+    aggregator = SeriesAggregator(workers=1, planned_s=10)
+    (quiet,) = aggregator.add(snap(0, 0, 5, []))
+    assert (quiet.p50, quiet.p99) == (None, None)  # nothing timed yet in the run
+    assert "p50 — p99 —" in describe(quiet)
+    (busy,) = aggregator.add(snap(0, 1, 5, [0.002] * 5))
+    (later,) = aggregator.add(snap(0, 2, 5, []))
+    assert (busy.p50, later.p50) == (0.002, 0.002)  # the run's so far
+    assert "p50 2.0ms p99 2.0ms" in describe(later)
+    points = aggregator.points()
+    assert [(p.p50, p.p99) for p in points] == [(None, None), (0.002, 0.002), (None, None)]
+    restored = [SeriesPoint.from_dict(p.to_dict()) for p in points]
+    assert restored == list(points)

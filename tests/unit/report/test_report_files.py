@@ -163,6 +163,22 @@ def test_html_says_a_trend_has_no_samples() -> None:
     assert "<td>response_time</td><td>trend</td><td>n=5 mean " in page
 
 
+def test_html_leaves_a_second_without_percentiles_out_of_the_latency_chart() -> None:
+    scenario = load_scenario()
+    series = scenario["result"]["series"]
+    series[2]["p50"] = series[2]["p99"] = None  # nothing completed in that second
+    page = report_html(report(scenario))
+    latency = page.split('aria-label="Latency percentiles over time"')[1].split("</svg>")[0]
+    lines = re.findall(r'<polyline [^>]*points="([^"]*)"', latency)
+    assert [len(points.split()) for points in lines] == [4, 4]  # 5 seconds, one without
+    everything_quiet = load_scenario()
+    for point in everything_quiet["result"]["series"]:
+        point["p50"] = point["p99"] = None
+    page = report_html(report(everything_quiet))
+    assert "Throughput over time" in page
+    assert "None" not in page
+
+
 def test_html_says_a_rate_has_no_samples() -> None:
     scenario = load_scenario()
     scenario["metrics"]["delivery"] = Rate("delivery", 0, 0).to_dict()
