@@ -125,6 +125,14 @@ class _Live:
     sessions: list[Session] = field(default_factory=list)
 
 
+@dataclass
+class _Idle:
+    """The open model's users between iterations, and an event set when one is freed."""
+
+    sessions: list[Session] = field(default_factory=list)
+    freed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class Worker:
     """Drives one worker's users on the running event loop."""
 
@@ -267,8 +275,9 @@ class Worker:
             self._user_stopped()
 
     async def _drive_open(self, workload: ArrivalRate) -> None:
-        idle: list[Session] = []
+        idle = _Idle()
         vus = iter(self.plan.users)
+        end = self._t0 + workload.planned_duration
         # This worker's arrivals are every ``step``-th one, from its own index.
         step, k, planned = self.plan.workers, self.plan.worker, workload.planned_arrivals
         while k < planned:
@@ -276,33 +285,48 @@ class Worker:
             await self._sleep_until(intended)
             if self._stopping.is_set():
                 break
-            if idle:
-                session = idle.pop()
+            if idle.sessions:
+                session = idle.sessions.pop()
             else:
                 index = next(vus, None)
                 if index is None:
-                    # No user is free, and none can be before this loop waits: every
-                    # arrival of this worker's due by now is dropped too. Count them at
-                    # once (at a huge rate, one by one would never catch up), then let
-                    # the users run.
+                    # No user is free: wait for one (or the schedule's end) rather than
+                    # wake for every arrival, then count every arrival of this worker's
+                    # that came meanwhile as dropped, at once (at a huge rate, one by one
+                    # would never catch up).
+                    await self._wait_for_free_user(idle, end)
                     due = workload.arrivals_by(self._clock() - self._t0)
                     dropped = max(1, -((k - due) // step))
                     self.recorder.count("dropped_iterations", dropped)
                     k += dropped * step
-                    await asyncio.sleep(0)
                     continue
                 session = self._new_session(index)
             self._spawn(self._open_iteration(session, intended, idle))
             k += step
         self.stop("schedule")
 
-    async def _open_iteration(self, session: Session, intended: float, idle: list[Session]) -> None:
+    async def _wait_for_free_user(self, idle: _Idle, end: float) -> None:
+        """Until a user of the open model is free again, a stop is requested, or ``end``."""
+        idle.freed.clear()
+        waits = [
+            asyncio.ensure_future(idle.freed.wait()),
+            asyncio.ensure_future(self._stopping.wait()),
+        ]
+        try:
+            timeout = max(0.0, end - self._clock())
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
+    async def _open_iteration(self, session: Session, intended: float, idle: _Idle) -> None:
         self._user_started()
         try:
             await self._iteration(session, session.iterations_started, intended)
         finally:
             self._user_stopped()
-        idle.append(session)
+        idle.sessions.append(session)
+        idle.freed.set()
 
     async def _drive_stages(self, workload: Stages) -> None:
         users = self.plan.users

@@ -108,3 +108,27 @@ async def test_a_huge_arrival_rate_is_dropped_in_bulk_and_the_run_ends_on_time(
     assert counters["iterations"] > 0
     assert report.interrupted_reason is None
     assert len(snapshots) >= 2
+
+
+class _CountedRate(ArrivalRate):
+    """An arrival rate that counts how often the runner asked what was due (once per bulk
+    drop)."""
+
+    asked: list[float]
+
+    def arrivals_by(self, t: float) -> int:
+        self.asked.append(t)
+        return super().arrivals_by(t)
+
+
+@pytest.mark.timeout(30)
+async def test_while_no_user_is_free_the_schedule_waits_for_one_instead_of_spinning() -> None:
+    plain = open_rate(1e9, 0.3, max_users=2)
+    workload = _CountedRate(plain.stages, plain.start_rate, plain.max_users)
+    object.__setattr__(workload, "asked", [])
+    report, _ = await _open_worker(workload, 0, 1)
+    counters = report.state.counters
+    assert counters["iterations"] + counters["dropped_iterations"] == workload.planned_arrivals
+    # One bulk drop per time a user was freed (each 5 ms nap ends one), not one per turn
+    # of the event loop while both users nap.
+    assert 0 < len(workload.asked) <= counters["iterations"] + 1
