@@ -350,11 +350,53 @@ END
 $$;
 """.replace("__TABLES__", ", ".join(f"'{t}'" for t in TABLES))
 
+#: ``squall_metric_statistics`` leaving out the rows of a metric without samples: a trend
+#: or rate with ``count`` 0 holds NULL statistics, but an older squall stored zeros there,
+#: which the minimum of the rates (and the maxima, when every row was empty) took as values.
+_STATISTICS_OF_SAMPLES_SQL = """
+CREATE OR REPLACE FUNCTION squall_metric_statistics(p_session_id BIGINT)
+RETURNS TABLE (
+    metric TEXT,
+    kind TEXT,
+    scenarios BIGINT,
+    total_count BIGINT,
+    mean DOUBLE PRECISION,
+    p95_max DOUBLE PRECISION,
+    p99_max DOUBLE PRECISION,
+    max DOUBLE PRECISION,
+    rate_min DOUBLE PRECISION,
+    per_second_sum DOUBLE PRECISION,
+    value_max DOUBLE PRECISION
+)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY
+    SELECT pm.metric,
+           min(pm.kind),
+           count(*),
+           sum(pm.count)::BIGINT,
+           CASE WHEN sum(pm.count) > 0
+                THEN sum(pm.mean * pm.count) / sum(pm.count) END,
+           max(pm.p95) FILTER (WHERE pm.count > 0),
+           max(pm.p99) FILTER (WHERE pm.count > 0),
+           max(pm.max) FILTER (WHERE pm.count > 0),
+           min(pm.rate) FILTER (WHERE pm.count > 0),
+           sum(pm.per_second),
+           max(pm.value)
+    FROM performance_metrics pm
+    WHERE pm.session_id = p_session_id
+    GROUP BY pm.metric
+    ORDER BY pm.metric;
+END
+$$;
+"""
+
 #: Every migration, oldest first. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "results tables", _TABLES_SQL),
     Migration(2, "updated_at triggers", _TRIGGERS_SQL),
     Migration(3, "functions", _FUNCTIONS_SQL),
+    Migration(4, "metric statistics of samples only", _STATISTICS_OF_SAMPLES_SQL),
 )
 
 

@@ -224,11 +224,14 @@ def _metric_row(scenario: str, name: str, m: Mapping[str, Any]) -> Row:
     else:
         count = None
     empty_trend = kind == "trend" and not count
+    empty_rate = kind == "rate" and not count
 
     def get(key: str) -> Any:
-        # A trend with no samples has no statistics: NULL, whatever the report holds
-        # (an older report has 0 there).
-        return None if empty_trend and key in _TREND_STATISTICS else m.get(key)
+        # A trend or rate with no samples has no statistics: NULL, whatever the report
+        # holds (an older report has 0 there).
+        if (empty_trend and key in _TREND_STATISTICS) or (empty_rate and key == "rate"):
+            return None
+        return m.get(key)
 
     return (
         scenario,

@@ -202,6 +202,31 @@ async def test_a_success_rate_with_no_samples_is_stored_and_listed_as_none(fresh
         await conn.close()
     assert rates == {"run-failing": 0.0, "run-unchecked": None, "run-older": None, "run-mixed": 0.5}
     assert stored_rate is None
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        # What an older squall stored for an older report's rate of nothing: 0.
+        await conn.execute(
+            "UPDATE performance_metrics m SET rate = 0 FROM high_load_sessions s "
+            "WHERE s.id = m.session_id AND s.run_id = 'run-mixed' AND m.count = 0"
+        )
+        lowest = {
+            run: {r["metric"]: r for r in await metric_statistics(conn, run)}["success"]
+            for run in ("run-failing", "run-unchecked", "run-older", "run-mixed")
+        }
+        older_row = await conn.fetchval(
+            "SELECT m.rate FROM performance_metrics m JOIN high_load_sessions s "
+            "ON s.id = m.session_id WHERE s.run_id = 'run-older' AND m.metric = 'success'"
+        )
+    finally:
+        await conn.close()
+    # The database's own statistics leave the rows without samples out too.
+    assert {run: row["rate_min"] for run, row in lowest.items()} == {
+        "run-failing": 0.0,
+        "run-unchecked": None,
+        "run-older": None,
+        "run-mixed": 0.5,
+    }
+    assert older_row is None  # an older report's 0 for a rate of nothing is stored NULL
 
 
 async def test_a_trend_with_no_samples_is_stored_null_and_neither_listed_nor_compared(
