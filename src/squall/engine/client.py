@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import math
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -55,6 +56,22 @@ from squall.metrics.recorder import MESSAGES_RECEIVED, MESSAGES_SENT, TIMEOUTS, 
 Clock = Callable[[], float]
 JsonObject = dict[str, Any]
 _E = TypeVar("_E", bound=EngineError)
+
+
+class _PicowsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Where picows logs for squall's sockets: ``squall.engine.picows``, without picows'
+    line for a frame of the target's it cannot parse (over its frame size limit, a bad
+    opcode...). The socket records that error itself (``errors.protocol``, with picows'
+    reason), where a thousand sockets given such a frame would print a thousand lines;
+    picows' other lines (an exception in squall's own listener) pass. An adapter, not a
+    logger: picows would make a child logger of a logger for every socket."""
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if not str(msg).startswith("WS parser error"):
+            super().log(level, msg, *args, **kwargs)
+
+
+PICOWS_LOG = _PicowsLog(logging.getLogger("squall.engine.picows"))
 
 DEFAULT_TIMEOUT_S = 10.0
 #: Seconds :meth:`WebSocket.close` waits for the target's close frame before it drops the
@@ -733,6 +750,7 @@ async def connect(
                 websocket_handshake_timeout=timeout,
                 # A redirect could lead anywhere, past the loopback check above.
                 max_redirects=0,
+                logger_name=PICOWS_LOG,
             )
     except TimeoutError:
         raise socket._record(

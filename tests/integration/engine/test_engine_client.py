@@ -416,7 +416,9 @@ async def test_a_text_frame_that_is_not_utf8_is_named_and_closes_the_socket_with
     assert seen == []
 
 
-async def test_a_frame_over_the_frame_size_limit_is_named_not_taken_for_a_drop() -> None:
+async def test_a_frame_over_the_frame_size_limit_is_named_not_taken_for_a_drop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     seen = _unretrieved_errors(asyncio.get_running_loop())
     big = b"x" * (10 * 2**20 + 1)  # picows' frame size limit is 10 MiB
     async with _sending_on_connect(big, text=True) as (url, _):
@@ -427,6 +429,8 @@ async def test_a_frame_over_the_frame_size_limit_is_named_not_taken_for_a_drop()
     (sample,) = recorder.state().error_samples["protocol"]
     assert "the target broke the WebSocket protocol (" in sample
     assert "exceeding max allowed size, 10485761 > 10485760): socket closed (1009)" in sample
+    # Recorded once above, not also logged by picows for every socket it happens to.
+    assert [r.getMessage() for r in caplog.records if "exceeding max" in r.getMessage()] == []
     del ws
     gc.collect()
     assert seen == []
