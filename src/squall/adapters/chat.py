@@ -184,12 +184,28 @@ class Chat:
                 f"server.{observation.error_code}",
                 f"{observation.thread_id}: message rejected with {observation.error_code}",
             )
+        if observation.context_chars is not None:
+            recorder.gauge("context_chars", float(observation.context_chars))
+        self._record_findings()
+
+    def settle(self) -> None:
+        """Feed the tracker what arrived after the last answer and no chat read (an error
+        naming no message, an event of a thread), and record what it finds, so a leak or a
+        gap that comes last is counted too. Frames still on their way are not waited for."""
+        clock = self.session.clock
+        for frame in self.ws.take_unread_json():
+            self.tracker.feed(frame, clock())
+        self._record_findings()
+
+    def _record_findings(self) -> None:
+        """Record what the tracker found on this socket since the last time: errors that
+        answered no waiting message, sequence gaps, events of threads not this user's."""
+        recorder = self.session.recorder
+        caps = self.adapter.capabilities
         unmatched = _unmatched_errors(self.tracker)
         for error in unmatched[self._errors_recorded :]:
             recorder.error(f"server.{error.code}", error.describe())
         self._errors_recorded = len(unmatched)
-        if observation.context_chars is not None:
-            recorder.gauge("context_chars", float(observation.context_chars))
         if caps.ordering:
             recorder.count(SEQ_GAPS, 0)  # the check ran, even when it found nothing
             for gap in self.tracker.gaps[self._gaps_recorded :]:
@@ -251,6 +267,8 @@ async def open_chat(
             # The failing message itself was counted by Chat.chat.
             _fail_untried(session, planned - chat.attempted)
             raise
+        finally:
+            chat.settle()
 
 
 def _unmatched_errors(tracker: Tracker) -> list[ServerError]:

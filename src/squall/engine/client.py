@@ -29,6 +29,7 @@ piled up here. A request's latency includes that wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import math
@@ -520,6 +521,17 @@ class WebSocket:
         return self._record(
             UnexpectedMessage(f"{self.url}: expected a JSON object message, got {str(raw)[:120]!r}")
         )
+
+    def take_unread_json(self) -> list[JsonObject]:
+        """The messages received and not read yet, parsed as :meth:`recv_json` parses them
+        and taken now, without waiting (oldest first); one that is not a JSON object is
+        counted as :meth:`recv_json` counts it and left out."""
+        taken = []
+        inbox = self._inbox
+        while inbox:
+            with contextlib.suppress(UnexpectedMessage):
+                taken.append(self._parse(inbox.popleft()))
+        return taken
 
     async def recv_json(self, timeout: float = DEFAULT_TIMEOUT_S) -> JsonObject:  # noqa: ASYNC109
         """The next message, parsed as a JSON object."""

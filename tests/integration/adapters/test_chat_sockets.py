@@ -191,3 +191,43 @@ async def test_errors_without_ids_are_counted_and_fail_only_the_message_they_ans
     samples = recorder.state().error_samples
     assert samples["server.bad_frame"] == ["t: message rejected with bad_frame"]
     assert samples["server.internal"] == ["error internal naming no message: a replay failed"]
+
+
+async def test_what_arrives_after_the_last_answer_is_judged_when_the_chat_ends() -> None:
+    # After answering the one message, the target sends an error naming no message, an
+    # event of another user's thread, and an event of the chat's thread that skips a seq:
+    # no chat reads them, and they are counted all the same.
+    async def target(connection: ServerConnection) -> None:
+        await connection.send(json.dumps({"type": "hello"}))
+        async for raw in connection:
+            message = json.loads(raw)
+            for frame in reference_run(message, "r0"):
+                await connection.send(json.dumps(frame))
+            late = [
+                {"type": "error", "code": "internal", "message": "a replay failed"},
+                {"type": "agent_started", "thread_id": "mallory-t", "run_id": "m0", "seq": 1},
+                {"type": "agent_started", "thread_id": "t", "run_id": "r1", "seq": 7},
+            ]
+            for frame in late:
+                await connection.send(json.dumps({"ts": 0.0, **frame}))
+
+    async with scripted(target) as url:
+        session = session_for(url)
+        try:
+            async with open_chat(session, adapter="squall") as chat:
+                answered = await chat.chat("t", "hello", timeout=5.0)
+                async with asyncio.timeout(5.0):
+                    while len(chat.ws._inbox) < 3:  # noqa: ASYNC110
+                        await asyncio.sleep(0.01)
+        finally:
+            await session.aclose()
+    assert answered.status is RunStatus.COMPLETED
+    recorder = session.recorder
+    assert recorder.counter("errors.server.internal") == 1
+    assert recorder.counter("isolation_leaks") == 1
+    assert recorder.counter("seq_gaps") == 1
+    samples = recorder.state().error_samples
+    assert samples["isolation"] == [
+        f"user {session.identity.user_id} received an event of thread mallory-t"
+    ]
+    assert samples["ordering"] == ["thread t: expected seq 6, got 7"]
