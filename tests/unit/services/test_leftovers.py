@@ -56,8 +56,13 @@ def test_an_exited_child_not_yet_reaped_is_gone() -> None:
         process = psutil.Process(child.pid)
         owner = Owner(Owner.current().host, child.pid, process.create_time(), psutil.boot_time())
         deadline = time.monotonic() + 30
-        while process.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
-            assert owner.running()
+        while time.monotonic() < deadline:
+            running = owner.running()
+            # Read after: a zombie stays one until reaped (below), so a child that exited
+            # between the two readings shows here.
+            if process.status() == psutil.STATUS_ZOMBIE:
+                break
+            assert running
             time.sleep(0.01)
         assert process.status() == psutil.STATUS_ZOMBIE
         assert owner.gone()
