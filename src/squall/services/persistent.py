@@ -34,7 +34,7 @@ from squall.services.embedded import (
     postgres_ready,
     spawn_postgres,
 )
-from squall.services.process import NO_SPACE, ProcessStartError, wait_until
+from squall.services.process import ProcessStartError, wait_until
 
 #: What to do, beside freeing space, when the results cluster's disk is full.
 _MOVE = "pass --results-dir with a folder on a larger disk, or --results-db URL"
@@ -211,7 +211,7 @@ def persistent_postgres(
                     full_disk_fix=_MOVE,
                 )
             except ProcessStartError as exc:
-                if NO_SPACE in str(exc):
+                if exc.disk_full:
                     raise  # the message leads with the full disk and its fix already
                 raise ProcessStartError(
                     f"{exc}\nThe results cluster in {datadir} did not start. If it is damaged, "

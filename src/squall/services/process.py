@@ -40,7 +40,12 @@ def _child_setup(death_signal: int) -> Callable[[], None]:
 
 
 class ProcessStartError(RuntimeError):
-    """A managed process exited or never became ready; the message holds its log tail."""
+    """A managed process exited or never became ready; the message holds its log tail.
+    ``disk_full`` when the cause found is a full disk (the message leads with it)."""
+
+    def __init__(self, message: str, *, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full
 
 
 #: How the C library words ENOSPC: what initdb, postgres and valkey-server print (in the C
@@ -171,5 +176,6 @@ def _not_ready(
     cause = full_disk(tail, process.log_path.parent, full_disk_fix)
     return ProcessStartError(
         f"{headline}{'.' if cause is None else f': {cause}'}\n"
-        f"Last lines of {process.log_path}:\n{tail}"
+        f"Last lines of {process.log_path}:\n{tail}",
+        disk_full=cause is not None,
     )
