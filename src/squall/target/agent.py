@@ -384,14 +384,14 @@ async def _requeue(deps: AgentDeps, run: ClaimedRun, worker: str) -> None:
     )
 
 
-async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> RunStatus | None:
-    """Execute ``run`` to its end; return how it ended, or ``None`` if this call did not
-    end it (it was not ours, went back to the queue, or was fenced out). Every run this
-    call ends is also told to ``deps.ended``, a cancelled one too."""
+async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> None:
+    """Execute ``run`` to its end. How a run this call ended finished is told to
+    ``deps.ended``, a cancelled one's too; one it did not end (not ours, given back to the
+    queue, fenced out) is not."""
     token = await _acquire(deps.lock, run)
     if token is None:
         await _requeue(deps, run, worker)
-        return None
+        return
     refresher = asyncio.create_task(_keep_lock(deps.lock, run, token))
     state: _Run | None = None
     try:
@@ -411,7 +411,7 @@ async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> RunStatus | 
             charge = None
         if charge is None:
             await _requeue(deps, run, worker)
-            return None
+            return
         state = _Run(deps, run, token, charge)
         try:
             await state.work()
@@ -425,7 +425,6 @@ async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> RunStatus | 
             log.exception("run %s failed", run.run_id)
             with contextlib.suppress(StaleFence):
                 await state.finish_unsuccessfully(RunStatus.FAILED, repr(exc))
-        return state.ended
     finally:
         if state is not None and state.ended is not None:
             deps.ended(state.ended)
