@@ -97,12 +97,7 @@ async def test_close_cancels_and_refunds_unfinished_runs(
     )
     conn = await asyncpg.connect(settings.database_url)
     try:
-        row = await conn.fetchrow(
-            "SELECT r.status, l.refunded, a.balance FROM runs r JOIN ledger l ON l.run_id = r.id "
-            "JOIN accounts a ON a.user_id = r.user_id WHERE r.id = $1",
-            sub.run_id,
-        )
-        assert dict(row) == {
+        assert await _settled(conn, sub.run_id) == {
             "status": "cancelled",
             "refunded": True,
             "balance": settings.initial_credits,
@@ -110,6 +105,16 @@ async def test_close_cancels_and_refunds_unfinished_runs(
     finally:
         await conn.close()
     assert _ended(await runtime.stats()) == {"completed": 0, "failed": 0, "cancelled": 1}
+
+
+async def _settled(conn: asyncpg.Connection, run_id: str) -> dict[str, object]:
+    """How a run ended: its status, whether its charge was refunded, its user's balance."""
+    row = await conn.fetchrow(
+        "SELECT r.status, l.refunded, a.balance FROM runs r JOIN ledger l ON l.run_id = r.id "
+        "JOIN accounts a ON a.user_id = r.user_id WHERE r.id = $1",
+        run_id,
+    )
+    return dict(row)
 
 
 def _ended(stats: dict[str, float]) -> dict[str, float]:
@@ -165,12 +170,7 @@ async def test_close_during_the_completions_publish_keeps_the_run_completed(
             "FROM events WHERE thread_id = 't' AND type = 'agent_completed'"
         )
         assert [tuple(r) for r in completions] == [("completed", settings.run_cost)]
-        row = await conn.fetchrow(
-            "SELECT r.status, l.refunded, a.balance FROM runs r JOIN ledger l ON l.run_id = r.id "
-            "JOIN accounts a ON a.user_id = r.user_id WHERE r.id = $1",
-            sub.run_id,
-        )
-        assert dict(row) == {
+        assert await _settled(conn, sub.run_id) == {
             "status": "completed",
             "refunded": False,
             "balance": settings.initial_credits - settings.run_cost,
