@@ -391,12 +391,35 @@ END
 $$;
 """
 
+#: ``websocket_coordination``'s figures of nothing set to NULL, as a newer squall stores
+#: them: an older squall copied an empty rate's 0 into ``delivery_rate`` / ``success_rate``
+#: (and a 0 into ``connect_p95_s`` when no connection was timed). The row itself cannot tell
+#: that 0 from 0 %; the scenario's ``performance_metrics`` row of the rate can (its ``count``
+#: is the rate's total), so the rows are rewritten here rather than left to every reader.
+_COORDINATION_WITHOUT_SAMPLES_SQL = """
+UPDATE websocket_coordination w SET delivery_rate = NULL
+FROM performance_metrics m
+WHERE w.delivery_rate IS NOT NULL
+  AND m.session_id = w.session_id AND m.scenario = w.scenario
+  AND m.metric = 'delivery' AND m.kind = 'rate' AND COALESCE(m.count, 0) = 0;
+
+UPDATE websocket_coordination w SET success_rate = NULL
+FROM performance_metrics m
+WHERE w.success_rate IS NOT NULL
+  AND m.session_id = w.session_id AND m.scenario = w.scenario
+  AND m.metric = 'success' AND m.kind = 'rate' AND COALESCE(m.count, 0) = 0;
+
+UPDATE websocket_coordination SET connect_p95_s = NULL
+WHERE connect_p95_s IS NOT NULL AND connections = 0;
+"""
+
 #: Every migration, oldest first. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "results tables", _TABLES_SQL),
     Migration(2, "updated_at triggers", _TRIGGERS_SQL),
     Migration(3, "functions", _FUNCTIONS_SQL),
     Migration(4, "metric statistics of samples only", _STATISTICS_OF_SAMPLES_SQL),
+    Migration(5, "coordination figures without samples", _COORDINATION_WITHOUT_SAMPLES_SQL),
 )
 
 

@@ -411,6 +411,13 @@ def operation_rows(s: Mapping[str, Any]) -> list[Row]:
     return rows
 
 
+def _rate_of(m: Mapping[str, Any]) -> Any:
+    """A rate metric's ``rate`` for a per-scenario column: None when nothing was checked
+    (``total`` 0, or no ``total`` given), which is no sample rather than 0 %, also where the
+    report holds 0 as an older report.json does (:func:`_metric_row` stores it NULL too)."""
+    return m.get("rate") if m.get("total") else None
+
+
 def coordination_rows(s: Mapping[str, Any]) -> list[Row]:
     connect = _metric(s, "ws_connect")
     sent = _metric(s, "messages_sent")
@@ -425,8 +432,8 @@ def coordination_rows(s: Mapping[str, Any]) -> list[Row]:
             connect.get("p95") if connections else None,  # no samples: NULL, not an older 0
             sent.get("count"),
             _metric(s, "messages_received").get("count"),
-            _metric(s, "delivery").get("rate"),
-            _metric(s, "success").get("rate"),
+            _rate_of(_metric(s, "delivery")),
+            _rate_of(_metric(s, "success")),
             _json(result.get("errors", [])),
         )
     ]

@@ -286,6 +286,72 @@ async def test_a_trend_with_no_samples_is_stored_null_and_neither_listed_nor_com
     assert comparison.regressions == ()
 
 
+async def test_coordination_figures_of_nothing_are_stored_null_and_migrated_to_null(
+    fresh_db: str,
+) -> None:
+    def stored(run_id: str, started_at: float, success: Rate, delivery: Rate) -> dict[str, Any]:
+        timed = [0.05] if success.total else []
+        data = _suite_report(run_id, _run_result("s", timed, 1), started_at).to_dict()
+        (scenario,) = data["scenarios"]
+        connect = Trend.from_histogram("ws_connect", LatencyHistogram.of(timed)).to_dict()
+        scenario["metrics"].update(
+            ws_connect=connect, success=success.to_dict(), delivery=delivery.to_dict()
+        )
+        return data
+
+    older = stored("run-older-report", 3_000.0, Rate("success", 0, 0), Rate("delivery", 0, 0))
+    for name in ("success", "delivery"):  # as an older squall wrote report.json
+        older["scenarios"][0]["metrics"][name]["rate"] = 0.0
+    for report in (
+        stored("run-checked", 1_000.0, Rate("success", 1, 2), Rate("delivery", 0, 3)),
+        stored("run-unchecked", 2_000.0, Rate("success", 0, 0), Rate("delivery", 0, 0)),
+        older,
+    ):
+        await save_report(fresh_db, report, PROVENANCE)
+    figures = "w.connections, w.connect_p95_s, w.delivery_rate, w.success_rate"
+    read = (
+        f"SELECT s.run_id, {figures} FROM websocket_coordination w "
+        "JOIN high_load_sessions s ON s.id = w.session_id"
+    )
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        written = {r["run_id"]: tuple(r)[1:] for r in await conn.fetch(read)}
+        # What an older squall stored for figures of nothing: 0, in the rates' own rows
+        # too, and no migration 5.
+        await conn.execute(
+            "UPDATE websocket_coordination w "
+            "SET connect_p95_s = 0, delivery_rate = 0, success_rate = 0 "
+            "FROM high_load_sessions s WHERE s.id = w.session_id AND s.run_id <> 'run-checked'"
+        )
+        await conn.execute("UPDATE performance_metrics SET rate = 0 WHERE count = 0")
+        await conn.execute("DELETE FROM squall_schema_migrations WHERE version = 5")
+        applied = await migrate(conn)
+        migrated = {r["run_id"]: tuple(r)[1:] for r in await conn.fetch(read)}
+        successes = {r.run_id: r.success_rate for r in await list_runs(conn)}
+        empty = await run_figures(conn, "run-unchecked")
+    finally:
+        await conn.close()
+    assert written["run-checked"][0] == 1
+    assert written["run-checked"][1] == pytest.approx(0.05, rel=0.01)
+    checked = (1, written["run-checked"][1], 0.0, 0.5)  # a delivery of 0 % is a figure
+    nothing = (0, None, None, None)
+    assert written == {
+        "run-checked": checked,
+        "run-unchecked": nothing,
+        "run-older-report": nothing,
+    }
+    assert applied == [5]
+    assert migrated == written
+    # squall history and compare read the rates' performance_metrics rows (count 0): no
+    # success to list, no figure to compare.
+    assert successes == {
+        "run-checked": 0.5,
+        "run-unchecked": None,
+        "run-older-report": None,
+    }
+    assert [f for f in empty if f.metric in ("success", "delivery", "ws_connect")] == []
+
+
 def _run_result(scenario: str, latencies: list[float], sent: int) -> RunResult:
     histogram = LatencyHistogram.of(latencies)
     return RunResult(

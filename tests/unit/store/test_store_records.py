@@ -7,7 +7,7 @@ import json
 import pytest
 
 from squall.metrics.histogram import LatencyHistogram
-from squall.metrics.result import Counter, Trend
+from squall.metrics.result import Counter, Rate, Trend
 from squall.store.records import (
     Provenance,
     ReportShapeError,
@@ -186,3 +186,35 @@ def test_a_trend_with_no_samples_has_null_statistics_in_older_reports_too() -> N
     assert rows["timed"]["p95"] == timed["p95"] is not None
     connect = {r[0]: r[1:3] for r in record.table("websocket_coordination").rows}
     assert connect == {"fresh": (0, None), "older": (0, None), "timed": (2, timed["p95"])}
+
+
+def test_a_rate_with_no_samples_is_a_null_coordination_rate_in_older_reports_too() -> None:
+    connect = Trend.from_histogram("ws_connect", LatencyHistogram.of([0.004])).to_dict()
+    empty = Rate("success", 0, 0).to_dict()
+    scenarios = []
+    for name, rate in (
+        ("fresh", empty),
+        ("older", {**empty, "rate": 0.0}),  # as an older squall wrote it
+        ("unknown", {"type": "rate", "name": "success", "rate": 0.0}),  # no total given
+        ("failing", Rate("success", 0, 2).to_dict()),
+        ("half", Rate("success", 1, 2).to_dict()),
+    ):
+        metrics = {"ws_connect": connect, "success": rate, "delivery": {**rate, "name": "delivery"}}
+        scenarios.append({"name": name, "metrics": metrics, "thresholds": [], "result": {}})
+    record = run_record({**_report(), "scenarios": scenarios}, PROVENANCE)
+    table = record.table("websocket_coordination")
+    delivery, success = (table.columns.index(c) for c in ("delivery_rate", "success_rate"))
+    rates = {r[0]: (r[delivery], r[success]) for r in table.rows}
+    assert rates == {
+        "fresh": (None, None),
+        "older": (None, None),
+        "unknown": (None, None),
+        "failing": (0.0, 0.0),  # checked, and none passed: 0 %
+        "half": (0.5, 0.5),
+    }
+    metrics = record.table("performance_metrics")
+    rate = metrics.columns.index("rate")
+    # The scenario's own row of the rate says the same.
+    assert {r[0]: r[rate] for r in metrics.rows if r[1] == "success"} == {
+        name: success for name, (_, success) in rates.items()
+    }
