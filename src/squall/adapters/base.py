@@ -15,11 +15,11 @@ drives them over a socket is :class:`squall.adapters.chat.Chat`.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NewType, Protocol
 
-from squall.adapters.tracker import RunObservation, SeqGap
+from squall.adapters.tracker import RunObservation, SeqGap, ServerError
 
 if TYPE_CHECKING:
     from squall.engine.identity import Identity
@@ -141,6 +141,17 @@ class Adapter(abc.ABC):
         (a target speaking another protocol). By default every frame is recognised, so
         nothing is ever taken for a mismatch."""
         return True
+
+    def refusal(
+        self, close_code: int | None, reason: str, unread: Sequence[ServerError]
+    ) -> str | None:
+        """The error code with which the server refused a socket it closed (its close
+        frame came first) with ``close_code`` and ``reason``, or None when that close
+        refuses nothing. ``unread`` are the errors the tracker found among the frames the
+        socket had not read yet at the close (its ``unmatched_errors`` from them). The chat
+        counts a refusal in ``errors.server.<code>``, once, instead of ``errors.closed``.
+        By default no close is a refusal."""
+        return None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

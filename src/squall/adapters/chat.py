@@ -20,9 +20,13 @@ message counting as failed. Per message it records:
   another protocol; the sample shows the first such frame), or, for a protocol without
   isolation, that its tracker matched to no message of this socket (a reply with another
   message's id);
-- counters ``errors.server.<code>`` for rejected messages and for the errors the
+- counters ``errors.server.<code>`` for rejected messages, for the errors the
   tracker matched to no waiting message (its optional ``unmatched_errors``; see
-  :mod:`squall.adapters.tracker` for which those are), ``seq_gaps`` (protocols with
+  :mod:`squall.adapters.tracker` for which those are), and for a socket the server
+  refused: closed by the server while the chat sent or waited, with a close the adapter
+  names a refusal (``Adapter.refusal``), it counts once, as the server's error, not as
+  ``errors.closed`` (the error frame announcing it, read or not, is that one count),
+  ``seq_gaps`` (protocols with
   ordering) for sequence gaps or duplicates on this socket, and ``isolation_leaks``
   (protocols with isolation) for events of a thread this user does not own. The suite
   reports the last two as the ``violations`` gauge.
@@ -41,9 +45,9 @@ from typing import Any
 
 from squall.adapters.base import ISOLATION_LEAKS, SEQ_GAPS, Adapter, Tracker
 from squall.adapters.registry import DEFAULT_ADAPTER, load
-from squall.adapters.tracker import RunObservation, RunStatus, ServerError
+from squall.adapters.tracker import RunObservation, RunStatus, ServerError, announced
 from squall.engine.client import WebSocket
-from squall.engine.errors import ConnectError, EngineError, MessageTimeout
+from squall.engine.errors import ConnectError, ConnectionClosed, EngineError, MessageTimeout
 from squall.engine.session import Session
 
 
@@ -77,6 +81,9 @@ class Chat:
         frames = 0
         first: dict[str, Any] | None = None
         foreign = self._foreign_count()
+        # While it sends and waits, the chat counts a close with which the server refuses
+        # the socket itself (:meth:`_count_close`).
+        previous, self.ws.count_close = self.ws.count_close, self._count_close
         try:
             # The send has the message's own budget: a send held back by a target that
             # takes no data (backpressure) uses up the time left to wait for the answer.
@@ -109,8 +116,28 @@ class Chat:
             # fails the ``success`` threshold instead of leaving it without samples.
             self._record(observation)
             raise
+        finally:
+            self.ws.count_close = previous
         self._record(observation)
         return observation
+
+    def _count_close(self, closed: ConnectionClosed) -> bool:
+        """Count a close the server began as its refusal of the socket, when the adapter
+        names it one (``Adapter.refusal``), instead of ``errors.closed``: True once counted.
+
+        The frames the socket had not read are fed to the tracker first, so the error frame
+        announcing the refusal, unread when the close cut the send or the wait short, is
+        counted with the other unmatched errors. A refusal whose error frame never came
+        (only the close's reason names it) is counted here."""
+        known = len(_unmatched_errors(self.tracker))
+        self._feed_unread()
+        errors = _unmatched_errors(self.tracker)
+        code = self.adapter.refusal(closed.code, closed.reason, errors[known:])
+        if code is None:
+            return False
+        if not announced(errors, code):
+            self.session.recorder.error(f"server.{code}", f"socket refused with {code}: {closed}")
+        return True
 
     def _expire(
         self,
@@ -192,10 +219,14 @@ class Chat:
         """Feed the tracker what arrived after the last answer and no chat read (an error
         naming no message, an event of a thread), and record what it finds, so a leak or a
         gap that comes last is counted too. Frames still on their way are not waited for."""
+        self._feed_unread()
+        self._record_findings()
+
+    def _feed_unread(self) -> None:
+        """Feed the tracker the frames that arrived and no chat read, taking them."""
         clock = self.session.clock
         for frame in self.ws.take_unread_json():
             self.tracker.feed(frame, clock())
-        self._record_findings()
 
     def _record_findings(self) -> None:
         """Record what the tracker found on this socket since the last time: errors that

@@ -6,7 +6,7 @@ thread events (``agent_started`` … ``agent_completed``) carrying per-thread
 ``seq`` numbers, or an ``error`` echoing the ``client_msg_id`` (without it, for a
 frame the platform could not read). The pure
 :class:`~squall.adapters.tracker.RunTracker` follows those frames; its module says
-which message an error without ids rejects, if any.
+which message an error without ids rejects, if any, and which close refuses the socket.
 
 :class:`ReferenceChat` is :class:`~squall.adapters.chat.Chat` speaking this
 protocol; see that module for the metrics it records.
@@ -15,12 +15,18 @@ protocol; see that module for the metrics it records.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from squall.adapters.base import Adapter, Capabilities, Tracker
 from squall.adapters.chat import Chat
-from squall.adapters.tracker import AGENT_EVENTS, RunObservation, RunTracker
+from squall.adapters.tracker import (
+    AGENT_EVENTS,
+    RunObservation,
+    RunTracker,
+    ServerError,
+    refusal,
+)
 from squall.engine.client import WebSocket
 from squall.engine.identity import Identity
 from squall.engine.session import Session
@@ -86,6 +92,11 @@ class ReferenceAdapter(Adapter):
 
     def recognises(self, frame: Mapping[str, Any]) -> bool:
         return frame.get("type") in SERVER_FRAMES
+
+    def refusal(
+        self, close_code: int | None, reason: str, unread: Sequence[ServerError]
+    ) -> str | None:
+        return refusal(close_code, reason, unread)
 
 
 REFERENCE = ReferenceAdapter()

@@ -18,12 +18,17 @@ late answer of a message given up on, a replay's (with only a ``thread_id``), an
 id-less one of another code (a failure of the socket's background work, or at
 admission, before the socket is closed), or an id-less rejection while several
 messages await their answers — is kept in ``unmatched_errors`` and rejects nothing.
+
+A socket the platform refuses (at admission: too many sockets, Redis out of reach) gets
+an id-less error, then a close whose reason is that error's code (:func:`refusal`):
+counted as that server error, once, whether or not its error frame was read first
+(:func:`announced`), not as a bare closed socket.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +46,26 @@ AGENT_EVENTS = (
 FRAME_REJECTIONS = frozenset(
     {"bad_frame", "unknown_type", "frame_too_large", "content_too_large", "invalid_field"}
 )
+
+#: Every code of the reference platform's errors (docs/protocol.md, "Error codes").
+ERROR_CODES = frozenset(
+    {
+        *FRAME_REJECTIONS,
+        "not_found",
+        "insufficient_credits",
+        "queue_full",
+        "rate_limited",
+        "too_many_sockets",
+        "shutting_down",
+        "unavailable",
+        "internal",
+    }
+)
+
+#: The close codes with which the reference platform refuses a socket (docs/protocol.md,
+#: "Close codes"): 1008 (too many sockets; a slow consumer too, whose reason is no error
+#: code) and 1013 (try again later: Redis out of reach at admission).
+REFUSAL_CLOSES = frozenset({1008, 1013})
 
 
 class RunStatus(enum.StrEnum):
@@ -121,6 +146,43 @@ class ServerError:
         else:
             about = "naming no message"
         return f"error {self.code} {about}: {self.message}"
+
+    @property
+    def names_nothing(self) -> bool:
+        """Whether the error echoes no id: it concerns a frame it could not read, or the
+        socket itself."""
+        return self.client_msg_id is None and self.thread_id is None
+
+
+def refusal(close_code: int | None, reason: str, unread: Sequence[ServerError]) -> str | None:
+    """The code of the error with which the reference platform refused a socket it closed
+    with ``close_code`` and ``reason``; None for a close that refuses nothing.
+
+    A refusal closes with one of :data:`REFUSAL_CLOSES`, its reason the error's code, after
+    the error frame (docs/protocol.md, "Error codes"). ``unread`` are the errors of the
+    frames the socket had not read at the close: an id-less one among them names the
+    refusal when the reason does not (the last one: the frame just before the close). A
+    1008 for a slow consumer, whose reason is no code, is no refusal.
+    """
+    if close_code not in REFUSAL_CLOSES:
+        return None
+    if reason in ERROR_CODES:
+        return reason
+    for error in reversed(unread):
+        if error.names_nothing:
+            return error.code
+    return None
+
+
+def announced(errors: Sequence[ServerError], code: str) -> bool:
+    """Whether the error frame that announced a refusal with ``code`` is among ``errors``
+    (a socket's unmatched errors, oldest first): the last of them that echoes no id has
+    that code. Its frame is counted with the other unmatched errors, so the close that
+    follows it must not count it again."""
+    for error in reversed(errors):
+        if error.names_nothing:
+            return error.code == code
+    return False
 
 
 class RunTracker:

@@ -189,6 +189,7 @@ class WebSocket:
         "_waiter",
         "close_code",
         "close_reason",
+        "count_close",
         "subprotocol",
         "url",
     )
@@ -211,6 +212,12 @@ class WebSocket:
         #: counted in ``errors.protocol``.
         self.close_code: int | None = None
         self.close_reason: str = ""
+        #: Set by a reader that knows the target's protocol (an adapter's chat): called
+        #: with the :class:`ConnectionClosed` a send or receive is about to raise after the
+        #: target closed the socket (its close frame came first), it returns True when it
+        #: counted that error itself (as the server's refusal of the socket, say), and the
+        #: socket then leaves ``errors.closed`` alone. None, or False: ``errors.closed``.
+        self.count_close: Callable[[ConnectionClosed], bool] | None = None
         self._recorder = recorder
         #: The recorder's cells for the counters and the rate every message touches.
         self._sent = recorder.counter_cell(MESSAGES_SENT)
@@ -456,9 +463,21 @@ class WebSocket:
             )
         else:
             how = f"connection closed (code {self.close_code}, reason {self.close_reason!r})"
-        return self._record(
-            ConnectionClosed(f"{self.url}: {how} while {doing}", self.close_code, self.close_reason)
+        error = ConnectionClosed(
+            f"{self.url}: {how} while {doing}", self.close_code, self.close_reason
         )
+        count = self.count_close
+        if count is not None and self._target_closed() and count(error):
+            error.recorded = True
+            return error
+        return self._record(error)
+
+    def _target_closed(self) -> bool:
+        """Whether the target began the close: its close frame came before this socket
+        sent one (not a connection dropped, nor a close of this socket's own)."""
+        transport = self._transport
+        handshake = None if transport is None else transport.close_handshake
+        return handshake is not None and handshake.recv is not None and handshake.recv_then_sent
 
     def _record(self, error: _E) -> _E:
         self._recorder.error(error.kind, str(error))

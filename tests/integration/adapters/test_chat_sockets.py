@@ -20,7 +20,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from squall.adapters.chat import open_chat
 from squall.adapters.echo import MAX_FOREIGN, EchoTracker
 from squall.adapters.tracker import RunStatus
-from squall.engine.errors import SendTimeout
+from squall.engine.errors import ConnectionClosed, SendTimeout
 from squall.engine.identity import AnonymousIdentities
 from squall.engine.session import Session
 from squall.metrics.recorder import Recorder
@@ -231,3 +231,92 @@ async def test_what_arrives_after_the_last_answer_is_judged_when_the_chat_ends()
         f"user {session.identity.user_id} received an event of thread mallory-t"
     ]
     assert samples["ordering"] == ["thread t: expected seq 6, got 7"]
+
+
+CAP_ERROR = {"type": "error", "code": "too_many_sockets", "message": "1 open sockets already"}
+SLOW_CONSUMER = "slow consumer: 1000 frames waiting (SQUALL_SOCKET_SEND_QUEUE)"
+
+
+def closing(*frames: dict[str, Any], code: int, reason: str) -> Handler:
+    """A target that answers the first message with ``frames``, then closes the socket."""
+
+    async def target(connection: ServerConnection) -> None:
+        await connection.recv()
+        for frame in frames:
+            await connection.send(json.dumps(frame))
+        # Long enough for the chat to read the frames before the close, mostly; the
+        # counts must be the same when the close comes first.
+        await asyncio.sleep(0.1)
+        await connection.close(code, reason)
+
+    return target
+
+
+async def chat_once(session: Session) -> None:
+    async with open_chat(session, adapter="squall") as chat:
+        await chat.chat("t", "hello", timeout=5.0)
+
+
+@pytest.mark.parametrize(
+    ("target", "counted", "sample"),
+    [
+        pytest.param(
+            closing(CAP_ERROR, code=1008, reason="too_many_sockets"),
+            "server.too_many_sockets",
+            "error too_many_sockets naming no message: 1 open sockets already",
+            id="error-read-then-close",
+        ),
+        pytest.param(
+            closing(code=1013, reason="unavailable"),
+            "server.unavailable",
+            "socket refused with unavailable: ws://",
+            id="only-the-reason",
+        ),
+        pytest.param(
+            closing(code=1008, reason=SLOW_CONSUMER),
+            "closed",
+            "ws://",
+            id="slow-consumer",
+        ),
+        pytest.param(
+            closing(code=1011, reason="internal"),
+            "closed",
+            "ws://",
+            id="not-a-refusal-close",
+        ),
+    ],
+)
+async def test_a_close_refusing_the_socket_counts_once_as_the_servers_error(
+    target: Handler, counted: str, sample: str
+) -> None:
+    async with scripted(target) as url:
+        session = session_for(url)
+        try:
+            with pytest.raises(ConnectionClosed):
+                await chat_once(session)
+        finally:
+            await session.aclose()
+    state = session.recorder.state()
+    errors = {name: n for name, n in state.counters.items() if name.startswith("errors")}
+    assert errors == {"errors": 1, f"errors.{counted}": 1}
+    (kept,) = state.error_samples[counted]
+    assert kept.startswith(sample)
+
+
+async def test_a_close_this_socket_began_is_no_refusal() -> None:
+    # The reason is an error code, but this socket closed first: not the server's refusal.
+    async def target(connection: ServerConnection) -> None:
+        async for _ in connection:
+            pass
+
+    async with scripted(target) as url:
+        session = session_for(url)
+        try:
+            async with open_chat(session, adapter="squall") as chat:
+                await chat.ws.close(1008, "too_many_sockets")
+                with pytest.raises(ConnectionClosed):
+                    await chat.chat("t", "hello", timeout=5.0)
+        finally:
+            await session.aclose()
+    assert session.recorder.counter("errors.closed") == 1
+    assert session.recorder.counter("errors") == 1

@@ -10,7 +10,7 @@ from squall.adapters import registry
 from squall.adapters.base import Capabilities, violations
 from squall.adapters.echo import MAX_EXPIRED, MAX_FOREIGN, EchoAdapter, EchoTracker
 from squall.adapters.reference import ReferenceAdapter
-from squall.adapters.tracker import RunStatus, RunTracker
+from squall.adapters.tracker import RunStatus, RunTracker, ServerError
 from squall.engine.identity import Identity, UserID
 
 NOTHING = Capabilities(
@@ -106,6 +106,13 @@ def test_adapters_recognise_their_own_servers_frames_only() -> None:
     assert not reference.recognises({"kind": "ack"})
     assert echo.recognises(echo.message("t", "hi", "m1"))
     assert not echo.recognises({"type": "hello", "worker": 1})
+
+
+def test_only_the_reference_adapter_names_closes_that_refuse_a_socket() -> None:
+    unread = [ServerError(code="too_many_sockets", message="")]
+    assert ReferenceAdapter().refusal(1008, "", unread) == "too_many_sockets"
+    # The default: no close is a refusal, whatever came before it.
+    assert EchoAdapter().refusal(1008, "too_many_sockets", unread) is None
 
 
 BROKEN_ADAPTERS = {

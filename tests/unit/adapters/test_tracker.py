@@ -2,9 +2,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from squall.adapters.tracker import FRAME_REJECTIONS, RunStatus, RunTracker, ServerError
-from squall.target import protocol
+from squall.adapters.tracker import (
+    ERROR_CODES,
+    FRAME_REJECTIONS,
+    REFUSAL_CLOSES,
+    RunStatus,
+    RunTracker,
+    ServerError,
+    announced,
+    refusal,
+)
+from squall.target import errors, protocol
 from squall.target.errors import TargetError
+from squall.target.ws import CloseCode
 
 
 def event(kind: str, seq: int, run: str = "r1", thread: str = "t1", **extra: Any) -> dict[str, Any]:
@@ -189,3 +199,53 @@ def test_expire_marks_unknown_outcome() -> None:
     tracker.expire(obs, 30.0)
     assert obs.status is RunStatus.TIMED_OUT
     assert tracker.pending == []
+
+
+ADMISSION = ServerError(code="too_many_sockets", message="user 'u' already has 1 open sockets")
+
+
+def test_a_refusal_is_a_refusal_close_whose_reason_or_unread_error_names_a_code() -> None:
+    # The reason names the code, whether or not the error frame before it was unread.
+    assert refusal(1008, "too_many_sockets", []) == "too_many_sockets"
+    assert refusal(1008, "too_many_sockets", [ADMISSION]) == "too_many_sockets"
+    assert refusal(1013, "unavailable", []) == "unavailable"
+    # A reason that is no code: the last unread error naming nothing names it.
+    late = ServerError(code="rate_limited", message="late", client_msg_id="c1")
+    assert refusal(1008, "", [ADMISSION, late]) == "too_many_sockets"
+    assert refusal(1013, "Redis down", [ServerError(code="unavailable", message="")]) == (
+        "unavailable"
+    )
+
+
+def test_other_closes_refuse_nothing() -> None:
+    slow = "slow consumer: 1000 frames waiting (SQUALL_SOCKET_SEND_QUEUE)"
+    assert refusal(1008, slow, []) is None
+    # An error echoing an id answers a message, not the socket's admission.
+    assert refusal(1008, slow, [ServerError(code="queue_full", message="", thread_id="t")]) is None
+    # Not a refusal close, though the reason is a code (1011 internal) or an error is unread.
+    assert refusal(1011, "internal", [ServerError(code="internal", message="")]) is None
+    assert refusal(1000, "too_many_sockets", [ADMISSION]) is None
+    assert refusal(4401, "token expired", []) is None
+    assert refusal(None, "", [ADMISSION]) is None
+
+
+def test_a_refusal_is_announced_by_the_last_error_naming_nothing() -> None:
+    replay = ServerError(code="not_found", message="", thread_id="t9")
+    assert announced([ADMISSION], "too_many_sockets")
+    assert announced([ADMISSION, replay], "too_many_sockets")  # one with ids is no announcement
+    assert not announced([], "too_many_sockets")
+    assert not announced([replay], "not_found")
+    assert not announced([ADMISSION], "unavailable")
+    # An older id-less error of the same code is not the frame just before the close.
+    assert not announced([ADMISSION, ServerError(code="internal", message="")], "too_many_sockets")
+
+
+def test_error_codes_and_refusal_closes_are_the_platforms() -> None:
+    sent = {
+        cls.code
+        for cls in (TargetError, *vars(errors).values())
+        if isinstance(cls, type) and issubclass(cls, TargetError)
+    }
+    # A stale fencing token is the platform's own business: never sent to a client.
+    assert sent - {errors.StaleFence.code} == ERROR_CODES
+    assert {CloseCode.POLICY_VIOLATION, CloseCode.TRY_AGAIN_LATER} == REFUSAL_CLOSES
