@@ -2,9 +2,10 @@
 
 A server that does not answer is to be started; one that answers and refuses (a
 password it needs or rejects, a user or database it does not know) is running, and
-the fix is in the URL. Messages name the user and where a password goes, never the
-password. ``squall run`` (its services) and the reference platform (its check before
-the workers start) word the same failures alike, each naming its own variable.
+the fix is in the URL (or the password file a rejected password came from). Messages name
+the user and where a password goes, never the password. ``squall run`` (its services)
+and the reference platform (its check before the workers start) word the same failures
+alike, each naming its own variable.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import asyncpg
 import redis
 
+from squall.pgpass import home_directory, password_file
 from squall.urls import credentials, redact, with_credentials
 
 
@@ -33,13 +35,21 @@ def postgres_user(url: str) -> str:
 def postgres_refusal(url: str, exc: BaseException, variable: str, otherwise: str) -> str | None:
     """The message for PostgreSQL at ``url`` (given by ``variable``) refusing a connection
     with ``exc``, ending with ``otherwise`` (the other way out, as a final clause); None
-    when the server did not answer at all."""
+    when the server did not answer at all. A rejected password neither the URL nor
+    ``PGPASSWORD`` gave came from the password file (:func:`squall.pgpass.password_file`),
+    named by its path, when a line of it matches."""
     server = f"PostgreSQL at {redact(url)}"
     if isinstance(exc, asyncpg.InvalidPasswordError):
         user = postgres_user(url)
         where = f"in {variable} ({with_credentials(url, user)}) or PGPASSWORD, {otherwise}"
         if credentials(url)[1] or os.environ.get("PGPASSWORD"):
             return f"{server} rejected the password of user {user!r}. Fix it {where}"
+        passfile = password_file(url, os.environ, home_directory())
+        if passfile is not None:
+            return (
+                f"{server} rejected the password of user {user!r} from the password file "
+                f"{passfile}. Fix it there, or put the right one {where}"
+            )
         return (
             f"{server} needs a password for user {user!r}, and neither {variable} nor "
             f"PGPASSWORD gives one: put it {where}"

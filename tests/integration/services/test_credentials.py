@@ -77,7 +77,7 @@ def test_squall_run_names_the_missing_redis_password(
 
 
 def test_a_postgres_user_without_its_password_is_named(
-    endpoints: Endpoints, password: str, monkeypatch: pytest.MonkeyPatch
+    endpoints: Endpoints, password: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PGPASSWORD", raising=False)
     monkeypatch.setenv("PGPASSFILE", "/nonexistent")  # no ~/.pgpass of the host's account
@@ -110,6 +110,22 @@ def test_a_postgres_user_without_its_password_is_named(
             f"PostgreSQL at postgresql://alice:***@{at} rejected the password of user 'alice'"
         )
         assert password not in message
+
+        # A password file's line for alice: its password is the one asyncpg sends.
+        passfile = tmp_path / "pgpass"
+        passfile.write_text(f"127.0.0.1:{server.port}:postgres:alice:not-{password}\n")
+        passfile.chmod(0o600)
+        monkeypatch.setenv("PGPASSFILE", str(passfile))
+        message = _refusal(f"postgresql://alice@{at}", endpoints.redis_url)
+        assert message.startswith(
+            f"PostgreSQL at postgresql://alice@{at} rejected the password of user 'alice' "
+            f"from the password file {passfile}. Fix it there"
+        )
+        assert password not in message
+        passfile.write_text(f"127.0.0.1:{server.port}:postgres:alice:{password}\n")
+        with services(f"postgresql://alice@{at}", endpoints.redis_url, environ={}):
+            pass
+        monkeypatch.setenv("PGPASSFILE", "/nonexistent")
 
         message = _refusal(f"postgresql://nobody@{at}", endpoints.redis_url)
         assert "refuses user 'nobody': role \"nobody\" does not exist" in message

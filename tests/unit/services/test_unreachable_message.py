@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -86,6 +87,7 @@ def test_a_postgres_password_goes_in_the_url_or_pgpassword(
 ) -> None:
     failed = asyncpg.InvalidPasswordError('password authentication failed for user "alice"')
     monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", "/nonexistent")  # no ~/.pgpass of the host's account
     message = _postgres_refusal("postgresql://alice@127.0.0.1:5433/app", failed)
     assert message.startswith(
         "PostgreSQL at postgresql://alice@127.0.0.1:5433/app needs a password for user 'alice'"
@@ -101,6 +103,28 @@ def test_a_postgres_password_goes_in_the_url_or_pgpassword(
         message
     )
     assert "hunter2" not in message
+
+
+def test_a_rejected_postgres_password_from_the_password_file_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failed = asyncpg.InvalidPasswordError('password authentication failed for user "alice"')
+    passfile = tmp_path / "pgpass"
+    passfile.write_text("127.0.0.1:5433:app:alice:hunter2\n")
+    passfile.chmod(0o600)
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    message = _postgres_refusal("postgresql://alice@127.0.0.1:5433/app", failed)
+    assert message == (
+        "PostgreSQL at postgresql://alice@127.0.0.1:5433/app rejected the password of user "
+        f"'alice' from the password file {passfile}. Fix it there, or put the right one in "
+        "DATABASE_URL (postgresql://alice:PASSWORD@127.0.0.1:5433/app) or PGPASSWORD, or unset "
+        "DATABASE_URL to use the embedded server."
+    )
+    # A file without a line for this server, database and user gave no password.
+    message = _postgres_refusal("postgresql://alice@127.0.0.1:5433/shop", failed)
+    assert "needs a password for user 'alice', and neither DATABASE_URL nor PGPASSWORD" in message
+    assert str(passfile) not in message
 
 
 def test_a_postgres_refusing_a_user_or_database_is_running() -> None:
