@@ -21,16 +21,15 @@ import errno
 import logging
 import multiprocessing
 import os
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -283,18 +282,56 @@ class ClientMistakeAsWarning(logging.Filter):
 _CLIENT_MISTAKE = ClientMistakeAsWarning()
 
 
-class EdgeServer(uvicorn.Server):
-    """uvicorn's server, announcing readiness by file and closing sockets with 1001 first."""
+class Readiness:
+    """Which workers serve: each announces its pid (:func:`announce`) on one pipe once it
+    listens, and the parent reads them here.
 
-    def __init__(self, config: uvicorn.Config, ready_dir: str | None = None) -> None:
+    A pipe rather than a file per worker: nothing is on disk, so nothing outlives the
+    processes, a parent killed outright (SIGKILL) included; the kernel frees the pipe with
+    the last process holding it. A pid is one write(2) far below ``PIPE_BUF``, which a
+    pipe takes whole, so workers announcing at once never interleave.
+    """
+
+    def __init__(self, context: BaseContext) -> None:
+        self._reader, self.writer = context.Pipe(duplex=False)
+        self._served: set[int] = set()
+
+    def _read(self) -> None:
+        while self._reader.poll(0):
+            self._served.add(int(self._reader.recv_bytes()))
+
+    def serves(self, pid: int | None) -> bool:
+        """Whether worker ``pid`` announced that it serves."""
+        self._read()
+        return pid in self._served
+
+    def count(self) -> int:
+        """How many workers announced they serve, dead ones included."""
+        self._read()
+        return len(self._served)
+
+    def close(self) -> None:
+        self._reader.close()
+        self.writer.close()
+
+
+def announce(writer: Connection, pid: int) -> None:
+    """Tell :class:`Readiness` (at the other end of ``writer``) that worker ``pid`` serves."""
+    writer.send_bytes(str(pid).encode())
+
+
+class EdgeServer(uvicorn.Server):
+    """uvicorn's server, announcing readiness on a pipe and closing sockets with 1001 first."""
+
+    def __init__(self, config: uvicorn.Config, ready: Connection | None = None) -> None:
         super().__init__(config)
-        self._ready_dir = ready_dir
+        self._ready = ready
         logging.getLogger("uvicorn.error").addFilter(_CLIENT_MISTAKE)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        if self.started and self._ready_dir is not None:
-            await asyncio.to_thread(Path(self._ready_dir, str(os.getpid())).touch)
+        if self.started and self._ready is not None:
+            await asyncio.to_thread(announce, self._ready, os.getpid())
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await drain_current()
@@ -309,10 +346,10 @@ def _die_with_parent() -> None:
             os._exit(1)
 
 
-def _worker(config: uvicorn.Config, sock: socket.socket, ready_dir: str) -> None:
+def _worker(config: uvicorn.Config, sock: socket.socket, ready: Connection) -> None:
     _die_with_parent()
     config.configure_logging()
-    EdgeServer(config, ready_dir).run(sockets=[sock])
+    EdgeServer(config, ready).run(sockets=[sock])
 
 
 def build_config(settings: Settings, host: str, port: int, workers: int) -> EdgeConfig:
@@ -443,12 +480,12 @@ class _Slots:
         self,
         start: Callable[[int], multiprocessing.process.BaseProcess],
         count: int,
-        ready_dir: str,
+        ready: Readiness,
         budget: RestartBudget,
     ) -> None:
         self._start = start
         self._count = count
-        self._ready_dir = ready_dir
+        self._ready = ready
         self._budget = budget
         self.processes: list[multiprocessing.process.BaseProcess] = []
         self._unserved = [0] * count  # replacements in a row that died before serving
@@ -460,12 +497,9 @@ class _Slots:
         for i in range(self._count):
             self.processes.append(self._start(i))
 
-    def _serves(self, pid: int | None) -> bool:
-        return os.path.exists(os.path.join(self._ready_dir, str(pid)))
-
     def tick(self, now: float, announced: bool) -> str | None:
         """One look at the workers (logging what changed); why to stop, or None."""
-        for pid in [pid for pid in self._replacements if self._serves(pid)]:
+        for pid in [pid for pid in self._replacements if self._ready.serves(pid)]:
             self._replacements.discard(pid)
             print(f"squall target: new worker pid {pid} serves", file=sys.stderr, flush=True)
         for i in [i for i, at in self._due.items() if at <= now]:
@@ -487,7 +521,7 @@ class _Slots:
                 f"{self._budget.window_s:g} s (SQUALL_WORKER_RESTARTS, "
                 "SQUALL_WORKER_RESTART_WINDOW_S), see the workers' errors above"
             )
-        self._unserved[i] = 0 if self._serves(process.pid) else self._unserved[i] + 1
+        self._unserved[i] = 0 if self._ready.serves(process.pid) else self._unserved[i] + 1
         delay = restart_delay(self._unserved[i])
         self._replacements.discard(process.pid or 0)
         later = f" in {delay:g} s (the last one died before serving)" if delay else ""
@@ -522,7 +556,6 @@ def serve(
     config = build_config(settings, host, port, workers)
     bound_port = sock.getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
-    ready_dir = tempfile.mkdtemp(prefix="squall-target-ready-")
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -530,10 +563,11 @@ def serve(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     context = multiprocessing.get_context("spawn")
+    ready = Readiness(context)
 
     def start_worker(i: int) -> multiprocessing.process.BaseProcess:
         process = context.Process(
-            target=_worker, args=(config, sock, ready_dir), name=f"squall-target-worker-{i}"
+            target=_worker, args=(config, sock, ready.writer), name=f"squall-target-worker-{i}"
         )
         process.start()
         return process
@@ -541,11 +575,11 @@ def serve(
     exit_code = 0
     announced = False
     budget = RestartBudget(settings.worker_restarts, settings.worker_restart_window_s)
-    slots = _Slots(start_worker, workers, ready_dir, budget)
+    slots = _Slots(start_worker, workers, ready, budget)
     try:
         slots.start()
         while not stop.wait(0.1):
-            if not announced and len(os.listdir(ready_dir)) >= workers:
+            if not announced and ready.count() >= workers:
                 announced = True
                 on_ready(
                     f"{READY_LINE}ws://{shown_host}:{bound_port}/v1/ws "
@@ -567,7 +601,7 @@ def serve(
                 process.kill()
                 process.join(5)
         sock.close()
-        shutil.rmtree(ready_dir, ignore_errors=True)
+        ready.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return exit_code

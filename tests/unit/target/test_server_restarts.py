@@ -1,14 +1,23 @@
-"""How the platform's supervisor counts, describes and replaces dead workers (fake workers)."""
+"""How the platform's supervisor counts, describes and replaces dead workers (fake workers
+announcing on a real readiness pipe)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from squall.target.server import RestartBudget, _Slots, exit_description, restart_delay
+from squall.target.server import (
+    Readiness,
+    RestartBudget,
+    _Slots,
+    announce,
+    exit_description,
+    restart_delay,
+)
 
 
 def test_the_budget_allows_limit_restarts_within_the_window() -> None:
@@ -61,13 +70,34 @@ class FakeWorker:
         return self.exitcode is None
 
 
-class Slots:
-    """A supervisor's slots over fake workers; a worker serves once its ready file exists."""
+@pytest.fixture
+def ready() -> Iterator[Readiness]:
+    readiness = Readiness(multiprocessing.get_context("spawn"))
+    yield readiness
+    readiness.close()
 
-    def __init__(self, tmp_path: Path, count: int = 2, budget: RestartBudget | None = None) -> None:
-        self.ready = tmp_path
+
+def test_readiness_counts_each_worker_that_announced(ready: Readiness) -> None:
+    assert ready.count() == 0
+    assert not ready.serves(100)
+    for pid in (100, 101, 100):
+        announce(ready.writer, pid)
+    assert ready.serves(100)
+    assert ready.serves(101)
+    assert not ready.serves(102)
+    assert not ready.serves(None)
+    assert ready.count() == 2
+
+
+class Slots:
+    """A supervisor's slots over fake workers; a worker serves once it announced so."""
+
+    def __init__(
+        self, ready: Readiness, count: int = 2, budget: RestartBudget | None = None
+    ) -> None:
+        self.ready = ready
         self.started: list[FakeWorker] = []
-        self.slots = _Slots(self._start, count, str(tmp_path), budget or RestartBudget())
+        self.slots = _Slots(self._start, count, ready, budget or RestartBudget())
         self.slots.start()
 
     def _start(self, slot: int) -> Any:
@@ -76,16 +106,16 @@ class Slots:
         return worker
 
     def serve(self, worker: FakeWorker) -> None:
-        (self.ready / str(worker.pid)).touch()
+        announce(self.ready.writer, worker.pid)
 
     def tick(self, now: float) -> str | None:
         return self.slots.tick(now, announced=True)
 
 
 def test_a_dead_worker_that_served_is_replaced_at_once(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ready: Readiness, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fake = Slots(tmp_path)
+    fake = Slots(ready)
     first, _ = fake.started
     fake.serve(first)
     first.exitcode = -signal.SIGKILL
@@ -100,9 +130,9 @@ def test_a_dead_worker_that_served_is_replaced_at_once(
 
 
 def test_replacements_dying_before_serving_wait_longer_each_time(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ready: Readiness, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fake = Slots(tmp_path, count=1)
+    fake = Slots(ready, count=1)
     (first,) = fake.started
     fake.serve(first)
     first.exitcode = 1
@@ -118,8 +148,8 @@ def test_replacements_dying_before_serving_wait_longer_each_time(
     assert "worker pid 101 exited with code 3; starting a new one in 0.5 s" in err
 
 
-def test_deaths_past_the_budget_or_before_every_worker_served_stop(tmp_path: Path) -> None:
-    fake = Slots(tmp_path, budget=RestartBudget(limit=0))
+def test_deaths_past_the_budget_or_before_every_worker_served_stop(ready: Readiness) -> None:
+    fake = Slots(ready, budget=RestartBudget(limit=0))
     fake.started[0].exitcode = 1
     assert fake.slots.tick(0.0, announced=False) == (
         "squall target: worker pid 100 exited with code 1 before every worker served; stopping"

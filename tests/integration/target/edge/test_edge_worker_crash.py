@@ -27,6 +27,7 @@ from edge_client import (
     open_socket,
     recv_until,
     running_platform,
+    start_platform,
     time_scale,
     unique,
     user_message,
@@ -34,7 +35,7 @@ from edge_client import (
 )
 from websockets.exceptions import ConnectionClosed
 
-from squall.services import Endpoints
+from squall.services import Endpoints, drop_database
 from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey
 
 pytestmark = pytest.mark.integration
@@ -242,3 +243,24 @@ async def test_replacements_that_die_while_redis_is_down_back_off_until_one_serv
     assert "stopping" not in log, log
     assert int(new) in workers(platform)
     assert platform.process.running()
+
+
+def test_a_platform_killed_outright_leaves_no_process_and_nothing_on_disk(
+    endpoints: Endpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL of ``serve`` itself: its workers stop with it, and nothing it made (how
+    workers tell it they serve included) stays in the temporary folder."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # the platform's temporary folder
+    platform, database = start_platform(endpoints, tmp_path)
+    try:
+        children = psutil.Process(platform.process.pid).children()
+        assert len(workers(platform)) == 2
+        os.kill(platform.process.pid, signal.SIGKILL)
+        _, alive = psutil.wait_procs(children, timeout=30 * time_scale())
+        assert alive == [], platform.process.log_tail(20)
+        assert sorted(scratch.iterdir()) == []
+    finally:
+        platform.process.stop(timeout=20)
+        drop_database(endpoints.database_url, database)
