@@ -16,16 +16,16 @@ import contextlib
 import gc
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import psutil  # type: ignore[import-untyped]
 
 from squall.engine.errors import EngineError, ScenarioError, describe
 from squall.engine.scenario import Behaviour, Scenario
 from squall.engine.series import Snapshot
-from squall.engine.session import Session
+from squall.engine.session import Session, settle
 from squall.engine.workload import ArrivalRate, Closed, Stages
 from squall.metrics.histogram import LatencyHistogram, PackedHistogram
 from squall.metrics.recorder import Recorder, RecorderState
@@ -111,6 +111,27 @@ class WorkerReport:
             interrupted_reason=data["interrupted_reason"],
             users_peak=int(data["users_peak"]),
         )
+
+
+class Closable(Protocol):
+    """What the end of a run closes: a :class:`~squall.engine.session.Session`."""
+
+    def aclose(self) -> Awaitable[None]: ...
+
+
+async def close_all(sessions: Collection[Closable]) -> None:
+    """Close every session at once; raise what is not an ``Exception`` once all are done.
+
+    All at once: a target that never answers close frames costs one close timeout in
+    all, not one per user. A close that fails with an ``Exception`` leaves the others be
+    and is ignored: the run is over, its session done with either way. The first
+    ``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``)
+    is raised once every other close is done (:func:`~squall.engine.session.settle`):
+    swallowed, it would not stop what it was raised to stop.
+    """
+    errors = await settle(session.aclose() for session in sessions)
+    if errors and not isinstance(errors[0], Exception):
+        raise errors[0]
 
 
 @dataclass
@@ -207,15 +228,13 @@ class Worker:
             # A closed user that swallowed its cancellation checks the reason, not the event.
             self.stop("schedule")
             await self._cancel_users()
-            # All at once: a target that never answers close frames costs one close
-            # timeout here, not one per user. A close that failed leaves the others be.
-            await asyncio.gather(
-                *(session.aclose() for session in self._live.sessions), return_exceptions=True
-            )
-            for helper in helpers:
-                helper.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
-            self._emit(final=True)
+            try:
+                await close_all(self._live.sessions)
+            finally:
+                for helper in helpers:
+                    helper.cancel()
+                await asyncio.gather(*helpers, return_exceptions=True)
+                self._emit(final=True)
         return interrupted
 
     # -- schedules --

@@ -8,14 +8,16 @@ scratch space that survives between iterations (e.g. a thread id).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ssl
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
 
 from squall.engine.client import (
+    CLOSE_TIMEOUT_S,
     DEFAULT_MAX_UNREAD,
     DEFAULT_TIMEOUT_S,
     Clock,
@@ -253,17 +255,57 @@ class Session:
     async def aclose(self) -> None:
         """Close every connection and the HTTP client this user still holds.
 
-        The sockets close all at once: against a target that never answers a close frame
-        this takes one close timeout (:data:`~squall.engine.client.CLOSE_TIMEOUT_S`), not
-        one per socket. The first error a close raised is raised once all are done.
+        They close all at once, and each waits one close timeout
+        (:data:`~squall.engine.client.CLOSE_TIMEOUT_S`) at most: a socket for the target's
+        answer to its close frame, then it drops the connection; the HTTP client for its
+        connections to close, then it is given up on (its connections go with it). So a
+        target that never answers, or an HTTP close that hangs, holds this for one close
+        timeout, however many sockets the user had. The first error a close raised is
+        raised once all are done (a ``KeyboardInterrupt`` or ``SystemExit`` before any
+        ``Exception``: see :func:`settle`).
         """
         closes = [socket.close() for socket in list(self._open_sockets)]
-        failed = await asyncio.gather(*closes, return_exceptions=True) if closes else []
+        http, self._http = self._http, None
+        if http is not None:
+            closes.append(_close_http(http))
+        errors = await settle(closes) if closes else []
         self._kept.clear()
         self._last_url = self._last_kept = None
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
-        for error in failed:
-            if error is not None:
-                raise error
+        if errors:
+            raise errors[0]
+
+
+async def settle(closes: Iterable[Awaitable[None]]) -> list[BaseException]:
+    """Await every close at once; once all are done, return what they raised.
+
+    ``asyncio.gather(..., return_exceptions=True)`` alone does not wait for all of them: a
+    close that raises ``KeyboardInterrupt`` or ``SystemExit`` leaves the event loop at once
+    (asyncio re-raises those from the task that raised them), abandoning the other closes.
+    The errors come in the order of ``closes``, those that are not an ``Exception`` first:
+    they are the ones a caller must not swallow.
+    """
+    outcomes = await asyncio.gather(*(_caught(close) for close in closes), return_exceptions=True)
+    errors = [outcome for outcome in outcomes if outcome is not None]
+    return sorted(errors, key=lambda error: isinstance(error, Exception))
+
+
+async def _caught(close: Awaitable[None]) -> BaseException | None:
+    """Await ``close``; what it raised is returned, not raised (a cancellation aside)."""
+    try:
+        await close
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        return exc
+    return None
+
+
+async def _close_http(client: httpx.AsyncClient) -> None:
+    """Close ``client``, giving up after :data:`~squall.engine.client.CLOSE_TIMEOUT_S`.
+
+    httpx's own close has no time limit; one stuck on a connection would hold the end of
+    the run open with it.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await client.aclose()

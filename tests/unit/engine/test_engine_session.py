@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
+import httpx
+import pytest
+
+from squall.engine import session as engine_session
 from squall.engine.identity import AnonymousIdentities
 from squall.engine.session import Session
 from squall.metrics.recorder import Recorder
@@ -32,3 +37,39 @@ def test_begin_iteration_counts_and_sets_the_pending_origin() -> None:
     session.begin_iteration(1, intended_start=None)
     assert (session.iteration, session.iterations_started) == (1, 2)
     assert session.take_origin(3.0) == 3.0
+
+
+class _StuckClose(httpx.AsyncBaseTransport):
+    """An HTTP transport whose close never finishes, as one stuck on a connection would."""
+
+    def __init__(self) -> None:
+        self.closing = asyncio.Event()
+        self.cancelled = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"no request expected, got {request.method} {request.url}")
+
+    async def aclose(self) -> None:
+        self.closing.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+
+async def test_an_http_close_that_hangs_is_given_up_after_the_close_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine_session, "CLOSE_TIMEOUT_S", 0.2)
+    session = _session()
+    transport = _StuckClose()
+    session._http = httpx.AsyncClient(transport=transport)
+    started = time.monotonic()
+    async with asyncio.timeout(10.0):
+        await session.aclose()
+    took = time.monotonic() - started
+    assert transport.closing.is_set()
+    assert transport.cancelled
+    assert 0.2 <= took < 1.5
+    assert session._http is None
