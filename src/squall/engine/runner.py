@@ -6,7 +6,9 @@ a second. It stops by itself: new iterations stop when the schedule ends (or
 :meth:`Worker.stop` is called); iterations still running get the scenario's
 ``graceful_stop_s`` and are then cancelled and counted as
 ``interrupted_iterations``; a hard deadline cancels everything. Then the connections
-the users left open are closed, all at once.
+the users left open are closed, all at once. A stages user that stops while the run goes
+on closes its own session as it leaves, so a long run whose target goes up and down keeps
+only its running users' sessions and connections.
 """
 
 from __future__ import annotations
@@ -136,6 +138,17 @@ async def close_all(sessions: Collection[Closable]) -> None:
 
 @dataclass
 class _Live:
+    """The worker's running users and what they hold.
+
+    ``sessions`` are the sessions not closed yet, for the end of the run to close. A
+    stages user that stops while the run goes on closes its own and takes it out, so
+    the users a long run starts and stops do not pile up here. The open model's users
+    stay from their first iteration to the end (between iterations they wait in
+    ``_Idle.sessions``, connections open, for the next one, so theirs must stay here),
+    and the closed model's start once each and keep their connections to the end of
+    the run: both are at most the worker's share of users.
+    """
+
     users: int = 0
     users_peak: int = 0
     #: The most users running at once since the last snapshot: a user that starts and
@@ -143,7 +156,7 @@ class _Live:
     interval_peak: int = 0
     connections: int = 0
     user_tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    sessions: list[Session] = field(default_factory=list)
+    sessions: set[Session] = field(default_factory=set)
 
 
 @dataclass
@@ -374,6 +387,24 @@ class Worker:
                 n += 1
         finally:
             self._user_stopped()
+        await self._retire(session)
+
+    async def _retire(self, session: Session) -> None:
+        """Close the session of a user that stopped while the run goes on, and forget it.
+
+        Kept to the end of the run, the session of every user a stages run ever stopped
+        would stay in memory, its connections open. Once the run is stopping, the session
+        is left to the end of the run, which closes all of them at once (one close timeout
+        in all against a target that never answers close frames); so is one whose close
+        was cancelled halfway.
+        """
+        if self._stopping.is_set():
+            return
+        # As at the end of the run: a close that failed leaves the session done with all
+        # the same (a KeyboardInterrupt or SystemExit leaves the event loop, as from any task).
+        with contextlib.suppress(Exception):
+            await session.aclose()
+        self._live.sessions.discard(session)
 
     # -- iterations --
 
@@ -452,7 +483,7 @@ class Worker:
         session = Session(
             identity, self.recorder, self._clock, self.plan.scenario.params, self._connection
         )
-        self._live.sessions.append(session)
+        self._live.sessions.add(session)
         return session
 
     def _connection(self, delta: int) -> None:
