@@ -486,3 +486,30 @@ async def test_a_connection_reset_is_named_a_drop_without_a_close_frame() -> Non
         caught.value
     )
     assert recorder.counter("errors.closed") == 1
+
+
+async def test_a_close_cut_short_and_called_again_sends_one_close_frame() -> None:
+    """RFC 6455 allows one close frame per side: a close whose wait was cancelled, called
+    again (as the end of a run does for a user whose own close was cut short), only waits
+    (picows sends a transport's close frame once)."""
+    from squall.engine.identity import AnonymousIdentities
+    from squall.engine.session import Session
+
+    async with close_ignoring_server() as server:
+        session = Session(AnonymousIdentities()(0), Recorder(), time.monotonic, {})
+        ws = await session.connection(server.url)
+        first = asyncio.create_task(ws.close())
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if server.stats.close_frames:
+                break
+        assert server.stats.close_frames == 1
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        assert not ws.closed
+        await ws.close(timeout=0.2)
+        assert ws.closed
+        await asyncio.sleep(0.1)  # a second close frame, had one gone out, is read by now
+    assert server.stats.close_frames == 1
+    assert session.recorder.counter("errors") == 0
