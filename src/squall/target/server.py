@@ -316,8 +316,13 @@ class Readiness:
 
 
 def announce(writer: Connection, pid: int) -> None:
-    """Tell :class:`Readiness` (at the other end of ``writer``) that worker ``pid`` serves."""
-    writer.send_bytes(str(pid).encode())
+    """Tell :class:`Readiness` (at the other end of ``writer``) that worker ``pid`` serves.
+
+    With the parent gone (killed outright) nobody reads: the pipe is broken, and the
+    worker, which dies with its parent, has nobody to tell.
+    """
+    with contextlib.suppress(BrokenPipeError):
+        writer.send_bytes(str(pid).encode())
 
 
 class EdgeServer(uvicorn.Server):

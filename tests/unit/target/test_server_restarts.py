@@ -89,6 +89,13 @@ def test_readiness_counts_each_worker_that_announced(ready: Readiness) -> None:
     assert ready.count() == 2
 
 
+def test_a_worker_announcing_to_a_parent_that_is_gone_says_nothing() -> None:
+    readiness = Readiness(multiprocessing.get_context("spawn"))
+    readiness._reader.close()  # what a parent killed outright leaves: nobody reads
+    announce(readiness.writer, 100)  # no BrokenPipeError
+    readiness.writer.close()
+
+
 class Slots:
     """A supervisor's slots over fake workers; a worker serves once it announced so."""
 
