@@ -91,7 +91,13 @@ class Tracker(Protocol):
     the chat's counts of them still include every one. A tracker whose protocol has
     errors that reject no message it waits for (an error of the socket's own, the late
     answer of a message given up on) lists them in ``unmatched_errors``, a
-    ``list[ServerError]`` (optional), each counted in ``errors.server.<code>``.
+    ``list[ServerError]`` (optional), each counted in ``errors.server.<code>``. It may
+    bound ``gaps`` and ``unmatched_errors`` the same way (``gaps_dropped``,
+    ``unmatched_dropped``). A tracker that bounds any of them also counts, in an ``int``
+    ``findings``, every gap, unmatched error and foreign event it found: the chat then
+    records each as the frame that brought it is fed, before it can be dropped. A foreign
+    event dropped before the chat judged it (a tracker without ``findings``) counts as an
+    isolation leak, since the chat cannot tell it was none.
     """
 
     @property

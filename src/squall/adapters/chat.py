@@ -31,6 +31,10 @@ message counting as failed. Per message it records:
   (protocols with isolation) for events of a thread this user does not own. The suite
   reports the last two as the ``violations`` gauge.
 
+A tracker that keeps only the newest of its findings (gaps, unmatched errors, events of runs
+the socket did not start) counts every one in ``findings``: the chat records them as each
+frame brings them, so the counts stay exact and every event is judged while still kept.
+
 A thread is this user's when this chat sent to it or its id starts with
 ``<user id>-``, the scenarios' naming rule.
 """
@@ -40,8 +44,8 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from squall.adapters.base import ISOLATION_LEAKS, SEQ_GAPS, Adapter, Tracker
 from squall.adapters.registry import DEFAULT_ADAPTER, load
@@ -49,6 +53,8 @@ from squall.adapters.tracker import RunObservation, RunStatus, ServerError, anno
 from squall.engine.client import WebSocket
 from squall.engine.errors import ConnectError, ConnectionClosed, EngineError, MessageTimeout
 from squall.engine.session import Session
+
+_T = TypeVar("_T")
 
 
 class Chat:
@@ -60,9 +66,14 @@ class Chat:
         self.adapter = adapter
         self.tracker = adapter.tracker()
         self.threads: set[str] = set()
+        #: How many of the tracker's gaps, unmatched errors and foreign events the chat has
+        #: recorded, counting the ones a bounded tracker dropped from their fronts since.
         self._gaps_recorded = 0
         self._errors_recorded = 0
         self._foreign_seen = 0
+        #: The tracker's ``findings`` when the chat last recorded them; None for a tracker
+        #: that does not count them (its findings are recorded after each message).
+        self._findings = _findings(self.tracker)
         #: Messages this chat has tried to send (sent, or failed while sending).
         self.attempted = 0
 
@@ -108,7 +119,7 @@ class Chat:
                     frames += 1
                     if first is None:
                         first = frame
-                self.tracker.feed(frame, clock())
+                self._feed(frame, clock())
         except EngineError:
             # The socket closed or the target sent a frame that is not a JSON
             # object: the error is counted by kind where it happened, and the
@@ -129,10 +140,11 @@ class Chat:
         announcing the refusal, unread when the close cut the send or the wait short, is
         counted with the other unmatched errors. A refusal whose error frame never came
         (only the close's reason names it) is counted here."""
-        known = len(_unmatched_errors(self.tracker))
+        known = _total(self.tracker, "unmatched_dropped", _unmatched_errors(self.tracker))
         self._feed_unread()
         errors = _unmatched_errors(self.tracker)
-        code = self.adapter.refusal(closed.code, closed.reason, errors[known:])
+        unread = _since(errors, _dropped(self.tracker, "unmatched_dropped"), known)
+        code = self.adapter.refusal(closed.code, closed.reason, unread)
         if code is None:
             return False
         if not announced(errors, code):
@@ -171,7 +183,7 @@ class Chat:
         stray = self._foreign_count() - foreign
         if stray > 0:
             # A bounded tracker may have dropped the first of them: show the oldest it kept.
-            kept = self.tracker.foreign_events[max(0, foreign - _foreign_dropped(self.tracker)) :]
+            kept = _since(self.tracker.foreign_events, _foreign_dropped(self.tracker), foreign)
             which = "First frame" if stray == len(kept) else "Oldest frame kept"
             self.session.recorder.error(
                 "protocol",
@@ -226,38 +238,60 @@ class Chat:
         """Feed the tracker the frames that arrived and no chat read, taking them."""
         clock = self.session.clock
         for frame in self.ws.take_unread_json():
-            self.tracker.feed(frame, clock())
+            self._feed(frame, clock())
+
+    def _feed(self, frame: Mapping[str, Any], now: float) -> None:
+        """Feed the tracker one frame. When it counts its findings and the frame brought one,
+        record it at once: a bounded tracker may drop it from its lists later, and an event
+        must be judged (``owns``) while it is kept. O(1) for a frame that brings none."""
+        self.tracker.feed(frame, now)
+        if self._findings is not None and _findings(self.tracker) != self._findings:
+            self._record_findings()
 
     def _record_findings(self) -> None:
         """Record what the tracker found on this socket since the last time: errors that
         answered no waiting message, sequence gaps, events of threads not this user's."""
         recorder = self.session.recorder
         caps = self.adapter.capabilities
-        unmatched = _unmatched_errors(self.tracker)
-        for error in unmatched[self._errors_recorded :]:
+        tracker = self.tracker
+        self._findings = _findings(tracker)
+        unmatched = _unmatched_errors(tracker)
+        dropped = _dropped(tracker, "unmatched_dropped")
+        for error in _since(unmatched, dropped, self._errors_recorded):
             recorder.error(f"server.{error.code}", error.describe())
-        self._errors_recorded = len(unmatched)
+        self._errors_recorded = dropped + len(unmatched)
+        user = self.session.identity.user_id
         if caps.ordering:
             recorder.count(SEQ_GAPS, 0)  # the check ran, even when it found nothing
-            for gap in self.tracker.gaps[self._gaps_recorded :]:
+            dropped = _dropped(tracker, "gaps_dropped")
+            # Only a tracker that does not count its findings drops one unrecorded: it is
+            # counted all the same, without its sample.
+            for _ in range(dropped - self._gaps_recorded):
+                recorder.count(SEQ_GAPS)
+                recorder.error("ordering", f"user {user}: a gap the tracker no longer keeps")
+            for gap in _since(tracker.gaps, dropped, self._gaps_recorded):
                 recorder.count(SEQ_GAPS)
                 recorder.error(
                     "ordering",
                     f"thread {gap.thread_id}: expected seq {gap.expected}, got {gap.got}",
                 )
-            self._gaps_recorded = len(self.tracker.gaps)
+            self._gaps_recorded = dropped + len(tracker.gaps)
         if caps.isolation:
             recorder.count(ISOLATION_LEAKS, 0)
-            unseen = max(0, self._foreign_seen - _foreign_dropped(self.tracker))
-            for frame in self.tracker.foreign_events[unseen:]:
+            dropped = _foreign_dropped(tracker)
+            # Likewise an event dropped before it was judged: it may have been a leak, so it
+            # counts as one (the isolation verdict cannot pass on what it never saw).
+            for _ in range(dropped - self._foreign_seen):
+                recorder.count(ISOLATION_LEAKS)
+                recorder.error(
+                    "isolation",
+                    f"user {user} received an event the tracker dropped before it was judged",
+                )
+            for frame in _since(tracker.foreign_events, dropped, self._foreign_seen):
                 thread = str(frame.get("thread_id"))
                 if not self.owns(thread):
                     recorder.count(ISOLATION_LEAKS)
-                    recorder.error(
-                        "isolation",
-                        f"user {self.session.identity.user_id} received an event of thread "
-                        f"{thread}",
-                    )
+                    recorder.error("isolation", f"user {user} received an event of thread {thread}")
             self._foreign_seen = self._foreign_count()
 
 
@@ -312,8 +346,34 @@ def _unmatched_errors(tracker: Tracker) -> list[ServerError]:
 def _foreign_dropped(tracker: Tracker) -> int:
     """Frames a tracker that bounds its ``foreign_events`` dropped from their front: its
     optional ``foreign_dropped``, 0 for a tracker that keeps them all."""
-    dropped = getattr(tracker, "foreign_dropped", 0)
+    return _dropped(tracker, "foreign_dropped")
+
+
+def _dropped(tracker: Tracker, name: str) -> int:
+    """How many items a tracker that bounds one of its lists dropped from its front: its
+    optional attribute ``name`` (``foreign_dropped``, ``gaps_dropped``,
+    ``unmatched_dropped``), 0 for a tracker that keeps them all."""
+    dropped = getattr(tracker, name, 0)
     return dropped if isinstance(dropped, int) else 0
+
+
+def _total(tracker: Tracker, name: str, kept: Sequence[object]) -> int:
+    """How many items a tracker's list has held: those it keeps and those it dropped
+    (its attribute ``name``) from its front."""
+    return _dropped(tracker, name) + len(kept)
+
+
+def _since(kept: list[_T], dropped: int, seen: int) -> list[_T]:
+    """The items of a list a tracker bounds (``kept``, after ``dropped`` were dropped from its
+    front) that came after the first ``seen`` of all it has held."""
+    return kept[max(0, seen - dropped) :]
+
+
+def _findings(tracker: Tracker) -> int | None:
+    """A tracker's optional ``findings``: how many gaps, unmatched errors and foreign events it
+    has found, all told; None for a tracker that does not count them."""
+    findings = getattr(tracker, "findings", None)
+    return findings if isinstance(findings, int) else None
 
 
 def _shown(frame: Mapping[str, Any]) -> str:

@@ -23,6 +23,14 @@ A socket the platform refuses (at admission: too many sockets, Redis out of reac
 an id-less error, then a close whose reason is that error's code (:func:`refusal`):
 counted as that server error, once, whether or not its error frame was read first
 (:func:`announced`), not as a bare closed socket.
+
+A socket may live for hours, so the tracker holds only what it still needs (docs/adapters.md,
+"Bounded bookkeeping"): a message leaves it when its outcome is known (its run completed, or
+it was rejected), leaving only its run id among the newest :data:`MAX_PAST_RUNS` runs whose
+late frames it still recognises; of the messages given up on, it follows the newest
+:data:`MAX_EXPIRED`. Of its findings (gaps, unmatched errors, foreign events) it keeps the
+newest :data:`MAX_GAPS`, :data:`MAX_UNMATCHED` and :data:`MAX_FOREIGN` and counts the ones it
+dropped, and every one in ``findings``, so the chat records each as it comes.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 AGENT_EVENTS = (
     "agent_started",
@@ -61,6 +69,21 @@ ERROR_CODES = frozenset(
         "internal",
     }
 )
+
+#: Runs of this socket it no longer follows (finished, or given up on long ago) whose late
+#: frames a tracker still recognises as its own, the newest; a frame of an older one is
+#: foreign. Smaller than the other bounds: every run ends up here, not only failures.
+MAX_PAST_RUNS = 256
+#: Messages given up on (timed out) a tracker still matches a late answer to, the newest.
+MAX_EXPIRED = 1_000
+#: Sequence gaps a tracker keeps, the newest; older ones are only counted (``gaps_dropped``).
+MAX_GAPS = 1_000
+#: Unmatched errors a tracker keeps, the newest; older ones are only counted
+#: (``unmatched_dropped``).
+MAX_UNMATCHED = 1_000
+#: Foreign events a tracker keeps, the newest; older ones are only counted
+#: (``foreign_dropped``).
+MAX_FOREIGN = 1_000
 
 #: The close codes with which the reference platform refuses a socket (docs/protocol.md,
 #: "Close codes"): 1008 (too many sockets; a slow consumer too, whose reason is no error
@@ -185,18 +208,59 @@ def announced(errors: Sequence[ServerError], code: str) -> bool:
     return False
 
 
+_T = TypeVar("_T")
+
+
+def _keep(items: list[_T], item: _T, limit: int) -> int:
+    """Append ``item`` to ``items``, keeping the newest ``limit``: how many were dropped from
+    the front (0 or 1)."""
+    items.append(item)
+    if len(items) > limit:
+        del items[0]
+        return 1
+    return 0
+
+
 class RunTracker:
-    """Match frames to the messages this socket sent; check per-thread seq continuity."""
+    """Match frames to the messages this socket sent; check per-thread seq continuity.
+
+    Its memory stays flat however long the socket lives (see the module's docstring)."""
 
     def __init__(self) -> None:
+        #: Messages whose outcome is not known: sent and not finished, or given up on.
         self._by_client_id: dict[str, RunObservation] = {}
+        #: The runs of those messages, once acknowledged.
         self._by_run_id: dict[str, RunObservation] = {}
         #: Messages sent whose ``ack`` or ``error`` has not come (yet), oldest first.
         self._unanswered: dict[str, RunObservation] = {}
+        #: Messages given up on that are still followed, oldest first (at most
+        #: :data:`MAX_EXPIRED`).
+        self._expired: dict[str, RunObservation] = {}
+        #: Runs no longer followed whose late frames are still this socket's, oldest first
+        #: (at most :data:`MAX_PAST_RUNS`).
+        self._past_runs: dict[str, None] = {}
         self.last_seq: dict[str, int] = {}
+        #: The newest :data:`MAX_GAPS` gaps, :data:`MAX_UNMATCHED` unmatched errors and
+        #: :data:`MAX_FOREIGN` foreign events...
         self.gaps: list[SeqGap] = []
-        self.foreign_events: list[Mapping[str, Any]] = []
         self.unmatched_errors: list[ServerError] = []
+        self.foreign_events: list[Mapping[str, Any]] = []
+        #: ...how many older ones were dropped from each front, so that ``gaps_dropped +
+        #: len(gaps)`` counts every gap (and so on)...
+        self.gaps_dropped = 0
+        self.unmatched_dropped = 0
+        self.foreign_dropped = 0
+        #: ...and all three, all told: it changes whenever a frame adds one, so the chat
+        #: records each while it is still kept.
+        self.findings = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"RunTracker(following={len(self._by_client_id)}, "
+            f"gaps={self.gaps_dropped + len(self.gaps)}, "
+            f"unmatched={self.unmatched_dropped + len(self.unmatched_errors)}, "
+            f"foreign={self.foreign_dropped + len(self.foreign_events)})"
+        )
 
     def sent(self, client_msg_id: str, thread_id: str, now: float) -> RunObservation:
         observation = RunObservation(client_msg_id=client_msg_id, thread_id=thread_id, sent_at=now)
@@ -217,6 +281,8 @@ class RunTracker:
             observation = self._by_client_id.get(client_msg_id)
             if observation is not None:
                 observation.ack_at = now
+                if observation.run_id is not None:  # a second ack: its first run is past
+                    self._past(observation.run_id, observation)
                 observation.run_id = str(frame.get("run_id"))
                 self._by_run_id[observation.run_id] = observation
             return None
@@ -239,18 +305,21 @@ class RunTracker:
             # the one given up on).
             _, observation = self._unanswered.popitem()
         if observation is None or observation.done:
-            self.unmatched_errors.append(
-                ServerError(
-                    code=code,
-                    message=str(frame.get("message", "")),
-                    client_msg_id=None if client_msg_id is None else str(client_msg_id),
-                    thread_id=None if thread_id is None else str(thread_id),
-                )
+            if observation is not None and observation.status is RunStatus.TIMED_OUT:
+                self._forget(observation)  # given up on, and now answered: nothing follows
+            error = ServerError(
+                code=code,
+                message=str(frame.get("message", "")),
+                client_msg_id=None if client_msg_id is None else str(client_msg_id),
+                thread_id=None if thread_id is None else str(thread_id),
             )
+            self.unmatched_dropped += _keep(self.unmatched_errors, error, MAX_UNMATCHED)
+            self.findings += 1
             return None
         observation.status = RunStatus.REJECTED
         observation.error_code = code
         observation.completed_at = now
+        self._forget(observation)
         return observation
 
     def _event(self, frame: Mapping[str, Any], kind: str, now: float) -> RunObservation | None:
@@ -259,11 +328,18 @@ class RunTracker:
         if isinstance(seq, int):
             last = self.last_seq.get(thread_id)
             if last is not None and seq != last + 1:
-                self.gaps.append(SeqGap(thread_id=thread_id, expected=last + 1, got=seq))
+                gap = SeqGap(thread_id=thread_id, expected=last + 1, got=seq)
+                self.gaps_dropped += _keep(self.gaps, gap, MAX_GAPS)
+                self.findings += 1
             self.last_seq[thread_id] = max(seq, last or 0)
-        observation = self._by_run_id.get(str(frame.get("run_id")))
+        run_id = str(frame.get("run_id"))
+        observation = self._by_run_id.get(run_id)
         if observation is None:
-            self.foreign_events.append(frame)
+            # A late frame of a run this socket no longer follows (a duplicate, an event
+            # after its completion) is still its own: only its seq counts, above.
+            if run_id not in self._past_runs:
+                self.foreign_dropped += _keep(self.foreign_events, frame, MAX_FOREIGN)
+                self.findings += 1
             return None
         observation.events.append(kind)
         ts = frame.get("ts")
@@ -282,14 +358,38 @@ class RunTracker:
             observation.charge = frame.get("charge")
             status = str(frame.get("status", "completed"))
             observation.status = _END_STATES.get(status, RunStatus.FAILED)
+            self._forget(observation)
             return observation
         return None
 
     def expire(self, observation: RunObservation, now: float) -> None:
-        """Give up waiting for ``observation``: its outcome is unknown."""
+        """Give up waiting for ``observation``: its outcome is unknown. A late answer still
+        reaches it while it is among the newest :data:`MAX_EXPIRED` given up on."""
         if not observation.done:
             observation.status = RunStatus.TIMED_OUT
             observation.completed_at = None
+            if self._by_client_id.get(observation.client_msg_id) is observation:
+                self._expired[observation.client_msg_id] = observation
+                if len(self._expired) > MAX_EXPIRED:
+                    self._forget(next(iter(self._expired.values())))
+
+    def _forget(self, observation: RunObservation) -> None:
+        """Stop following ``observation``, whose outcome is known (or long given up on); its
+        run, if acknowledged, joins the past runs whose late frames are still recognised."""
+        client_msg_id = observation.client_msg_id
+        for following in (self._by_client_id, self._unanswered, self._expired):
+            if following.get(client_msg_id) is observation:
+                del following[client_msg_id]
+        if observation.run_id is not None:
+            self._past(observation.run_id, observation)
+
+    def _past(self, run_id: str, observation: RunObservation) -> None:
+        """``observation`` no longer follows ``run_id``: remember it among the past runs."""
+        if self._by_run_id.get(run_id) is observation:
+            del self._by_run_id[run_id]
+        self._past_runs[run_id] = None
+        if len(self._past_runs) > MAX_PAST_RUNS:
+            del self._past_runs[next(iter(self._past_runs))]
 
     @property
     def pending(self) -> list[RunObservation]:

@@ -11,15 +11,18 @@ import contextlib
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+import squall.adapters.tracker as run_tracker
+from squall.adapters.base import Tracker
 from squall.adapters.chat import open_chat
 from squall.adapters.echo import MAX_FOREIGN, EchoTracker
-from squall.adapters.tracker import RunStatus
+from squall.adapters.reference import ReferenceAdapter
+from squall.adapters.tracker import RunObservation, RunStatus, RunTracker, SeqGap
 from squall.engine.errors import ConnectionClosed, SendTimeout
 from squall.engine.identity import AnonymousIdentities
 from squall.engine.session import Session
@@ -320,3 +323,150 @@ async def test_a_close_this_socket_began_is_no_refusal() -> None:
             await session.aclose()
     assert session.recorder.counter("errors.closed") == 1
     assert session.recorder.counter("errors") == 1
+
+
+#: More than the reference tracker keeps of each of its findings.
+FLOOD = max(run_tracker.MAX_FOREIGN, run_tracker.MAX_GAPS, run_tracker.MAX_UNMATCHED) + 200
+
+
+def flood(user: str, message: dict[str, Any], index: int) -> list[dict[str, Any]]:
+    """Before answering message ``index``: ``FLOOD`` events of another user's thread (leaks)
+    and of the user's own other thread (none), ``FLOOD`` errors of the socket's own work and
+    ``FLOOD`` events of the user's thread that each skip a seq; then the answer."""
+    first = index * FLOOD
+    frames: list[dict[str, Any]] = []
+    for n in range(first + 1, first + FLOOD + 1):
+        frames += [
+            {"type": "agent_thinking", "thread_id": "mallory-t", "run_id": "m", "seq": n},
+            {"type": "agent_thinking", "thread_id": f"{user}-other", "run_id": "o", "seq": n},
+            {"type": "error", "code": "internal", "message": "a replay failed"},
+            {"type": "agent_thinking", "thread_id": f"{user}-gappy", "run_id": "g", "seq": 2 * n},
+        ]
+    return [*frames, *reference_run(message, f"r{index}")]
+
+
+async def test_a_flood_beyond_the_trackers_bounds_is_counted_exactly() -> None:
+    # Each message's wait brings more leaks, errors and gaps than the tracker keeps of
+    # each: every one is counted, every event judged, and the tracker holds its bounds.
+    session = session_for("")
+    user = session.identity.user_id
+
+    async def target(connection: ServerConnection) -> None:
+        await connection.send(json.dumps({"type": "hello"}))
+        index = 0
+        async for raw in connection:
+            for frame in flood(user, json.loads(raw), index):
+                await connection.send(json.dumps({"ts": 0.0, **frame}))
+            index += 1
+
+    async with scripted(target) as url:
+        session.params["ws_url"] = url
+        try:
+            async with open_chat(session, adapter="squall", planned=2) as chat:
+                for index in range(2):
+                    observation = await chat.chat(f"t{index}", "hello", timeout=20.0)
+                    assert observation.status is RunStatus.COMPLETED
+                assert isinstance(chat.tracker, RunTracker)
+                tracker = chat.tracker
+        finally:
+            await session.aclose()
+    assert len(tracker.foreign_events) == run_tracker.MAX_FOREIGN
+    assert len(tracker.unmatched_errors) == run_tracker.MAX_UNMATCHED
+    assert len(tracker.gaps) == run_tracker.MAX_GAPS
+    recorder = session.recorder
+    # The first gappy event of all is no gap: the thread's tracking starts there.
+    expected = {
+        "isolation_leaks": 2 * FLOOD,
+        "errors.isolation": 2 * FLOOD,
+        "errors.server.internal": 2 * FLOOD,
+        "seq_gaps": 2 * FLOOD - 1,
+        "errors.ordering": 2 * FLOOD - 1,
+        "errors": 6 * FLOOD - 1,
+    }
+    assert {name: recorder.counter(name) for name in expected} == expected
+    assert recorder.state().rates["success"] == (2, 2)  # (passed, of)
+    assert recorder.state().error_samples["isolation"] == [
+        f"user {user} received an event of thread mallory-t"
+    ]
+
+
+class Uncounting:
+    """The reference tracker as a tracker that bounds its lists but does not count its
+    findings would be: the chat can only record what it still keeps when it looks."""
+
+    def __init__(self) -> None:
+        self.inner = RunTracker()
+
+    @property
+    def gaps(self) -> list[SeqGap]:
+        return self.inner.gaps
+
+    @property
+    def gaps_dropped(self) -> int:
+        return self.inner.gaps_dropped
+
+    @property
+    def foreign_events(self) -> list[Mapping[str, Any]]:
+        return self.inner.foreign_events
+
+    @property
+    def foreign_dropped(self) -> int:
+        return self.inner.foreign_dropped
+
+    def sent(self, client_msg_id: str, thread_id: str, now: float) -> RunObservation:
+        return self.inner.sent(client_msg_id, thread_id, now)
+
+    def feed(self, frame: Mapping[str, Any], now: float) -> RunObservation | None:
+        return self.inner.feed(frame, now)
+
+    def expire(self, observation: RunObservation, now: float) -> None:
+        self.inner.expire(observation, now)
+
+
+class UncountingAdapter(ReferenceAdapter):
+    def tracker(self) -> Tracker:
+        return Uncounting()
+
+
+async def test_findings_a_tracker_dropped_before_they_were_recorded_are_counted() -> None:
+    # The leaks come first, then more of the user's own events than the tracker keeps,
+    # each skipping a seq: by the time the chat looks, the leaks and the first gaps are
+    # gone. Every gap still counts, and the verdict must not pass on the leaks it missed.
+    leaks = 50
+    gaps = run_tracker.MAX_GAPS + 10
+    session = session_for("")
+    own = f"{session.identity.user_id}-own"
+
+    async def target(connection: ServerConnection) -> None:
+        async for raw in connection:
+            message = json.loads(raw)
+            frames = [
+                {"type": "agent_thinking", "thread_id": "mallory-t", "run_id": "m", "seq": n}
+                for n in range(1, leaks + 1)
+            ] + [
+                {"type": "agent_thinking", "thread_id": own, "run_id": "o", "seq": 2 * n}
+                for n in range(1, gaps + 2)  # the first starts the thread
+            ]
+            for frame in [*frames, *reference_run(message, "r0")]:
+                await connection.send(json.dumps({"ts": 0.0, **frame}))
+
+    async with scripted(target) as url:
+        session.params["ws_url"] = url
+        try:
+            async with open_chat(session, adapter=UncountingAdapter(), planned=1) as chat:
+                observation = await chat.chat("t", "hello", timeout=20.0)
+        finally:
+            await session.aclose()
+    assert observation.status is RunStatus.COMPLETED
+    recorder = session.recorder
+    # The user's own events dropped unjudged with them count too: the chat cannot tell.
+    unjudged = leaks + gaps + 1 - run_tracker.MAX_FOREIGN
+    assert recorder.counter("isolation_leaks") == unjudged
+    (sample,) = recorder.state().error_samples["isolation"]
+    assert sample.endswith("received an event the tracker dropped before it was judged")
+    assert recorder.counter("seq_gaps") == gaps
+    assert recorder.counter("errors.ordering") == gaps
+    assert any(
+        sample.endswith("a gap the tracker no longer keeps")
+        for sample in recorder.state().error_samples["ordering"]
+    )
