@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -26,6 +26,7 @@ from squall.target.metrics import Counters
 from squall.target.runtime import Runtime
 from squall.target.sessions import SOCKET_TTL_MS, Sessions
 from squall.target.settings import Settings
+from squall.target.shared_reads import BatchedRead, SharedRead
 
 if TYPE_CHECKING:
     from squall.target.ws import Connection
@@ -61,24 +62,45 @@ class Edge:
         self._emptied = asyncio.Event()
         #: When this worker started serving (Unix time), for ``/metrics``.
         self.started_at: float | None = None
-        #: Lookups of a user's runs after a pub/sub outage, shared by the user's sockets.
-        self._active_runs: dict[tuple[UserID, float], asyncio.Future[list[tuple[ThreadID, str]]]]
-        self._active_runs = {}
+        # The reads of a resync, shared by the sockets that ask for them at once (see
+        # shared_reads): after a pub/sub outage every local socket asks at the same moment.
+        self._replays = SharedRead(self._replay)
+        self._first_seqs = SharedRead(self._first_seq_of_run)
+        self._active_runs = BatchedRead(self._runs_active_since)
+
+    def replay(
+        self, user: UserID, thread: ThreadID, after_seq: int, limit: int | None
+    ) -> asyncio.Future[list[dict[str, Any]]]:
+        """:meth:`Runtime.replay`, one query for the sockets asking for the same page in one
+        loop turn (a user's sockets, caught up on a thread after a resync). The user is part
+        of what is shared: each user's read checks that user owns the thread."""
+        return self._replays((user, thread, after_seq, limit))
+
+    def first_seq_of_run(
+        self, user: UserID, thread: ThreadID, run: str
+    ) -> asyncio.Future[int | None]:
+        """:meth:`Runtime.first_seq_of_run`, shared as :meth:`replay` is."""
+        return self._first_seqs((user, thread, run))
 
     def runs_active_since(
         self, user: UserID, since: float
     ) -> asyncio.Future[list[tuple[ThreadID, str]]]:
-        """:meth:`Runtime.runs_active_since`, one query for all the sockets of ``user`` that
-        ask with the same ``since`` while it runs (after a resync, every local socket asks)."""
-        key = (user, since)
-        found = self._active_runs.get(key)
-        if found is None:
-            found = self._active_runs[key] = asyncio.ensure_future(
-                self.runtime.runs_active_since(user, since)
-            )
-            found.add_done_callback(lambda _: self._active_runs.pop(key, None))
-        # A socket that closes meanwhile cancels its wait, not the others' lookup.
-        return asyncio.shield(found)
+        """``user``'s part of :meth:`Runtime.runs_active_since`: one query for all the local
+        users whose sockets ask with the same ``since`` in one loop turn (after a resync,
+        every local socket asks at once)."""
+        return self._active_runs(since, user)
+
+    async def _replay(self, key: tuple[UserID, ThreadID, int, int | None]) -> list[dict[str, Any]]:
+        user, thread, after_seq, limit = key
+        return await self.runtime.replay(user, thread, after_seq, limit)
+
+    async def _first_seq_of_run(self, key: tuple[UserID, ThreadID, str]) -> int | None:
+        return await self.runtime.first_seq_of_run(*key)
+
+    async def _runs_active_since(
+        self, since: float, users: list[UserID]
+    ) -> dict[UserID, list[tuple[ThreadID, str]]]:
+        return await self.runtime.runs_active_since(users, since)
 
     @property
     def runtime(self) -> Runtime:

@@ -17,6 +17,7 @@ import re
 import secrets
 import socket
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -320,19 +321,25 @@ class Runtime:
             await self._check_owner(conn, user, thread)
             return await events.read_after(conn, thread, after_seq, limit)
 
-    async def runs_active_since(self, user: UserID, since: float) -> list[tuple[ThreadID, str]]:
-        """Per thread of ``user``, the first run that was executing at some time from
-        ``since`` (Unix time) on, as (thread, run): whose events a socket may have missed
-        while pub/sub was down."""
+    async def runs_active_since(
+        self, users: Sequence[UserID], since: float
+    ) -> dict[UserID, list[tuple[ThreadID, str]]]:
+        """Per user of ``users`` and thread of theirs, the first run that was executing at
+        some time from ``since`` (Unix time) on, as (thread, run) in thread order: whose
+        events a socket may have missed while pub/sub was down. One query for all of them:
+        after a pub/sub outage every local user asks at once."""
+        found: dict[UserID, list[tuple[ThreadID, str]]] = {user: [] for user in users}
         rows = await self._pool.fetch(
-            "SELECT DISTINCT ON (thread_id) thread_id, id FROM runs "
-            "WHERE user_id = $1 AND started_at IS NOT NULL "
+            "SELECT DISTINCT ON (thread_id) user_id, thread_id, id FROM runs "
+            "WHERE user_id = ANY($1::text[]) AND started_at IS NOT NULL "
             "AND (finished_at IS NULL OR finished_at >= to_timestamp($2)) "
             "ORDER BY thread_id, started_at",
-            user,
+            list(found),
             since,
         )
-        return [(ThreadID(r["thread_id"]), str(r["id"])) for r in rows]
+        for r in rows:
+            found[UserID(r["user_id"])].append((ThreadID(r["thread_id"]), str(r["id"])))
+        return found
 
     async def first_seq_of_run(self, user: UserID, thread: ThreadID, run: str) -> int | None:
         """The seq of ``run``'s first stored event in ``thread``, or None before it has one."""

@@ -458,7 +458,7 @@ class Connection:
         try:
             first = await db.retrying(
                 f"socket {self.socket_id} looking up run {run}",
-                functools.partial(self._edge.runtime.first_seq_of_run, self.user_id, thread, run),
+                functools.partial(self._edge.first_seq_of_run, self.user_id, thread, run),
                 within_s=self._edge.settings.database_outage_wait_s,
             )
         except Exception as exc:
@@ -489,9 +489,7 @@ class Connection:
                 # behind the fill, so giving up would stall them (the replay is a read).
                 page = await db.retrying(
                     f"socket {self.socket_id} replaying thread {thread}",
-                    functools.partial(
-                        self._edge.runtime.replay, self.user_id, thread, start, limit=page_size
-                    ),
+                    functools.partial(self._edge.replay, self.user_id, thread, start, page_size),
                     within_s=self._edge.settings.database_outage_wait_s,
                 )
                 # The page goes into a queue at most half full (see replay_page), with no
