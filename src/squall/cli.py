@@ -42,8 +42,8 @@ StoredResultsDbOption = Annotated[
     str | None,
     typer.Option(
         metavar="URL",
-        help="PostgreSQL URL of the results database; default: the config's [results] "
-        "database_url, else as squall run.",
+        help="PostgreSQL URL of the results database; default: the config's "
+        "results.database_url, else as squall run.",
     ),
 ]
 StoredResultsDirOption = Annotated[
@@ -51,8 +51,8 @@ StoredResultsDirOption = Annotated[
     typer.Option(
         parser=_folder,
         metavar="PATH",
-        help="Results dir whose persistent database to read; default: the config's [run] "
-        "results_dir, else squall-results.",
+        help="Results dir whose persistent database to read; default: the config's "
+        "run.results_dir, else squall-results.",
     ),
 ]
 ConfigOption = Annotated[
