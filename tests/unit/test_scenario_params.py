@@ -26,6 +26,16 @@ def _check(tmp_path: Path, override: str) -> None:
         # The scenarios' own ranges, checked before anything runs.
         ("scenarios.db_race.writers=500", "[scenarios.db_race] writers=500: need 2..32"),
         ("scenarios.db_race.subops=1", "subops=1: an update needs at least a read and a write"),
+        (
+            "scenarios.db_race.strategies=['atomic', 'nope']",
+            "strategies=['atomic', 'nope']: expected a non-empty list of strategy names, "
+            "from optimistic, row_lock, atomic, serializable, naive",
+        ),
+        ("scenarios.db_race.strategies='atomic'", "strategies='atomic': expected a non-empty"),
+        ("scenarios.db_race.strategies=[]", "strategies=[]: expected a non-empty"),
+        ("scenarios.db_race.naive_contention=3", "naive_contention=3: expected 0 (base), 1"),
+        ("scenarios.db_race.naive_contention='barrier'", "naive_contention='barrier': expected"),
+        ("scenarios.db_race.naive_contention=true", "naive_contention=True: expected 0 (base)"),
         ("scenarios.redis_locks.contenders=1", "contenders=1: a lock race needs at least 2"),
         ("scenarios.redis_locks.stale=[3]", "stale=[3]: each stale contender needs a successor"),
         ("scenarios.redis_locks.stale=['x']", "stale=['x']: each stale contender"),
@@ -54,6 +64,8 @@ def test_out_of_range_values_are_refused(tmp_path: Path, override: str, message:
         "scenarios.websocket_concurrency.timeout_s=0.5",
         "scenarios.db_race.writers=32",
         "scenarios.redis_locks.stale=[0, 2]",
+        "scenarios.db_race.strategies=['atomic', 'naive']",
+        "scenarios.db_race.naive_contention=2",
     ],
 )
 def test_values_in_range_pass(tmp_path: Path, override: str) -> None:

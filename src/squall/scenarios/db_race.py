@@ -310,10 +310,47 @@ async def ensure_schema(conn: asyncpg.Connection) -> None:
 
 
 def check_params(
-    *, writers: int, subops: int, rounds: int, max_escalations: int, **_others: object
+    *,
+    writers: int,
+    subops: int,
+    rounds: int,
+    max_escalations: int,
+    strategies: object = ALL,
+    naive_contention: object = Contention.BASE,
+    **_others: object,
 ) -> None:
     """Raise ValueError naming a parameter of :func:`run_db_race` that is out of range (pure:
-    the suite checks a configuration with it before anything runs)."""
+    the suite checks a configuration with it before anything runs).
+
+    ``strategies`` and ``naive_contention`` come from a config file as plain TOML values;
+    checked here, a misspelt strategy or a contention level by name is refused before the
+    run instead of failing the scenario midway."""
+    known = [str(s) for s in Strategy]
+    if (
+        isinstance(strategies, str)
+        or not isinstance(strategies, Sequence)
+        or not strategies
+        or any(not isinstance(s, str) or s not in known for s in strategies)
+    ):
+        shown = (
+            list(strategies)
+            if isinstance(strategies, Sequence) and not isinstance(strategies, str)
+            else strategies
+        )
+        raise ValueError(
+            f"strategies={shown!r}: expected a non-empty list of strategy names, "
+            f"from {', '.join(known)}"
+        )
+    levels = [int(c) for c in Contention]
+    if (
+        not isinstance(naive_contention, int)
+        or isinstance(naive_contention, bool)
+        or naive_contention not in levels
+    ):
+        raise ValueError(
+            f"naive_contention={naive_contention!r}: expected 0 (base), 1 (a pause between "
+            "read and write) or 2 (every writer reads before any writes)"
+        )
     if not 2 <= writers <= MAX_RACE_WRITERS:
         raise ValueError(
             f"writers={writers}: need 2..{MAX_RACE_WRITERS} (a race needs two; escalation "
