@@ -14,6 +14,7 @@ import functools
 import os
 import sysconfig
 import traceback
+from collections import Counter
 from pathlib import Path
 
 
@@ -88,10 +89,34 @@ class WorkerFailed(EngineError):
 
 def describe(exc: BaseException) -> str:
     """``exc``'s message and where it was raised, for an error sample: its kind (the
-    exception's type) is shown beside it, so the type is not repeated."""
+    exception's type) is shown beside it, so the type is not repeated.
+
+    An exception group (a ``TaskGroup``'s "unhandled errors") says what it holds and
+    describes the first of them, type included: its own message names no cause.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        return _describe_group(exc)
     text = str(exc) or "(no message)"
     where = raised_at(exc)
     return text if where is None else f"{text} (at {where})"
+
+
+def _describe_group(group: BaseExceptionGroup[BaseException]) -> str:
+    """``unhandled errors in a TaskGroup (10 TooManyConnectionsError); the first:
+    TooManyConnectionsError: too many connections … (at …)``."""
+    leaves = _leaves(group)
+    kinds = Counter(type(exc).__name__ for exc in leaves)
+    held = ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
+    first = leaves[0]
+    return f"{group.message} ({held}); the first: {type(first).__name__}: {describe(first)}"
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions a group holds, those of the groups inside it included, in order."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
 
 
 def raised_at(exc: BaseException) -> str | None:

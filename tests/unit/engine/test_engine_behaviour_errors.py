@@ -192,3 +192,31 @@ async def test_a_generator_behaviour_is_refused_before_the_run(behaviour: Any) -
     scenario = Scenario("gen", behaviour, closed(1, iterations=1))
     with pytest.raises(ScenarioError, match=r"is a generator \(it has 'yield'\)"):
         await run_scenario(scenario)
+
+
+async def _task_group_failing(errors: list[BaseException]) -> None:
+    async def fail(exc: BaseException) -> None:
+        raise exc
+
+    async with asyncio.TaskGroup() as group:
+        for exc in errors:
+            group.create_task(fail(exc))
+
+
+def test_an_exception_group_is_described_by_what_it_holds() -> None:
+    errors: list[BaseException] = [ConnectionRefusedError(f"refused {n}") for n in range(3)]
+    errors.append(TimeoutError("slow"))
+    with pytest.raises(ExceptionGroup) as caught:
+        asyncio.run(_task_group_failing(errors))
+    text = describe(caught.value)
+    assert text.startswith(
+        "unhandled errors in a TaskGroup (3 ConnectionRefusedError, 1 TimeoutError); "
+        "the first: ConnectionRefusedError: refused 0 (at "
+    ), text
+    assert "in fail)" in text
+
+
+def test_a_group_inside_a_group_is_described_by_its_leaves() -> None:
+    inner = ExceptionGroup("inner", [ValueError("deep")])
+    outer = ExceptionGroup("outer", [inner, KeyError("k")])
+    assert describe(outer) == "outer (1 ValueError, 1 KeyError); the first: ValueError: deep"
