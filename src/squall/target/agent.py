@@ -22,7 +22,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from squall.target import billing, db, events
+from squall.target import billing, db, events, outage
 from squall.target.context import ContextMessage, build_context, search_query
 from squall.target.db import Pool
 from squall.target.errors import StaleFence
@@ -292,10 +292,26 @@ class _RunOver(Exception):
     """The run is no longer ``running``: its completion (or a refund) committed already."""
 
 
-async def _keep_lock(lock: RunLock, run: ClaimedRun, token: int) -> None:
-    """Refresh the lock every third of its TTL until cancelled or lost."""
+async def _keep_lock(
+    lock: RunLock, run: ClaimedRun, token: int, over: Callable[[], bool], stop: asyncio.Event
+) -> None:
+    """Refresh the lock every third of its TTL until ``stop`` is set, the run is ``over``
+    (its end committed) or the lock is lost.
+
+    It is stopped by ``stop``, not by cancelling it: on Python 3.11 redis-py can drop a
+    cancellation that arrives as a command completes (its ``asyncio.wait_for`` returns the
+    result instead, CPython gh-86296), and a refresher that missed its cancellation would
+    refresh the lock for good while the run waited for it to end, so every later run of
+    the thread would find the lock held and go back to the queue, again and again. It stops
+    at the run's end too: after it the run only publishes its last event and releases the
+    lock, and should that never return, a lock left alone lapses within one TTL.
+    """
     while True:
-        await asyncio.sleep(lock.ttl_ms / 3000)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(lock.ttl_ms / 3000):
+                await stop.wait()
+        if stop.is_set() or over():
+            return
         try:
             held = await lock.refresh(run.thread_id, token)
         except (RedisError, OSError) as exc:
@@ -392,8 +408,13 @@ async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> None:
     if token is None:
         await _requeue(deps, run, worker)
         return
-    refresher = asyncio.create_task(_keep_lock(deps.lock, run, token))
     state: _Run | None = None
+    stop = asyncio.Event()
+    refresher = asyncio.create_task(
+        _keep_lock(
+            deps.lock, run, token, lambda: state is not None and state.ended is not None, stop
+        )
+    )
     try:
         try:
             # Lost with its connection, the fence is taken again: a fence that did commit
@@ -409,6 +430,11 @@ async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> None:
                 "run %s requeued: Redis failed while it took the fence: %s", run.run_id, exc
             )
             charge = None
+        except Exception as exc:
+            if not db.connection_lost(exc):
+                raise
+            _gave_up(deps, run, "taking its fence", exc)
+            return
         if charge is None:
             await _requeue(deps, run, worker)
             return
@@ -418,19 +444,34 @@ async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> None:
         except StaleFence as exc:
             log.warning("run %s stopped: %s", run.run_id, exc)
         except asyncio.CancelledError:
-            with contextlib.suppress(StaleFence):
-                await state.finish_unsuccessfully(RunStatus.CANCELLED, "worker shutting down")
+            await _finish(state, RunStatus.CANCELLED, "worker shutting down")
             raise
         except Exception as exc:
-            log.exception("run %s failed", run.run_id)
-            with contextlib.suppress(StaleFence):
-                await state.finish_unsuccessfully(RunStatus.FAILED, repr(exc))
+            if db.connection_lost(exc):
+                log.warning(
+                    "run %s failed: the database stayed away for longer than "
+                    "SQUALL_DATABASE_OUTAGE_WAIT_S (%ss): %s",
+                    run.run_id,
+                    deps.settings.database_outage_wait_s,
+                    outage.describe(exc),
+                )
+            else:
+                log.exception("run %s failed", run.run_id)
+            await _finish(state, RunStatus.FAILED, repr(exc))
     finally:
         if state is not None and state.ended is not None:
             deps.ended(state.ended)
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
+        stop.set()
+        # A refresh in flight finishes first; one that Redis never answers is left behind
+        # (cancelled) after one TTL rather than holding this run, and the lock, for good.
+        _, pending = await asyncio.wait({refresher}, timeout=deps.lock.ttl_ms / 1000)
+        for task in pending:
+            log.warning(
+                "run %s stopped waiting for its lock refresh after %d ms",
+                run.run_id,
+                deps.lock.ttl_ms,
+            )
+            task.cancel()
         try:
             await deps.lock.release(run.thread_id, token)
         except (RedisError, OSError) as exc:
@@ -438,6 +479,34 @@ async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> None:
             log.warning("releasing the lock of thread %s failed: %s", run.thread_id, exc)
         except Exception:
             log.exception("releasing the lock of thread %s failed", run.thread_id)
+
+
+async def _finish(state: _Run, status: RunStatus, error: str) -> None:
+    """:meth:`_Run.finish_unsuccessfully`; a database that stays away meanwhile leaves the
+    run to orphan recovery (one warning), a ``StaleFence`` to the holder that fenced it."""
+    try:
+        await state.finish_unsuccessfully(status, error)
+    except StaleFence:
+        pass
+    except Exception as exc:
+        if not db.connection_lost(exc):
+            raise
+        _gave_up(state.deps, state.run, f"storing its end ({status})", exc)
+
+
+def _gave_up(deps: AgentDeps, run: ClaimedRun, what: str, exc: BaseException) -> None:
+    """Log that ``run`` stopped waiting for the database while ``what``: it stays
+    ``running`` in the database, and its lock is released, so orphan recovery (any
+    worker's, this one's too) fails and refunds it once the database is back."""
+    log.warning(
+        "run %s gave up %s: the database stayed away for longer than "
+        "SQUALL_DATABASE_OUTAGE_WAIT_S (%ss): %s; orphan recovery fails and refunds it "
+        "once the database is back",
+        run.run_id,
+        what,
+        deps.settings.database_outage_wait_s,
+        outage.describe(exc),
+    )
 
 
 async def recover(deps: AgentDeps, run: ClaimedRun) -> bool:

@@ -27,14 +27,19 @@ Connection = Any
 
 
 #: The server closed the connection (shutdown, restart, failover, a terminated backend),
-#: refused a new one while starting or stopping, or could not be reached: the same work
+#: refused a new one while starting, stopping or full, or could not be reached: the same work
 #: may succeed on a new connection once the server is back. ``InternalClientError`` is
 #: what asyncpg raises for a pooled connection handed out between the server's "terminating
 #: connection" message and the socket's close ("cannot switch to state 12; another operation
 #: (2) is in progress", MagicStack/asyncpg#1069); the close follows at once and the pool then
-#: replaces the connection.
+#: replaces the connection. ``TooManyConnectionsError`` is a new connection refused because
+#: the server (``max_connections``: "sorry, too many clients already"), the role or the
+#: database is full: other clients of a shared server come and go, so the same work
+#: succeeds once one of them disconnects (a run failing at once would fail every run in
+#: flight while another platform on the server holds its connections).
 _CONNECTION_LOST = (
     asyncpg.PostgresConnectionError,
+    asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.CannotConnectNowError,

@@ -441,7 +441,8 @@ class Runtime:
                 await self._scheduler.notify()
 
     async def _recover(self) -> None:
-        for run in await orphans(self._pool, self.worker, self.settings.lock_ttl_ms / 1000):
+        for run in await orphans(self._pool, self.settings.lock_ttl_ms / 1000):
+            # Not the runs this worker executes (their lock may lapse while Redis is away).
             if run.run_id not in self._runs and await recover(self._deps, run):
                 self._counts["runs_recovered_total"] += 1
                 log.warning("recovered orphaned run %s of thread %s", run.run_id, run.thread_id)

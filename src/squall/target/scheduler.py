@@ -74,8 +74,7 @@ SELECT id, thread_id, user_id, message_id FROM claimed
 
 _ORPHANS = """
 SELECT id, thread_id, user_id, message_id FROM runs
-WHERE status = 'running' AND worker IS DISTINCT FROM $1
-  AND started_at < clock_timestamp() - make_interval(secs => $2)
+WHERE status = 'running' AND started_at < clock_timestamp() - make_interval(secs => $1)
 ORDER BY started_at
 LIMIT 100
 """
@@ -119,12 +118,16 @@ async def claim(pool: Pool, worker: str, slots: int, now: float) -> list[Claimed
     return claimed
 
 
-async def orphans(pool: Pool, worker: str, older_than_s: float) -> list[ClaimedRun]:
-    """Runs marked running by another worker for longer than ``older_than_s``.
+async def orphans(pool: Pool, older_than_s: float) -> list[ClaimedRun]:
+    """Runs marked running for longer than ``older_than_s``, by any worker.
 
-    They are orphaned only if their thread lock is gone too; the caller checks that.
+    They are orphaned only if their thread lock is gone too, and the caller's own runs
+    only if it is not executing them: the caller checks both. The caller's own worker is
+    not left out: a run of it whose end could not be stored (the database stayed away
+    longer than ``SQUALL_DATABASE_OUTAGE_WAIT_S``) is running in the database only, and
+    on a platform of one worker nobody else would ever end it.
     """
-    return [_claimed(r) for r in await pool.fetch(_ORPHANS, worker, older_than_s)]
+    return [_claimed(r) for r in await pool.fetch(_ORPHANS, older_than_s)]
 
 
 async def running_on(pool: Pool, worker: str) -> list[ClaimedRun]:

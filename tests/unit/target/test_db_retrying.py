@@ -37,6 +37,7 @@ class Attempts:
         LOST,
         asyncpg.AdminShutdownError("terminating connection due to administrator command"),
         asyncpg.CannotConnectNowError("the database system is starting up"),
+        asyncpg.TooManyConnectionsError("sorry, too many clients already"),
         asyncpg.InterfaceError("connection is closed"),
         asyncpg.InternalClientError(
             "cannot switch to state 12; another operation (2) is in progress"
