@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncpg
+
 from squall.target import db, outage, redis_pool
 
 
@@ -75,7 +77,12 @@ class Unavailable(TargetError):
 
 def unavailable(exc: BaseException) -> Unavailable | None:
     """``exc`` as :class:`Unavailable` when it says a service's connection was lost or
-    refused, or None when it is some other error."""
+    refused, or None when it is some other error. A PostgreSQL that refused a connection
+    because it is full is said to be full: it answers, it has no room."""
+    if isinstance(exc, asyncpg.TooManyConnectionsError):
+        return Unavailable(
+            f"PostgreSQL has no free connection ({outage.describe(exc)}); try again shortly"
+        )
     if db.connection_lost(exc):
         service = "PostgreSQL"
     elif redis_pool.connection_lost(exc):

@@ -158,3 +158,16 @@ async def test_a_worker_start_not_waiting_for_redis_fails_at_once_naming_it() ->
             await redis_pool.wait_reachable(client, "worker start", within_s=0)
     finally:
         await client.aclose()
+
+
+def test_a_full_postgresql_is_told_apart_from_an_unreachable_one() -> None:
+    from squall.target.errors import unavailable
+
+    full = unavailable(asyncpg.TooManyConnectionsError("sorry, too many clients already"))
+    assert full is not None
+    assert full.code == "unavailable"
+    assert str(full).startswith("PostgreSQL has no free connection (TooManyConnectionsError: ")
+    lost = unavailable(LOST)
+    assert lost is not None
+    assert str(lost).startswith("PostgreSQL is unreachable (")
+    assert unavailable(ValueError("no")) is None
