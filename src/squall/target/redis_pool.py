@@ -15,6 +15,13 @@ broke, so one the server had executed before it vanished may run twice; every co
 platform sends tolerates that (the scripts compare before they write, a doubled
 rate-limit take or lock-counter increment only costs a token).
 
+A Redis that stops answering without closing its connections (a paused process, a network
+partition, a server stuck in a long command) would hold a command for as long as it stays
+silent: command connections wait at most ``redis_command_timeout_s`` for an answer (and for
+a new connection), and a command that times out is a broken connection like any other
+(sent again, then :func:`connection_lost`). It is set here rather than left to redis-py,
+whose default is no timeout before 8.0 and 5 s from 8.0 on.
+
 Pub/sub holds its connection for as long as it listens, so every subscriber gets a
 client of its own (:func:`connect_pubsub`) and never takes a connection out of the
 shared pool.
@@ -54,11 +61,14 @@ def connection_lost(exc: BaseException) -> bool:
 
 def connect(settings: Settings, *, decode_responses: bool = False) -> aioredis.Redis:
     """A client on ``settings.redis_url`` whose commands wait for one of a bounded set of
-    connections instead of failing when all are busy."""
+    connections instead of failing when all are busy, and for Redis's answer at most
+    ``redis_command_timeout_s``."""
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_max_connections,
         timeout=settings.redis_pool_timeout_s,
+        socket_timeout=settings.redis_command_timeout_s,
+        socket_connect_timeout=settings.redis_command_timeout_s,
         decode_responses=decode_responses,
         **retry_policy(),
     )

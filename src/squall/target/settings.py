@@ -90,6 +90,10 @@ class Settings:
     #: wait for one (up to ``redis_pool_timeout_s``) instead of failing.
     redis_max_connections: int = 32
     redis_pool_timeout_s: float = 10.0
+    #: How long a command (or a new connection) waits for Redis's answer before its
+    #: connection counts as lost: a Redis that stops answering without closing (a paused
+    #: process, a network partition) fails commands instead of holding them for good.
+    redis_command_timeout_s: float = 5.0
     #: PostgreSQL connections per worker; 0 sizes the pool from ``run_concurrency``.
     db_pool_size: int = 0
 
@@ -245,6 +249,7 @@ class Settings:
 RANGES: dict[str, Range] = {
     "redis_max_connections": POSITIVE_INTEGER,
     "redis_pool_timeout_s": Range(0, "a finite number of seconds > 0", above=True),
+    "redis_command_timeout_s": Range(0, "a finite number of seconds > 0", above=True),
     "db_pool_size": Range(0, "0 (sized from SQUALL_RUN_CONCURRENCY) or a positive integer"),
     "max_frame_bytes": POSITIVE_INTEGER,
     "max_content_chars": POSITIVE_INTEGER,

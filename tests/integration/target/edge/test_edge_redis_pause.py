@@ -1,0 +1,116 @@
+"""Redis that stops answering without closing its connections (a paused process, a network
+partition, a server stuck in a long command) in the middle of runs: commands fail after
+``SQUALL_REDIS_COMMAND_TIMEOUT_S`` instead of waiting for it, and once it answers again
+every run ends (completed, or failed and refunded), every socket has each run's events in
+order, and every thread takes new messages."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from edge_client import (
+    Platform,
+    completed,
+    open_socket,
+    recv,
+    recv_until,
+    running_platform,
+    time_scale,
+    unique,
+    user_message,
+)
+
+from squall.services import Endpoints
+from squall.services.embedded import EmbeddedValkey
+
+pytestmark = pytest.mark.integration
+
+#: About 2 s of streaming per run: 200 tokens at 100 tokens / s.
+SLOW_MODEL = {"SQUALL_MODEL_TOKENS_PER_SECOND": "100", "SQUALL_MODEL_ANSWER_TOKENS": "200"}
+#: A command waits half a second for an answer: with its 3 resends, about 2 s in all.
+COMMAND_TIMEOUT = {"SQUALL_REDIS_COMMAND_TIMEOUT_S": "0.5"}
+THREADS = 4
+#: Longer than the lock TTL (5 s): every run's lock is gone when Redis answers again.
+PAUSE_S = 10.0
+
+
+@pytest.fixture
+def platform(
+    endpoints: Endpoints, redis_server: EmbeddedValkey, tmp_path: Path
+) -> Iterator[Platform]:
+    on_redis = dataclasses.replace(endpoints, redis_url=redis_server.url)
+    with running_platform(on_redis, tmp_path, 2, **SLOW_MODEL, **COMMAND_TIMEOUT) as started:
+        yield started
+
+
+def answers(msg: str) -> Any:
+    def done(frame: dict[str, Any]) -> bool:
+        return frame.get("client_msg_id") == msg
+
+    return done
+
+
+def in_order(frames: list[dict[str, Any]], run: str) -> list[int]:
+    return [f["seq"] for f in frames if f.get("run_id") == run and "seq" in f]
+
+
+async def test_runs_end_and_threads_go_on_after_redis_stops_answering_for_a_while(
+    platform: Platform, redis_server: EmbeddedValkey
+) -> None:
+    threads = [unique("paused") for _ in range(THREADS)]
+    sockets = [(await open_socket(platform, unique("pause")))[0] for _ in threads]
+    seen: list[list[dict[str, Any]]] = [[] for _ in sockets]
+    pid = redis_server.process.pid
+    try:
+        runs = []
+        for ws, thread, frames in zip(sockets, threads, seen, strict=True):
+            await ws.send(user_message(thread, msg="before"))
+            frames += await recv_until(ws, answers("before"))
+            assert frames[-1]["type"] == "ack", frames[-1]
+            runs.append(frames[-1]["run_id"])
+        for ws, frames in zip(sockets, seen, strict=True):  # every run is in flight
+            frames += await recv_until(ws, lambda f: f.get("type") == "agent_started")
+        os.kill(pid, signal.SIGSTOP)
+        paused_at = time.monotonic()
+        try:
+            # A message sent meanwhile is answered while Redis is still silent: its rate
+            # limit cannot be taken, so it is refused as `unavailable`.
+            await sockets[0].send(user_message(unique("silent"), msg="silent"))
+            seen[0] += await recv_until(sockets[0], answers("silent"), within=PAUSE_S * 0.6)
+            refused = seen[0][-1]
+            assert time.monotonic() - paused_at < PAUSE_S * 0.6
+            assert (refused["type"], refused["code"]) == ("error", "unavailable"), refused
+            assert refused["message"].startswith("Redis is unreachable ("), refused
+            await asyncio.sleep(PAUSE_S * time_scale() - (time.monotonic() - paused_at))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        for ws, run, frames in zip(sockets, runs, seen, strict=True):
+            frames += await recv_until(ws, completed(run), within=60)
+            end = frames[-1]
+            assert end["status"] in ("completed", "failed"), end
+            if end["status"] == "failed":
+                assert end["charge"] == 0, end  # refunded
+            seqs = in_order(frames, run)
+            assert seqs == list(range(1, len(seqs) + 1)), seqs  # no gap, no duplicate
+        # Every thread takes a new message, and its run completes.
+        for ws, thread in zip(sockets, threads, strict=True):
+            await ws.send(user_message(thread, msg="after"))
+        for ws in sockets:
+            ack = await recv(ws, within=30)
+            assert ack["type"] == "ack", ack
+            frames = await recv_until(ws, completed(ack["run_id"]), within=30)
+            assert frames[-1]["status"] == "completed", frames[-1]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        for ws in sockets:
+            await ws.close()
+    log = platform.process.log_path.read_text()
+    assert "Timeout reading from" in log  # commands failed rather than waited
