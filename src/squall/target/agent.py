@@ -130,7 +130,8 @@ class _Run:
         try:
             await self.deps.publish(self.run.user_id, event)
         except (RedisError, OSError) as exc:
-            # Stored already: the sockets replay it when their pub/sub is back (hub resync).
+            # Stored already: the sockets replay it when their pub/sub is back (hub resync),
+            # and the hub publishes it again once Redis answers if it was unreachable.
             log.warning("publishing %s seq %s failed: %s", event["type"], event["seq"], exc)
         except Exception:
             log.exception("publishing %s seq %s failed", event["type"], event["seq"])

@@ -10,7 +10,10 @@ A member is attached only once Redis has confirmed the subscription, so a socket
 that has been told ``hello`` cannot miss a later event of its user. Pub/sub loses what is
 published while its connection is down (a Redis restart, a failover, a dropped
 connection); when it is back, every local member is told to ``resync``: it replays from
-storage what it missed. Dispatch is
+storage what it missed. A ``PUBLISH`` that fails because Redis cannot be reached (a paused
+Redis keeps pub/sub connected, so no resync follows) is published again once Redis answers
+(:mod:`squall.target.republish`): else a thread's last event would wait for the next one.
+Dispatch is
 synchronous (``member.deliver`` only enqueues); backpressure lives in the
 sockets' bounded queues, not here.
 
@@ -33,7 +36,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from squall.target import redis_pool
+from squall.target import outage, redis_pool, republish
 from squall.target.ids import UserID
 from squall.target.protocol import encode
 from squall.target.settings import Settings
@@ -102,7 +105,13 @@ class Hub:
         #: Highest single-session generation announced per local user.
         self._kick_generation: dict[UserID, int] = {}
         self._reader: asyncio.Task[None] | None = None
+        #: Events whose publish found Redis unreachable; set when there are some.
+        self._backlog = republish.Backlog()
+        self._backlogged = asyncio.Event()
+        self._republisher: asyncio.Task[None] | None = None
         self.published = 0
+        #: Events published again after their first publish found Redis unreachable.
+        self.republished = 0
         self.received = 0
         self.delivered = 0
         #: Times pub/sub came back after a failure and the local sockets caught up.
@@ -115,23 +124,36 @@ class Hub:
         if self._broadcast:
             await self._pubsub.psubscribe(self._user_prefix + "*")
         self._reader = asyncio.create_task(self._read(), name="squall-hub-reader")
+        self._republisher = asyncio.create_task(self._republish(), name="squall-hub-republish")
         await self._wait_ready(self._control)
 
     async def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
+        for task in (self._reader, self._republisher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._reader = self._republisher = None
         with contextlib.suppress(RedisError, OSError):
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         with contextlib.suppress(RedisError, OSError):
             await self._listener.aclose()
 
     async def publish(self, user: UserID, event: dict[str, Any]) -> None:
-        """Deliver ``event`` to every socket of ``user`` on every worker (the runtime's seam)."""
-        await self._redis.publish(user_channel(self._prefix, user), encode(event))
+        """Deliver ``event`` to every socket of ``user`` on every worker (the runtime's seam).
+
+        A failure is raised; if Redis could not be reached, the event is also kept and
+        published again once it answers (see :mod:`squall.target.republish`)."""
+        try:
+            await self._redis.publish(user_channel(self._prefix, user), encode(event))
+        except Exception as exc:
+            if redis_pool.connection_lost(exc):
+                self._backlog.add(user, event, time.monotonic())
+                if self._backlog:
+                    self._backlogged.set()
+            raise
         self.published += 1
+        self._backlog.published(event)
 
     async def attach(self, member: Member) -> None:
         """Register a local socket; returns once its user's channels are subscribed."""
@@ -238,6 +260,50 @@ class Hub:
                 except Exception:
                     log.exception("dropping undeliverable pub/sub message %r", message)
 
+    async def _republish(self) -> None:
+        """Publish the backlog again, oldest first, once Redis answers: after each failure
+        it waits as :func:`outage.retrying` does (short, doubling pauses up to a second)."""
+        while True:
+            await self._backlogged.wait()
+            pause = outage.RETRY_FIRST_S  # the publish that filled the backlog just failed
+            published = 0
+            while True:
+                if pause:
+                    await asyncio.sleep(pause)
+                pending = self._backlog.next(time.monotonic())
+                dropped = self._backlog.take_dropped()
+                if dropped:
+                    log.warning(
+                        "dropped %d event(s) whose publish failed while Redis was unreachable "
+                        "(more than %d threads waiting, or older than %.0f s); their sockets get "
+                        "them with their thread's next event or a resume",
+                        dropped,
+                        republish.MAX_THREADS,
+                        republish.MAX_AGE_S,
+                    )
+                if pending is None:
+                    break
+                channel = user_channel(self._prefix, pending.user)
+                try:
+                    await self._redis.publish(channel, encode(pending.event))
+                except Exception as exc:
+                    if redis_pool.connection_lost(exc):
+                        pause = min(outage.RETRY_STEP_S, max(outage.RETRY_FIRST_S, pause * 2))
+                    else:
+                        log.warning("dropping an event that failed to publish again: %s", exc)
+                        self._backlog.discard(pending)
+                    continue
+                pause = 0.0
+                published += 1
+                self.republished += 1
+                self._backlog.published(pending.event)
+            self._backlogged.clear()
+            if published:
+                log.warning(
+                    "Redis answers again: published %d event(s) whose publish had failed",
+                    published,
+                )
+
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         channel = _text(message["channel"])
@@ -299,7 +365,8 @@ class Hub:
         return (
             f"<Hub users={self.local_users()} sockets={self.local_members()} "
             f"published={self.published} received={self.received} delivered={self.delivered} "
-            f"resyncs={self.resyncs} "
+            f"resyncs={self.resyncs} republished={self.republished} "
+            f"backlog={len(self._backlog)} "
             f"unconfirmed={len(self._sent)}>"
         )
 

@@ -2,7 +2,8 @@
 partition, a server stuck in a long command) in the middle of runs: commands fail after
 ``SQUALL_REDIS_COMMAND_TIMEOUT_S`` instead of waiting for it, and once it answers again
 every run ends (completed, or failed and refunded), every socket has each run's events in
-order, and every thread takes new messages."""
+order, and every thread takes new messages; a run's last event whose publish failed meanwhile
+is published again once Redis answers."""
 
 from __future__ import annotations
 
@@ -40,6 +41,11 @@ COMMAND_TIMEOUT = {"SQUALL_REDIS_COMMAND_TIMEOUT_S": "0.5"}
 THREADS = 4
 #: Longer than the lock TTL (5 s): every run's lock is gone when Redis answers again.
 PAUSE_S = 10.0
+#: A run that waits 1.5 s for its one-token answer: its last two events are published while
+#: Redis is paused, each failing after about 2 s.
+LATE_END_MODEL = {"SQUALL_MODEL_TTFT_MS": "1500", "SQUALL_MODEL_ANSWER_TOKENS": "1"}
+#: The frames of such a run, in order.
+RUN_FRAMES = ["agent_started", "tool_executing", "tool_completed", "agent_thinking"]
 
 
 @pytest.fixture
@@ -48,6 +54,15 @@ def platform(
 ) -> Iterator[Platform]:
     on_redis = dataclasses.replace(endpoints, redis_url=redis_server.url)
     with running_platform(on_redis, tmp_path, 2, **SLOW_MODEL, **COMMAND_TIMEOUT) as started:
+        yield started
+
+
+@pytest.fixture
+def late_end_platform(
+    endpoints: Endpoints, redis_server: EmbeddedValkey, tmp_path: Path
+) -> Iterator[Platform]:
+    on_redis = dataclasses.replace(endpoints, redis_url=redis_server.url)
+    with running_platform(on_redis, tmp_path, 2, **LATE_END_MODEL, **COMMAND_TIMEOUT) as started:
         yield started
 
 
@@ -114,3 +129,57 @@ async def test_runs_end_and_threads_go_on_after_redis_stops_answering_for_a_whil
             await ws.close()
     log = platform.process.log_path.read_text()
     assert "Timeout reading from" in log  # commands failed rather than waited
+
+
+async def logged(platform: Platform, text: str, within: float) -> None:
+    """Return once the platform's log holds ``text``; fail after ``within`` seconds."""
+    for _ in range(int(within * time_scale() / 0.1)):
+        if text in platform.process.log_path.read_text():
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail(f"the platform did not log {text!r} within {within} s")
+
+
+async def test_a_runs_last_event_whose_publish_failed_arrives_once_redis_answers(
+    late_end_platform: Platform, redis_server: EmbeddedValkey
+) -> None:
+    """Redis paused keeps pub/sub connected, so no resync comes, and nothing follows
+    ``agent_completed`` on its thread to show the sockets a gap: only publishing it again
+    brings it."""
+    platform = late_end_platform
+    user, thread = unique("late-end"), unique("late-end")
+    # Two sockets of the user (on one worker or both): the sender, and one that only listens.
+    sockets = [(await open_socket(platform, user))[0] for _ in range(2)]
+    seen: list[list[dict[str, Any]]] = [[] for _ in sockets]
+    pid = redis_server.process.pid
+    try:
+        await sockets[0].send(user_message(thread, msg="late"))
+        ack = await recv(sockets[0])
+        assert ack["type"] == "ack", ack
+        run = ack["run_id"]
+        for ws, frames in zip(sockets, seen, strict=True):
+            frames += await recv_until(ws, lambda f: f.get("type") == "tool_completed")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            # The answer's one token and then the completion are published into the pause:
+            # both publishes give up (about 2 s each with 0.5 s per command).
+            await logged(platform, "publishing agent_completed seq", within=20)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        for ws, frames in zip(sockets, seen, strict=True):
+            frames += await recv_until(ws, completed(run), within=10)
+            assert [f["type"] for f in frames if f.get("run_id") == run] == [
+                *RUN_FRAMES,
+                "agent_completed",
+            ], frames
+            seqs = in_order(frames, run)
+            assert seqs == list(range(1, len(seqs) + 1)), seqs  # in order, no duplicate
+            assert frames[-1]["status"] == "completed", frames[-1]
+        for ws in sockets:  # and nothing comes twice
+            with pytest.raises(TimeoutError):
+                await recv(ws, within=1.5)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        for ws in sockets:
+            await ws.close()
+    assert "Redis answers again: published" in platform.process.log_path.read_text()
