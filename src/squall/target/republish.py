@@ -75,6 +75,8 @@ class Backlog:
     def published(self, event: dict[str, Any]) -> None:
         """``event`` reached Redis: an older event of its thread waiting here is not needed
         (the thread's sockets gap-fill it from ``event``)."""
+        if not self._pending:  # every publish comes here: nothing held, nothing to parse
+            return
         key = event_seq(event)
         if key is None:
             return
