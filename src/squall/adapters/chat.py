@@ -183,7 +183,8 @@ class Chat:
         stray = self._foreign_count() - foreign
         if stray > 0:
             # A bounded tracker may have dropped the first of them: show the oldest it kept.
-            kept = _since(self.tracker.foreign_events, _foreign_dropped(self.tracker), foreign)
+            dropped = _dropped(self.tracker, "foreign_dropped")
+            kept = _since(self.tracker.foreign_events, dropped, foreign)
             which = "First frame" if stray == len(kept) else "Oldest frame kept"
             self.session.recorder.error(
                 "protocol",
@@ -197,7 +198,7 @@ class Chat:
         """How many frames the tracker has matched to no message of this socket: its
         ``foreign_events`` and those a bounded tracker dropped from their front
         (``foreign_dropped``, optional)."""
-        return _foreign_dropped(self.tracker) + len(self.tracker.foreign_events)
+        return _total(self.tracker, "foreign_dropped", self.tracker.foreign_events)
 
     def owns(self, thread_id: str) -> bool:
         return thread_id in self.threads or thread_id.startswith(
@@ -278,7 +279,7 @@ class Chat:
             self._gaps_recorded = dropped + len(tracker.gaps)
         if caps.isolation:
             recorder.count(ISOLATION_LEAKS, 0)
-            dropped = _foreign_dropped(tracker)
+            dropped = _dropped(tracker, "foreign_dropped")
             # Likewise an event dropped before it was judged: it may have been a leak, so it
             # counts as one (the isolation verdict cannot pass on what it never saw).
             for _ in range(dropped - self._foreign_seen):
@@ -341,12 +342,6 @@ def _unmatched_errors(tracker: Tracker) -> list[ServerError]:
     ``unmatched_errors``, none for a tracker without it."""
     errors = getattr(tracker, "unmatched_errors", None)
     return errors if isinstance(errors, list) else []
-
-
-def _foreign_dropped(tracker: Tracker) -> int:
-    """Frames a tracker that bounds its ``foreign_events`` dropped from their front: its
-    optional ``foreign_dropped``, 0 for a tracker that keeps them all."""
-    return _dropped(tracker, "foreign_dropped")
 
 
 def _dropped(tracker: Tracker, name: str) -> int:

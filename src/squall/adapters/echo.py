@@ -13,13 +13,15 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from squall.adapters.base import Adapter, Capabilities, Tracker
-from squall.adapters.tracker import RunObservation, RunStatus, SeqGap
+from squall.adapters.tracker import (
+    MAX_EXPIRED,
+    MAX_FOREIGN,
+    RunObservation,
+    RunStatus,
+    SeqGap,
+    keep_newest,
+)
 from squall.engine.identity import Identity
-
-#: Timed-out messages an echo tracker still recognises a late echo of.
-MAX_EXPIRED = 1_000
-#: Foreign frames an echo tracker keeps, the newest; older ones are only counted.
-MAX_FOREIGN = 1_000
 
 
 class EchoTracker:
@@ -31,7 +33,8 @@ class EchoTracker:
     def __init__(self) -> None:
         self._pending: dict[str, RunObservation] = {}
         #: Messages given up on whose echo has not come (yet), the newest
-        #: :data:`MAX_EXPIRED` of them (a target that never answers would grow it for good).
+        #: :data:`~squall.adapters.tracker.MAX_EXPIRED` of them (a target that never
+        #: answers would grow it for good).
         self._expired: dict[str, None] = {}
         self.gaps: list[SeqGap] = []
         #: Frames naming no message this socket sent, the newest :data:`MAX_FOREIGN` of
@@ -57,10 +60,7 @@ class EchoTracker:
             if client_msg_id in self._expired:
                 del self._expired[client_msg_id]
             else:
-                self.foreign_events.append(frame)
-                if len(self.foreign_events) > MAX_FOREIGN:
-                    del self.foreign_events[0]
-                    self.foreign_dropped += 1
+                self.foreign_dropped += keep_newest(self.foreign_events, frame, MAX_FOREIGN)
             return None
         observation.completed_at = now
         observation.status = RunStatus.COMPLETED

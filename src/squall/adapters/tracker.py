@@ -211,9 +211,9 @@ def announced(errors: Sequence[ServerError], code: str) -> bool:
 _T = TypeVar("_T")
 
 
-def _keep(items: list[_T], item: _T, limit: int) -> int:
+def keep_newest(items: list[_T], item: _T, limit: int) -> int:
     """Append ``item`` to ``items``, keeping the newest ``limit``: how many were dropped from
-    the front (0 or 1)."""
+    the front (0 or 1). The bounded trackers' lists (this module's, the echo adapter's)."""
     items.append(item)
     if len(items) > limit:
         del items[0]
@@ -313,7 +313,7 @@ class RunTracker:
                 client_msg_id=None if client_msg_id is None else str(client_msg_id),
                 thread_id=None if thread_id is None else str(thread_id),
             )
-            self.unmatched_dropped += _keep(self.unmatched_errors, error, MAX_UNMATCHED)
+            self.unmatched_dropped += keep_newest(self.unmatched_errors, error, MAX_UNMATCHED)
             self.findings += 1
             return None
         observation.status = RunStatus.REJECTED
@@ -329,7 +329,7 @@ class RunTracker:
             last = self.last_seq.get(thread_id)
             if last is not None and seq != last + 1:
                 gap = SeqGap(thread_id=thread_id, expected=last + 1, got=seq)
-                self.gaps_dropped += _keep(self.gaps, gap, MAX_GAPS)
+                self.gaps_dropped += keep_newest(self.gaps, gap, MAX_GAPS)
                 self.findings += 1
             self.last_seq[thread_id] = max(seq, last or 0)
         run_id = str(frame.get("run_id"))
@@ -338,7 +338,7 @@ class RunTracker:
             # A late frame of a run this socket no longer follows (a duplicate, an event
             # after its completion) is still its own: only its seq counts, above.
             if run_id not in self._past_runs:
-                self.foreign_dropped += _keep(self.foreign_events, frame, MAX_FOREIGN)
+                self.foreign_dropped += keep_newest(self.foreign_events, frame, MAX_FOREIGN)
                 self.findings += 1
             return None
         observation.events.append(kind)
