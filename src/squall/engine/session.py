@@ -268,7 +268,7 @@ class Session:
         http, self._http = self._http, None
         if http is not None:
             closes.append(_close_http(http))
-        errors = await settle(closes) if closes else []
+        errors = await settle(closes)
         self._kept.clear()
         self._last_url = self._last_kept = None
         if errors:

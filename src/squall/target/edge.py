@@ -91,8 +91,7 @@ class Edge:
         return self._active_runs(since, user)
 
     async def _replay(self, key: tuple[UserID, ThreadID, int, int | None]) -> list[dict[str, Any]]:
-        user, thread, after_seq, limit = key
-        return await self.runtime.replay(user, thread, after_seq, limit)
+        return await self.runtime.replay(*key)
 
     async def _first_seq_of_run(self, key: tuple[UserID, ThreadID, str]) -> int | None:
         return await self.runtime.first_seq_of_run(*key)

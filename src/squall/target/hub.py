@@ -288,7 +288,7 @@ class Hub:
                     await self._redis.publish(channel, encode(pending.event))
                 except Exception as exc:
                     if redis_pool.connection_lost(exc):
-                        pause = min(outage.RETRY_STEP_S, max(outage.RETRY_FIRST_S, pause * 2))
+                        pause = outage.next_pause(pause)
                     else:
                         log.warning("dropping an event that failed to publish again: %s", exc)
                         self._backlog.discard(pending)

@@ -24,6 +24,12 @@ RETRY_FIRST_S = 0.05
 RETRY_STEP_S = 1.0
 
 
+def next_pause(pause: float) -> float:
+    """The pause after ``pause`` (0: none yet): :data:`RETRY_FIRST_S`, doubling up to
+    :data:`RETRY_STEP_S`."""
+    return min(RETRY_STEP_S, max(RETRY_FIRST_S, pause * 2))
+
+
 async def retrying(
     what: str,
     attempt: Callable[[], Awaitable[T]],
@@ -59,7 +65,7 @@ async def retrying(
                 log.warning("%s waits for %s: %s", what, server, describe(exc))
             failed = exc
             await asyncio.sleep(pause)
-            pause = min(RETRY_STEP_S, pause * 2)
+            pause = next_pause(pause)
             continue
         if failed is not None:
             log.warning("%s: %s is back", what, server)
