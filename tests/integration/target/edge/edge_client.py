@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -23,7 +24,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from squall.services import Endpoints, ManagedProcess, create_database, drop_database, spawn
-from squall.services.embedded import free_port, port_open
+from squall.services.embedded import EmbeddedValkey, free_port, port_open
 from squall.target.auth import Role, mint_token
 from squall.target.protocol import READY_LINE
 from squall.target.settings import Settings
@@ -111,6 +112,17 @@ def running_platform(
     finally:
         platform.process.stop(timeout=20)
         drop_database(endpoints.database_url, database)
+
+
+@contextlib.contextmanager
+def running_platform_on_redis(
+    redis: EmbeddedValkey, endpoints: Endpoints, log_dir: Path, workers: int = 2, **env: str
+) -> Iterator[Platform]:
+    """:func:`running_platform` on ``redis``, a Redis of the test's own (one it may stop,
+    pause or restart), and ``endpoints``' PostgreSQL."""
+    own = dataclasses.replace(endpoints, redis_url=redis.url)
+    with running_platform(own, log_dir, workers, **env) as platform:
+        yield platform
 
 
 # --- client helpers ----------------------------------------------------------------------

@@ -5,7 +5,6 @@ gets every event of the run, in order, once, up to its completion, replayed from
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from edge_client import (
     open_socket,
     recv,
     recv_until,
-    running_platform,
+    running_platform_on_redis,
     time_scale,
     unique,
     user_message,
@@ -40,7 +39,7 @@ SLOW_MODEL = {"SQUALL_MODEL_TOKENS_PER_SECOND": "100", "SQUALL_MODEL_ANSWER_TOKE
 
 def _on(endpoints: Endpoints, redis: EmbeddedValkey, logs: Path, **env: str) -> Iterator[Platform]:
     """One worker on ``redis`` (so the socket's worker is the one whose pub/sub drops)."""
-    with running_platform(dataclasses.replace(endpoints, redis_url=redis.url), logs, 1, **env) as p:
+    with running_platform_on_redis(redis, endpoints, logs, 1, **env) as p:
         yield p
 
 

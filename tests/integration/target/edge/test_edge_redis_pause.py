@@ -8,7 +8,6 @@ is published again once Redis answers."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import signal
 import time
@@ -23,7 +22,7 @@ from edge_client import (
     open_socket,
     recv,
     recv_until,
-    running_platform,
+    running_platform_on_redis,
     time_scale,
     unique,
     user_message,
@@ -52,8 +51,9 @@ RUN_FRAMES = ["agent_started", "tool_executing", "tool_completed", "agent_thinki
 def platform(
     endpoints: Endpoints, redis_server: EmbeddedValkey, tmp_path: Path
 ) -> Iterator[Platform]:
-    on_redis = dataclasses.replace(endpoints, redis_url=redis_server.url)
-    with running_platform(on_redis, tmp_path, 2, **SLOW_MODEL, **COMMAND_TIMEOUT) as started:
+    with running_platform_on_redis(
+        redis_server, endpoints, tmp_path, 2, **SLOW_MODEL, **COMMAND_TIMEOUT
+    ) as started:
         yield started
 
 
@@ -61,8 +61,9 @@ def platform(
 def late_end_platform(
     endpoints: Endpoints, redis_server: EmbeddedValkey, tmp_path: Path
 ) -> Iterator[Platform]:
-    on_redis = dataclasses.replace(endpoints, redis_url=redis_server.url)
-    with running_platform(on_redis, tmp_path, 2, **LATE_END_MODEL, **COMMAND_TIMEOUT) as started:
+    with running_platform_on_redis(
+        redis_server, endpoints, tmp_path, 2, **LATE_END_MODEL, **COMMAND_TIMEOUT
+    ) as started:
         yield started
 
 

@@ -27,6 +27,7 @@ from edge_client import (
     open_socket,
     recv_until,
     running_platform,
+    running_platform_on_redis,
     start_platform,
     time_scale,
     unique,
@@ -209,8 +210,8 @@ def platform_on_own_redis(
 ) -> Iterator[Platform]:
     """A platform on the test's Redis (and the session's PostgreSQL); a test parametrizes
     it indirectly with more of its environment."""
-    own = dataclasses.replace(endpoints, redis_url=redis_server.url)
-    with running_platform(own, tmp_path, 2, **getattr(request, "param", {})) as platform:
+    env = getattr(request, "param", {})
+    with running_platform_on_redis(redis_server, endpoints, tmp_path, 2, **env) as platform:
         yield platform
 
 
