@@ -21,6 +21,13 @@ from squall.services.embedded import postgres_bindir
 pytestmark = pytest.mark.integration
 
 
+def _found(root: Path, name: str) -> list[Path]:
+    """The files called ``name`` under ``root``. ``os.walk`` passes over a folder removed
+    while it looks (the embedded PostgreSQL's own, as a server starts or stops), where
+    ``Path.rglob`` raises FileNotFoundError."""
+    return [Path(folder, name) for folder, _, files in os.walk(root) if name in files]
+
+
 @pytest.mark.parametrize("phase", ["start", "store"])
 def test_sigterm_while_initdb_runs_exits_130_and_leaves_nothing(
     phase: str,
@@ -52,7 +59,7 @@ def test_sigterm_while_initdb_runs_exits_130_and_leaves_nothing(
         deadline = time.monotonic() + 120
         started: list[Path] = []
         while not started and child.poll() is None and time.monotonic() < deadline:
-            started = [*tmp_path.rglob("initdb-started")]
+            started = _found(tmp_path, "initdb-started")
             time.sleep(0.05)
         assert started, f"initdb of phase {phase} never ran"
         initdb_pid = int(started[0].read_text())
