@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from squall.checks.history import JsonValue, Op, OpPair, OpType, pair_ops
 from squall.checks.ledger import LedgerRow, check_balance, check_unique_charges
@@ -672,7 +672,10 @@ def check_ledger_api(
 
     The charges are those the runs reported in ``agent_completed``; a higher balance
     means acknowledged debits were lost (``balance-too-high``), a lower one that
-    something was charged twice.
+    something was charged twice. A user whose account was asked for (an ``account``
+    operation) or who sent messages, but who has no row in ``accounts`` (the request
+    failed, or its answer held no integer balance), cannot be checked: such users are
+    counted as ``accounts_unread`` and named in the summary, not judged.
     """
     debits = debits_by_user(ops, events, run_cost=run_cost)
     verdicts = []
@@ -683,11 +686,17 @@ def check_ledger_api(
             debits=debits.get(user, []),
         )
         verdicts.append(_named(verdict, user))
-    return merge_verdicts(
-        "ledger",
-        verdicts,
-        f"{len(accounts)} balances match initial − Σ reported charges",
-    )
+    asked = {str(op.get("user")) for op in ops if op.f == "account" and op.get("user") is not None}
+    unread = sorted((asked | debits.keys()) - accounts.keys())
+    summary = f"{len(accounts)} balances match initial − Σ reported charges"
+    if unread:
+        shown = ", ".join(unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")
+        summary += f"; {len(unread)} account(s) could not be read and were not checked ({shown})"
+    verdict = merge_verdicts("ledger", verdicts, summary)
+    if not unread:
+        return verdict
+    counts = {**verdict.counts, "accounts_unread": len(unread)}
+    return replace(verdict, counts=counts)
 
 
 def _named(verdict: Verdict, user: str) -> Verdict:

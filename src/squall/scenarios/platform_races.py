@@ -786,8 +786,8 @@ async def read_platform_database(
 def account_row(user: str, body: Any) -> AccountRow | None:
     """The account ``GET /v1/accounts/me`` answered; None when the answer's balance,
     initial credits or grants are no integer (null, a string, a bool): that user is then
-    left out of the ledger check rather than ending the judging (the history records the
-    answer without the field)."""
+    left out of the ledger check (counted there as ``accounts_unread``) rather than ending
+    the judging (the history records the answer without the field)."""
     if not isinstance(body, dict):
         return None
     balance, initial, granted = (

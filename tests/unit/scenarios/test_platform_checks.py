@@ -261,3 +261,22 @@ def test_race_tally_counts_serialised_runs_as_prevented() -> None:
 
 def test_the_suite_knows_the_scenario() -> None:
     assert "platform_races" in SCENARIOS
+
+
+def test_ledger_api_counts_and_names_the_accounts_it_could_not_read() -> None:
+    h = History()
+    log = run_log("t", "r1", 1) + run_log("u", "r2", 1)
+    h.sent("alice", "t", "r1")
+    h.sent("bob", "u", "r2")
+    for user in ("alice", "bob", "carol"):
+        h.rec.ok(h.rec.invoke(f"{user}/http", "account", {"user": user}), {"status": 500})
+    verdict = pc.check_ledger_api(h.ops, log, {"alice": AccountRow("alice", 999, 1000)}, run_cost=1)
+    assert verdict.valid is True
+    assert verdict.counts["accounts_unread"] == 2
+    assert "2 account(s) could not be read and were not checked (bob, carol)" in verdict.summary
+    everyone = {
+        u: AccountRow(u, 999 if u != "carol" else 1000, 1000) for u in ("alice", "bob", "carol")
+    }
+    read = pc.check_ledger_api(h.ops, log, everyone, run_cost=1)
+    assert "accounts_unread" not in read.counts
+    assert "could not be read" not in read.summary
