@@ -413,6 +413,20 @@ UPDATE websocket_coordination SET connect_p95_s = NULL
 WHERE connect_p95_s IS NOT NULL AND connections = 0;
 """
 
+#: ``performance_metrics``' statistics of nothing set to NULL, as a newer squall stores them:
+#: an older squall stored 0 for every statistic of a trend with no samples and for the rate
+#: of a rate with none (``count`` 0 in both, which tells them from a 0 s or 0 % measured).
+_METRICS_WITHOUT_SAMPLES_SQL = """
+UPDATE performance_metrics
+SET min = NULL, mean = NULL, p50 = NULL, p90 = NULL, p95 = NULL, p99 = NULL, p999 = NULL,
+    max = NULL
+WHERE kind = 'trend' AND COALESCE(count, 0) = 0
+  AND num_nonnulls(min, mean, p50, p90, p95, p99, p999, max) > 0;
+
+UPDATE performance_metrics SET rate = NULL
+WHERE kind = 'rate' AND COALESCE(count, 0) = 0 AND rate IS NOT NULL;
+"""
+
 #: Every migration, oldest first. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "results tables", _TABLES_SQL),
@@ -420,6 +434,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "functions", _FUNCTIONS_SQL),
     Migration(4, "metric statistics of samples only", _STATISTICS_OF_SAMPLES_SQL),
     Migration(5, "coordination figures without samples", _COORDINATION_WITHOUT_SAMPLES_SQL),
+    Migration(6, "metric statistics without samples", _METRICS_WITHOUT_SAMPLES_SQL),
 )
 
 

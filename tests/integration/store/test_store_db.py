@@ -352,6 +352,45 @@ async def test_coordination_figures_of_nothing_are_stored_null_and_migrated_to_n
     assert [f for f in empty if f.metric in ("success", "delivery", "ws_connect")] == []
 
 
+async def test_an_older_squalls_statistics_of_nothing_are_migrated_to_null(fresh_db: str) -> None:
+    columns = ("min", "mean", "p50", "p90", "p95", "p99", "p999", "max")
+    timed = _suite_report("run-timed", _run_result("s", [0.05, 0.07], 0), 1_000.0)
+    untimed = _suite_report("run-untimed", _run_result("s", [], 2), 2_000.0)
+    for report in (timed, untimed):
+        await save_report(fresh_db, report.to_dict(), PROVENANCE)
+    read = (
+        f"SELECT s.run_id, m.metric, m.count, m.rate, {', '.join(f'm.{k}' for k in columns)} "
+        "FROM performance_metrics m JOIN high_load_sessions s ON s.id = m.session_id "
+        "WHERE m.metric IN ('response_time', 'success') ORDER BY 1, 2"
+    )
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        written = [tuple(r) for r in await conn.fetch(read)]
+        # What an older squall stored for a trend and a rate of nothing: 0, and no migration 6.
+        await conn.execute(
+            f"UPDATE performance_metrics SET {', '.join(f'{k} = 0' for k in columns)} "
+            "WHERE kind = 'trend' AND count = 0"
+        )
+        await conn.execute("UPDATE performance_metrics SET rate = 0 WHERE kind = 'rate'")
+        await conn.execute("DELETE FROM squall_schema_migrations WHERE version = 6")
+        applied = await migrate(conn)
+        migrated = [tuple(r) for r in await conn.fetch(read)]
+    finally:
+        await conn.close()
+    nothing = (None,) * len(columns)
+    assert [r[:4] for r in written] == [
+        ("run-timed", "response_time", 2, None),
+        ("run-timed", "success", 0, None),
+        ("run-untimed", "response_time", 0, None),
+        ("run-untimed", "success", 2, 1.0),
+    ]
+    assert written[0][4] == pytest.approx(0.05, rel=0.01)
+    assert written[2][4:] == nothing
+    assert applied == [6]
+    # The rate of 2 checks set to 0 % above is a measured 0 %, and stays.
+    assert migrated == [*written[:3], ("run-untimed", "success", 2, 0.0, *nothing)]
+
+
 def _run_result(scenario: str, latencies: list[float], sent: int) -> RunResult:
     histogram = LatencyHistogram.of(latencies)
     return RunResult(
