@@ -138,14 +138,17 @@ def run(
     """Synchronous :func:`run_scenario` on a fresh uvloop event loop.
 
     Raises RuntimeError when called with an event loop already running in this thread
-    (from async code, or a notebook): ``await run_scenario(...)`` there instead.
+    (from async code, or a notebook): ``await run_scenario(...)`` there instead. Called
+    while a spawned worker imports the main module (a script without a main guard), it
+    ends that worker with a one-line reason (``SystemExit``).
     """
     if getattr(multiprocessing.current_process(), "_inheriting", False):
         # A spawned worker re-imports the main module; a script without a main guard
-        # would call run() again there and spawn workers of its own.
-        raise RuntimeError(
-            f"run({scenario.name!r}) was called while a worker process imported the main "
-            "module; guard the script's entry point with 'if __name__ == \"__main__\":'"
+        # would call run() again there and spawn workers of its own. The worker ends with
+        # the reason alone: a traceback per worker through multiprocessing would bury it.
+        raise SystemExit(
+            f"squall: run({scenario.name!r}) was called while a worker process imported the "
+            "main module; guard the script's entry point with 'if __name__ == \"__main__\":'"
         )
     try:
         asyncio.get_running_loop()
@@ -209,7 +212,7 @@ async def _run_inline(
 
 #: Why a worker dies before it is ready, most often: spawned, it re-imports the main module.
 _BOOTSTRAP_HINT = (
-    ": it failed while starting, most likely importing the main module (its traceback is "
+    ": it failed while starting, most likely importing the main module (its error is "
     "above); a script that calls run() must guard its entry point with "
     "'if __name__ == \"__main__\":'"
 )
@@ -242,7 +245,7 @@ async def _run_processes(
                 child.done = True
                 code = child.process.exitcode
                 child.failure = child.failure or (
-                    f"worker {index} exited{'' if code is None else f' (code {code})'} "
+                    f"exited{'' if code is None else f' (code {code})'} "
                     "without a report" + (_BOOTSTRAP_HINT if not child.ready else "")
                 )
             changed.set()

@@ -38,7 +38,12 @@ def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path: Path) -> Non
         [sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert done.returncode != 0
-    assert "run('unguarded') was called while a worker process imported the main module" in (
-        done.stderr
-    )
+    told = "squall: run('unguarded') was called while a worker process imported the main module"
+    # Each worker says why in one line, without a traceback through multiprocessing; the one
+    # traceback is the script's own, of the WorkerFailed naming both workers.
+    assert done.stderr.count(told) == 2
+    assert done.stderr.count("Traceback") == 1
+    assert "multiprocessing" not in done.stderr
+    assert "worker 0: exited" in done.stderr
+    assert "worker 1: exited" in done.stderr
     assert "a script that calls run() must guard its entry point" in done.stderr
