@@ -193,6 +193,8 @@ class SessionResults:
 
 _RESULTS = pytest.StashKey[SessionResults]()
 _CONFIG = pytest.StashKey["Config"]()
+#: Set on a test item whose body failed (its "call" phase).
+_FAILED = pytest.StashKey[bool]()
 
 
 class _SessionWatch:
@@ -270,6 +272,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         f"{fallback} instead. Free space there, or pass --squall-results-dir a folder "
         "you can write to"
     )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Note a test whose body failed, for the ``squall`` fixture's teardown."""
+    report = yield
+    if report.when == "call" and report.failed:
+        item.stash[_FAILED] = True
+    return report
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -599,8 +610,9 @@ def squall(real_services: RealServices, request: pytest.FixtureRequest) -> Itera
     runner = SquallRunner(real_services, request.config.stash[_RESULTS], _tag(request))
     yield runner
     missed = runner.never_awaited()
-    if missed:
+    if missed and not request.node.stash.get(_FAILED, False):
         # Otherwise the test passes having run nothing (a sync test, a forgotten await).
+        # A test that failed already is not told again: its own failure comes first.
         calls = ", ".join(f"squall.{method}()" for method in missed)
         pytest.fail(
             f"{calls} {'was' if len(missed) == 1 else 'were'} never awaited, so no load ran: "

@@ -200,6 +200,10 @@ async def test_forgot_await(squall):
 
 async def test_nothing_asked(squall):
     pass
+
+def test_failed_before_its_teardown(squall):
+    squall.run(hello, users=1, iterations=1)
+    assert False, "its own failure"
 """
 
 
@@ -220,8 +224,10 @@ def test_a_squall_call_never_awaited_fails_its_test(
             "-W",
             "default",  # pytest's default: a "never awaited" warning alone fails nothing
         )
-    # A test that ran no load does not pass: it errors at teardown, naming the fix.
-    result.assert_outcomes(passed=3, errors=2)
+    # A test that ran no load does not pass: it errors at teardown, naming the fix; one
+    # that failed already is not told again.
+    result.assert_outcomes(passed=3, errors=2, failed=1)
+    assert "ERROR at teardown of test_failed_before_its_teardown" not in result.stdout.str()
     result.stdout.fnmatch_lines(
         [
             "*ERROR at teardown of test_sync*",
