@@ -3,6 +3,7 @@ outage.retrying, which it is, waits out Redis the same way for a worker's start.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -171,3 +172,56 @@ def test_a_full_postgresql_is_told_apart_from_an_unreachable_one() -> None:
     assert lost is not None
     assert str(lost).startswith("PostgreSQL is unreachable (")
     assert unavailable(ValueError("no")) is None
+
+
+class Outage:
+    """A server that is down until :meth:`restore`: every attempt fails with ``LOST``."""
+
+    def __init__(self) -> None:
+        self.down = True
+
+    def restore(self) -> None:
+        self.down = False
+
+    async def __call__(self) -> str:
+        if self.down:
+            raise LOST
+        return "done"
+
+
+async def test_an_outage_many_tasks_wait_out_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = Outage()
+    with caplog.at_level(logging.WARNING, logger="squall.target.outage"):
+        waiters = [
+            asyncio.create_task(db.retrying(f"socket {i} replaying thread t", server, within_s=5))
+            for i in range(5)
+        ]
+        loser = asyncio.create_task(db.retrying("a short wait", server, within_s=0.2))
+        with pytest.raises(asyncpg.ConnectionDoesNotExistError):
+            await loser
+        assert outage.OUTAGES.waiting("the database") == 5
+        server.restore()
+        assert await asyncio.gather(*waiters) == ["done"] * 5
+    assert outage.OUTAGES.waiting("the database") == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2, messages
+    assert messages[0].startswith("socket 0 replaying thread t waits for the database: ")
+    # Six waited; the one that gave up early is counted too (it was part of the outage).
+    assert re.fullmatch(
+        r"socket \d replaying thread t: the database is back; 6 tasks here waited for it",
+        messages[1],
+    )
+
+
+async def test_a_later_outage_is_logged_again(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="squall.target.outage"):
+        for _ in range(2):
+            assert await db.retrying("work", Attempts(LOST), within_s=5) == 2
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "work waits for the database",
+        "work",
+        "work waits for the database",
+        "work",
+    ]
