@@ -10,8 +10,15 @@ A member is attached only once Redis has confirmed the subscription, so a socket
 that has been told ``hello`` cannot miss a later event of its user. Pub/sub loses what is
 published while its connection is down (a Redis restart, a failover, a dropped
 connection); when it is back, every local member is told to ``resync``: it replays from
-storage what it missed. A ``PUBLISH`` that fails because Redis cannot be reached (a paused
-Redis keeps pub/sub connected, so no resync follows) is published again once Redis answers
+storage what it missed. A connection can also go silent without closing (a half-open
+connection after a network partition, a NAT or firewall that dropped its state, a Redis
+paused or stuck in a long command): when nothing at all has arrived for :data:`QUIET_S`,
+the hub sends a ``PING``, and if nothing arrives within ``redis_command_timeout_s`` after
+it, the hub logs it once, drops the connection, and reconnects and resyncs as after a
+dropped one (a reconnect to a Redis still silent gives up after the same timeout and is
+tried again). A healthy idle connection answers each ``PING`` with a ``pong``. A
+``PUBLISH`` that fails because Redis cannot be reached (a Redis paused for less than that
+keeps pub/sub connected, so no resync follows) is published again once Redis answers
 (:mod:`squall.target.republish`): else a thread's last event would wait for the next one.
 Dispatch is
 synchronous (``member.deliver`` only enqueues); backpressure lives in the
@@ -44,6 +51,14 @@ from squall.target.settings import Settings
 log = logging.getLogger("squall.target.hub")
 
 SUBSCRIBE_TIMEOUT_S = 10.0
+#: Seconds a pub/sub read waits for a message before the reader looks up again.
+READ_S = 1.0
+#: Seconds without any pub/sub message (events, subscribe confirmations, pongs) after which
+#: the hub sends a ``PING`` on the connection; if nothing at all arrives within
+#: ``redis_command_timeout_s`` after it, the connection counts as lost. So an idle worker
+#: pings about once a second, and a silent connection is noticed within
+#: ``QUIET_S + redis_command_timeout_s``.
+QUIET_S = 1.0
 #: Seconds before pub/sub last answered from which a resync replays: a message published
 #: just before the connection went may not have arrived.
 IN_FLIGHT_MARGIN_S = 2.0
@@ -74,6 +89,45 @@ class SubscribeTimeout(RuntimeError):
     """Redis did not confirm a subscription in time."""
 
 
+class _Silent(Exception):
+    """The pub/sub connection did not answer a ``PING`` in time."""
+
+
+class Silence:
+    """When a quiet pub/sub connection gets a ``PING``, and when it counts as lost (pure:
+    the caller passes the monotonic time)."""
+
+    def __init__(self, timeout_s: float, now: float) -> None:
+        self._timeout_s = timeout_s
+        self._heard_at = now
+        self._pinged_at: float | None = None
+
+    def heard(self, now: float) -> None:
+        """Something arrived: the connection is alive."""
+        self._heard_at = now
+        self._pinged_at = None
+
+    def pinged(self, now: float) -> None:
+        self._pinged_at = now
+
+    def ping_due(self, now: float) -> bool:
+        return self._pinged_at is None and now - self._heard_at >= QUIET_S
+
+    def lost(self, now: float) -> bool:
+        """Nothing arrived within the timeout after the ``PING``."""
+        return self._pinged_at is not None and now - self._pinged_at >= self._timeout_s
+
+    def wait(self, now: float) -> float:
+        """How long the next read may wait: :data:`READ_S`, or less when a ``PING`` or the
+        end of its timeout comes sooner."""
+        due = (
+            self._heard_at + QUIET_S
+            if self._pinged_at is None
+            else self._pinged_at + self._timeout_s
+        )
+        return max(0.0, min(READ_S, due - now))
+
+
 def user_channel(prefix: str, user: UserID) -> str:
     return f"{prefix}:user:{user}"
 
@@ -92,6 +146,7 @@ class Hub:
         self._user_prefix = f"{self._prefix}:user:"
         self._kick_prefix = f"{self._prefix}:kick:"
         self._control = f"{self._prefix}:worker:{os.getpid()}:{uuid.uuid4().hex}"
+        self._timeout_s = settings.redis_command_timeout_s
         # Its own connection: a subscriber holds it for good (see ``redis_pool``).
         self._listener = redis_pool.connect_pubsub(settings, "hub", decode_responses=True)
         self._pubsub = self._listener.pubsub()
@@ -236,25 +291,45 @@ class Hub:
 
     async def _read(self) -> None:
         lost = False
-        #: When pub/sub last answered: whatever was published after it (less a margin for
-        #: messages in flight) may be lost once the connection is.
+        #: When pub/sub last delivered anything: whatever was published after it (less a
+        #: margin for messages in flight) may be lost once the connection is.
         alive_at = time.time()
+        silence = Silence(self._timeout_s, time.monotonic())
         while True:
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
-            except (RedisError, OSError) as exc:
+                message = await self._pubsub.get_message(timeout=silence.wait(time.monotonic()))
+                now = time.monotonic()
+                if message is None and silence.lost(now):
+                    raise _Silent
+                if message is None and silence.ping_due(now):
+                    await self._pubsub.ping()
+                    silence.pinged(now)
+            except (RedisError, OSError, _Silent) as exc:
                 if not lost:
-                    log.warning("pub/sub read failed (%s); reconnecting", exc)
+                    if isinstance(exc, _Silent):
+                        log.warning(
+                            "pub/sub connection silent: no answer to PING within "
+                            "SQUALL_REDIS_COMMAND_TIMEOUT_S (%s s); reconnecting",
+                            self._timeout_s,
+                        )
+                    else:
+                        log.warning("pub/sub read failed (%s); reconnecting", exc)
                 lost = True
+                if isinstance(exc, _Silent) and self._pubsub.connection is not None:
+                    # Dropped: redis-py connects and subscribes again on the next read.
+                    with contextlib.suppress(RedisError, OSError):
+                        await self._pubsub.connection.disconnect(nowait=True)
                 await asyncio.sleep(0.5)
+                silence = Silence(self._timeout_s, time.monotonic())
                 continue
             if lost:
                 # Reconnected (redis-py subscribed again on connect): whatever was published
                 # meanwhile is lost to pub/sub, but stored; every local socket catches up.
                 lost = False
                 self._resync(alive_at - IN_FLIGHT_MARGIN_S)
-            alive_at = time.time()
             if message is not None:
+                alive_at = time.time()
+                silence.heard(time.monotonic())
                 try:
                     self._handle(message)
                 except Exception:

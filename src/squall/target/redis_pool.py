@@ -24,7 +24,11 @@ whose default is no timeout before 8.0 and 5 s from 8.0 on.
 
 Pub/sub holds its connection for as long as it listens, so every subscriber gets a
 client of its own (:func:`connect_pubsub`) and never takes a connection out of the
-shared pool.
+shared pool. Its reads wait for messages as long as they say (``get_message(timeout=…)``);
+connecting, the handshake, and sending (a re-subscribe after a reconnect, say) wait at most
+``redis_command_timeout_s``, so a reconnect to a silent Redis gives up and is tried again.
+A connection that goes silent while subscribed is the subscriber's to notice (the hub
+pings a quiet one, see :mod:`squall.target.hub`).
 """
 
 from __future__ import annotations
@@ -82,11 +86,15 @@ def connect_pubsub(
 
     Call ``.pubsub()`` on it, and ``aclose()`` it after the pub/sub object. The connection
     is named ``{prefix}:{role}`` (``CLIENT LIST`` shows which platform and part holds it).
+    Reads wait as long as each ``get_message`` says; connecting and sending wait at most
+    ``redis_command_timeout_s`` (see above).
     """
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=1,
         timeout=None,
+        socket_timeout=settings.redis_command_timeout_s,
+        socket_connect_timeout=settings.redis_command_timeout_s,
         decode_responses=decode_responses,
         client_name=client_name(settings, role),
     )

@@ -3,8 +3,10 @@
 Every event is stored before it is published, so a lost publish loses delivery, not data: a
 socket gap-fills from storage when a later event of the thread shows it a gap, or when its
 hub's pub/sub connection comes back. Neither happens when the lost event was the thread's
-last (``agent_completed``, typically) and Redis paused rather than dropped its connections:
-the socket would wait for it until something else happened on the thread. The hub keeps
+last (``agent_completed``, typically) and Redis paused rather than dropped its connections
+(for less than the hub takes to notice a silent pub/sub connection, see
+:mod:`squall.target.hub`): the socket would wait for it until something else happened on
+the thread. The hub keeps
 such events here and publishes them again once Redis answers (:meth:`Hub.publish`).
 
 Only the newest event of each thread is kept: a socket that gets it gap-fills whatever it

@@ -144,9 +144,10 @@ async def logged(platform: Platform, text: str, within: float) -> None:
 async def test_a_runs_last_event_whose_publish_failed_arrives_once_redis_answers(
     late_end_platform: Platform, redis_server: EmbeddedValkey
 ) -> None:
-    """Redis paused keeps pub/sub connected, so no resync comes, and nothing follows
-    ``agent_completed`` on its thread to show the sockets a gap: only publishing it again
-    brings it."""
+    """Nothing follows ``agent_completed`` on its thread to show the sockets a gap, and a
+    Redis paused for less than the hubs take to notice their silent pub/sub connections keeps
+    them connected, so no resync comes: only publishing it again brings it. (This pause is
+    longer, so a resync comes too: together they send nothing twice.)"""
     platform = late_end_platform
     user, thread = unique("late-end"), unique("late-end")
     # Two sockets of the user (on one worker or both): the sender, and one that only listens.
