@@ -134,6 +134,8 @@ async def metrics_endpoint(request: Request) -> Response:
         "sockets_open": float(len(edge.connections)),
         "hub_users": float(edge.hub.local_users()),
         "pubsub_resyncs_total": float(edge.hub.resyncs),
+        "pubsub_republished_total": float(edge.hub.republished),
+        "pubsub_republish_backlog": float(edge.hub.backlog),
     }
     if edge.started_at is not None:
         gauges["worker_start_time_seconds"] = edge.started_at

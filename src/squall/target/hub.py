@@ -253,6 +253,11 @@ class Hub:
     def local_users(self) -> int:
         return len(self._members)
 
+    @property
+    def backlog(self) -> int:
+        """Events waiting to be published again (see :mod:`squall.target.republish`)."""
+        return len(self._backlog)
+
     # --- internals -------------------------------------------------------------------------
 
     async def _subscribe(self, *channels: str) -> None:

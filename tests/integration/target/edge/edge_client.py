@@ -209,13 +209,18 @@ INTERNAL_ERRORS = 'squall_target_errors_total{code="internal"}'
 
 async def counter_reaches(platform: Platform, series: str, at_least: float) -> float:
     """Poll ``/metrics`` until the counter sample ``series`` (name and labels, as the text
-    shows them) reaches ``at_least`` (counters are flushed every second); its last value."""
+    shows them; a worker's own series may leave out its ``worker`` label) reaches
+    ``at_least`` (counters are flushed every second); its last value."""
     value = 0.0
     deadline = time.monotonic() + 10 * time_scale()
     async with httpx.AsyncClient() as http:
         while time.monotonic() < deadline:
             text = (await http.get(f"{platform.http}/metrics")).text
-            samples = [x for x in text.splitlines() if x.startswith(series + " ")]
+            samples = [
+                x
+                for x in text.splitlines()
+                if x.startswith(series + " ") or x.startswith(series + '{worker="')
+            ]
             value = float(samples[0].rsplit(" ", 1)[1]) if samples else 0.0
             if value >= at_least:
                 break

@@ -3,7 +3,7 @@ partition, a server stuck in a long command) in the middle of runs: commands fai
 ``SQUALL_REDIS_COMMAND_TIMEOUT_S`` instead of waiting for it, and once it answers again
 every run ends (completed, or failed and refunded), every socket has each run's events in
 order, and every thread takes new messages; a run's last event whose publish failed meanwhile
-is published again once Redis answers."""
+is published again once Redis answers (``/metrics`` shows it waiting, then counts it)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from edge_client import (
     Platform,
     completed,
+    counter_reaches,
+    gauge,
     open_socket,
     recv,
     recv_until,
@@ -63,6 +66,17 @@ def late_end_platform(
 ) -> Iterator[Platform]:
     with running_platform_on_redis(
         redis_server, endpoints, tmp_path, 2, **LATE_END_MODEL, **COMMAND_TIMEOUT
+    ) as started:
+        yield started
+
+
+@pytest.fixture
+def one_late_end_worker(
+    endpoints: Endpoints, redis_server: EmbeddedValkey, tmp_path: Path
+) -> Iterator[Platform]:
+    """One worker: every ``/metrics`` answer is that of the worker whose publish failed."""
+    with running_platform_on_redis(
+        redis_server, endpoints, tmp_path, 1, **LATE_END_MODEL, **COMMAND_TIMEOUT
     ) as started:
         yield started
 
@@ -185,3 +199,36 @@ async def test_a_runs_last_event_whose_publish_failed_arrives_once_redis_answers
         for ws in sockets:
             await ws.close()
     assert "Redis answers again: published" in platform.process.log_path.read_text()
+
+
+async def test_metrics_show_the_event_waiting_to_be_published_again_then_count_it(
+    one_late_end_worker: Platform, redis_server: EmbeddedValkey
+) -> None:
+    platform = one_late_end_worker
+    ws, _ = await open_socket(platform, unique("backlog"))
+    pid = redis_server.process.pid
+    try:
+        await ws.send(user_message(unique("backlog"), msg="late"))
+        ack = await recv(ws)
+        assert ack["type"] == "ack", ack
+        await recv_until(ws, lambda f: f.get("type") == "tool_completed")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await logged(platform, "publishing agent_completed seq", within=20)
+            async with httpx.AsyncClient(timeout=30 * time_scale()) as http:
+                paused = (await http.get(f"{platform.http}/metrics")).text
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await recv_until(ws, completed(ack["run_id"]), within=10)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        await ws.close()
+    # The thread's newest failed event waits; none was published again yet.
+    assert gauge(paused, "squall_target_pubsub_republish_backlog") == 1
+    assert gauge(paused, "squall_target_pubsub_republished_total") == 0
+    assert "# TYPE squall_target_pubsub_republish_backlog gauge" in paused
+    assert "# TYPE squall_target_pubsub_republished_total counter" in paused
+    assert await counter_reaches(platform, "squall_target_pubsub_republished_total", 1) == 1
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{platform.http}/metrics")).text
+    assert gauge(text, "squall_target_pubsub_republish_backlog") == 0
