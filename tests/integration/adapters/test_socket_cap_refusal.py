@@ -10,12 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from fresh_databases import fresh_database
 from squall.adapters.chat import open_chat
 from squall.engine.errors import ConnectionClosed
 from squall.engine.identity import Identity, jwt_identities
 from squall.engine.session import Session
 from squall.metrics.recorder import Recorder
-from squall.services import Endpoints, create_database, drop_database
+from squall.services import Endpoints
 from squall.services.platform import RunningPlatform, start_platform
 
 pytestmark = pytest.mark.integration
@@ -25,18 +26,17 @@ WAIT_S = 10.0
 
 @pytest.fixture(scope="module")
 def platform(endpoints: Endpoints) -> Iterator[RunningPlatform]:
-    database = create_database(endpoints.database_url, prefix="squall_refusal")
-    running = start_platform(
-        database,
-        endpoints.redis_url,
-        workers=1,
-        settings={"SQUALL_MAX_SOCKETS_PER_USER": "1", "SQUALL_MODEL_TTFT_MS": "0"},
-    )
-    try:
-        yield running
-    finally:
-        running.stop()
-        drop_database(endpoints.database_url, database)
+    with fresh_database(endpoints, "squall_refusal") as database:
+        running = start_platform(
+            database,
+            endpoints.redis_url,
+            workers=1,
+            settings={"SQUALL_MAX_SOCKETS_PER_USER": "1", "SQUALL_MODEL_TTFT_MS": "0"},
+        )
+        try:
+            yield running
+        finally:
+            running.stop()
 
 
 def session_of(identity: Identity, url: str, closed: asyncio.Event | None = None) -> Session:

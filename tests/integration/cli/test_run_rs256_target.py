@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from fresh_databases import fresh_database
 from squall.cli import main
-from squall.services import Endpoints, create_database, drop_database
+from squall.services import Endpoints
 from squall.services.platform import RunningPlatform, start_platform
 
 pytestmark = pytest.mark.integration
@@ -22,14 +23,13 @@ def rs256_platform(
     monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
     monkeypatch.setenv("REDIS_URL", endpoints.redis_url)
     private, public = rsa_key_files
-    database = create_database(endpoints.database_url, prefix="squall_rs256")
     settings = {"SQUALL_JWT_ALGORITHM": "RS256", "SQUALL_JWT_PUBLIC_KEY_FILE": str(public)}
-    platform = start_platform(database, endpoints.redis_url, workers=1, settings=settings)
-    try:
-        yield platform, private
-    finally:
-        platform.stop()
-        drop_database(endpoints.database_url, database)
+    with fresh_database(endpoints, "squall_rs256") as database:
+        platform = start_platform(database, endpoints.redis_url, workers=1, settings=settings)
+        try:
+            yield platform, private
+        finally:
+            platform.stop()
 
 
 def test_a_private_key_file_signs_the_tokens_of_an_rs256_target(

@@ -6,10 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from fresh_databases import fresh_database
 from squall.engine import run_scenario
 from squall.scenarios import websocket_concurrency
 from squall.scenarios.target import TargetInfo
-from squall.services import Endpoints, create_database, drop_database
+from squall.services import Endpoints
 from squall.services.platform import start_platform
 
 pytestmark = pytest.mark.integration
@@ -19,18 +20,17 @@ FAST_MODEL = {"SQUALL_MODEL_TTFT_MS": "0", "SQUALL_MODEL_TOKENS_PER_SECOND": "10
 
 @pytest.fixture(scope="module")
 def platform(endpoints: Endpoints) -> Iterator[TargetInfo]:
-    database = create_database(endpoints.database_url, prefix="squall_engine")
-    running = start_platform(database, endpoints.redis_url, workers=2, settings=FAST_MODEL)
-    try:
-        yield TargetInfo(
-            ws_url=running.ws_url,
-            http_url=running.http_url,
-            jwt_secret=running.jwt_secret,
-            pids=(running.pid,),
-        )
-    finally:
-        running.stop()
-        drop_database(endpoints.database_url, database)
+    with fresh_database(endpoints, "squall_engine") as database:
+        running = start_platform(database, endpoints.redis_url, workers=2, settings=FAST_MODEL)
+        try:
+            yield TargetInfo(
+                ws_url=running.ws_url,
+                http_url=running.http_url,
+                jwt_secret=running.jwt_secret,
+                pids=(running.pid,),
+            )
+        finally:
+            running.stop()
     assert not running.workdir.exists()  # its temporary log folder goes with it
 
 

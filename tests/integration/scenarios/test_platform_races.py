@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from fresh_databases import fresh_database
 from squall.checks.verdict import Verdict
 from squall.runner import PLATFORM_SETTINGS
 from squall.scenarios.platform_races import Part, PlatformRacesReport, run_platform_races
 from squall.scenarios.target import TargetInfo
-from squall.services import Endpoints, create_database, drop_database
+from squall.services import Endpoints
 from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey
 from squall.services.platform import RunningPlatform, start_platform
 from squall.store.history_log import HistoryLog, read_history
@@ -52,8 +53,7 @@ class Platform:
 def _platform(
     endpoints: Endpoints, settings: Mapping[str, str], workers: int = 2
 ) -> Iterator[Platform]:
-    database = create_database(endpoints.database_url, prefix="squall_races")
-    try:
+    with fresh_database(endpoints, "squall_races") as database:
         running = start_platform(
             database,
             endpoints.redis_url,
@@ -64,8 +64,6 @@ def _platform(
             yield Platform(running, database, endpoints.redis_url)
         finally:
             running.stop()
-    finally:
-        drop_database(endpoints.database_url, database)
 
 
 @pytest.fixture(scope="module")

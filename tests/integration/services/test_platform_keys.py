@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from squall.services import Endpoints, create_database, drop_database
+from fresh_databases import fresh_database
+from squall.services import Endpoints
 from squall.services.platform import start_platform
 from squall.services.stack import delete_keys
 
@@ -14,30 +15,28 @@ pytestmark = pytest.mark.integration
 
 def test_stopping_the_platform_deletes_the_keys_of_its_prefix(endpoints: Endpoints) -> None:
     client = redis.Redis.from_url(endpoints.redis_url)
-    database = create_database(endpoints.database_url, prefix="squall_keys")
     try:
-        platform = start_platform(database, endpoints.redis_url, workers=1)
-        prefix = platform.redis_prefix
-        assert prefix is not None
-        # Another platform's key on the same server, whose prefix begins the same.
-        neighbour = f"{prefix}x:kept"
-        client.set(neighbour, "1")
-        try:
-            assert [*client.scan_iter(match=f"{prefix}:*")]  # it keeps state there
-            platform.stop()
-            assert [*client.scan_iter(match=f"{prefix}:*")] == []
-            assert client.get(neighbour) == b"1"
-        finally:
-            platform.stop()
-            client.delete(neighbour)
+        with fresh_database(endpoints, "squall_keys") as database:
+            platform = start_platform(database, endpoints.redis_url, workers=1)
+            prefix = platform.redis_prefix
+            assert prefix is not None
+            # Another platform's key on the same server, whose prefix begins the same.
+            neighbour = f"{prefix}x:kept"
+            client.set(neighbour, "1")
+            try:
+                assert [*client.scan_iter(match=f"{prefix}:*")]  # it keeps state there
+                platform.stop()
+                assert [*client.scan_iter(match=f"{prefix}:*")] == []
+                assert client.get(neighbour) == b"1"
+            finally:
+                platform.stop()
+                client.delete(neighbour)
     finally:
         client.close()
-        drop_database(endpoints.database_url, database)
 
 
 def test_a_prefix_the_caller_chose_is_left_alone(endpoints: Endpoints) -> None:
-    database = create_database(endpoints.database_url, prefix="squall_keys")
-    try:
+    with fresh_database(endpoints, "squall_keys") as database:
         platform = start_platform(
             database,
             endpoints.redis_url,
@@ -52,5 +51,3 @@ def test_a_prefix_the_caller_chose_is_left_alone(endpoints: Endpoints) -> None:
         finally:
             delete_keys(endpoints.redis_url, "squall-keys-own")
             client.close()
-    finally:
-        drop_database(endpoints.database_url, database)

@@ -6,31 +6,22 @@ import asyncio
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from squall.cli import main
-from squall.services import Endpoints, create_database, drop_database
 from squall.services.persistent import persistent_postgres
 from squall.store.migrations import NEWEST_VERSION, migrate
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def results_db(endpoints: Endpoints) -> Iterator[str]:
-    url = create_database(endpoints.database_url, prefix="squall_results_cli")
-    yield url
-    drop_database(endpoints.database_url, url)
-
-
 def test_two_real_runs_are_stored_and_compared(
-    results_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fresh_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    common = ["--results-dir", str(tmp_path), "--results-db", results_db, "--no-progress"]
+    common = ["--results-dir", str(tmp_path), "--results-db", fresh_db, "--no-progress"]
     races = ["-s", "db_race", "-s", "redis_locks", "--scale", "0.5"]
     # A run id as baseline is looked up before the run: none is stored yet.
     assert main(["run", *races, *common, "--baseline", "20261126-101010-abcd"]) == 2
@@ -49,21 +40,21 @@ def test_two_real_runs_are_stored_and_compared(
         assert {"report.json", "report.html", "junit.xml", "metrics.txt"} <= {
             p.name for p in run.iterdir()
         }
-    assert main(["history", "--results-db", results_db]) == 0
+    assert main(["history", "--results-db", fresh_db]) == 0
     out = capsys.readouterr().out
     assert "passed" in out
-    assert main(["compare", "--results-db", results_db]) == 0
+    assert main(["compare", "--results-db", fresh_db]) == 0
     out = capsys.readouterr().out
     assert "violations" in out
     # A race's operations have a count but no rate: nothing to compare per second.
     assert [line for line in out.splitlines() if "operations" in line and "count" in line]
     assert not [line for line in out.splitlines() if "operations" in line and "per_second" in line]
-    assert main(["compare", runs[0].name, runs[1].name, "--results-db", results_db]) == 0
-    assert main(["compare", "nope", "last", "--results-db", results_db]) == 2
-    assert main(["compare", "last", "last", "--results-db", results_db]) == 2
+    assert main(["compare", runs[0].name, runs[1].name, "--results-db", fresh_db]) == 0
+    assert main(["compare", "nope", "last", "--results-db", fresh_db]) == 2
+    assert main(["compare", "last", "last", "--results-db", fresh_db]) == 2
     assert "both name run" in capsys.readouterr().out
     # A baseline run at another scale: compared, with a warning that says so.
-    assert main(["compare", runs[0].name, runs[1].name, "--results-db", results_db]) == 0
+    assert main(["compare", runs[0].name, runs[1].name, "--results-db", fresh_db]) == 0
     assert "set up differently" not in capsys.readouterr().out
     smaller = [*races[:-1], "0.25"]
     assert main(["run", *smaller, *common, "--baseline", "last"]) in (0, 1)
@@ -79,7 +70,7 @@ def test_two_real_runs_are_stored_and_compared(
 
 
 def test_history_and_compare_read_the_database_squall_run_used_from_the_config(
-    results_db: str,
+    fresh_db: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -87,7 +78,7 @@ def test_history_and_compare_read_the_database_squall_run_used_from_the_config(
     # squall run finds squall.toml in the folder it runs from; history and compare run from
     # that folder read the same database (they read the default one, without the file).
     (tmp_path / "squall.toml").write_text(
-        f'[run]\nresults_dir = "out"\n\n[results]\ndatabase_url = "{results_db}"\n'
+        f'[run]\nresults_dir = "out"\n\n[results]\ndatabase_url = "{fresh_db}"\n'
     )
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SQUALL_RESULTS_DB", raising=False)
@@ -143,15 +134,15 @@ def test_persistent_cluster_keeps_data_between_starts() -> None:
 
 
 def test_reading_a_database_squall_never_used_creates_nothing_in_it(
-    results_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fresh_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["history", "--results-db", results_db]) == 0
+    assert main(["history", "--results-db", fresh_db]) == 0
     assert "no runs stored yet" in capsys.readouterr().out
-    assert main(["compare", "--results-db", results_db]) == 2
+    assert main(["compare", "--results-db", fresh_db]) == 2
     assert "the results database holds no run yet" in capsys.readouterr().out
 
     async def tables() -> int:
-        conn = await asyncpg.connect(results_db)
+        conn = await asyncpg.connect(fresh_db)
         try:
             return int(
                 await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
@@ -163,10 +154,10 @@ def test_reading_a_database_squall_never_used_creates_nothing_in_it(
 
 
 def test_history_and_compare_refuse_a_database_a_newer_squall_wrote(
-    results_db: str, capsys: pytest.CaptureFixture[str]
+    fresh_db: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async def mark_newer() -> None:
-        conn = await asyncpg.connect(results_db)
+        conn = await asyncpg.connect(fresh_db)
         try:
             await migrate(conn)
             await conn.execute(
@@ -178,10 +169,10 @@ def test_history_and_compare_refuse_a_database_a_newer_squall_wrote(
 
     asyncio.run(mark_newer())
     for command in ("history", "compare"):
-        assert main([command, "--results-db", results_db]) == 3
+        assert main([command, "--results-db", fresh_db]) == 3
         out = " ".join(capsys.readouterr().out.split())
         assert f"squall {command}: cannot use the results database (--results-db)" in out
-        assert f"the results database {results_db} is at schema version {NEWEST_VERSION + 1}" in out
+        assert f"the results database {fresh_db} is at schema version {NEWEST_VERSION + 1}" in out
         assert f"newer than version {NEWEST_VERSION}, the newest this squall knows" in out
         assert "Upgrade squall, or store results in another database" in out
         assert "URL's user, password" not in out  # not a connection problem

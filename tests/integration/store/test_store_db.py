@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -18,7 +17,6 @@ from squall.metrics.histogram import LatencyHistogram, to_us
 from squall.metrics.result import Counter, Rate, RunResult, Trend
 from squall.report.publish import publish
 from squall.scenarios.db_race import ensure_schema, run_db_race
-from squall.services import Endpoints, create_database, drop_database
 from squall.store.location import ResultsDbBusy, ResultsDbTooNew
 from squall.store.migrations import (
     MIGRATION_LOCK,
@@ -47,13 +45,6 @@ from squall.suite import ScenarioOutcome, SuiteReport
 pytestmark = pytest.mark.integration
 
 PROVENANCE = Provenance("0.1.0", "3.11", "Linux", "test-host")
-
-
-@pytest.fixture
-def fresh_db(endpoints: Endpoints) -> Iterator[str]:
-    url = create_database(endpoints.database_url, prefix="squall_store")
-    yield url
-    drop_database(endpoints.database_url, url)
 
 
 async def test_migrations_are_idempotent_and_safe_concurrently(fresh_db: str) -> None:

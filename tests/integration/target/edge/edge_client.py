@@ -23,7 +23,8 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from squall.services import Endpoints, ManagedProcess, create_database, drop_database, spawn
+from fresh_databases import fresh_database
+from squall.services import Endpoints, ManagedProcess, spawn
 from squall.services.embedded import EmbeddedValkey, free_port, port_open
 from squall.target.auth import Role, mint_token
 from squall.target.protocol import READY_LINE
@@ -66,15 +67,14 @@ class Platform:
 
 
 def start_platform(
-    endpoints: Endpoints, log_dir: Path, workers: int = 2, **env: str
-) -> tuple[Platform, str]:
-    """Start ``squall target serve`` on a free port; returns it and its database URL."""
-    database = create_database(endpoints.database_url, prefix="squall_edge")
+    database: str, redis_url: str, log_dir: Path, workers: int = 2, **env: str
+) -> Platform:
+    """Start ``squall target serve`` on ``database`` and ``redis_url``, on a free port."""
     port = free_port()
     settings = Settings.from_env(
         {
             "SQUALL_DATABASE_URL": database,
-            "SQUALL_REDIS_URL": endpoints.redis_url,
+            "SQUALL_REDIS_URL": redis_url,
             "SQUALL_REDIS_PREFIX": f"edge-{uuid.uuid4().hex[:10]}",
             "SQUALL_JWT_SECRET": f"edge-test-secret-{uuid.uuid4().hex}",
             **FAST_MODEL,
@@ -92,12 +92,11 @@ def start_platform(
     while time.monotonic() < deadline:
         for line in process.log_path.read_text(errors="replace").splitlines():
             if line.startswith(READY_LINE):
-                return Platform(process, port, settings, line), database
+                return Platform(process, port, settings, line)
         if not process.running():
             break
         time.sleep(0.05)
     process.stop()
-    drop_database(endpoints.database_url, database)
     raise RuntimeError(f"platform did not become ready:\n{process.log_tail(40)}")
 
 
@@ -105,13 +104,14 @@ def start_platform(
 def running_platform(
     endpoints: Endpoints, log_dir: Path, workers: int = 2, **env: str
 ) -> Iterator[Platform]:
-    """:func:`start_platform`, stopped and its database dropped on exit."""
-    platform, database = start_platform(endpoints, log_dir, workers, **env)
-    try:
-        yield platform
-    finally:
-        platform.process.stop(timeout=20)
-        drop_database(endpoints.database_url, database)
+    """:func:`start_platform` on a fresh database of ``endpoints``' PostgreSQL and its
+    Redis, stopped and the database dropped on exit."""
+    with fresh_database(endpoints, "squall_edge") as database:
+        platform = start_platform(database, endpoints.redis_url, log_dir, workers, **env)
+        try:
+            yield platform
+        finally:
+            platform.process.stop(timeout=20)
 
 
 @contextlib.contextmanager

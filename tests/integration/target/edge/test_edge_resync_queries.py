@@ -16,7 +16,7 @@ import asyncio
 import json
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,6 @@ import pytest
 import redis.asyncio as aioredis
 from starlette.websockets import WebSocket
 
-from squall.services import Endpoints, create_database, drop_database
 from squall.target.auth import Principal, Role
 from squall.target.edge import Edge
 from squall.target.errors import NotFound
@@ -132,18 +131,11 @@ class Worker:
 
 
 @pytest.fixture
-def database(endpoints: Endpoints) -> Iterator[str]:
-    url = create_database(endpoints.database_url, prefix="squall_resync")
-    yield url
-    drop_database(endpoints.database_url, url)
-
-
-@pytest.fixture
-async def worker(database: str, redis_url: str) -> AsyncIterator[Worker]:
+async def worker(fresh_db: str, redis_url: str) -> AsyncIterator[Worker]:
     """An edge's hub and runtime, started as ``Edge.start`` starts them; the runtime's
     model is gated and its publishing can fail, as the test decides."""
     settings = Settings(
-        database_url=database,
+        database_url=fresh_db,
         redis_url=redis_url,
         redis_prefix=f"resync{secrets.token_hex(4)}",
         model_ttft_ms=1,  # the one pause of a run: where the gate holds it

@@ -28,7 +28,6 @@ from edge_client import (
     recv_until,
     running_platform,
     running_platform_on_redis,
-    start_platform,
     time_scale,
     unique,
     user_message,
@@ -36,7 +35,7 @@ from edge_client import (
 )
 from websockets.exceptions import ConnectionClosed
 
-from squall.services import Endpoints, drop_database
+from squall.services import Endpoints
 from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey
 
 pytestmark = pytest.mark.integration
@@ -254,14 +253,10 @@ def test_a_platform_killed_outright_leaves_no_process_and_nothing_on_disk(
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setenv("TMPDIR", str(scratch))  # the platform's temporary folder
-    platform, database = start_platform(endpoints, tmp_path)
-    try:
+    with running_platform(endpoints, tmp_path) as platform:
         children = psutil.Process(platform.process.pid).children()
         assert len(workers(platform)) == 2
         os.kill(platform.process.pid, signal.SIGKILL)
         _, alive = psutil.wait_procs(children, timeout=30 * time_scale())
         assert alive == [], platform.process.log_tail(20)
         assert sorted(scratch.iterdir()) == []
-    finally:
-        platform.process.stop(timeout=20)
-        drop_database(endpoints.database_url, database)

@@ -1,30 +1,24 @@
-"""Fixtures for the runtime's integration tests: a fresh database and Redis prefix per test."""
+"""Fixtures for the runtime's integration tests: settings on a fresh database (``fresh_db``)
+and Redis prefix per test, and runtimes started on them."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from runtime_support import Recorder, StartRuntime
 
-from squall.services import Endpoints, create_database, drop_database
 from squall.target.runtime import Runtime
 from squall.target.settings import Settings
 
 
 @pytest.fixture
-def fresh_db(endpoints: Endpoints) -> Iterator[str]:
-    """A database of its own, so global queries (queued runs, fairness) see only this test."""
-    url = create_database(endpoints.database_url, prefix="squall_rt")
-    yield url
-    drop_database(endpoints.database_url, url)
-
-
-@pytest.fixture
 def settings(fresh_db: str, redis_url: str) -> Settings:
-    """Fast model timings: no time-to-first-token, no token pacing, two chunks per answer."""
+    """On the test's own database (``fresh_db``: global queries such as queued runs and
+    fairness see only this test); fast model timings: no time-to-first-token, no token
+    pacing, two chunks per answer."""
     return Settings(
         database_url=fresh_db,
         redis_url=redis_url,

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from squall.services import Endpoints, create_database, drop_database
+from fresh_databases import fresh_database
+from squall.services import Endpoints
 from squall.target.server import serve
 from squall.target.settings import Settings
 
@@ -20,19 +21,18 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def settings(endpoints: Endpoints) -> Iterator[Settings]:
-    database = create_database(endpoints.database_url, prefix="squall_serve")
     environ = dict(os.environ)  # serve exports the settings for its workers
-    try:
-        yield Settings(
-            database_url=database,
-            redis_url=endpoints.redis_url,
-            redis_prefix=f"serve-{uuid.uuid4().hex[:10]}",
-            jwt_secret=f"serve-test-secret-{uuid.uuid4().hex}",
-        )
-    finally:
-        os.environ.clear()
-        os.environ.update(environ)
-        drop_database(endpoints.database_url, database)
+    with fresh_database(endpoints, "squall_serve") as database:
+        try:
+            yield Settings(
+                database_url=database,
+                redis_url=endpoints.redis_url,
+                redis_prefix=f"serve-{uuid.uuid4().hex[:10]}",
+                jwt_secret=f"serve-test-secret-{uuid.uuid4().hex}",
+            )
+        finally:
+            os.environ.clear()
+            os.environ.update(environ)
 
 
 def test_a_death_past_the_budget_stops_serve_with_exit_1(
