@@ -1,8 +1,8 @@
 """Replays of several threads at once share one send queue without filling it.
 
 A resync after a pub/sub reconnect starts a fill for every thread a socket has seen,
-all at once (resumes sent together do the same). Driven over the in-process ASGI
-channel of ``test_ws_greeting`` with a client that reads only when the test lets it, and
+all at once (resumes sent together do the same). Driven over an in-process ASGI
+socket (``asgi_sockets``) with a client that reads only when the test lets it, and
 a stand-in for the runtime's ``replay`` (the stored events; no PostgreSQL is contacted)
 whose pages come back only when the test releases them: every interleaving is chosen
 here, not left to timing.
@@ -15,9 +15,7 @@ import dataclasses
 from collections.abc import MutableMapping
 from typing import Any
 
-from starlette.websockets import WebSocket
-from test_ws_greeting import Channel
-
+from asgi_sockets import AsgiSocket
 from squall.target.auth import Principal, Role
 from squall.target.edge import Edge
 from squall.target.ids import ThreadID, UserID
@@ -29,7 +27,7 @@ THREADS = ("a", "b", "c")
 EVENTS_PER_THREAD = 40
 
 
-class SlowClient(Channel):
+class SlowClient(AsgiSocket):
     """A client whose reads the test doles out: each frame after ``hello`` waits for a
     permit, so frames pile up in the connection's send queue meanwhile."""
 
@@ -38,7 +36,7 @@ class SlowClient(Channel):
         self.permits = asyncio.Semaphore(0)
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
-        if message["type"] == "websocket.send" and len(self.frames()) >= 1:
+        if message["type"] == "websocket.send" and len(self.frames) >= 1:
             await self.permits.acquire()
         await super().send(message)
 
@@ -66,9 +64,7 @@ async def settle() -> None:
 
 async def test_fills_of_three_threads_at_once_keep_room_for_live_events() -> None:
     client = SlowClient()
-    scope = {"type": "websocket", "path": "/v1/ws", "headers": [], "query_string": b""}
-    websocket = WebSocket(scope, client.receive, client.send)
-    await websocket.accept()
+    websocket = await client.accept()
     edge = Edge(dataclasses.replace(Settings(), socket_send_queue=QUEUE))
     edge._runtime = StoredEvents()  # type: ignore[assignment]  # only replay is used here
     connection = Connection(websocket, edge, Principal(UserID("alice"), Role.USER))
@@ -82,10 +78,10 @@ async def test_fills_of_three_threads_at_once_keep_room_for_live_events() -> Non
         await settle()
         # The client reads one frame at a time; every fill gets its turn in between.
         for _ in range(expected * 4):  # bounded: one frame per step when all is well
-            if len(client.frames()) >= expected:
+            if len(client.frames) >= expected:
                 break
             assert connection.state is State.OPEN, (
-                f"closed as a slow consumer after {len(client.frames())} frames, "
+                f"closed as a slow consumer after {len(client.frames)} frames, "
                 f"the queue at {connection.queued()}"
             )
             most = max(most, connection.queued())
@@ -95,10 +91,10 @@ async def test_fills_of_three_threads_at_once_keep_room_for_live_events() -> Non
         for _ in range(expected):
             client.permits.release()
         await edge.redis.aclose()
-    assert len(client.frames()) == expected, f"{len(client.frames())} of {expected} frames sent"
+    assert len(client.frames) == expected, f"{len(client.frames)} of {expected} frames sent"
     # A page goes only into a queue at most half full.
     assert most <= QUEUE // 2 + replay_page(QUEUE) + 1  # + a resume_done
-    frames = client.frames()
+    frames = client.frames
     for thread in THREADS:
         seqs = [f["seq"] for f in frames if f.get("thread_id") == thread and "seq" in f]
         assert seqs == list(range(1, EVENTS_PER_THREAD + 1))

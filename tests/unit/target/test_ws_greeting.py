@@ -8,12 +8,9 @@ an in-process ASGI channel (no Redis or PostgreSQL is contacted) in exactly that
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import MutableMapping
 from typing import Any
 
-from starlette.websockets import WebSocket
-
+from asgi_sockets import AsgiSocket
 from squall.target.auth import Principal, Role
 from squall.target.edge import Edge
 from squall.target.ids import UserID
@@ -23,40 +20,8 @@ from squall.target.ws import CloseCode, Connection, State
 WAIT_S = 5.0
 
 
-class Channel:
-    """The client side of one in-process ASGI WebSocket: records what the server sends."""
-
-    def __init__(self) -> None:
-        self.sent: list[MutableMapping[str, Any]] = []
-        self.changed = asyncio.Event()
-        self.hang_up = asyncio.Event()
-        self._connected = False
-
-    async def receive(self) -> dict[str, Any]:
-        if not self._connected:
-            self._connected = True
-            return {"type": "websocket.connect"}
-        await self.hang_up.wait()
-        return {"type": "websocket.disconnect", "code": 1000}
-
-    async def send(self, message: MutableMapping[str, Any]) -> None:
-        self.sent.append(message)
-        self.changed.set()
-
-    def frames(self) -> list[dict[str, Any]]:
-        return [json.loads(m["text"]) for m in self.sent if m["type"] == "websocket.send"]
-
-    async def wait_for(self, count: int) -> None:
-        async with asyncio.timeout(WAIT_S):
-            while len(self.sent) < count:
-                self.changed.clear()
-                await self.changed.wait()
-
-
-async def open_connection(channel: Channel) -> tuple[Connection, Edge]:
-    scope = {"type": "websocket", "path": "/v1/ws", "headers": [], "query_string": b""}
-    websocket = WebSocket(scope, channel.receive, channel.send)
-    await websocket.accept()
+async def open_connection(channel: AsgiSocket) -> tuple[Connection, Edge]:
+    websocket = await channel.accept()
     edge = Edge(Settings())
     return Connection(websocket, edge, Principal(UserID("alice"), Role.USER)), edge
 
@@ -65,17 +30,17 @@ def event(seq: int) -> dict[str, Any]:
     return {"type": "agent_thinking", "thread_id": "t", "run_id": "r", "seq": seq, "text": "x"}
 
 
-async def serve(connection: Connection, channel: Channel, messages: int) -> None:
+async def serve(connection: Connection, channel: AsgiSocket, messages: int) -> None:
     task = asyncio.create_task(connection.run())
     try:
-        await channel.wait_for(messages)
+        await channel.wait_for(lambda: len(channel.sent) >= messages, WAIT_S)
     finally:
         channel.hang_up.set()
         await asyncio.wait_for(task, WAIT_S)
 
 
 async def test_an_event_dispatched_before_hello_is_sent_after_it() -> None:
-    channel = Channel()
+    channel = AsgiSocket()
     connection, edge = await open_connection(channel)
     try:
         connection.deliver(event(4))  # the hub, right after Redis confirmed the subscription
@@ -85,7 +50,7 @@ async def test_an_event_dispatched_before_hello_is_sent_after_it() -> None:
         await serve(connection, channel, messages=4)  # accept, hello, 4, 5
     finally:
         await edge.redis.aclose()
-    assert [(f["type"], f.get("seq")) for f in channel.frames()] == [
+    assert [(f["type"], f.get("seq")) for f in channel.frames] == [
         ("hello", None),
         ("agent_thinking", 4),
         ("agent_thinking", 5),
@@ -93,7 +58,7 @@ async def test_an_event_dispatched_before_hello_is_sent_after_it() -> None:
 
 
 async def test_a_socket_closed_before_its_hello_never_greets() -> None:
-    channel = Channel()
+    channel = AsgiSocket()
     connection, edge = await open_connection(channel)
     try:
         connection.deliver(event(1))
@@ -102,6 +67,6 @@ async def test_a_socket_closed_before_its_hello_never_greets() -> None:
         await serve(connection, channel, messages=2)  # accept, close
     finally:
         await edge.redis.aclose()
-    assert channel.frames() == []
+    assert channel.frames == []
     assert channel.sent[-1]["type"] == "websocket.close"
     assert channel.sent[-1]["code"] == CloseCode.REPLACED

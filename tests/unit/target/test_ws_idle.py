@@ -1,7 +1,7 @@
 """An idle socket holds no writer task and no outbound queue; they come and go with frames.
 
-Driven over the in-process ASGI channel of ``test_ws_greeting`` (no Redis or PostgreSQL
-is contacted), so the order of frames and the writer's lifetime are observed exactly.
+Driven over an in-process ASGI socket (``asgi_sockets``; no Redis or PostgreSQL is
+contacted), so the order of frames and the writer's lifetime are observed exactly.
 """
 
 from __future__ import annotations
@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from test_ws_greeting import Channel, event, open_connection
+from test_ws_greeting import WAIT_S, event, open_connection
 
+from asgi_sockets import AsgiSocket
 from squall.target.ws import REPLAY_PAGE, CloseCode, Connection, State, replay_page
 
 
-async def drained(connection: Connection, channel: Channel, count: int) -> None:
+async def drained(connection: Connection, channel: AsgiSocket, count: int) -> None:
     """Wait until ``count`` messages were sent and the writer has ended."""
-    await channel.wait_for(count)
+    await channel.wait_for(lambda: len(channel.sent) >= count, WAIT_S)
     for _ in range(100):  # the writer ends within a few loop steps of its last send
         if not connection.writing:
             return
@@ -25,7 +26,7 @@ async def drained(connection: Connection, channel: Channel, count: int) -> None:
 
 
 async def test_writer_exists_only_while_frames_wait() -> None:
-    channel = Channel()
+    channel = AsgiSocket()
     connection, edge = await open_connection(channel)
     try:
         assert not connection.writing
@@ -38,7 +39,7 @@ async def test_writer_exists_only_while_frames_wait() -> None:
             connection.deliver(event(seq))
         assert connection.queued() == 3
         await drained(connection, channel, 5)
-        assert [f.get("seq") for f in channel.frames()] == [None, 1, 2, 3]
+        assert [f.get("seq") for f in channel.frames] == [None, 1, 2, 3]
         assert (connection.writing, connection.queued()) == (False, 0)
         assert "writing=False" in repr(connection)
     finally:
@@ -46,7 +47,7 @@ async def test_writer_exists_only_while_frames_wait() -> None:
 
 
 async def test_close_drops_waiting_frames_and_sends_the_close() -> None:
-    channel = Channel()
+    channel = AsgiSocket()
     connection, edge = await open_connection(channel)
     try:
         connection.greet({"type": "hello"})
@@ -67,7 +68,7 @@ async def test_close_drops_waiting_frames_and_sends_the_close() -> None:
 
 
 async def test_slow_consumer_closes_when_the_queue_is_full() -> None:
-    channel = Channel()
+    channel = AsgiSocket()
     connection, edge = await open_connection(channel)
     try:
         connection._capacity = 2

@@ -13,17 +13,16 @@ the same moment, so they share them; before, every socket asked on its own.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from starlette.websockets import WebSocket
 
+from asgi_sockets import AsgiSocket
 from squall.target.auth import Principal, Role
 from squall.target.edge import Edge
 from squall.target.errors import NotFound
@@ -38,37 +37,6 @@ pytestmark = pytest.mark.integration
 USERS = 50
 SOCKETS = 4
 WAIT_S = 30.0
-
-
-class Client:
-    """The client side of one in-process WebSocket: the frames it got, parsed."""
-
-    def __init__(self) -> None:
-        self.frames: list[dict[str, Any]] = []
-        self.changed = asyncio.Event()
-        self.hang_up = asyncio.Event()
-        self._connected = False
-
-    async def receive(self) -> dict[str, Any]:
-        if not self._connected:
-            self._connected = True
-            return {"type": "websocket.connect"}
-        await self.hang_up.wait()
-        return {"type": "websocket.disconnect", "code": 1000}
-
-    async def send(self, message: MutableMapping[str, Any]) -> None:
-        if message["type"] == "websocket.send":
-            self.frames.append(json.loads(message["text"]))
-            self.changed.set()
-
-    def seqs(self, thread: str) -> list[int]:
-        return [f["seq"] for f in self.frames if f.get("thread_id") == thread and "seq" in f]
-
-    async def wait_for(self, done: Callable[[], bool]) -> None:
-        async with asyncio.timeout(WAIT_S):
-            while not done():
-                self.changed.clear()
-                await self.changed.wait()
 
 
 class CountingRuntime(Runtime):
@@ -160,12 +128,10 @@ async def worker(fresh_db: str, redis_url: str) -> AsyncIterator[Worker]:
         await edge.close()
 
 
-async def open_socket(edge: Edge, user: str) -> tuple[Connection, Client, asyncio.Task[None]]:
+async def open_socket(edge: Edge, user: str) -> tuple[Connection, AsgiSocket, asyncio.Task[None]]:
     """Admit a socket as the endpoint does: attached to the hub, then greeted."""
-    client = Client()
-    scope = {"type": "websocket", "path": "/v1/ws", "headers": [], "query_string": b""}
-    websocket = WebSocket(scope, client.receive, client.send)
-    await websocket.accept()
+    client = AsgiSocket()
+    websocket = await client.accept()
     connection = Connection(websocket, edge, Principal(UserID(user), Role.USER))
     edge.register(connection)
     await edge.hub.attach(connection)
@@ -185,7 +151,7 @@ async def test_a_resync_shares_its_reads_among_the_sockets_of_a_user(worker: Wor
             await runtime.submit(UserID(user), seen[user], "hello", f"m-{user}")
         for user in users:
             for _, client, _ in sockets[user]:
-                await client.wait_for(lambda c=client, u=user: _completed(c, seen[u]))
+                await client.wait_for(lambda c=client, u=user: _completed(c, seen[u]), WAIT_S)
         # A run the sockets see nothing of: its events so far fail to publish, then it
         # waits in the model.
         worker.gate.open.clear()
@@ -206,7 +172,9 @@ async def test_a_resync_shares_its_reads_among_the_sockets_of_a_user(worker: Wor
         for user in users:
             want = [e["seq"] for e in stored[user]]
             for _, client, _ in sockets[user]:
-                await client.wait_for(lambda c=client, u=user, w=want: c.seqs(unseen[u]) == w)
+                await client.wait_for(
+                    lambda c=client, u=user, w=want: _seqs(c, unseen[u]) == w, WAIT_S
+                )
         connections = [c for user in users for c, _, _ in sockets[user]]
         await until(lambda: all(c._tasks is None for c in connections), "every fill ended")
         calls = dict(runtime.calls)
@@ -223,7 +191,7 @@ async def test_a_resync_shares_its_reads_among_the_sockets_of_a_user(worker: Wor
         worker.gate.open.set()
         for user in users:
             for _, client, _ in sockets[user]:
-                await client.wait_for(lambda c=client, u=user: _completed(c, unseen[u]))
+                await client.wait_for(lambda c=client, u=user: _completed(c, unseen[u]), WAIT_S)
     finally:
         for user in users:
             for connection, client, task in sockets[user]:
@@ -234,7 +202,7 @@ async def test_a_resync_shares_its_reads_among_the_sockets_of_a_user(worker: Wor
     for user in users:
         for _, client, _ in sockets[user]:
             for thread in (seen[user], unseen[user]):
-                seqs = client.seqs(thread)
+                seqs = _seqs(client, thread)
                 assert seqs == list(range(1, len(seqs) + 1)), (user, thread, seqs)
 
 
@@ -272,7 +240,11 @@ async def until(done: Callable[[], bool], what: str) -> None:
     raise AssertionError(f"not within {WAIT_S} s: {what}")
 
 
-def _completed(client: Client, thread: str) -> bool:
+def _seqs(client: AsgiSocket, thread: str) -> list[int]:
+    return [f["seq"] for f in client.frames if f.get("thread_id") == thread and "seq" in f]
+
+
+def _completed(client: AsgiSocket, thread: str) -> bool:
     return any(
         f["type"] == "agent_completed" for f in client.frames if f.get("thread_id") == thread
     )
