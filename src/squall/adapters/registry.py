@@ -63,6 +63,7 @@ def load(name: str) -> Adapter:
     path = path_of(name)
     module_name, _, attribute = path.partition(":")
     source = "" if path == name else f" from {path!r}"
+    named = repr(name) if path == name else f"{name!r} ({path})"
     try:
         cls = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
@@ -78,7 +79,7 @@ def load(name: str) -> Adapter:
         ) from exc
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):
         raise UnknownAdapter(
-            f"adapter {name!r} ({path}) is not a subclass of squall.adapters.base.Adapter; "
+            f"adapter {named} is not a subclass of squall.adapters.base.Adapter; "
             "subclass it and implement headers, message, tracker and delivered"
         )
     try:
@@ -87,7 +88,7 @@ def load(name: str) -> Adapter:
         # Raised in the class's own code, or by Python refusing the call (tb_next is None).
         inside = exc.__traceback__ is not None and exc.__traceback__.tb_next is not None
         raise UnknownAdapter(
-            f"adapter {name!r} ({path}) cannot be created: {type(exc).__name__}: "
+            f"adapter {named} cannot be created: {type(exc).__name__}: "
             f"{describe(exc) if inside else exc}; squall creates it with no arguments "
             "(Class()), so it must implement headers, message, tracker and delivered and "
             "need nothing more"

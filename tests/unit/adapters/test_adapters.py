@@ -150,6 +150,18 @@ def test_a_broken_adapter_module_is_an_unknown_adapter_naming_the_error(
     assert str(raised.value).startswith(
         (f"cannot import adapter '{module}:Proto'", f"adapter '{module}:Proto'")
     )
+    assert str(raised.value).count(f"{module}:Proto") == 1  # an import path is its own name
+
+
+def test_a_registered_name_is_followed_by_its_path_in_an_adapter_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(registry._ADAPTERS, "not-an-adapter", "squall.adapters.echo:EchoTracker")
+    with pytest.raises(registry.UnknownAdapter) as raised:
+        registry.load("not-an-adapter")
+    assert str(raised.value).startswith(
+        "adapter 'not-an-adapter' (squall.adapters.echo:EchoTracker) is not a subclass"
+    )
 
 
 def test_echo_tracker_remembers_only_the_newest_timed_out_messages() -> None:
