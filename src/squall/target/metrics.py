@@ -23,6 +23,56 @@ log = logging.getLogger("squall.target.metrics")
 FLUSH_INTERVAL_S = 1.0
 NAMESPACE = "squall_target_"
 
+#: Every family ``/metrics`` can show (without the namespace), with its ``# HELP`` text;
+#: docs/protocol.md lists the same. Counters summed over all workers first, then the
+#: answering worker's own series (labelled ``worker``).
+HELP: Mapping[str, str] = {
+    # Summed over all workers (flushed to Redis every second).
+    "worker_starts_total": "Worker processes started, replacements included.",
+    "sockets_opened_total": "WebSocket connections accepted.",
+    "sockets_closed_total": (
+        "WebSocket connections closed, by close code (client: the client closed)."
+    ),
+    "frames_received_total": "WebSocket frames received.",
+    "frames_sent_total": "WebSocket frames sent.",
+    "messages_accepted_total": "user_message frames accepted (acked and debited).",
+    "errors_total": "Error answers (error frames and HTTP errors), by error code.",
+    "auth_failures_total": "Requests and connections refused for a missing or bad token.",
+    "events_skipped_total": (
+        "Live events not sent to a socket, by reason "
+        "(drop: already delivered; hold: a replay delivers it)."
+    ),
+    "fills_total": (
+        "Replays from the stored events, by kind (resume: asked by the client; gap: a missing seq)."
+    ),
+    "slow_consumer_closes_total": "Sockets closed because their send queue was full.",
+    "write_timeouts_total": (
+        "Sockets closed because a send waited longer than SQUALL_SOCKET_WRITE_TIMEOUT_S."
+    ),
+    # The answering worker's own.
+    "sockets_open": "Open WebSocket connections.",
+    "hub_users": "Users with a socket on this worker (pub/sub subscriptions).",
+    "pubsub_resyncs_total": "Pub/sub reconnections, each followed by a resync of the sockets.",
+    "pubsub_republished_total": "Events published again after a PUBLISH found Redis unreachable.",
+    "pubsub_republish_backlog": "Events waiting to be published again.",
+    "worker_start_time_seconds": "When this worker started (Unix time).",
+    "redis_up": "1 if Redis answered this scrape, else 0 (the summed counters are then left out).",
+    "database_up": "1 if PostgreSQL answered this scrape, else 0 (runs_queued is then left out).",
+    "runs_running": "Agent runs executing.",
+    "run_slots": "Agent runs this worker may execute at once (SQUALL_RUN_CONCURRENCY).",
+    "runs_queued": "Runs waiting to be claimed, all workers.",
+    "runs_submitted_total": "Runs created by accepted messages.",
+    "runs_claimed_total": "Runs claimed for execution.",
+    "runs_completed_total": "Runs that ended completed.",
+    "runs_failed_total": "Runs that ended failed (refunded).",
+    "runs_cancelled_total": "Runs that ended cancelled (refunded).",
+    "runs_recovered_total": "Orphaned runs (their worker gone) ended failed and refunded here.",
+    "submit_statements_total": "Billing statements sent (batches and lone submits).",
+    "submit_batches_total": "Billing statements that carried a batch of submits.",
+    "submit_batched_total": "Submits sent in those batches.",
+    "submit_batch_fallbacks_total": "Batches retried one submit at a time.",
+}
+
 
 def series(name: str, **labels: str) -> str:
     """A series key like ``errors_total{code="bad_frame"}`` (labels sorted, values escaped)."""
@@ -44,17 +94,25 @@ def render(counters: Mapping[str, float], gauges: Mapping[str, float], *, worker
         name = key.split("{", 1)[0]
         if name not in typed:
             typed.add(name)
-            lines.append(f"# TYPE {NAMESPACE}{name} counter")
+            lines.extend(_header(name, "counter"))
         lines.append(f"{NAMESPACE}{key} {_number(counters[key])}")
     for key in sorted(gauges):
         name = key.split("{", 1)[0]
         if name not in typed:
             typed.add(name)
-            kind = "counter" if name.endswith("_total") else "gauge"
-            lines.append(f"# TYPE {NAMESPACE}{name} {kind}")
+            lines.extend(_header(name, "counter" if name.endswith("_total") else "gauge"))
         labelled = series(key, worker=str(worker)) if "{" not in key else key
         lines.append(f"{NAMESPACE}{labelled} {_number(gauges[key])}")
     return "\n".join(lines) + "\n"
+
+
+def _header(name: str, kind: str) -> list[str]:
+    """The ``# HELP`` (for a family in :data:`HELP`) and ``# TYPE`` lines of ``name``."""
+    described = HELP.get(name)
+    typed = f"# TYPE {NAMESPACE}{name} {kind}"
+    if described is None:
+        return [typed]
+    return [f"# HELP {NAMESPACE}{name} {described}", typed]
 
 
 def _number(value: float) -> str:

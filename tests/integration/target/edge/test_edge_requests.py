@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -260,6 +261,9 @@ async def test_http_endpoints(platform: Platform) -> None:
         metrics = await http.get("/metrics")
     assert metrics.status_code == 200
     assert "# TYPE squall_target_" in metrics.text
+    # Every family the platform shows is described (docs/protocol.md lists the same texts).
+    typed = re.findall(r"^# TYPE squall_target_(\w+) ", metrics.text, re.MULTILINE)
+    assert re.findall(r"^# HELP squall_target_(\w+) ", metrics.text, re.MULTILINE) == typed
     assert "squall_target_runs_running{worker=" in metrics.text
     started = gauge(metrics.text, "squall_target_worker_start_time_seconds")
     assert time.time() - 600 < started <= time.time()
