@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from squall.engine import Session
+from squall.engine import MessageTimeout, Session
 
 
 async def echo(session: Session) -> None:
@@ -38,3 +38,8 @@ async def blocks_first_user(session: Session) -> None:
     if session.identity.index == 0:
         time.sleep(float(session.params["block_s"]))  # noqa: ASYNC251 - the mistake under test
     await asyncio.sleep(0.01)
+
+
+async def gives_up(session: Session) -> None:
+    """Raises a MessageTimeout of its own, as a behaviour waiting on something else might."""
+    raise MessageTimeout(f"user {session.identity.index}: gave up waiting for the job")

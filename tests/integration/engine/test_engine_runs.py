@@ -99,6 +99,29 @@ async def test_stalling_target_shows_up_in_open_model_p99() -> None:
     assert_every_message_accounted(result)
 
 
+async def test_a_client_timeout_counts_in_timeouts_and_a_behaviours_own_in_errors() -> None:
+    """A request that times out is counted once, in ``timeouts``, even when the behaviour
+    lets the MessageTimeout escape; one the behaviour raises itself is ``errors.timeout``."""
+    with echo_server() as server:
+        escaping = Scenario(
+            "echo-timeout",
+            "engine_behaviours:echo",
+            closed(2, batches(2, 0.0), iterations=2),
+            params={"url": server.url, "stall_every": 1, "stall_s": 0.5, "timeout_s": 0.05},
+        )
+        result = await run_scenario(escaping, processes=1, progress=False)
+    assert result.count("iterations") == 4
+    assert result.count("timeouts") == 4
+    assert result.count("errors") == 0
+    assert result.count("errors.timeout") == 0
+    assert_every_message_accounted(result)
+
+    own = Scenario("own-timeout", "engine_behaviours:gives_up", closed(1, iterations=3))
+    result = await run_scenario(own, processes=1, progress=False)
+    assert result.count("timeouts") == 0
+    assert result.count("errors.timeout") == 3 == result.count("errors")
+
+
 async def test_jwt_identity_and_subprotocol_reach_the_server() -> None:
     identities = jwt_identities(SECRET)
     token = identities(0).token
