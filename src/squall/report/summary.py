@@ -93,7 +93,8 @@ def error_counts(metrics: Mapping[str, Metric]) -> list[tuple[str, int]]:
 
 
 def print_scenario(console: Console, outcome: ScenarioOutcome) -> None:
-    """What to show as soon as one scenario has finished."""
+    """What to show as soon as one scenario has finished. Notes and error lines are
+    never wrapped (a log keeps each on one line, for grep); the terminal wraps them."""
     verdict = outcome.verdict
     if not outcome.ran:
         console.print(f"[bold]{literal(outcome.name)}[/bold] [dim]not run[/dim]")
@@ -101,18 +102,20 @@ def print_scenario(console: Console, outcome: ScenarioOutcome) -> None:
         mark = "[green]passed[/green]" if verdict.ok else "[bold red]FAILED[/bold red]"
         console.print(f"[bold]{literal(outcome.name)}[/bold] {mark} in {outcome.duration_s:.1f} s")
     for note in outcome.notes:
-        console.print(f"  [yellow]! {literal(note)}[/yellow]")
+        console.print(f"  [yellow]! {literal(note)}[/yellow]", soft_wrap=True)
     timeouts = outcome.metrics.get("timeouts")
     if isinstance(timeouts, Counter) and timeouts.count:
         console.print(f"  [red]timeouts: {timeouts.count} (no answer within the timeout)[/red]")
     errors = error_counts(outcome.metrics)
     if errors:
         listed = ", ".join(f"{kind} {count}" for kind, count in errors)
-        console.print(f"  [red]errors: {literal(listed)}[/red]")
+        console.print(f"  [red]errors: {literal(listed)}[/red]", soft_wrap=True)
         samples = first_error_samples(outcome.result)
         for kind, _ in errors[:SAMPLED_ERROR_KINDS]:
             if kind in samples:
-                console.print(f"    [red]{literal(kind)}: {literal(samples[kind])}[/red]")
+                console.print(
+                    f"    [red]{literal(kind)}: {literal(samples[kind])}[/red]", soft_wrap=True
+                )
     table = scenario_table(outcome)
     if table is not None:
         console.print(table)

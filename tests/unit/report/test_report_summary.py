@@ -46,6 +46,24 @@ def test_scenario_line_shows_notes_and_errors() -> None:
     assert "errors: server.rate_limited 4" in text
 
 
+def test_notes_and_error_lines_are_not_broken_at_the_console_width() -> None:
+    note = "target memory: " + "n" * 150
+    sample = "ws://h/v1/ws: " + "s" * 150
+    outcome = ScenarioOutcome(
+        name="websocket_concurrency",
+        metrics={"errors.closed": Counter("errors.closed", 1, 0.0)},
+        outcomes=[],
+        notes=[note],
+        result={"errors": [{"kind": "closed", "count": 1, "samples": [sample]}]},
+        duration_s=1.0,
+    )
+    out = io.StringIO()
+    print_scenario(Console(file=out, width=60, color_system=None), outcome)
+    lines = out.getvalue().splitlines()
+    assert f"  ! {note}" in lines
+    assert f"    closed: {sample}" in lines
+
+
 def test_scenario_line_shows_a_sample_message_of_each_frequent_error_kind() -> None:
     rejected = "ws://h/v1/ws: connection closed (code 4401, reason 'token rejected: [bad]')"
     outcome = ScenarioOutcome(
