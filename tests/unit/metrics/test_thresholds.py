@@ -9,6 +9,7 @@ import pytest
 
 from squall.metrics.expressions import Aggregation, ExpressionError, Operator, parse_expression
 from squall.metrics.histogram import LatencyHistogram
+from squall.metrics.result import Counter as ResultCounter
 from squall.metrics.result import Trend as ResultTrend
 from squall.metrics.thresholds import (
     CAPACITY_THRESHOLDS,
@@ -320,6 +321,17 @@ def test_absent_metric_is_not_applicable_not_passed() -> None:
         "[race_billing] response_time avg <= 3s: not applicable, "
         "the metric was not recorded in this scenario"
     )
+
+
+def test_count_of_a_counter_never_recorded_is_not_applicable_and_of_a_zero_one_passes() -> None:
+    """As docs/configuration.md says: ``errors count == 0`` on a run that never counted an
+    error reads not applicable (squall cannot tell it from a counter the scenario cannot
+    record); on a counter recorded at 0 it passes."""
+    thresholds = parse_thresholds({"errors": ["count == 0"], "timeouts": ["count == 0"]})
+    absent = evaluate(thresholds, {}, "s")
+    assert [o.status for o in absent] == [OutcomeStatus.NOT_APPLICABLE] * 2
+    zero = evaluate(thresholds, {"errors": ResultCounter("errors", 0, 0.0)}, "s")
+    assert [o.status for o in zero] == [OutcomeStatus.PASSED, OutcomeStatus.NOT_APPLICABLE]
 
 
 def test_empty_trend_and_rate_are_not_applicable_but_count_is_zero() -> None:
