@@ -186,8 +186,11 @@ async def test_terminated_database_connections_mid_run_break_no_invariant(
 
 @pytest.fixture
 def crashable(endpoints: Endpoints) -> Iterator[Platform]:
-    """A platform of the test's own (one of its workers is killed)."""
-    yield from _platform(endpoints, {})
+    """A platform of the test's own (one of its workers is signalled). Each run waits 1 s
+    for its first token, so a run is still executing when the part signals a worker, however
+    late a loaded machine lets it act (with the suite's 20 ms the part could find the runs
+    done and signal a worker that only served sockets)."""
+    yield from _platform(endpoints, {"SQUALL_MODEL_TTFT_MS": "1000"})
 
 
 async def signal_a_worker(
