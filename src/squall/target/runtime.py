@@ -476,15 +476,16 @@ class Runtime:
         if self._closing:
             return
         self._closing = True
-        await self._scheduler.stop()
+        claim_cut_short = await self._scheduler.stop()
+        pending: set[asyncio.Task[None]] = set()
         tasks = list(self._runs.values())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=max(0.0, grace_s))
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            if pending:
-                await self._give_back_unstarted()
+        if pending or claim_cut_short:
+            await self._give_back_unstarted()
         with contextlib.suppress(Exception):
             await self._deps.model.aclose()
         await self._batcher.drain()  # submits already waiting get their statements
@@ -493,8 +494,9 @@ class Runtime:
 
     async def _give_back_unstarted(self) -> None:
         """Requeue the runs cancelled before they began (waiting for their thread lock or
-        fence, or not yet scheduled): they did nothing visible, so the next worker runs
-        them instead of orphan recovery failing them a lock TTL later."""
+        fence, or not yet scheduled) and those a claim stopped midway had taken but not
+        started: they did nothing visible, so the next worker runs them instead of orphan
+        recovery failing them a lock TTL later."""
         try:
             given_back = 0
             for run in await running_on(self._pool, self.worker):

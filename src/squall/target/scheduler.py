@@ -177,6 +177,7 @@ class Scheduler:
         self._publish_again = False
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._claiming = False
 
     def __repr__(self) -> str:
         return f"Scheduler(worker={self._worker!r}, free_slots={self._free_slots()})"
@@ -224,8 +225,13 @@ class Scheduler:
         finally:
             self._publishing = False
 
-    async def stop(self) -> None:
+    async def stop(self) -> bool:
+        """Stop claiming; returns whether a claim was under way. Its statements run one
+        run at a time and the runs claimed so far start only once all are done, so a stop
+        in the middle can leave runs claimed (``running`` on this worker) that never
+        started: the caller gives them back (``Runtime.close``)."""
         self._stopping = True
+        claiming = self._claiming
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -233,6 +239,7 @@ class Scheduler:
                 await task
         with contextlib.suppress(Exception):
             await self._listener.aclose()
+        return claiming
 
     async def _listen(self, pubsub: Any) -> None:
         lost = False
@@ -269,7 +276,12 @@ class Scheduler:
             try:
                 free = self._free_slots()
                 if free > 0:
-                    for run in await claim(self._pool, self._worker, free, time.time()):
+                    self._claiming = True
+                    try:
+                        claimed = await claim(self._pool, self._worker, free, time.time())
+                    finally:
+                        self._claiming = False
+                    for run in claimed:
                         self._start_run(run)
                 if time.monotonic() >= next_recovery:
                     next_recovery = time.monotonic() + self._recover_every_s

@@ -221,3 +221,43 @@ async def test_close_gives_back_a_run_that_had_not_begun(
         assert (done["run_id"], done["status"]) == (sub.run_id, "completed")
     finally:
         await redis.aclose()
+
+
+async def test_close_gives_back_a_run_claimed_by_a_claim_it_cut_short(
+    start_runtime: StartRuntime, settings: Settings
+) -> None:
+    # The scheduler claims runs one statement at a time and starts them once all are done.
+    # A shutdown between two statements (the second waits for a thread row held here)
+    # leaves the first run claimed but never started: it goes back to the queue at once,
+    # not to orphan recovery a lock TTL and a sweep later.
+    submitter = await start_runtime(claim_runs=False)
+    first = await submitter.submit(ALICE, ThreadID("first"), "hello", "c1")
+    second = await submitter.submit(ALICE, ThreadID("second"), "hello", "c2")
+    conn = await asyncpg.connect(settings.database_url)
+    holder = await asyncpg.connect(settings.database_url)
+    held = holder.transaction()
+    await held.start()
+    try:
+        await holder.execute("SELECT 1 FROM threads WHERE id = 'second' FOR UPDATE")
+        runtime = await start_runtime()
+        async with asyncio.timeout(WAIT_S):
+            while not await conn.fetchval(  # noqa: ASYNC110
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query LIKE '%WITH claimed AS%'"
+            ):
+                await asyncio.sleep(0.01)
+            assert await conn.fetchval(RUN_STATUS, first.run_id) == "running"
+            await runtime.close(grace_s=0)
+        await held.rollback()
+        rows = await conn.fetch(
+            "SELECT r.id, r.status, r.worker, t.queued FROM runs r "
+            "JOIN threads t ON t.id = r.thread_id ORDER BY r.pos"
+        )
+        assert [tuple(r) for r in rows] == [
+            (first.run_id, "queued", None, 1),
+            (second.run_id, "queued", None, 1),
+        ]
+        assert _ended(await runtime.stats()) == {"completed": 0, "failed": 0, "cancelled": 0}
+    finally:
+        await holder.close()  # rolls back what it still holds
+        await conn.close()
