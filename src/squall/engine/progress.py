@@ -32,8 +32,11 @@ def _ms(seconds: float | None) -> str:
 def describe(view: ProgressView) -> str:
     """One line: elapsed/remaining, users, connections, rates, latency, errors."""
     remaining = "" if view.remaining_s is None else f" (-{view.remaining_s:.0f}s)"
+    conns = str(view.connections)
+    if view.connections_peak > view.connections:
+        conns += f" (peak {view.connections_peak})"
     line = (
-        f"[{view.elapsed_s:6.1f}s{remaining}] users {view.users} conns {view.connections} "
+        f"[{view.elapsed_s:6.1f}s{remaining}] users {view.users} conns {conns} "
         f"sent {view.sent_per_s:.0f}/s recv {view.received_per_s:.0f}/s "
         f"p50 {_ms(view.p50)} p99 {_ms(view.p99)} errors {view.errors}"
     )

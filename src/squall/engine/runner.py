@@ -155,6 +155,8 @@ class _Live:
     #: stops between two snapshots still counts.
     interval_peak: int = 0
     connections: int = 0
+    #: The most connections open at once since the last snapshot.
+    connections_peak: int = 0
     user_tasks: set[asyncio.Task[None]] = field(default_factory=set)
     sessions: set[Session] = field(default_factory=set)
 
@@ -487,7 +489,10 @@ class Worker:
         return session
 
     def _connection(self, delta: int) -> None:
-        self._live.connections += delta
+        live = self._live
+        live.connections += delta
+        if live.connections > live.connections_peak:
+            live.connections_peak = live.connections
 
     def _user_started(self) -> None:
         live = self._live
@@ -599,6 +604,7 @@ class Worker:
                 span=span,
                 users=self._live.interval_peak,
                 connections=self._live.connections,
+                connections_peak=self._live.connections_peak,
                 sent=stats.sent,
                 received=stats.received,
                 errors=stats.errors,
@@ -610,3 +616,4 @@ class Worker:
         )
         self._second += 1
         self._live.interval_peak = self._live.users
+        self._live.connections_peak = self._live.connections

@@ -28,7 +28,10 @@ class Snapshot:
     #: The most users running at once in this second (so one that came and went between two
     #: snapshots counts).
     users: int
+    #: Connections open at the end of the second, and the most open at once within it
+    #: (so a socket opened and closed between two snapshots counts).
     connections: int
+    connections_peak: int
     sent: int
     received: int
     errors: int
@@ -62,7 +65,10 @@ class ProgressView:
     elapsed_s: float
     remaining_s: float | None
     users: int
+    #: Open at the end of the second; the most open at once within it (with several
+    #: workers, the sum of each one's own peak: an upper bound when sockets churn).
     connections: int
+    connections_peak: int
     sent_per_s: float
     received_per_s: float
     #: Percentiles of the run so far; None until a latency was recorded.
@@ -78,6 +84,7 @@ class _Second:
     span: float = 0.0
     users: int = 0
     connections: int = 0
+    connections_peak: int = 0
     sent: int = 0
     received: int = 0
     errors: int = 0
@@ -105,6 +112,7 @@ class SeriesAggregator:
         second.span = max(second.span, snapshot.span)
         second.users += snapshot.users
         second.connections += snapshot.connections
+        second.connections_peak += snapshot.connections_peak
         second.sent += snapshot.sent
         second.received += snapshot.received
         second.errors += snapshot.errors
@@ -146,6 +154,7 @@ class SeriesAggregator:
             remaining_s=None if self._planned_s is None else max(0.0, self._planned_s - elapsed),
             users=second.users,
             connections=second.connections,
+            connections_peak=second.connections_peak,
             sent_per_s=second.sent / span,
             received_per_s=second.received / span,
             p50=self._total.percentile(50) if self._total.count else None,

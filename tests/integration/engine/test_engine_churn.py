@@ -61,10 +61,15 @@ async def test_stages_users_that_stop_close_their_sessions_and_are_let_go() -> N
     # The worker never held more sessions or connections than the target's users.
     assert max(held) <= USERS
     assert max(s.connections for s in snapshots) <= USERS
+    # Each snapshot's peak is the most open at once within its interval.
+    assert all(s.connections <= s.connections_peak <= USERS for s in snapshots)
     # At the end, only the sessions of the users still running; the run closed them.
     assert len(worker._live.sessions) <= USERS
     assert snapshots[-1].final
     assert snapshots[-1].connections == 0
+    # Closed in the last interval: none open at its end, but it had some (the progress
+    # line reads "conns 0 (peak 3)", not a bare "conns 0").
+    assert snapshots[-1].connections_peak == USERS
 
 
 @pytest.mark.timeout(60)

@@ -18,13 +18,15 @@ def snap(
     *,
     final: bool = False,
     span: float = 1.0,
+    connections: tuple[int, int] = (2, 2),
 ) -> Snapshot:
     return Snapshot(
         worker=worker,
         t=t,
         span=span,
         users=2,
-        connections=2,
+        connections=connections[0],
+        connections_peak=connections[1],
         sent=sent,
         received=sent,
         errors=0,
@@ -94,3 +96,14 @@ def test_a_second_in_which_nothing_completed_has_no_percentiles() -> None:
     assert [(p.p50, p.p99) for p in points] == [(None, None), (0.002, 0.002), (None, None)]
     restored = [SeriesPoint.from_dict(p.to_dict()) for p in points]
     assert restored == list(points)
+
+
+def test_connections_at_the_end_of_a_second_and_its_peak_sum_over_workers() -> None:
+    aggregator = SeriesAggregator(workers=2, planned_s=10)
+    aggregator.add(snap(0, 0, 5, [0.001], connections=(0, 40)))
+    (churned,) = aggregator.add(snap(1, 0, 5, [0.001], connections=(3, 35)))
+    assert (churned.connections, churned.connections_peak) == (3, 75)
+    assert " users 4 conns 3 (peak 75) sent " in describe(churned)
+    aggregator.add(snap(0, 1, 5, [0.001], connections=(6, 6)))
+    (steady,) = aggregator.add(snap(1, 1, 5, [0.001], connections=(6, 6)))
+    assert " users 4 conns 12 sent " in describe(steady)  # no peak above the count
