@@ -58,12 +58,17 @@ _T = TypeVar("_T")
 
 
 class Chat:
-    """One socket's conversation with a target, spoken through ``adapter``."""
+    """One socket's conversation with a target, spoken through ``adapter``; its error
+    messages call the adapter ``adapter_name`` (as the user gave it: a registered name or
+    an import path), by default the class's ``name``."""
 
-    def __init__(self, ws: WebSocket, session: Session, adapter: Adapter) -> None:
+    def __init__(
+        self, ws: WebSocket, session: Session, adapter: Adapter, adapter_name: str | None = None
+    ) -> None:
         self.ws = ws
         self.session = session
         self.adapter = adapter
+        self.adapter_name = adapter_name if adapter_name is not None else adapter.name
         self.tracker = adapter.tracker()
         self.threads: set[str] = set()
         #: How many of the tracker's gaps, unmatched errors and foreign events the chat has
@@ -78,7 +83,7 @@ class Chat:
         self.attempted = 0
 
     def __repr__(self) -> str:
-        return f"Chat(adapter={self.adapter.name!r}, threads={len(self.threads)})"
+        return f"Chat(adapter={self.adapter_name!r}, threads={len(self.threads)})"
 
     async def chat(self, thread_id: str, content: str, *, timeout: float = 30.0) -> RunObservation:  # noqa: ASYNC109
         """Send one message and wait for its run to end; never raises on a slow run."""
@@ -167,7 +172,7 @@ class Chat:
         self.tracker.expire(observation, self.session.clock())
         if observation.ack_at is not None or observation.events:
             return
-        name = self.adapter.name
+        name = self.adapter_name
         if first is not None:
             self.session.recorder.error(
                 "protocol",
@@ -326,7 +331,7 @@ async def open_chat(
             # fails the ``success`` threshold instead of passing as not applicable.
             _fail_untried(session, planned)
             raise
-        chat = Chat(ws, session, speaker)
+        chat = Chat(ws, session, speaker, chosen if isinstance(chosen, str) else None)
         try:
             yield chat
         except Exception:

@@ -156,12 +156,14 @@ def test_a_target_that_takes_only_one_socket_fails_the_run_and_says_it_turned_th
 def test_replies_naming_another_message_are_named_beside_the_timeouts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The adapter given by import path: the messages name it so, as the user wrote it.
+    adapter = "squall.adapters.echo:EchoAdapter"
     with _misbehaving("wrong_id") as url:
-        code = _run(url, tmp_path, "-s", "websocket_concurrency", "--adapter", "echo")
+        code = _run(url, tmp_path, "-s", "websocket_concurrency", "--adapter", adapter)
     out = " ".join(capsys.readouterr().out.split())
     assert code == 1, out
     assert f"timeouts: {SOCKETS * MESSAGES} (no answer within the timeout)" in out
-    assert "matched to no message this socket sent: does the target answer with the" in out
+    assert f"the {adapter!r} adapter matched to no message this socket sent: does the" in out
     metrics = _metrics(tmp_path)
     assert metrics["errors.protocol"]["count"] == SOCKETS * MESSAGES
     (path,) = tmp_path.glob("*/report.json")
