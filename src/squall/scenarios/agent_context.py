@@ -18,7 +18,6 @@ import httpx
 
 from squall.adapters.chat import open_chat
 from squall.adapters.reference import ReferenceAdapter, phase_times
-from squall.adapters.registry import load
 from squall.engine import Scenario, Session, closed
 from squall.scenarios.target import TargetInfo, scaled
 
@@ -61,10 +60,9 @@ async def _set_preferences(session: Session) -> None:
 async def behaviour(session: Session) -> None:
     params = session.params
     user = session.identity.user_id
-    speaker = load(str(params["adapter"]))
-    if isinstance(speaker, ReferenceAdapter):  # the reference platform (or a variant of it)
-        await _set_preferences(session)
-    async with open_chat(session, adapter=speaker, planned=HISTORY_MESSAGES + 1) as chat:
+    async with open_chat(session, planned=HISTORY_MESSAGES + 1) as chat:
+        if isinstance(chat.adapter, ReferenceAdapter):  # the reference platform or a variant
+            await _set_preferences(session)
         thread = f"{user}-context"
         for index in range(HISTORY_MESSAGES):
             await chat.chat(thread, _history_message(user, index), timeout=params["timeout_s"])

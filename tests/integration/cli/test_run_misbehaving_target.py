@@ -172,6 +172,40 @@ def test_replies_naming_another_message_are_named_beside_the_timeouts(
 
 
 @pytest.mark.usefixtures("shared_services")
+def test_a_scenario_that_reads_the_adapter_from_its_params_names_it_as_given_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # agent_context picks what it sends by the adapter: the socket's own is the one
+    # the errors name, as the user wrote it, not its class's registered name.
+    adapter = "squall.adapters.echo:EchoAdapter"
+    with _misbehaving("wrong_id") as url:
+        code = main(
+            [
+                "run",
+                "--target",
+                url,
+                "--jwt-secret",
+                SECRET,
+                "--scale",
+                "0.04",
+                "--no-progress",
+                "--results-dir",
+                str(tmp_path),
+                "-s",
+                "agent_context",
+                "--adapter",
+                adapter,
+                "--set",
+                "scenarios.agent_context.timeout_s=0.5",
+            ]
+        )
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 1, out
+    assert f"the {adapter!r} adapter matched to no message this socket sent: does the" in out
+    assert "the 'echo' adapter" not in out
+
+
+@pytest.mark.usefixtures("shared_services")
 def test_answers_after_the_timeout_are_timeouts_not_replies_to_another_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
