@@ -126,10 +126,12 @@ class Edge:
         _current = self
 
     async def drain(self) -> None:
-        """Refuse new work and close every socket with 1001; idempotent."""
+        """Refuse new work, claim no more runs and close every socket with 1001; idempotent."""
         from squall.target.ws import CloseCode
 
         self.shutting_down = True
+        if self._runtime is not None:
+            self._runtime.stop_claiming()
         for connection in list(self.connections):
             connection.close(CloseCode.GOING_AWAY, "server shutting down")
         if self.connections:

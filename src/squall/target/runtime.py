@@ -103,6 +103,7 @@ class Runtime:
         self._pool = pool
         self._redis = redis
         self._closing = False
+        self._claiming = True
         self._runs: dict[RunID, asyncio.Task[None]] = {}
         self._counts: Counter[str] = Counter()
         terms = Terms(settings.run_cost, settings.initial_credits, settings.max_queued_per_thread)
@@ -123,7 +124,11 @@ class Runtime:
             listener=redis_pool.connect_pubsub(settings, "scheduler"),
             channel=f"{settings.redis_prefix}:runs:wakeup",
             worker=self.worker,
-            free_slots=lambda: 0 if self._closing else settings.run_concurrency - len(self._runs),
+            free_slots=lambda: (
+                settings.run_concurrency - len(self._runs)
+                if self._claiming and not self._closing
+                else 0
+            ),
             start_run=self._start_run,
             recover=self._recover,
             poll_s=poll_s,
@@ -465,6 +470,13 @@ class Runtime:
         for name in COUNTERS:
             out[name] = float(self._counts[name])
         return out
+
+    def stop_claiming(self) -> None:
+        """Claim no more runs; the running ones go on and submits are still taken. The
+        first step of a shutdown (``Edge.drain``, while the sockets close): the runs queued
+        meanwhile go to the other workers, or to the next start, not to a worker about to
+        stop, where they would have only the shutdown's grace to finish in."""
+        self._claiming = False
 
     async def close(self, grace_s: float) -> None:
         """Stop claiming, let running runs finish for ``grace_s``, cancel and refund the rest.
