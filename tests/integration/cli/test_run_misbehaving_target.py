@@ -179,25 +179,15 @@ def test_a_scenario_that_reads_the_adapter_from_its_params_names_it_as_given_too
     # the errors name, as the user wrote it, not its class's registered name.
     adapter = "squall.adapters.echo:EchoAdapter"
     with _misbehaving("wrong_id") as url:
-        code = main(
-            [
-                "run",
-                "--target",
-                url,
-                "--jwt-secret",
-                SECRET,
-                "--scale",
-                "0.04",
-                "--no-progress",
-                "--results-dir",
-                str(tmp_path),
-                "-s",
-                "agent_context",
-                "--adapter",
-                adapter,
-                "--set",
-                "scenarios.agent_context.timeout_s=0.5",
-            ]
+        code = _run(
+            url,
+            tmp_path,
+            "-s",
+            "agent_context",
+            "--adapter",
+            adapter,
+            "--set",
+            "scenarios.agent_context.timeout_s=0.5",
         )
     out = " ".join(capsys.readouterr().out.split())
     assert code == 1, out
