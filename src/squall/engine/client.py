@@ -129,7 +129,7 @@ class _Listener(WSListener):
         self._socket._transport = transport
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type is _TEXT and frame.fin:
+        if frame.msg_type is _TEXT and frame.fin and not transport.is_close_frame_sent:
             self._received[0] += 1
             waiter = self._socket._waiter
             try:  # free unless it raises
@@ -261,6 +261,14 @@ class WebSocket:
     # -- picows callbacks (synchronous, on the event loop) --
 
     def _on_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if self._disconnected:
+            return
+        if transport.is_close_frame_sent and self.close_code is None:
+            # picows closed the socket on a frame it cannot take (over its size limit, a
+            # bad opcode) and drops it 10 ms later; its parser reads on meanwhile and hands
+            # over that very frame and those after it. None is a message: the socket ends now.
+            self._on_disconnected()
+            return
         kind = frame.msg_type
         if kind is _TEXT or kind is _BINARY:
             if frame.fin:

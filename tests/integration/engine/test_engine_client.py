@@ -422,13 +422,20 @@ async def test_a_frame_over_the_frame_size_limit_is_named_not_taken_for_a_drop(
     seen = _unretrieved_errors(asyncio.get_running_loop())
     big = b"x" * (10 * 2**20 + 1)  # picows' frame size limit is 10 MiB
     async with _sending_on_connect(big, text=True) as (url, _):
-        ws, recorder = await _open(url)
-        with pytest.raises(ConnectionClosed, match=r"code 1009"):
-            await ws.recv(timeout=30.0)
-    assert ws.close_code == 1009
-    (sample,) = recorder.state().error_samples["protocol"]
-    assert "the target broke the WebSocket protocol (" in sample
-    assert "exceeding max allowed size, 10485761 > 10485760): socket closed (1009)" in sample
+        # picows sends its close at once but drops the connection 10 ms later, reading on
+        # meanwhile: on a warm loop the rest of the frame arrives within that time, and
+        # picows hands it over whole. Several sockets, so a frame taken as a message shows.
+        for _ in range(4):
+            ws, recorder = await _open(url)
+            with pytest.raises(ConnectionClosed, match=r"code 1009"):
+                await ws.recv(timeout=30.0)
+            assert ws.close_code == 1009
+            (sample,) = recorder.state().error_samples["protocol"]
+            assert "the target broke the WebSocket protocol (" in sample
+            assert (
+                "exceeding max allowed size, 10485761 > 10485760): socket closed (1009)" in sample
+            )
+            assert recorder.state().counters.get("messages_received", 0) == 0
     # Recorded once above, not also logged by picows for every socket it happens to.
     assert [r.getMessage() for r in caplog.records if "exceeding max" in r.getMessage()] == []
     del ws
