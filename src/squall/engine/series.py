@@ -180,6 +180,8 @@ class SeriesAggregator:
                     p50=second.latency.percentile(50) if second.latency.count else None,
                     p99=second.latency.percentile(99) if second.latency.count else None,
                     errors=second.errors,
+                    connections=second.connections,
+                    connections_peak=second.connections_peak,
                 )
             )
         return tuple(points)

@@ -49,6 +49,10 @@ def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 #: A trend's statistics, in the order of its fields.
 _TREND_STATISTICS = ("min", "max", "mean", "stdev", "p50", "p90", "p95", "p99", "p999")
 
@@ -273,6 +277,11 @@ class SeriesPoint:
     p50: float | None
     p99: float | None
     errors: int
+    #: Connections open at the end of the second, and the most open at once within it
+    #: (with several workers, the sum of each one's own peak: an upper bound when sockets
+    #: churn). None in reports of a squall that did not record them.
+    connections: int | None = None
+    connections_peak: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -283,6 +292,8 @@ class SeriesPoint:
             "p50": self.p50,
             "p99": self.p99,
             "errors": self.errors,
+            "connections": self.connections,
+            "connections_peak": self.connections_peak,
         }
 
     @classmethod
@@ -296,6 +307,8 @@ class SeriesPoint:
             p50=_optional_float(_field(data, "p50", what)),
             p99=_optional_float(_field(data, "p99", what)),
             errors=int(_field(data, "errors", what)),
+            connections=_optional_int(data.get("connections")),
+            connections_peak=_optional_int(data.get("connections_peak")),
         )
 
 

@@ -112,6 +112,11 @@ def latency_buckets(trend: Trend, buckets: int = 14) -> list[tuple[str, float]]:
     ]
 
 
+def _points(series: Sequence[Mapping[str, Any]], key: str) -> list[tuple[float, float]]:
+    """The seconds of ``series`` that have a ``key`` value."""
+    return [(p["t"], p[key]) for p in series if p.get(key) is not None]
+
+
 def _points_ms(series: Sequence[Mapping[str, Any]], key: str) -> list[tuple[float, float]]:
     """The seconds of ``series`` that have a ``key`` percentile, in ms."""
     return [(p["t"], p[key] * 1000) for p in series if p.get(key) is not None]
@@ -146,6 +151,18 @@ def _scenario_charts(s: Mapping[str, Any]) -> str:
                 y_label="per second",
             )
         )
+        if any(p.get("connections") is not None for p in series):  # older reports: none
+            charts.append(
+                line_chart(
+                    "Connections over time",
+                    [
+                        Line("open at its end", _points(series, "connections")),
+                        Line("peak within the second", _points(series, "connections_peak")),
+                    ],
+                    x_label="seconds into the run",
+                    y_label="connections",
+                )
+            )
     metrics = s.get("metrics", {})
     trend_name = next(
         (n for n in ("response_time", "round_trip") if metrics.get(n, {}).get("type") == "trend"),

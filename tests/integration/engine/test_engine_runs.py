@@ -59,6 +59,11 @@ async def test_closed_workload_across_two_processes_adds_up_exactly() -> None:
     assert result.rate("success").rate == 1.0
     assert result.series, "workers sent per-second snapshots"
     assert sum(p.sent_per_s for p in result.series) > 0
+    # Connections per second, as the progress line shows them: each process's 3 users
+    # kept one open from their first iteration on (a sum of both at most).
+    peaks = [p.connections_peak for p in result.series]
+    assert all(peak is not None for peak in peaks)
+    assert 3 <= max(peak or 0 for peak in peaks) <= 6
     assert result.gauge("users").value >= 3
     assert RunResult.from_dict(result.to_dict()) == result
 

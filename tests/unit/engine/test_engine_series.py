@@ -107,3 +107,14 @@ def test_connections_at_the_end_of_a_second_and_its_peak_sum_over_workers() -> N
     aggregator.add(snap(0, 1, 5, [0.001], connections=(6, 6)))
     (steady,) = aggregator.add(snap(1, 1, 5, [0.001], connections=(6, 6)))
     assert " users 4 conns 12 sent " in describe(steady)  # no peak above the count
+    # The report's series keeps both, as the live line shows them.
+    points = aggregator.points()
+    assert [(p.connections, p.connections_peak) for p in points] == [(3, 75), (12, 12)]
+    assert [SeriesPoint.from_dict(p.to_dict()) for p in points] == list(points)
+
+
+def test_a_series_point_of_an_older_report_has_no_connections() -> None:
+    older = {"t": 0, "users": 5, "sent_per_s": 10.0, "received_per_s": 10.0, "p50": 0.01,
+             "p99": 0.02, "errors": 0}  # fmt: skip
+    point = SeriesPoint.from_dict(older)
+    assert (point.connections, point.connections_peak) == (None, None)

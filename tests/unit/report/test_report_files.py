@@ -179,6 +179,22 @@ def test_html_leaves_a_second_without_percentiles_out_of_the_latency_chart() -> 
     assert "None" not in page
 
 
+def test_html_charts_connections_over_time_when_the_series_has_them() -> None:
+    older = report_html(report(load_scenario()))  # a series without connections
+    assert "Connections over time" not in older
+    scenario = load_scenario()
+    for point, (end, peak) in zip(
+        scenario["result"]["series"], [(5, 5), (0, 75), (3, 40), (5, 5), (5, 5)], strict=True
+    ):
+        point["connections"], point["connections_peak"] = end, peak
+    page = report_html(report(scenario))
+    chart = page.split('aria-label="Connections over time"')[1].split("</svg>")[0]
+    assert ">open at its end</text>" in chart
+    assert ">peak within the second</text>" in chart
+    lines = re.findall(r'<polyline [^>]*points="([^"]*)"', chart)
+    assert [len(points.split()) for points in lines] == [5, 5]
+
+
 def test_html_says_a_rate_has_no_samples() -> None:
     scenario = load_scenario()
     scenario["metrics"]["delivery"] = Rate("delivery", 0, 0).to_dict()
