@@ -119,7 +119,7 @@ def _points(series: Sequence[Mapping[str, Any]], key: str) -> list[tuple[float, 
 
 def _points_ms(series: Sequence[Mapping[str, Any]], key: str) -> list[tuple[float, float]]:
     """The seconds of ``series`` that have a ``key`` percentile, in ms."""
-    return [(p["t"], p[key] * 1000) for p in series if p.get(key) is not None]
+    return [(t, seconds * 1000) for t, seconds in _points(series, key)]
 
 
 def _scenario_charts(s: Mapping[str, Any]) -> str:

@@ -124,11 +124,7 @@ class Runtime:
             listener=redis_pool.connect_pubsub(settings, "scheduler"),
             channel=f"{settings.redis_prefix}:runs:wakeup",
             worker=self.worker,
-            free_slots=lambda: (
-                settings.run_concurrency - len(self._runs)
-                if self._claiming and not self._closing
-                else 0
-            ),
+            free_slots=lambda: settings.run_concurrency - len(self._runs) if self._claiming else 0,
             start_run=self._start_run,
             recover=self._recover,
             poll_s=poll_s,
@@ -488,6 +484,7 @@ class Runtime:
         if self._closing:
             return
         self._closing = True
+        self.stop_claiming()
         claim_cut_short = await self._scheduler.stop()
         pending: set[asyncio.Task[None]] = set()
         tasks = list(self._runs.values())

@@ -10,13 +10,13 @@ not take it.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import pytest
+from edge_client import time_scale
 
 from squall.target.edge import Edge
 from squall.target.ids import ThreadID, UserID
@@ -25,7 +25,7 @@ from squall.target.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-WAIT_S = 20.0 * float(os.environ.get("SQUALL_TEST_TIME_SCALE", "1"))
+WAIT_S = 20.0 * time_scale()
 
 
 @pytest.fixture
