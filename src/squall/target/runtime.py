@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from squall.target import billing, db, events, redis_pool
+from squall.target import billing, db, events, outage, redis_pool
 from squall.target.agent import AgentDeps, Publish, execute, recover, requeue
 from squall.target.db import Connection, create_pool, pool_size
 from squall.target.errors import (
@@ -425,8 +425,28 @@ class Runtime:
         )
 
     def _start_run(self, run: ClaimedRun) -> None:
+        if not self._claiming:  # claimed by a claim the drain began during: not started here
+            self._runs[run.run_id] = asyncio.create_task(
+                self._give_back(run), name=f"give-back-{run.run_id}"
+            )
+            return
         self._counts["runs_claimed_total"] += 1
         self._runs[run.run_id] = asyncio.create_task(self._run(run), name=f"run-{run.run_id}")
+
+    async def _give_back(self, run: ClaimedRun) -> None:
+        """Requeue a run claimed after :meth:`stop_claiming` (by a claim already under way)
+        and wake the other workers for it: it has not begun, and this worker is stopping."""
+        try:
+            if await requeue(self._pool, run, self.worker):
+                log.info("run %s, claimed as this worker began to stop, went back", run.run_id)
+                await self._scheduler.notify()
+        except Exception as exc:
+            if not db.connection_lost(exc):
+                raise
+            # Left `running` here: the shutdown's give-back, or orphan recovery, has it.
+            log.warning("giving back run %s failed: %s", run.run_id, outage.describe(exc))
+        finally:
+            self._runs.pop(run.run_id, None)
 
     def _ended(self, status: RunStatus) -> None:
         self._counts[f"runs_{status}_total"] += 1
@@ -471,7 +491,8 @@ class Runtime:
         """Claim no more runs; the running ones go on and submits are still taken. The
         first step of a shutdown (``Edge.drain``, while the sockets close): the runs queued
         meanwhile go to the other workers, or to the next start, not to a worker about to
-        stop, where they would have only the shutdown's grace to finish in."""
+        stop, where they would have only the shutdown's grace to finish in. The runs of a
+        claim already under way go back to the queue as it returns them (:meth:`_give_back`)."""
         self._claiming = False
 
     async def close(self, grace_s: float) -> None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import asyncpg
 import pytest
+from asyncpg.transaction import Transaction
 from runtime_support import WAIT_S, Recorder, StartRuntime
 
 from squall.target import redis_pool
@@ -14,6 +18,7 @@ from squall.target.db import create_pool
 from squall.target.ids import ThreadID, UserID
 from squall.target.locks import RunLock
 from squall.target.migrations import MIGRATIONS, migrate
+from squall.target.runtime import Runtime, Submitted
 from squall.target.scheduler import claim
 from squall.target.settings import Settings
 
@@ -230,14 +235,70 @@ async def test_close_gives_back_a_run_claimed_by_a_claim_it_cut_short(
     # A shutdown between two statements (the second waits for a thread row held here)
     # leaves the first run claimed but never started: it goes back to the queue at once,
     # not to orphan recovery a lock TTL and a sweep later.
+    async with _claim_stuck_at_the_second_run(start_runtime, settings) as stuck:
+        assert await stuck.conn.fetchval(RUN_STATUS, stuck.first.run_id) == "running"
+        async with asyncio.timeout(WAIT_S):
+            await stuck.runtime.close(grace_s=0)
+        await stuck.held.rollback()
+        rows = await stuck.conn.fetch(
+            "SELECT r.id, r.status, r.worker, t.queued FROM runs r "
+            "JOIN threads t ON t.id = r.thread_id ORDER BY r.pos"
+        )
+        assert [tuple(r) for r in rows] == [
+            (stuck.first.run_id, "queued", None, 1),
+            (stuck.second.run_id, "queued", None, 1),
+        ]
+        assert _ended(await stuck.runtime.stats()) == {"completed": 0, "failed": 0, "cancelled": 0}
+
+
+async def test_runs_a_claim_returns_after_claiming_stopped_go_back_to_the_queue(
+    start_runtime: StartRuntime, recorder: Recorder, settings: Settings
+) -> None:
+    # A worker's drain stops claiming while a claim of its is under way (the claim's second
+    # statement waits for a thread row held here). The runs that claim returns are not
+    # started on the stopping worker: they go back to the queue, and another worker runs them.
+    async with _claim_stuck_at_the_second_run(start_runtime, settings) as stuck:
+        stuck.runtime.stop_claiming()
+        await stuck.held.rollback()
+        given_back = "SELECT count(*) FROM runs WHERE status = 'queued' AND worker IS NULL"
+        async with asyncio.timeout(WAIT_S):
+            while await stuck.conn.fetchval(given_back) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        queued = await stuck.conn.fetch("SELECT id, queued FROM threads ORDER BY id")
+        assert [tuple(row) for row in queued] == [("first", 1), ("second", 1)]
+        stats = await stuck.runtime.stats()
+        assert _ended(stats) == {"completed": 0, "failed": 0, "cancelled": 0}
+        assert stats["runs_claimed_total"] == 0
+    await start_runtime()
+    await recorder.wait_completed(2)
+    done = {(event["run_id"], event["status"]) for event in recorder.of_type("agent_completed")}
+    assert done == {(stuck.first.run_id, "completed"), (stuck.second.run_id, "completed")}
+
+
+@dataclass
+class _StuckClaim:
+    """Two queued runs, on threads ``first`` and ``second``, and a runtime whose claim has
+    taken the first and waits for the second's thread row, which ``held`` locks."""
+
+    first: Submitted
+    second: Submitted
+    runtime: Runtime
+    conn: asyncpg.Connection
+    held: Transaction
+
+
+@contextlib.asynccontextmanager
+async def _claim_stuck_at_the_second_run(
+    start_runtime: StartRuntime, settings: Settings
+) -> AsyncIterator[_StuckClaim]:
     submitter = await start_runtime(claim_runs=False)
     first = await submitter.submit(ALICE, ThreadID("first"), "hello", "c1")
     second = await submitter.submit(ALICE, ThreadID("second"), "hello", "c2")
     conn = await asyncpg.connect(settings.database_url)
     holder = await asyncpg.connect(settings.database_url)
-    held = holder.transaction()
-    await held.start()
     try:
+        held = holder.transaction()
+        await held.start()
         await holder.execute("SELECT 1 FROM threads WHERE id = 'second' FOR UPDATE")
         runtime = await start_runtime()
         async with asyncio.timeout(WAIT_S):
@@ -246,18 +307,7 @@ async def test_close_gives_back_a_run_claimed_by_a_claim_it_cut_short(
                 "AND wait_event_type = 'Lock' AND query LIKE '%WITH claimed AS%'"
             ):
                 await asyncio.sleep(0.01)
-            assert await conn.fetchval(RUN_STATUS, first.run_id) == "running"
-            await runtime.close(grace_s=0)
-        await held.rollback()
-        rows = await conn.fetch(
-            "SELECT r.id, r.status, r.worker, t.queued FROM runs r "
-            "JOIN threads t ON t.id = r.thread_id ORDER BY r.pos"
-        )
-        assert [tuple(r) for r in rows] == [
-            (first.run_id, "queued", None, 1),
-            (second.run_id, "queued", None, 1),
-        ]
-        assert _ended(await runtime.stats()) == {"completed": 0, "failed": 0, "cancelled": 0}
+        yield _StuckClaim(first, second, runtime, conn, held)
     finally:
         await holder.close()  # rolls back what it still holds
         await conn.close()
