@@ -56,5 +56,7 @@ def create_app(settings: Settings | None = None) -> Platform:
         lifespan=lifespan,
         exception_handlers={HTTPException: router_error, Exception: internal_error},
     )
+    # A path with a trailing slash is another path: 404 in the API's error form, not a 307.
+    app.router.redirect_slashes = False
     app.state.edge = edge
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -44,7 +45,10 @@ STATUS = {
 Handler = Callable[[Request, Edge, Principal], Awaitable[Response]]
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
+def _error(request: Request, status: int, code: str, message: str) -> JSONResponse:
+    """An error answer in the API's form, counted as ``errors_total{code}``."""
+    edge: Edge = request.app.state.edge
+    edge.counters.inc(metrics.series("errors_total", code=code))
     return JSONResponse({"code": code, "message": message}, status_code=status)
 
 
@@ -62,7 +66,7 @@ async def router_error(request: Request, exc: Exception) -> Response:
         message = f"{request.method} {request.url.path}: allowed: {headers.get('Allow', '')}"
     else:
         message = f"{request.method} {request.url.path}: {exc.detail}"
-    response = _error(exc.status_code, code, message)
+    response = _error(request, exc.status_code, code, message)
     response.headers.update(headers)
     return response
 
@@ -70,9 +74,8 @@ async def router_error(request: Request, exc: Exception) -> Response:
 async def internal_error(request: Request, exc: Exception) -> Response:
     """Any failure nobody expected: a 500 in the API's error form, counted as
     ``errors_total{code="internal"}``; the server logs the traceback after it."""
-    edge: Edge = request.app.state.edge
-    edge.counters.inc(metrics.series("errors_total", code=TargetError.code))
     return _error(
+        request,
         500,
         TargetError.code,
         f"{request.method} {request.url.path}: internal error ({type(exc).__name__}); "
@@ -90,19 +93,36 @@ def authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             principal = edge.auth.verify(credentials.token if credentials else None)
         except Unauthorized as exc:
             edge.counters.inc("auth_failures_total")
-            return _error(401, "unauthorized", str(exc))
+            return _error(request, 401, "unauthorized", str(exc))
         try:
+            _check_path_encoding(request)
             return await handler(request, edge, principal)
         except TargetError as exc:
-            return _error(STATUS.get(exc.code, 500), exc.code, exc.message)
+            return _error(request, STATUS.get(exc.code, 500), exc.code, exc.message)
         except Exception as exc:
             lost = unavailable(exc)
             if lost is None:
                 raise
             log.warning("%s %s failed: %s", request.method, request.url.path, lost.message)
-            return _error(STATUS[lost.code], lost.code, lost.message)
+            return _error(request, STATUS[lost.code], lost.code, lost.message)
 
     return endpoint
+
+
+def _check_path_encoding(request: Request) -> None:
+    """Refuse a path whose percent-escapes are not UTF-8 (``%FF``, an encoded lone
+    surrogate): the server decodes them to U+FFFD, so distinct bad ids would all name one
+    account or thread, ``"\ufffd"``."""
+    raw = request.scope.get("raw_path")
+    if raw is None:
+        return
+    try:
+        urllib.parse.unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidField(
+            f"the path {raw.decode('ascii', 'replace')!r:.200} is not percent-encoded "
+            "UTF-8; percent-encode the id's UTF-8 bytes"
+        ) from None
 
 
 async def _json_body(request: Request, max_bytes: int) -> Any:
@@ -170,7 +190,7 @@ async def put_preferences(request: Request, edge: Edge, principal: Principal) ->
 
 async def grant_credits(request: Request, edge: Edge, principal: Principal) -> Response:
     if not principal.is_admin:
-        return _error(403, "forbidden", "granting credits needs a token with role 'admin'")
+        return _error(request, 403, "forbidden", "granting credits needs a token with role 'admin'")
     body = await _json_body(request, MAX_PREFERENCES_BYTES)
     amount = body.get("amount") if isinstance(body, dict) else None
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_BIGINT:
@@ -204,10 +224,12 @@ def _int_param(request: Request, name: str, default: int | None, *, minimum: int
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    value = int(raw) if raw.isascii() and raw.isdigit() else -1
+    # At most 19 digits, the largest bigint's: int() of thousands of digits raises.
+    fits = raw.isascii() and raw.isdigit() and len(raw) <= len(str(MAX_BIGINT))
+    value = int(raw) if fits else -1
     if not minimum <= value <= MAX_BIGINT:
         raise InvalidField(
-            f"{name}={raw!r}; expected an integer from {minimum} to {MAX_BIGINT} in digits"
+            f"{name}={raw!r:.40}; expected an integer from {minimum} to {MAX_BIGINT} in digits"
         )
     return value
 

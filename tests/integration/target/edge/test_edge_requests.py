@@ -177,7 +177,9 @@ async def test_admin_credits(platform: Platform) -> None:
         overflow = await http.post(path, json={"amount": 2**63 - 1}, headers=admin)
         assert overflow.status_code == 400
         assert "balance would exceed" in overflow.json()["message"]
-        for user in ("u" * 129, "a%00b"):
+        # "%FF", "%C3" and an encoded lone surrogate are not UTF-8: the server decoded them
+        # to U+FFFD, and credited one account "\ufffd" for all three.
+        for user in ("u" * 129, "a%00b", "%FF", "%C3", "%ED%A0%80"):
             reply = await http.post(
                 f"/v1/accounts/{user}/credits", json={"amount": 1}, headers=admin
             )
@@ -187,6 +189,8 @@ async def test_admin_credits(platform: Platform) -> None:
         assert granted.status_code == 200
         after = (await http.get("/v1/accounts/me", headers=platform.headers(target))).json()
     assert after["balance"] == before["balance"] + 5
+    # HTTP error answers are counted by code, as error frames are.
+    assert await counter_reaches(platform, 'squall_target_errors_total{code="forbidden"}', 1)
 
 
 async def _chunks(count: int, size: int) -> AsyncIterator[bytes]:
@@ -224,6 +228,11 @@ async def test_http_endpoints(platform: Platform) -> None:
         chunked = await http.put(prefs, content=_chunks(10, 1000), headers=platform.headers(user))
         assert chunked.status_code == 400  # no Content-Length: counted as it streams in
         assert "more than 4096 bytes" in chunked.json()["message"]
+        # Within the limit as sent, though longer re-encoded (1e5 is 100000.0): was refused.
+        numbers = ('{"a":[' + ",".join(["1e5"] * 600) + "]}").encode()
+        assert len(numbers) <= 4096
+        taken = await http.put(prefs, content=numbers, headers=platform.headers(user))
+        assert taken.status_code == 204, taken.text
         not_object = await http.put(prefs, json=[1], headers=platform.headers(user))
         assert not_object.status_code == 400
         # JSON that PostgreSQL's jsonb or a strict parser cannot take: refused, not 500.
@@ -242,7 +251,14 @@ async def test_http_endpoints(platform: Platform) -> None:
         )
         assert beyond.status_code == 400
         # Digits only, from 0 (after_seq) and 1 (limit): int() took "1_0", " 5" and "+3".
-        for params in ({"limit": "1_0"}, {"limit": "0"}, {"after_seq": "+3"}, {"limit": " 5"}):
+        # Thousands of digits too: int() of them raised, a 500.
+        for params in (
+            {"limit": "1_0"},
+            {"limit": "0"},
+            {"after_seq": "+3"},
+            {"limit": " 5"},
+            {"after_seq": "9" * 5000},
+        ):
             odd = await http.get(
                 "/v1/threads/nope/events", params=params, headers=platform.headers(user)
             )
@@ -258,6 +274,10 @@ async def test_http_endpoints(platform: Platform) -> None:
         assert (nowhere.status_code, nowhere.json()["code"]) == (404, "not_found")
         missing = await http.get("/v1/threads/nope/messages", headers=platform.headers(user))
         assert missing.status_code == 404
+        # A trailing slash is another path, not a redirect.
+        for path in ("/healthz/", "/v1/accounts/me/"):
+            slash = await http.get(path, headers=platform.headers(user))
+            assert (slash.status_code, slash.json()["code"]) == (404, "not_found"), path
         metrics = await http.get("/metrics")
     assert metrics.status_code == 200
     assert "# TYPE squall_target_" in metrics.text
