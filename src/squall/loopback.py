@@ -4,7 +4,8 @@ Load, race and monitoring traffic goes to 127.0.0.0/8 or ::1 and nowhere else, s
 mistyped or copied URL cannot load a machine that did not ask for it. An IP address is
 judged as written; ``localhost`` (and ``*.localhost``) is loopback; any other name is
 resolved, once per process, and every address it resolves to must be loopback. A URL
-without a host (a Unix socket, libpq's local default) stays on this machine too.
+without a host (a Unix socket, libpq's local default) stays on this machine too, unless
+``PGHOST`` or a connection service names one for a PostgreSQL URL: that host is judged too.
 """
 
 from __future__ import annotations
@@ -58,7 +59,42 @@ def loopback_problem(url: str, resolve: Callable[[str], Sequence[str]] = _resolv
         problem = _host_problem(host, resolve)
         if problem is not None:
             return problem
+    if parts.scheme in ("postgresql", "postgres"):
+        for host in _postgres_hosts(url):
+            problem = _host_problem(host, resolve)
+            if problem is not None:
+                return f"{problem} (asyncpg takes it from PGHOST or a connection service file)"
     return None
+
+
+def _postgres_hosts(url: str) -> list[str]:
+    """The hosts asyncpg connects to for ``url``, as its own parser finds them: besides the
+    URL's, those of ``PGHOST`` or a connection service (``?service=``) when
+    the URL names none. Unix sockets are left out; a URL asyncpg refuses gives none (the
+    connection reports it, reaching no other machine)."""
+    from asyncpg import connect_utils
+
+    try:
+        addresses, _ = connect_utils._parse_connect_dsn_and_args(
+            dsn=url,
+            host=None,
+            port=None,
+            user=None,
+            password=None,
+            passfile=None,
+            database=None,
+            ssl=None,
+            service=None,
+            servicefile=None,
+            direct_tls=None,
+            server_settings=None,
+            target_session_attrs=None,
+            krbsrvname=None,
+            gsslib=None,
+        )
+    except Exception:  # whatever asyncpg refuses, its connect refuses too
+        return []
+    return [str(address[0]) for address in addresses if isinstance(address, tuple)]
 
 
 def _host_problem(host: str | None, resolve: Callable[[str], Sequence[str]]) -> str | None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +100,32 @@ def test_a_name_that_does_not_resolve_is_left_to_the_connection() -> None:
 
     assert loopback_problem("ws://nowhere.invalid/", resolve) is None
     assert loopback_problem("not a url at all", resolve) is None
+
+
+@pytest.mark.parametrize("url", ["postgresql://postgres@/postgres", "postgres:///db"])
+def test_a_postgres_url_without_a_host_is_judged_by_the_pghost_asyncpg_reads(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGHOST", "192.0.2.1")
+    problem = loopback_problem(url, resolve=_no_dns)
+    assert problem is not None
+    assert "192.0.2.1" in problem
+    assert "PGHOST" in problem
+    monkeypatch.setenv("PGHOST", "127.0.0.1,/var/run/postgresql")
+    assert loopback_problem(url, resolve=_no_dns) is None
+    # A host in the URL wins over PGHOST, as asyncpg takes it.
+    monkeypatch.setenv("PGHOST", "192.0.2.1")
+    assert loopback_problem("postgresql://postgres@127.0.0.1/postgres", resolve=_no_dns) is None
+
+
+def test_a_postgres_url_naming_a_service_is_judged_by_the_service_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = tmp_path / "pg_service.conf"
+    services.write_text("[away]\nhost=192.0.2.7\n[here]\nhost=127.0.0.1\n")
+    monkeypatch.setenv("PGSERVICEFILE", str(services))
+    monkeypatch.delenv("PGHOST", raising=False)
+    problem = loopback_problem("postgresql:///db?service=away", resolve=_no_dns)
+    assert problem is not None
+    assert "192.0.2.7" in problem
+    assert loopback_problem("postgresql:///db?service=here", resolve=_no_dns) is None
