@@ -33,6 +33,7 @@ from squall.loopback import NotLoopback, require_loopback
 from squall.metrics.recorder import ERRORS, MESSAGES_RECEIVED
 from squall.metrics.result import Counter, Gauge, Metric
 from squall.metrics.thresholds import (
+    OutcomeStatus,
     Threshold,
     ThresholdOutcome,
     ThresholdSet,
@@ -334,6 +335,33 @@ def _history(ctx: SuiteContext, name: str) -> HistoryLog | None:
     return HistoryLog(ctx.results_folder / f"{name}.history.jsonl")
 
 
+#: What db_race must show whatever its thresholds (docs/races.md): debits were committed,
+#: and naive read-modify-write, when it ran, was caught losing updates.
+RACE_DEBITED = Threshold.parse("operations", "count > 0")
+NAIVE_CAUGHT = Threshold.parse("naive_caught", "value == 1")
+
+
+def race_shown(metrics: Mapping[str, Metric]) -> list[ThresholdOutcome]:
+    """db_race's own checks (:data:`RACE_DEBITED`, and :data:`NAIVE_CAUGHT` when
+    ``naive_caught`` was recorded), each failure saying what to change. Without them a run
+    whose debits were all refused (an ``initial_balance`` below ``amount``), or whose naive
+    strategy lost nothing, passed: its checkers had nothing to judge."""
+    checks = [RACE_DEBITED] + ([NAIVE_CAUGHT] if "naive_caught" in metrics else [])
+    why = {
+        "operations": "no debit committed, so the checkers judged nothing; is initial_balance "
+        "at least amount?",
+        "naive_caught": "naive read-modify-write lost no update the checkers could see, so "
+        "they were not shown to catch one; more writers, a larger initial_balance or more "
+        "max_escalations give the race room",
+    }
+    return [
+        outcome
+        if outcome.status is not OutcomeStatus.FAILED
+        else replace(outcome, diagnostic=f"{outcome.diagnostic}: {why[outcome.metric]}")
+        for outcome in evaluate(checks, metrics, "db_race")
+    ]
+
+
 async def _run_db_race(config: Config, ctx: SuiteContext) -> ScenarioOutcome:
     started = time.monotonic()
     params = dict(config.scenario_params("db_race"))
@@ -364,11 +392,13 @@ async def _run_db_race(config: Config, ctx: SuiteContext) -> ScenarioOutcome:
             if naive.caught
             else "naive read-modify-write was NOT caught losing updates"
         )
+        caught = 1.0 if naive.caught else 0.0
+        metrics["naive_caught"] = Gauge("naive_caught", caught, caught, caught)
     thresholds = config.thresholds_for("db_race")
     return ScenarioOutcome(
         name="db_race",
         metrics=metrics,
-        outcomes=evaluate(thresholds, metrics, "db_race"),
+        outcomes=evaluate(thresholds, metrics, "db_race") + race_shown(metrics),
         result=dict(report.to_dict()),
         notes=notes,
         table=(tuple(db_race.TABLE_COLUMNS), db_race.table_rows(report)),

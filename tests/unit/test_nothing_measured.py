@@ -31,3 +31,23 @@ def test_errors_and_a_run_that_never_started_are_named() -> None:
     assert "4 error(s), listed above" in errors.diagnostic
     (idle,) = nothing_measured("s", iterations=0, received=0, interrupted=0, errors=0)
     assert "no iteration started" in idle.diagnostic
+
+
+def test_db_race_fails_when_nothing_was_debited_or_naive_was_not_caught() -> None:
+    from squall.metrics.result import Counter, Gauge
+    from squall.suite import race_shown
+
+    caught = Gauge("naive_caught", 1.0, 1.0, 1.0)
+    missed = Gauge("naive_caught", 0.0, 0.0, 0.0)
+    debited = Counter("operations", 40, None)
+    none = Counter("operations", 0, None)
+    assert Verdict.of(race_shown({"operations": debited, "naive_caught": caught})).ok
+    # Without naive among the strategies, only the debits are checked.
+    assert [o.metric for o in race_shown({"operations": debited})] == ["operations"]
+    failed = race_shown({"operations": none, "naive_caught": missed})
+    assert [(o.metric, o.status) for o in failed] == [
+        ("operations", OutcomeStatus.FAILED),
+        ("naive_caught", OutcomeStatus.FAILED),
+    ]
+    assert "is initial_balance at least amount?" in failed[0].diagnostic
+    assert "naive read-modify-write lost no update" in failed[1].diagnostic

@@ -181,6 +181,21 @@ def test_race_scenarios_pass_and_report(
     assert list(tmp_path.glob("*/db_race.history.jsonl"))
 
 
+def test_a_db_race_that_debited_nothing_fails(
+    shared_services: Endpoints, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every debit refused (the balance below one debit's amount): the checkers judged
+    # nothing and naive lost nothing, and the run passed.
+    argv = ["run", "-s", "db_race", "--set", "scenarios.db_race.initial_balance=3"]
+    code = main([*argv, "--results-dir", str(tmp_path), "--results-db", "off", "--no-progress"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 1, out
+    assert "operations count = 0, limit > 0: FAILED: no debit committed" in out
+    assert "naive_caught value = 0, limit == 1: FAILED" in out
+    (scenario,) = _report(tmp_path)["scenarios"]
+    assert scenario["verdict"] == "failed"
+
+
 def test_unknown_scenario_parameter_exits_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
