@@ -134,6 +134,14 @@ def parse_tolerance(text: str | float) -> float:
     return value
 
 
+#: Counters of things that should not happen (besides ``errors*``): more of them per second
+#: is worse, not more throughput. The client's timeouts, the chats' sequence gaps and
+#: isolation leaks, and iterations a run's end cut short or the open model dropped.
+BAD_EVENT_COUNTERS = frozenset(
+    {"timeouts", "seq_gaps", "isolation_leaks", "interrupted_iterations", "dropped_iterations"}
+)
+
+
 def direction_of(metric: str, kind: str, stat: str) -> Direction:
     if kind == "trend":
         return Direction.HIGHER_IS_WORSE
@@ -143,7 +151,9 @@ def direction_of(metric: str, kind: str, stat: str) -> Direction:
         if stat != "per_second":
             return Direction.NEUTRAL
         return (
-            Direction.HIGHER_IS_WORSE if metric.startswith("errors") else Direction.LOWER_IS_WORSE
+            Direction.HIGHER_IS_WORSE
+            if metric.startswith("errors") or metric in BAD_EVENT_COUNTERS
+            else Direction.LOWER_IS_WORSE
         )
     if kind == "gauge":
         return Direction.LOWER_IS_WORSE if metric == "users" else Direction.HIGHER_IS_WORSE

@@ -43,6 +43,13 @@ def test_parse_tolerance() -> None:
         ("messages_sent", "counter", "per_second", Direction.LOWER_IS_WORSE),
         ("messages_sent", "counter", "count", Direction.NEUTRAL),
         ("errors.timeout", "counter", "per_second", Direction.HIGHER_IS_WORSE),
+        # Events that should not happen: fewer of them is no lost throughput.
+        ("timeouts", "counter", "per_second", Direction.HIGHER_IS_WORSE),
+        ("seq_gaps", "counter", "per_second", Direction.HIGHER_IS_WORSE),
+        ("isolation_leaks", "counter", "per_second", Direction.HIGHER_IS_WORSE),
+        ("interrupted_iterations", "counter", "per_second", Direction.HIGHER_IS_WORSE),
+        ("dropped_iterations", "counter", "per_second", Direction.HIGHER_IS_WORSE),
+        ("iterations", "counter", "per_second", Direction.LOWER_IS_WORSE),
         ("violations", "gauge", "value", Direction.HIGHER_IS_WORSE),
         ("users", "gauge", "value", Direction.LOWER_IS_WORSE),
     ],
