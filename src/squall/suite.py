@@ -535,7 +535,9 @@ def register(entry: SuiteEntry) -> None:
 
 
 def select(names: Sequence[str]) -> list[SuiteEntry]:
-    """The entries for ``names`` (all when empty), or :class:`UnknownScenario`."""
+    """The entries for ``names`` (all when empty) in the order given, each once (a scenario
+    named twice would run twice under one name, and its results overwrite each other and
+    could not be stored); or :class:`UnknownScenario`."""
     if not names:
         return list(SCENARIOS.values())
     unknown = [n for n in names if n not in SCENARIOS]
@@ -552,7 +554,7 @@ def select(names: Sequence[str]) -> list[SuiteEntry]:
             f"unknown scenario(s) {', '.join(unknown)}; "
             f"choose from {', '.join(SCENARIOS)} (or omit --scenario to run them all){hint}"
         )
-    return [SCENARIOS[n] for n in names]
+    return [SCENARIOS[n] for n in dict.fromkeys(names)]
 
 
 def uses_target(entries: Sequence[SuiteEntry]) -> bool:

@@ -277,6 +277,13 @@ def test_only_scenarios_that_talk_to_a_target_need_one() -> None:
     assert uses_target(select([]))  # the whole suite
 
 
+def test_a_scenario_named_twice_runs_once() -> None:
+    # Twice, its second run overwrote the first's history file and the results database
+    # refused the run (one row per scenario and metric).
+    names = [entry.name for entry in select(["redis_locks", "db_race", "redis_locks"])]
+    assert names == ["redis_locks", "db_race"]
+
+
 def test_a_run_that_needs_no_target_needs_no_secret_for_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
