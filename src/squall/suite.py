@@ -8,6 +8,7 @@ them, and a :class:`SuiteReport` goes to the terminal summary and to disk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import math
 import socket
@@ -87,6 +88,8 @@ class SuiteContext:
     #: The services, with the servers squall started: their PIDs for the monitor, and
     #: their restarts for the fault parts of ``platform_races``.
     services: Endpoints | None = None
+    #: The history logs the scenario running now opened (:func:`_history`).
+    histories: list[HistoryLog] = field(default_factory=list)
 
     def require_target(self) -> TargetInfo:
         """The target, for a scenario that talks to one."""
@@ -331,8 +334,24 @@ def _race_metrics(operations: int, tally: RaceTally) -> dict[str, Metric]:
 def _history(ctx: SuiteContext, name: str) -> HistoryLog | None:
     if ctx.results_folder is None:
         return None
-    ctx.results_folder.mkdir(parents=True, exist_ok=True)
-    return HistoryLog(ctx.results_folder / f"{name}.history.jsonl")
+    with contextlib.suppress(OSError):  # the log keeps the error of opening its file
+        ctx.results_folder.mkdir(parents=True, exist_ok=True)
+    log = HistoryLog(ctx.results_folder / f"{name}.history.jsonl")
+    ctx.histories.append(log)
+    return log
+
+
+def _unwritten_histories(logs: Sequence[HistoryLog]) -> list[str]:
+    """A note for each history file that could not be written (it was removed)."""
+    from squall.report.files import os_problem  # squall.report imports this module
+
+    return [
+        f"{log.path.name} could not be written ({os_problem(log.error)}) and was removed; "
+        "the checkers judged the histories in memory, so the verdicts stand. Free space, or "
+        "pass --results-dir a folder you can write to"
+        for log in logs
+        if log.error is not None
+    ]
 
 
 #: What db_race must show whatever its thresholds (docs/races.md): debits were committed,
@@ -842,11 +861,12 @@ async def run_suite(
 async def _run_entry(entry: SuiteEntry, config: Config, ctx: SuiteContext) -> ScenarioOutcome:
     """Run one scenario; one that raises is an outcome with its error."""
     started = time.monotonic()
+    ctx.histories.clear()
     try:
-        return await entry.run(config, ctx)
+        outcome = await entry.run(config, ctx)
     except Exception as exc:
         error = f"{type(exc).__name__}: {describe(exc)}"
-        return ScenarioOutcome(
+        outcome = ScenarioOutcome(
             name=entry.name,
             metrics={},
             outcomes=[],
@@ -854,6 +874,8 @@ async def _run_entry(entry: SuiteEntry, config: Config, ctx: SuiteContext) -> Sc
             duration_s=time.monotonic() - started,
             error=error,
         )
+    outcome.notes.extend(_unwritten_histories(ctx.histories))
+    return outcome
 
 
 def _not_run_for_adapter(config: Config, name: str, adapter: str) -> ScenarioOutcome:

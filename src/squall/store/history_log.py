@@ -9,10 +9,15 @@ line is skipped on read with ``tolerate_torn_tail``).
 Writes are plain blocking file writes of a few KiB; they are called from the
 event loop without an executor because each is far shorter than a network
 round trip. There is no other backpressure.
+
+A file that cannot be opened or written (a full disk, a folder made read-only) does not
+stop the run: the log keeps the error (:attr:`HistoryLog.error`), removes what it had
+written (a history cut short is not left as if it were whole) and takes no more records.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from types import TracebackType
@@ -34,8 +39,14 @@ class HistoryLog:
         self.path = Path(path)
         self._buffer_ops = buffer_ops
         self._buffer: list[str] = []
-        self._file: TextIO | None = self.path.open("a", encoding="utf-8")
         self.written = 0
+        #: Why the file could not be written; None while it can.
+        self.error: OSError | None = None
+        self._file: TextIO | None = None
+        try:
+            self._file = self.path.open("a", encoding="utf-8")
+        except OSError as exc:
+            self._give_up(exc)
 
     def __repr__(self) -> str:
         return (
@@ -44,7 +55,10 @@ class HistoryLog:
         )
 
     def append(self, op: Op) -> None:
-        """Buffer ``op``; write and flush when the buffer is full."""
+        """Buffer ``op``; write and flush when the buffer is full (nothing once writing
+        failed: :attr:`error`)."""
+        if self.error is not None:
+            return
         if self._file is None:
             raise ValueError(f"{self!r} is closed; open a new HistoryLog to append")
         self._buffer.append(json.dumps(op.to_dict(), separators=(",", ":")))
@@ -55,8 +69,12 @@ class HistoryLog:
         """Write every buffered record and flush the file to the OS."""
         if self._file is None or not self._buffer:
             return
-        self._file.write("\n".join(self._buffer) + "\n")
-        self._file.flush()
+        try:
+            self._file.write("\n".join(self._buffer) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            self._give_up(exc)
+            return
         self.written += len(self._buffer)
         self._buffer.clear()
 
@@ -64,8 +82,24 @@ class HistoryLog:
         if self._file is None:
             return
         self.flush()
-        self._file.close()
+        if self._file is None:  # the flush failed
+            return
+        try:
+            self._file.close()
+        except OSError as exc:
+            self._give_up(exc)
         self._file = None
+
+    def _give_up(self, exc: OSError) -> None:
+        """Keep ``exc``, drop the buffer and remove the file written so far."""
+        self.error = exc
+        self._buffer.clear()
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> HistoryLog:
         return self

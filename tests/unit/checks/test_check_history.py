@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 from pathlib import Path
 
@@ -120,6 +121,33 @@ def test_history_log_appends_across_opens(tmp_path: Path) -> None:
         with HistoryLog(path) as log:
             log.append(op)
     assert read_history(path) == [op, op]
+
+
+def test_a_history_log_that_cannot_write_keeps_the_error_and_removes_its_file(
+    tmp_path: Path,
+) -> None:
+    # A full disk: every write to /dev/full fails with ENOSPC. The file here is a link to
+    # it, so removing the file removes the link.
+    path = tmp_path / "race.history.jsonl"
+    path.symlink_to("/dev/full")
+    op = Op(0, OpType.OK, "p", "f", 1)
+    log = HistoryLog(path, buffer_ops=2)
+    for _ in range(5):
+        log.append(op)  # no exception: the run goes on
+    log.close()
+    assert isinstance(log.error, OSError)
+    assert log.error.errno == errno.ENOSPC
+    assert log.written == 0
+    assert not path.is_symlink()
+    assert Path("/dev/full").exists()
+
+
+def test_a_history_log_that_cannot_open_its_file_takes_no_records(tmp_path: Path) -> None:
+    log = HistoryLog(tmp_path / "gone" / "race.history.jsonl")
+    assert isinstance(log.error, FileNotFoundError)
+    log.append(Op(0, OpType.OK, "p", "f", 1))
+    log.close()
+    assert log.written == 0
 
 
 def test_read_history_skips_a_torn_tail_but_not_a_bad_middle(tmp_path: Path) -> None:
