@@ -117,12 +117,21 @@ class RunRequest:
             texts=(
                 # As text, numbers too: [run] duration reads "45.5" as it reads "5m".
                 ("run.duration", None if self.duration is None else str(self.duration)),
-                ("run.results_dir", None if self.results_dir is None else str(self.results_dir)),
+                # Relative to the current folder, as history, compare and test read it,
+                # not to the config file's folder as [run] results_dir is.
+                (
+                    "run.results_dir",
+                    None if self.results_dir is None else _absolute(self.results_dir),
+                ),
                 ("target.url", self.target),
                 ("target.adapter", self.adapter),
             ),
         )
         return found
+
+
+def _absolute(path: Path) -> str:
+    return str(path.expanduser().absolute())
 
 
 def http_url_of(ws_url: str) -> str:

@@ -65,6 +65,21 @@ def test_command_line_values_reach_the_config_unchanged(tmp_path: Path) -> None:
     assert config.run.scenarios == ("db_race",)
 
 
+def test_a_relative_results_dir_option_is_relative_to_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # squall.toml one folder up: [run] results_dir is relative to it, --results-dir to the
+    # current folder, where history and compare look for it.
+    (tmp_path / "squall.toml").write_text('[run]\nresults_dir = "from-file"\n')
+    here = tmp_path / "sub"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert load_config(cwd=here).run.results_dir == tmp_path / "from-file"
+    request = RunRequest(results_dir=Path("out"))
+    config = load_config(cwd=here, overrides=request.config_overrides())
+    assert config.run.results_dir == here / "out"
+
+
 @pytest.mark.parametrize(("given", "seconds"), [("5m", 300.0), ("90", 90.0), (45.5, 45.5)])
 def test_duration_takes_seconds_or_a_duration_string(
     tmp_path: Path, given: str | float, seconds: float
