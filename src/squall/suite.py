@@ -258,6 +258,22 @@ def param_check(
     return checked
 
 
+#: The largest integer a scenario parameter takes: counts, sizes, amounts and milliseconds
+#: past it overflow what PostgreSQL and Redis store (a 64-bit balance of writers x amount,
+#: a key's expiry), so the run failed midway instead of being refused before it.
+MAX_PARAM_INT = 2**31 - 1
+
+
+def _param_type(annotation: Any) -> Any:
+    """``int`` for ``int | None`` (TOML has no null: a value given is the type), else as is."""
+    args = typing.get_args(annotation)
+    if type(None) in args:
+        given = [arg for arg in args if arg is not type(None)]
+        if len(given) == 1:
+            return given[0]
+    return annotation
+
+
 def _type_ok(value: Any, expected: Any) -> bool:
     if expected is bool:
         return isinstance(value, bool)
@@ -595,7 +611,7 @@ def check_params(config: Config) -> None:
                 raise UnknownScenario(
                     f"[scenarios.{name}] has no parameter {key!r}; it accepts: {accepted}"
                 )
-            expected = entry.params[key]
+            expected = _param_type(entry.params[key])
             if not _type_ok(value, expected):
                 shown = str(value).lower() if isinstance(value, bool) else repr(value)
                 raise UnknownScenario(
@@ -613,6 +629,11 @@ def check_params(config: Config) -> None:
                     raise UnknownScenario(
                         f"[scenarios.{name}] {key} = {value!r}: expected {expected.__name__} "
                         f"{bound}"
+                    )
+                if expected is int and value > MAX_PARAM_INT:
+                    raise UnknownScenario(
+                        f"[scenarios.{name}] {key} = {value!r}: expected int at most "
+                        f"{MAX_PARAM_INT}"
                     )
         if entry.check is not None and scenario.params:
             try:

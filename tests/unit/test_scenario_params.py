@@ -48,6 +48,12 @@ def _check(tmp_path: Path, override: str) -> None:
         ("scenarios.websocket_concurrency.timeout_s=inf", "timeout_s = inf: expected a finite"),
         # As TOML writes it, not as Python does.
         ("scenarios.websocket_concurrency.users=true", "users = true: expected int"),
+        # An optional parameter given is of its type (it was passed to the database as is).
+        ("scenarios.db_race.initial_balance='abc'", "initial_balance = 'abc': expected int"),
+        ("scenarios.db_race.initial_balance=-3", "initial_balance = -3: expected int > 0"),
+        # Past what PostgreSQL and Redis store: refused, not a failure midway.
+        ("scenarios.db_race.amount=9223372036854775807", "expected int at most 2147483647"),
+        ("scenarios.redis_locks.ttl_ms=2147483648", "ttl_ms = 2147483648: expected int at most"),
     ],
 )
 def test_out_of_range_values_are_refused(tmp_path: Path, override: str, message: str) -> None:
