@@ -29,9 +29,12 @@ NAMESPACE = "squall_target_"
 HELP: Mapping[str, str] = {
     # Summed over all workers (flushed to Redis every second).
     "worker_starts_total": "Worker processes started, replacements included.",
-    "sockets_opened_total": "WebSocket connections accepted.",
+    "sockets_opened_total": (
+        "WebSocket connections admitted (a valid token, within the per-user cap)."
+    ),
     "sockets_closed_total": (
-        "WebSocket connections closed, by close code (client: the client closed)."
+        "Admitted WebSocket connections closed, by the platform's close code "
+        "(1006: dropped after the write timeout; client: the client closed or went away)."
     ),
     "frames_received_total": "WebSocket frames received.",
     "frames_sent_total": "WebSocket frames sent.",

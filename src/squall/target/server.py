@@ -44,7 +44,7 @@ from squall.target.edge import CLOSE_WAIT_S, drain_current
 from squall.target.preflight import ServerUnreachable, check_servers
 from squall.target.protocol import READY_LINE
 from squall.target.settings import Settings
-from squall.target.ws import WRITE_TIMEOUT_REASON
+from squall.target.ws import CLOSED_BY_SERVER, WRITE_TIMEOUT_REASON
 
 if TYPE_CHECKING:
     import h11  # uvicorn's HTTP parser, only named in a signature here
@@ -144,6 +144,12 @@ class SocketProtocol(WebSocketsSansIOProtocol):
             self.transport.write(answer)
         self.transport.close()
 
+    def handle_parser_exception(self) -> None:
+        """uvicorn's (a frame the connection cannot take: it sends its close and reports
+        the disconnect with that code), telling the app the close was the server's."""
+        self.scope[CLOSED_BY_SERVER] = True  # type: ignore[literal-required]
+        super().handle_parser_exception()
+
     def pause_writing(self) -> None:
         super().pause_writing()
         timeout = getattr(self.config, "write_timeout_s", 0.0)
@@ -176,6 +182,7 @@ class SocketProtocol(WebSocketsSansIOProtocol):
             self.transport.get_write_buffer_size(),
         )
         # The app learns why before connection_lost reports the drop itself.
+        self.scope[CLOSED_BY_SERVER] = True  # type: ignore[literal-required]
         self.queue.put_nowait(
             {"type": "websocket.disconnect", "code": 1006, "reason": WRITE_TIMEOUT_REASON}
         )

@@ -63,6 +63,11 @@ log = logging.getLogger("squall.target.ws")
 #: The ``reason`` of the ``websocket.disconnect`` the server reports when it dropped a
 #: connection whose client took no data (``SQUALL_SOCKET_WRITE_TIMEOUT_S``, server.py).
 WRITE_TIMEOUT_REASON = "write timeout"
+#: Set in a socket's ASGI scope by the server when it closed the connection itself, below
+#: the app: a frame it could not take (1002 a protocol error, 1007 invalid UTF-8, 1009 too
+#: large) or a write timeout (1006, no close frame). The disconnect's code is then the
+#: server's, not the client's (``sockets_closed_total{code}``).
+CLOSED_BY_SERVER = "squall.closed_by_server"
 
 #: Events fetched per ``runtime.replay`` call while filling, at most (see :func:`replay_page`).
 REPLAY_PAGE = 500
@@ -148,7 +153,8 @@ class Connection:
         self._tasks: set[asyncio.Task[None]] | None = None
         self._session: int | None = None
         self.state = State.GREETING
-        self.close_code: CloseCode | None = None
+        #: The close code the platform ended the socket with; None when the client did.
+        self.close_code: int | None = None
         # Thread of the user_message being submitted; its live events wait for the ack.
         self._submitting: ThreadID | None = None
         # Live events held back until ``hello`` or the ack of ``_submitting``; ``None`` if none.
@@ -351,6 +357,8 @@ class Connection:
                 if message["type"] == "websocket.disconnect":
                     if message.get("reason") == WRITE_TIMEOUT_REASON:
                         self._edge.counters.inc("write_timeouts_total")
+                    if self._websocket.scope.get(CLOSED_BY_SERVER) and self.close_code is None:
+                        self.close_code = int(message.get("code", CloseCode.NORMAL))
                     return
                 raw = message.get("text")
                 if raw is None:

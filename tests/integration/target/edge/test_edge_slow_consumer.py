@@ -27,6 +27,7 @@ from edge_client import (
     TIMEOUT_S,
     Platform,
     completed,
+    counter_reaches,
     gauge,
     open_socket,
     recv_until,
@@ -194,6 +195,8 @@ async def test_a_client_that_takes_no_data_loses_its_connection_after_the_write_
     assert "squall_target_slow_consumer_closes_total" not in text
     log = platform.process.log_path.read_text(errors="replace")
     assert "took no data for 1 s (SQUALL_SOCKET_WRITE_TIMEOUT_S): connection dropped" in log
+    # A drop of the platform's, with no close frame: 1006, not a close of the client's.
+    assert await counter_reaches(platform, 'squall_target_sockets_closed_total{code="1006"}', 1)
 
     # The stalled client reads what its kernel kept, then finds the connection reset:
     # no close frame, nothing after a gap.

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import uvicorn
-from edge_client import Platform, open_socket, recv
+from edge_client import Platform, counter_reaches, open_socket, recv
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.frames import Frame, Opcode
@@ -296,3 +296,5 @@ async def test_a_text_frame_not_utf8_closes_1007_with_one_warning_line(
     assert warning in log
     assert "Invalid UTF-8 sequence" not in log
     assert "UnicodeDecodeError" not in log
+    # Counted by the code the platform closed with, not as a close of the client's.
+    assert await counter_reaches(platform, 'squall_target_sockets_closed_total{code="1007"}', 1)
