@@ -277,13 +277,22 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
     if data is not None:
         report = report_from_dict(data)
         unreachable = report.config.get("unreachable")
-        if report.scenarios or not (unreachable or uncollected or status == _PYTEST_FAILED):
-            # With no scenario run and pytest failing (a service out of reach, a test file
-            # that could not be collected, a failed test), the summary's verdict would read
-            # "PASSED: 0 passed"; pytest's report and the lines below say what happened.
+        interrupted = report.interrupted or child.stopped
+        if report.scenarios:
+            # With no scenario run the summary's verdict would read "PASSED: 0 passed";
+            # pytest's report and the lines below say what happened.
             for outcome in report.scenarios:
                 print_scenario(console, outcome)
             print_summary(console, report, tests_failed=status == _PYTEST_FAILED)
+        elif interrupted:
+            console.print(
+                "[yellow]squall test: interrupted before any squall scenario ran[/yellow]"
+            )
+        elif not (unreachable or uncollected or status == _PYTEST_FAILED):
+            console.print(
+                "squall test: the selected tests ran no squall scenario; those that need "
+                "PostgreSQL, Redis and a target are skipped without --real-services"
+            )
         console.print(f"results: {path}")
         if unreachable:
             err.print(f"[red]squall test: {literal(str(unreachable))}[/red]")

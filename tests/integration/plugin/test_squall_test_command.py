@@ -257,6 +257,20 @@ def test_a_failed_test_without_a_scenario_reads_failed_not_passed(
     assert "tests failed (pytest's report above); no squall scenario ran" in err
 
 
+def test_tests_that_ran_no_scenario_read_no_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real_services test without --real-services is skipped: nothing was measured, and
+    # the summary read "PASSED: 0 passed".
+    monkeypatch.chdir(tmp_path)
+    source = "import pytest\n\n@pytest.mark.real_services\ndef test_needs_services():\n    pass\n"
+    code, out, _ = _test_file(tmp_path, capsys, "test_skipped.py", source)
+    assert code == 0, out
+    assert "PASSED" not in out
+    assert "the selected tests ran no squall scenario" in " ".join(out.split())
+    assert "skipped without --real-services" in " ".join(out.split())
+
+
 def test_a_ctrl_c_in_the_tests_is_still_an_interruption(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
