@@ -14,6 +14,7 @@ the file they were written in, or to ``cwd`` when there is no file.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import math
@@ -187,7 +188,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as f:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}; fix the syntax there") from None
+        bom = ""
+        with contextlib.suppress(OSError), path.open("rb") as f:
+            if f.read(3) == b"\xef\xbb\xbf":
+                bom = " (the file starts with a UTF-8 byte-order mark, which TOML does not take: "
+                bom += "save it as UTF-8 without one)"
+        raise ConfigError(f"{path} is not valid TOML: {exc}{bom}; fix the syntax there") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); TOML files are "
@@ -214,7 +220,7 @@ def load_config(
     label = "defaults"
     if path is not None:
         path = path if path.is_absolute() else cwd / path
-        if not path.is_file():
+        if path.is_dir() or not path.exists():  # a pipe (--config <(...)) is read too
             found = "is a folder, not a file" if path.is_dir() else "not found"
             raise ConfigError(
                 f"config file {path} {found}; pass an existing file to --config or omit it "

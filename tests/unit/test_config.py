@@ -373,6 +373,20 @@ def test_invalid_toml_names_the_file(project: Path) -> None:
     assert re.search(r"squall\.toml is not valid TOML: .*line 1", message)
 
 
+def test_a_byte_order_mark_is_named(project: Path) -> None:
+    (project / "squall.toml").write_bytes(b"\xef\xbb\xbf[run]\nscale = 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(cwd=project)
+    assert "starts with a UTF-8 byte-order mark" in str(info.value)
+    assert "save it as UTF-8 without one" in str(info.value)
+
+
+def test_a_config_that_is_no_regular_file_is_read(project: Path) -> None:
+    # --config <(...) names a pipe; /dev/null an empty device: both are read, not "not found".
+    config = load_config(Path("/dev/null"), cwd=project)
+    assert config.run.scale == 1.0
+
+
 def test_a_file_that_is_not_utf8_names_the_encoding(project: Path) -> None:
     (project / "squall.toml").write_bytes(b"\xff\xfe[\x00r\x00u\x00n\x00]\x00")  # UTF-16
     with pytest.raises(ConfigError) as info:
