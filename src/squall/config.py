@@ -331,8 +331,8 @@ def _deep_set(raw: dict[str, Any], keys: tuple[str, ...], value: Any, text: str)
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             raise ConfigError(
-                f"command-line override {text!r}: {part!r} holds a value, not a table, "
-                f"so it has no key {keys[-1]!r}"
+                f"command-line override {text!r}: {part!r} is {child!r} (from the config file "
+                f"or an earlier override), a value, not a table, so it has no key {keys[-1]!r}"
             )
         node = child
     node[keys[-1]] = value
@@ -386,7 +386,9 @@ class _Builder:
     def origin(self, keys: tuple[str, ...]) -> str:
         """Where the value at ``keys`` came from: the override that set it or a table
         above it, else one that set a key below it (an unknown section named only in
-        an override), else the file."""
+        an override), else the file. A dotted metric name (``errors.timeout``) counts as
+        the keys an override writes it as."""
+        keys = tuple(part for key in keys for part in key.split("."))
         for n in range(len(keys), 0, -1):
             if keys[:n] in self.origins:
                 return self.origins[keys[:n]]

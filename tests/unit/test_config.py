@@ -218,8 +218,15 @@ def test_bad_override_shape(text: str) -> None:
 
 
 def test_override_into_a_value_is_an_error(project: Path) -> None:
-    with pytest.raises(ConfigError, match="'scale' holds a value, not a table"):
+    with pytest.raises(ConfigError, match="'scale' is 1 .*, a value, not a table"):
         load_config(cwd=project, overrides=["run.scale=1", "run.scale.x=2"])
+
+
+def test_an_error_in_a_dotted_metric_names_the_override_that_set_it(project: Path) -> None:
+    (project / "squall.toml").write_text("[run]\nscale = 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(cwd=project, overrides=["thresholds.errors.timeout=p(95)<1s"])
+    assert "(command-line override 'thresholds.errors.timeout=p(95)<1s')" in str(info.value)
 
 
 # -- errors ------------------------------------------------------------------------------
