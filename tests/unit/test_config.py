@@ -218,7 +218,7 @@ def test_bad_override_shape(text: str) -> None:
 
 
 def test_override_into_a_value_is_an_error(project: Path) -> None:
-    with pytest.raises(ConfigError, match="'scale' is 1 .*, a value, not a table"):
+    with pytest.raises(ConfigError, match=r"'scale' is 1 .*, a value, not a table"):
         load_config(cwd=project, overrides=["run.scale=1", "run.scale.x=2"])
 
 
