@@ -107,6 +107,12 @@ def signing(
     if target.jwt_secret or target.jwt_private_key_file is None:
         return Signing(target.jwt_secret)
     pem = _read(target.jwt_private_key_file, "[target] jwt_private_key_file")
+    if "ENCRYPTED" in pem.split("\n", 2)[0] or "Proc-Type: 4,ENCRYPTED" in pem:
+        raise ConfigError(
+            f"[target] jwt_private_key_file {target.jwt_private_key_file} holds an encrypted "
+            "private key, which squall cannot unlock; export it without a passphrase "
+            "(openssl pkey -in KEY -out PLAIN.pem) and point the setting at that file"
+        )
     try:
         jwt.encode({"sub": "probe"}, pem, algorithm="RS256")
     except (jwt.PyJWTError, ValueError, TypeError, AttributeError):

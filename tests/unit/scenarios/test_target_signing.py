@@ -66,6 +66,22 @@ def test_unusable_key_files_are_named(tmp_path: Path) -> None:
         signing(TargetConfig(jwt_secret_file=tmp_path / "blank"))
 
 
+def test_an_encrypted_key_file_is_named_with_how_to_unlock_it(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    locked = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    (tmp_path / "locked.pem").write_bytes(locked)
+    with pytest.raises(ConfigError, match="holds an encrypted private key") as info:
+        signing(TargetConfig(jwt_private_key_file=tmp_path / "locked.pem"))
+    assert "openssl pkey -in KEY -out PLAIN.pem" in str(info.value)
+
+
 def test_a_running_target_that_authenticates_needs_a_key() -> None:
     running = TargetConfig(url="ws://127.0.0.1:9/v1/ws")
     assert lacks_signing_key(running, True, Signing(None))
