@@ -77,11 +77,13 @@ def stored(
     cannot be used."""
     loaded = load_config(config, cwd=cwd)
     setting, name = chosen_setting(results_db, loaded.results.database_url)
-    return Stored(
-        results_db=setting,
-        results_db_name=name,
-        results_dir=results_dir if results_dir is not None else loaded.run.results_dir,
-    )
+    folder = results_dir if results_dir is not None else loaded.run.results_dir
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(
+            f"the results folder {folder} is a file, not a folder; pass --results-dir the "
+            "folder squall run wrote to"
+        )
+    return Stored(results_db=setting, results_db_name=name, results_dir=folder)
 
 
 def _fmt(value: float | None, unit: str = "") -> str:

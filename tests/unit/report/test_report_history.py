@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
+from pathlib import Path
 
+import pytest
 from rich.console import Console
 
+from squall.config import ConfigError
 from squall.report.compare import Change, Comparison, Direction
-from squall.report.history import comparison_table, history_table
+from squall.report.history import comparison_table, history_table, stored
 from squall.report.publish import print_comparison
 from squall.store.queries import RunSummary
 
@@ -54,3 +57,9 @@ def test_history_shows_scenario_names_with_brackets() -> None:
     text = _printed(history_table([run]))
     assert "chat[ws], [bold]x" in text
     assert "250.0 ms" in text
+
+
+def test_a_results_dir_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match="afile is a file, not a folder; pass --results-dir"):
+        stored(None, "off", tmp_path / "afile", cwd=tmp_path)
