@@ -38,7 +38,8 @@ class InvalidField(TargetError):
 
 
 class NotFound(TargetError):
-    """The thread does not exist *or belongs to someone else*: the two are indistinguishable."""
+    """The thread does not exist *or belongs to someone else*: the answer is the same (a
+    ``user_message`` to a free id creates the thread, though, so a taken id can be told)."""
 
     code = "not_found"
 
