@@ -228,10 +228,14 @@ async def test_a_scenario_that_raises_keeps_the_others_and_fails_the_run(
     async def fine(config: Any, ctx: SuiteContext) -> ScenarioOutcome:
         return ScenarioOutcome(name="fine", metrics={}, outcomes=[])
 
+    async def after(config: Any, ctx: SuiteContext) -> ScenarioOutcome:
+        return ScenarioOutcome(name="after", metrics={}, outcomes=[])
+
     monkeypatch.setitem(SCENARIOS, "fine", SuiteEntry("fine", fine, "measures nothing"))
     monkeypatch.setitem(SCENARIOS, "boom", SuiteEntry("boom", boom, "raises"))
+    monkeypatch.setitem(SCENARIOS, "after", SuiteEntry("after", after, "measures nothing"))
     config = load_config(
-        cwd=tmp_path, overrides=['run.scenarios=["fine", "boom", "fine"]', "run.results_dir=out"]
+        cwd=tmp_path, overrides=['run.scenarios=["fine", "boom", "after"]', "run.results_dir=out"]
     )
     ctx = SuiteContext(
         target=TargetInfo(ws_url="ws://127.0.0.1:1/", http_url="http://127.0.0.1:1", jwt_secret=""),
@@ -239,7 +243,7 @@ async def test_a_scenario_that_raises_keeps_the_others_and_fails_the_run(
         redis_url="redis://unused",
     )
     report = await run_suite(config, ctx, run_id="r1")
-    assert [s.name for s in report.scenarios] == ["fine", "boom", "fine"]
+    assert [s.name for s in report.scenarios] == ["fine", "boom", "after"]
     where = f"test_run_misbehaving_target.py:{boom.__code__.co_firstlineno + 1} in boom)"
     error = report.scenarios[1].error
     assert error is not None
