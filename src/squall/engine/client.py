@@ -821,6 +821,17 @@ async def connect(
         raise socket._record(
             ConnectError(f"{url}: cannot connect: {exc}; is the target listening?")
         ) from exc
+    if transport.response is None:
+        # picows hands back a transport, with no response, when the connection closes
+        # (or is reset) after the upgrade request and before any answer.
+        with contextlib.suppress(Exception):
+            transport.disconnect()
+        raise socket._record(
+            ConnectError(
+                f"{url}: the connection closed before the WebSocket upgrade was answered; is "
+                "it a WebSocket endpoint, and does it accept this client?"
+            )
+        )
     recorder.trend("ws_connect", max(0.0, clock() - started))
     socket._transport = transport
     socket.subprotocol = transport.response.headers.get("Sec-WebSocket-Protocol")

@@ -373,6 +373,15 @@ async def test_a_server_that_answers_the_upgrade_with_no_http_is_named_so() -> N
     assert "None" not in message
 
 
+async def test_a_server_that_closes_without_answering_the_upgrade_is_a_connect_error() -> None:
+    # picows handed back a transport with no response: connect crashed with an
+    # AttributeError, after recording a ws_connect sample as if the socket had opened.
+    recorder = Recorder()
+    message = str(await _upgrade_answered(b"", recorder))
+    assert "the connection closed before the WebSocket upgrade was answered" in message
+    assert recorder.histogram("ws_connect") is None
+
+
 @contextlib.asynccontextmanager
 async def _sending_on_connect(frame: bytes, *, text: bool) -> AsyncIterator[tuple[str, list[int]]]:
     """A server that sends ``frame`` as soon as a socket opens; yields its URL and the close
