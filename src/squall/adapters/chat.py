@@ -51,7 +51,7 @@ from squall.adapters.base import ISOLATION_LEAKS, SEQ_GAPS, Adapter, Tracker
 from squall.adapters.registry import DEFAULT_ADAPTER, load
 from squall.adapters.tracker import RunObservation, RunStatus, ServerError, announced
 from squall.engine.client import WebSocket
-from squall.engine.errors import ConnectError, ConnectionClosed, EngineError, MessageTimeout
+from squall.engine.errors import ConnectionClosed, EngineError, MessageTimeout
 from squall.engine.session import Session
 
 _T = TypeVar("_T")
@@ -321,14 +321,15 @@ async def open_chat(
     chosen = adapter if adapter is not None else session.params.get("adapter", DEFAULT_ADAPTER)
     speaker = load(chosen) if isinstance(chosen, str) else chosen
     target = url if url is not None else str(session.params["ws_url"])
-    headers = speaker.headers(session.identity)
     async with contextlib.AsyncExitStack() as stack:
         try:
+            headers = speaker.headers(session.identity)
             ws = await stack.enter_async_context(session.ws(target, headers=headers, auth=False))
-        except ConnectError:
-            # Counted in ``errors.connect`` already; a socket that never opened is a
-            # failed chat too, so a target refusing every upgrade (a wrong secret)
-            # fails the ``success`` threshold instead of passing as not applicable.
+        except Exception:
+            # Counted already (``errors.connect``, or the error's own kind: an adapter whose
+            # headers() raised); a socket that never opened is a failed chat too, so a
+            # target refusing every upgrade (a wrong secret) fails the ``success``
+            # threshold instead of passing as not applicable.
             _fail_untried(session, planned)
             raise
         chat = Chat(ws, session, speaker, chosen if isinstance(chosen, str) else None)

@@ -470,3 +470,18 @@ async def test_findings_a_tracker_dropped_before_they_were_recorded_are_counted(
         sample.endswith("a gap the tracker no longer keeps")
         for sample in recorder.state().error_samples["ordering"]
     )
+
+
+class HeaderlessAdapter(ReferenceAdapter):
+    def headers(self, identity: Any) -> dict[str, str]:
+        raise RuntimeError("no token for this user")
+
+
+async def test_a_chat_whose_adapter_cannot_give_its_headers_fails_its_messages() -> None:
+    # The error escaped before any message was counted: success had no sample, its
+    # threshold was not applicable, and a run of such chats passed.
+    session = session_for("ws://127.0.0.1:9/")
+    with pytest.raises(RuntimeError, match="no token for this user"):
+        async with open_chat(session, adapter=HeaderlessAdapter(), planned=3):
+            pytest.fail("no chat without headers")
+    assert session.recorder.state().rates["success"] == (0, 3)
