@@ -112,7 +112,15 @@ def pytest_configure(config: pytest.Config) -> None:
     # Registering a marker twice (pyproject also declares ``integration``) is harmless.
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
-    results = SessionResults(run_id=config.getoption("--squall-run-id"), started_at=time.time())
+    run_id = config.getoption("--squall-run-id")
+    if run_id is not None and not _RUN_ID.fullmatch(run_id):
+        # It names the report's folder inside the results folder, never a path out of it.
+        raise pytest.UsageError(
+            f"squall: --squall-run-id {run_id!r} is not a folder name; use letters, digits, "
+            "'-', '_' and '.', starting with a letter or digit (squall's own look like "
+            "20260101-120000-ab12)"
+        )
+    results = SessionResults(run_id=run_id, started_at=time.time())
     config.stash[_RESULTS] = results
     config.pluginmanager.register(_SessionWatch(results), "squall-session-watch")
     if config.getoption("--real-services") or any(
@@ -131,6 +139,9 @@ def pytest_configure(config: pytest.Config) -> None:
         except ConfigError as exc:
             raise pytest.UsageError(f"squall: {exc}") from None
 
+
+#: A ``--squall-run-id``: one folder name, no path.
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 #: Options that make the session read squall's configuration (besides ``--real-services``).
 _CONFIG_OPTIONS = ("--squall-scale", "--squall-target", "--squall-adapter", "--squall-run-id")

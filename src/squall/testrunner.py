@@ -109,8 +109,11 @@ def pytest_argv(request: TestRequest, *, run_id: str, results_dir: Path) -> list
         ("--squall-jwt-secret-file", request.jwt_secret_file),
     ):
         if value is not None:
-            argv += [option, str(value)]
-    argv += ["--squall-run-id", run_id, "--squall-results-dir", str(results_dir)]
+            argv.append(f"{option}={value}")
+    # "--option=value", one word: pytest takes a separate word that names an existing
+    # path (the results folder, a secret file) for a test path when it picks the rootdir,
+    # whose squall.toml it then reads; a folder outside the project moved it away.
+    argv += [f"--squall-run-id={run_id}", f"--squall-results-dir={results_dir}"]
     argv += list(request.pytest_args)
     return argv
 

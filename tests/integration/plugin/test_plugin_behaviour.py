@@ -150,6 +150,18 @@ def test_an_adapter_that_does_not_import_fails_its_tests_with_the_reason_alone(
     assert "pytest_plugin.py" not in result.stdout.str()
 
 
+@pytest.mark.parametrize("run_id", ["../../escaped", "/tmp/abs", "..", ".hidden", "a/b"])
+def test_a_run_id_that_is_a_path_is_a_usage_error(
+    pytester: pytest.Pytester, tmp_path: Path, run_id: str
+) -> None:
+    # The report went to <results>/../../escaped/report.json, outside the results folder.
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    result = pytester.runpytest(f"--squall-run-id={run_id}", f"--squall-results-dir={tmp_path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"ERROR: squall: --squall-run-id {run_id!r} is not a folder name" in result.stderr.str()
+    assert not list(tmp_path.parent.glob("*/report.json"))
+
+
 @pytest.mark.parametrize(
     ("options", "problem"),
     [
