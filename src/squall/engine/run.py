@@ -61,8 +61,12 @@ def default_deadline(scenario: Scenario) -> float:
 
 
 def _process_count(scenario: Scenario, processes: int | None) -> int:
-    if processes is not None and processes < 1:
-        raise ScenarioError(f"processes={processes!r} must be >= 1 (or None for one per core)")
+    if processes is not None and (
+        isinstance(processes, bool) or not isinstance(processes, int) or processes < 1
+    ):
+        raise ScenarioError(
+            f"processes={processes!r} must be a whole number >= 1 (or None for one per core)"
+        )
     wanted = processes or os.cpu_count() or 1
     count = max(1, min(wanted, scenario.workload.max_users))
     if count > 1 and not scenario.portable():
@@ -109,6 +113,10 @@ async def run_scenario(
     ``deadline_s``: hard cap after the start; remaining users are cancelled.
     """
     count = _process_count(scenario, processes)
+    if count > 1:
+        # Here, before any worker starts: a behaviour that cannot be found is one
+        # ScenarioError, not a WorkerFailed holding every worker's traceback of it.
+        scenario.resolve_behaviour()
     raise_open_files()  # before the sockets; worker processes inherit it
     deadline = deadline_s if deadline_s is not None else default_deadline(scenario)
     plans = _plans(scenario, count, deadline)

@@ -178,6 +178,24 @@ def test_a_behaviour_module_that_fails_to_import_is_a_scenario_error(
     assert text.endswith("; fix the module")
 
 
+async def test_a_misspelt_behaviour_is_one_scenario_error_with_worker_processes_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With two worker processes each failed to find it: a WorkerFailed of two tracebacks.
+    (tmp_path / "spelt_behaviours.py").write_text("async def chat(session):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    scenario = Scenario("typo", "spelt_behaviours:caht", closed(2, iterations=1))
+    with pytest.raises(ScenarioError, match="caht"):
+        await run_scenario(scenario, processes=2, progress=False)
+
+
+@pytest.mark.parametrize("processes", [2.5, True, 0])
+async def test_a_process_count_that_is_no_whole_number_is_refused(processes: Any) -> None:
+    scenario = Scenario("count", "spelt_behaviours:chat", closed(2, iterations=1))
+    with pytest.raises(ScenarioError, match="must be a whole number >= 1"):
+        await run_scenario(scenario, processes=processes, progress=False)
+
+
 async def yields_messages(session: Session) -> AsyncIterator[None]:
     yield None
 
