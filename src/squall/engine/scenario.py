@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from squall.engine.errors import ScenarioError
 from squall.engine.identity import AnonymousIdentities, IdentityFactory
-from squall.engine.workload import Workload
+from squall.engine.workload import ArrivalRate, Closed, Stages, Workload
 from squall.import_paths import module_failed, not_on_path_hint
 
 if TYPE_CHECKING:
@@ -35,6 +35,19 @@ class Scenario:
     params: dict[str, Any] = field(default_factory=dict)
     #: Seconds in-flight iterations may run on after the schedule ends, before cancellation.
     graceful_stop_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.workload, Closed | ArrivalRate | Stages):
+            raise ScenarioError(
+                f"scenario {self.name!r}: workload={self.workload!r} is not a workload; make "
+                "one with closed(), open_rate(), ramping_rate() or stages()"
+            )
+        grace = self.graceful_stop_s
+        if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace < 1e9:
+            raise ScenarioError(
+                f"scenario {self.name!r}: graceful_stop_s={grace!r} must be a number of "
+                "seconds >= 0"
+            )
 
     def resolve_behaviour(self) -> Behaviour:
         """The behaviour callable, importing it if it was given as a path; a

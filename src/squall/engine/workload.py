@@ -134,6 +134,11 @@ class Closed:
 
     def __post_init__(self) -> None:
         _count("closed(users)", self.users, 1)
+        if not isinstance(self.ramp, Immediate | LinearRamp | Batches):
+            raise WorkloadError(
+                f"closed(ramp={self.ramp!r}): expected linear(seconds) or "
+                "batches(size, interval), or None to start every user at once"
+            )
         if self.iterations is None and self.duration is None:
             raise WorkloadError(
                 "closed() needs iterations= or duration= (or both) so that the run ends by itself"
@@ -348,12 +353,26 @@ def ramping_rate(
     stages: Sequence[tuple[float, float]], *, start_rate: float = 0.0, max_users: int = 100
 ) -> ArrivalRate:
     """An arrival rate ramping linearly from ``start_rate`` through each (rate, duration)."""
-    return ArrivalRate(tuple((r, d) for r, d in stages), start_rate, max_users)
+    return ArrivalRate(_pairs("ramping_rate", "rate", stages), start_rate, max_users)
 
 
 def stages(targets: Sequence[tuple[int, float]], *, start_users: int = 0) -> Stages:
     """Concurrent users ramping linearly through each (target_users, duration) stage."""
-    return Stages(tuple((_whole("stage target_users", u), d) for u, d in targets), start_users)
+    pairs = _pairs("stages", "target_users", targets)
+    return Stages(tuple((_whole("stage target_users", u), d) for u, d in pairs), start_users)
+
+
+def _pairs(function: str, first: str, items: object) -> tuple[tuple[Any, Any], ...]:
+    """``items`` as a tuple of pairs, else a :class:`WorkloadError` naming what it takes."""
+    expected = f"{function}() takes a list of ({first}, seconds) pairs"
+    if isinstance(items, str | bytes) or not isinstance(items, Sequence):
+        raise WorkloadError(f"{expected}; got {items!r}")
+    pairs = []
+    for item in items:
+        if isinstance(item, str | bytes) or not isinstance(item, Sequence) or len(item) != 2:
+            raise WorkloadError(f"{expected}; got {item!r} among them")
+        pairs.append((item[0], item[1]))
+    return tuple(pairs)
 
 
 def partition(users: int, workers: int) -> list[range]:

@@ -6,6 +6,7 @@ import itertools
 import math
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -197,3 +198,38 @@ def test_a_workload_that_could_not_end_or_count_is_refused_by_name(
 
 def test_a_whole_float_is_a_stage_target() -> None:
     assert stages([(2.0, 1.0)]).stages == ((2, 1.0),)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        # A number where a ramp goes: the run failed in its first second.
+        (lambda: closed(5, ramp=5, iterations=1), "closed(ramp=5): expected linear(seconds)"),  # type: ignore[arg-type]
+        (lambda: stages([2, 5]), "stages() takes a list of (target_users, seconds) pairs; got 2"),  # type: ignore[list-item]
+        (lambda: ramping_rate([10, 1]), "ramping_rate() takes a list of (rate, seconds) pairs"),  # type: ignore[list-item]
+        (lambda: stages("ab"), "stages() takes a list of (target_users, seconds) pairs; got 'ab'"),  # type: ignore[arg-type]
+        (lambda: stages([(1, 2, 3)]), "got (1, 2, 3) among them"),  # type: ignore[list-item]
+    ],
+)
+def test_a_workload_of_the_wrong_shape_is_named_when_made(make: Any, message: str) -> None:
+    with pytest.raises(WorkloadError, match=re.escape(message)):
+        make()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"workload": (1, 2)}, "workload=(1, 2) is not a workload; make one with closed()"),
+        ({"graceful_stop_s": -1}, "graceful_stop_s=-1 must be a number of seconds >= 0"),
+        ({"graceful_stop_s": float("nan")}, "graceful_stop_s=nan must be"),
+    ],
+)
+def test_a_scenario_of_the_wrong_shape_is_named_when_made(
+    fields: dict[str, Any], message: str
+) -> None:
+    from squall.engine import Scenario
+    from squall.engine.errors import ScenarioError
+
+    given = {"workload": closed(1, iterations=1), **fields}
+    with pytest.raises(ScenarioError, match=re.escape(message)):
+        Scenario("shape", "mod:behaviour", **given)
