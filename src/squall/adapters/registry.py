@@ -57,7 +57,7 @@ def path_of(name: str) -> str:
 
 def load(name: str) -> Adapter:
     """An instance of the adapter ``name`` (a registered name or an import path)."""
-    from squall.adapters.base import Adapter
+    from squall.adapters.base import Adapter, Capabilities
     from squall.engine.errors import describe
 
     path = path_of(name)
@@ -93,4 +93,16 @@ def load(name: str) -> Adapter:
             "(Class()), so it must implement headers, message, tracker and delivered and "
             "need nothing more"
         ) from exc
+    capabilities = getattr(adapter, "capabilities", None)
+    if not isinstance(capabilities, Capabilities):
+        raise UnknownAdapter(
+            f"adapter {named} has capabilities={capabilities!r}; set the class attribute "
+            "capabilities = Capabilities(...) (squall.adapters.base) saying which checks its "
+            "protocol supports"
+        )
+    if not isinstance(getattr(adapter, "name", None), str):
+        raise UnknownAdapter(
+            f"adapter {named} has no name; set the class attribute name = '...' that reports "
+            "and notes call its protocol"
+        )
     return adapter

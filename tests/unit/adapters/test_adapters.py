@@ -133,6 +133,25 @@ BROKEN_ADAPTERS = {
         "        raise ValueError('needs a key')\n",
         "cannot be created: ValueError: needs a key (at raises_when_created.py:4 in __init__)",
     ),
+    # Without capabilities (or with a dict there) the run failed with a traceback.
+    "no_capabilities": (
+        "from squall.adapters.echo import EchoAdapter\n"
+        "class Proto(EchoAdapter):\n"
+        "    capabilities = None\n",
+        "has capabilities=None; set the class attribute capabilities = Capabilities(...)",
+    ),
+    "dict_capabilities": (
+        "from squall.adapters.echo import EchoAdapter\n"
+        "class Proto(EchoAdapter):\n"
+        "    capabilities = {'ordering': True}\n",
+        "has capabilities={'ordering': True}; set the class attribute",
+    ),
+    "no_name": (
+        "from squall.adapters.echo import EchoAdapter\n"
+        "class Proto(EchoAdapter):\n"
+        "    name = None\n",
+        "has no name; set the class attribute name = '...'",
+    ),
 }
 
 
