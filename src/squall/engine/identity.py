@@ -109,4 +109,13 @@ def jwt_identities(
         raise ValueError(
             f"jwt_identities(algorithm={algorithm!r}): expected one of {', '.join(JWT_ALGORITHMS)}"
         )
-    return JwtIdentities(secret, issuer, audience, prefix, role, ttl_s, algorithm=algorithm)
+    factory = JwtIdentities(secret, issuer, audience, prefix, role, ttl_s, algorithm=algorithm)
+    try:
+        factory(0)  # a key PyJWT cannot sign with fails here, not in every user
+    except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        needs = "the PEM text of an RSA private key" if algorithm == "RS256" else "a text secret"
+        raise ValueError(
+            f"jwt_identities(algorithm={algorithm!r}) cannot sign with the secret given "
+            f"({type(exc).__name__}: {exc}); pass {needs}"
+        ) from None
+    return factory

@@ -64,6 +64,10 @@ def fewer_collections(young: int) -> Iterator[None]:
             gc.set_threshold(*before)
 
 
+class _NoIdentity(Exception):
+    """The identity factory raised for a user (recorded as ``errors.identity``)."""
+
+
 @dataclass(frozen=True)
 class WorkerPlan:
     """One worker's share: ``users`` are the user (or, in the open model, VU) indexes it owns.
@@ -273,7 +277,10 @@ class Worker:
         await self._sleep_until(self._t0 + workload.start_offset(index))
         if self._stopping.is_set():
             return
-        session = self._new_session(index)
+        try:
+            session = self._new_session(index)
+        except _NoIdentity:
+            return
         end = math.inf if workload.duration is None else self._t0 + workload.duration
         limit = math.inf if workload.iterations is None else workload.iterations
         clock = self._clock
@@ -334,7 +341,11 @@ class Worker:
                     self.recorder.count("dropped_iterations", dropped)
                     k += dropped * step
                     continue
-                session = self._new_session(index)
+                try:
+                    session = self._new_session(index)
+                except _NoIdentity:  # recorded; this arrival cannot run
+                    k += step
+                    continue
             self._spawn(self._open_iteration(session, intended, idle))
             k += step
         self.stop("schedule")
@@ -380,7 +391,10 @@ class Worker:
         self.stop("schedule")
 
     async def _stages_user(self, index: int, retired: dict[int, bool]) -> None:
-        session = self._new_session(index)
+        try:
+            session = self._new_session(index)
+        except _NoIdentity:
+            return
         self._user_started()
         try:
             n = 0
@@ -481,7 +495,17 @@ class Worker:
             self.recorder.error(type(exc).__name__, describe(exc))
 
     def _new_session(self, index: int) -> Session:
-        identity = self.plan.scenario.identities(index)
+        """User ``index``'s session; :class:`_NoIdentity`, the error recorded, when the
+        scenario's identity factory raises for it (the user then does not run)."""
+        try:
+            identity = self.plan.scenario.identities(index)
+        except Exception as exc:
+            self.recorder.error(
+                "identity",
+                f"the identity factory raised for user {index}: "
+                f"{type(exc).__name__}: {describe(exc)}",
+            )
+            raise _NoIdentity from exc
         session = Session(
             identity, self.recorder, self._clock, self.plan.scenario.params, self._connection
         )

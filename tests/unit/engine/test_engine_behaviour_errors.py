@@ -238,3 +238,35 @@ def test_a_group_inside_a_group_is_described_by_its_leaves() -> None:
     inner = ExceptionGroup("inner", [ValueError("deep")])
     outer = ExceptionGroup("outer", [inner, KeyError("k")])
     assert describe(outer) == "outer (1 ValueError, 1 KeyError); the first: ValueError: deep"
+
+
+class FailingIdentities:
+    def __call__(self, index: int) -> Any:
+        raise LookupError(f"no account for user {index}")
+
+
+async def nothing(session: Session) -> None:
+    pass
+
+
+@pytest.mark.parametrize(
+    "workload",
+    [closed(2, iterations=1), open_rate(20, 0.2, max_users=2)],
+    ids=["closed", "open"],
+)
+async def test_an_identity_factory_that_raises_is_counted_per_user(workload: Workload) -> None:
+    # It was swallowed (a closed run reported no error, only asyncio's "Task exception was
+    # never retrieved") or escaped the run as a bare KeyError (the open model).
+    seen: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: seen.append(context))
+    scenario = Scenario("ids", nothing, workload, identities=FailingIdentities())  # type: ignore[arg-type]
+    result = await run_scenario(scenario, processes=1, progress=False)
+    (summary,) = result.errors
+    assert summary.kind == "identity"
+    assert summary.count == 2
+    assert (
+        "the identity factory raised for user 0: LookupError: no account for user 0"
+        in (summary.samples[0])
+    )
+    assert result.count("iterations") == 0
+    assert seen == []

@@ -70,3 +70,10 @@ def test_rs256_identities_verify_with_the_public_key(rsa_key_files: tuple[Path, 
     assert claims["sub"] == "user-2"
     with pytest.raises(ValueError, match="expected one of HS256, RS256"):
         jwt_identities(SECRET, algorithm="none")
+
+
+def test_a_key_that_cannot_sign_is_refused_when_the_factory_is_made() -> None:
+    # It failed in every user, as InvalidKeyError ("could not parse the provided public key").
+    with pytest.raises(ValueError, match="cannot sign with the secret given") as raised:
+        jwt_identities("not a pem key", algorithm="RS256")
+    assert "pass the PEM text of an RSA private key" in str(raised.value)
