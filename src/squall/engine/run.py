@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import multiprocessing
 import os
 import signal
@@ -118,6 +119,15 @@ async def run_scenario(
         # ScenarioError, not a WorkerFailed holding every worker's traceback of it.
         scenario.resolve_behaviour()
     raise_open_files()  # before the sockets; worker processes inherit it
+    if deadline_s is not None and (
+        isinstance(deadline_s, bool)
+        or not isinstance(deadline_s, int | float)
+        or not 0 < deadline_s < math.inf
+    ):
+        raise ScenarioError(
+            f"deadline_s={deadline_s!r} must be a finite number of seconds > 0 (or None for "
+            "the planned duration and some margin): every run ends by a hard deadline"
+        )
     deadline = deadline_s if deadline_s is not None else default_deadline(scenario)
     plans = _plans(scenario, count, deadline)
     collector = _Collector(

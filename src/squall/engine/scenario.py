@@ -37,6 +37,11 @@ class Scenario:
     graceful_stop_s: float = 5.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.behaviour, str) and not callable(self.behaviour):
+            raise ScenarioError(
+                f"scenario {self.name!r}: behaviour={self.behaviour!r} is neither an "
+                "'async def' function nor its import path 'package.module:function'"
+            )
         if not isinstance(self.workload, Closed | ArrivalRate | Stages):
             raise ScenarioError(
                 f"scenario {self.name!r}: workload={self.workload!r} is not a workload; make "

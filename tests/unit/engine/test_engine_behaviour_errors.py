@@ -270,3 +270,17 @@ async def test_an_identity_factory_that_raises_is_counted_per_user(workload: Wor
     )
     assert result.count("iterations") == 0
     assert seen == []
+
+
+def test_a_behaviour_that_is_neither_a_function_nor_a_path_is_refused_when_made() -> None:
+    # It ran, every iteration failing with "'int' object is not callable".
+    with pytest.raises(ScenarioError, match=r"behaviour=42 is neither an 'async def' function"):
+        Scenario("num", 42, closed(1, iterations=1))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("deadline", [0, -1, float("nan"), float("inf")])
+async def test_a_deadline_that_is_no_deadline_is_refused(deadline: float) -> None:
+    # 0, -1 and NaN ended the run at once as interrupted; inf left it without a hard deadline.
+    scenario = Scenario("deadline", nothing, closed(1, iterations=1))
+    with pytest.raises(ScenarioError, match="must be a finite number of seconds > 0"):
+        await run_scenario(scenario, processes=1, progress=False, deadline_s=deadline)
