@@ -70,12 +70,19 @@ def _process_count(scenario: Scenario, processes: int | None) -> int:
         )
     wanted = processes or os.cpu_count() or 1
     count = max(1, min(wanted, scenario.workload.max_users))
-    if count > 1 and not scenario.portable():
+    unpicklable = scenario.unpicklable() if count > 1 else []
+    if unpicklable:
         if processes is not None:
+            fix = {
+                "behaviour": "give the behaviour as 'package.module:function'",
+                "identities": "make the identity factory a module-level class or function",
+                "params": "keep params to plain values (numbers, text, lists, dicts)",
+                "scenario": "keep its parts to what pickle can send",
+            }
             raise ScenarioError(
                 f"scenario {scenario.name!r} cannot be sent to {count} worker processes: its "
-                "behaviour or identity factory cannot be pickled; give the behaviour as "
-                "'package.module:function' or run with processes=1"
+                f"{' and '.join(unpicklable)} cannot be pickled; "
+                f"{'; '.join(fix[part] for part in unpicklable)}, or run with processes=1"
             )
         count = 1
     return count

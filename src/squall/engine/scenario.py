@@ -100,8 +100,21 @@ class Scenario:
 
     def portable(self) -> bool:
         """Whether the scenario can be sent to worker processes (pickled)."""
+        return not self.unpicklable()
+
+    def unpicklable(self) -> list[str]:
+        """The parts that keep the scenario from being pickled: ``behaviour``,
+        ``identities``, ``params`` (each that cannot be), else nothing."""
         try:
             pickle.dumps(self)
         except (pickle.PicklingError, AttributeError, TypeError):
-            return False
-        return True
+            pass
+        else:
+            return []
+        parts = []
+        for name in ("behaviour", "identities", "params"):
+            try:
+                pickle.dumps(getattr(self, name))
+            except (pickle.PicklingError, AttributeError, TypeError):
+                parts.append(name)
+        return parts or ["scenario"]

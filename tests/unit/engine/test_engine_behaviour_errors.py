@@ -284,3 +284,19 @@ async def test_a_deadline_that_is_no_deadline_is_refused(deadline: float) -> Non
     scenario = Scenario("deadline", nothing, closed(1, iterations=1))
     with pytest.raises(ScenarioError, match="must be a finite number of seconds > 0"):
         await run_scenario(scenario, processes=1, progress=False, deadline_s=deadline)
+
+
+async def test_a_scenario_that_cannot_be_pickled_names_the_part() -> None:
+    # Unpicklable params were blamed on "its behaviour or identity factory".
+    scenario = Scenario(
+        "lock",
+        "squall.scenarios.websocket_concurrency:behaviour",
+        closed(2, iterations=1),
+        params={"callback": lambda: None},
+    )
+    assert scenario.unpicklable() == ["params"]
+    with pytest.raises(ScenarioError) as raised:
+        await run_scenario(scenario, processes=2, progress=False)
+    message = str(raised.value)
+    assert "its params cannot be pickled; keep params to plain values" in message
+    assert "behaviour" not in message
