@@ -266,6 +266,23 @@ def test_tests_that_ran_no_scenario_read_no_verdict(
     assert "skipped without --real-services" in " ".join(out.split())
 
 
+def test_a_results_folder_outside_the_project_keeps_pytest_in_the_project(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given as its own word, the folder counted as a test path for pytest's rootdir: the
+    # rootdir became the common ancestor, whose squall.toml (none) pytest then read.
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    (project / "squall.toml").write_text("[run]\nscale = 0.5\n")
+    (project / "test_ok.py").write_text("def test_ok():\n    pass\n")
+    monkeypatch.chdir(project)
+    code = main(["test", "--test-file", "test_ok.py", "--results-dir", str(elsewhere)])
+    out = " ".join(capfd.readouterr().out.split())
+    assert code == 0, out
+    assert f"rootdir: {project}" in out, out
+    assert list(elsewhere.glob("*/report.json"))
+
+
 def test_a_ctrl_c_in_the_tests_is_still_an_interruption(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
