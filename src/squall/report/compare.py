@@ -226,8 +226,17 @@ def is_regression(
     return False
 
 
-#: The run settings that change what the figures mean (a run's ``config``, and the machine).
-COMPARED_SETTINGS = ("adapter", "scale", "duration_s", "processes", "workers", "host")
+#: The run settings that change what the figures mean (a run's ``config``, the machine, and
+#: whether the run was cut short by Ctrl-C or SIGTERM).
+COMPARED_SETTINGS = (
+    "adapter",
+    "scale",
+    "duration_s",
+    "processes",
+    "workers",
+    "host",
+    "interrupted",
+)
 
 
 def setting_differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[str, ...]:

@@ -149,9 +149,10 @@ async def compare_stored(
 
 
 async def run_settings(conn: asyncpg.Connection, run_id: str) -> dict[str, Any]:
-    """How ``run_id`` was set up: its stored ``config`` and the ``host`` it ran on."""
+    """How ``run_id`` was set up: its stored ``config``, the ``host`` it ran on and whether
+    it was ``interrupted``."""
     row = await conn.fetchrow(
-        "SELECT config, host FROM high_load_sessions WHERE run_id = $1", run_id
+        "SELECT config, host, interrupted FROM high_load_sessions WHERE run_id = $1", run_id
     )
     if row is None:
         raise RunNotFound(f"no stored run {run_id!r}")
@@ -159,6 +160,7 @@ async def run_settings(conn: asyncpg.Connection, run_id: str) -> dict[str, Any]:
     settings = dict(json.loads(config) if isinstance(config, str) else config or {})
     if row["host"] is not None:
         settings["host"] = row["host"]
+    settings["interrupted"] = bool(row["interrupted"])
     return settings
 
 

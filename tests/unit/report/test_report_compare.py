@@ -140,3 +140,7 @@ def test_setting_differences_name_what_changed_between_the_runs() -> None:
     )  # the target's URL is not compared: squall's own platform gets a new port each run
     assert setting_differences(before, {"scale": 0.5}) == ("scale: 1.0 → 0.5",)
     assert setting_differences(before, before) == ()
+    # A baseline that was cut short is named too (its per-second figures cover less).
+    assert setting_differences({"interrupted": True}, {"interrupted": False}) == (
+        "interrupted: True → False",
+    )
