@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import socket
+import warnings
 from collections.abc import Callable, Sequence
 from urllib.parse import parse_qs, urlsplit
 
@@ -75,23 +76,25 @@ def _postgres_hosts(url: str) -> list[str]:
     from asyncpg import connect_utils
 
     try:
-        addresses, _ = connect_utils._parse_connect_dsn_and_args(
-            dsn=url,
-            host=None,
-            port=None,
-            user=None,
-            password=None,
-            passfile=None,
-            database=None,
-            ssl=None,
-            service=None,
-            servicefile=None,
-            direct_tls=None,
-            server_settings=None,
-            target_session_attrs=None,
-            krbsrvname=None,
-            gsslib=None,
-        )
+        with warnings.catch_warnings():  # about a password file: the connection warns itself
+            warnings.simplefilter("ignore")
+            addresses, _ = connect_utils._parse_connect_dsn_and_args(
+                dsn=url,
+                host=None,
+                port=None,
+                user=None,
+                password=None,
+                passfile=None,
+                database=None,
+                ssl=None,
+                service=None,
+                servicefile=None,
+                direct_tls=None,
+                server_settings=None,
+                target_session_attrs=None,
+                krbsrvname=None,
+                gsslib=None,
+            )
     except Exception:  # whatever asyncpg refuses, its connect refuses too
         return []
     return [str(address[0]) for address in addresses if isinstance(address, tuple)]
