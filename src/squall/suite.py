@@ -708,7 +708,7 @@ def monitor_gauges(report: MonitorReport) -> dict[str, Metric]:
         growth = values["memory_growth_mb"]
         gauges["memory_growth_mb"] = Gauge("memory_growth_mb", growth, growth, growth)
     if "cpu_avg_percent" in values:
-        cpu = values["cpu_avg_percent"] / max(1, report.cpu_count)
+        cpu = values["cpu_avg_percent"]
         gauges["cpu_avg_percent"] = Gauge("cpu_avg_percent", cpu, cpu, cpu)
     return gauges
 

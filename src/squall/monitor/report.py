@@ -68,7 +68,9 @@ class MonitorReport:
     sample_error: str | None = None
 
     def gauges(self, group: str = TARGET) -> dict[str, float]:
-        """The values of the ``memory_growth_mb`` and ``cpu_avg_percent`` gauges for ``group``.
+        """The values of the ``memory_growth_mb`` and ``cpu_avg_percent`` gauges for ``group``,
+        as thresholds judge them: CPU as a share of the whole machine (the group's average
+        in % of one core, divided by :attr:`cpu_count`).
 
         Empty when the group was not monitored, or no process of it was found in any
         sample (a PID that does not exist, a port nothing listens on), so the thresholds
@@ -79,7 +81,7 @@ class MonitorReport:
             return {}
         return {
             "memory_growth_mb": found.stats.growth_mb,
-            "cpu_avg_percent": found.stats.cpu_avg_percent,
+            "cpu_avg_percent": found.stats.cpu_avg_percent / max(1, self.cpu_count),
         }
 
     def to_dict(self) -> dict[str, Any]:
