@@ -14,7 +14,6 @@ the file they were written in, or to ``cwd`` when there is no file.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import json
 import math
@@ -185,14 +184,15 @@ def find_config_file(cwd: Path) -> Path | None:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        data = path.read_bytes()
+        return tomllib.loads(data.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        bom = ""
-        with contextlib.suppress(OSError), path.open("rb") as f:
-            if f.read(3) == b"\xef\xbb\xbf":
-                bom = " (the file starts with a UTF-8 byte-order mark, which TOML does not take: "
-                bom += "save it as UTF-8 without one)"
+        bom = (
+            " (the file starts with a UTF-8 byte-order mark, which TOML does not take: save "
+            "it as UTF-8 without one)"
+            if data.startswith(b"\xef\xbb\xbf")
+            else ""
+        )
         raise ConfigError(f"{path} is not valid TOML: {exc}{bom}; fix the syntax there") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(

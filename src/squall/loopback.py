@@ -60,7 +60,8 @@ def loopback_problem(url: str, resolve: Callable[[str], Sequence[str]] = _resolv
         problem = _host_problem(host, resolve)
         if problem is not None:
             return problem
-    if parts.scheme in ("postgresql", "postgres"):
+    if parts.scheme in ("postgresql", "postgres") and not any(hosts):
+        # No host in the URL: asyncpg then takes one from PGHOST or a ?service= entry.
         for host in _postgres_hosts(url):
             problem = _host_problem(host, resolve)
             if problem is not None:
@@ -69,10 +70,10 @@ def loopback_problem(url: str, resolve: Callable[[str], Sequence[str]] = _resolv
 
 
 def _postgres_hosts(url: str) -> list[str]:
-    """The hosts asyncpg connects to for ``url``, as its own parser finds them: besides the
-    URL's, those of ``PGHOST`` or a connection service (``?service=``) when
-    the URL names none. Unix sockets are left out; a URL asyncpg refuses gives none (the
-    connection reports it, reaching no other machine)."""
+    """The hosts asyncpg connects to for ``url``, as its own parser finds them (for a URL
+    naming none: those of ``PGHOST`` or a connection service, ``?service=``). Unix sockets
+    are left out; a URL asyncpg refuses gives none (the connection reports it, reaching no
+    other machine)."""
     from asyncpg import connect_utils
 
     try:

@@ -120,12 +120,6 @@ async def run_scenario(
     False for none, or a callable receiving each second's ProgressView.
     ``deadline_s``: hard cap after the start; remaining users are cancelled.
     """
-    count = _process_count(scenario, processes)
-    if count > 1:
-        # Here, before any worker starts: a behaviour that cannot be found is one
-        # ScenarioError, not a WorkerFailed holding every worker's traceback of it.
-        scenario.resolve_behaviour()
-    raise_open_files()  # before the sockets; worker processes inherit it
     if deadline_s is not None and (
         isinstance(deadline_s, bool)
         or not isinstance(deadline_s, int | float)
@@ -135,6 +129,12 @@ async def run_scenario(
             f"deadline_s={deadline_s!r} must be a finite number of seconds > 0 (or None for "
             "the planned duration and some margin): every run ends by a hard deadline"
         )
+    count = _process_count(scenario, processes)
+    if count > 1:
+        # Here, before any worker starts: a behaviour that cannot be found is one
+        # ScenarioError, not a WorkerFailed holding every worker's traceback of it.
+        scenario.resolve_behaviour()
+    raise_open_files()  # before the sockets; worker processes inherit it
     deadline = deadline_s if deadline_s is not None else default_deadline(scenario)
     plans = _plans(scenario, count, deadline)
     collector = _Collector(

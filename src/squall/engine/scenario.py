@@ -98,13 +98,9 @@ class Scenario:
         behaviour: Behaviour = found
         return behaviour
 
-    def portable(self) -> bool:
-        """Whether the scenario can be sent to worker processes (pickled)."""
-        return not self.unpicklable()
-
     def unpicklable(self) -> list[str]:
-        """The parts that keep the scenario from being pickled: ``behaviour``,
-        ``identities``, ``params`` (each that cannot be), else nothing."""
+        """The parts that keep the scenario from being sent to worker processes (pickled):
+        ``behaviour``, ``identities``, ``params`` (each that cannot be), else nothing."""
         try:
             pickle.dumps(self)
         except (pickle.PicklingError, AttributeError, TypeError):
