@@ -17,8 +17,8 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root"),
 ]
 
-#: Mount a tmpfs of 8 MiB (less than one 16 MiB WAL segment) on "$1", then run the rest.
-_ON_SMALL_TMPFS = 'mount -t tmpfs -o size=8m squall-full "$1" || exit 99; shift; exec "$@"'
+#: Mount a tmpfs of "$1" bytes on "$2", then run the rest.
+_ON_SMALL_TMPFS = 'mount -t tmpfs -o size="$1" squall-full "$2" || exit 99; shift 2; exec "$@"'
 
 
 def _mount_namespaces() -> bool:
@@ -28,9 +28,25 @@ def _mount_namespaces() -> bool:
     return probe.returncode == 0
 
 
-def test_squall_run_names_the_full_temporary_folder(tmp_path: Path) -> None:
+def on_small_tmpfs(
+    size: str, folder: Path, argv: list[str], *, env: dict[str, str], cwd: Path, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` in a mount namespace of its own where ``folder`` is a tmpfs of ``size``
+    (``8m``, ``64k``): private to that process, gone with it. Skips the test where mount
+    namespaces are not available."""
     if not _mount_namespaces():
         pytest.skip("no mount namespaces here (unshare --mount fails)")
+    return subprocess.run(
+        ["unshare", "--mount", "sh", "-c", _ON_SMALL_TMPFS, "sh", size, str(folder), *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def test_squall_run_names_the_full_temporary_folder(tmp_path: Path) -> None:
     full = tmp_path / "tmp"
     full.mkdir()
     env = {
@@ -41,14 +57,8 @@ def test_squall_run_names_the_full_temporary_folder(tmp_path: Path) -> None:
     env.update(TMPDIR=str(full), SQUALL_RESULTS_DB="off", COLUMNS="400")
     run = [sys.executable, "-m", "squall", "run", "--scenario", "db_race"]
     run += ["--results-dir", str(tmp_path / "results")]
-    done = subprocess.run(
-        ["unshare", "--mount", "sh", "-c", _ON_SMALL_TMPFS, "sh", str(full), *run],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    # 8 MiB: less than one 16 MiB WAL segment.
+    done = on_small_tmpfs("8m", full, run, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 3, done.stdout + done.stderr
     err = " ".join(done.stderr.split())
     assert "squall run: initdb could not create the embedded PostgreSQL cluster in" in err

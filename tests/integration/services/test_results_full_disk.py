@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from test_embedded_full_disk import _mount_namespaces
+from test_embedded_full_disk import on_small_tmpfs
 
 from squall.services import Endpoints
 
@@ -21,15 +20,10 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root"),
 ]
 
-#: Mount a tmpfs of 64 KiB on "$1", then run the rest.
-_ON_TINY_TMPFS = 'mount -t tmpfs -o size=64k squall-full "$1" || exit 99; shift; exec "$@"'
-
 
 def test_a_history_the_full_disk_cut_short_is_removed_and_the_verdicts_kept(
     endpoints: Endpoints, tmp_path: Path
 ) -> None:
-    if not _mount_namespaces():
-        pytest.skip("no mount namespaces here (unshare --mount fails)")
     results = tmp_path / "results"
     results.mkdir()
     spare = tmp_path / "tmp"
@@ -44,14 +38,7 @@ def test_a_history_the_full_disk_cut_short_is_removed_and_the_verdicts_kept(
     )
     run = [sys.executable, "-m", "squall", "run", "--scenario", "db_race", "--no-progress"]
     run += ["--results-dir", str(results)]
-    done = subprocess.run(
-        ["unshare", "--mount", "sh", "-c", _ON_TINY_TMPFS, "sh", str(results), *run],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-    )
+    done = on_small_tmpfs("64k", results, run, env=env, cwd=tmp_path, timeout=300)
     out = " ".join((done.stdout + done.stderr).split())
     assert "Traceback" not in out, out
     assert "measurements are lost" not in out, out
