@@ -8,7 +8,8 @@ then a test case per threshold, named ``<metric>: <expression>``, failed with th
 threshold's diagnostic, or skipped when the scenario does not record that metric.
 
 Control characters (in an error message a target sent, say) are written as their escapes:
-XML 1.0 cannot hold them, and one would make the whole file unreadable to a CI system.
+XML 1.0 cannot hold them, and one would make the whole file unreadable to a CI system. Names
+(``name``, ``classname``) show tabs and newlines as escapes too, so each stays on one line.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from squall.metrics.result import error_summaries_of
-from squall.report.printable import printable
+from squall.report.printable import one_line, printable
+
+#: The attributes a CI shows as a test's name: kept on one line.
+_NAMES = frozenset({"name", "classname"})
 
 
 def _case(suite: ET.Element, scenario: str, name: str, seconds: float = 0.0) -> ET.Element:
@@ -101,6 +105,6 @@ def junit_xml(report: Mapping[str, Any]) -> str:
     for element in root.iter():
         element.text = None if element.text is None else printable(element.text)
         for name, text in element.attrib.items():
-            element.set(name, printable(text))
+            element.set(name, one_line(text) if name in _NAMES else printable(text))
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

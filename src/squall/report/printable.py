@@ -27,6 +27,12 @@ def printable(text: object) -> str:
     return _UNPRINTABLE.sub(_escape, str(text))
 
 
+def one_line(text: object) -> str:
+    """:func:`printable` for a name: tabs and newlines shown as ``\\t`` and ``\\n`` too, so
+    a name taken from a target (a CI's test name, say) stays on one line."""
+    return printable(text).replace("\t", "\\t").replace("\n", "\\n")
+
+
 def html_text(text: object) -> str:
     """``text`` for an HTML page or SVG: escaped, control characters shown as their
     escapes (a browser would hide them, or the ``[31m`` after an ESC would show alone)."""

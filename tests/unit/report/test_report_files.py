@@ -389,3 +389,17 @@ def test_control_characters_from_a_target_leave_junit_well_formed_and_show_as_es
     assert "\x00" not in page
     assert "frame \\x1b[31mred\\x0b\\ufffe" in page
     assert "<li>note \\x01</li>" in page
+
+
+def test_a_name_from_a_target_stays_on_one_line_in_junit() -> None:
+    scenario = load_scenario(failed=True)
+    scenario["thresholds"][0]["metric"] = "errors.server.bad\ncode\there"
+    scenario["thresholds"][0]["diagnostic"] = "first line\nsecond line"
+    (suite,) = ET.fromstring(junit_xml(report(scenario))).findall("testsuite")
+    names = [case.get("name") for case in suite.findall("testcase")]
+    assert "errors.server.bad\\ncode\\there: p(95) <= 0.2s" in names
+    # Messages keep their lines: only names are folded.
+    failure = suite.find("testcase/failure")
+    assert failure is not None
+    assert failure.text is not None
+    assert "first line\nsecond line" in failure.text
