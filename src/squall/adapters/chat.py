@@ -51,7 +51,7 @@ from squall.adapters.base import ISOLATION_LEAKS, SEQ_GAPS, Adapter, Tracker
 from squall.adapters.registry import DEFAULT_ADAPTER, load
 from squall.adapters.tracker import RunObservation, RunStatus, ServerError, announced
 from squall.engine.client import WebSocket
-from squall.engine.errors import ConnectionClosed, EngineError, MessageTimeout
+from squall.engine.errors import ConnectionClosed, MessageTimeout
 from squall.engine.session import Session
 
 _T = TypeVar("_T")
@@ -125,11 +125,12 @@ class Chat:
                     if first is None:
                         first = frame
                 self._feed(frame, clock())
-        except EngineError:
-            # The socket closed or the target sent a frame that is not a JSON
-            # object: the error is counted by kind where it happened, and the
-            # message counts as failed, so a target that drops every chat
-            # fails the ``success`` threshold instead of leaving it without samples.
+        except Exception:
+            # The socket closed, the target sent a frame that is not a JSON object, or
+            # an adapter could not read a frame: the error is counted by kind (where it
+            # happened, or by the runner as the iteration's), and the message counts as
+            # failed, so a target that drops every chat fails the ``success`` threshold
+            # instead of leaving it without samples.
             self._record(observation)
             raise
         finally:

@@ -40,6 +40,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from squall.checks.history import json_int
+
 AGENT_EVENTS = (
     "agent_started",
     "tool_executing",
@@ -350,9 +352,12 @@ class RunTracker:
         if observation.first_event_at is None:
             observation.first_event_at = now
         if kind == "agent_started":
-            context = frame.get("context") or {}
-            observation.context_chars = context.get("chars")
-            observation.context_tokens = context.get("tokens")
+            # A context that is not an object, or sizes that are not integers, are not
+            # taken: the run's other events still count.
+            context = frame.get("context")
+            if isinstance(context, Mapping):
+                observation.context_chars = json_int(context.get("chars"))
+                observation.context_tokens = json_int(context.get("tokens"))
         if kind == "agent_completed":
             observation.completed_at = now
             observation.charge = frame.get("charge")

@@ -23,6 +23,12 @@ from typing import TypeAlias
 JsonValue: TypeAlias = "str | int | float | bool | list[JsonValue] | dict[str, JsonValue] | None"
 
 
+def json_int(value: object) -> int | None:
+    """``value`` if it is a JSON integer, else None: ``true`` is not one (Python's bool is
+    an int)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 class HistoryError(ValueError):
     """A history, or a record in it, that cannot be interpreted as given."""
 

@@ -44,7 +44,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from squall.checks.history import JsonValue, Op, OpType
+from squall.checks.history import JsonValue, Op, OpType, json_int
 from squall.checks.verdict import Evidence, Verdict, verdict_from
 
 
@@ -107,7 +107,7 @@ def check_ordering(
     evidence: list[Evidence] = []
     gaps = duplicates = events = resumes = malformed = 0
     for op in ordered:
-        if op.f == event_f and op.type is OpType.OK and _json_int(op.get(seq_key)) is None:
+        if op.f == event_f and op.type is OpType.OK and json_int(op.get(seq_key)) is None:
             events += 1
             malformed += 1
             evidence.append(_malformed(op, thread_key, seq_key, run_key))
@@ -193,11 +193,6 @@ def check_ordering(
 SHOWN_CHARS = 40
 
 
-def _json_int(value: JsonValue) -> int | None:
-    """``value`` if it is a JSON integer; ``true`` is not one (Python's bool is an int)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _shown(value: JsonValue) -> str:
     """A received value as JSON, ASCII-only and at most :data:`SHOWN_CHARS` characters."""
     text = json.dumps(value, ensure_ascii=True)
@@ -265,7 +260,7 @@ def _replayed_to(
         held = after
     else:
         held = max(received, after)
-    last = _json_int(op.get(last_key))
+    last = json_int(op.get(last_key))
     reported = last if last is not None else held
     stream.expected = max(held, reported, received) + 1
     if reported <= held:

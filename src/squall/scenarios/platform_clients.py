@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from squall.checks.history import HistoryRecorder, JsonValue, Op
+from squall.checks.history import HistoryRecorder, JsonValue, Op, json_int
 from squall.engine.client import WebSocket, connect
 from squall.engine.errors import ConnectError, ConnectionClosed, MessageTimeout
 from squall.engine.identity import Identity
@@ -314,11 +314,6 @@ class RecordingSocket:
             self._runs.finish(
                 str(run), str(value["status"]), charge if isinstance(charge, int) else None
             )
-
-
-def json_int(value: object) -> int | None:
-    """A JSON integer as sent, or None: ``true`` is no seq or charge (Python's bool is an int)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 async def http_get(

@@ -54,7 +54,7 @@ import psutil  # type: ignore[import-untyped]  # no stubs installed
 import redis.asyncio as aioredis
 
 from squall.checks.fairness import check_fairness
-from squall.checks.history import HistoryRecorder, JsonValue, Op
+from squall.checks.history import HistoryRecorder, JsonValue, Op, json_int
 from squall.checks.isolation import check_isolation
 from squall.checks.ordering import check_ordering
 from squall.checks.verdict import RaceTally, Verdict, verdict_from
@@ -63,7 +63,7 @@ from squall.metrics.histogram import LatencyHistogram
 from squall.metrics.result import Counter, Gauge, Metric, Trend
 from squall.scenarios import platform_checks as checks
 from squall.scenarios.platform_checks import AccountRow, LogEvent, StoredCharge
-from squall.scenarios.platform_clients import RecordingSocket, Runs, http_get, json_int
+from squall.scenarios.platform_clients import RecordingSocket, Runs, http_get
 from squall.scenarios.target import TargetInfo, scaled
 from squall.services import Restart
 from squall.services.platform import RunningPlatform, start_platform

@@ -485,3 +485,35 @@ async def test_a_chat_whose_adapter_cannot_give_its_headers_fails_its_messages()
         async with open_chat(session, adapter=HeaderlessAdapter(), planned=3):
             pytest.fail("no chat without headers")
     assert session.recorder.state().rates["success"] == (0, 3)
+
+
+class BrokenTracker(RunTracker):
+    def feed(self, frame: Mapping[str, Any], now: float) -> RunObservation | None:
+        if frame.get("type") == "agent_started":
+            raise ValueError("this adapter cannot read agent_started")
+        return super().feed(frame, now)
+
+
+class BrokenTrackerAdapter(ReferenceAdapter):
+    def tracker(self) -> Tracker:
+        return BrokenTracker()
+
+
+async def test_a_message_whose_frame_an_adapter_cannot_read_counts_as_failed() -> None:
+    # The error ended the chat before the message in flight was counted: success had
+    # one sample fewer than the messages planned.
+    async def target(connection: ServerConnection) -> None:
+        await connection.send(json.dumps({"type": "hello"}))
+        async for raw in connection:
+            for frame in reference_run(json.loads(raw), "r1"):
+                await connection.send(json.dumps(frame))
+
+    async with scripted(target) as url:
+        session = session_for(url)
+        try:
+            with pytest.raises(ValueError, match="cannot read agent_started"):
+                async with open_chat(session, adapter=BrokenTrackerAdapter(), planned=3) as chat:
+                    await chat.chat("t", "hello", timeout=5.0)
+        finally:
+            await session.aclose()
+    assert session.recorder.state().rates["success"] == (0, 3)

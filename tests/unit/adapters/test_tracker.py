@@ -249,3 +249,16 @@ def test_error_codes_and_refusal_closes_are_the_platforms() -> None:
     # A stale fencing token is the platform's own business: never sent to a client.
     assert sent - {errors.StaleFence.code} == ERROR_CODES
     assert {CloseCode.POLICY_VIOLATION, CloseCode.TRY_AGAIN_LATER} == REFUSAL_CLOSES
+
+
+def test_a_context_that_is_no_object_or_holds_no_integers_is_not_taken() -> None:
+    # The run itself still counts: only the context's sizes are left out.
+    for context in ("big", [1, 2], 5, {"chars": "lots", "tokens": True}, {"chars": 2.5}):
+        tracker = RunTracker()
+        obs = tracker.sent("c1", "t1", now=0.0)
+        tracker.feed({"type": "ack", "client_msg_id": "c1", "run_id": "r1"}, 0.0)
+        tracker.feed(event("agent_started", 1, context=context), 1.0)
+        done = tracker.feed(event("agent_completed", 2, status="completed"), 2.0)
+        assert done is obs, context
+        assert (obs.context_chars, obs.context_tokens) == (None, None), context
+        assert obs.status is RunStatus.COMPLETED
