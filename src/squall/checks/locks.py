@@ -141,6 +141,8 @@ def check_locks(
                 fenced += 1
                 rejected += len(stale)
                 continue
+            # ``later`` may lie wholly inside ``earlier`` (a stale holder's long section).
+            overlap_ns = min(earlier.end_ns, later.end_ns) - later.start_ns
             why = (
                 "without fencing tokens"
                 if later.token is None or earlier.token is None
@@ -153,7 +155,7 @@ def check_locks(
                     "overlap",
                     f"{earlier.process} (token {earlier.token}) and {later.process} "
                     f"(token {later.token}) both held the lock for "
-                    f"{(earlier.end_ns - later.start_ns) / 1e6:.3f} ms, {why}",
+                    f"{overlap_ns / 1e6:.3f} ms, {why}",
                     ops=(
                         earlier.acquired,
                         later.acquired,
@@ -162,7 +164,7 @@ def check_locks(
                     details={
                         "earlier": earlier.to_dict(),
                         "later": later.to_dict(),
-                        "overlap_ns": earlier.end_ns - later.start_ns,
+                        "overlap_ns": overlap_ns,
                         "stale_writes_accepted": len(accepted),
                     },
                 )

@@ -67,6 +67,14 @@ def test_unfenced_overlap_names_both_holders_with_intervals() -> None:
     assert "without fencing tokens" in evidence.message
 
 
+def test_a_section_inside_a_stale_holders_measures_its_own_length_as_the_overlap() -> None:
+    # The stale holder holds from 1 to 100 ms; its successor from 11 to 20 ms.
+    t = Timeline().hold("stale", 1_000_000, 100_000_000).hold("next", 11_000_000, 20_000_000)
+    [evidence] = check_locks(t.rec.ops, key="lock").evidence
+    assert evidence.details["overlap_ns"] == 9_000_000
+    assert "both held the lock for 9.000 ms" in evidence.message
+
+
 def test_fenced_overlap_with_rejected_stale_write_passes() -> None:
     t = Timeline()
     t.at(9).invoke("a", "acquire").at(10).complete("a", OpType.OK, token=1)
