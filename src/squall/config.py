@@ -164,6 +164,18 @@ class Config:
 # -- finding and reading ---------------------------------------------------------------
 
 
+def _finite(value: object) -> float | None:
+    """``value`` as a float if it is a TOML number a float can hold (an integer of hundreds
+    of digits cannot), else None; ``true`` is no number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def find_config_file(cwd: Path) -> Path | None:
     """The nearest ``squall.toml``, or ``pyproject.toml`` with ``[tool.squall]``.
 
@@ -175,8 +187,10 @@ def find_config_file(cwd: Path) -> Path | None:
         if candidate.is_file():
             return candidate
         pyproject = directory / PYPROJECT
-        if pyproject.is_file() and "squall" in _read_toml(pyproject).get("tool", {}):
-            return pyproject
+        if pyproject.is_file():
+            tool = _read_toml(pyproject).get("tool")
+            if isinstance(tool, dict) and "squall" in tool:
+                return pyproject
         if (directory / ".git").exists():
             return None
     return None
@@ -231,7 +245,14 @@ def load_config(
     if path is not None:
         data = _read_toml(path)
         if path.name == PYPROJECT:
-            section = data.get("tool", {}).get("squall")
+            tool = data.get("tool", {})
+            if not isinstance(tool, dict):
+                raise ConfigError(
+                    f"'tool' in {path} is not a table, where pyproject.toml holds "
+                    "a table of tools' settings; make it the table [tool.squall], or use a "
+                    f"{CONFIG_FILE}"
+                )
+            section = tool.get("squall")
             if section is None:
                 raise ConfigError(
                     f"{path} has no [tool.squall] table; add one or use a {CONFIG_FILE}"
@@ -451,15 +472,11 @@ class _Builder:
         maximum: float = math.inf,
     ) -> float:
         value = data.get(keys[-1], default)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or not minimum < value <= maximum
-        ):
+        number = _finite(value)
+        if number is None or not minimum < number <= maximum:
             bound = "" if maximum == math.inf else f" and <= {maximum:g}"
             raise self.error(keys, value, f"a number > {minimum:g}{bound}")
-        return float(value)
+        return number
 
     def integer(
         self, data: Mapping[str, Any], keys: tuple[str, ...], default: int, *, minimum: int
@@ -507,15 +524,11 @@ class _Builder:
         if value is None:
             return None
         expected = "a duration > 0: seconds as a number, or a string like '30s', '5m', '1h'"
-        if isinstance(value, bool):
-            raise self.error(keys, value, expected)
-        if isinstance(value, int | float):
-            seconds = float(value)
-        elif isinstance(value, str) and (match := _DURATION.match(value)):
-            seconds = float(match[1]) * _DURATION_UNITS[match[2]]
+        if isinstance(value, str) and (match := _DURATION.match(value)):
+            seconds: float | None = _finite(float(match[1]) * _DURATION_UNITS[match[2]])
         else:
-            raise self.error(keys, value, expected)
-        if not math.isfinite(seconds) or seconds <= 0:
+            seconds = _finite(value)
+        if seconds is None or seconds <= 0:
             raise self.error(keys, value, expected)
         return seconds
 

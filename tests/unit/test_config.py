@@ -175,6 +175,32 @@ def test_explicit_pyproject_needs_tool_squall(project: Path) -> None:
         load_config(path, cwd=project)
 
 
+def test_a_pyproject_whose_tool_is_no_table(project: Path) -> None:
+    # The search passes it by; named, it is a clear error (both were tracebacks).
+    path = write(project, "tool = 5\n", "pyproject.toml")
+    assert find_config_file(project) is None
+    with pytest.raises(ConfigError, match=r"'tool' in .*pyproject.toml is not a table"):
+        load_config(path, cwd=project)
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("run.scale", "a number > 0 and <= 1000"),
+        ("run.duration", "a duration > 0"),
+        ("monitor.interval_s", "a number > 0"),
+    ],
+)
+def test_an_integer_too_large_for_a_number_is_a_config_error(
+    project: Path, key: str, expected: str
+) -> None:
+    # float() of it raised OverflowError: a traceback instead of the setting's error.
+    huge = "1" + "0" * 400
+    message = error_of(project, "", (f"{key}={huge}",))
+    assert f"for '{key.split('.')[1]}'" in message
+    assert expected in message
+
+
 def test_overrides_apply_last(project: Path) -> None:
     write(project, '[run]\nscale = 3.0\n[thresholds]\nresponse_time = ["avg < 1s"]\n')
     config = load_config(
