@@ -115,8 +115,12 @@ class _Trend:
     def fold(self) -> None:
         pending = self.pending
         if pending:
-            # round(s * 1e6) per value, as to_us() does; 0 µs is stored as LOWEST_US.
-            tally = Tally(map(round, map(mul, pending, repeat(UNITS_PER_SECOND))))
+            try:
+                # round(s * 1e6) per value, as to_us() does; 0 µs is stored as LOWEST_US.
+                tally = Tally(map(round, map(mul, pending, repeat(UNITS_PER_SECOND))))
+            except (OverflowError, ValueError):
+                # An infinite duration (clamped) or a NaN (refused): one value at a time.
+                tally = Tally(map(to_us, pending))
             below = tally.pop(0, 0)
             if below:
                 tally[LOWEST_US] += below

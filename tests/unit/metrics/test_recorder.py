@@ -177,6 +177,17 @@ def test_trend_buffer_folds_on_every_interval_and_clamps_at_the_fold() -> None:
     assert recorder.state().trends["iteration_time"] == expected.pack()
 
 
+def test_an_infinite_duration_in_a_trend_buffer_is_clamped_too() -> None:
+    # round(inf) raised OverflowError at the fold, as the trend was read.
+    recorder = Recorder()
+    recorder.trend_buffer("iteration_time").extend([0.5, math.inf])
+    expected = LatencyHistogram.of([0.5, 3_600.0])
+    assert recorder.state().trends["iteration_time"] == expected.pack()
+    recorder.trend_buffer("iteration_time").append(math.nan)
+    with pytest.raises(ValueError, match="not a non-negative number of seconds"):
+        recorder.state()
+
+
 def test_merged_workers_keep_the_exact_extremes() -> None:
     # 8,000..8,003 µs share a slot, 2,500,000 µs a slot of 2,048: read by their slots,
     # they would be 8.003 ms and 2.502047 s.
