@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from redis.exceptions import RedisError
 
 from squall.target import billing, db, events, outage
@@ -29,7 +30,7 @@ from squall.target.errors import StaleFence
 from squall.target.events import EventType
 from squall.target.ids import UserID, new_message_id
 from squall.target.locks import RunLock
-from squall.target.model import Model
+from squall.target.model import Model, ModelError
 from squall.target.runs import ClaimedRun, RunStatus
 from squall.target.settings import Settings
 
@@ -456,6 +457,9 @@ async def execute(deps: AgentDeps, run: ClaimedRun, worker: str) -> None:
                     deps.settings.database_outage_wait_s,
                     outage.describe(exc),
                 )
+            elif isinstance(exc, ModelError | httpx.HTTPError):
+                # The model's failure, not the platform's: one line, no traceback.
+                log.warning("run %s failed: %s", run.run_id, str(exc) or type(exc).__name__)
             else:
                 log.exception("run %s failed", run.run_id)
             await _finish(state, RunStatus.FAILED, repr(exc))

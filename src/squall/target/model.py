@@ -107,24 +107,36 @@ class OpenAIModel:
             "max_tokens": s.model_answer_tokens,
         }
         buffer = ""
+        url = f"{s.openai_base_url}/chat/completions"
         async with self._client.stream("POST", "chat/completions", json=body) as response:
             if response.status_code != 200:
                 text = (await response.aread()).decode(errors="replace")[:200]
                 raise ModelError(
-                    f"POST {s.openai_base_url}/chat/completions answered "
-                    f"{response.status_code}: {text!r}; check SQUALL_OPENAI_BASE_URL, "
-                    "SQUALL_OPENAI_MODEL and SQUALL_OPENAI_API_KEY"
+                    f"POST {url} answered {response.status_code}: {text!r}; check "
+                    "SQUALL_OPENAI_BASE_URL, SQUALL_OPENAI_MODEL and SQUALL_OPENAI_API_KEY"
                 )
+            kind = response.headers.get("content-type", "")
+            if not kind.lower().startswith("text/event-stream"):
+                raise ModelError(
+                    f"POST {url} answered {kind or 'no content type'!r}, not a stream of "
+                    "server-sent events (text/event-stream); is it an OpenAI-compatible server?"
+                )
+            # The answer is whole only once the server says so: a stream that ends before
+            # ``[DONE]`` was cut short, and the run fails rather than keep half an answer.
+            finished = False
             async for line in response.aiter_lines():
                 if not line.startswith("data:"):
                     continue
                 data = line[len("data:") :].strip()
                 if data == "[DONE]":
+                    finished = True
                     break
-                buffer += _delta(data, s.openai_base_url)
+                buffer += _delta(data, url)
                 if estimate_tokens(buffer) >= s.stream_chunk_tokens:
                     yield buffer
                     buffer = ""
+            if not finished:
+                raise ModelError(f"POST {url}: the stream ended before its 'data: [DONE]'")
         if buffer:
             yield buffer
 
@@ -135,15 +147,20 @@ class OpenAIModel:
         await self._client.aclose()
 
 
-def _delta(data: str, base_url: str) -> str:
+def _delta(data: str, url: str) -> str:
+    """The text of one streamed chunk (``""`` for a chunk without any); :class:`ModelError`
+    for an error the server streamed, or a chunk that is not a chat.completion.chunk."""
     try:
-        choices = json.loads(data).get("choices") or []
+        chunk = json.loads(data)
+        error = chunk.get("error")
+        choices = chunk.get("choices") or []
         content = choices[0].get("delta", {}).get("content") if choices else None
-    except (ValueError, AttributeError, IndexError) as exc:
+    except (ValueError, AttributeError, IndexError, KeyError, TypeError) as exc:
         raise ModelError(
-            f"{base_url}/chat/completions streamed {data[:100]!r}; expected an "
-            "OpenAI chat.completion.chunk JSON object"
+            f"{url} streamed {data[:100]!r}; expected an OpenAI chat.completion.chunk JSON object"
         ) from exc
+    if error is not None:
+        raise ModelError(f"{url} streamed an error: {json.dumps(error)[:200]}")
     return content if isinstance(content, str) else ""
 
 

@@ -23,6 +23,8 @@ class FakeCompletions:
 
     def __init__(self, status: int = 200) -> None:
         self.status = status
+        #: How a 200 answer misbehaves (None: it does not); see ``handle``.
+        self.fault: str | None = None
         self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -31,16 +33,24 @@ class FakeCompletions:
         headers = {k.lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)}
         body = json.loads(await reader.readexactly(int(headers["content-length"])))
         self.requests.append((request_line, headers, body))
+        kind = b"application/json" if self.fault == "not_sse" else b"text/event-stream"
         if self.status != 200:
             writer.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nboom")
         else:
             writer.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+                b"HTTP/1.1 200 OK\r\nContent-Type: " + kind + b"\r\nConnection: close\r\n\r\n"
             )
-            for delta in DELTAS:
+            if self.fault == "not_sse":
+                writer.write(json.dumps({"choices": [{"message": {"content": "hi"}}]}).encode())
+            for delta in DELTAS if self.fault != "not_sse" else ():
                 chunk = {"choices": [{"index": 0, "delta": {"content": delta}}]}
                 writer.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            writer.write(b"data: [DONE]\n\n")
+                if self.fault == "error_event":
+                    writer.write(b'data: {"error": {"message": "overloaded"}}\n\n')
+                if self.fault == "bad_chunk":
+                    writer.write(b'data: {"choices": {"0": 1}}\n\n')
+            if self.fault != "truncated":
+                writer.write(b"data: [DONE]\n\n")
         await writer.drain()
         writer.close()
         await writer.wait_closed()
@@ -87,6 +97,25 @@ async def test_backend_error_fails_and_refunds_the_run(
 ) -> None:
     fake, url = fake_server
     fake.status = 500
+    runtime = await start_runtime(model="openai", openai_base_url=url)
+    await runtime.submit(ALICE, ThreadID("t"), "greet me", "c1")
+    await recorder.wait_completed(1)
+    [done] = recorder.of_type("agent_completed")
+    assert (done["status"], done["charge"]) == ("failed", 0)
+    assert (await runtime.account(ALICE))["balance"] == runtime.settings.initial_credits
+
+
+@pytest.mark.parametrize("fault", ["truncated", "error_event", "not_sse", "bad_chunk"])
+async def test_a_stream_cut_short_or_not_an_answer_fails_and_refunds_the_run(
+    start_runtime: StartRuntime,
+    recorder: Recorder,
+    fake_server: tuple[FakeCompletions, str],
+    fault: str,
+) -> None:
+    # A body that ended before [DONE], an error streamed as a chunk and a JSON answer to a
+    # streamed request were runs "completed" and charged (with half an answer or none).
+    fake, url = fake_server
+    fake.fault = fault
     runtime = await start_runtime(model="openai", openai_base_url=url)
     await runtime.submit(ALICE, ThreadID("t"), "greet me", "c1")
     await recorder.wait_completed(1)
