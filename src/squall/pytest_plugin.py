@@ -230,6 +230,28 @@ class _SessionWatch:
             self.results.collection_errors.append(report.nodeid or str(report.fspath))
 
 
+#: Options whose value is a secret, and what report.json shows for it.
+_SECRET_OPTIONS = ("--squall-jwt-secret",)
+REDACTED = "***"
+
+
+def redacted_args(args: Sequence[object]) -> list[str]:
+    """pytest's arguments as ``report.json`` records them: a secret's value (``--opt S`` or
+    ``--opt=S``) is shown as :data:`REDACTED` (the file is kept as a CI artifact)."""
+    shown: list[str] = []
+    hide_next = False
+    for arg in map(str, args):
+        option, equals, _ = arg.partition("=")
+        if hide_next:
+            shown.append(REDACTED)
+        elif option in _SECRET_OPTIONS and equals:
+            shown.append(f"{option}={REDACTED}")
+        else:
+            shown.append(arg)
+        hide_next = not hide_next and not equals and arg in _SECRET_OPTIONS
+    return shown
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     results = session.config.stash.get(_RESULTS, None)
@@ -250,7 +272,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         scenarios=list(results.scenarios),
         config={
             "source": "pytest",
-            "pytest_args": [str(a) for a in session.config.invocation_params.args],
+            "pytest_args": redacted_args(session.config.invocation_params.args),
             "pytest_exitstatus": int(exitstatus),
             "scale": options.squall_scale,
             "target": results.target,

@@ -110,6 +110,10 @@ def test_an_unreachable_target_is_named_by_the_plugin_option(
     )
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*is unreachable*check that it runs and that --squall-target*"])
+    # The secret is not written into report.json, the file a CI keeps.
+    [report] = (pytester.path / "squall-results").glob("*/report.json")
+    assert "s" * 32 not in report.read_text()
+    assert "--squall-jwt-secret=***" in json.loads(report.read_text())["config"]["pytest_args"]
 
 
 def test_another_adapter_without_a_target_is_refused_before_any_service_starts(
