@@ -139,8 +139,39 @@ def _connections(proc: psutil.Process) -> list[Any]:
     return result
 
 
+def _listens(proc: psutil.Process, ports: set[int]) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return any(
+            conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in ports
+            for conn in _connections(proc)
+        )
+    return False
+
+
+def _sharing(pid: int, ports: set[int]) -> set[int]:
+    """``pid`` and the processes it shares its listening socket with, as a pre-fork server
+    does: the ancestors that hold it too, and their siblings that hold it (their
+    descendants are the group's anyway)."""
+    with contextlib.suppress(psutil.Error):
+        top = psutil.Process(pid)
+        while (parent := top.parent()) is not None and _listens(parent, ports):
+            top = parent
+        holders = {pid, top.pid}
+        if parent is not None:
+            holders.update(
+                sibling.pid
+                for sibling in parent.children()
+                if sibling.pid not in holders and _listens(sibling, ports)
+            )
+        return holders
+    return {pid}
+
+
 def listening_pids(ports: Iterable[int]) -> set[int]:
-    """PIDs of the processes with a TCP socket listening on any of ``ports``."""
+    """PIDs of the processes with a TCP socket listening on any of ``ports``.
+
+    The system-wide table names one process per socket; a socket several processes share
+    (a pre-fork server's master and workers) is followed to the others from there."""
     wanted = set(ports)
     if not wanted:
         return set()
@@ -154,14 +185,11 @@ def listening_pids(ports: Iterable[int]) -> set[int]:
                 unresolved.discard(conn.laddr.port)
     except psutil.AccessDenied:
         pass
-    if not unresolved:
-        return found
-    for proc in psutil.process_iter():
-        with contextlib.suppress(psutil.Error):
-            for conn in _connections(proc):
-                if conn.status == psutil.CONN_LISTEN and conn.laddr.port in unresolved:
-                    found.add(proc.pid)
-    return found
+    if unresolved:  # the table hides other users' processes from a non-root squall
+        for proc in psutil.process_iter():
+            if _listens(proc, unresolved):
+                found.add(proc.pid)
+    return set().union(*(_sharing(pid, wanted) for pid in found)) if found else found
 
 
 def discover(spec: GroupSpec) -> list[psutil.Process]:

@@ -55,6 +55,21 @@ sys.stdout.write(f"{server.getsockname()[1]}\\n"); sys.stdout.flush()
 sys.stdin.readline()
 """
 
+PREFORK = """
+import socket, subprocess, sys
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen()
+wait = "import sys; sys.stdin.readline()"
+workers = [
+    subprocess.Popen([sys.executable, "-c", wait], pass_fds=[server.fileno()], stdin=sys.stdin)
+    for _ in range(2)
+]
+port = server.getsockname()[1]
+sys.stdout.write(f"{port} {workers[0].pid} {workers[1].pid}\\n"); sys.stdout.flush()
+sys.stdin.readline()
+"""
+
 
 @pytest.fixture
 def python() -> Iterator[list[subprocess.Popen[str]]]:
@@ -271,3 +286,15 @@ def test_samples_refused_at_the_open_files_limit_are_skipped_not_fatal() -> None
     assert "Too many open files" in result["error"]
     assert result["samples"] >= 3  # before the limit, and after the files were closed
     assert result["end_mb"] > 1
+
+
+async def test_a_port_shared_by_a_pre_fork_servers_processes_finds_them_all(
+    python: list[subprocess.Popen[str]],
+) -> None:
+    # The system-wide table names one process per socket: a port of a master and its
+    # workers found one worker, and its CPU and memory stood for the whole target.
+    master = run(python, PREFORK)
+    port, *workers = map(int, (await line(master)).split())
+    for _ in range(3):  # whichever holder the table names
+        found = {p.pid for p in discover(target_group(ports=[port]))}
+        assert found == {master.pid, *workers}
