@@ -381,6 +381,15 @@ _TARGET_KEYS = (
     "audience",
     "adapter",
 )
+#: Metrics a built-in scenario records beyond the standard ones, with their kinds: its
+#: ``[scenarios.<name>.thresholds]`` may judge them (squall.suite checks them by default).
+SCENARIO_METRICS: Mapping[str, Mapping[str, MetricKind]] = MappingProxyType(
+    {
+        "agent_context": MappingProxyType({"context_large_enough": MetricKind.RATE}),
+        "long_conversation": MappingProxyType({"context_within_budget": MetricKind.RATE}),
+    }
+)
+
 _RUN_KEYS = ("scenarios", "scale", "duration", "processes", "results_dir", "workers")
 _MONITOR_KEYS = ("interval_s", "pids", "ports")
 _METRICS_KEYS = ("custom",)
@@ -718,7 +727,11 @@ class _Builder:
             capacity = table.get("capacity")
             if capacity is not None and not isinstance(capacity, bool):
                 raise self.error((*keys, "capacity"), capacity, "true or false")
-            thresholds = self.thresholds(table.get("thresholds", {}), (*keys, "thresholds"), custom)
+            thresholds = self.thresholds(
+                table.get("thresholds", {}),
+                (*keys, "thresholds"),
+                {**custom, **SCENARIO_METRICS.get(name, {})},
+            )
             result[name] = ScenarioConfig(
                 name=name,
                 params=MappingProxyType(params),

@@ -25,7 +25,7 @@ from squall.adapters.reference import ReferenceAdapter
 from squall.adapters.registry import DEFAULT_ADAPTER
 from squall.adapters.registry import load as load_adapter
 from squall.checks.verdict import RaceTally
-from squall.config import Config
+from squall.config import SCENARIO_METRICS, Config
 from squall.engine import Scenario, run_scenario
 from squall.engine.errors import describe
 from squall.engine.run import STOP_SIGNALS
@@ -295,7 +295,7 @@ def _load_entry(
     own_thresholds: Mapping[str, Sequence[str]] | None = None,
 ) -> SuiteEntry:
     """A load scenario; ``own_thresholds`` are its checks beyond the shared defaults."""
-    own = parse_thresholds(own_thresholds or {}, kinds=dict.fromkeys(own_thresholds or {}))
+    own = parse_thresholds(own_thresholds or {}, kinds=SCENARIO_METRICS.get(name, {}))
 
     async def run(config: Config, ctx: SuiteContext) -> ScenarioOutcome:
         params = dict(config.scenario_params(name))

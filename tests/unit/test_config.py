@@ -201,6 +201,29 @@ def test_an_integer_too_large_for_a_number_is_a_config_error(
     assert expected in message
 
 
+def test_a_scenarios_own_metric_may_be_judged_in_its_own_section_only(project: Path) -> None:
+    # docs/configuration.md: an entry for context_large_enough replaces agent_context's
+    # own check; it was refused as an unknown metric.
+    write(
+        project,
+        '[scenarios.agent_context.thresholds]\ncontext_large_enough = ["rate >= 0.5"]\n'
+        "[scenarios.long_conversation.thresholds]\ncontext_within_budget = []\n",
+    )
+    config = load_config(cwd=project)
+    [rule] = config.thresholds_for("agent_context").rules["context_large_enough"]
+    assert rule.expression.source == "rate >= 0.5"
+    assert config.scenarios["long_conversation"].thresholds.rules["context_within_budget"] == ()
+    message = error_of(
+        project,
+        '[scenarios.websocket_concurrency.thresholds]\ncontext_large_enough = ["rate == 1"]\n',
+    )
+    assert "unknown metric 'context_large_enough'" in message
+    message = error_of(
+        project, '[scenarios.agent_context.thresholds]\ncontext_large_enough = ["p(95) < 1s"]\n'
+    )
+    assert "context_large_enough" in message
+
+
 def test_overrides_apply_last(project: Path) -> None:
     write(project, '[run]\nscale = 3.0\n[thresholds]\nresponse_time = ["avg < 1s"]\n')
     config = load_config(
