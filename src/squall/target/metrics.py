@@ -1,7 +1,7 @@
 """Prometheus text for ``/metrics``: counters summed over all workers, gauges per worker.
 
 Each worker counts locally (a dict increment, no I/O on the hot path) and a
-flusher moves the deltas into one Redis hash every second with ``HINCRBYFLOAT``,
+flusher writes its totals into one Redis hash every second (see :class:`Counters`),
 so any worker answering ``/metrics`` reports cluster totals, at most one flush
 interval stale. Gauges (open sockets, runtime stats) describe the answering
 worker and carry its ``worker`` label. Rendering is pure.
@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 from collections import defaultdict
 from collections.abc import Mapping
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
 
 log = logging.getLogger("squall.target.metrics")
 
@@ -123,39 +126,51 @@ def _number(value: float) -> str:
 
 
 class Counters:
-    """This worker's unflushed counter deltas, and the flusher that publishes them."""
+    """This worker's counts since it started, and the flusher that publishes them.
 
-    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+    Every second the worker writes its running totals, as they are (``HSET``, a field
+    ``<worker>|<series>`` each), into one Redis hash; :meth:`totals` sums the fields of
+    every worker. Totals rather than increments make a flush safe to repeat: one that a
+    stalled Redis runs twice (the command sent again after its timeout, see
+    ``redis_pool``), or that fails and goes with the next one, counts nothing twice. A Redis
+    that comes back empty has every running worker's totals again at its next flush; what
+    workers no longer running counted is lost with it.
+    """
+
+    def __init__(self, redis: aioredis.Redis, prefix: str, worker: str | None = None) -> None:
         self._redis = redis
-        self._key = f"{prefix}:metrics"
-        self._pending: dict[str, float] = defaultdict(float)
+        self._key = f"{prefix}:counters"
+        #: Unique to this worker process (a pid is reused): the prefix of its fields.
+        self._worker = worker or f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._totals: dict[str, float] = defaultdict(float)
         self._task: asyncio.Task[None] | None = None
 
     def inc(self, key: str, amount: float = 1.0) -> None:
-        self._pending[key] += amount
+        self._totals[key] += amount
 
     async def flush(self) -> None:
-        if not self._pending:
+        if not self._totals:
             return
-        # Swap first: increments made while the pipeline is in flight go to the next flush.
-        pending, self._pending = self._pending, defaultdict(float)
+        worker = self._worker
+        mapping: dict[FieldT, EncodableT] = {
+            f"{worker}|{key}": amount for key, amount in self._totals.items()
+        }
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, amount in pending.items():
-                    pipe.hincrbyfloat(self._key, key, amount)
-                await pipe.execute()
+            await self._redis.hset(self._key, mapping=mapping)
         except (RedisError, OSError) as exc:
-            log.warning("metrics flush failed (%s); keeping the deltas for the next one", exc)
-            for key, amount in pending.items():
-                self._pending[key] += amount
+            log.warning("metrics flush failed (%s); the next one writes the totals again", exc)
 
     async def totals(self) -> dict[str, float]:
-        """Cluster-wide counters, including this worker's unflushed deltas."""
+        """Cluster-wide counters: every worker's flushed totals, this worker's as they are."""
         stored = await self._redis.hgetall(self._key)
-        totals = {str(k): float(v) for k, v in stored.items()}
-        for key, amount in self._pending.items():
-            totals[key] = totals.get(key, 0.0) + amount
-        return totals
+        totals: dict[str, float] = defaultdict(float)
+        for field, value in stored.items():
+            worker, separator, key = str(field).partition("|")
+            if separator and worker != self._worker:
+                totals[key] += float(value)
+        for key, amount in self._totals.items():
+            totals[key] += amount
+        return dict(totals)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="squall-metrics-flush")
