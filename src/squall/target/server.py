@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -186,7 +187,17 @@ class SocketProtocol(WebSocketsSansIOProtocol):
         self.queue.put_nowait(
             {"type": "websocket.disconnect", "code": 1006, "reason": WRITE_TIMEOUT_REASON}
         )
+        # A reset (linger 0), not a close: the kernel would otherwise keep the unsent MBs
+        # for a client that takes none, until TCP itself gives up on it.
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
         self.transport.abort()
+
+
+#: ``SO_LINGER`` on, 0 s: closing the socket resets the connection and drops what is unsent.
+_RESET = struct.pack("ii", 1, 0)
 
 
 class Inbox:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil  # type: ignore[import-untyped]
 import pytest
 from edge_client import (
     TIMEOUT_S,
@@ -197,6 +198,14 @@ async def test_a_client_that_takes_no_data_loses_its_connection_after_the_write_
     assert "took no data for 1 s (SQUALL_SOCKET_WRITE_TIMEOUT_S): connection dropped" in log
     # A drop of the platform's, with no close frame: 1006, not a close of the client's.
     assert await counter_reaches(platform, 'squall_target_sockets_closed_total{code="1006"}', 1)
+    # A reset: the platform's kernel keeps no closing connection with the unsent MBs
+    # (FIN_WAIT1 behind a client that takes no data).
+    client_port = stalled.local_address[1]
+    assert not [
+        c
+        for c in psutil.net_connections(kind="tcp")
+        if c.laddr and c.laddr.port == platform.port and c.raddr and c.raddr.port == client_port
+    ]
 
     # The stalled client reads what its kernel kept, then finds the connection reset:
     # no close frame, nothing after a gap.
