@@ -20,6 +20,10 @@ tried again). A healthy idle connection answers each ``PING`` with a ``pong``. A
 ``PUBLISH`` that fails because Redis cannot be reached (a Redis paused for less than that
 keeps pub/sub connected, so no resync follows) is published again once Redis answers
 (:mod:`squall.target.republish`): else a thread's last event would wait for the next one.
+Kicks are caught up too: after a reconnect the hub reads each local single-session user's
+generation counter and closes the sockets below it (a login whose kick was published while
+the connection was down); a counter below the newest local session (Redis came back empty)
+is raised to it and announced, so later logins still outnumber every open socket.
 Dispatch is
 synchronous (``member.deliver`` only enqueues); backpressure lives in the
 sockets' bounded queues, not here.
@@ -136,6 +140,25 @@ def kick_channel(prefix: str, user: UserID) -> str:
     return f"{prefix}:kick:{user}"
 
 
+def session_key(prefix: str, user: UserID) -> str:
+    """The user's single-session generation counter (see :mod:`squall.target.sessions`)."""
+    return f"{prefix}:session:{user}"
+
+
+#: The user's generation, raised to ARGV[1] (the newest session a worker holds) and announced
+#: on the kick channel when it is below it: a Redis that came back empty restarts at 0.
+_SESSION_AT_LEAST = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local newest = tonumber(ARGV[1])
+if current < newest then
+  redis.call('SET', KEYS[1], newest)
+  redis.call('PUBLISH', KEYS[2], newest)
+  return newest
+end
+return current
+"""
+
+
 class Hub:
     """One worker's view of pub/sub: local members per user and their channels."""
 
@@ -160,6 +183,9 @@ class Hub:
         #: Highest single-session generation announced per local user.
         self._kick_generation: dict[UserID, int] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._session_at_least = redis.register_script(_SESSION_AT_LEAST)
+        #: The catch-up of kicks after a reconnect (one at a time).
+        self._kick_check: asyncio.Task[None] | None = None
         #: Events whose publish found Redis unreachable; set when there are some.
         self._backlog = republish.Backlog()
         self._backlogged = asyncio.Event()
@@ -183,12 +209,12 @@ class Hub:
         await self._wait_ready(self._control)
 
     async def stop(self) -> None:
-        for task in (self._reader, self._republisher):
+        for task in (self._reader, self._republisher, self._kick_check):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._reader = self._republisher = None
+        self._reader = self._republisher = self._kick_check = None
         with contextlib.suppress(RedisError, OSError):
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         with contextlib.suppress(RedisError, OSError):
@@ -239,7 +265,7 @@ class Hub:
             del self._members[user]
             self._kick_generation.pop(user, None)
             channels = (user_channel(self._prefix, user), kick_channel(self._prefix, user))
-            task = asyncio.create_task(self._unsubscribe(*channels))
+            task = asyncio.create_task(self._unsubscribe(*channels), name="unsubscribe")
             task.add_done_callback(_log_failure)
 
     def superseded(self, member: Member) -> bool:
@@ -427,6 +453,33 @@ class Hub:
         )
         for member in members:
             member.resync(since)
+        if self._kick_check is None or self._kick_check.done():
+            self._kick_check = asyncio.create_task(
+                self._check_sessions(), name="single-session check"
+            )
+            self._kick_check.add_done_callback(_log_failure)
+
+    async def _check_sessions(self) -> None:
+        """Catch up on the kicks pub/sub lost: each local single-session user's generation,
+        read (raised to its newest local session when below it) and applied."""
+        newest = {
+            user: max(sessions)
+            for user, members in self._members.items()
+            if (sessions := [m.session for m in members if m.session is not None])
+        }
+        if not newest:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for user, session in newest.items():
+                    keys = [session_key(self._prefix, user), kick_channel(self._prefix, user)]
+                    await self._session_at_least(keys=keys, args=[session], client=pipe)
+                generations = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("single-session check after the reconnect failed (%s)", exc)
+            return
+        for user, generation in zip(newest, generations, strict=True):
+            self._on_kick(user, int(generation))
 
     def _deliver(self, members: list[Member], event: dict[str, Any]) -> None:
         for member in list(members):
@@ -457,4 +510,4 @@ def _text(value: str | bytes) -> str:
 
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.warning("unsubscribe failed: %s", task.exception())
+        log.warning("%s failed: %s", task.get_name(), task.exception())

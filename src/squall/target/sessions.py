@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 import redis.asyncio as aioredis
 
-from squall.target.hub import kick_channel
+from squall.target.hub import kick_channel, session_key
 from squall.target.ids import UserID, WebSocketID
 from squall.target.settings import Settings
 
@@ -93,6 +93,6 @@ class Sessions:
     async def claim_session(self, user: UserID) -> int:
         """Become the newest session of ``user``; older sockets are told to close (4409)."""
         generation = await self._claim_session(
-            keys=[f"{self._prefix}:session:{user}", kick_channel(self._prefix, user)]
+            keys=[session_key(self._prefix, user), kick_channel(self._prefix, user)]
         )
         return int(generation)
