@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from fresh_databases import fresh_database
 from squall.services import Endpoints, ManagedProcess, spawn
@@ -162,6 +164,16 @@ async def open_socket(
     hello = await recv(ws)
     assert hello["type"] == "hello", hello
     return ws, hello
+
+
+async def close_code(ws: ClientConnection, within: float = TIMEOUT_S) -> int:
+    """Read until the server closes ``ws`` (within ``within`` seconds); its close code."""
+    with pytest.raises(ConnectionClosed) as closed:  # noqa: PT012 - the loop is the act
+        async with asyncio.timeout(within * time_scale()):
+            while True:
+                await ws.recv()
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code
 
 
 def completed(run_id: str | None = None) -> Callable[[dict[str, Any]], bool]:

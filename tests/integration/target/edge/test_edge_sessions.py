@@ -13,14 +13,14 @@ import redis.asyncio as aioredis
 from edge_client import (
     INTERNAL_ERRORS,
     Platform,
+    close_code,
     counter_reaches,
     open_socket,
     recv,
     unique,
     user_message,
 )
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.client import connect
 
 pytestmark = pytest.mark.integration
 
@@ -36,15 +36,6 @@ def platform(platform_factory: Callable[..., Platform]) -> Platform:
         SQUALL_MESSAGE_BURST=str(BURST),
         SQUALL_MESSAGES_PER_SECOND="0.001",
     )
-
-
-async def close_code(ws: ClientConnection) -> int:
-    """Read until the server closes the socket; its close code."""
-    with pytest.raises(ConnectionClosed) as closed:  # noqa: PT012 - the loop is the act
-        while True:
-            await ws.recv()
-    assert closed.value.rcvd is not None
-    return closed.value.rcvd.code
 
 
 async def test_concurrent_logins_leave_exactly_one(platform: Platform) -> None:

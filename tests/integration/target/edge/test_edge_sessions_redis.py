@@ -11,9 +11,15 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from edge_client import Platform, open_socket, running_platform_on_redis, time_scale, unique
+from edge_client import (
+    Platform,
+    close_code,
+    open_socket,
+    running_platform_on_redis,
+    time_scale,
+    unique,
+)
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
 
 from squall.services import Endpoints
 from squall.services.embedded import EmbeddedValkey
@@ -38,17 +44,6 @@ def platform(
         **COMMAND_TIMEOUT,
     ) as started:
         yield started
-
-
-async def close_code(ws: ClientConnection) -> int:
-    """Read until the server closes ``ws``; its close code."""
-    async with asyncio.timeout(WITHIN_S * time_scale()):
-        try:
-            while True:
-                await ws.recv()
-        except ConnectionClosed as closed:
-            assert closed.rcvd is not None
-            return closed.rcvd.code
 
 
 async def still_open(ws: ClientConnection) -> None:
