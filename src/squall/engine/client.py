@@ -270,6 +270,8 @@ class WebSocket:
             self._on_disconnected()
             return
         kind = frame.msg_type
+        if transport.is_close_frame_sent and kind is not _CLOSE:
+            return  # after this socket's close (a frame that was not UTF-8, say): no message
         if kind is _TEXT or kind is _BINARY:
             if frame.fin:
                 payload = frame.get_payload_as_bytes()

@@ -9,8 +9,11 @@ reply that comes after its request timed out.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gc
+import hashlib
+import re
 import socket
 import struct
 import time
@@ -423,6 +426,45 @@ async def test_a_text_frame_that_is_not_utf8_is_named_and_closes_the_socket_with
     del ws
     gc.collect()
     assert seen == []
+
+
+def _text_frame(payload: bytes) -> bytes:
+    """One unmasked server text frame (payload under 126 bytes)."""
+    return bytes([0x81, len(payload)]) + payload
+
+
+async def test_no_frame_after_one_that_is_not_utf8_is_read_as_a_message() -> None:
+    # The frames that came in the same read as the bad one were delivered after the
+    # socket had closed on it: one completed a chat, as if the target had answered.
+    async def upgrading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = (await reader.readuntil(b"\r\n\r\n")).decode()
+        key = re.search(r"(?im)^sec-websocket-key:\s*(\S+)", request)
+        assert key is not None
+        guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+        accept = base64.b64encode(hashlib.sha1(key[1].encode() + guid).digest()).decode()
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+            + accept.encode()
+            + b"\r\n\r\n"
+            + _text_frame(b'{"a": "\xff"}')
+            + _text_frame(b'{"after": "the bad one"}')
+        )
+        await writer.drain()
+        await reader.read()  # until the client goes
+        writer.close()
+
+    server = await asyncio.start_server(upgrading, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        ws, recorder = await _open(f"ws://127.0.0.1:{port}/")
+        with pytest.raises(ConnectionClosed, match=r"code 1007"):
+            await ws.recv(timeout=10.0)
+        await ws.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert recorder.counter("messages_received") == 0
 
 
 async def test_a_frame_over_the_frame_size_limit_is_named_not_taken_for_a_drop(
