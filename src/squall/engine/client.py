@@ -81,6 +81,8 @@ CLOSE_TIMEOUT_S = 2.0
 #: Messages a socket keeps unread before it closes itself (``inbox_overflow``).
 DEFAULT_MAX_UNREAD = 10_000
 SUCCESS = "success"
+#: ``close_code`` of a close frame that carried no status code (RFC 6455, 7.1.5).
+NO_STATUS_CODE = 1005
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
@@ -295,7 +297,12 @@ class WebSocket:
             # Unless this socket or picows closed first: then the server answers that close.
             if self.close_code is None and not transport.is_close_frame_sent:
                 code = frame.get_close_code()
-                self.close_code = code.value
+                if code is WSCloseCode.NO_INFO:
+                    # A close frame with no status: 1005 (RFC 6455, 7.1.5), answered with
+                    # 1000, as a 0 on the wire is no code an endpoint may send.
+                    self.close_code, code = NO_STATUS_CODE, WSCloseCode.OK
+                else:
+                    self.close_code = code.value
                 self.close_reason = frame.get_close_reason() or ""
                 transport.send_close(code)
             transport.disconnect()

@@ -428,6 +428,28 @@ async def test_a_text_frame_that_is_not_utf8_is_named_and_closes_the_socket_with
     assert seen == []
 
 
+def _upgrade_answer(request: str) -> bytes:
+    """The 101 answer to a WebSocket upgrade ``request``."""
+    key = re.search(r"(?im)^sec-websocket-key:\s*(\S+)", request)
+    assert key is not None
+    guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+    accept = base64.b64encode(hashlib.sha1(key[1].encode() + guid).digest())
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
+
+
+async def _close_code_sent(reader: asyncio.StreamReader) -> int | None:
+    """The status code of the client's next frame, a close (masked, as a client's are)."""
+    head = await reader.readexactly(2)
+    assert head[0] == 0x88, head
+    mask = await reader.readexactly(4)
+    payload = await reader.readexactly(head[1] & 0x7F)
+    data = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
+
+
 def _text_frame(payload: bytes) -> bytes:
     """One unmasked server text frame (payload under 126 bytes)."""
     return bytes([0x81, len(payload)]) + payload
@@ -437,16 +459,8 @@ async def test_no_frame_after_one_that_is_not_utf8_is_read_as_a_message() -> Non
     # The frames that came in the same read as the bad one were delivered after the
     # socket had closed on it: one completed a chat, as if the target had answered.
     async def upgrading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        request = (await reader.readuntil(b"\r\n\r\n")).decode()
-        key = re.search(r"(?im)^sec-websocket-key:\s*(\S+)", request)
-        assert key is not None
-        guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-        accept = base64.b64encode(hashlib.sha1(key[1].encode() + guid).digest()).decode()
         writer.write(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
-            + accept.encode()
-            + b"\r\n\r\n"
+            _upgrade_answer((await reader.readuntil(b"\r\n\r\n")).decode())
             + _text_frame(b'{"a": "\xff"}')
             + _text_frame(b'{"after": "the bad one"}')
         )
@@ -465,6 +479,31 @@ async def test_no_frame_after_one_that_is_not_utf8_is_read_as_a_message() -> Non
         server.close()
         await server.wait_closed()
     assert recorder.counter("messages_received") == 0
+
+
+async def test_a_close_with_no_status_code_reads_1005_and_is_answered_with_1000() -> None:
+    # Its code read 0 ("connection closed (code 0 ...)") and squall answered with a 0 on
+    # the wire, which no endpoint may send.
+    answered: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+
+    async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = (await reader.readuntil(b"\r\n\r\n")).decode()
+        writer.write(_upgrade_answer(request) + b"\x88\x00")  # a close with no payload
+        await writer.drain()
+        answered.set_result(await _close_code_sent(reader))
+        writer.close()
+
+    server = await asyncio.start_server(closing, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        ws, _ = await _open(f"ws://127.0.0.1:{port}/")
+        with pytest.raises(ConnectionClosed, match=r"code 1005"):
+            await ws.recv(timeout=10.0)
+        assert await asyncio.wait_for(answered, 10) == 1000
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert ws.close_code == 1005
 
 
 async def test_a_frame_over_the_frame_size_limit_is_named_not_taken_for_a_drop(
