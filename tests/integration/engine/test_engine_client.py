@@ -455,54 +455,47 @@ def _text_frame(payload: bytes) -> bytes:
     return bytes([0x81, len(payload)]) + payload
 
 
-async def test_no_frame_after_one_that_is_not_utf8_is_read_as_a_message() -> None:
-    # The frames that came in the same read as the bad one were delivered after the
-    # socket had closed on it: one completed a chat, as if the target had answered.
+@contextlib.asynccontextmanager
+async def _upgrading(then: bytes) -> AsyncIterator[tuple[str, asyncio.Future[int | None]]]:
+    """A raw server that answers the upgrade and sends ``then`` in the same write; yields
+    its URL and the status code of the close the client then sends."""
+    answered: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+
     async def upgrading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(
-            _upgrade_answer((await reader.readuntil(b"\r\n\r\n")).decode())
-            + _text_frame(b'{"a": "\xff"}')
-            + _text_frame(b'{"after": "the bad one"}')
-        )
+        request = (await reader.readuntil(b"\r\n\r\n")).decode()
+        writer.write(_upgrade_answer(request) + then)
         await writer.drain()
-        await reader.read()  # until the client goes
+        answered.set_result(await _close_code_sent(reader))
         writer.close()
 
     server = await asyncio.start_server(upgrading, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     try:
-        ws, recorder = await _open(f"ws://127.0.0.1:{port}/")
-        with pytest.raises(ConnectionClosed, match=r"code 1007"):
-            await ws.recv(timeout=10.0)
-        await ws.close()
+        yield f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/", answered
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_no_frame_after_one_that_is_not_utf8_is_read_as_a_message() -> None:
+    # The frames that came in the same read as the bad one were delivered after the
+    # socket had closed on it: one completed a chat, as if the target had answered.
+    bad_then_good = _text_frame(b'{"a": "\xff"}') + _text_frame(b'{"after": "the bad one"}')
+    async with _upgrading(bad_then_good) as (url, answered):
+        ws, recorder = await _open(url)
+        with pytest.raises(ConnectionClosed, match=r"code 1007"):
+            await ws.recv(timeout=10.0)
+        assert await asyncio.wait_for(answered, 10) == 1007
     assert recorder.counter("messages_received") == 0
 
 
 async def test_a_close_with_no_status_code_reads_1005_and_is_answered_with_1000() -> None:
     # Its code read 0 ("connection closed (code 0 ...)") and squall answered with a 0 on
     # the wire, which no endpoint may send.
-    answered: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-
-    async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        request = (await reader.readuntil(b"\r\n\r\n")).decode()
-        writer.write(_upgrade_answer(request) + b"\x88\x00")  # a close with no payload
-        await writer.drain()
-        answered.set_result(await _close_code_sent(reader))
-        writer.close()
-
-    server = await asyncio.start_server(closing, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        ws, _ = await _open(f"ws://127.0.0.1:{port}/")
+    async with _upgrading(b"\x88\x00") as (url, answered):  # a close with no payload
+        ws, _ = await _open(url)
         with pytest.raises(ConnectionClosed, match=r"code 1005"):
             await ws.recv(timeout=10.0)
         assert await asyncio.wait_for(answered, 10) == 1000
-    finally:
-        server.close()
-        await server.wait_closed()
     assert ws.close_code == 1005
 
 
