@@ -6,7 +6,10 @@ serialised by Redis itself:
 * **socket cap** — a sorted set per user, member = socket id, score = expiry
   (Redis server time, ms). Claiming drops expired entries, counts, and adds the
   socket only under the cap. Workers refresh their sockets' expiry every
-  ``SOCKET_TTL_MS / 3``; a crashed worker's entries expire on their own.
+  ``SOCKET_TTL_MS / 3``, adding back an entry that is gone (its key expired while
+  Redis was away, or Redis came back empty), so open sockets count again within one
+  refresh; a crashed worker's entries expire on their own. (A socket released while a
+  refresh is in flight may so count for one more lease.)
 * **single session** — a counter per user. A new socket increments it and
   publishes the new generation on the user's kick channel in the same script.
   Each socket subscribes to that channel *before* claiming, so every older
@@ -41,7 +44,7 @@ return 1
 _REFRESH_SOCKET = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """

@@ -207,6 +207,20 @@ async def test_socket_cap_and_release(client: aioredis.Redis, settings: Settings
     assert await client.pttl(f"{settings.redis_prefix}:sockets:{user}") > 0
 
 
+async def test_a_refresh_counts_open_sockets_whose_entries_are_gone(
+    client: aioredis.Redis, settings: Settings
+) -> None:
+    # The key expired while Redis was away (or Redis came back empty): the refresh only
+    # updated entries that were there, and the cap stayed lifted for good.
+    sessions = Sessions(client, settings.replace(max_sockets_per_user=1))
+    user = UserID("ivan")
+    assert await sessions.claim_socket(user, WebSocketID("open"))
+    await client.delete(f"{settings.redis_prefix}:sockets:{user}")
+    await sessions.refresh([(user, WebSocketID("open"))])
+    assert await sessions.open_sockets(user) == 1
+    assert not await sessions.claim_socket(user, WebSocketID("one too many"))
+
+
 async def test_expired_socket_entries_do_not_count(
     client: aioredis.Redis, settings: Settings
 ) -> None:
