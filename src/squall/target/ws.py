@@ -604,9 +604,7 @@ async def _serve_socket(websocket: WebSocket, edge: Edge) -> None:
             f"user {user!r} already has {limit} open sockets (SQUALL_MAX_SOCKETS_PER_USER); "
             "close one first"
         )
-        edge.counters.inc(series("errors_total", code=error.code))
-        await websocket.send_text(protocol.encode(protocol.error_frame(error)))
-        await websocket.close(int(CloseCode.POLICY_VIOLATION), "too_many_sockets")
+        await _refuse(websocket, edge, error, CloseCode.POLICY_VIOLATION)
         return
     edge.register(connection)
     edge.counters.inc("sockets_opened_total")
@@ -647,10 +645,17 @@ async def _refuse_if_unavailable(websocket: WebSocket, edge: Edge, exc: Exceptio
     if lost is None:
         raise exc
     log.warning("socket refused: %s", lost.message)
-    edge.counters.inc(series("errors_total", code=lost.code))
+    await _refuse(websocket, edge, lost, CloseCode.TRY_AGAIN_LATER)
+
+
+async def _refuse(websocket: WebSocket, edge: Edge, error: TargetError, code: CloseCode) -> None:
+    """Tell a socket that is not admitted why (an error frame, counted) and close it with
+    ``code``; a client already gone is no error of the platform's."""
+    edge.counters.inc(series("errors_total", code=error.code))
     with contextlib.suppress(Exception):
-        await websocket.send_text(protocol.encode(protocol.error_frame(lost)))
-        await websocket.close(int(CloseCode.TRY_AGAIN_LATER), lost.code)
+        await websocket.send_text(protocol.encode(protocol.error_frame(error)))
+        edge.counters.inc("frames_sent_total")
+        await websocket.close(int(code), error.code)
 
 
 async def _authenticate(websocket: WebSocket, edge: Edge) -> Principal | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -158,6 +160,36 @@ async def test_socket_cap_per_user(platform: Platform) -> None:
     again, hello = await open_socket(platform, user)
     assert hello["type"] == "hello"
     for ws in [again, *sockets[1:]]:
+        await ws.close()
+
+
+async def test_a_refused_client_that_is_gone_is_no_error_of_the_platforms(
+    platform: Platform,
+) -> None:
+    # Sending it the refusal failed: each was an "Exception in ASGI application" traceback
+    # and an errors_total{code="internal"}, which any client could so inflate.
+    user = unique("gone")
+    sockets = [(await open_socket(platform, user))[0] for _ in range(MAX_SOCKETS)]
+    refused = 'squall_target_errors_total{code="too_many_sockets"}'
+    async with httpx.AsyncClient(base_url=platform.http) as http:
+        text = (await http.get("/metrics")).text
+    before = {s: gauge(text, s) if s in text else 0.0 for s in (refused, INTERNAL_ERRORS)}
+    request = (
+        "GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {platform.token(user)}\r\n\r\n"
+    ).encode()
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", platform.port)) as raw:
+            raw.sendall(request)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    assert await counter_reaches(platform, refused, before[refused] + 5)
+    async with httpx.AsyncClient(base_url=platform.http) as http:
+        text = (await http.get("/metrics")).text
+    assert (gauge(text, INTERNAL_ERRORS) if INTERNAL_ERRORS in text else 0.0) == before[
+        INTERNAL_ERRORS
+    ]
+    for ws in sockets:
         await ws.close()
 
 
