@@ -244,7 +244,8 @@ routes = [
     Route("/openapi.json", openapi, methods=["GET"]),
     Route("/v1/accounts/me", authenticated(account_me), methods=["GET"]),
     Route("/v1/accounts/me/preferences", authenticated(put_preferences), methods=["PUT"]),
-    Route("/v1/accounts/{user_id}/credits", authenticated(grant_credits), methods=["POST"]),
+    # :path: a user id may hold "/" (a token can carry it), sent as %2F.
+    Route("/v1/accounts/{user_id:path}/credits", authenticated(grant_credits), methods=["POST"]),
     Route("/v1/threads/{thread_id}/messages", authenticated(thread_messages), methods=["GET"]),
     Route("/v1/threads/{thread_id}/events", authenticated(thread_events), methods=["GET"]),
 ]

@@ -8,6 +8,7 @@ import socket
 import struct
 import time
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import quote
 
 import asyncpg
 import httpx
@@ -221,6 +222,14 @@ async def test_admin_credits(platform: Platform) -> None:
         assert granted.status_code == 200
         after = (await http.get("/v1/accounts/me", headers=platform.headers(target))).json()
     assert after["balance"] == before["balance"] + 5
+    # A user id a token can carry, "/" included (sent as %2F): the route did not match it.
+    slashed = unique("team") + "/alice"
+    async with httpx.AsyncClient(base_url=platform.http) as http:
+        path = f"/v1/accounts/{quote(slashed, safe='')}/credits"
+        granted = await http.post(path, json={"amount": 5}, headers=admin)
+        assert granted.status_code == 200, granted.text
+        account = (await http.get("/v1/accounts/me", headers=platform.headers(slashed))).json()
+    assert (account["user_id"], account["balance"]) == (slashed, before["balance"] + 5)
     # HTTP error answers are counted by code, as error frames are.
     assert await counter_reaches(platform, 'squall_target_errors_total{code="forbidden"}', 1)
 
