@@ -86,16 +86,26 @@ def token(
     ),
 ) -> None:
     """Print a token the platform (configured by the same environment) accepts."""
-    from squall.target.auth import Role, mint_token
+    from squall.target.auth import Authenticator, Role, Unauthorized, mint_token
 
     try:
         parsed = Role(role)
     except ValueError:
         typer.echo(f"squall target: --role {role!r}: expected 'user' or 'admin'", err=True)
         raise typer.Exit(2) from None
+    settings = _settings()
     try:
-        minted = mint_token(_settings(), user, role=parsed, ttl_s=ttl)
+        minted = mint_token(settings, user, role=parsed, ttl_s=ttl)
+        # Checked as the platform checks it: with RS256, against the public key it reads.
+        Authenticator(settings).verify(minted)
     except ValueError as exc:  # SettingsError (a key file) included
         typer.echo(f"squall target: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except Unauthorized as exc:
+        typer.echo(
+            f"squall target: the platform would refuse this token ({exc}); with RS256, "
+            "SQUALL_JWT_PRIVATE_KEY_FILE and SQUALL_JWT_PUBLIC_KEY_FILE must be one key pair",
+            err=True,
+        )
         raise typer.Exit(2) from None
     typer.echo(minted)

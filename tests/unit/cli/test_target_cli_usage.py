@@ -43,6 +43,42 @@ def test_token_without_a_private_key_names_the_variable(
     assert "cannot read it (No such file or directory)" in err
 
 
+def test_token_is_checked_against_the_public_key_the_platform_reads(
+    rsa_key_files: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A token the platform would refuse was printed with exit code 0: the public key was
+    # never read (missing, a private key, or of another pair).
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private, public = rsa_key_files
+    monkeypatch.setenv("SQUALL_JWT_ALGORITHM", "RS256")
+    monkeypatch.setenv("SQUALL_JWT_PRIVATE_KEY_FILE", str(private))
+    monkeypatch.setenv("SQUALL_JWT_PUBLIC_KEY_FILE", str(public))
+    assert main(["target", "token", "alice"]) == 0
+    assert capsys.readouterr().out.count(".") == 2  # one JWT
+    monkeypatch.setenv("SQUALL_JWT_PUBLIC_KEY_FILE", str(tmp_path / "missing.pem"))
+    assert main(["target", "token", "alice"]) == 2
+    assert "SQUALL_JWT_PUBLIC_KEY_FILE=" in _err(capsys)
+    other = tmp_path / "other.pem"
+    other.write_bytes(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    monkeypatch.setenv("SQUALL_JWT_PUBLIC_KEY_FILE", str(public))
+    monkeypatch.setenv("SQUALL_JWT_PRIVATE_KEY_FILE", str(other))
+    assert main(["target", "token", "alice"]) == 2
+    err = _err(capsys)
+    assert "the platform would refuse this token" in err
+    assert "must be one key pair" in err
+
+
 @pytest.mark.usefixtures("rs256_with_junk_public_key")
 def test_serve_refuses_an_unusable_public_key_before_any_worker(
     capsys: pytest.CaptureFixture[str],
