@@ -278,10 +278,7 @@ class Chat:
                 recorder.error("ordering", f"user {user}: a gap the tracker no longer keeps")
             for gap in _since(tracker.gaps, dropped, self._gaps_recorded):
                 recorder.count(SEQ_GAPS)
-                recorder.error(
-                    "ordering",
-                    f"thread {gap.thread_id}: expected seq {gap.expected}, got {gap.got}",
-                )
+                recorder.error("ordering", gap.describe())
             self._gaps_recorded = dropped + len(tracker.gaps)
         if caps.isolation:
             recorder.count(ISOLATION_LEAKS, 0)

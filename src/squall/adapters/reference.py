@@ -40,10 +40,11 @@ _EXPECTED_KINDS = frozenset(
 
 
 def fully_delivered(observation: RunObservation) -> bool:
-    """Every kind of agent event arrived, with consecutive sequence numbers."""
+    """Every kind of agent event arrived, each with a sequence number, consecutive."""
     seqs = observation.seqs
     consecutive = all(b == a + 1 for a, b in itertools.pairwise(seqs))
-    return set(observation.events) >= _EXPECTED_KINDS and consecutive
+    numbered = len(seqs) == len(observation.events)
+    return set(observation.events) >= _EXPECTED_KINDS and numbered and consecutive
 
 
 def phase_times(observation: RunObservation) -> tuple[float, float] | None:
@@ -91,7 +92,8 @@ class ReferenceAdapter(Adapter):
         return fully_delivered(observation)
 
     def recognises(self, frame: Mapping[str, Any]) -> bool:
-        return frame.get("type") in SERVER_FRAMES
+        kind = frame.get("type")
+        return isinstance(kind, str) and kind in SERVER_FRAMES
 
     def refusal(
         self, close_code: int | None, reason: str, unread: Sequence[ServerError]

@@ -36,6 +36,7 @@ dropped, and every one in ``findings``, so the chat records each as it comes.
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -145,11 +146,23 @@ class RunObservation:
 
 @dataclass
 class SeqGap:
-    """A thread's events arrived out of order on one socket: ``expected`` then ``got``."""
+    """A thread's events arrived out of order on one socket: ``expected`` then ``got``; or
+    an event came with no integer seq (``malformed``: its seq as JSON, ``got`` None), which
+    no order can be checked on."""
 
     thread_id: str
-    expected: int
-    got: int
+    expected: int | None
+    got: int | None
+    malformed: str | None = None
+
+    def describe(self) -> str:
+        """One line for an error sample."""
+        if self.malformed is None:
+            return f"thread {self.thread_id}: expected seq {self.expected}, got {self.got}"
+        return (
+            f"thread {self.thread_id}: an event whose seq is {self.malformed}, not an integer"
+            + ("" if self.expected is None else f" (expected {self.expected})")
+        )
 
 
 @dataclass(frozen=True)
@@ -326,9 +339,17 @@ class RunTracker:
 
     def _event(self, frame: Mapping[str, Any], kind: str, now: float) -> RunObservation | None:
         thread_id = str(frame.get("thread_id"))
-        seq = frame.get("seq")
-        if isinstance(seq, int):
-            last = self.last_seq.get(thread_id)
+        seq = json_int(frame.get("seq"))
+        last = self.last_seq.get(thread_id)
+        if seq is None:
+            # Missing, a float, a string, true: an event no order can be checked on is
+            # an ordering finding, not an event that passes.
+            shown = json.dumps(frame.get("seq"), ensure_ascii=True, default=str)
+            malformed = shown if len(shown) <= 40 else shown[:37] + "..."
+            gap = SeqGap(thread_id, None if last is None else last + 1, None, malformed)
+            self.gaps_dropped += keep_newest(self.gaps, gap, MAX_GAPS)
+            self.findings += 1
+        else:
             if last is not None and seq != last + 1:
                 gap = SeqGap(thread_id=thread_id, expected=last + 1, got=seq)
                 self.gaps_dropped += keep_newest(self.gaps, gap, MAX_GAPS)
@@ -347,7 +368,7 @@ class RunTracker:
         ts = frame.get("ts")
         if isinstance(ts, int | float):
             observation.server_ts.setdefault(kind, float(ts))
-        if isinstance(seq, int):
+        if seq is not None:
             observation.seqs.append(seq)
         if observation.first_event_at is None:
             observation.first_event_at = now

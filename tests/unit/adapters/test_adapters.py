@@ -9,8 +9,8 @@ import pytest
 from squall.adapters import registry
 from squall.adapters.base import Capabilities, violations
 from squall.adapters.echo import MAX_EXPIRED, MAX_FOREIGN, EchoAdapter, EchoTracker
-from squall.adapters.reference import ReferenceAdapter
-from squall.adapters.tracker import RunStatus, RunTracker, ServerError
+from squall.adapters.reference import ReferenceAdapter, fully_delivered
+from squall.adapters.tracker import RunObservation, RunStatus, RunTracker, ServerError
 from squall.engine.identity import Identity, UserID
 
 NOTHING = Capabilities(
@@ -104,6 +104,7 @@ def test_adapters_recognise_their_own_servers_frames_only() -> None:
     assert reference.recognises({"type": "error", "code": "queue_full"})
     assert not reference.recognises({"type": "user_message", "thread_id": "t"})  # an echo
     assert not reference.recognises({"kind": "ack"})
+    assert not reference.recognises({"type": ["ack"]})  # raised: unhashable type: 'list'
     assert echo.recognises(echo.message("t", "hi", "m1"))
     assert not echo.recognises({"type": "hello", "worker": 1})
 
@@ -208,3 +209,20 @@ def test_echo_tracker_keeps_the_newest_foreign_frames_and_counts_the_ones_it_dro
     # Matching still works beside a full list.
     assert tracker.feed({"client_msg_id": "mine"}, 1e6) is answered
     assert tracker.foreign_dropped == 7
+
+
+def test_a_run_is_delivered_only_when_every_event_carried_its_seq() -> None:
+    observation = RunObservation(client_msg_id="c", thread_id="t", sent_at=0.0)
+    observation.events = [
+        "agent_started",
+        "tool_executing",
+        "tool_completed",
+        "agent_thinking",
+        "agent_completed",
+    ]
+    observation.seqs = [1, 2, 3, 4, 5]
+    assert fully_delivered(observation)
+    observation.seqs = [1, 2, 3, 4]  # one event without an integer seq
+    assert not fully_delivered(observation)
+    observation.seqs = []  # none: an empty list was "consecutive"
+    assert not fully_delivered(observation)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from squall.adapters.tracker import (
@@ -262,3 +263,28 @@ def test_a_context_that_is_no_object_or_holds_no_integers_is_not_taken() -> None
         assert done is obs, context
         assert (obs.context_chars, obs.context_tokens) == (None, None), context
         assert obs.status is RunStatus.COMPLETED
+
+
+def test_an_event_with_no_integer_seq_is_an_ordering_finding() -> None:
+    # Missing or ill-typed seqs were skipped: no gap, and the run counted as delivered.
+    for bad in (None, 1.5, True, "2"):
+        tracker = RunTracker()
+        obs = tracker.sent("c1", "t1", now=0.0)
+        tracker.feed({"type": "ack", "client_msg_id": "c1", "run_id": "r1"}, 0.0)
+        tracker.feed(event("agent_started", 1), 1.0)
+        frame = event("tool_executing", 2)
+        if bad is None:
+            del frame["seq"]
+        else:
+            frame["seq"] = bad
+        tracker.feed(frame, 2.0)
+        [gap] = tracker.gaps
+        assert (gap.expected, gap.got) == (2, None), bad
+        shown = "null" if bad is None else json.dumps(bad)
+        assert (
+            gap.describe()
+            == f"thread t1: an event whose seq is {shown}, not an integer (expected 2)"
+        )
+        assert tracker.findings == 1
+        assert obs.seqs == [1]
+        assert tracker.last_seq == {"t1": 1}  # the next event is still expected as 2
