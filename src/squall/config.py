@@ -742,13 +742,18 @@ class _Builder:
 
 
 def _flatten_metrics(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Undo TOML's dotted keys: ``errors.timeout = [...]`` is ``{"errors": {"timeout": ...}}``."""
+    """Undo TOML's dotted keys under ``errors``: ``errors.timeout = [...]`` is
+    ``{"errors": {"timeout": ...}}``, ``errors.server.queue_full`` one level deeper."""
     flat: dict[str, Any] = {}
-    for key, value in data.items():
+
+    def add(name: str, value: Any) -> None:
         nested = isinstance(value, dict) and value and not set(value) <= _RULE_KEYS
-        if nested and key == "errors":
+        if nested and (name == "errors" or name.startswith("errors.")):
             for sub, inner in value.items():
-                flat[f"errors.{sub}"] = inner
+                add(f"{name}.{sub}", inner)
         else:
-            flat[key] = value
+            flat[name] = value
+
+    for key, value in data.items():
+        add(key, value)
     return flat

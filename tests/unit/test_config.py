@@ -224,6 +224,18 @@ def test_a_scenarios_own_metric_may_be_judged_in_its_own_section_only(project: P
     assert "context_large_enough" in message
 
 
+def test_a_servers_error_code_takes_a_threshold_in_every_documented_form(project: Path) -> None:
+    # errors.server.<code> is two levels below errors: the unquoted key and --set were
+    # refused ("unknown key 'rate_limited' in [thresholds.errors.server]").
+    write(project, '[thresholds]\nerrors.server.rate_limited = ["count == 0"]\n')
+    assert "errors.server.rate_limited" in load_config(cwd=project).thresholds.rules
+    write(project, "")
+    config = load_config(cwd=project, overrides=["thresholds.errors.server.queue_full=count == 0"])
+    assert "errors.server.queue_full" in config.thresholds.rules
+    write(project, '[thresholds]\n"errors.server.queue_full" = { enabled = false }\n')
+    assert "errors.server.queue_full" not in load_config(cwd=project).thresholds_for("x").rules
+
+
 def test_overrides_apply_last(project: Path) -> None:
     write(project, '[run]\nscale = 3.0\n[thresholds]\nresponse_time = ["avg < 1s"]\n')
     config = load_config(
