@@ -27,12 +27,13 @@ from squall.adapters.registry import load as load_adapter
 from squall.checks.verdict import RaceTally
 from squall.config import SCENARIO_METRICS, Config
 from squall.engine import Scenario, run_scenario
+from squall.engine.client import SUCCESS
 from squall.engine.errors import describe
 from squall.engine.run import STOP_SIGNALS
 from squall.engine.series import ProgressView
 from squall.loopback import NotLoopback, require_loopback
-from squall.metrics.recorder import ERRORS, MESSAGES_RECEIVED
-from squall.metrics.result import Counter, Gauge, Metric
+from squall.metrics.recorder import ERRORS
+from squall.metrics.result import Counter, Gauge, Metric, Rate
 from squall.metrics.thresholds import (
     OutcomeStatus,
     Threshold,
@@ -647,16 +648,18 @@ SOMETHING_MEASURED = Threshold.parse("iterations", "count > 0")
 
 
 def nothing_measured(
-    scenario: str, *, iterations: int, received: int, interrupted: int, errors: int
+    scenario: str, *, iterations: int, answered: int, interrupted: int, errors: int
 ) -> list[ThresholdOutcome]:
     """A failed ``iterations count > 0`` when no iteration of a load scenario ended
-    (returned or raised) and it received no message; otherwise nothing.
+    (returned or raised) and no message it sent was answered (``answered``: the samples of
+    ``success``, one per message judged); otherwise nothing.
 
     Its thresholds would then all be not applicable (no latency, no rate has a sample)
     and the run would pass: a target that accepts connections but never answers, with
-    ``--duration`` ending the run before any connect timed out, did.
+    ``--duration`` ending the run before any connect timed out, did, whether or not it
+    greeted each socket (a ``hello`` is a message received, but answers nothing).
     """
-    if iterations or received:
+    if iterations or answered:
         return []
     if errors:
         why = f"{errors} error(s), listed above"
@@ -674,8 +677,8 @@ def nothing_measured(
     return [
         replace(
             failed,
-            diagnostic=f"{failed.diagnostic}: no iteration ended and no message arrived, "
-            f"so nothing was measured: {why}",
+            diagnostic=f"{failed.diagnostic}: no iteration ended and no message was "
+            f"answered, so nothing was measured: {why}",
         )
     ]
 
@@ -817,11 +820,12 @@ async def run_load_scenario(
     outcomes = evaluate(thresholds, metrics, scenario.name)
     stopped = result.interrupted_reason in STOP_SIGNALS.values()
     if not stopped:
+        success = metrics.get(SUCCESS)
         outcomes.extend(
             nothing_measured(
                 scenario.name,
                 iterations=result.count("iterations"),
-                received=result.count(MESSAGES_RECEIVED),
+                answered=success.total if isinstance(success, Rate) else 0,
                 interrupted=result.count("interrupted_iterations"),
                 errors=result.count(ERRORS),
             )

@@ -8,17 +8,17 @@ from squall.suite import nothing_measured
 
 
 def test_a_run_with_an_iteration_or_a_message_is_left_to_its_thresholds() -> None:
-    assert nothing_measured("s", iterations=1, received=0, interrupted=0, errors=0) == []
-    # A long iteration cut by --duration still measured its messages.
-    assert nothing_measured("s", iterations=0, received=3, interrupted=5, errors=0) == []
+    assert nothing_measured("s", iterations=1, answered=0, interrupted=0, errors=0) == []
+    # A long iteration cut by --duration still measured the messages answered.
+    assert nothing_measured("s", iterations=0, answered=3, interrupted=5, errors=0) == []
 
 
 def test_iterations_still_waiting_at_the_end_fail_and_say_what_to_check() -> None:
-    (outcome,) = nothing_measured("wsc", iterations=0, received=0, interrupted=2, errors=0)
+    (outcome,) = nothing_measured("wsc", iterations=0, answered=0, interrupted=2, errors=0)
     assert outcome.status is OutcomeStatus.FAILED
     assert (outcome.metric, outcome.expression, outcome.observed) == ("iterations", "count > 0", 0)
     assert outcome.diagnostic.startswith("[wsc] iterations count = 0, limit > 0: FAILED")
-    assert "no iteration ended and no message arrived, so nothing was measured" in (
+    assert "no iteration ended and no message was answered, so nothing was measured" in (
         outcome.diagnostic
     )
     assert "2 iteration(s) still waiting when the run ended" in outcome.diagnostic
@@ -27,9 +27,9 @@ def test_iterations_still_waiting_at_the_end_fail_and_say_what_to_check() -> Non
 
 
 def test_errors_and_a_run_that_never_started_are_named() -> None:
-    (errors,) = nothing_measured("s", iterations=0, received=0, interrupted=0, errors=4)
+    (errors,) = nothing_measured("s", iterations=0, answered=0, interrupted=0, errors=4)
     assert "4 error(s), listed above" in errors.diagnostic
-    (idle,) = nothing_measured("s", iterations=0, received=0, interrupted=0, errors=0)
+    (idle,) = nothing_measured("s", iterations=0, answered=0, interrupted=0, errors=0)
     assert "no iteration started" in idle.diagnostic
 
 

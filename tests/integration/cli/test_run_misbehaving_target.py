@@ -48,6 +48,8 @@ def _misbehaving(mode: str) -> Iterator[str]:
     upgrades: list[Request] = []
 
     def handler(ws: ServerConnection) -> None:
+        if mode == "greets":  # a hello, as the reference platform's, then silence
+            ws.send(json.dumps({"type": "hello"}))
         for message in ws:
             if mode == "close":
                 ws.close(1011, "going away mid-chat")
@@ -217,6 +219,28 @@ def test_a_silent_target_counts_one_timeout_per_message(
     metrics = _metrics(tmp_path)
     assert metrics["success"]["total"] == SOCKETS * MESSAGES
     assert metrics["timeouts"]["count"] == SOCKETS * MESSAGES
+
+
+@pytest.mark.usefixtures("shared_services")
+def test_a_target_that_greets_and_never_answers_measured_nothing_and_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its hellos were messages received, so the run "measured something" and passed with
+    # every threshold not applicable when --duration ended it before any answer was due.
+    with _misbehaving("greets") as url:
+        code = _run(
+            url,
+            tmp_path,
+            "-s",
+            "websocket_concurrency",
+            "--duration",
+            "1",
+            "--set",
+            "scenarios.websocket_concurrency.timeout_s=30",
+        )
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 1, out
+    assert "no iteration ended and no message was answered, so nothing was measured" in out
 
 
 async def test_a_scenario_that_raises_keeps_the_others_and_fails_the_run(
