@@ -345,11 +345,16 @@ async def _run_processes(
         for child in children:
             with contextlib.suppress(ValueError, OSError):
                 loop.remove_reader(child.conn.fileno())
-            await asyncio.to_thread(child.process.join, 5.0)
-            if child.process.is_alive():
-                child.process.terminate()
-                await asyncio.to_thread(child.process.join, 5.0)
+            # A worker still waiting for its start (another failed to start) ends at EOF.
             child.conn.close()
+        for child in children:
+            # One that reported exits at once; one that did not is not coming back (its
+            # loop is blocked, or it waited for a start): workers ignore SIGTERM (the
+            # parent stops them through the pipe), so it is killed.
+            await asyncio.to_thread(child.process.join, 5.0 if child.done else 1.0)
+            if child.process.is_alive():
+                child.process.kill()
+                await asyncio.to_thread(child.process.join, 5.0)
 
 
 def _silent_worker(index: int, plan: WorkerPlan) -> str:

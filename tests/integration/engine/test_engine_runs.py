@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import multiprocessing
 import os
 import signal
 import time
@@ -274,3 +275,6 @@ async def test_a_worker_whose_loop_is_blocked_is_named_and_the_others_are_kept(
         "synchronous client) instead of awaiting one; the measurements of its users 0..1 are "
         "missing"
     )
+    # Stopped: it ignored the SIGTERM it was sent, and the caller's process hung at exit
+    # until its behaviour returned.
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("squall-")]
