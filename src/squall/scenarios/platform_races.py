@@ -533,6 +533,7 @@ async def signal_worker(
                 f"executes a run of {', '.join(threads)} or serves the part's first socket; "
                 f"nothing was sent {sig.name}: is the target the platform squall started?"
             )
+        ports = _tcp_ports(victim)
         started = time.monotonic()
         os.kill(victim, sig)
         dropped = [s for s in sockets if _socket_worker(s) == victim]
@@ -540,6 +541,8 @@ async def signal_worker(
             await sock.wait_for(lambda s=sock: not s.open, time.monotonic() + 10)  # type: ignore[misc]
         lost: list[str] = []
         if sig == signal.SIGKILL:  # what it left running stays so: it is dead
+            # A claim it had sent commits after the kill: read once its backends are gone.
+            await backends_gone(conn, ports, within_s=10.0)
             rows = await conn.fetch(_RUNNING, list(threads))
             lost = [r["id"] for r in rows if _worker_pid(r["worker"]) == victim]
     finally:
@@ -557,6 +560,31 @@ async def signal_worker(
         f"pid {victim}, {why}, with {len(dropped)} of the part's sockets; {after}",
         tuple(sorted(map(str, lost))),
     )
+
+
+def _tcp_ports(pid: int) -> list[int]:
+    """The local ports of process ``pid``'s TCP connections (its database ones among them)."""
+    with contextlib.suppress(psutil.Error):
+        return [c.laddr.port for c in psutil.Process(pid).net_connections(kind="tcp") if c.raddr]
+    return []
+
+
+async def backends_gone(conn: asyncpg.Connection, ports: Sequence[int], within_s: float) -> bool:
+    """Wait until PostgreSQL serves no client on ``ports`` (the local ports of a process
+    just killed), for up to ``within_s``; whether it does not. A statement the process had
+    sent runs to its end, and commits, before its backend finds the client gone: a run it
+    was claiming is ``running`` in its name only afterwards."""
+    deadline = time.monotonic() + within_s
+    while True:
+        serving = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE client_port = ANY($1::int[])",
+            list(ports),
+        )
+        if not serving:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
 
 
 async def _new_worker(http_url: str, old: Collection[int], within_s: float) -> int | None:
