@@ -398,6 +398,28 @@ def race_shown(metrics: Mapping[str, Metric]) -> list[ThresholdOutcome]:
     ]
 
 
+#: redis_locks' own check: without fencing, the lock checker named an overlap for every
+#: stale contender (the race the scenario exists to show).
+UNFENCED_CAUGHT = Threshold.parse("unfenced_caught", "value == 1")
+
+
+def locks_shown(metrics: Mapping[str, Metric]) -> list[ThresholdOutcome]:
+    """redis_locks' own check (:data:`UNFENCED_CAUGHT`), its failure saying what to change.
+    Without it a run whose unfenced contenders never overlapped (``stale = []``) passed:
+    the lock checker was not shown to catch anything."""
+    return [
+        outcome
+        if outcome.status is not OutcomeStatus.FAILED
+        else replace(
+            outcome,
+            diagnostic=f"{outcome.diagnostic}: without fencing the lock checker named fewer "
+            "overlaps than stale contenders, so it was not shown to catch one; give stale at "
+            "least one contender index (the default is [0])",
+        )
+        for outcome in evaluate([UNFENCED_CAUGHT], metrics, "redis_locks")
+    ]
+
+
 async def _run_db_race(config: Config, ctx: SuiteContext) -> ScenarioOutcome:
     started = time.monotonic()
     params = dict(config.scenario_params("db_race"))
@@ -463,6 +485,8 @@ async def _run_redis_locks(config: Config, ctx: SuiteContext) -> ScenarioOutcome
             history.close()
     unfenced, fenced = reports
     metrics = _race_metrics(fenced.acquired + unfenced.acquired, fenced.tally)
+    caught = float(unfenced.overlaps >= max(1, len(unfenced.stale)))
+    metrics["unfenced_caught"] = Gauge("unfenced_caught", caught, caught, caught)
     notes = [
         f"without fencing: {unfenced.overlaps} overlapping critical section(s) named "
         f"by the lock checker, {unfenced.writes_accepted} write(s) accepted",
@@ -493,7 +517,8 @@ async def _run_redis_locks(config: Config, ctx: SuiteContext) -> ScenarioOutcome
     return ScenarioOutcome(
         name="redis_locks",
         metrics=metrics,
-        outcomes=evaluate(config.thresholds_for("redis_locks"), metrics, "redis_locks"),
+        outcomes=evaluate(config.thresholds_for("redis_locks"), metrics, "redis_locks")
+        + locks_shown(metrics),
         result={"unfenced": unfenced.to_dict(), "fenced": fenced.to_dict()},
         notes=notes,
         table=(columns, rows),

@@ -181,19 +181,45 @@ def test_race_scenarios_pass_and_report(
     assert list(tmp_path.glob("*/db_race.history.jsonl"))
 
 
-def test_a_db_race_that_debited_nothing_fails(
-    shared_services: Endpoints, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("override", "failures"),
+    [
+        # Every debit refused (the balance below one debit's amount): the checkers judged
+        # nothing and naive lost nothing, and the run passed.
+        (
+            "scenarios.db_race.initial_balance=3",
+            [
+                "operations count = 0, limit > 0: FAILED: no debit committed",
+                "naive_caught value = 0, limit == 1: FAILED",
+            ],
+        ),
+        # No contender outlived its TTL: nothing overlapped, the lock checker caught
+        # nothing, and the run passed.
+        (
+            "scenarios.redis_locks.stale=[]",
+            [
+                "unfenced_caught value = 0, limit == 1: FAILED",
+                "give stale at least one contender index",
+            ],
+        ),
+    ],
+)
+def test_a_race_scenario_that_shows_no_race_fails(
+    shared_services: Endpoints,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    override: str,
+    failures: list[str],
 ) -> None:
-    # Every debit refused (the balance below one debit's amount): the checkers judged
-    # nothing and naive lost nothing, and the run passed.
-    argv = ["run", "-s", "db_race", "--set", "scenarios.db_race.initial_balance=3"]
-    code = main([*argv, "--results-dir", str(tmp_path), "--results-db", "off", "--no-progress"])
+    scenario = override.split(".")[1]
+    argv = ["run", "-s", scenario, "--set", override, "--results-db", "off", "--no-progress"]
+    code = main([*argv, "--results-dir", str(tmp_path)])
     out = " ".join(capsys.readouterr().out.split())
     assert code == 1, out
-    assert "operations count = 0, limit > 0: FAILED: no debit committed" in out
-    assert "naive_caught value = 0, limit == 1: FAILED" in out
-    (scenario,) = _report(tmp_path)["scenarios"]
-    assert scenario["verdict"] == "failed"
+    for failure in failures:
+        assert failure in out
+    (reported,) = _report(tmp_path)["scenarios"]
+    assert reported["verdict"] == "failed"
 
 
 def test_unknown_scenario_parameter_exits_2(
