@@ -420,6 +420,31 @@ def locks_shown(metrics: Mapping[str, Metric]) -> list[ThresholdOutcome]:
     ]
 
 
+#: platform_races' own checks: some run ended (an ``agent_completed`` reached a socket),
+#: and some checker had something to judge.
+RUNS_ENDED = Threshold.parse("runs_ended", "count > 0")
+CHECKERS_APPLICABLE = Threshold.parse("checkers_applicable", "count > 0")
+
+
+def platform_shown(metrics: Mapping[str, Metric]) -> list[ThresholdOutcome]:
+    """platform_races' own checks (:data:`RUNS_ENDED`, :data:`CHECKERS_APPLICABLE`), each
+    failure saying what to check. Without them a platform that refused every message
+    (``insufficient_credits``, say), or a run whose every checker was not applicable,
+    passed: nothing was judged."""
+    why = {
+        "runs_ended": "no run ended, so the checkers judged no run; was every message "
+        "refused (see the notes and errors: credits, rate limits)?",
+        "checkers_applicable": "every checker was not applicable, so nothing was judged; "
+        "run more parts, against the platform squall starts",
+    }
+    return [
+        outcome
+        if outcome.status is not OutcomeStatus.FAILED
+        else replace(outcome, diagnostic=f"{outcome.diagnostic}: {why[outcome.metric]}")
+        for outcome in evaluate([RUNS_ENDED, CHECKERS_APPLICABLE], metrics, platform_races.NAME)
+    ]
+
+
 async def _run_db_race(config: Config, ctx: SuiteContext) -> ScenarioOutcome:
     started = time.monotonic()
     params = dict(config.scenario_params("db_race"))
@@ -568,10 +593,14 @@ async def _run_platform_races(config: Config, ctx: SuiteContext) -> ScenarioOutc
         if history is not None:
             history.close()
     metrics = report.metrics()
+    metrics["runs_ended"] = Counter("runs_ended", report.response_time.count, None)
+    applicable = sum(v.valid is not None for v in report.verdicts)
+    metrics["checkers_applicable"] = Counter("checkers_applicable", applicable, None)
     return ScenarioOutcome(
         name=platform_races.NAME,
         metrics=metrics,
-        outcomes=evaluate(config.thresholds_for(platform_races.NAME), metrics, platform_races.NAME),
+        outcomes=evaluate(config.thresholds_for(platform_races.NAME), metrics, platform_races.NAME)
+        + platform_shown(metrics),
         result=dict(report.to_dict()),
         notes=report.notes(),
         table=(platform_races.TABLE_COLUMNS, report.table_rows()),

@@ -51,3 +51,30 @@ def test_db_race_fails_when_nothing_was_debited_or_naive_was_not_caught() -> Non
     ]
     assert "is initial_balance at least amount?" in failed[0].diagnostic
     assert "naive read-modify-write lost no update" in failed[1].diagnostic
+
+
+def test_platform_races_fails_when_no_run_ended_or_no_checker_judged() -> None:
+    # A platform that refused every message (no credits), or a run of parts whose every
+    # checker was not applicable, passed: nothing was judged.
+    from squall.metrics.result import Counter
+    from squall.suite import platform_shown
+
+    def shown(ended: int, applicable: int) -> list[tuple[str, OutcomeStatus]]:
+        metrics = {
+            "runs_ended": Counter("runs_ended", ended, None),
+            "checkers_applicable": Counter("checkers_applicable", applicable, None),
+        }
+        return [(o.metric, o.status) for o in platform_shown(metrics)]
+
+    assert shown(12, 7) == [
+        ("runs_ended", OutcomeStatus.PASSED),
+        ("checkers_applicable", OutcomeStatus.PASSED),
+    ]
+    assert shown(0, 7)[0] == ("runs_ended", OutcomeStatus.FAILED)
+    assert shown(12, 0)[1] == ("checkers_applicable", OutcomeStatus.FAILED)
+    metrics = {
+        "runs_ended": Counter("runs_ended", 0, None),
+        "checkers_applicable": Counter("checkers_applicable", 3, None),
+    }
+    (refused, _) = platform_shown(metrics)
+    assert "was every message refused" in refused.diagnostic
