@@ -338,7 +338,9 @@ def check_run_locks(events: Sequence[LogEvent], fences: Mapping[str, int] | None
         "locks",
         evidence=evidence,
         counts=counts,
-        ok_summary=f"{base.summary}; fences recorded for {len(fences)} threads",
+        # An inapplicable base already says so: its summary is not prefixed twice.
+        ok_summary=f"{base.summary.removeprefix('not applicable: ')}; "
+        f"fences recorded for {len(fences)} threads",
         applicable=base.valid is not None,
     )
 

@@ -59,6 +59,13 @@ def test_sequential_runs_do_not_overlap() -> None:
     assert verdict.counts["sections"] == 3
 
 
+def test_no_runs_are_not_applicable_said_once() -> None:
+    verdict = pc.check_run_locks([], {})
+    assert verdict.valid is None
+    assert verdict.summary.startswith("not applicable: ")
+    assert "not applicable: not applicable" not in verdict.summary
+
+
 def test_interleaved_runs_of_one_thread_are_an_overlap_naming_both() -> None:
     one, two = run_log("t", "r1", 1), run_log("t", "r2", 3)
     log = sorted([*one[:2], *[LogEvent("t", e.seq + 5, "r1", e.type, e.status, e.charge)
