@@ -237,9 +237,11 @@ async def _run_inline(
 
 #: Why a worker dies before it is ready, most often: spawned, it re-imports the main module.
 _BOOTSTRAP_HINT = (
-    ": it failed while starting, most likely importing the main module (its error is "
-    "above); a script that calls run() must guard its entry point with "
-    "'if __name__ == \"__main__\":'"
+    ": it failed while starting, most likely importing the main module or finding in it a "
+    "behaviour or identity factory given as an object (its error is above); a script that "
+    "calls run() must guard its entry point with 'if __name__ == \"__main__\":', and define "
+    "what it passes at the top level, outside that guard (or give the behaviour as "
+    "'module:function')"
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pickle
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -101,16 +102,25 @@ class Scenario:
     def unpicklable(self) -> list[str]:
         """The parts that keep the scenario from being sent to worker processes (pickled):
         ``behaviour``, ``identities``, ``params`` (each that cannot be), else nothing."""
+        parts = [name for name in ("behaviour", "identities") if _in_interactive_main(self, name)]
         try:
             pickle.dumps(self)
         except (pickle.PicklingError, AttributeError, TypeError):
             pass
         else:
-            return []
-        parts = []
+            return parts
         for name in ("behaviour", "identities", "params"):
             try:
                 pickle.dumps(getattr(self, name))
             except (pickle.PicklingError, AttributeError, TypeError):
-                parts.append(name)
+                if name not in parts:
+                    parts.append(name)
         return parts or ["scenario"]
+
+
+def _in_interactive_main(scenario: Scenario, name: str) -> bool:
+    """Whether ``scenario``'s ``name`` was defined in an interactive ``__main__`` (a notebook,
+    ``python -c``, a REPL): pickle sends it by name, and no worker process can import it."""
+    module = getattr(getattr(scenario, name), "__module__", None)
+    main = sys.modules.get("__main__")
+    return module == "__main__" and getattr(main, "__file__", None) is None

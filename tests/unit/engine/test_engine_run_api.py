@@ -47,3 +47,37 @@ def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path: Path) -> Non
     assert "worker 0: exited" in done.stderr
     assert "worker 1: exited" in done.stderr
     assert "a script that calls run() must guard its entry point" in done.stderr
+
+
+INTERACTIVE = """
+import asyncio, sys
+from squall.engine import Scenario, ScenarioError, closed, run_scenario
+
+async def chat(session):
+    await asyncio.sleep(0)
+
+async def main():
+    scenario = Scenario("c", chat, closed(4, iterations=3))
+    result = await run_scenario(scenario, progress=False)
+    print("ran in", result.processes, "process(es):", result.count("iterations"))
+    try:
+        await run_scenario(scenario, processes=2, progress=False)
+    except ScenarioError as exc:
+        print("refused:", exc)
+
+asyncio.run(main())
+"""
+
+
+def test_a_behaviour_defined_in_an_interactive_main_runs_in_one_process() -> None:
+    # As in a notebook: pickle sent chat by name, and every spawned worker failed to find
+    # it, with a hint about a main guard that does not apply.
+    done = subprocess.run(
+        [sys.executable, "-c", INTERACTIVE], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ran in 1 process(es): 12" in done.stdout
+    assert "refused: scenario 'c' cannot be sent to 2 worker processes: its behaviour" in (
+        done.stdout
+    )
+    assert "Traceback" not in done.stderr
