@@ -252,6 +252,8 @@ class _Child:
     ready: bool = False
     done: bool = False
     failure: str | None = None
+    #: Why its measurements are missing, when it died once started (killed, say).
+    died: str | None = None
 
 
 async def _run_processes(
@@ -270,11 +272,15 @@ async def _run_processes(
             loop.remove_reader(child.conn.fileno())
             if not child.done:
                 child.done = True
-                code = child.process.exitcode
-                child.failure = child.failure or (
-                    f"exited{'' if code is None else f' (code {code})'} "
-                    "without a report" + (_BOOTSTRAP_HINT if not child.ready else "")
-                )
+                if child.ready and child.failure is None:
+                    # Killed mid-run (the OOM killer, say): the others' measurements stand.
+                    child.died = _died_worker(index, plans[index], child.process)
+                else:
+                    code = child.process.exitcode
+                    child.failure = child.failure or (
+                        f"exited{'' if code is None else f' (code {code})'} "
+                        "without a report" + (_BOOTSTRAP_HINT if not child.ready else "")
+                    )
             changed.set()
             return
         if kind == "ready":
@@ -341,6 +347,7 @@ async def _run_processes(
                 for index, child in enumerate(children)
                 if not child.done
             )
+            collector.missing.extend(child.died for child in children if child.died)
         _raise_failures(children, True, "run")
         return t0, ended
     finally:
@@ -357,6 +364,22 @@ async def _run_processes(
             if child.process.is_alive():
                 child.process.kill()
                 await asyncio.to_thread(child.process.join, 5.0)
+
+
+def _died_worker(index: int, plan: WorkerPlan, process: BaseProcess) -> str:
+    """Why worker ``index`` sent no report although it started: it died."""
+    process.join(1.0)  # its pipe closed as it died: the exit code follows at once
+    code, users = process.exitcode, plan.users
+    how = (
+        f"was killed by {signal.Signals(-code).name}"
+        if code is not None and code < 0 and -code in signal.valid_signals()
+        else f"exited{'' if code is None else f' with code {code}'}"
+    )
+    return (
+        f"worker {index} {how} during the run, without a report (the kernel's out-of-memory "
+        "killer, or a signal sent to it); the measurements of its users "
+        f"{users.start}..{users.stop - 1} are missing"
+    )
 
 
 def _silent_worker(index: int, plan: WorkerPlan) -> str:

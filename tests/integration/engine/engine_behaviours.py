@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 
 from squall.engine import MessageTimeout, Session
@@ -37,6 +39,14 @@ async def blocks_first_user(session: Session) -> None:
     """User 0 blocks its worker's event loop with a synchronous sleep; the others idle."""
     if session.identity.index == 0:
         time.sleep(float(session.params["block_s"]))  # noqa: ASYNC251 - the mistake under test
+    await asyncio.sleep(0.01)
+
+
+async def kills_its_worker(session: Session) -> None:
+    """User 0 kills its own worker process (as the out-of-memory killer would) on its second
+    iteration; the others idle."""
+    if session.identity.index == 0 and session.iteration == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
     await asyncio.sleep(0.01)
 
 

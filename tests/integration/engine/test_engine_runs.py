@@ -249,6 +249,18 @@ async def test_a_stop_signal_stops_cleanly_and_keeps_partial_results(
     assert signal.getsignal(sig) == before  # the caller's handler is back
 
 
+async def test_a_worker_killed_mid_run_is_named_and_the_others_are_kept() -> None:
+    # The run raised WorkerFailed: the surviving worker's measurements were lost too.
+    scenario = Scenario("killed", "engine_behaviours:kills_its_worker", closed(4, iterations=5))
+    result = await run_scenario(scenario, processes=2, progress=False)
+    # Worker 1 (users 2 and 3) reported; worker 0 died in user 0's second iteration.
+    assert result.count("iterations") == 2 * 5
+    assert result.count("errors.worker") == 1
+    (summary,) = result.errors
+    assert summary.samples[0].startswith("worker 0 was killed by SIGKILL during the run")
+    assert summary.samples[0].endswith("the measurements of its users 0..1 are missing")
+
+
 async def test_a_worker_whose_loop_is_blocked_is_named_and_the_others_are_kept(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
