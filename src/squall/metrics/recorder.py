@@ -89,7 +89,8 @@ class Interval:
     sent: int
     received: int
     errors: int
-    #: Histogram of the first of :data:`SERIES_TRENDS` recorded in the interval, if any.
+    #: Histogram of the interval's samples of the first of :data:`SERIES_TRENDS` this
+    #: recorder ever recorded (None if that one has none in the interval).
     latency: PackedHistogram | None
 
 
@@ -159,6 +160,8 @@ class Recorder:
             name: LatencyHistogram() for name in SERIES_TRENDS
         }
         self._interval_base = (0, 0, 0)
+        #: Which of :data:`SERIES_TRENDS` the series follows: the first ever recorded here.
+        self._series_rank = len(SERIES_TRENDS)
 
     def __repr__(self) -> str:
         return (
@@ -257,13 +260,19 @@ class Recorder:
         now = (self.counter(MESSAGES_SENT), self.counter(MESSAGES_RECEIVED), self.counter(ERRORS))
         base = self._interval_base
         self._interval_base = now
-        latency = None
         for trend in self._trends.values():
             trend.fold()
-        for name in SERIES_TRENDS:
-            histogram = self._interval_trends[name]
-            if histogram.count and latency is None:
-                latency = histogram.pack()
+        histograms = [self._interval_trends[name] for name in SERIES_TRENDS]
+        # One trend for the whole run: a second with round trips but no response time
+        # (after some were recorded) has no latency, rather than the other trend's.
+        for rank, histogram in enumerate(histograms[: self._series_rank]):
+            if histogram.count:
+                self._series_rank = rank
+                break
+        latency = None
+        if self._series_rank < len(histograms) and histograms[self._series_rank].count:
+            latency = histograms[self._series_rank].pack()
+        for histogram in histograms:
             histogram.reset()
         return Interval(
             sent=now[0] - base[0],

@@ -119,6 +119,19 @@ def test_buffered_trend_folds_into_the_histogram_direct_recording_gives() -> Non
     assert merged.trends["iteration_time"] == twice.pack()
 
 
+def test_the_series_follows_response_time_once_one_was_recorded() -> None:
+    # A second with round trips and no response time showed the round trips' latency:
+    # 500 ms in a series whose response times never passed 1 ms.
+    recorder = Recorder()
+    recorder.trend("round_trip", 0.5)
+    assert recorder.take_interval().latency == LatencyHistogram.of([0.5]).pack()  # none yet
+    recorder.trend("response_time", 0.001)
+    recorder.trend("round_trip", 0.5)
+    assert recorder.take_interval().latency == LatencyHistogram.of([0.001]).pack()
+    recorder.trend("round_trip", 0.5)
+    assert recorder.take_interval().latency is None
+
+
 def test_interval_latency_holds_exactly_the_values_since_the_last_interval() -> None:
     recorder = Recorder()
     first = lognormal(2, PENDING_LIMIT + 10)  # crosses a fold inside the interval
