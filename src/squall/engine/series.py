@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from squall.engine.saturation import SaturationBounds, assess
+from squall.engine.saturation import merge_health
 from squall.metrics.histogram import LatencyHistogram, PackedHistogram
 from squall.metrics.result import SATURATION_WARNING, SeriesPoint
 
@@ -144,11 +144,9 @@ class SeriesAggregator:
     def _view(self, t: int, second: _Second) -> ProgressView:
         span = second.span or 1.0
         elapsed = t + span
-        lag = LatencyHistogram()
-        for packed in self._lag.values():
-            lag.merge(packed.unpack())
-        cpu = [sample for samples in self._cpu.values() for sample in samples]
-        health = assess(lag, cpu, SaturationBounds())
+        # Each worker judged on its own, as the result judges them: one saturated worker
+        # delays its users even when the others' idle samples dilute the pooled figures.
+        health = merge_health([(self._lag[w], self._cpu.get(w, [])) for w in sorted(self._lag)])
         return ProgressView(
             elapsed_s=elapsed,
             remaining_s=None if self._planned_s is None else max(0.0, self._planned_s - elapsed),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from squall.engine.progress import describe
 from squall.engine.series import SeriesAggregator, Snapshot
 from squall.metrics.histogram import LatencyHistogram
@@ -118,3 +120,15 @@ def test_a_series_point_of_an_older_report_has_no_connections() -> None:
              "p99": 0.02, "errors": 0}  # fmt: skip
     point = SeriesPoint.from_dict(older)
     assert (point.connections, point.connections_peak) == (None, None)
+
+
+def test_one_saturated_worker_warns_though_the_others_idle() -> None:
+    # The workers' lag and CPU were pooled: one worker's stalls, diluted by an idle one's
+    # samples, raised no live warning, while the result said saturated.
+    stalled = LatencyHistogram.of([0.001] * 50 + [0.12] * 3).pack()
+    idle = LatencyHistogram.of([0.001] * 200).pack()
+    aggregator = SeriesAggregator(workers=2)
+    aggregator.add(dataclasses.replace(snap(0, 0, 4, [0.008]), lag=idle))
+    (view,) = aggregator.add(dataclasses.replace(snap(1, 0, 4, [0.008]), lag=stalled))
+    assert view.warning is not None
+    assert "worker 1: event-loop lag p99" in view.warning
