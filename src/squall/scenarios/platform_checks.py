@@ -776,7 +776,9 @@ def check_ledger_db(
         verdict_from(
             "ledger.runs",
             evidence=evidence,
-            counts={"rows": len(charges)},
+            # Not "rows": merged with check_unique_charges' count of the same rows, it
+            # counted each ledger row twice.
+            counts={"runs_charged": len(charges)},
             ok_summary="every acknowledged run has its ledger row",
         )
     )

@@ -253,6 +253,7 @@ def test_ledger_db_checks_balance_rows_and_reported_charges() -> None:
     rows = [StoredCharge("r1", "alice", 1, False), StoredCharge("r2", "alice", 1, True)]
     verdict = pc.check_ledger_db(h.ops, log, [AccountRow("alice", 999, 1000)], rows)
     assert [e.kind for e in verdict.evidence] == ["charge-mismatch"]
+    assert verdict.counts["rows"] == 2  # each ledger row once (it read 4)
     assert verdict.evidence[0].details["run"] == "r2"
     lost = pc.check_ledger_db(h.ops, log, [AccountRow("alice", 1000, 1000)], rows[:1])
     assert sorted(e.kind for e in lost.evidence) == ["balance-too-high", "uncharged-run"]
