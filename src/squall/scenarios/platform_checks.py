@@ -408,8 +408,9 @@ def check_runs(ops: Sequence[Op], events: Sequence[LogEvent]) -> Verdict:
     """Every acknowledged run completes exactly once, and writes nothing after that.
 
     ``never-completed``: no ``agent_completed`` in the log; ``completed-twice``: more
-    than one; ``not-completed``: its status is not ``completed`` although the scenario
-    expected it to be, and no fault of the harness took it down (a run named in the
+    than one; ``started-twice``: more than one ``agent_started`` (two holders executed
+    it, whether or not both completed); ``not-completed``: its status is not
+    ``completed`` although the scenario expected it to be, and no fault of the harness took it down (a run named in the
     ``lost_runs`` of a ``harness/…`` record, one whose worker was killed, may end
     ``failed``); ``events-after-completion``: the run's events continue after its first
     ``agent_completed`` (a superseded writer was accepted); ``wrong-thread``: some of the
@@ -444,6 +445,17 @@ def check_runs(ops: Sequence[Op], events: Sequence[LogEvent]) -> Verdict:
                     + ", ".join(f"{e.thread} seq {e.seq} {e.type}" for e in astray[:6]),
                     ops=send.ops,
                     details={**details, "astray": [e.to_dict() for e in astray[:12]]},
+                )
+            )
+        starts = [e for e in mine if e.type == STARTED]
+        if len(starts) > 1:
+            evidence.append(
+                Evidence(
+                    "started-twice",
+                    f"run {run} started {len(starts)} times (executed by more than one "
+                    "holder): agent_started at seq " + ", ".join(str(e.seq) for e in starts),
+                    ops=send.ops,
+                    details=details,
                 )
             )
         if not ends:

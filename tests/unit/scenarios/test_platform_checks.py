@@ -108,6 +108,24 @@ def test_a_completion_followed_by_more_events_of_the_run_is_another_holder() -> 
     assert [e.kind for e in runs.evidence] == ["completed-twice", "events-after-completion"]
 
 
+def test_a_run_executed_twice_is_named_though_it_completed_once() -> None:
+    # Two holders' executions of one run, interleaved, with one agent_completed: the runs
+    # checker saw it complete once and passed.
+    kinds = ["agent_started", "agent_started", "tool_executing", "tool_executing"]
+    kinds += ["agent_thinking", "agent_completed"]
+    log = [
+        LogEvent("t", seq, "r1", kind, "completed" if kind == "agent_completed" else None)
+        for seq, kind in enumerate(kinds, start=1)
+    ]
+    h = History()
+    h.sent("alice", "t", "r1")
+    runs = pc.check_runs(h.ops, log)
+    assert [e.kind for e in runs.evidence] == ["started-twice"]
+    assert "agent_started at seq 1, 2" in runs.evidence[0].message
+    single = pc.check_runs(h.ops, run_log("t", "r1", 1))
+    assert single.valid is True
+
+
 def test_events_of_a_run_in_another_thread_than_it_was_sent_to_are_named() -> None:
     h = History()
     h.sent("alice", "t1", "r1")
