@@ -410,12 +410,12 @@ def check_runs(ops: Sequence[Op], events: Sequence[LogEvent]) -> Verdict:
     ``never-completed``: no ``agent_completed`` in the log; ``completed-twice``: more
     than one; ``started-twice``: more than one ``agent_started`` (two holders executed
     it, whether or not both completed); ``not-completed``: its status is not
-    ``completed`` although the scenario expected it to be, and no fault of the harness took it down (a run named in the
-    ``lost_runs`` of a ``harness/…`` record, one whose worker was killed, may end
-    ``failed``); ``events-after-completion``: the run's events continue after its first
-    ``agent_completed`` (a superseded writer was accepted); ``wrong-thread``: some of the
-    run's events are in a thread other than the one its message was sent to (only those
-    in its own thread count for the rest).
+    ``completed`` although the scenario expected it to be, and no fault of the harness
+    took it down (a run named in the ``lost_runs`` of a ``harness/…`` record, one whose
+    worker was killed, may end ``failed``); ``events-after-completion``: the run's events
+    continue after its first ``agent_completed`` (a superseded writer was accepted);
+    ``wrong-thread``: some of the run's events are in a thread other than the one its
+    message was sent to (only those in its own thread count for the rest).
     """
     by_run: dict[str, list[LogEvent]] = defaultdict(list)
     for event in events:
