@@ -328,6 +328,13 @@ async def _keep_lock(
             return
 
 
+def _cancel_swallowed() -> bool:
+    """Whether this task was asked to cancel and is still running: the request was lost
+    in an await that returned instead of raising (see :func:`_acquire`)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def _acquire(lock: RunLock, run: ClaimedRun) -> int | None:
     """Wait up to one TTL for a lock still held by a stalled or finishing holder, or for a
     Redis that is restarting or out of reach (the run is requeued if it does not come)."""
@@ -342,6 +349,14 @@ async def _acquire(lock: RunLock, run: ClaimedRun) -> int | None:
                 log.warning("run %s waits for Redis to take its lock: %s", run.run_id, exc)
             unreachable = True
             token = None
+        if _cancel_swallowed():
+            # Cancelled (a shutdown) as the command answered: on Python 3.11 redis-py then
+            # returns the answer and the cancellation is lost (CPython gh-86296); without
+            # this check the run waited out the lock's TTL and ran after its shutdown.
+            if token is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await lock.release(run.thread_id, token)
+            raise asyncio.CancelledError
         if token is not None or time.monotonic() >= deadline:
             return token
         await asyncio.sleep(pause)

@@ -228,6 +228,44 @@ async def test_close_gives_back_a_run_that_had_not_begun(
         await redis.aclose()
 
 
+class SwallowingLock(RunLock):
+    """A lock whose acquire loses a cancellation that arrives while it waits for Redis, as
+    redis-py does on Python 3.11 when the answer comes with it (CPython gh-86296)."""
+
+    async def acquire(self, thread: ThreadID) -> int | None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.05)
+        return await super().acquire(thread)
+
+
+async def test_close_stops_a_run_whose_lock_wait_lost_its_cancellation(
+    start_runtime: StartRuntime, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The shutdown's cancellation was lost in the lock's Redis command: the run waited out
+    # the lock's TTL (60 s) inside close(), then took the lock and ran after the shutdown.
+    monkeypatch.setattr("squall.target.runtime.RunLock", SwallowingLock)
+    redis = redis_pool.connect(settings)
+    held = RunLock(redis, settings.redis_prefix, ttl_ms=60_000)
+    thread = ThreadID("t")
+    try:
+        token = await held.acquire(thread)
+        assert token is not None
+        runtime = await start_runtime(lock_ttl_ms=60_000)
+        sub = await runtime.submit(ALICE, thread, "hello", "c1")
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            async with asyncio.timeout(WAIT_S):
+                while await conn.fetchval(RUN_STATUS, sub.run_id) != "running":  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+                await runtime.close(grace_s=0)
+            assert await conn.fetchval(RUN_STATUS, sub.run_id) == "queued"
+        finally:
+            await conn.close()
+        assert await held.release(thread, token)  # still the test's: not taken meanwhile
+    finally:
+        await redis.aclose()
+
+
 async def test_close_gives_back_a_run_claimed_by_a_claim_it_cut_short(
     start_runtime: StartRuntime, settings: Settings
 ) -> None:
