@@ -188,12 +188,31 @@ async def test_close_during_the_completions_publish_keeps_the_run_completed(
     assert _ended(await runtime.stats()) == {"completed": 1, "failed": 0, "cancelled": 0}
 
 
+class SwallowingLock(RunLock):
+    """A lock whose acquire loses a cancellation that arrives while it waits for Redis, as
+    redis-py does on Python 3.11 when the answer comes with it (CPython gh-86296)."""
+
+    async def acquire(self, thread: ThreadID) -> int | None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.05)
+        return await super().acquire(thread)
+
+
+@pytest.mark.parametrize("lost_cancel", [False, True], ids=["cancelled", "cancel-lost"])
 async def test_close_gives_back_a_run_that_had_not_begun(
-    start_runtime: StartRuntime, recorder: Recorder, settings: Settings
+    start_runtime: StartRuntime,
+    recorder: Recorder,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    lost_cancel: bool,
 ) -> None:
     # The run is claimed but waits for its thread lock (held here) when the shutdown grace
     # ends: it has done nothing visible, so it goes back to the queue for the next worker
-    # instead of staying `running` until orphan recovery fails it.
+    # instead of staying `running` until orphan recovery fails it. When the shutdown's
+    # cancellation was lost in the lock's Redis command, the run waited out the lock's TTL
+    # (60 s) inside close(), then took the lock and ran after the shutdown.
+    if lost_cancel:
+        monkeypatch.setattr("squall.target.runtime.RunLock", SwallowingLock)
     redis = redis_pool.connect(settings)
     held = RunLock(redis, settings.redis_prefix, ttl_ms=60_000)
     thread = ThreadID("t")
@@ -208,7 +227,7 @@ async def test_close_gives_back_a_run_that_had_not_begun(
                 # Claimed: the run now waits for the lock held here.
                 while await conn.fetchval(RUN_STATUS, sub.run_id) != "running":  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
-            await runtime.close(grace_s=0)
+                await runtime.close(grace_s=0)
             row = await conn.fetchrow(
                 "SELECT r.status, r.worker, t.queued, l.refunded FROM runs r "
                 "JOIN threads t ON t.id = r.thread_id JOIN ledger l ON l.run_id = r.id "
@@ -219,49 +238,12 @@ async def test_close_gives_back_a_run_that_had_not_begun(
         finally:
             await conn.close()
         assert _ended(await runtime.stats()) == {"completed": 0, "failed": 0, "cancelled": 0}
-        await held.release(thread, token)
+        assert await held.release(thread, token)  # still the test's: not taken meanwhile
+        monkeypatch.undo()
         await start_runtime()
         await recorder.wait_completed(1)
         [done] = recorder.of_type("agent_completed")
         assert (done["run_id"], done["status"]) == (sub.run_id, "completed")
-    finally:
-        await redis.aclose()
-
-
-class SwallowingLock(RunLock):
-    """A lock whose acquire loses a cancellation that arrives while it waits for Redis, as
-    redis-py does on Python 3.11 when the answer comes with it (CPython gh-86296)."""
-
-    async def acquire(self, thread: ThreadID) -> int | None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(0.05)
-        return await super().acquire(thread)
-
-
-async def test_close_stops_a_run_whose_lock_wait_lost_its_cancellation(
-    start_runtime: StartRuntime, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The shutdown's cancellation was lost in the lock's Redis command: the run waited out
-    # the lock's TTL (60 s) inside close(), then took the lock and ran after the shutdown.
-    monkeypatch.setattr("squall.target.runtime.RunLock", SwallowingLock)
-    redis = redis_pool.connect(settings)
-    held = RunLock(redis, settings.redis_prefix, ttl_ms=60_000)
-    thread = ThreadID("t")
-    try:
-        token = await held.acquire(thread)
-        assert token is not None
-        runtime = await start_runtime(lock_ttl_ms=60_000)
-        sub = await runtime.submit(ALICE, thread, "hello", "c1")
-        conn = await asyncpg.connect(settings.database_url)
-        try:
-            async with asyncio.timeout(WAIT_S):
-                while await conn.fetchval(RUN_STATUS, sub.run_id) != "running":  # noqa: ASYNC110
-                    await asyncio.sleep(0.01)
-                await runtime.close(grace_s=0)
-            assert await conn.fetchval(RUN_STATUS, sub.run_id) == "queued"
-        finally:
-            await conn.close()
-        assert await held.release(thread, token)  # still the test's: not taken meanwhile
     finally:
         await redis.aclose()
 
