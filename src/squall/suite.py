@@ -377,11 +377,27 @@ RACE_DEBITED = Threshold.parse("operations", "count > 0")
 NAIVE_CAUGHT = Threshold.parse("naive_caught", "value == 1")
 
 
+def _own_checks(
+    checks: Sequence[Threshold],
+    metrics: Mapping[str, Metric],
+    scenario: str,
+    why: Mapping[str, str],
+) -> list[ThresholdOutcome]:
+    """A race scenario's own ``checks``, each failure followed by what to change (``why``,
+    by metric): without them a run that showed no race passed, its checkers having nothing
+    to judge."""
+    return [
+        outcome
+        if outcome.status is not OutcomeStatus.FAILED
+        else replace(outcome, diagnostic=f"{outcome.diagnostic}: {why[outcome.metric]}")
+        for outcome in evaluate(checks, metrics, scenario)
+    ]
+
+
 def race_shown(metrics: Mapping[str, Metric]) -> list[ThresholdOutcome]:
     """db_race's own checks (:data:`RACE_DEBITED`, and :data:`NAIVE_CAUGHT` when
-    ``naive_caught`` was recorded), each failure saying what to change. Without them a run
-    whose debits were all refused (an ``initial_balance`` below ``amount``), or whose naive
-    strategy lost nothing, passed: its checkers had nothing to judge."""
+    ``naive_caught`` was recorded). Without them a run whose debits were all refused (an
+    ``initial_balance`` below ``amount``), or whose naive strategy lost nothing, passed."""
     checks = [RACE_DEBITED] + ([NAIVE_CAUGHT] if "naive_caught" in metrics else [])
     why = {
         "operations": "no debit committed, so the checkers judged nothing; is initial_balance "
@@ -390,12 +406,7 @@ def race_shown(metrics: Mapping[str, Metric]) -> list[ThresholdOutcome]:
         "they were not shown to catch one; more writers, a larger initial_balance or more "
         "max_escalations give the race room",
     }
-    return [
-        outcome
-        if outcome.status is not OutcomeStatus.FAILED
-        else replace(outcome, diagnostic=f"{outcome.diagnostic}: {why[outcome.metric]}")
-        for outcome in evaluate(checks, metrics, "db_race")
-    ]
+    return _own_checks(checks, metrics, "db_race", why)
 
 
 #: redis_locks' own check: without fencing, the lock checker named an overlap for every
@@ -404,20 +415,14 @@ UNFENCED_CAUGHT = Threshold.parse("unfenced_caught", "value == 1")
 
 
 def locks_shown(metrics: Mapping[str, Metric]) -> list[ThresholdOutcome]:
-    """redis_locks' own check (:data:`UNFENCED_CAUGHT`), its failure saying what to change.
-    Without it a run whose unfenced contenders never overlapped (``stale = []``) passed:
-    the lock checker was not shown to catch anything."""
-    return [
-        outcome
-        if outcome.status is not OutcomeStatus.FAILED
-        else replace(
-            outcome,
-            diagnostic=f"{outcome.diagnostic}: without fencing the lock checker named fewer "
-            "overlaps than stale contenders, so it was not shown to catch one; give stale at "
-            "least one contender index (the default is [0])",
-        )
-        for outcome in evaluate([UNFENCED_CAUGHT], metrics, "redis_locks")
-    ]
+    """redis_locks' own check (:data:`UNFENCED_CAUGHT`). Without it a run whose unfenced
+    contenders never overlapped (``stale = []``) passed."""
+    why = {
+        "unfenced_caught": "without fencing the lock checker named fewer overlaps than stale "
+        "contenders, so it was not shown to catch one; give stale at least one contender "
+        "index (the default is [0])"
+    }
+    return _own_checks([UNFENCED_CAUGHT], metrics, "redis_locks", why)
 
 
 #: platform_races' own checks: some run ended (an ``agent_completed`` reached a socket),
@@ -427,22 +432,16 @@ CHECKERS_APPLICABLE = Threshold.parse("checkers_applicable", "count > 0")
 
 
 def platform_shown(metrics: Mapping[str, Metric]) -> list[ThresholdOutcome]:
-    """platform_races' own checks (:data:`RUNS_ENDED`, :data:`CHECKERS_APPLICABLE`), each
-    failure saying what to check. Without them a platform that refused every message
-    (``insufficient_credits``, say), or a run whose every checker was not applicable,
-    passed: nothing was judged."""
+    """platform_races' own checks (:data:`RUNS_ENDED`, :data:`CHECKERS_APPLICABLE`).
+    Without them a platform that refused every message (``insufficient_credits``, say),
+    or a run whose every checker was not applicable, passed."""
     why = {
         "runs_ended": "no run ended, so the checkers judged no run; was every message "
         "refused (see the notes and errors: credits, rate limits)?",
         "checkers_applicable": "every checker was not applicable, so nothing was judged; "
         "run more parts, against the platform squall starts",
     }
-    return [
-        outcome
-        if outcome.status is not OutcomeStatus.FAILED
-        else replace(outcome, diagnostic=f"{outcome.diagnostic}: {why[outcome.metric]}")
-        for outcome in evaluate([RUNS_ENDED, CHECKERS_APPLICABLE], metrics, platform_races.NAME)
-    ]
+    return _own_checks([RUNS_ENDED, CHECKERS_APPLICABLE], metrics, platform_races.NAME, why)
 
 
 async def _run_db_race(config: Config, ctx: SuiteContext) -> ScenarioOutcome:
