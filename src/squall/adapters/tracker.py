@@ -36,12 +36,11 @@ dropped, and every one in ``findings``, so the chat records each as it comes.
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from squall.checks.history import json_int
+from squall.checks.history import json_int, shown_json
 
 AGENT_EVENTS = (
     "agent_started",
@@ -344,8 +343,7 @@ class RunTracker:
         if seq is None:
             # Missing, a float, a string, true: an event no order can be checked on is
             # an ordering finding, not an event that passes.
-            shown = json.dumps(frame.get("seq"), ensure_ascii=True, default=str)
-            malformed = shown if len(shown) <= 40 else shown[:37] + "..."
+            malformed = shown_json(frame.get("seq"))
             gap = SeqGap(thread_id, None if last is None else last + 1, None, malformed)
             self.gaps_dropped += keep_newest(self.gaps, gap, MAX_GAPS)
             self.findings += 1

@@ -15,6 +15,7 @@ one recorder without interleaving inside a record.
 from __future__ import annotations
 
 import enum
+import json
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,17 @@ def json_int(value: object) -> int | None:
     """``value`` if it is a JSON integer, else None: ``true`` is not one (Python's bool is
     an int)."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+#: Characters of a received value shown in evidence (a malformed seq, say); the record in
+#: the history is whole.
+SHOWN_CHARS = 40
+
+
+def shown_json(value: object) -> str:
+    """A received value as JSON, ASCII-only and at most :data:`SHOWN_CHARS` characters."""
+    text = json.dumps(value, ensure_ascii=True, default=str)
+    return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 3]}..."
 
 
 class HistoryError(ValueError):

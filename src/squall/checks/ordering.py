@@ -40,11 +40,10 @@ around it are judged as if it had not arrived.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from squall.checks.history import JsonValue, Op, OpType, json_int
+from squall.checks.history import Op, OpType, json_int, shown_json
 from squall.checks.verdict import Evidence, Verdict, verdict_from
 
 
@@ -189,16 +188,6 @@ def check_ordering(
     )
 
 
-#: Characters of a malformed seq shown in evidence; the record in the history is whole.
-SHOWN_CHARS = 40
-
-
-def _shown(value: JsonValue) -> str:
-    """A received value as JSON, ASCII-only and at most :data:`SHOWN_CHARS` characters."""
-    text = json.dumps(value, ensure_ascii=True)
-    return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 3]}..."
-
-
 def _malformed(op: Op, thread_key: str, seq_key: str, run_key: str) -> Evidence:
     """An event whose seq is missing or not an integer: what it was, shown safely.
 
@@ -206,7 +195,7 @@ def _malformed(op: Op, thread_key: str, seq_key: str, run_key: str) -> Evidence:
     """
     thread = op.str_value(thread_key)
     run = op.get(run_key)
-    raw = _shown(op.get(seq_key)) if seq_key in op.value else None
+    raw = shown_json(op.get(seq_key)) if seq_key in op.value else None
     of_run = f" of run {run}" if isinstance(run, str) else ""
     what = f"{seq_key} {raw} is not an integer" if raw is not None else f"no {seq_key}"
     return Evidence(

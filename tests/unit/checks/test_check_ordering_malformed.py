@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from squall.checks.history import HistoryRecorder, JsonValue, Op
-from squall.checks.ordering import SHOWN_CHARS, check_ordering
+from squall.checks.history import SHOWN_CHARS, HistoryRecorder, JsonValue, Op
+from squall.checks.ordering import check_ordering
 
 MISSING = object()
 
