@@ -252,8 +252,8 @@ class _Child:
     ready: bool = False
     done: bool = False
     failure: str | None = None
-    #: Why its measurements are missing, when it died once started (killed, say).
-    died: str | None = None
+    #: Whether it died once started (killed, say): its measurements are missing.
+    died: bool = False
 
 
 async def _run_processes(
@@ -274,7 +274,7 @@ async def _run_processes(
                 child.done = True
                 if child.ready and child.failure is None:
                     # Killed mid-run (the OOM killer, say): the others' measurements stand.
-                    child.died = _died_worker(index, plans[index], child.process)
+                    child.died = True
                 else:
                     code = child.process.exitcode
                     child.failure = child.failure or (
@@ -347,7 +347,12 @@ async def _run_processes(
                 for index, child in enumerate(children)
                 if not child.done
             )
-            collector.missing.extend(child.died for child in children if child.died)
+            for index, child in enumerate(children):
+                if child.died:  # its pipe closed as it died: the exit code follows at once
+                    await asyncio.to_thread(child.process.join, 1.0)
+                    collector.missing.append(
+                        _died_worker(index, plans[index], child.process.exitcode)
+                    )
         _raise_failures(children, True, "run")
         return t0, ended
     finally:
@@ -366,10 +371,9 @@ async def _run_processes(
                 await asyncio.to_thread(child.process.join, 5.0)
 
 
-def _died_worker(index: int, plan: WorkerPlan, process: BaseProcess) -> str:
-    """Why worker ``index`` sent no report although it started: it died."""
-    process.join(1.0)  # its pipe closed as it died: the exit code follows at once
-    code, users = process.exitcode, plan.users
+def _died_worker(index: int, plan: WorkerPlan, code: int | None) -> str:
+    """Why worker ``index`` sent no report although it started: it died (``code``: its
+    exit code)."""
     how = (
         f"was killed by {signal.Signals(-code).name}"
         if code is not None and code < 0 and -code in signal.valid_signals()
@@ -377,20 +381,22 @@ def _died_worker(index: int, plan: WorkerPlan, process: BaseProcess) -> str:
     )
     return (
         f"worker {index} {how} during the run, without a report (the kernel's out-of-memory "
-        "killer, or a signal sent to it); the measurements of its users "
-        f"{users.start}..{users.stop - 1} are missing"
+        f"killer, or a signal sent to it); {_missing(plan)}"
     )
 
 
 def _silent_worker(index: int, plan: WorkerPlan) -> str:
     """Why worker ``index`` sent no report although it started: its loop did not answer."""
-    users = plan.users
     return (
         f"worker {index} sent no report {REPORT_SLACK_S + STOP_WAIT_S:g} s past the run's "
         "deadline and was stopped: its event loop was blocked, most likely by a behaviour "
         "calling a blocking function (time.sleep, a synchronous client) instead of awaiting "
-        f"one; the measurements of its users {users.start}..{users.stop - 1} are missing"
+        f"one; {_missing(plan)}"
     )
+
+
+def _missing(plan: WorkerPlan) -> str:
+    return f"the measurements of its users {plan.users.start}..{plan.users.stop - 1} are missing"
 
 
 def _raise_failures(children: list[_Child], ready: bool, phase: str) -> None:
