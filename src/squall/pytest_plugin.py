@@ -248,7 +248,7 @@ def redacted_args(args: Sequence[object]) -> list[str]:
             shown.append(f"{option}={REDACTED}")
         else:
             shown.append(arg)
-        hide_next = not hide_next and not equals and arg in _SECRET_OPTIONS
+        hide_next = not hide_next and arg in _SECRET_OPTIONS  # "--opt": its value follows
     return shown
 
 
