@@ -145,7 +145,7 @@ def _read_process(proc: Any, sockets: Mapping[int, int] | None) -> _ProcessReadi
         if sockets is not None:
             socks = sockets.get(proc.pid, 0)
         else:
-            socks = int(_try(lambda: len(_connections(proc)), 0, refused))
+            socks = int(_try(lambda: len(proc.net_connections(kind="inet")), 0, refused))
     return _ProcessReading(created, rss, cpu, threads, files, socks, bool(refused))
 
 
@@ -165,12 +165,6 @@ def _descriptors(proc: psutil.Process) -> int:
     if hasattr(proc, "num_fds"):
         return int(proc.num_fds())
     return int(proc.num_handles())  # Windows
-
-
-def _connections(proc: psutil.Process) -> list[Any]:
-    method = getattr(proc, "net_connections", None) or proc.connections
-    result: list[Any] = method(kind="inet")
-    return result
 
 
 def _sockets_by_pid() -> dict[int, int] | None:

@@ -17,7 +17,6 @@ import contextlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import psutil  # type: ignore[import-untyped]  # no stubs installed
 
@@ -132,18 +131,11 @@ def standard_groups(
     return groups
 
 
-def _connections(proc: psutil.Process) -> list[Any]:
-    # psutil >= 6 renamed Process.connections to net_connections.
-    method = getattr(proc, "net_connections", None) or proc.connections
-    result: list[Any] = method(kind="inet")
-    return result
-
-
 def _listens(proc: psutil.Process, ports: set[int]) -> bool:
     with contextlib.suppress(psutil.Error):
         return any(
             conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in ports
-            for conn in _connections(proc)
+            for conn in proc.net_connections(kind="inet")
         )
     return False
 
