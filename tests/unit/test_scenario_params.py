@@ -39,6 +39,12 @@ def _check(tmp_path: Path, override: str) -> None:
         ("scenarios.redis_locks.contenders=1", "contenders=1: a lock race needs at least 2"),
         ("scenarios.redis_locks.stale=[3]", "stale=[3]: each stale contender needs a successor"),
         ("scenarios.redis_locks.stale=['x']", "stale=['x']: each stale contender"),
+        # The successor could not wait out the TTL before the stale contender gave up on it.
+        (
+            "scenarios.redis_locks.ttl_ms=20000",
+            "ttl_ms=20000 with timeout_s=10: a successor waits out the TTL within timeout_s; "
+            "pick ttl_ms at most 5000 or raise timeout_s to at least 40",
+        ),
         (
             "scenarios.platform_races.parts=['redis_restat']",
             "parts=['redis_restat']: unknown part(s) 'redis_restat'; choose from same_thread,",
@@ -70,6 +76,7 @@ def test_out_of_range_values_are_refused(tmp_path: Path, override: str, message:
         "scenarios.websocket_concurrency.timeout_s=0.5",
         "scenarios.db_race.writers=32",
         "scenarios.redis_locks.stale=[0, 2]",
+        "scenarios.redis_locks.ttl_ms=5000",
         "scenarios.db_race.strategies=['atomic', 'naive']",
         "scenarios.db_race.naive_contention=2",
     ],

@@ -115,7 +115,12 @@ class _Shared:
 
 
 def check_params(
-    *, contenders: int, stale: Collection[int], ttl_ms: int, **_others: object
+    *,
+    contenders: int,
+    stale: Collection[int],
+    ttl_ms: int,
+    timeout_s: float,
+    **_others: object,
 ) -> None:
     """Raise ValueError naming a parameter of :func:`run_redis_locks` that is out of range
     (pure: the suite checks a configuration with it before anything runs)."""
@@ -128,6 +133,15 @@ def check_params(
         )
     if ttl_ms < 1:
         raise ValueError(f"ttl_ms={ttl_ms}: a lock needs a positive TTL")
+    if ttl_ms > timeout_s * 1000 / 2:
+        # A stale contender's successor waits out the TTL, then writes, within the stale
+        # contender's own wait of timeout_s: with no margin both gave up and the run failed
+        # with a bare TimeoutError, its measurements lost.
+        raise ValueError(
+            f"ttl_ms={ttl_ms} with timeout_s={timeout_s:g}: a successor waits out the TTL "
+            f"within timeout_s; pick ttl_ms at most {int(timeout_s * 500)} or raise timeout_s "
+            f"to at least {ttl_ms / 500:g}"
+        )
 
 
 async def run_redis_locks(
@@ -151,7 +165,7 @@ async def run_redis_locks(
     bounded by ``timeout_s`` too.
     """
     chosen = tuple(sorted(set(stale)))
-    check_params(contenders=contenders, stale=chosen, ttl_ms=ttl_ms)
+    check_params(contenders=contenders, stale=chosen, ttl_ms=ttl_ms, timeout_s=timeout_s)
     lock_key, fence_key = f"{prefix}:lock", f"{prefix}:fence"
     highest_key, storage_key = f"{prefix}:storage:highest", f"{prefix}:storage"
     recorder = HistoryRecorder(clock=clock, sink=history.append if history else None)
