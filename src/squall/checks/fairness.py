@@ -88,7 +88,7 @@ def check_fairness(
     A user is starved when one of its runs waited longer than ``max_wait_ns``
     while other users' runs completed. ``end_ns`` (default: the last record's
     time) closes the waits of runs that never finished. Not applicable with
-    fewer than two users.
+    fewer than two users, or when no run completed.
     """
     runs = pair_ops(ops, fs={f})
     end = end_ns if end_ns is not None else max((op.time_ns for op in ops), default=0)
@@ -120,17 +120,23 @@ def check_fairness(
         )
     if max_wait_ns is not None:
         evidence.extend(_starvation(runs, user_key, max_wait_ns, end, table))
+    completed = sum(s.completed for s in shares)
+    if len(shares) < 2:
+        summary = f"{len(shares)} user(s): fairness needs at least two"
+    elif not completed:
+        # All-zero shares are "equal" (index 1.0), which judged nothing.
+        summary = f"{len(shares)} users, no run completed: nothing was shared"
+    else:
+        summary = (
+            f"{len(shares)} users, Jain index {completed_index:.3f} (completed), "
+            f"{wait_index:.3f} (mean wait)"
+        )
     return verdict_from(
         "fairness",
         evidence=evidence,
         counts={"users": len(shares), "runs": len(runs)},
-        ok_summary=(
-            f"{len(shares)} users, Jain index {completed_index:.3f} (completed), "
-            f"{wait_index:.3f} (mean wait)"
-            if len(shares) >= 2
-            else f"{len(shares)} user(s): fairness needs at least two"
-        ),
-        applicable=len(shares) >= 2,
+        ok_summary=summary,
+        applicable=len(shares) >= 2 and completed > 0,
     )
 
 

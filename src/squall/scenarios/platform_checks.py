@@ -533,6 +533,8 @@ def check_delivery(
     judged = 0
     for thread, groups in sorted(viewers.items()):
         wanted = {e.seq for e in threads.get(thread, [])}
+        if not wanted:
+            continue  # no event of the thread is known: nothing to have missed
         for group in groups:
             judged += 1
             got: set[int] = set()
@@ -558,7 +560,11 @@ def check_delivery(
         "delivery",
         evidence=evidence,
         counts={"streams": judged, "threads": len(viewers)},
-        ok_summary=f"{judged} socket streams over {len(viewers)} threads received every event",
+        ok_summary=(
+            f"{judged} socket streams over {len(viewers)} threads received every event"
+            if judged
+            else f"no event of the {len(viewers)} watched thread(s) is known"
+        ),
         applicable=judged > 0,
     )
 

@@ -863,7 +863,11 @@ def judge(
         [
             check_ordering(ops, first_seq=1, resume_restarts=True),
             verdict_from(
-                "ordering", evidence=divergent, counts={}, ok_summary="each seq names one event"
+                "ordering",
+                evidence=divergent,
+                counts={},
+                ok_summary="each seq names one event",
+                applicable=bool(log),
             ),
         ],
         "every socket received every thread in seq order, across resumes",

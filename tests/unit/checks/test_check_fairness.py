@@ -91,3 +91,11 @@ def test_a_long_wait_while_nobody_completes_is_not_starvation() -> None:
 
 def test_single_user_is_not_applicable() -> None:
     assert check_fairness(Runs().run("alice", 0, 0, 1).ops).valid is None
+
+
+def test_no_completed_run_judges_nothing() -> None:
+    # Every share is 0 of n: "equal" by Jain's index, but nothing was shared.
+    runs = Runs().run("alice", 0, 0, None).run("bob", 0, 1, 5, "fail").run("bob", 1, 2, None)
+    verdict = check_fairness(runs.ops)
+    assert verdict.valid is None
+    assert verdict.summary == "not applicable: 2 users, no run completed: nothing was shared"

@@ -7,6 +7,7 @@ import itertools
 from squall.checks.history import HistoryRecorder, JsonValue, Op
 from squall.scenarios import platform_checks as pc
 from squall.scenarios.platform_checks import AccountRow, LogEvent, StoredCharge
+from squall.scenarios.platform_races import judge
 from squall.suite import SCENARIOS
 
 
@@ -306,3 +307,33 @@ def test_ledger_api_counts_and_names_the_accounts_it_could_not_read() -> None:
     read = pc.check_ledger_api(h.ops, log, everyone, run_cost=1)
     assert "accounts_unread" not in read.counts
     assert "could not be read" not in read.summary
+
+
+def test_delivery_without_a_known_event_judged_nothing() -> None:
+    h = History()
+    h.sent("alice", "t", None)  # refused: no run, no event
+    verdict = pc.check_delivery(h.ops, [], {"t": [{"a"}, {"b"}]})
+    assert verdict.valid is None
+    assert verdict.summary == "not applicable: no event of the 1 watched thread(s) is known"
+    # A thread with events beside one without: only the first is judged.
+    log = run_log("t", "r1", 1)
+    h.saw("a", "alice", log)
+    verdict = pc.check_delivery(h.ops, log, {"t": [{"a"}], "u": [{"b"}]})
+    assert (verdict.valid, verdict.counts["streams"]) == (True, 1)
+
+
+def test_a_history_with_no_event_reads_ordering_not_applicable() -> None:
+    h = History()
+    h.sent("alice", "t", None)
+    h.sent("bob", "u", None)
+    verdicts, _ = judge(
+        h.ops,
+        thread_owner={"t": "alice", "u": "bob"},
+        socket_user={"alice/None": "alice", "bob/None": "bob"},
+        viewers={"t": [{"alice/None"}], "u": [{"bob/None"}]},
+        accounts={},
+        fairness_users=(),
+    )
+    by_name = {v.checker: v for v in verdicts}
+    assert by_name["ordering"].valid is None, by_name["ordering"].summary
+    assert by_name["delivery"].valid is None, by_name["delivery"].summary
