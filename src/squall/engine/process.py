@@ -15,6 +15,7 @@ a worker whose parent is gone stops by itself when the pipe closes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import traceback
 from collections.abc import Coroutine
@@ -64,7 +65,10 @@ def worker_main(plan: WorkerPlan, conn: Connection) -> None:
     try:
         run_on_uvloop(_serve(plan, conn))
     except BaseException:
-        conn.send(("failed", traceback.format_exc()))
+        # With the parent gone (its pipe closed) the failure has no reader: the worker ends
+        # without a traceback on the terminal the parent left.
+        with contextlib.suppress(OSError):
+            conn.send(("failed", traceback.format_exc()))
     finally:
         conn.close()
 
@@ -75,18 +79,24 @@ async def _serve(plan: WorkerPlan, conn: Connection) -> None:
     started: asyncio.Future[float] = loop.create_future()
 
     def send_snapshot(snapshot: Snapshot) -> None:
-        conn.send(("snapshot", snapshot.to_dict()))
+        try:
+            conn.send(("snapshot", snapshot.to_dict()))
+        except OSError:  # the parent is gone (killed, say): nobody reads the run any more
+            parent_gone()
 
     worker = Worker(plan, behaviour, send_snapshot)
+
+    def parent_gone() -> None:
+        loop.remove_reader(conn.fileno())
+        worker.stop("parent-gone")
+        if not started.done():
+            started.cancel()
 
     def on_control() -> None:
         try:
             kind, value = conn.recv()
-        except EOFError:
-            loop.remove_reader(conn.fileno())
-            worker.stop("parent-gone")
-            if not started.done():
-                started.cancel()
+        except (EOFError, OSError):
+            parent_gone()
             return
         if kind == "start" and not started.done():
             started.set_result(float(value))
@@ -100,4 +110,5 @@ async def _serve(plan: WorkerPlan, conn: Connection) -> None:
         report = await worker.run(t0)
     finally:
         loop.remove_reader(conn.fileno())
-    conn.send(("final", report.to_dict()))
+    with contextlib.suppress(OSError):  # the parent gone, the report has no reader
+        conn.send(("final", report.to_dict()))

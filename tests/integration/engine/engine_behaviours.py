@@ -53,3 +53,11 @@ async def kills_its_worker(session: Session) -> None:
 async def gives_up(session: Session) -> None:
     """Raises a MessageTimeout of its own, as a behaviour waiting on something else might."""
     raise MessageTimeout(f"user {session.identity.index}: gave up waiting for the job")
+
+
+async def idles(session: Session) -> None:
+    """Leaves a file named after its worker's pid in ``params["folder"]``, then idles."""
+    if session.iteration == 0:
+        marker = os.path.join(session.params["folder"], str(os.getpid()))
+        os.close(os.open(marker, os.O_CREAT | os.O_WRONLY, 0o644))
+    await asyncio.sleep(0.05)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import psutil
 import pytest
 from engine_echo_server import close_ignoring_server, echo_server
 
@@ -290,3 +295,40 @@ async def test_a_worker_whose_loop_is_blocked_is_named_and_the_others_are_kept(
     # Stopped: it ignored the SIGTERM it was sent, and the caller's process hung at exit
     # until its behaviour returned.
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("squall-")]
+
+
+def test_workers_of_a_killed_parent_stop_quietly(tmp_path: Path) -> None:
+    # The parent is killed mid-run (SIGKILL, the OOM killer): its workers stop by themselves,
+    # without a BrokenPipeError traceback per worker on the terminal it left.
+    folder = tmp_path / "running"
+    folder.mkdir()
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "from squall.engine import Scenario, closed, run\n"
+        'if __name__ == "__main__":\n'
+        f"    scenario = Scenario('orphaned', 'engine_behaviours:idles', closed(4, iterations="
+        f"100_000), params={{'folder': {str(folder)!r}}})\n"
+        "    run(scenario, processes=2, progress=False, deadline_s=120)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    parent = subprocess.Popen(
+        [sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        end = time.monotonic() + 60
+        while len(list(folder.iterdir())) < 2 and parent.poll() is None:
+            assert time.monotonic() < end, "the two workers never ran"
+            time.sleep(0.05)
+        workers = [psutil.Process(int(p.name)) for p in folder.iterdir()]
+        time.sleep(1.5)  # a snapshot or two on the way
+        parent.kill()
+        parent.wait()
+        _, alive = psutil.wait_procs(workers, timeout=30)
+        assert not alive, "the workers of a killed parent kept running"
+        _, stderr = parent.communicate(timeout=10)
+    finally:
+        parent.kill()
+        for p in folder.iterdir():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(int(p.name)).kill()
+    assert b"Traceback" not in stderr, stderr.decode()
