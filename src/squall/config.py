@@ -14,6 +14,7 @@ the file they were written in, or to ``cwd`` when there is no file.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import math
@@ -37,6 +38,7 @@ from squall.metrics.thresholds import (
     standard_kind,
 )
 from squall.monitor.targets import MAX_PID, MAX_PORT
+from squall.target.settings import Settings, SettingsError
 from squall.urls import POSTGRES_SCHEMES, url_problem
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "MonitorConfig",
+    "PlatformConfig",
     "RunConfig",
     "ScenarioConfig",
     "TargetConfig",
@@ -114,6 +117,57 @@ class ResultsConfig:
     database_url: str | None = None
 
 
+#: The settings of the reference platform ``squall run`` starts for the golden path: a fast
+#: simulated model and room for the suite's load. ``[platform]`` overrides them one by one.
+GOLDEN_PATH_PLATFORM: Mapping[str, str] = MappingProxyType(
+    {
+        "model_ttft_ms": "20",
+        "model_tokens_per_second": "2000",
+        "run_concurrency": "64",
+        "messages_per_second": "1000",
+        "message_burst": "1000",
+    }
+)
+#: Settings ``squall run`` chooses itself for the platform it starts, and why.
+PLATFORM_SET_BY_SQUALL: Mapping[str, str] = MappingProxyType(
+    {
+        "database_url": "a database of its own on DATABASE_URL's server",
+        "redis_url": "REDIS_URL",
+        "redis_prefix": "a fresh prefix, whose keys it deletes afterwards",
+        "jwt_algorithm": "HS256 with a fresh secret it signs its users' tokens with",
+        "jwt_secret": "a fresh secret it signs its users' tokens with",
+        "jwt_public_key_file": "HS256 with a fresh secret it signs its users' tokens with",
+        "jwt_private_key_file": "HS256 with a fresh secret it signs its users' tokens with",
+        "jwt_issuer": "the issuer its users' tokens carry",
+        "jwt_audience": "the audience its users' tokens carry",
+    }
+)
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    """``[platform]``: the settings of the reference platform ``squall run`` (or the pytest
+    plugin) starts, by :class:`~squall.target.settings.Settings` field name, as text."""
+
+    settings: Mapping[str, str] = field(default_factory=lambda: GOLDEN_PATH_PLATFORM)
+
+    def env(self) -> dict[str, str]:
+        """The settings as the platform's ``SQUALL_*`` environment variables."""
+        return {Settings.env_name(name): value for name, value in self.settings.items()}
+
+    def shown(self) -> dict[str, str]:
+        """The settings for a report: a key's value (``openai_api_key``) reads ``***``."""
+        return {
+            name: "***" if name.endswith(("_key", "_secret")) and value else value
+            for name, value in sorted(self.settings.items())
+        }
+
+    @property
+    def changed(self) -> bool:
+        """Whether ``[platform]`` changed a setting of the golden path's."""
+        return dict(self.settings) != dict(GOLDEN_PATH_PLATFORM)
+
+
 @dataclass(frozen=True)
 class ScenarioConfig:
     """Per-scenario overrides: parameters, thresholds by metric, capacity checks on/off."""
@@ -133,6 +187,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     results: ResultsConfig = field(default_factory=ResultsConfig)
+    platform: PlatformConfig = field(default_factory=PlatformConfig)
     thresholds: ThresholdSet = DEFAULT_THRESHOLDS
     capacity: ThresholdSet = CAPACITY_THRESHOLDS
     scenarios: Mapping[str, ScenarioConfig] = field(default_factory=lambda: MappingProxyType({}))
@@ -370,8 +425,12 @@ _SECTIONS = (
     "monitor",
     "metrics",
     "results",
+    "platform",
 )
 _RESULTS_KEYS = ("database_url",)
+_PLATFORM_KEYS = tuple(
+    f.name for f in dataclasses.fields(Settings) if f.name not in PLATFORM_SET_BY_SQUALL
+)
 _TARGET_KEYS = (
     "url",
     "jwt_secret",
@@ -559,6 +618,7 @@ class _Builder:
             run=self.run(raw),
             monitor=self.monitor(raw),
             results=self.results(raw),
+            platform=self.platform(raw),
             thresholds=DEFAULT_THRESHOLDS.merged(
                 self.thresholds(raw.get("thresholds", {}), ("thresholds",), custom)
             ),
@@ -621,6 +681,31 @@ class _Builder:
             pids=self.integers(data, (*k, "pids"), low=1, high=MAX_PID, example="[12345]"),
             ports=self.integers(data, (*k, "ports"), low=1, high=MAX_PORT, example="[8000]"),
         )
+
+    def platform(self, raw: Mapping[str, Any]) -> PlatformConfig:
+        given = raw.get("platform", {})
+        if isinstance(given, dict):
+            for name in given:
+                if name in PLATFORM_SET_BY_SQUALL:
+                    raise ConfigError(
+                        f"{name!r} in [platform] ({self.origin(('platform', name))}) is set by "
+                        f"squall for the platform it starts: {PLATFORM_SET_BY_SQUALL[name]}; "
+                        "to test other values, start the platform yourself (squall target "
+                        "serve) and pass --target"
+                    )
+        data = self.table(given, ("platform",), _PLATFORM_KEYS)
+        settings = dict(GOLDEN_PATH_PLATFORM)
+        for name, value in data.items():
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise self.error(("platform", name), value, "a string or a number")
+            settings[name] = str(value)
+        try:
+            Settings.from_env(PlatformConfig(settings).env())
+        except SettingsError as exc:
+            named = [name for name in data if Settings.env_name(name) in str(exc)]
+            where = self.origin(("platform", *named[:1]))
+            raise ConfigError(f"invalid [platform] setting ({where}): {exc}") from None
+        return PlatformConfig(MappingProxyType(settings))
 
     def results(self, raw: Mapping[str, Any]) -> ResultsConfig:
         data = self.table(raw.get("results", {}), ("results",), _RESULTS_KEYS)

@@ -433,7 +433,7 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
 
 @contextlib.contextmanager
 def _target(squall_config: Config, signer: Signing, endpoints: Endpoints) -> Iterator[Any]:
-    from squall.runner import PLATFORM_SETTINGS, http_url_of
+    from squall.runner import http_url_of
     from squall.scenarios.target import TargetInfo
     from squall.services import create_database, drop_database
     from squall.services.platform import start_platform
@@ -458,7 +458,7 @@ def _target(squall_config: Config, signer: Signing, endpoints: Endpoints) -> Ite
             database,
             endpoints.redis_url,
             workers=squall_config.run.workers,
-            settings=PLATFORM_SETTINGS,
+            settings=squall_config.platform.env(),
         )
         try:
             yield TargetInfo(

@@ -67,15 +67,6 @@ from squall.suite import (
 #: Exit codes of ``squall run``: all held, a threshold failed, usage/config, unreachable.
 EXIT_OK, EXIT_THRESHOLD, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
-#: Platform settings for the golden path: a fast simulated model, room for the suite's load.
-PLATFORM_SETTINGS = {
-    "SQUALL_MODEL_TTFT_MS": "20",
-    "SQUALL_MODEL_TOKENS_PER_SECOND": "2000",
-    "SQUALL_RUN_CONCURRENCY": "64",
-    "SQUALL_MESSAGES_PER_SECOND": "1000",
-    "SQUALL_MESSAGE_BURST": "1000",
-}
-
 
 @dataclass(frozen=True)
 class RunRequest:
@@ -182,7 +173,7 @@ def _platform(
             platform_db,
             redis_url,
             workers=config.run.workers,
-            settings=PLATFORM_SETTINGS,
+            settings=config.platform.env(),
             log_dir=log_dir,
         )
         try:
@@ -263,6 +254,10 @@ def _execute(request: RunRequest, console: Console | None) -> int:
     except ConfigError as exc:
         err.print(f"[red]squall run: {literal(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
+    if config.platform.changed and (not needs_target or config.target.url is not None):
+        unused = "--target names the platform" if needs_target else "no platform is started"
+        unused_note = f"squall: [platform] settings are not used: {unused}"
+        console.print(f"[yellow]{literal(unused_note)}[/yellow]", highlight=False)
     run_id = new_run_id()
     folder = config.run.results_dir / run_id
     try:
@@ -368,6 +363,8 @@ def _run(
         "target": None if target is None else redact(target.ws_url),
         "adapter": None if target is None else target.adapter,
         "config_file": str(config.source) if config.source else None,
+        # The settings of the platform squall started ([platform]), keys shown as ***.
+        "platform": config.platform.shown() if platform_db is not None else None,
     }
     report: SuiteReport = uvloop.run(
         run_suite(

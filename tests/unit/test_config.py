@@ -498,3 +498,63 @@ def test_results_section_typo_names_the_key(project: Path) -> None:
     message = error_of(project, '[results]\ndatabase_uri = "x"\n')
     assert "database_uri" in message
     assert "database_url" in message
+
+
+def test_platform_settings_override_the_golden_path_one_by_one(project: Path) -> None:
+    write(project, '[platform]\nfaults = "no_fencing"\nlock_ttl_ms = 300\nmodel_ttft_ms = 400.5\n')
+    config = load_config(cwd=project)
+    env = config.platform.env()
+    assert env["SQUALL_FAULTS"] == "no_fencing"
+    assert env["SQUALL_LOCK_TTL_MS"] == "300"
+    assert env["SQUALL_MODEL_TTFT_MS"] == "400.5"  # overridden
+    assert env["SQUALL_RUN_CONCURRENCY"] == "64"  # the golden path's, kept
+    assert config.platform.changed
+    assert not Config().platform.changed
+    assert Config().platform.env()["SQUALL_MESSAGES_PER_SECOND"] == "1000"
+
+
+def test_a_platform_key_setting_reads_starred_in_reports(project: Path) -> None:
+    write(project, '[platform]\nopenai_api_key = "sk-123"\nopenai_model = "m"\n')
+    shown = load_config(cwd=project).platform.shown()
+    assert (shown["openai_api_key"], shown["openai_model"]) == ("***", "m")
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "message"),
+    [
+        (
+            '[platform]\nfualts = "no_fencing"\n',
+            (),
+            "unknown key 'fualts' in [platform] (squall.toml); did you mean 'faults'?",
+        ),
+        (
+            '[platform]\njwt_secret = "abc"\n',
+            (),
+            "'jwt_secret' in [platform] (squall.toml) is set by squall for the platform it "
+            "starts: a fresh secret it signs its users' tokens with; to test other values, "
+            "start the platform yourself (squall target serve) and pass --target",
+        ),
+        (
+            "",
+            ("platform.lock_ttl_ms=0",),
+            "invalid [platform] setting (command-line override 'platform.lock_ttl_ms=0'): "
+            "SQUALL_LOCK_TTL_MS=0: expected a number of milliseconds from 1 to 86400000",
+        ),
+        (
+            '[platform]\nfaults = "nope"\n',
+            (),
+            "invalid [platform] setting (squall.toml): SQUALL_FAULTS='nope': unknown fault(s)",
+        ),
+        (
+            "[platform]\nfaults = true\n",
+            (),
+            "invalid value True for 'faults' in [platform] (squall.toml); expected a string or "
+            "a number",
+        ),
+        ("platform = 3\n", (), "invalid value 3 for 'platform' at the top level"),
+    ],
+)
+def test_platform_settings_are_checked_before_anything_starts(
+    project: Path, text: str, overrides: tuple[str, ...], message: str
+) -> None:
+    assert message in error_of(project, text, overrides).replace(f"{project}/", "")

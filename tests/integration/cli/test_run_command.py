@@ -332,3 +332,67 @@ def test_a_scale_past_db_race_writers_cap_runs_capped_with_a_note(
     assert "writers capped at 32 (scale 2 asks for 40)" in out
     (scenario,) = _report(tmp_path)["scenarios"]
     assert scenario["name"] == "db_race"
+
+
+def test_platform_settings_reach_the_platform_squall_starts(
+    shared_services: Endpoints, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A deliberately broken build, from the command line: every event goes to every socket.
+    code = main(
+        [
+            "run",
+            "-s",
+            "platform_races",
+            "--set",
+            "scenarios.platform_races.parts=['users']",
+            "--set",
+            "platform.faults='broadcast_events'",
+            "--scale",
+            "0.25",
+            "--results-dir",
+            str(tmp_path),
+            "--results-db",
+            "off",
+            "--no-progress",
+        ]
+    )
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 1, out
+    report = _report(tmp_path)
+    config = report["config"]
+    assert isinstance(config, dict)
+    assert config["platform"]["faults"] == "broadcast_events"
+    assert config["platform"]["run_concurrency"] == "64"  # the golden path's, kept
+    (scenario,) = report["scenarios"]
+    verdicts = scenario["result"]["verdicts"]
+    assert verdicts["isolation"]["valid"] is False
+    assert {e["kind"] for e in verdicts["isolation"]["evidence"]} == {"foreign-event"}
+
+
+def test_platform_settings_unused_against_a_target_say_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Only the note matters here: the target is not there, so the run stops with exit 3.
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    code = main(
+        [
+            "run",
+            "-s",
+            "websocket_concurrency",
+            "--target",
+            f"ws://127.0.0.1:{port}/v1/ws",
+            "--jwt-secret",
+            "s" * 32,
+            "--set",
+            "platform.faults='naive_billing'",
+            "--results-dir",
+            str(tmp_path),
+            "--results-db",
+            "off",
+        ]
+    )
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 3
+    assert "squall: [platform] settings are not used: --target names the platform" in out

@@ -15,7 +15,7 @@ import pytest
 
 from fresh_databases import fresh_database
 from squall.checks.verdict import Verdict
-from squall.runner import PLATFORM_SETTINGS
+from squall.config import PlatformConfig
 from squall.scenarios.platform_races import Part, PlatformRacesReport, run_platform_races
 from squall.scenarios.target import TargetInfo
 from squall.services import Endpoints
@@ -58,7 +58,7 @@ def _platform(
             database,
             endpoints.redis_url,
             workers=workers,
-            settings={**PLATFORM_SETTINGS, **settings},
+            settings={**PlatformConfig().env(), **settings},
         )
         try:
             yield Platform(running, database, endpoints.redis_url)
