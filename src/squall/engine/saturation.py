@@ -73,23 +73,21 @@ def merge_health(
 ) -> GeneratorHealth:
     """Assess several workers, given each one's packed lag histogram and CPU samples.
 
-    Saturated if any worker is: a single overloaded worker delays its share of users.
+    Saturated if any worker is: a single overloaded worker delays its share of users. The
+    figures are the worst worker's, as the reasons name them (a p99 of the merged lag would
+    hide one late worker among calm ones).
     """
-    merged = LatencyHistogram()
     reasons: list[str] = []
-    cpu_all: list[float] = []
+    verdicts: list[GeneratorHealth] = []
     for index, (packed, cpu) in enumerate(workers):
-        lag = packed.unpack()
-        merged.merge(lag)
-        cpu_all.extend(cpu)
-        verdict = assess(lag, cpu, bounds)
+        verdict = assess(packed.unpack(), cpu, bounds)
+        verdicts.append(verdict)
         reasons.extend(f"worker {index}: {reason}" for reason in verdict.reasons)
-    overall = assess(merged, cpu_all, bounds)
     return GeneratorHealth(
         saturated=bool(reasons),
         reasons=tuple(reasons),
-        loop_lag_p99_s=overall.loop_lag_p99_s,
-        loop_lag_max_s=overall.loop_lag_max_s,
-        cpu_avg_percent=overall.cpu_avg_percent,
-        cpu_max_percent=overall.cpu_max_percent,
+        loop_lag_p99_s=max((v.loop_lag_p99_s for v in verdicts), default=0.0),
+        loop_lag_max_s=max((v.loop_lag_max_s for v in verdicts), default=0.0),
+        cpu_avg_percent=max((v.cpu_avg_percent for v in verdicts), default=0.0),
+        cpu_max_percent=max((v.cpu_max_percent for v in verdicts), default=0.0),
     )
