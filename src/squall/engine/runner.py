@@ -573,6 +573,10 @@ class Worker:
         if not pending:
             return
         self.recorder.count("interrupted_iterations", len(pending))
+        for task in pending:
+            # Named below; without this each also printed "Task was destroyed but it is
+            # pending!" once its loop closed (the flag asyncio clears for tasks it abandons).
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
         behaviour = self.plan.scenario.behaviour
         name = behaviour if isinstance(behaviour, str) else getattr(behaviour, "__qualname__", "")
         self.recorder.error(
