@@ -241,12 +241,20 @@ COMPARED_SETTINGS = (
 
 def setting_differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[str, ...]:
     """``"name: old → new"`` for each of :data:`COMPARED_SETTINGS` the two runs' settings
-    both record and disagree on (pure)."""
+    both record and disagree on, and for each setting of the platforms squall started for
+    them (``platform.<name>``) (pure)."""
     found = []
     for name in COMPARED_SETTINGS:
         if name in before and name in after and before[name] != after[name]:
             old, new = ("default" if v is None else v for v in (before[name], after[name]))
             found.append(f"{name}: {old} → {new}")
+    # The settings of the platform squall started (``[platform]``), one by one.
+    was, now = before.get("platform"), after.get("platform")
+    if isinstance(was, Mapping) and isinstance(now, Mapping):
+        for name in sorted({*was, *now}):
+            old, new = was.get(name, "default"), now.get(name, "default")
+            if old != new:
+                found.append(f"platform.{name}: {old} → {new}")
     return tuple(found)
 
 

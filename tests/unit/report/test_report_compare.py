@@ -144,3 +144,11 @@ def test_setting_differences_name_what_changed_between_the_runs() -> None:
     assert setting_differences({"interrupted": True}, {"interrupted": False}) == (
         "interrupted: True → False",
     )
+    # The platforms squall started, setting by setting ([platform]).
+    golden = {"platform": {"model_ttft_ms": "20", "run_concurrency": "64"}}
+    slow = {"platform": {"model_ttft_ms": "400", "run_concurrency": "64", "faults": "x"}}
+    assert setting_differences(golden, slow) == (
+        "platform.faults: default → x",
+        "platform.model_ttft_ms: 20 → 400",
+    )
+    assert setting_differences(golden, {"platform": None}) == ()  # none started: no pairs
