@@ -95,6 +95,11 @@ class Comparison:
     def regressions(self) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.regression)
 
+    @property
+    def compared(self) -> int:
+        """How many figures both runs hold: none, and "no regression" would judge nothing."""
+        return sum(1 for c in self.changes if c.before is not None and c.after is not None)
+
 
 def _fmt(value: float | None) -> str:
     if value is None:
@@ -142,6 +147,18 @@ BAD_EVENT_COUNTERS = frozenset(
 )
 
 
+#: Gauges of which less is worse: the users reached, and the race scenarios' proof that they
+#: caught the race they stage (``naive_caught``, ``unfenced_caught``: 1 caught, 0 not).
+LOWER_IS_WORSE_GAUGES = frozenset({"users", "naive_caught", "unfenced_caught"})
+#: Gauges that describe the run rather than judge it: the size of the last context built.
+DESCRIPTIVE_GAUGES = frozenset({"context_chars", "context_chars_measured", "context_tokens_peak"})
+
+
+def _bad_events(metric: str) -> bool:
+    """Whether ``metric`` counts things that should not happen (recorded from the first)."""
+    return metric.startswith("errors") or metric in BAD_EVENT_COUNTERS
+
+
 def direction_of(metric: str, kind: str, stat: str) -> Direction:
     if kind == "trend":
         return Direction.HIGHER_IS_WORSE
@@ -150,13 +167,13 @@ def direction_of(metric: str, kind: str, stat: str) -> Direction:
     if kind == "counter":
         if stat != "per_second":
             return Direction.NEUTRAL
-        return (
-            Direction.HIGHER_IS_WORSE
-            if metric.startswith("errors") or metric in BAD_EVENT_COUNTERS
-            else Direction.LOWER_IS_WORSE
-        )
+        return Direction.HIGHER_IS_WORSE if _bad_events(metric) else Direction.LOWER_IS_WORSE
     if kind == "gauge":
-        return Direction.LOWER_IS_WORSE if metric == "users" else Direction.HIGHER_IS_WORSE
+        if metric in DESCRIPTIVE_GAUGES:
+            return Direction.NEUTRAL
+        if metric in LOWER_IS_WORSE_GAUGES:
+            return Direction.LOWER_IS_WORSE
+        return Direction.HIGHER_IS_WORSE
     return Direction.NEUTRAL
 
 
@@ -270,6 +287,13 @@ def compare(
     """Every figure side by side, in a stable order, with regressions flagged."""
     old = {f.key: f for f in before}
     new = {f.key: f for f in after}
+    # A counter of errors or timeouts is recorded from the first one: in a scenario of both
+    # runs, one side's missing counter is none of them (0 → N is judged, as any increase).
+    both = {f.scenario for f in before} & {f.scenario for f in after}
+    for side, other in ((old, new), (new, old)):
+        for key, figure in other.items():
+            if key not in side and key[0] in both and _bad_events(key[1]):
+                side[key] = Figure(*key, 0.0, figure.direction)
     changes = []
     for key in sorted(old.keys() | new.keys()):
         a, b = old.get(key), new.get(key)

@@ -5,8 +5,9 @@ They read the runs ``squall run`` stored from the same folder: ``--results-db`` 
 ``[run] results_dir`` (the file found as ``squall run`` finds it, or ``--config``).
 
 Exit codes: 0 done (compare: no regression), 1 compare found a regression,
-2 a run reference matched nothing, too little is stored, the config file cannot be
-used, or the results database setting is ``off`` or not a PostgreSQL URL, 3 the
+2 a run reference matched nothing, the two runs share no figure, too little is stored,
+the config file cannot be used, or the results database setting is ``off`` or not a
+PostgreSQL URL, 3 the
 results database cannot be reached or used (kept locked, or written by a newer squall).
 """
 
@@ -258,4 +259,6 @@ def compare_runs(
         return EXIT_UNREACHABLE
     console.print(comparison_table(comparison))
     print_comparison(console, comparison)
+    if not comparison.compared:
+        return EXIT_USAGE
     return EXIT_REGRESSION if comparison.regressions else EXIT_OK

@@ -51,6 +51,14 @@ def print_comparison(
             "not be comparable[/yellow]",
             highlight=False,
         )
+    if not comparison.compared:
+        console.print(
+            f"[red]✗ nothing compared: {literal(comparison.before_id)} and "
+            f"{literal(comparison.after_id)} share no figure (runs of other scenarios); compare "
+            "runs of the same scenarios[/red]",
+            highlight=False,
+        )
+        return
     regressions = comparison.regressions
     for change in regressions:
         console.print(f"[red]✗ regression {literal(change.describe())}[/red]", highlight=False)
@@ -198,6 +206,8 @@ def _store(
         console.print(f"baseline: {outcome.missing}")
         return code
     print_comparison(console, outcome.comparison)
+    if not outcome.comparison.compared:
+        return code or EXIT_BASELINE_UNAVAILABLE
     if outcome.comparison.regressions and code == 0:
         return EXIT_REGRESSION
     return code

@@ -592,6 +592,22 @@ def test_baseline_flags_an_injected_regression(pg_url: str, tmp_path: Path) -> N
     }
 
 
+def test_a_baseline_of_other_scenarios_compares_nothing_and_says_so(
+    pg_url: str, tmp_path: Path
+) -> None:
+    config = load_config(None, cwd=tmp_path, overrides=[f'run.results_dir="{tmp_path}"'])
+    console = Console(record=True, width=200)
+    one, other = (f"synthetic_{secrets.token_hex(3)}" for _ in range(2))
+    first = _suite_report(f"{one}-1", _run_result(one, [0.05, 0.06], 30), 1_900_000_000.0)
+    assert publish(first, config, console, results_db=pg_url) == 0
+    second = _suite_report(f"{other}-1", _run_result(other, [0.05, 0.06], 30), 1_900_000_060.0)
+    # Was "no regression": a verdict on nothing.
+    assert publish(second, config, console, results_db=pg_url, baseline=f"{one}-1") == 3
+    text = " ".join(console.export_text().split())
+    assert f"✗ nothing compared: {one}-1 and {other}-1 share no figure" in text
+    assert "no regression" not in text
+
+
 def test_unreachable_database_keeps_files_and_exit_code(tmp_path: Path) -> None:
     config = load_config(None, cwd=tmp_path, overrides=[f'run.results_dir="{tmp_path}"'])
     console = Console(record=True, width=200)

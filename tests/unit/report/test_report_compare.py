@@ -52,6 +52,13 @@ def test_parse_tolerance() -> None:
         ("iterations", "counter", "per_second", Direction.LOWER_IS_WORSE),
         ("violations", "gauge", "value", Direction.HIGHER_IS_WORSE),
         ("users", "gauge", "value", Direction.LOWER_IS_WORSE),
+        # A race scenario's proof that it caught the race it stages: 1 → 0 is the regression.
+        ("naive_caught", "gauge", "value", Direction.LOWER_IS_WORSE),
+        ("unfenced_caught", "gauge", "value", Direction.LOWER_IS_WORSE),
+        # The last context's size describes the run; it judges nothing.
+        ("context_chars", "gauge", "value", Direction.NEUTRAL),
+        ("context_tokens_peak", "gauge", "value", Direction.NEUTRAL),
+        ("queue_depth", "gauge", "value", Direction.HIGHER_IS_WORSE),  # a custom one
     ],
 )
 def test_directions(metric: str, kind: str, stat: str, expected: Direction) -> None:
@@ -152,3 +159,34 @@ def test_setting_differences_name_what_changed_between_the_runs() -> None:
         "platform.model_ttft_ms: 20 → 400",
     )
     assert setting_differences(golden, {"platform": None}) == ()  # none started: no pairs
+
+
+def test_errors_recorded_in_one_run_only_are_judged_from_zero() -> None:
+    # A counter of errors or timeouts exists from its first one: a clean run has none.
+    up, down = Direction.HIGHER_IS_WORSE, Direction.LOWER_IS_WORSE
+    clean = [_fig("success", "rate", 1.0, down)]
+    timing_out = [
+        _fig("success", "rate", 0.97, down),  # within the tolerance
+        _fig("timeouts", "per_second", 23.2, up),
+        _fig("timeouts", "count", 70.0, Direction.NEUTRAL),
+        _fig("errors.protocol", "per_second", 0.5, up),
+    ]
+    worse = compare(clean, timing_out, tolerance=0.10)
+    assert {(c.metric, c.stat) for c in worse.regressions} == {
+        ("timeouts", "per_second"),
+        ("errors.protocol", "per_second"),
+    }
+    timeouts = next(c for c in worse.changes if (c.metric, c.stat) == ("timeouts", "count"))
+    assert (timeouts.before, timeouts.after) == (0.0, 70.0)
+    assert compare(timing_out, clean).regressions == ()  # the other way, it is better
+    # A scenario only one run has is not judged from zero.
+    other = [Figure("t", "timeouts", "per_second", 5.0, up), *clean]
+    assert compare(clean, other).regressions == ()
+
+
+def test_runs_that_share_no_figure_compare_nothing() -> None:
+    down = Direction.LOWER_IS_WORSE
+    one = [Figure("redis_locks", "unfenced_caught", "value", 1.0, down)]
+    other = [Figure("websocket_concurrency", "success", "rate", 1.0, down)]
+    assert compare(one, other).compared == 0
+    assert compare(one, one).compared == 1
