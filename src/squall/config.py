@@ -612,6 +612,7 @@ class _Builder:
             if key not in _SECTIONS:
                 self.unknown((key,), _SECTIONS, "section")
         custom = self.metrics(raw)
+        given = self.thresholds(raw.get("thresholds", {}), ("thresholds",), custom)
         return Config(
             source=source,
             target=self.target(raw),
@@ -619,12 +620,12 @@ class _Builder:
             monitor=self.monitor(raw),
             results=self.results(raw),
             platform=self.platform(raw),
-            thresholds=DEFAULT_THRESHOLDS.merged(
-                self.thresholds(raw.get("thresholds", {}), ("thresholds",), custom)
-            ),
-            capacity=CAPACITY_THRESHOLDS.merged(
-                self.thresholds(raw.get("capacity", {}), ("capacity",), custom)
-            ),
+            thresholds=DEFAULT_THRESHOLDS.merged(given),
+            # A metric of yours in [thresholds] is not replaced by a capacity default: only
+            # what you wrote in [capacity] goes over it.
+            capacity=ThresholdSet(
+                {m: ts for m, ts in CAPACITY_THRESHOLDS.rules.items() if m not in given.rules}
+            ).merged(self.thresholds(raw.get("capacity", {}), ("capacity",), custom)),
             scenarios=MappingProxyType(self.scenarios(raw, custom)),
             custom_metrics=MappingProxyType(custom),
         )

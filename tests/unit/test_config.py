@@ -134,6 +134,24 @@ def test_scenario_can_switch_capacity_checks(project: Path) -> None:
     assert config.scenario_params("small") == {}
 
 
+def test_your_thresholds_are_not_replaced_by_the_capacity_defaults(project: Path) -> None:
+    # A capacity-sized run judged the default floors instead of yours (a stricter
+    # delivery, users disabled), so it passed.
+    write(project, '[thresholds]\ndelivery = ["rate >= 0.99"]\nusers = []\n')
+    sized = load_config(cwd=project).thresholds_for("websocket_concurrency", capacity=True)
+    rules = sized.to_dict()
+    assert rules["delivery"] == ["rate >= 0.99"]
+    assert "users" not in rules
+    assert rules["messages_sent"] == ["count >= 500"]  # a capacity default you did not name
+    # What you wrote in [capacity] goes over [thresholds] for capacity-sized runs.
+    write(
+        project, '[thresholds]\ndelivery = ["rate >= 0.99"]\n[capacity]\ndelivery = "rate >= 0.5"\n'
+    )
+    config = load_config(cwd=project)
+    assert config.thresholds_for("x", capacity=True).to_dict()["delivery"] == ["rate >= 0.5"]
+    assert config.thresholds_for("x").to_dict()["delivery"] == ["rate >= 0.99"]
+
+
 def test_pyproject_tool_squall(project: Path) -> None:
     write(project, '[project]\nname = "x"\n[tool.squall.run]\nscale = 2.0\n', "pyproject.toml")
     config = load_config(cwd=project)
