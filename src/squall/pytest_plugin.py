@@ -768,18 +768,25 @@ class ThresholdAsserts:
         The outcomes are added to the scenario's (so the report shows them).
         With no expressions, the outcome's own thresholds are checked (those
         ``squall.scenario`` judged, where a metric the scenario does not record
-        is not applicable, as in ``squall run``). An expression given here whose
-        metric was not recorded fails, unless ``missing_ok``: a check the test
-        asked for that did not run proves nothing.
+        is not applicable, as in ``squall run``); with expressions, those and any
+        the outcome failed already. An expression given here whose metric was not
+        recorded fails, unless ``missing_ok``: a check the test asked for that did
+        not run proves nothing.
         """
         from squall.metrics.thresholds import OutcomeStatus, evaluate, parse_thresholds
 
         __tracebackhide__ = True  # a failure points at the test's own call, not at this line
-        wanted = {**(spec or {}), **by_metric}
-        texts = {m: [v] if isinstance(v, str) else list(v) for m, v in wanted.items()}
+        texts: dict[str, list[str]] = {}
+        for given in (spec or {}, by_metric):  # a metric named in both keeps both lists
+            for metric, value in given.items():
+                texts.setdefault(metric, []).extend([value] if isinstance(value, str) else value)
         if texts:
+            # What the outcome failed already (nothing measured; squall.scenario's own
+            # thresholds) fails here too: the test must not pass a run its report fails.
+            failed = [o for o in outcome.outcomes if o.status is OutcomeStatus.FAILED]
             judged = evaluate(parse_thresholds(texts), outcome.metrics, outcome.name)
             outcome.outcomes.extend(judged)
+            judged = failed + judged
         else:
             judged = list(outcome.outcomes)
         strict = bool(texts) and not missing_ok

@@ -16,7 +16,7 @@ from squall.pytest_plugin import (
     diagnostic_table,
 )
 from squall.services import Endpoints
-from squall.suite import ScenarioOutcome
+from squall.suite import ScenarioOutcome, nothing_measured
 
 GATED = """
 import pytest
@@ -431,6 +431,29 @@ def test_a_threshold_on_a_metric_not_recorded_fails_unless_missing_ok() -> None:
         ThresholdAsserts().check(_outcome(), delivery="rate >= 0.8")
     judged = ThresholdAsserts().check(_outcome(), delivery="rate >= 0.8", missing_ok=True)
     assert judged[0].status.value == "not_applicable"
+
+
+def test_a_run_that_measured_nothing_fails_a_check_of_its_own_expressions() -> None:
+    # A target that never answered: squall.run failed its "measured something" check, and
+    # a check with missing_ok passed on the not-applicable expressions the test gave.
+    outcome = ScenarioOutcome(
+        name="chat",
+        metrics={},
+        outcomes=nothing_measured("chat", iterations=0, answered=0, interrupted=3, errors=0),
+    )
+    with pytest.raises(AssertionError) as caught:
+        ThresholdAsserts().check(outcome, success="rate >= 0.9", missing_ok=True)
+    message = str(caught.value)
+    assert ["chat", "iterations", "count", ">", "0", "0", "FAIL"] in [
+        line.split() for line in message.splitlines()
+    ]
+    assert "no iteration ended and no message was answered" in message
+
+
+def test_a_metric_given_twice_keeps_both_expressions() -> None:
+    # {"success": [...]} and success=...: the stricter one in the mapping was dropped.
+    with pytest.raises(AssertionError, match=r"success rate = 0.8, limit >= 0.9: FAILED"):
+        ThresholdAsserts().check(_outcome(), {"success": ["rate >= 0.9"]}, success="rate >= 0.5")
 
 
 def test_a_failed_check_points_at_the_test_line_not_the_plugin(pytester: pytest.Pytester) -> None:
