@@ -371,6 +371,9 @@ class RealServices:
     target: TargetInfo
     endpoints: Endpoints
     config: Config
+    #: The database of the platform the session started (None for ``--squall-target``):
+    #: ``platform_races`` reads it, as under ``squall run``.
+    platform_database_url: str | None = None
 
 
 @pytest.fixture(scope="session")
@@ -417,7 +420,8 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
         pytest.fail(f"squall: {missing_signing_key('--squall-')}", pytrace=False)
     results.results_dir = _results_dir(config)
     try:
-        with services() as endpoints, _target(squall_config, signer, endpoints) as target:
+        with services() as endpoints, _target(squall_config, signer, endpoints) as started:
+            target, platform_database_url = started
             results.target = target.ws_url
             yield RealServices(
                 database_url=endpoints.database_url,
@@ -425,6 +429,7 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
                 target=target,
                 endpoints=endpoints,
                 config=squall_config,
+                platform_database_url=platform_database_url,
             )
     except (ServiceUnavailable, ProcessStartError, TargetUnreachable) as exc:
         results.unreachable = str(exc)
@@ -432,7 +437,10 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
 
 
 @contextlib.contextmanager
-def _target(squall_config: Config, signer: Signing, endpoints: Endpoints) -> Iterator[Any]:
+def _target(
+    squall_config: Config, signer: Signing, endpoints: Endpoints
+) -> Iterator[tuple[Any, str | None]]:
+    """The target, and the database of the platform started for it (None: ``--squall-target``)."""
     from squall.runner import http_url_of
     from squall.scenarios.target import TargetInfo
     from squall.services import create_database, drop_database
@@ -442,7 +450,7 @@ def _target(squall_config: Config, signer: Signing, endpoints: Endpoints) -> Ite
     wanted = squall_config.target
     if wanted.url is not None:
         check_reachable(wanted.url, option="--squall-target")
-        yield TargetInfo(
+        given = TargetInfo(
             ws_url=wanted.url,
             http_url=http_url_of(wanted.url),
             jwt_secret=signer.key or "",
@@ -451,6 +459,7 @@ def _target(squall_config: Config, signer: Signing, endpoints: Endpoints) -> Ite
             audience=wanted.audience,
             adapter=wanted.adapter,
         )
+        yield given, None
         return
     database = create_database(endpoints.database_url, prefix="squall_plugin")
     try:
@@ -461,12 +470,13 @@ def _target(squall_config: Config, signer: Signing, endpoints: Endpoints) -> Ite
             settings=squall_config.platform.env(),
         )
         try:
-            yield TargetInfo(
+            started = TargetInfo(
                 ws_url=platform.ws_url,
                 http_url=platform.http_url,
                 jwt_secret=platform.jwt_secret,
                 pids=(platform.pid,),
             )
+            yield started, database
         finally:
             platform.stop()
     finally:
@@ -519,6 +529,7 @@ class SquallRunner:
             tag=tag,
             progress=False,
             results_folder=folder,
+            platform_database_url=self.services.platform_database_url,
         )
 
     def _track(
@@ -611,13 +622,19 @@ class SquallRunner:
         return self._track("scenario", self._scenario(name, scale))
 
     async def _scenario(self, name: str, scale: float | None) -> ScenarioOutcome:
-        from squall.suite import select
+        from squall.suite import not_run_here, select
 
         (entry,) = select([name])
         config = self.services.config
         if scale is not None:
             config = dataclasses.replace(config, run=dataclasses.replace(config.run, scale=scale))
-        outcome = await entry.run(config, self._context(self._next_tag()))
+        context = self._context(self._next_tag())
+        left_out = not_run_here(entry, config, context)
+        if left_out is not None:
+            # squall run reports it not run; a test that asked for it fails, saying why.
+            self.results.scenarios.append(left_out)
+            pytest.fail(f"squall: {left_out.notes[0]}", pytrace=False)
+        outcome = await entry.run(config, context)
         self.results.scenarios.append(outcome)
         _stop_if_interrupted(outcome)
         return outcome

@@ -918,11 +918,7 @@ async def run_suite(
     report = SuiteReport(run_id=run_id, started_at=time.time(), config=dict(config_snapshot or {}))
     try:
         for entry in entries:
-            adapter = ctx.target.adapter if ctx.target is not None else DEFAULT_ADAPTER
-            if entry.reference_only and not isinstance(load_adapter(adapter), ReferenceAdapter):
-                outcome = _not_run_for_adapter(config, entry.name, adapter)
-            else:
-                outcome = await _run_entry(entry, config, ctx)
+            outcome = not_run_here(entry, config, ctx) or await _run_entry(entry, config, ctx)
             report.scenarios.append(outcome)
             if on_scenario is not None:
                 on_scenario(outcome)
@@ -956,9 +952,16 @@ async def _run_entry(entry: SuiteEntry, config: Config, ctx: SuiteContext) -> Sc
     return outcome
 
 
+def not_run_here(entry: SuiteEntry, config: Config, ctx: SuiteContext) -> ScenarioOutcome | None:
+    """The outcome of a reference-only scenario against another protocol's target: not run,
+    its thresholds not applicable, a note saying why; None for a scenario that can run."""
+    adapter = ctx.target.adapter if ctx.target is not None else DEFAULT_ADAPTER
+    if entry.reference_only and not isinstance(load_adapter(adapter), ReferenceAdapter):
+        return _not_run_for_adapter(config, entry.name, adapter)
+    return None
+
+
 def _not_run_for_adapter(config: Config, name: str, adapter: str) -> ScenarioOutcome:
-    """A reference-only scenario against another protocol: not run, its thresholds not
-    applicable, and a note that says why."""
     return ScenarioOutcome(
         name=name,
         metrics={},

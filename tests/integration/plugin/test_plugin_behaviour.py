@@ -500,3 +500,62 @@ def test_diagnostic_table_aligns_columns() -> None:
     assert lines[0].split() == ["scenario", "metric", "threshold", "observed", "result"]
     assert set(lines[1]) <= {"-", " "}
     assert lines[2].split() == ["chat", "violations", "value", "==", "0", "0", "pass"]
+
+
+OWN_PLATFORM_PARTS = """
+async def test_parts_that_need_the_platform_squall_started(squall, thresholds):
+    outcome = await squall.scenario("platform_races", scale=0.25)
+    notes = " | ".join(outcome.notes)
+    assert "takeover: deleted" in notes, notes
+    assert "sessions: 2 concurrent logins" in notes, notes
+    thresholds.check(outcome)
+"""
+
+
+def test_platform_races_under_the_plugin_runs_the_parts_of_its_own_platform(
+    pytester: pytest.Pytester, endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # They read not applicable ("needs the platform's own Redis", "an external target's
+    # session policy") although the plugin had started the platform, as squall run does.
+    monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
+    monkeypatch.setenv("REDIS_URL", endpoints.redis_url)
+    pytester.makefile(
+        ".toml", squall='[scenarios.platform_races]\nparts = ["takeover", "sessions"]\n'
+    )
+    pytester.makepyfile(OWN_PLATFORM_PARTS)
+    result = pytester.runpytest("--real-services", "-o", "asyncio_mode=auto")
+    result.assert_outcomes(passed=1)
+
+
+LEFT_OUT = """
+async def test_asks_for_platform_races(squall):
+    await squall.scenario("platform_races")
+"""
+
+
+def test_a_reference_only_scenario_against_another_adapter_fails_saying_why(
+    pytester: pytest.Pytester, endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It ran against the echo target and failed after 30 s with "got no hello".
+    monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
+    monkeypatch.setenv("REDIS_URL", endpoints.redis_url)
+    pytester.makepyfile(LEFT_OUT)
+    with socket.create_server(("127.0.0.1", 0)) as target:  # reachable; never spoken to
+        port = target.getsockname()[1]
+        result = pytester.runpytest(
+            "--real-services",
+            "--squall-adapter=echo",
+            f"--squall-target=ws://127.0.0.1:{port}/",
+            "-o",
+            "asyncio_mode=auto",
+        )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*squall: not run: platform_races drives the reference platform's own protocol and "
+            "API, while this target is spoken to through adapter 'echo'*"
+        ]
+    )
+    [report] = (pytester.path / "squall-results").glob("*/report.json")
+    (scenario,) = json.loads(report.read_text())["scenarios"]
+    assert (scenario["name"], scenario["ran"]) == ("platform_races", False)
