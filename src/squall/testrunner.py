@@ -12,10 +12,13 @@ not be collected), 2 usage, 3 the services or the target could not be reached,
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,7 @@ from squall.metrics.result import metric_from_dict
 from squall.metrics.thresholds import ThresholdOutcome
 from squall.monitor.report import MonitorReport
 from squall.report.console import error_console, literal, output_console
-from squall.report.files import create_results_dir, new_run_id
+from squall.report.files import create_results_dir, fallback_folder, new_run_id
 from squall.report.publish import EXIT_INTERRUPTED
 from squall.report.summary import print_scenario, print_summary
 from squall.scenarios.target import (
@@ -116,6 +119,21 @@ def pytest_argv(request: TestRequest, *, run_id: str, results_dir: Path) -> list
     argv += [f"--squall-run-id={run_id}", f"--squall-results-dir={results_dir}"]
     argv += list(request.pytest_args)
     return argv
+
+
+@contextlib.contextmanager
+def _secret_in_a_file(request: TestRequest) -> Iterator[TestRequest]:
+    """``request`` with ``--jwt-secret`` handed to pytest in a file only this user reads,
+    removed afterwards: on pytest's command line the secret was printed above its output
+    (into CI logs) and shown to every user of the machine by ``ps``."""
+    if request.jwt_secret is None:
+        yield request
+        return
+    with tempfile.TemporaryDirectory(prefix="squall-test-") as folder:
+        path = Path(folder) / "jwt-secret"
+        path.touch(mode=0o600)
+        path.write_text(request.jwt_secret)
+        yield dataclasses.replace(request, jwt_secret=None, jwt_secret_file=path)
 
 
 def exit_code(
@@ -256,11 +274,13 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
         err.print(f"[red]squall test: {literal(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     run_id = new_run_id()
-    argv = pytest_argv(request, run_id=run_id, results_dir=results_dir)
-    console.print(f"squall test: pytest {' '.join(argv)}", highlight=False, markup=False)
-    child = wait_for_child(
-        [sys.executable, "-m", "pytest", *argv], rewrite_stderr=usage_error_translation(request)
-    )
+    with _secret_in_a_file(request) as request_to_run:
+        argv = pytest_argv(request_to_run, run_id=run_id, results_dir=results_dir)
+        console.print(f"squall test: pytest {' '.join(argv)}", highlight=False, markup=False)
+        child = wait_for_child(
+            [sys.executable, "-m", "pytest", *argv],
+            rewrite_stderr=usage_error_translation(request),
+        )
     status = child.status
     if status == _PYTEST_NO_TESTS:
         # The plugin's report of no scenarios would read "PASSED"; nothing was tested.
@@ -273,6 +293,10 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
         err.print("[red]squall test: pytest refused its command line (above); no test ran[/red]")
         return EXIT_USAGE
     path = results_dir / run_id / "report.json"
+    if not path.is_file():
+        # The plugin writes it to the temporary folder when the results folder cannot take
+        # it (and says so above).
+        path = fallback_folder(run_id) / "report.json"
     data: dict[str, Any] | None = None
     if path.is_file():
         data = json.loads(path.read_text())

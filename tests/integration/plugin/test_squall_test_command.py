@@ -405,3 +405,58 @@ def test_an_unreachable_target_is_an_error_not_an_empty_pass(
     assert code == 3, captured.out
     assert "ws://127.0.0.1:1/v1/ws is unreachable" in " ".join(captured.err.split())
     assert "PASSED" not in captured.out
+    # The secret reached pytest in a file, not on its command line (printed above, and
+    # shown to every user of the machine by ps).
+    assert "s" * 32 not in captured.out + captured.err
+    assert "--squall-jwt-secret-file=" in captured.out
+
+
+MOVES_THE_RESULTS = """
+import os, pathlib
+
+def test_needs_the_target(real_services):
+    pass
+
+def test_then_the_results_folder_goes():
+    out = pathlib.Path(os.environ["RESULTS"])
+    for run in out.iterdir():
+        run.rmdir()
+    out.rmdir()
+    out.write_text("in the way")
+"""
+
+
+@pytest.mark.integration
+def test_a_report_the_plugin_wrote_to_the_temporary_folder_is_read_there(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    temp_dir: Path,
+) -> None:
+    # It read "ran no squall scenario (no report)" and judged pytest's status alone.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TMPDIR", str(temp_dir))
+    monkeypatch.setenv("RESULTS", str(tmp_path / "out"))
+    (tmp_path / "test_moves.py").write_text(MOVES_THE_RESULTS)
+    code = main(
+        [
+            "test",
+            "--real-services",
+            "--target",
+            "ws://127.0.0.1:1/v1/ws",
+            "--jwt-secret",
+            "s" * 32,
+            "--test-file",
+            "test_moves.py",
+            "--results-dir",
+            str(tmp_path / "out"),
+            "--",
+            "-p",
+            "no:cacheprovider",
+        ]
+    )
+    captured = capsys.readouterr()
+    out = " ".join(captured.out.split())
+    assert code == 3, out
+    assert "ws://127.0.0.1:1/v1/ws is unreachable" in " ".join(captured.err.split())
+    assert f"results: {temp_dir / 'squall-results'}" in out
