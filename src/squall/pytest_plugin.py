@@ -266,6 +266,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from squall.suite import SuiteReport
 
     options = session.config.option
+    # The scale the tests ran at: --squall-scale, else the config file's [run] scale.
+    loaded = session.config.stash.get(_CONFIG, None)
     report = SuiteReport(
         run_id=results.run_id or new_run_id(),
         started_at=results.started_at,
@@ -274,7 +276,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "source": "pytest",
             "pytest_args": redacted_args(session.config.invocation_params.args),
             "pytest_exitstatus": int(exitstatus),
-            "scale": options.squall_scale,
+            "scale": loaded.run.scale if loaded is not None else options.squall_scale,
             "target": results.target,
             "unreachable": results.unreachable,
             "collection_errors": list(results.collection_errors),

@@ -274,6 +274,18 @@ def test_a_run_id_always_writes_a_report(pytester: pytest.Pytester, tmp_path: Pa
 RUN_ID = "20260101-000000-abcd"
 
 
+def test_the_report_records_the_scale_of_the_config_file(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    # It recorded --squall-scale alone: null, while the tests ran at the file's 0.4.
+    pytester.makefile(".toml", squall="[run]\nscale = 0.4\n")
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    result = pytester.runpytest("--squall-adapter=squall", *_report_options(tmp_path))
+    result.assert_outcomes(passed=1)
+    report = json.loads((tmp_path / RUN_ID / "report.json").read_text())
+    assert report["config"]["scale"] == 0.4
+
+
 def _report_options(tmp_path: Path) -> list[str]:
     return [f"--squall-run-id={RUN_ID}", f"--squall-results-dir={tmp_path}"]
 
