@@ -71,6 +71,11 @@ def missing_pids(pids: Iterable[int]) -> list[int]:
     return [pid for pid in pids if not psutil.pid_exists(pid)]
 
 
+def squall_and_its_ancestors() -> set[int]:
+    """This process and those it was started from (its shell, PID 1): never the target's."""
+    return {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+
+
 def pids_problem(pids: Iterable[int]) -> str | None:
     """What is wrong with ``pids`` as the target's root processes ([monitor] pids), or None.
 
@@ -84,7 +89,7 @@ def pids_problem(pids: Iterable[int]) -> str | None:
             f"no process {', '.join(map(str, missing))} runs on this machine; "
             "give the PIDs of the target's processes, or its listening ports in monitor.ports"
         )
-    own = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    own = squall_and_its_ancestors()
     ours = [pid for pid in pids if pid in own]
     if ours:
         return (
@@ -140,13 +145,17 @@ def _listens(proc: psutil.Process, ports: set[int]) -> bool:
     return False
 
 
-def _sharing(pid: int, ports: set[int]) -> set[int]:
+def _sharing(pid: int, ports: set[int], own: set[int]) -> set[int]:
     """``pid`` and the processes it shares its listening socket with, as a pre-fork server
     does: the ancestors that hold it too, and their siblings that hold it (their
-    descendants are the group's anyway)."""
+    descendants are the group's anyway). Squall's own ancestors (``own``) are left out."""
     with contextlib.suppress(psutil.Error):
         top = psutil.Process(pid)
-        while (parent := top.parent()) is not None and _listens(parent, ports):
+        while (
+            (parent := top.parent()) is not None
+            and parent.pid not in own
+            and _listens(parent, ports)
+        ):
             top = parent
         holders = {pid, top.pid}
         if parent is not None:
@@ -163,7 +172,10 @@ def listening_pids(ports: Iterable[int]) -> set[int]:
     """PIDs of the processes with a TCP socket listening on any of ``ports``.
 
     The system-wide table names one process per socket; a socket several processes share
-    (a pre-fork server's master and workers) is followed to the others from there."""
+    (a pre-fork server's master and workers) is followed to the others from there. Squall
+    and the processes it was started from are never among them: a socket they hold (one
+    passed on by a socket-activating parent: systemd, a supervisor) would make the target
+    group every process of the session, squall's own load generators and servers too."""
     wanted = set(ports)
     if not wanted:
         return set()
@@ -181,7 +193,9 @@ def listening_pids(ports: Iterable[int]) -> set[int]:
         for proc in psutil.process_iter():
             if _listens(proc, unresolved):
                 found.add(proc.pid)
-    return set().union(*(_sharing(pid, wanted) for pid in found)) if found else found
+    own = squall_and_its_ancestors()
+    found -= own
+    return set().union(*(_sharing(pid, wanted, own) for pid in found)) if found else found
 
 
 def discover(spec: GroupSpec) -> list[psutil.Process]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -298,3 +299,34 @@ async def test_a_port_shared_by_a_pre_fork_servers_processes_finds_them_all(
     for _ in range(3):  # whichever holder the table names
         found = {p.pid for p in discover(target_group(ports=[port]))}
         assert found == {master.pid, *workers}
+
+
+INHERITED = """
+import socket, sys
+held = socket.socket(fileno=int(sys.argv[1]))  # listening, passed on by its parent
+sys.stdout.write("serving\\n"); sys.stdout.flush()
+sys.stdin.readline()
+"""
+
+
+def test_a_port_squall_itself_holds_finds_only_the_other_holders() -> None:
+    # A socket-activating parent (systemd, a supervisor) that started squall holds the
+    # socket too: with it, the target group was every process of the session.
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        server = subprocess.Popen(
+            [sys.executable, "-c", INHERITED, str(held.fileno())],
+            pass_fds=(held.fileno(),),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert server.stdout is not None
+            assert server.stdout.readline().strip() == "serving"
+            assert listening_pids([port]) == {server.pid}
+            (found,) = discover(target_group(ports=[port]))
+            assert found.pid == server.pid
+        finally:
+            server.kill()
+            server.wait()
