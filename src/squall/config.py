@@ -37,6 +37,7 @@ from squall.metrics.thresholds import (
     ThresholdSet,
     standard_kind,
 )
+from squall.monitor.sampler import MIN_INTERVAL_S
 from squall.monitor.targets import MAX_PID, MAX_PORT
 from squall.target.settings import Settings, SettingsError
 from squall.urls import POSTGRES_SCHEMES, url_problem
@@ -587,6 +588,13 @@ class _Builder:
             raise self.error(keys, value, f"a list of integers in {low}..{high}, e.g. {example}")
         return tuple(value)
 
+    def interval(self, data: Mapping[str, Any], keys: tuple[str, ...]) -> float:
+        value = data.get(keys[-1], MonitorConfig.interval_s)
+        number = _finite(value)
+        if number is None or number < MIN_INTERVAL_S:
+            raise self.error(keys, value, f"a number of seconds >= {MIN_INTERVAL_S:g}")
+        return number
+
     def duration(self, data: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:
         value = data.get(keys[-1])
         if value is None:
@@ -678,7 +686,7 @@ class _Builder:
         data = self.table(raw.get("monitor", {}), ("monitor",), _MONITOR_KEYS)
         k = ("monitor",)
         return MonitorConfig(
-            interval_s=self.number(data, (*k, "interval_s"), MonitorConfig.interval_s, minimum=0.0),
+            interval_s=self.interval(data, (*k, "interval_s")),
             pids=self.integers(data, (*k, "pids"), low=1, high=MAX_PID, example="[12345]"),
             ports=self.integers(data, (*k, "ports"), low=1, high=MAX_PORT, example="[8000]"),
         )

@@ -206,7 +206,7 @@ def test_a_pyproject_whose_tool_is_no_table(project: Path) -> None:
     [
         ("run.scale", "a number > 0 and <= 1000"),
         ("run.duration", "a duration > 0"),
-        ("monitor.interval_s", "a number > 0"),
+        ("monitor.interval_s", "a number of seconds >= 0.05"),
     ],
 )
 def test_an_integer_too_large_for_a_number_is_a_config_error(
@@ -576,3 +576,10 @@ def test_platform_settings_are_checked_before_anything_starts(
     project: Path, text: str, overrides: tuple[str, ...], message: str
 ) -> None:
     assert message in error_of(project, text, overrides).replace(f"{project}/", "")
+
+
+def test_a_monitor_interval_below_its_floor_is_refused(project: Path) -> None:
+    # 1e-9 was taken: the sampler then read every process without a pause.
+    message = error_of(project, "[monitor]\ninterval_s = 1e-9\n")
+    assert "invalid value 1e-09 for 'interval_s' in [monitor]" in message
+    assert "expected a number of seconds >= 0.05" in message

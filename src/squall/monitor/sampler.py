@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import threading
 import time
@@ -49,6 +50,9 @@ from squall.monitor.targets import GroupSpec, discover
 MAX_PIDS = 10_000
 _MB = 1024.0 * 1024.0
 T = TypeVar("T")
+
+#: The shortest interval between samples: a sample reads every process of every group.
+MIN_INTERVAL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -200,8 +204,13 @@ class ResourceMonitor:
         probe: Probe | None = None,
         max_samples: int = 3600,
     ) -> None:
-        if interval_s <= 0:
-            raise ValueError(f"interval_s must be > 0 seconds, got {interval_s!r}")
+        if not MIN_INTERVAL_S <= interval_s < math.inf:
+            # Below it (or NaN) the sampler never waits between samples: half a core of a
+            # 2-core machine taken from the load generator, and a NaN in the report.
+            raise ValueError(
+                f"interval_s must be a number of seconds from {MIN_INTERVAL_S:g}, got "
+                f"{interval_s!r}"
+            )
         names = [g.name for g in groups]
         if len(set(names)) != len(names):
             raise ValueError(f"group names must be unique, got {names}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import math
 from collections.abc import Mapping, Sequence
 
 import pytest
@@ -160,8 +161,9 @@ async def test_misuse_is_reported() -> None:
     async with monitor:
         with pytest.raises(MonitorError, match="called twice"):
             await monitor.start()
-    with pytest.raises(ValueError, match="interval_s must be > 0"):
-        ResourceMonitor(GROUPS, interval_s=0)
+    for busy in (0, 1e-9, math.nan, -1.0, math.inf):  # it sampled without a pause (NaN too)
+        with pytest.raises(ValueError, match=r"interval_s must be a number of seconds from 0\.05"):
+            ResourceMonitor(GROUPS, interval_s=busy)
     with pytest.raises(ValueError, match="unique"):
         ResourceMonitor([GROUPS[0], GROUPS[0]])
     with pytest.raises(ValueError, match="neither pids nor ports"):
