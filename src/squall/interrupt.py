@@ -34,6 +34,29 @@ def on_sigterm(handler: Callable[[int, FrameType | None], None]) -> Iterator[Non
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def deferred_stop(note: str | None = None) -> Iterator[Callable[[], bool]]:
+    """While inside, Ctrl-C (and SIGTERM, under :func:`sigterm_as_ctrl_c`) is noted rather
+    than raised, so the work inside ends whole; the function yielded says whether one came.
+    ``note`` is written to standard error at the first one. Main thread only (elsewhere
+    nothing changes)."""
+    came: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def noted(signum: int, frame: FrameType | None) -> None:
+        if note is not None and not came:
+            sys.stderr.write(f"{note}\n")
+        came.append(signum)
+
+    previous = signal.signal(signal.SIGINT, noted)
+    try:
+        yield lambda: bool(came)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def sigterm_as_ctrl_c() -> contextlib.AbstractContextManager[None]:
     """While inside, SIGTERM raises SIGINT: whatever handles Ctrl-C then handles it."""
     return on_sigterm(_raise_sigint)

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -25,12 +25,12 @@ from rich.console import Console
 from squall.adapters.registry import UnknownAdapter
 from squall.adapters.registry import load as load_adapter
 from squall.config import Config, ConfigError, OptionOverride, load_config, option_overrides
-from squall.interrupt import sigterm_as_ctrl_c
+from squall.interrupt import deferred_stop, sigterm_as_ctrl_c
 from squall.loopback import NotLoopback, require_loopback
 from squall.monitor.targets import pids_problem
 from squall.report.console import error_console, literal, output_console
 from squall.report.files import create_results_dir, new_run_id
-from squall.report.publish import publish
+from squall.report.publish import EXIT_INTERRUPTED, publish
 from squall.report.summary import print_scenario
 from squall.scenarios.target import (
     TargetInfo,
@@ -62,6 +62,11 @@ from squall.suite import (
     run_suite,
     select,
     uses_target,
+)
+
+#: Written at a Ctrl-C once the suite has ended, while its results are being kept.
+FINISHING_NOTE = (
+    "squall: stopping what it started and writing the results first (the run has ended)"
 )
 
 #: Exit codes of ``squall run``: all held, a threshold failed, usage/config, unreachable.
@@ -260,75 +265,101 @@ def _execute(request: RunRequest, console: Console | None) -> int:
         console.print(f"[yellow]{literal(unused_note)}[/yellow]", highlight=False)
     run_id = new_run_id()
     folder = config.run.results_dir / run_id
-    try:
-        with services() as endpoints:
-            if not needs_target:
-                unused = (
-                    "--target is not contacted" if config.target.url else "no platform is started"
-                )
-                console.print(
-                    f"{_services_line(endpoints)}; the selected scenarios talk to no target, "
-                    f"so {unused}"
-                )
-                report = _run(config, request, None, endpoints, run_id, folder, console)
-            elif config.target.url is not None:
-                check_reachable(config.target.url)
-                target = TargetInfo(
-                    ws_url=config.target.url,
-                    http_url=http_url_of(config.target.url),
-                    jwt_secret=signer.key or "",
-                    jwt_algorithm=signer.algorithm,
-                    issuer=config.target.issuer,
-                    audience=config.target.audience,
-                    adapter=config.target.adapter,
-                )
-                report = _run(config, request, target, endpoints, run_id, folder, console)
-            else:
-                console.print(_services_line(endpoints))
-                processes = config.run.processes or processes_beside(config.run.workers)
-                config = dataclasses.replace(
-                    config, run=dataclasses.replace(config.run, processes=processes)
-                )
-                with _platform(config, endpoints.database_url, endpoints.redis_url, folder) as (
-                    platform,
-                    platform_db,
-                ):
+    # Once the suite has returned, a Ctrl-C (or SIGTERM) waits while the platform and the
+    # services stop and the results are written: raised there, it lost the whole run and
+    # left the platform's Redis keys behind.
+    finishing = contextlib.ExitStack()
+    stopped_late: list[Callable[[], bool]] = []
+
+    def finished(report: SuiteReport) -> SuiteReport:
+        stopped_late.append(finishing.enter_context(deferred_stop(FINISHING_NOTE)))
+        return report
+
+    with finishing:
+        try:
+            with services() as endpoints:
+                if not needs_target:
+                    unused = (
+                        "--target is not contacted"
+                        if config.target.url
+                        else "no platform is started"
+                    )
                     console.print(
-                        f"squall: reference platform up at {platform.ws_url} "
-                        f"({platform.workers} workers); load generator: "
-                        f"{config.run.processes} process(es)"
+                        f"{_services_line(endpoints)}; the selected scenarios talk to no target, "
+                        f"so {unused}"
                     )
-                    note = shared_cores_note(processes, platform.workers)
-                    if note is not None:
-                        console.print(f"[yellow]{literal(note)}[/yellow]", highlight=False)
+                    report = finished(
+                        _run(config, request, None, endpoints, run_id, folder, console)
+                    )
+                elif config.target.url is not None:
+                    check_reachable(config.target.url)
                     target = TargetInfo(
-                        ws_url=platform.ws_url,
-                        http_url=platform.http_url,
-                        jwt_secret=platform.jwt_secret,
-                        pids=(platform.pid,),
+                        ws_url=config.target.url,
+                        http_url=http_url_of(config.target.url),
+                        jwt_secret=signer.key or "",
+                        jwt_algorithm=signer.algorithm,
+                        issuer=config.target.issuer,
+                        audience=config.target.audience,
+                        adapter=config.target.adapter,
                     )
-                    report = _run(
-                        config,
-                        request,
-                        target,
-                        endpoints,
-                        run_id,
-                        folder,
-                        console,
-                        platform_db=platform_db,
+                    report = finished(
+                        _run(config, request, target, endpoints, run_id, folder, console)
                     )
-    except (ServiceUnavailable, TargetUnreachable, ProcessStartError) as exc:
-        err.print(f"[red]squall run: {literal(str(exc))}[/red]", highlight=False)
-        return EXIT_USAGE if isinstance(exc, ServiceUrlError) else EXIT_UNREACHABLE
-    return publish(
-        report,
-        config,
-        console,
-        results_db=results_db,
-        results_db_name=results_db_name,
-        baseline=baseline,
-        tolerance=request.tolerance,
-    )
+                else:
+                    console.print(_services_line(endpoints))
+                    processes = config.run.processes or processes_beside(config.run.workers)
+                    config = dataclasses.replace(
+                        config, run=dataclasses.replace(config.run, processes=processes)
+                    )
+                    with _platform(config, endpoints.database_url, endpoints.redis_url, folder) as (
+                        platform,
+                        platform_db,
+                    ):
+                        console.print(
+                            f"squall: reference platform up at {platform.ws_url} "
+                            f"({platform.workers} workers); load generator: "
+                            f"{config.run.processes} process(es)"
+                        )
+                        note = shared_cores_note(processes, platform.workers)
+                        if note is not None:
+                            console.print(f"[yellow]{literal(note)}[/yellow]", highlight=False)
+                        target = TargetInfo(
+                            ws_url=platform.ws_url,
+                            http_url=platform.http_url,
+                            jwt_secret=platform.jwt_secret,
+                            pids=(platform.pid,),
+                        )
+                        report = finished(
+                            _run(
+                                config,
+                                request,
+                                target,
+                                endpoints,
+                                run_id,
+                                folder,
+                                console,
+                                platform_db=platform_db,
+                            )
+                        )
+        except (ServiceUnavailable, TargetUnreachable, ProcessStartError) as exc:
+            err.print(f"[red]squall run: {literal(str(exc))}[/red]", highlight=False)
+            return EXIT_USAGE if isinstance(exc, ServiceUrlError) else EXIT_UNREACHABLE
+        code = publish(
+            report,
+            config,
+            console,
+            results_db=results_db,
+            results_db_name=results_db_name,
+            baseline=baseline,
+            tolerance=request.tolerance,
+        )
+        if stopped_late and stopped_late[0]():
+            console.print(
+                "[yellow]interrupted while finishing: the run had ended and its results are "
+                "whole[/yellow]"
+            )
+            return EXIT_INTERRUPTED
+        return code
 
 
 def _run(

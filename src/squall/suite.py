@@ -31,9 +31,10 @@ from squall.engine.client import SUCCESS
 from squall.engine.errors import describe
 from squall.engine.run import STOP_SIGNALS
 from squall.engine.series import ProgressView
+from squall.interrupt import deferred_stop
 from squall.loopback import NotLoopback, require_loopback
 from squall.metrics.recorder import ERRORS
-from squall.metrics.result import Counter, Gauge, Metric, Rate
+from squall.metrics.result import Counter, Gauge, Metric, Rate, RunResult
 from squall.metrics.thresholds import (
     OutcomeStatus,
     Threshold,
@@ -850,8 +851,27 @@ async def run_load_scenario(
             progress=ctx.progress,
             deadline_s=config.run.duration_s,
         )
-    finally:
+    except BaseException:
+        await monitor.stop()
+        raise
+    # The load is over: a Ctrl-C while it is judged stops the suite after this scenario,
+    # whose measurements are whole, instead of losing them.
+    with deferred_stop() as stopped_late:
         report = await monitor.stop()
+        return _judged(config, ctx, scenario, result, report, capacity, own, started, stopped_late)
+
+
+def _judged(
+    config: Config,
+    ctx: SuiteContext,
+    scenario: Scenario,
+    result: RunResult,
+    report: MonitorReport,
+    capacity: bool,
+    own: ThresholdSet | None,
+    started: float,
+    stopped_late: Callable[[], bool],
+) -> ScenarioOutcome:
     metrics: dict[str, Metric] = dict(result.metrics)
     metrics.update(monitor_gauges(report))
     # ``violations`` = sequence gaps + isolation leaks the chats saw; absent (so its
@@ -889,6 +909,8 @@ async def run_load_scenario(
         notes.append(result.generator.warning or "load generator saturated")
     if result.interrupted:
         notes.append(f"interrupted ({result.interrupted_reason}): partial results")
+    elif stopped_late():
+        notes.append("interrupted once its load had ended: its results are whole")
     return ScenarioOutcome(
         name=scenario.name,
         metrics=metrics,
@@ -897,7 +919,7 @@ async def run_load_scenario(
         monitor=report,
         notes=notes,
         duration_s=time.monotonic() - started,
-        stopped=stopped,
+        stopped=stopped or stopped_late(),
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from squall.interrupt import sigterm_as_ctrl_c, wait_for_child
+from squall.interrupt import deferred_stop, sigterm_as_ctrl_c, wait_for_child
 
 CHILD = """
 import pathlib, sys, time
@@ -77,3 +77,19 @@ def test_the_childs_standard_error_comes_through_rewritten_line_by_line(
     assert child.status == 3
     assert not child.stopped
     assert capsys.readouterr().err == "ONE -M\nTWO -M\n"
+
+
+def test_a_deferred_ctrl_c_or_sigterm_is_noted_and_the_work_inside_ends_whole(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = signal.getsignal(signal.SIGINT)
+    with sigterm_as_ctrl_c(), deferred_stop("finishing first") as came:
+        assert not came()
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)  # raised as a Ctrl-C, noted the same way
+        time.sleep(0.05)  # the handlers run here: nothing is raised
+        assert came()
+    assert signal.getsignal(signal.SIGINT) is before
+    assert capsys.readouterr().err == "finishing first\n"  # once
+    with pytest.raises(KeyboardInterrupt):  # outside, Ctrl-C is Ctrl-C again
+        signal.raise_signal(signal.SIGINT)

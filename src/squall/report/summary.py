@@ -152,5 +152,9 @@ def print_summary(console: Console, report: SuiteReport, *, tests_failed: bool =
             f"held ({verdict.counts})[/bold red]"
         )
         return
+    if report.interrupted and verdict.ok:
+        # Not "PASSED": what did not run was not judged (an interrupted run exits 130).
+        console.print(f"[bold yellow]INTERRUPTED: {verdict.counts}[/bold yellow]")
+        return
     style = "bold green" if verdict.ok else "bold red"
     console.print(f"[{style}]{verdict}[/{style}]")

@@ -299,6 +299,38 @@ def test_ctrl_c_or_sigterm_stops_the_suite_and_keeps_partial_results(
     assert 0 < sent < 4 * 5000
 
 
+def test_ctrl_c_once_the_suite_has_ended_keeps_the_whole_run(
+    shared_services: Endpoints, tmp_path: Path
+) -> None:
+    # Pressed while squall stopped its platform (a second Ctrl-C, say), it lost the whole
+    # run: no summary, no report, and the platform's Redis keys left behind.
+    env = {**os.environ, "SQUALL_RESULTS_DB": "off"}
+    argv = [sys.executable, "-m", "squall", "run", "--no-progress", "--scale", "0.05"]
+    argv += ["-s", "websocket_concurrency", "--results-dir", str(tmp_path)]
+    argv += ["--set", "scenarios.websocket_concurrency.messages=2"]
+    child = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    assert child.stdout is not None
+    seen = []
+    for line in child.stdout:
+        seen.append(line)
+        if "websocket_concurrency passed in" in line:
+            break
+    time.sleep(0.3)  # the suite has returned: the platform is stopping
+    for _ in range(2):  # a second one, as an impatient user presses it
+        child.send_signal(signal.SIGINT)
+        time.sleep(0.1)
+    rest = "".join(seen) + child.stdout.read()
+    assert child.wait(60) == 130, rest
+    flat = " ".join(rest.split())
+    assert "interrupted while finishing: the run had ended and its results are whole" in flat
+    report = _report(tmp_path)
+    assert report["interrupted"] is False
+    (scenario,) = report["scenarios"]
+    assert scenario["verdict"] == "passed"
+
+
 def test_scenario_parameter_of_the_wrong_type_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

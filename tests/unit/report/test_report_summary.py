@@ -185,6 +185,22 @@ def test_failed_tests_turn_a_verdict_whose_thresholds_held_into_failed() -> None
         assert ("PASSED" in out.getvalue()) is not tests_failed
 
 
+def test_an_interrupted_run_whose_thresholds_held_reads_interrupted_not_passed() -> None:
+    # "PASSED: 0 passed" for a run stopped before anything was judged.
+    for scenarios, verdict in [
+        ([], "INTERRUPTED: 0 passed, 0 failed, 0 not applicable"),
+        (
+            [ScenarioOutcome(name="chat", metrics={}, outcomes=[], duration_s=1.0)],
+            "INTERRUPTED: 0 passed, 0 failed, 0 not applicable",
+        ),
+    ]:
+        report = SuiteReport("20260101-000000-ffff", 1_000.0, scenarios, interrupted=True)
+        out = io.StringIO()
+        print_summary(Console(file=out, width=200, color_system=None), report)
+        assert out.getvalue().rstrip().endswith(verdict)
+        assert "PASSED" not in out.getvalue()
+
+
 def test_the_summary_shows_a_threshold_on_a_trend_with_no_samples_as_not_applicable() -> None:
     timed = Trend.from_histogram("response_time", LatencyHistogram.of([0.05, 0.07]))
     empty = Trend.from_histogram("response_time", LatencyHistogram())
