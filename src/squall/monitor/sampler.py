@@ -25,14 +25,17 @@ Design notes:
 - A process belongs to the first group that claims it, in the order given, so
   servers that are children of the generator are not counted twice when their
   group is listed before the generator's.
-- CPU % is measured from CPU-time deltas between two samples; a process seen
-  for the first time contributes 0 % on that sample.
+- CPU % is measured from CPU-time deltas between two samples; a process seen for the
+  first time contributes 0 % on that sample, unless it was born since the sample before
+  (then all of its CPU time), and the time of processes gone between two samples comes
+  back through their parent's children times (see :class:`PsutilProbe`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import os
 import threading
@@ -78,34 +81,92 @@ class MonitorError(RuntimeError):
     """The monitor was used out of order (e.g. started twice)."""
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """A process's cumulative CPU seconds (its own, and its waited-for children's) as last
+    read, at ``at`` on the monitor's clock, and its parent."""
+
+    cpu: float
+    children: float
+    at: float
+    ppid: int
+
+
 class PsutilProbe:
-    """Reads process groups with psutil; keeps CPU times between samples for deltas."""
+    """Reads process groups with psutil; keeps CPU times between samples for deltas.
+
+    A process's CPU is its CPU-time delta between two samples. One born since the sample
+    before counts all of its CPU time. The time of processes gone between two samples (the
+    stretch since their last sample, or all of it for one that lived less than an interval)
+    is recovered from their parent's ``children_user + children_system``, which grows by
+    a child's whole CPU time once it is waited for: the growth less what was read of the
+    children that left, charged to the parent's group. Without it, a target that runs its
+    work in short-lived processes (a pool replacing its workers, a helper per request)
+    read as nearly idle.
+    """
 
     def __init__(self) -> None:
-        self._cpu: dict[tuple[int, float], tuple[float, float]] = {}
+        self._seen: dict[tuple[int, float], _Seen] = {}
+        #: The previous read: its time on the monitor's clock and on the wall clock.
+        self._last: tuple[float, float] | None = None
+        #: By parent PID: CPU seconds read of its children that left but that its children
+        #: times do not hold yet (not yet waited for: zombies at the last read).
+        self._unreaped: dict[int, float] = {}
 
     def read(self, groups: Sequence[GroupSpec], now: float) -> dict[str, Reading]:
         sockets = _sockets_by_pid()
+        wall = time.time()
         claimed: set[int] = set()
-        seen: dict[tuple[int, float], tuple[float, float]] = {}
-        readings: dict[str, Reading] = {}
+        current: dict[tuple[int, float], _Seen] = {}
+        partial: dict[str, tuple[Reading, list[tuple[int, float]]]] = {}
         for spec in groups:
             procs = [p for p in discover(spec) if p.pid not in claimed]
             claimed.update(p.pid for p in procs)
-            readings[spec.name] = self._read_group(procs, now, sockets, seen)
-        self._cpu = seen  # forget processes that are gone
+            partial[spec.name] = self._read_group(procs, now, sockets, current)
+        # What was read of the processes gone since, by parent: their parent's children
+        # times include it once they are waited for.
+        read_of_gone = dict(self._unreaped)
+        for key, last in self._seen.items():
+            if key not in current:
+                read_of_gone[last.ppid] = read_of_gone.get(last.ppid, 0.0) + last.cpu
+        self._unreaped = {}
+        readings: dict[str, Reading] = {}
+        for name, (reading, keys) in partial.items():
+            seconds = sum(self._cpu_since(key, current[key], read_of_gone) for key in keys)
+            span = now - self._last[0] if self._last is not None else 0.0
+            percent = seconds / span * 100.0 if span > 0 else 0.0
+            readings[name] = dataclasses.replace(reading, cpu_percent=percent)
+        self._seen = current  # forget processes that are gone
+        self._last = (now, wall)
         return readings
+
+    def _cpu_since(
+        self, key: tuple[int, float], now: _Seen, read_of_gone: Mapping[int, float]
+    ) -> float:
+        """CPU seconds ``key`` (and its children that left) used since the last read."""
+        before = self._seen.get(key)
+        if before is not None:
+            own = max(0.0, now.cpu - before.cpu)
+            waited = max(0.0, now.children - before.children)
+            already = read_of_gone.get(key[0], 0.0)
+            if already > waited:  # some are not waited for yet: their time comes later
+                self._unreaped[key[0]] = already - waited
+            return own + max(0.0, waited - already)
+        if self._last is not None and key[1] > self._last[1]:
+            return now.cpu  # born since the last read: all of its time is in this interval
+        return 0.0  # first seen, older: its time before now is not this interval's
 
     def _read_group(
         self,
         procs: Sequence[psutil.Process],
         now: float,
         sockets: Mapping[int, int] | None,
-        seen: dict[tuple[int, float], tuple[float, float]],
-    ) -> Reading:
-        rss = cpu = 0.0
+        current: dict[tuple[int, float], _Seen],
+    ) -> tuple[Reading, list[tuple[int, float]]]:
+        rss = 0.0
         threads = files = socks = denied = 0
         pids: list[int] = []
+        keys: list[tuple[int, float]] = []
         for proc in procs:
             try:
                 one = _read_process(proc, sockets)
@@ -119,11 +180,9 @@ class PsutilProbe:
             denied += 1 if one.denied else 0
             if one.cpu_seconds is not None:
                 key = (proc.pid, one.created)
-                previous = self._cpu.get(key)
-                if previous is not None and now > previous[1]:
-                    cpu += max(0.0, one.cpu_seconds - previous[0]) / (now - previous[1]) * 100.0
-                seen[key] = (one.cpu_seconds, now)
-        return Reading(rss, cpu, threads, files, socks, tuple(pids), denied)
+                current[key] = _Seen(one.cpu_seconds, one.children_seconds, now, one.ppid)
+                keys.append(key)
+        return Reading(rss, 0.0, threads, files, socks, tuple(pids), denied), keys
 
 
 @dataclass(frozen=True)
@@ -135,6 +194,9 @@ class _ProcessReading:
     open_files: int
     sockets: int
     denied: bool
+    #: CPU seconds of its children it has waited for, and its parent.
+    children_seconds: float = 0.0
+    ppid: int = 0
 
 
 def _read_process(proc: Any, sockets: Mapping[int, int] | None) -> _ProcessReading:
@@ -143,14 +205,17 @@ def _read_process(proc: Any, sockets: Mapping[int, int] | None) -> _ProcessReadi
     with proc.oneshot():
         created = float(_try(proc.create_time, 0.0, refused))
         rss = _try(lambda: proc.memory_info().rss, 0, refused) / _MB
-        cpu = _try(lambda: _cpu_seconds(proc.cpu_times()), None, refused)
+        times = _try(proc.cpu_times, None, refused)
+        cpu = None if times is None else float(times.user + times.system)
+        children = 0.0 if times is None else float(times.children_user + times.children_system)
+        ppid = int(_try(proc.ppid, 0, refused))
         threads = int(_try(proc.num_threads, 0, refused))
         files = int(_try(lambda: _descriptors(proc), 0, refused))
         if sockets is not None:
             socks = sockets.get(proc.pid, 0)
         else:
             socks = int(_try(lambda: len(proc.net_connections(kind="inet")), 0, refused))
-    return _ProcessReading(created, rss, cpu, threads, files, socks, bool(refused))
+    return _ProcessReading(created, rss, cpu, threads, files, socks, bool(refused), children, ppid)
 
 
 def _try(read: Callable[[], T], default: T | None, refused: list[bool]) -> Any:
@@ -159,10 +224,6 @@ def _try(read: Callable[[], T], default: T | None, refused: list[bool]) -> Any:
     except psutil.AccessDenied:
         refused.append(True)
         return default
-
-
-def _cpu_seconds(times: Any) -> float:
-    return float(times.user + times.system)
 
 
 def _descriptors(proc: psutil.Process) -> int:

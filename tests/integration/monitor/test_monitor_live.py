@@ -330,3 +330,41 @@ def test_a_port_squall_itself_holds_finds_only_the_other_holders() -> None:
         finally:
             server.kill()
             server.wait()
+
+
+SPAWNER = """
+import subprocess, sys, time
+burn = "import time\\nend = time.process_time() + 0.15\\nwhile time.process_time() < end: pass"
+sys.stdout.write("spawning\\n"); sys.stdout.flush()
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    subprocess.run([sys.executable, "-c", burn], check=True)  # each lives well under 0.5 s
+"""
+
+
+async def test_cpu_of_processes_that_live_less_than_an_interval(
+    python: list[subprocess.Popen[str]],
+) -> None:
+    # A target doing its work in short-lived processes (a pool replacing its workers, a
+    # helper per request) read as nearly idle: each was seen once or never.
+    spawner = run(python, SPAWNER)
+    assert await line(spawner) == "spawning"
+    process = psutil.Process(spawner.pid)
+
+    def used() -> float:
+        times = process.cpu_times()
+        return times.user + times.system + times.children_user + times.children_system
+
+    monitor = ResourceMonitor([target_group(pids=[spawner.pid])], interval_s=0.5)
+    await monitor.start()
+    before = used()  # read after the monitor's first sample, which covers nothing
+    await asyncio.wait_for(monitor.wait_for_samples(8), 30)
+    report = await monitor.stop()
+    # The oracle: what the kernel charged the spawner and the children it waited for, over
+    # the monitored window (give or take the child running at each end).
+    actual_seconds = used() - before
+    series = report.groups["target"].series
+    monitored = series[-1].t - series[0].t
+    measured_seconds = report.groups["target"].stats.cpu_avg_percent / 100 * monitored
+    assert actual_seconds > 1.0
+    assert measured_seconds == pytest.approx(actual_seconds, rel=0.35)
