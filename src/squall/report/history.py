@@ -37,10 +37,11 @@ from squall.store.location import (
     chosen_setting,
     connection,
     describe,
+    error_text,
     results_database,
     results_db_setting,
 )
-from squall.store.migrations import migrate, schema_version
+from squall.store.migrations import NEWEST_VERSION, known_schema_version, migrate
 from squall.store.queries import (
     RunNotFound,
     RunSummary,
@@ -190,7 +191,7 @@ def _print_unreachable(console: Console, command: str, where: Stored, exc: BaseE
     )
     console.print(
         f"[red]squall {command}: cannot use the results database ({literal(described)}): "
-        f"{literal(str(exc))}{fix}[/red]",
+        f"{literal(error_text(exc))}{fix}[/red]",
         highlight=False,
     )
 
@@ -198,9 +199,11 @@ def _print_unreachable(console: Console, command: str, where: Stored, exc: BaseE
 async def _readable(conn: asyncpg.Connection) -> bool:
     """Bring squall's tables up to date for reading (an older squall may have stored the
     runs); False, creating nothing, for a database squall has never stored a run in."""
-    if await schema_version(conn) == 0:
+    version = await known_schema_version(conn)  # SchemaTooNew for a newer squall's
+    if version == 0:
         return False
-    await migrate(conn)
+    if version < NEWEST_VERSION:  # up to date, it is only read: a read-only role can
+        await migrate(conn)
     return True
 
 

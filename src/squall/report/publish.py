@@ -160,6 +160,7 @@ def _store(
         ResultsDbError,
         ResultsDbTooNew,
         describe,
+        error_text,
         results_database,
     )
     from squall.store.queries import RunNotFound
@@ -187,7 +188,7 @@ def _store(
     ) as exc:
         console.print(
             f"[yellow]! the run was not stored in the results database ({literal(where)}): "
-            f"{literal(str(exc).rstrip('.'))}. "
+            f"{literal(error_text(exc).rstrip('.'))}. "
             + (
                 f"Its files are kept in {literal(folder)}."
                 if folder is not None

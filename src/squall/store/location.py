@@ -22,7 +22,7 @@ from squall.config import RESULTS_DB_OFF
 from squall.loopback import NotLoopback, require_loopback
 from squall.services import with_database
 from squall.services.persistent import persistent_postgres
-from squall.store.migrations import NEWEST_VERSION, SchemaTooNew
+from squall.store.migrations import NEWEST_VERSION, ForeignSchema, SchemaTooNew
 from squall.urls import POSTGRES_SCHEMES, redact, url_problem
 
 #: Name of the results database on a shared server (DATABASE_URL, or the embedded cluster).
@@ -117,6 +117,23 @@ class ResultsDbTooNew(Exception):
         self.version = version
 
 
+#: How long :func:`connection` waits for the server to answer.
+CONNECT_TIMEOUT_S = 10
+
+
+def error_text(exc: BaseException) -> str:
+    """``exc``'s message for a "cannot use the results database" line; for one that has
+    none (asyncpg's connect timeout: a port where no PostgreSQL answers), what happened."""
+    if str(exc):
+        return str(exc)
+    if isinstance(exc, TimeoutError):
+        return (
+            f"no answer within {CONNECT_TIMEOUT_S} s: is it a PostgreSQL server, and is its "
+            "port right?"
+        )
+    return type(exc).__name__
+
+
 @contextlib.asynccontextmanager
 async def connection(
     url: str, *, lock_timeout_s: float = LOCK_TIMEOUT_S
@@ -125,7 +142,9 @@ async def connection(
     lock (:class:`ResultsDbBusy` then, naming the fix), rather than for ever.
     :class:`ResultsDbTooNew` when a newer squall's schema is found in it."""
     conn = await asyncpg.connect(
-        url, timeout=10, server_settings={"lock_timeout": f"{round(lock_timeout_s * 1000)}ms"}
+        url,
+        timeout=CONNECT_TIMEOUT_S,
+        server_settings={"lock_timeout": f"{round(lock_timeout_s * 1000)}ms"},
     )
     try:
         yield conn
@@ -137,6 +156,12 @@ async def connection(
         ) from None
     except SchemaTooNew as exc:
         raise ResultsDbTooNew(url, exc.version) from None
+    except ForeignSchema as exc:
+        raise ResultsDbError(
+            f"the results database {redact(url)} cannot be used: {exc}; store results in a "
+            "database of their own (--results-db URL, SQUALL_RESULTS_DB or [results] "
+            "database_url)"
+        ) from None
     finally:
         await conn.close()
 

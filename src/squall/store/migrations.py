@@ -457,6 +457,28 @@ class SchemaTooNew(Exception):
         self.version = version
 
 
+class ForeignSchema(Exception):
+    """The database holds a ``squall_schema_migrations`` table squall did not make (another
+    application's of the same name): its runs cannot be stored or read there."""
+
+
+async def _require_ours(conn: asyncpg.Connection) -> None:
+    """:class:`ForeignSchema` unless ``squall_schema_migrations``, when it exists, numbers
+    its versions with integers as squall's does."""
+    kind = await conn.fetchval(
+        "SELECT atttypid::regtype::text FROM pg_attribute "
+        "WHERE attrelid = to_regclass('squall_schema_migrations') AND attname = 'version' "
+        "AND NOT attisdropped"
+    )
+    exists = await conn.fetchval("SELECT to_regclass('squall_schema_migrations') IS NOT NULL")
+    if exists and kind != "integer":
+        found = "no version column" if kind is None else f"a {kind} version column"
+        raise ForeignSchema(
+            f"its table squall_schema_migrations is not squall's ({found}, where squall "
+            "numbers its migrations with integers): another application uses the name"
+        )
+
+
 def _require_known(version: int) -> int:
     if version > NEWEST_VERSION:
         raise SchemaTooNew(version)
@@ -483,6 +505,7 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
         )
         # db_race's ensure_schema() creates test_accounts under this lock too.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('squall.test_accounts'))")
+        await _require_ours(conn)
         done = {
             r["version"] for r in await conn.fetch("SELECT version FROM squall_schema_migrations")
         }
@@ -505,6 +528,7 @@ async def schema_version(conn: asyncpg.Connection) -> int:
     exists = await conn.fetchval("SELECT to_regclass('squall_schema_migrations') IS NOT NULL")
     if not exists:
         return 0
+    await _require_ours(conn)
     return int(
         await conn.fetchval("SELECT COALESCE(max(version), 0) FROM squall_schema_migrations")
     )

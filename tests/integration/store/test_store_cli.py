@@ -196,3 +196,55 @@ def test_a_damaged_persistent_cluster_is_named_with_the_fix(
         assert "URL's user, password" not in out
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def _execute(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def test_another_applications_migrations_table_is_named_not_a_traceback(
+    fresh_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its text versions crashed a passing run after its files were written (TypeError,
+    # exit 1), and history advised checking the URL's password.
+    asyncio.run(
+        _execute(
+            fresh_db,
+            "CREATE TABLE squall_schema_migrations (version text PRIMARY KEY, name text)",
+            "INSERT INTO squall_schema_migrations VALUES ('20240101_init', 'x')",
+        )
+    )
+    argv = ["run", "-s", "redis_locks", "--results-db", fresh_db, "--no-progress"]
+    assert main([*argv, "--results-dir", str(tmp_path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "! the run was not stored in the results database" in out
+    assert "its table squall_schema_migrations is not squall's (a text version column" in out
+    assert "store results in a database of their own" in out
+    assert list(tmp_path.glob("*/report.json"))
+    for command in ("history", "compare"):
+        assert main([command, "--results-db", fresh_db]) == 2
+        assert "is not squall's (a text version column" in " ".join(capsys.readouterr().out.split())
+
+
+def test_history_and_compare_read_a_read_only_database(
+    fresh_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Up to date, it is only read; it was migrated first, which a read-only database (or a
+    # role that may only SELECT) refused.
+    argv = ["run", "-s", "redis_locks", "--results-db", fresh_db, "--no-progress"]
+    for _ in range(2):
+        assert main([*argv, "--results-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    database = fresh_db.rsplit("/", 1)[1]
+    asyncio.run(
+        _execute(fresh_db, f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    )
+    assert main(["history", "--results-db", fresh_db]) == 0
+    assert "redis_locks" in capsys.readouterr().out
+    assert main(["compare", "--results-db", fresh_db]) == 0
+    assert "no regression" in capsys.readouterr().out
