@@ -266,8 +266,8 @@ def _execute(request: RunRequest, console: Console | None) -> int:
     run_id = new_run_id()
     folder = config.run.results_dir / run_id
     # Once the suite has returned, a Ctrl-C (or SIGTERM) waits while the platform and the
-    # services stop and the results are written: raised there, it lost the whole run and
-    # left the platform's Redis keys behind.
+    # services stop and the result files are written: raised there, it lost the whole run
+    # and left the platform's Redis keys behind.
     finishing = contextlib.ExitStack()
     stopped_late: list[Callable[[], bool]] = []
 
@@ -352,6 +352,9 @@ def _execute(request: RunRequest, console: Console | None) -> int:
             results_db_name=results_db_name,
             baseline=baseline,
             tolerance=request.tolerance,
+            # Storing the run (creating the results cluster, say) may be interrupted again:
+            # the files hold it whole.
+            files_written=finishing.close,
         )
         if stopped_late and stopped_late[0]():
             console.print(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from rich.console import Console
@@ -85,16 +85,20 @@ def publish(
     baseline: str | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     environ: Mapping[str, str] | None = None,
+    files_written: Callable[[], object] | None = None,
 ) -> int:
     """Print the summary, write the results, store the run; return the run's exit code.
     ``results_db_name`` is where ``results_db`` came from, for messages (the option, or
-    ``[results] database_url``)."""
+    ``[results] database_url``); ``files_written`` is called once the files are (storing
+    the run may take a while: creating the results cluster)."""
     print_summary(console, report)
     # As report.json will read back: what the other files and the database are made from.
     data = json.loads(json.dumps(report.to_dict(), default=str))
     code = EXIT_INTERRUPTED if report.interrupted else report.verdict.exit_code
     wanted = config.run.results_dir / report.run_id
     folder = write_files(console, data, wanted)
+    if files_written is not None:
+        files_written()
     if folder != wanted:
         code = code or EXIT_FILES_UNWRITTEN
     from squall.store.location import results_db_setting
