@@ -641,8 +641,9 @@ def select(names: Sequence[str]) -> list[SuiteEntry]:
             else ""
         )
         raise UnknownScenario(
-            f"unknown scenario(s) {', '.join(unknown)}; "
-            f"choose from {', '.join(SCENARIOS)} (or omit --scenario to run them all){hint}"
+            f"unknown scenario(s) {', '.join(unknown)} "
+            f"(--scenario or [run] scenarios); choose from {', '.join(SCENARIOS)}, or name "
+            f"none to run them all{hint}"
         )
     return [SCENARIOS[n] for n in dict.fromkeys(names)]
 

@@ -93,6 +93,9 @@ def url_problem(url: str, schemes: Sequence[str], *, host_required: bool = False
             return f"{shown} has a bad port ({exc})"
     if host_required and not parts.hostname:
         return f"{shown} names no host"
+    if parts.scheme in ("ws", "wss") and "#" in url:
+        # RFC 6455 3: every connect would fail with "fragment identifier is meaningless".
+        return f"{shown} has a fragment (#{parts.fragment}), which a WebSocket URL cannot carry"
     if parts.scheme in ("redis", "rediss") and not re.fullmatch(r"/?(\d+)?", parts.path):
         return f"{shown} has path {parts.path!r}, where a database number like /0 is needed"
     return None

@@ -66,6 +66,9 @@ def test_an_unparseable_url_is_not_echoed() -> None:
         ("redis://127.0.0.1:abc/0", REDIS_SCHEMES, "has a bad port"),
         ("redis://127.0.0.1/abc", REDIS_SCHEMES, "where a database number like /0 is needed"),
         ("ws://:8765/v1/ws", ("ws", "wss"), "names no host"),
+        # Every connect failed on it ("fragment identifier is meaningless"), exit 1.
+        ("ws://127.0.0.1:8765/v1/ws#f", ("ws", "wss"), "has a fragment (#f), which a WebSocket"),
+        ("ws://127.0.0.1:8765/v1/ws#", ("ws", "wss"), "has a fragment (#)"),
     ],
 )
 def test_ports_hosts_and_redis_databases_are_checked(
