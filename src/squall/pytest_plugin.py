@@ -813,8 +813,27 @@ class ThresholdAsserts:
         if any(o.status in bad for o in judged):
             raise AssertionError(
                 f"squall thresholds failed for {outcome.name!r}:\n{diagnostic_table(judged)}"
+                + "".join(f"\n{line}" for line in _error_lines(outcome))
             )
         return judged
+
+
+#: Error kinds a failed check's message names, with their first sample.
+SHOWN_ERROR_KINDS = 3
+
+
+def _error_lines(outcome: ScenarioOutcome) -> list[str]:
+    """The run's commonest errors, one line each (``errors.connect 5: connection closed (code
+    4401, ...)``): a rate at 0 % says nothing of why, a rejected token, say."""
+    errors = (outcome.result or {}).get("errors") or []
+    found = sorted(
+        (e for e in errors if isinstance(e, dict)), key=lambda e: -int(e.get("count") or 0)
+    )
+    lines = []
+    for error in found[:SHOWN_ERROR_KINDS]:
+        samples = error.get("samples") or [""]
+        lines.append(f"errors.{error.get('kind')} {error.get('count')}: {samples[0]}".rstrip(": "))
+    return lines
 
 
 @pytest.fixture

@@ -462,6 +462,24 @@ def test_a_run_that_measured_nothing_fails_a_check_of_its_own_expressions() -> N
     assert "no iteration ended and no message was answered" in message
 
 
+def test_a_failed_check_names_the_runs_commonest_errors() -> None:
+    # A rejected token read only "success rate = 0 ... FAILED"; the cause was in report.json.
+    outcome = _outcome()
+    outcome.result = {
+        "errors": [
+            {"kind": "timeout", "count": 1, "samples": ["no answer in 10 s"]},
+            {"kind": "connect", "count": 9, "samples": ["connection closed (code 4401)"]},
+        ]
+    }
+    with pytest.raises(AssertionError) as caught:
+        ThresholdAsserts().check(outcome, success="rate >= 0.9")
+    lines = str(caught.value).splitlines()
+    assert lines[-2:] == [
+        "errors.connect 9: connection closed (code 4401)",
+        "errors.timeout 1: no answer in 10 s",
+    ]
+
+
 def test_a_metric_given_twice_keeps_both_expressions() -> None:
     # {"success": [...]} and success=...: the stricter one in the mapping was dropped.
     with pytest.raises(AssertionError, match=r"success rate = 0.8, limit >= 0.9: FAILED"):
