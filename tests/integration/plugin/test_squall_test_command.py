@@ -376,6 +376,13 @@ def test_runs_the_docs_example_and_prints_the_summary(
     assert "PASSED: 7 passed, 0 failed" in out
 
 
+def _against_an_unreachable_target(test_file: str, results: Path) -> int:
+    """``squall test --real-services`` of ``test_file`` against a port nothing listens on."""
+    argv = ["test", "--real-services", "--target", "ws://127.0.0.1:1/v1/ws"]
+    argv += ["--jwt-secret", "s" * 32, "--test-file", test_file, "--results-dir", str(results)]
+    return main([*argv, "--", "-p", "no:cacheprovider"])
+
+
 @pytest.mark.integration
 def test_an_unreachable_target_is_an_error_not_an_empty_pass(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
@@ -384,23 +391,7 @@ def test_an_unreachable_target_is_an_error_not_an_empty_pass(
     (tmp_path / "test_uses_services.py").write_text(
         "def test_needs_the_target(real_services):\n    pass\n"
     )
-    code = main(
-        [
-            "test",
-            "--real-services",
-            "--target",
-            "ws://127.0.0.1:1/v1/ws",
-            "--jwt-secret",
-            "s" * 32,
-            "--test-file",
-            "test_uses_services.py",
-            "--results-dir",
-            str(tmp_path / "out"),
-            "--",
-            "-p",
-            "no:cacheprovider",
-        ]
-    )
+    code = _against_an_unreachable_target("test_uses_services.py", tmp_path / "out")
     captured = capsys.readouterr()
     assert code == 3, captured.out
     assert "ws://127.0.0.1:1/v1/ws is unreachable" in " ".join(captured.err.split())
@@ -438,23 +429,7 @@ def test_a_report_the_plugin_wrote_to_the_temporary_folder_is_read_there(
     monkeypatch.setenv("TMPDIR", str(temp_dir))
     monkeypatch.setenv("RESULTS", str(tmp_path / "out"))
     (tmp_path / "test_moves.py").write_text(MOVES_THE_RESULTS)
-    code = main(
-        [
-            "test",
-            "--real-services",
-            "--target",
-            "ws://127.0.0.1:1/v1/ws",
-            "--jwt-secret",
-            "s" * 32,
-            "--test-file",
-            "test_moves.py",
-            "--results-dir",
-            str(tmp_path / "out"),
-            "--",
-            "-p",
-            "no:cacheprovider",
-        ]
-    )
+    code = _against_an_unreachable_target("test_moves.py", tmp_path / "out")
     captured = capsys.readouterr()
     out = " ".join(captured.out.split())
     assert code == 3, out
