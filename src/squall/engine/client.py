@@ -627,12 +627,13 @@ class WebSocket:
         if self._paused is not None:
             try:
                 await self._wait_writable(timeout)
-            except SendTimeout:
+            except Exception:  # SendTimeout, or the socket closed while it waited
                 self._recorder.rate(SUCCESS, False)
                 raise
         # _send, inlined: this runs for every request.
         transport = self._transport
         if transport is None or self._disconnected:
+            self._recorder.rate(SUCCESS, False)  # asked for and never answered
             raise self._closed_error("sending")
         transport.send(_TEXT, text)
         self._sent[0] += 1
@@ -681,7 +682,7 @@ class WebSocket:
             self._recorder.count(TIMEOUTS)
             self._recorder.rate(SUCCESS, False)
             raise
-        except EngineError:
+        except Exception:  # the socket closed, a reply not JSON, ``until`` raised
             self._recorder.rate(SUCCESS, False)
             raise
         if metric is not None:

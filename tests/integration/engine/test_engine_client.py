@@ -215,6 +215,22 @@ async def test_a_close_wakes_the_waiting_reader_with_connection_closed() -> None
             await ws.request({"seq": 1})
     assert recorder.counter("errors.closed") == 2
     assert recorder.counter("timeouts") == 0
+    # The request on the closed socket was asked for and never answered.
+    assert recorder.state().rates["success"] == (0, 1)
+
+
+async def test_a_request_whose_until_raises_is_a_failed_request() -> None:
+    # The predicate's KeyError left the request out of success: 100 % with every one failed.
+    def needs_a_field(message: dict[str, Any]) -> bool:
+        return bool(message["needed"])
+
+    with echo_server() as server:
+        ws, recorder = await _open(server.url)
+        async with ws:
+            with pytest.raises(KeyError):
+                await ws.request({"seq": 1}, until=needs_a_field, timeout=5.0)
+            assert (await ws.request({"seq": 2, "needed": 1}, until=needs_a_field))["seq"] == 2
+    assert recorder.state().rates["success"] == (1, 2)
 
 
 async def test_json_goes_out_compact_utf8_and_comes_back_parsed() -> None:
