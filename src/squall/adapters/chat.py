@@ -89,10 +89,12 @@ class Chat:
         """Send one message and wait for its run to end; never raises on a slow run."""
         clock = self.session.clock
         client_msg_id = uuid.uuid4().hex
-        self.attempted += 1
         sent_at = clock()
         self.threads.add(thread_id)
         observation = self.tracker.sent(client_msg_id, thread_id, self.session.take_origin(sent_at))
+        # Counted once the tracker took it: one whose sent() raised is among those never
+        # tried, which the chat's end counts as failed.
+        self.attempted += 1
         deadline = sent_at + timeout
         frames = 0
         first: dict[str, Any] | None = None
@@ -330,7 +332,11 @@ async def open_chat(
             # threshold instead of passing as not applicable.
             _fail_untried(session, planned)
             raise
-        chat = Chat(ws, session, speaker, chosen if isinstance(chosen, str) else None)
+        try:
+            chat = Chat(ws, session, speaker, chosen if isinstance(chosen, str) else None)
+        except Exception:  # an adapter whose tracker() raised: no message can be tried
+            _fail_untried(session, planned)
+            raise
         try:
             yield chat
         except Exception:

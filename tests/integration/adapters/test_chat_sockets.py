@@ -517,3 +517,44 @@ async def test_a_message_whose_frame_an_adapter_cannot_read_counts_as_failed() -
         finally:
             await session.aclose()
     assert session.recorder.state().rates["success"] == (0, 3)
+
+
+class NoTrackerAdapter(ReferenceAdapter):
+    def tracker(self) -> Tracker:
+        raise RuntimeError("tracker boom")
+
+
+class SentRaisesTracker(RunTracker):
+    def sent(self, client_msg_id: str, thread_id: str, now: float) -> RunObservation:
+        raise RuntimeError("sent boom")
+
+
+class SentRaisesAdapter(ReferenceAdapter):
+    def tracker(self) -> Tracker:
+        return SentRaisesTracker()
+
+
+@pytest.mark.parametrize(
+    ("adapter", "error"),
+    [(NoTrackerAdapter(), "tracker boom"), (SentRaisesAdapter(), "sent boom")],
+    ids=["tracker", "sent"],
+)
+async def test_an_adapter_whose_tracker_raises_fails_every_planned_message(
+    adapter: ReferenceAdapter, error: str
+) -> None:
+    # tracker() raising left success with no sample (a run of such chats passed, its
+    # threshold not applicable); sent() raising left its message out of both columns.
+    async def target(connection: ServerConnection) -> None:
+        await connection.send(json.dumps({"type": "hello"}))
+        async for _ in connection:
+            pass
+
+    async with scripted(target) as url:
+        session = session_for(url)
+        try:
+            with pytest.raises(RuntimeError, match=error):
+                async with open_chat(session, adapter=adapter, planned=3) as chat:
+                    await chat.chat("t", "hello", timeout=5.0)
+        finally:
+            await session.aclose()
+    assert session.recorder.state().rates["success"] == (0, 3)
