@@ -395,8 +395,9 @@ def evaluate(
 ) -> list[ThresholdOutcome]:
     """Check every threshold against ``metrics`` of ``scenario``, in definition order.
 
-    Raises :class:`ThresholdError` if a recorded metric's kind does not allow an
-    expression's aggregation (a custom metric declared without its kind).
+    A recorded metric whose kind does not allow an expression's aggregation (a custom
+    metric declared without its kind, or with another) fails that threshold, its
+    diagnostic saying why: raised, it lost every measurement of the scenario.
     """
     outcomes: list[ThresholdOutcome] = []
     for threshold in thresholds:
@@ -433,7 +434,16 @@ def _evaluate_one(threshold: Threshold, metric: object, scenario: str) -> Thresh
             f"the metric was not recorded in this scenario",
         )
     kind = kind_of(metric)
-    threshold.check_kind(kind)
+    try:
+        threshold.check_kind(kind)
+    except ThresholdError as exc:
+        return _outcome(
+            threshold,
+            scenario,
+            None,
+            OutcomeStatus.FAILED,
+            f"[{scenario}] {name} {expr.source}: FAILED, it cannot judge what was recorded: {exc}",
+        )
     observed = _observe(expr, kind, metric)
     if observed is None:
         why = "has no rate per second" if kind is MetricKind.COUNTER else "has no samples"

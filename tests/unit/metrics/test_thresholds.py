@@ -361,10 +361,21 @@ def test_thresholds_on_a_recorded_trend_with_no_samples_are_not_applicable() -> 
         assert (counted.status, counted.observed) == (OutcomeStatus.FAILED, 0.0)
 
 
-def test_recorded_metric_of_the_wrong_kind_is_an_error() -> None:
-    ts = parse_thresholds({"custom": ["p(95) < 1s"]}, kinds={"custom": None})
-    with pytest.raises(ThresholdError, match="'custom' is a gauge"):
-        evaluate(ts, {"custom": Gauge(1, 1, 1)}, "s")
+def test_recorded_metric_of_the_wrong_kind_fails_its_threshold() -> None:
+    # Raised, it lost every measurement of the scenario (exit 1, metrics []).
+    ts = parse_thresholds(
+        {"custom": ["p(95) < 1s"], "other": ["value < 2"]}, kinds={"custom": None, "other": None}
+    )
+    wrong, right = evaluate(ts, {"custom": Gauge(1, 1, 1), "other": Gauge(1, 1, 1)}, "s")
+    assert (wrong.status, wrong.observed, right.status) == (
+        OutcomeStatus.FAILED,
+        None,
+        OutcomeStatus.PASSED,
+    )
+    assert wrong.diagnostic.startswith(
+        "[s] custom p(95) < 1s: FAILED, it cannot judge what was recorded: metric 'custom' is "
+        "a gauge: aggregation 'p(95)'"
+    )
 
 
 def test_kind_of_rejects_non_metrics() -> None:
