@@ -169,9 +169,26 @@ class Recorder:
             f"received={self.counter(MESSAGES_RECEIVED)}, errors={self.counter(ERRORS)})"
         )
 
+    def _claim(self, name: str, kind: str) -> None:
+        """Raise ValueError when ``name`` is a metric of another kind already: merged into
+        one result, the last kind written replaced the other without a word (a behaviour's
+        ``count("response_time")`` took the place of the latencies)."""
+        for other, held in (
+            ("trend", self._trends),
+            ("counter", self._counters),
+            ("rate", self._rates),
+            ("gauge", self._gauges),
+        ):
+            if other != kind and name in held:
+                raise ValueError(
+                    f"metric {name!r} is a {other} already: a {kind} cannot take its name; "
+                    "name it otherwise"
+                )
+
     def _trend(self, name: str) -> _Trend:
         trend = self._trends.get(name)
         if trend is None:
+            self._claim(name, "trend")
             trend = self._trends[name] = _Trend(self._interval_trends.get(name))
             self.buffers[name] = trend.pending
         return trend
@@ -200,6 +217,7 @@ class Recorder:
         """The counter ``name`` as a one-element list a hot path bumps itself (``cell[0] += 1``)."""
         cell = self._counters.get(name)
         if cell is None:
+            self._claim(name, "counter")
             cell = self._counters[name] = [0]
         return cell
 
@@ -208,6 +226,7 @@ class Recorder:
         (one item per outcome: ``cell[0] += 1`` for a pass)."""
         entry = self._rates.get(name)
         if entry is None:
+            self._claim(name, "rate")
             entry = self._rates[name] = [0, 0]
         return entry
 
@@ -232,6 +251,7 @@ class Recorder:
         """Set the gauge ``name``; its lowest and highest values are kept too."""
         entry = self._gauges.get(name)
         if entry is None:
+            self._claim(name, "gauge")
             self._gauges[name] = [value, value, value]
         else:
             entry[0] = value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -229,3 +230,23 @@ def test_merged_workers_keep_the_exact_extremes() -> None:
     )
     outcomes = evaluate(thresholds, metrics, "s")
     assert [o.status for o in outcomes] == [OutcomeStatus.PASSED] * 4
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "message"),
+    [
+        (lambda r: r.trend("response_time", 0.1), lambda r: r.count("response_time"), "a trend"),
+        (lambda r: r.count("iterations"), lambda r: r.rate("iterations", False), "a counter"),
+        (lambda r: r.rate("success", True), lambda r: r.trend_buffer("success"), "a rate"),
+        (lambda r: r.gauge("users", 4.0), lambda r: r.counter_cell("users"), "a gauge"),
+    ],
+)
+def test_a_name_taken_by_another_kind_is_refused(
+    first: Callable[[Recorder], object], second: Callable[[Recorder], object], message: str
+) -> None:
+    # Merged into one result, the last kind written replaced the other without a word: a
+    # behaviour's count("response_time") took the place of the latencies.
+    recorder = Recorder()
+    first(recorder)
+    with pytest.raises(ValueError, match=f"is {message} already: a .* cannot take its name"):
+        second(recorder)
