@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import psutil  # type: ignore[import-untyped]
 
 from squall.engine.errors import EngineError, ScenarioError, describe
+from squall.engine.identity import Identity
 from squall.engine.scenario import Behaviour, Scenario
 from squall.engine.series import Snapshot
 from squall.engine.session import Session, settle
@@ -506,6 +507,15 @@ class Worker:
                 f"{type(exc).__name__}: {describe(exc)}",
             )
             raise _NoIdentity from exc
+        if not isinstance(identity, Identity):
+            # Each iteration then failed on it at the behaviour's first use of the socket,
+            # blaming the behaviour's line.
+            self.recorder.error(
+                "identity",
+                f"the identity factory returned {type(identity).__name__} {identity!r:.80} for "
+                f"user {index}, not an Identity(user_id, token, index)",
+            )
+            raise _NoIdentity
         session = Session(
             identity, self.recorder, self._clock, self.plan.scenario.params, self._connection
         )

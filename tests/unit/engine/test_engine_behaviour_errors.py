@@ -272,6 +272,28 @@ async def test_an_identity_factory_that_raises_is_counted_per_user(workload: Wor
     assert seen == []
 
 
+def user_names(index: int) -> str:
+    return f"user-{index}"  # the mistake: a name, not an Identity
+
+
+async def opens_a_socket(session: Session) -> None:
+    session.identity.auth_headers()
+
+
+async def test_an_identity_factory_that_returns_no_identity_is_named() -> None:
+    # Every iteration failed with "'str' object has no attribute 'auth_headers'", at the
+    # behaviour's line.
+    scenario = Scenario("ids", opens_a_socket, closed(2, iterations=1), identities=user_names)  # type: ignore[arg-type]
+    result = await run_scenario(scenario, processes=1, progress=False)
+    (summary,) = result.errors
+    assert (summary.kind, summary.count) == ("identity", 2)
+    assert summary.samples[0] == (
+        "the identity factory returned str 'user-0' for user 0, not an "
+        "Identity(user_id, token, index)"
+    )
+    assert result.count("iterations") == 0
+
+
 def test_a_behaviour_that_is_neither_a_function_nor_a_path_is_refused_when_made() -> None:
     # It ran, every iteration failing with "'int' object is not callable".
     with pytest.raises(ScenarioError, match=r"behaviour=42 is neither an 'async def' function"):
