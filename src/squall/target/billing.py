@@ -93,17 +93,39 @@ async def refund(conn: Connection, run: RunID) -> int:
     return int(row["amount"])
 
 
+#: The largest balance an account holds (PostgreSQL's bigint).
+MAX_BALANCE = 2**63 - 1
+
+
+class BalanceOverflow(Exception):
+    """A grant would take a balance, with the charges of runs not ended given back, past
+    :data:`MAX_BALANCE`."""
+
+
 async def grant(conn: Connection, user: UserID, amount: int, granted_by: UserID) -> None:
-    """Add ``amount`` credits to ``user`` (the account must exist); call inside a transaction."""
+    """Add ``amount`` credits to ``user`` (the account must exist); call inside a transaction.
+
+    :class:`BalanceOverflow` when the balance, plus the charges of the user's runs not
+    ended (each may still be refunded), would pass :data:`MAX_BALANCE`: granted, such a
+    refund overflowed later, failing the recovery of that run.
+    """
     await conn.execute(
         "INSERT INTO credit_grants (user_id, amount, granted_by) VALUES ($1, $2, $3)",
         user,
         amount,
         granted_by,
     )
-    await conn.execute(
-        "UPDATE accounts SET balance = balance + $2 WHERE user_id = $1", user, amount
+    granted = await conn.fetchval(
+        "UPDATE accounts SET balance = balance + $2 WHERE user_id = $1 "
+        "AND balance::numeric + $2 + (SELECT COALESCE(sum(l.amount), 0) FROM ledger l "
+        "JOIN runs r ON r.id = l.run_id WHERE l.user_id = $1 AND NOT l.refunded "
+        "AND r.status IN ('queued', 'running')) <= $3 RETURNING 1",
+        user,
+        amount,
+        MAX_BALANCE,
     )
+    if granted is None:
+        raise BalanceOverflow(user)
 
 
 async def account(conn: Connection, user: UserID) -> dict[str, Any]:

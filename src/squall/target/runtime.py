@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from redis.exceptions import RedisError
 
 from squall.target import billing, db, events, outage, redis_pool
 from squall.target.agent import AgentDeps, Publish, execute, recover, requeue
@@ -390,10 +391,10 @@ class Runtime:
             try:
                 async with conn.transaction():
                     await billing.grant(conn, user, amount, granted_by)
-            except asyncpg.NumericValueOutOfRangeError:
+            except (asyncpg.NumericValueOutOfRangeError, billing.BalanceOverflow):
                 raise InvalidField(
-                    f"amount={amount}: the account's balance would exceed the largest "
-                    "one it can hold; grant less"
+                    f"amount={amount}: the account's balance, with the charges of its runs "
+                    "not ended given back, would exceed the largest one it can hold; grant less"
                 ) from None
             return await billing.account(conn, user)
 
@@ -459,7 +460,24 @@ class Runtime:
     async def _recover(self) -> None:
         for run in await orphans(self._pool, self.settings.lock_ttl_ms / 1000):
             # Not the runs this worker executes (their lock may lapse while Redis is away).
-            if run.run_id not in self._runs and await recover(self._deps, run):
+            if run.run_id in self._runs:
+                continue
+            try:
+                recovered = await recover(self._deps, run)
+            except (RedisError, OSError):
+                raise  # an outage: the scheduler's poll tries the whole pass again
+            except Exception as exc:
+                if db.connection_lost(exc):
+                    raise
+                # One run that cannot be recovered must not hold up the others: the orphans
+                # come oldest first, so every pass on every worker stopped at it, for good.
+                log.exception(
+                    "recovering orphaned run %s of thread %s failed; the next pass tries it again",
+                    run.run_id,
+                    run.thread_id,
+                )
+                continue
+            if recovered:
                 self._counts["runs_recovered_total"] += 1
                 log.warning("recovered orphaned run %s of thread %s", run.run_id, run.thread_id)
 

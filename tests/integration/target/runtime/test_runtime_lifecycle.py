@@ -15,6 +15,7 @@ from runtime_support import WAIT_S, Recorder, StartRuntime
 
 from squall.target import redis_pool
 from squall.target.db import create_pool
+from squall.target.errors import InvalidField
 from squall.target.ids import ThreadID, UserID
 from squall.target.locks import RunLock
 from squall.target.migrations import MIGRATIONS, migrate
@@ -81,6 +82,50 @@ async def test_orphaned_run_is_failed_and_refunded(
         assert (await rescuer.stats())["runs_recovered_total"] == 1
     finally:
         await conn.close()
+
+
+async def test_an_orphan_that_cannot_be_recovered_holds_up_no_other(
+    start_runtime: StartRuntime, recorder: Recorder, settings: Settings
+) -> None:
+    # The oldest orphan's refund overflowed its balance: every pass on every worker stopped
+    # there, and Bob's run (and thread) stayed `running` for good.
+    submitter = await start_runtime(claim_runs=False)
+    stuck = await submitter.submit(ALICE, ThreadID("stuck"), "hello", "c1")
+    fine = await submitter.submit(BOB, ThreadID("fine"), "hello", "c2")
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        claimed = await claim(conn, "dead", 2, time.time())
+        assert {r.run_id for r in claimed} == {stuck.run_id, fine.run_id}
+        for run_id, age in ((stuck.run_id, "2 hours"), (fine.run_id, "1 hour")):
+            await conn.execute(
+                f"UPDATE runs SET started_at = now() - interval '{age}' WHERE id = $1", run_id
+            )
+        await conn.execute(
+            "UPDATE accounts SET balance = 9223372036854775807 WHERE user_id = $1", ALICE
+        )
+        rescuer = await start_runtime(lock_ttl_ms=300)
+        await recorder.wait_for(lambda: bool(recorder.thread("fine")))
+        [done] = recorder.thread("fine")
+        assert (done["type"], done["status"], done["charge"]) == ("agent_completed", "failed", 0)
+        assert await conn.fetchval(RUN_STATUS, fine.run_id) == "failed"
+        assert await conn.fetchval(RUN_STATUS, stuck.run_id) == "running"
+        assert (await rescuer.stats())["runs_recovered_total"] >= 1
+    finally:
+        await conn.close()
+
+
+async def test_a_grant_leaves_room_for_the_refunds_of_runs_not_ended(
+    start_runtime: StartRuntime, settings: Settings
+) -> None:
+    # Granted up to the largest balance while a charged run was in flight, its refund
+    # overflowed later (and stopped orphan recovery, above).
+    runtime = await start_runtime(claim_runs=False)
+    await runtime.submit(ALICE, ThreadID("t"), "hello", "c1")  # charged, queued
+    balance = (await runtime.account(ALICE))["balance"]
+    with pytest.raises(InvalidField, match="with the charges of its runs not ended given back"):
+        await runtime.add_credits(ALICE, 2**63 - 1 - balance, UserID("root"))
+    room = 2**63 - 1 - balance - settings.run_cost
+    assert (await runtime.add_credits(ALICE, room, UserID("root")))["balance"] == balance + room
 
 
 async def test_close_cancels_and_refunds_unfinished_runs(
