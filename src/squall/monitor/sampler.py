@@ -34,7 +34,6 @@ Design notes:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import math
 import os
@@ -128,11 +127,18 @@ class PsutilProbe:
         read_of_gone = dict(self._unreaped)
         for key, last in self._seen.items():
             if key not in current:
-                read_of_gone[last.ppid] = read_of_gone.get(last.ppid, 0.0) + last.cpu
+                # Its children's times go into its parent's with its own: charged already
+                # through it, they are what was read of it too.
+                gone = last.cpu + last.children
+                read_of_gone[last.ppid] = read_of_gone.get(last.ppid, 0.0) + gone
         self._unreaped = {}
+        # A process first seen now whose parent was seen last time was born since: the
+        # group's descendants are all found at every sample (create_time cannot tell: on
+        # Linux it is off by up to a second, built on the boot time's whole second).
+        born = _born_since({key[0] for key in self._seen}, current)
         readings: dict[str, Reading] = {}
         for name, (reading, keys) in partial.items():
-            seconds = sum(self._cpu_since(key, current[key], read_of_gone) for key in keys)
+            seconds = sum(self._cpu_since(key, current[key], read_of_gone, born) for key in keys)
             span = now - self._last[0] if self._last is not None else 0.0
             percent = seconds / span * 100.0 if span > 0 else 0.0
             readings[name] = dataclasses.replace(reading, cpu_percent=percent)
@@ -141,7 +147,11 @@ class PsutilProbe:
         return readings
 
     def _cpu_since(
-        self, key: tuple[int, float], now: _Seen, read_of_gone: Mapping[int, float]
+        self,
+        key: tuple[int, float],
+        now: _Seen,
+        read_of_gone: Mapping[int, float],
+        born: set[int],
     ) -> float:
         """CPU seconds ``key`` (and its children that left) used since the last read."""
         before = self._seen.get(key)
@@ -152,7 +162,7 @@ class PsutilProbe:
             if already > waited:  # some are not waited for yet: their time comes later
                 self._unreaped[key[0]] = already - waited
             return own + max(0.0, waited - already)
-        if self._last is not None and key[1] > self._last[1]:
+        if self._last is not None and (key[0] in born or key[1] > self._last[1] + 1):
             return now.cpu  # born since the last read: all of its time is in this interval
         return 0.0  # first seen, older: its time before now is not this interval's
 
@@ -183,6 +193,19 @@ class PsutilProbe:
                 current[key] = _Seen(one.cpu_seconds, one.children_seconds, now, one.ppid)
                 keys.append(key)
         return Reading(rss, 0.0, threads, files, socks, tuple(pids), denied), keys
+
+
+def _born_since(seen_before: set[int], current: Mapping[tuple[int, float], _Seen]) -> set[int]:
+    """The PIDs first read now whose parent was read last time, or was born since itself (a
+    helper's helper): they did not run at the last read, since a group's descendants are
+    all found at every read."""
+    new = {key[0]: seen.ppid for key, seen in current.items() if key[0] not in seen_before}
+    born: set[int] = set()
+    while True:
+        found = {pid for pid, ppid in new.items() if ppid in seen_before or ppid in born}
+        if found <= born:
+            return born
+        born |= found
 
 
 @dataclass(frozen=True)
@@ -381,8 +404,12 @@ class ResourceMonitor:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the caller's own cancellation (a Ctrl-C): not swallowed here
             await asyncio.to_thread(self.sample_once)
         return self.report()
 

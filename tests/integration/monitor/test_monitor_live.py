@@ -368,3 +368,45 @@ async def test_cpu_of_processes_that_live_less_than_an_interval(
     measured_seconds = report.groups["target"].stats.cpu_avg_percent / 100 * monitored
     assert actual_seconds > 1.0
     assert measured_seconds == pytest.approx(actual_seconds, rel=0.35)
+
+
+NESTED = """
+import subprocess, sys, time
+burn = "import time\\nend = time.process_time() + 0.3\\nwhile time.process_time() < end: pass"
+middle = "import subprocess, sys, time\\nsubprocess.run([sys.executable, '-c', sys.argv[1]])\\n"
+middle += "time.sleep(0.5)"
+sys.stdout.write("ready\\n"); sys.stdout.flush()
+sys.stdin.readline()
+for _ in range(3):
+    subprocess.run([sys.executable, "-c", middle, burn])
+sys.stdout.write("done\\n"); sys.stdout.flush()
+sys.stdin.readline()
+"""
+
+
+async def test_cpu_of_a_helper_of_a_helper_is_counted_once(
+    python: list[subprocess.Popen[str]],
+) -> None:
+    # The helper's time came back through its parent when the helper was waited for, and
+    # again through the grandparent when the parent was: counted twice.
+    root = run(python, NESTED)
+    assert await line(root) == "ready"
+    process = psutil.Process(root.pid)
+
+    def used() -> float:
+        times = process.cpu_times()
+        return times.user + times.system + times.children_user + times.children_system
+
+    monitor = ResourceMonitor([target_group(pids=[root.pid])], interval_s=0.25)
+    await monitor.start()
+    before = used()
+    send(root)
+    assert await line(root) == "done"
+    report = await monitor.stop()
+    actual_seconds = used() - before
+    series = report.groups["target"].series
+    measured_seconds = (
+        report.groups["target"].stats.cpu_avg_percent / 100 * (series[-1].t - series[0].t)
+    )
+    assert actual_seconds > 0.9
+    assert measured_seconds == pytest.approx(actual_seconds, rel=0.3)

@@ -182,3 +182,21 @@ def test_a_group_refuses_what_is_no_pid_when_made_not_mid_run(pid: int) -> None:
 def test_a_group_refuses_what_is_no_port(port: int) -> None:
     with pytest.raises(ValueError, match=r"are not TCP ports; give ports in 1\.\.65535"):
         GroupSpec("target", ports=(port,))
+
+
+async def test_stop_lets_its_callers_own_cancellation_through() -> None:
+    # A Ctrl-C reaching the event loop as the main task's cancellation, just after a
+    # scenario's load, was swallowed here with the sampling task's: the run went on.
+    monitor = ResourceMonitor(GROUPS, probe=ScriptedProbe())
+    await monitor.start()
+
+    async def stopping() -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await monitor.stop()
+        return "went on"
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(stopping())
+    assert (await monitor.stop()).groups  # stopped already: the report so far
