@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -400,13 +401,20 @@ def _run(
         # The settings of the platform squall started ([platform]), keys shown as ***.
         "platform": config.platform.shown() if platform_db is not None else None,
     }
-    report: SuiteReport = uvloop.run(
-        run_suite(
-            config,
-            ctx,
-            run_id=run_id,
-            on_scenario=lambda outcome: print_scenario(console, outcome),
-            config_snapshot=snapshot,
+    report = SuiteReport(run_id, time.time(), config=snapshot)
+    try:
+        uvloop.run(
+            run_suite(
+                config,
+                ctx,
+                run_id=run_id,
+                on_scenario=lambda outcome: print_scenario(console, outcome),
+                report=report,
+            )
         )
-    )
+    except KeyboardInterrupt:
+        # A Ctrl-C as the suite ended: asyncio's runner cancelled it mid-step and dropped
+        # its result; the outcomes it had are in ``report``.
+        report.interrupted = True
+        report.finished_at = report.finished_at or time.time()
     return report

@@ -931,14 +931,18 @@ async def run_suite(
     run_id: str,
     on_scenario: Callable[[ScenarioOutcome], None] | None = None,
     config_snapshot: Mapping[str, Any] | None = None,
+    report: SuiteReport | None = None,
 ) -> SuiteReport:
     """Run the selected scenarios one after another; Ctrl-C keeps what finished.
 
     A scenario that raises is recorded as failed with its error, and the suite
-    goes on: the scenarios already measured are still reported and written.
+    goes on: the scenarios already measured are still reported and written. Given
+    ``report``, the outcomes go into it as they come, so a caller whose event loop ends on
+    a Ctrl-C (asyncio's runner then drops the coroutine's result) still holds them.
     """
     entries = select(config.run.scenarios)
-    report = SuiteReport(run_id=run_id, started_at=time.time(), config=dict(config_snapshot or {}))
+    if report is None:
+        report = SuiteReport(run_id, time.time(), config=dict(config_snapshot or {}))
     try:
         for entry in entries:
             outcome = not_run_here(entry, config, ctx) or await _run_entry(entry, config, ctx)
