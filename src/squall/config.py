@@ -40,7 +40,7 @@ from squall.metrics.thresholds import (
 from squall.monitor.sampler import MIN_INTERVAL_S
 from squall.monitor.targets import MAX_PID, MAX_PORT
 from squall.target.settings import Settings, SettingsError
-from squall.urls import POSTGRES_SCHEMES, url_problem
+from squall.urls import POSTGRES_SCHEMES, redact, url_problem
 
 __all__ = [
     "CONFIG_FILE",
@@ -157,9 +157,14 @@ class PlatformConfig:
         return {Settings.env_name(name): value for name, value in self.settings.items()}
 
     def shown(self) -> dict[str, str]:
-        """The settings for a report: a key's value (``openai_api_key``) reads ``***``."""
+        """The settings for a report: a key's value (``openai_api_key``) reads ``***``, a
+        URL's password too."""
         return {
-            name: "***" if name.endswith(("_key", "_secret")) and value else value
+            name: "***"
+            if name.endswith(("_key", "_secret")) and value
+            else redact(value)
+            if name.endswith("_url")
+            else value
             for name, value in sorted(self.settings.items())
         }
 

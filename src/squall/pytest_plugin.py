@@ -191,6 +191,8 @@ class SessionResults:
     #: Why the services or the target could not be reached, if they could not.
     unreachable: str | None = None
     target: str | None = None
+    #: The settings of the platform the session started (None: it started none).
+    platform: dict[str, str] | None = None
     results_dir: Path | None = None
     written: Path | None = None
     #: Why the report is not where it was asked for (then it is in the fallback folder,
@@ -277,6 +279,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "pytest_args": redacted_args(session.config.invocation_params.args),
             "pytest_exitstatus": int(exitstatus),
             "scale": loaded.run.scale if loaded is not None else options.squall_scale,
+            # The settings of the platform the session started ([platform]), as squall run
+            # records them, so compare can tell two sessions' platforms apart.
+            "platform": results.platform,
             "target": results.target,
             "unreachable": results.unreachable,
             "collection_errors": list(results.collection_errors),
@@ -425,6 +430,8 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
         with services() as endpoints, _target(squall_config, signer, endpoints) as started:
             target, platform_database_url = started
             results.target = target.ws_url
+            if platform_database_url is not None:
+                results.platform = squall_config.platform.shown()
             yield RealServices(
                 database_url=endpoints.database_url,
                 redis_url=endpoints.redis_url,

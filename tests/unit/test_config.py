@@ -532,9 +532,14 @@ def test_platform_settings_override_the_golden_path_one_by_one(project: Path) ->
 
 
 def test_a_platform_key_setting_reads_starred_in_reports(project: Path) -> None:
-    write(project, '[platform]\nopenai_api_key = "sk-123"\nopenai_model = "m"\n')
+    write(
+        project,
+        '[platform]\nopenai_api_key = "sk-123"\nopenai_model = "m"\n'
+        'openai_base_url = "http://user:hunter2@127.0.0.1:9/v1"\n',
+    )
     shown = load_config(cwd=project).platform.shown()
     assert (shown["openai_api_key"], shown["openai_model"]) == ("***", "m")
+    assert shown["openai_base_url"] == "http://user:***@127.0.0.1:9/v1"
 
 
 @pytest.mark.parametrize(

@@ -555,6 +555,9 @@ def test_platform_races_under_the_plugin_runs_the_parts_of_its_own_platform(
     pytester.makepyfile(OWN_PLATFORM_PARTS)
     result = pytester.runpytest("--real-services", "-o", "asyncio_mode=auto")
     result.assert_outcomes(passed=1)
+    # As squall run, the report records the settings of the platform the session started.
+    [report] = (pytester.path / "squall-results").glob("*/report.json")
+    assert json.loads(report.read_text())["config"]["platform"]["run_concurrency"] == "64"
 
 
 LEFT_OUT = """
