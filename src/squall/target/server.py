@@ -102,6 +102,9 @@ class SocketProtocol(WebSocketsSansIOProtocol):
     #: The pending write timeout, set only while the transport is paused for writing
     #: (a class default, so an idle socket holds no attribute for it).
     _write_timer: asyncio.TimerHandle | None = None
+    #: What the client sent after its upgrade request and before the app accepted (a
+    #: pipelined first frame), held until it does (a class default, as above).
+    _early: bytes | None = None
 
     def __init__(
         self,
@@ -122,8 +125,23 @@ class SocketProtocol(WebSocketsSansIOProtocol):
             self.request.headers.clear()
             self.response.headers.clear()
             self.scope["headers"] = ()
+        elif self._early is not None and message["type"] == "websocket.send":
+            # The app's first frame (the platform's hello) is out: the frames held are read
+            # now, as if they had just come.
+            early, self._early = self._early, None
+            self.transport.resume_reading()
+            self.data_received(early)
 
     def data_received(self, data: bytes) -> None:
+        if (self.handshake_initiated and not self.handshake_complete) or self._early is not None:
+            # Parsed before the app accepted, a frame that closes the socket (bad UTF-8, a
+            # bad opcode, a close) broke the handshake without its 101 (and a traceback),
+            # after a message in the same packet was stored and billed: held until the app,
+            # having accepted, sends its first frame (dropped if it refuses), reading paused
+            # meanwhile.
+            self._early = (self._early or b"") + data
+            self.transport.pause_reading()
+            return
         super().data_received(data)
         if not self.handshake_initiated and self.conn.handshake_exc is not None:
             self._refuse_handshake()

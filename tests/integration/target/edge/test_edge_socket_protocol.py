@@ -266,6 +266,36 @@ async def test_a_frame_sent_with_the_upgrade_request_is_not_lost(platform: Platf
     assert received.index(b'"hello"') < received.index(b'"pong"') < received.index(b'"early"')
 
 
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (Frame(Opcode.TEXT, b"\xff\xff"), 1007),
+        (Frame(Opcode.CLOSE, (1000).to_bytes(2, "big")), 1000),
+    ],
+    ids=["not-utf8", "close"],
+)
+async def test_a_closing_frame_sent_with_the_upgrade_request_comes_after_the_101(
+    platform: Platform, frame: Frame, code: int
+) -> None:
+    # Parsed before the app had accepted, it broke the handshake: no 101, a traceback in
+    # the log, and a message pipelined before it stored and billed unbeknown to the client.
+    reader, writer = await asyncio.open_connection("127.0.0.1", platform.port)
+    writer.write(
+        upgrade_request(platform, f"early-{code}") + frame.serialize(mask=True, extensions=[])
+    )
+    await writer.drain()
+    try:
+        async with asyncio.timeout(WAIT_S):
+            received = await reader.read()  # to EOF: the server closes
+    finally:
+        writer.close()
+    assert received.startswith(b"HTTP/1.1 101")
+    assert b'"hello"' in received
+    close = Frame(Opcode.CLOSE, code.to_bytes(2, "big")).serialize(mask=False, extensions=[])
+    assert received.endswith(close)
+    assert "Fatal error on transport" not in platform.process.log_path.read_text(errors="replace")
+
+
 async def test_a_text_frame_not_utf8_closes_1007_with_one_warning_line(
     platform: Platform,
 ) -> None:
