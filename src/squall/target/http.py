@@ -160,7 +160,10 @@ async def metrics_endpoint(request: Request) -> Response:
     if edge.started_at is not None:
         gauges["worker_start_time_seconds"] = edge.started_at
     try:
-        counters = await edge.counters.totals()
+        counters = {
+            **dict.fromkeys(metrics.UNLABELLED_COUNTERS, 0.0),
+            **await edge.counters.totals(),
+        }
         gauges["redis_up"] = 1.0
     except Exception as exc:
         if not redis_pool.connection_lost(exc):

@@ -80,6 +80,20 @@ HELP: Mapping[str, str] = {
 }
 
 
+#: The cluster counters without labels: ``/metrics`` shows each from the start, at 0
+#: (absent until their first count, a rate over one read "no data" rather than 0).
+UNLABELLED_COUNTERS = (
+    "auth_failures_total",
+    "frames_received_total",
+    "frames_sent_total",
+    "messages_accepted_total",
+    "slow_consumer_closes_total",
+    "sockets_opened_total",
+    "worker_starts_total",
+    "write_timeouts_total",
+)
+
+
 def series(name: str, **labels: str) -> str:
     """A series key like ``errors_total{code="bad_frame"}`` (labels sorted, values escaped)."""
     if not labels:

@@ -68,3 +68,9 @@ def test_every_family_the_platform_reports_has_help() -> None:
     assert {"sockets_open", "redis_up", "runs_queued", "database_up"} <= keyed
     # And HELP describes nothing the platform does not report.
     assert set(HELP) - (counted | keyed) == set()
+
+
+def test_every_counter_shown_from_the_start_is_described() -> None:
+    from squall.target.metrics import UNLABELLED_COUNTERS
+
+    assert all(name in HELP and name.endswith("_total") for name in UNLABELLED_COUNTERS)
