@@ -910,7 +910,7 @@ def _judged(
         notes.append(result.generator.warning or "load generator saturated")
     if result.interrupted:
         notes.append(f"interrupted ({result.interrupted_reason}): partial results")
-    elif stopped_late():
+    if stopped_late():  # a --duration run reads interrupted by its deadline besides
         notes.append("interrupted once its load had ended: its results are whole")
     return ScenarioOutcome(
         name=scenario.name,
