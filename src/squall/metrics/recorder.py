@@ -11,6 +11,7 @@ boundaries and is merged exactly by
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections import Counter as Tally
 from collections.abc import Iterable
@@ -207,7 +208,9 @@ class Recorder:
             trend.fold()
 
     def count(self, name: str, n: int = 1) -> None:
-        """Add ``n`` to the counter ``name``."""
+        """Add ``n`` (a whole number >= 0: counters only grow) to the counter ``name``."""
+        if n.__class__ is not int or n < 0:
+            raise ValueError(f"count({name!r}, {n!r}): a counter grows by a whole number >= 0")
         cell = self._counters.get(name)
         if cell is None:
             cell = self.counter_cell(name)
@@ -248,7 +251,10 @@ class Recorder:
         entry[0 if ok else 1] += 1
 
     def gauge(self, name: str, value: float) -> None:
-        """Set the gauge ``name``; its lowest and highest values are kept too."""
+        """Set the gauge ``name`` (a finite number); its lowest and highest values are kept
+        too (a NaN would have stayed their value for good)."""
+        if not math.isfinite(value):
+            raise ValueError(f"gauge({name!r}, {value!r}): a gauge takes a finite number")
         entry = self._gauges.get(name)
         if entry is None:
             self._claim(name, "gauge")

@@ -250,3 +250,18 @@ def test_a_name_taken_by_another_kind_is_refused(
     first(recorder)
     with pytest.raises(ValueError, match=f"is {message} already: a .* cannot take its name"):
         second(recorder)
+
+
+def test_counts_and_gauges_that_measure_nothing_are_refused() -> None:
+    # A negative or fractional count made a counter of -20.0; a NaN gauge kept NaN as its
+    # lowest and highest value for good.
+    recorder = Recorder()
+    for bad in (-3, 0.5, True):
+        with pytest.raises(ValueError, match="a counter grows by a whole number >= 0"):
+            recorder.count("x", bad)  # type: ignore[arg-type]
+    for bad_value in (math.nan, math.inf):
+        with pytest.raises(ValueError, match="a gauge takes a finite number"):
+            recorder.gauge("g", bad_value)
+    recorder.count("x", 0)
+    recorder.gauge("g", 3)
+    assert (recorder.counter("x"), recorder.state().gauges["g"]) == (0, (3, 3, 3))
