@@ -226,7 +226,16 @@ class Chat:
         recorder.rate("success", observation.status is RunStatus.COMPLETED)
         acknowledged = observation.ack_at is not None or not caps.acknowledgements
         if caps.progress_events and acknowledged:
-            recorder.rate("delivery", self.adapter.delivered(observation))
+            delivered = self.adapter.delivered(observation)
+            if not isinstance(delivered, bool):
+                # Truthy, "no" read as a delivery: an adapter's mistake is no pass.
+                recorder.error(
+                    "adapter",
+                    f"{type(self.adapter).__name__}.delivered() returned {delivered!r:.60}, "
+                    "not True or False: counted as not delivered",
+                )
+                delivered = False
+            recorder.rate("delivery", delivered)
         if observation.status is RunStatus.REJECTED:
             recorder.error(
                 f"server.{observation.error_code}",

@@ -558,3 +558,30 @@ async def test_an_adapter_whose_tracker_raises_fails_every_planned_message(
         finally:
             await session.aclose()
     assert session.recorder.state().rates["success"] == (0, 3)
+
+
+class SaysNoAdapter(ReferenceAdapter):
+    def delivered(self, observation: RunObservation) -> bool:
+        return "no"  # type: ignore[return-value]  # the mistake under test
+
+
+async def test_a_delivery_verdict_that_is_no_bool_counts_as_not_delivered() -> None:
+    # "no" is truthy: it counted as a delivery.
+    async def target(connection: ServerConnection) -> None:
+        await connection.send(json.dumps({"type": "hello"}))
+        async for raw in connection:
+            for frame in reference_run(json.loads(raw), "r1"):
+                await connection.send(json.dumps(frame))
+
+    async with scripted(target) as url:
+        session = session_for(url)
+        try:
+            async with open_chat(session, adapter=SaysNoAdapter(), planned=1) as chat:
+                await chat.chat("t", "hello", timeout=5.0)
+        finally:
+            await session.aclose()
+    state = session.recorder.state()
+    assert state.rates["delivery"] == (0, 1)
+    assert state.error_samples["adapter"] == [
+        "SaysNoAdapter.delivered() returned 'no', not True or False: counted as not delivered"
+    ]
