@@ -825,22 +825,20 @@ class ThresholdAsserts:
         return judged
 
 
-#: Error kinds a failed check's message names, with their first sample.
-SHOWN_ERROR_KINDS = 3
-
-
 def _error_lines(outcome: ScenarioOutcome) -> list[str]:
     """The run's commonest errors, one line each (``errors.connect 5: connection closed (code
-    4401, ...)``): a rate at 0 % says nothing of why, a rejected token, say."""
-    errors = (outcome.result or {}).get("errors") or []
-    found = sorted(
-        (e for e in errors if isinstance(e, dict)), key=lambda e: -int(e.get("count") or 0)
-    )
-    lines = []
-    for error in found[:SHOWN_ERROR_KINDS]:
-        samples = error.get("samples") or [""]
-        lines.append(f"errors.{error.get('kind')} {error.get('count')}: {samples[0]}".rstrip(": "))
-    return lines
+    4401, ...)``), as the summary samples them: a rate at 0 % says nothing of why, a
+    rejected token, say."""
+    from squall.metrics.result import error_summaries_of
+    from squall.report.summary import SAMPLED_ERROR_KINDS, first_error_samples
+
+    samples = first_error_samples(outcome.result)
+    commonest = sorted(error_summaries_of(outcome.result), key=lambda entry: -entry.count)
+    return [
+        f"errors.{entry.kind} {entry.count}"
+        + (f": {samples[entry.kind]}" if entry.kind in samples else "")
+        for entry in commonest[:SAMPLED_ERROR_KINDS]
+    ]
 
 
 @pytest.fixture
