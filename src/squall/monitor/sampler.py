@@ -83,11 +83,10 @@ class MonitorError(RuntimeError):
 @dataclass(frozen=True)
 class _Seen:
     """A process's cumulative CPU seconds (its own, and its waited-for children's) as last
-    read, at ``at`` on the monitor's clock, and its parent."""
+    read, and its parent."""
 
     cpu: float
     children: float
-    at: float
     ppid: int
 
 
@@ -121,7 +120,7 @@ class PsutilProbe:
         for spec in groups:
             procs = [p for p in discover(spec) if p.pid not in claimed]
             claimed.update(p.pid for p in procs)
-            partial[spec.name] = self._read_group(procs, now, sockets, current)
+            partial[spec.name] = self._read_group(procs, sockets, current)
         # What was read of the processes gone since, by parent: their parent's children
         # times include it once they are waited for.
         read_of_gone = dict(self._unreaped)
@@ -136,10 +135,10 @@ class PsutilProbe:
         # group's descendants are all found at every sample (create_time cannot tell: on
         # Linux it is off by up to a second, built on the boot time's whole second).
         born = _born_since({key[0] for key in self._seen}, current)
+        span = now - self._last[0] if self._last is not None else 0.0
         readings: dict[str, Reading] = {}
         for name, (reading, keys) in partial.items():
             seconds = sum(self._cpu_since(key, current[key], read_of_gone, born) for key in keys)
-            span = now - self._last[0] if self._last is not None else 0.0
             percent = seconds / span * 100.0 if span > 0 else 0.0
             readings[name] = dataclasses.replace(reading, cpu_percent=percent)
         self._seen = current  # forget processes that are gone
@@ -169,7 +168,6 @@ class PsutilProbe:
     def _read_group(
         self,
         procs: Sequence[psutil.Process],
-        now: float,
         sockets: Mapping[int, int] | None,
         current: dict[tuple[int, float], _Seen],
     ) -> tuple[Reading, list[tuple[int, float]]]:
@@ -190,7 +188,7 @@ class PsutilProbe:
             denied += 1 if one.denied else 0
             if one.cpu_seconds is not None:
                 key = (proc.pid, one.created)
-                current[key] = _Seen(one.cpu_seconds, one.children_seconds, now, one.ppid)
+                current[key] = _Seen(one.cpu_seconds, one.children_seconds, one.ppid)
                 keys.append(key)
         return Reading(rss, 0.0, threads, files, socks, tuple(pids), denied), keys
 

@@ -15,6 +15,7 @@ import pytest
 
 from squall.monitor import (
     GroupSpec,
+    MonitorReport,
     ResourceMonitor,
     discover,
     generator_group,
@@ -342,6 +343,18 @@ while time.monotonic() < deadline:
 """
 
 
+def charged_seconds(process: psutil.Process) -> float:
+    """CPU seconds the kernel charged ``process`` and the children it waited for."""
+    times = process.cpu_times()
+    return float(times.user + times.system + times.children_user + times.children_system)
+
+
+def measured_seconds(report: MonitorReport) -> float:
+    """The target group's CPU seconds as the monitor measured them over its samples."""
+    series = report.groups["target"].series
+    return report.groups["target"].stats.cpu_avg_percent / 100 * (series[-1].t - series[0].t)
+
+
 async def test_cpu_of_processes_that_live_less_than_an_interval(
     python: list[subprocess.Popen[str]],
 ) -> None:
@@ -350,24 +363,16 @@ async def test_cpu_of_processes_that_live_less_than_an_interval(
     spawner = run(python, SPAWNER)
     assert await line(spawner) == "spawning"
     process = psutil.Process(spawner.pid)
-
-    def used() -> float:
-        times = process.cpu_times()
-        return times.user + times.system + times.children_user + times.children_system
-
     monitor = ResourceMonitor([target_group(pids=[spawner.pid])], interval_s=0.5)
     await monitor.start()
-    before = used()  # read after the monitor's first sample, which covers nothing
+    before = charged_seconds(process)  # after the monitor's first sample, which covers nothing
     await asyncio.wait_for(monitor.wait_for_samples(8), 30)
     report = await monitor.stop()
     # The oracle: what the kernel charged the spawner and the children it waited for, over
     # the monitored window (give or take the child running at each end).
-    actual_seconds = used() - before
-    series = report.groups["target"].series
-    monitored = series[-1].t - series[0].t
-    measured_seconds = report.groups["target"].stats.cpu_avg_percent / 100 * monitored
+    actual_seconds = charged_seconds(process) - before
     assert actual_seconds > 1.0
-    assert measured_seconds == pytest.approx(actual_seconds, rel=0.35)
+    assert measured_seconds(report) == pytest.approx(actual_seconds, rel=0.35)
 
 
 NESTED = """
@@ -392,21 +397,12 @@ async def test_cpu_of_a_helper_of_a_helper_is_counted_once(
     root = run(python, NESTED)
     assert await line(root) == "ready"
     process = psutil.Process(root.pid)
-
-    def used() -> float:
-        times = process.cpu_times()
-        return times.user + times.system + times.children_user + times.children_system
-
     monitor = ResourceMonitor([target_group(pids=[root.pid])], interval_s=0.25)
     await monitor.start()
-    before = used()
+    before = charged_seconds(process)
     send(root)
     assert await line(root) == "done"
     report = await monitor.stop()
-    actual_seconds = used() - before
-    series = report.groups["target"].series
-    measured_seconds = (
-        report.groups["target"].stats.cpu_avg_percent / 100 * (series[-1].t - series[0].t)
-    )
+    actual_seconds = charged_seconds(process) - before
     assert actual_seconds > 0.9
-    assert measured_seconds == pytest.approx(actual_seconds, rel=0.3)
+    assert measured_seconds(report) == pytest.approx(actual_seconds, rel=0.3)
