@@ -499,16 +499,18 @@ class BrokenTrackerAdapter(ReferenceAdapter):
         return BrokenTracker()
 
 
+async def answering(connection: ServerConnection) -> None:
+    """A target that greets, then answers each message with a whole reference run."""
+    await connection.send(json.dumps({"type": "hello"}))
+    async for raw in connection:
+        for frame in reference_run(json.loads(raw), "r1"):
+            await connection.send(json.dumps(frame))
+
+
 async def test_a_message_whose_frame_an_adapter_cannot_read_counts_as_failed() -> None:
     # The error ended the chat before the message in flight was counted: success had
     # one sample fewer than the messages planned.
-    async def target(connection: ServerConnection) -> None:
-        await connection.send(json.dumps({"type": "hello"}))
-        async for raw in connection:
-            for frame in reference_run(json.loads(raw), "r1"):
-                await connection.send(json.dumps(frame))
-
-    async with scripted(target) as url:
+    async with scripted(answering) as url:
         session = session_for(url)
         try:
             with pytest.raises(ValueError, match="cannot read agent_started"):
@@ -567,13 +569,7 @@ class SaysNoAdapter(ReferenceAdapter):
 
 async def test_a_delivery_verdict_that_is_no_bool_counts_as_not_delivered() -> None:
     # "no" is truthy: it counted as a delivery.
-    async def target(connection: ServerConnection) -> None:
-        await connection.send(json.dumps({"type": "hello"}))
-        async for raw in connection:
-            for frame in reference_run(json.loads(raw), "r1"):
-                await connection.send(json.dumps(frame))
-
-    async with scripted(target) as url:
+    async with scripted(answering) as url:
         session = session_for(url)
         try:
             async with open_chat(session, adapter=SaysNoAdapter(), planned=1) as chat:
