@@ -37,6 +37,15 @@ def endpoints() -> Iterator[Endpoints]:
         yield found
 
 
+@pytest.fixture
+def shared_services(endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch) -> Endpoints:
+    """``squall run`` (and the plugin in a pytester session) reuse the session's PostgreSQL
+    and Redis instead of starting their own."""
+    monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
+    monkeypatch.setenv("REDIS_URL", endpoints.redis_url)
+    return endpoints
+
+
 @pytest.fixture(scope="session")
 def pg_url(endpoints: Endpoints) -> Iterator[str]:
     """URL of a fresh database on the session's PostgreSQL server."""

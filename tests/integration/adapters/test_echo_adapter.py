@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from squall.cli import main
-from squall.services import Endpoints
 from squall.services.embedded import free_port
 from squall.services.process import spawn, wait_until
 
@@ -57,14 +56,7 @@ def echo_url(tmp_path: Path) -> Iterator[str]:
         process.stop()
 
 
-@pytest.fixture
-def given_services(endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``squall run`` reuses the session's PostgreSQL and Redis instead of starting its own."""
-    monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
-    monkeypatch.setenv("REDIS_URL", endpoints.redis_url)
-
-
-@pytest.mark.usefixtures("given_services")
+@pytest.mark.usefixtures("shared_services")
 def test_websocket_concurrency_runs_against_the_echo_service(
     echo_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -107,7 +99,7 @@ def test_websocket_concurrency_runs_against_the_echo_service(
         assert check in notes
 
 
-@pytest.mark.usefixtures("given_services")
+@pytest.mark.usefixtures("shared_services")
 def test_echo_adapter_without_target_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--adapter", "echo", "--no-progress"]) == 2
     assert "needs --target" in capsys.readouterr().err
@@ -118,7 +110,7 @@ def test_unknown_adapter_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
     assert "unknown adapter 'ech'" in capsys.readouterr().err
 
 
-@pytest.mark.usefixtures("given_services")
+@pytest.mark.usefixtures("shared_services")
 def test_the_wrong_adapter_is_named_by_the_frames_it_could_not_match(
     echo_url: str,
     tmp_path: Path,
@@ -160,7 +152,7 @@ def test_the_wrong_adapter_is_named_by_the_frames_it_could_not_match(
     assert 'First frame: {"type": "user_message"' in errors["samples"][0]
 
 
-@pytest.mark.usefixtures("given_services")
+@pytest.mark.usefixtures("shared_services")
 def test_platform_specific_steps_are_left_out_for_another_protocol(
     echo_url: str,
     tmp_path: Path,

@@ -19,14 +19,6 @@ from squall.services import Endpoints
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def shared_services(endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch) -> Endpoints:
-    """Point ``squall run`` at the session's servers instead of starting new ones."""
-    monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
-    monkeypatch.setenv("REDIS_URL", endpoints.redis_url)
-    return endpoints
-
-
 def _report(results: Path) -> dict[str, object]:
     (path,) = results.glob("*/report.json")
     data: dict[str, object] = json.loads(path.read_text())

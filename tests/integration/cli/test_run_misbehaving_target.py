@@ -36,11 +36,10 @@ MESSAGES = 2
 
 
 @pytest.fixture
-def shared_services(endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch) -> Endpoints:
-    monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
-    monkeypatch.setenv("REDIS_URL", endpoints.redis_url)
+def shared_services(shared_services: Endpoints, monkeypatch: pytest.MonkeyPatch) -> Endpoints:
+    """The session's servers (tests/conftest.py), and no results database."""
     monkeypatch.setenv("SQUALL_RESULTS_DB", "off")
-    return endpoints
+    return shared_services
 
 
 @contextlib.contextmanager

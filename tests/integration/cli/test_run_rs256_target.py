@@ -18,10 +18,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def rs256_platform(
-    endpoints: Endpoints, rsa_key_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    shared_services: Endpoints, rsa_key_files: tuple[Path, Path]
 ) -> Iterator[tuple[RunningPlatform, Path]]:
-    monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
-    monkeypatch.setenv("REDIS_URL", endpoints.redis_url)
+    endpoints = shared_services
     private, public = rsa_key_files
     settings = {"SQUALL_JWT_ALGORITHM": "RS256", "SQUALL_JWT_PUBLIC_KEY_FILE": str(public)}
     with fresh_database(endpoints, "squall_rs256") as database:

@@ -15,7 +15,6 @@ from squall.pytest_plugin import (
     _stop_if_interrupted,
     diagnostic_table,
 )
-from squall.services import Endpoints
 from squall.suite import ScenarioOutcome, nothing_measured
 
 GATED = """
@@ -95,11 +94,8 @@ def test_monitor_pids_that_would_count_squall_itself_are_a_usage_error(
     result.stderr.fnmatch_lines(["*squall: monitor.pids: 1 runs squall itself*"])
 
 
-def test_an_unreachable_target_is_named_by_the_plugin_option(
-    pytester: pytest.Pytester, endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
-    monkeypatch.setenv("REDIS_URL", endpoints.redis_url)
+@pytest.mark.usefixtures("shared_services")
+def test_an_unreachable_target_is_named_by_the_plugin_option(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_uses_it(real_services):\n    pass\n")
     with socket.create_server(("127.0.0.1", 0)) as closed:
         port = closed.getsockname()[1]
@@ -223,11 +219,8 @@ def test_failed_before_its_teardown(squall):
 """
 
 
-def test_a_squall_call_never_awaited_fails_its_test(
-    pytester: pytest.Pytester, endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
-    monkeypatch.setenv("REDIS_URL", endpoints.redis_url)
+@pytest.mark.usefixtures("shared_services")
+def test_a_squall_call_never_awaited_fails_its_test(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(NOT_AWAITED)
     with socket.create_server(("127.0.0.1", 0)) as target:  # reachable; never spoken to
         port = target.getsockname()[1]
@@ -542,13 +535,12 @@ async def test_parts_that_need_the_platform_squall_started(squall, thresholds):
 """
 
 
+@pytest.mark.usefixtures("shared_services")
 def test_platform_races_under_the_plugin_runs_the_parts_of_its_own_platform(
-    pytester: pytest.Pytester, endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester,
 ) -> None:
     # They read not applicable ("needs the platform's own Redis", "an external target's
     # session policy") although the plugin had started the platform, as squall run does.
-    monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
-    monkeypatch.setenv("REDIS_URL", endpoints.redis_url)
     pytester.makefile(
         ".toml", squall='[scenarios.platform_races]\nparts = ["takeover", "sessions"]\n'
     )
@@ -566,12 +558,11 @@ async def test_asks_for_platform_races(squall):
 """
 
 
+@pytest.mark.usefixtures("shared_services")
 def test_a_reference_only_scenario_against_another_adapter_fails_saying_why(
-    pytester: pytest.Pytester, endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester,
 ) -> None:
     # It ran against the echo target and failed after 30 s with "got no hello".
-    monkeypatch.setenv("DATABASE_URL", endpoints.database_url)
-    monkeypatch.setenv("REDIS_URL", endpoints.redis_url)
     pytester.makepyfile(LEFT_OUT)
     with socket.create_server(("127.0.0.1", 0)) as target:  # reachable; never spoken to
         port = target.getsockname()[1]
