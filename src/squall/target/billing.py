@@ -17,6 +17,7 @@ from typing import Any
 from squall.target.db import Connection
 from squall.target.errors import InsufficientCredits
 from squall.target.ids import RunID, UserID
+from squall.target.protocol import MAX_BIGINT
 
 #: Pause between the read and the write of the deliberately naive debit, so concurrent
 #: submits interleave there and the lost update shows.
@@ -93,21 +94,17 @@ async def refund(conn: Connection, run: RunID) -> int:
     return int(row["amount"])
 
 
-#: The largest balance an account holds (PostgreSQL's bigint).
-MAX_BALANCE = 2**63 - 1
-
-
 class BalanceOverflow(Exception):
     """A grant would take a balance, with the charges of runs not ended given back, past
-    :data:`MAX_BALANCE`."""
+    :data:`~squall.target.protocol.MAX_BIGINT`."""
 
 
 async def grant(conn: Connection, user: UserID, amount: int, granted_by: UserID) -> None:
     """Add ``amount`` credits to ``user`` (the account must exist); call inside a transaction.
 
     :class:`BalanceOverflow` when the balance, plus the charges of the user's runs not
-    ended (each may still be refunded), would pass :data:`MAX_BALANCE`: granted, such a
-    refund overflowed later, failing the recovery of that run.
+    ended (each may still be refunded), would pass the largest bigint (``MAX_BIGINT``):
+    granted, such a refund overflowed later, failing the recovery of that run.
     """
     await conn.execute(
         "INSERT INTO credit_grants (user_id, amount, granted_by) VALUES ($1, $2, $3)",
@@ -122,7 +119,7 @@ async def grant(conn: Connection, user: UserID, amount: int, granted_by: UserID)
         "AND r.status IN ('queued', 'running')) <= $3 RETURNING 1",
         user,
         amount,
-        MAX_BALANCE,
+        MAX_BIGINT,
     )
     if granted is None:
         raise BalanceOverflow(user)
