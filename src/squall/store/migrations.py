@@ -462,21 +462,23 @@ class ForeignSchema(Exception):
     application's of the same name): its runs cannot be stored or read there."""
 
 
-async def _require_ours(conn: asyncpg.Connection) -> None:
-    """:class:`ForeignSchema` unless ``squall_schema_migrations``, when it exists, numbers
-    its versions with integers as squall's does."""
-    kind = await conn.fetchval(
-        "SELECT atttypid::regtype::text FROM pg_attribute "
+async def _require_ours(conn: asyncpg.Connection) -> bool:
+    """Whether ``squall_schema_migrations`` exists; :class:`ForeignSchema` when it does but
+    does not number its versions with integers as squall's does."""
+    row = await conn.fetchrow(
+        "SELECT to_regclass('squall_schema_migrations') IS NOT NULL AS exists, "
+        "(SELECT atttypid::regtype::text FROM pg_attribute "
         "WHERE attrelid = to_regclass('squall_schema_migrations') AND attname = 'version' "
-        "AND NOT attisdropped"
+        "AND NOT attisdropped) AS kind"
     )
-    exists = await conn.fetchval("SELECT to_regclass('squall_schema_migrations') IS NOT NULL")
+    exists, kind = row["exists"], row["kind"]
     if exists and kind != "integer":
         found = "no version column" if kind is None else f"a {kind} version column"
         raise ForeignSchema(
             f"its table squall_schema_migrations is not squall's ({found}, where squall "
             "numbers its migrations with integers): another application uses the name"
         )
+    return bool(exists)
 
 
 def _require_known(version: int) -> int:
@@ -525,10 +527,8 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
 
 async def schema_version(conn: asyncpg.Connection) -> int:
     """The highest applied migration, 0 for a database squall has never migrated."""
-    exists = await conn.fetchval("SELECT to_regclass('squall_schema_migrations') IS NOT NULL")
-    if not exists:
+    if not await _require_ours(conn):
         return 0
-    await _require_ours(conn)
     return int(
         await conn.fetchval("SELECT COALESCE(max(version), 0) FROM squall_schema_migrations")
     )
