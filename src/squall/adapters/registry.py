@@ -37,8 +37,26 @@ def names() -> tuple[str, ...]:
     return tuple(_ADAPTERS)
 
 
-def register(name: str, path: str) -> None:
-    """Register ``name`` as the adapter class at ``path`` (``"package.module:Class"``)."""
+def register(name: str, path: str, *, replace: bool = False) -> None:
+    """Register ``name`` as the adapter class at ``path`` (``"package.module:Class"``).
+
+    A name already registered for another class is refused unless ``replace``
+    is true, so a project's adapter cannot silently take a built-in's place
+    (or two plugins each other's); registering the same path again is a no-op.
+    """
+    module, sep, attribute = path.partition(":")
+    if not (sep and module and attribute):
+        raise ValueError(
+            f"adapter path {path!r} for {name!r} is not 'package.module:Class'; give the "
+            "module and the class, separated by ':'"
+        )
+    taken = _ADAPTERS.get(name)
+    if taken is not None and taken != path and not replace:
+        raise ValueError(
+            f"adapter name {name!r} is already registered for {taken!r}; choose another "
+            "name, or pass replace=True to put "
+            f"{path!r} in its place"
+        )
     _ADAPTERS[name] = path
 
 

@@ -97,6 +97,22 @@ def test_registry_names_paths_and_errors() -> None:
         registry.load("squall.adapters.echo:EchoTracker")
 
 
+def test_register_refuses_a_taken_name_unless_told_to_replace_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(registry, "_ADAPTERS", dict(registry._ADAPTERS))
+    with pytest.raises(ValueError, match=r"'echo' is already registered for .*replace=True"):
+        registry.register("echo", "mypkg.proto:Proto")
+    assert registry.path_of("echo") == "squall.adapters.echo:EchoAdapter"
+    registry.register("echo", "squall.adapters.echo:EchoAdapter")  # the same path: a no-op
+    registry.register("echo", "squall.adapters.reference:ReferenceAdapter", replace=True)
+    assert isinstance(registry.load("echo"), ReferenceAdapter)
+    registry.register("mine", "squall.adapters.echo:EchoAdapter")
+    assert registry.names()[-1] == "mine"
+    with pytest.raises(ValueError, match=r"'mypkg\.proto' .* is not 'package\.module:Class'"):
+        registry.register("other", "mypkg.proto")
+
+
 def test_adapters_recognise_their_own_servers_frames_only() -> None:
     reference, echo = ReferenceAdapter(), EchoAdapter()
     for kind in ("hello", "ack", "agent_started", "agent_completed", "resume_done", "pong"):
