@@ -16,10 +16,9 @@ from starlette.websockets import WebSocket
 
 from squall.target.edge import Edge
 from squall.target.http import internal_error, router_error, routes
+from squall.target.protocol import WS_PATH
 from squall.target.settings import Settings
 from squall.target.ws import websocket_endpoint
-
-WS_PATH = "/v1/ws"
 
 
 class Platform(Starlette):

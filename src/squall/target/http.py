@@ -24,7 +24,7 @@ from squall.target.edge import Edge
 from squall.target.errors import InvalidField, TargetError, unavailable
 from squall.target.ids import UserID
 from squall.target.openapi import OPENAPI
-from squall.target.protocol import MAX_BIGINT, loads_strict, validate_thread_id
+from squall.target.protocol import MAX_BIGINT, WS_PATH, loads_strict, validate_thread_id
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,20 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok", "worker": os.getpid()})
 
 
+async def upgrade_required(request: Request) -> Response:
+    """A plain HTTP request to the WebSocket endpoint: 426 saying how to upgrade."""
+    response = _error(
+        request,
+        426,
+        "upgrade_required",
+        f"{request.method} {request.url.path} is the WebSocket endpoint: open a WebSocket "
+        "(an upgrade request with Connection: Upgrade and Upgrade: websocket); "
+        "docs/protocol.md describes its frames",
+    )
+    response.headers.update({"Upgrade": "websocket", "Connection": "Upgrade"})
+    return response
+
+
 async def metrics_endpoint(request: Request) -> Response:
     edge: Edge = request.app.state.edge
     gauges: dict[str, float] = {
@@ -245,6 +259,7 @@ routes = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/metrics", metrics_endpoint, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
+    Route(WS_PATH, upgrade_required, methods=["GET"]),
     Route("/v1/accounts/me", authenticated(account_me), methods=["GET"]),
     Route("/v1/accounts/me/preferences", authenticated(put_preferences), methods=["PUT"]),
     # :path: a user id may hold "/" (a token can carry it), sent as %2F.

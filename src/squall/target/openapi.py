@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from squall.target.auth import MAX_USER_ID_CHARS
-from squall.target.protocol import MAX_BIGINT
+from squall.target.protocol import MAX_BIGINT, WS_PATH
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _BEARER: Final[list[dict[str, list[str]]]] = [{"bearer": []}]
@@ -87,6 +87,18 @@ OPENAPI: Final[dict[str, Any]] = {
         },
     },
     "paths": {
+        WS_PATH: {
+            "get": {
+                "summary": "The WebSocket endpoint (frames: docs/protocol.md)",
+                "security": _BEARER,
+                "responses": {
+                    "101": {"description": "Switching Protocols: the socket is open"},
+                    "426": _json(
+                        _ERROR, "A request without a WebSocket upgrade (code upgrade_required)"
+                    ),
+                },
+            }
+        },
         "/healthz": {
             "get": {
                 "summary": "Liveness of the answering worker process",

@@ -23,6 +23,8 @@ from squall.target.errors import (
 )
 from squall.target.ids import ThreadID, text_problem
 
+#: The WebSocket endpoint's path; a plain HTTP request to it is answered 426.
+WS_PATH: Final = "/v1/ws"
 THREAD_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MAX_CLIENT_MSG_ID_CHARS: Final = 128
 #: The largest integer PostgreSQL's ``bigint`` holds: sequence numbers, limits and amounts

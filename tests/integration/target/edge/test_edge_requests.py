@@ -248,6 +248,7 @@ async def test_http_endpoints(platform: Platform) -> None:
         assert isinstance(health.json()["worker"], int)
         spec = (await http.get("/openapi.json")).json()
         assert set(spec["paths"]) >= {
+            "/v1/ws",
             "/healthz",
             "/metrics",
             "/v1/accounts/me",
@@ -315,6 +316,13 @@ async def test_http_endpoints(platform: Platform) -> None:
         assert (nowhere.status_code, nowhere.json()["code"]) == (404, "not_found")
         missing = await http.get("/v1/threads/nope/messages", headers=platform.headers(user))
         assert missing.status_code == 404
+        # The socket endpoint asked for without an upgrade says how to upgrade (was a 404).
+        plain = await http.get("/v1/ws", headers=platform.headers(user))
+        assert (plain.status_code, plain.json()["code"]) == (426, "upgrade_required")
+        assert plain.headers["upgrade"] == "websocket"
+        assert "open a WebSocket" in plain.json()["message"]
+        posted = await http.post("/v1/ws")
+        assert (posted.status_code, posted.headers["allow"]) == (405, "GET, HEAD")
         # A trailing slash is another path, not a redirect.
         for path in ("/healthz/", "/v1/accounts/me/"):
             slash = await http.get(path, headers=platform.headers(user))
