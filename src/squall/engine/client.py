@@ -74,6 +74,39 @@ class _PicowsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 PICOWS_LOG = _PicowsLog(logging.getLogger("squall.engine.picows"))
 
+#: The loop exception handler's message for a TLS handshake that failed.
+_TLS_FAILED = "SSL handshake failed"
+#: The modules of picows' transports (its TLS one is aiofastnet's).
+_PICOWS_TRANSPORTS = ("picows", "aiofastnet")
+
+
+def _quiet_tls_failures(loop: asyncio.AbstractEventLoop) -> None:
+    """Keep picows' failed TLS handshakes out of ``loop``'s exception handler.
+
+    picows' TLS transport reports each one there as well as raising it from ``ws_connect``, with a
+    traceback the logging module cannot format ("--- Logging error ---", a screen per
+    socket); the socket records the failure itself as a connect error, once. Every other
+    report goes on to the handler that was there (or the default one).
+    """
+    previous = loop.get_exception_handler()
+    if getattr(previous, "quiets_tls_failures", False):
+        return
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        transport = context.get("transport")
+        if str(context.get("message", "")).startswith(_TLS_FAILED) and type(
+            transport
+        ).__module__.startswith(_PICOWS_TRANSPORTS):
+            return
+        if previous is None:
+            loop.default_exception_handler(context)
+        else:
+            previous(loop, context)
+
+    handler.quiets_tls_failures = True  # type: ignore[attr-defined]
+    loop.set_exception_handler(handler)
+
+
 DEFAULT_TIMEOUT_S = 10.0
 #: Seconds :meth:`WebSocket.close` waits for the target's close frame before it drops the
 #: connection.
@@ -789,6 +822,9 @@ async def connect(
     extra = list((headers or {}).items())
     if subprotocols:
         extra.append(("Sec-WebSocket-Protocol", ", ".join(subprotocols)))
+    secure = url.lower().startswith("wss:")
+    if secure:
+        _quiet_tls_failures(asyncio.get_running_loop())
     started = clock()
     try:
         async with asyncio.timeout(timeout):
@@ -824,8 +860,18 @@ async def connect(
                     "LimitNOFILE for a service) or run fewer users per process"
                 )
             ) from exc
+        if secure and not isinstance(exc, ConnectionRefusedError):
+            raise socket._record(
+                ConnectError(
+                    f"{url}: the TLS handshake failed ({type(exc).__name__}"
+                    f"{': ' + str(exc) if str(exc) else ''}); does the target serve TLS on "
+                    "this port? A plain WebSocket server takes ws://"
+                )
+            ) from exc
         raise socket._record(
-            ConnectError(f"{url}: cannot connect: {exc}; is the target listening?")
+            ConnectError(
+                f"{url}: cannot connect: {exc or type(exc).__name__}; is the target listening?"
+            )
         ) from exc
     except picows.WSError as exc:
         raise socket._record(

@@ -401,6 +401,31 @@ async def test_a_server_that_closes_without_answering_the_upgrade_is_a_connect_e
     assert recorder.histogram("ws_connect") is None
 
 
+async def test_wss_to_a_plain_server_names_the_tls_handshake_once_per_socket() -> None:
+    # The reason was empty ("cannot connect: ; is the target listening?") and picows' TLS
+    # transport sent each failure to the loop's exception handler too, whose traceback the
+    # logging module could not format: a screen of "--- Logging error ---" per socket.
+    reported: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    recorder = Recorder()
+    try:
+        with echo_server() as server:
+            url = server.url.replace("ws://", "wss://")
+            for _ in range(2):
+                with pytest.raises(ConnectError) as caught:
+                    await connect(url, recorder, time.monotonic, timeout=5.0)
+                message = str(caught.value)
+                assert "the TLS handshake failed (" in message, message
+                assert "A plain WebSocket server takes ws://" in message
+        # Other reports still reach the handler that was there.
+        loop.call_exception_handler({"message": "something else"})
+    finally:
+        loop.set_exception_handler(None)
+    assert [context["message"] for context in reported] == ["something else"]
+    assert recorder.counter("errors.connect") == 2
+
+
 @contextlib.asynccontextmanager
 async def _sending_on_connect(frame: bytes, *, text: bool) -> AsyncIterator[tuple[str, list[int]]]:
     """A server that sends ``frame`` as soon as a socket opens; yields its URL and the close
