@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bench.record import Result, command_line, log, measured
+from bench.record import Result, command_line, log, measured, stop_if_signalled
 from bench.stack import platform_stack
 from bench.table import fmt_count, fmt_ms, fmt_percent, fmt_ratio, ratio
 from squall.engine import run_scenario
@@ -37,6 +37,16 @@ async def _one(target: TargetInfo, scale: float, cap_s: float) -> tuple[RunResul
     return result, report.groups["target"].stats
 
 
+def run_status(interrupted_reason: str | None) -> str:
+    """The table's "run" cell: "capped" only when the deadline cut the run, "completed"
+    when nothing did, else the reason it was interrupted."""
+    if interrupted_reason is None:
+        return "completed"
+    if interrupted_reason == "deadline":
+        return "capped"
+    return f"interrupted ({interrupted_reason})"
+
+
 def run(quick: bool) -> Result:
     result = Result(NAME, TITLE, quick, command_line(NAME, quick))
     scales = (1.0, 4.0) if quick else (1.0, 4.0, 16.0)
@@ -50,6 +60,7 @@ def run(quick: bool) -> Result:
             entry: dict[str, Any] = {"scale": scale, "cap_s": cap_s}
             with measured(entry):
                 run_result, stats = asyncio.run(_one(stack.target, scale, cap_s))
+            stop_if_signalled(f"growth: {scale:g}×", run_result.interrupted_reason)
             response = run_result.trend("response_time")
             success = run_result.rate("success").rate if "success" in run_result.metrics else None
             entry.update(
@@ -79,7 +90,7 @@ def run(quick: bool) -> Result:
             log(
                 f"  {entry['runs']} runs in {entry['duration_s']:.1f} s, p99 "
                 f"{fmt_ms(entry['p99_s'])}, peak RSS {stats.peak_mb:.0f} MB"
-                + (f", CAPPED ({entry['interrupted']})" if entry["interrupted"] else "")
+                + (f", {run_status(entry['interrupted'])}" if entry["interrupted"] else "")
             )
             if base is None:
                 base = entry
@@ -96,7 +107,7 @@ def run(quick: bool) -> Result:
                     fmt_percent(success),
                     str(entry["timeouts"]),
                     str(entry["errors"]),
-                    "capped" if entry["interrupted"] else "completed",
+                    run_status(entry["interrupted"]),
                 ]
             )
     result.table = {

@@ -13,9 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import socket
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from squall.services import ManagedProcess, spawn
@@ -55,27 +58,61 @@ def _serve(port: int) -> None:
     uvloop.run(main())
 
 
-def start_echo(cpu: int | None, *, timeout: float = 15.0) -> tuple[ManagedProcess, str]:
-    """Start the echo server (pinned to ``cpu``); return it and its ``ws://`` URL."""
+@dataclass
+class EchoServer:
+    """The running echo server and its working directory (its log), removed when it stops."""
+
+    process: ManagedProcess
+    workdir: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process.running()
+
+    def log_tail(self, lines: int = 20) -> str:
+        return self.process.log_tail(lines)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """Stop the server, then remove its working directory; return its exit code."""
+        try:
+            return self.process.stop(timeout)
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_echo(cpu: int | None, *, timeout: float = 15.0) -> tuple[EchoServer, str]:
+    """Start the echo server (pinned to ``cpu``); return it and its ``ws://`` URL.
+
+    Its working directory (``squall-bench-echo-*``, its log) goes when it stops.
+    """
     port = free_port("127.0.0.1")
     workdir = Path(tempfile.mkdtemp(prefix="squall-bench-echo-"))
-    import sys
-
     argv = [sys.executable, "-m", "bench.echo", "--port", str(port)]
     if cpu is not None:
         argv += ["--cpu", str(cpu)]
-    process = spawn("echo server", argv, log_path=workdir / "echo.log")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not process.running():
-            raise RuntimeError(f"echo server exited early:\n{process.log_tail()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return process, f"ws://127.0.0.1:{port}/"
-        except OSError:
-            time.sleep(0.05)
-    process.stop()
-    raise RuntimeError(f"echo server did not listen on port {port} within {timeout:g} s")
+    try:
+        process = spawn("echo server", argv, log_path=workdir / "echo.log")
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    server = EchoServer(process, workdir)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not server.running():
+                raise RuntimeError(f"echo server exited early:\n{server.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return server, f"ws://127.0.0.1:{port}/"
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"echo server did not listen on port {port} within {timeout:g} s")
+    except BaseException:
+        server.stop()
+        raise
 
 
 def main(argv: list[str] | None = None) -> None:

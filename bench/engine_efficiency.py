@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,7 @@ from bench.table import (
 )
 from bench.turns import TURN_S, take_turns
 from squall.fdlimit import raise_open_files
+from squall.services.process import child_setup
 
 NAME = "engine"
 #: Rounds per socket count in a full run; each round runs every client once.
@@ -86,7 +88,12 @@ def _launch(
     else:
         argv = command(kind, url, sockets, "--duration", f"{duration:g}", cpu)
     with (workdir / f"{kind}.out").open("wb") as out, (workdir / f"{kind}.err").open("wb") as err:
-        return subprocess.Popen(argv, stdout=out, stderr=err, env=env)
+        # squall.services' parent-death setup: the client is killed when this process dies
+        # (SIGKILL, which also ends a client held stopped between its turns, where SIGTERM
+        # would wait for a SIGCONT that never comes).
+        return subprocess.Popen(
+            argv, stdout=out, stderr=err, env=env, preexec_fn=child_setup(signal.SIGKILL)
+        )
 
 
 def _report(kind: str, process: subprocess.Popen[bytes], workdir: Path) -> dict[str, Any]:
@@ -130,6 +137,14 @@ def _round(
                 for kind in kinds:
                     processes[kind] = _launch(kind, url, sockets, duration, client_cpu, workdir)
                 taken["turns"] = take_turns(list(processes.values()), limit_s=duration + 120.0)
+            except BaseException:
+                # Interrupted (Ctrl-C, or SIGTERM / SIGHUP, which python -m bench turns
+                # into KeyboardInterrupt): nothing of the round is kept, so the clients
+                # (continued by take_turns) are not waited for.
+                for process in processes.values():
+                    if process.poll() is None:
+                        process.kill()
+                raise
             finally:
                 for process in processes.values():
                     try:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.echo import start_echo
-from bench.record import Result, command_line, log, measured
+from bench.record import Result, command_line, log, measured, stop_if_signalled
 from bench.stack import platform_stack
 from bench.table import (
     WindowError,
@@ -78,6 +78,7 @@ def _measure(
     entry: dict[str, Any] = {"path": label, "users": scenario.workload.max_users}
     with measured(entry):
         result = run_engine(scenario, processes=1, progress=False, deadline_s=duration + 60.0)
+    stop_if_signalled(f"platform: {label}", result.interrupted_reason)
     frames = _steady(result, warmup)
     timed = result.trend(trend)
     received = result.count("messages_received")

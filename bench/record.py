@@ -163,10 +163,31 @@ def result_path(benchmark: str, quick: bool, directory: Path = RESULTS_DIR) -> P
 
 
 def write_result(data: dict[str, Any], directory: Path = RESULTS_DIR) -> Path:
+    """Write ``data`` to its result file atomically: to ``<name>.json.tmp`` first, then
+    renamed over the file, so an interrupted write never leaves a truncated result."""
     directory.mkdir(parents=True, exist_ok=True)
     path = result_path(str(data["benchmark"]), bool(data["quick"]), directory)
-    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def stop_if_signalled(what: str, interrupted_reason: str | None) -> None:
+    """Raise KeyboardInterrupt when a squall engine run ended because of a stop signal.
+
+    The engine routes SIGINT and SIGTERM to itself while it runs and ends only that run
+    (``interrupted_reason`` "sigint" / "sigterm"); the benchmark must stop as well rather
+    than record the cut-short run as a figure. Other reasons ("deadline") return.
+    """
+    # Imported here: the benchmark clients import this module and nothing of the engine.
+    from squall.engine.run import STOP_SIGNALS
+
+    if interrupted_reason in STOP_SIGNALS.values():
+        raise KeyboardInterrupt(f"{what}: the run was stopped by {interrupted_reason}")
 
 
 def command_line(benchmark: str, quick: bool) -> str:

@@ -271,14 +271,95 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str
     return "\n".join(lines)
 
 
+#: The mark of a table row whose measurements the load generator itself limited.
+SATURATED = "generator saturated"
+
+
+def _row_label(measurement: Mapping[str, Any]) -> str | None:
+    """The first cell of the table row ``measurement`` is part of: its ``path`` (the
+    platform benchmark), or its ``scale`` as ``4×`` (growth); None when it has neither."""
+    path = measurement.get("path")
+    if isinstance(path, str):
+        return path
+    scale = measurement.get("scale")
+    if isinstance(scale, int | float) and not isinstance(scale, bool):
+        return f"{scale:g}×"
+    return None
+
+
+@dataclass(frozen=True)
+class Saturation:
+    """How many of a row's measurements ran with a saturated load generator, and why."""
+
+    saturated: int
+    measured: int
+    reasons: tuple[str, ...]
+
+    def mark(self) -> str:
+        if self.saturated == self.measured:
+            return SATURATED
+        return f"{SATURATED} in {self.saturated} of {self.measured} measurements"
+
+
+def saturation(result: Mapping[str, Any]) -> dict[str, Saturation]:
+    """Row label → :class:`Saturation`, for the rows with at least one measurement whose
+    recorded ``generator.saturated`` is true (the squall engine's own verdict)."""
+    rows: dict[str, list[Mapping[str, Any]]] = {}
+    for measurement in result.get("measurements") or []:
+        generator = measurement.get("generator") if isinstance(measurement, Mapping) else None
+        label = _row_label(measurement) if isinstance(generator, Mapping) else None
+        if label is not None and isinstance(generator, Mapping):
+            rows.setdefault(label, []).append(generator)
+    found: dict[str, Saturation] = {}
+    for label, generators in rows.items():
+        saturated = [g for g in generators if g.get("saturated") is True]
+        if saturated:
+            reasons = dict.fromkeys(str(r) for g in saturated for r in g.get("reasons") or [])
+            found[label] = Saturation(len(saturated), len(generators), tuple(reasons))
+    return found
+
+
+def _marked_rows(
+    rows: Sequence[Sequence[str]], saturated: Mapping[str, Saturation]
+) -> list[list[str]]:
+    """``rows`` with each saturated row's first cell followed by its mark."""
+    marked = []
+    for row in rows:
+        cells = list(row)
+        if cells and cells[0] in saturated:
+            cells[0] = f"{cells[0]} ({saturated[cells[0]].mark()})"
+        marked.append(cells)
+    return marked
+
+
+def _saturation_note(label: str, found: Saturation) -> str:
+    """The note under the table for the row ``label``: how often and why (each recorded
+    reason without its advice, "; add processes …")."""
+    reasons = list(dict.fromkeys(reason.split("; ")[0] for reason in found.reasons))
+    return (
+        f"{SATURATED} ({label}): in {found.saturated} of {found.measured} measurements the "
+        "load generator (the squall engine) was itself the bottleneck"
+        + (f" ({'; '.join(reasons)})" if reasons else "")
+        + ", so the row's figures are the generator's limit, not the target's."
+    )
+
+
 def render_result(result: Mapping[str, Any]) -> str:
-    """One benchmark's section: title, its table, its goals, how it was run."""
+    """One benchmark's section: title, its table, its goals, how it was run.
+
+    A table row whose measurements recorded a saturated load generator is marked so, with
+    a note saying why (the result's pre-formatted rows themselves are left as they are).
+    """
     parts = [f"### {result['title']}", ""]
     if result.get("quick"):
         parts += ["_Quick (smoke) run: short durations; not a figure to quote._", ""]
     table = result.get("table") or {}
+    saturated = saturation(result)
     if table.get("columns"):
-        parts += [markdown_table(table["columns"], table.get("rows", [])), ""]
+        parts += [
+            markdown_table(table["columns"], _marked_rows(table.get("rows", []), saturated)),
+            "",
+        ]
     goals = result.get("goals") or []
     if goals:
         columns: tuple[str, ...] = ("goal", "measured", "status")
@@ -287,9 +368,11 @@ def render_result(result: Mapping[str, Any]) -> str:
             columns += ("each round",)
             rows = [(*row, g.get("rounds_shown", "—")) for row, g in zip(rows, goals, strict=True)]
         parts += [markdown_table(columns, rows), ""]
-    for note in result.get("notes") or []:
+    notes = [*(result.get("notes") or [])]
+    notes += [_saturation_note(label, found) for label, found in saturated.items()]
+    for note in notes:
         parts.append(f"- {note}")
-    if result.get("notes"):
+    if notes:
         parts.append("")
     load = result.get("loadavg") or {}
     before, after = load.get("before"), load.get("after")
@@ -313,12 +396,17 @@ def machine_line(environment: Mapping[str, Any]) -> str:
     )
 
 
-def render_summary(results: Sequence[Mapping[str, Any]], environment: Mapping[str, Any]) -> str:
+def render_summary(
+    results: Sequence[Mapping[str, Any]],
+    environment: Mapping[str, Any],
+    missing: Sequence[str] = (),
+) -> str:
     """The whole markdown summary: environment line, then each benchmark in order.
 
     ``environment`` is the machine the header names when every result was measured on
     it; results from more than one machine are said to be so, and each section's
-    footer names its own.
+    footer names its own. Each benchmark named in ``missing`` (no result file that
+    could be read) gets a line saying so, after the results.
     """
     versions = environment.get("versions") or {}
     shown = ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if v)
@@ -343,6 +431,10 @@ def render_summary(results: Sequence[Mapping[str, Any]], environment: Mapping[st
         "",
     ]
     body = [render_result(r) for r in results]
+    body += [
+        f"_No results for {name}: run `python -m bench --only {name}` to measure it._"
+        for name in missing
+    ]
     return "\n".join([*head, "\n\n".join(body), ""])
 
 

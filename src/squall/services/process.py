@@ -28,7 +28,9 @@ from typing import IO
 _PR_SET_PDEATHSIG = 1
 
 
-def _child_setup(death_signal: int) -> Callable[[], None]:
+def child_setup(death_signal: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that has the child sent ``death_signal`` when its parent dies."""
+
     def setup() -> None:
         if sys.platform.startswith("linux"):
             libc = ctypes.CDLL(None, use_errno=True)
@@ -133,7 +135,7 @@ def spawn(
         cwd=cwd,
         user=user,
         start_new_session=True,
-        preexec_fn=_child_setup(death_signal),
+        preexec_fn=child_setup(death_signal),
     )
     return ManagedProcess(
         name=name, popen=popen, log_path=log_path, stop_signal=stop_signal, _log_file=log_file

@@ -270,3 +270,67 @@ def test_render_summary_says_when_results_come_from_different_machines() -> None
 def test_round_ratios_pair_rounds_and_skip_missing_ones() -> None:
     assert round_ratios([50.0, None, 90.0], [100.0, 80.0, 0.0]) == (0.5, None, None)
     assert median(list(round_ratios([40.0, 60.0, 90.0], [100.0, 100.0, 100.0]))) == 0.6
+
+
+def _generator(saturated: bool, cpu: int = 70) -> dict[str, object]:
+    reasons = (
+        [f"worker 0: worker CPU {cpu} % of a core >= 90 %; add processes"] if saturated else []
+    )
+    return {"saturated": saturated, "reasons": reasons, "cpu_avg_percent": float(cpu)}
+
+
+PLATFORM = {
+    "title": "2. Platform",
+    "table": {
+        "columns": ["path", "messages / s"],
+        "rows": [["bare echo server (ceiling)", "59,700"], ["platform ping path", "19,985"]],
+    },
+    "notes": ["medians over 3 rounds"],
+    "measurements": [
+        {"path": "bare echo server (ceiling)", "round": 1, "generator": _generator(True, 98)},
+        {"path": "platform ping path", "round": 1, "generator": _generator(False)},
+        {"path": "bare echo server (ceiling)", "round": 2, "generator": _generator(True, 95)},
+        {"path": "platform ping path", "round": 2, "generator": _generator(True, 91)},
+        {"path": "bare echo server (ceiling)", "round": 3, "generator": _generator(True, 98)},
+        {"path": "platform ping path", "round": 3, "generator": _generator(False)},
+    ],
+}
+
+
+def test_a_row_measured_by_a_saturated_generator_is_marked_with_why() -> None:
+    text = render_result(PLATFORM)
+    assert "| bare echo server (ceiling) (generator saturated) | 59,700 |" in text
+    assert "| platform ping path (generator saturated in 1 of 3 measurements) | 19,985 |" in text
+    assert (
+        "- generator saturated (bare echo server (ceiling)): in 3 of 3 measurements the load "
+        "generator (the squall engine) was itself the bottleneck (worker 0: worker CPU 98 % of "
+        "a core >= 90 %; worker 0: worker CPU 95 % of a core >= 90 %), so the row's figures "
+        "are the generator's limit, not the target's."
+    ) in text
+    assert text.index("- medians over 3 rounds") < text.index("- generator saturated (")
+    assert PLATFORM["table"]["rows"][0][0] == "bare echo server (ceiling)"  # input untouched
+
+
+def test_rows_are_unmarked_when_no_generator_was_saturated() -> None:
+    growth = {
+        "title": "5. Growth",
+        "table": {"columns": ["scale", "runs"], "rows": [["1×", "1,125"], ["4×", "4,500"]]},
+        "measurements": [
+            {"scale": 1.0, "generator": _generator(False)},
+            {"scale": 4.0, "generator": _generator(True, 99)},
+        ],
+    }
+    text = render_result(growth)
+    assert "| 1× | 1,125 |" in text
+    assert "| 4× (generator saturated) | 4,500 |" in text
+    assert "generator saturated" not in render_result({**growth, "measurements": []})
+    assert "generator saturated" not in render_result(RESULT)
+
+
+def test_render_summary_says_which_benchmarks_have_no_results() -> None:
+    text = render_summary([RESULT], _machine("CPU A"), missing=["platform", "growth"])
+    assert "_No results for platform: run `python -m bench --only platform` to measure it._" in (
+        text
+    )
+    assert text.index("### 1. Engine") < text.index("No results for platform")
+    assert text.index("No results for platform") < text.index("No results for growth")
