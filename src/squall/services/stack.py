@@ -119,16 +119,30 @@ def _redis_refusal(url: str, exc: BaseException) -> str:
     )
 
 
+def _unusable(setting: str, service: str, url: str, exc: ValueError) -> ServiceUrlError:
+    """A URL whose options the client library refuses (``?sslmode=bogus``,
+    ``?socket_timeout=abc``): a setting to fix, found before anything connects."""
+    return ServiceUrlError(
+        f"{setting}: {redact(url)!r} has an option the {service} client refuses: "
+        f"{reason(exc)}. Fix {setting}, or unset it to use the embedded {service}."
+    )
+
+
 async def _check_postgres(url: str) -> None:
     try:
         conn = await asyncpg.connect(url, timeout=5)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise ServiceUnavailable(_postgres_refusal(url, exc)) from exc
+    except ValueError as exc:  # asyncpg's ClientConfigurationError
+        raise _unusable("DATABASE_URL", "PostgreSQL", url, exc) from exc
     await conn.close()
 
 
 async def _check_redis(url: str) -> None:
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        client = aioredis.Redis.from_url(url, socket_connect_timeout=5)
+    except ValueError as exc:
+        raise _unusable("REDIS_URL", "Redis", url, exc) from exc
     try:
         await client.ping()
     except (OSError, aioredis.RedisError) as exc:

@@ -20,6 +20,7 @@ import asyncpg
 
 from squall.config import RESULTS_DB_OFF
 from squall.loopback import NotLoopback, require_loopback
+from squall.refusals import reason
 from squall.services import with_database
 from squall.services.persistent import persistent_postgres
 from squall.store.migrations import NEWEST_VERSION, ForeignSchema, SchemaTooNew
@@ -141,11 +142,18 @@ async def connection(
     """A connection to the results database that waits at most ``lock_timeout_s`` for a
     lock (:class:`ResultsDbBusy` then, naming the fix), rather than for ever.
     :class:`ResultsDbTooNew` when a newer squall's schema is found in it."""
-    conn = await asyncpg.connect(
-        url,
-        timeout=CONNECT_TIMEOUT_S,
-        server_settings={"lock_timeout": f"{round(lock_timeout_s * 1000)}ms"},
-    )
+    try:
+        conn = await asyncpg.connect(
+            url,
+            timeout=CONNECT_TIMEOUT_S,
+            server_settings={"lock_timeout": f"{round(lock_timeout_s * 1000)}ms"},
+        )
+    except asyncpg.ClientConfigurationError as exc:  # ?sslmode=bogus: before connecting
+        raise ResultsDbError(
+            f"the results database URL {redact(url)!r} has an option the PostgreSQL client "
+            f"refuses: {reason(exc)}; fix it (--results-db, SQUALL_RESULTS_DB or [results] "
+            "database_url)"
+        ) from None
     try:
         yield conn
     except asyncpg.LockNotAvailableError:

@@ -14,7 +14,8 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from squall.refusals import postgres_refusal, reason, redis_refusal
-from squall.target.settings import Settings
+from squall.target.settings import Settings, SettingsError
+from squall.urls import redact
 
 #: Seconds each server gets to answer.
 CONNECT_TIMEOUT_S = 5.0
@@ -49,13 +50,31 @@ def _failure(server: str, url: str, variable: str, exc: BaseException) -> Server
     )
 
 
+def _refused_option(server: str, url: str, variable: str, exc: ValueError) -> SettingsError:
+    """A URL whose options the client library refuses (``?sslmode=bogus``): a setting to
+    fix, not a server to start."""
+    return SettingsError(
+        f"{variable}={redact(url)!r} has an option the {server} client refuses: "
+        f"{reason(exc)}; fix {variable}"
+    )
+
+
 async def _check(settings: Settings) -> None:
     try:
         conn = await asyncpg.connect(settings.database_url, timeout=CONNECT_TIMEOUT_S)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise _failure("PostgreSQL", settings.database_url, "SQUALL_DATABASE_URL", exc) from exc
+    except ValueError as exc:  # asyncpg's ClientConfigurationError
+        raise _refused_option(
+            "PostgreSQL", settings.database_url, "SQUALL_DATABASE_URL", exc
+        ) from exc
     await conn.close()
-    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S)
+    try:
+        client = aioredis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S
+        )
+    except ValueError as exc:
+        raise _refused_option("Redis", settings.redis_url, "SQUALL_REDIS_URL", exc) from exc
     try:
         await client.ping()
     except (OSError, aioredis.RedisError) as exc:

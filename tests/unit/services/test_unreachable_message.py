@@ -15,11 +15,14 @@ import redis
 from squall.refusals import reason
 from squall.services import ServiceUnavailable
 from squall.services.stack import (
+    ServiceUrlError,
     _check_postgres,
     _check_redis,
     _postgres_refusal,
     _redis_refusal,
 )
+from squall.target.preflight import check_servers
+from squall.target.settings import Settings, SettingsError
 
 
 def test_the_reason_loses_a_final_period_only() -> None:
@@ -136,3 +139,37 @@ def test_a_postgres_refusing_a_user_or_database_is_running() -> None:
     assert 'refuses the connection: database "app" does not exist. Fix DATABASE_URL' in message
     for message in (_postgres_refusal("postgresql://127.0.0.1:1/x", e) for e in (role, database)):
         assert "Start it" not in message
+
+
+@pytest.mark.parametrize(
+    ("check", "url", "setting", "refused"),
+    [
+        (
+            _check_postgres,
+            "postgresql://postgres@127.0.0.1:1/postgres?sslmode=bogus",
+            "DATABASE_URL",
+            "sslmode",
+        ),
+        (_check_redis, "redis://127.0.0.1:1/0?socket_timeout=abc", "REDIS_URL", "socket_timeout"),
+    ],
+)
+def test_an_option_the_client_refuses_is_a_setting_to_fix(
+    check: Callable[[str], Awaitable[None]], url: str, setting: str, refused: str
+) -> None:
+    # The client library's ValueError escaped as a traceback (exit 1), before any connect.
+    with pytest.raises(ServiceUrlError) as info:
+        asyncio.run(check(url))
+    message = str(info.value)
+    assert message.startswith(f"{setting}: '{url}' has an option the "), message
+    assert refused in message
+    assert f"Fix {setting}, or unset it" in message
+    assert "Start it" not in message
+
+
+def test_the_platform_names_an_option_its_client_refuses() -> None:
+    url = "postgresql://postgres@127.0.0.1:1/postgres?sslmode=bogus"
+    with pytest.raises(SettingsError) as info:
+        check_servers(Settings.from_env({"SQUALL_DATABASE_URL": url}))
+    message = str(info.value)
+    assert message.startswith(f"SQUALL_DATABASE_URL='{url}' has an option the PostgreSQL")
+    assert message.endswith("fix SQUALL_DATABASE_URL")

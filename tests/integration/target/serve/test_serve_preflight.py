@@ -75,3 +75,17 @@ def test_servers_that_answer_and_refuse_are_not_to_be_started(endpoints: Endpoin
     assert message.startswith(f"Redis at {no_such_index} refuses the connection: ")
     assert message.endswith("Fix SQUALL_REDIS_URL, or REDIS_URL when SQUALL_REDIS_URL is unset.")
     assert "start it" not in message.lower()
+
+
+def test_a_redis_url_option_its_client_refuses_is_a_setting_to_fix(
+    endpoints: Endpoints, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # redis-py's ValueError escaped as a traceback (exit 1).
+    url = f"{endpoints.redis_url}?socket_timeout=abc"
+    monkeypatch.setenv("SQUALL_DATABASE_URL", endpoints.database_url)
+    monkeypatch.setenv("SQUALL_REDIS_URL", url)
+    assert main(["target", "serve", "--port", "0"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"squall target: SQUALL_REDIS_URL='{url}' has an option the Redis client" in err
+    assert "socket_timeout" in err
+    assert "Traceback" not in err
