@@ -178,7 +178,9 @@ async def _ensure_database(server_url: str, name: str) -> None:
     async with connection(server_url) as conn:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
-            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+            # Another process creating it at the same moment: DuplicateDatabaseError once
+            # its creation has committed, a unique violation on pg_database while it runs.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
                 await conn.execute(f'CREATE DATABASE "{name}"')
 
 

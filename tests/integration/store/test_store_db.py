@@ -17,7 +17,8 @@ from squall.metrics.histogram import LatencyHistogram, to_us
 from squall.metrics.result import Counter, Rate, RunResult, Trend
 from squall.report.publish import publish
 from squall.scenarios.db_race import ensure_schema, run_db_race
-from squall.store.location import ResultsDbBusy, ResultsDbTooNew
+from squall.services import Endpoints, with_database
+from squall.store.location import ResultsDbBusy, ResultsDbTooNew, _ensure_database
 from squall.store.migrations import (
     MIGRATION_LOCK,
     MIGRATIONS,
@@ -617,3 +618,29 @@ def test_unreachable_database_keeps_files_and_exit_code(tmp_path: Path) -> None:
     assert "was not stored" in console.export_text()
     assert (tmp_path / "run-x" / "report.json").exists()
     assert publish(report, config, console, results_db=dead, baseline="last") == 3
+
+
+async def test_processes_creating_the_results_database_at_once_all_use_it(
+    endpoints: Endpoints,
+) -> None:
+    # Creations that overlap fail with a unique violation on pg_database's name index, not
+    # DuplicateDatabaseError: every run but one said "not stored" on a new server.
+    name = f"squall_test_{secrets.token_hex(4)}"
+    try:
+        for _ in range(3):
+            await asyncio.gather(
+                *(_ensure_database(endpoints.database_url, name) for _ in range(6))
+            )
+            conn = await asyncpg.connect(with_database(endpoints.database_url, name))
+            await conn.close()
+            await _drop(endpoints.database_url, name)
+    finally:
+        await _drop(endpoints.database_url, name)
+
+
+async def _drop(server_url: str, name: str) -> None:
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
