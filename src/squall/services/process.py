@@ -29,13 +29,17 @@ _PR_SET_PDEATHSIG = 1
 
 
 def child_setup(death_signal: int) -> Callable[[], None]:
-    """A ``preexec_fn`` that has the child sent ``death_signal`` when its parent dies."""
+    """A ``preexec_fn`` that has the child sent ``death_signal`` when its parent (the
+    process calling this) dies."""
+    parent = os.getpid()
 
     def setup() -> None:
         if sys.platform.startswith("linux"):
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
-            if os.getppid() == 1:  # the parent died before prctl took effect
+            # The parent died before prctl took effect: the child was handed to another.
+            # Not "is the parent PID 1": a container's entrypoint is, and is alive.
+            if os.getppid() != parent:
                 os._exit(1)
 
     return setup

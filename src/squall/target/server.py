@@ -379,16 +379,21 @@ class EdgeServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def _die_with_parent() -> None:
+def die_with_parent(parent: int) -> None:
+    """Have this worker sent SIGTERM when ``parent`` (the supervisor) dies; exit at once
+    if it already has (this process was handed to another). Not "is the parent PID 1": a
+    container's entrypoint is, and is alive."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() == 1:
+        if os.getppid() != parent:
             os._exit(1)
 
 
-def _worker(config: uvicorn.Config, sock: socket.socket, ready: Connection) -> None:
-    _die_with_parent()
+def _worker(
+    config: uvicorn.Config, sock: socket.socket, ready: Connection, supervisor: int
+) -> None:
+    die_with_parent(supervisor)
     config.configure_logging()
     EdgeServer(config, ready).run(sockets=[sock])
 
@@ -608,7 +613,9 @@ def serve(
 
     def start_worker(i: int) -> multiprocessing.process.BaseProcess:
         process = context.Process(
-            target=_worker, args=(config, sock, ready.writer), name=f"squall-target-worker-{i}"
+            target=_worker,
+            args=(config, sock, ready.writer, os.getpid()),
+            name=f"squall-target-worker-{i}",
         )
         process.start()
         return process
