@@ -28,7 +28,7 @@ import pytest
 
 from fresh_databases import fresh_database
 from squall.services import Endpoints, services
-from squall.services.leftovers import Owner
+from squall.services.leftovers import Owner, pid_namespace
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +88,7 @@ def gone_owner() -> Owner:
         started = psutil.Process(child.pid).create_time()  # a zombie until it is reaped
     finally:
         child.wait(30)
-    return Owner(socket.gethostname(), child.pid, started, psutil.boot_time())
+    return Owner(socket.gethostname(), child.pid, started, psutil.boot_time(), pid_namespace())
 
 
 @pytest.fixture

@@ -5,9 +5,10 @@ it created; one killed outright cannot. Its servers die with it (see
 :mod:`squall.services.process`), their files and databases do not. So each carries an
 :class:`Owner` record naming the process that made it: its host, its PID and its start
 time, since a PID alone is reused. The next squall that makes one of the same kind
-removes those whose owner is provably gone: a process of this host that no longer runs,
-or whose PID another process now has. Anything without a record, with one it cannot
-read, or with another host's, is left alone; so is an owner it may not inspect.
+removes those whose owner is provably gone: a process of this host (and of its PID
+namespace) that no longer runs, or whose PID another process now has. Anything without a
+record, with one it cannot read, or with another host's or PID namespace's, is left
+alone; so is an owner it may not inspect.
 """
 
 from __future__ import annotations
@@ -62,17 +63,27 @@ class Owner:
     #: When the host booted, as read with ``started``: the start relative to it does
     #: not move when the clock is set.
     boot: float
+    #: The PID namespace the PID belongs to (the inode of ``/proc/self/ns/pid``); None where
+    #: there is none to read, and in records older squalls wrote. Containers sharing the
+    #: host's network share its name too, but not its PIDs.
+    pid_namespace: int | None = None
 
     @classmethod
     def current(cls) -> Owner:
         """This process."""
         process = psutil.Process()
         started = process.create_time()
-        return cls(socket.gethostname(), process.pid, started, psutil.boot_time())
+        return cls(socket.gethostname(), process.pid, started, psutil.boot_time(), pid_namespace())
 
     def to_json(self) -> str:
         return json.dumps(
-            {"host": self.host, "pid": self.pid, "started": self.started, "boot": self.boot}
+            {
+                "host": self.host,
+                "pid": self.pid,
+                "started": self.started,
+                "boot": self.boot,
+                "pid_namespace": self.pid_namespace,
+            }
         )
 
     @classmethod
@@ -92,15 +103,22 @@ class Owner:
             return None
         if isinstance(boot, bool) or not isinstance(boot, int | float):
             return None
-        return cls(host, pid, float(started), float(boot))
+        namespace = data.get("pid_namespace")
+        if namespace is not None and type(namespace) is not int:
+            return None
+        return cls(host, pid, float(started), float(boot), namespace)
 
     @property
     def since_boot(self) -> float:
         return self.started - self.boot
 
     def ours(self) -> bool:
-        """Whether the owner is (or was) a process of this host."""
-        return self.host == socket.gethostname()
+        """Whether the owner is (or was) a process of this host whose PID this process can
+        look up: one of another PID namespace (a container sharing the host's name) is
+        not, since its PID names another process here, or none."""
+        if self.host != socket.gethostname():
+            return False
+        return self.pid_namespace is None or self.pid_namespace == pid_namespace()
 
     def running(self) -> bool:
         """Whether the owner runs on this host: its PID is a process that started when the
@@ -124,6 +142,14 @@ class Owner:
     def describe(self) -> str:
         started = datetime.fromtimestamp(self.started).isoformat(sep=" ", timespec="seconds")
         return f"process {self.pid} on {self.host}, started {started}"
+
+
+def pid_namespace() -> int | None:
+    """This process's PID namespace (the inode of ``/proc/self/ns/pid``), None without one."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
 
 
 def folder_owner(folder: Path) -> Owner | None:

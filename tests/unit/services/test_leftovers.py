@@ -12,7 +12,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from squall.services.leftovers import OWNER_FILE, Owner, folder_owner, sweep_folders
+from squall.services.leftovers import (
+    OWNER_FILE,
+    Owner,
+    folder_owner,
+    pid_namespace,
+    sweep_folders,
+)
 
 #: Above the largest PID Linux can give (``pid_max`` is at most 2**22).
 NO_SUCH_PID = 2**22 + 1
@@ -76,6 +82,20 @@ def test_another_hosts_owner_is_never_gone_here(gone_owner: Owner) -> None:
     assert not elsewhere.gone()
 
 
+def test_an_owner_of_another_pid_namespace_is_never_gone_here(gone_owner: Owner) -> None:
+    # A container sharing the host's name (--network host) but not its PIDs: its live
+    # squall's PID is nobody here, so its folders and databases were swept mid-run.
+    here = pid_namespace()
+    assert here is not None
+    assert gone_owner.pid_namespace == here
+    assert gone_owner.gone()
+    elsewhere = dataclasses.replace(gone_owner, pid_namespace=here + 1)
+    assert not elsewhere.ours()
+    assert not elsewhere.gone()
+    # A record written before namespaces were recorded is judged by its host, as it was.
+    assert dataclasses.replace(gone_owner, pid_namespace=None).gone()
+
+
 def test_a_record_reads_back_as_written() -> None:
     owner = Owner.current()
     assert Owner.from_json(owner.to_json()) == owner
@@ -94,6 +114,7 @@ def test_a_record_reads_back_as_written() -> None:
         '{"host": 7, "pid": 12, "started": 1.5, "boot": 1.0}',
         '{"host": "h", "pid": 12, "started": "1.5", "boot": 1.0}',
         '{"host": "h", "pid": 12, "started": 1.5, "boot": false}',
+        '{"host": "h", "pid": 12, "started": 1.5, "boot": 1.0, "pid_namespace": "4026"}',
     ],
 )
 def test_text_that_is_no_record_reads_as_none(text: str) -> None:
