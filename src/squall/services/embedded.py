@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil  # type: ignore[import-untyped]  # no stubs installed
+
 from squall.services.leftovers import owned_folder
 from squall.services.process import (
     ManagedProcess,
@@ -94,6 +96,19 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` itself listens on TCP ``port``: not merely whether something
+    answers there (another program that took the port first, say)."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return False
+    return any(
+        connection.status == psutil.CONN_LISTEN and connection.laddr.port == port
+        for connection in connections
+    )
 
 
 def port_open(host: str, port: int) -> bool:
@@ -443,7 +458,7 @@ class EmbeddedValkey:
         ready) and wait until it listens."""
         self.process = process
         wait_until(
-            lambda: port_open("127.0.0.1", self.port),
+            lambda: listens_on(process.popen.pid, self.port),
             process=process,
             timeout=timeout,
             what=f"listening on 127.0.0.1:{self.port}",

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,7 +13,8 @@ import psutil
 import pytest
 import redis
 
-from squall.services import Endpoints, ServiceUnavailable, services
+from squall.services import Endpoints, ServiceUnavailable, embedded, services
+from squall.services.process import ProcessStartError
 
 pytestmark = pytest.mark.integration
 
@@ -153,3 +155,16 @@ def test_no_orphans_when_parent_is_killed(sig: signal.Signals) -> None:
         alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
         time.sleep(0.1)
     assert alive == [], f"servers outlived their parent after {sig.name}: {alive}"
+
+
+def test_valkey_is_ready_only_when_it_listens_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another program taking the chosen port first (between free_port and the bind): the
+    # readiness check took its listener for Valkey's, returned a server that had exited
+    # with "Address already in use", and squall sent Redis traffic to that program.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setattr(embedded, "free_port", lambda host="127.0.0.1": port)
+        with pytest.raises(ProcessStartError, match=r"valkey exited with code \d+ before"):
+            embedded.EmbeddedValkey.start(timeout=20)
