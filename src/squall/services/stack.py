@@ -309,14 +309,15 @@ def services(
     valkey: EmbeddedValkey | None = None
     with on_sigterm(_exit_on_sigterm) if _sigterm_unhandled() else contextlib.nullcontext():
         try:
+            # The given servers are connected to before either embedded one starts.
             if database_url is not None:
                 asyncio.run(_check_postgres(database_url))
-            else:
-                postgres = EmbeddedPostgres.start()
-                database_url = postgres.url
             if redis_url is not None:
                 asyncio.run(_check_redis(redis_url))
-            else:
+            if database_url is None:
+                postgres = EmbeddedPostgres.start()
+                database_url = postgres.url
+            if redis_url is None:
                 valkey = EmbeddedValkey.start()
                 redis_url = valkey.url
             yield Endpoints(database_url, redis_url, postgres, valkey)

@@ -13,7 +13,7 @@ import psutil
 import pytest
 import redis
 
-from squall.services import Endpoints, ServiceUnavailable, embedded, services
+from squall.services import Endpoints, ServiceUnavailable, embedded, services, stack
 from squall.services.process import ProcessStartError
 
 pytestmark = pytest.mark.integration
@@ -168,3 +168,23 @@ def test_valkey_is_ready_only_when_it_listens_itself(monkeypatch: pytest.MonkeyP
         monkeypatch.setattr(embedded, "free_port", lambda host="127.0.0.1": port)
         with pytest.raises(ProcessStartError, match=r"valkey exited with code \d+ before"):
             embedded.EmbeddedValkey.start(timeout=20)
+
+
+def test_a_given_redis_is_checked_before_an_embedded_postgresql_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The docs say a given server is connected to once before anything starts: an
+    # unreachable REDIS_URL was reported only after initdb and a postmaster had run.
+    started: list[str] = []
+
+    def start(*args: object, **kwargs: object) -> None:
+        started.append("postgres")
+        raise AssertionError("an embedded PostgreSQL was started")
+
+    monkeypatch.setattr(stack.EmbeddedPostgres, "start", start)
+    with (
+        pytest.raises(ServiceUnavailable, match=r"Redis at redis://127\.0\.0\.1:1/0"),
+        services(redis_url="redis://127.0.0.1:1/0", environ={}),
+    ):
+        pass
+    assert started == []
