@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from squall.interrupt import on_sigterm
 from squall.loopback import NotLoopback, require_loopback
 from squall.refusals import postgres_refusal, reason, redis_refusal
-from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey
+from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey, port_open
 from squall.services.leftovers import Owner, note
 from squall.urls import (
     POSTGRES_SCHEMES,
@@ -102,20 +102,49 @@ def _require_scheme(url: str, schemes: Sequence[str], setting: str, service: str
         raise ServiceUrlError(f"{exc}, or unset it to use the embedded {service}.") from None
 
 
+def _listener(url: str, default_port: int) -> str | None:
+    """``host:port`` of ``url`` when something accepts a TCP connection there, else None
+    (a Unix socket, a URL of several hosts, nothing listening)."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or default_port
+    except ValueError:
+        return None
+    if host is None or "," in parts.netloc:
+        return None
+    return f"{host}:{port}" if port_open(host, port) else None
+
+
+def _unreached(service: str, url: str, exc: BaseException, setting: str, unset: str) -> str:
+    """The message for ``service`` at ``url`` not answering as one: to be started when
+    nothing listens there, else the URL names something else (another server's port, a
+    server without TLS for ``sslmode=require``)."""
+    listening = _listener(url, 5432 if service == "PostgreSQL" else 6379)
+    if listening is None:
+        return (
+            f"cannot reach {service} at {redact(url)}: {reason(exc)}. "
+            f"Start it, fix {setting}, {unset}"
+        )
+    return (
+        f"something listens at {listening}, but did not answer as {service} does "
+        f"({reason(exc)}): is it a {service} server, on that port, taking the URL's options? "
+        f"Fix {setting}, {unset}"
+    )
+
+
 def _postgres_refusal(url: str, exc: BaseException) -> str:
     """Why PostgreSQL at ``url`` failed to connect, and the fix, as a message."""
     unset = "or unset DATABASE_URL to use the embedded server."
-    return postgres_refusal(url, exc, "DATABASE_URL", unset) or (
-        f"cannot reach PostgreSQL at {redact(url)}: {reason(exc)}. "
-        f"Start it, fix DATABASE_URL, {unset}"
+    return postgres_refusal(url, exc, "DATABASE_URL", unset) or _unreached(
+        "PostgreSQL", url, exc, "DATABASE_URL", unset
     )
 
 
 def _redis_refusal(url: str, exc: BaseException) -> str:
     """Why Redis at ``url`` failed to answer, and the fix, as a message."""
     unset = "or unset REDIS_URL to use the embedded server."
-    return redis_refusal(url, exc, "REDIS_URL", unset) or (
-        f"cannot reach Redis at {redact(url)}: {reason(exc)}. Start it, fix REDIS_URL, {unset}"
+    return redis_refusal(url, exc, "REDIS_URL", unset) or _unreached(
+        "Redis", url, exc, "REDIS_URL", unset
     )
 
 

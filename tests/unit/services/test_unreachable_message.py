@@ -5,6 +5,9 @@ hand (start it, or give the credentials it wants, never printing a password)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -173,3 +176,34 @@ def test_the_platform_names_an_option_its_client_refuses() -> None:
     message = str(info.value)
     assert message.startswith(f"SQUALL_DATABASE_URL='{url}' has an option the PostgreSQL")
     assert message.endswith("fix SQUALL_DATABASE_URL")
+
+
+@pytest.mark.parametrize(
+    ("check", "scheme", "setting"),
+    [
+        (_check_postgres, "postgresql://postgres@", "DATABASE_URL"),
+        (_check_redis, "redis://", "REDIS_URL"),
+    ],
+)
+def test_a_listener_that_is_not_the_server_is_not_to_be_started(
+    check: Callable[[str], Awaitable[None]], scheme: str, setting: str
+) -> None:
+    # Something that accepts and hangs up at once (another server's port): the message
+    # said "Start it", though something runs there.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def hang_up() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    accepted, _ = listener.accept()
+                    accepted.close()
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        path = "/postgres" if setting == "DATABASE_URL" else "/0"
+        message = _refusal(check, f"{scheme}127.0.0.1:{port}{path}")
+    assert message.startswith(f"something listens at 127.0.0.1:{port}, but did not answer as ")
+    assert f"Fix {setting}, or unset {setting}" in message
+    assert "Start it" not in message
