@@ -329,12 +329,13 @@ def load_config(
     origins: dict[tuple[str, ...], str] = {}
     for text in overrides:
         keys, value = parse_override(text)
-        _deep_set(raw, keys, value, text)
-        origins[keys] = (
+        origin = (
             f"option {text.option}"
             if isinstance(text, OptionOverride)
             else f"command-line override {text!r}"
         )
+        _deep_set(raw, keys, value, origin, origins)
+        origins[keys] = origin
     return _Builder(label, origins, base).build(raw, path)
 
 
@@ -407,14 +408,23 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
     return keys, parsed
 
 
-def _deep_set(raw: dict[str, Any], keys: tuple[str, ...], value: Any, text: str) -> None:
+def _deep_set(
+    raw: dict[str, Any],
+    keys: tuple[str, ...],
+    value: Any,
+    origin: str,
+    origins: Mapping[tuple[str, ...], str],
+) -> None:
+    """Set ``keys`` to ``value`` in ``raw``; ``origin`` names the override (or option) for
+    a message, ``origins`` those of earlier overrides."""
     node = raw
-    for part in keys[:-1]:
+    for depth, part in enumerate(keys[:-1], start=1):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
+            set_by = origins.get(keys[:depth], "the config file")
             raise ConfigError(
-                f"command-line override {text!r}: {part!r} is {child!r} (from the config file "
-                f"or an earlier override), a value, not a table, so it has no key {keys[-1]!r}"
+                f"{origin}: {part!r} is {child!r} (from {set_by}), a value, not a table, so "
+                f"it has no key {keys[depth]!r}"
             )
         node = child
     node[keys[-1]] = value

@@ -11,6 +11,7 @@ import pytest
 from squall.config import (
     Config,
     ConfigError,
+    OptionOverride,
     find_config_file,
     load_config,
     option_overrides,
@@ -299,6 +300,21 @@ def test_bad_override_shape(text: str) -> None:
 def test_override_into_a_value_is_an_error(project: Path) -> None:
     with pytest.raises(ConfigError, match=r"'scale' is 1 .*, a value, not a table"):
         load_config(cwd=project, overrides=["run.scale=1", "run.scale.x=2"])
+
+
+def test_override_into_a_value_names_who_set_each(project: Path) -> None:
+    # `--set run=1 -s x` named the -s as "command-line override 'run.scenarios=[...]'" and
+    # the 1 as "from the config file or an earlier override".
+    scenarios = OptionOverride("run.scenarios", '["redis_locks"]')
+    with pytest.raises(ConfigError) as raised:
+        load_config(cwd=project, overrides=["run=1", scenarios])
+    assert str(raised.value).startswith(
+        "option --scenario: 'run' is 1 (from command-line override 'run=1'), a value, not a "
+        "table, so it has no key 'scenarios'"
+    )
+    (project / "squall.toml").write_text("[run]\nscale = 1\n")
+    with pytest.raises(ConfigError, match=r"'scale' is 1 \(from the config file\), .* key 'x'"):
+        load_config(cwd=project, overrides=["run.scale.x.y=2"])
 
 
 def test_an_error_in_a_dotted_metric_names_the_override_that_set_it(project: Path) -> None:
