@@ -3,6 +3,13 @@
 The harness never imports ``squall.target``: it runs ``squall target serve``
 in a subprocess with the settings in its environment and waits for
 ``/healthz``, exactly as it would for any other service.
+
+The platform keeps its Redis state under a fresh key prefix, deleted when it stops. A
+squall killed outright (SIGKILL, out of memory) cannot delete it, so the prefix's owner,
+the squall that started the platform, is recorded in the hash :data:`OWNERS_KEY` of the
+same Redis database (field: the prefix; value: the owner record of
+:mod:`squall.services.leftovers`), and each platform start first deletes the keys of the
+prefixes whose owner is gone, as the next run drops a killed run's database.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -20,11 +28,86 @@ from pathlib import Path
 
 import redis
 
+from squall.refusals import reason
 from squall.services.embedded import free_port
-from squall.services.leftovers import owned_folder
+from squall.services.leftovers import Owner, note, owned_folder
 from squall.services.process import ManagedProcess, spawn, wait_until
 from squall.services.stack import delete_keys
 from squall.target.protocol import READY_LINE
+from squall.urls import redact
+
+#: The hash of a Redis database holding the owner of each key prefix squall chose there for
+#: a platform (field: the prefix, value: :meth:`Owner.to_json`). Its field goes once the
+#: prefix's keys are deleted, and Redis removes the hash with its last field.
+OWNERS_KEY = "squall-platform-owners"
+
+#: How squall names a platform's key prefix: only such prefixes are ever swept.
+PREFIX_PATTERN = re.compile(r"squall-[0-9a-f]{6}")
+
+
+def _redis(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=10)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def record_prefix_owner(redis_url: str, prefix: str) -> None:
+    """Record this process as the owner of ``prefix``'s keys on ``redis_url``, before the
+    platform makes any; a prefix whose owner cannot be recorded is used all the same (only
+    a sweep will not find it)."""
+    try:
+        client = _redis(redis_url)
+        try:
+            client.hset(OWNERS_KEY, prefix, Owner.current().to_json())
+        finally:
+            client.close()
+    except (OSError, ValueError, redis.RedisError) as exc:
+        note(f"warning: cannot record the owner of Redis prefix {prefix}: {reason(exc)}")
+
+
+def delete_prefix(redis_url: str, prefix: str) -> int:
+    """Delete the keys ``prefix:*`` of ``redis_url`` and then ``prefix``'s owner record
+    (last: keys left by a deletion cut short still have an owner for the next sweep);
+    return how many keys were deleted."""
+    deleted = delete_keys(redis_url, prefix)
+    client = _redis(redis_url)
+    try:
+        client.hdel(OWNERS_KEY, prefix)
+    finally:
+        client.close()
+    return deleted
+
+
+def sweep_prefixes(redis_url: str) -> None:
+    """Delete the keys of the platform prefixes on ``redis_url`` (as :func:`start_platform`
+    names them) whose recorded owner is gone, one line on standard error for each. Never
+    raises: one that cannot be deleted is a warning, and the next sweep tries again."""
+    server = redact(redis_url)
+    try:
+        client = _redis(redis_url)
+        try:
+            owners = client.hgetall(OWNERS_KEY)
+        finally:
+            client.close()
+    except Exception as exc:  # a sweep never stops the start that makes it
+        note(f"warning: cannot look for leftover Redis keys on {server}: {reason(exc)}")
+        return
+    for field, record in owners.items():
+        prefix = _text(field)
+        try:
+            owner = Owner.from_json(_text(record))
+            if not PREFIX_PATTERN.fullmatch(prefix) or owner is None or not owner.gone():
+                continue
+            deleted = delete_prefix(redis_url, prefix)
+        except Exception as exc:  # a sweep never stops the start that makes it
+            note(f"warning: could not sweep Redis prefix {prefix} on {server}: {reason(exc)}")
+            continue
+        note(
+            f"deleted {deleted} Redis key{'s' if deleted != 1 else ''} of prefix {prefix} on "
+            f"{server}: left by {owner.describe()}, which is gone"
+        )
 
 
 @dataclass
@@ -41,7 +124,8 @@ class RunningPlatform:
     owns_workdir: bool = True
     redis_url: str | None = None
     #: The prefix of the platform's Redis keys when squall chose it (None: the caller's);
-    #: its keys are deleted on :meth:`stop`, as a run's database is dropped after it.
+    #: its keys (and its owner record) are deleted on :meth:`stop`, as a run's database is
+    #: dropped after it, or by the next start once squall was killed (:func:`sweep_prefixes`).
     redis_prefix: str | None = None
 
     @property
@@ -61,7 +145,7 @@ class RunningPlatform:
         if self.redis_url is not None and self.redis_prefix is not None:
             # Best effort, as dropping the database: Redis may be gone by now.
             with contextlib.suppress(OSError, redis.RedisError):
-                delete_keys(self.redis_url, self.redis_prefix)
+                delete_prefix(self.redis_url, self.redis_prefix)
         if self.owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -100,7 +184,8 @@ def start_platform(
 
     ``settings`` are extra ``SQUALL_*`` environment variables for the platform
     (see docs/configuration.md); a fresh random JWT secret is used unless given, and a
-    fresh Redis key prefix, whose keys :meth:`RunningPlatform.stop` deletes. Its log
+    fresh Redis key prefix, whose keys :meth:`RunningPlatform.stop` deletes (the prefixes of
+    platforms whose squall was killed are swept first, see :func:`sweep_prefixes`). Its log
     goes to ``log_dir/platform.log`` and stays there; without ``log_dir``, to a temporary
     folder removed when the platform stops (a failed start quotes the log's last lines),
     or by the next start once squall was killed (see :mod:`squall.services.leftovers`).
@@ -117,6 +202,10 @@ def start_platform(
     )
     chosen_prefix = env["SQUALL_REDIS_PREFIX"]
     env.update(settings or {})
+    owns_prefix = env["SQUALL_REDIS_PREFIX"] == chosen_prefix
+    sweep_prefixes(redis_url)
+    if owns_prefix:
+        record_prefix_owner(redis_url, chosen_prefix)
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
     workdir = log_dir or owned_folder("squall-platform-")
@@ -145,7 +234,7 @@ def start_platform(
         workdir=workdir,
         owns_workdir=log_dir is None,
         redis_url=redis_url,
-        redis_prefix=chosen_prefix if env["SQUALL_REDIS_PREFIX"] == chosen_prefix else None,
+        redis_prefix=chosen_prefix if owns_prefix else None,
     )
     try:
         # Every worker serves once the ready line is out; /healthz alone answers as soon

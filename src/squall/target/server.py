@@ -8,6 +8,12 @@ dies after that (within :class:`RestartBudget`), and on SIGTERM/SIGINT it asks
 each worker to stop and waits for them. Workers die with the parent
 (``PR_SET_PDEATHSIG``), so even a parent killed outright leaves no orphan.
 
+A process told to die with the one that started it (the supervisor, when squall starts
+it; each worker) stops at once, without a graceful shutdown, once that process is gone
+(:class:`ParentWatch`): the servers it used may have died with its starter (squall's
+embedded ones do), and a graceful shutdown would wait for them
+(``SQUALL_DATABASE_OUTAGE_WAIT_S``), holding its port, for nobody.
+
 Each worker closes its sockets with 1001 *before* uvicorn's own shutdown, which
 would otherwise close them with 1012.
 """
@@ -53,6 +59,7 @@ if TYPE_CHECKING:
 
 APP = "squall.target.app:create_app"
 _PR_SET_PDEATHSIG = 1
+_PR_GET_PDEATHSIG = 2
 log = logging.getLogger("squall.target.server")
 
 
@@ -361,13 +368,59 @@ def announce(writer: Connection, pid: int) -> None:
         writer.send_bytes(str(pid).encode())
 
 
-class EdgeServer(uvicorn.Server):
-    """uvicorn's server, announcing readiness on a pipe and closing sockets with 1001 first."""
+def parent_death_signal() -> int:
+    """The signal this process gets when its parent dies (``PR_SET_PDEATHSIG``); 0 when
+    none was asked for, or off Linux."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    libc = ctypes.CDLL(None, use_errno=True)
+    found = ctypes.c_int(0)
+    if libc.prctl(_PR_GET_PDEATHSIG, ctypes.byref(found), 0, 0, 0) != 0:
+        return 0
+    return found.value
 
-    def __init__(self, config: uvicorn.Config, ready: Connection | None = None) -> None:
+
+class ParentWatch:
+    """Whether the process that started this one (``parent``, by default this process's
+    parent now) is gone, for a process asked to die with it (a parent-death signal set):
+    its death signal is then no request for a graceful stop, as a SIGTERM from a live
+    parent is.
+
+    The kernel gives an orphan its new parent (init, or a subreaper) before it sends the
+    death signal, so the signal's handler already sees the change. A process run without a
+    death signal (``squall target serve`` from a shell, under ``nohup``) is never watched:
+    its parent may go and it still serves, and stops gracefully.
+    """
+
+    def __init__(self, parent: int | None = None) -> None:
+        self.parent = os.getppid() if parent is None else parent
+        self.watched = parent_death_signal() != 0
+
+    def gone(self) -> bool:
+        return self.watched and os.getppid() != self.parent
+
+
+class EdgeServer(uvicorn.Server):
+    """uvicorn's server, announcing readiness on a pipe and closing sockets with 1001 first;
+    told to stop once its supervisor is gone (``orphaned``), it exits at once."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        ready: Connection | None = None,
+        orphaned: Callable[[], bool] | None = None,
+    ) -> None:
         super().__init__(config)
         self._ready = ready
+        self._orphaned = orphaned
         logging.getLogger("uvicorn.error").addFilter(_CLIENT_MISTAKE)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._orphaned is not None and self._orphaned():
+            # The supervisor is gone, and with it whoever started the platform: nobody
+            # waits for a graceful close, and the servers may be gone with them.
+            os._exit(128 + sig)
+        super().handle_exit(sig, frame)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -395,7 +448,7 @@ def _worker(
 ) -> None:
     die_with_parent(supervisor)
     config.configure_logging()
-    EdgeServer(config, ready).run(sockets=[sock])
+    EdgeServer(config, ready, ParentWatch(supervisor).gone).run(sockets=[sock])
 
 
 def build_config(settings: Settings, host: str, port: int, workers: int) -> EdgeConfig:
@@ -576,6 +629,46 @@ class _Slots:
         return None
 
 
+def stop_workers(
+    processes: list[multiprocessing.process.BaseProcess],
+    timeout: float,
+    starter_gone: Callable[[], bool],
+) -> None:
+    """Ask each live worker to stop (SIGTERM) and wait up to ``timeout`` for them all,
+    then kill those left. Once ``starter_gone()`` (now, or while it waits), the workers
+    are killed at once instead: nobody waits for their graceful shutdown."""
+    abandoned = starter_gone()
+    if abandoned:
+        _abandon(processes)
+    else:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while (alive := [p for p in processes if p.is_alive()]) and time.monotonic() < deadline:
+        if not abandoned and starter_gone():
+            abandoned = True
+            _abandon(processes)
+        multiprocessing.connection.wait([p.sentinel for p in alive], timeout=0.1)
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+        process.join(5)
+
+
+def _abandon(processes: list[multiprocessing.process.BaseProcess]) -> None:
+    """Kill the workers of a supervisor whose starter is gone."""
+    print(
+        "squall target: the process that started it is gone; stopping the workers at once",
+        file=sys.stderr,
+        flush=True,
+    )
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+
+
 def serve(
     settings: Settings,
     *,
@@ -590,6 +683,7 @@ def serve(
     """
     if workers < 1:
         raise ValueError(f"workers={workers}; expected at least 1")
+    starter = ParentWatch()  # first: the process that started this one
     raise_open_files()  # every client socket is a file; the workers inherit it
     sock = listen_socket(host, port)  # first: a held port changes nothing here
     try:
@@ -626,7 +720,7 @@ def serve(
     slots = _Slots(start_worker, workers, ready, budget)
     try:
         slots.start()
-        while not stop.wait(0.1):
+        while not stop.wait(0.1) and not starter.gone():
             if not announced and ready.count() >= workers:
                 announced = True
                 on_ready(
@@ -639,15 +733,7 @@ def serve(
                 exit_code = 1
                 break
     finally:
-        for process in slots.processes:
-            if process.is_alive() and process.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGTERM)
-        for process in slots.processes:
-            process.join(settings.shutdown_grace_s + CLOSE_WAIT_S + 5)
-            if process.is_alive():
-                process.kill()
-                process.join(5)
+        stop_workers(slots.processes, settings.shutdown_grace_s + CLOSE_WAIT_S + 5, starter.gone)
         sock.close()
         ready.close()
         for sig, handler in previous.items():

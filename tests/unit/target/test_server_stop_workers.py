@@ -1,0 +1,86 @@
+"""How ``serve`` stops its workers: a SIGTERM and their graceful shutdown while the process
+that started it lives; at once (SIGKILL) once that process is gone, even mid-wait."""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from squall.target.server import ParentWatch, parent_death_signal, stop_workers
+
+_fork = multiprocessing.get_context("fork")
+
+
+def _graceful(seconds: float) -> None:
+    """A worker whose shutdown on SIGTERM takes ``seconds``, then exits 0."""
+
+    def stop(signum: int, frame: object) -> None:
+        time.sleep(seconds)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    time.sleep(60)
+
+
+@pytest.fixture
+def workers() -> Iterator[list[multiprocessing.process.BaseProcess]]:
+    started = [_fork.Process(target=_graceful, args=(1.0,)) for _ in range(2)]
+    for process in started:
+        process.start()
+    time.sleep(0.2)  # their SIGTERM handlers are in place
+    yield started
+    for process in started:
+        if process.is_alive():
+            process.kill()
+        process.join(5)
+
+
+def test_a_live_starter_lets_the_workers_shut_down_gracefully(
+    workers: list[multiprocessing.process.BaseProcess],
+) -> None:
+    began = time.monotonic()
+    stop_workers(workers, 30, lambda: False)
+    assert time.monotonic() - began >= 0.9
+    assert [p.exitcode for p in workers] == [0, 0]
+
+
+def test_a_gone_starter_has_the_workers_killed_at_once(
+    workers: list[multiprocessing.process.BaseProcess], capsys: pytest.CaptureFixture[str]
+) -> None:
+    began = time.monotonic()
+    stop_workers(workers, 30, lambda: True)
+    assert time.monotonic() - began < 0.9
+    assert [p.exitcode for p in workers] == [-signal.SIGKILL] * 2
+    assert "the process that started it is gone; stopping the workers at once" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_starter_gone_during_the_graceful_wait_cuts_it_short(
+    workers: list[multiprocessing.process.BaseProcess],
+) -> None:
+    for process in workers:  # a shutdown that would take 20 s
+        process.kill()
+        process.join(5)
+    workers[:] = [_fork.Process(target=_graceful, args=(20.0,)) for _ in range(2)]
+    for process in workers:
+        process.start()
+    time.sleep(0.2)
+    began = time.monotonic()
+    stop_workers(workers, 30, lambda: time.monotonic() - began > 0.5)
+    assert time.monotonic() - began < 3
+    assert [p.exitcode for p in workers] == [-signal.SIGKILL] * 2
+
+
+def test_a_process_without_a_parent_death_signal_is_never_orphaned() -> None:
+    """``squall target serve`` run from a shell (its parent may exit, under nohup) stops
+    gracefully whatever its parent: only a death signal makes a gone parent count."""
+    if parent_death_signal() != 0:
+        pytest.skip("this pytest itself runs with a parent-death signal")
+    watch = ParentWatch(parent=-1)  # a parent it no longer has
+    assert watch.watched is False
+    assert watch.gone() is False
