@@ -39,6 +39,13 @@ MESSAGES_SENT = "messages_sent"
 MESSAGES_RECEIVED = "messages_received"
 ERRORS = "errors"
 TIMEOUTS = "timeouts"
+#: Distinct error kinds one recorder keeps: a target controls ``server.<code>``, and a
+#: kind per message would grow the reports (and their printing) without bound. Kinds past
+#: this many are counted together in ``errors.other_kinds``, each message led by its kind.
+MAX_ERROR_KINDS = 100
+OTHER_KINDS = "other_kinds"
+#: Characters of an error kind kept; a longer one is cut, ending in "…".
+MAX_ERROR_KIND_CHARS = 100
 #: Durations a trend holds as plain floats before folding them into its
 #: histogram (8 bytes each: at most 512 KiB per trend between folds).
 PENDING_LIMIT = 65_536
@@ -265,7 +272,17 @@ class Recorder:
             entry[2] = max(entry[2], value)
 
     def error(self, kind: str, message: str) -> None:
-        """Count one error of ``kind`` in ``errors`` and ``errors.<kind>``, keeping samples."""
+        """Count one error of ``kind`` in ``errors`` and ``errors.<kind>``, keeping samples.
+
+        At most :data:`MAX_ERROR_KINDS` kinds of :data:`MAX_ERROR_KIND_CHARS` characters
+        each are kept; the errors of any more are counted in ``errors.other_kinds``.
+        """
+        if len(kind) > MAX_ERROR_KIND_CHARS:
+            message = f"{kind}: {message}"
+            kind = kind[: MAX_ERROR_KIND_CHARS - 1] + "…"
+        if kind not in self._error_samples and len(self._error_samples) >= MAX_ERROR_KINDS:
+            message = f"{kind}: {message}"
+            kind = OTHER_KINDS
         self.count(ERRORS)
         self.count(f"{ERRORS}.{kind}")
         _keep_sample(self._error_samples.setdefault(kind, []), message[:500])

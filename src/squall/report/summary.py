@@ -92,6 +92,10 @@ def error_counts(metrics: Mapping[str, Metric]) -> list[tuple[str, int]]:
     return sorted(found, key=lambda item: (-item[1], item[0]))
 
 
+#: Error kinds a scenario's summary names, the commonest first; report.json has them all.
+LISTED_ERROR_KINDS = 10
+
+
 def print_scenario(console: Console, outcome: ScenarioOutcome) -> None:
     """What to show as soon as one scenario has finished. Notes and error lines are
     never wrapped (a log keeps each on one line, for grep); the terminal wraps them."""
@@ -108,13 +112,17 @@ def print_scenario(console: Console, outcome: ScenarioOutcome) -> None:
         console.print(f"  [red]timeouts: {timeouts.count} (no answer within the timeout)[/red]")
     errors = error_counts(outcome.metrics)
     if errors:
-        listed = ", ".join(f"{kind} {count}" for kind, count in errors)
-        console.print(f"  [red]errors: {literal(listed)}[/red]", soft_wrap=True)
+        listed = ", ".join(f"{kind} {count}" for kind, count in errors[:LISTED_ERROR_KINDS])
+        if len(errors) > LISTED_ERROR_KINDS:
+            listed += f" and {len(errors) - LISTED_ERROR_KINDS} more kinds (report.json)"
+        console.print(f"  [red]errors: {literal(listed)}[/red]", soft_wrap=True, highlight=False)
         samples = first_error_samples(outcome.result)
         for kind, _ in errors[:SAMPLED_ERROR_KINDS]:
             if kind in samples:
                 console.print(
-                    f"    [red]{literal(kind)}: {literal(samples[kind])}[/red]", soft_wrap=True
+                    f"    [red]{literal(kind)}: {literal(samples[kind])}[/red]",
+                    soft_wrap=True,
+                    highlight=False,
                 )
     table = scenario_table(outcome)
     if table is not None:

@@ -11,6 +11,9 @@ import pytest
 
 from squall.metrics.histogram import LatencyHistogram
 from squall.metrics.recorder import (
+    MAX_ERROR_KIND_CHARS,
+    MAX_ERROR_KINDS,
+    OTHER_KINDS,
     PENDING_LIMIT,
     Recorder,
     RecorderState,
@@ -265,3 +268,31 @@ def test_counts_and_gauges_that_measure_nothing_are_refused() -> None:
     recorder.count("x", 0)
     recorder.gauge("g", 3)
     assert (recorder.counter("x"), recorder.state().gauges["g"]) == (0, (3, 3, 3))
+
+
+def test_error_kinds_are_bounded_in_number_and_length() -> None:
+    # A target controls server.<code>: a new code per message made 601 kinds, a 9.7 MB
+    # report and a summary line that took minutes to print.
+    recorder = Recorder()
+    for number in range(MAX_ERROR_KINDS + 50):
+        recorder.error(f"server.code{number}", "refused")
+    recorder.error("server.code0", "refused again")
+    recorder.error("server." + "x" * 500, "long")
+    state = recorder.state()
+    kinds = [name for name in state.counters if name.startswith("errors.")]
+    assert len(kinds) == MAX_ERROR_KINDS + 1
+    assert state.counters["errors.server.code0"] == 2
+    assert state.counters[f"errors.{OTHER_KINDS}"] == 51
+    assert state.counters["errors"] == MAX_ERROR_KINDS + 52
+    assert state.error_samples[OTHER_KINDS][0] == f"server.code{MAX_ERROR_KINDS}: refused"
+    assert all(len(name) <= len("errors.") + MAX_ERROR_KIND_CHARS for name in kinds)
+
+
+def test_a_long_error_kind_is_cut_and_named_in_its_sample() -> None:
+    recorder = Recorder()
+    long_kind = "server." + "y" * 300
+    recorder.error(long_kind, "no")
+    state = recorder.state()
+    (kind,) = state.error_samples
+    assert kind == long_kind[: MAX_ERROR_KIND_CHARS - 1] + "…"
+    assert state.error_samples[kind] == [f"{long_kind}: no"[:500]]

@@ -46,6 +46,20 @@ def test_scenario_line_shows_notes_and_errors() -> None:
     assert "errors: server.rate_limited 4" in text
 
 
+def test_the_error_line_names_the_ten_commonest_kinds_and_counts_the_rest() -> None:
+    metrics = {
+        f"errors.server.c{n:02}": Counter(f"errors.server.c{n:02}", 100 - n, 0.0) for n in range(25)
+    }
+    outcome = ScenarioOutcome(
+        name="websocket_concurrency", metrics=metrics, outcomes=[], duration_s=1.0
+    )
+    out = io.StringIO()
+    print_scenario(Console(file=out, width=200, color_system=None), outcome)
+    (line,) = [line for line in out.getvalue().splitlines() if "errors:" in line]
+    assert line.startswith("  errors: server.c00 100, server.c01 99, ")
+    assert line.endswith("server.c09 91 and 15 more kinds (report.json)")
+
+
 def test_notes_and_error_lines_are_not_broken_at_the_console_width() -> None:
     note = "target memory: " + "n" * 150
     sample = "ws://h/v1/ws: " + "s" * 150
