@@ -22,7 +22,13 @@ from squall.services.stack import delete_keys
 pytestmark = pytest.mark.integration
 
 
-def test_stopping_the_platform_deletes_the_keys_of_its_prefix(endpoints: Endpoints) -> None:
+def _owners(client: redis.Redis) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in client.hgetall(OWNERS_KEY).items()}
+
+
+def test_stopping_the_platform_deletes_the_keys_of_its_prefix_and_its_owner(
+    endpoints: Endpoints,
+) -> None:
     client = redis.Redis.from_url(endpoints.redis_url)
     try:
         with fresh_database(endpoints, "squall_keys") as database:
@@ -34,8 +40,10 @@ def test_stopping_the_platform_deletes_the_keys_of_its_prefix(endpoints: Endpoin
             client.set(neighbour, "1")
             try:
                 assert [*client.scan_iter(match=f"{prefix}:*")]  # it keeps state there
+                assert Owner.from_json(_owners(client)[prefix]) == Owner.current()
                 platform.stop()
                 assert [*client.scan_iter(match=f"{prefix}:*")] == []
+                assert prefix not in _owners(client)
                 assert client.get(neighbour) == b"1"
             finally:
                 platform.stop()
@@ -60,26 +68,6 @@ def test_a_prefix_the_caller_chose_is_left_alone(endpoints: Endpoints) -> None:
         finally:
             delete_keys(endpoints.redis_url, "squall-keys-own")
             client.close()
-
-
-def _owners(client: redis.Redis) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in client.hgetall(OWNERS_KEY).items()}
-
-
-def test_a_running_platform_records_its_owner_until_it_stops(endpoints: Endpoints) -> None:
-    client = redis.Redis.from_url(endpoints.redis_url)
-    try:
-        with fresh_database(endpoints, "squall_keys") as database:
-            platform = start_platform(database, endpoints.redis_url, workers=1)
-            prefix = platform.redis_prefix
-            assert prefix is not None
-            try:
-                assert Owner.from_json(_owners(client)[prefix]) == Owner.current()
-            finally:
-                platform.stop()
-            assert prefix not in _owners(client)
-    finally:
-        client.close()
 
 
 _KILLED_SQUALL = """
