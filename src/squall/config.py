@@ -384,7 +384,19 @@ def option_overrides(
     backslashes and all). Keys of :data:`OPTION_NAMES` become :class:`OptionOverride`.
     """
     given = [(key, str(value)) for key, value in numbers if value is not None]
-    given += [(key, json.dumps(text)) for key, text in texts if text is not None]
+    for key, text in texts:
+        if text is None:
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # Bytes the command line held that are not UTF-8 (Python keeps them as lone
+            # surrogates): TOML cannot hold them, and the value read back was garbled.
+            named = OPTION_NAMES.get(key, key)
+            raise ConfigError(
+                f"option {named}: {text!r} holds bytes that are not UTF-8 text; give it in UTF-8"
+            ) from None
+        given.append((key, json.dumps(text)))
     return [
         OptionOverride(key, value) if key in OPTION_NAMES else f"{key}={value}"
         for key, value in given
