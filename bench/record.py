@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -65,8 +66,45 @@ def environment() -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "versions": versions(),
+        "commit": source_commit(),
         "nofile_limit": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
     }
+
+
+def source_commit() -> str | None:
+    """The git commit of the code measured, ``+changes`` when the tree differs from it;
+    None outside a git checkout. Every result names its squall version alike, so the
+    commit is what tells two results' code apart."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(root),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                "src",
+                "bench",
+                ":(exclude)bench/results",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+changes" if changed else head
 
 
 def loadavg() -> list[float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import bench.__main__ as bench_main
 import pytest
-from bench.record import Result, result_path, write_result
+from bench.record import Result, environment, result_path, write_result
 
 
 def result_data(benchmark: str = "engine", quick: bool = False, **extra: Any) -> dict[str, Any]:
@@ -140,3 +141,11 @@ def test_sigterm_and_sighup_stop_a_benchmark_like_ctrl_c(
     assert events == ["finally"]  # stopped at once: nothing written, ledger never started
     assert code == 130
     assert restored is handler  # main put back the handler it found
+
+
+def test_the_environment_names_the_commit_measured() -> None:
+    # Every result names squall 0.1.0: two results' code could not be told apart.
+    commit = environment()["commit"]
+    assert commit is None or re.fullmatch(r"[0-9a-f]{40}(\+changes)?", commit), commit
+    if (Path(__file__).resolve().parents[3] / ".git").exists():
+        assert commit is not None
