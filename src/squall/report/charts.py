@@ -25,6 +25,10 @@ class Line:
     points: Sequence[tuple[float, float]]
 
 
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _ticks(low: float, high: float, count: int = 4) -> list[float]:
     if high <= low:
         return [low]
@@ -54,8 +58,13 @@ def _empty(title: str, why: str) -> str:
 
 
 def line_chart(title: str, lines: Sequence[Line], *, x_label: str, y_label: str) -> str:
-    """Lines on shared axes; an explanatory placeholder when there is nothing to draw."""
-    drawn = [line for line in lines if line.points]
+    """Lines on shared axes; an explanatory placeholder when there is nothing to draw.
+    A point without a finite x and y (null, NaN, ±inf) is left out."""
+    kept = (
+        Line(line.label, [(x, y) for x, y in line.points if _finite(x) and _finite(y)])
+        for line in lines
+    )
+    drawn = [line for line in kept if line.points]
     if not drawn:
         return _empty(title, "no samples recorded")
     xs = [x for line in drawn for x, _ in line.points]
@@ -113,7 +122,9 @@ def line_chart(title: str, lines: Sequence[Line], *, x_label: str, y_label: str)
 
 
 def bar_chart(title: str, bars: Sequence[tuple[str, float]], *, y_label: str) -> str:
-    """Labelled vertical bars (e.g. a latency histogram's share of requests per bucket)."""
+    """Labelled vertical bars (e.g. a latency histogram's share of requests per bucket); a
+    value that is not finite counts as none."""
+    bars = [(label, value if _finite(value) else 0.0) for label, value in bars]
     if not bars or max(v for _, v in bars) <= 0:
         return _empty(title, "no observations recorded")
     top = max(v for _, v in bars) * 1.1

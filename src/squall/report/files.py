@@ -55,13 +55,16 @@ def create_results_dir(results_dir: Path) -> None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write ``path`` whole or not at all: a full disk leaves neither a truncated file nor
-    the temporary one behind."""
+    """Write ``path`` whole or not at all: a full disk, or anything else that stops the
+    write (an exception, a Ctrl-C), leaves neither a truncated file nor the temporary one
+    behind. A lone surrogate the text still holds (UTF-8 cannot encode one; the writers
+    show them as escapes already) is written as its escape, ``\\udce9``, rather than
+    failing the file."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", errors="backslashreplace")
         os.replace(tmp, path)
-    except OSError:
+    except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise

@@ -88,6 +88,14 @@ _STATUS = {
 }
 
 
+def _scenario_status(s: Mapping[str, Any]) -> str:
+    """The scenario's verdict, as the summary and its section show it: n/a when the suite
+    left it out (``ran`` false)."""
+    if s.get("ran") is False:
+        return _STATUS["not_applicable"]
+    return _STATUS.get(str(s.get("verdict")), escape(str(s.get("verdict") or "")))
+
+
 def latency_buckets(trend: Trend, buckets: int = 14) -> list[tuple[str, float]]:
     """Share of observations (%) per log-spaced latency bucket, from a trend's histogram.
 
@@ -169,13 +177,18 @@ def _scenario_charts(s: Mapping[str, Any]) -> str:
         next((n for n, m in metrics.items() if m.get("type") == "trend"), None),
     )
     if trend_name is not None:
-        charts.append(
-            bar_chart(
-                f"{trend_name} distribution (bucket upper edge, ms)",
-                latency_buckets(Trend.from_dict(metrics[trend_name])),
-                y_label="% of observations",
+        try:
+            buckets = latency_buckets(Trend.from_dict(metrics[trend_name]))
+        except (ValueError, TypeError, KeyError):  # a hand-built trend: NaN or null extremes
+            buckets = None
+        if buckets is not None:
+            charts.append(
+                bar_chart(
+                    f"{trend_name} distribution (bucket upper edge, ms)",
+                    buckets,
+                    y_label="% of observations",
+                )
             )
-        )
     monitor = s.get("monitor") or {}
     groups = monitor.get("groups") or {}
     if groups:
@@ -204,31 +217,41 @@ def _scenario_charts(s: Mapping[str, Any]) -> str:
     return f'<div class="charts">{"".join(charts)}</div>' if charts else ""
 
 
+def _figure(value: Any, spec: str, scale: float = 1.0) -> str:
+    """``value`` (times ``scale``) formatted with ``spec``; ``—`` when it is no number (null
+    in a hand-built report)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "—"
+    return format(value * scale, spec)
+
+
 def _metrics_table(s: Mapping[str, Any]) -> str:
     rows = []
     for name, m in sorted(s.get("metrics", {}).items()):
         kind = m.get("type")
         if kind == "trend":
+
+            def ms(key: str, m: Mapping[str, Any] = m) -> str:
+                return _figure(m.get(key), ".1f", 1000)
+
             figure = (
-                f"n={m['count']} mean {m['mean'] * 1000:.1f} ms · p50 {m['p50'] * 1000:.1f} · "
-                f"p95 {m['p95'] * 1000:.1f} · p99 {m['p99'] * 1000:.1f} · "
-                f"max {m['max'] * 1000:.1f} ms"
-                if int(m["count"])
+                f"n={m['count']} mean {ms('mean')} ms · p50 {ms('p50')} · "
+                f"p95 {ms('p95')} · p99 {ms('p99')} · max {ms('max')} ms"
+                if m.get("count")
                 else "no samples (n=0)"
             )
         elif kind == "counter":
-            rate = m["per_second"]
-            figure = f"{m['count']}" + ("" if rate is None else f" ({rate:.1f}/s)")
+            rate = m.get("per_second")
+            figure = f"{m['count']}" + ("" if rate is None else f" ({_figure(rate, '.1f')}/s)")
         elif kind == "rate":
             figure = (
-                f"{m['rate']:.2%} ({m['passes']}/{m['total']})"
-                if int(m["total"])
+                f"{_figure(m.get('rate'), '.2%')} ({m['passes']}/{m['total']})"
+                if m.get("total")
                 else "no samples (0/0)"
             )
         else:
-            figure = (
-                f"{m.get('value', 0):.4g} (min {m.get('min', 0):.4g}, max {m.get('max', 0):.4g})"
-            )
+            value, low, high = (_figure(m.get(key, 0), ".4g") for key in ("value", "min", "max"))
+            figure = f"{value} (min {low}, max {high})"
         rows.append((name, str(kind), figure))
     return _table(("metric", "kind", "figures"), rows) if rows else ""
 
@@ -329,7 +352,8 @@ def report_html(report: Mapping[str, Any]) -> str:
     ok = bool(verdict.get("ok"))
     badge = f'<span class="badge {"pass" if ok else "fail"}">{"PASSED" if ok else "FAILED"}</span>'
     if report.get("interrupted"):
-        badge += ' <span class="badge fail">INTERRUPTED</span>'
+        # Never "PASSED": what did not run was not judged (the terminal says INTERRUPTED).
+        badge = ("" if ok else badge + " ") + '<span class="badge fail">INTERRUPTED</span>'
     duration = (
         float(report["finished_at"]) - float(report["started_at"])
         if report.get("finished_at") is not None
@@ -338,9 +362,7 @@ def report_html(report: Mapping[str, Any]) -> str:
     summary_rows = [
         (
             escape(str(s["name"])),
-            _STATUS["not_applicable"]
-            if s.get("ran") is False
-            else _STATUS.get(str(s.get("verdict")), escape(str(s.get("verdict")))),
+            _scenario_status(s),
             f"{float(s.get('duration_s', 0.0)):.1f} s",
             escape("; ".join(map(str, s.get("notes", [])))),
         )
@@ -378,8 +400,7 @@ def report_html(report: Mapping[str, Any]) -> str:
             own = "<h3>Details</h3>" + _table(s["table"]["columns"], s["table"]["rows"])
         sections.append(
             f'<section id="scenario-{escape(str(s["name"]))}" class="scenario">'
-            f"<h2>Scenario {escape(str(s['name']))} "
-            f"{_STATUS.get(str(s.get('verdict')), '')}</h2>"
+            f"<h2>Scenario {escape(str(s['name']))} {_scenario_status(s)}</h2>"
             + (f'<ul class="notes">{notes}</ul>' if notes else "")
             + _errors(s)
             + _scenario_charts(s)

@@ -5,7 +5,14 @@ fails when the scenario failed (its message lists the failed thresholds and the 
 with their samples, its ``system-out`` the notes), errs when the scenario raised, and is
 skipped when the suite left the scenario out (``ran`` false, the reason in its notes);
 then a test case per threshold, named ``<metric>: <expression>``, failed with the
-threshold's diagnostic, or skipped when the scenario does not record that metric.
+threshold's diagnostic, or skipped when it is not applicable (the scenario does not record
+that metric, or recorded it with no samples).
+
+An interrupted run (Ctrl-C or SIGTERM, ``"interrupted": true``) does not read as passed: the
+scenario it cut short (its load stopped by the signal: its results are partial) errs with
+``interrupted``, and each scenario of the run's selection (``config.scenarios``; none named:
+every scenario) that did not finish gets a ``<testsuite>`` whose ``scenario`` case errs
+with ``interrupted``: it was never judged.
 
 Control characters (in an error message a target sent, say) are written as their escapes:
 XML 1.0 cannot hold them, and one would make the whole file unreadable to a CI system. Names
@@ -18,6 +25,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
+from squall.engine.run import STOP_SIGNALS
 from squall.metrics.result import error_summaries_of
 from squall.report.printable import one_line, printable
 
@@ -31,6 +39,33 @@ def _case(suite: ET.Element, scenario: str, name: str, seconds: float = 0.0) -> 
         "testcase",
         {"classname": f"squall.{scenario}", "name": name, "time": f"{seconds:.3f}"},
     )
+
+
+def _cut_short(s: Mapping[str, Any]) -> str | None:
+    """The signal that stopped the scenario's load before its end (``sigint``), if one did:
+    its results are partial. None for one stopped once its load had ended (whole results)."""
+    result = s.get("result")
+    reason = result.get("interrupted_reason") if isinstance(result, Mapping) else None
+    return str(reason) if reason in STOP_SIGNALS.values() else None
+
+
+def _unfinished(report: Mapping[str, Any]) -> list[str]:
+    """The scenarios of an interrupted run's selection that are not in its report: the
+    one running when it stopped (unless it kept its partial results) and those after it.
+    None named in ``config.scenarios`` means every scenario; a report without the key (a
+    pytest session's) names no selection."""
+    if not report.get("interrupted"):
+        return []
+    config = report.get("config")
+    selection = config.get("scenarios") if isinstance(config, Mapping) else None
+    if not isinstance(selection, list):
+        return []
+    if not selection:
+        from squall.suite import SCENARIOS  # squall.suite imports squall.report
+
+        selection = list(SCENARIOS)
+    reported = {str(s["name"]) for s in report["scenarios"]}
+    return [name for name in dict.fromkeys(map(str, selection)) if name not in reported]
 
 
 def _errors(s: Mapping[str, Any]) -> list[str]:
@@ -53,10 +88,12 @@ def junit_xml(report: Mapping[str, Any]) -> str:
         skipped = [t for t in thresholds if t.get("status") == "not_applicable"]
         not_run = s.get("ran") is False
         crashed = s.get("error")
+        stopped = _cut_short(s) if report.get("interrupted") else None
+        erred = bool(crashed or stopped)
         counts = {
             "tests": 1 + len(thresholds),
-            "failures": len(failed) + (1 if s.get("verdict") == "failed" and not crashed else 0),
-            "errors": 1 if crashed else 0,
+            "failures": len(failed) + (1 if s.get("verdict") == "failed" and not erred else 0),
+            "errors": 1 if erred else 0,
             "skipped": len(skipped) + (1 if not_run else 0),
         }
         suite = ET.SubElement(
@@ -79,6 +116,23 @@ def junit_xml(report: Mapping[str, Any]) -> str:
                 case, "error", {"message": f"{name} raised {crashed}", "type": "scenario"}
             )
             error.text = f"{crashed}; its measurements are lost"
+        elif stopped:
+            error = ET.SubElement(
+                case,
+                "error",
+                {
+                    "message": f"interrupted ({stopped}): {name} was cut short, "
+                    "its results are partial",
+                    "type": "interrupted",
+                },
+            )
+            error.text = "\n".join(
+                [
+                    f"the run was interrupted ({stopped}) before {name} finished",
+                    *(str(t["diagnostic"]) for t in failed),
+                    *_errors(s),
+                ]
+            )
         elif s.get("verdict") == "failed":
             failure = ET.SubElement(
                 case,
@@ -100,6 +154,20 @@ def junit_xml(report: Mapping[str, Any]) -> str:
                 failure.text = str(t["diagnostic"])
             elif t.get("status") == "not_applicable":
                 ET.SubElement(case, "skipped", {"message": str(t["diagnostic"])})
+    for name in _unfinished(report):
+        one_error = {"tests": "1", "failures": "0", "errors": "1", "skipped": "0"}
+        suite = ET.SubElement(root, "testsuite", {"name": name, **one_error, "time": "0.000"})
+        case = _case(suite, name, "scenario")
+        ET.SubElement(
+            case,
+            "error",
+            {
+                "message": f"interrupted before {name} finished: it was not judged",
+                "type": "interrupted",
+            },
+        )
+        totals["tests"] += 1
+        totals["errors"] += 1
     for key, value in totals.items():
         root.set(key, str(value))
     for element in root.iter():

@@ -10,7 +10,14 @@ Names (every family carries a ``scenario`` label):
   (``total`` 0: the family is left out when no scenario has one);
 - gauge ``X`` → gauge ``squall_X``;
 - each judged threshold → ``squall_threshold_passed{scenario,metric,expression}`` 1 or 0;
-- the run → ``squall_run_passed`` 1 or 0, and ``squall_run_info{run_id,schema}`` 1.
+- the run → ``squall_run_passed`` 1 or 0 (0 for an interrupted run: what did not run was
+  not judged), ``squall_run_interrupted`` 1 or 0, and ``squall_run_info{run_id,schema}`` 1.
+
+A value that is null or not finite (NaN, ±inf: a hand-built report, say) has no sample,
+nor has a negative count, sum or quantile, which the format refuses. Text from outside
+(label values, the metric names in ``# HELP``) shows control characters and lone
+surrogates as their escapes (:func:`~squall.report.printable.printable`): ``cat
+metrics.txt`` in a CI log does not run a terminal sequence a target put in an error code.
 
 Characters outside ``[a-zA-Z0-9_]`` in metric names become ``_``. Families that would
 then clash (``a.b`` and ``a_b``; a gauge ``X_total`` beside a counter ``X``, whose sample is
@@ -27,10 +34,13 @@ requires.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from squall.report.printable import printable
 
 _QUANTILES = (("0.5", "p50"), ("0.9", "p90"), ("0.95", "p95"), ("0.99", "p99"), ("0.999", "p999"))
 
@@ -51,6 +61,7 @@ _MAX_TRIES = 1000
 _OWN_FAMILIES = {
     "squall_threshold_passed": "gauge",
     "squall_run_passed": "gauge",
+    "squall_run_interrupted": "gauge",
     "squall_run": "info",
 }
 
@@ -64,7 +75,8 @@ def metric_name(name: str) -> str:
 
 
 def _label_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    text = printable(value)
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _labels(labels: Mapping[str, str]) -> str:
@@ -72,12 +84,21 @@ def _labels(labels: Mapping[str, str]) -> str:
     return "{" + inner + "}" if inner else ""
 
 
-def _number(value: Any) -> str:
-    number = float(value)
-    if number != number:
-        return "NaN"
-    if number in (float("inf"), float("-inf")):
-        return "+Inf" if number > 0 else "-Inf"
+def _finite(value: Any, *, negative: bool = True) -> float | None:
+    """``value`` as a number for a sample; None when it has none: null, not a number, NaN or
+    ±inf (and below 0 unless ``negative``: a count, sum or quantile cannot be)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(number) or (number < 0 and not negative):
+        return None
+    return number
+
+
+def _number(number: float) -> str:
     return repr(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
 
 
@@ -159,35 +180,56 @@ def _name_families(families: list[_Family]) -> None:
         taken |= _claimed(family.name, family.kind)
 
 
+#: A sample of a metric: family stem, type, what the metric is (for ``# HELP``), unit,
+#: sample name suffix, labels, value.
+_Sample = tuple[str, str, str, str, str, dict[str, str], float]
+
+
+def _samples(name: str, m: Mapping[str, Any], scenario: dict[str, str]) -> Iterator[_Sample]:
+    """The samples of metric ``name`` (``m``, its report.json dictionary) in a scenario;
+    none for a value that is null or not finite (or a negative count, sum or quantile)."""
+    kind = m.get("type")
+    base = metric_name(name)
+    if kind == "trend":
+        count = _finite(m.get("count"), negative=False)
+        if count is None:
+            return
+        trend = (base, "summary", "trend", "seconds")
+        # No samples: no quantiles (their statistics are null; older reports wrote 0), only
+        # the count and sum, both 0.
+        for q, key in _QUANTILES if count else ():
+            value = _finite(m.get(key), negative=False)
+            if value is not None:
+                yield (*trend, "", {**scenario, "quantile": q}, value)
+        yield (*trend, "_count", scenario, float(int(count)))
+        mean = _finite(m.get("mean"), negative=False) if count else 0.0
+        total = None if mean is None else _finite(mean * int(count), negative=False)
+        if total is not None:
+            yield (*trend, "_sum", scenario, total)
+    elif kind == "counter":
+        count = _finite(m.get("count"), negative=False)
+        if count is not None:
+            yield (base, "counter", "counter", "", "_total", scenario, float(int(count)))
+    elif kind == "rate":
+        # No samples (total 0): a ratio of nothing (older reports wrote 0).
+        rate = _finite(m.get("rate")) if _finite(m.get("total"), negative=False) else None
+        if rate is not None:
+            yield (base, "gauge", "rate of passes", "ratio", "", scenario, rate)
+    elif kind == "gauge":
+        value = _finite(m.get("value"))
+        if value is not None:
+            yield (base, "gauge", "gauge", "", "", scenario, value)
+
+
 def openmetrics_text(report: Mapping[str, Any]) -> str:
     """The exposition of ``report`` (a report.json dictionary), ``# EOF`` terminated."""
     fams = _Families()
     for s in report["scenarios"]:
         scenario = {"scenario": str(s["name"])}
         for name, m in sorted(s.get("metrics", {}).items()):
-            kind = m.get("type")
-            base = metric_name(name)
-            if kind == "trend":
-                fam = fams.get(base, "summary", f"{name} (trend)", "seconds", metric=name)
-                count = int(m["count"])
-                # No samples: no quantiles (their statistics are null; older reports wrote
-                # 0), only the count and sum, both 0.
-                for q, key in _QUANTILES if count else ():
-                    fam.add("", _labels({**scenario, "quantile": q}), _number(m[key]))
-                fam.add("_count", _labels(scenario), str(count))
-                total = float(m["mean"]) * count if count else 0.0
-                fam.add("_sum", _labels(scenario), _number(total))
-            elif kind == "counter":
-                fam = fams.get(base, "counter", f"{name} (counter)", metric=name)
-                fam.add("_total", _labels(scenario), str(int(m["count"])))
-            elif kind == "rate":
-                if int(m["total"]) == 0:
-                    continue  # no samples: a ratio of nothing (older reports wrote 0)
-                fam = fams.get(base, "gauge", f"{name} (rate of passes)", "ratio", metric=name)
-                fam.add("", _labels(scenario), _number(m["rate"]))
-            elif kind == "gauge":
-                fam = fams.get(base, "gauge", f"{name} (gauge)", metric=name)
-                fam.add("", _labels(scenario), _number(m["value"]))
+            for stem, kind, what, unit, suffix, label_set, number in _samples(name, m, scenario):
+                fam = fams.get(stem, kind, f"{name} ({what})", unit, metric=name)
+                fam.add(suffix, _labels(label_set), _number(number))
         for t in s.get("thresholds", []):
             if t.get("status") == "not_applicable":
                 continue
@@ -196,8 +238,19 @@ def openmetrics_text(report: Mapping[str, Any]) -> str:
                 {**scenario, "metric": str(t["metric"]), "expression": str(t["expression"])}
             )
             fam.add("", labels, "1" if t.get("status") == "passed" else "0")
-    run = fams.get("squall_run_passed", "gauge", "1 if every threshold of the run held")
-    run.add("", "", "1" if report["verdict"].get("ok") else "0")
+    interrupted = bool(report.get("interrupted"))
+    run = fams.get(
+        "squall_run_passed",
+        "gauge",
+        "1 if every threshold of the run held and it ran to its end (0 when interrupted)",
+    )
+    run.add("", "", "1" if report["verdict"].get("ok") and not interrupted else "0")
+    stop = fams.get(
+        "squall_run_interrupted",
+        "gauge",
+        "1 if the run was stopped (Ctrl-C, SIGTERM) before its end",
+    )
+    stop.add("", "", "1" if interrupted else "0")
     info = fams.get("squall_run", "info", "the run this exposition describes")
     run_labels = {"run_id": str(report["run_id"]), "schema": str(report.get("schema", ""))}
     info.add("_info", _labels(run_labels), "1")

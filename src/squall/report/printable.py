@@ -4,7 +4,9 @@
 A target can put any character in what it sends; squall echoes some of it back (error
 samples, ``errors.server.<code>`` metric names). Control characters would act on the
 terminal (``\\x1b[2J`` clears it), make ``junit.xml`` ill-formed XML, or vanish from a page;
-:func:`printable` shows each as its escape instead, so the text stays readable and inert.
+a lone surrogate (``\\udce9``, from bytes decoded with ``surrogateescape``) cannot be
+written as UTF-8 at all. :func:`printable` shows each as its escape instead, so the text
+stays readable and inert.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import html
 import re
 
-#: C0 controls but tab and newline, DEL, C1 controls, and the two noncharacters XML refuses.
-_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")
+#: C0 controls but tab and newline, DEL, C1 controls, lone surrogates (text decoded with
+#: ``surrogateescape``: UTF-8 cannot encode them, so a file holding one could not be
+#: written) and the two noncharacters XML refuses.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -22,8 +26,8 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def printable(text: object) -> str:
-    """``str(text)`` with every control character shown as its escape (``\\x1b``); tabs
-    and newlines are kept."""
+    """``str(text)`` with every control character and lone surrogate shown as its escape
+    (``\\x1b``, ``\\udce9``); tabs and newlines are kept."""
     return _UNPRINTABLE.sub(_escape, str(text))
 
 

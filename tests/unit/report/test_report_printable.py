@@ -10,3 +10,11 @@ def test_control_characters_show_as_escapes_and_the_rest_is_kept() -> None:
     assert printable("tab\tnew\nline é ✓ [x]") == "tab\tnew\nline é ✓ [x]"
     assert printable("\ufffe\uffff") == "\\ufffe\\uffff"
     assert printable(12) == "12"
+
+
+def test_lone_surrogates_show_as_escapes() -> None:
+    # Bytes that are not UTF-8, decoded with surrogateescape: UTF-8 cannot encode the result.
+    text = b"caf\xe9 \xff".decode("utf-8", "surrogateescape")
+    assert printable(text) == "caf\\udce9 \\udcff"
+    assert printable("\ud800\udfff é") == "\\ud800\\udfff é"
+    printable(text).encode("utf-8")
