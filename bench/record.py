@@ -222,7 +222,7 @@ def stop_if_signalled(what: str, interrupted_reason: str | None) -> None:
     than record the cut-short run as a figure. Other reasons ("deadline") return.
     """
     # Imported here: the benchmark clients import this module and nothing of the engine.
-    from squall.engine.run import STOP_SIGNALS
+    from squall.interrupt import STOP_SIGNALS
 
     if interrupted_reason in STOP_SIGNALS.values():
         raise KeyboardInterrupt(f"{what}: the run was stopped by {interrupted_reason}")

@@ -1,8 +1,8 @@
 """SIGTERM handled as Ctrl-C, so a CI job or ``kill`` that cancels squall keeps what an
 interrupted run keeps (the scenarios that finished, the partial one, the report).
 
-While a scenario runs, the engine routes both signals itself (``STOP_SIGNALS`` in
-:mod:`squall.engine.run`); :func:`sigterm_as_ctrl_c` covers the rest of ``squall run``
+While a scenario runs, the engine routes both signals (:data:`STOP_SIGNALS`) itself, in
+:mod:`squall.engine.run`; :func:`sigterm_as_ctrl_c` covers the rest of ``squall run``
 (starting the services and the platform, between scenarios, writing the results).
 :func:`wait_for_child` covers ``squall test``, whose tests run in a child process.
 """
@@ -18,6 +18,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 from typing import IO
+
+#: The signals that stop a run (Ctrl-C, and a CI job or ``kill`` cancelling it), each with
+#: the ``interrupted_reason`` the result then gives.
+STOP_SIGNALS = {signal.SIGINT: "sigint", signal.SIGTERM: "sigterm"}
 
 
 @contextlib.contextmanager

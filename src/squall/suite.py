@@ -29,9 +29,8 @@ from squall.config import SCENARIO_METRICS, Config
 from squall.engine import Scenario, run_scenario
 from squall.engine.client import SUCCESS
 from squall.engine.errors import describe
-from squall.engine.run import STOP_SIGNALS
 from squall.engine.series import ProgressView
-from squall.interrupt import deferred_stop
+from squall.interrupt import STOP_SIGNALS, deferred_stop
 from squall.loopback import NotLoopback, require_loopback
 from squall.metrics.recorder import ERRORS
 from squall.metrics.result import Counter, Gauge, Metric, Rate, RunResult

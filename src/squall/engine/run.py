@@ -32,6 +32,7 @@ from squall.engine.scenario import Scenario
 from squall.engine.series import ProgressView, SeriesAggregator, Snapshot
 from squall.engine.workload import ArrivalRate, Closed, partition
 from squall.fdlimit import raise_open_files
+from squall.interrupt import STOP_SIGNALS
 from squall.metrics.recorder import Recorder, error_summaries, merge_states, to_metrics
 from squall.metrics.result import Gauge, RunResult
 
@@ -188,11 +189,6 @@ def run(
         run_scenario(scenario, processes=processes, progress=progress, deadline_s=deadline_s)
     )
     return result
-
-
-#: The signals that stop a run (Ctrl-C, and a CI job or ``kill`` cancelling it), each with
-#: the ``interrupted_reason`` the result then gives.
-STOP_SIGNALS = {signal.SIGINT: "sigint", signal.SIGTERM: "sigterm"}
 
 
 @contextlib.contextmanager

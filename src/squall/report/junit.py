@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
-from squall.engine.run import STOP_SIGNALS
+from squall.interrupt import STOP_SIGNALS
 from squall.metrics.result import error_summaries_of
 from squall.report.printable import one_line, printable
 
