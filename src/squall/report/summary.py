@@ -164,5 +164,12 @@ def print_summary(console: Console, report: SuiteReport, *, tests_failed: bool =
         # Not "PASSED": what did not run was not judged (an interrupted run exits 130).
         console.print(f"[bold yellow]INTERRUPTED: {verdict.counts}[/bold yellow]")
         return
+    if verdict.ok and not any(scenario.ran for scenario in report.scenarios):
+        # Not "PASSED: 0 passed": nothing was judged (each scenario's note says why).
+        console.print(
+            f"[bold yellow]NOTHING RAN: none of the selected scenarios ran (the notes above "
+            f"say why); {verdict.counts}[/bold yellow]"
+        )
+        return
     style = "bold green" if verdict.ok else "bold red"
     console.print(f"[{style}]{verdict}[/{style}]")

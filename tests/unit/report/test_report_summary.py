@@ -240,3 +240,26 @@ def test_the_summary_shows_a_threshold_on_a_trend_with_no_samples_as_not_applica
         " ".join(out.getvalue().split())
     )
     assert rows[-1] == "PASSED: 1 passed, 0 failed, 5 not applicable"
+
+
+def test_a_run_in_which_no_scenario_ran_reads_nothing_ran_not_passed() -> None:
+    # `-s platform_races` against another adapter: "PASSED: 0 passed, 0 failed, 9 n/a".
+    not_run = ScenarioOutcome(
+        name="platform_races",
+        metrics={},
+        outcomes=[],
+        notes=["not run: platform_races drives the reference platform's own protocol"],
+        duration_s=0.0,
+        ran=False,
+    )
+    out = io.StringIO()
+    print_summary(Console(file=out, width=200, color_system=None), SuiteReport("r", 0.0, [not_run]))
+    assert (
+        out.getvalue()
+        .rstrip()
+        .endswith(
+            "NOTHING RAN: none of the selected scenarios ran (the notes above say why); "
+            "0 passed, 0 failed, 0 not applicable"
+        )
+    )
+    assert "PASSED" not in out.getvalue()
