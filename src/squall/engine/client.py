@@ -113,6 +113,9 @@ DEFAULT_TIMEOUT_S = 10.0
 CLOSE_TIMEOUT_S = 2.0
 #: Messages a socket keeps unread before it closes itself (``inbox_overflow``).
 DEFAULT_MAX_UNREAD = 10_000
+#: The largest message taken in fragments, as picows takes in one frame: a message whose
+#: fragments never end would otherwise grow the generator's memory without bound.
+MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 SUCCESS = "success"
 #: ``close_code`` of a close frame that carried no status code (RFC 6455, 7.1.5).
 NO_STATUS_CODE = 1005
@@ -207,6 +210,7 @@ class WebSocket:
         "_deadline",
         "_disconnected",
         "_fragment_type",
+        "_fragmented",
         "_fragments",
         "_inbox",
         "_loop",
@@ -265,6 +269,8 @@ class WebSocket:
         self._inbox: deque[str | bytes] = deque()
         self._max_unread = max_unread
         self._fragments: list[bytes] = []
+        #: Bytes of the message in fragments so far.
+        self._fragmented = 0
         self._fragment_type = WSMsgType.TEXT
         #: What the one waiting reader is woken with: the next message itself (a whole
         #: text frame), True when one was queued in the inbox or the socket closed, False
@@ -316,12 +322,20 @@ class WebSocket:
                     self._deliver(payload)
             else:
                 self._fragment_type = kind
-                self._fragments = [frame.get_payload_as_bytes()]
+                first = frame.get_payload_as_bytes()
+                self._fragments = [first]
+                self._fragmented = len(first)
         elif kind is _CONTINUATION:
-            self._fragments.append(frame.get_payload_as_bytes())
+            more = frame.get_payload_as_bytes()
+            self._fragmented += len(more)
+            if self._fragmented > MAX_MESSAGE_BYTES:
+                self._too_big()
+                return
+            self._fragments.append(more)
             if frame.fin:
                 data = b"".join(self._fragments)
                 self._fragments = []
+                self._fragmented = 0
                 if self._fragment_type is _TEXT:
                     self._deliver_text(data)
                 else:
@@ -391,6 +405,24 @@ class WebSocket:
             )
         )
         transport.send_close(WSCloseCode.INVALID_TEXT, self.close_reason.encode())
+        transport.disconnect()
+
+    def _too_big(self) -> None:
+        """A message in fragments past :data:`MAX_MESSAGE_BYTES`: record it, drop what
+        arrived of it and close the socket with 1009 (RFC 6455's "message too big") once."""
+        size, self._fragments, self._fragmented = self._fragmented, [], 0
+        transport = self._transport
+        if transport is None or self.close_code is not None or self._disconnected:
+            return
+        self.close_code = int(WSCloseCode.MESSAGE_TOO_BIG.value)
+        self.close_reason = "message too big"
+        self._record(
+            UnexpectedMessage(
+                f"{self.url}: the target sent a message of more than {size:,} bytes in "
+                f"fragments, past the limit of {MAX_MESSAGE_BYTES:,}: socket closed (1009)"
+            )
+        )
+        transport.send_close(WSCloseCode.MESSAGE_TOO_BIG, self.close_reason.encode())
         transport.disconnect()
 
     def _broke_protocol(self, transport: WSTransport) -> None:

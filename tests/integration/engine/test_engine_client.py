@@ -17,7 +17,7 @@ import re
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -25,7 +25,7 @@ import websockets
 from engine_echo_server import close_ignoring_server, echo_server
 from websockets.asyncio.server import ServerConnection, serve
 
-from squall.engine.client import CLOSE_TIMEOUT_S, WebSocket, connect
+from squall.engine.client import CLOSE_TIMEOUT_S, MAX_MESSAGE_BYTES, WebSocket, connect
 from squall.engine.errors import (
     ConnectError,
     ConnectionClosed,
@@ -565,6 +565,30 @@ async def test_a_frame_over_the_frame_size_limit_is_named_not_taken_for_a_drop(
     del ws
     gc.collect()
     assert seen == []
+
+
+async def test_a_message_in_fragments_past_the_limit_closes_the_socket_1009() -> None:
+    # picows' limit is per frame: fragments of 1 MiB that never ended grew the generator
+    # by gigabytes, seen only as timeouts.
+    async def handler(connection: ServerConnection) -> None:
+        def chunks() -> Iterator[str]:
+            for _ in range(MAX_MESSAGE_BYTES // 2**20 + 5):
+                yield "x" * 2**20
+
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await connection.send(chunks())
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        ws, recorder = await _open(f"ws://127.0.0.1:{port}/")
+        with pytest.raises(ConnectionClosed, match=r"code 1009"):
+            await ws.recv(timeout=30.0)
+    assert ws.close_code == 1009
+    (sample,) = recorder.state().error_samples["protocol"]
+    assert sample.endswith(
+        f"in fragments, past the limit of {MAX_MESSAGE_BYTES:,}: socket closed (1009)"
+    )
+    assert recorder.state().counters.get("messages_received", 0) == 0
 
 
 async def test_a_close_code_is_the_side_that_closed_first() -> None:
