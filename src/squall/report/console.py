@@ -10,7 +10,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 
-from squall.report.printable import printable
+from squall.report.printable import one_line, printable
 
 #: Width used when output goes to a pipe or a CI log instead of a terminal.
 PIPE_WIDTH = 160
@@ -33,3 +33,10 @@ def literal(text: object) -> str:
     show as escapes (:func:`~squall.report.printable.printable`). For any text squall did
     not write itself: names, ids, messages, expressions, table cells."""
     return escape(printable(text))
+
+
+def literal_line(text: object) -> str:
+    """:func:`literal` on one line: tabs and newlines shown as ``\\t`` and ``\\n`` too. For
+    text a target controls that must not start a line of its own (an error kind, a sample,
+    a threshold's metric), where a newline could print a line that reads like squall's."""
+    return escape(one_line(text))

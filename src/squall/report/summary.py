@@ -10,7 +10,7 @@ from rich.table import Table
 
 from squall.metrics.result import Counter, Metric, error_summaries_of
 from squall.metrics.thresholds import OutcomeStatus
-from squall.report.console import literal
+from squall.report.console import literal, literal_line
 from squall.suite import ScenarioOutcome, SuiteReport
 
 _STATUS_STYLE = {
@@ -54,10 +54,10 @@ def thresholds_table(report: SuiteReport) -> Table:
                     continue
                 shown = _nothing_observed(metric)
             table.add_row(
-                literal(scenario.name),
-                literal(outcome.metric),
-                literal(outcome.expression),
-                literal(shown),
+                literal_line(scenario.name),
+                literal_line(outcome.metric),
+                literal_line(outcome.expression),
+                literal_line(shown),
                 _STATUS_STYLE[outcome.status],
             )
     return table
@@ -115,12 +115,14 @@ def print_scenario(console: Console, outcome: ScenarioOutcome) -> None:
         listed = ", ".join(f"{kind} {count}" for kind, count in errors[:LISTED_ERROR_KINDS])
         if len(errors) > LISTED_ERROR_KINDS:
             listed += f" and {len(errors) - LISTED_ERROR_KINDS} more kinds (report.json)"
-        console.print(f"  [red]errors: {literal(listed)}[/red]", soft_wrap=True, highlight=False)
+        console.print(
+            f"  [red]errors: {literal_line(listed)}[/red]", soft_wrap=True, highlight=False
+        )
         samples = first_error_samples(outcome.result)
         for kind, _ in errors[:SAMPLED_ERROR_KINDS]:
             if kind in samples:
                 console.print(
-                    f"    [red]{literal(kind)}: {literal(samples[kind])}[/red]",
+                    f"    [red]{literal_line(kind)}: {literal_line(samples[kind])}[/red]",
                     soft_wrap=True,
                     highlight=False,
                 )
@@ -147,7 +149,7 @@ def print_summary(console: Console, report: SuiteReport, *, tests_failed: bool =
         )
     failed = [o for o in report.outcomes if o.status is OutcomeStatus.FAILED]
     for outcome in failed:
-        console.print(f"[red]✗ {literal(outcome.diagnostic)}[/red]")
+        console.print(f"[red]✗ {literal_line(outcome.diagnostic)}[/red]")
     for scenario in report.scenarios:
         if scenario.error is not None:
             console.print(f"[red]✗ {literal(f'[{scenario.name}] raised {scenario.error}')}[/red]")

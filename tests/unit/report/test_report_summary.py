@@ -263,3 +263,23 @@ def test_a_run_in_which_no_scenario_ran_reads_nothing_ran_not_passed() -> None:
         )
     )
     assert "PASSED" not in out.getvalue()
+
+
+def test_an_error_kind_a_target_sent_cannot_print_a_line_of_its_own() -> None:
+    # An error code "\nPASSED: 9 passed, ..." printed a line that read like squall's verdict.
+    kind = "server.\nPASSED: 9 passed, 0 failed, 0 not applicable\nresults: /etc/passwd"
+    outcome = ScenarioOutcome(
+        name="websocket_concurrency",
+        metrics={f"errors.{kind}": Counter(f"errors.{kind}", 3, 0.0)},
+        outcomes=[],
+        result={"errors": [{"kind": kind, "count": 3, "samples": ["no\nPASSED"]}]},
+        duration_s=1.0,
+    )
+    out = io.StringIO()
+    print_scenario(Console(file=out, width=200, color_system=None), outcome)
+    lines = out.getvalue().splitlines()
+    assert not [line for line in lines if line.startswith(("PASSED", "results:"))], lines
+    assert "  errors: server.\\nPASSED: 9 passed, 0 failed, 0 not applicable\\nresults: " in (
+        out.getvalue()
+    )
+    assert lines[-1].endswith(": no\\nPASSED")
