@@ -122,6 +122,13 @@ class ScenarioOutcome:
     ran: bool = True
 
     @property
+    def cut_short(self) -> bool:
+        """Whether Ctrl-C or SIGTERM stopped the scenario's load before its end: what it
+        measured is partial (unlike a stop once its load had ended)."""
+        reason = self.result.get("interrupted_reason") if self.result is not None else None
+        return reason in STOP_SIGNALS.values()
+
+    @property
     def verdict(self) -> Verdict:
         found = Verdict.of(self.outcomes)
         if self.error is None:

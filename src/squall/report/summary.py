@@ -103,7 +103,13 @@ def print_scenario(console: Console, outcome: ScenarioOutcome) -> None:
     if not outcome.ran:
         console.print(f"[bold]{literal(outcome.name)}[/bold] [dim]not run[/dim]")
     else:
-        mark = "[green]passed[/green]" if verdict.ok else "[bold red]FAILED[/bold red]"
+        if not verdict.ok:
+            mark = "[bold red]FAILED[/bold red]"
+        elif outcome.cut_short:
+            # Not "passed": what it measured is partial, and may be nothing at all.
+            mark = "[yellow]interrupted[/yellow] (no threshold failed on its partial results)"
+        else:
+            mark = "[green]passed[/green]"
         console.print(f"[bold]{literal(outcome.name)}[/bold] {mark} in {outcome.duration_s:.1f} s")
     for note in outcome.notes:
         console.print(f"  [yellow]! {literal(note)}[/yellow]", soft_wrap=True)

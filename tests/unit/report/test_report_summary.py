@@ -283,3 +283,31 @@ def test_an_error_kind_a_target_sent_cannot_print_a_line_of_its_own() -> None:
         out.getvalue()
     )
     assert lines[-1].endswith(": no\\nPASSED")
+
+
+def test_a_scenario_cut_short_by_ctrl_c_reads_interrupted_not_passed() -> None:
+    # A target that never answered, stopped with Ctrl-C: "passed in 1.2 s".
+    outcome = ScenarioOutcome(
+        name="websocket_concurrency",
+        metrics={},
+        outcomes=[],
+        result={"interrupted_reason": "sigint"},
+        duration_s=1.2,
+        stopped=True,
+    )
+    out = io.StringIO()
+    print_scenario(Console(file=out, width=200, color_system=None), outcome)
+    assert out.getvalue().startswith(
+        "websocket_concurrency interrupted (no threshold failed on its partial results) in 1.2 s"
+    )
+    whole = ScenarioOutcome(
+        name="websocket_concurrency",
+        metrics={},
+        outcomes=[],
+        result={"interrupted_reason": "deadline"},
+        duration_s=1.2,
+        stopped=True,
+    )
+    out = io.StringIO()
+    print_scenario(Console(file=out, width=200, color_system=None), whole)
+    assert out.getvalue().startswith("websocket_concurrency passed in 1.2 s")
