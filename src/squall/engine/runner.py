@@ -163,6 +163,9 @@ class _Live:
     #: The most connections open at once since the last snapshot.
     connections_peak: int = 0
     user_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    #: Users the end of the run left behind, counted as interrupted then: one whose
+    #: cancellation lands after all is not counted again.
+    left_behind: set[asyncio.Task[None]] = field(default_factory=set)
     sessions: set[Session] = field(default_factory=set)
 
 
@@ -460,7 +463,8 @@ class Worker:
         if task is None:
             raise exc
         if isinstance(exc, asyncio.CancelledError) and task.cancelling():
-            self.recorder.count("interrupted_iterations")
+            if task not in self._live.left_behind:
+                self.recorder.count("interrupted_iterations")
             raise exc
         kind = type(exc).__name__
         if isinstance(exc, asyncio.CancelledError):
@@ -583,6 +587,7 @@ class Worker:
         if not pending:
             return
         self.recorder.count("interrupted_iterations", len(pending))
+        self._live.left_behind.update(pending)
         for task in pending:
             # Named below; without this each also printed "Task was destroyed but it is
             # pending!" once its loop closed (the flag asyncio clears for tasks it abandons).
@@ -594,7 +599,8 @@ class Worker:
             f"{len(pending)} virtual user(s) still ran {CANCEL_WAIT_S:g} s after the end of the "
             f"run cancelled them and were left behind: behaviour {name!r} catches "
             "asyncio.CancelledError (an 'except BaseException:' or a bare 'except:') and "
-            "carries on; re-raise it",
+            "carries on, or takes that long to stop (awaiting in its cleanup, or work that "
+            "holds the event loop: the generator's loop lag says); re-raise it, or stop sooner",
         )
 
     async def _sleep_until(self, when: float) -> None:
