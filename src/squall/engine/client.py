@@ -920,7 +920,34 @@ async def connect(
                 "it a WebSocket endpoint, and does it accept this client?"
             )
         )
+    refused = _handshake_problem(transport.response.headers, subprotocols or ())
+    if refused is not None:
+        # RFC 6455 4.1: the client fails the connection (a server that picked what was not
+        # offered, or compresses what the client cannot read).
+        with contextlib.suppress(Exception):
+            transport.disconnect()
+        raise socket._record(ConnectError(f"{url}: {refused}"))
     recorder.trend("ws_connect", max(0.0, clock() - started))
     socket._transport = transport
     socket.subprotocol = transport.response.headers.get("Sec-WebSocket-Protocol")
     return socket
+
+
+def _handshake_problem(headers: Mapping[str, str], offered: Sequence[str]) -> str | None:
+    """What the upgrade answer agreed to that this client did not offer, or None: a
+    subprotocol not among ``offered``, or any extension (it offers none, so a compressed
+    frame would be read as garbage)."""
+    chosen = headers.get("Sec-WebSocket-Protocol")
+    if chosen is not None and chosen not in offered:
+        asked = f"offered {', '.join(map(repr, offered))}" if offered else "offered none"
+        return (
+            f"the server chose subprotocol {chosen!r}, which this client {asked}; "
+            "the WebSocket upgrade is refused (RFC 6455 4.1)"
+        )
+    extensions = headers.get("Sec-WebSocket-Extensions")
+    if extensions:
+        return (
+            f"the server agreed to extension(s) {extensions!r}, which this client did not "
+            "offer; the WebSocket upgrade is refused (RFC 6455 4.1)"
+        )
+    return None

@@ -481,6 +481,45 @@ def _upgrade_answer(request: str) -> bytes:
     )
 
 
+@pytest.mark.parametrize(
+    ("extra", "subprotocols", "refused"),
+    [
+        (b"Sec-WebSocket-Protocol: evil\r\n", ["bearer"], "chose subprotocol 'evil'"),
+        (b"Sec-WebSocket-Protocol: evil\r\n", [], "which this client offered none"),
+        (b"Sec-WebSocket-Extensions: permessage-deflate\r\n", [], "'permessage-deflate'"),
+    ],
+)
+async def test_an_upgrade_answer_agreeing_to_what_was_not_offered_is_refused(
+    extra: bytes, subprotocols: list[str], refused: str
+) -> None:
+    # Taken as opened: a compressed frame would then read as garbage (RFC 6455 4.1).
+    async def answering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = (await reader.readuntil(b"\r\n\r\n")).decode()
+        writer.write(_upgrade_answer(request)[:-2] + extra + b"\r\n")
+        await writer.drain()
+        with contextlib.suppress(OSError):
+            await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(answering, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    recorder = Recorder()
+    try:
+        with pytest.raises(ConnectError, match=re.escape(refused)):
+            await connect(
+                f"ws://127.0.0.1:{port}/",
+                recorder,
+                time.monotonic,
+                subprotocols=subprotocols,
+                timeout=5.0,
+            )
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert recorder.histogram("ws_connect") is None
+    assert recorder.counter("errors.connect") == 1
+
+
 async def _close_code_sent(reader: asyncio.StreamReader) -> int | None:
     """The status code of the client's next frame, a close (masked, as a client's are)."""
     head = await reader.readexactly(2)
