@@ -612,15 +612,23 @@ class WebSocket:
     def _parse(self, raw: str | bytes) -> JsonObject:
         try:
             value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            value = None
+        except orjson.JSONDecodeError as exc:
+            raise self._not_an_object(raw, exc) from None
         if type(value) is not dict:
             raise self._not_an_object(raw)
         return value
 
-    def _not_an_object(self, raw: str | bytes) -> UnexpectedMessage:
+    def _not_an_object(
+        self, raw: str | bytes, refused: orjson.JSONDecodeError | None = None
+    ) -> UnexpectedMessage:
+        """The error for a message that is no JSON object: not JSON that strict parsers
+        read (``refused``: NaN, 1e400, an integer past 64 bits, a lone surrogate, or no JSON
+        at all, with the parser's reason), or JSON of another type."""
+        why = "" if refused is None else f" (not strict JSON: {refused})"
         return self._record(
-            UnexpectedMessage(f"{self.url}: expected a JSON object message, got {str(raw)[:120]!r}")
+            UnexpectedMessage(
+                f"{self.url}: expected a JSON object message, got {str(raw)[:120]!r}{why}"
+            )
         )
 
     def take_unread_json(self) -> list[JsonObject]:
@@ -736,8 +744,8 @@ class WebSocket:
                     # _parse, inlined: this runs for every request.
                     try:
                         value = orjson.loads(message)
-                    except orjson.JSONDecodeError:
-                        value = None
+                    except orjson.JSONDecodeError as exc:
+                        raise self._not_an_object(message, exc) from None
                     if type(value) is not dict:
                         raise self._not_an_object(message)
                     message = value

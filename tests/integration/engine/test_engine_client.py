@@ -242,12 +242,20 @@ async def test_json_goes_out_compact_utf8_and_comes_back_parsed() -> None:
             reply = await ws.request({"seq": 1, "nested": {"k": "v"}}, timeout=5.0)
             assert reply == {"seq": 1, "nested": {"k": "v"}}
             await ws.send_text('"not an object"')
-            with pytest.raises(UnexpectedMessage, match="expected a JSON object"):
+            with pytest.raises(UnexpectedMessage, match="expected a JSON object") as raised:
                 await ws.recv_json(timeout=5.0)
+            assert "strict JSON" not in str(raised.value)
+            # A JSON object strict parsers refuse says why, not only "expected an object".
+            await ws.send_text('{"seq": 1e400}')
+            with pytest.raises(UnexpectedMessage, match=r"\(not strict JSON: number is infin"):
+                await ws.recv_json(timeout=5.0)
+            await ws.send_text('{"seq": NaN}')
+            with pytest.raises(UnexpectedMessage, match=r"\(not strict JSON: "):
+                await ws.request({"seq": 3}, timeout=5.0)
             with pytest.raises(TypeError):
                 await ws.send_json({"when": object()})
-    assert recorder.counter("messages_sent") == 3
-    assert recorder.counter("errors.protocol") == 1
+    assert recorder.counter("messages_sent") == 6
+    assert recorder.counter("errors.protocol") == 3
 
 
 async def test_request_text_sends_and_returns_the_wire_text_timed_like_request() -> None:
