@@ -30,17 +30,22 @@ it was rejected), leaving only its run id among the newest :data:`MAX_PAST_RUNS`
 late frames it still recognises; of the messages given up on, it follows the newest
 :data:`MAX_EXPIRED`. Of its findings (gaps, unmatched errors, foreign events) it keeps the
 newest :data:`MAX_GAPS`, :data:`MAX_UNMATCHED` and :data:`MAX_FOREIGN` and counts the ones it
-dropped, and every one in ``findings``, so the chat records each as it comes.
+dropped, and every one in ``findings``, so the chat records each as it comes. Of a foreign
+event it keeps at most :data:`MAX_FOREIGN_CHARS` characters (:func:`kept_frame`), and it
+follows the seq of the threads this socket sent a message to or resumed and of the first
+:data:`MAX_OTHER_THREADS` others it hears of (``threads_unfollowed`` counts the events of any
+more), their ids cut to ``MAX_ID_CHARS``.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from squall.checks.history import json_int, shown_json
+from squall.checks.history import cut_text, json_int, shown_json
 
 AGENT_EVENTS = (
     "agent_started",
@@ -86,6 +91,13 @@ MAX_UNMATCHED = 1_000
 #: Foreign events a tracker keeps, the newest; older ones are only counted
 #: (``foreign_dropped``).
 MAX_FOREIGN = 1_000
+#: Characters of a foreign event's JSON a tracker keeps it whole up to: a larger frame is
+#: kept as its type, thread, run and seq, each cut to ``MAX_ID_CHARS``, and a prefix of its
+#: JSON of half as many characters (:func:`kept_frame`): under 2 KB of JSON in all.
+MAX_FOREIGN_CHARS = 1_024
+#: Threads this socket neither sent to nor resumed whose seqs a tracker follows besides
+#: its own (the first it hears of): past them, an event's order is not checked.
+MAX_OTHER_THREADS = 100
 
 #: The close codes with which the reference platform refuses a socket (docs/protocol.md,
 #: "Close codes"): 1008 (too many sockets; a slow consumer too, whose reason is no error
@@ -224,6 +236,32 @@ def announced(errors: Sequence[ServerError], code: str) -> bool:
 
 _T = TypeVar("_T")
 
+#: The fields of an event a kept foreign frame holds when the frame is cut.
+_KEPT_FIELDS = ("type", "thread_id", "run_id", "seq")
+
+
+def kept_frame(frame: Mapping[str, Any]) -> Mapping[str, Any]:
+    """What a tracker keeps of a foreign event: ``frame`` itself when its JSON has at most
+    :data:`MAX_FOREIGN_CHARS` characters; else a new frame of its type, thread, run and seq
+    (strings cut to ``MAX_ID_CHARS``, a seq that is not a number as its cut JSON) and
+    ``"cut"``, a printable prefix of its JSON, so that its thread is still judged and its
+    sample still shown, whatever the frame's size."""
+    text = json.dumps(frame, ensure_ascii=True, default=str)
+    if len(text) <= MAX_FOREIGN_CHARS:
+        return frame
+    kept: dict[str, Any] = {}
+    for key in _KEPT_FIELDS:
+        if key in frame:
+            value = frame[key]
+            if isinstance(value, str):
+                kept[key] = cut_text(value)
+            elif value is None or isinstance(value, bool | int | float):
+                kept[key] = value
+            else:
+                kept[key] = cut_text(json.dumps(value, ensure_ascii=True, default=str))
+    kept["cut"] = cut_text(text, MAX_FOREIGN_CHARS // 2)
+    return kept
+
 
 def keep_newest(items: list[_T], item: _T, limit: int) -> int:
     """Append ``item`` to ``items``, keeping the newest ``limit``: how many were dropped from
@@ -253,6 +291,13 @@ class RunTracker:
         #: Runs no longer followed whose late frames are still this socket's, oldest first
         #: (at most :data:`MAX_PAST_RUNS`).
         self._past_runs: dict[str, None] = {}
+        #: The threads this socket sent a message to or resumed: only their seqs are
+        #: followed (in ``last_seq``), so a target naming new threads cannot grow it.
+        self._threads: set[str] = set()
+        #: Other threads whose seqs are followed too (at most :data:`MAX_OTHER_THREADS`),
+        #: and the events of threads past them, not followed.
+        self._others: set[str] = set()
+        self.threads_unfollowed = 0
         self.last_seq: dict[str, int] = {}
         #: The newest :data:`MAX_GAPS` gaps, :data:`MAX_UNMATCHED` unmatched errors and
         #: :data:`MAX_FOREIGN` foreign events...
@@ -278,12 +323,14 @@ class RunTracker:
 
     def sent(self, client_msg_id: str, thread_id: str, now: float) -> RunObservation:
         observation = RunObservation(client_msg_id=client_msg_id, thread_id=thread_id, sent_at=now)
+        self._threads.add(thread_id)
         self._by_client_id[client_msg_id] = observation
         self._unanswered[client_msg_id] = observation
         return observation
 
     def resumed(self, thread_id: str, after_seq: int) -> None:
         """A ``resume`` was sent: the next event of the thread must be ``after_seq + 1``."""
+        self._threads.add(thread_id)
         self.last_seq[thread_id] = after_seq
 
     def feed(self, frame: Mapping[str, Any], now: float) -> RunObservation | None:
@@ -339,6 +386,39 @@ class RunTracker:
     def _event(self, frame: Mapping[str, Any], kind: str, now: float) -> RunObservation | None:
         thread_id = str(frame.get("thread_id"))
         seq = json_int(frame.get("seq"))
+        followed = self._followed(thread_id)
+        if followed is not None:
+            self._order(followed, frame, seq)
+        run_id = str(frame.get("run_id"))
+        observation = self._by_run_id.get(run_id)
+        if observation is None:
+            # A late frame of a run this socket no longer follows (a duplicate, an event
+            # after its completion) is still its own: only its seq counts, above.
+            if run_id not in self._past_runs:
+                kept = kept_frame(frame)
+                self.foreign_dropped += keep_newest(self.foreign_events, kept, MAX_FOREIGN)
+                self.findings += 1
+            return None
+        return self._progress(observation, frame, kind, seq, now)
+
+    def _followed(self, thread_id: str) -> str | None:
+        """The key ``thread_id``'s seqs are followed under, or None when they are not: every
+        thread this socket sent to or resumed, and the first :data:`MAX_OTHER_THREADS` others
+        it hears of (another socket's thread of the same user, say), their ids cut to
+        ``MAX_ID_CHARS``, so a target naming a new thread per event cannot grow the map."""
+        if thread_id in self._threads:
+            return thread_id
+        key = cut_text(thread_id)
+        if key in self._others:
+            return key
+        if len(self._others) < MAX_OTHER_THREADS:
+            self._others.add(key)
+            return key
+        self.threads_unfollowed += 1
+        return None
+
+    def _order(self, thread_id: str, frame: Mapping[str, Any], seq: int | None) -> None:
+        """Check the seq of an event of one of this socket's threads."""
         last = self.last_seq.get(thread_id)
         if seq is None:
             # Missing, a float, a string, true: an event no order can be checked on is
@@ -353,15 +433,16 @@ class RunTracker:
                 self.gaps_dropped += keep_newest(self.gaps, gap, MAX_GAPS)
                 self.findings += 1
             self.last_seq[thread_id] = max(seq, last or 0)
-        run_id = str(frame.get("run_id"))
-        observation = self._by_run_id.get(run_id)
-        if observation is None:
-            # A late frame of a run this socket no longer follows (a duplicate, an event
-            # after its completion) is still its own: only its seq counts, above.
-            if run_id not in self._past_runs:
-                self.foreign_dropped += keep_newest(self.foreign_events, frame, MAX_FOREIGN)
-                self.findings += 1
-            return None
+
+    def _progress(
+        self,
+        observation: RunObservation,
+        frame: Mapping[str, Any],
+        kind: str,
+        seq: int | None,
+        now: float,
+    ) -> RunObservation | None:
+        """An event of a run this socket follows."""
         observation.events.append(kind)
         ts = frame.get("ts")
         if isinstance(ts, int | float):

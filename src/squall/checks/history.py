@@ -15,6 +15,7 @@ one recorder without interleaving inside a record.
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -39,6 +40,47 @@ def shown_json(value: object) -> str:
     """A received value as JSON, ASCII-only and at most :data:`SHOWN_CHARS` characters."""
     text = json.dumps(value, ensure_ascii=True, default=str)
     return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 3]}..."
+
+
+#: Characters a record keeps of an id or other string the target sent (a thread or run id,
+#: a status, an error code): a longer one is cut (:func:`cut_text`). The reference
+#: platform's ids are at most 64 characters, so only a target's oversized ids are cut.
+MAX_ID_CHARS = 256
+
+
+def cut_text(text: str, limit: int = MAX_ID_CHARS) -> str:
+    """``text`` if it has at most ``limit`` characters, else a printable prefix of it marked
+    as cut, with the whole text's length and a digest of it (so two long ids that differ
+    still differ once cut), ``limit`` characters in all."""
+    if len(text) <= limit:
+        return text
+    whole = text.encode("utf-8", "surrogatepass")
+    mark = f"…[cut from {len(text)} chars #{hashlib.blake2b(whole, digest_size=6).hexdigest()}]"
+    head = text[: max(0, limit - len(mark))]
+    return "".join(c if c.isprintable() else "?" for c in head) + mark
+
+
+def bounded_json(value: object, limit: int = MAX_ID_CHARS) -> JsonValue:
+    """A received JSON value to record: a number, a boolean or null as it is, a string cut to
+    ``limit`` characters (:func:`cut_text`), a list or object as it is when its JSON is that
+    short, else its JSON cut (a string, so a seq that was no integer still is none)."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return cut_text(value, limit)
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    if len(text) <= limit and isinstance(value, list | dict):
+        return value
+    return cut_text(text, limit)
+
+
+#: The record (a lone ``ok``) a socket makes when it stops recording the events it
+#: receives, past its bound: value ``{"of": "event", "recorded": n, "limit": bound}``...
+EVENTS_CUT = "events_cut"
+#: ...and the one it makes at its close: how many it received and did not record
+#: (``{"of": "event", "events": n}``). A checker of events judges only what was recorded,
+#: so a history with these cannot be judged whole (:func:`squall.checks.verdict.cut_evidence`).
+EVENTS_UNRECORDED = "events_unrecorded"
 
 
 class HistoryError(ValueError):

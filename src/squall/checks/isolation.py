@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from squall.checks.history import HistoryError, Op, OpType, pair_ops
-from squall.checks.verdict import Evidence, Verdict, verdict_from
+from squall.checks.verdict import Evidence, Verdict, cut_evidence, verdict_from
 
 NOT_FOUND = 404
 
@@ -34,9 +34,12 @@ def check_isolation(
     A thread missing from ``thread_owner`` is owned by nobody, so receiving its
     events is a leak too. A socket missing from ``socket_user`` is an input
     error (:class:`HistoryError`): the check cannot know whose it is. Foreign
-    reads that failed or timed out are counted as ``unconfirmed_reads``.
+    reads that failed or timed out are counted as ``unconfirmed_reads``. A socket whose
+    events the history stopped recording past its bound is ``history-cut`` evidence
+    (``counts["events_unrecorded"]``): the events it was not given may have crossed users.
     """
-    evidence: list[Evidence] = []
+    evidence, unrecorded = cut_evidence(ops, event_f=event_f)
+    cuts = len(evidence)
     events = foreign_events = reads = foreign_reads = unconfirmed = 0
     for op in sorted(ops, key=lambda o: o.index):
         if op.f != event_f or op.type is not OpType.OK:
@@ -93,11 +96,12 @@ def check_isolation(
             "reads": reads,
             "foreign_reads": foreign_reads,
             "unconfirmed_reads": unconfirmed,
-        },
+        }
+        | ({"events_unrecorded": unrecorded} if cuts else {}),
         ok_summary=(
             f"{events} events and {reads} reads, none crossed users"
             if events or reads
             else "no events or reads were recorded"
         ),
-        applicable=bool(events or reads),
+        applicable=bool(events or reads or cuts),
     )

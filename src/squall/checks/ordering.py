@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from squall.checks.history import Op, OpType, json_int, shown_json
-from squall.checks.verdict import Evidence, Verdict, verdict_from
+from squall.checks.verdict import Evidence, Verdict, cut_evidence, verdict_from
 
 
 @dataclass(slots=True)
@@ -85,7 +85,9 @@ def check_ordering(
     the windowed resume semantics described in the module docstring;
     ``counts["early_live"]`` is then the number of tolerated overtaking events. An
     event without an integer seq is ``malformed-seq`` evidence (socket, thread, run and
-    the raw value, shortened) and leaves its stream as it was.
+    the raw value, shortened) and leaves its stream as it was. A socket whose events the
+    history stopped recording past its bound is ``history-cut`` evidence
+    (``counts["events_unrecorded"]``): its streams are judged up to the cut only.
     """
     ordered = sorted(ops, key=lambda o: o.index)
     # Streams that a resume will judge start wherever the socket joined the thread.
@@ -103,7 +105,8 @@ def check_ordering(
         return _Stream(None if key in resumed else first_seq)
 
     streams: dict[tuple[str, str], _Stream] = {}
-    evidence: list[Evidence] = []
+    evidence, unrecorded = cut_evidence(ordered, event_f=event_f)
+    cuts = len(evidence)
     gaps = duplicates = events = resumes = malformed = 0
     for op in ordered:
         if op.f == event_f and op.type is OpType.OK and json_int(op.get(seq_key)) is None:
@@ -176,7 +179,8 @@ def check_ordering(
             "duplicates": duplicates,
             "malformed_seqs": malformed,
             "early_live": sum(s.overtook for s in streams.values()),
-        },
+        }
+        | ({"events_unrecorded": unrecorded} if cuts else {}),
         ok_summary=(
             f"{events} events on {len(streams)} streams in order"
             if events
@@ -184,7 +188,7 @@ def check_ordering(
             if resumes
             else "no events were received"
         ),
-        applicable=events > 0 or resumes > 0,
+        applicable=events > 0 or resumes > 0 or cuts > 0,
     )
 
 

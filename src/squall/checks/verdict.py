@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from squall.checks.history import JsonValue, Op
+from squall.checks.history import EVENTS_CUT, EVENTS_UNRECORDED, JsonValue, Op, json_int
 
 MAX_EVIDENCE = 20
 """Evidence items kept per verdict; ``counts`` always has the full number."""
@@ -85,6 +85,44 @@ def verdict_from(
     kinds = sorted({e.kind for e in evidence})
     summary = f"{full['violations']} violation(s): {', '.join(kinds)}; first: {evidence[0].message}"
     return Verdict(checker, False, summary, full, tuple(evidence[:MAX_EVIDENCE]))
+
+
+def cut_evidence(ops: Iterable[Op], *, event_f: str = "event") -> tuple[list[Evidence], int]:
+    """``history-cut`` evidence for each socket that stopped recording its ``event_f``
+    records past its bound (:data:`~squall.checks.history.EVENTS_CUT`), and how many events
+    went unrecorded, all told (:data:`~squall.checks.history.EVENTS_UNRECORDED`).
+
+    A checker of those events judges what was recorded; the events after a cut it never
+    saw, so it cannot pass on them: each cut is a violation of its own, never a pass by
+    omission."""
+    cuts: dict[str, Op] = {}
+    unrecorded: dict[str, int] = {}
+    for op in sorted(ops, key=lambda o: o.index):
+        if op.get("of", event_f) != event_f:
+            continue
+        if op.f == EVENTS_CUT:
+            cuts.setdefault(op.process, op)
+        elif op.f == EVENTS_UNRECORDED:
+            unrecorded[op.process] = unrecorded.get(op.process, 0) + max(
+                0, json_int(op.get("events")) or 0
+            )
+    evidence = []
+    for socket in sorted(cuts.keys() | unrecorded.keys()):
+        cut = cuts.get(socket)
+        recorded = json_int(cut.get("recorded")) if cut is not None else None
+        missed = unrecorded.get(socket)
+        evidence.append(
+            Evidence(
+                "history-cut",
+                f"socket {socket} received more events than the history keeps of one "
+                f"socket: the history was cut after {recorded if recorded is not None else 'some'} "
+                f"of them and {missed if missed is not None else 'the rest'} more were not "
+                "recorded, so they were not judged",
+                ops=(cut,) if cut is not None else (),
+                details={"socket": socket, "recorded": recorded, "unrecorded": missed},
+            )
+        )
+    return evidence, sum(unrecorded.values())
 
 
 def combine(verdicts: Iterable[Verdict]) -> bool | None:

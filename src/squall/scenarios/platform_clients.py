@@ -6,6 +6,14 @@ task: every frame it receives becomes a record in the shared
 conventions). Recording never awaits, so many sockets on one loop share the recorder.
 :class:`Runs` pairs each sent message with its run across sockets: a run's completion
 may be seen first on another socket of the same user.
+
+A target decides how many events it pushes and what ids they carry, so what a socket
+keeps of them is bounded (docs/races.md, "Bounds"): every id or other string of the
+target's a record holds is cut to :data:`~squall.checks.history.MAX_ID_CHARS` characters,
+and a socket records at most :data:`MAX_SOCKET_EVENTS` events (all sockets together at most
+:data:`MAX_EVENTS`). Past that it records one ``events_cut``, counts the events it does not
+record, and records that count (``events_unrecorded``) when it closes: the ordering and
+isolation checkers then report the cut as a violation (``history-cut``), never as a pass.
 """
 
 from __future__ import annotations
@@ -20,7 +28,16 @@ from typing import Any
 
 import httpx
 
-from squall.checks.history import HistoryRecorder, JsonValue, Op, json_int
+from squall.checks.history import (
+    EVENTS_CUT,
+    EVENTS_UNRECORDED,
+    HistoryRecorder,
+    JsonValue,
+    Op,
+    bounded_json,
+    cut_text,
+    json_int,
+)
 from squall.engine.client import WebSocket, connect
 from squall.engine.errors import ConnectError, ConnectionClosed, MessageTimeout
 from squall.engine.identity import Identity
@@ -32,6 +49,13 @@ AGENT_EVENTS = frozenset(
 )
 #: How long one read waits before the reader checks whether it should stop.
 POLL_S = 0.25
+#: Events one socket records at most; the rest it counts (``events_unrecorded``). The
+#: busiest socket of a whole run at scale 1 receives about 250 (docs/races.md, "Bounds").
+MAX_SOCKET_EVENTS = 10_000
+#: Events all the sockets of one scenario record at most, together.
+MAX_EVENTS = 100_000
+#: Completions of runs not (yet) acknowledged that :class:`Runs` remembers at most.
+MAX_EARLY = 1_000
 
 
 @dataclass
@@ -48,6 +72,8 @@ class Runs:
     early: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     completed: set[str] = field(default_factory=set)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Events the sockets recorded, all told (at most :data:`MAX_EVENTS`).
+    events_recorded: int = 0
 
     def acked(self, client_msg_id: str, run: str) -> None:
         invoke = self.by_message.pop(client_msg_id, None)
@@ -66,13 +92,16 @@ class Runs:
     def finish(self, run: str, status: str, charge: int | None) -> None:
         """A socket saw ``agent_completed`` of ``run`` (the first one counts)."""
         first = run not in self.completed
-        self.completed.add(run)
         invoke = self.by_run.pop(run, None)
         if invoke is None:
-            if first:
+            # Remembered until its ack comes, the first :data:`MAX_EARLY` of them: a target
+            # completing runs nobody started cannot make this grow.
+            if first and len(self.early) < MAX_EARLY:
                 self.early[run] = (status, charge)
+                self.completed.add(run)
             self.changed.set()
             return
+        self.completed.add(run)
         value: dict[str, JsonValue] = {"run": run, "status": status, "charge": charge}
         done = (self.recorder.ok if status == "completed" else self.recorder.fail)(invoke, value)
         self.response_time.record(max(0.0, (done.time_ns - invoke.time_ns) / 1e9))
@@ -125,6 +154,11 @@ class RecordingSocket:
         self.acked: dict[str, str] = {}
         self.seen_types: dict[str, set[str]] = {}
         self.changed = asyncio.Event()
+        #: Events recorded, and received past the bound and not recorded (of which
+        #: ``_unrecorded_told`` are in the history's ``events_unrecorded`` records).
+        self.events_recorded = 0
+        self.events_unrecorded = 0
+        self._unrecorded_told = 0
 
     def __repr__(self) -> str:
         return f"RecordingSocket({self.label!r}, user={self.user!r}, open={self.open})"
@@ -226,7 +260,19 @@ class RecordingSocket:
         self.expire()
 
     def expire(self) -> None:
-        """Sends never answered and resumes never done: outcome unknown."""
+        """Sends never answered and resumes never done: outcome unknown. The events received
+        past the bound and not recorded are recorded as a count."""
+        if self.events_unrecorded > self._unrecorded_told:
+            self._recorder.observe(
+                self.label,
+                EVENTS_UNRECORDED,
+                {
+                    "of": "event",
+                    "user": self.user,
+                    "events": self.events_unrecorded - self._unrecorded_told,
+                },
+            )
+            self._unrecorded_told = self.events_unrecorded
         for send in self._sends.values():
             self._recorder.info(send, {"reason": "no ack or error"})
         self._sends.clear()
@@ -261,12 +307,15 @@ class RecordingSocket:
             if self._connect_op is not None:
                 self._recorder.ok(
                     self._connect_op,
-                    {"worker": frame.get("worker"), "session": frame.get("session")},
+                    {
+                        "worker": bounded_json(frame.get("worker")),
+                        "session": bounded_json(frame.get("session")),
+                    },
                 )
                 self._connect_op = None
             self.hello_seen.set()
         elif kind == "ack":
-            cmid, run = str(frame.get("client_msg_id")), str(frame.get("run_id"))
+            cmid, run = str(frame.get("client_msg_id")), cut_text(str(frame.get("run_id")))
             send = self._sends.pop(cmid, None)
             if send is not None:
                 self._recorder.ok(send, {"run": run})
@@ -278,12 +327,12 @@ class RecordingSocket:
             thread = str(frame.get("thread_id"))
             resume = self._resumes.pop(thread, None)
             if resume is not None:
-                self._recorder.ok(resume, {"last_seq": frame.get("last_seq")})
+                self._recorder.ok(resume, {"last_seq": bounded_json(frame.get("last_seq"))})
         elif kind in AGENT_EVENTS:
             self._on_event(frame, str(kind))
 
     def _on_error(self, frame: dict[str, Any]) -> None:
-        code = str(frame.get("code"))
+        code = cut_text(str(frame.get("code")))
         cmid = frame.get("client_msg_id")
         send = self._sends.pop(cmid, None) if isinstance(cmid, str) else None
         if send is not None and isinstance(cmid, str):
@@ -296,24 +345,53 @@ class RecordingSocket:
             self._recorder.fail(resume, {"code": code})
 
     def _on_event(self, frame: dict[str, Any], kind: str) -> None:
-        thread, run, seq = frame.get("thread_id"), frame.get("run_id"), json_int(frame.get("seq"))
-        value: dict[str, JsonValue] = {"thread": str(thread), "run": str(run)}
+        # Ids cut to a bounded length: a target chooses them (module docstring).
+        thread = cut_text(str(frame.get("thread_id")))
+        run = cut_text(str(frame.get("run_id")))
+        seq = json_int(frame.get("seq"))
+        value: dict[str, JsonValue] = {"thread": thread, "run": run}
         if "seq" in frame:
-            # As received: the ordering verdict reports a seq that is not an integer.
-            value["seq"] = frame["seq"]
+            # As received (cut if long): the ordering verdict reports a seq that is not an
+            # integer.
+            value["seq"] = bounded_json(frame["seq"])
         value.update({"type": kind, "user": self.user})
         if kind == "agent_completed":
-            value["status"] = str(frame.get("status"))
+            value["status"] = cut_text(str(frame.get("status")))
             value["charge"] = json_int(frame.get("charge"))
-        self._recorder.observe(self.label, "event", value)
-        if seq is not None:
-            self.last_seq[str(thread)] = max(seq, self.last_seq.get(str(thread), 0))
-        self.seen_types.setdefault(str(run), set()).add(kind)
+        recorded = self._record_event(value)
+        # Past the bound only the threads and runs already known are followed, so these
+        # stay bounded too; a completion still completes its run.
+        if seq is not None and (recorded or thread in self.last_seq):
+            self.last_seq[thread] = max(seq, self.last_seq.get(thread, 0))
+        if recorded or run in self.seen_types:
+            self.seen_types.setdefault(run, set()).add(kind)
         if kind == "agent_completed":
             charge = value["charge"]
             self._runs.finish(
-                str(run), str(value["status"]), charge if isinstance(charge, int) else None
+                run, str(value["status"]), charge if isinstance(charge, int) else None
             )
+
+    def _record_event(self, value: dict[str, JsonValue]) -> bool:
+        """Record one received event, unless this socket (or all of them) recorded as many
+        as they may: then count it, recording once that the history was cut."""
+        if self.events_recorded < MAX_SOCKET_EVENTS and self._runs.events_recorded < MAX_EVENTS:
+            self._recorder.observe(self.label, "event", value)
+            self.events_recorded += 1
+            self._runs.events_recorded += 1
+            return True
+        if self.events_unrecorded == 0:
+            self._recorder.observe(
+                self.label,
+                EVENTS_CUT,
+                {
+                    "of": "event",
+                    "user": self.user,
+                    "recorded": self.events_recorded,
+                    "limit": MAX_SOCKET_EVENTS,
+                },
+            )
+        self.events_unrecorded += 1
+        return False
 
 
 async def http_get(

@@ -7,6 +7,7 @@ sharing the session's Redis under its own key prefix. The deliberately broken bu
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -14,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from fresh_databases import fresh_database
+from squall.checks.history import EVENTS_CUT, EVENTS_UNRECORDED
 from squall.checks.verdict import Verdict
 from squall.config import PlatformConfig
+from squall.scenarios.platform_clients import MAX_EVENTS, MAX_SOCKET_EVENTS
 from squall.scenarios.platform_races import Part, PlatformRacesReport, run_platform_races
 from squall.scenarios.target import TargetInfo
 from squall.services import Endpoints
@@ -113,6 +116,14 @@ async def test_the_reference_platform_passes_every_checker(
     assert {"connect", "send", "run", "event", "resume", "http_read", "account", "closed"} <= {
         op.f for op in ops
     }
+    # The history's bound on events per socket is far above what the busiest socket of a
+    # well-behaved platform receives (docs/races.md, "Bounds"): nothing was cut.
+    per_socket = collections.Counter(op.process for op in ops if op.f == "event")
+    print(f"events per socket: busiest {max(per_socket.values())}, all {sum(per_socket.values())}")
+    assert max(per_socket.values()) * 20 <= MAX_SOCKET_EVENTS
+    assert sum(per_socket.values()) * 20 <= MAX_EVENTS
+    assert not {EVENTS_CUT, EVENTS_UNRECORDED} & {op.f for op in ops}
+    assert "events_unrecorded" not in verdicts["ordering"].counts
 
 
 @dataclasses.dataclass

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sized
 from typing import Any
 
 from squall.adapters.tracker import (
     MAX_EXPIRED,
     MAX_FOREIGN,
+    MAX_FOREIGN_CHARS,
     MAX_GAPS,
+    MAX_OTHER_THREADS,
     MAX_PAST_RUNS,
     MAX_UNMATCHED,
     RunStatus,
     RunTracker,
+    kept_frame,
 )
+from squall.checks.history import MAX_ID_CHARS
 
 KINDS = ["agent_started", "tool_executing", "tool_completed", "agent_thinking", "agent_completed"]
 
@@ -52,7 +57,8 @@ def test_a_long_run_of_answered_messages_holds_the_same_whatever_its_length() ->
         answer(tracker, index)
     assert held(tracker) == halfway
     assert max(halfway.values()) == MAX_PAST_RUNS  # the past runs' ids, nothing per message
-    assert sum(halfway.values()) == MAX_PAST_RUNS + 1  # and the thread's last seq
+    # and the socket's one thread, with its last seq
+    assert sum(halfway.values()) == MAX_PAST_RUNS + 2
     assert tracker.pending == []
     assert tracker.findings == 0
     assert (tracker.gaps, tracker.foreign_events, tracker.unmatched_errors) == ([], [], [])
@@ -137,6 +143,7 @@ def test_the_late_answer_of_a_message_given_up_on_lets_it_go() -> None:
 
 def test_gaps_beyond_the_bound_are_counted_and_the_newest_kept() -> None:
     tracker = RunTracker()
+    tracker.sent("c0", "t1", 0.0)  # its thread: the seqs of its events are followed
     total = 3 * MAX_GAPS + 7
     for index in range(total + 1):
         tracker.feed(event("agent_thinking", 2 * index, "someone-elses"), 0.0)  # skips one
@@ -164,3 +171,52 @@ def test_unmatched_errors_beyond_the_bound_are_counted_and_the_newest_kept() -> 
     assert tracker.findings == total
     assert not obs.done  # the socket's own errors reject no message, however many
     assert tracker.feed({"type": "error", "code": "bad_frame"}, 2.0) is obs
+
+
+def test_events_of_threads_never_sent_to_grow_nothing_but_the_foreign_count() -> None:
+    """A target naming a new, long thread in every event: each is judged as foreign, and the
+    tracker follows the seqs of only the first MAX_OTHER_THREADS of them, by cut ids, so it
+    holds as much after 3,000 as after 1,500 (each had a seq of its own: 975 MB by 100,000)."""
+    tracker = RunTracker()
+    answer(tracker, 0)
+
+    def flood(start: int, stop: int) -> None:
+        for index in range(start, stop):
+            thread = f"other-{index}-" + "x" * 10_000
+            tracker.feed(event("agent_thinking", 1, f"run-{index}", thread), 1.0)
+
+    flood(0, MAX_FOREIGN + 500)
+    halfway = held(tracker)
+    flood(MAX_FOREIGN + 500, 2 * MAX_FOREIGN + 1_000)
+    assert held(tracker) == halfway
+    assert len(tracker.last_seq) == 1 + MAX_OTHER_THREADS  # its own thread, the first others
+    assert max(map(len, tracker.last_seq)) <= MAX_ID_CHARS
+    assert tracker.threads_unfollowed == 2 * MAX_FOREIGN + 1_000 - MAX_OTHER_THREADS
+    assert tracker.gaps == []
+    assert tracker.foreign_dropped + len(tracker.foreign_events) == 2 * MAX_FOREIGN + 1_000
+    assert tracker.findings == 2 * MAX_FOREIGN + 1_000
+
+
+def test_a_foreign_event_is_kept_cut_to_a_bounded_size_with_its_thread_still_judged() -> None:
+    tracker = RunTracker()
+    small = event("agent_thinking", 3, "theirs", "bob-t1")
+    tracker.feed(small, 1.0)
+    assert tracker.foreign_events == [small]  # a small frame is kept whole
+    thread = "bob-" + "\x00y" * 5_000_000  # a 10 MB thread id, with control characters
+    big = {**event("agent_thinking", 4, "r" * 100_000, thread), "content": "z" * 1_000_000}
+    tracker.feed(big, 2.0)
+    kept = tracker.foreign_events[-1]
+    size = len(json.dumps(kept, ensure_ascii=False))
+    assert size <= 2 * MAX_FOREIGN_CHARS
+    assert kept["type"] == "agent_thinking"
+    assert kept["seq"] == 4
+    # Cut, printable, marked, and still the user's ("bob-…"), so isolation judges it alike.
+    assert kept["thread_id"].startswith("bob-?y?y")
+    assert "cut from 10000004 chars" in kept["thread_id"]
+    assert len(kept["thread_id"]) == MAX_ID_CHARS
+    assert kept["thread_id"].isprintable()
+    assert kept["cut"].isprintable()
+    assert kept["cut"].startswith('{"type": "agent_thinking"')
+    # Two long ids that differ still differ once cut.
+    other = kept_frame({**big, "thread_id": thread[:-1] + "z"})
+    assert other["thread_id"] != kept["thread_id"]
