@@ -151,23 +151,20 @@ def _checked_config(config: pytest.Config) -> Config:
     """squall's configuration, read before any test runs: a bad value in it or in an option
     is pytest's usage error (``ERROR: squall: ...``, exit 4), not an error in every test
     that uses it or a crash when the report is written at the end."""
-    from squall.adapters.registry import UnknownAdapter, path_of
     from squall.config import ConfigError
     from squall.loopback import NotLoopback, require_loopback
     from squall.monitor.targets import pids_problem
 
     # The adapter is loaded by the fixture, not here: its module may be the project's own,
-    # importable only once pytest has put the test folders on the path. Its name is checked
-    # (an unknown one, not an import path, is a typo), which imports nothing.
+    # importable only once pytest has put the test folders on the path.
     try:
         checked = _squall_config(config)
-        path_of(checked.target.adapter)
         if checked.target.url is not None:
             require_loopback(checked.target.url, "--squall-target ([target] url)")
         problem = pids_problem(checked.monitor.pids)
         if problem is not None:
             raise ConfigError(f"monitor.pids: {problem}")
-    except (ConfigError, NotLoopback, UnknownAdapter) as exc:
+    except (ConfigError, NotLoopback) as exc:
         raise pytest.UsageError(f"squall: {exc}") from None
     return checked
 

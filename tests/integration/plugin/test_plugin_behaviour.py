@@ -162,19 +162,6 @@ def test_a_run_id_that_is_a_path_is_a_usage_error(
     assert not list(tmp_path.parent.glob("*/report.json"))
 
 
-def test_an_unknown_adapter_name_is_a_usage_error_before_any_test(
-    pytester: pytest.Pytester, tmp_path: Path
-) -> None:
-    # Checked only when a test used the target: a session without one passed, exit 0.
-    pytester.makepyfile("def test_ok():\n    pass\n")
-    result = pytester.runpytest("--squall-adapter=nope", f"--squall-results-dir={tmp_path}")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "ERROR: squall: unknown adapter 'nope'; choose one of 'squall', 'echo'" in (
-        result.stderr.str()
-    )
-    assert "passed" not in result.stdout.str()
-
-
 @pytest.mark.parametrize(
     ("options", "problem"),
     [
