@@ -322,7 +322,8 @@ async def test_http_endpoints(platform: Platform) -> None:
         assert plain.headers["upgrade"] == "websocket"
         assert "open a WebSocket" in plain.json()["message"]
         posted = await http.post("/v1/ws")
-        assert (posted.status_code, posted.headers["allow"]) == (405, "GET, HEAD")
+        assert posted.status_code == 405
+        assert set(posted.headers["allow"].split(", ")) == {"GET", "HEAD"}
         # A trailing slash is another path, not a redirect.
         for path in ("/healthz/", "/v1/accounts/me/"):
             slash = await http.get(path, headers=platform.headers(user))
