@@ -928,7 +928,7 @@ async def connect(
                 "it a WebSocket endpoint, and does it accept this client?"
             )
         )
-    refused = _handshake_problem(transport.response.headers, subprotocols or ())
+    refused = _handshake_problem(transport.response.headers, offered_subprotocols(extra))
     if refused is not None:
         # RFC 6455 4.1: the client fails the connection (a server that picked what was not
         # offered, or compresses what the client cannot read).
@@ -941,15 +941,27 @@ async def connect(
     return socket
 
 
+def offered_subprotocols(headers: Sequence[tuple[str, str]]) -> list[str]:
+    """The subprotocols the upgrade request offers: every ``Sec-WebSocket-Protocol`` header
+    among ``headers`` (those of ``subprotocols`` and any an adapter set itself), split."""
+    return [
+        value.strip()
+        for name, values in headers
+        if name.lower() == "sec-websocket-protocol"
+        for value in values.split(",")
+        if value.strip()
+    ]
+
+
 def _handshake_problem(headers: Mapping[str, str], offered: Sequence[str]) -> str | None:
     """What the upgrade answer agreed to that this client did not offer, or None: a
     subprotocol not among ``offered``, or any extension (it offers none, so a compressed
-    frame would be read as garbage)."""
+    frame would be read as garbage). The offer is not quoted: it may carry a token."""
     chosen = headers.get("Sec-WebSocket-Protocol")
     if chosen is not None and chosen not in offered:
-        asked = f"offered {', '.join(map(repr, offered))}" if offered else "offered none"
+        asked = f"did not offer ({len(offered)} offered)" if offered else "offered none"
         return (
-            f"the server chose subprotocol {chosen!r}, which this client {asked}; "
+            f"the server chose subprotocol {chosen[:40]!r}, which this client {asked}; "
             "the WebSocket upgrade is refused (RFC 6455 4.1)"
         )
     extensions = headers.get("Sec-WebSocket-Extensions")

@@ -85,10 +85,12 @@ class Principal:
 
 @dataclass(frozen=True)
 class Credentials:
-    """A token found in a handshake, and whether it came in ``Sec-WebSocket-Protocol``."""
+    """A token found in a handshake and, when it came in ``Sec-WebSocket-Protocol``, the
+    subprotocol to select: ``bearer`` as the client spelled it (RFC 6455: the server picks
+    one of the values offered, and a client may refuse any other)."""
 
     token: str
-    via_subprotocol: bool
+    subprotocol: str | None = None
 
 
 def find_token(headers: Iterable[tuple[bytes, bytes]]) -> Credentials | None:
@@ -100,11 +102,11 @@ def find_token(headers: Iterable[tuple[bytes, bytes]]) -> Credentials | None:
         if name == "authorization":
             scheme, _, token = value.partition(" ")
             if scheme.lower() == "bearer" and token.strip():
-                return Credentials(token=token.strip(), via_subprotocol=False)
+                return Credentials(token=token.strip())
         elif name == "sec-websocket-protocol" and subprotocol is None:
             parts = [p.strip() for p in value.split(",")]
             if len(parts) >= 2 and parts[0].lower() == BEARER_SUBPROTOCOL and parts[1]:
-                subprotocol = Credentials(token=parts[1], via_subprotocol=True)
+                subprotocol = Credentials(token=parts[1], subprotocol=parts[0])
     return subprotocol
 
 

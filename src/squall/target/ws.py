@@ -665,7 +665,7 @@ async def _authenticate(websocket: WebSocket, edge: Edge) -> Principal | None:
     kept, for the socket's life, in the frame that serves it.
     """
     credentials = find_token(websocket.scope.get("headers", []))
-    subprotocol = "bearer" if credentials is not None and credentials.via_subprotocol else None
+    subprotocol = credentials.subprotocol if credentials is not None else None
     try:
         principal = edge.auth.verify(credentials.token if credentials else None)
     except Unauthorized as exc:

@@ -132,15 +132,17 @@ def test_minting_refuses_a_user_id_the_platform_refuses(user: str) -> None:
 
 def test_find_token() -> None:
     assert find_token([]) is None
-    assert find_token([(b"authorization", b"Bearer abc")]) == Credentials("abc", False)
-    assert find_token([(b"Authorization", b"bearer  abc ")]) == Credentials("abc", False)
+    assert find_token([(b"authorization", b"Bearer abc")]) == Credentials("abc")
+    assert find_token([(b"Authorization", b"bearer  abc ")]) == Credentials("abc")
     assert find_token([(b"authorization", b"Basic abc")]) is None
-    assert find_token([(b"sec-websocket-protocol", b"bearer, tok")]) == Credentials("tok", True)
+    assert find_token([(b"sec-websocket-protocol", b"bearer, tok")]) == Credentials("tok", "bearer")
+    # Selected as the client spelled it: a client may refuse any value it did not offer.
+    assert find_token([(b"sec-websocket-protocol", b"Bearer, tok")]) == Credentials("tok", "Bearer")
     assert find_token([(b"sec-websocket-protocol", b"chat, tok")]) is None
     assert find_token([(b"sec-websocket-protocol", b"bearer")]) is None
     # The Authorization header wins over the subprotocol.
     both = [(b"sec-websocket-protocol", b"bearer, sub"), (b"authorization", b"Bearer hdr")]
-    assert find_token(both) == Credentials("hdr", False)
+    assert find_token(both) == Credentials("hdr")
 
 
 def test_a_short_hs256_secret_is_refused_with_how_to_make_one() -> None:
