@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from squall.metrics.expressions import Aggregation, Expression, ExpressionError, parse_expression
+from squall.metrics.recorder import ERRORS, MAX_ERROR_KINDS, OTHER_KINDS
+from squall.metrics.result import Counter
 
 __all__ = [
     "CAPACITY_THRESHOLDS",
@@ -400,12 +402,39 @@ def evaluate(
     diagnostic saying why: raised, it lost every measurement of the scenario.
     """
     outcomes: list[ThresholdOutcome] = []
+    folded = metrics.get(f"{ERRORS}.{OTHER_KINDS}")
+    folded_count = folded.count if isinstance(folded, Counter) else 0
     for threshold in thresholds:
+        if folded_count and _folded_kind(threshold.metric):
+            outcomes.append(_unjudgeable_kind(threshold, scenario, folded_count))
+            continue
         outcome = _evaluate_one(threshold, metrics.get(threshold.metric), scenario)
         if threshold.metric not in metrics:
             outcome = _with_suggestion(outcome, threshold.metric, metrics)
         outcomes.append(outcome)
     return outcomes
+
+
+def _folded_kind(name: str) -> bool:
+    """Whether ``name`` is one kind's error counter, which errors past the recorder's kinds
+    (``errors.other_kinds``) may have been counted instead of."""
+    return name.startswith(f"{ERRORS}.") and name != f"{ERRORS}.{OTHER_KINDS}"
+
+
+def _unjudgeable_kind(threshold: Threshold, scenario: str, folded: int) -> ThresholdOutcome:
+    """A threshold on one error kind when errors of kinds past the recorder's bound were
+    counted together: some may be of that kind, in one process or all, so neither its
+    absence nor its count can be read; a target flooding kinds must not hide the one a
+    threshold guards. Failed, with why."""
+    return _outcome(
+        threshold,
+        scenario,
+        None,
+        OutcomeStatus.FAILED,
+        f"[{scenario}] {threshold.metric} {threshold.expression.source}: cannot be judged: "
+        f"{folded} error(s) of kinds past the first {MAX_ERROR_KINDS} were counted together in "
+        f"{ERRORS}.{OTHER_KINDS}, some of them possibly of this kind (its samples name them)",
+    )
 
 
 def _with_suggestion(

@@ -296,3 +296,40 @@ def test_a_long_error_kind_is_cut_and_named_in_its_sample() -> None:
     (kind,) = state.error_samples
     assert kind == long_kind[: MAX_ERROR_KIND_CHARS - 1] + "…"
     assert state.error_samples[kind] == [f"{long_kind}: no"[:500]]
+
+
+def test_a_threshold_on_one_error_kind_fails_once_kinds_were_folded() -> None:
+    # 100 junk codes first: the one a threshold guards went to other_kinds, and its
+    # `count == 0` read not applicable (the run passed); merged with a process where it
+    # stayed below the bound, `count < 5` read its count short and passed.
+    flooded = Recorder()
+    for number in range(MAX_ERROR_KINDS):
+        flooded.error(f"server.junk{number}", "junk")
+    for _ in range(9):
+        flooded.error("server.queue_full", "full")
+    calm = Recorder()
+    calm.error("server.queue_full", "full")
+    for states in ([flooded.state()], [flooded.state(), calm.state()]):
+        metrics = to_metrics(merge_states(states), 1.0)
+        rules = parse_thresholds(
+            {
+                "errors.server.queue_full": ["count == 0", "count < 5"],
+                "errors": ["count > 0"],
+                f"errors.{OTHER_KINDS}": ["count >= 0"],
+            }
+        )
+        outcomes = evaluate(rules, metrics, "chat")
+        statuses = [(o.metric, o.expression, o.status) for o in outcomes]
+        assert statuses == [
+            ("errors.server.queue_full", "count == 0", OutcomeStatus.FAILED),
+            ("errors.server.queue_full", "count < 5", OutcomeStatus.FAILED),
+            ("errors", "count > 0", OutcomeStatus.PASSED),
+            (f"errors.{OTHER_KINDS}", "count >= 0", OutcomeStatus.PASSED),
+        ]
+        assert "cannot be judged: 9 error(s) of kinds past the first 100" in outcomes[0].diagnostic
+    calm_only = evaluate(
+        parse_thresholds({"errors.server.queue_full": ["count < 5"]}),
+        to_metrics(merge_states([calm.state()]), 1.0),
+        "chat",
+    )
+    assert [o.status for o in calm_only] == [OutcomeStatus.PASSED]
