@@ -334,6 +334,13 @@ def load_config(
             if isinstance(text, OptionOverride)
             else f"command-line override {text!r}"
         )
+        garbled = _not_utf8(text) if isinstance(text, OptionOverride) else None
+        if garbled is not None:
+            # Bytes the command line held that are not UTF-8 (Python keeps them as lone
+            # surrogates): TOML cannot hold them, and the value read back was its JSON.
+            raise ConfigError(
+                f"{origin}: {garbled!r} holds bytes that are not UTF-8 text; give it in UTF-8"
+            )
         _deep_set(raw, keys, value, origin, origins)
         origins[keys] = origin
     return _Builder(label, origins, base).build(raw, path)
@@ -374,6 +381,21 @@ class OptionOverride(str):
         return OptionOverride(key, value, option)
 
 
+def _not_utf8(text: OptionOverride) -> str | None:
+    """The text option ``text`` was made from when it cannot be UTF-8, else None."""
+    try:
+        given = json.loads(text.partition("=")[2])
+    except ValueError:
+        return None
+    if not isinstance(given, str):
+        return None
+    try:
+        given.encode("utf-8")
+    except UnicodeEncodeError:
+        return given
+    return None
+
+
 def option_overrides(
     numbers: Iterable[tuple[str, float | None]] = (),
     texts: Iterable[tuple[str, str | None]] = (),
@@ -384,19 +406,7 @@ def option_overrides(
     backslashes and all). Keys of :data:`OPTION_NAMES` become :class:`OptionOverride`.
     """
     given = [(key, str(value)) for key, value in numbers if value is not None]
-    for key, text in texts:
-        if text is None:
-            continue
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            # Bytes the command line held that are not UTF-8 (Python keeps them as lone
-            # surrogates): TOML cannot hold them, and the value read back was garbled.
-            named = OPTION_NAMES.get(key, key)
-            raise ConfigError(
-                f"option {named}: {text!r} holds bytes that are not UTF-8 text; give it in UTF-8"
-            ) from None
-        given.append((key, json.dumps(text)))
+    given += [(key, json.dumps(text)) for key, text in texts if text is not None]
     return [
         OptionOverride(key, value) if key in OPTION_NAMES else f"{key}={value}"
         for key, value in given

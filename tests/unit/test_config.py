@@ -606,9 +606,16 @@ def test_a_monitor_interval_below_its_floor_is_refused(project: Path) -> None:
     assert "expected a number of seconds >= 0.05" in message
 
 
-def test_an_option_holding_bytes_that_are_not_utf8_is_named() -> None:
+def test_an_option_holding_bytes_that_are_not_utf8_is_named(project: Path) -> None:
     # Python keeps such bytes of argv as lone surrogates: the override read back was the
     # quoted JSON text, '"ws://…"', said to have "no scheme".
     url = b"ws://127.0.0.1:8765/caf\xe9".decode("utf-8", "surrogateescape")
-    with pytest.raises(ConfigError, match=r"^option --target: .* not UTF-8 text; give it in UTF-8"):
-        option_overrides(texts=[("target.url", url)])
+    (target,) = option_overrides(texts=[("target.url", url)])
+    assert isinstance(target, OptionOverride)
+    # As squall run names it, and as the pytest plugin does.
+    for override, named in (
+        (target, "--target"),
+        (target.named("--squall-target"), "--squall-target"),
+    ):
+        with pytest.raises(ConfigError, match=rf"^option {named}: .* not UTF-8 text; give it"):
+            load_config(cwd=project, overrides=[override])
