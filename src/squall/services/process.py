@@ -13,19 +13,17 @@ the *thread* that forked the child exits, not only the process.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-_PR_SET_PDEATHSIG = 1
+from squall.parent_death import die_with_parent
 
 
 def child_setup(death_signal: int) -> Callable[[], None]:
@@ -34,13 +32,7 @@ def child_setup(death_signal: int) -> Callable[[], None]:
     parent = os.getpid()
 
     def setup() -> None:
-        if sys.platform.startswith("linux"):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
-            # The parent died before prctl took effect: the child was handed to another.
-            # Not "is the parent PID 1": a container's entrypoint is, and is alive.
-            if os.getppid() != parent:
-                os._exit(1)
+        die_with_parent(death_signal, parent)
 
     return setup
 

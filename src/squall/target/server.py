@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import errno
 import logging
 import multiprocessing
@@ -46,6 +45,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 
 from squall.fdlimit import raise_open_files
+from squall.parent_death import die_with_parent, parent_death_signal
 from squall.target.auth import Authenticator, KeyFileError
 from squall.target.edge import CLOSE_WAIT_S, drain_current
 from squall.target.preflight import ServerUnreachable, check_servers
@@ -58,8 +58,6 @@ if TYPE_CHECKING:
     from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 
 APP = "squall.target.app:create_app"
-_PR_SET_PDEATHSIG = 1
-_PR_GET_PDEATHSIG = 2
 log = logging.getLogger("squall.target.server")
 
 
@@ -368,18 +366,6 @@ def announce(writer: Connection, pid: int) -> None:
         writer.send_bytes(str(pid).encode())
 
 
-def parent_death_signal() -> int:
-    """The signal this process gets when its parent dies (``PR_SET_PDEATHSIG``); 0 when
-    none was asked for, or off Linux."""
-    if not sys.platform.startswith("linux"):
-        return 0
-    libc = ctypes.CDLL(None, use_errno=True)
-    found = ctypes.c_int(0)
-    if libc.prctl(_PR_GET_PDEATHSIG, ctypes.byref(found), 0, 0, 0) != 0:
-        return 0
-    return found.value
-
-
 class ParentWatch:
     """Whether the process that started this one (``parent``, by default this process's
     parent now) is gone, for a process asked to die with it (a parent-death signal set):
@@ -432,21 +418,10 @@ class EdgeServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def die_with_parent(parent: int) -> None:
-    """Have this worker sent SIGTERM when ``parent`` (the supervisor) dies; exit at once
-    if it already has (this process was handed to another). Not "is the parent PID 1": a
-    container's entrypoint is, and is alive."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-
 def _worker(
     config: uvicorn.Config, sock: socket.socket, ready: Connection, supervisor: int
 ) -> None:
-    die_with_parent(supervisor)
+    die_with_parent(signal.SIGTERM, supervisor)
     config.configure_logging()
     EdgeServer(config, ready, ParentWatch(supervisor).gone).run(sockets=[sock])
 

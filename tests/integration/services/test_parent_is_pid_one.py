@@ -25,7 +25,8 @@ _AS_PID_ONE = textwrap.dedent(
     print("spawn:", kept.returncode, kept.stdout.strip())
     worker = subprocess.run(
         [sys.executable, "-c",
-         "from squall.target.server import die_with_parent; die_with_parent(1); print('alive')"],
+         "import signal; from squall.parent_death import die_with_parent; "
+         "die_with_parent(signal.SIGTERM, 1); print('alive')"],
         capture_output=True, text=True,
     )
     print("worker:", worker.returncode, worker.stdout.strip())

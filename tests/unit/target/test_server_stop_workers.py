@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from squall.target.server import ParentWatch, parent_death_signal, stop_workers
+from squall.parent_death import parent_death_signal
+from squall.target.server import ParentWatch, stop_workers
 
 _fork = multiprocessing.get_context("fork")
 
