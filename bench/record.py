@@ -222,9 +222,9 @@ def stop_if_signalled(what: str, interrupted_reason: str | None) -> None:
     than record the cut-short run as a figure. Other reasons ("deadline") return.
     """
     # Imported here: the benchmark clients import this module and nothing of the engine.
-    from squall.interrupt import STOP_SIGNALS
+    from squall.interrupt import by_signal
 
-    if interrupted_reason in STOP_SIGNALS.values():
+    if by_signal(interrupted_reason):
         raise KeyboardInterrupt(f"{what}: the run was stopped by {interrupted_reason}")
 
 

@@ -24,6 +24,12 @@ from typing import IO
 STOP_SIGNALS = {signal.SIGINT: "sigint", signal.SIGTERM: "sigterm"}
 
 
+def by_signal(interrupted_reason: object) -> bool:
+    """Whether a run's ``interrupted_reason`` is one of :data:`STOP_SIGNALS`': its load was
+    cut short by Ctrl-C or SIGTERM, so what it measured is partial."""
+    return interrupted_reason in STOP_SIGNALS.values()
+
+
 @contextlib.contextmanager
 def on_sigterm(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
     """While inside, SIGTERM calls ``handler`` (in the main thread only: elsewhere Python

@@ -30,7 +30,7 @@ from squall.engine import Scenario, run_scenario
 from squall.engine.client import SUCCESS
 from squall.engine.errors import describe
 from squall.engine.series import ProgressView
-from squall.interrupt import STOP_SIGNALS, deferred_stop
+from squall.interrupt import by_signal, deferred_stop
 from squall.loopback import NotLoopback, require_loopback
 from squall.metrics.recorder import ERRORS
 from squall.metrics.result import Counter, Gauge, Metric, Rate, RunResult
@@ -125,8 +125,7 @@ class ScenarioOutcome:
     def cut_short(self) -> bool:
         """Whether Ctrl-C or SIGTERM stopped the scenario's load before its end: what it
         measured is partial (unlike a stop once its load had ended)."""
-        reason = self.result.get("interrupted_reason") if self.result is not None else None
-        return reason in STOP_SIGNALS.values()
+        return self.result is not None and by_signal(self.result.get("interrupted_reason"))
 
     @property
     def verdict(self) -> Verdict:
@@ -898,7 +897,7 @@ def _judged(
             {**{m: t for m, t in own.rules.items() if m not in overridden}, **thresholds.rules}
         )
     outcomes = evaluate(thresholds, metrics, scenario.name)
-    stopped = result.interrupted_reason in STOP_SIGNALS.values()
+    stopped = by_signal(result.interrupted_reason)
     if not stopped:
         success = metrics.get(SUCCESS)
         outcomes.extend(

@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
-from squall.interrupt import STOP_SIGNALS
+from squall.interrupt import by_signal
 from squall.metrics.result import error_summaries_of
 from squall.report.printable import one_line, printable
 
@@ -46,7 +46,7 @@ def _cut_short(s: Mapping[str, Any]) -> str | None:
     its results are partial. None for one stopped once its load had ended (whole results)."""
     result = s.get("result")
     reason = result.get("interrupted_reason") if isinstance(result, Mapping) else None
-    return str(reason) if reason in STOP_SIGNALS.values() else None
+    return str(reason) if by_signal(reason) else None
 
 
 def _unfinished(report: Mapping[str, Any]) -> list[str]:
