@@ -32,7 +32,7 @@ from squall.refusals import reason
 from squall.services.embedded import free_port
 from squall.services.leftovers import Owner, note, owned_folder
 from squall.services.process import ManagedProcess, spawn, wait_until
-from squall.services.stack import delete_keys
+from squall.services.stack import delete_keys, redis_client
 from squall.target.protocol import READY_LINE
 from squall.urls import redact
 
@@ -45,10 +45,6 @@ OWNERS_KEY = "squall-platform-owners"
 PREFIX_PATTERN = re.compile(r"squall-[0-9a-f]{6}")
 
 
-def _redis(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=10)
-
-
 def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
@@ -58,7 +54,7 @@ def record_prefix_owner(redis_url: str, prefix: str) -> None:
     platform makes any; a prefix whose owner cannot be recorded is used all the same (only
     a sweep will not find it)."""
     try:
-        client = _redis(redis_url)
+        client = redis_client(redis_url)
         try:
             client.hset(OWNERS_KEY, prefix, Owner.current().to_json())
         finally:
@@ -72,7 +68,7 @@ def delete_prefix(redis_url: str, prefix: str) -> int:
     (last: keys left by a deletion cut short still have an owner for the next sweep);
     return how many keys were deleted."""
     deleted = delete_keys(redis_url, prefix)
-    client = _redis(redis_url)
+    client = redis_client(redis_url)
     try:
         client.hdel(OWNERS_KEY, prefix)
     finally:
@@ -86,7 +82,7 @@ def sweep_prefixes(redis_url: str) -> None:
     raises: one that cannot be deleted is a warning, and the next sweep tries again."""
     server = redact(redis_url)
     try:
-        client = _redis(redis_url)
+        client = redis_client(redis_url)
         try:
             owners = client.hgetall(OWNERS_KEY)
         finally:

@@ -277,6 +277,12 @@ def drop_database(server_url: str, database_url: str) -> None:
     asyncio.run(drop())
 
 
+def redis_client(redis_url: str) -> redis.Redis:
+    """A blocking client of ``redis_url`` for squall's own housekeeping (keys of a platform
+    it started), which gives up on a server that stops answering."""
+    return redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=10)
+
+
 def delete_keys(redis_url: str, prefix: str) -> int:
     """Delete every key of ``redis_url`` whose name starts with ``prefix:``; return how many.
 
@@ -285,7 +291,7 @@ def delete_keys(redis_url: str, prefix: str) -> int:
     on a Redis given by ``REDIS_URL`` after every run.
     """
     pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + ":*"
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=10)
+    client = redis_client(redis_url)
     deleted = 0
     try:
         batch: list[bytes] = []
