@@ -182,15 +182,39 @@ def _option_names(request: TestRequest) -> dict[str, str]:
 _USAGE_LINE = re.compile(r"^(?:\x1b\[[0-9;]*m)*ERROR: ")
 
 
+def _plugin_option_names(request: TestRequest) -> dict[str, str]:
+    """The plugin's options squall set for ``request`` (``--squall-target``), each with the
+    ``squall test`` option it was made of (``--target``); the results folder always."""
+    given = {
+        "scale": request.scale,
+        "target": request.target,
+        "adapter": request.adapter,
+        "jwt-secret": request.jwt_secret,
+        "jwt-secret-file": request.jwt_secret_file,
+        "results-dir": True,
+    }
+    return {f"--squall-{name}": f"--{name}" for name, value in given.items() if value is not None}
+
+
 def usage_error_translation(request: TestRequest) -> Callable[[str], str]:
     """A line of pytest's standard error as ``squall test``'s user should read it: a usage
-    error that quotes an option squall set (``'-m'``) names the option typed (``--category``)."""
+    error that quotes an option squall set (``'-m'``) names the option typed (``--category``),
+    and one of the plugin's options squall set (``--squall-target``) the one typed
+    (``--target``)."""
     names = _option_names(request)
+    plugin = _plugin_option_names(request)
+    typed_after = " ".join(request.pytest_args)
+    plugin = {option: name for option, name in plugin.items() if option not in typed_after}
+    pattern = re.compile(
+        "(?:" + "|".join(map(re.escape, sorted(plugin, key=len, reverse=True))) + r")(?![\w-])"
+    )
 
     def translate(line: str) -> str:
         if _USAGE_LINE.match(line):
             for option, name in names.items():
                 line = line.replace(f"'{option}'", name)
+            if plugin:
+                line = pattern.sub(lambda found: plugin[found[0]], line)
         return line
 
     return translate

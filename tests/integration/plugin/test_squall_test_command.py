@@ -111,6 +111,25 @@ def test_a_ctrl_c_or_sigterm_this_process_got_is_an_interruption() -> None:
         (TestRequest(), "ERROR: Wrong expression passed to '-m': x\n", None),
         # not a usage error: left as the tests wrote it
         (TestRequest(categories=("a",)), "the '-m' option\n", None),
+        # the plugin's option squall set, named as squall test's: was --squall-target
+        (
+            TestRequest(target="ws://x"),
+            "ERROR: squall: --squall-target ([target] url) 'ws://x' is not on this machine\n",
+            "ERROR: squall: --target ([target] url) 'ws://x' is not on this machine\n",
+        ),
+        (
+            TestRequest(jwt_secret_file=Path("f")),
+            "ERROR: squall: --squall-jwt-secret-file f: no such file; --squall-results-dir r\n",
+            "ERROR: squall: --jwt-secret-file f: no such file; --results-dir r\n",
+        ),
+        # not set by squall test: left alone
+        (TestRequest(), "ERROR: squall: --squall-target x\n", None),
+        # given after --: pytest's own, named as given
+        (
+            TestRequest(pytest_args=("--squall-results-dir=/r",)),
+            "ERROR: squall: --squall-results-dir /r\n",
+            None,
+        ),
     ],
 )
 def test_pytest_usage_errors_name_the_options_typed(
