@@ -850,20 +850,27 @@ async def run_load_scenario(
     started = time.monotonic()
     monitor = _monitor(config, ctx)
     await monitor.start()
+    # A Ctrl-C once the load is over (the engine notes one while its workers exit, this
+    # scenario's deferral one while it is judged) stops the suite after this scenario,
+    # whose measurements are whole, instead of losing them.
+    after_load: list[str] = []
     try:
         result = await run_scenario(
             scenario,
             processes=config.run.processes,
             progress=ctx.progress,
             deadline_s=config.run.duration_s,
+            stopped_after_load=after_load,
         )
     except BaseException:
         await monitor.stop()
         raise
-    # The load is over: a Ctrl-C while it is judged stops the suite after this scenario,
-    # whose measurements are whole, instead of losing them.
-    with deferred_stop() as stopped_late:
+    with deferred_stop() as judging_stopped:
         report = await monitor.stop()
+
+        def stopped_late() -> bool:
+            return bool(after_load) or judging_stopped()
+
         return _judged(config, ctx, scenario, result, report, capacity, own, started, stopped_late)
 
 

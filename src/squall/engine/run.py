@@ -113,6 +113,7 @@ async def run_scenario(
     processes: int | None = None,
     progress: Progress = True,
     deadline_s: float | None = None,
+    stopped_after_load: list[str] | None = None,
 ) -> RunResult:
     """Run ``scenario`` to completion (or deadline / Ctrl-C) and return what it measured.
 
@@ -120,6 +121,11 @@ async def run_scenario(
     1 runs on the current event loop). ``progress``: True for live progress,
     False for none, or a callable receiving each second's ProgressView.
     ``deadline_s``: hard cap after the start; remaining users are cancelled.
+
+    A Ctrl-C or SIGTERM during the load cuts it short (``interrupted_reason``). One that
+    comes once the load has ended, while the workers exit and the result is built, cannot
+    make it partial: it is appended to ``stopped_after_load`` (its reason) and the whole
+    result returned; without that list, KeyboardInterrupt is raised once the run is done.
     """
     if deadline_s is not None and (
         isinstance(deadline_s, bool)
@@ -142,15 +148,20 @@ async def run_scenario(
         SeriesAggregator(count, scenario.workload.planned_duration), progress_sink(progress)
     )
     stop_reason: list[str] = []
+    late = stopped_after_load if stopped_after_load is not None else []
     result: RunResult | None = None
     try:
         if count == 1:
-            t0, ended = await _run_inline(plans[0], collector, stop_reason)
+            t0, ended = await _run_inline(plans[0], collector, stop_reason, late)
         else:
-            t0, ended = await _run_processes(plans, collector, stop_reason)
-        result = _result(scenario, count, collector, t0, ended, stop_reason)
+            t0, ended = await _run_processes(plans, collector, stop_reason, late)
+        with _on_stop_signal(late.append):
+            result = _result(scenario, count, collector, t0, ended, stop_reason)
     finally:
-        collector.sink.close(result)
+        with _on_stop_signal(late.append):
+            collector.sink.close(result)
+    if late and stopped_after_load is None:
+        raise KeyboardInterrupt(late[0])
     return result
 
 
@@ -215,7 +226,7 @@ def _on_stop_signal(callback: Callable[[str], None]) -> Any:
 
 
 async def _run_inline(
-    plan: WorkerPlan, collector: _Collector, stop_reason: list[str]
+    plan: WorkerPlan, collector: _Collector, stop_reason: list[str], late: list[str]
 ) -> tuple[float, float]:
     behaviour = plan.scenario.resolve_behaviour()
     worker = Worker(plan, behaviour, collector.snapshot)
@@ -227,8 +238,9 @@ async def _run_inline(
     t0 = time.monotonic()
     with _on_stop_signal(interrupt):
         report = await worker.run(t0)
-    collector.reports[plan.worker] = report
-    return t0, time.monotonic()
+    with _on_stop_signal(late.append):  # the load is over: see run_scenario
+        collector.reports[plan.worker] = report
+        return t0, time.monotonic()
 
 
 #: Why a worker dies before it is ready, most often: spawned, it re-imports the main module.
@@ -253,7 +265,7 @@ class _Child:
 
 
 async def _run_processes(
-    plans: list[WorkerPlan], collector: _Collector, stop_reason: list[str]
+    plans: list[WorkerPlan], collector: _Collector, stop_reason: list[str], late: list[str]
 ) -> tuple[float, float]:
     context = multiprocessing.get_context("spawn")
     loop = asyncio.get_running_loop()
@@ -357,14 +369,17 @@ async def _run_processes(
                 loop.remove_reader(child.conn.fileno())
             # A worker still waiting for its start (another failed to start) ends at EOF.
             child.conn.close()
-        for child in children:
-            # One that reported exits at once; one that did not is not coming back (its
-            # loop is blocked, or it waited for a start): workers ignore SIGTERM (the
-            # parent stops them through the pipe), so it is killed.
-            await asyncio.to_thread(child.process.join, 5.0 if child.done else 1.0)
-            if child.process.is_alive():
-                child.process.kill()
-                await asyncio.to_thread(child.process.join, 5.0)
+        # The load is over (or never began): a stop now waits for the workers' exit, which
+        # takes up to seconds, instead of losing what they reported (see run_scenario).
+        with _on_stop_signal(late.append):
+            for child in children:
+                # One that reported exits at once; one that did not is not coming back (its
+                # loop is blocked, or it waited for a start): workers ignore SIGTERM (the
+                # parent stops them through the pipe), so it is killed.
+                await asyncio.to_thread(child.process.join, 5.0 if child.done else 1.0)
+                if child.process.is_alive():
+                    child.process.kill()
+                    await asyncio.to_thread(child.process.join, 5.0)
 
 
 def _died_worker(index: int, plan: WorkerPlan, code: int | None) -> str:

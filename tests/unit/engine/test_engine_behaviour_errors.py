@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -322,3 +326,47 @@ async def test_a_scenario_that_cannot_be_pickled_names_the_part() -> None:
     message = str(raised.value)
     assert "its params cannot be pickled; keep params to plain values" in message
     assert "behaviour" not in message
+
+
+_SLOW_TO_EXIT = """
+import atexit, multiprocessing, os, pathlib, time
+
+async def chat(session):
+    session.recorder.count("reached")
+
+def _slow_exit():
+    pathlib.Path(os.environ["SQUALL_TEST_EXITING"]).write_text("exiting")
+    time.sleep(3)
+
+if multiprocessing.parent_process() is not None:  # in a worker only
+    atexit.register(_slow_exit)
+"""
+
+
+async def test_a_ctrl_c_while_the_workers_exit_keeps_the_whole_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Once the load was over, a Ctrl-C while the workers exited (seconds, joined one by
+    # one) raised out of the run: the scenario and all it measured were lost.
+    (tmp_path / "slow_exit_behaviours.py").write_text(_SLOW_TO_EXIT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    exiting = tmp_path / "exiting"
+    monkeypatch.setenv("SQUALL_TEST_EXITING", str(exiting))
+
+    def interrupt_once_a_worker_exits() -> None:
+        deadline = time.monotonic() + 60
+        while not exiting.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=interrupt_once_a_worker_exits, daemon=True)
+    watcher.start()
+    scenario = Scenario("late", "slow_exit_behaviours:chat", closed(2, iterations=1))
+    after_load: list[str] = []
+    result = await run_scenario(
+        scenario, processes=2, progress=False, stopped_after_load=after_load
+    )
+    watcher.join(10)
+    assert after_load == ["sigint"]
+    assert not result.interrupted
+    assert result.count("reached") == 2
