@@ -20,6 +20,7 @@ from typing import Any
 from squall.metrics.result import Trend, error_summaries_of
 from squall.report.charts import Line, bar_chart, line_chart
 from squall.report.printable import html_text
+from squall.report.run_state import nothing_ran
 from squall.store.records import walk
 
 _CSS = """
@@ -354,6 +355,8 @@ def report_html(report: Mapping[str, Any]) -> str:
     if report.get("interrupted"):
         # Never "PASSED": what did not run was not judged (the terminal says INTERRUPTED).
         badge = ("" if ok else badge + " ") + '<span class="badge fail">INTERRUPTED</span>'
+    elif ok and nothing_ran(report):
+        badge = '<span class="badge fail">NOTHING RAN</span>'
     duration = (
         float(report["finished_at"]) - float(report["started_at"])
         if report.get("finished_at") is not None

@@ -10,8 +10,9 @@ Names (every family carries a ``scenario`` label):
   (``total`` 0: the family is left out when no scenario has one);
 - gauge ``X`` → gauge ``squall_X``;
 - each judged threshold → ``squall_threshold_passed{scenario,metric,expression}`` 1 or 0;
-- the run → ``squall_run_passed`` 1 or 0 (0 for an interrupted run: what did not run was
-  not judged), ``squall_run_interrupted`` 1 or 0, and ``squall_run_info{run_id,schema}`` 1.
+- the run → ``squall_run_passed`` 1 or 0 (0 for an interrupted run, or one in which no
+  scenario ran: what did not run was not judged), ``squall_run_interrupted`` 1 or 0, and
+  ``squall_run_info{run_id,schema}`` 1.
 
 A value that is null or not finite (NaN, ±inf: a hand-built report, say) has no sample,
 nor has a negative count, sum or quantile, which the format refuses. Text from outside
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from squall.report.printable import printable
+from squall.report.run_state import nothing_ran
 
 _QUANTILES = (("0.5", "p50"), ("0.9", "p90"), ("0.95", "p95"), ("0.99", "p99"), ("0.999", "p999"))
 
@@ -239,12 +241,14 @@ def openmetrics_text(report: Mapping[str, Any]) -> str:
             )
             fam.add("", labels, "1" if t.get("status") == "passed" else "0")
     interrupted = bool(report.get("interrupted"))
+    judged = not interrupted and not nothing_ran(report)
     run = fams.get(
         "squall_run_passed",
         "gauge",
-        "1 if every threshold of the run held and it ran to its end (0 when interrupted)",
+        "1 if every threshold of the run held and it ran to its end (0 when interrupted, "
+        "or when none of its scenarios ran)",
     )
-    run.add("", "", "1" if report["verdict"].get("ok") and not interrupted else "0")
+    run.add("", "", "1" if report["verdict"].get("ok") and judged else "0")
     stop = fams.get(
         "squall_run_interrupted",
         "gauge",

@@ -157,6 +157,24 @@ def test_html_shows_a_scenario_the_suite_left_out_as_not_applicable_in_its_secti
     assert '<span class="pass">pass</span>' not in page
 
 
+def test_a_run_in_which_no_scenario_ran_reads_nothing_ran_not_passed() -> None:
+    # The terminal said NOTHING RAN; the page's badge said PASSED and run_passed was 1.
+    left_out = {
+        **load_scenario("platform_races"),
+        "ran": False,
+        "thresholds": [],
+        "result": None,
+        "monitor": None,
+    }
+    data = report(left_out)
+    assert data["verdict"]["ok"]
+    page = report_html(data)
+    assert '<span class="badge fail">NOTHING RAN</span>' in page
+    assert "PASSED" not in page
+    families = openmetrics_reader.read_openmetrics(openmetrics_text(data))
+    assert families["squall_run_passed"].samples == [("squall_run_passed", "", 0.0)]
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, None])
 def test_charts_leave_out_points_that_are_not_finite(bad: Any) -> None:
     svg = line_chart(
