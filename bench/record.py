@@ -91,7 +91,7 @@ def source_commit() -> str | None:
                 str(root),
                 "status",
                 "--porcelain",
-                "--untracked-files=no",
+                "--untracked-files=normal",
                 "--",
                 "src",
                 "bench",

@@ -418,7 +418,7 @@ class WebSocket:
         self.close_reason = "message too big"
         self._record(
             UnexpectedMessage(
-                f"{self.url}: the target sent a message of more than {size:,} bytes in "
+                f"{self.url}: the target sent a message of at least {size:,} bytes in "
                 f"fragments, past the limit of {MAX_MESSAGE_BYTES:,}: socket closed (1009)"
             )
         )
