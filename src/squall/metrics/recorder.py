@@ -46,6 +46,26 @@ MAX_ERROR_KINDS = 100
 OTHER_KINDS = "other_kinds"
 #: Characters of an error kind kept; a longer one is cut, ending in "…".
 MAX_ERROR_KIND_CHARS = 100
+#: The metrics squall itself records, by kind: a behaviour may record them too, as that
+#: kind only. Taken first as another kind, the engine's own write (often at the end of a
+#: run) failed, losing what was measured or killing the users that hit it.
+OWN_METRICS = {
+    **dict.fromkeys(
+        (
+            MESSAGES_SENT,
+            MESSAGES_RECEIVED,
+            ERRORS,
+            TIMEOUTS,
+            "iterations",
+            "dropped_iterations",
+            "interrupted_iterations",
+        ),
+        "counter",
+    ),
+    **dict.fromkeys(("ws_connect", "iteration_time", "schedule_lag", *SERIES_TRENDS), "trend"),
+    "success": "rate",
+    "users": "gauge",
+}
 #: Durations a trend holds as plain floats before folding them into its
 #: histogram (8 bytes each: at most 512 KiB per trend between folds).
 PENDING_LIMIT = 65_536
@@ -180,7 +200,17 @@ class Recorder:
     def _claim(self, name: str, kind: str) -> None:
         """Raise ValueError when ``name`` is a metric of another kind already: merged into
         one result, the last kind written replaced the other without a word (a behaviour's
-        ``count("response_time")`` took the place of the latencies)."""
+        ``count("response_time")`` took the place of the latencies); or one of
+        :data:`OWN_METRICS` (``errors.<kind>`` too: counters) as another kind; or not a
+        string."""
+        if type(name) is not str:
+            raise ValueError(f"metric name {name!r} is a {type(name).__name__}: name it with a str")
+        own = OWN_METRICS.get(name, "counter" if name.startswith(f"{ERRORS}.") else None)
+        if own is not None and own != kind:
+            raise ValueError(
+                f"metric {name!r} is squall's own {own}: a {kind} cannot take its name; "
+                "name it otherwise"
+            )
         for other, held in (
             ("trend", self._trends),
             ("counter", self._counters),
@@ -276,7 +306,12 @@ class Recorder:
 
         At most :data:`MAX_ERROR_KINDS` kinds of :data:`MAX_ERROR_KIND_CHARS` characters
         each are kept; the errors of any more are counted in ``errors.other_kinds``.
+        ValueError, counting nothing, when either is not a string.
         """
+        if type(kind) is not str or type(message) is not str:
+            raise ValueError(
+                f"error({kind!r:.80}, {message!r:.80}): give the kind and the message as str"
+            )
         if len(kind) > MAX_ERROR_KIND_CHARS:
             message = f"{kind}: {message}"
             kind = kind[: MAX_ERROR_KIND_CHARS - 1] + "…"

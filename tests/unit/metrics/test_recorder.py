@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from collections.abc import Callable
 
 import pytest
@@ -238,10 +239,10 @@ def test_merged_workers_keep_the_exact_extremes() -> None:
 @pytest.mark.parametrize(
     ("first", "second", "message"),
     [
-        (lambda r: r.trend("response_time", 0.1), lambda r: r.count("response_time"), "a trend"),
-        (lambda r: r.count("iterations"), lambda r: r.rate("iterations", False), "a counter"),
-        (lambda r: r.rate("success", True), lambda r: r.trend_buffer("success"), "a rate"),
-        (lambda r: r.gauge("users", 4.0), lambda r: r.counter_cell("users"), "a gauge"),
+        (lambda r: r.trend("latency", 0.1), lambda r: r.count("latency"), "a trend"),
+        (lambda r: r.count("orders"), lambda r: r.rate("orders", False), "a counter"),
+        (lambda r: r.rate("ok", True), lambda r: r.trend_buffer("ok"), "a rate"),
+        (lambda r: r.gauge("depth", 4.0), lambda r: r.counter_cell("depth"), "a gauge"),
     ],
 )
 def test_a_name_taken_by_another_kind_is_refused(
@@ -253,6 +254,37 @@ def test_a_name_taken_by_another_kind_is_refused(
     first(recorder)
     with pytest.raises(ValueError, match=f"is {message} already: a .* cannot take its name"):
         second(recorder)
+
+
+@pytest.mark.parametrize(
+    ("write", "taken"),
+    [
+        (lambda r: r.count("response_time"), "squall's own trend: a counter"),
+        (lambda r: r.gauge("iterations", 1.0), "squall's own counter: a gauge"),
+        (lambda r: r.trend("errors", 0.1), "squall's own counter: a trend"),
+        (lambda r: r.gauge("interrupted_iterations", 0.0), "squall's own counter: a gauge"),
+        (lambda r: r.trend("users", 0.1), "squall's own gauge: a trend"),
+        (lambda r: r.count("success"), "squall's own rate: a counter"),
+        (lambda r: r.gauge("errors.mine", 1.0), "squall's own counter: a gauge"),
+    ],
+)
+def test_squalls_own_metric_names_are_refused_as_another_kind_before_squall_writes_them(
+    write: Callable[[Recorder], object], taken: str
+) -> None:
+    # Taken first by a behaviour (gauge("iterations") in the open model), the engine's own
+    # write failed later: users died, the run ended early, or everything measured was lost.
+    with pytest.raises(ValueError, match=f"is {re.escape(taken)} cannot take its name"):
+        write(Recorder())
+
+
+def test_a_metric_name_or_error_that_is_no_string_is_refused_at_once() -> None:
+    # count(123) ran the whole load, then crashed the summary (every result lost).
+    recorder = Recorder()
+    with pytest.raises(ValueError, match=r"metric name 123 is a int: name it with a str"):
+        recorder.count(123)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"give the kind and the message as str"):
+        recorder.error("x", 12345)  # type: ignore[arg-type]
+    assert recorder.counter("errors") == 0  # nothing counted for a refused call
 
 
 def test_counts_and_gauges_that_measure_nothing_are_refused() -> None:
