@@ -385,15 +385,19 @@ async def _run_processes(
 def _died_worker(index: int, plan: WorkerPlan, code: int | None) -> str:
     """Why worker ``index`` sent no report although it started: it died (``code``: its
     exit code)."""
-    how = (
-        f"was killed by {signal.Signals(-code).name}"
-        if code is not None and code < 0 and -code in signal.valid_signals()
-        else f"exited{'' if code is None else f' with code {code}'}"
-    )
-    return (
-        f"worker {index} {how} during the run, without a report (the kernel's out-of-memory "
-        f"killer, or a signal sent to it); {_missing(plan)}"
-    )
+    if code is not None and code < 0 and -code in signal.valid_signals():
+        how = (
+            f"was killed by {signal.Signals(-code).name} during the run, without a report "
+            "(the kernel's out-of-memory killer, or a signal sent to it)"
+        )
+    else:
+        # Exited by itself: os._exit or sys.exit in a thread, or C code, in the behaviour.
+        how = (
+            f"exited{'' if code is None else f' with code {code}'} during the run, without a "
+            "report: it ended by itself (os._exit, or sys.exit in a thread, in the behaviour "
+            "or a library it calls)"
+        )
+    return f"worker {index} {how}; {_missing(plan)}"
 
 
 def _silent_worker(index: int, plan: WorkerPlan) -> str:

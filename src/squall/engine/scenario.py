@@ -12,7 +12,7 @@ import importlib
 import inspect
 import pickle
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,12 @@ class Scenario:
             raise ScenarioError(
                 f"scenario {self.name!r}: workload={self.workload!r} is not a workload; make "
                 "one with closed(), open_rate(), ramping_rate() or stages()"
+            )
+        if not isinstance(self.params, Mapping):
+            raise ScenarioError(
+                f"scenario {self.name!r}: params={self.params!r:.80} is a "
+                f"{type(self.params).__name__}, not a mapping of names to values; give a "
+                "dict, e.g. params={'messages': 10}"
             )
         grace = self.graceful_stop_s
         if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace < 1e9:

@@ -370,3 +370,26 @@ async def test_a_ctrl_c_while_the_workers_exit_keeps_the_whole_result(
     assert after_load == ["sigint"]
     assert not result.interrupted
     assert result.count("reached") == 2
+
+
+@pytest.mark.parametrize("params", [[1, 2], None, "messages=10"])
+def test_params_that_are_no_mapping_are_refused_when_the_scenario_is_made(params: Any) -> None:
+    # Taken, the whole load ran, then dict(params) raised a TypeError naming neither.
+    with pytest.raises(ScenarioError, match=r"params=.* not a mapping of names to values"):
+        Scenario("odd", "spelt_behaviours:chat", closed(1, iterations=1), params=params)
+
+
+async def test_a_worker_that_exits_by_itself_is_not_blamed_on_a_signal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # os._exit(7) read "(the kernel's out-of-memory killer, or a signal sent to it)".
+    (tmp_path / "exiting_behaviours.py").write_text(
+        "import os\n\nasync def chat(session):\n    if session.identity.index == 0:\n"
+        "        os._exit(7)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    scenario = Scenario("exits", "exiting_behaviours:chat", closed(2, iterations=1))
+    result = await run_scenario(scenario, processes=2, progress=False)
+    (sample,) = [e.samples[0] for e in result.errors if "exited with code 7" in e.samples[0]]
+    assert "it ended by itself (os._exit" in sample
+    assert "out-of-memory" not in sample
