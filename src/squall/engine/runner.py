@@ -35,6 +35,10 @@ from squall.metrics.recorder import Recorder, RecorderState
 
 #: How often the lag ticker wakes up, seconds.
 LAG_INTERVAL_S = 0.05
+#: How long the lag ticker may go without running before a user that ends an iteration
+#: yields to the event loop: a behaviour that never awaits would otherwise run its user's
+#: iterations back to back, starving the other users, the deadline and Ctrl-C.
+STARVED_S = 2 * LAG_INTERVAL_S
 #: How often a stages workload re-reads its target, seconds.
 STAGES_TICK_S = 0.1
 #: Seconds cancelled users get to finish (their ``finally`` blocks, closing sockets) before
@@ -197,6 +201,8 @@ class Worker:
         self._stop_reason: str | None = None
         self._live = _Live()
         self._lag = LatencyHistogram()
+        #: When the lag ticker last ran (see :data:`STARVED_S`).
+        self._ticked = self._clock()
         self._cpu: list[float] = []
         self._second = 0
         self._process = psutil.Process()
@@ -316,6 +322,8 @@ class Worker:
                 elapsed = now - started
                 iteration_time.append(elapsed if elapsed > 0.0 else 0.0)
                 n += 1
+                if now - self._ticked > STARVED_S:
+                    await asyncio.sleep(0)  # a behaviour that never awaits: see STARVED_S
         finally:
             self._user_stopped()
 
@@ -442,8 +450,11 @@ class Worker:
         except BaseException as exc:
             self._iteration_raised_base(exc)
         recorder.count("iterations")
-        elapsed = clock() - (started if intended is None else intended)
+        now = clock()
+        elapsed = now - (started if intended is None else intended)
         recorder.trend("iteration_time", elapsed if elapsed > 0.0 else 0.0)
+        if now - self._ticked > STARVED_S:
+            await asyncio.sleep(0)  # a behaviour that never awaits: see STARVED_S
 
     def _iteration_raised_base(self, exc: BaseException) -> None:
         """An iteration ended by a ``BaseException`` that is not an ``Exception``.
@@ -619,7 +630,7 @@ class Worker:
         expected = self._clock() + interval
         while True:
             await asyncio.sleep(interval)
-            now = self._clock()
+            now = self._ticked = self._clock()
             self._lag.record(max(0.0, now - expected))
             expected = now + interval
 

@@ -89,3 +89,20 @@ def test_a_user_left_behind_that_stops_later_is_counted_once(
     result = run(scenario, processes=1, progress=False, deadline_s=0.3)
     assert result.count("reached") == 2
     assert result.count("interrupted_iterations") == 2
+
+
+async def never_awaits(session: Session) -> None:
+    session.recorder.count("reached")
+    sum(range(2_000))  # work, but no await: the user never gives the loop a turn
+
+
+@pytest.mark.timeout(60)
+def test_a_behaviour_that_never_awaits_still_shares_the_loop_and_meets_the_deadline() -> None:
+    # Its users ran back to back: the second never started, and the 0.5 s deadline was
+    # honoured only when every iteration was done (seconds later).
+    scenario = Scenario("busy", never_awaits, closed(2, iterations=10_000_000))
+    result = run(scenario, processes=1, progress=False, deadline_s=0.5)
+    assert result.interrupted_reason == "deadline"
+    assert result.gauge("users").max == 2
+    assert result.count("reached") < 2 * 10_000_000
+    assert result.duration_s < 10
