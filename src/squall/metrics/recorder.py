@@ -410,7 +410,39 @@ def merge_states(states: Iterable[RecorderState]) -> RecorderState:
             for sample in samples:
                 _keep_sample(kept, sample)
     merged.trends = {name: h.pack() for name, h in histograms.items()}
+    _drop_kind_clashes(merged)
     return merged
+
+
+def _drop_kind_clashes(merged: RecorderState) -> None:
+    """A name recorded as one kind in one process and another in another (each process
+    refuses a clash of its own): one result cannot hold both, and the kind written last
+    replaced the other without a word. Every kind of it is dropped, and the clash counted
+    as a ``scenario`` error naming them, so no threshold is judged on half of it."""
+    kinds: dict[str, dict[str, Any]] = {
+        "trend": merged.trends,
+        "counter": merged.counters,
+        "rate": merged.rates,
+        "gauge": merged.gauges,
+    }
+    names: dict[str, list[str]] = {}
+    for kind, held in kinds.items():
+        for name in held:
+            names.setdefault(name, []).append(kind)
+    for name, found in names.items():
+        if len(found) < 2:
+            continue
+        for kind in found:
+            del kinds[kind][name]
+        merged.counters[ERRORS] = merged.counters.get(ERRORS, 0) + 1
+        clash = f"{ERRORS}.scenario"
+        merged.counters[clash] = merged.counters.get(clash, 0) + 1
+        _keep_sample(
+            merged.error_samples.setdefault("scenario", []),
+            f"metric {name!r} was recorded as a {' and a '.join(found)} by different worker "
+            "processes: a name holds one kind, so it is left out of the result; name each "
+            "kind otherwise",
+        )
 
 
 def to_metrics(state: RecorderState, duration_s: float) -> dict[str, Metric]:

@@ -365,3 +365,21 @@ def test_a_threshold_on_one_error_kind_fails_once_kinds_were_folded() -> None:
         "chat",
     )
     assert [o.status for o in calm_only] == [OutcomeStatus.PASSED]
+
+
+def test_a_name_recorded_as_two_kinds_by_two_processes_is_left_out_and_named() -> None:
+    # Each process refuses a clash of its own; merged, the counter replaced the trend and
+    # its 48 samples were gone without a word.
+    counted, timed = Recorder(), Recorder()
+    counted.count("dual", 48)
+    timed.trend("dual", 0.01)
+    timed.count("kept")
+    merged = merge_states([counted.state(), timed.state()])
+    assert "dual" not in merged.counters
+    assert "dual" not in merged.trends
+    assert merged.counters["kept"] == 1
+    assert merged.counters["errors.scenario"] == 1
+    assert merged.error_samples["scenario"] == [
+        "metric 'dual' was recorded as a trend and a counter by different worker processes: "
+        "a name holds one kind, so it is left out of the result; name each kind otherwise"
+    ]
