@@ -336,7 +336,7 @@ async def chat(session):
 
 def _slow_exit():
     pathlib.Path(os.environ["SQUALL_TEST_EXITING"]).write_text("exiting")
-    time.sleep(3)
+    time.sleep(4)
 
 if multiprocessing.parent_process() is not None:  # in a worker only
     atexit.register(_slow_exit)
@@ -357,6 +357,8 @@ async def test_a_ctrl_c_while_the_workers_exit_keeps_the_whole_result(
         deadline = time.monotonic() + 60
         while not exiting.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
+        # Its report is in: once the parent has read it, it joins the workers (4 s each).
+        time.sleep(1.5)
         os.kill(os.getpid(), signal.SIGINT)
 
     watcher = threading.Thread(target=interrupt_once_a_worker_exits, daemon=True)
