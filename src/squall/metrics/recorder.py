@@ -46,6 +46,10 @@ MAX_ERROR_KINDS = 100
 OTHER_KINDS = "other_kinds"
 #: Characters of an error kind kept; a longer one is cut, ending in "…".
 MAX_ERROR_KIND_CHARS = 100
+#: Metric names one recorder holds (squall's own and ``errors.<kind>`` not counted): each
+#: trend is a histogram of about 200 KiB, and a name made per iteration grew a one-second
+#: run to gigabytes and minutes of summing up.
+MAX_METRIC_NAMES = 1_000
 #: The metrics squall itself records, by kind: a behaviour may record them too, as that
 #: kind only. Taken first as another kind, the engine's own write (often at the end of a
 #: run) failed, losing what was measured or killing the users that hit it.
@@ -205,6 +209,15 @@ class Recorder:
         string."""
         if type(name) is not str:
             raise ValueError(f"metric name {name!r} is a {type(name).__name__}: name it with a str")
+        if name not in OWN_METRICS and not name.startswith(f"{ERRORS}."):
+            taken = len(self._trends) + len(self._counters) + len(self._rates) + len(self._gauges)
+            if taken >= MAX_METRIC_NAMES:
+                raise ValueError(
+                    f"metric {name[:80]!r} would be this process's metric number "
+                    f"{taken + 1}, past the limit of {MAX_METRIC_NAMES}: a name made per "
+                    "iteration or per user grows memory and the reports without bound; "
+                    "record into a fixed set of names"
+                )
         own = OWN_METRICS.get(name, "counter" if name.startswith(f"{ERRORS}.") else None)
         if own is not None and own != kind:
             raise ValueError(
