@@ -40,14 +40,25 @@ def _started(seconds: float) -> list[multiprocessing.process.BaseProcess]:
     return started
 
 
-@pytest.fixture
-def workers() -> Iterator[list[multiprocessing.process.BaseProcess]]:
-    started = _started(1.0)
+def _running(seconds: float) -> Iterator[list[multiprocessing.process.BaseProcess]]:
+    started = _started(seconds)
     yield started
     for process in started:
         if process.is_alive():
             process.kill()
         process.join(5)
+
+
+@pytest.fixture
+def workers() -> Iterator[list[multiprocessing.process.BaseProcess]]:
+    """Workers whose graceful shutdown takes 1 s."""
+    yield from _running(1.0)
+
+
+@pytest.fixture
+def slow_workers() -> Iterator[list[multiprocessing.process.BaseProcess]]:
+    """Workers whose graceful shutdown would take 20 s."""
+    yield from _running(20.0)
 
 
 def test_a_live_starter_lets_the_workers_shut_down_gracefully(
@@ -60,32 +71,24 @@ def test_a_live_starter_lets_the_workers_shut_down_gracefully(
 
 
 def test_a_gone_starter_has_the_workers_killed_at_once(
-    workers: list[multiprocessing.process.BaseProcess], capsys: pytest.CaptureFixture[str]
+    slow_workers: list[multiprocessing.process.BaseProcess], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for process in workers:  # a shutdown that would take 20 s
-        process.kill()
-        process.join(5)
-    workers[:] = _started(20.0)
     began = time.monotonic()
-    stop_workers(workers, 30, lambda: True)
+    stop_workers(slow_workers, 30, lambda: True)
     assert time.monotonic() - began < 10
-    assert [p.exitcode for p in workers] == [-signal.SIGKILL] * 2
+    assert [p.exitcode for p in slow_workers] == [-signal.SIGKILL] * 2
     assert "the process that started it is gone; stopping the workers at once" in (
         capsys.readouterr().err
     )
 
 
 def test_a_starter_gone_during_the_graceful_wait_cuts_it_short(
-    workers: list[multiprocessing.process.BaseProcess],
+    slow_workers: list[multiprocessing.process.BaseProcess],
 ) -> None:
-    for process in workers:  # a shutdown that would take 20 s
-        process.kill()
-        process.join(5)
-    workers[:] = _started(20.0)
     began = time.monotonic()
-    stop_workers(workers, 30, lambda: time.monotonic() - began > 0.5)
+    stop_workers(slow_workers, 30, lambda: time.monotonic() - began > 0.5)
     assert time.monotonic() - began < 10
-    assert [p.exitcode for p in workers] == [-signal.SIGKILL] * 2
+    assert [p.exitcode for p in slow_workers] == [-signal.SIGKILL] * 2
 
 
 def test_a_process_without_a_parent_death_signal_is_never_orphaned() -> None:
