@@ -373,56 +373,72 @@ class WebSocket:
     def _overflow(self) -> None:
         """A message arrived with ``max_unread`` unread: record it, close the socket
         (once; the messages arriving until it is closed are dropped)."""
-        transport = self._transport
-        if transport is None or self.close_code is not None or self._disconnected:
+        transport = self._closable()
+        if transport is None:
             return
         limit = self._max_unread
-        self.close_code = int(WSCloseCode.POLICY_VIOLATION.value)
-        self.close_reason = f"{limit} messages unread"
-        self._record(
+        self._close_itself(
+            transport,
+            WSCloseCode.POLICY_VIOLATION,
+            f"{limit} messages unread",
             InboxOverflow(
                 f"{self.url}: {limit} messages arrived unread (max_unread); the behaviour "
                 "reads this socket too slowly or not at all. Read its messages (recv, "
                 "recv_json) or open it with a larger max_unread. Socket closed (1008); "
                 "the messages already in its inbox can still be read"
-            )
+            ),
         )
-        transport.send_close(WSCloseCode.POLICY_VIOLATION, self.close_reason.encode())
-        transport.disconnect()
 
     def _not_utf8(self, data: bytes, exc: UnicodeDecodeError) -> None:
         """A text frame that is not UTF-8: record it, close the socket with 1007 (RFC 6455
         requires the close) once."""
-        transport = self._transport
-        if transport is None or self.close_code is not None or self._disconnected:
+        transport = self._closable()
+        if transport is None:
             return
-        self.close_code = int(WSCloseCode.INVALID_TEXT.value)
-        self.close_reason = "text frame not valid UTF-8"
-        self._record(
+        self._close_itself(
+            transport,
+            WSCloseCode.INVALID_TEXT,
+            "text frame not valid UTF-8",
             UnexpectedMessage(
                 f"{self.url}: the target sent a text frame that is not valid UTF-8 ({exc}; "
                 f"it begins {data[:40]!r}); WebSocket text must be UTF-8: socket closed (1007)"
-            )
+            ),
         )
-        transport.send_close(WSCloseCode.INVALID_TEXT, self.close_reason.encode())
-        transport.disconnect()
 
     def _too_big(self) -> None:
         """A message in fragments past :data:`MAX_MESSAGE_BYTES`: record it, drop what
         arrived of it and close the socket with 1009 (RFC 6455's "message too big") once."""
         size, self._fragments, self._fragmented = self._fragmented, [], 0
-        transport = self._transport
-        if transport is None or self.close_code is not None or self._disconnected:
+        transport = self._closable()
+        if transport is None:
             return
-        self.close_code = int(WSCloseCode.MESSAGE_TOO_BIG.value)
-        self.close_reason = "message too big"
-        self._record(
+        self._close_itself(
+            transport,
+            WSCloseCode.MESSAGE_TOO_BIG,
+            "message too big",
             UnexpectedMessage(
                 f"{self.url}: the target sent a message of at least {size:,} bytes in "
                 f"fragments, past the limit of {MAX_MESSAGE_BYTES:,}: socket closed (1009)"
-            )
+            ),
         )
-        transport.send_close(WSCloseCode.MESSAGE_TOO_BIG, self.close_reason.encode())
+
+    def _closable(self) -> WSTransport | None:
+        """The transport this socket can close itself through, None once it is closed or
+        closing (the frames still arriving until then change nothing)."""
+        transport = self._transport
+        if transport is None or self.close_code is not None or self._disconnected:
+            return None
+        return transport
+
+    def _close_itself(
+        self, transport: WSTransport, code: WSCloseCode, reason: str, error: EngineError
+    ) -> None:
+        """Close the socket from this side over a frame of the target's: ``code`` and
+        ``reason`` become its close code and reason, ``error`` is recorded."""
+        self.close_code = int(code.value)
+        self.close_reason = reason
+        self._record(error)
+        transport.send_close(code, reason.encode())
         transport.disconnect()
 
     def _broke_protocol(self, transport: WSTransport) -> None:
