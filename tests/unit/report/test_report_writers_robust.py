@@ -144,29 +144,26 @@ def test_html_of_an_interrupted_run_shows_no_passed_badge() -> None:
     assert "PASSED" in report_html(report(load_scenario("a")))
 
 
-def test_html_shows_a_scenario_the_suite_left_out_as_not_applicable_in_its_section() -> None:
-    left_out = {
+def _left_out() -> dict[str, Any]:
+    """platform_races as the suite leaves it out: not run, nothing measured."""
+    return {
         **load_scenario("platform_races"),
         "ran": False,
         "thresholds": [],
         "result": None,
         "monitor": None,
     }
-    page = report_html(report(left_out))
+
+
+def test_html_shows_a_scenario_the_suite_left_out_as_not_applicable_in_its_section() -> None:
+    page = report_html(report(_left_out()))
     assert '<h2>Scenario platform_races <span class="na">n/a</span></h2>' in page
     assert '<span class="pass">pass</span>' not in page
 
 
 def test_a_run_in_which_no_scenario_ran_reads_nothing_ran_not_passed() -> None:
     # The terminal said NOTHING RAN; the page's badge said PASSED and run_passed was 1.
-    left_out = {
-        **load_scenario("platform_races"),
-        "ran": False,
-        "thresholds": [],
-        "result": None,
-        "monitor": None,
-    }
-    data = report(left_out)
+    data = report(_left_out())
     assert data["verdict"]["ok"]
     page = report_html(data)
     assert '<span class="badge fail">NOTHING RAN</span>' in page
