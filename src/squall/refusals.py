@@ -26,6 +26,13 @@ def reason(exc: BaseException) -> str:
     return (str(exc) or type(exc).__name__).rstrip(".")
 
 
+def option_refused(server: str, url: str, exc: BaseException) -> str:
+    """``'URL' has an option the <server> client refuses: <why>``: a URL whose options the
+    client library rejects before connecting (``?sslmode=bogus``, ``?socket_timeout=abc``),
+    a setting to fix rather than a server to start; the caller names the setting."""
+    return f"{redact(url)!r} has an option the {server} client refuses: {reason(exc)}"
+
+
 def postgres_user(url: str) -> str:
     """The user asyncpg connects as for ``url``: the URL's, else ``PGUSER``, else this
     process's account."""

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 
 from squall.interrupt import on_sigterm
 from squall.loopback import NotLoopback, require_loopback
-from squall.refusals import postgres_refusal, reason, redis_refusal
+from squall.refusals import option_refused, postgres_refusal, reason, redis_refusal
 from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey, port_open
 from squall.services.leftovers import Owner, note
 from squall.urls import (
@@ -152,8 +152,8 @@ def _unusable(setting: str, service: str, url: str, exc: ValueError) -> ServiceU
     """A URL whose options the client library refuses (``?sslmode=bogus``,
     ``?socket_timeout=abc``): a setting to fix, found before anything connects."""
     return ServiceUrlError(
-        f"{setting}: {redact(url)!r} has an option the {service} client refuses: "
-        f"{reason(exc)}. Fix {setting}, or unset it to use the embedded {service}."
+        f"{setting}: {option_refused(service, url, exc)}. Fix {setting}, or unset it to use "
+        f"the embedded {service}."
     )
 
 

@@ -20,7 +20,7 @@ import asyncpg
 
 from squall.config import RESULTS_DB_OFF
 from squall.loopback import NotLoopback, require_loopback
-from squall.refusals import reason
+from squall.refusals import option_refused
 from squall.services import with_database
 from squall.services.persistent import persistent_postgres
 from squall.store.migrations import NEWEST_VERSION, ForeignSchema, SchemaTooNew
@@ -150,9 +150,8 @@ async def connection(
         )
     except asyncpg.ClientConfigurationError as exc:  # ?sslmode=bogus: before connecting
         raise ResultsDbError(
-            f"the results database URL {redact(url)!r} has an option the PostgreSQL client "
-            f"refuses: {reason(exc)}; fix it (--results-db, SQUALL_RESULTS_DB or [results] "
-            "database_url)"
+            f"the results database URL {option_refused('PostgreSQL', url, exc)}; fix it "
+            "(--results-db, SQUALL_RESULTS_DB or [results] database_url)"
         ) from None
     try:
         yield conn

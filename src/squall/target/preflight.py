@@ -13,9 +13,8 @@ from urllib.parse import urlsplit
 import asyncpg
 import redis.asyncio as aioredis
 
-from squall.refusals import postgres_refusal, reason, redis_refusal
+from squall.refusals import option_refused, postgres_refusal, reason, redis_refusal
 from squall.target.settings import Settings, SettingsError
-from squall.urls import redact
 
 #: Seconds each server gets to answer.
 CONNECT_TIMEOUT_S = 5.0
@@ -53,10 +52,7 @@ def _failure(server: str, url: str, variable: str, exc: BaseException) -> Server
 def _refused_option(server: str, url: str, variable: str, exc: ValueError) -> SettingsError:
     """A URL whose options the client library refuses (``?sslmode=bogus``): a setting to
     fix, not a server to start."""
-    return SettingsError(
-        f"{variable}={redact(url)!r} has an option the {server} client refuses: "
-        f"{reason(exc)}; fix {variable}"
-    )
+    return SettingsError(f"{variable}={option_refused(server, url, exc)}; fix {variable}")
 
 
 async def _check(settings: Settings) -> None:
