@@ -149,16 +149,19 @@ async def run_scenario(
     )
     stop_reason: list[str] = []
     late = stopped_after_load if stopped_after_load is not None else []
-    result: RunResult | None = None
     try:
         if count == 1:
             t0, ended = await _run_inline(plans[0], collector, stop_reason, late)
         else:
             t0, ended = await _run_processes(plans, collector, stop_reason, late)
-        with _on_stop_signal(late.append):
+    except BaseException:
+        collector.sink.close(None)
+        raise
+    with _on_stop_signal(late.append):  # the load is over: see above
+        result: RunResult | None = None
+        try:
             result = _result(scenario, count, collector, t0, ended, stop_reason)
-    finally:
-        with _on_stop_signal(late.append):
+        finally:
             collector.sink.close(result)
     if late and stopped_after_load is None:
         raise KeyboardInterrupt(late[0])
