@@ -209,7 +209,13 @@ class Recorder:
         string."""
         if type(name) is not str:
             raise ValueError(f"metric name {name!r} is a {type(name).__name__}: name it with a str")
-        if name not in OWN_METRICS and not name.startswith(f"{ERRORS}."):
+        own = OWN_METRICS.get(name, "counter" if name.startswith(f"{ERRORS}.") else None)
+        if own is not None and own != kind:
+            raise ValueError(
+                f"metric {name!r} is squall's own {own}: a {kind} cannot take its name; "
+                "name it otherwise"
+            )
+        if own is None:
             taken = len(self._trends) + len(self._counters) + len(self._rates) + len(self._gauges)
             if taken >= MAX_METRIC_NAMES:
                 raise ValueError(
@@ -218,12 +224,6 @@ class Recorder:
                     "iteration or per user grows memory and the reports without bound; "
                     "record into a fixed set of names"
                 )
-        own = OWN_METRICS.get(name, "counter" if name.startswith(f"{ERRORS}.") else None)
-        if own is not None and own != kind:
-            raise ValueError(
-                f"metric {name!r} is squall's own {own}: a {kind} cannot take its name; "
-                "name it otherwise"
-            )
         for other, held in (
             ("trend", self._trends),
             ("counter", self._counters),
