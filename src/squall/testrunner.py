@@ -104,15 +104,9 @@ def pytest_argv(request: TestRequest, *, run_id: str, results_dir: Path) -> list
         argv += ["-k", " or ".join(request.scenarios)]
     if request.real_services:
         argv.append("--real-services")
-    for option, value in (
-        ("--squall-scale", request.scale),
-        ("--squall-target", request.target),
-        ("--squall-adapter", request.adapter),
-        ("--squall-jwt-secret", request.jwt_secret),
-        ("--squall-jwt-secret-file", request.jwt_secret_file),
-    ):
+    for name, value in _plugin_options(request).items():
         if value is not None:
-            argv.append(f"{option}={value}")
+            argv.append(f"--squall-{name}={value}")
     # "--option=value", one word: pytest takes a separate word that names an existing
     # path (the results folder, a secret file) for a test path when it picks the rootdir,
     # whose squall.toml it then reads; a folder outside the project moved it away.
@@ -182,17 +176,22 @@ def _option_names(request: TestRequest) -> dict[str, str]:
 _USAGE_LINE = re.compile(r"^(?:\x1b\[[0-9;]*m)*ERROR: ")
 
 
-def _plugin_option_names(request: TestRequest) -> dict[str, str]:
-    """The plugin's options squall set for ``request`` (``--squall-target``), each with the
-    ``squall test`` option it was made of (``--target``); the results folder always."""
-    given = {
+def _plugin_options(request: TestRequest) -> dict[str, object]:
+    """``squall test``'s options the plugin takes as ``--squall-<name>``, by name: each is
+    ``--<name>`` to ``squall test`` (None: not given)."""
+    return {
         "scale": request.scale,
         "target": request.target,
         "adapter": request.adapter,
         "jwt-secret": request.jwt_secret,
         "jwt-secret-file": request.jwt_secret_file,
-        "results-dir": True,
     }
+
+
+def _plugin_option_names(request: TestRequest) -> dict[str, str]:
+    """The plugin's options squall set for ``request`` (``--squall-target``), each with the
+    ``squall test`` option it was made of (``--target``); the results folder always."""
+    given = {**_plugin_options(request), "results-dir": True}
     return {f"--squall-{name}": f"--{name}" for name, value in given.items() if value is not None}
 
 
