@@ -89,16 +89,15 @@ def publish(
 ) -> int:
     """Print the summary, write the results, store the run; return the run's exit code.
     ``results_db_name`` is where ``results_db`` came from, for messages (the option, or
-    ``[results] database_url``); ``files_written`` is called once the files are (storing
-    the run may take a while: creating the results cluster)."""
+    ``[results] database_url``); ``files_written`` is called once the files are written and
+    before the run is stored (storing may take a while: creating the results cluster); not
+    at all when the results database is off."""
     print_summary(console, report)
     # As report.json will read back: what the other files and the database are made from.
     data = json.loads(json.dumps(report.to_dict(), default=str))
     code = EXIT_INTERRUPTED if report.interrupted else report.verdict.exit_code
     wanted = config.run.results_dir / report.run_id
     folder = write_files(console, data, wanted)
-    if files_written is not None:
-        files_written()
     if folder != wanted:
         code = code or EXIT_FILES_UNWRITTEN
     from squall.store.location import results_db_setting
@@ -109,6 +108,8 @@ def publish(
             console.print("[red]--baseline needs the results database, which is off[/red]")
             return code or EXIT_BASELINE_UNAVAILABLE
         return code
+    if files_written is not None:
+        files_written()
     return _store(
         data, config, console, code, folder, (results_db, results_db_name), baseline, tolerance, env
     )

@@ -310,11 +310,17 @@ def test_ctrl_c_once_the_suite_has_ended_keeps_the_whole_run(
         if "websocket_concurrency passed in" in line:
             break
     time.sleep(0.3)  # the suite has returned: the platform is stopping
-    for _ in range(2):  # a second one, as an impatient user presses it
-        child.send_signal(signal.SIGINT)
-        time.sleep(0.1)
+    child.send_signal(signal.SIGINT)
+    for line in child.stdout:
+        seen.append(line)
+        if "writing the results first" in line:
+            break
+    # A second one, as an impatient user presses it, while squall finishes or as it exits.
+    child.send_signal(signal.SIGINT)
     rest = "".join(seen) + child.stdout.read()
-    assert child.wait(60) == 130, rest
+    # Landing as the interpreter exits, where Python has put back the default handler, a
+    # Ctrl-C kills the process by SIGINT: a shell reports that as 130 too.
+    assert child.wait(60) in (130, -signal.SIGINT), rest
     flat = " ".join(rest.split())
     assert "interrupted while finishing: the run had ended and its results are whole" in flat
     report = _report(tmp_path)
