@@ -218,6 +218,7 @@ class WebSocket:
         "_on_close",
         "_origin",
         "_paused",
+        "_protocol_closed",
         "_received",
         "_recorder",
         "_sent",
@@ -257,6 +258,10 @@ class WebSocket:
         #: counted that error itself (as the server's refusal of the socket, say), and the
         #: socket then leaves ``errors.closed`` alone. None, or False: ``errors.closed``.
         self.count_close: Callable[[ConnectionClosed], bool] | None = None
+        #: Whether this socket closed itself over a frame of the target's, that error
+        #: recorded: the :class:`ConnectionClosed` a send or receive raises after it is that
+        #: same failure, not counted again.
+        self._protocol_closed = False
         self._recorder = recorder
         #: The recorder's cells for the counters and the rate every message touches.
         self._sent = recorder.counter_cell(MESSAGES_SENT)
@@ -438,6 +443,7 @@ class WebSocket:
         self.close_code = int(code.value)
         self.close_reason = reason
         self._record(error)
+        self._protocol_closed = True
         transport.send_close(code, reason.encode())
         transport.disconnect()
 
@@ -454,6 +460,7 @@ class WebSocket:
         self.close_reason = sent.reason or ""
         if sent.code == WSCloseCode.INTERNAL_ERROR:
             return  # this client's own listener raised: picows logs it with its traceback
+        self._protocol_closed = True
         self._record(
             UnexpectedMessage(
                 f"{self.url}: the target broke the WebSocket protocol "
@@ -564,6 +571,9 @@ class WebSocket:
         error = ConnectionClosed(
             f"{self.url}: {how} while {doing}", self.close_code, self.close_reason
         )
+        if self._protocol_closed:
+            error.recorded = True  # as the protocol error or overflow that closed it
+            return error
         count = self.count_close
         if count is not None and self._target_closed() and count(error):
             error.recorded = True

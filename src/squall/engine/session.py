@@ -235,6 +235,10 @@ class Session:
         self._open_sockets.add(socket)
         if self._on_connection is not None:
             self._on_connection(1)
+        if socket.closed:
+            # The target's close came with the upgrade's answer (a socket refused at
+            # admission): it closed before it was taken for open here.
+            self._closed(socket)
         return socket
 
     def _closed(self, socket: WebSocket) -> None:

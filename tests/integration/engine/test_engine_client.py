@@ -139,6 +139,8 @@ async def test_a_socket_past_max_unread_records_inbox_overflow_and_closes_itself
     assert recorder.counter("errors.inbox_overflow") == 1
     (sample,) = recorder.state().error_samples["inbox_overflow"]
     assert "5 messages arrived unread (max_unread)" in sample
+    # The ConnectionClosed the read raised is that same failure, counted once.
+    assert recorder.counter("errors") == 1
 
 
 async def test_a_reader_that_keeps_up_never_overflows_a_small_inbox() -> None:
@@ -471,6 +473,7 @@ async def test_a_text_frame_that_is_not_utf8_is_named_and_closes_the_socket_with
     assert codes == [1007]
     (sample,) = recorder.state().error_samples["protocol"]
     assert "the target sent a text frame that is not valid UTF-8" in sample
+    assert recorder.counter("errors") == 1  # not errors.closed as well
     assert "it begins b'\\xff\\xfe{" in sample
     del ws
     gc.collect()
@@ -585,6 +588,28 @@ async def test_no_frame_after_one_that_is_not_utf8_is_read_as_a_message() -> Non
     assert recorder.counter("messages_received") == 0
 
 
+async def test_a_socket_the_target_closes_as_it_opens_is_no_open_connection() -> None:
+    # The close came with the upgrade's answer (a socket refused at admission): the socket
+    # closed before the session took it for open, and the run's connections gauge kept it
+    # open for good.
+    from squall.engine.identity import AnonymousIdentities
+    from squall.engine.session import Session
+
+    reason = b"too_many_sockets"
+    refusal = bytes([0x88, 2 + len(reason)]) + struct.pack("!H", 1008) + reason
+    opened: list[int] = []
+    session = Session(
+        AnonymousIdentities()(0), Recorder(), time.monotonic, {}, on_connection=opened.append
+    )
+    async with _upgrading(refusal) as (url, answered):
+        ws = await session.ws(url)
+        assert await asyncio.wait_for(answered, 10) == 1008
+        with pytest.raises(ConnectionClosed, match=r"code 1008, reason 'too_many_sockets'"):
+            await ws.recv(timeout=10.0)
+    await session.aclose()
+    assert sum(opened) == 0, opened
+
+
 async def test_a_close_with_no_status_code_reads_1005_and_is_answered_with_1000() -> None:
     # Its code read 0 ("connection closed (code 0 ...)") and squall answered with a 0 on
     # the wire, which no endpoint may send.
@@ -616,6 +641,7 @@ async def test_a_frame_over_the_frame_size_limit_is_named_not_taken_for_a_drop(
                 "exceeding max allowed size, 10485761 > 10485760): socket closed (1009)" in sample
             )
             assert recorder.state().counters.get("messages_received", 0) == 0
+            assert recorder.counter("errors") == 1  # not errors.closed as well
     # Recorded once above, not also logged by picows for every socket it happens to.
     assert [r.getMessage() for r in caplog.records if "exceeding max" in r.getMessage()] == []
     del ws
@@ -645,6 +671,7 @@ async def test_a_message_in_fragments_past_the_limit_closes_the_socket_1009() ->
         f"in fragments, past the limit of {MAX_MESSAGE_BYTES:,}: socket closed (1009)"
     )
     assert recorder.state().counters.get("messages_received", 0) == 0
+    assert recorder.counter("errors") == 1  # not errors.closed as well
 
 
 async def test_a_close_code_is_the_side_that_closed_first() -> None:
