@@ -267,7 +267,8 @@ def _execute(request: RunRequest, console: Console | None) -> int:
     run_id = new_run_id()
     folder = config.run.results_dir / run_id
     # Once the suite has returned, a Ctrl-C (or SIGTERM) waits while the platform and the
-    # services stop and the result files are written: raised there, it lost the whole run
+    # services stop and the result files are written (until squall returns, with the results
+    # database off; storing the run may be cut short): raised there, it lost the whole run
     # and left the platform's Redis keys behind.
     finishing = contextlib.ExitStack()
     stopped_late: list[Callable[[], bool]] = []
