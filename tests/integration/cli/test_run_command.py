@@ -277,7 +277,7 @@ def test_ctrl_c_or_sigterm_stops_the_suite_and_keeps_partial_results(
         if "reference platform up" in line:
             break
     # The first scenario (4 users x 5,000 messages, minutes of work) is running by now.
-    time.sleep(3)
+    time.sleep(6)
     child.send_signal(sig)
     rest = child.stdout.read()
     assert child.wait(60) == 130, rest

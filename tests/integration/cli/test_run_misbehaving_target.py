@@ -61,7 +61,7 @@ def _misbehaving(mode: str) -> Iterator[str]:
                 frame = json.loads(message)
                 ws.send(json.dumps({**frame, "client_msg_id": f"not-{frame['client_msg_id']}"}))
             if mode == "late":  # answers each message after its timeout, in order
-                time.sleep(0.7)
+                time.sleep(1.5)
                 ws.send(message)
             # "silent": read and never answer
 

@@ -72,13 +72,13 @@ async def test_a_longer_deadline_after_a_short_one_is_not_cut_short() -> None:
     with echo_server() as server:
         ws, recorder = await _open(server.url)
         async with ws:
-            # The timer is armed 0.3 s out; the next request waits 0.6 s for its
-            # reply, which must move the timer instead of timing out.
-            await ws.request({"seq": 0}, timeout=0.3)
-            reply = await ws.request({"seq": 1, "stall": 0.6}, timeout=20.0)
+            # The timer is armed 2 s out; the next request waits 3 s for its reply,
+            # which must move the timer instead of timing out.
+            await ws.request({"seq": 0}, timeout=2.0)
+            reply = await ws.request({"seq": 1, "stall": 3.0}, timeout=20.0)
             assert reply["seq"] == 1
             for seq in range(2, 6):
-                assert (await ws.request({"seq": seq}, timeout=0.3))["seq"] == seq
+                assert (await ws.request({"seq": seq}, timeout=10.0))["seq"] == seq
     assert recorder.counter("timeouts") == 0
     assert recorder.state().rates["success"] == (6, 6)
 

@@ -20,7 +20,7 @@ CLAIMING = """
 import asyncio, sys, asyncpg
 async def main():
     conn = await asyncpg.connect(sys.argv[1])
-    await conn.execute("INSERT INTO claims SELECT 1 FROM pg_sleep(2)")
+    await conn.execute("INSERT INTO claims SELECT 1 FROM pg_sleep(5)")
 asyncio.run(main())
 """
 
@@ -32,9 +32,9 @@ async def test_a_claim_in_flight_when_its_client_is_killed_is_read_after_it_comm
     # among the runs lost with it, and the runs checker raised a false alarm on it.
     url = fresh_db
     conn = await asyncpg.connect(url)
+    await conn.execute("CREATE TABLE claims (x int)")
     child = await asyncio.create_subprocess_exec(sys.executable, "-c", CLAIMING, url)
     try:
-        await conn.execute("CREATE TABLE claims (x int)")
         async with asyncio.timeout(30):
             while not await conn.fetchval(  # noqa: ASYNC110
                 "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO claims%'"
@@ -44,7 +44,7 @@ async def test_a_claim_in_flight_when_its_client_is_killed_is_read_after_it_comm
         assert ports
         os.kill(child.pid, signal.SIGKILL)
         assert await conn.fetchval("SELECT count(*) FROM claims") == 0  # still sleeping
-        assert await backends_gone(conn, ports, within_s=10.0)
+        assert await backends_gone(conn, ports, within_s=30.0)
         assert await conn.fetchval("SELECT count(*) FROM claims") == 1
     finally:
         if child.returncode is None:

@@ -23,7 +23,7 @@ def prefix() -> str:
 
 async def test_without_fencing_each_stale_holder_overlap_is_named(redis_url: str) -> None:
     report = await run_redis_locks(
-        redis_url, contenders=4, ttl_ms=200, fencing=False, prefix=prefix(), stale=(0, 2)
+        redis_url, contenders=4, ttl_ms=1000, fencing=False, prefix=prefix(), stale=(0, 2)
     )
     verdict = report.verdict
     assert verdict.valid is False
@@ -52,7 +52,7 @@ async def test_with_fencing_stale_writes_are_rejected_and_the_checker_passes(
     key_prefix = prefix()
     with HistoryLog(path) as log:
         report = await run_redis_locks(
-            redis_url, contenders=4, ttl_ms=200, fencing=True, prefix=key_prefix, history=log
+            redis_url, contenders=4, ttl_ms=1000, fencing=True, prefix=key_prefix, history=log
         )
     assert report.verdict.valid is True, report.verdict.summary
     assert report.verdict.counts["overlaps"] == 1

@@ -173,8 +173,9 @@ async def replace_a_worker_while_down(
     once it serves, having started only once (it waited instead of dying)."""
     before = await wait_for_workers(platform, lambda found: len(found) == 2)
     victim = min(before)
-    # The replacement needs a second or so to start: the server is down by then.
-    restart = asyncio.create_task(server.restart(down_s=4 * time_scale()))
+    # The replacement needs a second or so to start (several on a busy host): the server is
+    # down by then, and still down when it first tries to connect.
+    restart = asyncio.create_task(server.restart(down_s=8 * time_scale()))
     await asyncio.to_thread(wait_closed, server.port)
     os.kill(victim, signal.SIGKILL)
     after = await wait_for_workers(platform, lambda found: len(found) == 2 and victim not in found)

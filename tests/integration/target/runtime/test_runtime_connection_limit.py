@@ -36,9 +36,10 @@ pytestmark = pytest.mark.integration
 
 USER = UserID("limited")
 THREADS = [ThreadID(f"limited-{i}") for i in range(6)]
-#: Model pacing: 8 one-token chunks at 8 tokens/s, about 1 s of events per run, so runs
-#: are storing events when the connections are cut.
-PACING = {"model_tokens_per_second": 8.0, "model_answer_tokens": 8, "stream_chunk_tokens": 1}
+#: Model pacing: 24 one-token chunks at 8 tokens/s, about 3 s of events per run, so runs
+#: are storing events when the connections are cut (which takes a while on a busy host: the
+#: six runs start one after another, and the cut opens a connection of its own).
+PACING = {"model_tokens_per_second": 8.0, "model_answer_tokens": 24, "stream_chunk_tokens": 1}
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,13 @@ async def test_stale_token_write_is_rejected(
     try:
         # The first holder's lock expires soon; the second's outlives the test, however
         # slowly a loaded machine runs it (the same keys: a TTL is per acquisition).
-        brief = RunLock(redis, settings.redis_prefix, ttl_ms=300)
+        brief = RunLock(redis, settings.redis_prefix, ttl_ms=1000)
         lock = RunLock(redis, settings.redis_prefix, ttl_ms=60_000)
         old = await brief.acquire(THREAD)
         assert old is not None
         assert await lock.acquire(THREAD) is None  # held: nobody else gets it
         assert await events.claim_fence(conn, THREAD, old) is None
-        await asyncio.sleep(0.6)  # twice the TTL: Redis never returns an expired key
+        await asyncio.sleep(2.0)  # twice the TTL: Redis never returns an expired key
         assert not await lock.held(THREAD)
         new = await lock.acquire(THREAD)
         assert new is not None
