@@ -30,6 +30,7 @@ from squall.services.leftovers import owned_folder
 from squall.services.process import (
     ManagedProcess,
     ProcessStartError,
+    child_setup,
     full_disk,
     spawn,
     wait_until,
@@ -355,6 +356,7 @@ def initdb(
     mapping and character classes still follow Unicode, and both are the same on
     every host whatever its ``LANG``. The C library's locale categories are ``C``, so
     a ``LANG`` naming a locale the host has not generated does not stop initdb.
+    It dies with the process that runs it.
     """
     argv = [str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres"]
     argv += ["--auth=trust", "--encoding=UTF8", "--locale=C"]
@@ -369,6 +371,8 @@ def initdb(
         user=user,
         check=False,
         env=_c_locale_env(),
+        # Killed with squall (SIGKILL included), initdb removes what it made of the cluster.
+        preexec_fn=child_setup(signal.SIGTERM),
     )
 
 

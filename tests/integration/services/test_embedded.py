@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import asyncpg
 import psutil
@@ -155,6 +156,42 @@ def test_no_orphans_when_parent_is_killed(sig: signal.Signals) -> None:
         alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
         time.sleep(0.1)
     assert alive == [], f"servers outlived their parent after {sig.name}: {alive}"
+
+
+def test_initdb_dies_with_the_process_that_runs_it(tmp_path: Path) -> None:
+    # A squall killed with SIGKILL while it created a cluster left initdb running on.
+    # Here a stand-in for initdb that only sleeps, so the kill lands while it runs.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    pid_file = tmp_path / "initdb.pid"
+    stand_in = bindir / "initdb"
+    stand_in.write_text(f"#!/bin/sh\necho $$ > '{pid_file}'\nexec sleep 60\n")
+    stand_in.chmod(0o755)
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from squall.services.embedded import initdb\n"
+        "initdb(Path(sys.argv[1]), Path(sys.argv[2]), None, sync=False)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code, str(bindir), str(tmp_path / "data")])
+    pid = None
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text().strip():
+            assert time.monotonic() < deadline, "the stand-in for initdb never started"
+            time.sleep(0.05)
+        pid = int(pid_file.read_text())
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(30)
+        deadline = time.monotonic() + 20
+        while psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie":
+            assert time.monotonic() < deadline, "initdb outlived the process that ran it"
+            time.sleep(0.05)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        if pid is not None and psutil.pid_exists(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_valkey_is_ready_only_when_it_listens_itself(monkeypatch: pytest.MonkeyPatch) -> None:
