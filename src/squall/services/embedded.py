@@ -297,7 +297,6 @@ def _spawn_cluster(bindir: Path, workdir: Path, port: int, user: str | None) -> 
         bindir,
         workdir / "data",
         port=port,
-        socket_dir=workdir,
         log_path=log_path,
         user=user,
         settings=THROWAWAY_SETTINGS,
@@ -397,14 +396,17 @@ def spawn_postgres(
     datadir: Path,
     *,
     port: int,
-    socket_dir: Path,
     log_path: Path,
     user: str | None,
     settings: tuple[str, ...] = (),
 ) -> ManagedProcess:
-    """Run ``postgres`` over ``datadir`` on 127.0.0.1:``port`` as a managed child."""
+    """Run ``postgres`` over ``datadir`` on 127.0.0.1:``port`` as a managed child.
+
+    TCP only, no Unix socket: squall connects over TCP, and a socket's path may hold 107
+    bytes at most, which a project folder of some 60 characters (the results cluster's)
+    or a long ``TMPDIR`` (a run's cluster) would pass."""
     argv = [str(bindir / "postgres"), "-D", str(datadir), "-p", str(port)]
-    argv += ["-h", "127.0.0.1", "-k", str(socket_dir)]
+    argv += ["-h", "127.0.0.1", "-k", ""]
     for setting in settings:
         argv += ["-c", setting]
     # SIGINT is PostgreSQL's "fast shutdown": roll back and exit at once.

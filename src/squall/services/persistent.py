@@ -182,13 +182,10 @@ def persistent_postgres(
             _initdb(bindir, datadir, user)
         elif user is not None:
             _open_path_for(datadir.parent)
-        socket_dir = datadir / "run"
-        socket_dir.mkdir(exist_ok=True)
         log_path = datadir.parent / "postgres.log"
         log_path.touch()
         if user is not None:
             entry = pwd.getpwnam(user)
-            os.chown(socket_dir, entry.pw_uid, entry.pw_gid)
             os.chown(log_path, entry.pw_uid, entry.pw_gid)
         _clear_stale_pid_file(datadir, timeout)
         port = free_port()
@@ -197,7 +194,6 @@ def persistent_postgres(
             bindir,
             datadir,
             port=port,
-            socket_dir=socket_dir,
             log_path=log_path,
             user=user,
         )

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -156,6 +157,31 @@ def test_no_orphans_when_parent_is_killed(sig: signal.Signals) -> None:
         alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
         time.sleep(0.1)
     assert alive == [], f"servers outlived their parent after {sig.name}: {alive}"
+
+
+def test_a_cluster_under_a_long_tmpdir_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its Unix socket went in its folder under TMPDIR, and a socket's path holds 107 bytes
+    # at most: "postgres exited with code 1 before accepting connections".
+    long = tmp_path / ("a-long-temporary-folder-" * 4)
+    long.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long))
+    server = embedded.EmbeddedPostgres.start(timeout=60)
+    try:
+        assert str(server.workdir).startswith(str(long))
+        assert len(str(server.workdir / ".s.PGSQL.65535")) > 107
+
+        async def count() -> int:
+            conn = await asyncpg.connect(server.url)
+            try:
+                return int(await conn.fetchval("SELECT count(*) FROM pg_database"))
+            finally:
+                await conn.close()
+
+        assert asyncio.run(count()) >= 3
+    finally:
+        server.stop()
 
 
 def test_initdb_dies_with_the_process_that_runs_it(tmp_path: Path) -> None:

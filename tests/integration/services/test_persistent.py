@@ -84,6 +84,16 @@ def _process_of_the_server_account(cwd: Path | None = None) -> Iterator[int]:
         process.wait()
 
 
+def test_a_cluster_in_a_long_path_starts(tmp_path: Path) -> None:
+    # Its Unix socket went in the cluster's folder, and a socket's path holds 107 bytes at
+    # most: a project folder of some 60 characters (a CI checkout of a long repository
+    # name) and every run said "not stored in the results database".
+    datadir = tmp_path / ("a-long-project-folder-" * 5) / "squall-results" / ".db" / "data"
+    assert len(str(datadir / "run" / ".s.PGSQL.65535")) > 107
+    with persistent_postgres(datadir, timeout=60) as url:
+        assert asyncio.run(_databases(url)) >= 3
+
+
 def _pid_file(datadir: Path, pid: int) -> None:
     """``postmaster.pid`` as a server that was killed leaves it."""
     lines = [str(pid), str(datadir), "1764270000", "5432", str(datadir / "run"), "127.0.0.1"]
