@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from squall.output_streams import forgiving_stdout
+
 app = typer.Typer(
     name="squall",
     help="High-load performance and race-condition testing for real-time backends.",
@@ -340,7 +342,14 @@ _mount_target()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI with ``argv`` (default: ``sys.argv``); return the exit code."""
+    """Run the CLI with ``argv`` (default: ``sys.argv``); return the exit code. Standard
+    output failing (a reader gone, a full device) ends no command:
+    :mod:`squall.output_streams`."""
+    with forgiving_stdout():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         code = app(
             args=list(argv) if argv is not None else None, prog_name="squall", standalone_mode=False
