@@ -25,7 +25,13 @@ import redis.asyncio as aioredis
 
 from squall.interrupt import on_sigterm
 from squall.loopback import NotLoopback, require_loopback
-from squall.refusals import option_refused, postgres_refusal, reason, redis_refusal
+from squall.refusals import (
+    option_refused,
+    postgres_refusal,
+    reason,
+    redis_refusal,
+    unreadable_client_file,
+)
 from squall.services.embedded import EmbeddedPostgres, EmbeddedValkey, port_open
 from squall.services.leftovers import Owner, note
 from squall.urls import (
@@ -201,6 +207,11 @@ def create_database(server_url: str, prefix: str = "squall") -> str:
 
     try:
         asyncio.run(create())
+    except PermissionError as exc:
+        unreadable = unreadable_client_file(exc)
+        if unreadable is None:
+            raise
+        raise ServiceUnavailable(f"cannot connect to {redact(server_url)}: {unreadable}.") from exc
     except asyncpg.PostgresError as exc:
         raise ServiceUnavailable(
             f"cannot create a database on {redact(server_url)}: {reason(exc)}. squall gives the "

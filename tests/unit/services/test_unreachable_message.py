@@ -207,3 +207,23 @@ def test_a_listener_that_is_not_the_server_is_not_to_be_started(
     assert message.startswith(f"something listens at 127.0.0.1:{port}, but did not answer as ")
     assert f"Fix {setting}, or unset {setting}" in message
     assert "Start it" not in message
+
+
+def test_a_client_file_the_user_may_not_read_names_it_and_home(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # asyncpg stats ~/.postgresql/postgresql.key and raises on one it may not (a non-root
+    # user whose HOME is /root, as `docker run --user` leaves it): the message blamed the
+    # server ("did not answer as PostgreSQL does") for the client's HOME.
+    monkeypatch.setenv("HOME", "/root")
+    denied = PermissionError(13, "Permission denied", "/root/.postgresql/postgresql.key")
+    message = _postgres_refusal("postgresql://postgres@127.0.0.1:5432/postgres", denied)
+    assert message == (
+        "cannot connect to PostgreSQL at postgresql://postgres@127.0.0.1:5432/postgres: the "
+        "PostgreSQL client could not read /root/.postgresql/postgresql.key (Permission "
+        "denied): it looks for client certificates under ~/.postgresql, and HOME is '/root'. "
+        "Point HOME at a folder this user may read (or make that one readable)."
+    )
+    # Any other permission error is not the client's file.
+    other = _postgres_refusal("postgresql://127.0.0.1:1/x", PermissionError("no filename"))
+    assert "HOME" not in other
