@@ -118,11 +118,13 @@ class NoProgress:
 
 
 def progress_sink(progress: bool | Callable[[ProgressView], None]) -> ProgressSink:
-    """The sink for ``run_scenario(progress=...)``: rich on a TTY, plain text otherwise."""
+    """The sink for ``run_scenario(progress=...)``: rich on a terminal that redraws, plain
+    text otherwise (a pipe, a file, or a terminal of ``TERM=dumb``, where rich's live line
+    showed nothing until the end)."""
     if callable(progress):
         return CallbackProgress(progress)
     if not progress:
         return NoProgress()
-    if sys.stdout.isatty():
+    if sys.stdout.isatty() and not Console().is_dumb_terminal:
         return RichProgress()
     return PlainProgress()
