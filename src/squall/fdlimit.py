@@ -39,3 +39,22 @@ def raise_open_files(wanted: int | None = None) -> tuple[int, int]:
 def open_files_limit() -> int:
     """The soft open-files limit in force."""
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+#: Below this many open files a run is likely to run out: each socket, database connection
+#: and ``/proc`` file of the generator, the monitor and the platform takes one.
+FEW_OPEN_FILES = 1024
+
+
+def few_open_files_note(limit: int) -> str | None:
+    """A warning when ``limit`` (the open-files limit once raised as far as it goes) is
+    below :data:`FEW_OPEN_FILES`; None otherwise."""
+    if limit >= FEW_OPEN_FILES:
+        return None
+    return (
+        f"! this process may open {limit} files at most (ulimit -n): each socket, database "
+        "connection and monitor sample takes one, and past the limit they "
+        f'fail with "Too many open files". Raise the hard limit to {FEW_OPEN_FILES:,} or '
+        "more (ulimit -Hn as root, LimitNOFILE= for a service, --ulimit nofile= for a "
+        "container)"
+    )

@@ -26,6 +26,7 @@ from rich.console import Console
 from squall.adapters.registry import UnknownAdapter
 from squall.adapters.registry import load as load_adapter
 from squall.config import Config, ConfigError, OptionOverride, load_config, option_overrides
+from squall.fdlimit import few_open_files_note, raise_open_files
 from squall.interrupt import deferred_stop, sigterm_as_ctrl_c
 from squall.loopback import NotLoopback, require_loopback
 from squall.monitor.targets import pids_problem
@@ -264,6 +265,10 @@ def _execute(request: RunRequest, console: Console | None) -> int:
         unused = "--target names the platform" if needs_target else "no platform is started"
         unused_note = f"squall: [platform] settings are not used: {unused}"
         console.print(f"[yellow]{literal(unused_note)}[/yellow]", highlight=False)
+    # Raised here, not only before the load: the servers and the platform inherit it.
+    few_files = few_open_files_note(raise_open_files()[0])
+    if few_files is not None:
+        console.print(f"[yellow]{literal(few_files)}[/yellow]", highlight=False)
     run_id = new_run_id()
     folder = config.run.results_dir / run_id
     # Once the suite has returned, a Ctrl-C (or SIGTERM) waits while the platform and the

@@ -89,3 +89,13 @@ def test_a_run_raises_the_limit_before_it_starts() -> None:
         """
     )
     assert out == "(512, 512)"
+
+
+def test_a_limit_too_low_for_a_run_is_named_with_its_fix() -> None:
+    from squall.fdlimit import FEW_OPEN_FILES, few_open_files_note
+
+    assert few_open_files_note(FEW_OPEN_FILES) is None
+    note = few_open_files_note(64)
+    assert note is not None
+    assert note.startswith("! this process may open 64 files at most (ulimit -n)")
+    assert "Raise the hard limit to 1,024 or more (ulimit -Hn as root" in note

@@ -44,7 +44,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
-from squall.fdlimit import raise_open_files
+from squall.fdlimit import few_open_files_note, raise_open_files
 from squall.parent_death import die_with_parent, parent_death_signal
 from squall.target.auth import Authenticator, KeyFileError
 from squall.target.edge import CLOSE_WAIT_S, drain_current
@@ -659,7 +659,10 @@ def serve(
     if workers < 1:
         raise ValueError(f"workers={workers}; expected at least 1")
     starter = ParentWatch()  # first: the process that started this one
-    raise_open_files()  # every client socket is a file; the workers inherit it
+    # Every client socket is a file; the workers inherit it.
+    few_files = few_open_files_note(raise_open_files()[0])
+    if few_files is not None:
+        log.warning("squall target: %s", few_files.removeprefix("! "))
     sock = listen_socket(host, port)  # first: a held port changes nothing here
     try:
         Authenticator(settings)  # reads and checks the key file once, before any worker
