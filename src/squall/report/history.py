@@ -38,6 +38,7 @@ from squall.store.location import (
     connection,
     describe,
     error_text,
+    missing_default_cluster,
     results_database,
     results_db_setting,
 )
@@ -155,6 +156,13 @@ def history(
     except ConfigError as exc:
         console.print(f"[red]squall history: {literal(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
+    missing = missing_default_cluster(where.results_db, where.results_dir, os.environ)
+    if missing is not None:
+        console.print(
+            f"no runs stored yet in {literal(missing)}: `squall run` stores each run",
+            highlight=False,
+        )
+        return EXIT_OK
     try:
         with _database(where) as url:
             runs = asyncio.run(go(url))
@@ -250,6 +258,14 @@ def compare_runs(
         where = stored(config, results_db, results_dir, cwd=cwd or Path.cwd())
     except ConfigError as exc:
         console.print(f"[red]squall compare: {literal(str(exc))}[/red]", highlight=False)
+        return EXIT_USAGE
+    missing = missing_default_cluster(where.results_db, where.results_dir, os.environ)
+    if missing is not None:
+        console.print(
+            f"[red]squall compare: no run stored yet in {literal(missing)}: `squall run` "
+            "stores each run[/red]",
+            highlight=False,
+        )
         return EXIT_USAGE
     try:
         with _database(where) as url:

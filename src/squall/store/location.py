@@ -200,6 +200,18 @@ def describe(
     return f"embedded cluster in {results_dir / '.db'}"
 
 
+def missing_default_cluster(
+    explicit: str | None, results_dir: Path, environ: Mapping[str, str]
+) -> Path | None:
+    """The folder of the default results cluster (``<results_dir>/.db``) when it is the one
+    in use and holds no cluster yet: no run was stored there, and a command that only reads
+    need not create it (tens of MB). None otherwise."""
+    if results_db_setting(explicit, environ) is not None or environ.get("DATABASE_URL"):
+        return None
+    folder = results_dir / ".db"
+    return None if (folder / "data" / "PG_VERSION").exists() else folder
+
+
 @contextlib.contextmanager
 def results_database(
     explicit: str | None,

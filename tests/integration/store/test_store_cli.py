@@ -248,3 +248,18 @@ def test_history_and_compare_read_a_read_only_database(
     assert "redis_locks" in capsys.readouterr().out
     assert main(["compare", "--results-db", fresh_db]) == 0
     assert "no regression" in capsys.readouterr().out
+
+
+def test_reading_where_no_run_was_stored_creates_no_cluster(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `squall history` in a folder with no runs created a 46 MB cluster in
+    # ./squall-results/.db just to say there was nothing in it.
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("SQUALL_RESULTS_DB", raising=False)
+    results = tmp_path / "squall-results"
+    assert main(["history", "--results-dir", str(results)]) == 0
+    assert f"no runs stored yet in {results / '.db'}" in capsys.readouterr().out
+    assert main(["compare", "--results-dir", str(results)]) == 2
+    assert f"no run stored yet in {results / '.db'}" in capsys.readouterr().out
+    assert not (results / ".db").exists()
