@@ -205,8 +205,9 @@ def missing_default_cluster(
 ) -> Path | None:
     """The folder of the default results cluster (``<results_dir>/.db``) when it is the one
     in use and holds no cluster yet: no run was stored there, and a command that only reads
-    need not create it (tens of MB). None otherwise."""
-    if results_db_setting(explicit, environ) is not None or environ.get("DATABASE_URL"):
+    need not create it (tens of MB). None otherwise, ``explicit`` given (checked where it
+    is used, an empty one included)."""
+    if explicit is not None or results_db_setting(None, environ) or environ.get("DATABASE_URL"):
         return None
     folder = results_dir / ".db"
     return None if (folder / "data" / "PG_VERSION").exists() else folder
