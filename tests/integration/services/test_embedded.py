@@ -21,18 +21,19 @@ from squall.services.process import ProcessStartError
 pytestmark = pytest.mark.integration
 
 
+async def _fetchval(url: str, sql: str) -> object:
+    """The first value of ``sql`` on the server at ``url``, over a connection of its own."""
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
+
+
 def test_embedded_servers_answer_and_stop() -> None:
     with services(environ={}) as ep:
         assert ep.embedded == ("postgres", "valkey")
-
-        async def query() -> int:
-            conn = await asyncpg.connect(ep.database_url)
-            try:
-                return int(await conn.fetchval("SELECT 41 + 1"))
-            finally:
-                await conn.close()
-
-        assert asyncio.run(query()) == 42
+        assert asyncio.run(_fetchval(ep.database_url, "SELECT 41 + 1")) == 42
         assert redis.Redis.from_url(ep.redis_url).ping()
         pids = [ep.postgres_pid, ep.redis_pid]
     for pid in pids:
@@ -58,6 +59,9 @@ def test_the_embedded_redis_restarts_empty_on_its_port(endpoints: Endpoints) -> 
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
 
 
+KEPT = "SELECT v FROM kept"
+
+
 def test_the_embedded_postgres_restarts_on_its_port_with_its_data(endpoints: Endpoints) -> None:
     with services(redis_url=endpoints.redis_url, environ={}) as ep:
         assert ep.embedded == ("postgres",)
@@ -72,19 +76,12 @@ def test_the_embedded_postgres_restarts_on_its_port_with_its_data(endpoints: End
             # The connection from before was closed by the server's shutdown.
             with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
                 await conn.fetchval("SELECT 1")
-            return await _kept(ep.database_url), conn.is_closed()
-
-        async def _kept(url: str) -> str:
-            again = await asyncpg.connect(url)
-            try:
-                return str(await again.fetchval("SELECT v FROM kept"))
-            finally:
-                await again.close()
+            return str(await _fetchval(ep.database_url, KEPT)), conn.is_closed()
 
         before = ep.postgres_pid
         assert asyncio.run(restart()) == ("yes", True)
         time.sleep(0.3)  # the restarting loop's threads are gone; the server is not
-        assert asyncio.run(_kept(ep.database_url)) == "yes"
+        assert asyncio.run(_fetchval(ep.database_url, KEPT)) == "yes"
         # The monitor asks for the server's PID when a scenario starts: the new one.
         assert ep.postgres_pid is not None
         assert ep.postgres_pid != before
@@ -171,15 +168,9 @@ def test_a_cluster_under_a_long_tmpdir_starts(
     try:
         assert str(server.workdir).startswith(str(long))
         assert len(str(server.workdir / ".s.PGSQL.65535")) > 107
-
-        async def count() -> int:
-            conn = await asyncpg.connect(server.url)
-            try:
-                return int(await conn.fetchval("SELECT count(*) FROM pg_database"))
-            finally:
-                await conn.close()
-
-        assert asyncio.run(count()) >= 3
+        databases = asyncio.run(_fetchval(server.url, "SELECT count(*) FROM pg_database"))
+        assert isinstance(databases, int)
+        assert databases >= 3
     finally:
         server.stop()
 
