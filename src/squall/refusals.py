@@ -39,17 +39,18 @@ def postgres_user(url: str) -> str:
     return credentials(url)[0] or os.environ.get("PGUSER") or getpass.getuser()
 
 
-def unreadable_client_file(exc: BaseException) -> str | None:
-    """The message for the PostgreSQL client failing on a file of this user's it may not
-    read (asyncpg looks for client certificates in ``~/.postgresql`` and stops at one it
-    cannot stat: HOME naming another user's folder, as with ``docker run --user``); None
-    for any other error."""
+def unreadable_client_file(url: str, exc: BaseException) -> str | None:
+    """The message for the PostgreSQL client failing, on its way to ``url``, on a file of
+    this user's it may not read (asyncpg looks for client certificates in ``~/.postgresql``
+    and stops at one it cannot stat: HOME naming another user's folder, as with ``docker run
+    --user``); None for any other error."""
     if not isinstance(exc, PermissionError) or exc.filename is None:
         return None
     return (
-        f"the PostgreSQL client could not read {exc.filename} ({exc.strerror}): it looks for "
-        f"client certificates under ~/.postgresql, and HOME is {os.environ.get('HOME', '')!r}. "
-        "Point HOME at a folder this user may read (or make that one readable)"
+        f"cannot connect to PostgreSQL at {redact(url)}: the PostgreSQL client could not read "
+        f"{exc.filename} ({exc.strerror}): it looks for client certificates under "
+        f"~/.postgresql, and HOME is {os.environ.get('HOME', '')!r}. Point HOME at a folder "
+        "this user may read (or make that one readable)."
     )
 
 
@@ -60,9 +61,9 @@ def postgres_refusal(url: str, exc: BaseException, variable: str, otherwise: str
     ``PGPASSWORD`` gave came from the password file (:func:`squall.pgpass.password_file`),
     named by its path, when a line of it matches."""
     server = f"PostgreSQL at {redact(url)}"
-    unreadable = unreadable_client_file(exc)
+    unreadable = unreadable_client_file(url, exc)
     if unreadable is not None:
-        return f"cannot connect to {server}: {unreadable}."
+        return unreadable
     if isinstance(exc, asyncpg.InvalidPasswordError):
         user = postgres_user(url)
         where = f"in {variable} ({with_credentials(url, user)}) or PGPASSWORD, {otherwise}"

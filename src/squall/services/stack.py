@@ -208,10 +208,10 @@ def create_database(server_url: str, prefix: str = "squall") -> str:
     try:
         asyncio.run(create())
     except PermissionError as exc:
-        unreadable = unreadable_client_file(exc)
+        unreadable = unreadable_client_file(server_url, exc)
         if unreadable is None:
             raise
-        raise ServiceUnavailable(f"cannot connect to {redact(server_url)}: {unreadable}.") from exc
+        raise ServiceUnavailable(unreadable) from exc
     except asyncpg.PostgresError as exc:
         raise ServiceUnavailable(
             f"cannot create a database on {redact(server_url)}: {reason(exc)}. squall gives the "
