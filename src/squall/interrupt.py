@@ -9,11 +9,13 @@ While a scenario runs, the engine routes both signals (:data:`STOP_SIGNALS`) its
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
@@ -97,17 +99,24 @@ def wait_for_child(
     :attr:`ChildExit.stopped`.
 
     With ``rewrite_stderr``, the child's standard error comes through this process, each
-    line as that function returns it, as the child writes it.
+    line as that function returns it, as the child writes it. Standard output not a
+    terminal (a pipe, a file) comes through this process too, so that a reader gone away
+    (``| head -1``) or a full disk ends what is printed, not the child: the child would die
+    of it before its results were written. A terminal the child writes to itself.
     """
-    child = subprocess.Popen(argv, stderr=subprocess.PIPE if rewrite_stderr else None)
-    relay = None
+    relay_stdout = not _is_terminal(sys.stdout)
+    child = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE if relay_stdout else None,
+        stderr=subprocess.PIPE if rewrite_stderr else None,
+    )
+    relays = []
+    if child.stdout is not None:
+        relays.append(_start_relay(_relay_chunks, child.stdout))
     if rewrite_stderr is not None and child.stderr is not None:
-        relay = threading.Thread(
-            target=_relay_lines, args=(child.stderr, rewrite_stderr), daemon=True
-        )
-        relay.start()
+        relays.append(_start_relay(_relay_lines, child.stderr, rewrite_stderr))
     if threading.current_thread() is not threading.main_thread():
-        return ChildExit(_wait(child, relay), stopped=False)
+        return ChildExit(_wait(child, relays), stopped=False)
     stopped = False
 
     def note(signum: int, frame: FrameType | None) -> None:
@@ -122,27 +131,59 @@ def wait_for_child(
     previous_int = signal.signal(signal.SIGINT, note)
     previous_term = signal.signal(signal.SIGTERM, forward)
     try:
-        status = _wait(child, relay)
+        status = _wait(child, relays)
     finally:
         signal.signal(signal.SIGINT, previous_int)
         signal.signal(signal.SIGTERM, previous_term)
     return ChildExit(status, stopped)
 
 
-#: How long to wait, once the child exited, for the rest of its standard error (a process
-#: it started and left running may keep the pipe open for good).
+#: How long to wait, once the child exited, for the rest of its output (a process it
+#: started and left running may keep the pipes open for good).
 RELAY_DRAIN_S = 2.0
 
 
-def _wait(child: subprocess.Popen[bytes], relay: threading.Thread | None) -> int:
+def _is_terminal(stream: IO[str] | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (OSError, ValueError):
+        return False
+
+
+def _start_relay(target: Callable[..., None], *args: object) -> threading.Thread:
+    relay = threading.Thread(target=target, args=args, daemon=True)
+    relay.start()
+    return relay
+
+
+def _wait(child: subprocess.Popen[bytes], relays: list[threading.Thread]) -> int:
     status = child.wait()
-    if relay is not None:
-        relay.join(RELAY_DRAIN_S)
+    deadline = time.monotonic() + RELAY_DRAIN_S
+    for relay in relays:
+        relay.join(max(0.0, deadline - time.monotonic()))
     return status
+
+
+def _relay_chunks(stream: IO[bytes]) -> None:
+    """Copy ``stream`` to this process's standard output as it comes (pytest's progress
+    dots end no line). A failed write drops the text and reading goes on: the child
+    never blocks on a full pipe nor dies of a broken one."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    with stream:
+        while chunk := stream.read1(65536):  # type: ignore[attr-defined]
+            _write(sys.stdout, decoder.decode(chunk))
+        _write(sys.stdout, decoder.decode(b"", final=True))
 
 
 def _relay_lines(stream: IO[bytes], rewrite: Callable[[str], str]) -> None:
     with stream:
         for raw in iter(stream.readline, b""):
-            sys.stderr.write(rewrite(raw.decode(errors="replace")))
-            sys.stderr.flush()
+            _write(sys.stderr, rewrite(raw.decode(errors="replace")))
+
+
+def _write(stream: IO[str] | None, text: str) -> None:
+    if stream is None or not text:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        stream.write(text)
+        stream.flush()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -454,3 +457,29 @@ def test_a_report_the_plugin_wrote_to_the_temporary_folder_is_read_there(
     assert code == 3, out
     assert "ws://127.0.0.1:1/v1/ws is unreachable" in " ".join(captured.err.split())
     assert f"results: {temp_dir / 'squall-results'}" in out
+
+
+def test_a_reader_gone_leaves_the_tests_and_their_report_whole(tmp_path: Path) -> None:
+    # `squall test | head -1`: pytest wrote to the same pipe, died of the broken pipe once
+    # head had left, before the plugin wrote report.json, and squall test exited 1 for
+    # passing tests.
+    (tmp_path / "test_ok.py").write_text(
+        "def test_ok():\n    print('x' * 200_000)\n"  # more than a pipe holds
+    )
+    argv = [sys.executable, "-m", "squall", "test", "--test-file", "test_ok.py", "--", "-s"]
+    child = subprocess.Popen(
+        argv,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "SQUALL_RESULTS_DB": "off"},
+    )
+    assert child.stdout is not None
+    assert child.stderr is not None
+    assert child.stdout.readline().startswith(b"squall test: pytest ")
+    child.stdout.close()  # as head -1 does
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 0, err
+    assert "standard output failed (Broken pipe)" in err
+    (report,) = (tmp_path / "squall-results").glob("*/report.json")
+    assert json.loads(report.read_text())["run_id"]
