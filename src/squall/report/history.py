@@ -26,7 +26,7 @@ from rich.table import Table
 
 from squall.config import ConfigError, load_config
 from squall.report.compare import Comparison
-from squall.report.console import literal, output_console
+from squall.report.console import error_console, literal, output_console
 from squall.report.publish import print_comparison
 from squall.services import ProcessStartError
 from squall.services.persistent import PersistentLockTimeout
@@ -141,9 +141,12 @@ def history(
     config: Path | None = None,
     limit: int = 20,
     console: Console | None = None,
+    err: Console | None = None,
     cwd: Path | None = None,
 ) -> int:
+    """List the stored runs on ``console``; refusals go to ``err`` (standard error)."""
     console = console or output_console()
+    err = err or error_console()
 
     async def go(url: str) -> list[RunSummary]:
         async with connection(url) as conn:
@@ -154,7 +157,7 @@ def history(
     try:
         where = stored(config, results_db, results_dir, cwd=cwd or Path.cwd())
     except ConfigError as exc:
-        console.print(f"[red]squall history: {literal(str(exc))}[/red]", highlight=False)
+        err.print(f"[red]squall history: {literal(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     missing = missing_default_cluster(where.results_db, where.results_dir, os.environ)
     if missing is not None:
@@ -167,10 +170,10 @@ def history(
         with _database(where) as url:
             runs = asyncio.run(go(url))
     except ResultsDbError as exc:
-        console.print(f"[red]squall history: {literal(str(exc))}[/red]", highlight=False)
+        err.print(f"[red]squall history: {literal(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     except _UNREACHABLE as exc:
-        _print_unreachable(console, "history", where, exc)
+        _print_unreachable(err, "history", where, exc)
         return EXIT_UNREACHABLE
     if not runs:
         console.print("no runs stored yet: `squall run` stores each run")
@@ -247,21 +250,24 @@ def compare_runs(
     results_dir: Path | None,
     config: Path | None = None,
     console: Console | None = None,
+    err: Console | None = None,
     cwd: Path | None = None,
 ) -> int:
-    """Compare ``refs`` (two runs, one run with its predecessor, or the last two)."""
+    """Compare ``refs`` (two runs, one run with its predecessor, or the last two) on
+    ``console``; refusals go to ``err`` (standard error)."""
     console = console or output_console()
+    err = err or error_console()
     if len(refs) > 2:
-        console.print(f"[red]squall compare: give at most two runs, not {len(refs)}[/red]")
+        err.print(f"[red]squall compare: give at most two runs, not {len(refs)}[/red]")
         return EXIT_USAGE
     try:
         where = stored(config, results_db, results_dir, cwd=cwd or Path.cwd())
     except ConfigError as exc:
-        console.print(f"[red]squall compare: {literal(str(exc))}[/red]", highlight=False)
+        err.print(f"[red]squall compare: {literal(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     missing = missing_default_cluster(where.results_db, where.results_dir, os.environ)
     if missing is not None:
-        console.print(
+        err.print(
             f"[red]squall compare: no run stored yet in {literal(missing)}: `squall run` "
             "stores each run[/red]",
             highlight=False,
@@ -271,10 +277,10 @@ def compare_runs(
         with _database(where) as url:
             comparison = asyncio.run(_comparison(url, refs, tolerance))
     except (RunNotFound, ResultsDbError) as exc:
-        console.print(f"[red]squall compare: {literal(str(exc))}[/red]", highlight=False)
+        err.print(f"[red]squall compare: {literal(str(exc))}[/red]", highlight=False)
         return EXIT_USAGE
     except _UNREACHABLE as exc:
-        _print_unreachable(console, "compare", where, exc)
+        _print_unreachable(err, "compare", where, exc)
         return EXIT_UNREACHABLE
     console.print(comparison_table(comparison))
     print_comparison(console, comparison)

@@ -52,7 +52,7 @@ def test_two_real_runs_are_stored_and_compared(
     assert main(["compare", runs[0].name, runs[1].name, "--results-db", fresh_db]) == 0
     assert main(["compare", "nope", "last", "--results-db", fresh_db]) == 2
     assert main(["compare", "last", "last", "--results-db", fresh_db]) == 2
-    assert "both name run" in capsys.readouterr().out
+    assert "both name run" in capsys.readouterr().err
     # A baseline run at another scale: compared, with a warning that says so.
     assert main(["compare", runs[0].name, runs[1].name, "--results-db", fresh_db]) == 0
     assert "set up differently" not in capsys.readouterr().out
@@ -101,7 +101,7 @@ def test_history_and_compare_read_the_database_squall_run_used_from_the_config(
     monkeypatch.chdir(tmp_path / "out")
     assert main(["compare", runs[0], runs[1], "--config", str(tmp_path / "squall.toml")]) == 0
     assert main(["history", "--config", "../squall.toml", "--results-db", "off"]) == 2
-    assert "--results-db is 'off'" in capsys.readouterr().out
+    assert "--results-db is 'off'" in capsys.readouterr().err
 
 
 def test_persistent_cluster_keeps_data_between_starts() -> None:
@@ -139,7 +139,7 @@ def test_reading_a_database_squall_never_used_creates_nothing_in_it(
     assert main(["history", "--results-db", fresh_db]) == 0
     assert "no runs stored yet" in capsys.readouterr().out
     assert main(["compare", "--results-db", fresh_db]) == 2
-    assert "the results database holds no run yet" in capsys.readouterr().out
+    assert "the results database holds no run yet" in capsys.readouterr().err
 
     async def tables() -> int:
         conn = await asyncpg.connect(fresh_db)
@@ -170,7 +170,7 @@ def test_history_and_compare_refuse_a_database_a_newer_squall_wrote(
     asyncio.run(mark_newer())
     for command in ("history", "compare"):
         assert main([command, "--results-db", fresh_db]) == 3
-        out = " ".join(capsys.readouterr().out.split())
+        out = " ".join(capsys.readouterr().err.split())
         assert f"squall {command}: cannot use the results database (--results-db)" in out
         assert f"the results database {fresh_db} is at schema version {NEWEST_VERSION + 1}" in out
         assert f"newer than version {NEWEST_VERSION}, the newest this squall knows" in out
@@ -190,7 +190,7 @@ def test_a_damaged_persistent_cluster_is_named_with_the_fix(
     (datadir / "PG_VERSION").write_text("garbage\n")  # a cluster with its files lost
     try:
         assert main(["history", "--results-dir", str(root)]) == 3
-        out = " ".join(capsys.readouterr().out.split())
+        out = " ".join(capsys.readouterr().err.split())
         assert f"cannot use the results database (embedded cluster in {root / '.db'})" in out
         assert f"move {datadir} aside (squall then creates a new, empty one)" in out
         assert "URL's user, password" not in out
@@ -228,7 +228,7 @@ def test_another_applications_migrations_table_is_named_not_a_traceback(
     assert list(tmp_path.glob("*/report.json"))
     for command in ("history", "compare"):
         assert main([command, "--results-db", fresh_db]) == 2
-        assert "is not squall's (a text version column" in " ".join(capsys.readouterr().out.split())
+        assert "is not squall's (a text version column" in " ".join(capsys.readouterr().err.split())
 
 
 def test_history_and_compare_read_a_read_only_database(
@@ -261,5 +261,5 @@ def test_reading_where_no_run_was_stored_creates_no_cluster(
     assert main(["history", "--results-dir", str(results)]) == 0
     assert f"no runs stored yet in {results / '.db'}" in capsys.readouterr().out
     assert main(["compare", "--results-dir", str(results)]) == 2
-    assert f"no run stored yet in {results / '.db'}" in capsys.readouterr().out
+    assert f"no run stored yet in {results / '.db'}" in capsys.readouterr().err
     assert not (results / ".db").exists()

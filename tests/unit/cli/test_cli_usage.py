@@ -366,7 +366,7 @@ def test_an_empty_results_database_is_refused_not_taken_for_unset(
     assert main(["run", "-s", "db_race", "--results-db", "", "--no-progress"]) == 2
     assert "--results-db is empty" in capsys.readouterr().err
     assert main(["history", "--results-db", ""]) == 2
-    assert "--results-db is empty" in capsys.readouterr().out
+    assert "--results-db is empty" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["history", "compare"])
