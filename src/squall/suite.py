@@ -33,7 +33,7 @@ from squall.engine.series import ProgressView
 from squall.interrupt import by_signal, deferred_stop
 from squall.loopback import NotLoopback, require_loopback
 from squall.metrics.recorder import ERRORS
-from squall.metrics.result import Counter, Gauge, Metric, Rate, RunResult
+from squall.metrics.result import Counter, Gauge, Metric, Rate, RunResult, metric_from_dict
 from squall.metrics.thresholds import (
     OutcomeStatus,
     Threshold,
@@ -153,6 +153,25 @@ class ScenarioOutcome:
             ),
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScenarioOutcome:
+        """The outcome :meth:`to_dict` wrote (``stopped`` is the run's, not written)."""
+        table = data.get("table")
+        return cls(
+            name=str(data["name"]),
+            metrics={name: metric_from_dict(m) for name, m in data.get("metrics", {}).items()},
+            outcomes=[ThresholdOutcome.from_dict(t) for t in data.get("thresholds", [])],
+            result=data.get("result"),
+            monitor=MonitorReport.from_dict(data["monitor"]) if data.get("monitor") else None,
+            notes=list(data.get("notes", [])),
+            table=(
+                (tuple(table["columns"]), [tuple(row) for row in table["rows"]]) if table else None
+            ),
+            duration_s=float(data.get("duration_s", 0.0)),
+            error=data.get("error"),
+            ran=bool(data.get("ran", True)),
+        )
+
 
 @dataclass
 class SuiteReport:
@@ -194,6 +213,18 @@ class SuiteReport:
             "config": self.config,
             "scenarios": [s.to_dict() for s in self.scenarios],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SuiteReport:
+        """The report :meth:`to_dict` wrote (``report.json``)."""
+        return cls(
+            run_id=str(data["run_id"]),
+            started_at=float(data["started_at"]),
+            scenarios=[ScenarioOutcome.from_dict(s) for s in data.get("scenarios", [])],
+            config=dict(data.get("config", {})),
+            finished_at=data.get("finished_at"),
+            interrupted=bool(data.get("interrupted", False)),
+        )
 
 
 Runner = Callable[[Config, SuiteContext], Awaitable[ScenarioOutcome]]

@@ -30,9 +30,6 @@ from squall.adapters.registry import load as load_adapter
 from squall.config import ConfigError, load_config, option_overrides
 from squall.interrupt import wait_for_child
 from squall.loopback import NotLoopback, require_loopback
-from squall.metrics.result import metric_from_dict
-from squall.metrics.thresholds import ThresholdOutcome
-from squall.monitor.report import MonitorReport
 from squall.report.console import error_console, literal, output_console
 from squall.report.files import create_results_dir, fallback_folder, new_run_id
 from squall.report.publish import EXIT_INTERRUPTED
@@ -43,7 +40,7 @@ from squall.scenarios.target import (
     missing_signing_key,
     signing,
 )
-from squall.suite import ScenarioOutcome, SuiteReport
+from squall.suite import SuiteReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -224,38 +221,6 @@ def _collection_errors(report: Mapping[str, Any] | None) -> list[str]:
     return [str(node) for node in config.get("collection_errors") or []]
 
 
-def report_from_dict(data: Mapping[str, Any]) -> SuiteReport:
-    """A :class:`SuiteReport` read back from ``report.json``."""
-    scenarios = []
-    for s in data.get("scenarios", []):
-        table = s.get("table")
-        scenarios.append(
-            ScenarioOutcome(
-                name=str(s["name"]),
-                metrics={name: metric_from_dict(m) for name, m in s.get("metrics", {}).items()},
-                outcomes=[ThresholdOutcome.from_dict(t) for t in s.get("thresholds", [])],
-                result=s.get("result"),
-                monitor=MonitorReport.from_dict(s["monitor"]) if s.get("monitor") else None,
-                notes=list(s.get("notes", [])),
-                table=(
-                    (tuple(table["columns"]), [tuple(row) for row in table["rows"]])
-                    if table
-                    else None
-                ),
-                duration_s=float(s.get("duration_s", 0.0)),
-                ran=bool(s.get("ran", True)),
-            )
-        )
-    return SuiteReport(
-        run_id=str(data["run_id"]),
-        started_at=float(data["started_at"]),
-        scenarios=scenarios,
-        config=dict(data.get("config", {})),
-        finished_at=data.get("finished_at"),
-        interrupted=bool(data.get("interrupted", False)),
-    )
-
-
 def execute(request: TestRequest, console: Console | None = None) -> int:
     """Run the tests; print the summary; return the exit code."""
     console = console or output_console()
@@ -325,7 +290,7 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
         data = json.loads(path.read_text())
     uncollected = _collection_errors(data)
     if data is not None:
-        report = report_from_dict(data)
+        report = SuiteReport.from_dict(data)
         unreachable = report.config.get("unreachable")
         interrupted = report.interrupted or child.stopped
         if report.scenarios:
