@@ -232,10 +232,17 @@ def noise_floor(metric: str, stat: str) -> float:
     return TREND_NOISE_FLOOR_S if stat in _TREND_STATS else 0.0
 
 
+#: The part of the allowed change a float's rounding may add to it: 33 ms after 30 ms is
+#: 3.0000000000000027 ms more in binary, which read as more than 10 % of 30 ms.
+_ROUNDING = 1e-9
+
+
 def is_regression(
     before: float, after: float, direction: Direction, tolerance: float, floor: float
 ) -> bool:
-    allowed = max(floor, tolerance * abs(before))
+    """Whether ``after`` went the wrong way by more than the tolerance (a change of exactly
+    the tolerance is not a regression)."""
+    allowed = max(floor, tolerance * abs(before)) * (1 + _ROUNDING)
     if direction is Direction.HIGHER_IS_WORSE:
         return after - before > allowed
     if direction is Direction.LOWER_IS_WORSE:

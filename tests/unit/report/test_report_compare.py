@@ -98,6 +98,21 @@ def test_regressions_beyond_tolerance_only() -> None:
     assert "+20.0%" in change.describe()
 
 
+@pytest.mark.parametrize("before_ms", [10, 11, 22, 30, 47, 123, 199])
+def test_a_change_of_exactly_the_tolerance_is_not_a_regression(before_ms: int) -> None:
+    # 30 ms → 33 ms is +10 % but 3.0000000000000027 ms in floats: flagged "+10.0%
+    # REGRESSION" against a 10 % tolerance for about two pairs in five.
+    up = Direction.HIGHER_IS_WORSE
+    before, after = before_ms / 1000, before_ms * 1.1 / 1000
+
+    def regressions(later: float) -> int:
+        figures = ([_fig("response_time", "p95", v, up)] for v in (before, later))
+        return len(compare(*figures, tolerance=0.10).regressions)
+
+    assert regressions(after) == 0
+    assert regressions(after * 1.001) == 1
+
+
 def test_latency_noise_floor() -> None:
     up = Direction.HIGHER_IS_WORSE
     result = compare(
