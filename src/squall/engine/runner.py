@@ -615,13 +615,13 @@ class Worker:
         )
 
     async def _sleep_until(self, when: float) -> None:
-        """Sleep until ``when`` on the clock, or until a stop is requested."""
-        delay = when - self._clock()
-        if delay <= 0 or self._stopping.is_set():
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
-                await self._stopping.wait()
+        """Sleep until ``when`` on the clock, or until a stop is requested. Never less: the
+        event loop runs a timer up to its clock resolution early, and an iteration begun
+        before its intended start timed its responses from the later send."""
+        while (delay := when - self._clock()) > 0 and not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
 
     # -- self-measurement --
 

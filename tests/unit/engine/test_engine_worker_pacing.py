@@ -9,6 +9,7 @@ import time
 import pytest
 
 from squall.engine import Scenario, closed, open_rate
+from squall.engine.process import run_on_uvloop
 from squall.engine.runner import LAG_INTERVAL_S, Worker, WorkerPlan, WorkerReport
 from squall.engine.series import Snapshot
 from squall.engine.session import Session
@@ -132,3 +133,20 @@ async def test_while_no_user_is_free_the_schedule_waits_for_one_instead_of_spinn
     # One bulk drop per time a user was freed (each 5 ms nap ends one), not one per turn
     # of the event loop while both users nap.
     assert 0 < len(workload.asked) <= counters["iterations"] + 1
+
+
+def test_no_open_model_iteration_starts_before_its_intended_start() -> None:
+    # uvloop (the workers' loop) runs a timer up to a millisecond early: an iteration begun
+    # 0.4 ms before its intended start timed its first response from the later send.
+    early: list[float] = []
+
+    async def note(session: Session) -> None:
+        intended = session.origin.pending
+        assert intended is not None
+        early.append(intended - session.clock())
+
+    scenario = Scenario(name="pacing", behaviour=note, workload=open_rate(400, 0.5, 4))
+    plan = WorkerPlan(scenario, worker=0, workers=1, users=range(4), deadline_s=5.0)
+    run_on_uvloop(Worker(plan, note, lambda _: None).run(time.monotonic()))
+    assert len(early) > 150
+    assert max(early) <= 0, f"{sum(e > 0 for e in early)} iterations started early"
