@@ -655,11 +655,6 @@ SCENARIOS[platform_races.NAME] = SuiteEntry(
 )
 
 
-def register(entry: SuiteEntry) -> None:
-    """Add a scenario to the suite (race scenarios register themselves here)."""
-    SCENARIOS[entry.name] = entry
-
-
 def select(names: Sequence[str]) -> list[SuiteEntry]:
     """The entries for ``names`` (all when empty) in the order given, each once (a scenario
     named twice would run twice under one name, and its results overwrite each other and

@@ -386,8 +386,3 @@ def partition(users: int, workers: int) -> list[range]:
         ranges.append(range(start, start + size))
         start += size
     return ranges
-
-
-def max_parallelism(workload: Workload) -> int:
-    """How many worker processes can get at least one user."""
-    return workload.max_users

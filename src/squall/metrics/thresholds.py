@@ -161,9 +161,6 @@ class GaugeLike(Protocol):
     def max(self) -> float: ...
 
 
-MetricLike = TrendLike | RateLike | CounterLike | GaugeLike
-
-
 def kind_of(metric: object) -> MetricKind:
     """The kind of a metric object, by the attributes it carries."""
     # Order matters: a trend also has count/min/max, a gauge min/max.

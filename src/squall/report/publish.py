@@ -39,9 +39,7 @@ EXIT_BASELINE_UNAVAILABLE = 3
 EXIT_FILES_UNWRITTEN = 2
 
 
-def print_comparison(
-    console: Console, comparison: Comparison, *, only_judged: bool = False
-) -> None:
+def print_comparison(console: Console, comparison: Comparison) -> None:
     """Regressions of ``comparison``, one line each, then a one-line verdict; first, how
     the two runs were set up differently, if they were."""
     if comparison.differences:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from squall.checks.history import JsonValue, Op, OpPair, OpType, pair_ops
 from squall.checks.ledger import LedgerRow, check_balance, check_unique_charges
 from squall.checks.locks import check_locks
-from squall.checks.verdict import MAX_EVIDENCE, Evidence, RaceTally, Verdict, verdict_from
+from squall.checks.verdict import Evidence, RaceTally, Verdict, verdict_from
 
 COMPLETED = "agent_completed"
 STARTED = "agent_started"
@@ -836,10 +836,3 @@ def race_tally(
     detected = serialised + max(0, logins - 1) + overlaps
     prevented = serialised + min(replaced, max(0, logins - 1)) + fenced
     return RaceTally(detected, prevented, sum(v.violations for v in verdicts))
-
-
-def verdict_row(verdict: Verdict) -> tuple[str, str, str, str]:
-    """(checker, verdict, evidence count, summary) for the scenario's table."""
-    state = {True: "valid", False: "VIOLATED", None: "n/a"}[verdict.valid]
-    shown = min(verdict.violations, MAX_EVIDENCE) if verdict.evidence else 0
-    return (verdict.checker, state, str(shown or verdict.violations), verdict.summary)

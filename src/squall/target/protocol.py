@@ -33,14 +33,6 @@ MAX_BIGINT: Final = 2**63 - 1
 CLIENT_TYPES: Final = ("user_message", "resume", "ping")
 #: How ``squall target serve``'s ready line begins: printed once every worker serves.
 READY_LINE: Final = "squall target: listening on "
-#: The thread events the runtime publishes, in their order within one run.
-THREAD_EVENT_TYPES: Final = (
-    "agent_started",
-    "tool_executing",
-    "tool_completed",
-    "agent_thinking",
-    "agent_completed",
-)
 
 
 @dataclass(frozen=True)

@@ -191,10 +191,6 @@ class Scheduler:
         ]
         self._wake.set()
 
-    def wake(self) -> None:
-        """Look for claimable runs now (this worker only)."""
-        self._wake.set()
-
     async def notify(self) -> None:
         """Wake every worker's scheduler (this one included).
 
