@@ -522,7 +522,9 @@ class SquallRunner:
 
     def scaled(self, count: int) -> int:
         """``count`` users at the session's scale, at least 1."""
-        return max(1, round(count * self.scale))
+        from squall.scenarios.target import scaled
+
+        return scaled(count, self.scale)
 
     def _context(self, tag: str) -> SuiteContext:
         from squall.suite import SuiteContext

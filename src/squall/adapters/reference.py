@@ -34,17 +34,13 @@ from squall.engine.session import Session
 #: The frame types the reference platform sends (docs/protocol.md, "Server → client frames").
 SERVER_FRAMES = frozenset({"hello", "ack", "resume_done", "pong", "error", *AGENT_EVENTS})
 
-_EXPECTED_KINDS = frozenset(
-    {"agent_started", "tool_executing", "tool_completed", "agent_thinking", "agent_completed"}
-)
-
 
 def fully_delivered(observation: RunObservation) -> bool:
     """Every kind of agent event arrived, each with a sequence number, consecutive."""
     seqs = observation.seqs
     consecutive = all(b == a + 1 for a, b in itertools.pairwise(seqs))
     numbered = len(seqs) == len(observation.events)
-    return set(observation.events) >= _EXPECTED_KINDS and numbered and consecutive
+    return set(observation.events) >= set(AGENT_EVENTS) and numbered and consecutive
 
 
 def phase_times(observation: RunObservation) -> tuple[float, float] | None:

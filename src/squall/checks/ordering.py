@@ -151,18 +151,7 @@ def check_ordering(
             context = tuple(o for o in (stream.last, stream.resume, op) if o is not None)
             after = f" after resume {stream.resume.describe()}" if stream.resume else ""
             evidence.append(
-                Evidence(
-                    kind,
-                    f"socket {key[0]} thread {key[1]}: expected seq {stream.expected}, "
-                    f"got {got}{after}",
-                    ops=context,
-                    details={
-                        "socket": key[0],
-                        "thread": key[1],
-                        "expected": stream.expected,
-                        "got": got,
-                    },
-                )
+                _violation(kind, key, stream.expected, got, context, f"got {got}{after}")
             )
         stream.expected = max(got + 1, stream.expected or 0)
         stream.last = op

@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from squall.adapters.tracker import AGENT_EVENTS
 from squall.checks.history import (
     EVENTS_CUT,
     EVENTS_UNRECORDED,
@@ -44,9 +45,6 @@ from squall.engine.identity import Identity
 from squall.metrics.histogram import LatencyHistogram
 from squall.metrics.recorder import Recorder
 
-AGENT_EVENTS = frozenset(
-    {"agent_started", "tool_executing", "tool_completed", "agent_thinking", "agent_completed"}
-)
 #: How long one read waits before the reader checks whether it should stop.
 POLL_S = 0.25
 #: Events one socket records at most; the rest it counts (``events_unrecorded``). The
