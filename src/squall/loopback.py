@@ -62,18 +62,26 @@ def loopback_problem(url: str, resolve: Callable[[str], Sequence[str]] = _resolv
             return problem
     if parts.scheme in ("postgresql", "postgres") and not any(hosts):
         # No host in the URL: asyncpg then takes one from PGHOST or a ?service= entry.
-        for host in _postgres_hosts(url):
+        hosts_found = _postgres_hosts(url)
+        if hosts_found is None:
+            return (
+                "it names no host, and this asyncpg cannot be asked which one PGHOST or a "
+                "connection service file gives it (its parser changed); name the host in the "
+                "URL, as in postgresql://USER@127.0.0.1:5432/DATABASE"
+            )
+        for host in hosts_found:
             problem = _host_problem(host, resolve)
             if problem is not None:
                 return f"{problem} (asyncpg takes it from PGHOST or a connection service file)"
     return None
 
 
-def _postgres_hosts(url: str) -> list[str]:
+def _postgres_hosts(url: str) -> list[str] | None:
     """The hosts asyncpg connects to for ``url``, as its own parser finds them (for a URL
     naming none: those of ``PGHOST`` or a connection service, ``?service=``). Unix sockets
     are left out; a URL asyncpg refuses gives none (the connection reports it, reaching no
-    other machine)."""
+    other machine). None when the parser, a private one, takes other arguments than these
+    (another asyncpg): the hosts cannot be known, and the URL is not let through."""
     from asyncpg import connect_utils
 
     try:
@@ -96,6 +104,8 @@ def _postgres_hosts(url: str) -> list[str]:
                 krbsrvname=None,
                 gsslib=None,
             )
+    except (TypeError, AttributeError):
+        return None
     except Exception:  # whatever asyncpg refuses, its connect refuses too
         return []
     return [str(address[0]) for address in addresses if isinstance(address, tuple)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import re
 import sys
@@ -47,6 +48,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 # pytest's exit codes (pytest.ExitCode), kept here so this module imports no pytest.
 _PYTEST_OK, _PYTEST_FAILED, _PYTEST_INTERRUPTED = 0, 1, 2
 _PYTEST_USAGE, _PYTEST_NO_TESTS = 4, 5
+#: How to install what ``squall test`` runs.
+PYTEST_INSTALL = "pip install 'squall[pytest]'"
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,16 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
     """Run the tests; print the summary; return the exit code."""
     console = console or output_console()
     err = error_console()
+    if importlib.util.find_spec("pytest") is None:
+        # Otherwise pytest's "No module named pytest" scrolled past, and squall test read
+        # "ran no squall scenario (no report)", exit 1.
+        err.print(
+            "[red]squall test: pytest is not installed in this Python "
+            f"({literal(sys.executable)}); install it with: "
+            f"{literal(PYTEST_INSTALL)}[/red]",
+            highlight=False,
+        )
+        return EXIT_USAGE
     missing = [str(p) for p in request.test_files if not p.exists()]
     if missing:
         err.print(

@@ -129,3 +129,22 @@ def test_a_postgres_url_naming_a_service_is_judged_by_the_service_host(
     assert problem is not None
     assert "192.0.2.7" in problem
     assert loopback_problem("postgresql:///db?service=here", resolve=_no_dns) is None
+
+
+def test_a_hostless_postgres_url_is_refused_when_asyncpg_cannot_say_its_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # asyncpg 0.30's private parser took no service arguments: the TypeError was read as
+    # "asyncpg refuses the URL", and a PGHOST on another machine went unchecked.
+    from asyncpg import connect_utils
+
+    def older_parser(*, dsn: str, host: object, port: object) -> None:
+        raise AssertionError("not reached: the arguments do not fit")
+
+    monkeypatch.setattr(connect_utils, "_parse_connect_dsn_and_args", older_parser)
+    monkeypatch.setenv("PGHOST", "192.0.2.1")
+    problem = loopback_problem("postgresql://postgres@/postgres", resolve=_no_dns)
+    assert problem is not None
+    assert "name the host in the URL" in problem
+    # A URL that names its host does not need asyncpg's parser.
+    assert loopback_problem("postgresql://postgres@127.0.0.1/postgres", resolve=_no_dns) is None

@@ -483,3 +483,19 @@ def test_a_reader_gone_leaves_the_tests_and_their_report_whole(tmp_path: Path) -
     assert "standard output failed (Broken pipe)" in err
     (report,) = (tmp_path / "squall-results").glob("*/report.json")
     assert json.loads(report.read_text())["run_id"]
+
+
+def test_squall_test_without_pytest_installed_says_so(tmp_path: Path) -> None:
+    # pytest came only with the dev extra: "No module named pytest" scrolled past, then
+    # "the selected tests ran no squall scenario (no report)", exit 1.
+    script = (
+        "import sys; sys.modules['pytest'] = None  # as if not installed\n"
+        "from squall.cli import main; sys.exit(main(['test']))"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert child.returncode == 2, child.stderr
+    assert "pytest is not installed" in child.stderr
+    assert "pip install 'squall[pytest]'" in child.stderr
+    assert not (tmp_path / "squall-results").exists()
