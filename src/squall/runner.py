@@ -35,6 +35,7 @@ from squall.report.files import create_results_dir, new_run_id
 from squall.report.publish import EXIT_INTERRUPTED, publish
 from squall.report.summary import print_scenario
 from squall.scenarios.target import (
+    Signing,
     TargetInfo,
     adapter_without_target,
     lacks_signing_key,
@@ -192,6 +193,65 @@ def _platform(
             drop_database(database_url, platform_db)
 
 
+@contextlib.contextmanager
+def _target(
+    config: Config,
+    signer: Signing,
+    endpoints: Endpoints,
+    needs_target: bool,
+    folder: Path,
+    console: Console,
+) -> Iterator[tuple[Config, TargetInfo | None, str | None]]:
+    """The target the run talks to: none, the ``--target`` given, or the reference platform
+    started here (stopped, its database dropped, on the way out). Yields the configuration
+    to run with (the load generator's processes chosen beside the platform's workers), the
+    target and the platform's database."""
+    if not needs_target:
+        unused = "--target is not contacted" if config.target.url else "no platform is started"
+        console.print(
+            f"{_services_line(endpoints)}; the selected scenarios talk to no target, so {unused}"
+        )
+        yield config, None, None
+        return
+    if config.target.url is not None:
+        check_reachable(config.target.url)
+        yield (
+            config,
+            TargetInfo(
+                ws_url=config.target.url,
+                http_url=http_url_of(config.target.url),
+                jwt_secret=signer.key or "",
+                jwt_algorithm=signer.algorithm,
+                issuer=config.target.issuer,
+                audience=config.target.audience,
+                adapter=config.target.adapter,
+            ),
+            None,
+        )
+        return
+    console.print(_services_line(endpoints))
+    processes = config.run.processes or processes_beside(config.run.workers)
+    config = dataclasses.replace(config, run=dataclasses.replace(config.run, processes=processes))
+    with _platform(config, endpoints.database_url, endpoints.redis_url, folder) as (
+        platform,
+        platform_db,
+    ):
+        console.print(
+            f"squall: reference platform up at {platform.ws_url} "
+            f"({platform.workers} workers); load generator: {processes} process(es)"
+        )
+        note = shared_cores_note(processes, platform.workers)
+        if note is not None:
+            console.print(f"[yellow]{literal(note)}[/yellow]", highlight=False)
+        target = TargetInfo(
+            ws_url=platform.ws_url,
+            http_url=platform.http_url,
+            jwt_secret=platform.jwt_secret,
+            pids=(platform.pid,),
+        )
+        yield config, target, platform_db
+
+
 def _services_line(endpoints: Endpoints) -> str:
     """Which PostgreSQL and Redis the run uses, and which of them squall started."""
     line = (
@@ -284,70 +344,26 @@ def _execute(request: RunRequest, console: Console | None) -> int:
 
     with finishing:
         try:
-            with services() as endpoints:
-                if not needs_target:
-                    unused = (
-                        "--target is not contacted"
-                        if config.target.url
-                        else "no platform is started"
+            with (
+                services() as endpoints,
+                _target(config, signer, endpoints, needs_target, folder, console) as (
+                    config,
+                    target,
+                    platform_db,
+                ),
+            ):
+                report = finished(
+                    _run(
+                        config,
+                        request,
+                        target,
+                        endpoints,
+                        run_id,
+                        folder,
+                        console,
+                        platform_db=platform_db,
                     )
-                    console.print(
-                        f"{_services_line(endpoints)}; the selected scenarios talk to no target, "
-                        f"so {unused}"
-                    )
-                    report = finished(
-                        _run(config, request, None, endpoints, run_id, folder, console)
-                    )
-                elif config.target.url is not None:
-                    check_reachable(config.target.url)
-                    target = TargetInfo(
-                        ws_url=config.target.url,
-                        http_url=http_url_of(config.target.url),
-                        jwt_secret=signer.key or "",
-                        jwt_algorithm=signer.algorithm,
-                        issuer=config.target.issuer,
-                        audience=config.target.audience,
-                        adapter=config.target.adapter,
-                    )
-                    report = finished(
-                        _run(config, request, target, endpoints, run_id, folder, console)
-                    )
-                else:
-                    console.print(_services_line(endpoints))
-                    processes = config.run.processes or processes_beside(config.run.workers)
-                    config = dataclasses.replace(
-                        config, run=dataclasses.replace(config.run, processes=processes)
-                    )
-                    with _platform(config, endpoints.database_url, endpoints.redis_url, folder) as (
-                        platform,
-                        platform_db,
-                    ):
-                        console.print(
-                            f"squall: reference platform up at {platform.ws_url} "
-                            f"({platform.workers} workers); load generator: "
-                            f"{config.run.processes} process(es)"
-                        )
-                        note = shared_cores_note(processes, platform.workers)
-                        if note is not None:
-                            console.print(f"[yellow]{literal(note)}[/yellow]", highlight=False)
-                        target = TargetInfo(
-                            ws_url=platform.ws_url,
-                            http_url=platform.http_url,
-                            jwt_secret=platform.jwt_secret,
-                            pids=(platform.pid,),
-                        )
-                        report = finished(
-                            _run(
-                                config,
-                                request,
-                                target,
-                                endpoints,
-                                run_id,
-                                folder,
-                                console,
-                                platform_db=platform_db,
-                            )
-                        )
+                )
         except (ServiceUnavailable, TargetUnreachable, ProcessStartError) as exc:
             err.print(f"[red]squall run: {literal(str(exc))}[/red]", highlight=False)
             return EXIT_USAGE if isinstance(exc, ServiceUrlError) else EXIT_UNREACHABLE
