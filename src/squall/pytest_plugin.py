@@ -427,7 +427,11 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
         pytest.fail(f"squall: {missing_signing_key('--squall-')}", pytrace=False)
     results.results_dir = _results_dir(config)
     try:
-        with services() as endpoints, _target(squall_config, signer, endpoints) as started:
+        log_dir = _platform_log_dir(results, squall_config)
+        with (
+            services() as endpoints,
+            _target(squall_config, signer, endpoints, log_dir) as started,
+        ):
             target, platform_database_url = started
             results.target = target.ws_url
             if platform_database_url is not None:
@@ -445,11 +449,30 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
         pytest.fail(f"squall: {exc}", pytrace=False)
 
 
+def _platform_log_dir(results: SessionResults, squall_config: Config) -> Path | None:
+    """The session's results folder, where the platform it starts writes ``platform.log``
+    beside the report (as under ``squall run``); it fixes the session's run id now. None
+    when there is no platform to start, or the folder cannot be made (the log then goes to
+    a temporary folder, removed when the platform stops)."""
+    if squall_config.target.url is not None or results.results_dir is None:
+        return None
+    from squall.report.files import new_run_id
+
+    results.run_id = results.run_id or new_run_id()
+    folder = results.results_dir / results.run_id
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder
+
+
 @contextlib.contextmanager
 def _target(
-    squall_config: Config, signer: Signing, endpoints: Endpoints
+    squall_config: Config, signer: Signing, endpoints: Endpoints, log_dir: Path | None
 ) -> Iterator[tuple[Any, str | None]]:
-    """The target, and the database of the platform started for it (None: ``--squall-target``)."""
+    """The target, and the database of the platform started for it (None: ``--squall-target``);
+    the platform's log goes to ``log_dir``."""
     from squall.runner import http_url_of
     from squall.scenarios.target import TargetInfo
     from squall.services import create_database, drop_database
@@ -477,6 +500,7 @@ def _target(
             endpoints.redis_url,
             workers=squall_config.run.workers,
             settings=squall_config.platform.env(),
+            log_dir=log_dir,
         )
         try:
             started = TargetInfo(

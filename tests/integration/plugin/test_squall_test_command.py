@@ -394,6 +394,9 @@ def test_runs_the_docs_example_and_prints_the_summary(
     (scenario,) = report["scenarios"]
     assert scenario["name"] == "chat_15_messages"
     assert {t["metric"] for t in scenario["thresholds"]} >= {"response_time", "violations"}
+    # The platform the session started kept its log beside the report, as under squall
+    # run (it went to a temporary folder, removed with the platform).
+    assert "listening on" in (path.parent / "platform.log").read_text()
     assert "Thresholds" in out
     assert "PASSED: 7 passed, 0 failed" in out
 
