@@ -34,13 +34,14 @@ from squall.store.location import (
     ResultsDbBusy,
     ResultsDbError,
     ResultsDbTooNew,
+    Source,
     chosen_setting,
     connection,
     describe,
     error_text,
     missing_default_cluster,
     results_database,
-    results_db_setting,
+    source_of,
 )
 from squall.store.migrations import NEWEST_VERSION, known_schema_version, migrate
 from squall.store.queries import (
@@ -192,7 +193,7 @@ def _print_unreachable(console: Console, command: str, where: Stored, exc: BaseE
     described = describe(where.results_db, where.results_dir, os.environ, where.results_db_name)
     # A busy database, a newer squall's and the embedded cluster (no URL given) name their
     # own fix.
-    by_url = results_db_setting(where.results_db, os.environ) or os.environ.get("DATABASE_URL")
+    by_url = source_of(where.results_db, os.environ)[0] is not Source.CLUSTER
     fix = (
         "; check that it runs and that the URL's user, password, host and port are right, "
         f"or leave {literal(where.results_db_name)} and SQUALL_RESULTS_DB unset for the default "

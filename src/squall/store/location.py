@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
@@ -39,6 +40,30 @@ def results_db_setting(explicit: str | None, environ: Mapping[str, str]) -> str 
     """The setting in force: ``--results-db``, else ``SQUALL_RESULTS_DB``; None when neither
     is given (then :func:`results_database` picks the default database)."""
     return explicit or environ.get("SQUALL_RESULTS_DB") or None
+
+
+class Source(enum.Enum):
+    """Which database a command uses, in the order it is chosen."""
+
+    #: The setting's URL: ``--results-db`` (or ``[results] database_url``), else
+    #: ``SQUALL_RESULTS_DB``.
+    SETTING = "setting"
+    #: The database :data:`RESULTS_DATABASE` on the server ``DATABASE_URL`` names.
+    SERVER = "server"
+    #: The persistent embedded cluster in ``<results_dir>/.db``.
+    CLUSTER = "cluster"
+
+
+def source_of(explicit: str | None, environ: Mapping[str, str]) -> tuple[Source, str | None]:
+    """Where the results database is, and the URL it is chosen by: the setting's, or
+    ``DATABASE_URL`` (a server's); None for the embedded cluster."""
+    url = results_db_setting(explicit, environ)
+    if url is not None:
+        return Source.SETTING, url
+    server = environ.get("DATABASE_URL") or None
+    if server is not None:
+        return Source.SERVER, server
+    return Source.CLUSTER, None
 
 
 def chosen_setting(option: str | None, configured: str | None) -> tuple[str | None, str]:
@@ -191,11 +216,10 @@ def describe(
 ) -> str:
     """Where :func:`results_database` will look, in words, for messages (``explicit``
     named as ``explicit_name``: the option, or the config key it was read from)."""
-    if explicit:
-        return explicit_name
-    if environ.get("SQUALL_RESULTS_DB"):
-        return "SQUALL_RESULTS_DB"
-    if environ.get("DATABASE_URL"):
+    source, _ = source_of(explicit, environ)
+    if source is Source.SETTING:
+        return setting_name(explicit, explicit_name)
+    if source is Source.SERVER:
         return f"database {RESULTS_DATABASE} on DATABASE_URL's server"
     return f"embedded cluster in {results_dir / '.db'}"
 
@@ -207,7 +231,7 @@ def missing_default_cluster(
     in use and holds no cluster yet: no run was stored there, and a command that only reads
     need not create it (tens of MB). None otherwise, ``explicit`` given (checked where it
     is used, an empty one included)."""
-    if explicit is not None or results_db_setting(None, environ) or environ.get("DATABASE_URL"):
+    if explicit is not None or source_of(None, environ)[0] is not Source.CLUSTER:
         return None
     folder = results_dir / ".db"
     return None if (folder / "data" / "PG_VERSION").exists() else folder
@@ -228,14 +252,13 @@ def results_database(
     """
     env = os.environ if environ is None else environ
     check_results_db(explicit, env, off_allowed=False, explicit_name=explicit_name)
-    url = results_db_setting(explicit, env)
-    if url is not None:
+    source, url = source_of(explicit, env)
+    if source is Source.SETTING and url is not None:
         yield url
         return
-    server = env.get("DATABASE_URL") or None
-    if server is not None:
-        asyncio.run(_ensure_database(server, RESULTS_DATABASE))
-        yield with_database(server, RESULTS_DATABASE)
+    if source is Source.SERVER and url is not None:
+        asyncio.run(_ensure_database(url, RESULTS_DATABASE))
+        yield with_database(url, RESULTS_DATABASE)
         return
     with persistent_postgres(results_dir / ".db" / "data") as cluster:
         asyncio.run(_ensure_database(cluster, RESULTS_DATABASE))
