@@ -22,9 +22,11 @@ suites. Every scenario a test runs is collected into one
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import inspect
+import json
 import re
 import secrets
 import time
@@ -121,6 +123,9 @@ def pytest_configure(config: pytest.Config) -> None:
             "20260101-120000-ab12)"
         )
     results = SessionResults(run_id=run_id, started_at=time.time())
+    worker_input = getattr(config, "workerinput", None)  # an xdist worker's
+    if worker_input is not None:
+        results.shared_run_id = worker_input.get(_XDIST_RUN_ID)
     config.stash[_RESULTS] = results
     config.pluginmanager.register(_SessionWatch(results), "squall-session-watch")
     if config.getoption("--real-services") or any(
@@ -203,6 +208,54 @@ class SessionResults:
     #: The nodes (test files, packages) pytest failed to collect.
     collection_errors: list[str] = field(default_factory=list)
 
+    #: Under pytest-xdist, in a worker: the run id the controller chose for the session,
+    #: taken when the worker first needs a folder (the platform's log, a race history).
+    shared_run_id: str | None = None
+
+    def folder_run_id(self) -> str:
+        """The run id of the session's results folder, fixed now if it was not."""
+        from squall.report.files import new_run_id
+
+        self.run_id = self.run_id or self.shared_run_id or new_run_id()
+        return self.run_id
+
+    def worker_output(self) -> str:
+        """What an xdist worker hands the controller, which writes the one report."""
+        return json.dumps(
+            {
+                "run_id": self.run_id,
+                "scenarios": [s.to_dict() for s in self.scenarios],
+                "unreachable": self.unreachable,
+                "target": self.target,
+                "platform": self.platform,
+                "interrupted": self.interrupted,
+            },
+            default=str,
+        )
+
+    def merge(self, worker_output: str) -> None:
+        """Take in what a worker recorded (:meth:`worker_output`)."""
+        from squall.suite import ScenarioOutcome
+
+        data = json.loads(worker_output)
+        self.run_id = self.run_id or data["run_id"]
+        self.scenarios.extend(ScenarioOutcome.from_dict(s) for s in data["scenarios"])
+        self.unreachable = self.unreachable or data["unreachable"]
+        self.target = self.target or data["target"]
+        self.platform = self.platform or data["platform"]
+        self.interrupted = self.interrupted or bool(data["interrupted"])
+
+    def record(self, outcome: ScenarioOutcome, test: str) -> ScenarioOutcome:
+        """Keep ``outcome`` of the test ``test`` (its node id) for the report."""
+        outcome = dataclasses.replace(outcome, test=test)
+        self.scenarios.append(outcome)
+        return outcome
+
+    def forget(self, test: str) -> None:
+        """Drop what an earlier attempt of ``test`` recorded: a test run again in the same
+        session (pytest-rerunfailures) is judged by its last attempt, as pytest judges it."""
+        self.scenarios = [s for s in self.scenarios if s.test != test]
+
 
 _RESULTS = pytest.StashKey[SessionResults]()
 _CONFIG = pytest.StashKey["Config"]()
@@ -254,9 +307,38 @@ def redacted_args(args: Sequence[object]) -> list[str]:
     return shown
 
 
+#: The key of the run id an xdist controller hands its workers, and of what they hand back.
+_XDIST_RUN_ID, _XDIST_OUTPUT = "squall_run_id", "squall_results"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist, in the controller: the workers share one run id, so that what they
+    write (the platforms' logs, race histories) goes into the one report's folder."""
+    results = node.config.stash[_RESULTS]
+    if results.shared_run_id is None:
+        from squall.report.files import new_run_id
+
+        results.shared_run_id = results.run_id or new_run_id()
+    node.workerinput[_XDIST_RUN_ID] = results.shared_run_id
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist, in the controller: a worker's scenarios join the session's report
+    (each worker wrote its own, and the controller's, written last, held none of them)."""
+    output = getattr(node, "workeroutput", {}).get(_XDIST_OUTPUT)
+    if output is not None:
+        node.config.stash[_RESULTS].merge(output)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     results = session.config.stash.get(_RESULTS, None)
+    worker_output = getattr(session.config, "workeroutput", None)
+    if results is not None and worker_output is not None:
+        worker_output[_XDIST_OUTPUT] = results.worker_output()
+        return  # the controller writes the report
     if results is None or not (results.scenarios or results.run_id or results.unreachable):
         return
     if not results.scenarios and int(exitstatus) in (
@@ -456,10 +538,7 @@ def _platform_log_dir(results: SessionResults, squall_config: Config) -> Path | 
     a temporary folder, removed when the platform stops)."""
     if squall_config.target.url is not None or results.results_dir is None:
         return None
-    from squall.report.files import new_run_id
-
-    results.run_id = results.run_id or new_run_id()
-    folder = results.results_dir / results.run_id
+    folder = results.results_dir / results.folder_run_id()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -529,10 +608,14 @@ def _tag(request: pytest.FixtureRequest) -> str:
 class SquallRunner:
     """The ``squall`` fixture: run behaviours and suite scenarios against the session's target."""
 
-    def __init__(self, services: RealServices, results: SessionResults, tag: str) -> None:
+    def __init__(
+        self, services: RealServices, results: SessionResults, tag: str, test: str = ""
+    ) -> None:
         self.services = services
         self.results = results
         self.tag = tag
+        #: The node id of the test this fixture serves.
+        self.test = test
         self._runs = 0
         self._calls: list[tuple[str, Coroutine[Any, Any, ScenarioOutcome]]] = []
 
@@ -643,10 +726,32 @@ class SquallRunner:
         bare = dataclasses.replace(
             self.services.config, thresholds=ThresholdSet(), capacity=ThresholdSet(), scenarios={}
         )
-        outcome = await run_load_scenario(bare, self._context(tag), scenario, capacity=False)
-        self.results.scenarios.append(outcome)
+        with self._recorded_if_cut(scenario.name):
+            outcome = await run_load_scenario(bare, self._context(tag), scenario, capacity=False)
+        outcome = self.results.record(outcome, self.test)
         _stop_if_interrupted(outcome)
         return outcome
+
+    @contextlib.contextmanager
+    def _recorded_if_cut(self, name: str) -> Iterator[None]:
+        """A scenario the test was stopped in (pytest-timeout's failure raised inside the
+        load, say) is recorded as ended by that error: it vanished from the report."""
+        from squall.suite import ScenarioOutcome
+
+        try:
+            yield
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                # pytest-timeout's failure is raised in the event loop, which then cancels
+                # the test's task.
+                why = "the test ended during the load (a timeout, such as pytest-timeout's)"
+            else:
+                why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            ended = ScenarioOutcome(
+                name=name, metrics={}, outcomes=[], error=f"the test stopped it: {why}"
+            )
+            self.results.record(ended, self.test)
+            raise
 
     def scenario(
         self, name: str, *, scale: float | None = None
@@ -667,10 +772,11 @@ class SquallRunner:
         left_out = not_run_here(entry, config, context)
         if left_out is not None:
             # squall run reports it not run; a test that asked for it fails, saying why.
-            self.results.scenarios.append(left_out)
+            self.results.record(left_out, self.test)
             pytest.fail(f"squall: {left_out.notes[0]}", pytrace=False)
-        outcome = await entry.run(config, context)
-        self.results.scenarios.append(outcome)
+        with self._recorded_if_cut(name):
+            outcome = await entry.run(config, context)
+        outcome = self.results.record(outcome, self.test)
         _stop_if_interrupted(outcome)
         return outcome
 
@@ -692,7 +798,9 @@ def _scenario_name(behaviour: object) -> str:
 @pytest.fixture
 def squall(real_services: RealServices, request: pytest.FixtureRequest) -> Iterator[SquallRunner]:
     """Run a behaviour (``await squall.run(...)``) or a suite scenario (``squall.scenario``)."""
-    runner = SquallRunner(real_services, request.config.stash[_RESULTS], _tag(request))
+    results = request.config.stash[_RESULTS]
+    results.forget(request.node.nodeid)
+    runner = SquallRunner(real_services, results, _tag(request), request.node.nodeid)
     yield runner
     missed = runner.never_awaited()
     if missed and not request.node.stash.get(_FAILED, False):

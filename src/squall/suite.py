@@ -120,6 +120,8 @@ class ScenarioOutcome:
     error: str | None = None
     #: False for a scenario the suite left out (its notes say why): nothing was measured.
     ran: bool = True
+    #: The pytest test (node id) that ran it; None under ``squall run``.
+    test: str | None = None
 
     @property
     def cut_short(self) -> bool:
@@ -144,6 +146,7 @@ class ScenarioOutcome:
             "notes": list(self.notes),
             "error": self.error,
             "ran": self.ran,
+            "test": self.test,
             "result": self.result,
             "monitor": self.monitor.to_dict() if self.monitor is not None else None,
             "table": (
@@ -170,6 +173,7 @@ class ScenarioOutcome:
             duration_s=float(data.get("duration_s", 0.0)),
             error=data.get("error"),
             ran=bool(data.get("ran", True)),
+            test=data.get("test"),
         )
 
 
