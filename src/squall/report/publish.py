@@ -91,6 +91,9 @@ def publish(
     before the run is stored (storing may take a while: creating the results cluster); not
     at all when the results database is off."""
     print_summary(console, report)
+    deaths = worker_deaths_note(config.run.results_dir / report.run_id / PLATFORM_LOG)
+    if deaths is not None:
+        console.print(f"[yellow]{literal(deaths)}[/yellow]", highlight=False)
     # As report.json will read back: what the other files and the database are made from.
     data = json.loads(json.dumps(report.to_dict(), default=str))
     code = EXIT_INTERRUPTED if report.interrupted else report.verdict.exit_code
@@ -138,10 +141,43 @@ def write_files(console: Console, data: Mapping[str, object], folder: Path) -> P
             highlight=False,
         )
         return fallback
+    others = sorted(
+        path.name
+        for path in folder.iterdir()
+        if path.name == PLATFORM_LOG or path.name.endswith(".history.jsonl")
+    )
+    also = "".join(f", {name}" for name in others)
     console.print(
-        f"results: {literal(folder / 'report.json')} (+ report.html, junit.xml, metrics.txt)"
+        f"results: {literal(folder / 'report.json')} (+ report.html, junit.xml, "
+        f"metrics.txt{literal(also)})"
     )
     return folder
+
+
+#: The reference platform's log in a run's folder, when squall started the platform.
+PLATFORM_LOG = "platform.log"
+
+
+def worker_deaths_note(log: Path) -> str | None:
+    """One line when the reference platform's log says a worker died during the run (its
+    sockets closed, its runs recovered later): the failures it caused name only their
+    effects."""
+    from squall.target.protocol import PLATFORM_GAVE_UP, WORKER_DIED_LINE, WORKER_REPLACED
+
+    try:
+        with log.open(errors="replace") as lines:
+            deaths = [
+                line.rstrip("\n")
+                for line in lines
+                if line.startswith(WORKER_DIED_LINE)
+                and (WORKER_REPLACED in line or PLATFORM_GAVE_UP in line)
+            ]
+    except OSError:
+        return None
+    if not deaths:
+        return None
+    count = f"{len(deaths)} times, first: " if len(deaths) > 1 else ""
+    return f"! a reference platform worker died during the run ({count}{deaths[0]}); see {log}"
 
 
 def _store(

@@ -33,6 +33,11 @@ MAX_BIGINT: Final = 2**63 - 1
 CLIENT_TYPES: Final = ("user_message", "resume", "ping")
 #: How ``squall target serve``'s ready line begins: printed once every worker serves.
 READY_LINE: Final = "squall target: listening on "
+#: How ``squall target serve``'s line on a worker that died begins ("... 1234 was killed by
+#: SIGKILL; starting a new one"), which ``squall run`` looks for in the platform's log.
+WORKER_DIED_LINE: Final = "squall target: worker pid "
+#: How that line goes on when the worker is replaced, or when the platform gives up.
+WORKER_REPLACED, PLATFORM_GAVE_UP = "; starting a new one", "; stopping"
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,12 @@ from squall.parent_death import die_with_parent, parent_death_signal
 from squall.target.auth import Authenticator, KeyFileError
 from squall.target.edge import CLOSE_WAIT_S, drain_current
 from squall.target.preflight import ServerUnreachable, check_servers
-from squall.target.protocol import READY_LINE
+from squall.target.protocol import (
+    PLATFORM_GAVE_UP,
+    READY_LINE,
+    WORKER_DIED_LINE,
+    WORKER_REPLACED,
+)
 from squall.target.settings import Settings
 from squall.target.ws import CLOSED_BY_SERVER, WRITE_TIMEOUT_REASON
 
@@ -418,11 +423,27 @@ class EdgeServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+#: The platform's own log lines (warnings and errors): when, how grave and which worker,
+#: since the workers' lines interleave in one log (``platform.log`` under ``squall run``).
+LOG_FORMAT = "%(asctime)s %(levelname)s worker %(process)d %(name)s: %(message)s"
+
+
+def configure_platform_logging() -> None:
+    """Write the ``squall`` loggers' warnings and errors to standard error as
+    :data:`LOG_FORMAT` (unconfigured, Python printed the bare message)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    platform_log = logging.getLogger("squall")
+    platform_log.addHandler(handler)
+    platform_log.setLevel(logging.WARNING)
+
+
 def _worker(
     config: uvicorn.Config, sock: socket.socket, ready: Connection, supervisor: int
 ) -> None:
     die_with_parent(signal.SIGTERM, supervisor)
     config.configure_logging()
+    configure_platform_logging()
     EdgeServer(config, ready, ParentWatch(supervisor).gone).run(sockets=[sock])
 
 
@@ -586,12 +607,12 @@ class _Slots:
         if not dead:
             return None
         i, process = dead[0]
-        how = f"squall target: worker pid {process.pid} {exit_description(process.exitcode)}"
+        how = f"{WORKER_DIED_LINE}{process.pid} {exit_description(process.exitcode)}"
         if not announced:
-            return f"{how} before every worker served; stopping"
+            return f"{how} before every worker served{PLATFORM_GAVE_UP}"
         if not self._budget.take(now):
             return (
-                f"{how}; stopping: more than {self._budget.limit} workers died within "
+                f"{how}{PLATFORM_GAVE_UP}: more than {self._budget.limit} workers died within "
                 f"{self._budget.window_s:g} s (SQUALL_WORKER_RESTARTS, "
                 "SQUALL_WORKER_RESTART_WINDOW_S), see the workers' errors above"
             )
@@ -599,7 +620,7 @@ class _Slots:
         delay = restart_delay(self._unserved[i])
         self._replacements.discard(process.pid or 0)
         later = f" in {delay:g} s (the last one died before serving)" if delay else ""
-        print(f"{how}; starting a new one{later}", file=sys.stderr, flush=True)
+        print(f"{how}{WORKER_REPLACED}{later}", file=sys.stderr, flush=True)
         self._due[i] = now + delay
         return None
 

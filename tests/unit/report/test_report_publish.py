@@ -46,6 +46,39 @@ def test_files_go_to_the_results_folder(tmp_path: Path, temp_dir: Path) -> None:
     assert not any(temp_dir.iterdir())
 
 
+def test_a_dead_platform_worker_is_said_and_the_platforms_log_named(
+    tmp_path: Path, temp_dir: Path
+) -> None:
+    # A worker the kernel killed mid-run showed only as closed sockets and timeouts; its
+    # log, which said so, was named nowhere.
+    folder = tmp_path / "results" / "run-crash"
+    folder.mkdir(parents=True)
+    (folder / "platform.log").write_text(
+        "squall target: listening on ws://127.0.0.1:1/v1/ws (2 workers)\n"
+        "squall target: worker pid 41 was killed by SIGKILL; starting a new one\n"
+        "recovered orphaned run r1 of thread t1\n"
+        "squall target: worker pid 42 was killed by SIGSEGV; starting a new one in 0.5 s\n"
+    )
+    (folder / "db_race.history.jsonl").write_text("")
+    code, text = _publish(tmp_path / "results", "run-crash")
+    assert code == 0
+    assert (
+        "! a reference platform worker died during the run (2 times, first: squall target: "
+        "worker pid 41 was killed by SIGKILL; starting a new one); see "
+        f"{folder / 'platform.log'}"
+    ) in text
+    assert "metrics.txt, db_race.history.jsonl, platform.log)" in text
+
+
+def test_a_platform_log_without_a_dead_worker_adds_no_note(tmp_path: Path, temp_dir: Path) -> None:
+    folder = tmp_path / "results" / "run-calm"
+    folder.mkdir(parents=True)
+    (folder / "platform.log").write_text("squall target: listening on ws://127.0.0.1:1/v1/ws\n")
+    _, text = _publish(tmp_path / "results", "run-calm")
+    assert "died" not in text
+    assert "metrics.txt, platform.log)" in text
+
+
 def test_a_results_folder_that_cannot_take_the_files_sends_them_to_the_temp_folder(
     tmp_path: Path, temp_dir: Path
 ) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,6 +107,11 @@ async def test_requests_while_postgres_is_down_are_refused_as_unavailable(
     assert f"submit failed for user {user}: PostgreSQL is unreachable" in log
     assert "GET /v1/accounts/me failed: PostgreSQL is unreachable" in log
     assert "Traceback" not in log, log
+    # Each line says when, how grave and which worker: the workers' lines interleave.
+    line = next(line for line in log.splitlines() if "GET /v1/accounts/me failed" in line)
+    assert re.match(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING worker \d+ squall\.target\.", line
+    )
 
 
 @pytest.mark.parametrize("platform", [SUBMIT_WAIT_S], indirect=True)
