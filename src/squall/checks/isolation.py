@@ -18,6 +18,27 @@ from squall.checks.verdict import Evidence, Verdict, cut_evidence, verdict_from
 NOT_FOUND = 404
 
 
+def own_events(
+    ops: Sequence[Op],
+    *,
+    thread_owner: Mapping[str, str],
+    socket_user: Mapping[str, str],
+    event_f: str = "event",
+    thread_key: str = "thread",
+) -> list[Op]:
+    """``ops`` without the events a socket received of a thread its user does not own
+    (:func:`check_isolation`'s evidence): judged for order too, one leak read as a gap in
+    a stream the socket never had, and the user looked for an ordering bug as well."""
+
+    def foreign(op: Op) -> bool:
+        if op.f != event_f or op.type is not OpType.OK:
+            return False
+        user = socket_user.get(op.process)
+        return user is not None and thread_owner.get(op.str_value(thread_key)) != user
+
+    return [op for op in ops if not foreign(op)]
+
+
 def check_isolation(
     ops: Sequence[Op],
     *,

@@ -55,7 +55,7 @@ import redis.asyncio as aioredis
 
 from squall.checks.fairness import check_fairness
 from squall.checks.history import HistoryRecorder, JsonValue, Op, json_int
-from squall.checks.isolation import check_isolation
+from squall.checks.isolation import check_isolation, own_events
 from squall.checks.ordering import check_ordering
 from squall.checks.verdict import RaceTally, Verdict, verdict_from
 from squall.engine.identity import Identity, IdentityFactory, JwtIdentities
@@ -861,7 +861,11 @@ def judge(
     ordering = checks.merge_verdicts(
         "ordering",
         [
-            check_ordering(ops, first_seq=1, resume_restarts=True),
+            check_ordering(
+                own_events(ops, thread_owner=thread_owner, socket_user=socket_user),
+                first_seq=1,
+                resume_restarts=True,
+            ),
             verdict_from(
                 "ordering",
                 evidence=divergent,

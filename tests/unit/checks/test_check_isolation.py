@@ -7,7 +7,8 @@ import itertools
 import pytest
 
 from squall.checks.history import HistoryError, HistoryRecorder
-from squall.checks.isolation import check_isolation
+from squall.checks.isolation import check_isolation, own_events
+from squall.checks.ordering import check_ordering
 
 OWNERS = {"t-alice": "alice", "t-bob": "bob"}
 SOCKETS = {"s-alice": "alice", "s-bob": "bob"}
@@ -84,3 +85,18 @@ def test_unknown_socket_is_an_input_error() -> None:
 
 def test_nothing_recorded_is_not_applicable() -> None:
     assert check_isolation((), thread_owner=OWNERS, socket_user=SOCKETS).valid is None
+
+
+def test_a_leaked_event_is_isolations_evidence_and_no_gap_in_order() -> None:
+    # platform_races judged order on every event a socket received: bob's socket, given
+    # alice's seq 3, read as "expected seq 1, got 3" on top of the leak.
+    rec = recorder()
+    for seq in (1, 2):
+        rec.observe("s-bob", "event", {"thread": "t-bob", "seq": seq})
+    rec.observe("s-bob", "event", {"thread": "t-alice", "seq": 3})
+    rec.observe("s-bob", "event", {"thread": "t-ghost", "seq": 5})
+    owned = own_events(rec.ops, thread_owner=OWNERS, socket_user=SOCKETS)
+    assert [op.get("seq") for op in owned] == [1, 2]
+    assert check_ordering(owned, first_seq=1).valid is True
+    assert check_ordering(rec.ops, first_seq=1).valid is False
+    assert check_isolation(rec.ops, thread_owner=OWNERS, socket_user=SOCKETS).violations == 2
