@@ -49,7 +49,14 @@ from typing import Any, TypeVar
 
 from squall.adapters.base import ISOLATION_LEAKS, SEQ_GAPS, Adapter, Tracker
 from squall.adapters.registry import DEFAULT_ADAPTER, load
-from squall.adapters.tracker import RunObservation, RunStatus, ServerError, announced
+from squall.adapters.tracker import (
+    TOKEN_REFUSED_FIX,
+    UNAUTHORIZED,
+    RunObservation,
+    RunStatus,
+    ServerError,
+    announced,
+)
 from squall.engine.client import WebSocket
 from squall.engine.errors import ConnectionClosed, MessageTimeout
 from squall.engine.session import Session
@@ -156,7 +163,10 @@ class Chat:
         if code is None:
             return False
         if not announced(errors, code):
-            self.session.recorder.error(f"server.{code}", f"socket refused with {code}: {closed}")
+            fix = f"; {TOKEN_REFUSED_FIX}" if code == UNAUTHORIZED else ""
+            self.session.recorder.error(
+                f"server.{code}", f"socket refused with {code}: {closed}{fix}"
+            )
         return True
 
     def _expire(

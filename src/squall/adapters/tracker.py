@@ -103,6 +103,15 @@ MAX_OTHER_THREADS = 100
 #: "Close codes"): 1008 (too many sockets; a slow consumer too, whose reason is no error
 #: code) and 1013 (try again later: Redis out of reach at admission).
 REFUSAL_CLOSES = frozenset({1008, 1013})
+#: The close with which the reference platform refuses a socket's token (docs/protocol.md,
+#: "Authentication"), and the code a chat counts it under (``errors.server.unauthorized``).
+TOKEN_REFUSED_CLOSE, UNAUTHORIZED = 4401, "unauthorized"
+#: What a token refusal asks of the user, added to its sample.
+TOKEN_REFUSED_FIX = (
+    "the target refused the token: check the secret or key it verifies tokens with "
+    "(--jwt-secret, --jwt-secret-file, [target] jwt_private_key_file) and [target] issuer "
+    "and audience"
+)
 
 
 class RunStatus(enum.StrEnum):
@@ -211,8 +220,11 @@ def refusal(close_code: int | None, reason: str, unread: Sequence[ServerError]) 
     the error frame (docs/protocol.md, "Error codes"). ``unread`` are the errors of the
     frames the socket had not read at the close: an id-less one among them names the
     refusal when the reason does not (the last one: the frame just before the close). A
-    1008 for a slow consumer, whose reason is no code, is no refusal.
+    1008 for a slow consumer, whose reason is no code, is no refusal. A 4401 refuses the
+    socket's token: :data:`UNAUTHORIZED`.
     """
+    if close_code == TOKEN_REFUSED_CLOSE:
+        return UNAUTHORIZED
     if close_code not in REFUSAL_CLOSES:
         return None
     if reason in ERROR_CODES:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
 
 from squall.adapters.tracker import RunStatus
-from squall.pytest_plugin import UserContext
+from squall.engine.errors import ConnectionClosed
+from squall.pytest_plugin import TestUser, UserContext
 from squall.target.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.real_services]
@@ -34,3 +36,21 @@ async def test_a_message_the_platform_cannot_read_fails_at_once_with_its_code(
     assert recorder.counter("errors.server.frame_too_large") == 1
     assert recorder.counter("errors") == 1
     assert recorder.state().rates["success"] == (1, 2)
+
+
+async def test_a_refused_token_is_counted_as_the_platforms_refusal_with_the_fix(
+    user_context: UserContext,
+) -> None:
+    # The platform closes a socket whose token it refuses with 4401: counted as a plain
+    # errors.closed ("code 4401, reason 'token rejected: …'"), naming nothing to check.
+    alice = user_context()
+    forged = TestUser(dataclasses.replace(alice.identity, token=f"{alice.token}x"))
+    with pytest.raises(ConnectionClosed):
+        async with user_context.chat(forged) as chat:
+            await chat.chat(forged.thread(), "hello", timeout=20)
+    recorder = chat.session.recorder
+    assert recorder.counter("errors.server.unauthorized") == 1
+    assert recorder.counter("errors") == 1
+    (sample,) = recorder.state().error_samples["server.unauthorized"]
+    assert "code 4401" in sample
+    assert "check the secret or key it verifies tokens with (--jwt-secret" in sample

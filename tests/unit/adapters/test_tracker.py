@@ -226,7 +226,6 @@ def test_other_closes_refuse_nothing() -> None:
     # Not a refusal close, though the reason is a code (1011 internal) or an error is unread.
     assert refusal(1011, "internal", [ServerError(code="internal", message="")]) is None
     assert refusal(1000, "too_many_sockets", [ADMISSION]) is None
-    assert refusal(4401, "token expired", []) is None
     assert refusal(None, "", [ADMISSION]) is None
 
 
@@ -288,3 +287,9 @@ def test_an_event_with_no_integer_seq_is_an_ordering_finding() -> None:
         assert tracker.findings == 1
         assert obs.seqs == [1]
         assert tracker.last_seq == {"t1": 1}  # the next event is still expected as 2
+
+
+def test_a_refused_token_is_a_refusal_of_its_own() -> None:
+    # Counted as errors.closed ("code 4401, reason 'token rejected'"), with no next step.
+    assert refusal(4401, "token rejected: Signature verification failed", []) == "unauthorized"
+    assert refusal(4401, "", [ADMISSION]) == "unauthorized"
