@@ -226,13 +226,18 @@ class Chat:
     def _record(self, observation: RunObservation) -> None:
         recorder = self.session.recorder
         caps = self.adapter.capabilities
-        for name, value in (
-            ("ack_time", observation.ack_time),
-            ("first_event_time", observation.first_event_time),
-            ("response_time", observation.response_time),
+        for name, value, timed in (
+            ("ack_time", observation.ack_time, caps.acknowledgements),
+            ("first_event_time", observation.first_event_time, caps.progress_events),
+            ("response_time", observation.response_time, True),
         ):
             if value is not None:
                 recorder.trend(name, max(0.0, value))
+            elif timed:
+                # Declared with no sample: a threshold on it then reads "no samples" (no
+                # message got that far), not "not recorded by that scenario", which
+                # pointed at the threshold's configuration rather than at the target.
+                recorder.trend_buffer(name)
         recorder.rate("success", observation.status is RunStatus.COMPLETED)
         acknowledged = observation.ack_at is not None or not caps.acknowledgements
         if caps.progress_events and acknowledged:

@@ -54,3 +54,8 @@ async def test_a_refused_token_is_counted_as_the_platforms_refusal_with_the_fix(
     (sample,) = recorder.state().error_samples["server.unauthorized"]
     assert "code 4401" in sample
     assert "check the secret or key it verifies tokens with (--jwt-secret" in sample
+    # Nothing was answered: the latency trends are there without a sample, so their
+    # thresholds read "no samples", not "not recorded by that scenario".
+    trends = recorder.state().trends
+    for name in ("ack_time", "first_event_time", "response_time"):
+        assert trends[name].unpack().count == 0, name
