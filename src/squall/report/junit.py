@@ -69,8 +69,13 @@ def _unfinished(report: Mapping[str, Any]) -> list[str]:
 
 
 def _errors(s: Mapping[str, Any]) -> list[str]:
-    """The scenario's errors by kind with their samples, as lines for a failure's text."""
+    """The scenario's timeouts, and its errors by kind with their samples, as lines for a
+    failure's text (as the terminal summary says them)."""
     lines = []
+    timeouts = (s.get("metrics") or {}).get("timeouts")
+    count = timeouts.get("count") if isinstance(timeouts, Mapping) else None
+    if isinstance(count, int) and count:
+        lines.append(f"timeouts: {count} (no answer within the timeout)")
     for entry in error_summaries_of(s.get("result")):
         lines.append(f"errors.{entry.kind}: {entry.count}")
         lines += [f"  {sample}" for sample in entry.samples]

@@ -81,6 +81,16 @@ def test_junit_names_the_errors_of_a_failed_scenario_and_the_crash_of_another() 
     assert (root.get("errors"), root.get("failures")) == ("1", "2")
 
 
+def test_junit_names_the_timeouts_of_a_failed_scenario() -> None:
+    # Its failure read only "success rate = 0": the timeouts the summary names were left out.
+    failing = load_scenario(failed=True)
+    failing["metrics"]["timeouts"] = Counter("timeouts", 60, 2.0).to_dict()
+    root = ET.fromstring(junit_xml(report(failing)))
+    failure = root.find("testsuite/testcase/failure")
+    assert failure is not None
+    assert (failure.text or "").endswith("FAILED\ntimeouts: 60 (no answer within the timeout)")
+
+
 def test_junit_of_a_passing_run_has_no_failure() -> None:
     root = ET.fromstring(junit_xml(report(load_scenario())))
     assert root.findall(".//failure") == []
