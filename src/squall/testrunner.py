@@ -329,6 +329,14 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
                 "[red]squall test: tests failed (pytest's report above); no squall "
                 "scenario ran[/red]"
             )
+    elif status != _PYTEST_OK:
+        # Killed (pytest-timeout's thread method, the OOM killer, a signal) or crashed
+        # before the session's end, where the plugin writes the report.
+        err.print(
+            f"[red]squall test: pytest ended (exit status {status}) without writing its "
+            "report: killed, or crashed before the end of its session; what the tests "
+            "measured is lost[/red]"
+        )
     else:
         console.print("squall test: the selected tests ran no squall scenario (no report)")
     if uncollected:

@@ -502,3 +502,16 @@ def test_squall_test_without_pytest_installed_says_so(tmp_path: Path) -> None:
     assert "pytest is not installed" in child.stderr
     assert "pip install 'squall[pytest]'" in child.stderr
     assert not (tmp_path / "squall-results").exists()
+
+
+def test_pytest_killed_before_its_report_is_said(tmp_path: Path) -> None:
+    # It read "the selected tests ran no squall scenario (no report)".
+    (tmp_path / "test_killed.py").write_text(
+        "import os, signal\n\ndef test_killed():\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    argv = [sys.executable, "-m", "squall", "test", "--test-file", "test_killed.py"]
+    child = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert child.returncode == 1, child.stderr
+    err = " ".join(child.stderr.split())
+    assert "pytest ended (exit status -9) without writing its report" in err
+    assert "ran no squall scenario" not in child.stdout
