@@ -178,7 +178,14 @@ class SeqGap:
     def describe(self) -> str:
         """One line for an error sample."""
         if self.malformed is None:
-            return f"thread {self.thread_id}: expected seq {self.expected}, got {self.got}"
+            seen = f"thread {self.thread_id}: expected seq {self.expected}, got {self.got}"
+            if self.expected is None or self.got is None:
+                return seen
+            if self.got > self.expected:
+                return f"{seen} (a gap: {self.got - self.expected} missing)"
+            return (
+                f"{seen} (a duplicate, or an event that came late: seq {self.got} was due before)"
+            )
         return (
             f"thread {self.thread_id}: an event whose seq is {self.malformed}, not an integer"
             + ("" if self.expected is None else f" (expected {self.expected})")

@@ -64,6 +64,12 @@ def test_gap_and_duplicate_are_reported() -> None:
     tracker.feed(event("tool_executing", 3), 1.0)
     tracker.feed(event("tool_completed", 3), 1.0)
     assert [(g.expected, g.got) for g in tracker.gaps] == [(2, 3), (4, 3)]
+    # Each sample says which it is: a duplicate read as one more gap.
+    assert [g.describe() for g in tracker.gaps] == [
+        "thread t1: expected seq 2, got 3 (a gap: 1 missing)",
+        "thread t1: expected seq 4, got 3 (a duplicate, or an event that came late: seq 3 was "
+        "due before)",
+    ]
 
 
 def test_resume_sets_expected_next_seq() -> None:
