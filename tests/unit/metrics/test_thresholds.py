@@ -464,11 +464,11 @@ def test_defaults_are_the_original_numbers() -> None:
         "ws_connect": ["p(95) <= 5s"],
         "race_conditions_unprevented": ["value <= 5"],
         "violations": ["value == 0"],
+        "delivery": ["rate >= 0.80"],
     }
     assert CAPACITY_THRESHOLDS.to_dict() == {
         "users": ["value >= 50"],
         "messages_sent": ["count >= 500"],
-        "delivery": ["rate >= 0.80"],
         "operations": ["count >= 100"],
     }
 
@@ -489,9 +489,9 @@ def test_verdict_counts_and_exit_code() -> None:
     }
     outcomes = evaluate(DEFAULT_THRESHOLDS, metrics, "s")
     verdict = Verdict.of(outcomes)
-    assert (verdict.passed, verdict.failed, verdict.not_applicable) == (4, 1, 4)
+    assert (verdict.passed, verdict.failed, verdict.not_applicable) == (4, 1, 5)
     assert verdict.exit_code == 1
-    assert str(verdict) == "FAILED: 4 passed, 1 failed, 4 not applicable"
+    assert str(verdict) == "FAILED: 4 passed, 1 failed, 5 not applicable"
     passing = Verdict.of(o for o in outcomes if o.status is not OutcomeStatus.FAILED)
     assert passing.exit_code == 0
 
