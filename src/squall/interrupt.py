@@ -9,9 +9,10 @@ While a scenario runs, the engine routes both signals (:data:`STOP_SIGNALS`) its
 
 from __future__ import annotations
 
-import codecs
 import contextlib
+import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -99,12 +100,12 @@ def wait_for_child(
     :attr:`ChildExit.stopped`.
 
     With ``rewrite_stderr``, the child's standard error comes through this process, each
-    line as that function returns it, as the child writes it. Standard output not a
-    terminal (a pipe, a file) comes through this process too, so that a reader gone away
-    (``| head -1``) or a full disk ends what is printed, not the child: the child would die
-    of it before its results were written. A terminal the child writes to itself.
+    line as that function returns it, as the child writes it. Standard output that is a
+    pipe comes through this process too, byte for byte, so that a reader gone away
+    (``| head -1``) ends what is printed, not the child: the child would die of it before
+    its results were written. A terminal or a file the child writes to itself.
     """
-    relay_stdout = not _is_terminal(sys.stdout)
+    relay_stdout = _is_pipe(sys.stdout)
     child = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE if relay_stdout else None,
@@ -143,10 +144,10 @@ def wait_for_child(
 RELAY_DRAIN_S = 2.0
 
 
-def _is_terminal(stream: IO[str] | None) -> bool:
+def _is_pipe(stream: IO[str] | None) -> bool:
     try:
-        return stream is not None and stream.isatty()
-    except (OSError, ValueError):
+        return stream is not None and stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):  # closed, or no descriptor (captured)
         return False
 
 
@@ -166,13 +167,26 @@ def _wait(child: subprocess.Popen[bytes], relays: list[threading.Thread]) -> int
 
 def _relay_chunks(stream: IO[bytes]) -> None:
     """Copy ``stream`` to this process's standard output as it comes (pytest's progress
-    dots end no line). A failed write drops the text and reading goes on: the child
-    never blocks on a full pipe nor dies of a broken one."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    dots end no line), its bytes unchanged. A failed write drops them and reading goes
+    on: the child never blocks on a full pipe nor dies of a broken one."""
     with stream:
         while chunk := stream.read1(65536):  # type: ignore[attr-defined]
-            _write(sys.stdout, decoder.decode(chunk))
-        _write(sys.stdout, decoder.decode(b"", final=True))
+            _write_bytes(chunk)
+
+
+def _write_bytes(chunk: bytes) -> None:
+    out = sys.stdout
+    if out is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        binary = getattr(out, "buffer", None)
+        if binary is None:
+            out.write(chunk.decode(errors="replace"))
+            out.flush()
+            return
+        out.flush()  # what this process printed first stays first
+        binary.write(chunk)
+        binary.flush()
 
 
 def _relay_lines(stream: IO[bytes], rewrite: Callable[[str], str]) -> None:

@@ -17,6 +17,7 @@ import dataclasses
 import importlib.util
 import json
 import re
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -224,6 +225,13 @@ def _collection_errors(report: Mapping[str, Any] | None) -> list[str]:
     return [str(node) for node in config.get("collection_errors") or []]
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def execute(request: TestRequest, console: Console | None = None) -> int:
     """Run the tests; print the summary; return the exit code."""
     console = console or output_console()
@@ -329,13 +337,17 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
                 "[red]squall test: tests failed (pytest's report above); no squall "
                 "scenario ran[/red]"
             )
-    elif status != _PYTEST_OK:
-        # Killed (pytest-timeout's thread method, the OOM killer, a signal) or crashed
-        # before the session's end, where the plugin writes the report.
+    elif status < 0:
+        # Killed (pytest-timeout's thread method, the OOM killer, a signal) before the
+        # session's end, where the plugin writes the report.
         err.print(
-            f"[red]squall test: pytest ended (exit status {status}) without writing its "
-            "report: killed, or crashed before the end of its session; what the tests "
-            "measured is lost[/red]"
+            f"[red]squall test: pytest was killed by {literal(_signal_name(-status))} "
+            "before writing its report: what the tests measured is lost[/red]"
+        )
+    elif status != _PYTEST_OK:
+        err.print(
+            f"[red]squall test: pytest ended (exit status {status}) with no report to read "
+            "(its output above says why)[/red]"
         )
     else:
         console.print("squall test: the selected tests ran no squall scenario (no report)")

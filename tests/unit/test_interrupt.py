@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -93,3 +94,20 @@ def test_a_deferred_ctrl_c_or_sigterm_is_noted_and_the_work_inside_ends_whole(
     assert capsys.readouterr().err == "finishing first\n"  # once
     with pytest.raises(KeyboardInterrupt):  # outside, Ctrl-C is Ctrl-C again
         signal.raise_signal(signal.SIGINT)
+
+
+def test_the_childs_standard_output_through_a_pipe_comes_through_byte_for_byte() -> None:
+    # Decoded as UTF-8 and printed as text, a Latin-1 "é" became U+FFFD, which Latin-1
+    # cannot print: the whole chunk was dropped.
+    child_code = (
+        "import sys; print('caf\\u00e9'); sys.stdout.flush(); "
+        "sys.stdout.buffer.write(bytes([255, 254, 10]))"
+    )
+    parent = (
+        "import sys; from squall.interrupt import wait_for_child; "
+        f"sys.exit(wait_for_child([sys.executable, '-c', {child_code!r}]).status)"
+    )
+    env = {**os.environ, "PYTHONIOENCODING": "latin-1"}
+    done = subprocess.run([sys.executable, "-c", parent], capture_output=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"caf\xe9\n\xff\xfe\n"
