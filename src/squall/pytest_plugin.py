@@ -126,6 +126,7 @@ def pytest_configure(config: pytest.Config) -> None:
     worker_input = getattr(config, "workerinput", None)  # an xdist worker's
     if worker_input is not None:
         results.shared_run_id = worker_input.get(_XDIST_RUN_ID)
+        results.worker_id = str(worker_input.get("workerid", "worker"))
     config.stash[_RESULTS] = results
     config.pluginmanager.register(_SessionWatch(results), "squall-session-watch")
     if config.getoption("--real-services") or any(
@@ -211,20 +212,58 @@ class SessionResults:
     #: Under pytest-xdist, in a worker: the run id the controller chose for the session,
     #: taken when the worker first needs a folder (the platform's log, a race history).
     shared_run_id: str | None = None
+    #: Under pytest-xdist, in a worker: its id (``gw0``), the subfolder its platform's log
+    #: and race histories go to. None elsewhere, the controller included.
+    worker_id: str | None = None
+    #: The attempts of each test so far (pytest-rerunfailures runs a test again).
+    attempts: dict[str, int] = field(default_factory=dict)
 
-    def folder_run_id(self) -> str:
-        """The run id of the session's results folder, fixed now if it was not."""
+    def folder(self) -> Path:
+        """Where the session's files besides the report go (the platform's log, race
+        histories): the report's folder, a worker's own subfolder under xdist. Fixes the
+        run id if it was not."""
         from squall.report.files import new_run_id
 
+        assert self.results_dir is not None
         self.run_id = self.run_id or self.shared_run_id or new_run_id()
-        return self.run_id
+        folder = self.results_dir / self.run_id
+        return folder / self.worker_id if self.worker_id is not None else folder
+
+    def begin(self, test: str) -> int:
+        """A new attempt of ``test`` (its node id) begins: what an earlier one recorded is
+        dropped, the test being judged by its last attempt, as pytest judges it. Returns
+        the attempt's number, for :meth:`record`."""
+        self.attempts[test] = attempt = self.attempts.get(test, 0) + 1
+        self.scenarios = [s for s in self.scenarios if s.test != test]
+        return attempt
+
+    def record(self, outcome: ScenarioOutcome, test: str, attempt: int) -> ScenarioOutcome:
+        """Keep ``outcome`` of attempt ``attempt`` of ``test`` for the report; not when a
+        later attempt has begun (the scenario of a timed-out attempt, cancelled only once
+        its event loop closes)."""
+        outcome = dataclasses.replace(outcome, test=test)
+        if self.attempts.get(test) == attempt:
+            self.scenarios.append(outcome)
+        return outcome
+
+    def scenarios_of(self, test: str) -> str:
+        """What ``test`` recorded, as an xdist worker hands it to the controller with the
+        test's last report (a worker that crashes later loses none of it)."""
+        return json.dumps([s.to_dict() for s in self.scenarios if s.test == test], default=str)
+
+    def take_scenarios(self, test: str, handed: str) -> None:
+        """In the xdist controller: ``test``'s scenarios (:meth:`scenarios_of`), in place of
+        what an earlier attempt of it handed over."""
+        from squall.suite import ScenarioOutcome
+
+        self.scenarios = [s for s in self.scenarios if s.test != test]
+        self.scenarios.extend(ScenarioOutcome.from_dict(s) for s in json.loads(handed))
 
     def worker_output(self) -> str:
-        """What an xdist worker hands the controller, which writes the one report."""
+        """The rest of what an xdist worker hands the controller, at its session's end."""
         return json.dumps(
             {
                 "run_id": self.run_id,
-                "scenarios": [s.to_dict() for s in self.scenarios],
                 "unreachable": self.unreachable,
                 "target": self.target,
                 "platform": self.platform,
@@ -234,27 +273,13 @@ class SessionResults:
         )
 
     def merge(self, worker_output: str) -> None:
-        """Take in what a worker recorded (:meth:`worker_output`)."""
-        from squall.suite import ScenarioOutcome
-
+        """Take in what a worker handed over at its session's end (:meth:`worker_output`)."""
         data = json.loads(worker_output)
         self.run_id = self.run_id or data["run_id"]
-        self.scenarios.extend(ScenarioOutcome.from_dict(s) for s in data["scenarios"])
         self.unreachable = self.unreachable or data["unreachable"]
         self.target = self.target or data["target"]
         self.platform = self.platform or data["platform"]
         self.interrupted = self.interrupted or bool(data["interrupted"])
-
-    def record(self, outcome: ScenarioOutcome, test: str) -> ScenarioOutcome:
-        """Keep ``outcome`` of the test ``test`` (its node id) for the report."""
-        outcome = dataclasses.replace(outcome, test=test)
-        self.scenarios.append(outcome)
-        return outcome
-
-    def forget(self, test: str) -> None:
-        """Drop what an earlier attempt of ``test`` recorded: a test run again in the same
-        session (pytest-rerunfailures) is judged by its last attempt, as pytest judges it."""
-        self.scenarios = [s for s in self.scenarios if s.test != test]
 
 
 _RESULTS = pytest.StashKey[SessionResults]()
@@ -284,6 +309,12 @@ class _SessionWatch:
         if report.failed:
             self.results.collection_errors.append(report.nodeid or str(report.fspath))
 
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # In the xdist controller: the scenarios a worker's test ran, with its last report.
+        handed = getattr(report, _HANDED, None)
+        if isinstance(handed, str) and self.results.worker_id is None:
+            self.results.take_scenarios(report.nodeid, handed)
+
 
 #: Options whose value is a secret, and what report.json shows for it.
 _SECRET_OPTIONS = ("--squall-jwt-secret",)
@@ -307,8 +338,9 @@ def redacted_args(args: Sequence[object]) -> list[str]:
     return shown
 
 
-#: The key of the run id an xdist controller hands its workers, and of what they hand back.
-_XDIST_RUN_ID, _XDIST_OUTPUT = "squall_run_id", "squall_results"
+#: The key of the run id an xdist controller hands its workers, and of what they hand back
+#: at their session's end; the attribute of a test's last report that carries its scenarios.
+_XDIST_RUN_ID, _XDIST_OUTPUT, _HANDED = "squall_run_id", "squall_results", "squall_scenarios"
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -325,8 +357,8 @@ def pytest_configure_node(node: Any) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
-    """pytest-xdist, in the controller: a worker's scenarios join the session's report
-    (each worker wrote its own, and the controller's, written last, held none of them)."""
+    """pytest-xdist, in the controller: what a worker found besides its scenarios (which
+    came with its tests' reports) joins the session's report."""
     output = getattr(node, "workeroutput", {}).get(_XDIST_OUTPUT)
     if output is not None:
         node.config.stash[_RESULTS].merge(output)
@@ -398,10 +430,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Note a test whose body failed, for the ``squall`` fixture's teardown."""
+    """Note a test whose body failed, for the ``squall`` fixture's teardown; in an xdist
+    worker, hand the scenarios the test ran to the controller with its last report."""
     report = yield
     if report.when == "call" and report.failed:
         item.stash[_FAILED] = True
+    results = item.config.stash.get(_RESULTS, None)
+    if report.when == "teardown" and results is not None and results.worker_id is not None:
+        setattr(report, _HANDED, results.scenarios_of(item.nodeid))
     return report
 
 
@@ -538,7 +574,7 @@ def _platform_log_dir(results: SessionResults, squall_config: Config) -> Path | 
     a temporary folder, removed when the platform stops)."""
     if squall_config.target.url is not None or results.results_dir is None:
         return None
-    folder = results.results_dir / results.folder_run_id()
+    folder = results.folder()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -614,8 +650,9 @@ class SquallRunner:
         self.services = services
         self.results = results
         self.tag = tag
-        #: The node id of the test this fixture serves.
+        #: The node id of the test this fixture serves, and which attempt of it this is.
         self.test = test
+        self._attempt = results.begin(test)
         self._runs = 0
         self._calls: list[tuple[str, Coroutine[Any, Any, ScenarioOutcome]]] = []
 
@@ -638,7 +675,7 @@ class SquallRunner:
 
         folder = None
         if self.results.results_dir is not None and self.results.run_id is not None:
-            folder = self.results.results_dir / self.results.run_id
+            folder = self.results.folder()
         return SuiteContext(
             target=self.services.target,
             database_url=self.services.database_url,
@@ -728,7 +765,7 @@ class SquallRunner:
         )
         with self._recorded_if_cut(scenario.name):
             outcome = await run_load_scenario(bare, self._context(tag), scenario, capacity=False)
-        outcome = self.results.record(outcome, self.test)
+        outcome = self.results.record(outcome, self.test, self._attempt)
         _stop_if_interrupted(outcome)
         return outcome
 
@@ -736,22 +773,31 @@ class SquallRunner:
     def _recorded_if_cut(self, name: str) -> Iterator[None]:
         """A scenario the test was stopped in (pytest-timeout's failure raised inside the
         load, say) is recorded as ended by that error: it vanished from the report."""
-        from squall.suite import ScenarioOutcome
+        from squall.engine.errors import describe
 
         try:
             yield
+        except Exception as exc:
+            # The scenario's own failure (a behaviour that cannot be imported, say): its
+            # error, as squall run records it.
+            error = f"{type(exc).__name__}: {describe(exc)}"
+            self._record_ended(name, error)
+            raise
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 # pytest-timeout's failure is raised in the event loop, which then cancels
                 # the test's task.
                 why = "the test ended during the load (a timeout, such as pytest-timeout's)"
-            else:
+            else:  # pytest.fail() or pytest.exit() from elsewhere, a KeyboardInterrupt
                 why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            ended = ScenarioOutcome(
-                name=name, metrics={}, outcomes=[], error=f"the test stopped it: {why}"
-            )
-            self.results.record(ended, self.test)
+            self._record_ended(name, f"the test stopped it: {why}")
             raise
+
+    def _record_ended(self, name: str, error: str) -> None:
+        from squall.suite import ScenarioOutcome
+
+        ended = ScenarioOutcome(name=name, metrics={}, outcomes=[], error=error)
+        self.results.record(ended, self.test, self._attempt)
 
     def scenario(
         self, name: str, *, scale: float | None = None
@@ -772,11 +818,11 @@ class SquallRunner:
         left_out = not_run_here(entry, config, context)
         if left_out is not None:
             # squall run reports it not run; a test that asked for it fails, saying why.
-            self.results.record(left_out, self.test)
+            self.results.record(left_out, self.test, self._attempt)
             pytest.fail(f"squall: {left_out.notes[0]}", pytrace=False)
         with self._recorded_if_cut(name):
             outcome = await entry.run(config, context)
-        outcome = self.results.record(outcome, self.test)
+        outcome = self.results.record(outcome, self.test, self._attempt)
         _stop_if_interrupted(outcome)
         return outcome
 
@@ -799,7 +845,6 @@ def _scenario_name(behaviour: object) -> str:
 def squall(real_services: RealServices, request: pytest.FixtureRequest) -> Iterator[SquallRunner]:
     """Run a behaviour (``await squall.run(...)``) or a suite scenario (``squall.scenario``)."""
     results = request.config.stash[_RESULTS]
-    results.forget(request.node.nodeid)
     runner = SquallRunner(real_services, results, _tag(request), request.node.nodeid)
     yield runner
     missed = runner.never_awaited()

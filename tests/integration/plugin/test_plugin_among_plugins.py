@@ -46,10 +46,12 @@ def _echo_target() -> Iterator[str]:
         server.wait(10)
 
 
-def _session(pytester: pytest.Pytester, source: str, *args: str) -> tuple[Any, dict[str, Any]]:
+def _session(
+    pytester: pytest.Pytester, source: str, *args: str, ini: str = INI
+) -> tuple[Any, dict[str, Any]]:
     """Run ``source`` as an inner pytest session against the echo server: pytest's result
     and the report it wrote."""
-    pytester.makeini(INI)
+    pytester.makeini(ini)
     pytester.makepyfile(QUICK + source)
     results = pytester.path / "results"
     with _echo_target() as url:
@@ -134,3 +136,69 @@ async def test_slow(squall):
     assert scenario["verdict"] == "failed"
     assert scenario["error"].startswith("the test stopped it: the test ended during the load")
     assert not report["verdict"]["ok"]
+
+
+def test_a_crashed_xdist_worker_loses_no_scenario_of_a_test_that_ended(
+    shared_services: Endpoints, pytester: pytest.Pytester
+) -> None:
+    # The workers handed their scenarios over at their session's end: one that crashed
+    # took those of the tests it had passed with it.
+    source = """
+import os
+
+import pytest
+
+
+@pytest.mark.parametrize("case", range(4))
+async def test_quick(squall, case):
+    await squall.run(quick, users=1, iterations=1, name=f"quick{case}")
+
+
+async def test_z_crash(squall):
+    await squall.run(quick, users=1, iterations=1, name="crashed")
+    os._exit(1)
+"""
+    result, report = _session(pytester, source, "-n", "2")
+    assert result.ret == 1
+    names = {s["name"] for s in report["scenarios"]}
+    assert names >= {"quick0", "quick1", "quick2", "quick3"}, names
+
+
+def test_a_timed_out_attempt_cancelled_late_stays_out_of_the_report(
+    shared_services: Endpoints, pytester: pytest.Pytester
+) -> None:
+    # With the session's event loop, the timed-out attempt's task is cancelled when that
+    # loop closes, after the rerun: its "stopped" record came last and failed the report.
+    ini = INI.replace("= function", "= session") + "asyncio_default_test_loop_scope = session\n"
+    source = """
+import asyncio
+
+ATTEMPTS = []
+
+
+async def slow(session):
+    await asyncio.sleep(60 if len(ATTEMPTS) == 1 else 0)
+
+
+async def test_slow(squall):
+    ATTEMPTS.append(1)
+    await squall.run(slow, users=1, iterations=1, name="slow")
+"""
+    result, report = _session(pytester, source, "--reruns", "1", "--timeout", "3", ini=ini)
+    assert result.ret == 0, result.stdout.str()
+    (scenario,) = report["scenarios"]
+    assert scenario["verdict"] == "passed"
+    assert report["verdict"]["ok"]
+
+
+def test_a_scenarios_own_error_is_not_called_the_test_stopping_it(
+    shared_services: Endpoints, pytester: pytest.Pytester
+) -> None:
+    source = """
+async def test_bad(squall):
+    await squall.run("no_such_module_here:behaviour", users=1, iterations=1, name="bad")
+"""
+    result, report = _session(pytester, source)
+    result.assert_outcomes(failed=1)
+    (scenario,) = report["scenarios"]
+    assert scenario["error"].startswith("ScenarioError: "), scenario["error"]
