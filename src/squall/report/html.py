@@ -173,9 +173,11 @@ def _scenario_charts(s: Mapping[str, Any]) -> str:
                 )
             )
     metrics = s.get("metrics", {})
+    # A trend with samples: one a scenario declared that nothing reached is empty.
+    sampled = [n for n, m in metrics.items() if m.get("type") == "trend" and m.get("count")]
     trend_name = next(
-        (n for n in ("response_time", "round_trip") if metrics.get(n, {}).get("type") == "trend"),
-        next((n for n, m in metrics.items() if m.get("type") == "trend"), None),
+        (n for n in ("response_time", "round_trip") if n in sampled),
+        next(iter(sampled), None),
     )
     if trend_name is not None:
         try:

@@ -413,3 +413,16 @@ def test_a_name_from_a_target_stays_on_one_line_in_junit() -> None:
     assert failure is not None
     assert failure.text is not None
     assert "first line\nsecond line" in failure.text
+
+
+def test_the_latency_chart_skips_a_trend_without_samples() -> None:
+    # A response_time declared but never reached (every message failed) drew no chart,
+    # though the scenario's handshakes had been timed.
+    scenario = load_scenario()
+    empty = Trend.from_histogram("response_time", LatencyHistogram()).to_dict()
+    scenario["metrics"]["response_time"] = empty
+    handshakes = LatencyHistogram.of([0.010, 0.020])
+    scenario["metrics"]["ws_connect"] = Trend.from_histogram("ws_connect", handshakes).to_dict()
+    page = report_html(report(scenario))
+    assert "ws_connect distribution" in page
+    assert "response_time distribution" not in page
