@@ -100,7 +100,8 @@ def forgiving_stdout() -> Iterator[ForgivingOutput]:
 def _reopen_closed_descriptors() -> None:
     """Point a closed descriptor 1 or 2 at the null device: the next file this process
     opened would take the number, and what is printed, or a child's output, would go
-    into that file."""
+    into that file. Inheritable, as 1 and 2 are: a child (``squall test``'s pytest) would
+    find its standard output closed."""
     for descriptor in (1, 2):
         try:
             os.fstat(descriptor)
@@ -109,3 +110,4 @@ def _reopen_closed_descriptors() -> None:
             if null != descriptor:
                 os.dup2(null, descriptor)
                 os.close(null)
+            os.set_inheritable(descriptor, True)

@@ -515,3 +515,24 @@ def test_pytest_killed_before_its_report_is_said(tmp_path: Path) -> None:
     err = " ".join(child.stderr.split())
     assert "pytest was killed by SIGKILL before writing its report" in err
     assert "ran no squall scenario" not in child.stdout
+
+
+def test_a_closed_standard_output_leaves_the_tests_and_their_report_whole(
+    tmp_path: Path,
+) -> None:
+    # `squall test >&-`: the /dev/null squall put in descriptor 1's place was not
+    # inheritable, so pytest started with no standard output and crashed at once.
+    (tmp_path / "test_ok.py").write_text("def test_ok():\n    print('ok')\n")
+    argv = [sys.executable, "-m", "squall", "test", "--test-file", "test_ok.py"]
+    child = subprocess.run(
+        argv,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SQUALL_RESULTS_DB": "off"},
+        preexec_fn=lambda: os.close(1),
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    assert list((tmp_path / "squall-results").glob("*/report.json"))
