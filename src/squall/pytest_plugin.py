@@ -217,6 +217,10 @@ class SessionResults:
     worker_id: str | None = None
     #: The attempts of each test so far (pytest-rerunfailures runs a test again).
     attempts: dict[str, int] = field(default_factory=dict)
+    #: In an xdist worker: the tests whose scenarios changed since the last hand-over.
+    _changed: set[str] = field(default_factory=set)
+    #: In the xdist controller: the scenarios each worker handed over, by (worker, test).
+    _handed: dict[tuple[str, str], list[ScenarioOutcome]] = field(default_factory=dict)
 
     def folder(self) -> Path:
         """Where the session's files besides the report go (the platform's log, race
@@ -235,6 +239,7 @@ class SessionResults:
         the attempt's number, for :meth:`record`."""
         self.attempts[test] = attempt = self.attempts.get(test, 0) + 1
         self.scenarios = [s for s in self.scenarios if s.test != test]
+        self._changed.add(test)
         return attempt
 
     def record(self, outcome: ScenarioOutcome, test: str, attempt: int) -> ScenarioOutcome:
@@ -244,23 +249,41 @@ class SessionResults:
         outcome = dataclasses.replace(outcome, test=test)
         if self.attempts.get(test) == attempt:
             self.scenarios.append(outcome)
+            self._changed.add(test)
         return outcome
 
-    def scenarios_of(self, test: str) -> str:
-        """What ``test`` recorded, as an xdist worker hands it to the controller with the
-        test's last report (a worker that crashes later loses none of it)."""
-        return json.dumps([s.to_dict() for s in self.scenarios if s.test == test], default=str)
+    def hand_over(self) -> str | None:
+        """In an xdist worker: the scenarios of every test whose record changed since the
+        last hand-over (each test's whole list: a rerun replaces it), for the controller
+        (:meth:`take`). Sent with each test's last report, so a worker that crashes later
+        loses none of it, and once more at the session's end (a scenario recorded after
+        its test's report: a timed-out one, cancelled when a shared event loop closes)."""
+        if not self._changed:
+            return None
+        tests = {
+            test: [s.to_dict() for s in self.scenarios if s.test == test]
+            for test in sorted(self._changed)
+        }
+        self._changed.clear()
+        return json.dumps({"worker": self.worker_id, "tests": tests}, default=str)
 
-    def take_scenarios(self, test: str, handed: str) -> None:
-        """In the xdist controller: ``test``'s scenarios (:meth:`scenarios_of`), in place of
-        what an earlier attempt of it handed over."""
+    def take(self, handed: str) -> None:
+        """In the xdist controller: a worker's :meth:`hand_over`, each test's scenarios in
+        place of what that worker handed for it before (several workers may run one test:
+        ``--dist each``)."""
         from squall.suite import ScenarioOutcome
 
-        self.scenarios = [s for s in self.scenarios if s.test != test]
-        self.scenarios.extend(ScenarioOutcome.from_dict(s) for s in json.loads(handed))
+        data = json.loads(handed)
+        for test, scenarios in data["tests"].items():
+            key = (str(data["worker"]), str(test))
+            self._handed[key] = [ScenarioOutcome.from_dict(s) for s in scenarios]
+
+    def every_scenario(self) -> list[ScenarioOutcome]:
+        """This process's scenarios, then those the xdist workers handed over."""
+        return [*self.scenarios, *(s for group in self._handed.values() for s in group)]
 
     def worker_output(self) -> str:
-        """The rest of what an xdist worker hands the controller, at its session's end."""
+        """What an xdist worker hands the controller at its session's end."""
         return json.dumps(
             {
                 "run_id": self.run_id,
@@ -268,6 +291,7 @@ class SessionResults:
                 "target": self.target,
                 "platform": self.platform,
                 "interrupted": self.interrupted,
+                "scenarios": self.hand_over(),
             },
             default=str,
         )
@@ -280,6 +304,8 @@ class SessionResults:
         self.target = self.target or data["target"]
         self.platform = self.platform or data["platform"]
         self.interrupted = self.interrupted or bool(data["interrupted"])
+        if data["scenarios"] is not None:
+            self.take(data["scenarios"])
 
 
 _RESULTS = pytest.StashKey[SessionResults]()
@@ -309,11 +335,14 @@ class _SessionWatch:
         if report.failed:
             self.results.collection_errors.append(report.nodeid or str(report.fspath))
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # In the xdist controller: the scenarios a worker's test ran, with its last report.
+        # In the xdist controller: the scenarios a worker's tests ran, with a test's last
+        # report; taken off it, so that no other plugin serialises them with the report.
         handed = getattr(report, _HANDED, None)
         if isinstance(handed, str) and self.results.worker_id is None:
-            self.results.take_scenarios(report.nodeid, handed)
+            self.results.take(handed)
+            delattr(report, _HANDED)
 
 
 #: Options whose value is a secret, and what report.json shows for it.
@@ -371,9 +400,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if results is not None and worker_output is not None:
         worker_output[_XDIST_OUTPUT] = results.worker_output()
         return  # the controller writes the report
-    if results is None or not (results.scenarios or results.run_id or results.unreachable):
+    scenarios = results.every_scenario() if results is not None else []
+    if results is None or not (scenarios or results.run_id or results.unreachable):
         return
-    if not results.scenarios and int(exitstatus) in (
+    if not scenarios and int(exitstatus) in (
         int(pytest.ExitCode.NO_TESTS_COLLECTED),
         int(pytest.ExitCode.USAGE_ERROR),  # e.g. a bad -m expression, found while collecting
     ):
@@ -387,7 +417,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     report = SuiteReport(
         run_id=results.run_id or new_run_id(),
         started_at=results.started_at,
-        scenarios=list(results.scenarios),
+        scenarios=scenarios,
         config={
             "source": "pytest",
             "pytest_args": redacted_args(session.config.invocation_params.args),
@@ -437,7 +467,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         item.stash[_FAILED] = True
     results = item.config.stash.get(_RESULTS, None)
     if report.when == "teardown" and results is not None and results.worker_id is not None:
-        setattr(report, _HANDED, results.scenarios_of(item.nodeid))
+        handed = results.hand_over()
+        if handed is not None:
+            setattr(report, _HANDED, handed)
     return report
 
 

@@ -338,16 +338,18 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
                 "scenario ran[/red]"
             )
     elif status < 0:
-        # Killed (pytest-timeout's thread method, the OOM killer, a signal) before the
-        # session's end, where the plugin writes the report.
+        # Killed (the OOM killer, a signal) before the session's end, where the plugin
+        # writes the report.
         err.print(
             f"[red]squall test: pytest was killed by {literal(_signal_name(-status))} "
             "before writing its report: what the tests measured is lost[/red]"
         )
     elif status != _PYTEST_OK:
+        # Ended before the session's end (pytest-timeout's thread method exits at once),
+        # or the plugin could write the report nowhere: either way its output says why.
         err.print(
             f"[red]squall test: pytest ended (exit status {status}) with no report to read "
-            "(its output above says why)[/red]"
+            "(its output above says why): what the tests measured is lost[/red]"
         )
     else:
         console.print("squall test: the selected tests ran no squall scenario (no report)")

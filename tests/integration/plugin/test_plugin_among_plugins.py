@@ -202,3 +202,45 @@ async def test_bad(squall):
     result.assert_outcomes(failed=1)
     (scenario,) = report["scenarios"]
     assert scenario["error"].startswith("ScenarioError: "), scenario["error"]
+
+
+def test_every_workers_run_of_one_test_is_in_the_report(
+    shared_services: Endpoints, pytester: pytest.Pytester
+) -> None:
+    # --dist each runs every test on every worker: the last worker's scenarios replaced
+    # the others', a failed one among them.
+    source = """
+async def test_each(squall):
+    await squall.run(quick, users=1, iterations=1, name="each")
+"""
+    result, report = _session(pytester, source, "-n", "2", "--dist", "each")
+    assert result.ret == 0, result.stdout.str()
+    assert [s["name"] for s in report["scenarios"]] == ["each", "each"]
+
+
+def test_a_timed_out_scenario_under_xdist_with_a_shared_loop_is_in_the_report(
+    shared_services: Endpoints, pytester: pytest.Pytester
+) -> None:
+    # Cancelled only when the session's loop closed, after its test's report had gone to
+    # the controller: the scenario was lost, and the report read PASSED.
+    ini = INI.replace("= function", "= session") + "asyncio_default_test_loop_scope = session\n"
+    source = """
+import asyncio
+
+
+async def slow(session):
+    await asyncio.sleep(60)
+
+
+async def test_a_slow(squall):
+    await squall.run(slow, users=1, iterations=1, name="slow")
+
+
+async def test_b_after(squall):
+    await squall.run(quick, users=1, iterations=1, name="after")
+"""
+    result, report = _session(pytester, source, "-n", "1", "--timeout", "3", ini=ini)
+    assert result.ret == 1
+    verdicts = {s["name"]: s["verdict"] for s in report["scenarios"]}
+    assert verdicts == {"slow": "failed", "after": "passed"}
+    assert not report["verdict"]["ok"]
