@@ -88,7 +88,24 @@ class _Second:
     sent: int = 0
     received: int = 0
     errors: int = 0
-    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    #: The second's latencies, until it is reported; then only its percentiles are kept (a
+    #: histogram is 188 KB: kept for every second, a long run's parent grew by that much a
+    #: second).
+    latency: LatencyHistogram | None = None
+    p50: float | None = None
+    p99: float | None = None
+
+    def freeze(self) -> None:
+        """Keep the second's percentiles and drop its histogram (every worker that will
+        send the second has sent it)."""
+        self.p50, self.p99 = self.percentiles()
+        self.latency = None
+
+    def percentiles(self) -> tuple[float | None, float | None]:
+        latency = self.latency
+        if latency is None or not latency.count:
+            return self.p50, self.p99
+        return latency.percentile(50), latency.percentile(99)
 
 
 class SeriesAggregator:
@@ -107,7 +124,9 @@ class SeriesAggregator:
 
     def add(self, snapshot: Snapshot) -> list[ProgressView]:
         """Fold in one snapshot; returns views for the seconds it completed, in order."""
-        second = self._seconds.setdefault(snapshot.t, _Second())
+        second = self._seconds.get(snapshot.t)
+        if second is None:
+            second = self._seconds[snapshot.t] = _Second()
         second.workers.add(snapshot.worker)
         second.span = max(second.span, snapshot.span)
         second.users += snapshot.users
@@ -118,8 +137,11 @@ class SeriesAggregator:
         second.errors += snapshot.errors
         if snapshot.latency is not None:
             latency = snapshot.latency.unpack()
-            second.latency.merge(latency)
             self._total.merge(latency)
+            if second.latency is None:
+                second.latency = latency  # the first worker's: no copy
+            else:
+                second.latency.merge(latency)
         self._errors += snapshot.errors
         self._lag[snapshot.worker] = snapshot.lag
         if snapshot.cpu is not None:
@@ -139,6 +161,7 @@ class SeriesAggregator:
                 break
             self._reported = t
             views.append(self._view(t, pending))
+            pending.freeze()
         return views
 
     def _view(self, t: int, second: _Second) -> ProgressView:
@@ -169,14 +192,15 @@ class SeriesAggregator:
         for t in sorted(self._seconds):
             second = self._seconds[t]
             span = second.span or 1.0
+            p50, p99 = second.percentiles()
             points.append(
                 SeriesPoint(
                     t=t,
                     users=second.users,
                     sent_per_s=second.sent / span,
                     received_per_s=second.received / span,
-                    p50=second.latency.percentile(50) if second.latency.count else None,
-                    p99=second.latency.percentile(99) if second.latency.count else None,
+                    p50=p50,
+                    p99=p99,
                     errors=second.errors,
                     connections=second.connections,
                     connections_peak=second.connections_peak,
