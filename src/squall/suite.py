@@ -43,7 +43,7 @@ from squall.metrics.thresholds import (
     evaluate,
     parse_thresholds,
 )
-from squall.monitor import TARGET, ResourceMonitor, standard_groups
+from squall.monitor import GENERATOR, TARGET, ResourceMonitor, standard_groups
 from squall.monitor.report import MonitorReport
 from squall.monitor.stats import MIN_LEAK_WINDOW_MIN
 from squall.scenarios import (
@@ -868,6 +868,16 @@ def memory_note(report: MonitorReport, group: str = TARGET) -> str | None:
     return line
 
 
+def generator_leak_note(report: MonitorReport) -> str | None:
+    """One line when squall's own memory grew like a leak during the run: a long soak would
+    end in the generator running out of memory, not the target."""
+    found = report.groups.get(GENERATOR)
+    leak = found.stats.leak if found is not None else None
+    if leak is None or not leak.probable_leak:
+        return None
+    return f"squall's own {memory_note(report, GENERATOR)}"
+
+
 async def run_load_scenario(
     config: Config,
     ctx: SuiteContext,
@@ -948,6 +958,9 @@ def _judged(
         )
     notes = capabilities.not_applicable(target.adapter)
     notes.extend(n for n in (sampling_note(report), memory_note(report)) if n is not None)
+    generator_leak = generator_leak_note(report)
+    if generator_leak is not None:
+        notes.append(generator_leak)
     if result.generator.saturated:
         notes.append(result.generator.warning or "load generator saturated")
     if result.interrupted:

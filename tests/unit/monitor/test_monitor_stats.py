@@ -18,7 +18,7 @@ from squall.monitor.stats import (
     summarize,
     t_critical,
 )
-from squall.suite import memory_note
+from squall.suite import generator_leak_note, memory_note
 
 
 def series(
@@ -253,3 +253,16 @@ def test_a_group_found_after_the_first_sample_does_not_grow_from_nothing() -> No
     )
     assert note is not None
     assert "none of it was left" not in note
+
+
+def test_squall_growing_like_a_leak_is_said_in_the_notes() -> None:
+    # An 8-minute soak's generator grew 32 MB/min: report.json's monitor said
+    # probable_leak, and the terminal, the notes and junit.xml said nothing.
+    growing = GroupReport("generator", summarize(series([80 + 0.5 * i for i in range(60)])), ())
+    steady = GroupReport("generator", summarize(series([80.0] * 60)), ())
+    note = generator_leak_note(MonitorReport(1.0, 2, {"generator": growing}))
+    assert note is not None
+    assert note.startswith("squall's own generator memory: 80.0 MB start")
+    assert "probable leak" in note
+    assert generator_leak_note(MonitorReport(1.0, 2, {"generator": steady})) is None
+    assert generator_leak_note(MonitorReport(1.0, 2, {})) is None
