@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 from rich.console import Console
@@ -91,7 +91,9 @@ def publish(
     before the run is stored (storing may take a while: creating the results cluster); not
     at all when the results database is off."""
     print_summary(console, report)
-    deaths = worker_deaths_note(config.run.results_dir / report.run_id / PLATFORM_LOG)
+    deaths = worker_deaths_note(
+        config.run.results_dir / report.run_id / PLATFORM_LOG, signalled_workers(report)
+    )
     if deaths is not None:
         console.print(f"[yellow]{literal(deaths)}[/yellow]", highlight=False)
     # As report.json will read back: what the other files and the database are made from.
@@ -158,20 +160,34 @@ def write_files(console: Console, data: Mapping[str, object], folder: Path) -> P
 PLATFORM_LOG = "platform.log"
 
 
-def worker_deaths_note(log: Path) -> str | None:
+def signalled_workers(report: SuiteReport) -> set[int]:
+    """The platform workers the run's scenarios stopped or killed on purpose."""
+    found: set[int] = set()
+    for scenario in report.scenarios:
+        result = scenario.result if isinstance(scenario.result, dict) else {}
+        pids = result.get("signalled_workers")
+        if isinstance(pids, list):
+            found.update(pid for pid in pids if isinstance(pid, int))
+    return found
+
+
+def worker_deaths_note(log: Path, on_purpose: Collection[int] = ()) -> str | None:
     """One line when the reference platform's log says a worker died during the run (its
     sockets closed, its runs recovered later): the failures it caused name only their
-    effects."""
+    effects. Workers a scenario stopped or killed on purpose (``on_purpose``, their PIDs:
+    platform_races' restart and crash parts) are left out."""
     from squall.target.protocol import PLATFORM_GAVE_UP, WORKER_DIED_LINE, WORKER_REPLACED
+
+    def died(line: str) -> bool:
+        if not line.startswith(WORKER_DIED_LINE):
+            return False
+        pid = line[len(WORKER_DIED_LINE) :].partition(" ")[0]
+        planned = pid.isdigit() and int(pid) in on_purpose
+        return not planned and (WORKER_REPLACED in line or PLATFORM_GAVE_UP in line)
 
     try:
         with log.open(errors="replace") as lines:
-            deaths = [
-                line.rstrip("\n")
-                for line in lines
-                if line.startswith(WORKER_DIED_LINE)
-                and (WORKER_REPLACED in line or PLATFORM_GAVE_UP in line)
-            ]
+            deaths = [line.rstrip("\n") for line in lines if died(line)]
     except OSError:
         return None
     if not deaths:

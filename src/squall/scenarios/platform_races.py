@@ -127,6 +127,9 @@ class PlatformRacesReport:
     response_time: LatencyHistogram
     parts: Mapping[str, str]
     elapsed_s: float
+    #: The platform workers the parts stopped or killed on purpose (their deaths are no
+    #: finding: ``squall run``'s note on dead workers leaves them out).
+    signalled_workers: tuple[int, ...] = ()
 
     def verdict(self, checker: str) -> Verdict:
         """The verdict of ``checker`` (e.g. ``"ledger"``), or KeyError naming the known ones."""
@@ -182,6 +185,7 @@ class PlatformRacesReport:
             "operations": self.operations,
             "elapsed_s": self.elapsed_s,
             "parts": dict(self.parts),
+            "signalled_workers": list[JsonValue](self.signalled_workers),
             "tally": self.tally.to_dict(),
             "verdicts": {v.checker: v.to_dict() for v in self.verdicts},
         }
@@ -203,6 +207,8 @@ class _State:
     users: dict[str, Identity] = field(default_factory=dict)
     fairness_users: set[str] = field(default_factory=set)
     parts: dict[str, str] = field(default_factory=dict)
+    #: The platform workers the parts stopped or killed on purpose.
+    signalled: list[int] = field(default_factory=list)
     session_ops: list[Op] = field(default_factory=list)
     messages: int = 0
 
@@ -396,6 +402,8 @@ class _Done:
     how: str
     #: Runs the fault took down with their worker: they may end ``failed`` (refunded).
     lost_runs: tuple[str, ...] = ()
+    #: The platform worker the fault stopped or killed, if it signalled one.
+    signalled: int | None = None
 
 
 @dataclass(frozen=True)
@@ -439,6 +447,8 @@ async def _fault_mid_run(state: _State, sizes: Sizes, fault: _Fault) -> None:
     invoke = state.recorder.invoke(f"harness/{service}", action, {})
     started = time.monotonic()
     done = await fault.act(threads, sockets)
+    if done.signalled is not None:
+        state.signalled.append(done.signalled)
     state.recorder.ok(
         invoke,
         {
@@ -559,6 +569,7 @@ async def signal_worker(
     return _Done(
         f"pid {victim}, {why}, with {len(dropped)} of the part's sockets; {after}",
         tuple(sorted(map(str, lost))),
+        signalled=victim,
     )
 
 
@@ -1011,4 +1022,5 @@ async def run_platform_races(
         response_time=state.runs.response_time,
         parts={str(k): v for k, v in state.parts.items()},
         elapsed_s=time.monotonic() - started,
+        signalled_workers=tuple(state.signalled),
     )

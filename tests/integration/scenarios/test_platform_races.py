@@ -230,6 +230,10 @@ async def test_a_worker_killed_mid_run_fails_only_its_runs_and_loses_no_event(
     assert READY_LINE in log  # start_platform returned once every worker served
     assert "was killed by SIGKILL; starting a new one" in log
     assert "recovered orphaned run" in log
+    # Killed on purpose: listed, so squall run's note on dead workers leaves it out.
+    (victim,) = report.signalled_workers
+    assert f"worker pid {victim} was killed by SIGKILL" in log
+    assert report.to_dict()["signalled_workers"] == [victim]
 
 
 async def test_a_worker_stopped_mid_run_finishes_its_runs_and_loses_no_event(

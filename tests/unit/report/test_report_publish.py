@@ -11,7 +11,7 @@ from rich.console import Console
 
 from squall.config import load_config
 from squall.metrics.result import Counter
-from squall.report.publish import EXIT_FILES_UNWRITTEN, publish
+from squall.report.publish import EXIT_FILES_UNWRITTEN, publish, worker_deaths_note
 from squall.suite import ScenarioOutcome, SuiteReport
 
 OFF = {"SQUALL_RESULTS_DB": "off"}
@@ -68,6 +68,32 @@ def test_a_dead_platform_worker_is_said_and_the_platforms_log_named(
         f"{folder / 'platform.log'}"
     ) in text
     assert "metrics.txt, db_race.history.jsonl, platform.log)" in text
+
+
+def test_workers_a_scenario_stopped_on_purpose_are_no_finding(
+    tmp_path: Path, temp_dir: Path
+) -> None:
+    # platform_races' worker_restart and worker_crash parts stop and kill a worker each:
+    # every make run said "a reference platform worker died".
+    folder = tmp_path / "results" / "run-races"
+    folder.mkdir(parents=True)
+    (folder / "platform.log").write_text(
+        "squall target: worker pid 41 stopped on SIGTERM; starting a new one\n"
+        "squall target: worker pid 42 was killed by SIGKILL; starting a new one\n"
+    )
+    config = load_config(
+        None, cwd=tmp_path, overrides=[f'run.results_dir="{tmp_path / "results"}"']
+    )
+    races = ScenarioOutcome(
+        name="platform_races", metrics={}, outcomes=[], result={"signalled_workers": [41, 42]}
+    )
+    console = Console(record=True, width=400, color_system=None)
+    publish(SuiteReport("run-races", 1_000.0, [races]), config, console, environ=OFF)
+    assert "died" not in console.export_text()
+    (folder / "platform.log").write_text(
+        "squall target: worker pid 43 was killed by SIGKILL; starting a new one\n"
+    )
+    assert worker_deaths_note(folder / "platform.log", {41, 42}) is not None
 
 
 def test_a_platform_log_without_a_dead_worker_adds_no_note(tmp_path: Path, temp_dir: Path) -> None:
