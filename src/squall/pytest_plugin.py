@@ -805,15 +805,14 @@ class SquallRunner:
     def _recorded_if_cut(self, name: str) -> Iterator[None]:
         """A scenario the test was stopped in (pytest-timeout's failure raised inside the
         load, say) is recorded as ended by that error: it vanished from the report."""
-        from squall.engine.errors import describe
+        from squall.suite import scenario_error
 
         try:
             yield
         except Exception as exc:
             # The scenario's own failure (a behaviour that cannot be imported, say): its
             # error, as squall run records it.
-            error = f"{type(exc).__name__}: {describe(exc)}"
-            self._record_ended(name, error)
+            self._record_ended(name, scenario_error(exc))
             raise
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):

@@ -1014,6 +1014,12 @@ async def run_suite(
     return report
 
 
+def scenario_error(exc: Exception) -> str:
+    """A scenario's ``error`` for the exception that ended it: its type, message and where
+    it was raised."""
+    return f"{type(exc).__name__}: {describe(exc)}"
+
+
 async def _run_entry(entry: SuiteEntry, config: Config, ctx: SuiteContext) -> ScenarioOutcome:
     """Run one scenario; one that raises is an outcome with its error."""
     started = time.monotonic()
@@ -1021,7 +1027,7 @@ async def _run_entry(entry: SuiteEntry, config: Config, ctx: SuiteContext) -> Sc
     try:
         outcome = await entry.run(config, ctx)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {describe(exc)}"
+        error = scenario_error(exc)
         outcome = ScenarioOutcome(
             name=entry.name,
             metrics={},
