@@ -19,6 +19,11 @@ from squall.services import Endpoints
 pytestmark = pytest.mark.integration
 
 INI = "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+#: One event loop for the whole inner session: a timed-out test's task is cancelled only
+#: when it closes, after later tests ran.
+SHARED_LOOP_INI = (
+    INI.replace("= function", "= session") + "asyncio_default_test_loop_scope = session\n"
+)
 
 QUICK = """
 import asyncio
@@ -169,7 +174,6 @@ def test_a_timed_out_attempt_cancelled_late_stays_out_of_the_report(
 ) -> None:
     # With the session's event loop, the timed-out attempt's task is cancelled when that
     # loop closes, after the rerun: its "stopped" record came last and failed the report.
-    ini = INI.replace("= function", "= session") + "asyncio_default_test_loop_scope = session\n"
     source = """
 import asyncio
 
@@ -184,7 +188,9 @@ async def test_slow(squall):
     ATTEMPTS.append(1)
     await squall.run(slow, users=1, iterations=1, name="slow")
 """
-    result, report = _session(pytester, source, "--reruns", "1", "--timeout", "3", ini=ini)
+    result, report = _session(
+        pytester, source, "--reruns", "1", "--timeout", "3", ini=SHARED_LOOP_INI
+    )
     assert result.ret == 0, result.stdout.str()
     (scenario,) = report["scenarios"]
     assert scenario["verdict"] == "passed"
@@ -223,7 +229,6 @@ def test_a_timed_out_scenario_under_xdist_with_a_shared_loop_is_in_the_report(
 ) -> None:
     # Cancelled only when the session's loop closed, after its test's report had gone to
     # the controller: the scenario was lost, and the report read PASSED.
-    ini = INI.replace("= function", "= session") + "asyncio_default_test_loop_scope = session\n"
     source = """
 import asyncio
 
@@ -239,7 +244,7 @@ async def test_a_slow(squall):
 async def test_b_after(squall):
     await squall.run(quick, users=1, iterations=1, name="after")
 """
-    result, report = _session(pytester, source, "-n", "1", "--timeout", "3", ini=ini)
+    result, report = _session(pytester, source, "-n", "1", "--timeout", "3", ini=SHARED_LOOP_INI)
     assert result.ret == 1
     verdicts = {s["name"]: s["verdict"] for s in report["scenarios"]}
     assert verdicts == {"slow": "failed", "after": "passed"}
