@@ -542,7 +542,7 @@ async def _platform_path(target: TargetInfo, sockets: int, duration: float) -> d
                 codes[code] = codes.get(code, 0) + 1
                 self.send_next()
 
-    async with httpx.AsyncClient(headers=headers, timeout=10.0) as http:
+    async with httpx.AsyncClient(headers=headers, timeout=10.0, trust_env=False) as http:
 
         async def charged() -> int:
             response = await http.get(f"{target.http_url}/v1/accounts/me")

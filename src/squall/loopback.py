@@ -2,10 +2,12 @@
 
 Load, race and monitoring traffic goes to 127.0.0.0/8 or ::1 and nowhere else, so a
 mistyped or copied URL cannot load a machine that did not ask for it. An IP address is
-judged as written; ``localhost`` (and ``*.localhost``) is loopback; any other name is
-resolved, once per process, and every address it resolves to must be loopback. A URL
-without a host (a Unix socket, libpq's local default) stays on this machine too, unless
-``PGHOST`` or a connection service names one for a PostgreSQL URL: that host is judged too.
+judged as written; ``localhost`` is loopback; any other name is resolved, once per
+process, and every address it resolves to must be loopback (one that does not resolve is
+refused). A URL without a host (a Unix socket, libpq's local default) stays on this machine
+too, unless ``PGHOST`` or a connection service names one for a PostgreSQL URL: that host is
+judged too. The hosts a PostgreSQL or Redis client library would connect to are found by
+its own parser, besides those the URL shows.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import ipaddress
 import socket
 import warnings
 from collections.abc import Callable, Sequence
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from squall.urls import host_parts
+from squall.urls import POSTGRES_SCHEMES, REDIS_SCHEMES, host_parts
 
 #: The addresses squall sends traffic to, as messages name them.
 LOOPBACK = "127.0.0.0/8, ::1"
@@ -44,36 +46,72 @@ def _resolve(host: str) -> tuple[str, ...]:
 def loopback_problem(url: str, resolve: Callable[[str], Sequence[str]] = _resolve) -> str | None:
     """Why ``url`` does not name a loopback host (a clause for a message), or None.
 
-    A URL that cannot be parsed, or a name that does not resolve, is left to the
-    connection to report: it will fail without reaching another machine.
+    The hosts judged are the URL's as written (percent-encoding decoded, as the client
+    libraries decode it) and, for a PostgreSQL or Redis URL, those its client library's own
+    parser finds: asyncpg and redis-py read some URLs otherwise (``?host=HOST:PORT``, two
+    ``@``), and a host only they saw would be let through. A name that does not resolve is
+    refused: whether it is on this machine cannot be told. A URL that cannot be parsed is
+    left to the connection to report, which fails without reaching another machine.
     """
+    scheme = url.partition(":")[0].lower()
     try:
         parts = urlsplit(url)
         # libpq takes several hosts, comma-separated, and hosts in the query (?host=…; a
         # path there is a Unix socket): every one of them must be local.
-        hosts = [host.hostname for host in host_parts(parts)]
+        written = [unquote(host.hostname) for host in host_parts(parts) if host.hostname]
         for value in parse_qs(parts.query).get("host", []):
-            hosts += [item.strip("[]") for item in value.split(",") if not item.startswith("/")]
+            written += [_query_host(item) for item in value.split(",") if _is_host(item)]
     except ValueError:
-        return None
-    for host in hosts:
-        problem = _host_problem(host, resolve)
-        if problem is not None:
-            return problem
-    if parts.scheme in ("postgresql", "postgres") and not any(hosts):
-        # No host in the URL: asyncpg then takes one from PGHOST or a ?service= entry.
-        hosts_found = _postgres_hosts(url)
-        if hosts_found is None:
+        written = []
+    library: list[str] = []
+    if scheme in POSTGRES_SCHEMES:
+        found = _postgres_hosts(url)
+        if found is None and not written:
             return (
                 "it names no host, and this asyncpg cannot be asked which one PGHOST or a "
                 "connection service file gives it (its parser changed); name the host in the "
                 "URL, as in postgresql://USER@127.0.0.1:5432/DATABASE"
             )
-        for host in hosts_found:
-            problem = _host_problem(host, resolve)
-            if problem is not None:
+        library = found or []
+    elif scheme in REDIS_SCHEMES:
+        library = _redis_hosts(url)
+    for host in written:
+        problem = _host_problem(host, resolve)
+        if problem is not None:
+            return problem
+    for host in library:
+        problem = _host_problem(host, resolve)
+        if problem is not None:
+            if scheme in POSTGRES_SCHEMES and not written:
                 return f"{problem} (asyncpg takes it from PGHOST or a connection service file)"
+            reader = "asyncpg" if scheme in POSTGRES_SCHEMES else "redis-py"
+            return f"{problem} (as {reader} reads this URL)"
     return None
+
+
+def _is_host(item: str) -> bool:
+    """Whether a ``?host=`` item names a host (not empty, not a Unix socket's folder)."""
+    return bool(item) and not item.startswith("/")
+
+
+def _query_host(item: str) -> str:
+    """The host of a ``?host=`` item: ``HOST``, ``HOST:PORT``, ``[V6]`` or ``[V6]:PORT``
+    (a bare IPv6 address has more than one colon and no port)."""
+    if item.startswith("[") or item.count(":") == 1:
+        return urlsplit(f"//{item}").hostname or item
+    return item
+
+
+def _redis_hosts(url: str) -> list[str]:
+    """The host redis-py connects to for ``url`` (none for a Unix socket or a URL it
+    refuses: its connection refuses that too, reaching no other machine)."""
+    from redis.connection import parse_url
+
+    try:
+        host = parse_url(url).get("host")  # type: ignore[no-untyped-call]
+    except ValueError:
+        return []
+    return [str(host)] if host else []
 
 
 def _postgres_hosts(url: str) -> list[str] | None:
@@ -111,16 +149,19 @@ def _postgres_hosts(url: str) -> list[str] | None:
     return [str(address[0]) for address in addresses if isinstance(address, tuple)]
 
 
-def _host_problem(host: str | None, resolve: Callable[[str], Sequence[str]]) -> str | None:
-    if not host or host == "localhost" or host.endswith(".localhost"):
+def _host_problem(host: str, resolve: Callable[[str], Sequence[str]]) -> str | None:
+    if host.lower() == "localhost":
         return None
     try:
         is_loopback = address_is_loopback(host)
     except ValueError:  # a name, not an address
         try:
             addresses = resolve(host)
-        except OSError:
-            return None
+        except (OSError, UnicodeError) as exc:
+            return (
+                f"host {host!r} does not resolve ({exc}), so whether it is on this machine "
+                "cannot be told"
+            )
         outside = [address for address in addresses if not address_is_loopback(address)]
         if not outside:
             return None

@@ -38,7 +38,6 @@ def _no_dns(host: str) -> Sequence[str]:
         "ws://[::1]:8765/",
         "wss://localhost:443/",
         "ws://LOCALHOST/",
-        "ws://api.localhost:8080/",
         "postgresql://postgres@127.0.0.1:5432/app",
         "postgresql:///app",  # libpq's local default
         "unix:///run/redis.sock",
@@ -94,12 +93,55 @@ def test_a_name_must_resolve_to_loopback_only() -> None:
     )
 
 
-def test_a_name_that_does_not_resolve_is_left_to_the_connection() -> None:
+def test_a_name_that_does_not_resolve_is_refused() -> None:
+    # It could not be told to be on this machine, and a client library might resolve it
+    # otherwise (a later answer, a name it decodes first).
     def resolve(host: str) -> Sequence[str]:
         raise OSError(f"cannot resolve {host}")
 
-    assert loopback_problem("ws://nowhere.invalid/", resolve) is None
+    assert loopback_problem("ws://nowhere.invalid/", resolve) == (
+        "host 'nowhere.invalid' does not resolve (cannot resolve nowhere.invalid), so "
+        "whether it is on this machine cannot be told"
+    )
     assert loopback_problem("not a url at all", resolve) is None
+
+
+def test_a_localhost_subdomain_is_resolved_like_any_name() -> None:
+    # Only "localhost" itself is taken on trust: a resolver may answer api.localhost with
+    # another machine's address.
+    table = {"api.localhost": ["127.0.0.1"], "far.localhost": ["192.0.2.4"]}
+    assert loopback_problem("ws://api.localhost:8080/", table.__getitem__) is None
+    assert loopback_problem("ws://far.localhost/", table.__getitem__) == (
+        "host 'far.localhost' resolves to 192.0.2.4, which is not loopback"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        # Percent-encoded: asyncpg and redis-py decode the host before connecting.
+        (
+            "postgresql://postgres@%31%39%32.0.2.2:47150/x",
+            "host 192.0.2.2 is not a loopback address",
+        ),
+        ("redis://%31%39%32.0.2.2:47150/7", "host 192.0.2.2 is not a loopback address"),
+        # A port in ?host=: asyncpg splits it off.
+        (
+            "postgresql://postgres@/x?host=192.0.2.2:47150",
+            "host 192.0.2.2 is not a loopback address",
+        ),
+        ("postgresql:///x?host=[2001:db8::5]:5432", "host 2001:db8::5 is not a loopback address"),
+        # Two @: urlsplit takes the host after the last one, asyncpg the one after the first.
+        (
+            "postgresql://postgres@[::ffff:192.0.2.2]:47150@127.0.0.1/x",
+            "host ::ffff:192.0.2.2 is not a loopback address (as asyncpg reads this URL)",
+        ),
+        # redis-py takes ?host= when the URL names none.
+        ("redis:///7?host=192.0.2.6", "host 192.0.2.6 is not a loopback address"),
+    ],
+)
+def test_hosts_the_client_libraries_read_otherwise_are_judged(url: str, problem: str) -> None:
+    assert loopback_problem(url, _no_dns) == problem
 
 
 @pytest.mark.parametrize("url", ["postgresql://postgres@/postgres", "postgres:///db"])

@@ -26,6 +26,7 @@ from squall.engine.client import (
     connect,
 )
 from squall.engine.identity import Identity
+from squall.loopback import LOOPBACK, loopback_problem
 from squall.metrics.recorder import Recorder
 
 
@@ -252,7 +253,11 @@ class Session:
         """An HTTP client for this user (created on first use, closed with the session)."""
         if self._http is None:
             self._http = httpx.AsyncClient(
-                headers=self.identity.auth_headers(), verify=_tls_context()
+                headers=self.identity.auth_headers(),
+                verify=_tls_context(),
+                # This machine only: no proxy from the environment, no request elsewhere.
+                trust_env=False,
+                event_hooks={"request": [_require_loopback]},
             )
         return self._http
 
@@ -302,6 +307,17 @@ async def _caught(close: Awaitable[None]) -> BaseException | None:
     except BaseException as exc:
         return exc
     return None
+
+
+async def _require_loopback(request: httpx.Request) -> None:
+    """Refuse a request to another machine before it connects, as a WebSocket's is."""
+    off_machine = loopback_problem(str(request.url))
+    if off_machine is not None:
+        raise httpx.ConnectError(
+            f"{request.url}: {off_machine}; squall only connects to this machine "
+            f"({LOOPBACK}): point the request at a service on 127.0.0.1 or localhost",
+            request=request,
+        )
 
 
 async def _close_http(client: httpx.AsyncClient) -> None:

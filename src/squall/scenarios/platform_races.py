@@ -335,7 +335,9 @@ async def _users(state: _State, sizes: Sizes) -> None:
     reads = 0
     for i, user in enumerate(users):
         headers = state.users[user].auth_headers()
-        async with httpx.AsyncClient(base_url=state.target.http_url, headers=headers) as http:
+        async with httpx.AsyncClient(
+            base_url=state.target.http_url, headers=headers, trust_env=False
+        ) as http:
             for thread in (threads[i], threads[(i + 1) % len(threads)]):
                 await http_get(http, state.recorder, "http_read",
                                f"/v1/threads/{thread}/messages",
@@ -603,7 +605,9 @@ async def _new_worker(http_url: str, old: Collection[int], within_s: float) -> i
     each time: the kernel hands each to whichever worker accepts first), or None."""
     deadline = time.monotonic() + within_s
     limits = httpx.Limits(max_keepalive_connections=0)
-    async with httpx.AsyncClient(base_url=http_url, limits=limits, timeout=2.0) as http:
+    async with httpx.AsyncClient(
+        base_url=http_url, limits=limits, timeout=2.0, trust_env=False
+    ) as http:
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError, ValueError):
                 worker = (await http.get("/healthz")).json().get("worker")
@@ -841,7 +845,9 @@ async def _accounts(state: _State) -> dict[str, AccountRow]:
     found: dict[str, AccountRow] = {}
     for user, identity in state.users.items():
         headers = identity.auth_headers()
-        async with httpx.AsyncClient(base_url=state.target.http_url, headers=headers) as http:
+        async with httpx.AsyncClient(
+            base_url=state.target.http_url, headers=headers, trust_env=False
+        ) as http:
             status, body = await http_get(
                 http, state.recorder, "account", "/v1/accounts/me", {"user": user}
             )

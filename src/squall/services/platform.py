@@ -157,9 +157,20 @@ def _announced(log_path: Path, offset: int) -> bool:
         return False
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is not followed (it could lead off this machine): the 3xx is an error."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+#: Asks this machine only: no proxy from the environment, no redirect followed.
+_LOCAL_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects)
+
+
 def _healthy(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
+        with _LOCAL_OPENER.open(url + "/healthz", timeout=1) as response:
             return bool(json.load(response).get("status") == "ok")
     except (OSError, ValueError):
         return False

@@ -90,6 +90,7 @@ class OpenAIModel:
             base_url=settings.openai_base_url.rstrip("/") + "/",
             headers=headers,
             timeout=httpx.Timeout(60.0, connect=5.0),
+            trust_env=False,  # loopback only: never through a proxy from the environment
         )
 
     def __repr__(self) -> str:

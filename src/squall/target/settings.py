@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args, get_type_hints
 
+from squall.loopback import NotLoopback, require_loopback
 from squall.urls import POSTGRES_SCHEMES, REDIS_SCHEMES, url_problem
 
 SessionPolicy = Literal["multi", "single_session"]
@@ -219,14 +220,15 @@ class Settings:
                 f"expected a comma-separated subset of {', '.join(sorted(KNOWN_FAULTS))}"
             )
         for name, schemes in URL_SCHEMES.items():
+            setting = f"{self.env_name(name)} (or {name.upper()} when that is unset)"
             problem = url_problem(getattr(self, name), schemes)
             if problem is not None:
-                raise SettingsError(
-                    f"{self.env_name(name)} (or {name.upper()} when that is unset): {problem}"
-                )
+                raise SettingsError(f"{setting}: {problem}")
+            _require_loopback(getattr(self, name), setting)
         problem = url_problem(self.openai_base_url, HTTP_SCHEMES, host_required=True)
         if problem is not None:
             raise SettingsError(f"SQUALL_OPENAI_BASE_URL: {problem}")
+        _require_loopback(self.openai_base_url, "SQUALL_OPENAI_BASE_URL")
         secret_bytes = len(self.jwt_secret.encode())
         if (
             self.jwt_algorithm == "HS256"
@@ -332,3 +334,11 @@ def _parse(name: str, raw: str, hint: Any) -> Any:
             "(64 bits)"
         )
     return value
+
+
+def _require_loopback(url: str, setting: str) -> None:
+    """The platform connects to this machine only, as the harness does."""
+    try:
+        require_loopback(url, setting)
+    except NotLoopback as exc:
+        raise SettingsError(str(exc)) from None

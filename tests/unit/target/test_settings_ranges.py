@@ -127,7 +127,7 @@ def test_an_openai_base_url_is_an_http_url_with_a_host(value: str, problem: str)
         Settings.from_env({"SQUALL_OPENAI_BASE_URL": value})
     assert str(info.value).startswith(f"SQUALL_OPENAI_BASE_URL: {problem}")
     assert "pw" not in str(info.value)
-    for url in ("https://api.example.com/v1", "http://127.0.0.1:8000/v1"):
+    for url in ("https://localhost/v1", "http://127.0.0.1:8000/v1"):
         assert Settings.from_env({"SQUALL_OPENAI_BASE_URL": url}).openai_base_url == url
 
 
