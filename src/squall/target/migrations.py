@@ -4,11 +4,19 @@ All workers start at once, so the whole check-and-apply happens in one transacti
 holding ``pg_advisory_xact_lock``: the first worker applies what is missing, the
 others wait on the lock and then find every version already recorded in
 ``schema_migrations``.
+
+A database this platform cannot serve is refused before anything is applied
+(:class:`SchemaRefused`): one whose schema a newer platform migrated (an older
+platform would run beside functions it does not know, and their counters would drift),
+or one where another application's ``schema_migrations`` or tables already stand.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+import asyncpg
 
 from squall.target.db import Pool
 
@@ -481,11 +489,72 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
+#: The newest schema version this platform knows.
+NEWEST_VERSION = MIGRATIONS[-1].version
+
+#: The tables the first migration creates: found in a database without the platform's
+#: ``schema_migrations``, they are another application's.
+FIRST_TABLES = tuple(re.findall(r"CREATE TABLE (\w+)", MIGRATIONS[0].sql))
+
+#: What the refusals say to do instead.
+OWN_DATABASE = "give the platform a database of its own (SQUALL_DATABASE_URL)"
+
+
+class SchemaRefused(Exception):
+    """A database whose schema this platform cannot serve; the message names the database,
+    why and what to do."""
+
+
+async def check_schema(conn: asyncpg.Connection) -> None:
+    """Raise :class:`SchemaRefused` when the database's schema is newer than this platform
+    knows, or is another application's; touch nothing."""
+    row = await conn.fetchrow(
+        """
+        SELECT current_database() AS database,
+               (SELECT array_agg(attname::text || ':' || atttypid::regtype::text)
+                FROM pg_attribute
+                WHERE attrelid = to_regclass('schema_migrations') AND attnum > 0
+                  AND NOT attisdropped) AS columns,
+               (SELECT array_agg(name) FROM unnest($1::text[]) AS name
+                WHERE to_regclass(name) IS NOT NULL) AS present
+        """,
+        list(FIRST_TABLES),
+    )
+    columns, present = row["columns"], row["present"]
+    database = f"database {row['database']!r}"
+    if columns is None:
+        if present:
+            raise SchemaRefused(
+                f"{database} already holds table(s) {', '.join(present)} but no "
+                "schema_migrations of the platform's: another application's, which the "
+                f"platform's would collide with; {OWN_DATABASE}"
+            )
+        return
+    if not {"version:integer", "name:text"} <= set(columns):
+        raise SchemaRefused(
+            f"{database}'s table schema_migrations is not the platform's (it lacks an "
+            f"integer version and a text name; it has {', '.join(sorted(columns))}): another "
+            f"application uses the name; {OWN_DATABASE}"
+        )
+    newest = await conn.fetchval("SELECT max(version) FROM schema_migrations")
+    if newest is not None and newest > NEWEST_VERSION:
+        raise SchemaRefused(
+            f"{database}'s schema is at version {newest}, newer than version "
+            f"{NEWEST_VERSION}, the newest this platform knows: a newer squall migrated it, "
+            "and this one would serve it wrongly. Run the newer squall's platform, or "
+            f"{OWN_DATABASE}"
+        )
+
+
 async def migrate(pool: Pool) -> list[int]:
-    """Apply every migration not yet recorded; return the versions this call applied."""
+    """Apply every migration not yet recorded; return the versions this call applied.
+
+    :class:`SchemaRefused`, with nothing applied, for a database this platform cannot serve.
+    """
     applied: list[int] = []
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+        await check_schema(conn)
         await conn.execute(
             """
             CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -1,4 +1,5 @@
-"""Before any worker starts: can the platform reach its PostgreSQL and Redis?
+"""Before any worker starts: can the platform reach its PostgreSQL and Redis, and serve
+the database's schema?
 
 Each worker connects on its own at start-up; when a server is down, every one of
 them would fail with a traceback. One check in the parent names the server, the
@@ -14,6 +15,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from squall.refusals import option_refused, postgres_refusal, reason, redis_refusal
+from squall.target.migrations import SchemaRefused, check_schema
 from squall.target.settings import Settings, SettingsError
 
 #: Seconds each server gets to answer.
@@ -64,7 +66,12 @@ async def _check(settings: Settings) -> None:
         raise _refused_option(
             "PostgreSQL", settings.database_url, "SQUALL_DATABASE_URL", exc
         ) from exc
-    await conn.close()
+    try:
+        await check_schema(conn)
+    except SchemaRefused as exc:
+        raise SettingsError(f"PostgreSQL at {where(settings.database_url)}: {exc}") from None
+    finally:
+        await conn.close()
     try:
         client = aioredis.Redis.from_url(
             settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S
@@ -80,5 +87,7 @@ async def _check(settings: Settings) -> None:
 
 
 def check_servers(settings: Settings) -> None:
-    """Raise :class:`ServerUnreachable` unless both servers answer."""
+    """Raise :class:`ServerUnreachable` unless both servers answer, :class:`SettingsError`
+    when the database's schema is one this platform cannot serve (a newer platform's,
+    another application's) or a URL's options are refused."""
     asyncio.run(_check(settings))

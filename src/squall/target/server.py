@@ -46,7 +46,7 @@ from uvicorn.server import ServerState
 
 from squall.fdlimit import few_open_files_note, raise_open_files
 from squall.parent_death import die_with_parent, parent_death_signal
-from squall.target.auth import Authenticator, KeyFileError
+from squall.target.auth import Authenticator
 from squall.target.edge import CLOSE_WAIT_S, drain_current
 from squall.target.preflight import ServerUnreachable, check_servers
 from squall.target.protocol import (
@@ -55,7 +55,7 @@ from squall.target.protocol import (
     WORKER_DIED_LINE,
     WORKER_REPLACED,
 )
-from squall.target.settings import Settings
+from squall.target.settings import Settings, SettingsError
 from squall.target.ws import CLOSED_BY_SERVER, WRITE_TIMEOUT_REASON
 
 if TYPE_CHECKING:
@@ -688,7 +688,7 @@ def serve(
     try:
         Authenticator(settings)  # reads and checks the key file once, before any worker
         check_servers(settings)
-    except (KeyFileError, ServerUnreachable):
+    except (SettingsError, ServerUnreachable):
         sock.close()
         raise
     os.environ.update(settings.to_env())
