@@ -8,7 +8,8 @@ passes raises :class:`~squall.engine.errors.SendTimeout` (``errors.send_timeout`
 message counting as failed. Per message it records:
 
 - trends ``ack_time``, ``first_event_time``, ``response_time`` (from the send,
-  or in the open model from the iteration's intended start), each only when
+  or in the open model for an iteration's first message from the send less its
+  schedule lag), each only when
   the protocol has that moment;
 - rate ``success``: the run completed with status ``completed``; a message
   whose socket closed or got a non-JSON frame, and a socket that could not be

@@ -133,10 +133,12 @@ _DUMPS_OPTIONS = orjson.OPT_NON_STR_KEYS
 class Origin:
     """Where the latency of the next timed operation is measured from.
 
-    In the open model an iteration's first timed operation is measured from the
-    iteration's intended start (set in ``pending``), so a stalled target or generator
-    shows up as latency; every other operation from its own send time. A socket reads
-    ``pending`` on each request and calls :meth:`take` only when it is set.
+    In the open model an iteration's first timed operation is measured from its send
+    time less the iteration's schedule lag (``pending``: how late the iteration began
+    after its intended start), so a generator that fell behind its schedule shows up as
+    latency, while the behaviour's own time before the send (a think time, a connect)
+    does not; every other operation from its own send time. A socket reads ``pending``
+    on each request and calls :meth:`take` only when it is set.
     """
 
     __slots__ = ("pending",)
@@ -146,9 +148,9 @@ class Origin:
 
     def take(self, now: float) -> float:
         """The origin of an operation sent at ``now``; clears ``pending``."""
-        origin = self.pending
+        lag = self.pending
         self.pending = None
-        return now if origin is None or origin > now else origin
+        return now if lag is None or lag <= 0.0 else now - lag
 
 
 class _Listener(WSListener):
@@ -685,9 +687,9 @@ class WebSocket:
 
         Messages that do not match are discarded (they were counted as received);
         a message that is not a JSON object raises :class:`UnexpectedMessage`.
-        The time from the send — or, in the open model, from the iteration's
-        intended start for its first request — to the match is recorded in the
-        trend ``metric``; ``success`` records whether a match arrived in time.
+        The time from the send — or, in the open model, for an iteration's first
+        request, from the send less the iteration's schedule lag — to the match is
+        recorded in the trend ``metric``; ``success`` records whether a match arrived in time.
         (A plain ``def`` returning the exchange's coroutine: one coroutine per
         request instead of two.)
         """
@@ -868,8 +870,8 @@ async def connect(
     ``headers`` (e.g. ``Authorization``) go into the upgrade request;
     ``subprotocols`` are offered in ``Sec-WebSocket-Protocol`` and the one the
     server picked is in :attr:`WebSocket.subprotocol`. With ``origin`` (a session's
-    :class:`Origin`) a request's latency is measured from the open model's intended start
-    when one is pending. ``max_unread`` caps the messages kept unread (module docstring).
+    :class:`Origin`) an iteration's first request also counts the open model's schedule
+    lag when one is pending. ``max_unread`` caps the messages kept unread (module docstring).
     """
     if type(max_unread) is not int or max_unread < 1:
         raise ValueError(

@@ -308,7 +308,7 @@ class Worker:
                 # _iteration(session, n, None), inlined: a closed user runs one
                 # iteration after another, and a coroutine per iteration shows.
                 started = now
-                # session.begin_iteration(n, None), inlined: no intended start here.
+                # session.begin_iteration(n, None), inlined: no schedule lag here.
                 session.iteration = n
                 session.iterations_started = n + 1
                 try:
@@ -440,9 +440,11 @@ class Worker:
         clock = self._clock
         recorder = self.recorder
         started = clock()
+        lag = None
         if intended is not None:
-            recorder.trend("schedule_lag", max(0.0, started - intended))
-        session.begin_iteration(n, intended)
+            lag = max(0.0, started - intended)
+            recorder.trend("schedule_lag", lag)
+        session.begin_iteration(n, lag)
         try:
             await self._behaviour(session)
         except Exception as exc:
@@ -617,7 +619,7 @@ class Worker:
     async def _sleep_until(self, when: float) -> None:
         """Sleep until ``when`` on the clock, or until a stop is requested. Never less: the
         event loop runs a timer up to its clock resolution early, and an iteration begun
-        before its intended start timed its responses from the later send."""
+        before its intended start ran ahead of its schedule."""
         while (delay := when - self._clock()) > 0 and not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):

@@ -99,7 +99,7 @@ class Session:
         self.iterations_started = 0
         self.state: dict[str, Any] = {}
         self._on_connection = on_connection
-        #: The open model's intended start, until the iteration's first timed operation.
+        #: The open model's schedule lag, until the iteration's first timed operation.
         self.origin = Origin()
         self._http: httpx.AsyncClient | None = None
         self._open_sockets: set[WebSocket] = set()
@@ -116,18 +116,20 @@ class Session:
             f"sockets={len(self._open_sockets)})"
         )
 
-    def begin_iteration(self, iteration: int, intended_start: float | None) -> None:
-        """Called by the runner; ``intended_start`` is set in the open model only."""
+    def begin_iteration(self, iteration: int, schedule_lag: float | None) -> None:
+        """Called by the runner; ``schedule_lag`` (seconds the iteration began after its
+        intended start) is set in the open model only."""
         self.iteration = iteration
         self.iterations_started += 1
-        self.origin.pending = intended_start
+        self.origin.pending = schedule_lag
 
     def take_origin(self, now: float) -> float:
         """Where the latency of an operation sent at ``now`` is measured from.
 
-        In the open model the first timed operation of an iteration is measured
-        from the iteration's intended start (so a stalled target or generator
-        shows up as latency); every other one from its own send time.
+        In the open model the first timed operation of an iteration is measured from
+        ``now`` less the iteration's schedule lag (so a generator that fell behind its
+        schedule shows up as latency, but the behaviour's own think time or connect
+        before the send does not); every other one from its own send time.
         """
         return self.origin.take(now)
 

@@ -14,6 +14,7 @@ async def echo(session: Session) -> None:
     """One request per iteration on a connection kept across iterations."""
     url = session.params["url"]
     ws = await session.connection(url)
+    await asyncio.sleep(float(session.params.get("think_s", 0.0)))
     seq = session.iteration
     stall_every = int(session.params.get("stall_every", 0))
     message: dict[str, object] = {"user": session.identity.user_id, "seq": seq}

@@ -353,17 +353,17 @@ async def test_a_sessions_sockets_take_max_unread() -> None:
 
 async def test_a_sessions_sockets_measure_a_late_iterations_first_request_from_its_start() -> None:
     """The open model's coordinated-omission rule reaches the wire: an iteration that
-    began late times its first request from its intended start, the next from its send."""
+    began late counts its schedule lag in its first request, the next from its send."""
     from squall.engine.identity import AnonymousIdentities
     from squall.engine.session import Session
 
     session = Session(AnonymousIdentities()(0), Recorder(), time.monotonic, {})
     with echo_server() as server:
         ws = await session.connection(server.url, auth=False)
-        session.begin_iteration(0, intended_start=time.monotonic() - 2.0)  # 2 s behind
+        session.begin_iteration(0, schedule_lag=2.0)  # 2 s behind
         await ws.request({"seq": 1}, metric="late", timeout=5.0)
         await ws.request({"seq": 2}, metric="next", timeout=5.0)
-        session.begin_iteration(1, intended_start=None)  # the closed model
+        session.begin_iteration(1, schedule_lag=None)  # the closed model
         await ws.request_text('{"seq":3}', metric="next", timeout=5.0)
         await session.aclose()
     late, following = session.recorder.histogram("late"), session.recorder.histogram("next")

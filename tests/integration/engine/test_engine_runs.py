@@ -110,6 +110,24 @@ async def test_stalling_target_shows_up_in_open_model_p99() -> None:
     assert_every_message_accounted(result)
 
 
+async def test_think_time_before_an_open_model_request_is_not_its_latency() -> None:
+    # Each iteration thinks 0.4 s (and its first connects) before its request: measured
+    # from the intended start, every response_time read 0.4 s against a loopback echo.
+    with echo_server() as server:
+        scenario = Scenario(
+            "echo-think",
+            "engine_behaviours:echo",
+            open_rate(20, 1.0, max_users=20),
+            params={"url": server.url, "think_s": 0.4},
+        )
+        result = await run_scenario(scenario, processes=1, progress=False)
+    trend = result.trend("response_time")
+    assert trend.count == result.count("iterations") > 0
+    assert trend.p50 < 0.2
+    assert result.trend("iteration_time").p50 >= 0.4  # the iteration's own time keeps it
+    assert_every_message_accounted(result)
+
+
 async def test_a_client_timeout_counts_in_timeouts_and_a_behaviours_own_in_errors() -> None:
     """A request that times out is counted once, in ``timeouts``, even when the behaviour
     lets the MessageTimeout escape; one the behaviour raises itself is ``errors.timeout``."""

@@ -29,12 +29,12 @@ def test_a_behaviour_may_keep_attributes_of_its_own_on_the_session() -> None:
 
 def test_begin_iteration_counts_and_sets_the_pending_origin() -> None:
     session = _session()
-    session.begin_iteration(0, intended_start=1.5)
+    session.begin_iteration(0, schedule_lag=0.5)
     assert (session.iteration, session.iterations_started) == (0, 1)
-    assert session.origin.pending == 1.5
+    assert session.origin.pending == 0.5
     assert session.take_origin(2.0) == 1.5
     assert session.origin.pending is None
-    session.begin_iteration(1, intended_start=None)
+    session.begin_iteration(1, schedule_lag=None)
     assert (session.iteration, session.iterations_started) == (1, 2)
     assert session.take_origin(3.0) == 3.0
 
