@@ -101,6 +101,28 @@ class Comparison:
         return sum(1 for c in self.changes if c.before is not None and c.after is not None)
 
 
+def with_baseline(report: Mapping[str, Any], comparison: Comparison) -> dict[str, Any]:
+    """``report`` (a report.json dictionary) with the comparison against its baseline in
+    ``baseline``; a run that regressed fails (``verdict.ok`` false, ``verdict.regressions``
+    their number), so every file made from it says what the exit code says."""
+    regressions = [change.describe() for change in comparison.regressions]
+    verdict = dict(report["verdict"])
+    if regressions:
+        verdict["ok"] = False
+        verdict["regressions"] = len(regressions)
+    return {
+        **report,
+        "verdict": verdict,
+        "baseline": {
+            "run_id": comparison.before_id,
+            "tolerance": comparison.tolerance,
+            "compared": comparison.compared,
+            "regressions": regressions,
+            "differences": list(comparison.differences),
+        },
+    }
+
+
 def _fmt(value: float | None) -> str:
     if value is None:
         return "—"

@@ -349,6 +349,19 @@ def _races(report: Mapping[str, Any]) -> str:
     )
 
 
+def _baseline_line(report: Mapping[str, Any]) -> str:
+    """What the comparison with the run's baseline found (``--baseline``), as a sentence."""
+    baseline = report.get("baseline")
+    if not isinstance(baseline, Mapping):
+        return ""
+    regressions = [str(r) for r in baseline.get("regressions") or []]
+    against = escape(str(baseline.get("run_id")))
+    if not regressions:
+        return f" No regression against {against}."
+    items = "".join(f"<li>{escape(r)}</li>" for r in regressions)
+    return f" {len(regressions)} regression(s) against {against}:</p><ul>{items}</ul><p>"
+
+
 def report_html(report: Mapping[str, Any]) -> str:
     """The whole page for ``report`` (a report.json dictionary)."""
     verdict = report["verdict"]
@@ -388,7 +401,7 @@ def report_html(report: Mapping[str, Any]) -> str:
         '<section id="summary"><h2>Summary</h2>'
         f"<p>{badge} {verdict.get('passed', 0)} threshold(s) passed, "
         f"{verdict.get('failed', 0)} failed, {verdict.get('not_applicable', 0)} not applicable."
-        f"</p><p>Started {_when(report.get('started_at'))}, finished "
+        f"{_baseline_line(report)}</p><p>Started {_when(report.get('started_at'))}, finished "
         f"{_when(report.get('finished_at'))} ({duration:.1f} s).</p>"
         + _table(("scenario", "verdict", "duration", "notes"), summary_rows, raw=True)
         + "</section>",

@@ -173,6 +173,27 @@ def junit_xml(report: Mapping[str, Any]) -> str:
         )
         totals["tests"] += 1
         totals["errors"] += 1
+    baseline = report.get("baseline")
+    if isinstance(baseline, Mapping):
+        regressions = [str(r) for r in baseline.get("regressions") or []]
+        one_case = {"tests": "1", "failures": str(int(bool(regressions))), "errors": "0"}
+        suite = ET.SubElement(
+            root, "testsuite", {"name": "baseline", **one_case, "skipped": "0", "time": "0.000"}
+        )
+        case = _case(suite, "baseline", f"against {baseline.get('run_id')}")
+        if regressions:
+            failure = ET.SubElement(
+                case,
+                "failure",
+                {
+                    "message": f"{len(regressions)} regression(s) against "
+                    f"{baseline.get('run_id')} (tolerance {float(baseline['tolerance']):.0%})",
+                    "type": "regression",
+                },
+            )
+            failure.text = "\n".join(regressions)
+        totals["tests"] += 1
+        totals["failures"] += 1 if regressions else 0
     for key, value in totals.items():
         root.set(key, str(value))
     for element in root.iter():

@@ -4,7 +4,10 @@ Files are written before anything that might fail (a results database that
 is down, say), so nothing measured is lost; a results folder that cannot take
 them (a full disk, a folder removed or made read-only during the run) gets
 them written to the system's temporary folder instead. Then the run is stored
-in the results database and, with ``--baseline``, compared with an earlier run.
+in the results database and, with ``--baseline``, compared with an earlier run: the
+files are then written again with the comparison, so a run that regressed fails in
+each (``verdict.ok`` false in report.json, a failed ``baseline`` case in junit.xml,
+``squall_run_passed 0``), as in the results database and the exit code.
 
 Exit codes: the run's own (0 all thresholds held, 1 one failed, 130
 interrupted); 1 as well when ``--baseline`` finds a regression; 2 when the
@@ -23,7 +26,7 @@ from pathlib import Path
 from rich.console import Console
 
 from squall.config import RESULTS_DB_OFF, Config
-from squall.report.compare import DEFAULT_TOLERANCE, Comparison
+from squall.report.compare import DEFAULT_TOLERANCE, Comparison, with_baseline
 from squall.report.console import literal
 from squall.report.files import fallback_folder, os_problem, write_results
 from squall.report.summary import print_summary
@@ -262,8 +265,28 @@ def _store(
         console.print(f"baseline: {outcome.missing}")
         return code
     print_comparison(console, outcome.comparison)
+    if folder is not None:
+        _rewrite(console, with_baseline(data, outcome.comparison), folder)
     if not outcome.comparison.compared:
         return code or EXIT_BASELINE_UNAVAILABLE
     if outcome.comparison.regressions and code == 0:
+        console.print(
+            "[bold red]FAILED: every threshold held, but the run regressed against its "
+            "baseline[/bold red]"
+        )
         return EXIT_REGRESSION
     return code
+
+
+def _rewrite(console: Console, data: Mapping[str, object], folder: Path) -> None:
+    """Write the run's files again, now holding the comparison with its baseline (a run
+    that regressed fails in each); the files written before it stay if this fails."""
+    try:
+        write_results(data, folder)
+    except OSError as exc:
+        console.print(
+            f"[yellow]! the comparison with the baseline could not be added to the files in "
+            f"{literal(folder)} ({literal(os_problem(exc))}); they say what the run did "
+            "before it[/yellow]",
+            highlight=False,
+        )

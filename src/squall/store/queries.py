@@ -101,6 +101,15 @@ async def resolve_run(conn: asyncpg.Connection, ref: str) -> str:
     )
 
 
+async def mark_failed(conn: asyncpg.Connection, run_id: str) -> None:
+    """Record ``run_id`` as failed (it regressed against its baseline); an interrupted run
+    stays interrupted."""
+    await conn.execute(
+        "UPDATE high_load_sessions SET verdict = 'failed' WHERE run_id = $1 AND verdict = 'passed'",
+        run_id,
+    )
+
+
 async def previous_run(conn: asyncpg.Connection, run_id: str) -> str | None:
     """The latest run of the same scenario set that started before ``run_id``."""
     found = await conn.fetchval(

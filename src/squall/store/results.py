@@ -26,7 +26,13 @@ from squall.store.location import (
     setting_name,
 )
 from squall.store.migrations import known_schema_version
-from squall.store.queries import RunNotFound, compare_stored, previous_run, resolve_run
+from squall.store.queries import (
+    RunNotFound,
+    compare_stored,
+    mark_failed,
+    previous_run,
+    resolve_run,
+)
 from squall.store.records import Provenance
 from squall.store.writer import save_report
 
@@ -50,7 +56,10 @@ async def _baseline(url: str, run_id: str, ref: str, tolerance: float) -> Baseli
             base = found
         else:
             base = await resolve_run(conn, ref)
-        return BaselineOutcome(await compare_stored(conn, base, run_id, tolerance=tolerance))
+        comparison = await compare_stored(conn, base, run_id, tolerance=tolerance)
+        if comparison.regressions:
+            await mark_failed(conn, run_id)
+        return BaselineOutcome(comparison)
 
 
 def store_run(
@@ -61,7 +70,8 @@ def store_run(
     tolerance: float = DEFAULT_TOLERANCE,
     provenance: Provenance | None = None,
 ) -> BaselineOutcome | None:
-    """Save ``report`` to the results database at ``url``; compare it if asked to."""
+    """Save ``report`` to the results database at ``url``; compare it if asked to (a run
+    that regressed is then stored as failed, as its exit code says)."""
 
     async def go() -> BaselineOutcome | None:
         await save_report(url, report, provenance)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from pathlib import Path
 from typing import Any
@@ -583,6 +584,7 @@ def test_baseline_flags_an_injected_regression(pg_url: str, tmp_path: Path) -> N
     text = console.export_text()
     assert f"regression [{scenario}] response_time p95" in text
     assert f"against {scenario}-2" in text
+    assert "FAILED: every threshold held, but the run regressed against its baseline" in text
     # Every file is on disk whatever the database said.
     folder = tmp_path / f"{scenario}-3"
     assert {p.name for p in folder.iterdir()} >= {
@@ -591,6 +593,39 @@ def test_baseline_flags_an_injected_regression(pg_url: str, tmp_path: Path) -> N
         "junit.xml",
         "metrics.txt",
     }
+    # And each says the run failed, as its exit code does: every file said "passed".
+    report = json.loads((folder / "report.json").read_text())
+    assert report["verdict"]["ok"] is False
+    assert report["verdict"]["regressions"] >= 1
+    assert report["baseline"]["run_id"] == f"{scenario}-2"
+    assert any("response_time p95" in r for r in report["baseline"]["regressions"])
+    junit = (folder / "junit.xml").read_text()
+    assert '<testsuite name="baseline" tests="1" failures="1"' in junit
+    assert 'type="regression"' in junit
+    assert "squall_run_passed 0" in (folder / "metrics.txt").read_text()
+    page = (folder / "report.html").read_text()
+    assert '<span class="badge fail">FAILED</span>' in page
+    assert f"regression(s) against {scenario}-2" in page
+    assert asyncio.run(_stored_verdicts(pg_url, scenario)) == {
+        f"{scenario}-1": "passed",
+        f"{scenario}-2": "passed",
+        f"{scenario}-3": "failed",
+    }
+    # A run compared without regression says so in its files and stays passed.
+    same_report = json.loads((tmp_path / f"{scenario}-2" / "report.json").read_text())
+    assert same_report["verdict"]["ok"] is True
+    assert same_report["baseline"]["regressions"] == []
+
+
+async def _stored_verdicts(url: str, scenario: str) -> dict[str, str]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT run_id, verdict FROM high_load_sessions WHERE run_id LIKE $1", f"{scenario}-%"
+        )
+    finally:
+        await conn.close()
+    return {r["run_id"]: r["verdict"] for r in rows}
 
 
 def test_a_baseline_of_other_scenarios_compares_nothing_and_says_so(
