@@ -327,6 +327,22 @@ def test_an_error_in_a_dotted_metric_names_the_override_that_set_it(project: Pat
 # -- errors ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("metric", "text"),
+    [
+        ("iteration_time", "p(95) < 2s"),
+        ("schedule_lag", "p(99) < 50ms"),
+        ("iterations", "count >= 10"),
+        ("dropped_iterations", "count == 0"),
+        ("interrupted_iterations", "count == 0"),
+    ],
+)
+def test_the_engines_own_metrics_take_thresholds(metric: str, text: str, tmp_path: Path) -> None:
+    # They are in every report; a threshold on them was refused as an unknown metric.
+    config = load_config(None, cwd=tmp_path, overrides=[f'thresholds.{metric}=["{text}"]'])
+    assert [t.expression.source for t in config.thresholds if t.metric == metric] == [text]
+
+
 def test_threshold_metric_typo_suggests_the_closest(project: Path) -> None:
     message = error_of(project, '[thresholds]\nrespnse_time = ["p(95) < 8s"]\n')
     assert message == (

@@ -34,7 +34,7 @@ from squall.engine.workload import ArrivalRate, Closed, partition
 from squall.fdlimit import raise_open_files
 from squall.interrupt import STOP_SIGNALS
 from squall.metrics.recorder import Recorder, error_summaries, merge_states, to_metrics
-from squall.metrics.result import Gauge, RunResult
+from squall.metrics.result import Counter, Gauge, RunResult
 
 #: Hard cap for runs bounded only by iteration counts, seconds.
 ITERATION_RUN_CAP_S = 600.0
@@ -425,6 +425,12 @@ def _raise_failures(children: list[_Child], ready: bool, phase: str) -> None:
         raise WorkerFailed(f"worker processes failed during {phase}:\n" + "\n".join(failures))
 
 
+#: Counters the engine counts only when something happens, in every result all the same
+#: (at 0): a threshold on them (``errors: count == 0``) judges a run that had none, instead
+#: of reading "not recorded" (``dropped_iterations`` too, in the open model).
+ZERO_COUNTERS = ("iterations", "errors", "timeouts", "interrupted_iterations")
+
+
 def _result(
     scenario: Scenario,
     count: int,
@@ -441,12 +447,16 @@ def _result(
         silent.error(WorkerFailed.kind, line)
     merged = merge_states([*(report.state for report in reports), silent.state()])
     metrics = to_metrics(merged, duration)
+    workload = scenario.workload
+    for name in ZERO_COUNTERS + (
+        ("dropped_iterations",) if isinstance(workload, ArrivalRate) else ()
+    ):
+        metrics.setdefault(name, Counter(name, 0, 0.0))
     series = collector.aggregator.points()
     peak = max([0, *(p.users for p in series), *(r.users_peak for r in reports)])
     metrics["users"] = Gauge("users", float(peak), 0.0, float(peak))
     reasons = [r.interrupted_reason for r in reports if r.interrupted_reason]
     reason = stop_reason[0] if stop_reason else (reasons[0] if reasons else None)
-    workload = scenario.workload
     description = workload.describe()
     if isinstance(workload, ArrivalRate):
         description["planned_iterations"] = workload.planned_arrivals

@@ -93,6 +93,11 @@ STANDARD_METRICS: Mapping[str, MetricKind] = {
     "operations": MetricKind.COUNTER,
     "errors": MetricKind.COUNTER,
     "timeouts": MetricKind.COUNTER,
+    "iteration_time": MetricKind.TREND,
+    "schedule_lag": MetricKind.TREND,
+    "iterations": MetricKind.COUNTER,
+    "dropped_iterations": MetricKind.COUNTER,
+    "interrupted_iterations": MetricKind.COUNTER,
     "success": MetricKind.RATE,
     "delivery": MetricKind.RATE,
     "users": MetricKind.GAUGE,
@@ -220,7 +225,8 @@ class Threshold:
             raise ThresholdError(
                 f"metric {self.metric!r} is a trend of durations: the limit in {expr.source!r} "
                 f"needs a unit (us, ms, s, m), e.g. '{expr.label} {expr.operator.value} "
-                f"{expr.limit:g}s'"
+                f"{expr.limit:g}ms' for milliseconds (what k6 assumes of a bare number) or "
+                f"'{expr.label} {expr.operator.value} {expr.limit:g}s' for seconds"
             )
         if not wants_duration and expr.is_duration:
             raise ThresholdError(

@@ -30,6 +30,7 @@ from squall.engine import (
 )
 from squall.engine.client import CLOSE_TIMEOUT_S
 from squall.metrics.result import RunResult
+from squall.metrics.thresholds import OutcomeStatus, evaluate, parse_thresholds
 
 pytestmark = pytest.mark.integration
 
@@ -126,6 +127,30 @@ async def test_think_time_before_an_open_model_request_is_not_its_latency() -> N
     assert trend.p50 < 0.2
     assert result.trend("iteration_time").p50 >= 0.4  # the iteration's own time keeps it
     assert_every_message_accounted(result)
+
+
+async def test_a_clean_run_judges_thresholds_on_counters_that_never_counted() -> None:
+    # errors, timeouts and dropped_iterations are counted only when they happen: a clean
+    # run had none of them, and "errors: count == 0" read "not recorded" (in pytest, a
+    # failure of a run that had no error).
+    with echo_server() as server:
+        scenario = Scenario(
+            "echo-clean",
+            "engine_behaviours:echo",
+            open_rate(20, 0.5, max_users=20),
+            params={"url": server.url},
+        )
+        result = await run_scenario(scenario, processes=1, progress=False)
+    assert result.count("iterations") > 0
+    for name in ("errors", "timeouts", "dropped_iterations", "interrupted_iterations"):
+        assert result.count(name) == 0, name
+        assert name in result.metrics
+    outcomes = evaluate(
+        parse_thresholds({"errors": ["count == 0"], "timeouts": ["count == 0"]}),
+        result.metrics,
+        "echo-clean",
+    )
+    assert [o.status for o in outcomes] == [OutcomeStatus.PASSED, OutcomeStatus.PASSED]
 
 
 async def test_a_client_timeout_counts_in_timeouts_and_a_behaviours_own_in_errors() -> None:

@@ -216,6 +216,17 @@ def test_aggregation_must_fit_the_metric_kind(metric: str, text: str, message: s
         parse_thresholds({metric: [text]})
 
 
+def test_a_duration_without_unit_suggests_milliseconds_first() -> None:
+    # A k6 user's "p(95)<2000" means 2000 ms; the suggestion read "2000s", 33 minutes, a
+    # limit that never fails.
+    with pytest.raises(ThresholdError) as caught:
+        parse_thresholds({"response_time": ["p(95) < 2000"]})
+    assert str(caught.value).endswith(
+        "needs a unit (us, ms, s, m), e.g. 'p(95) < 2000ms' for milliseconds (what k6 assumes "
+        "of a bare number) or 'p(95) < 2000s' for seconds"
+    )
+
+
 def test_unparsable_expression_names_the_metric() -> None:
     with pytest.raises(ExpressionError, match="metric 'success': cannot parse"):
         parse_thresholds({"success": ["rate >> 1"]})
