@@ -328,21 +328,37 @@ def _type_ok(value: Any, expected: Any) -> bool:
     return True
 
 
+def at_own_size(config: Config, params: Mapping[str, object], size_params: Sequence[str]) -> bool:
+    """Whether a load scenario runs at its own size: ``scale`` at least 1, none of its
+    ``size_params`` among ``params``, no ``--duration`` cap."""
+    return (
+        config.run.scale >= 1.0
+        and config.run.duration_s is None
+        and not any(key in params for key in size_params)
+    )
+
+
 def _load_entry(
     name: str,
     build: Callable[..., Scenario],
     summary: str,
     *,
     capacity_at_full_scale: bool,
+    size_params: tuple[str, ...] = (),
     own_thresholds: Mapping[str, Sequence[str]] | None = None,
 ) -> SuiteEntry:
-    """A load scenario; ``own_thresholds`` are its checks beyond the shared defaults."""
+    """A load scenario; ``own_thresholds`` are its checks beyond the shared defaults.
+
+    With ``capacity_at_full_scale`` the capacity floors apply when it runs at its own size:
+    ``scale`` at least 1, none of its ``size_params`` set, no ``--duration`` cap (a scenario
+    resized or cut short is not sized for them; ``[scenarios.<name>] capacity`` decides
+    otherwise)."""
     own = parse_thresholds(own_thresholds or {}, kinds=SCENARIO_METRICS.get(name, {}))
 
     async def run(config: Config, ctx: SuiteContext) -> ScenarioOutcome:
         params = dict(config.scenario_params(name))
         scenario = build(ctx.require_target(), scale=config.run.scale, tag=ctx.tag, **params)
-        capacity = capacity_at_full_scale and config.run.scale >= 1.0
+        capacity = capacity_at_full_scale and at_own_size(config, params, size_params)
         return await run_load_scenario(config, ctx, scenario, capacity=capacity, own=own)
 
     return SuiteEntry(name, run, summary, keyword_params(build))
@@ -357,6 +373,7 @@ SCENARIOS: dict[str, SuiteEntry] = {
             websocket_concurrency.build,
             "75 sockets × 15 messages, ramped in batches of 25",
             capacity_at_full_scale=True,
+            size_params=("users", "messages"),
         ),
         _load_entry(
             agent_context.NAME,

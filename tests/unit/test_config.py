@@ -635,3 +635,26 @@ def test_an_option_holding_bytes_that_are_not_utf8_is_named(project: Path) -> No
     ):
         with pytest.raises(ConfigError, match=rf"^option {named}: .* not UTF-8 text; give it"):
             load_config(cwd=project, overrides=[override])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "sized"),
+    [
+        ([], True),
+        (["run.scale=2"], True),
+        (["run.scale=0.5"], False),
+        (["run.duration=2s"], False),  # a capped run stops short of the floors
+        (["scenarios.websocket_concurrency.users=10"], False),  # resized by the user
+        (["scenarios.websocket_concurrency.messages=3"], False),
+        (["scenarios.websocket_concurrency.timeout_s=5"], True),  # not a size
+    ],
+)
+def test_the_capacity_floors_apply_to_a_scenario_at_its_own_size(
+    overrides: list[str], sized: bool, tmp_path: Path
+) -> None:
+    # users=10 failed "users >= 50" and "messages_sent >= 500", naming no way out.
+    from squall.suite import at_own_size
+
+    config = load_config(None, cwd=tmp_path, overrides=overrides)
+    params = config.scenario_params("websocket_concurrency")
+    assert at_own_size(config, params, ("users", "messages")) is sized
