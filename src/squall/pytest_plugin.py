@@ -197,6 +197,8 @@ class SessionResults:
     #: Why the services or the target could not be reached, if they could not.
     unreachable: str | None = None
     target: str | None = None
+    #: The adapter the session's target is spoken to with (as ``squall run`` records it).
+    adapter: str | None = None
     #: The settings of the platform the session started (None: it started none).
     platform: dict[str, str] | None = None
     results_dir: Path | None = None
@@ -289,6 +291,7 @@ class SessionResults:
                 "run_id": self.run_id,
                 "unreachable": self.unreachable,
                 "target": self.target,
+                "adapter": self.adapter,
                 "platform": self.platform,
                 "interrupted": self.interrupted,
                 "scenarios": self.hand_over(),
@@ -302,6 +305,7 @@ class SessionResults:
         self.run_id = self.run_id or data["run_id"]
         self.unreachable = self.unreachable or data["unreachable"]
         self.target = self.target or data["target"]
+        self.adapter = self.adapter or data.get("adapter")
         self.platform = self.platform or data["platform"]
         self.interrupted = self.interrupted or bool(data["interrupted"])
         if data["scenarios"] is not None:
@@ -427,6 +431,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             # records them, so compare can tell two sessions' platforms apart.
             "platform": results.platform,
             "target": results.target,
+            "adapter": results.adapter,
             "unreachable": results.unreachable,
             "collection_errors": list(results.collection_errors),
         },
@@ -584,6 +589,7 @@ def real_services(request: pytest.FixtureRequest) -> Iterator[RealServices]:
         ):
             target, platform_database_url = started
             results.target = target.ws_url
+            results.adapter = target.adapter
             if platform_database_url is not None:
                 results.platform = squall_config.platform.shown()
             yield RealServices(

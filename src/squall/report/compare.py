@@ -285,15 +285,28 @@ COMPARED_SETTINGS = (
 )
 
 
+def _target_of(settings: Mapping[str, Any]) -> str:
+    """The target a run's settings name, as a difference shows it."""
+    if settings["platform"] is not None:
+        return "the platform squall started"
+    return "none" if settings["target"] is None else str(settings["target"])
+
+
 def setting_differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[str, ...]:
     """``"name: old → new"`` for each of :data:`COMPARED_SETTINGS` the two runs' settings
-    both record and disagree on, and for each setting of the platforms squall started for
-    them (``platform.<name>``) (pure)."""
+    both record and disagree on, for the target (another service is no baseline; the
+    platform squall starts for each run listens on a port of its own, which is no
+    difference), and for each setting of the platforms squall started for them
+    (``platform.<name>``) (pure)."""
     found = []
     for name in COMPARED_SETTINGS:
         if name in before and name in after and before[name] != after[name]:
             old, new = ("default" if v is None else v for v in (before[name], after[name]))
             found.append(f"{name}: {old} → {new}")
+    if all("target" in s and "platform" in s for s in (before, after)):
+        old, new = (_target_of(s) for s in (before, after))
+        if old != new:
+            found.append(f"target: {old} → {new}")
     # The settings of the platform squall started (``[platform]``), one by one.
     was, now = before.get("platform"), after.get("platform")
     if isinstance(was, Mapping) and isinstance(now, Mapping):

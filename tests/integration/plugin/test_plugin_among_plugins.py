@@ -94,6 +94,7 @@ async def test_quick(squall, case):
     tests = {s["test"] for s in report["scenarios"]}
     module = "test_xdist_workers_scenarios_go_into_the_one_report.py"
     assert tests == {f"{module}::test_quick[{n}]" for n in range(4)}
+    assert report["config"]["adapter"] == "echo"  # handed over by the workers too
     result.stdout.fnmatch_lines(["*squall results: *inner/report.json*"])
 
 
@@ -117,6 +118,7 @@ async def test_flaky(squall, thresholds):
     (scenario,) = report["scenarios"]
     assert scenario["verdict"] == "passed"
     assert report["verdict"]["ok"]
+    assert report["config"]["adapter"] == "echo"  # squall run records it; pytest did not
 
 
 def test_a_scenario_the_test_timed_out_in_is_in_the_report(

@@ -205,3 +205,24 @@ def test_runs_that_share_no_figure_compare_nothing() -> None:
     other = [Figure("websocket_concurrency", "success", "rate", 1.0, down)]
     assert compare(one, other).compared == 0
     assert compare(one, one).compared == 1
+
+
+def test_two_runs_against_different_services_are_set_up_differently() -> None:
+    # Runs against ws://…:47301 and ws://…:47302 were compared as one service's, with no
+    # word; two runs each against the platform squall started (a port of its own) are not.
+    one = {"target": "ws://127.0.0.1:47301/", "platform": None}
+    other = {"target": "ws://127.0.0.1:47302/", "platform": None}
+    assert setting_differences(one, other) == (
+        "target: ws://127.0.0.1:47301/ → ws://127.0.0.1:47302/",
+    )
+    ours = {"target": "ws://127.0.0.1:40001/v1/ws", "platform": {"workers": "2"}}
+    again = {"target": "ws://127.0.0.1:40555/v1/ws", "platform": {"workers": "2"}}
+    assert setting_differences(ours, again) == ()
+    assert setting_differences(ours, one) == (
+        "target: the platform squall started → ws://127.0.0.1:47301/",
+    )
+    # Runs that talked to no target, and reports older than the platform's record: no word.
+    assert setting_differences({"target": None, "platform": None}, dict(one)) == (
+        "target: none → ws://127.0.0.1:47301/",
+    )
+    assert setting_differences({"target": "ws://a/"}, {"target": "ws://b/"}) == ()
