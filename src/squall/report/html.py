@@ -20,7 +20,7 @@ from typing import Any
 from squall.metrics.result import Trend, error_summaries_of
 from squall.report.charts import Line, bar_chart, line_chart
 from squall.report.printable import html_text
-from squall.report.run_state import nothing_ran
+from squall.report.run_state import cut_short, nothing_ran
 from squall.store.records import walk
 
 _CSS = """
@@ -86,14 +86,18 @@ _STATUS = {
     "passed": '<span class="pass">pass</span>',
     "failed": '<span class="fail">FAIL</span>',
     "not_applicable": '<span class="na">n/a</span>',
+    "interrupted": '<span class="fail">interrupted</span>',
 }
 
 
-def _scenario_status(s: Mapping[str, Any]) -> str:
+def _scenario_status(s: Mapping[str, Any], interrupted: bool) -> str:
     """The scenario's verdict, as the summary and its section show it: n/a when the suite
-    left it out (``ran`` false)."""
+    left it out (``ran`` false), "interrupted" when the run's Ctrl-C or SIGTERM cut its
+    load short (``interrupted``: the run's), as the terminal and junit.xml say."""
     if s.get("ran") is False:
         return _STATUS["not_applicable"]
+    if interrupted and cut_short(s) is not None:
+        return _STATUS["interrupted"]
     return _STATUS.get(str(s.get("verdict")), escape(str(s.get("verdict") or "")))
 
 
@@ -366,6 +370,7 @@ def report_html(report: Mapping[str, Any]) -> str:
     """The whole page for ``report`` (a report.json dictionary)."""
     verdict = report["verdict"]
     ok = bool(verdict.get("ok"))
+    interrupted = bool(report.get("interrupted"))
     badge = f'<span class="badge {"pass" if ok else "fail"}">{"PASSED" if ok else "FAILED"}</span>'
     if report.get("interrupted"):
         # Never "PASSED": what did not run was not judged (the terminal says INTERRUPTED).
@@ -380,7 +385,7 @@ def report_html(report: Mapping[str, Any]) -> str:
     summary_rows = [
         (
             escape(str(s["name"])),
-            _scenario_status(s),
+            _scenario_status(s, interrupted),
             f"{float(s.get('duration_s', 0.0)):.1f} s",
             escape("; ".join(map(str, s.get("notes", [])))),
         )
@@ -418,7 +423,7 @@ def report_html(report: Mapping[str, Any]) -> str:
             own = "<h3>Details</h3>" + _table(s["table"]["columns"], s["table"]["rows"])
         sections.append(
             f'<section id="scenario-{escape(str(s["name"]))}" class="scenario">'
-            f"<h2>Scenario {escape(str(s['name']))} {_scenario_status(s)}</h2>"
+            f"<h2>Scenario {escape(str(s['name']))} {_scenario_status(s, interrupted)}</h2>"
             + (f'<ul class="notes">{notes}</ul>' if notes else "")
             + _errors(s)
             + _scenario_charts(s)

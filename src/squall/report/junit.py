@@ -25,9 +25,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
-from squall.interrupt import by_signal
 from squall.metrics.result import error_summaries_of
 from squall.report.printable import one_line, printable
+from squall.report.run_state import cut_short
 
 #: The attributes a CI shows as a test's name: kept on one line.
 _NAMES = frozenset({"name", "classname"})
@@ -39,14 +39,6 @@ def _case(suite: ET.Element, scenario: str, name: str, seconds: float = 0.0) -> 
         "testcase",
         {"classname": f"squall.{scenario}", "name": name, "time": f"{seconds:.3f}"},
     )
-
-
-def _cut_short(s: Mapping[str, Any]) -> str | None:
-    """The signal that stopped the scenario's load before its end (``sigint``), if one did:
-    its results are partial. None for one stopped once its load had ended (whole results)."""
-    result = s.get("result")
-    reason = result.get("interrupted_reason") if isinstance(result, Mapping) else None
-    return str(reason) if by_signal(reason) else None
 
 
 def _unfinished(report: Mapping[str, Any]) -> list[str]:
@@ -93,7 +85,7 @@ def junit_xml(report: Mapping[str, Any]) -> str:
         skipped = [t for t in thresholds if t.get("status") == "not_applicable"]
         not_run = s.get("ran") is False
         crashed = s.get("error")
-        stopped = _cut_short(s) if report.get("interrupted") else None
+        stopped = cut_short(s) if report.get("interrupted") else None
         erred = bool(crashed or stopped)
         counts = {
             "tests": 1 + len(thresholds),

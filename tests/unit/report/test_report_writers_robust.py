@@ -81,6 +81,16 @@ def _cut_short(name: str) -> dict[str, Any]:
     return scenario
 
 
+def test_html_of_an_interrupted_run_reads_the_scenario_it_cut_short_interrupted() -> None:
+    # The terminal said "interrupted" and junit.xml erred; the page read "pass".
+    data = _interrupted(load_scenario("a"), _cut_short("b"), selection=["a", "b"])
+    page = report_html(data)
+    row = '<tr><td>b</td><td><span class="fail">interrupted</span></td>'
+    assert row in page
+    assert '<h2>Scenario b <span class="fail">interrupted</span></h2>' in page
+    assert '<tr><td>a</td><td><span class="pass">pass</span></td>' in page
+
+
 def test_junit_of_an_interrupted_run_errs_for_what_did_not_finish() -> None:
     data = _interrupted(load_scenario("a"), _cut_short("b"), selection=["a", "b", "c", "d"])
     root = ET.fromstring(junit_xml(data))
