@@ -427,6 +427,14 @@ UPDATE performance_metrics SET rate = NULL
 WHERE kind = 'rate' AND COALESCE(count, 0) = 0 AND rate IS NOT NULL;
 """
 
+#: A run none of whose scenarios ran (``squall run`` says NOTHING RAN) is stored as such:
+#: it was stored as passed, though nothing was judged.
+_NOTHING_RAN_SQL = """
+ALTER TABLE high_load_sessions DROP CONSTRAINT IF EXISTS high_load_sessions_verdict_check;
+ALTER TABLE high_load_sessions ADD CONSTRAINT high_load_sessions_verdict_check
+    CHECK (verdict IN ('passed', 'failed', 'interrupted', 'nothing ran'));
+"""
+
 #: Every migration, oldest first. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "results tables", _TABLES_SQL),
@@ -435,6 +443,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "metric statistics of samples only", _STATISTICS_OF_SAMPLES_SQL),
     Migration(5, "coordination figures without samples", _COORDINATION_WITHOUT_SAMPLES_SQL),
     Migration(6, "metric statistics without samples", _METRICS_WITHOUT_SAMPLES_SQL),
+    Migration(7, "verdict of a run in which nothing ran", _NOTHING_RAN_SQL),
 )
 
 

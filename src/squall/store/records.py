@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from squall.report.run_state import nothing_ran
+
 Row = tuple[Any, ...]
 
 
@@ -187,7 +189,10 @@ def _json(value: Any) -> str:
 def _verdict_word(report: Mapping[str, Any]) -> str:
     if report.get("interrupted"):
         return "interrupted"
-    return "passed" if _need(report, "verdict", "report").get("ok") else "failed"
+    ok = _need(report, "verdict", "report").get("ok")
+    if ok and nothing_ran(report):
+        return "nothing ran"  # nothing was judged: not passed, though nothing failed
+    return "passed" if ok else "failed"
 
 
 def session_values(report: Mapping[str, Any], provenance: Provenance) -> dict[str, Any]:

@@ -419,6 +419,19 @@ def _suite_report(run_id: str, result: RunResult, started_at: float) -> SuiteRep
     )
 
 
+async def test_a_run_in_which_nothing_ran_is_stored_and_listed_as_such(fresh_db: str) -> None:
+    report = _suite_report("run-none", _run_result("synthetic", [0.05], 1), 1_000.0).to_dict()
+    report["scenarios"][0]["ran"] = False
+    assert report["verdict"]["ok"]
+    await save_report(fresh_db, report, PROVENANCE)
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        (run,) = await list_runs(conn)
+    finally:
+        await conn.close()
+    assert run.verdict == "nothing ran"
+
+
 async def test_save_and_query(fresh_db: str) -> None:
     scenario = "synthetic"
     fast = _suite_report("run-a", _run_result(scenario, [0.05, 0.06, 0.07], 30), 1_000.0)

@@ -111,6 +111,16 @@ def test_session_values() -> None:
     assert json.loads(record.session["config"]) == {"scale": 1}
 
 
+def test_a_run_in_which_nothing_ran_is_stored_as_such() -> None:
+    # It was stored and listed as "passed" while the terminal and the page said NOTHING RAN.
+    report = _report()
+    report["verdict"] = {"ok": True, "passed": 0, "failed": 0, "not_applicable": 0}
+    report["scenarios"] = [{**_db_race(), "ran": False}]
+    assert run_record(report, PROVENANCE).session["verdict"] == "nothing ran"
+    report["scenarios"] = [_db_race(), {**_db_race(), "name": "other", "ran": False}]
+    assert run_record(report, PROVENANCE).session["verdict"] == "passed"
+
+
 def test_race_events_from_leaf_tallies_and_evidence() -> None:
     rows = run_record(_report(), PROVENANCE).table("race_condition_events").rows
     counts = {(r[1], r[2]): r[3] for r in rows}
