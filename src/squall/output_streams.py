@@ -12,6 +12,7 @@ on to write its results and exit with its own code.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from collections.abc import Iterator
@@ -68,6 +69,15 @@ class ForgivingOutput:
             finally:
                 os.close(null)
             self._stream.flush()  # what was buffered goes to the null device
+        self._say(exc)
+
+    def closed(self) -> None:
+        """Standard output was closed when the command started (``>&-``): nothing printed
+        reaches anyone, which is said once, as a failure is."""
+        self.failed = OSError(errno.EBADF, os.strerror(errno.EBADF))
+        self._say(self.failed)
+
+    def _say(self, exc: OSError) -> None:
         if self._note is not None:
             with contextlib.suppress(OSError, ValueError):
                 self._note.write(
@@ -83,13 +93,15 @@ def forgiving_stdout() -> Iterator[ForgivingOutput]:
     """While inside, ``sys.stdout`` is a :class:`ForgivingOutput` (on the null device when
     standard output was closed; so is ``sys.stderr`` when it was); the previous ones are
     back afterwards."""
-    _reopen_closed_descriptors()
+    closed = _reopen_closed_descriptors()
     previous, previous_err = sys.stdout, sys.stderr
     with contextlib.ExitStack() as opened:
         stream = previous or opened.enter_context(open(os.devnull, "w"))
         if previous_err is None:
             sys.stderr = opened.enter_context(open(os.devnull, "w"))
         guarded = ForgivingOutput(stream, sys.stderr)
+        if 1 in closed:
+            guarded.closed()
         sys.stdout = cast(TextIO, guarded)
         try:
             yield guarded
@@ -97,17 +109,20 @@ def forgiving_stdout() -> Iterator[ForgivingOutput]:
             sys.stdout, sys.stderr = previous, previous_err
 
 
-def _reopen_closed_descriptors() -> None:
+def _reopen_closed_descriptors() -> set[int]:
     """Point a closed descriptor 1 or 2 at the null device: the next file this process
     opened would take the number, and what is printed, or a child's output, would go
     into that file. Inheritable, as 1 and 2 are: a child (``squall test``'s pytest) would
-    find its standard output closed."""
+    find its standard output closed. Returns the descriptors that were closed."""
+    closed = set()
     for descriptor in (1, 2):
         try:
             os.fstat(descriptor)
         except OSError:
+            closed.add(descriptor)
             null = os.open(os.devnull, os.O_WRONLY)
             if null != descriptor:
                 os.dup2(null, descriptor)
                 os.close(null)
             os.set_inheritable(descriptor, True)
+    return closed
