@@ -634,7 +634,7 @@ def _target(
 
     wanted = squall_config.target
     if wanted.url is not None:
-        check_reachable(wanted.url, option="--squall-target")
+        check_reachable(wanted.url, option="--squall-target ([target] url)")
         given = TargetInfo(
             ws_url=wanted.url,
             http_url=http_url_of(wanted.url),

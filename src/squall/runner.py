@@ -214,7 +214,7 @@ def _target(
         yield config, None, None
         return
     if config.target.url is not None:
-        check_reachable(config.target.url)
+        check_reachable(config.target.url, option="--target ([target] url)")
         yield (
             config,
             TargetInfo(

@@ -202,22 +202,31 @@ def usage_error_translation(request: TestRequest) -> Callable[[str], str]:
     and one of the plugin's options squall set (``--squall-target``) the one typed
     (``--target``)."""
     names = _option_names(request)
-    plugin = _plugin_option_names(request)
-    typed_after = " ".join(request.pytest_args)
-    plugin = {option: name for option, name in plugin.items() if option not in typed_after}
-    pattern = re.compile(
-        "(?:" + "|".join(map(re.escape, sorted(plugin, key=len, reverse=True))) + r")(?![\w-])"
-    )
+    plugin = plugin_option_translation(request)
 
     def translate(line: str) -> str:
         if _USAGE_LINE.match(line):
             for option, name in names.items():
                 line = line.replace(f"'{option}'", name)
-            if plugin:
-                line = pattern.sub(lambda found: plugin[found[0]], line)
+            line = plugin(line)
         return line
 
     return translate
+
+
+def plugin_option_translation(request: TestRequest) -> Callable[[str], str]:
+    """A text of the plugin's (a usage error, why the target is unreachable) naming the
+    plugin's options squall set (``--squall-target``) by the ``squall test`` options typed
+    (``--target``); one given after ``--`` keeps its name."""
+    plugin = _plugin_option_names(request)
+    typed_after = " ".join(request.pytest_args)
+    plugin = {option: name for option, name in plugin.items() if option not in typed_after}
+    if not plugin:
+        return lambda text: text
+    pattern = re.compile(
+        "(?:" + "|".join(map(re.escape, sorted(plugin, key=len, reverse=True))) + r")(?![\w-])"
+    )
+    return lambda text: pattern.sub(lambda found: plugin[found[0]], text)
 
 
 def _collection_errors(report: Mapping[str, Any] | None) -> list[str]:
@@ -331,7 +340,8 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
             )
         console.print(f"results: {path}")
         if unreachable:
-            err.print(f"[red]squall test: {literal(str(unreachable))}[/red]")
+            said = plugin_option_translation(request)(str(unreachable))
+            err.print(f"[red]squall test: {literal(said)}[/red]")
         elif not report.scenarios and not uncollected and status == _PYTEST_FAILED:
             err.print(
                 "[red]squall test: tests failed (pytest's report above); no squall "

@@ -92,9 +92,10 @@ def check_results_db(
     (the default database), or ``off`` where ``off_allowed``; the message names
     ``explicit`` as ``explicit_name`` (where it came from)."""
     if explicit is not None and not explicit.strip():
+        off = " or 'off'" if off_allowed else ""
         raise ResultsDbError(
-            f"{explicit_name} is empty; give a PostgreSQL URL or 'off', or leave it out for "
-            "the default database"
+            f"{explicit_name} is empty; give a PostgreSQL URL{off}, or leave it out for the "
+            "default database"
         )
     url = results_db_setting(explicit, environ)
     if url is None:

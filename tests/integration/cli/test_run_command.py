@@ -74,6 +74,7 @@ def test_unreachable_target_exits_3_with_one_line(
     err = capsys.readouterr().err
     assert code == 3
     assert "ws://127.0.0.1:1/v1/ws is unreachable" in err
+    assert "that --target ([target] url) names" in " ".join(err.split())  # or squall.toml's
     assert len(err.strip().splitlines()) <= 3
     # A password in the URL is not printed back.
     common = ["--jwt-secret", "secret", "--results-dir", str(tmp_path)]

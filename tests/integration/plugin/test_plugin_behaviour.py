@@ -105,7 +105,9 @@ def test_an_unreachable_target_is_named_by_the_plugin_option(pytester: pytest.Py
         "--squall-jwt-secret=" + "s" * 32,
     )
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*is unreachable*check that it runs and that --squall-target*"])
+    result.stdout.fnmatch_lines(
+        ["*is unreachable*check that it runs and that --squall-target ([[]target] url)*"]
+    )
     # The secret is not written into report.json, the file a CI keeps.
     [report] = (pytester.path / "squall-results").glob("*/report.json")
     assert "s" * 32 not in report.read_text()

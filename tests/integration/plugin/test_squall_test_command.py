@@ -419,7 +419,11 @@ def test_an_unreachable_target_is_an_error_not_an_empty_pass(
     code = _against_an_unreachable_target("test_uses_services.py", tmp_path / "out")
     captured = capsys.readouterr()
     assert code == 3, captured.out
-    assert "ws://127.0.0.1:1/v1/ws is unreachable" in " ".join(captured.err.split())
+    said = " ".join(captured.err.split())
+    assert "ws://127.0.0.1:1/v1/ws is unreachable" in said
+    # The option typed, not the plugin's squall set for it.
+    assert "check that it runs and that --target ([target] url) names its host" in said
+    assert "--squall-target" not in said
     assert "PASSED" not in captured.out
     # The secret reached pytest in a file, not on its command line (printed above, and
     # shown to every user of the machine by ps).
