@@ -176,7 +176,8 @@ def run_command(
         typer.Option(
             metavar="URL",
             help="PostgreSQL URL of the results database (or env SQUALL_RESULTS_DB; "
-            "'off' stores nothing); default: a persistent one under the results dir.",
+            "'off' stores nothing); default: the database squall_results on DATABASE_URL's "
+            "server when that is set, else a persistent one under the results dir.",
         ),
     ] = None,
     baseline: Annotated[

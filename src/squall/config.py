@@ -482,8 +482,20 @@ _TARGET_KEYS = (
 #: ``[scenarios.<name>.thresholds]`` may judge them (squall.suite checks them by default).
 SCENARIO_METRICS: Mapping[str, Mapping[str, MetricKind]] = MappingProxyType(
     {
-        "agent_context": MappingProxyType({"context_large_enough": MetricKind.RATE}),
-        "long_conversation": MappingProxyType({"context_within_budget": MetricKind.RATE}),
+        "agent_context": MappingProxyType(
+            {
+                "context_large_enough": MetricKind.RATE,
+                "context_chars_measured": MetricKind.GAUGE,
+                "context_processing_time": MetricKind.TREND,
+                "response_generation_time": MetricKind.TREND,
+            }
+        ),
+        "long_conversation": MappingProxyType(
+            {
+                "context_within_budget": MetricKind.RATE,
+                "context_tokens_peak": MetricKind.GAUGE,
+            }
+        ),
     }
 )
 
@@ -711,7 +723,7 @@ class _Builder:
         k = ("run",)
         results_dir = self.string(data, (*k, "results_dir"), str(RunConfig.results_dir))
         return RunConfig(
-            scenarios=self.strings(data, (*k, "scenarios")),
+            scenarios=tuple(dict.fromkeys(self.strings(data, (*k, "scenarios")))),  # once each
             scale=self.number(data, (*k, "scale"), RunConfig.scale, minimum=0.0, maximum=MAX_SCALE),
             duration_s=self.duration(data, (*k, "duration")),
             processes=self.opt_integer(data, (*k, "processes"), minimum=1),
