@@ -246,7 +246,7 @@ def openmetrics_text(report: Mapping[str, Any]) -> str:
         "squall_run_passed",
         "gauge",
         "1 if every threshold of the run held and it ran to its end (0 when interrupted, "
-        "or when none of its scenarios ran)",
+        "when none of its scenarios ran, or when it regressed against --baseline)",
     )
     run.add("", "", "1" if report["verdict"].get("ok") and judged else "0")
     stop = fams.get(
