@@ -126,10 +126,13 @@ def check_locks(
             if later.process == earlier.process:
                 continue
             overlaps += 1
+            # A section never released runs to the history's end; a write it began there
+            # (the history's last record, never answered) is inside it all the same.
             stale = [
                 w
                 for w in earlier.writes
-                if (w.end_ns is None or w.end_ns > later.start_ns) and w.start_ns < earlier.end_ns
+                if (w.end_ns is None or w.end_ns > later.start_ns)
+                and (earlier.released is None or w.start_ns < earlier.end_ns)
             ]
             accepted = [w for w in stale if w.outcome is not OpType.FAIL]
             higher = (

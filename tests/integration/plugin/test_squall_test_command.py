@@ -63,6 +63,8 @@ def test_pytest_argv_carries_the_plugin_options() -> None:
     [
         (0, {"verdict": {"ok": True}}, 0),
         (0, {"verdict": {"ok": False}}, 1),
+        # As the plugin writes it: thresholds passed beside the one that failed.
+        (0, {"verdict": {"ok": False, "passed": 3, "failed": 1}}, 1),
         (1, {"verdict": {"ok": True}}, 1),
         (1, {"config": {"unreachable": "no PostgreSQL"}}, 3),
         (4, None, 2),

@@ -99,3 +99,20 @@ def test_no_completed_run_judges_nothing() -> None:
     verdict = check_fairness(runs.ops)
     assert verdict.valid is None
     assert verdict.summary == "not applicable: 2 users, no run completed: nothing was shared"
+
+
+def test_a_run_that_timed_out_on_the_client_is_still_waiting() -> None:
+    # a0's answer never came (info at 10): it waited on while b ran twice.
+    from squall.checks.history import OpType
+
+    ops = [
+        Op(0, OpType.INVOKE, "a0", "run", 0, {"user": "a"}),
+        Op(1, OpType.INVOKE, "b0", "run", 0, {"user": "b"}),
+        Op(2, OpType.INFO, "a0", "run", 10, {"user": "a"}),
+        Op(3, OpType.OK, "b0", "run", 500, {"user": "b"}),
+        Op(4, OpType.INVOKE, "b1", "run", 900, {"user": "b"}),
+        Op(5, OpType.OK, "b1", "run", 1000, {"user": "b"}),
+    ]
+    verdict = check_fairness(ops, max_wait_ns=100, min_index=0.0)
+    assert verdict.valid is False
+    assert "starvation" in [e.kind for e in verdict.evidence]

@@ -100,3 +100,28 @@ def test_a_leaked_event_is_isolations_evidence_and_no_gap_in_order() -> None:
     assert check_ordering(owned, first_seq=1).valid is True
     assert check_ordering(rec.ops, first_seq=1).valid is False
     assert check_isolation(rec.ops, thread_owner=OWNERS, socket_user=SOCKETS).violations == 2
+
+
+@pytest.mark.parametrize("status", [200, 403, 500])
+def test_a_foreign_read_answered_other_than_not_found_is_a_leak(status: int) -> None:
+    # 403 or 500 for another user's thread tells that it exists; only 404 keeps it hidden.
+    clock = itertools.count()
+    rec = HistoryRecorder(clock=lambda: next(clock))
+    rec.ok(
+        rec.invoke("http-bob", "http_read", {"user": "bob", "thread": "t-alice"}),
+        {"status": status},
+    )
+    verdict = check_isolation(rec.ops, thread_owner={"t-alice": "alice"}, socket_user={})
+    assert verdict.valid is False
+    assert [e.kind for e in verdict.evidence] == ["foreign-read"]
+
+
+def test_a_read_of_a_thread_nobody_owns_is_a_leak() -> None:
+    clock = itertools.count()
+    rec = HistoryRecorder(clock=lambda: next(clock))
+    rec.ok(
+        rec.invoke("http-bob", "http_read", {"user": "bob", "thread": "t-nobody"}), {"status": 200}
+    )
+    verdict = check_isolation(rec.ops, thread_owner={"t-alice": "alice"}, socket_user={})
+    assert verdict.valid is False
+    assert verdict.counts["foreign_reads"] == 1

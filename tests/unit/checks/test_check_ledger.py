@@ -152,3 +152,42 @@ def test_evidence_is_capped_but_counts_are_whole_and_serialisable() -> None:
     assert len(verdict.evidence) == MAX_EVIDENCE
     assert verdict.violations == MAX_EVIDENCE + 5
     assert json.loads(json.dumps(verdict.to_dict()))["counts"]["violations"] == MAX_EVIDENCE + 5
+
+
+def _debits(*outcomes: tuple[int, str]) -> list[OpPair]:
+    clock = itertools.count()
+    rec = HistoryRecorder(clock=lambda: next(clock))
+    for n, (amount, outcome) in enumerate(outcomes):
+        op = rec.invoke(f"c{n}", "debit", {"amount": amount})
+        rec.ok(op) if outcome == "ok" else rec.fail(op)
+    return pair_ops(rec.ops, fs={"debit"})
+
+
+@pytest.mark.parametrize(
+    ("initial", "final", "debits", "kind"),
+    [
+        (100, 89, [(10, "ok")], "balance-too-low"),  # one credit more than the debits took
+        (10, -1, [(11, "ok")], "negative-balance"),
+        # A failed debit took nothing: a balance that fell by it too is a double charge.
+        (100, 80, [(10, "ok"), (10, "fail")], "balance-too-low"),
+    ],
+)
+def test_a_balance_one_off_its_bounds_is_named(
+    initial: int, final: int, debits: list[tuple[int, str]], kind: str
+) -> None:
+    verdict = check_balance(initial=initial, final=final, debits=_debits(*debits))
+    assert verdict.valid is False
+    assert kind in [e.kind for e in verdict.evidence]
+
+
+def test_a_failed_write_claims_no_version() -> None:
+    # Versions 1 and 8 committed from reads 0 and 7; the failed write's 2 is no evidence
+    # of the versions between: 2..7 were never committed by anyone seen.
+    clock = itertools.count()
+    rec = HistoryRecorder(clock=lambda: next(clock))
+    rec.ok(rec.invoke("c1", "write", {"read_version": 0}), {"version": 1})
+    rec.ok(rec.invoke("c2", "write", {"read_version": 7}), {"version": 8})
+    rec.fail(rec.invoke("c3", "write", {"read_version": 1}), {"version": 2})
+    verdict = check_version_chain(pair_ops(rec.ops, fs={"write"}), initial_version=0)
+    assert verdict.valid is False
+    assert "phantom-version" in [e.kind for e in verdict.evidence]

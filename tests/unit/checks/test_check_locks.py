@@ -145,3 +145,40 @@ def test_failed_acquire_holds_nothing_and_other_keys_are_ignored() -> None:
 
 def test_no_sections_is_not_applicable() -> None:
     assert check_locks(()).valid is None
+
+
+def _two_holders(token_a: int | None, token_b: int | None) -> tuple[HistoryRecorder, int]:
+    """A acquires with ``token_a``, then B with ``token_b`` while A still holds; A's write
+    of its token is invoked last (returned, for its completion)."""
+    clock = iter(range(1000))
+    rec = HistoryRecorder(clock=lambda: next(clock))
+    rec.ok(rec.invoke("A", "acquire", {"key": "k"}), {"key": "k", "token": token_a})
+    rec.ok(rec.invoke("B", "acquire", {"key": "k"}), {"key": "k", "token": token_b})
+    return rec, rec.invoke("A", "write", {"key": "k", "token": token_a})
+
+
+def test_a_stale_write_never_answered_at_the_end_of_the_history_is_unsafe() -> None:
+    # The last record of a history (a run cut short): A's section ran to that write's own
+    # invoke time, so the write counted as after the section and the overlap as fenced.
+    rec, _ = _two_holders(1, 2)
+    verdict = check_locks(rec.ops)
+    assert verdict.valid is False
+    assert verdict.counts["fenced_overlaps"] == 0
+    rec.observe("B", "noop")  # any later record: it was judged unsafe then only
+    assert check_locks(rec.ops).valid is False
+
+
+def test_a_stale_write_of_unknown_outcome_is_no_rejection() -> None:
+    rec, write = _two_holders(1, 2)
+    rec.info(write)
+    verdict = check_locks(rec.ops)
+    assert verdict.valid is False
+    assert [e.kind for e in verdict.evidence] == ["overlap"]
+
+
+def test_an_equal_token_does_not_fence() -> None:
+    rec, write = _two_holders(5, 5)
+    rec.fail(write)
+    verdict = check_locks(rec.ops)
+    assert verdict.valid is False
+    assert "token 5 not above 5" in verdict.evidence[0].message

@@ -139,3 +139,18 @@ def test_overtaking_events_must_rise_by_one() -> None:
     valid, kinds, _ = Socket().resume(1).events(5, 7, 2, 3, 4, 5, 6, 7).done(7).check()
     assert valid is False
     assert kinds[0] == "gap"
+
+
+def test_a_lone_resume_marker_restarts_nothing() -> None:
+    # A resume marker recorded on its own (observed, no invoke before it) opens no replay
+    # window: the plain rules judge it, as they judge any marker (it moves the stream past
+    # seq 5), so a 3 after it is a duplicate, not forgiven as part of a replay.
+    clock = itertools.count()
+    rec = HistoryRecorder(clock=lambda: next(clock))
+    for seq in (1, 2):
+        rec.observe("s1", "event", {"thread": "t", "seq": seq})
+    rec.observe("s1", "resume", {"thread": "t", "after_seq": 5})
+    rec.observe("s1", "event", {"thread": "t", "seq": 3})
+    verdict = check_ordering(rec.ops, resume_restarts=True)
+    assert verdict.valid is False
+    assert "duplicate" in [e.kind for e in verdict.evidence]

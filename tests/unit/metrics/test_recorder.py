@@ -397,3 +397,19 @@ def test_metric_names_past_the_bound_are_refused_squalls_own_still_taken() -> No
     recorder.count("interrupted_iterations")  # squall's own names are never refused
     recorder.error("late", "still counted")
     assert recorder.counter("errors.late") == 1
+
+
+def test_merged_gauges_keep_the_highest_value_of_the_processes() -> None:
+    # One process's memory growth of 900 MB and another's of 100: the run's is 900, and the
+    # default threshold (value <= 500) fails it.
+    from squall.metrics.thresholds import DEFAULT_THRESHOLDS, OutcomeStatus, evaluate
+
+    high = RecorderState(gauges={"memory_growth_mb": (900.0, 0.0, 900.0)})
+    low = RecorderState(gauges={"memory_growth_mb": (100.0, 0.0, 100.0)})
+    for order in ([high, low], [low, high]):
+        metrics = to_metrics(merge_states(order), 10.0)
+        assert metrics["memory_growth_mb"].value == 900.0
+        (judged,) = [
+            o for o in evaluate(DEFAULT_THRESHOLDS, metrics, "s") if o.metric == "memory_growth_mb"
+        ]
+        assert judged.status is OutcomeStatus.FAILED

@@ -524,3 +524,9 @@ def test_a_metric_not_recorded_but_named_like_one_that_was_is_suggested() -> Non
     assert typo.status is OutcomeStatus.NOT_APPLICABLE
     assert typo.diagnostic.endswith("not recorded in this scenario (did you mean 'response_time'?)")
     assert "did you mean" not in other.diagnostic  # 'iterations' is not close enough
+
+
+def test_a_gauges_min_and_max_are_its_own() -> None:
+    users = Gauge(value=30.0, min=10.0, max=30.0)
+    assert one("users", "min >= 20", users).status is OutcomeStatus.FAILED
+    assert one("users", "max >= 20", users).status is OutcomeStatus.PASSED

@@ -226,3 +226,27 @@ def test_two_runs_against_different_services_are_set_up_differently() -> None:
         "target: none → ws://127.0.0.1:47301/",
     )
     assert setting_differences({"target": "ws://a/"}, {"target": "ws://b/"}) == ()
+
+
+@pytest.mark.parametrize(
+    ("metric", "stat", "before", "after", "tolerance", "direction"),
+    [
+        ("success", "rate", 0.50, 0.44, 0.10, Direction.LOWER_IS_WORSE),  # 12 % worse
+        ("response_time", "p95", 1.0, 1.10005, 0.10, Direction.HIGHER_IS_WORSE),  # just over
+        # The 1 ms noise floor is for durations only: a rate has none.
+        ("success", "rate", 1.0, 0.9995, 0.0, Direction.LOWER_IS_WORSE),
+    ],
+)
+def test_a_change_just_past_the_tolerance_is_a_regression(
+    metric: str, stat: str, before: float, after: float, tolerance: float, direction: Direction
+) -> None:
+    old, new = (
+        Figure("s", metric, stat, before, direction),
+        Figure("s", metric, stat, after, direction),
+    )
+    assert [c.metric for c in compare([old], [new], tolerance=tolerance).regressions] == [metric]
+
+
+def test_a_tolerance_of_one_is_refused_as_likely_meant_as_a_percentage() -> None:
+    with pytest.raises(ToleranceError):
+        parse_tolerance("1")

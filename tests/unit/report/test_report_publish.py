@@ -163,3 +163,12 @@ def test_a_results_database_from_the_config_is_named_as_its_key(tmp_path: Path) 
     assert code == 0
     text = console.export_text()
     assert "not stored in the results database ([results] database_url)" in text
+
+
+def test_an_interrupted_run_exits_130_with_its_files_written(tmp_path: Path) -> None:
+    config = load_config(None, cwd=tmp_path, overrides=[f'run.results_dir="{tmp_path}"'])
+    report = _report("run-cut")
+    report.interrupted = True
+    code = publish(report, config, Console(record=True, width=400), environ=OFF)
+    assert code == 130
+    assert json.loads((tmp_path / "run-cut" / "report.json").read_text())["interrupted"] is True

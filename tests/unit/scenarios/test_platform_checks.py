@@ -337,3 +337,101 @@ def test_a_history_with_no_event_reads_ordering_not_applicable() -> None:
     by_name = {v.checker: v for v in verdicts}
     assert by_name["ordering"].valid is None, by_name["ordering"].summary
     assert by_name["delivery"].valid is None, by_name["delivery"].summary
+
+
+def _event(i: int, socket: str, seq: int, kind: str, run: str = "r1") -> Op:
+    from squall.checks.history import OpType
+
+    value: dict[str, JsonValue] = {"thread": "t", "run": run, "seq": seq, "type": kind}
+    return Op(i, OpType.OK, socket, "event", i, value)
+
+
+def test_one_missed_event_of_a_viewed_thread_is_named() -> None:
+    log = [LogEvent("t", seq, "r1", "x") for seq in (1, 2, 3)]
+    ops = [_event(0, "s1", 1, "x"), _event(1, "s1", 3, "x")]
+    verdict = pc.check_delivery(ops, log, {"t": [{"s1"}]})
+    assert verdict.valid is False
+    assert [e.message for e in verdict.evidence] == [
+        "socket(s) s1 never received 1 of 3 events of thread t (seq 2)"
+    ]
+
+
+def test_two_logins_both_closed_leave_no_session_and_are_named() -> None:
+    from squall.checks.history import OpType
+
+    ops = [
+        Op(0, OpType.INVOKE, "s1", "connect", 0, {"user": "u"}),
+        Op(1, OpType.INVOKE, "s2", "connect", 1, {"user": "u"}),
+        Op(2, OpType.OK, "s1", "connect", 2, {"session": 1}),
+        Op(3, OpType.OK, "s2", "connect", 3, {"session": 2}),
+        Op(4, OpType.OK, "s1", "closed", 4, {"code": 4409, "by": "server"}),
+        Op(5, OpType.OK, "s2", "closed", 5, {"code": 4409, "by": "server"}),
+    ]
+    verdict = pc.check_single_session(ops)
+    assert verdict.valid is False
+    assert [e.kind for e in verdict.evidence] == ["not-one-session"]
+
+
+def test_an_event_of_another_type_at_a_stored_seq_diverges() -> None:
+    stored = [
+        LogEvent("t", 1, "r1", "agent_started"),
+        LogEvent("t", 2, "r1", "agent_completed", "completed", 5),
+    ]
+    ops = [_event(0, "s1", 1, "agent_started"), _event(1, "s1", 2, "token")]
+    assert "divergent-seq" in [e.kind for e in pc.against_stored(ops, stored)]
+    # Two sockets told different things at one seq, judged without the database.
+    both = [*ops, _event(2, "s2", 2, "agent_completed")]
+    assert "divergent-seq" in [e.kind for e in pc.events_from_history(both)[1]]
+
+
+def test_an_event_at_a_seq_the_database_skipped_is_unstored() -> None:
+    stored = [LogEvent("t", seq, "r1", "x") for seq in (1, 2, 4)]
+    ops = [_event(0, "s1", 3, "x", run="rX")]
+    assert "unstored-event" in [e.kind for e in pc.against_stored(ops, stored)]
+
+
+def test_runs_of_a_thread_without_a_fence_are_named() -> None:
+    log = [
+        LogEvent("t", 1, "r1", "agent_started"),
+        LogEvent("t", 2, "r1", "agent_completed", "completed"),
+        LogEvent("t", 3, "r2", "agent_started"),
+        LogEvent("t", 4, "r2", "agent_completed", "completed"),
+    ]
+    verdict = pc.check_run_locks(log, fences={})
+    assert verdict.valid is False
+    assert "fence-behind" in [e.kind for e in verdict.evidence]
+
+
+def test_a_send_expects_its_run_completed_unless_told_otherwise() -> None:
+    from squall.checks.history import OpType
+
+    send = {"user": "u", "thread": "t", "socket": "s1", "client_msg_id": "m1"}
+    ops = [
+        Op(0, OpType.INVOKE, "s1/m1", "send", 0, send),
+        Op(1, OpType.OK, "s1/m1", "send", 1, {"run": "r1"}),
+    ]
+    log = [
+        LogEvent("t", 1, "r1", "agent_started"),
+        LogEvent("t", 2, "r1", "agent_completed", "failed"),
+    ]
+    verdict = pc.check_runs(ops, log)
+    assert verdict.valid is False
+    assert "not-completed" in [e.kind for e in verdict.evidence]
+
+
+def test_a_charge_reported_below_its_ledger_row_is_a_mismatch() -> None:
+    from squall.checks.history import OpType
+
+    ops = [
+        Op(0, OpType.INVOKE, "s1/m1", "send", 0, {"user": "u", "thread": "t"}),
+        Op(1, OpType.OK, "s1/m1", "send", 1, {"run": "r1"}),
+    ]
+    log = [
+        LogEvent("t", 1, "r1", "agent_started"),
+        LogEvent("t", 2, "r1", "agent_completed", "completed", 3),
+    ]
+    verdict = pc.check_ledger_db(
+        ops, log, [AccountRow("u", 95, 100)], [StoredCharge("r1", "u", 5, False)]
+    )
+    assert verdict.valid is False
+    assert "charge-mismatch" in [e.kind for e in verdict.evidence]
