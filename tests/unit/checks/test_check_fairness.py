@@ -116,3 +116,46 @@ def test_a_run_that_timed_out_on_the_client_is_still_waiting() -> None:
     verdict = check_fairness(ops, max_wait_ns=100, min_index=0.0)
     assert verdict.valid is False
     assert "starvation" in [e.kind for e in verdict.evidence]
+
+
+def _runs(*runs: tuple[str, int, int, bool]) -> list[Op]:
+    from squall.checks.history import OpType
+
+    ops: list[Op] = []
+    for n, (user, start, end, ok) in enumerate(runs):
+        ops.append(Op(len(ops), OpType.INVOKE, f"{user}{n}", "run", start, {"user": user}))
+        done = OpType.OK if ok else OpType.FAIL
+        ops.append(Op(len(ops), done, f"{user}{n}", "run", end, {"user": user}))
+    return ops
+
+
+def test_a_jain_index_at_the_minimum_passes() -> None:
+    # Completion ratios 2/2 and 1/2: a Jain index of exactly 0.9, the default minimum.
+    ops = _runs(("a", 0, 10, True), ("a", 0, 10, True), ("b", 0, 10, True), ("b", 0, 10, False))
+    assert check_fairness(ops).valid is True
+
+
+def test_a_wait_at_the_limit_and_one_from_a_completion_at_its_start_pass() -> None:
+    from squall.checks.history import OpType
+
+    def run(n: int, kind: OpType, user: str, at: int) -> Op:
+        return Op(n, kind, f"{user}0", "run", at, {"user": user})
+
+    go, done = OpType.INVOKE, OpType.OK
+    # a waits exactly max_wait_ns (b's completion at 50 is no progress of a's).
+    at_limit = [
+        run(0, go, "a", 0),
+        run(1, go, "b", 0),
+        run(2, done, "b", 50),
+        run(3, done, "a", 100),
+    ]
+    assert check_fairness(at_limit, max_wait_ns=100, min_index=0.0).valid is True
+    # b completes at 50, the moment a arrives, and nobody else after: no one progressed
+    # while a waited, however long it took.
+    at_start = [
+        run(0, go, "b", 0),
+        run(1, go, "a", 50),
+        run(2, done, "b", 50),
+        run(3, done, "a", 500),
+    ]
+    assert check_fairness(at_start, max_wait_ns=100, min_index=0.0).valid is True

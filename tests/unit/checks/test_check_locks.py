@@ -182,3 +182,28 @@ def test_an_equal_token_does_not_fence() -> None:
     verdict = check_locks(rec.ops)
     assert verdict.valid is False
     assert "token 5 not above 5" in verdict.evidence[0].message
+
+
+def test_a_release_begun_as_the_next_acquire_completes_is_no_overlap() -> None:
+    # A's release is invoked at 5, the moment B's acquire completes: A held it until then.
+    ops = [
+        Op(0, OpType.INVOKE, "A", "acquire", 1, {"key": "k"}),
+        Op(1, OpType.OK, "A", "acquire", 2, {"key": "k", "token": None}),
+        Op(2, OpType.INVOKE, "B", "acquire", 3, {"key": "k"}),
+        Op(3, OpType.INVOKE, "A", "release", 5, {"key": "k"}),
+        Op(4, OpType.OK, "B", "acquire", 5, {"key": "k", "token": None}),
+        Op(5, OpType.OK, "A", "release", 6, {"key": "k"}),
+    ]
+    assert check_locks(ops).valid is True
+
+
+def test_a_failed_release_ends_the_section_all_the_same() -> None:
+    # The holder gave the lock up (its release failed: the lock had expired, say); what
+    # follows is another holder's own section, not an overlap.
+    clock = iter(range(1000))
+    rec = HistoryRecorder(clock=lambda: next(clock))
+    rec.ok(rec.invoke("A", "acquire", {"key": "k"}), {"key": "k", "token": None})
+    rec.fail(rec.invoke("A", "release", {"key": "k"}))
+    rec.ok(rec.invoke("B", "acquire", {"key": "k"}), {"key": "k", "token": None})
+    rec.ok(rec.invoke("B", "release", {"key": "k"}))
+    assert check_locks(rec.ops).valid is True

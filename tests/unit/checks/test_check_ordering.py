@@ -101,3 +101,13 @@ def test_no_events_is_not_applicable() -> None:
     verdict = check_ordering(Stream().ops)
     assert verdict.valid is None
     assert verdict.summary.startswith("not applicable")
+
+
+def test_a_replayed_run_of_events_counts_each_duplicate() -> None:
+    clock = itertools.count()
+    rec = HistoryRecorder(clock=lambda: next(clock))
+    for seq in (1, 2, 3, 2, 3, 4):
+        rec.observe("s1", "event", {"thread": "t", "seq": seq})
+    verdict = check_ordering(rec.ops)
+    assert verdict.valid is False
+    assert verdict.counts["duplicates"] == 2

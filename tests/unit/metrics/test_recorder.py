@@ -413,3 +413,10 @@ def test_merged_gauges_keep_the_highest_value_of_the_processes() -> None:
             o for o in evaluate(DEFAULT_THRESHOLDS, metrics, "s") if o.metric == "memory_growth_mb"
         ]
         assert judged.status is OutcomeStatus.FAILED
+
+
+def test_each_interval_counts_its_own_errors() -> None:
+    recorder = Recorder()
+    recorder.count("errors", 3)
+    assert recorder.take_interval().errors == 3
+    assert recorder.take_interval().errors == 0

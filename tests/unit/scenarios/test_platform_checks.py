@@ -435,3 +435,11 @@ def test_a_charge_reported_below_its_ledger_row_is_a_mismatch() -> None:
     )
     assert verdict.valid is False
     assert "charge-mismatch" in [e.kind for e in verdict.evidence]
+
+
+def test_unfenced_lock_overlaps_count_as_unprevented_races() -> None:
+    from squall.checks.verdict import Verdict
+
+    locks = Verdict("locks", False, "x", {"overlaps": 2, "fenced_overlaps": 0, "violations": 2})
+    tally = pc.race_tally([locks], serialised=0, sessions=None)
+    assert tally.unprevented == 2
