@@ -58,7 +58,12 @@ def loopback_problem(url: str, resolve: Callable[[str], Sequence[str]] = _resolv
         parts = urlsplit(url)
         # libpq takes several hosts, comma-separated, and hosts in the query (?host=…; a
         # path there is a Unix socket): every one of them must be local.
-        written = [unquote(host.hostname) for host in host_parts(parts) if host.hostname]
+        # A percent-encoded path (%2Fvar%2Frun%2Fpostgresql) is a Unix socket, as in ?host=.
+        written = [
+            host
+            for part in host_parts(parts)
+            if part.hostname and _is_host(host := unquote(part.hostname))
+        ]
         for value in parse_qs(parts.query).get("host", []):
             written += [_query_host(item) for item in value.split(",") if _is_host(item)]
     except ValueError:

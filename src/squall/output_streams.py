@@ -71,7 +71,7 @@ class ForgivingOutput:
             self._stream.flush()  # what was buffered goes to the null device
         self._say(exc)
 
-    def closed(self) -> None:
+    def closed_from_the_start(self) -> None:
         """Standard output was closed when the command started (``>&-``): nothing printed
         reaches anyone, which is said once, as a failure is."""
         self.failed = OSError(errno.EBADF, os.strerror(errno.EBADF))
@@ -101,7 +101,7 @@ def forgiving_stdout() -> Iterator[ForgivingOutput]:
             sys.stderr = opened.enter_context(open(os.devnull, "w"))
         guarded = ForgivingOutput(stream, sys.stderr)
         if 1 in closed:
-            guarded.closed()
+            guarded.closed_from_the_start()
         sys.stdout = cast(TextIO, guarded)
         try:
             yield guarded

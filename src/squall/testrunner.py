@@ -189,11 +189,16 @@ def _plugin_options(request: TestRequest) -> dict[str, object]:
     }
 
 
-def _plugin_option_names(request: TestRequest) -> dict[str, str]:
+def _plugin_option_names(request: TestRequest, *, every: bool = False) -> dict[str, str]:
     """The plugin's options squall set for ``request`` (``--squall-target``), each with the
-    ``squall test`` option it was made of (``--target``); the results folder always."""
+    ``squall test`` option it was made of (``--target``); the results folder always; with
+    ``every``, the options it did not set too."""
     given = {**_plugin_options(request), "results-dir": True}
-    return {f"--squall-{name}": f"--{name}" for name, value in given.items() if value is not None}
+    return {
+        f"--squall-{name}": f"--{name}"
+        for name, value in given.items()
+        if every or value is not None
+    }
 
 
 def usage_error_translation(request: TestRequest) -> Callable[[str], str]:
@@ -214,11 +219,12 @@ def usage_error_translation(request: TestRequest) -> Callable[[str], str]:
     return translate
 
 
-def plugin_option_translation(request: TestRequest) -> Callable[[str], str]:
+def plugin_option_translation(request: TestRequest, *, every: bool = False) -> Callable[[str], str]:
     """A text of the plugin's (a usage error, why the target is unreachable) naming the
     plugin's options squall set (``--squall-target``) by the ``squall test`` options typed
-    (``--target``); one given after ``--`` keeps its name."""
-    plugin = _plugin_option_names(request)
+    (``--target``); with ``every``, each of those options, set or not (a message of the
+    plugin's about a setting squall.toml gave); one given after ``--`` keeps its name."""
+    plugin = _plugin_option_names(request, every=every)
     typed_after = " ".join(request.pytest_args)
     plugin = {option: name for option, name in plugin.items() if option not in typed_after}
     if not plugin:
@@ -340,7 +346,7 @@ def execute(request: TestRequest, console: Console | None = None) -> int:
             )
         console.print(f"results: {path}")
         if unreachable:
-            said = plugin_option_translation(request)(str(unreachable))
+            said = plugin_option_translation(request, every=True)(str(unreachable))
             err.print(f"[red]squall test: {literal(said)}[/red]")
         elif not report.scenarios and not uncollected and status == _PYTEST_FAILED:
             err.print(

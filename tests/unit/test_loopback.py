@@ -45,6 +45,7 @@ def _no_dns(host: str) -> Sequence[str]:
         "postgresql://u:p@127.0.0.1:5432,[::1]:5433/app",  # libpq's several hosts
         "postgresql:///app?host=/run/postgresql",  # a Unix socket
         "postgresql:///app?host=127.0.0.1,[::1]",
+        "postgresql://postgres@%2Fvar%2Frun%2Fpostgresql/app",  # a Unix socket, encoded
     ],
 )
 def test_urls_on_this_machine_pass_without_resolving(url: str) -> None:

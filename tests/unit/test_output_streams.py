@@ -39,3 +39,15 @@ def test_what_it_does_not_guard_is_the_stream_s_own() -> None:
     out = ForgivingOutput(stream, None)
     assert out.encoding == "utf-8"
     assert out.buffer is stream.buffer
+
+
+def test_a_standard_output_closed_from_the_start_reads_as_open_to_writers() -> None:
+    # The note's method was called `closed`, hiding the attribute every file has: click's
+    # echo then took standard output for closed and `squall version >&-` crashed.
+    note = io.StringIO()
+    with open(os.devnull, "w") as stream:
+        out = ForgivingOutput(stream, note)
+        out.closed_from_the_start()
+        assert out.closed is False
+        out.write("dropped\n")
+    assert note.getvalue().count("standard output failed (Bad file descriptor)") == 1

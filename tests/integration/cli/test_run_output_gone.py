@@ -93,3 +93,17 @@ def test_a_character_the_encoding_lacks_is_printed_as_a_question_mark(
     verdict = _report(tmp_path)["verdict"]
     assert isinstance(verdict, dict)
     assert (verdict["ok"], verdict["failed"]) == (False, 1)
+
+
+@pytest.mark.parametrize("argv", [["version"], ["target", "token", "u1"]])
+def test_commands_printing_with_click_outlive_a_closed_standard_output(argv: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "squall", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.close(1),
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr

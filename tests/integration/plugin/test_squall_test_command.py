@@ -433,6 +433,27 @@ def test_an_unreachable_target_is_an_error_not_an_empty_pass(
     assert "--squall-jwt-secret-file=" in captured.out
 
 
+@pytest.mark.integration
+def test_an_unreachable_target_of_the_config_file_is_named_by_squall_tests_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No --target typed: the message named --squall-target, an option squall test lacks.
+    monkeypatch.chdir(tmp_path)
+    secret = "s" * 32
+    (tmp_path / "squall.toml").write_text(
+        f'[target]\nurl = "ws://127.0.0.1:1/v1/ws"\njwt_secret = "{secret}"\n'
+    )
+    (tmp_path / "test_uses_services.py").write_text(
+        "def test_needs_the_target(real_services):\n    pass\n"
+    )
+    argv = ["test", "--real-services", "--test-file", "test_uses_services.py"]
+    code = main([*argv, "--results-dir", str(tmp_path / "out"), "--", "-p", "no:cacheprovider"])
+    said = " ".join(capsys.readouterr().err.split())
+    assert code == 3
+    assert "check that it runs and that --target ([target] url) names its host" in said
+    assert "--squall-target" not in said
+
+
 MOVES_THE_RESULTS = """
 import os, pathlib
 

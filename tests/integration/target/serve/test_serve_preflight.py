@@ -130,7 +130,7 @@ def test_a_schema_a_newer_platform_migrated_is_refused_before_any_worker(
     err = " ".join(capsys.readouterr().err.split())
     database = urlsplit(fresh_db).path.lstrip("/")
     assert (
-        f"database {database!r}'s schema is at version {NEWEST_VERSION + 1}, newer than "
+        f"the schema of database {database!r} is at version {NEWEST_VERSION + 1}, newer than "
         f"version {NEWEST_VERSION}, the newest this platform knows" in err
     )
     assert "Run the newer squall's platform, or give the platform a database of its own" in err
@@ -154,7 +154,7 @@ async def _migrated(url: str) -> None:
                 "CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean)",
                 "INSERT INTO schema_migrations VALUES (20240101120000, false)",
             ],
-            "'s table schema_migrations is not the platform's (it lacks an integer version "
+            "' is not the platform's (it lacks an integer version "
             "and a text name; it has dirty:boolean, version:bigint): another application",
         ),
         (
