@@ -522,22 +522,24 @@ async def check_schema(conn: asyncpg.Connection) -> None:
     )
     columns, present = row["columns"], row["present"]
     database = f"database {row['database']!r}"
-    if columns is None:
-        if present:
-            raise SchemaRefused(
-                f"{database} already holds table(s) {', '.join(present)} but no "
-                "schema_migrations of the platform's: another application's, which the "
-                f"platform's would collide with; {OWN_DATABASE}"
-            )
-        return
-    if not {"version:integer", "name:text"} <= set(columns):
+    if columns is not None and not {"version:integer", "name:text"} <= set(columns):
         raise SchemaRefused(
             f"the table schema_migrations of {database} is not the platform's (it lacks an "
             f"integer version and a text name; it has {', '.join(sorted(columns))}): another "
             f"application uses the name; {OWN_DATABASE}"
         )
-    newest = await conn.fetchval("SELECT max(version) FROM schema_migrations")
-    if newest is not None and newest > NEWEST_VERSION:
+    newest = None
+    if columns is not None:
+        newest = await conn.fetchval("SELECT max(version) FROM schema_migrations")
+    if newest is None:  # the first migration is still to come: its tables must not be there
+        if present:
+            raise SchemaRefused(
+                f"{database} already holds table(s) {', '.join(present)} but no "
+                "migration of the platform's: another application's, which the "
+                f"platform's would collide with; {OWN_DATABASE}"
+            )
+        return
+    if newest > NEWEST_VERSION:
         raise SchemaRefused(
             f"the schema of {database} is at version {newest}, newer than version "
             f"{NEWEST_VERSION}, the newest this platform knows: a newer squall migrated it, "

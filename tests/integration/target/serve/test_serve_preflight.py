@@ -159,7 +159,15 @@ async def _migrated(url: str) -> None:
         ),
         (
             ["CREATE TABLE accounts (id serial PRIMARY KEY, email text)"],
-            " already holds table(s) accounts but no schema_migrations of the platform's",
+            " already holds table(s) accounts but no migration of the platform's",
+        ),
+        (
+            # The platform's schema_migrations, empty, beside another application's table.
+            [
+                "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text)",
+                "CREATE TABLE accounts (id serial PRIMARY KEY, email text)",
+            ],
+            " already holds table(s) accounts but no migration of the platform's",
         ),
     ],
 )
