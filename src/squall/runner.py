@@ -420,6 +420,12 @@ def _run(
         "target": None if target is None else redact(target.ws_url),
         "adapter": None if target is None else target.adapter,
         "config_file": str(config.source) if config.source else None,
+        # The scenarios' own parameters ([scenarios.<name>]), as set: compare names a change.
+        "params": {
+            name: dict(own.params)
+            for name, own in sorted(config.scenarios.items())
+            if own.params and (name in config.run.scenarios or not config.run.scenarios)
+        },
         # The settings of the platform squall started ([platform]), keys shown as ***.
         "platform": config.platform.shown() if platform_db is not None else None,
     }

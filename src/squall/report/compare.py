@@ -294,15 +294,24 @@ def _target_of(settings: Mapping[str, Any]) -> str:
 
 def setting_differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[str, ...]:
     """``"name: old → new"`` for each of :data:`COMPARED_SETTINGS` the two runs' settings
-    both record and disagree on, for the target (another service is no baseline; the
-    platform squall starts for each run listens on a port of its own, which is no
-    difference), and for each setting of the platforms squall started for them
+    both record and disagree on; for each parameter of their scenarios set in either
+    (``params``: ``websocket_concurrency.users: 10 → 4``); for the target (another service
+    is no baseline; the platform squall starts for each run listens on a port of its own,
+    which is no difference); and for each setting of the platforms squall started for them
     (``platform.<name>``) (pure)."""
     found = []
     for name in COMPARED_SETTINGS:
         if name in before and name in after and before[name] != after[name]:
             old, new = ("default" if v is None else v for v in (before[name], after[name]))
             found.append(f"{name}: {old} → {new}")
+    was_set, now_set = before.get("params"), after.get("params")
+    if isinstance(was_set, Mapping) and isinstance(now_set, Mapping):
+        for scenario in sorted({*was_set, *now_set}):
+            old_params, new_params = was_set.get(scenario, {}), now_set.get(scenario, {})
+            for name in sorted({*old_params, *new_params}):
+                old, new = old_params.get(name, "default"), new_params.get(name, "default")
+                if old != new:
+                    found.append(f"{scenario}.{name}: {old} → {new}")
     if all("target" in s and "platform" in s for s in (before, after)):
         old, new = (_target_of(s) for s in (before, after))
         if old != new:

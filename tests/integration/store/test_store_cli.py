@@ -61,6 +61,12 @@ def test_two_real_runs_are_stored_and_compared(
     out = capsys.readouterr().out
     assert "! the runs were set up differently (scale: 0.5 → 0.25)" in out
     shutil.rmtree(sorted(p for p in tmp_path.iterdir() if p.is_dir())[-1])
+    # A scenario's own parameter set otherwise is named too.
+    fewer = ["--set", "scenarios.db_race.writers=4"]
+    assert main(["run", *races, *common, *fewer, "--baseline", "last"]) in (0, 1)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "db_race.writers: default → 4): their figures may not be comparable" in out
+    shutil.rmtree(sorted(p for p in tmp_path.iterdir() if p.is_dir())[-1])
     assert main(["run", *races, *common, "--tolerance", "lots"]) == 2
     assert main(["run", *races, *common, "--baseline", ""]) == 2
     assert "--baseline is empty" in capsys.readouterr().err

@@ -250,3 +250,15 @@ def test_a_change_just_past_the_tolerance_is_a_regression(
 def test_a_tolerance_of_one_is_refused_as_likely_meant_as_a_percentage() -> None:
     with pytest.raises(ToleranceError):
         parse_tolerance("1")
+
+
+def test_scenario_parameters_set_differently_are_named() -> None:
+    # users=10 against users=4 read as seven regressions, with no word of the change.
+    before = {"params": {"long_conversation": {"users": 10}}}
+    after = {"params": {"long_conversation": {"users": 4, "messages": 5}}}
+    assert setting_differences(before, after) == (
+        "long_conversation.messages: default → 5",
+        "long_conversation.users: 10 → 4",
+    )
+    assert setting_differences(after, after) == ()
+    assert setting_differences({}, after) == ()  # a report older than the record: no word
