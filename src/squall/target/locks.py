@@ -1,8 +1,9 @@
 """The per-thread run lock in Redis, with fencing tokens.
 
 ``acquire`` takes a token from ``INCR`` on the thread's fence counter (strictly
-increasing, never reused) and stores it with ``SET key token NX PX ttl``, both in one
-script. The holder
+increasing while it lives: it expires a day after the thread's last acquire, and the
+fence the database keeps raises it again) and stores it with ``SET key token NX PX ttl``,
+both in one script. The holder
 refreshes the lock while it works and releases it with a compare-and-delete, so it can
 never delete a lock that expired and was taken by someone else. A lock alone cannot stop
 a holder that paused past its TTL from writing; the token does: the holder records it on
@@ -14,6 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from squall.target.ids import ThreadID
+
+#: How long a thread's fence counter outlives its last acquire. One kept for good grew
+#: Redis by a key per thread ever used; one that expired costs the thread's next run one
+#: requeue: its token falls below the fence the database keeps (``threads.fence``), which
+#: raises the counter above it again (:meth:`RunLock.raise_floor`).
+FENCE_IDLE_MS = 24 * 3600 * 1000
 
 _REFRESH = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -31,6 +38,7 @@ return 0
 
 _ACQUIRE = """
 local token = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if redis.call('SET', KEYS[2], token, 'NX', 'PX', ARGV[1]) then
     return token
 end
@@ -40,7 +48,7 @@ return 0
 _RAISE_FLOOR = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current < tonumber(ARGV[1]) then
-    redis.call('SET', KEYS[1], ARGV[1])
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
 return 1
 """
@@ -73,7 +81,8 @@ class RunLock:
         One script (one round trip): ``INCR`` the counter, then ``SET NX PX`` the lock.
         """
         token = await self._acquire(
-            keys=[self.fence_key(thread), self.lock_key(thread)], args=[self.ttl_ms]
+            keys=[self.fence_key(thread), self.lock_key(thread)],
+            args=[self.ttl_ms, max(FENCE_IDLE_MS, self.ttl_ms)],
         )
         return int(token) if int(token) > 0 else None
 
@@ -92,4 +101,5 @@ class RunLock:
 
     async def raise_floor(self, thread: ThreadID, token: int) -> None:
         """Make future tokens exceed ``token`` (after Redis lost its counters, e.g. a flush)."""
-        await self._raise_floor(keys=[self.fence_key(thread)], args=[str(token)])
+        idle_ms = max(FENCE_IDLE_MS, self.ttl_ms)
+        await self._raise_floor(keys=[self.fence_key(thread)], args=[str(token), idle_ms])

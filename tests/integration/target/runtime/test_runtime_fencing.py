@@ -125,3 +125,25 @@ async def test_run_that_lost_its_lock_stops_writing(
     finally:
         await conn.close()
         await redis.aclose()
+
+
+async def test_a_threads_fence_counter_expires_once_the_thread_is_idle(settings: Settings) -> None:
+    # A counter per thread ever used, kept for good: 15,000 keys after a 13-minute soak.
+    from squall.target.locks import FENCE_IDLE_MS
+
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        lock = RunLock(redis, settings.redis_prefix, ttl_ms=1000)
+        thread = ThreadID("idle-fence")
+        token = await lock.acquire(thread)
+        assert token is not None
+        assert 0 < await redis.pttl(lock.fence_key(thread)) <= FENCE_IDLE_MS
+        await lock.release(thread, token)
+        await redis.delete(lock.fence_key(thread))  # as if it expired
+        await lock.raise_floor(thread, token + 5)  # the database's fence puts it back
+        assert int(await redis.get(lock.fence_key(thread))) == token + 5
+        assert 0 < await redis.pttl(lock.fence_key(thread)) <= FENCE_IDLE_MS
+        assert await lock.acquire(thread) == token + 6
+    finally:
+        await redis.delete(lock.fence_key(thread), lock.lock_key(thread))
+        await redis.aclose()
