@@ -904,6 +904,12 @@ async def connect(
                 # A redirect could lead anywhere, past the loopback check above.
                 max_redirects=0,
                 logger_name=PICOWS_LOG,
+                # The event loop's own transport: picows' aiofastnet one, on uvloop, missed a
+                # reset that came while it read (uvloop closed its poll handle unsaid, as in
+                # MagicStack/uvloop#552): the read waited out its timeout, and the next
+                # connect given the same descriptor raised RuntimeError. Measured alike in
+                # the engine benchmark (docs/benchmarks.md).
+                use_aiofastnet=False,
             )
     except TimeoutError:
         raise socket._record(
