@@ -528,6 +528,9 @@ def check_delivery(
     received: dict[tuple[str, str], set[int]] = defaultdict(set)
     for op in _sequenced_events(ops):
         received[(op.process, op.str_value("thread"))].add(op.int_value("seq"))
+    # Sockets whose connection dropped without a close frame (1006): by the network or by
+    # the platform, which the client cannot tell apart.
+    dropped = {op.process for op in ops if op.f == "closed" and op.value.get("code") == 1006}
     threads = _by_thread(events)
     evidence: list[Evidence] = []
     judged = 0
@@ -541,7 +544,25 @@ def check_delivery(
             for socket in group:
                 got |= received.get((socket, thread), set())
             missed = sorted(wanted - got)
-            if missed:
+            lost = sorted(dropped & set(group))
+            if missed and lost and missed[0] > max(got, default=0):
+                # Only the events after the drop are missing: name the drop, not delivery.
+                evidence.append(
+                    Evidence(
+                        "dropped-connection",
+                        f"socket(s) {', '.join(lost)} lost the connection without a close "
+                        f"frame (code 1006) after seq {max(got, default=0)} of thread "
+                        f"{thread}, and the {len(missed)} later event(s) never reached them: "
+                        "a network fault, or the platform dropping the socket",
+                        details={
+                            "sockets": list[JsonValue](lost),
+                            "thread": thread,
+                            "missed": list(missed[:50]),
+                            "events": len(wanted),
+                        },
+                    )
+                )
+            elif missed:
                 evidence.append(
                     Evidence(
                         "missed-events",

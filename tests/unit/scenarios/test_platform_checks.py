@@ -443,3 +443,26 @@ def test_unfenced_lock_overlaps_count_as_unprevented_races() -> None:
     locks = Verdict("locks", False, "x", {"overlaps": 2, "fenced_overlaps": 0, "violations": 2})
     tally = pc.race_tally([locks], serialised=0, sessions=None)
     assert tally.unprevented == 2
+
+
+def test_events_after_a_dropped_connection_name_the_drop_not_delivery() -> None:
+    # A network fault reset a socket after seq 2: delivery said "never received 2 of 4
+    # events", blaming the platform for what the connection lost.
+    from squall.checks.history import OpType
+
+    log = [LogEvent("t", seq, "r1", "x") for seq in (1, 2, 3, 4)]
+    dropped_at_2 = [
+        _event(0, "s1", 1, "x"),
+        _event(1, "s1", 2, "x"),
+        Op(2, OpType.OK, "s1", "closed", 2, {"code": 1006, "by": "server"}),
+    ]
+    verdict = pc.check_delivery(dropped_at_2, log, {"t": [{"s1"}]})
+    assert verdict.valid is False
+    assert [e.kind for e in verdict.evidence] == ["dropped-connection"]
+    assert verdict.evidence[0].message.startswith(
+        "socket(s) s1 lost the connection without a close frame (code 1006) after seq 2"
+    )
+    # A hole before the drop is still delivery's.
+    holed = [dropped_at_2[0], _event(1, "s1", 3, "x"), dropped_at_2[2]]
+    kinds = [e.kind for e in pc.check_delivery(holed, log, {"t": [{"s1"}]}).evidence]
+    assert kinds == ["missed-events"]
