@@ -958,8 +958,9 @@ async def connect(
             transport.disconnect()
         raise socket._record(
             ConnectError(
-                f"{url}: the connection closed before the WebSocket upgrade was answered; is "
-                "it a WebSocket endpoint, and does it accept this client?"
+                f"{url}: the connection closed before the WebSocket upgrade was answered (or "
+                "was reset: the client cannot tell); is it a WebSocket endpoint, does it "
+                "accept this client, and does the network between them hold?"
             )
         )
     refused = _handshake_problem(transport.response.headers, offered_subprotocols(extra))
