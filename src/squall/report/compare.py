@@ -299,7 +299,7 @@ def setting_differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> 
     is no baseline; the platform squall starts for each run listens on a port of its own,
     which is no difference); and for each setting of the platforms squall started for them
     (``platform.<name>``) (pure)."""
-    found = []
+    found: list[str] = []
     for name in COMPARED_SETTINGS:
         if name in before and name in after and before[name] != after[name]:
             old, new = ("default" if v is None else v for v in (before[name], after[name]))
@@ -307,11 +307,7 @@ def setting_differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> 
     was_set, now_set = before.get("params"), after.get("params")
     if isinstance(was_set, Mapping) and isinstance(now_set, Mapping):
         for scenario in sorted({*was_set, *now_set}):
-            old_params, new_params = was_set.get(scenario, {}), now_set.get(scenario, {})
-            for name in sorted({*old_params, *new_params}):
-                old, new = old_params.get(name, "default"), new_params.get(name, "default")
-                if old != new:
-                    found.append(f"{scenario}.{name}: {old} → {new}")
+            found += _differences(scenario, was_set.get(scenario, {}), now_set.get(scenario, {}))
     if all("target" in s and "platform" in s for s in (before, after)):
         old, new = (_target_of(s) for s in (before, after))
         if old != new:
@@ -319,11 +315,19 @@ def setting_differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> 
     # The settings of the platform squall started (``[platform]``), one by one.
     was, now = before.get("platform"), after.get("platform")
     if isinstance(was, Mapping) and isinstance(now, Mapping):
-        for name in sorted({*was, *now}):
-            old, new = was.get(name, "default"), now.get(name, "default")
-            if old != new:
-                found.append(f"platform.{name}: {old} → {new}")
+        found += _differences("platform", was, now)
     return tuple(found)
+
+
+def _differences(prefix: str, was: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """``"prefix.name: old → new"`` for each setting of either mapping the other has not the
+    same (one left out reads ``default``)."""
+    found = []
+    for name in sorted({*was, *now}):
+        old, new = was.get(name, "default"), now.get(name, "default")
+        if old != new:
+            found.append(f"{prefix}.{name}: {old} → {new}")
+    return found
 
 
 def compare(
