@@ -174,6 +174,18 @@ def _host_problem(host: str, resolve: Callable[[str], Sequence[str]]) -> str | N
     return None if is_loopback else f"host {host} is not a loopback address"
 
 
+def connection_refusal(url: str, what: str) -> str | None:
+    """The message refusing a connection to ``url`` off this machine, telling to point
+    ``what`` (``"the scenario"``, ``"the request"``) elsewhere; None for a loopback URL."""
+    problem = loopback_problem(url)
+    if problem is None:
+        return None
+    return (
+        f"{url}: {problem}; squall only connects to this machine ({LOOPBACK}): point {what} "
+        "at a service on 127.0.0.1 or localhost"
+    )
+
+
 def require_loopback(
     url: str, setting: str, resolve: Callable[[str], Sequence[str]] = _resolve
 ) -> None:

@@ -51,7 +51,7 @@ from squall.engine.errors import (
     UnexpectedMessage,
 )
 from squall.fdlimit import open_files_limit
-from squall.loopback import LOOPBACK, loopback_problem
+from squall.loopback import connection_refusal
 from squall.metrics.recorder import MESSAGES_RECEIVED, MESSAGES_SENT, TIMEOUTS, Recorder
 
 Clock = Callable[[], float]
@@ -879,14 +879,9 @@ async def connect(
             f"(default {DEFAULT_MAX_UNREAD})"
         )
     socket = WebSocket(url, recorder, clock, origin, on_close, max_unread)
-    off_machine = loopback_problem(url)
-    if off_machine is not None:
-        raise socket._record(
-            ConnectError(
-                f"{url}: {off_machine}; squall only connects to this machine ({LOOPBACK}): "
-                "point the scenario at a service on 127.0.0.1 or localhost"
-            )
-        )
+    refusal = connection_refusal(url, "the scenario")
+    if refusal is not None:
+        raise socket._record(ConnectError(refusal))
     extra = list((headers or {}).items())
     if subprotocols:
         extra.append(("Sec-WebSocket-Protocol", ", ".join(subprotocols)))

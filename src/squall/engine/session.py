@@ -26,7 +26,7 @@ from squall.engine.client import (
     connect,
 )
 from squall.engine.identity import Identity
-from squall.loopback import LOOPBACK, loopback_problem
+from squall.loopback import connection_refusal
 from squall.metrics.recorder import Recorder
 
 
@@ -313,13 +313,9 @@ async def _caught(close: Awaitable[None]) -> BaseException | None:
 
 async def _require_loopback(request: httpx.Request) -> None:
     """Refuse a request to another machine before it connects, as a WebSocket's is."""
-    off_machine = loopback_problem(str(request.url))
-    if off_machine is not None:
-        raise httpx.ConnectError(
-            f"{request.url}: {off_machine}; squall only connects to this machine "
-            f"({LOOPBACK}): point the request at a service on 127.0.0.1 or localhost",
-            request=request,
-        )
+    refusal = connection_refusal(str(request.url), "the request")
+    if refusal is not None:
+        raise httpx.ConnectError(refusal, request=request)
 
 
 async def _close_http(client: httpx.AsyncClient) -> None:
